@@ -1,0 +1,255 @@
+import type { ArgsDef } from "citty";
+
+/**
+ * Every root flag. P2PRC's names (and their short aliases) stay working as aliases of the new names.
+ * `pending` names the issue that builds a flag; until then it answers "not available yet" (exit 2).
+ */
+interface FlagDef {
+  type: "boolean" | "string";
+  alias?: string[];
+  description: string;
+  valueHint?: string;
+  pending?: string;
+}
+
+export const FLAGS = {
+  // actions
+  "as-server": {
+    type: "boolean",
+    alias: ["s", "Server"],
+    description: "Run this node as a server in the foreground",
+  },
+  "set-default-config": {
+    type: "boolean",
+    alias: ["dc", "SetDefaultConfig"],
+    description: "Create or complete config.json, node keys and state.db (idempotent)",
+  },
+  "view-config": {
+    type: "boolean",
+    alias: ["vc", "ViewConfig"],
+    description: "Print the effective config as JSON",
+  },
+  whoami: { type: "boolean", description: "Print this node's id (derived from its Ed25519 key)" },
+  doctor: { type: "boolean", description: "Check the container engine: reachable, version, images" },
+  "network-interfaces": {
+    type: "boolean",
+    alias: ["ni", "NetworkInterfaces"],
+    description: "List this machine's network interfaces",
+  },
+  "list-servers": {
+    type: "boolean",
+    alias: ["ls", "ListServers"],
+    description: "Print the IP table sorted by latency",
+    pending: "peer-to-peer discovery",
+  },
+  "update-server-list": {
+    type: "boolean",
+    alias: ["us", "UpdateServerList"],
+    description: "Exchange with peers now, then print the IP table",
+    pending: "peer-to-peer discovery",
+  },
+  "add-server": {
+    type: "string",
+    alias: ["as", "AddServer"],
+    valueHint: "host:port",
+    description: "Add a node to the IP table",
+    pending: "peer-to-peer discovery",
+  },
+  "add-root-node": {
+    type: "boolean",
+    alias: ["arn", "AddRootNode"],
+    description: "Add a root node (with --ip and -p) without wiping the table",
+    pending: "peer-to-peer discovery",
+  },
+  "add-metadata": {
+    type: "string",
+    alias: ["amd", "AddMetaData"],
+    valueHint: "text",
+    description: "Set this node's metadata and spread it",
+    pending: "peer-to-peer discovery",
+  },
+  "exec-container": {
+    type: "string",
+    alias: ["touch", "CreateVM"],
+    valueHint: "node",
+    description: "Create a container on a node (id, name, host:port or auto)",
+    pending: "client",
+  },
+  "remove-vm": {
+    type: "string",
+    alias: ["rm", "RemoveVM"],
+    valueHint: "node",
+    description: "Remove container --id from a node",
+    pending: "client",
+  },
+  "view-images": {
+    type: "string",
+    alias: ["vi", "ViewImages"],
+    valueHint: "node",
+    description: "List the images a node offers",
+    pending: "client",
+  },
+  specs: {
+    type: "string",
+    alias: ["Specification"],
+    valueHint: "node",
+    description: "Print a node's specs",
+    pending: "client",
+  },
+  "tracked-containers": {
+    type: "boolean",
+    alias: ["tc", "TrackedContainers"],
+    description: "List the containers this client created",
+    pending: "client",
+  },
+  "create-group": {
+    type: "boolean",
+    alias: ["cgroup", "CreateGroup"],
+    description: "Create a container group",
+    pending: "client",
+  },
+  group: {
+    type: "string",
+    alias: ["Group"],
+    valueHint: "gid",
+    description: "Show a group; with --id add a container; with --rmcgroup remove it",
+    pending: "client",
+  },
+  "remove-group": {
+    type: "string",
+    alias: ["rmgroup", "RemoveGroup"],
+    valueHint: "gid",
+    description: "Remove a group",
+    pending: "client",
+  },
+  groups: { type: "boolean", alias: ["Groups"], description: "List container groups", pending: "client" },
+  "map-port": {
+    type: "string",
+    alias: ["mp", "MAPPort"],
+    valueHint: "port",
+    description: "Expose a local port through a relay peer",
+    pending: "NAT relay",
+  },
+  "view-plugins": {
+    type: "boolean",
+    alias: ["vp", "ViewPlugins"],
+    description: "List installed plugins",
+    pending: "plugins",
+  },
+  "execute-plugin": {
+    type: "string",
+    alias: ["plugin", "ExecutePlugin"],
+    valueHint: "name",
+    description: "Run a plugin against container or group --id",
+    pending: "plugins",
+  },
+  "pull-plugin": {
+    type: "string",
+    alias: ["pp", "PullPlugin"],
+    valueHint: "url",
+    description: "Install a plugin",
+    pending: "plugins",
+  },
+  "remove-plugin": {
+    type: "string",
+    alias: ["rp", "RemovePlugin"],
+    valueHint: "name",
+    description: "Remove a plugin",
+    pending: "plugins",
+  },
+  // modifiers
+  id: { type: "string", alias: ["ID"], description: "Container or group id (with --rm, --group, --plugin)" },
+  ports: {
+    type: "string",
+    alias: ["p", "Ports"],
+    description: "Ports to publish (--touch); root node port (--arn)",
+  },
+  gpu: { type: "boolean", alias: ["GPU"], description: "Give the container the node's GPUs" },
+  image: { type: "string", alias: ["bi", "BaseImage"], description: "Container image" },
+  name: { type: "string", alias: ["cn", "ContainerName"], description: "Container name" },
+  cpus: { type: "string", description: "CPUs for the container" },
+  memory: { type: "string", valueHint: "MiB", description: "Memory for the container in MiB" },
+  ttl: { type: "string", valueHint: "seconds", description: "Container lease; removed after it" },
+  "ssh-key": { type: "string", valueHint: "file", description: "Public key for SSH into the container" },
+  "remove-container-group": {
+    type: "boolean",
+    alias: ["rmcgroup", "RemoveContainerGroup"],
+    description: "With --group and --id: remove the container from the group",
+  },
+  ip: { type: "string", alias: ["IPAddress"], description: "Host of the root node (--arn)" },
+  udp: { type: "boolean", description: "Map a UDP port (--mp)" },
+  "remote-address": {
+    type: "string",
+    alias: ["ra", "RemoteAddress"],
+    description: "Ask this remote node to map the port (--mp)",
+  },
+  "domain-name": {
+    type: "string",
+    alias: ["dn", "DomainName"],
+    description: "Domain for the mapped port (--mp)",
+  },
+  // global
+  "config-dir": { type: "string", valueHint: "dir", description: "Node home directory (overrides $P2PRC)" },
+  port: { type: "string", description: "Server port (overrides serverPort)" },
+  host: { type: "string", description: "Server bind address (overrides serverHost)" },
+  json: { type: "boolean", description: "Machine-readable output" },
+  "log-level": { type: "string", valueHint: "level", description: "silent, error, warn, info or debug" },
+  debug: { type: "boolean", description: "Show stack traces on errors" },
+  version: { type: "boolean", alias: ["v"], description: "Print the version" },
+  help: { type: "boolean", alias: ["h"], description: "Show this help" },
+} satisfies Record<string, FlagDef>;
+
+export type FlagName = keyof typeof FLAGS;
+
+/** Action flags in the order they run when several are given (as P2PRC's action.go); the server runs last. */
+export const ACTION_ORDER: FlagName[] = [
+  "set-default-config",
+  "update-server-list",
+  "list-servers",
+  "add-server",
+  "view-images",
+  "remove-vm",
+  "exec-container",
+  "specs",
+  "network-interfaces",
+  "view-plugins",
+  "tracked-containers",
+  "execute-plugin",
+  "create-group",
+  "group",
+  "remove-group",
+  "groups",
+  "pull-plugin",
+  "remove-plugin",
+  "add-metadata",
+  "map-port",
+  "add-root-node",
+  "view-config",
+  "whoami",
+  "doctor",
+  "as-server",
+];
+
+/** citty's args definition, with pending flags marked in their help line. */
+export function cittyArgs(): ArgsDef {
+  const out: ArgsDef = {};
+  for (const [name, def] of Object.entries(FLAGS) as [string, FlagDef][]) {
+    out[name] = {
+      type: def.type,
+      alias: def.alias ? [...def.alias] : undefined,
+      valueHint: def.valueHint,
+      description: def.pending ? `${def.description} (not available yet)` : def.description,
+    };
+  }
+  return out;
+}
+
+/** Every spelling a flag accepts → its canonical name. */
+export function flagSpellings(): Map<string, FlagName> {
+  const map = new Map<string, FlagName>();
+  const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  for (const [name, def] of Object.entries(FLAGS) as [FlagName, FlagDef][]) {
+    for (const spelling of [name, camel(name), ...(def.alias ?? [])]) map.set(spelling, name);
+  }
+  return map;
+}

@@ -1,0 +1,64 @@
+import { ACTION_ORDER, FLAGS, type FlagName } from "./flags.ts";
+import { VERSION } from "./version.ts";
+
+const MODIFIERS: FlagName[] = [
+  "id",
+  "ports",
+  "gpu",
+  "image",
+  "name",
+  "cpus",
+  "memory",
+  "ttl",
+  "ssh-key",
+  "remove-container-group",
+  "ip",
+  "udp",
+  "remote-address",
+  "domain-name",
+];
+const GLOBAL: FlagName[] = ["config-dir", "port", "host", "json", "log-level", "debug", "version", "help"];
+
+function line(name: FlagName): [string, string] {
+  const def = FLAGS[name] as {
+    type: string;
+    alias?: string[];
+    description: string;
+    valueHint?: string;
+    pending?: string;
+  };
+  const value = def.type === "string" ? ` <${def.valueHint ?? "value"}>` : "";
+  const aliases = (def.alias ?? []).map((a) => (a.length === 1 ? `-${a}` : `--${a}`));
+  const left = [`--${name}${value}`, ...aliases].join(", ");
+  const right = def.pending ? `${def.description} (not available yet)` : def.description;
+  return [left, right];
+}
+
+function section(title: string, names: FlagName[]): string {
+  const rows = names.map(line);
+  const width = Math.min(48, Math.max(...rows.map(([l]) => l.length)));
+  return [
+    `${title}:`,
+    ...rows.map(([l, r]) =>
+      l.length > width ? `  ${l}\n  ${" ".repeat(width)}  ${r}` : `  ${l.padEnd(width)}  ${r}`,
+    ),
+  ].join("\n");
+}
+
+/** `p2prc -h`: every flag with its P2PRC aliases and one line of help. */
+export function renderHelp(): string {
+  const actions = ACTION_ORDER.filter((n) => !MODIFIERS.includes(n));
+  return [
+    `p2prc ${VERSION} — peer-to-peer compute: run tasks in sandboxed containers on trusted peers`,
+    "",
+    "Usage: p2prc <action flag> [modifiers] [--json]",
+    "",
+    section("Actions", ["as-server", ...actions.filter((n) => n !== "as-server")]),
+    "",
+    section("Modifiers", MODIFIERS),
+    "",
+    section("Global", GLOBAL),
+    "",
+    "Single-dash long names (-dc, -touch) work as in P2PRC. Config: p2prc --vc; docs: Docs/.",
+  ].join("\n");
+}

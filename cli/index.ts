@@ -1,0 +1,4 @@
+/** cli: the `p2prc` command line (citty). Thin: parse → call abstractions → print. */
+export { normalizeArgs, rootCommand, runCli } from "./run.ts";
+export type { RunOptions } from "./run.ts";
+export type { CliIO } from "./io.ts";

@@ -1,0 +1,43 @@
+/**
+ * config: the base every module stands on — the node's config file and its loader, node identity
+ * (Ed25519), the SQLite state store, the clock, the logger and the shared error type.
+ * Imports nothing of p2prc's own.
+ */
+export { canonicalJson } from "./canonical-json.ts";
+export { ManualClock, systemClock } from "./clock.ts";
+export type { Cancel, Clock } from "./clock.ts";
+export { isP2prcError, P2prcError, wrapError } from "./errors.ts";
+export type { ErrorCode, P2prcErrorOptions } from "./errors.ts";
+export {
+  generateIdentity,
+  loadOrCreateIdentity,
+  NODE_ID_RE,
+  publicKeyOfNodeId,
+  verifyJson,
+  verifySignature,
+} from "./identity.ts";
+export type { Identity } from "./identity.ts";
+export {
+  completeConfigFile,
+  defaultConfig,
+  envName,
+  readConfigFile,
+  resolveConfig,
+  writeConfigFile,
+} from "./load.ts";
+export type { ResolvedConfig, ResolveInputs } from "./load.ts";
+export { createLogger, memoryLogger } from "./logger.ts";
+export type { Logger, LogLevel } from "./logger.ts";
+export { nodePaths, resolveHome } from "./paths.ts";
+export type { HomeInputs, NodePaths } from "./paths.ts";
+export { openStore } from "./store/index.ts";
+export type {
+  ContainerRecord,
+  ContainerStore,
+  MetaStore,
+  PortMapping,
+  SshInfo,
+  Store,
+} from "./store/index.ts";
+export { CONFIG_FIELDS, ConfigSchema } from "./types.ts";
+export type { Config, ConfigField, ConfigSource } from "./types.ts";

@@ -1,0 +1,169 @@
+// The only file that imports better-sqlite3. The per-platform entry point requires its prebuilt
+// addon statically, so `bun build --compile` embeds it and the binary needs no node_modules.
+import Database from "better-sqlite3/linux-x64";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { P2prcError } from "../errors.ts";
+import { MIGRATIONS } from "./migrations.ts";
+import type { ContainerRecord, PortMapping, SshInfo } from "./types.ts";
+
+type Db = InstanceType<typeof Database>;
+
+/** Key/value facts about this node. */
+export interface MetaStore {
+  get(key: string): string | undefined;
+  set(key: string, value: string): void;
+}
+
+/** Task containers run by this node's server. */
+export interface ContainerStore {
+  insert(record: ContainerRecord): void;
+  get(idOrName: string): ContainerRecord | undefined;
+  list(): ContainerRecord[];
+  remove(id: string): boolean;
+  count(): number;
+  countByOwner(owner: string): number;
+  /** Containers whose lease ended at or before `now`. */
+  expired(now: number): ContainerRecord[];
+}
+
+/** The node's state database. Methods are domain verbs; SQL stays in this file. */
+export interface Store {
+  readonly path: string;
+  readonly meta: MetaStore;
+  readonly containers: ContainerStore;
+  /** Schema version after migrations. */
+  version(): number;
+  close(): void;
+}
+
+interface ContainerRow {
+  id: string;
+  name: string;
+  image: string;
+  owner: string;
+  created_at: number;
+  expires_at: number;
+  cpus: number;
+  memory_mb: number;
+  gpu: number;
+  ports: string;
+  ssh: string | null;
+}
+
+function toRecord(row: ContainerRow): ContainerRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    image: row.image,
+    owner: row.owner,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    cpus: row.cpus,
+    memoryMb: row.memory_mb,
+    gpu: row.gpu === 1,
+    ports: JSON.parse(row.ports) as PortMapping[],
+    ssh: row.ssh === null ? undefined : (JSON.parse(row.ssh) as SshInfo),
+  };
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new P2prcError(
+      "E_STORE",
+      `state database schema ${current} is newer than this p2prc (${MIGRATIONS.length}); upgrade p2prc`,
+    );
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v] as string);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+/** Opens (creating if needed) the state database at `path` (or ":memory:"), WAL mode, migrated. */
+export function openStore(path: string): Store {
+  let db: Db;
+  try {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = NORMAL");
+    db.pragma("busy_timeout = 5000");
+    db.pragma("foreign_keys = ON");
+    migrate(db);
+  } catch (err) {
+    if (err instanceof P2prcError) throw err;
+    throw new P2prcError("E_STORE", `cannot open state database ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+
+  const q = {
+    metaGet: db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?"),
+    metaSet: db.prepare<[string, string]>(
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    ),
+    cInsert: db.prepare(
+      `INSERT INTO containers (id, name, image, owner, created_at, expires_at, cpus, memory_mb, gpu, ports, ssh)
+       VALUES (@id, @name, @image, @owner, @created_at, @expires_at, @cpus, @memory_mb, @gpu, @ports, @ssh)`,
+    ),
+    cGet: db.prepare<[string, string], ContainerRow>("SELECT * FROM containers WHERE id = ? OR name = ?"),
+    cList: db.prepare<[], ContainerRow>("SELECT * FROM containers ORDER BY created_at, id"),
+    cRemove: db.prepare<[string]>("DELETE FROM containers WHERE id = ?"),
+    cCount: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM containers"),
+    cCountOwner: db.prepare<[string], { n: number }>("SELECT count(*) AS n FROM containers WHERE owner = ?"),
+    cExpired: db.prepare<[number], ContainerRow>(
+      "SELECT * FROM containers WHERE expires_at <= ? ORDER BY expires_at",
+    ),
+  };
+
+  const meta: MetaStore = {
+    get: (key) => q.metaGet.get(key)?.value,
+    set: (key, value) => {
+      q.metaSet.run(key, value);
+    },
+  };
+
+  const containers: ContainerStore = {
+    insert(r) {
+      q.cInsert.run({
+        id: r.id,
+        name: r.name,
+        image: r.image,
+        owner: r.owner,
+        created_at: r.createdAt,
+        expires_at: r.expiresAt,
+        cpus: r.cpus,
+        memory_mb: r.memoryMb,
+        gpu: r.gpu ? 1 : 0,
+        ports: JSON.stringify(r.ports),
+        ssh: r.ssh === undefined ? null : JSON.stringify(r.ssh),
+      });
+    },
+    get(idOrName) {
+      const row = q.cGet.get(idOrName, idOrName);
+      return row ? toRecord(row) : undefined;
+    },
+    list: () => q.cList.all().map(toRecord),
+    remove: (id) => q.cRemove.run(id).changes > 0,
+    count: () => q.cCount.get()?.n ?? 0,
+    countByOwner: (owner) => q.cCountOwner.get(owner)?.n ?? 0,
+    expired: (now) => q.cExpired.all(now).map(toRecord),
+  };
+
+  let open = true;
+  return {
+    path,
+    meta,
+    containers,
+    version: () => db.pragma("user_version", { simple: true }) as number,
+    close() {
+      if (!open) return;
+      open = false;
+      db.close();
+    },
+  };
+}

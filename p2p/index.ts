@@ -1,0 +1,2 @@
+/** p2p: the IP table, bootstrap, signed gossip, liveness and latency. Not built yet. */
+export {};

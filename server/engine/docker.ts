@@ -1,0 +1,338 @@
+// The only file that imports dockerode. It is loaded lazily (about 130 ms of start-up) so commands that
+// never talk to the engine stay fast.
+import type Dockerode from "dockerode";
+import { PassThrough, Readable } from "node:stream";
+import { P2prcError } from "../../config/index.ts";
+import type {
+  ContainerEngine,
+  ContainerInfo,
+  ContainerSpec,
+  ContainerState,
+  EngineInfo,
+  ExecOptions,
+  ExecResult,
+  ImageInfo,
+} from "./types.ts";
+
+/** Where the engine listens: `unix:///var/run/docker.sock`, `tcp://host:port`, or a bare socket path. */
+export interface DockerEngineOptions {
+  host: string;
+}
+
+function connectOptions(host: string): Dockerode.DockerOptions {
+  if (host.startsWith("unix://")) return { socketPath: host.slice("unix://".length) };
+  if (host.startsWith("/")) return { socketPath: host };
+  if (host.startsWith("tcp://") || host.startsWith("http://")) {
+    const url = new URL(host.replace(/^tcp:/, "http:"));
+    return { host: url.hostname, port: Number(url.port || 2375), protocol: "http" };
+  }
+  throw new P2prcError("E_CONFIG", `unsupported engine address "${host}"`, { field: "dockerHost" });
+}
+
+interface DockerLikeError {
+  statusCode?: number;
+  code?: string;
+  json?: { message?: string } | null;
+  reason?: string;
+  message?: string;
+}
+
+/** Translates a dockerode error into p2prc's terms at the edge. */
+function engineError(err: unknown, context: string, host: string): P2prcError {
+  const e = (err ?? {}) as DockerLikeError;
+  const detail = e.json?.message ?? e.reason ?? e.message ?? String(err);
+  if (e.code && ["ECONNREFUSED", "ENOENT", "EACCES", "ECONNRESET", "EPIPE", "ETIMEDOUT"].includes(e.code)) {
+    return new P2prcError("E_ENGINE_UNAVAILABLE", `container engine unreachable at ${host} (${e.code})`, {
+      cause: err,
+      retryable: true,
+      hint: "start Docker (or Podman's socket) or set dockerHost / DOCKER_HOST",
+    });
+  }
+  switch (e.statusCode) {
+    case 404:
+      return new P2prcError("E_NOT_FOUND", `${context}: ${detail}`, { cause: err });
+    case 409:
+      return new P2prcError("E_CONFLICT", `${context}: ${detail}`, { cause: err });
+    case 400:
+      return new P2prcError("E_INVALID", `${context}: ${detail}`, { cause: err });
+    default:
+      return new P2prcError("E_ENGINE", `${context}: ${detail}`, { cause: err, retryable: true });
+  }
+}
+
+function toInfo(c: Dockerode.ContainerInspectInfo): ContainerInfo {
+  const ports: ContainerInfo["ports"] = [];
+  for (const [key, bindings] of Object.entries(c.NetworkSettings?.Ports ?? {})) {
+    const internal = Number.parseInt(key, 10);
+    const first = (bindings ?? []).find((b) => b.HostPort);
+    if (first) ports.push({ internal, external: Number(first.HostPort) });
+  }
+  ports.sort((a, b) => a.internal - b.internal);
+  return {
+    id: c.Id,
+    name: c.Name.replace(/^\//, ""),
+    image: c.Config.Image,
+    state: c.State.Status as ContainerState,
+    running: c.State.Running,
+    exitCode: c.State.Running ? undefined : c.State.ExitCode,
+    labels: c.Config.Labels ?? {},
+    ports,
+    createdAt: Date.parse(c.Created),
+  };
+}
+
+function toWeb(stream: NodeJS.ReadableStream): ReadableStream<Uint8Array> {
+  return Readable.toWeb(stream as Readable) as unknown as ReadableStream<Uint8Array>;
+}
+
+/** Collects a demultiplexed stream into a capped buffer. */
+function collector(max: number) {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let truncated = false;
+  const sink = new PassThrough();
+  sink.on("data", (chunk: Buffer) => {
+    if (size >= max) {
+      truncated = true;
+      return;
+    }
+    const room = max - size;
+    const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
+    if (chunk.length > room) truncated = true;
+    chunks.push(piece);
+    size += piece.length;
+  });
+  return { sink, text: () => Buffer.concat(chunks).toString("utf8"), truncated: () => truncated };
+}
+
+/** A ContainerEngine over dockerode. Connects lazily on first use. */
+export function createDockerEngine(options: DockerEngineOptions): ContainerEngine {
+  const host = options.host;
+  let docker: Dockerode | undefined;
+  const client = async (): Promise<Dockerode> => {
+    if (!docker) {
+      const { default: Docker } = await import("dockerode");
+      docker = new Docker(connectOptions(host));
+    }
+    return docker;
+  };
+  const call = async <T>(context: string, fn: (d: Dockerode) => Promise<T>): Promise<T> => {
+    const d = await client();
+    try {
+      return await fn(d);
+    } catch (err) {
+      throw engineError(err, context, host);
+    }
+  };
+
+  const engine: ContainerEngine = {
+    ping: () =>
+      call("engine info", async (d) => {
+        const [version, info] = await Promise.all([d.version(), d.info()]);
+        const runtimes = Object.keys((info as { Runtimes?: Record<string, unknown> }).Runtimes ?? {});
+        return {
+          version: version.Version,
+          apiVersion: version.ApiVersion,
+          os: version.Os,
+          arch: version.Arch,
+          containers: info.Containers,
+          images: info.Images,
+          gpuRuntime: runtimes.includes("nvidia"),
+        } satisfies EngineInfo;
+      }),
+
+    create: (spec: ContainerSpec) =>
+      call(`create container ${spec.name}`, async (d) => {
+        const exposed: Record<string, object> = {};
+        const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+        for (const port of spec.publish) {
+          exposed[`${port}/tcp`] = {};
+          bindings[`${port}/tcp`] = [{ HostIp: spec.publishHost ?? "", HostPort: "" }];
+        }
+        const container = await d.createContainer({
+          name: spec.name,
+          Image: spec.image,
+          Cmd: spec.command,
+          Env: Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
+          Labels: spec.labels,
+          WorkingDir: spec.workingDir,
+          ExposedPorts: exposed,
+          AttachStdout: false,
+          AttachStderr: false,
+          Tty: false,
+          HostConfig: {
+            CapDrop: ["ALL"],
+            CapAdd: spec.capAdd ?? [],
+            SecurityOpt: ["no-new-privileges:true"],
+            Privileged: false,
+            PidsLimit: spec.pidsLimit,
+            Memory: spec.memoryMb * 1024 * 1024,
+            MemorySwap: spec.memoryMb * 1024 * 1024,
+            NanoCpus: Math.round(spec.cpus * 1e9),
+            PortBindings: bindings,
+            RestartPolicy: { Name: "no" },
+            Binds: [],
+            Mounts: [],
+            ReadonlyRootfs: false,
+            Init: true,
+            DeviceRequests: spec.gpu ? [{ Driver: "", Count: -1, Capabilities: [["gpu"]] }] : [],
+          },
+        });
+        return container.id;
+      }),
+
+    start: (id) =>
+      call(`start container ${id}`, async (d) => {
+        try {
+          await d.getContainer(id).start();
+        } catch (err) {
+          if ((err as DockerLikeError).statusCode === 304) return; // already started
+          throw err;
+        }
+      }),
+
+    inspect: (id) =>
+      call(`inspect container ${id}`, async (d) => {
+        try {
+          return toInfo(await d.getContainer(id).inspect());
+        } catch (err) {
+          if ((err as DockerLikeError).statusCode === 404) return undefined;
+          throw err;
+        }
+      }),
+
+    exec: (id, command, opts: ExecOptions = {}) =>
+      call(`exec in container ${id}`, async (d) => {
+        const exec = await d.getContainer(id).exec({
+          Cmd: command,
+          Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+          WorkingDir: opts.workingDir,
+          AttachStdout: true,
+          AttachStderr: true,
+          Tty: false,
+        });
+        const stream = await exec.start({ hijack: true, stdin: false });
+        const max = opts.maxOutputBytes ?? 16 * 1024 * 1024;
+        const out = collector(max);
+        const err = collector(max);
+        d.modem.demuxStream(stream, out.sink, err.sink);
+        let timedOut = false;
+        await new Promise<void>((resolve, reject) => {
+          const timer = opts.timeoutMs
+            ? setTimeout(() => {
+                timedOut = true;
+                stream.destroy();
+                resolve();
+              }, opts.timeoutMs)
+            : undefined;
+          const done = () => {
+            if (timer) clearTimeout(timer);
+            resolve();
+          };
+          stream.on("end", done);
+          stream.on("close", done);
+          stream.on("error", (e) => {
+            if (timer) clearTimeout(timer);
+            if (timedOut) resolve();
+            else reject(e);
+          });
+        });
+        const info = timedOut ? undefined : await exec.inspect();
+        const result: ExecResult = {
+          exitCode: info?.ExitCode ?? -1,
+          stdout: out.text(),
+          stderr: err.text(),
+        };
+        if (timedOut) result.timedOut = true;
+        if (out.truncated() || err.truncated()) result.truncated = true;
+        return result;
+      }),
+
+    logs: (id, opts) =>
+      call(`logs of container ${id}`, async (d) => {
+        const container = d.getContainer(id);
+        const base = { stdout: true, stderr: true, tail: opts.tail, abortSignal: opts.signal };
+        const merged = new PassThrough();
+        if (opts.follow) {
+          const stream = await container.logs({ ...base, follow: true });
+          d.modem.demuxStream(stream, merged, merged);
+          stream.on("end", () => merged.end());
+          stream.on("error", () => merged.end());
+          opts.signal?.addEventListener("abort", () => merged.end());
+        } else {
+          const buf = await container.logs({ ...base, follow: false });
+          const src = Readable.from([buf]);
+          d.modem.demuxStream(src, merged, merged);
+          src.on("end", () => merged.end());
+        }
+        return toWeb(merged);
+      }),
+
+    putArchive: (id, path, tar) =>
+      call(`copy files into container ${id}`, async (d) => {
+        await d.getContainer(id).putArchive(Buffer.from(tar), { path });
+      }),
+
+    getArchive: (id, path) =>
+      call(`copy ${path} out of container ${id}`, async (d) => {
+        const stream = await d.getContainer(id).getArchive({ path });
+        return toWeb(stream);
+      }),
+
+    remove: (id) =>
+      call(`remove container ${id}`, async (d) => {
+        try {
+          await d.getContainer(id).remove({ force: true, v: true });
+        } catch (err) {
+          const status = (err as DockerLikeError).statusCode;
+          if (status === 404 || status === 304) return;
+          if (status === 409 && /already in progress/.test(String((err as DockerLikeError).json?.message)))
+            return;
+          throw err;
+        }
+      }),
+
+    listByLabel: (label) =>
+      call("list containers", async (d) => {
+        const list = await d.listContainers({ all: true, filters: { label: [label] } });
+        return list.map((c) => ({
+          id: c.Id,
+          name: (c.Names[0] ?? "").replace(/^\//, ""),
+          image: c.Image,
+          state: c.State as ContainerState,
+          running: c.State === "running",
+          labels: c.Labels ?? {},
+          ports: (c.Ports ?? [])
+            .filter((p) => p.PublicPort)
+            .map((p) => ({ internal: p.PrivatePort, external: p.PublicPort }))
+            .filter((p, i, all) => all.findIndex((q) => q.internal === p.internal) === i),
+          createdAt: c.Created * 1000,
+        }));
+      }),
+
+    listImages: () =>
+      call("list images", async (d) => {
+        const list = await d.listImages();
+        return list.map(
+          (i): ImageInfo => ({
+            id: i.Id,
+            tags: (i.RepoTags ?? []).filter((t) => t !== "<none>:<none>"),
+            sizeBytes: i.Size,
+            createdAt: i.Created * 1000,
+          }),
+        );
+      }),
+
+    hasImage: (ref) =>
+      call(`inspect image ${ref}`, async (d) => {
+        try {
+          await d.getImage(ref).inspect();
+          return true;
+        } catch (err) {
+          if ((err as DockerLikeError).statusCode === 404) return false;
+          throw err;
+        }
+      }),
+  };
+  return engine;
+}

@@ -1,0 +1,14 @@
+/** The container engine behind a narrow interface; Docker (or Podman) through dockerode. */
+export { createDockerEngine } from "./docker.ts";
+export type { DockerEngineOptions } from "./docker.ts";
+export { LABEL_PREFIX, MANAGED_LABEL } from "./types.ts";
+export type {
+  ContainerEngine,
+  ContainerInfo,
+  ContainerSpec,
+  ContainerState,
+  EngineInfo,
+  ExecOptions,
+  ExecResult,
+  ImageInfo,
+} from "./types.ts";

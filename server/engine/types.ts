@@ -1,0 +1,105 @@
+import type { PortMapping } from "../../config/index.ts";
+
+/** Label prefix on every container p2prc creates; the reconciler finds its own by it. */
+export const LABEL_PREFIX = "p2prc.";
+/** Label that marks a container as p2prc's; its value is the managing node's id. */
+export const MANAGED_LABEL = "p2prc.node";
+
+/** What to create. p2prc's own type: the engine adapter translates it. */
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  command?: string[] | undefined;
+  env?: Record<string, string> | undefined;
+  labels: Record<string, string>;
+  cpus: number;
+  memoryMb: number;
+  pidsLimit: number;
+  /** Container TCP ports to publish on random host ports. */
+  publish: number[];
+  /** Host address the published ports bind to. */
+  publishHost?: string | undefined;
+  gpu: boolean;
+  /** Capabilities added back after dropping ALL (e.g. what sshd needs). */
+  capAdd?: string[] | undefined;
+  workingDir?: string | undefined;
+}
+
+export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead";
+
+/** What the engine says about a container. */
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  image: string;
+  state: ContainerState;
+  running: boolean;
+  exitCode?: number | undefined;
+  labels: Record<string, string>;
+  ports: PortMapping[];
+  /** ms since epoch */
+  createdAt: number;
+}
+
+export interface EngineInfo {
+  version: string;
+  apiVersion: string;
+  os: string;
+  arch: string;
+  containers: number;
+  images: number;
+  /** Whether the engine has a GPU runtime (nvidia) configured. */
+  gpuRuntime: boolean;
+}
+
+export interface ImageInfo {
+  id: string;
+  tags: string[];
+  sizeBytes: number;
+  createdAt: number;
+}
+
+export interface ExecOptions {
+  env?: Record<string, string> | undefined;
+  workingDir?: string | undefined;
+  /** Kill the wait (not the process) after this many ms; the result then has exitCode -1 and timedOut. */
+  timeoutMs?: number | undefined;
+  /** Most bytes kept of each of stdout and stderr; more is dropped and `truncated` set. */
+  maxOutputBytes?: number | undefined;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  timedOut?: boolean;
+  truncated?: boolean;
+}
+
+/**
+ * The narrow container engine p2prc needs. One implementation talks to Docker (or Podman) through
+ * dockerode; nothing else in p2prc touches the engine. Remove is idempotent.
+ */
+export interface ContainerEngine {
+  ping(): Promise<EngineInfo>;
+  create(spec: ContainerSpec): Promise<string>;
+  start(id: string): Promise<void>;
+  /** undefined when the container does not exist. */
+  inspect(id: string): Promise<ContainerInfo | undefined>;
+  exec(id: string, command: string[], options?: ExecOptions): Promise<ExecResult>;
+  /** stdout and stderr interleaved as text bytes; with follow the stream stays open until the container stops or the signal aborts. */
+  logs(
+    id: string,
+    options: { follow: boolean; tail?: number; signal?: AbortSignal },
+  ): Promise<ReadableStream<Uint8Array>>;
+  /** Extracts a tar archive into `path` inside the container. */
+  putArchive(id: string, path: string, tar: Uint8Array): Promise<void>;
+  /** A tar archive of `path` inside the container. */
+  getArchive(id: string, path: string): Promise<ReadableStream<Uint8Array>>;
+  /** Force-removes; a container already gone is success. */
+  remove(id: string): Promise<void>;
+  /** Containers carrying the label `key` (optionally `key=value`). */
+  listByLabel(label: string): Promise<ContainerInfo[]>;
+  listImages(): Promise<ImageInfo[]>;
+  hasImage(ref: string): Promise<boolean>;
+}
