@@ -3,11 +3,16 @@
  * store, engine, clock and logger, and hands each module what it needs.
  *
  * @example
- *   import { init } from "p2prc/abstractions";
- *   const node = init({ configDir: "/tmp/node-a" });
- *   console.log(node.identity.nodeId);
+ *   import { start } from "./abstractions/index.ts";
+ *   const node = await start({ configDir: "/tmp/node-a" });
+ *   console.log(node.url, node.nodeId);
+ *   await node.stop();
  */
 export { doctor } from "./doctor.ts";
 export type { DoctorReport } from "./doctor.ts";
+export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";
 export { init, loadConfig, setConfigValue, setDefaultConfig, viewConfig } from "./node.ts";
 export type { DefaultConfigResult, LoadedConfig, NodeContext, NodeOptions } from "./node.ts";
+export { start } from "./start.ts";
+export type { RunningNode, StartOptions } from "./start.ts";
+export { VERSION } from "./version.ts";

@@ -1,4 +1,9 @@
 /** server: runs other nodes' tasks in isolated containers behind an HTTP API. */
+export { createServerApp } from "./app.ts";
+export type { ServerApp, ServerAppDeps } from "./app.ts";
+export type { Caller } from "./caller.ts";
+export { ContainerService, LABELS } from "./containers.ts";
+export type { ContainerServiceDeps, CreateResult } from "./containers.ts";
 export { createDockerEngine, LABEL_PREFIX, MANAGED_LABEL } from "./engine/index.ts";
 export type {
   ContainerEngine,
@@ -9,5 +14,23 @@ export type {
   EngineInfo,
   ExecOptions,
   ExecResult,
+  ImageDetails,
   ImageInfo,
 } from "./engine/index.ts";
+export { addressCallerResolver, isLoopback } from "./http/caller.ts";
+export type { CallerResolver } from "./http/caller.ts";
+export { startServerNode } from "./node.ts";
+export type { ServerNode, ServerNodeDeps } from "./node.ts";
+export { Reconciler } from "./reconcile.ts";
+export type { ReconcileReport } from "./reconcile.ts";
+export { createTar } from "./tar.ts";
+export type { TarEntry } from "./tar.ts";
+export { ContainerPathSchema, CreateContainerSchema, ExecSchema } from "./types.ts";
+export type {
+  ContainerView,
+  CreateContainerRequest,
+  ExecRequest,
+  GpuInfo,
+  GpuProbe,
+  Specs,
+} from "./types.ts";

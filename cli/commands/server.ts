@@ -1,7 +1,12 @@
-import { P2prcError } from "../../config/index.ts";
+import { start } from "../../abstractions/index.ts";
 import type { Command } from "../context.ts";
 
-/** `--as-server` / `-s`: filled in by the server issue. */
-export const serverCommand: Command = async () => {
-  throw new P2prcError("E_NOT_AVAILABLE", "--as-server is not available yet (it comes with server mode)");
+/** `--as-server` / `-s` / `--Server`: serves in the foreground until SIGINT/SIGTERM, then stops gracefully. */
+export const serverCommand: Command = async ({ node, stopSignal }) => {
+  const running = await start(node);
+  await new Promise<void>((resolve) => {
+    if (stopSignal.aborted) resolve();
+    stopSignal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  await running.stop();
 };

@@ -11,6 +11,7 @@ import type {
   EngineInfo,
   ExecOptions,
   ExecResult,
+  ImageDetails,
   ImageInfo,
 } from "./types.ts";
 
@@ -148,6 +149,10 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
         for (const port of spec.publish) {
           exposed[`${port}/tcp`] = {};
           bindings[`${port}/tcp`] = [{ HostIp: spec.publishHost ?? "", HostPort: "" }];
+        }
+        for (const { internal, external } of spec.publishFixed ?? []) {
+          exposed[`${internal}/tcp`] = {};
+          bindings[`${internal}/tcp`] = [{ HostIp: spec.publishHost ?? "", HostPort: String(external) }];
         }
         const container = await d.createContainer({
           name: spec.name,
@@ -323,15 +328,34 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
         );
       }),
 
-    hasImage: (ref) =>
+    inspectImage: (ref) =>
       call(`inspect image ${ref}`, async (d) => {
         try {
-          await d.getImage(ref).inspect();
-          return true;
+          const info = await d.getImage(ref).inspect();
+          const cmd = info.Config?.Cmd ?? [];
+          const entry = info.Config?.Entrypoint ?? [];
+          return {
+            id: info.Id,
+            tags: info.RepoTags ?? [],
+            hasDefaultCommand:
+              (cmd?.length ?? 0) > 0 || (Array.isArray(entry) ? entry.length > 0 : Boolean(entry)),
+          } satisfies ImageDetails;
         } catch (err) {
-          if ((err as DockerLikeError).statusCode === 404) return false;
+          if ((err as DockerLikeError).statusCode === 404) return undefined;
           throw err;
         }
+      }),
+
+    pull: (ref) =>
+      call(`pull image ${ref}`, async (d) => {
+        const stream = await d.pull(ref);
+        await new Promise<void>((resolve, reject) => {
+          d.modem.followProgress(stream, (err: Error | null, events: { error?: string }[]) => {
+            const failed = events?.find((e) => e.error);
+            if (err || failed) reject(err ?? Object.assign(new Error(failed?.error), { statusCode: 404 }));
+            else resolve();
+          });
+        });
       }),
   };
   return engine;

@@ -10,5 +10,6 @@ export type {
   EngineInfo,
   ExecOptions,
   ExecResult,
+  ImageDetails,
   ImageInfo,
 } from "./types.ts";

@@ -17,6 +17,8 @@ export interface ContainerSpec {
   pidsLimit: number;
   /** Container TCP ports to publish on random host ports. */
   publish: number[];
+  /** Container ports bound to a chosen host port (P2PRC's auto ports: the same number on both sides). */
+  publishFixed?: PortMapping[] | undefined;
   /** Host address the published ports bind to. */
   publishHost?: string | undefined;
   gpu: boolean;
@@ -101,5 +103,15 @@ export interface ContainerEngine {
   /** Containers carrying the label `key` (optionally `key=value`). */
   listByLabel(label: string): Promise<ContainerInfo[]>;
   listImages(): Promise<ImageInfo[]>;
-  hasImage(ref: string): Promise<boolean>;
+  /** undefined when the engine does not have the image. */
+  inspectImage(ref: string): Promise<ImageDetails | undefined>;
+  /** Pulls from the image's registry; E_NOT_FOUND when no registry has it. */
+  pull(ref: string): Promise<void>;
+}
+
+export interface ImageDetails {
+  id: string;
+  tags: string[];
+  /** Whether the image has its own CMD or ENTRYPOINT (imported images have neither). */
+  hasDefaultCommand: boolean;
 }

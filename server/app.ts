@@ -1,0 +1,73 @@
+import { Hono } from "hono";
+import type { Config, Logger, Store } from "../config/index.ts";
+import type { ContainerService } from "./containers.ts";
+import type { ContainerEngine } from "./engine/index.ts";
+import { addressCallerResolver, type CallerResolver } from "./http/caller.ts";
+import { errorResponse } from "./http/errors.ts";
+import { containerRoutes } from "./routes/containers.ts";
+import { compatRoutes, nodeRoutes } from "./routes/node.ts";
+import type { GpuProbe } from "./types.ts";
+
+export interface ServerAppDeps {
+  nodeId: string;
+  version: string;
+  config: Config;
+  engine: ContainerEngine;
+  store: Store;
+  logger: Logger;
+  gpus: GpuProbe;
+  containers: ContainerService;
+  dataDir: string;
+  /** Who a request comes from; default: loopback = operator, others per allowRemoteMutations. */
+  resolveCaller?: CallerResolver;
+  maxJsonBytes?: number;
+  maxUploadBytes?: number;
+}
+
+/** The node's HTTP API as a Hono app (test it in-process with `app.request`). */
+export function createServerApp(deps: ServerAppDeps) {
+  const log = deps.logger.withTag("http");
+  const resolveCaller = deps.resolveCaller ?? addressCallerResolver(deps.config.allowRemoteMutations);
+  const advertised = deps.config.advertiseAddress.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+  const nodeOpts = {
+    specs: {
+      nodeId: deps.nodeId,
+      config: deps.config,
+      engine: deps.engine,
+      store: deps.store,
+      gpus: deps.gpus,
+      dataDir: deps.dataDir,
+    },
+    engine: deps.engine,
+    nodeId: deps.nodeId,
+    name: deps.config.machineName,
+    version: deps.version,
+    allowedImages: deps.config.allowedImages,
+  };
+  const v1 = new Hono().route("/", nodeRoutes(nodeOpts)).route(
+    "/containers",
+    containerRoutes({
+      service: deps.containers,
+      resolveCaller,
+      publicHost: (requestHost) => advertised || requestHost,
+      maxJsonBytes: deps.maxJsonBytes ?? 1024 * 1024,
+      maxUploadBytes: deps.maxUploadBytes ?? 256 * 1024 * 1024,
+    }),
+  );
+  const app = new Hono().route("/v1", v1).route("/", compatRoutes(nodeOpts));
+  app.notFound((c) =>
+    c.json(
+      { error: { code: "E_NOT_FOUND", message: `no route ${c.req.method} ${new URL(c.req.url).pathname}` } },
+      404,
+    ),
+  );
+  app.onError((err, c) =>
+    errorResponse(c, err, (e) =>
+      log.error(`${c.req.method} ${c.req.path}: ${(e as Error)?.stack ?? String(e)}`),
+    ),
+  );
+  return app;
+}
+
+/** The app's type, for hono's typed `hc` client. */
+export type ServerApp = ReturnType<typeof createServerApp>;

@@ -1,0 +1,328 @@
+import { randomBytes } from "node:crypto";
+import {
+  type Clock,
+  type Config,
+  type ContainerRecord,
+  type Logger,
+  P2prcError,
+  type Store,
+  wrapError,
+} from "../config/index.ts";
+import type { Caller } from "./caller.ts";
+import { type ContainerEngine, type ContainerInfo, MANAGED_LABEL } from "./engine/index.ts";
+import { freePorts } from "./ports.ts";
+import { createTar } from "./tar.ts";
+import type { ContainerView, CreateContainerRequest, ExecRequest, GpuProbe } from "./types.ts";
+
+/** What the container service needs; built by the composition root. */
+export interface ContainerServiceDeps {
+  nodeId: string;
+  config: Config;
+  engine: ContainerEngine;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  gpus: GpuProbe;
+}
+
+/** Keeps an imported image (no CMD) running until its lease ends; works with busybox and coreutils. */
+const KEEP_ALIVE = ["tail", "-f", "/dev/null"];
+/** Capabilities sshd needs after everything else is dropped (privilege separation, login, chroot). */
+const SSHD_CAPS = [
+  "CHOWN",
+  "SETUID",
+  "SETGID",
+  "SYS_CHROOT",
+  "AUDIT_WRITE",
+  "KILL",
+  "NET_BIND_SERVICE",
+  "DAC_OVERRIDE",
+  "FOWNER",
+];
+/** Fixed start-up of sshd inside the container: no request data is part of this command. */
+const SSHD_START = [
+  "sh",
+  "-c",
+  "mkdir -p /run/sshd && chmod 0755 /run/sshd && (ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A >/dev/null) && exec /usr/sbin/sshd -e",
+];
+
+export const LABELS = {
+  node: MANAGED_LABEL,
+  owner: "p2prc.owner",
+  created: "p2prc.created",
+  expires: "p2prc.expires",
+  ttl: "p2prc.ttl",
+  cpus: "p2prc.cpus",
+  memory: "p2prc.memory-mb",
+  gpu: "p2prc.gpu",
+  ssh: "p2prc.ssh",
+} as const;
+
+export interface CreateResult {
+  id: string;
+  name: string;
+  image: string;
+  ports: { internal: number; external: number }[];
+  ssh?: { port: number; user: string; command: string } | undefined;
+  expiresAt: string;
+}
+
+/** Creates, tracks and removes task containers under this node's limits and isolation defaults. */
+export class ContainerService {
+  private readonly inFlight = new Set<string>();
+  private readonly log: Logger;
+
+  constructor(private readonly deps: ContainerServiceDeps) {
+    this.log = deps.logger.withTag("containers");
+  }
+
+  /** Names being created right now (the reconciler leaves them alone). */
+  creating(): ReadonlySet<string> {
+    return this.inFlight;
+  }
+
+  async create(req: CreateContainerRequest, caller: Caller, publicHost: string): Promise<CreateResult> {
+    const { config, engine, store, clock } = this.deps;
+    const image = req.image ?? config.defaultImage;
+    if (config.allowedImages.length > 0 && !config.allowedImages.includes(image)) {
+      throw new P2prcError(
+        "E_FORBIDDEN",
+        `image ${image} is not offered by this node (allowedImages: ${config.allowedImages.join(", ")})`,
+        {
+          field: "image",
+        },
+      );
+    }
+    const cpus = req.cpus ?? Math.min(config.defaultCpus, config.maxCpusPerContainer);
+    if (cpus > config.maxCpusPerContainer) {
+      throw new P2prcError(
+        "E_LIMIT",
+        `cpus ${cpus} is over this node's limit maxCpusPerContainer=${config.maxCpusPerContainer}`,
+        {
+          field: "cpus",
+        },
+      );
+    }
+    const memoryMb = req.memoryMb ?? Math.min(config.defaultMemoryMb, config.maxMemoryMbPerContainer);
+    if (memoryMb > config.maxMemoryMbPerContainer) {
+      throw new P2prcError(
+        "E_LIMIT",
+        `memoryMb ${memoryMb} is over this node's limit maxMemoryMbPerContainer=${config.maxMemoryMbPerContainer}`,
+        { field: "memoryMb" },
+      );
+    }
+    const ttlSeconds = req.ttlSeconds ?? Math.min(config.defaultTtlSeconds, config.maxTtlSeconds);
+    if (ttlSeconds > config.maxTtlSeconds) {
+      throw new P2prcError(
+        "E_LIMIT",
+        `ttlSeconds ${ttlSeconds} is over this node's limit maxTtlSeconds=${config.maxTtlSeconds}`,
+        {
+          field: "ttlSeconds",
+        },
+      );
+    }
+    if (store.containers.count() + this.inFlight.size >= config.maxContainers) {
+      throw new P2prcError(
+        "E_RATE_LIMIT",
+        `this node runs its limit of maxContainers=${config.maxContainers} containers`,
+        {
+          retryable: true,
+        },
+      );
+    }
+    const gpu = req.gpu === true;
+    if (gpu && (await this.deps.gpus()).length === 0) {
+      throw new P2prcError("E_CONFLICT", "this node has no GPUs", { field: "gpu" });
+    }
+    const name = `p2prc-${req.name ?? randomBytes(5).toString("hex")}`;
+    if (store.containers.get(name) || this.inFlight.has(name)) {
+      throw new P2prcError("E_CONFLICT", `a container named ${name} already exists`, { field: "name" });
+    }
+
+    this.inFlight.add(name);
+    let id: string | undefined;
+    try {
+      const details = await this.ensureImage(image);
+      const fixed = (await freePorts(req.ports ?? 0)).map((p) => ({ internal: p, external: p }));
+      const publish = [...new Set([...(req.publish ?? []), ...(req.sshPublicKey ? [22] : [])])];
+      const now = clock.now();
+      const expiresAt = now + ttlSeconds * 1000;
+      id = await engine.create({
+        name,
+        image,
+        command: req.command ?? (details.hasDefaultCommand ? undefined : KEEP_ALIVE),
+        env: req.env,
+        labels: {
+          [LABELS.node]: this.deps.nodeId,
+          [LABELS.owner]: caller.id,
+          [LABELS.created]: String(now),
+          [LABELS.expires]: String(expiresAt),
+          [LABELS.ttl]: String(ttlSeconds),
+          [LABELS.cpus]: String(cpus),
+          [LABELS.memory]: String(memoryMb),
+          [LABELS.gpu]: String(gpu),
+          [LABELS.ssh]: String(Boolean(req.sshPublicKey)),
+        },
+        cpus,
+        memoryMb,
+        pidsLimit: config.pidsLimit,
+        publish,
+        publishFixed: fixed,
+        gpu,
+        capAdd: req.sshPublicKey ? SSHD_CAPS : [],
+      });
+      if (req.sshPublicKey) {
+        const key = req.sshPublicKey.endsWith("\n") ? req.sshPublicKey : `${req.sshPublicKey}\n`;
+        await engine.putArchive(
+          id,
+          "/",
+          createTar([
+            { path: "root", mode: 0o700 },
+            { path: "root/.ssh", mode: 0o700 },
+            { path: "root/.ssh/authorized_keys", mode: 0o600, content: key },
+          ]),
+        );
+      }
+      await engine.start(id);
+      if (req.sshPublicKey) {
+        const started = await engine.exec(id, SSHD_START, { timeoutMs: 30_000 });
+        if (started.exitCode !== 0) {
+          throw new P2prcError(
+            "E_CONFLICT",
+            `image ${image} cannot serve SSH (sshd did not start: ${(started.stderr || started.stdout).trim().slice(0, 200) || `exit ${started.exitCode}`})`,
+            { field: "sshPublicKey" },
+          );
+        }
+      }
+      const info = await engine.inspect(id);
+      if (!info)
+        throw new P2prcError("E_ENGINE", `container ${name} vanished right after start`, { retryable: true });
+      const sshPort = info.ports.find((p) => p.internal === 22 && req.sshPublicKey)?.external;
+      const ssh = sshPort
+        ? { port: sshPort, user: "root", command: `ssh -p ${sshPort} root@${publicHost}` }
+        : undefined;
+      const record: ContainerRecord = {
+        id,
+        name,
+        image,
+        owner: caller.id,
+        createdAt: now,
+        expiresAt,
+        cpus,
+        memoryMb,
+        gpu,
+        ports: info.ports,
+        ssh,
+      };
+      store.containers.insert(record);
+      this.log.info(
+        `created ${name} (${id.slice(0, 12)}) image=${image} owner=${caller.id} ttl=${ttlSeconds}s`,
+      );
+      return { id, name, image, ports: info.ports, ssh, expiresAt: new Date(expiresAt).toISOString() };
+    } catch (err) {
+      if (id) await engine.remove(id).catch(() => undefined);
+      throw err instanceof P2prcError ? err : wrapError(err, `create container ${name}`);
+    } finally {
+      this.inFlight.delete(name);
+    }
+  }
+
+  private async ensureImage(image: string) {
+    const { engine } = this.deps;
+    const present = await engine.inspectImage(image);
+    if (present) return present;
+    this.log.info(`pulling ${image} ...`);
+    try {
+      await engine.pull(image);
+    } catch (err) {
+      if (err instanceof P2prcError && err.code === "E_ENGINE_UNAVAILABLE") throw err;
+      throw new P2prcError("E_NOT_FOUND", `image ${image} is not on this node and could not be pulled`, {
+        field: "image",
+        cause: err,
+      });
+    }
+    const pulled = await engine.inspectImage(image);
+    if (!pulled)
+      throw new P2prcError("E_NOT_FOUND", `image ${image} is not on this node`, { field: "image" });
+    return pulled;
+  }
+
+  /** The record of a container the caller may use; 404 for unknown ones and for other owners' (no probing). */
+  record(idOrName: string, caller: Caller): ContainerRecord {
+    const rec = this.deps.store.containers.get(idOrName) ?? this.byPrefix(idOrName);
+    if (!rec || (!caller.admin && rec.owner !== caller.id)) {
+      throw new P2prcError("E_NOT_FOUND", `no container ${idOrName} on this node`, { field: "id" });
+    }
+    return rec;
+  }
+
+  private byPrefix(prefix: string): ContainerRecord | undefined {
+    if (!/^[0-9a-f]{6,64}$/.test(prefix)) return undefined;
+    const matches = this.deps.store.containers.list().filter((r) => r.id.startsWith(prefix));
+    return matches.length === 1 ? matches[0] : undefined;
+  }
+
+  private view(rec: ContainerRecord, info: ContainerInfo | undefined): ContainerView {
+    return {
+      id: rec.id,
+      name: rec.name,
+      image: rec.image,
+      owner: rec.owner,
+      state: info?.state ?? "missing",
+      running: info?.running ?? false,
+      exitCode: info?.exitCode,
+      createdAt: new Date(rec.createdAt).toISOString(),
+      expiresAt: new Date(rec.expiresAt).toISOString(),
+      cpus: rec.cpus,
+      memoryMb: rec.memoryMb,
+      gpu: rec.gpu,
+      ports: rec.ports,
+      ssh: rec.ssh,
+    };
+  }
+
+  async list(caller: Caller): Promise<ContainerView[]> {
+    const records = this.deps.store.containers.list().filter((r) => caller.admin || r.owner === caller.id);
+    const infos = await Promise.all(records.map((r) => this.deps.engine.inspect(r.id)));
+    return records.map((r, i) => this.view(r, infos[i]));
+  }
+
+  async get(idOrName: string, caller: Caller): Promise<ContainerView> {
+    const rec = this.record(idOrName, caller);
+    return this.view(rec, await this.deps.engine.inspect(rec.id));
+  }
+
+  async remove(idOrName: string, caller: Caller): Promise<void> {
+    const rec = this.record(idOrName, caller);
+    await this.deps.engine.remove(rec.id);
+    this.deps.store.containers.remove(rec.id);
+    this.log.info(`removed ${rec.name} (${rec.id.slice(0, 12)}) on request of ${caller.id}`);
+  }
+
+  async exec(idOrName: string, caller: Caller, req: ExecRequest) {
+    const rec = this.record(idOrName, caller);
+    const info = await this.deps.engine.inspect(rec.id);
+    if (!info?.running) throw new P2prcError("E_CONFLICT", `container ${rec.name} is not running`);
+    return this.deps.engine.exec(rec.id, req.command, {
+      env: req.env,
+      workingDir: req.workingDir,
+      timeoutMs: (req.timeoutSeconds ?? 600) * 1000,
+      maxOutputBytes: 8 * 1024 * 1024,
+    });
+  }
+
+  async logs(idOrName: string, caller: Caller, follow: boolean, signal?: AbortSignal) {
+    const rec = this.record(idOrName, caller);
+    return this.deps.engine.logs(rec.id, { follow, signal });
+  }
+
+  async putFiles(idOrName: string, caller: Caller, path: string, tar: Uint8Array): Promise<void> {
+    const rec = this.record(idOrName, caller);
+    await this.deps.engine.putArchive(rec.id, path, tar);
+  }
+
+  async getFiles(idOrName: string, caller: Caller, path: string) {
+    const rec = this.record(idOrName, caller);
+    return this.deps.engine.getArchive(rec.id, path);
+  }
+}

@@ -1,0 +1,91 @@
+import { type Clock, type Config, type Logger, P2prcError, type Store } from "../config/index.ts";
+import { createServerApp, type ServerApp } from "./app.ts";
+import { ContainerService } from "./containers.ts";
+import type { ContainerEngine } from "./engine/index.ts";
+import type { CallerResolver } from "./http/caller.ts";
+import { Reconciler } from "./reconcile.ts";
+import type { GpuProbe } from "./types.ts";
+
+export interface ServerNodeDeps {
+  nodeId: string;
+  version: string;
+  config: Config;
+  engine: ContainerEngine;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  gpus: GpuProbe;
+  dataDir: string;
+  resolveCaller?: CallerResolver;
+  /** How often store and engine are reconciled and expired leases removed (default 5 s). */
+  reconcileIntervalMs?: number;
+}
+
+/** A running server node. `stop()` is idempotent and graceful. */
+export interface ServerNode extends AsyncDisposable {
+  url: string;
+  port: number;
+  app: ServerApp;
+  containers: ContainerService;
+  reconciler: Reconciler;
+  stop(): Promise<void>;
+}
+
+/** Starts the HTTP API and the reconciler. The caller owns (and closes) the store. */
+export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode> {
+  const log = deps.logger.withTag("server");
+  const containers = new ContainerService(deps);
+  const reconciler = new Reconciler({ ...deps, creating: () => containers.creating() });
+  const app = createServerApp({ ...deps, containers });
+
+  try {
+    await reconciler.run();
+  } catch (err) {
+    log.warn(`first reconcile failed (${(err as Error).message}); serving anyway, will retry`);
+  }
+  reconciler.start(deps.reconcileIntervalMs ?? 5000);
+
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({
+      hostname: deps.config.serverHost,
+      port: deps.config.serverPort,
+      idleTimeout: 120,
+      fetch: (req, srv) => app.fetch(req, { server: srv }),
+    });
+  } catch (err) {
+    reconciler.stop();
+    const code = (err as { code?: string }).code;
+    const what = code === "EADDRINUSE" ? "is already in use" : `cannot be opened (${(err as Error).message})`;
+    throw new P2prcError("E_CONFIG", `${deps.config.serverHost}:${deps.config.serverPort} ${what}`, {
+      field: "serverPort",
+      cause: err,
+      hint: "choose another port with --port or P2PRC_SERVER_PORT",
+    });
+  }
+  const port = server.port ?? deps.config.serverPort;
+  const host =
+    deps.config.serverHost === "0.0.0.0" || deps.config.serverHost === "::"
+      ? "127.0.0.1"
+      : deps.config.serverHost;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  log.info(
+    `node ${deps.nodeId} (${deps.config.machineName}) listening on http://${deps.config.serverHost}:${port}`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      log.info("stopping: finishing in-flight requests ...");
+      reconciler.stop();
+      const graceful = server.stop(false);
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, 10_000).unref());
+      await Promise.race([graceful, deadline]);
+      server.stop(true);
+      await reconciler.idle();
+      log.info("stopped");
+    })();
+    return stopping;
+  };
+  return { url, port, app, containers, reconciler, stop, [Symbol.asyncDispose]: stop };
+}

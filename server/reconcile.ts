@@ -1,0 +1,125 @@
+import type { Cancel, Clock, ContainerRecord, Logger, Store } from "../config/index.ts";
+import { LABELS } from "./containers.ts";
+import type { ContainerEngine, ContainerInfo } from "./engine/index.ts";
+
+export interface ReconcilerDeps {
+  nodeId: string;
+  engine: ContainerEngine;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  /** Names being created right now; left alone. */
+  creating: () => ReadonlySet<string>;
+}
+
+/** What one pass changed. */
+export interface ReconcileReport {
+  /** Records whose container was removed behind the server's back. */
+  forgotten: string[];
+  /** Containers labelled as this node's that the store had lost, now tracked again. */
+  adopted: string[];
+  /** Containers labelled as this node's that could not be adopted, removed. */
+  removedOrphans: string[];
+  /** Containers whose lease ended, removed. */
+  expired: string[];
+}
+
+function adoptable(info: ContainerInfo): ContainerRecord | undefined {
+  const l = info.labels;
+  const owner = l[LABELS.owner];
+  const created = Number(l[LABELS.created]);
+  const expires = Number(l[LABELS.expires]);
+  const cpus = Number(l[LABELS.cpus]);
+  const memoryMb = Number(l[LABELS.memory]);
+  if (!owner || !Number.isFinite(created) || !Number.isFinite(expires) || !(cpus > 0) || !(memoryMb > 0)) {
+    return undefined;
+  }
+  return {
+    id: info.id,
+    name: info.name,
+    image: info.image,
+    owner,
+    createdAt: created,
+    expiresAt: expires,
+    cpus,
+    memoryMb,
+    gpu: l[LABELS.gpu] === "true",
+    ports: info.ports,
+    ssh: undefined,
+  };
+}
+
+/**
+ * Makes the store and the engine agree (nomad's reconcile_dangling): runs at start and periodically.
+ * Only containers labelled with this node's id are touched, so several nodes can share one engine.
+ */
+export class Reconciler {
+  private cancel: Cancel | undefined;
+  private running: Promise<ReconcileReport> | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.log = deps.logger.withTag("reconcile");
+  }
+
+  /** One pass; concurrent calls share the pass in progress. */
+  run(): Promise<ReconcileReport> {
+    this.running ??= this.pass().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async pass(): Promise<ReconcileReport> {
+    const { engine, store, clock, nodeId } = this.deps;
+    const report: ReconcileReport = { forgotten: [], adopted: [], removedOrphans: [], expired: [] };
+    const creating = this.deps.creating();
+    const live = await engine.listByLabel(`${LABELS.node}=${nodeId}`);
+    const liveIds = new Set(live.map((c) => c.id));
+    const known = new Map(store.containers.list().map((r) => [r.id, r]));
+
+    for (const rec of known.values()) {
+      if (!liveIds.has(rec.id)) {
+        store.containers.remove(rec.id);
+        report.forgotten.push(rec.name);
+      }
+    }
+    for (const info of live) {
+      if (known.has(info.id) || creating.has(info.name)) continue;
+      const rec = adoptable(info);
+      if (rec && rec.expiresAt > clock.now()) {
+        store.containers.insert(rec);
+        report.adopted.push(info.name);
+      } else {
+        await engine.remove(info.id);
+        report.removedOrphans.push(info.name);
+      }
+    }
+    for (const rec of store.containers.expired(clock.now())) {
+      await engine.remove(rec.id);
+      store.containers.remove(rec.id);
+      report.expired.push(rec.name);
+    }
+    const changed = Object.entries(report).filter(([, names]) => names.length > 0);
+    for (const [what, names] of changed) this.log.info(`${what}: ${names.join(", ")}`);
+    return report;
+  }
+
+  /** Runs a pass every `intervalMs`; errors are logged, never thrown. */
+  start(intervalMs: number): void {
+    this.stop();
+    this.cancel = this.deps.clock.setInterval(() => {
+      this.run().catch((err) => this.log.warn(`reconcile failed: ${(err as Error).message}`));
+    }, intervalMs);
+  }
+
+  stop(): void {
+    this.cancel?.();
+    this.cancel = undefined;
+  }
+
+  /** Waits for a pass in progress (graceful stop). */
+  async idle(): Promise<void> {
+    await this.running?.catch(() => undefined);
+  }
+}

@@ -1,0 +1,87 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { z } from "zod";
+import { P2prcError } from "../../config/index.ts";
+import type { ContainerService } from "../containers.ts";
+import { type CallerResolver, requireCaller } from "../http/caller.ts";
+import { parseJson, parseValue } from "../http/errors.ts";
+import { ContainerPathSchema, CreateContainerSchema, ExecSchema } from "../types.ts";
+
+const IdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "a container id or name");
+const FollowSchema = z.enum(["", "0", "1", "true", "false"], "1, 0, true or false");
+
+const tooLarge = (limit: string) => () => {
+  throw new P2prcError("E_INVALID", `body: larger than ${limit}`, { field: "body" });
+};
+
+export interface ContainerRoutesOptions {
+  service: ContainerService;
+  resolveCaller: CallerResolver;
+  /** Host name put into the `ssh` command: the advertised address, or the host the client used. */
+  publicHost: (requestHost: string) => string;
+  maxJsonBytes: number;
+  maxUploadBytes: number;
+}
+
+/** /v1/containers: create, list, inspect, remove, logs, exec, files. */
+export function containerRoutes(o: ContainerRoutesOptions) {
+  const { service } = o;
+  const json = bodyLimit({ maxSize: o.maxJsonBytes, onError: tooLarge(`${o.maxJsonBytes} bytes`) });
+  const upload = bodyLimit({ maxSize: o.maxUploadBytes, onError: tooLarge(`${o.maxUploadBytes} bytes`) });
+  const id = (raw: string | undefined) => parseValue("id", IdSchema, raw);
+
+  return new Hono()
+    .get("/", async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      return c.json({ containers: await service.list(caller) });
+    })
+    .post("/", json, async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      const body = await parseJson(c, CreateContainerSchema);
+      const result = await service.create(body, caller, o.publicHost(new URL(c.req.url).hostname));
+      return c.json(result, 201);
+    })
+    .get("/:id", async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      return c.json(await service.get(id(c.req.param("id")), caller));
+    })
+    .delete("/:id", async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      const target = id(c.req.param("id"));
+      await service.remove(target, caller);
+      return c.json({ removed: target });
+    })
+    .get("/:id/logs", async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      const follow = parseValue("follow", FollowSchema, c.req.query("follow") ?? "0");
+      const stream = await service.logs(
+        id(c.req.param("id")),
+        caller,
+        follow === "1" || follow === "true",
+        c.req.raw.signal,
+      );
+      return new Response(stream, {
+        headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+      });
+    })
+    .post("/:id/exec", json, async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      const body = await parseJson(c, ExecSchema);
+      return c.json(await service.exec(id(c.req.param("id")), caller, body));
+    })
+    .put("/:id/files", upload, async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      const path = parseValue("path", ContainerPathSchema, c.req.query("path"));
+      const tar = new Uint8Array(await c.req.arrayBuffer());
+      if (tar.length < 512)
+        throw new P2prcError("E_INVALID", "body: expected a tar archive", { field: "body" });
+      await service.putFiles(id(c.req.param("id")), caller, path, tar);
+      return c.json({ uploaded: path, bytes: tar.length });
+    })
+    .get("/:id/files", async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      const path = parseValue("path", ContainerPathSchema, c.req.query("path"));
+      const stream = await service.getFiles(id(c.req.param("id")), caller, path);
+      return new Response(stream, { headers: { "content-type": "application/x-tar" } });
+    });
+}

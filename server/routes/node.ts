@@ -1,0 +1,50 @@
+import { Hono } from "hono";
+import type { ContainerEngine } from "../engine/index.ts";
+import { collectSpecs, type SpecsDeps, toP2prcSysInfo } from "../specs.ts";
+
+export interface NodeRoutesOptions {
+  specs: SpecsDeps;
+  engine: ContainerEngine;
+  nodeId: string;
+  name: string;
+  version: string;
+  allowedImages: string[];
+}
+
+/** Public read-only routes: health, specs, images. */
+export function nodeRoutes(o: NodeRoutesOptions) {
+  const images = async () => {
+    const all = await o.engine.listImages();
+    const offered = all
+      .map((i) => ({
+        ...i,
+        tags: o.allowedImages.length ? i.tags.filter((t) => o.allowedImages.includes(t)) : i.tags,
+      }))
+      .filter((i) => i.tags.length > 0);
+    return offered.map((i) => ({
+      id: i.id,
+      tags: i.tags,
+      sizeBytes: i.sizeBytes,
+      createdAt: new Date(i.createdAt).toISOString(),
+    }));
+  };
+  return new Hono()
+    .get("/health", (c) => c.json({ ok: true, nodeId: o.nodeId, name: o.name, version: o.version }))
+    .get("/specs", async (c) => c.json(await collectSpecs(o.specs)))
+    .get("/images", async (c) => c.json({ images: await images() }));
+}
+
+/** P2PRC's route names where they map cleanly onto the new API. */
+export function compatRoutes(o: NodeRoutesOptions) {
+  return new Hono()
+    .get("/server_info", async (c) => c.json(toP2prcSysInfo(await collectSpecs(o.specs))))
+    .get("/ShowImages", async (c) => {
+      const all = await o.engine.listImages();
+      const tags = all
+        .flatMap((i) => i.tags)
+        .filter((t) => !o.allowedImages.length || o.allowedImages.includes(t));
+      return c.json({
+        DockerContainer: tags.map((t) => ({ DockerContainerName: t, ContainerDescription: "" })),
+      });
+    });
+}

@@ -1,0 +1,86 @@
+import { statfsSync } from "node:fs";
+import { arch, cpus, freemem, hostname, loadavg, platform, totalmem } from "node:os";
+import type { Config, Store } from "../config/index.ts";
+import type { ContainerEngine } from "./engine/index.ts";
+import type { GpuProbe, Specs } from "./types.ts";
+
+export interface SpecsDeps {
+  nodeId: string;
+  config: Config;
+  engine: ContainerEngine;
+  store: Store;
+  gpus: GpuProbe;
+  /** Directory whose file system is reported as disk. */
+  dataDir: string;
+}
+
+const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** This machine and what it still offers under its limits. */
+export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
+  const { config, store } = deps;
+  const cpuList = cpus();
+  const cores = cpuList.length;
+  const totalMb = Math.round(totalmem() / 1048576);
+  let disk = { totalGb: 0, freeGb: 0 };
+  try {
+    const s = statfsSync(deps.dataDir);
+    disk = { totalGb: round((s.blocks * s.bsize) / 1e9), freeGb: round((s.bavail * s.bsize) / 1e9) };
+  } catch {
+    // a missing data dir reports zero rather than failing the whole call
+  }
+  const [gpus, engine] = await Promise.all([
+    deps.gpus().catch(() => []),
+    deps.engine
+      .ping()
+      .then((i) => ({ reachable: true, version: i.version }))
+      .catch(() => ({ reachable: false })),
+  ]);
+  const records = store.containers.list();
+  const usedCpus = records.reduce((n, r) => n + r.cpus, 0);
+  const usedMem = records.reduce((n, r) => n + r.memoryMb, 0);
+  return {
+    nodeId: deps.nodeId,
+    name: config.machineName,
+    hostname: hostname(),
+    platform: platform(),
+    arch: arch(),
+    cpu: { model: cpuList[0]?.model.trim() ?? "unknown", cores },
+    memory: { totalMb, freeMb: Math.round(freemem() / 1048576) },
+    disk,
+    gpus,
+    load: loadavg().map((l) => round(l, 2)),
+    engine,
+    tasks: { running: records.length, total: records.length, max: config.maxContainers },
+    free: {
+      containers: Math.max(0, config.maxContainers - records.length),
+      cpus: round(Math.max(0, cores - usedCpus), 2),
+      memoryMb: Math.max(0, totalMb - usedMem),
+      maxCpusPerContainer: config.maxCpusPerContainer,
+      maxMemoryMbPerContainer: config.maxMemoryMbPerContainer,
+      gpu: gpus.length > 0,
+    },
+  };
+}
+
+/** P2PRC's `SysInfo` shape for `GET /server_info`. */
+export function toP2prcSysInfo(s: Specs) {
+  const gpu = s.gpus[0];
+  return {
+    Hostname: s.hostname,
+    Platform: s.platform,
+    CPU: `${s.cpu.model} (${s.cpu.cores} cores)`,
+    RAM: `${s.memory.totalMb} MB`,
+    Disk: `${s.disk.totalGb} GB`,
+    GPU: gpu
+      ? {
+          DriveVersion: gpu.driverVersion,
+          Gpu: {
+            GpuName: gpu.name,
+            Utilization: { GpuUsage: `${gpu.utilizationPercent} %`, MemoryUsage: `${gpu.memoryUsedMb} MiB` },
+          },
+          All: s.gpus,
+        }
+      : null,
+  };
+}
