@@ -1,0 +1,49 @@
+# p2prc — every target brings in what it needs itself.
+SHELL := /bin/bash
+PREFIX ?= $(if $(filter 0,$(shell id -u)),/usr/local,$(HOME)/.local)
+BUN := node_modules/.bin/bun
+SOURCES := $(shell find abstractions client server p2p config cli plugins -name '*.ts' ! -name '*.test.ts' 2>/dev/null)
+
+.PHONY: all build install run test bench lint clean deps
+
+all: build
+
+# npm ci when node_modules is missing or older than the lock file. Install scripts stay off (better-sqlite3
+# ships prebuilt addons; nothing needs compiling); only bun's own script runs, to link its platform binary.
+node_modules/.deps-stamp: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm not found; installing Debian's nodejs and npm" >&2; \
+	  apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	npm ci --ignore-scripts --no-audit --no-fund
+	node node_modules/bun/install.js
+	@touch $@
+
+deps: node_modules/.deps-stamp
+
+p2prc: node_modules/.deps-stamp $(SOURCES)
+	$(BUN) build --compile --minify --sourcemap cli/main.ts --outfile p2prc
+
+build: p2prc
+
+install: p2prc
+	install -d "$(PREFIX)/bin"
+	install -m 0755 p2prc "$(PREFIX)/bin/p2prc"
+	@echo "installed $(PREFIX)/bin/p2prc"
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "add to your shell profile:  export PATH=\"$(PREFIX)/bin:\$$PATH\"";; esac
+
+# A server node on embedded defaults: home ~/.config/p2prc (or $P2PRC), the local Docker engine.
+run: p2prc
+	./p2prc --dc
+	./p2prc --as-server
+
+test: p2prc
+	test/run.sh
+
+bench: p2prc
+	bench/run.sh
+
+lint: node_modules/.deps-stamp
+	node_modules/.bin/biome check .
+	node_modules/.bin/tsc --noEmit -p .
+
+clean:
+	rm -rf p2prc bench/out node_modules/.deps-stamp
