@@ -1,4 +1,4 @@
-import { createConsola, type ConsolaInstance } from "consola";
+import type { ConsolaInstance } from "consola";
 
 export type LogLevel = "silent" | "error" | "warn" | "info" | "debug";
 
@@ -26,6 +26,8 @@ function wrap(c: ConsolaInstance): Logger {
 
 /** A consola logger on stderr at `level`. */
 export function createLogger(level: LogLevel = "info", tag = "p2prc"): Logger {
+  // Loaded on first use: consola costs ~20 ms of start-up that commands without logs should not pay.
+  const { createConsola } = require("consola") as typeof import("consola");
   const stderr = process.stderr;
   return wrap(createConsola({ level: LEVELS[level], stdout: stderr, stderr }).withTag(tag));
 }

@@ -1,13 +1,20 @@
-// The only file that imports better-sqlite3. The per-platform entry point requires its prebuilt
-// addon statically, so `bun build --compile` embeds it and the binary needs no node_modules.
-import Database from "better-sqlite3/linux-x64";
+// The only file that loads better-sqlite3. The per-platform entry point requires its prebuilt addon
+// statically, so `bun build --compile` embeds it and the binary needs no node_modules. It is required
+// on first open (a static string, so the bundler still embeds it) to keep commands without a database fast.
+import type BetterSqlite3 from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { P2prcError } from "../errors.ts";
 import { MIGRATIONS } from "./migrations.ts";
 import type { ContainerRecord, PortMapping, SshInfo } from "./types.ts";
 
-type Db = InstanceType<typeof Database>;
+type Db = BetterSqlite3.Database;
+
+let driver: typeof BetterSqlite3 | undefined;
+function sqlite(): typeof BetterSqlite3 {
+  driver ??= require("better-sqlite3/linux-x64") as typeof BetterSqlite3;
+  return driver;
+}
 
 /** Key/value facts about this node. */
 export interface MetaStore {
@@ -88,6 +95,7 @@ export function openStore(path: string): Store {
   let db: Db;
   try {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const Database = sqlite();
     db = new Database(path);
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = NORMAL");
