@@ -1,0 +1,222 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3/linux-x64";
+import { P2prcError } from "../errors.ts";
+import { MIGRATIONS } from "./migrations.ts";
+import { openStore } from "./store.ts";
+import type { ContainerRecord } from "./types.ts";
+
+const root = mkdtempSync(join(tmpdir(), "p2prc-store-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function record(n: number, overrides: Partial<ContainerRecord> = {}): ContainerRecord {
+  return {
+    id: `id-${n}`,
+    name: `task-${n}`,
+    image: "p2prc-test/busybox",
+    owner: "owner-a",
+    createdAt: 1000 + n,
+    expiresAt: 5000 + n * 100,
+    cpus: 0.5,
+    memoryMb: 64,
+    gpu: false,
+    ports: [],
+    ...overrides,
+  };
+}
+
+describe("openStore", () => {
+  test("creates a WAL database (with parent dirs) migrated to the latest version", () => {
+    const path = join(root, "a", "b", "state.db");
+    const store = openStore(path);
+    try {
+      expect(store.path).toBe(path);
+      expect(store.version()).toBe(MIGRATIONS.length);
+      expect(MIGRATIONS.length).toBeGreaterThanOrEqual(2);
+      store.meta.set("k", "v");
+      expect(existsSync(path)).toBe(true);
+      expect(existsSync(`${path}-wal`)).toBe(true);
+    } finally {
+      store.close();
+    }
+    const db = new Database(path, { readonly: true });
+    try {
+      expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
+      expect(db.pragma("user_version", { simple: true })).toBe(MIGRATIONS.length);
+    } finally {
+      db.close();
+    }
+  });
+
+  test("reopening is idempotent and keeps data", () => {
+    const path = join(root, "reopen.db");
+    const first = openStore(path);
+    first.meta.set("name", "node-a");
+    first.containers.insert(record(1));
+    first.close();
+    first.close(); // close twice is fine
+
+    const second = openStore(path);
+    try {
+      expect(second.version()).toBe(MIGRATIONS.length);
+      expect(second.meta.get("name")).toBe("node-a");
+      expect(second.containers.get("id-1")).toEqual(record(1));
+      expect(second.containers.count()).toBe(1);
+    } finally {
+      second.close();
+    }
+  });
+
+  test("works in memory", () => {
+    const store = openStore(":memory:");
+    try {
+      expect(store.version()).toBe(MIGRATIONS.length);
+      store.meta.set("x", "1");
+      expect(store.meta.get("x")).toBe("1");
+    } finally {
+      store.close();
+    }
+  });
+
+  test("a database from a newer p2prc is refused with E_STORE", () => {
+    const path = join(root, "newer.db");
+    const db = new Database(path);
+    db.pragma(`user_version = ${MIGRATIONS.length + 5}`);
+    db.close();
+    let err: unknown;
+    try {
+      openStore(path).close();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(P2prcError);
+    expect((err as P2prcError).code).toBe("E_STORE");
+    expect((err as P2prcError).message).toContain(String(MIGRATIONS.length + 5));
+    expect((err as P2prcError).message).toContain("upgrade");
+  });
+
+  test("a file that is not a database is E_STORE naming the path", () => {
+    const path = join(root, "not-a-db");
+    writeFileSync(path, "this is plain text, definitely not sqlite ".repeat(200));
+    let err: unknown;
+    try {
+      openStore(path).close();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(P2prcError);
+    expect((err as P2prcError).code).toBe("E_STORE");
+    expect((err as P2prcError).message).toContain(path);
+  });
+});
+
+describe("meta", () => {
+  test("get of a missing key is undefined; set overwrites", () => {
+    const store = openStore(join(root, "meta.db"));
+    try {
+      expect(store.meta.get("missing")).toBeUndefined();
+      store.meta.set("k", "one");
+      expect(store.meta.get("k")).toBe("one");
+      store.meta.set("k", "two");
+      expect(store.meta.get("k")).toBe("two");
+      store.meta.set("empty", "");
+      expect(store.meta.get("empty")).toBe("");
+    } finally {
+      store.close();
+    }
+  });
+});
+
+describe("containers", () => {
+  test("insert, get by id and by name, with ports, ssh and gpu round-tripped", () => {
+    const store = openStore(join(root, "containers.db"));
+    try {
+      const full = record(7, {
+        gpu: true,
+        ports: [
+          { internal: 22, external: 32022 },
+          { internal: 8080, external: 32080 },
+        ],
+        ssh: { port: 32022, user: "root", command: "ssh -p 32022 root@10.0.0.7" },
+      });
+      store.containers.insert(full);
+      expect(store.containers.get("id-7")).toEqual(full);
+      expect(store.containers.get("task-7")).toEqual(full);
+      expect(store.containers.get("nope")).toBeUndefined();
+      const plain = store.containers.get("id-7");
+      expect(plain?.gpu).toBe(true);
+
+      store.containers.insert(record(8));
+      const eight = store.containers.get("task-8");
+      expect(eight?.ssh).toBeUndefined();
+      expect(eight?.gpu).toBe(false);
+      expect(eight?.ports).toEqual([]);
+    } finally {
+      store.close();
+    }
+  });
+
+  test("duplicate id or name is refused", () => {
+    const store = openStore(":memory:");
+    try {
+      store.containers.insert(record(1));
+      expect(() => store.containers.insert(record(1, { name: "other" }))).toThrow();
+      expect(() => store.containers.insert(record(2, { name: "task-1" }))).toThrow();
+      expect(store.containers.count()).toBe(1);
+    } finally {
+      store.close();
+    }
+  });
+
+  test("list (by creation), count, countByOwner, expired, remove", () => {
+    const store = openStore(join(root, "list.db"));
+    try {
+      expect(store.containers.list()).toEqual([]);
+      expect(store.containers.count()).toBe(0);
+      // inserted out of creation order on purpose
+      store.containers.insert(record(3, { owner: "owner-b" }));
+      store.containers.insert(record(1));
+      store.containers.insert(record(2));
+      expect(store.containers.list().map((c) => c.id)).toEqual(["id-1", "id-2", "id-3"]);
+      expect(store.containers.count()).toBe(3);
+      expect(store.containers.countByOwner("owner-a")).toBe(2);
+      expect(store.containers.countByOwner("owner-b")).toBe(1);
+      expect(store.containers.countByOwner("nobody")).toBe(0);
+
+      // expiresAt: 5100, 5200, 5300; "at or before now"
+      expect(store.containers.expired(5099)).toEqual([]);
+      expect(store.containers.expired(5100).map((c) => c.id)).toEqual(["id-1"]);
+      expect(store.containers.expired(5250).map((c) => c.id)).toEqual(["id-1", "id-2"]);
+      expect(store.containers.expired(Number.MAX_SAFE_INTEGER)).toHaveLength(3);
+
+      expect(store.containers.remove("id-2")).toBe(true);
+      expect(store.containers.remove("id-2")).toBe(false);
+      expect(store.containers.remove("task-1")).toBe(false); // remove takes an id, not a name
+      expect(store.containers.get("id-2")).toBeUndefined();
+      expect(store.containers.count()).toBe(2);
+      expect(store.containers.list().map((c) => c.id)).toEqual(["id-1", "id-3"]);
+    } finally {
+      store.close();
+    }
+  });
+});
+
+// Known gap, reported rather than fixed here: openStore opens the database, sets WAL, then throws from
+// migrate() without closing it, so a refused file stays open (fd, -wal and -shm) for the process's life.
+test.todo("a refused database is closed again", () => {
+  const path = join(root, "refused.db");
+  const db = new Database(path);
+  db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+  db.close();
+  expect(() => openStore(path)).toThrow(P2prcError);
+  const open = readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith(path);
+    } catch {
+      return false;
+    }
+  });
+  expect(open).toEqual([]);
+});

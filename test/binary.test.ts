@@ -1,0 +1,146 @@
+// The compiled `p2prc` binary, run alone in a temp dir with no node_modules anywhere above it:
+// proves `bun build --compile` embedded everything (citty, zod, the better-sqlite3 addon).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dir, "..");
+const SOURCE_DIRS = ["abstractions", "client", "server", "p2p", "plugins", "config", "cli"];
+
+let dir = "";
+let bin = "";
+let home = "";
+
+/** Newest mtime of the sources the binary is built from. */
+function newestSource(): number {
+  let newest = 0;
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p);
+      else if (name.endsWith(".ts") && !name.endsWith(".test.ts")) newest = Math.max(newest, st.mtimeMs);
+    }
+  };
+  for (const d of SOURCE_DIRS) if (existsSync(join(ROOT, d))) walk(join(ROOT, d));
+  return newest;
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "p2prc-bin-"));
+  bin = join(dir, "p2prc");
+  home = join(dir, "home");
+  const built = join(ROOT, "p2prc");
+  // `make test` builds ./p2prc first; build our own when it is missing or older than the sources.
+  if (existsSync(built) && statSync(built).mtimeMs >= newestSource()) {
+    copyFileSync(built, bin);
+  } else {
+    const out = Bun.spawnSync(
+      [join(ROOT, "node_modules/.bin/bun"), "build", "--compile", "cli/main.ts", "--outfile", bin],
+      { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+    );
+    if (out.exitCode !== 0) throw new Error(`bun build --compile failed: ${out.stderr.toString()}`);
+  }
+  expect(readdirSync(dir)).toEqual(["p2prc"]);
+  expect(existsSync(join(dir, "node_modules"))).toBe(false);
+  expect(statSync(bin).mode & 0o111).not.toBe(0);
+});
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Result {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** Runs ./p2prc in its own dir with a minimal env (no node_modules, no NODE_PATH, home under dir). */
+function p2prc(args: string[], env: Record<string, string> = {}): Result {
+  const r = Bun.spawnSync(["./p2prc", ...args], {
+    cwd: dir,
+    env: { PATH: "/usr/bin:/bin", HOME: dir, P2PRC: home, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return { code: r.exitCode ?? -1, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+
+describe("compiled binary", () => {
+  test("-h exits 0 and prints the flags", () => {
+    const r = p2prc(["-h"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("--as-server");
+    expect(r.out).toContain("--dc");
+  });
+
+  test("--bogus exits 2 with a message on stderr", () => {
+    const r = p2prc(["--bogus"]);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe("");
+    expect(r.err.split("\n")[0]).toBe("p2prc: unknown flag --bogus");
+  });
+
+  test("--dc creates config.json, identity/node.key (0600) and state.db", () => {
+    const r = p2prc(["--dc"]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/node id: [0-9a-f]{64}\n/);
+    const config = JSON.parse(readFileSync(join(home, "config.json"), "utf8"));
+    expect(config.serverPort).toBe(8088);
+    expect(statSync(join(home, "identity", "node.key")).mode & 0o777).toBe(0o600);
+    expect(existsSync(join(home, "state.db"))).toBe(true);
+    // nothing leaked into the working directory
+    expect(readdirSync(dir).sort()).toEqual(["home", "p2prc"]);
+  });
+
+  test("a second --dc keeps the node id and an edited field", () => {
+    const first = JSON.parse(p2prc(["--dc", "--json"]).out);
+    const path = join(home, "config.json");
+    const config = JSON.parse(readFileSync(path, "utf8"));
+    config.machineName = "edited-by-hand";
+    delete config.maxContainers;
+    writeFileSync(path, JSON.stringify(config));
+
+    const r = p2prc(["--dc", "--json"]);
+    expect(r.code).toBe(0);
+    const second = JSON.parse(r.out);
+    expect(second.nodeId).toBe(first.nodeId);
+    expect(second.added).toEqual(["maxContainers"]);
+    const after = JSON.parse(readFileSync(path, "utf8"));
+    expect(after.machineName).toBe("edited-by-hand");
+    expect(after.maxContainers).toBe(10);
+  });
+
+  test("--vc --json is valid JSON with the node id", () => {
+    const r = p2prc(["--vc", "--json"]);
+    expect(r.code).toBe(0);
+    const v = JSON.parse(r.out);
+    expect(v.nodeId).toMatch(/^[0-9a-f]{64}$/);
+    expect(v.home).toBe(home);
+    expect(v.machineName).toBe("edited-by-hand");
+  });
+
+  test("P2PRC_SERVER_PORT=abc --vc exits 2 with one stderr line naming serverPort, no stack", () => {
+    const r = p2prc(["--vc"], { P2PRC_SERVER_PORT: "abc" });
+    expect(r.code).toBe(2);
+    expect(r.out).toBe("");
+    const lines = r.err.split("\n").filter(Boolean);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toStartWith("p2prc: ");
+    expect(lines[0]).toContain("serverPort");
+    expect(lines[0]).toContain("P2PRC_SERVER_PORT");
+    expect(r.err).not.toMatch(/\bat .*\.(ts|js):\d+/);
+  });
+});
