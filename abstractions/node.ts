@@ -105,9 +105,9 @@ export interface DefaultConfigResult {
 export function setDefaultConfig(options: NodeOptions = {}): DefaultConfigResult {
   const env = options.env ?? process.env;
   const home = resolveHome({ configDir: options.configDir, env, userHome: homedir() });
-  const paths = nodePaths(home);
-  const { config, added } = completeConfigFile(paths.configFile, hostname());
-  const full = nodePaths(home, config.dataDir);
+  const { added } = completeConfigFile(nodePaths(home).configFile, hostname());
+  // The files go where the effective config (env and flags included) says, as every other command sees them.
+  const full = loadConfig(options).paths;
   const identity = loadOrCreateIdentity(full.privateKey, full.publicKey);
   const store = openStore(full.stateDb);
   store.close();

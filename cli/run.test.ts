@@ -251,11 +251,11 @@ describe("normalizeArgs", () => {
   });
 });
 
-// Known gaps, reported rather than fixed here (see the foundation test report).
-describe("known gaps", () => {
+// Gaps found by these tests and fixed since.
+describe("regressions", () => {
   // normalizeArgs strips "no-" to find the flag but then emits the positive flag, so the negation is
   // lost: `--no-vc` runs --vc and `--dc --no-json` prints JSON.
-  test.todo("--no-<flag> negates instead of setting the flag", async () => {
+  test("--no-<flag> negates instead of setting the flag", async () => {
     const home = freshHome();
     expect((await cli(["--no-vc"], home)).code).toBe(2);
     const dc = await cli(["--dc", "--no-json"], home);
@@ -264,7 +264,7 @@ describe("known gaps", () => {
 
   // setDefaultConfig resolves dataDir from config.json alone, while --vc (loadConfig) also applies env
   // and flags, so with P2PRC_DATA_DIR set --dc creates state.db in the home but --vc reports another path.
-  test.todo("--dc and --vc agree on stateDb when P2PRC_DATA_DIR is set", async () => {
+  test("--dc and --vc agree on stateDb when P2PRC_DATA_DIR is set", async () => {
     const home = freshHome();
     const env = { P2PRC_DATA_DIR: join(home, "data") };
     const dc = JSON.parse((await cli(["--dc", "--json"], home, env)).out);

@@ -41,10 +41,16 @@ export function normalizeArgs(argv: string[]): string[] {
     }
     const body = arg.replace(/^--?/, "");
     const [rawName = "", value] = body.split(/=(.*)/s, 2);
-    const name = rawName.startsWith("no-") && !spellings.has(rawName) ? rawName.slice(3) : rawName;
+    const negated = rawName.startsWith("no-") && !spellings.has(rawName);
+    const name = negated ? rawName.slice(3) : rawName;
     const canonical = spellings.get(name);
     if (!canonical) {
       throw usageError(`unknown flag ${arg.split("=")[0]}`, "run `p2prc -h` for the list of flags");
+    }
+    if (negated) {
+      if (FLAGS[canonical].type !== "boolean" || value !== undefined) throw usageError(`unknown flag ${arg}`);
+      out.push(`--no-${canonical}`);
+      continue;
     }
     out.push(value === undefined ? `--${canonical}` : `--${canonical}=${value}`);
     if (FLAGS[canonical].type === "string" && value === undefined) {

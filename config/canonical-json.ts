@@ -20,6 +20,11 @@ function encode(value: unknown, path: string): string {
       return JSON.stringify(value);
     case "object": {
       if (Array.isArray(value)) return `[${value.map((v, i) => encode(v, `${path}[${i}]`)).join(",")}]`;
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) {
+        // Dates, Maps, Sets, buffers and class instances would all encode as {} and sign as equal.
+        throw new P2prcError("E_INVALID", `${path}: only plain objects can be signed`);
+      }
       const keys = Object.keys(value as object)
         .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
         .sort();

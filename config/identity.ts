@@ -54,8 +54,9 @@ export function publicKeyOfNodeId(nodeId: string): KeyObject {
 /** True when `signature` (base64) is nodeId's signature over `data`. Never throws. */
 export function verifySignature(nodeId: string, data: Uint8Array | string, signature: string): boolean {
   try {
+    // Exactly one spelling is valid: Buffer.from would ignore stray characters.
+    if (!/^[A-Za-z0-9+/]{86}==$/.test(signature)) return false;
     const sig = Buffer.from(signature, "base64");
-    if (sig.length !== 64) return false;
     return edVerify(
       null,
       typeof data === "string" ? Buffer.from(data) : data,

@@ -76,12 +76,6 @@ function toRecord(row: ContainerRow): ContainerRecord {
 
 function migrate(db: Db): void {
   const current = db.pragma("user_version", { simple: true }) as number;
-  if (current > MIGRATIONS.length) {
-    throw new P2prcError(
-      "E_STORE",
-      `state database schema ${current} is newer than this p2prc (${MIGRATIONS.length}); upgrade p2prc`,
-    );
-  }
   for (let v = current; v < MIGRATIONS.length; v++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[v] as string);
@@ -92,17 +86,25 @@ function migrate(db: Db): void {
 
 /** Opens (creating if needed) the state database at `path` (or ":memory:"), WAL mode, migrated. */
 export function openStore(path: string): Store {
-  let db: Db;
+  let db: Db | undefined;
   try {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const Database = sqlite();
     db = new Database(path);
+    const found = db.pragma("user_version", { simple: true }) as number;
+    if (found > MIGRATIONS.length) {
+      throw new P2prcError(
+        "E_STORE",
+        `state database ${path} has schema ${found}, newer than this p2prc knows (${MIGRATIONS.length}); upgrade p2prc`,
+      );
+    }
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = NORMAL");
     db.pragma("busy_timeout = 5000");
     db.pragma("foreign_keys = ON");
     migrate(db);
   } catch (err) {
+    db?.close();
     if (err instanceof P2prcError) throw err;
     throw new P2prcError("E_STORE", `cannot open state database ${path}: ${(err as Error).message}`, {
       cause: err,
