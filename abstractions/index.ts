@@ -15,4 +15,4 @@ export { init, loadConfig, setConfigValue, setDefaultConfig, viewConfig } from "
 export type { DefaultConfigResult, LoadedConfig, NodeContext, NodeOptions } from "./node.ts";
 export { start } from "./start.ts";
 export type { RunningNode, StartOptions } from "./start.ts";
-export { VERSION } from "./version.ts";
+export { VERSION } from "../config/index.ts";

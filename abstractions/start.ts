@@ -2,7 +2,7 @@ import { dirname } from "node:path";
 import { createDockerEngine, type GpuProbe, type ServerApp, startServerNode } from "../server/index.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
 import { init, type NodeOptions } from "./node.ts";
-import { VERSION } from "./version.ts";
+import { VERSION } from "../config/index.ts";
 
 export interface StartOptions extends NodeOptions {
   /** GPU discovery (default: nvidia-smi when installed). */

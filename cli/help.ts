@@ -1,5 +1,5 @@
 import { ACTION_ORDER, FLAGS, type FlagName } from "./flags.ts";
-import { VERSION } from "./version.ts";
+import { VERSION } from "../config/index.ts";
 
 const MODIFIERS: FlagName[] = [
   "id",

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { FLAGS } from "./flags.ts";
 import type { CliIO } from "./io.ts";
 import { normalizeArgs, runCli } from "./run.ts";
-import { VERSION } from "./version.ts";
+import { VERSION } from "../config/index.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-cli-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

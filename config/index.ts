@@ -27,6 +27,7 @@ export {
 } from "./load.ts";
 export type { ResolvedConfig, ResolveInputs } from "./load.ts";
 export { createLogger, memoryLogger } from "./logger.ts";
+export { VERSION } from "./version.ts";
 export type { Logger, LogLevel } from "./logger.ts";
 export { nodePaths, resolveHome } from "./paths.ts";
 export type { HomeInputs, NodePaths } from "./paths.ts";

@@ -318,3 +318,9 @@ describe("resolveHome", () => {
     expect(nodePaths("/h").stateDb).toBe("/h/state.db");
   });
 });
+
+test("VERSION matches package.json", async () => {
+  const { VERSION } = await import("./index.ts");
+  const pkg = JSON.parse(await Bun.file(new URL("../package.json", import.meta.url)).text()) as { version: string };
+  expect(VERSION).toBe(pkg.version);
+});

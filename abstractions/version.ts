@@ -1,2 +1,0 @@
-/** The p2prc version, kept in step with package.json. */
-export const VERSION = "0.1.0";
