@@ -1,0 +1,208 @@
+// Start-up cost of the p2prc binary against an empty Bun binary, and the idle server's memory.
+// Goals: each command ≤ 4× the empty binary's wall time; an idle server ≤ 60 MB RSS.
+// Run: node_modules/.bin/bun bench/startup.ts (or `make bench`). Exits 77 when ./p2prc is missing.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const ROOT = join(import.meta.dir, "..");
+const P2PRC = join(ROOT, "p2prc");
+const BUN = join(ROOT, "node_modules", ".bin", "bun");
+const WARMUPS = 3;
+const RUNS = 30;
+const STARTUP_GOAL = 4;
+const RSS_GOAL_MB = 60;
+
+if (!existsSync(P2PRC)) {
+  console.log("startup: ./p2prc is missing (run `make build`); skipped");
+  process.exit(77);
+}
+
+const work = mkdtempSync(join(tmpdir(), "p2prc-bench-"));
+const home = join(work, "home");
+
+/** The caller's env without P2PRC settings, so the user's own config cannot change the numbers. */
+function cleanEnv(extra: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && k !== "P2PRC" && !k.startsWith("P2PRC_")) env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+const env = cleanEnv({ P2PRC: home });
+
+function run(cmd: string[]): { code: number; stdout: string; stderr: string } {
+  const r = Bun.spawnSync(cmd, { cwd: ROOT, env, stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/** A command that answers "not available yet" (exit 2) is a feature still being built. */
+function notAvailable(r: { code: number; stderr: string }): boolean {
+  return r.code === 2 && r.stderr.includes("not available yet");
+}
+
+/** Median wall time in ms of `cmd` over RUNS runs after WARMUPS, plus the last exit code seen. */
+function medianMs(cmd: string[]): { ms: number; code: number } {
+  const times: number[] = [];
+  let code = 0;
+  for (let i = 0; i < WARMUPS + RUNS; i++) {
+    const start = Bun.nanoseconds();
+    const r = Bun.spawnSync(cmd, { cwd: ROOT, env, stdout: "ignore", stderr: "ignore" });
+    const ms = (Bun.nanoseconds() - start) / 1e6;
+    code = r.exitCode ?? -1;
+    if (i >= WARMUPS) times.push(ms);
+  }
+  times.sort((a, b) => a - b);
+  const mid = Math.floor(times.length / 2);
+  const ms =
+    times.length % 2 ? (times[mid] as number) : ((times[mid - 1] as number) + (times[mid] as number)) / 2;
+  return { ms, code };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The flags the Makefile compiles cli/main.ts with (`--compile --minify` if it cannot be read). */
+function buildFlags(): string[] {
+  const makefile = existsSync(join(ROOT, "Makefile")) ? readFileSync(join(ROOT, "Makefile"), "utf8") : "";
+  const line = /\$\(BUN\) build (.*?)\s*cli\/main\.ts/.exec(makefile)?.[1];
+  const flags = line?.split(/\s+/).filter((f) => f.startsWith("--")) ?? [];
+  return flags.includes("--compile") ? flags : ["--compile", "--minify"];
+}
+
+async function main(): Promise<void> {
+  // The baseline: an empty program compiled with the Makefile's flags for p2prc.
+  writeFileSync(join(work, "empty.ts"), "export {}\n");
+  const empty = join(work, "empty");
+  const flags = buildFlags();
+  const built = run([BUN, "build", ...flags, join(work, "empty.ts"), "--outfile", empty]);
+  if (built.code !== 0) {
+    console.log(`startup: could not compile the empty Bun program:\n${built.stderr.trim()}`);
+    process.exitCode = 1;
+    return;
+  }
+  const dc = run([P2PRC, "--dc"]);
+  if (dc.code !== 0) {
+    console.log(`startup: ./p2prc --dc failed (exit ${dc.code}): ${dc.stderr.trim()}`);
+    process.exitCode = 1;
+    return;
+  }
+
+  const cases: [string, string[]][] = [
+    ["empty bun binary", [empty]],
+    ["p2prc -h", [P2PRC, "-h"]],
+    ["p2prc --vc", [P2PRC, "--vc"]],
+    ["p2prc --ls", [P2PRC, "--ls"]],
+  ];
+  const rows: string[][] = [];
+  const notes: string[] = [];
+  let base = 0;
+  for (const [label, cmd] of cases) {
+    const probe = run(cmd);
+    if (notAvailable(probe)) {
+      notes.push(`${label.replace(/^p2prc /, "")}: not available yet`);
+      continue;
+    }
+    const { ms, code } = medianMs(cmd);
+    if (base === 0) base = ms;
+    const ratio = ms / base;
+    const goal = label === cases[0]?.[0] ? "(baseline)" : ratio <= STARTUP_GOAL ? "yes" : "NO";
+    rows.push([label, ms.toFixed(1), `${ratio.toFixed(2)}×`, code === 0 ? goal : `${goal} (exit ${code})`]);
+  }
+
+  console.log(
+    `startup: median wall time of ${RUNS} runs after ${WARMUPS} warm-ups (goal ≤ ${STARTUP_GOAL}× empty)`,
+  );
+  console.log(`empty binary: \`export {}\` built with bun build ${flags.join(" ")}`);
+  const header = ["command", "median ms", "vs empty", "meets goal"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+  const fmt = (r: string[]) =>
+    r.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join("  ");
+  console.log(fmt(header));
+  for (const r of rows) console.log(fmt(r));
+  for (const n of notes) console.log(n);
+
+  await serverRss();
+}
+
+/** Starts `p2prc --as-server` on a free loopback port, waits for /v1/health, reads VmRSS after 2 s idle. */
+async function serverRss(): Promise<void> {
+  const port = await freePort();
+  const proc = Bun.spawn([P2PRC, "--as-server"], {
+    cwd: ROOT,
+    env: cleanEnv({ P2PRC: home, P2PRC_SERVER_PORT: String(port), P2PRC_SERVER_HOST: "127.0.0.1" }),
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  let stderr = "";
+  const drain = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stderr) stderr = (stderr + decoder.decode(chunk)).slice(-4000);
+  })();
+
+  try {
+    const deadline = Date.now() + 10_000;
+    let healthy = false;
+    while (Date.now() < deadline && proc.exitCode === null) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/v1/health`, { signal: AbortSignal.timeout(1000) });
+        if (res.status === 200) {
+          healthy = true;
+          break;
+        }
+      } catch {
+        // not listening yet
+      }
+      await Bun.sleep(100);
+    }
+    if (!healthy) {
+      const code = proc.exitCode ?? (await Promise.race([proc.exited, Bun.sleep(200).then(() => null)]));
+      await Promise.race([drain, Bun.sleep(200)]);
+      if (code === 2 && stderr.includes("not available yet")) {
+        console.log("--as-server: not available yet (idle RSS not measured)");
+      } else if (code !== null) {
+        console.log(
+          `server RSS: --as-server exited ${code} before answering: ${stderr.trim().split("\n").at(-1) ?? ""}`,
+        );
+        process.exitCode = 1;
+      } else {
+        console.log(`server RSS: GET /v1/health on port ${port} did not answer 200 within 10 s`);
+        process.exitCode = 1;
+      }
+      return;
+    }
+    await Bun.sleep(2000);
+    const status = readFileSync(`/proc/${proc.pid}/status`, "utf8");
+    const kb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? Number.NaN);
+    const mb = kb / 1024;
+    console.log(
+      `idle server RSS: ${mb.toFixed(1)} MB (goal ≤ ${RSS_GOAL_MB} MB: ${mb <= RSS_GOAL_MB ? "yes" : "NO"})`,
+    );
+  } finally {
+    if (proc.exitCode === null) {
+      proc.kill("SIGTERM");
+      const exited = await Promise.race([proc.exited, Bun.sleep(5000).then(() => null)]);
+      if (exited === null) {
+        console.log("server RSS: server did not stop within 5 s of SIGTERM; killed");
+        proc.kill("SIGKILL");
+        await proc.exited;
+      }
+    }
+  }
+}
+
+try {
+  await main();
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
