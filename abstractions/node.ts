@@ -105,6 +105,7 @@ export interface DefaultConfigResult {
 export function setDefaultConfig(options: NodeOptions = {}): DefaultConfigResult {
   const env = options.env ?? process.env;
   const home = resolveHome({ configDir: options.configDir, env, userHome: homedir() });
+  loadConfig(options); // a bad env or flag value fails before anything is written
   const { added } = completeConfigFile(nodePaths(home).configFile, hostname());
   // The files go where the effective config (env and flags included) says, as every other command sees them.
   const full = loadConfig(options).paths;

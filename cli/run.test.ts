@@ -273,3 +273,16 @@ describe("regressions", () => {
     expect(existsSync(vc.stateDb)).toBe(true);
   });
 });
+
+test("--dc with a bad env value writes nothing", async () => {
+  const { mkdtempSync, existsSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const home = join(mkdtempSync(join(tmpdir(), "p2prc-dc-")), "home");
+  const lines: string[] = [];
+  const io = { out: (t: string) => lines.push(t), err: (t: string) => lines.push(t) };
+  const code = await runCli(["--dc"], { io, env: { P2PRC: home, P2PRC_SERVER_PORT: "abc" } });
+  expect(code).toBe(2);
+  expect(lines.join("\n")).toContain("serverPort");
+  expect(existsSync(join(home, "config.json"))).toBe(false);
+});
