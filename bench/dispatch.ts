@@ -2,8 +2,10 @@
 //   A. p2prc: POST /v1/containers on an in-process node (answers 201 after create, start and inspect)
 //   B. `docker run -d` through the docker CLI on the same engine (the baseline of the goal)
 //   C. dockerode createContainer + start with the same body p2prc sends (engine-only, no CLI start-up)
-// Interleaved A, B, C over RUNS runs after WARMUPS warm-ups; every container is removed after its run
-// (not timed). Then a breakdown of p2prc's create path: its steps replayed one by one and timed.
+//   D. p2prc's create steps (server/containers.ts) replayed in-process through its engine, each timed
+// Interleaved A, B, C, D (who goes first rotates) over RUNS runs after WARMUPS warm-ups; every container
+// is removed after its run (not timed). Then the HTTP layer alone (a POST the schema rejects), and where
+// A's time goes.
 // Goal: median A ≤ 1.05 × median B.
 // Run: node_modules/.bin/bun bench/dispatch.ts (or `make bench`). Reads DOCKER_HOST and PORT (server
 // port; default a free one). Exits 77 when the docker CLI, the engine or the image is missing.
