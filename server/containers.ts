@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { availableParallelism } from "node:os";
 import {
   type Clock,
   type Config,
@@ -10,6 +11,7 @@ import {
 } from "../config/index.ts";
 import type { Caller } from "./caller.ts";
 import { type ContainerEngine, type ContainerInfo, MANAGED_LABEL } from "./engine/index.ts";
+import { imageAllowed } from "./images.ts";
 import { freePorts } from "./ports.ts";
 import { createTar } from "./tar.ts";
 import type { ContainerView, CreateContainerRequest, ExecRequest, GpuProbe } from "./types.ts";
@@ -84,7 +86,7 @@ export class ContainerService {
   async create(req: CreateContainerRequest, caller: Caller, publicHost: string): Promise<CreateResult> {
     const { config, engine, store, clock } = this.deps;
     const image = req.image ?? config.defaultImage;
-    if (config.allowedImages.length > 0 && !config.allowedImages.includes(image)) {
+    if (!imageAllowed(config.allowedImages, image)) {
       throw new P2prcError(
         "E_FORBIDDEN",
         `image ${image} is not offered by this node (allowedImages: ${config.allowedImages.join(", ")})`,
@@ -102,6 +104,12 @@ export class ContainerService {
           field: "cpus",
         },
       );
+    }
+    const hostCpus = availableParallelism();
+    if (cpus > hostCpus) {
+      throw new P2prcError("E_LIMIT", `cpus ${cpus} is more than this host has (${hostCpus})`, {
+        field: "cpus",
+      });
     }
     const memoryMb = req.memoryMb ?? Math.min(config.defaultMemoryMb, config.maxMemoryMbPerContainer);
     if (memoryMb > config.maxMemoryMbPerContainer) {

@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { type Clock, type Config, type Logger, P2prcError, type Store } from "../config/index.ts";
 import { createServerApp, type ServerApp } from "./app.ts";
 import { ContainerService } from "./containers.ts";
@@ -35,7 +36,8 @@ export interface ServerNode extends AsyncDisposable {
 export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode> {
   const log = deps.logger.withTag("server");
   const containers = new ContainerService(deps);
-  const reconciler = new Reconciler({ ...deps, creating: () => containers.creating() });
+  const sshHost = deps.config.advertiseAddress.replace(/:\d+$/, "").replace(/^\[|\]$/g, "") || hostname();
+  const reconciler = new Reconciler({ ...deps, sshHost, creating: () => containers.creating() });
   const app = createServerApp({ ...deps, containers });
 
   try {

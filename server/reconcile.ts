@@ -8,6 +8,8 @@ export interface ReconcilerDeps {
   store: Store;
   clock: Clock;
   logger: Logger;
+  /** Host named in the ssh command of an adopted container. */
+  sshHost: string;
   /** Names being created right now; left alone. */
   creating: () => ReadonlySet<string>;
 }
@@ -24,7 +26,7 @@ export interface ReconcileReport {
   expired: string[];
 }
 
-function adoptable(info: ContainerInfo): ContainerRecord | undefined {
+function adoptable(info: ContainerInfo, sshHost: string): ContainerRecord | undefined {
   const l = info.labels;
   const owner = l[LABELS.owner];
   const created = Number(l[LABELS.created]);
@@ -45,8 +47,14 @@ function adoptable(info: ContainerInfo): ContainerRecord | undefined {
     memoryMb,
     gpu: l[LABELS.gpu] === "true",
     ports: info.ports,
-    ssh: undefined,
+    ssh: sshInfo(info, sshHost),
   };
+}
+
+function sshInfo(info: ContainerInfo, host: string): ContainerRecord["ssh"] {
+  const port =
+    info.labels[LABELS.ssh] === "true" ? info.ports.find((p) => p.internal === 22)?.external : undefined;
+  return port ? { port, user: "root", command: `ssh -p ${port} root@${host}` } : undefined;
 }
 
 /**
@@ -86,7 +94,7 @@ export class Reconciler {
     }
     for (const info of live) {
       if (known.has(info.id) || creating.has(info.name)) continue;
-      const rec = adoptable(info);
+      const rec = adoptable(info, this.deps.sshHost);
       if (rec && rec.expiresAt > clock.now()) {
         store.containers.insert(rec);
         report.adopted.push(info.name);

@@ -40,6 +40,7 @@ interface DockerLikeError {
 
 /** Translates a dockerode error into p2prc's terms at the edge. */
 function engineError(err: unknown, context: string, host: string): P2prcError {
+  if (err instanceof P2prcError) return err;
   const e = (err ?? {}) as DockerLikeError;
   const detail = e.json?.message ?? e.reason ?? e.message ?? String(err);
   if (e.code && ["ECONNREFUSED", "ENOENT", "EACCES", "ECONNRESET", "EPIPE", "ETIMEDOUT"].includes(e.code)) {
@@ -275,7 +276,23 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
 
     putArchive: (id, path, tar) =>
       call(`copy files into container ${id}`, async (d) => {
-        await d.getContainer(id).putArchive(Buffer.from(tar), { path });
+        try {
+          await d.getContainer(id).putArchive(Buffer.from(tar), { path });
+        } catch (err) {
+          // The engine answers 500 for a body that is not a tar: that is the caller's input, not an engine fault.
+          const message = (err as DockerLikeError).json?.message ?? "";
+          if (/archive\/tar|invalid tar|unexpected EOF/i.test(message)) {
+            throw new P2prcError("E_INVALID", `body: not a valid tar archive (${message})`, {
+              field: "body",
+            });
+          }
+          if ((err as DockerLikeError).statusCode === 404 && /path/i.test(message)) {
+            throw new P2prcError("E_NOT_FOUND", `path ${path} does not exist in the container`, {
+              field: "path",
+            });
+          }
+          throw err;
+        }
       }),
 
     getArchive: (id, path) =>

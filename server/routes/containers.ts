@@ -38,7 +38,11 @@ export function containerRoutes(o: ContainerRoutesOptions) {
     .post("/", json, async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
       const body = await parseJson(c, CreateContainerSchema);
-      const result = await service.create(body, caller, o.publicHost(new URL(c.req.url).hostname));
+      const result = await service.create(
+        body,
+        caller,
+        o.publicHost(new URL(c.req.url).hostname.replace(/^\[(.*)\]$/, "$1")),
+      );
       return c.json(result, 201);
     })
     .get("/:id", async (c) => {

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import type { ContainerEngine } from "../engine/index.ts";
+import { imageAllowed } from "../images.ts";
 import { collectSpecs, type SpecsDeps, toP2prcSysInfo } from "../specs.ts";
 
 export interface NodeRoutesOptions {
@@ -18,7 +19,7 @@ export function nodeRoutes(o: NodeRoutesOptions) {
     const offered = all
       .map((i) => ({
         ...i,
-        tags: o.allowedImages.length ? i.tags.filter((t) => o.allowedImages.includes(t)) : i.tags,
+        tags: i.tags.filter((t) => imageAllowed(o.allowedImages, t)),
       }))
       .filter((i) => i.tags.length > 0);
     return offered.map((i) => ({
@@ -40,9 +41,7 @@ export function compatRoutes(o: NodeRoutesOptions) {
     .get("/server_info", async (c) => c.json(toP2prcSysInfo(await collectSpecs(o.specs))))
     .get("/ShowImages", async (c) => {
       const all = await o.engine.listImages();
-      const tags = all
-        .flatMap((i) => i.tags)
-        .filter((t) => !o.allowedImages.length || o.allowedImages.includes(t));
+      const tags = all.flatMap((i) => i.tags).filter((t) => imageAllowed(o.allowedImages, t));
       return c.json({
         DockerContainer: tags.map((t) => ({ DockerContainerName: t, ContainerDescription: "" })),
       });
