@@ -76,7 +76,7 @@ function freePort(): Promise<number> {
 function buildFlags(): string[] {
   const makefile = existsSync(join(ROOT, "Makefile")) ? readFileSync(join(ROOT, "Makefile"), "utf8") : "";
   const line = /\$\(BUN\) build (.*?)\s*cli\/main\.ts/.exec(makefile)?.[1];
-  const flags = line?.split(/\s+/).filter((f) => f.startsWith("--")) ?? [];
+  const flags = line?.split(/\s+/).filter(Boolean) ?? [];
   return flags.includes("--compile") ? flags : ["--compile", "--minify"];
 }
 
