@@ -20,7 +20,7 @@ node_modules/.deps-stamp: package.json package-lock.json
 deps: node_modules/.deps-stamp
 
 p2prc: node_modules/.deps-stamp $(SOURCES)
-	$(BUN) build --compile --minify --bytecode --format=esm --external cpu-features cli/main.ts --outfile p2prc
+	$(BUN) build --compile --minify --bytecode --format=esm --splitting --external cpu-features cli/main.ts --outfile p2prc
 
 build: p2prc
 

@@ -1,5 +1,4 @@
 import { isP2prcError } from "../config/index.ts";
-import { createDockerEngine } from "../server/index.ts";
 import { loadConfig, type NodeOptions } from "./node.ts";
 
 /** What `p2prc --doctor` found. */
@@ -22,6 +21,7 @@ export interface DoctorReport {
 
 /** Checks the container engine: reachable, version, images; or a clear reason why not. */
 export async function doctor(options: NodeOptions = {}, timeoutMs = 5000): Promise<DoctorReport> {
+  const { createDockerEngine } = await import("../server/index.ts");
   const loaded = loadConfig(options);
   const engine = createDockerEngine({ host: loaded.dockerHost });
   const report: DoctorReport = {

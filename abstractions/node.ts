@@ -10,6 +10,7 @@ import {
   type Identity,
   type Logger,
   loadOrCreateIdentity,
+  readNodeId,
   type NodePaths,
   nodePaths,
   openStore,
@@ -118,8 +119,9 @@ export function setDefaultConfig(options: NodeOptions = {}): DefaultConfigResult
 /** `--vc`: the effective config plus where it lives and the node id (null before the first `--dc`/start). */
 export function viewConfig(options: NodeOptions = {}) {
   const loaded = loadConfig(options);
+  // The public key file names the id; the private key is parsed only when that file is missing.
   const nodeId = existsSync(loaded.paths.privateKey)
-    ? loadOrCreateIdentity(loaded.paths.privateKey, loaded.paths.publicKey).nodeId
+    ? (readNodeId(loaded.paths.publicKey) ?? loadOrCreateIdentity(loaded.paths.privateKey, loaded.paths.publicKey).nodeId)
     : null;
   return {
     ...loaded.config,

@@ -1,5 +1,5 @@
 import { dirname } from "node:path";
-import { createDockerEngine, type GpuProbe, type ServerApp, startServerNode } from "../server/index.ts";
+import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
 import { init, type NodeOptions } from "./node.ts";
 import { VERSION } from "../config/index.ts";
@@ -31,6 +31,8 @@ export interface RunningNode extends AsyncDisposable {
  *   await node.stop();
  */
 export async function start(options: StartOptions = {}): Promise<RunningNode> {
+  // The server (hono, its schemas, the engine client) loads here, not when a CLI command imports abstractions.
+  const { createDockerEngine, startServerNode } = await import("../server/index.ts");
   const ctx = init(options);
   const store = ctx.openStore();
   try {

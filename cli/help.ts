@@ -1,5 +1,6 @@
 import { ACTION_ORDER, FLAGS, type FlagName } from "./flags.ts";
-import { VERSION } from "../config/index.ts";
+// A deep import on purpose: help and --version answer before the config module (zod) loads.
+import { VERSION } from "../config/version.ts";
 
 const MODIFIERS: FlagName[] = [
   "id",
@@ -62,3 +63,4 @@ export function renderHelp(): string {
     "Single-dash long names (-dc, -touch) work as in P2PRC. Config: p2prc --vc; docs: Docs/.",
   ].join("\n");
 }
+export { VERSION };

@@ -1,7 +1,12 @@
 #!/usr/bin/env bun
-// Entry point of the `p2prc` binary.
-import { runCli } from "./run.ts";
-
+// Entry point of the `p2prc` binary. Help and version answer before anything else loads, and every
+// other command loads only what it uses, so the binary starts fast.
+const argv = process.argv.slice(2);
+if (argv.length === 0 || (argv.length === 1 && ["-h", "--help", "-v", "--version"].includes(argv[0] as string))) {
+  const { renderHelp, VERSION } = await import("./help.ts");
+  process.stdout.write(`${argv[0] === "-v" || argv[0] === "--version" ? VERSION : renderHelp()}\n`);
+  process.exit(0);
+}
 const controller = new AbortController();
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
@@ -9,5 +14,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     controller.abort();
   });
 }
-const code = await runCli(process.argv.slice(2), { stopSignal: controller.signal });
+const { runCli } = await import("./run.ts");
+const code = await runCli(argv, { stopSignal: controller.signal });
 process.exit(code);
+export {};

@@ -10,6 +10,7 @@ import {
   loadOrCreateIdentity,
   NODE_ID_RE,
   publicKeyOfNodeId,
+  readNodeId,
   verifyJson,
   verifySignature,
 } from "./identity.ts";
@@ -234,4 +235,17 @@ describe("regressions", () => {
     expect(verifyJson(alice.nodeId, { x: 1 }, `${sig}!!`)).toBe(false);
     expect(verifyJson(alice.nodeId, { x: 1 }, ` ${sig}`)).toBe(false);
   });
+});
+
+test("readNodeId reads the id from the public key file without the private key", () => {
+  const dir = mkdtempSync(join(tmpdir(), "p2prc-readid-"));
+  try {
+    const id = loadOrCreateIdentity(join(dir, "node.key"), join(dir, "node.pub"));
+    expect(readNodeId(join(dir, "node.pub"))).toBe(id.nodeId);
+    expect(readNodeId(join(dir, "missing.pub"))).toBeUndefined();
+    writeFileSync(join(dir, "bad.pub"), "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n");
+    expect(readNodeId(join(dir, "bad.pub"))).toBeUndefined();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,14 +1,10 @@
-import {
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  type KeyObject,
-  sign as edSign,
-  verify as edVerify,
-} from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { canonicalJson } from "./canonical-json.ts";
 import { P2prcError } from "./errors.ts";
+
+// node:crypto is required on first use: loading it costs a few ms of start-up that `--vc` need not pay.
+const nodeCrypto = () => require("node:crypto") as typeof import("node:crypto");
 
 /** SPKI DER prefix of an Ed25519 public key; the raw 32 key bytes follow it. */
 const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
@@ -32,19 +28,33 @@ function nodeIdOf(publicKey: KeyObject): string {
 }
 
 function fromPrivateKey(privateKey: KeyObject): Identity {
-  const publicKey = createPublicKey(privateKey);
+  const publicKey = nodeCrypto().createPublicKey(privateKey);
   const nodeId = nodeIdOf(publicKey);
   const publicKeyPem = publicKey.export({ type: "spki", format: "pem" }).toString();
   const sign = (data: Uint8Array | string) =>
-    edSign(null, typeof data === "string" ? Buffer.from(data) : data, privateKey).toString("base64");
+    nodeCrypto().sign(null, typeof data === "string" ? Buffer.from(data) : data, privateKey).toString("base64");
   return { nodeId, publicKeyPem, sign, signJson: (value) => sign(canonicalJson(value)) };
+}
+
+/**
+ * The node id recorded in a public key file (PEM, SPKI), read without loading node:crypto;
+ * undefined when the file is absent or not an Ed25519 key.
+ */
+export function readNodeId(publicKeyPath: string): string | undefined {
+  if (!existsSync(publicKeyPath)) return undefined;
+  const pem = readFileSync(publicKeyPath, "utf8");
+  const body = /-----BEGIN PUBLIC KEY-----([\s\S]*?)-----END PUBLIC KEY-----/.exec(pem)?.[1];
+  if (!body) return undefined;
+  const der = Buffer.from(body.replace(/\s+/g, ""), "base64");
+  if (der.length !== 44 || !der.subarray(0, 12).equals(ED25519_SPKI_PREFIX)) return undefined;
+  return der.subarray(12).toString("hex");
 }
 
 /** The public key of a node id (throws E_IDENTITY for a malformed id). */
 export function publicKeyOfNodeId(nodeId: string): KeyObject {
   if (!NODE_ID_RE.test(nodeId))
     throw new P2prcError("E_IDENTITY", `malformed node id "${nodeId.slice(0, 80)}"`);
-  return createPublicKey({
+  return nodeCrypto().createPublicKey({
     key: Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(nodeId, "hex")]),
     format: "der",
     type: "spki",
@@ -57,7 +67,7 @@ export function verifySignature(nodeId: string, data: Uint8Array | string, signa
     // Exactly one spelling is valid: Buffer.from would ignore stray characters.
     if (!/^[A-Za-z0-9+/]{86}==$/.test(signature)) return false;
     const sig = Buffer.from(signature, "base64");
-    return edVerify(
+    return nodeCrypto().verify(
       null,
       typeof data === "string" ? Buffer.from(data) : data,
       publicKeyOfNodeId(nodeId),
@@ -81,7 +91,7 @@ export function verifyJson(nodeId: string, value: unknown, signature: string): b
 
 /** A fresh in-memory identity (tests, throwaway clients). */
 export function generateIdentity(): Identity {
-  return fromPrivateKey(generateKeyPairSync("ed25519").privateKey);
+  return fromPrivateKey(nodeCrypto().generateKeyPairSync("ed25519").privateKey);
 }
 
 /**
@@ -92,7 +102,7 @@ export function loadOrCreateIdentity(privateKeyPath: string, publicKeyPath: stri
   if (existsSync(privateKeyPath)) {
     let key: KeyObject;
     try {
-      key = createPrivateKey(readFileSync(privateKeyPath));
+      key = nodeCrypto().createPrivateKey(readFileSync(privateKeyPath));
     } catch (err) {
       throw new P2prcError(
         "E_IDENTITY",
@@ -111,7 +121,7 @@ export function loadOrCreateIdentity(privateKeyPath: string, publicKeyPath: stri
   }
   const dir = privateKeyPath.slice(0, privateKeyPath.lastIndexOf("/")) || ".";
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const { privateKey } = generateKeyPairSync("ed25519");
+  const { privateKey } = nodeCrypto().generateKeyPairSync("ed25519");
   writeFileSync(privateKeyPath, privateKey.export({ type: "pkcs8", format: "pem" }), {
     mode: 0o600,
     flag: "wx",

@@ -13,6 +13,7 @@ export {
   loadOrCreateIdentity,
   NODE_ID_RE,
   publicKeyOfNodeId,
+  readNodeId,
   verifyJson,
   verifySignature,
 } from "./identity.ts";

@@ -137,8 +137,11 @@ function edgeViolations(imports: Import[]): string[] {
   return violations;
 }
 
-/** Deliberate deep imports into another module, each with its reason (none today). */
-const DEEP_IMPORTS_ALLOWED = new Set<string>([]);
+/**
+ * Deliberate deep imports into another module, each with its reason. cli/help.ts reads the VERSION
+ * constant alone so `-h` and `--version` answer before the config module (zod) loads.
+ */
+const DEEP_IMPORTS_ALLOWED = new Set<string>(["cli/help.ts → config/version.ts"]);
 
 function indexViolations(imports: Import[]): string[] {
   const violations: string[] = [];
