@@ -11,6 +11,8 @@
 export { doctor } from "./doctor.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";
+export { addCustomInformation, addRootNode, addServer, updateIPTable, viewIPTable } from "./network.ts";
+export type { PeerView } from "../p2p/index.ts";
 export { init, loadConfig, setConfigValue, setDefaultConfig, viewConfig } from "./node.ts";
 export type { DefaultConfigResult, LoadedConfig, NodeContext, NodeOptions } from "./node.ts";
 export { start } from "./start.ts";

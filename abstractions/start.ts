@@ -1,8 +1,8 @@
 import { dirname } from "node:path";
+import { VERSION } from "../config/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
 import { init, type NodeOptions } from "./node.ts";
-import { VERSION } from "../config/index.ts";
 
 export interface StartOptions extends NodeOptions {
   /** GPU discovery (default: nvidia-smi when installed). */
@@ -16,13 +16,13 @@ export interface RunningNode extends AsyncDisposable {
   url: string;
   nodeId: string;
   app: ServerApp;
-  /** Stops serving (in-flight requests finish) and closes the state store. Idempotent. */
+  /** Stops gossip and serving (in-flight requests finish) and closes the state store. Idempotent. */
   stop(): Promise<void>;
 }
 
 /**
- * Starts this node's server in-process: loads or creates config and identity, opens state.db,
- * connects the engine lazily, serves the HTTP API.
+ * Starts this node in-process: loads or creates config and identity, opens state.db, serves the HTTP
+ * API (containers and the p2p exchange) and gossips with its peers.
  *
  * @example
  *   import { start } from "./abstractions/index.ts";
@@ -31,11 +31,35 @@ export interface RunningNode extends AsyncDisposable {
  *   await node.stop();
  */
 export async function start(options: StartOptions = {}): Promise<RunningNode> {
-  // The server (hono, its schemas, the engine client) loads here, not when a CLI command imports abstractions.
-  const { createDockerEngine, startServerNode } = await import("../server/index.ts");
+  // The server and p2p modules (hono, schemas, the engine client) load here, not when a CLI command
+  // imports abstractions.
+  const [{ createDockerEngine, remoteAddress, startServerNode }, { GossipService, PeerTable, p2pRoutes }] =
+    await Promise.all([import("../server/index.ts"), import("../p2p/index.ts")]);
   const ctx = init(options);
   const store = ctx.openStore();
   try {
+    const gpus = options.gpus ?? nvidiaSmiProbe();
+    const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
+    let capacity: (() => Promise<{ cpus: number; memoryMb: number; gpus: number; freeContainers: number; maxCpusPerContainer: number; maxMemoryMbPerContainer: number }>) | undefined;
+    const gossip = new GossipService({
+      identity: ctx.identity,
+      store,
+      table,
+      config: ctx.config,
+      clock: ctx.clock,
+      logger: ctx.logger,
+      offer: async () => {
+        const c = await (capacity as NonNullable<typeof capacity>)();
+        return {
+          cpus: c.cpus,
+          memoryMb: c.memoryMb,
+          gpus: c.gpus,
+          freeContainers: c.freeContainers,
+          maxCpusPerContainer: c.maxCpusPerContainer,
+          maxMemoryMbPerContainer: c.maxMemoryMbPerContainer,
+        };
+      },
+    });
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,
@@ -44,22 +68,24 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       store,
       clock: ctx.clock,
       logger: ctx.logger,
-      gpus: options.gpus ?? nvidiaSmiProbe(),
+      gpus,
       dataDir: dirname(ctx.paths.stateDb),
       reconcileIntervalMs: options.reconcileIntervalMs,
+      extraRoutes: [{ path: "/v1/p2p", app: p2pRoutes({ gossip, table, remoteAddress }) }],
     });
+    capacity = server.capacity;
+    gossip.start();
     let stopped: Promise<void> | undefined;
     const stop = () => {
-      stopped ??= server.stop().finally(() => store.close());
+      stopped ??= (async () => {
+        gossip.stop();
+        await server.stop();
+        await gossip.idle();
+        store.close();
+      })();
       return stopped;
     };
-    return {
-      url: server.url,
-      nodeId: ctx.identity.nodeId,
-      app: server.app,
-      stop,
-      [Symbol.asyncDispose]: stop,
-    };
+    return { url: server.url, nodeId: ctx.identity.nodeId, app: server.app, stop, [Symbol.asyncDispose]: stop };
   } catch (err) {
     store.close();
     throw err;

@@ -40,33 +40,28 @@ export const FLAGS = {
     type: "boolean",
     alias: ["ls", "ListServers"],
     description: "Print the IP table sorted by latency",
-    pending: "peer-to-peer discovery",
   },
   "update-server-list": {
     type: "boolean",
     alias: ["us", "UpdateServerList"],
     description: "Exchange with peers now, then print the IP table",
-    pending: "peer-to-peer discovery",
   },
   "add-server": {
     type: "string",
     alias: ["as", "AddServer"],
     valueHint: "host:port",
     description: "Add a node to the IP table",
-    pending: "peer-to-peer discovery",
   },
   "add-root-node": {
     type: "boolean",
     alias: ["arn", "AddRootNode"],
     description: "Add a root node (with --ip and -p) without wiping the table",
-    pending: "peer-to-peer discovery",
   },
   "add-metadata": {
     type: "string",
     alias: ["amd", "AddMetaData"],
     valueHint: "text",
     description: "Set this node's metadata and spread it",
-    pending: "peer-to-peer discovery",
   },
   "exec-container": {
     type: "string",

@@ -14,6 +14,11 @@ const HANDLERS: Partial<Record<FlagName, () => Promise<Command>>> = {
   doctor: async () => (await import("./commands/doctor.ts")).doctorCommand,
   "network-interfaces": async () => (await import("./commands/network.ts")).networkInterfacesCommand,
   "as-server": async () => (await import("./commands/server.ts")).serverCommand,
+  "list-servers": async () => (await import("./commands/network-table.ts")).listServersCommand,
+  "update-server-list": async () => (await import("./commands/network-table.ts")).updateServerListCommand,
+  "add-server": async () => (await import("./commands/network-table.ts")).addServerCommand,
+  "add-root-node": async () => (await import("./commands/network-table.ts")).addRootNodeCommand,
+  "add-metadata": async () => (await import("./commands/network-table.ts")).addMetadataCommand,
 };
 
 export const rootCommand = defineCommand({

@@ -37,7 +37,11 @@ export type {
   ContainerRecord,
   ContainerStore,
   MetaStore,
+  PeerRow,
+  PeerState,
+  PeerStore,
   PortMapping,
+  SeedRow,
   SshInfo,
   Store,
 } from "./store/index.ts";

@@ -24,6 +24,8 @@ export function defaultConfig(hostname: string): Config {
     defaultTtlSeconds: 3600,
     maxTtlSeconds: 7 * 24 * 3600,
     gossipIntervalMs: 1000,
+    gossipFanout: 3,
+    suspectTimeoutMs: 5000,
     dataDir: "",
     dockerHost: "",
     allowRemoteMutations: false,

@@ -107,6 +107,16 @@ export const CONFIG_FIELDS = {
     allowed: "an integer number of milliseconds from 50 to 600000",
     doc: "Interval between gossip rounds and heartbeats.",
   },
+  gossipFanout: {
+    schema: z.int().min(1).max(16),
+    allowed: "an integer from 1 to 16",
+    doc: "Peers contacted per gossip round.",
+  },
+  suspectTimeoutMs: {
+    schema: z.int().min(100).max(3600000),
+    allowed: "an integer number of milliseconds from 100 to 3600000",
+    doc: "A peer that stops answering and is not heard from for this long is declared dead.",
+  },
   dataDir: {
     schema: z.string().max(4096),
     allowed: "a directory path; empty = the home directory",

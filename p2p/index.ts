@@ -1,2 +1,27 @@
-/** p2p: the IP table, bootstrap, signed gossip, liveness and latency. Not built yet. */
-export {};
+/** p2p: the IP table of signed node records, bootstrap seeds, push-pull gossip, liveness and latency. */
+export { GossipService, parseHostPort, setNodeMetadata } from "./gossip.ts";
+export type { GossipDeps, GossipStats } from "./gossip.ts";
+export { p2pRoutes } from "./routes.ts";
+export type { P2pRoutesOptions } from "./routes.ts";
+export { digestHash, PeerTable, verifyDeath, verifyRecord } from "./table.ts";
+export type { MergeResult } from "./table.ts";
+export {
+  AddressSchema,
+  DeathNoticeSchema,
+  NodeRecordSchema,
+  OfferSchema,
+  SignedRecordSchema,
+} from "./types.ts";
+export type {
+  Address,
+  DeathNotice,
+  Digest,
+  ExchangeRequest,
+  ExchangeResponse,
+  NodeRecord,
+  Offer,
+  PeerView,
+  SignedRecord,
+  SyncRequest,
+  SyncResponse,
+} from "./types.ts";

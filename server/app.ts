@@ -22,6 +22,8 @@ export interface ServerAppDeps {
   resolveCaller?: CallerResolver;
   maxJsonBytes?: number;
   maxUploadBytes?: number;
+  /** Sub-apps other modules serve on this node (the composition root passes p2p's `/v1/p2p`). */
+  extraRoutes?: { path: string; app: Hono }[];
 }
 
 /** The node's HTTP API as a Hono app (test it in-process with `app.request`). */
@@ -55,6 +57,7 @@ export function createServerApp(deps: ServerAppDeps) {
     }),
   );
   const app = new Hono().route("/v1", v1).route("/", compatRoutes(nodeOpts));
+  for (const extra of deps.extraRoutes ?? []) app.route(extra.path, extra.app);
   app.notFound((c) =>
     c.json(
       { error: { code: "E_NOT_FOUND", message: `no route ${c.req.method} ${new URL(c.req.url).pathname}` } },

@@ -17,11 +17,12 @@ export type {
   ImageDetails,
   ImageInfo,
 } from "./engine/index.ts";
-export { addressCallerResolver, isLoopback } from "./http/caller.ts";
+export { addressCallerResolver, isLoopback, remoteAddress } from "./http/caller.ts";
 export type { CallerResolver } from "./http/caller.ts";
 export { startServerNode } from "./node.ts";
 export type { ServerNode, ServerNodeDeps } from "./node.ts";
 export { Reconciler } from "./reconcile.ts";
+export { capacityOf, collectSpecs } from "./specs.ts";
 export type { ReconcileReport } from "./reconcile.ts";
 export { createTar } from "./tar.ts";
 export type { TarEntry } from "./tar.ts";

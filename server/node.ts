@@ -5,6 +5,8 @@ import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { Reconciler } from "./reconcile.ts";
+import { capacityOf } from "./specs.ts";
+import type { Hono } from "hono";
 import type { GpuProbe } from "./types.ts";
 
 export interface ServerNodeDeps {
@@ -18,6 +20,8 @@ export interface ServerNodeDeps {
   gpus: GpuProbe;
   dataDir: string;
   resolveCaller?: CallerResolver;
+  /** Sub-apps other modules serve on this node. */
+  extraRoutes?: { path: string; app: Hono }[];
   /** How often store and engine are reconciled and expired leases removed (default 5 s). */
   reconcileIntervalMs?: number;
 }
@@ -29,6 +33,8 @@ export interface ServerNode extends AsyncDisposable {
   app: ServerApp;
   containers: ContainerService;
   reconciler: Reconciler;
+  /** Free capacity under this node's limits (cheap: no engine call). */
+  capacity(): Promise<ReturnType<typeof capacityOf>>;
   stop(): Promise<void>;
 }
 
@@ -89,5 +95,6 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     })();
     return stopping;
   };
-  return { url, port, app, containers, reconciler, stop, [Symbol.asyncDispose]: stop };
+  const capacity = async () => capacityOf(deps, (await deps.gpus().catch(() => [])).length);
+  return { url, port, app, containers, reconciler, capacity, stop, [Symbol.asyncDispose]: stop };
 }

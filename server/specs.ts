@@ -16,9 +16,26 @@ export interface SpecsDeps {
 
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
+/** What this node still offers under its limits: from the config and the store, no engine call. */
+export function capacityOf(deps: Pick<SpecsDeps, "config" | "store">, gpus: number) {
+  const { config, store } = deps;
+  const records = store.containers.list();
+  const usedCpus = records.reduce((n, r) => n + r.cpus, 0);
+  const usedMem = records.reduce((n, r) => n + r.memoryMb, 0);
+  return {
+    running: records.length,
+    cpus: round(Math.max(0, cpus().length - usedCpus), 2),
+    memoryMb: Math.max(0, Math.round(totalmem() / 1048576) - usedMem),
+    gpus,
+    freeContainers: Math.max(0, config.maxContainers - records.length),
+    maxCpusPerContainer: config.maxCpusPerContainer,
+    maxMemoryMbPerContainer: config.maxMemoryMbPerContainer,
+  };
+}
+
 /** This machine and what it still offers under its limits. */
 export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
-  const { config, store } = deps;
+  const { config } = deps;
   const cpuList = cpus();
   const cores = cpuList.length;
   const totalMb = Math.round(totalmem() / 1048576);
@@ -36,9 +53,7 @@ export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
       .then((i) => ({ reachable: true, version: i.version }))
       .catch(() => ({ reachable: false })),
   ]);
-  const records = store.containers.list();
-  const usedCpus = records.reduce((n, r) => n + r.cpus, 0);
-  const usedMem = records.reduce((n, r) => n + r.memoryMb, 0);
+  const cap = capacityOf(deps, gpus.length);
   return {
     nodeId: deps.nodeId,
     name: config.machineName,
@@ -51,11 +66,11 @@ export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
     gpus,
     load: loadavg().map((l) => round(l, 2)),
     engine,
-    tasks: { running: records.length, total: records.length, max: config.maxContainers },
+    tasks: { running: cap.running, total: cap.running, max: config.maxContainers },
     free: {
-      containers: Math.max(0, config.maxContainers - records.length),
-      cpus: round(Math.max(0, cores - usedCpus), 2),
-      memoryMb: Math.max(0, totalMb - usedMem),
+      containers: cap.freeContainers,
+      cpus: cap.cpus,
+      memoryMb: cap.memoryMb,
       maxCpusPerContainer: config.maxCpusPerContainer,
       maxMemoryMbPerContainer: config.maxMemoryMbPerContainer,
       gpu: gpus.length > 0,

@@ -23,4 +23,25 @@ export const MIGRATIONS: readonly string[] = [
      ssh         TEXT
    ) STRICT;
    CREATE INDEX containers_expires ON containers (expires_at);`,
+  // 3: the IP table (one signed record per node, with what this node measured) and bootstrap seeds.
+  `CREATE TABLE peers (
+     id           TEXT PRIMARY KEY,
+     record       TEXT,
+     version      INTEGER NOT NULL,
+     state        TEXT NOT NULL CHECK (state IN ('alive', 'suspect', 'dead')),
+     last_seen    INTEGER NOT NULL,
+     last_tried   INTEGER NOT NULL DEFAULT 0,
+     failures     INTEGER NOT NULL DEFAULT 0,
+     latency_ms   REAL,
+     rtt_samples  TEXT NOT NULL DEFAULT '[]',
+     updated_at   INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE seeds (
+     host      TEXT NOT NULL,
+     port      INTEGER NOT NULL,
+     root      INTEGER NOT NULL DEFAULT 0,
+     node_id   TEXT,
+     added_at  INTEGER NOT NULL,
+     PRIMARY KEY (host, port)
+   ) STRICT;`,
 ];

@@ -6,6 +6,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { P2prcError } from "../errors.ts";
 import { MIGRATIONS } from "./migrations.ts";
+import { type PeerStore, peerStore } from "./peers.ts";
 import type { ContainerRecord, PortMapping, SshInfo } from "./types.ts";
 
 type Db = BetterSqlite3.Database;
@@ -39,6 +40,10 @@ export interface Store {
   readonly path: string;
   readonly meta: MetaStore;
   readonly containers: ContainerStore;
+  /** The IP table and bootstrap seeds. */
+  readonly peers: PeerStore;
+  /** Runs `fn` in one transaction. */
+  transaction<T>(fn: () => T): T;
   /** Schema version after migrations. */
   version(): number;
   close(): void;
@@ -169,6 +174,8 @@ export function openStore(path: string): Store {
     path,
     meta,
     containers,
+    peers: peerStore(db),
+    transaction: (fn) => (db as Db).transaction(fn)(),
     version: () => db.pragma("user_version", { simple: true }) as number,
     close() {
       if (!open) return;

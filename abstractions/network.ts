@@ -1,0 +1,86 @@
+import { P2prcError, type Store } from "../config/index.ts";
+import type { PeerView } from "../p2p/index.ts";
+import { init, type NodeOptions } from "./node.ts";
+
+async function withStore<T>(options: NodeOptions, fn: (store: Store, nodeId: string) => Promise<T> | T): Promise<T> {
+  const ctx = init(options);
+  const store = ctx.openStore();
+  try {
+    return await fn(store, ctx.identity.nodeId);
+  } finally {
+    store.close();
+  }
+}
+
+function parseAddress(text: string, field: string): { host: string; port: number } {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text.trim());
+  const port = Number(m?.[2]);
+  if (!m?.[1] || !(port >= 1 && port <= 65535)) {
+    throw new P2prcError("E_INVALID", `${field}: expected host:port (port 1-65535), got "${text.slice(0, 100)}"`, {
+      field,
+    });
+  }
+  return { host: m[1].replace(/^\[|\]$/g, ""), port };
+}
+
+/** `--ls`: the IP table — live nodes, this one included, sorted by latency. */
+export async function viewIPTable(options: NodeOptions = {}): Promise<PeerView[]> {
+  const { PeerTable } = await import("../p2p/index.ts");
+  return withStore(options, (store, nodeId) => new PeerTable(store, nodeId, init(options).clock).views());
+}
+
+/** `--as host:port` (P2PRC's AddServer): remembers a node to contact; the table is never wiped. */
+export async function addServer(options: NodeOptions, address: string): Promise<{ host: string; port: number }> {
+  const a = parseAddress(address, "add-server");
+  await withStore(options, (store) => store.peers.addSeed(a.host, a.port, false, Date.now()));
+  return a;
+}
+
+/** `--arn --ip H -p P` (P2PRC's AddRootNode): adds a root node without wiping the table. */
+export async function addRootNode(options: NodeOptions, host: string, port: string | number): Promise<{ host: string; port: number }> {
+  const a = parseAddress(`${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}`, "ip/port");
+  await withStore(options, (store) => store.peers.addSeed(a.host, a.port, true, Date.now()));
+  return a;
+}
+
+/** `--amd text` (P2PRC's AddMetaData): this node's metadata; a running node spreads it next round. */
+export async function addCustomInformation(options: NodeOptions, text: string): Promise<void> {
+  const { setNodeMetadata } = await import("../p2p/index.ts");
+  await withStore(options, (store) => setNodeMetadata(store, text));
+}
+
+/**
+ * `--us` (P2PRC's UpdateServerList): one exchange now with every known node and seed, from this
+ * process, then the table.
+ */
+export async function updateIPTable(options: NodeOptions = {}): Promise<PeerView[]> {
+  const [{ GossipService, PeerTable }, { capacityOf }] = await Promise.all([
+    import("../p2p/index.ts"),
+    import("../server/index.ts"),
+  ]);
+  const ctx = init(options);
+  const store = ctx.openStore();
+  try {
+    const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
+    const gossip = new GossipService({
+      identity: ctx.identity,
+      store,
+      table,
+      config: ctx.config,
+      clock: ctx.clock,
+      logger: ctx.logger,
+      offer: async () => {
+        const { running: _r, ...offer } = capacityOf({ config: ctx.config, store }, 0);
+        return offer;
+      },
+    });
+    for (const b of ctx.config.bootstrap) {
+      const a = parseAddress(b, "bootstrap");
+      store.peers.addSeed(a.host, a.port, true, ctx.clock.now());
+    }
+    await gossip.round(true);
+    return table.views();
+  } finally {
+    store.close();
+  }
+}

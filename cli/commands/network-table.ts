@@ -1,0 +1,68 @@
+import type { PeerView } from "../../abstractions/index.ts";
+import { type Command, stringFlag } from "../context.ts";
+import { toJson, usageError } from "../io.ts";
+
+function printTable(io: { out(t: string): void }, json: boolean, views: PeerView[]): void {
+  if (json) {
+    const rows = views.map((v) => ({
+      id: v.id,
+      name: v.name,
+      address: v.address ?? null,
+      port: v.port ?? null,
+      nat: v.nat,
+      latencyMs: v.latencyMs ?? null,
+      lastSeen: v.lastSeen,
+      metadata: v.metadata,
+    }));
+    return io.out(toJson(rows));
+  }
+  if (views.length === 0) return io.out("(no nodes known yet: add one with --as host:port)");
+  const rows = views.map((v) => [
+    v.id.slice(0, 12) + (v.self ? "*" : ""),
+    v.name,
+    v.address ? `${v.address.includes(":") ? `[${v.address}]` : v.address}:${v.port}` : "-",
+    v.latencyMs === undefined ? "-" : `${v.latencyMs.toFixed(1)} ms`,
+    v.state,
+    v.metadata.replace(/\s+/g, " ").slice(0, 40),
+  ]);
+  const head = ["ID", "NAME", "ADDRESS", "LATENCY", "STATE", "METADATA"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+  for (const r of [head, ...rows]) io.out(r.map((c, i) => c.padEnd(widths[i] as number)).join("  ").trimEnd());
+}
+
+/** `--ls` / `--ListServers` */
+export const listServersCommand: Command = async ({ io, json, node }) => {
+  const { viewIPTable } = await import("../../abstractions/index.ts");
+  printTable(io, json, await viewIPTable(node));
+};
+
+/** `--us` / `--UpdateServerList` */
+export const updateServerListCommand: Command = async ({ io, json, node }) => {
+  const { updateIPTable } = await import("../../abstractions/index.ts");
+  printTable(io, json, await updateIPTable(node));
+};
+
+/** `--as host:port` / `--AddServer` */
+export const addServerCommand: Command = async (ctx) => {
+  const { addServer } = await import("../../abstractions/index.ts");
+  const a = await addServer(ctx.node, stringFlag(ctx, "add-server") ?? "");
+  ctx.io.out(ctx.json ? toJson({ added: a }) : `added ${a.host}:${a.port}; it is contacted at the next gossip round (or --us)`);
+};
+
+/** `--arn --ip H -p P` / `--AddRootNode` */
+export const addRootNodeCommand: Command = async (ctx) => {
+  const host = stringFlag(ctx, "ip");
+  const port = stringFlag(ctx, "ports");
+  if (!host || !port) throw usageError("--add-root-node needs --ip <host> and -p <port>");
+  const { addRootNode } = await import("../../abstractions/index.ts");
+  const a = await addRootNode(ctx.node, host, port);
+  ctx.io.out(ctx.json ? toJson({ added: a, root: true }) : `added root node ${a.host}:${a.port} (the table is kept)`);
+};
+
+/** `--amd text` / `--AddMetaData` */
+export const addMetadataCommand: Command = async (ctx) => {
+  const { addCustomInformation } = await import("../../abstractions/index.ts");
+  const text = stringFlag(ctx, "add-metadata") ?? "";
+  await addCustomInformation(ctx.node, text);
+  ctx.io.out(ctx.json ? toJson({ metadata: text }) : "metadata set; a running node spreads it with its next gossip round");
+};

@@ -1,0 +1,391 @@
+import {
+  type Cancel,
+  type Clock,
+  type Config,
+  canonicalJson,
+  type Identity,
+  type Logger,
+  P2prcError,
+  type Store,
+} from "../config/index.ts";
+import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
+import type {
+  Address,
+  DeathNotice,
+  Digest,
+  ExchangeRequest,
+  ExchangeResponse,
+  NodeRecord,
+  Offer,
+  SignedRecord,
+  SyncRequest,
+  SyncResponse,
+} from "./types.ts";
+
+/** What gossip needs; built by the composition root. */
+export interface GossipDeps {
+  identity: Identity;
+  store: Store;
+  table: PeerTable;
+  config: Config;
+  clock: Clock;
+  logger: Logger;
+  /** This node's current free capacity (from the server). */
+  offer: () => Promise<Offer>;
+  fetch?: typeof fetch;
+}
+
+/** Traffic counters, for `GET /v1/p2p/stats` and the discovery benchmark. */
+export interface GossipStats {
+  rounds: number;
+  exchanges: number;
+  failures: number;
+  bytesSent: number;
+  bytesReceived: number;
+  recordsReceived: number;
+}
+
+interface Target {
+  url: string;
+  id?: string;
+  seed?: { host: string; port: number };
+}
+
+const META_VERSION = "self.version";
+const META_METADATA = "self.metadata";
+/**
+ * Sets this node's free-text metadata (P2PRC's "custom information"). A running node picks it up at
+ * its next heartbeat and it spreads with gossip.
+ */
+export function setNodeMetadata(store: Store, text: string): void {
+  if (text.length > 1024) throw new P2prcError("E_INVALID", "metadata: at most 1024 characters", { field: "metadata" });
+  store.meta.set(META_METADATA, text);
+}
+
+/** Tombstones are kept this long so stale copies of a dead node's record cannot come back. */
+const TOMBSTONE_MS = 10 * 60_000;
+
+function urlOf(a: Address): string {
+  return `http://${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
+function parseHostPort(text: string, defaultPort: number): Address | undefined {
+  const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(text.trim());
+  if (!m?.[1]) return undefined;
+  // a bare IPv6 address has colons but no brackets and no port
+  if (!text.startsWith("[") && (text.match(/:/g)?.length ?? 0) > 1) return { host: text, port: defaultPort };
+  return { host: m[1], port: m[2] ? Number(m[2]) : defaultPort };
+}
+
+/**
+ * Push-pull gossip of signed records, plus failure detection. Each round this node contacts a few
+ * peers (fanout; the least recently contacted first, suspects always) and swaps a hash of its digest:
+ * equal hashes end the exchange, so an unchanged network costs a constant few hundred bytes per
+ * contact. When they differ, the two sides send only the records and death notices the other lacks.
+ * A peer that stops answering becomes suspect, and after `suspectTimeoutMs` without contact it is
+ * declared dead with a signed notice that spreads the same way.
+ */
+export class GossipService {
+  readonly stats: GossipStats = { rounds: 0, exchanges: 0, failures: 0, bytesSent: 0, bytesReceived: 0, recordsReceived: 0 };
+  private self: SignedRecord | undefined;
+  private cancel: Cancel | undefined;
+  private running: Promise<void> | undefined;
+  private observedHost: string | undefined;
+  private readonly log: Logger;
+  private readonly fetchFn: typeof fetch;
+
+  constructor(private readonly deps: GossipDeps) {
+    this.log = deps.logger.withTag("p2p");
+    this.fetchFn = deps.fetch ?? fetch;
+  }
+
+  get nodeId(): string {
+    return this.deps.identity.nodeId;
+  }
+
+  /** This node's current signed record. */
+  async selfRecord(): Promise<SignedRecord> {
+    if (!this.self) await this.refreshSelf();
+    return this.self as SignedRecord;
+  }
+
+  private addresses(): Address[] {
+    const { config } = this.deps;
+    if (config.advertiseAddress) {
+      const a = parseHostPort(config.advertiseAddress, config.serverPort);
+      return a ? [a] : [];
+    }
+    if (!["0.0.0.0", "::", ""].includes(config.serverHost)) return [{ host: config.serverHost, port: config.serverPort }];
+    return this.observedHost ? [{ host: this.observedHost, port: config.serverPort }] : [];
+  }
+
+  /**
+   * The heartbeat: rebuilds this node's record from config, metadata and free capacity every interval,
+   * and signs a new version only when something changed (or when `force`, to refute a death notice).
+   */
+  async refreshSelf(force = false): Promise<boolean> {
+    const { config, identity, store, clock } = this.deps;
+    const content = {
+      id: identity.nodeId,
+      name: config.machineName,
+      addresses: this.addresses(),
+      nat: config.behindNat === "true",
+      reach: "direct" as const,
+      metadata: store.meta.get(META_METADATA) ?? "",
+      offer: await this.deps.offer(),
+    };
+    const current = this.self?.record;
+    if (!force && current) {
+      const { version: _v, issuedAt: _i, ...held } = current;
+      if (canonicalJson(held) === canonicalJson(content)) return false;
+    }
+    const stored = Number(store.meta.get(META_VERSION) ?? 0);
+    const seen = store.peers.get(identity.nodeId)?.version ?? 0;
+    const version = Math.max(clock.now(), stored + 1, seen + 1, (current?.version ?? 0) + 1);
+    const record: NodeRecord = { ...content, version, issuedAt: clock.now() };
+    this.self = { record, signature: identity.signJson(record) };
+    store.meta.set(META_VERSION, String(version));
+    this.deps.table.putSelf(this.self);
+    return true;
+  }
+
+
+  // ---- answering peers ------------------------------------------------------------------------
+
+  private accept(signed: unknown, direct: boolean): SignedRecord | undefined {
+    const verified = verifyRecord(signed);
+    if (!verified) return undefined;
+    const result = this.deps.table.merge(verified);
+    if (result === "self-newer") void this.refreshSelf(true);
+    if (direct) this.deps.table.markContact(verified.record.id);
+    if (result === "added") this.log.info(`peer joined: ${verified.record.name} ${verified.record.id.slice(0, 12)}`);
+    return verified;
+  }
+
+  private applyDeaths(deaths: unknown[]): void {
+    for (const raw of deaths) {
+      const notice = verifyDeath(raw);
+      if (!notice) continue;
+      const result = this.deps.table.applyDeath(notice);
+      if (result === "refute") {
+        this.log.warn(`a peer declared this node dead; publishing a newer record`);
+        void this.refreshSelf(true);
+      } else if (result === "applied") {
+        this.log.info(`peer left: ${notice.id.slice(0, 12)} (reported by ${notice.reporter.slice(0, 12)})`);
+      }
+    }
+  }
+
+  /** POST /v1/p2p/exchange: merge the caller's record, answer with ours and, if tables differ, our digest. */
+  async handleExchange(body: ExchangeRequest, remote: string | undefined): Promise<ExchangeResponse> {
+    if (!this.accept(body.from, true)) {
+      throw new P2prcError("E_INVALID", "from: record signature does not verify", { field: "from" });
+    }
+    const digest = this.deps.table.digest();
+    const same = digestHash(digest) === body.hash;
+    const response: ExchangeResponse = { from: await this.selfRecord(), observed: remote, same };
+    if (!same) response.digest = digest;
+    this.stats.bytesSent += JSON.stringify(response).length;
+    return response;
+  }
+
+  /** POST /v1/p2p/sync: take what the caller pushed, answer with what it wants. */
+  async handleSync(body: SyncRequest): Promise<SyncResponse> {
+    if (!this.accept(body.from, true)) {
+      throw new P2prcError("E_INVALID", "from: record signature does not verify", { field: "from" });
+    }
+    for (const r of body.records) this.accept(r, false);
+    this.applyDeaths(body.deaths);
+    this.stats.recordsReceived += body.records.length;
+    const response = this.collect(body.want);
+    this.stats.bytesSent += JSON.stringify(response).length;
+    return response;
+  }
+
+  private collect(ids: string[]): SyncResponse {
+    const records: SignedRecord[] = [];
+    const deaths: DeathNotice[] = [];
+    for (const id of ids) {
+      const r = this.deps.table.record(id);
+      if (r) records.push(r);
+      const d = this.deps.table.death(id);
+      if (d) deaths.push(d);
+    }
+    return { records, deaths };
+  }
+
+  // ---- contacting peers -----------------------------------------------------------------------
+
+  private timeoutMs(): number {
+    return Math.min(2000, Math.max(150, Math.round(this.deps.config.gossipIntervalMs * 0.8)));
+  }
+
+  private async post<T>(url: string, body: unknown): Promise<T> {
+    const text = JSON.stringify(body);
+    this.stats.bytesSent += text.length;
+    const res = await this.fetchFn(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: text,
+      signal: AbortSignal.timeout(this.timeoutMs()),
+    });
+    const reply = await res.text();
+    this.stats.bytesReceived += reply.length;
+    if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${reply.slice(0, 200)}`);
+    return JSON.parse(reply) as T;
+  }
+
+  /** One push-pull exchange with a peer or seed. Returns the peer's id on success. */
+  async exchangeWith(target: Target): Promise<string> {
+    const { table } = this.deps;
+    const self = await this.selfRecord();
+    const t0 = performance.now();
+    const res = await this.post<ExchangeResponse>(`${target.url}/v1/p2p/exchange`, {
+      from: self,
+      hash: digestHash(table.digest()),
+    } satisfies ExchangeRequest);
+    const rtt = performance.now() - t0;
+    const peer = this.accept(res.from, false);
+    if (!peer) throw new Error(`${target.url}: answered with a record that does not verify`);
+    const peerId = peer.record.id;
+    if (peerId === this.nodeId) throw new Error(`${target.url} is this node`);
+    table.markContact(peerId, rtt);
+    if (target.seed) this.deps.store.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
+    if (res.observed && res.observed !== this.observedHost) {
+      this.observedHost = res.observed.replace(/^::ffff:/, "");
+    }
+    this.stats.exchanges++;
+    if (!res.same && res.digest) await this.reconcile(target.url, res.digest);
+    return peerId;
+  }
+
+  /** After differing digests: push what the peer lacks, pull what it has newer. */
+  private async reconcile(url: string, theirs: Digest): Promise<void> {
+    const { table } = this.deps;
+    const mine = new Map(table.digest().map(([id, version, dead]) => [id, { version, dead }]));
+    const theirMap = new Map(theirs.map(([id, version, dead]) => [id, { version, dead }]));
+    const records: SignedRecord[] = [];
+    const deaths: DeathNotice[] = [];
+    for (const [id, m] of mine) {
+      const t = theirMap.get(id);
+      if (t && t.version >= m.version && (t.dead || !m.dead)) continue;
+      if (m.dead) {
+        const d = table.death(id);
+        if (d && (!t || t.version <= m.version)) deaths.push(d);
+      } else {
+        const r = table.record(id);
+        if (r && (!t || t.version < m.version)) records.push(r);
+      }
+    }
+    const want: string[] = [];
+    for (const [id, t] of theirMap) {
+      const m = mine.get(id);
+      if (!m || t.version > m.version || (t.dead && !m.dead && t.version >= m.version)) want.push(id);
+    }
+    if (records.length === 0 && deaths.length === 0 && want.length === 0) return;
+    const res = await this.post<SyncResponse>(`${url}/v1/p2p/sync`, {
+      from: await this.selfRecord(),
+      records,
+      deaths,
+      want,
+    } satisfies SyncRequest);
+    for (const r of res.records ?? []) this.accept(r, false);
+    this.applyDeaths(res.deaths ?? []);
+    this.stats.recordsReceived += res.records?.length ?? 0;
+  }
+
+  /** Whom to contact this round: suspects, the least recently contacted peers, and unknown seeds. */
+  targets(all = false): Target[] {
+    const { table, store, config } = this.deps;
+    const peers = table.live().filter((r) => r.id !== this.nodeId && r.record);
+    const withUrl = peers.flatMap((r) => {
+      const rec = table.record(r.id);
+      const addr = rec?.record.addresses[0];
+      return addr ? [{ row: r, target: { url: urlOf(addr), id: r.id } as Target }] : [];
+    });
+    const chosen: Target[] = [];
+    if (all) {
+      chosen.push(...withUrl.map((w) => w.target));
+    } else {
+      const suspects = withUrl.filter((w) => w.row.state === "suspect");
+      const alive = withUrl.filter((w) => w.row.state === "alive").sort((a, b) => a.row.lastTried - b.row.lastTried);
+      // Random among the least recently contacted: spreads load, and nobody waits long for a contact.
+      const pool = alive.slice(0, Math.max(config.gossipFanout * 2, 4));
+      for (let i = pool.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1));
+        [pool[i], pool[j]] = [pool[j] as (typeof pool)[number], pool[i] as (typeof pool)[number]];
+      }
+      chosen.push(...suspects.map((s) => s.target), ...pool.slice(0, config.gossipFanout).map((p) => p.target));
+    }
+    const known = new Set(peers.filter((p) => p.state === "alive").map((p) => p.id));
+    for (const seed of store.peers.seeds()) {
+      if (seed.nodeId && (known.has(seed.nodeId) || seed.nodeId === this.nodeId)) continue;
+      chosen.push({ url: urlOf(seed), seed: { host: seed.host, port: seed.port }, id: seed.nodeId });
+    }
+    return chosen;
+  }
+
+  private declareDead(id: string): void {
+    const row = this.deps.table.get(id);
+    if (!row || row.state === "dead") return;
+    const body = { id, version: row.version, reporter: this.nodeId, at: this.deps.clock.now() };
+    const notice: DeathNotice = { ...body, signature: this.deps.identity.signJson(body) };
+    this.deps.table.applyDeath(notice);
+    this.log.info(`peer declared dead: ${id.slice(0, 12)} (no answer for ${this.deps.clock.now() - row.lastSeen} ms)`);
+  }
+
+  /** One gossip round. Exchanges run in parallel, each bounded by a timeout: a stuck peer stalls nobody. */
+  async round(all = false): Promise<void> {
+    const { table, clock, config } = this.deps;
+    await this.refreshSelf();
+    const targets = this.targets(all);
+    await Promise.all(
+      targets.map(async (t) => {
+        if (t.id) table.markTried(t.id);
+        try {
+          await this.exchangeWith(t);
+        } catch (err) {
+          this.stats.failures++;
+          if (!t.id) return;
+          const row = table.markFailure(t.id);
+          this.log.debug(`exchange with ${t.url} failed: ${(err as Error).message}`);
+          if (row && clock.now() - row.lastSeen >= config.suspectTimeoutMs) this.declareDead(t.id);
+        }
+      }),
+    );
+    table.purge(TOMBSTONE_MS);
+    this.stats.rounds++;
+  }
+
+  /** Starts a round every `gossipIntervalMs` (a round still running is never overlapped). */
+  start(): void {
+    const { config, store, clock } = this.deps;
+    for (const b of config.bootstrap) {
+      const a = parseHostPort(b, 8088);
+      if (a) store.peers.addSeed(a.host, a.port, true, clock.now());
+    }
+    this.stop();
+    const tick = () => {
+      if (this.running) return;
+      this.running = this.round()
+        .catch((err) => this.log.warn(`gossip round failed: ${(err as Error).message}`))
+        .finally(() => {
+          this.running = undefined;
+        });
+    };
+    this.cancel = clock.setInterval(tick, config.gossipIntervalMs);
+    tick();
+  }
+
+  stop(): void {
+    this.cancel?.();
+    this.cancel = undefined;
+  }
+
+  /** Waits for a round in progress (graceful stop). */
+  async idle(): Promise<void> {
+    await this.running;
+  }
+}
+
+export { parseHostPort };

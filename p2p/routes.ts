@@ -1,0 +1,48 @@
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { z } from "zod";
+import { P2prcError } from "../config/index.ts";
+import type { GossipService } from "./gossip.ts";
+import type { PeerTable } from "./table.ts";
+import { ExchangeRequestSchema, SyncRequestSchema } from "./types.ts";
+
+export interface P2pRoutesOptions {
+  gossip: GossipService;
+  table: PeerTable;
+  /** The caller's address as the HTTP server saw it (observed address for the caller). */
+  remoteAddress: (c: Context) => string | undefined;
+  maxBodyBytes?: number;
+}
+
+async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await c.req.text());
+  } catch {
+    throw new P2prcError("E_INVALID", "body: not valid JSON", { field: "body" });
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = ["body", ...(issue?.path.map(String) ?? [])].join(".");
+    throw new P2prcError("E_INVALID", `${field}: ${issue?.message ?? "invalid"}`, { field });
+  }
+  return parsed.data;
+}
+
+/** /v1/p2p: the gossip exchange and the table. Records are accepted only when their signature verifies. */
+export function p2pRoutes(o: P2pRoutesOptions) {
+  const limit = bodyLimit({
+    maxSize: o.maxBodyBytes ?? 8 * 1024 * 1024,
+    onError: () => {
+      throw new P2prcError("E_INVALID", "body: too large", { field: "body" });
+    },
+  });
+  return new Hono()
+    .post("/exchange", limit, async (c) =>
+      c.json(await o.gossip.handleExchange(await body(c, ExchangeRequestSchema), o.remoteAddress(c))),
+    )
+    .post("/sync", limit, async (c) => c.json(await o.gossip.handleSync(await body(c, SyncRequestSchema))))
+    .get("/table", (c) => c.json({ nodes: o.table.views() }))
+    .get("/stats", (c) => c.json(o.gossip.stats));
+}

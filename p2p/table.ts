@@ -1,0 +1,217 @@
+import { createHash } from "node:crypto";
+import { type Clock, canonicalJson, type PeerRow, type Store, verifyJson } from "../config/index.ts";
+import {
+  type DeathNotice,
+  DeathNoticeSchema,
+  type Digest,
+  type PeerView,
+  type SignedRecord,
+  SignedRecordSchema,
+} from "./types.ts";
+
+/** What merging a record did. */
+export type MergeResult = "added" | "updated" | "stale" | "invalid" | "tombstoned" | "self" | "self-newer";
+
+const RTT_SAMPLES = 5;
+
+/** Parses and verifies a signed record: schema, then the signature against the id (= the public key). */
+export function verifyRecord(input: unknown): SignedRecord | undefined {
+  const parsed = SignedRecordSchema.safeParse(input);
+  if (!parsed.success) return undefined;
+  const { record, signature } = parsed.data;
+  return verifyJson(record.id, record, signature) ? parsed.data : undefined;
+}
+
+/** Parses and verifies a death notice against its reporter's id. */
+export function verifyDeath(input: unknown): DeathNotice | undefined {
+  const parsed = DeathNoticeSchema.safeParse(input);
+  if (!parsed.success) return undefined;
+  const { signature, ...body } = parsed.data;
+  return verifyJson(body.reporter, body, signature) ? parsed.data : undefined;
+}
+
+/** SHA-256 over the canonical digest: equal hashes mean equal tables. */
+export function digestHash(digest: Digest): string {
+  return createHash("sha256").update(canonicalJson(digest)).digest("hex");
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+
+/**
+ * The IP table: one signed record per node, kept in the state store. Records are only ever replaced
+ * by a newer version signed by the same node; dead nodes leave a tombstone (the signed death notice)
+ * so an old copy of their record cannot come back, while a newer version (the node rejoining) can.
+ */
+export class PeerTable {
+  constructor(
+    private readonly store: Store,
+    private readonly selfId: string,
+    private readonly clock: Clock,
+  ) {}
+
+  get(id: string): PeerRow | undefined {
+    return this.store.peers.get(id);
+  }
+
+  /** The signed record held for `id` (not for tombstones). */
+  record(id: string): SignedRecord | undefined {
+    const row = this.store.peers.get(id);
+    if (!row?.record || row.state === "dead") return undefined;
+    return JSON.parse(row.record) as SignedRecord;
+  }
+
+  /** Stores this node's own (already signed) record. */
+  putSelf(signed: SignedRecord): void {
+    const now = this.clock.now();
+    this.store.peers.put({
+      id: signed.record.id,
+      record: JSON.stringify(signed),
+      version: signed.record.version,
+      state: "alive",
+      lastSeen: now,
+      lastTried: now,
+      failures: 0,
+      latencyMs: 0,
+      rttSamples: [],
+      updatedAt: now,
+    });
+  }
+
+  /** Merges a record that already passed `verifyRecord`. */
+  merge(signed: SignedRecord): MergeResult {
+    const { record } = signed;
+    const existing = this.store.peers.get(record.id);
+    if (record.id === this.selfId) {
+      return existing && record.version >= existing.version ? "self-newer" : "self";
+    }
+    const now = this.clock.now();
+    if (existing && record.version <= existing.version) {
+      return existing.state === "dead" ? "tombstoned" : "stale";
+    }
+    this.store.peers.put({
+      id: record.id,
+      record: JSON.stringify(signed),
+      version: record.version,
+      state: "alive",
+      lastSeen: now,
+      lastTried: existing && existing.state !== "dead" ? existing.lastTried : 0,
+      failures: 0,
+      latencyMs: existing?.latencyMs,
+      rttSamples: existing?.rttSamples ?? [],
+      updatedAt: now,
+    });
+    return existing && existing.state !== "dead" ? "updated" : "added";
+  }
+
+  /** A direct exchange with `id` succeeded after `rttMs`. */
+  markContact(id: string, rttMs?: number): void {
+    const row = this.store.peers.get(id);
+    if (!row || row.state === "dead" || id === this.selfId) return;
+    const now = this.clock.now();
+    const samples = rttMs === undefined ? row.rttSamples : [...row.rttSamples, Math.round(rttMs * 10) / 10].slice(-RTT_SAMPLES);
+    this.store.peers.put({
+      ...row,
+      state: "alive",
+      lastSeen: now,
+      lastTried: rttMs === undefined ? row.lastTried : now,
+      failures: 0,
+      rttSamples: samples,
+      latencyMs: samples.length ? median(samples) : row.latencyMs,
+    });
+  }
+
+  /** An exchange with `id` failed; returns the row, now suspect. */
+  markFailure(id: string): PeerRow | undefined {
+    const row = this.store.peers.get(id);
+    if (!row || row.state === "dead") return undefined;
+    const next: PeerRow = { ...row, state: "suspect", failures: row.failures + 1, lastTried: this.clock.now() };
+    this.store.peers.put(next);
+    return next;
+  }
+
+  markTried(id: string): void {
+    const row = this.store.peers.get(id);
+    if (row && row.state !== "dead") this.store.peers.put({ ...row, lastTried: this.clock.now() });
+  }
+
+  /**
+   * Applies a verified death notice. Returns "refute" when it is about this node (which must then
+   * publish a newer version), "applied" when a record was dropped, "ignored" when ours is newer.
+   */
+  applyDeath(notice: DeathNotice): "applied" | "ignored" | "refute" {
+    if (notice.id === this.selfId) return "refute";
+    const reporter = this.store.peers.get(notice.reporter);
+    if (!reporter || reporter.state === "dead") return "ignored"; // only known nodes may report deaths
+    const existing = this.store.peers.get(notice.id);
+    if (existing && (existing.version > notice.version || (existing.state === "dead" && existing.version >= notice.version))) {
+      return "ignored";
+    }
+    const now = this.clock.now();
+    this.store.peers.put({
+      id: notice.id,
+      record: JSON.stringify(notice),
+      version: notice.version,
+      state: "dead",
+      lastSeen: existing?.lastSeen ?? now,
+      lastTried: now,
+      failures: existing?.failures ?? 0,
+      latencyMs: undefined,
+      rttSamples: [],
+      updatedAt: now,
+    });
+    return "applied";
+  }
+
+  /** The death notice held for a tombstone. */
+  death(id: string): DeathNotice | undefined {
+    const row = this.store.peers.get(id);
+    return row?.state === "dead" && row.record ? (JSON.parse(row.record) as DeathNotice) : undefined;
+  }
+
+  /** [id, version, dead] for every row, sorted by id. */
+  digest(): Digest {
+    return this.store.peers.list().map((r) => [r.id, r.version, r.state === "dead"] as [string, number, boolean]);
+  }
+
+  /** Live rows (alive and suspect). */
+  live(): PeerRow[] {
+    return this.store.peers.list().filter((r) => r.state !== "dead");
+  }
+
+  /** Drops tombstones older than `ageMs`. */
+  purge(ageMs: number): number {
+    return this.store.peers.purgeDead(this.clock.now() - ageMs);
+  }
+
+  /** The table as users see it (`--ls`): live nodes, sorted by latency, this node first. */
+  views(): PeerView[] {
+    const rows = this.live();
+    const views = rows.flatMap((row): PeerView[] => {
+      if (!row.record) return [];
+      const { record } = JSON.parse(row.record) as SignedRecord;
+      const addr = record.addresses[0];
+      return [
+        {
+          id: record.id,
+          name: record.name,
+          address: addr?.host,
+          port: addr?.port,
+          nat: record.nat,
+          latencyMs: row.id === this.selfId ? 0 : row.latencyMs,
+          lastSeen: new Date(row.lastSeen).toISOString(),
+          metadata: record.metadata,
+          state: row.state === "suspect" ? "suspect" : "alive",
+          self: row.id === this.selfId,
+          offer: record.offer,
+        },
+      ];
+    });
+    return views.sort(
+      (a, b) => (a.latencyMs ?? Number.POSITIVE_INFINITY) - (b.latencyMs ?? Number.POSITIVE_INFINITY) || a.id.localeCompare(b.id),
+    );
+  }
+}
