@@ -8,6 +8,18 @@
  *   console.log(node.url, node.nodeId);
  *   await node.stop();
  */
+export {
+  demoMandelbrot,
+  getSpecs,
+  groups,
+  removeContainer,
+  runBatch,
+  startContainer,
+  trackedContainers,
+  viewImages,
+} from "./client.ts";
+export type { MandelbrotDemoOptions, RunBatchOptions } from "./client.ts";
+export type { BatchProgress, BatchResult, CreateContainerBody, GroupView, StartedContainer, TaskResult } from "../client/index.ts";
 export { doctor } from "./doctor.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";

@@ -60,6 +60,10 @@ export function renderHelp(): string {
     "",
     section("Global", GLOBAL),
     "",
+    "Subcommands:",
+    "  p2prc batch <job.json|job.yaml> --out <dir> [--nodes <list>|auto] [--json]",
+    "  p2prc demo mandelbrot --tiles N [--size WxH] [--image ref] --out mandelbrot.png [--nodes <list>]",
+    "",
     "Single-dash long names (-dc, -touch) work as in P2PRC. Config: p2prc --vc; docs: Docs/.",
   ].join("\n");
 }

@@ -18,6 +18,15 @@ const HANDLERS: Partial<Record<FlagName, () => Promise<Command>>> = {
   "update-server-list": async () => (await import("./commands/network-table.ts")).updateServerListCommand,
   "add-server": async () => (await import("./commands/network-table.ts")).addServerCommand,
   "add-root-node": async () => (await import("./commands/network-table.ts")).addRootNodeCommand,
+  "exec-container": async () => (await import("./commands/client.ts")).execContainerCommand,
+  "remove-vm": async () => (await import("./commands/client.ts")).removeVmCommand,
+  "view-images": async () => (await import("./commands/client.ts")).viewImagesCommand,
+  specs: async () => (await import("./commands/client.ts")).specsCommand,
+  "tracked-containers": async () => (await import("./commands/client.ts")).trackedCommand,
+  "create-group": async () => (await import("./commands/client.ts")).createGroupCommand,
+  group: async () => (await import("./commands/client.ts")).groupCommand,
+  "remove-group": async () => (await import("./commands/client.ts")).removeGroupCommand,
+  groups: async () => (await import("./commands/client.ts")).groupsCommand,
   "add-metadata": async () => (await import("./commands/network-table.ts")).addMetadataCommand,
 };
 
@@ -90,6 +99,10 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
   const io = options.io ?? processIO;
   const debug = argv.includes("--debug");
   try {
+    if (argv[0] === "batch" || argv[0] === "demo") {
+      const { runSubcommand } = await import("./commands/batch.ts");
+      return await runSubcommand(argv[0], argv.slice(1).filter((a) => a !== "--debug"), io, options);
+    }
     const normalized = normalizeArgs(argv);
     const parsed = parseArgs(normalized, cittyArgs()) as Record<string, unknown> & { _: string[] };
     const flags: FlagValues = {};

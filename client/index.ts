@@ -1,2 +1,25 @@
-/** client: sends work to other nodes (containers, tracked containers, groups, batch jobs). Not built yet. */
-export {};
+/** client: sends work to other nodes — containers, tracked containers, groups and batch jobs. */
+export { JobSchema, loadJob, taskParams } from "./batch/job.ts";
+export type { Job } from "./batch/job.ts";
+export { runBatch, slotsFor } from "./batch/runner.ts";
+export type { BatchOptions, BatchProgress, BatchResult, TaskResult } from "./batch/runner.ts";
+export {
+  addToGroup,
+  createGroup,
+  getSpecs,
+  listGroups,
+  removeContainer,
+  removeFromGroup,
+  removeGroup,
+  showGroup,
+  startContainer,
+  trackedContainers,
+  viewImages,
+} from "./containers.ts";
+export type { ClientDeps, GroupView, StartedContainer, TrackedState } from "./containers.ts";
+export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
+export type { MandelbrotOptions } from "./demo/mandelbrot.ts";
+export { NodeClient } from "./node-client.ts";
+export type { CreateContainerBody, CreatedContainer, ExecReply } from "./node-client.ts";
+export { rankNodes, resolveNode } from "./resolve.ts";
+export type { NodeTarget } from "./resolve.ts";

@@ -34,6 +34,11 @@ export { nodePaths, resolveHome } from "./paths.ts";
 export type { HomeInputs, NodePaths } from "./paths.ts";
 export { openStore } from "./store/index.ts";
 export type {
+  BatchRow,
+  BatchTaskRow,
+  BatchTaskState,
+  ClientStore,
+  TrackedContainer,
   ContainerRecord,
   ContainerStore,
   MetaStore,

@@ -44,4 +44,42 @@ export const MIGRATIONS: readonly string[] = [
      added_at  INTEGER NOT NULL,
      PRIMARY KEY (host, port)
    ) STRICT;`,
+  // 4: the client's own containers on other nodes, its groups, and batch jobs (resumable).
+  `CREATE TABLE tracked (
+     id          TEXT PRIMARY KEY,
+     node_id     TEXT NOT NULL,
+     node_url    TEXT NOT NULL,
+     name        TEXT NOT NULL,
+     image       TEXT NOT NULL,
+     ports       TEXT NOT NULL DEFAULT '[]',
+     ssh         TEXT,
+     created_at  INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE groups (
+     id          TEXT PRIMARY KEY,
+     created_at  INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE group_members (
+     group_id      TEXT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+     container_id  TEXT NOT NULL,
+     PRIMARY KEY (group_id, container_id)
+   ) STRICT;
+   CREATE TABLE batches (
+     id          TEXT PRIMARY KEY,
+     key         TEXT NOT NULL UNIQUE,
+     job         TEXT NOT NULL,
+     out_dir     TEXT NOT NULL,
+     created_at  INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE batch_tasks (
+     batch_id     TEXT NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+     idx          INTEGER NOT NULL,
+     state        TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+     node         TEXT,
+     exit_code    INTEGER,
+     attempts     INTEGER NOT NULL DEFAULT 0,
+     duration_ms  INTEGER,
+     error        TEXT,
+     PRIMARY KEY (batch_id, idx)
+   ) STRICT;`,
 ];

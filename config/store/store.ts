@@ -6,6 +6,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { P2prcError } from "../errors.ts";
 import { MIGRATIONS } from "./migrations.ts";
+import { type ClientStore, clientStore } from "./client.ts";
 import { type PeerStore, peerStore } from "./peers.ts";
 import type { ContainerRecord, PortMapping, SshInfo } from "./types.ts";
 
@@ -42,6 +43,8 @@ export interface Store {
   readonly containers: ContainerStore;
   /** The IP table and bootstrap seeds. */
   readonly peers: PeerStore;
+  /** The client's tracked containers, groups and batches. */
+  readonly client: ClientStore;
   /** Runs `fn` in one transaction. */
   transaction<T>(fn: () => T): T;
   /** Schema version after migrations. */
@@ -175,6 +178,7 @@ export function openStore(path: string): Store {
     meta,
     containers,
     peers: peerStore(db),
+    client: clientStore(db),
     transaction: (fn) => (db as Db).transaction(fn)(),
     version: () => db.pragma("user_version", { simple: true }) as number,
     close() {

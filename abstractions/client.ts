@@ -1,0 +1,144 @@
+import { writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import type {
+  BatchProgress,
+  BatchResult,
+  ClientDeps,
+  CreateContainerBody,
+  GroupView,
+  Job,
+  StartedContainer,
+  TrackedState,
+} from "../client/index.ts";
+import type { TrackedContainer } from "../config/index.ts";
+import { init, type NodeOptions } from "./node.ts";
+
+/** Opens the node's store and IP table for one client call. */
+async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Promise<T> | T): Promise<T> {
+  const { PeerTable } = await import("../p2p/index.ts");
+  const ctx = init(options);
+  const store = ctx.openStore();
+  try {
+    const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
+    return await fn({ store, clock: ctx.clock, views: () => table.views() });
+  } finally {
+    store.close();
+  }
+}
+
+const client = () => import("../client/index.ts");
+
+/** `--exec-container <node>`: a container on a node (id, prefix, name, host:port or auto), tracked. */
+export async function startContainer(options: NodeOptions, node: string, body: CreateContainerBody): Promise<StartedContainer> {
+  const c = await client();
+  return withClient(options, (deps) => c.startContainer(deps, node, body));
+}
+
+/** `--rm <node> --id <id>` */
+export async function removeContainer(options: NodeOptions, node: string, id: string): Promise<void> {
+  const c = await client();
+  return withClient(options, (deps) => c.removeContainer(deps, node, id));
+}
+
+/** `--specs <node>` */
+export async function getSpecs(options: NodeOptions, node: string) {
+  const c = await client();
+  return withClient(options, (deps) => c.getSpecs(deps, node));
+}
+
+/** `--vi <node>` */
+export async function viewImages(options: NodeOptions, node: string) {
+  const c = await client();
+  return withClient(options, (deps) => c.viewImages(deps, node));
+}
+
+/** `--tc`: tracked containers, each checked against its node. */
+export async function trackedContainers(options: NodeOptions): Promise<(TrackedContainer & { state: TrackedState })[]> {
+  const c = await client();
+  return withClient(options, (deps) => c.trackedContainers(deps));
+}
+
+/** Groups (P2PRC's `--cgroup`, `--group`, `--rmgroup`, `--groups`). */
+export const groups = {
+  async create(options: NodeOptions): Promise<GroupView> {
+    const c = await client();
+    return withClient(options, (deps) => c.createGroup(deps));
+  },
+  async add(options: NodeOptions, group: string, container: string): Promise<GroupView> {
+    const c = await client();
+    return withClient(options, (deps) => c.addToGroup(deps, group, container));
+  },
+  async removeMember(options: NodeOptions, group: string, container: string): Promise<GroupView> {
+    const c = await client();
+    return withClient(options, (deps) => c.removeFromGroup(deps, group, container));
+  },
+  async remove(options: NodeOptions, group: string): Promise<void> {
+    const c = await client();
+    return withClient(options, (deps) => c.removeGroup(deps, group));
+  },
+  async show(options: NodeOptions, group: string): Promise<GroupView> {
+    const c = await client();
+    return withClient(options, (deps) => c.showGroup(deps, group));
+  },
+  async list(options: NodeOptions): Promise<GroupView[]> {
+    const c = await client();
+    return withClient(options, (deps) => c.listGroups(deps));
+  },
+};
+
+export interface RunBatchOptions {
+  /** Node references (id, prefix, name, host:port); empty or ["auto"] = every live node with free capacity. */
+  nodes?: string[];
+  onProgress?: (p: BatchProgress) => void;
+}
+
+/** `p2prc batch job.json --out dir`: runs (or resumes) a batch job. */
+export async function runBatch(options: NodeOptions, jobPath: string, outDir: string, o: RunBatchOptions = {}): Promise<BatchResult> {
+  const c = await client();
+  const { job, text } = c.loadJob(jobPath);
+  return runJob(options, job, text, dirname(resolve(jobPath)), outDir, o);
+}
+
+async function runJob(
+  options: NodeOptions,
+  job: Job,
+  jobText: string,
+  jobDir: string,
+  outDir: string,
+  o: RunBatchOptions,
+): Promise<BatchResult> {
+  const c = await client();
+  return withClient(options, (deps) => {
+    const views = deps.views();
+    const refs = o.nodes?.filter((n) => n !== "auto") ?? [];
+    const targets = refs.length ? refs.map((r) => c.resolveNode(r, views)) : c.rankNodes(views).map((v) => c.resolveNode(v.id, views));
+    return c.runBatch(deps, { job, jobText, jobDir, outDir, nodes: targets, onProgress: o.onProgress });
+  });
+}
+
+export interface MandelbrotDemoOptions extends RunBatchOptions {
+  tiles: number;
+  width: number;
+  height: number;
+  image: string;
+  maxIter?: number;
+  /** The PNG to write; the tiles' batch output goes to `<out>.tiles/`. */
+  out: string;
+}
+
+/** `p2prc demo mandelbrot`: one task per tile on the network, assembled into one PNG. */
+export async function demoMandelbrot(options: NodeOptions, d: MandelbrotDemoOptions) {
+  const c = await client();
+  const m = { width: d.width, height: d.height, tiles: d.tiles, maxIter: d.maxIter ?? 200, image: d.image };
+  const job = c.mandelbrotJob(m);
+  const tilesDir = `${resolve(d.out)}.tiles`;
+  const result = await runJob(options, job, JSON.stringify(job), process.cwd(), tilesDir, d);
+  const failed = result.results.filter((r) => r.state !== "done");
+  if (failed.length > 0) {
+    const { P2prcError } = await import("../config/index.ts");
+    throw new P2prcError("E_NODE_UNREACHABLE", `${failed.length} of ${d.tiles} tiles failed (see ${tilesDir}/results.json)`);
+  }
+  const png = c.toPng(c.assembleTiles(tilesDir, m), m);
+  writeFileSync(d.out, png);
+  return { out: resolve(d.out), bytes: png.length, tiles: d.tiles, width: d.width, height: d.height, result };
+}

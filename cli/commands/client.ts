@@ -1,0 +1,135 @@
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { GroupView, StartedContainer } from "../../abstractions/index.ts";
+import { type Command, type CommandContext, stringFlag } from "../context.ts";
+import { toJson, usageError } from "../io.ts";
+
+const abstractions = () => import("../../abstractions/index.ts");
+
+function number(ctx: CommandContext, flag: "cpus" | "memory" | "ttl" | "ports", integer: boolean): number | undefined {
+  const raw = stringFlag(ctx, flag);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
+    throw usageError(`--${flag}: expected ${integer ? "a whole number" : "a number"}, got "${raw}"`);
+  }
+  return n;
+}
+
+/** The SSH public key: --ssh-key <file>, else ~/.ssh/id_ed25519.pub or id_rsa.pub when present. */
+function sshKey(ctx: CommandContext): string | undefined {
+  const given = stringFlag(ctx, "ssh-key");
+  const candidates = given ? [given] : [join(homedir(), ".ssh", "id_ed25519.pub"), join(homedir(), ".ssh", "id_rsa.pub")];
+  for (const path of candidates) {
+    if (existsSync(path)) return readFileSync(path, "utf8").trim();
+    if (given) throw usageError(`--ssh-key: no file ${path}`);
+  }
+  return undefined;
+}
+
+function printStarted(ctx: CommandContext, s: StartedContainer): void {
+  if (ctx.json) {
+    return ctx.io.out(toJson({ id: s.id, node: s.node.id, image: s.image, ports: s.ports, ...(s.ssh ? { ssh: s.ssh } : {}) }));
+  }
+  ctx.io.out(`container: ${s.id}`);
+  ctx.io.out(`node:      ${s.node.name ?? ""} ${s.node.id} (${s.node.url})`.replace(/ {2,}/g, " "));
+  ctx.io.out(`image:     ${s.image}`);
+  ctx.io.out(`ports:     ${s.ports.length ? s.ports.map((p) => `${p.internal}->${p.external}`).join(", ") : "(none)"}`);
+  ctx.io.out(`expires:   ${s.expiresAt}`);
+  if (s.ssh) ctx.io.out(`ssh:       ${s.ssh.command}`);
+}
+
+/** `--exec-container <node>` / `--touch` / `--CreateVM` */
+export const execContainerCommand: Command = async (ctx) => {
+  const node = stringFlag(ctx, "exec-container") as string;
+  const { startContainer } = await abstractions();
+  const key = sshKey(ctx);
+  const started = await startContainer(ctx.node, node, {
+    image: stringFlag(ctx, "image"),
+    name: stringFlag(ctx, "name"),
+    ports: number(ctx, "ports", true),
+    cpus: number(ctx, "cpus", false),
+    memoryMb: number(ctx, "memory", true),
+    ttlSeconds: number(ctx, "ttl", true),
+    gpu: ctx.flags.gpu === true ? true : undefined,
+    sshPublicKey: key,
+  });
+  printStarted(ctx, started);
+};
+
+/** `--rm <node> --id <id>` / `--RemoveVM` */
+export const removeVmCommand: Command = async (ctx) => {
+  const id = stringFlag(ctx, "id");
+  if (!id) throw usageError("--remove-vm needs --id <container id>");
+  const { removeContainer } = await abstractions();
+  await removeContainer(ctx.node, stringFlag(ctx, "remove-vm") as string, id);
+  ctx.io.out(ctx.json ? toJson({ removed: id }) : `removed ${id}`);
+};
+
+/** `--vi <node>` / `--ViewImages` */
+export const viewImagesCommand: Command = async (ctx) => {
+  const { viewImages } = await abstractions();
+  const { images } = await viewImages(ctx.node, stringFlag(ctx, "view-images") as string);
+  if (ctx.json) return ctx.io.out(toJson(images));
+  for (const i of images) ctx.io.out(`${i.tags.join(", ")}  ${(i.sizeBytes / 1e6).toFixed(1)} MB`);
+};
+
+/** `--specs <node>` / `--Specification` */
+export const specsCommand: Command = async (ctx) => {
+  const { getSpecs } = await abstractions();
+  ctx.io.out(toJson(await getSpecs(ctx.node, stringFlag(ctx, "specs") as string)));
+};
+
+/** `--tc` / `--TrackedContainers` */
+export const trackedCommand: Command = async (ctx) => {
+  const { trackedContainers } = await abstractions();
+  const list = await trackedContainers(ctx.node);
+  if (ctx.json) return ctx.io.out(toJson(list));
+  if (list.length === 0) return ctx.io.out("(no tracked containers)");
+  for (const t of list) ctx.io.out(`${t.id.slice(0, 12)}  ${t.name}  ${t.image}  ${t.state}  ${t.nodeUrl}${t.ssh ? `  ${t.ssh.command}` : ""}`);
+};
+
+function printGroup(ctx: CommandContext, g: GroupView): void {
+  if (ctx.json) return ctx.io.out(toJson(g));
+  ctx.io.out(`${g.id}  (${g.containers.length} containers)`);
+  for (const c of g.containers) ctx.io.out(`  ${c.id.slice(0, 12)}  ${c.name}  ${c.nodeUrl}`);
+}
+
+/** `--cgroup` / `--CreateGroup` */
+export const createGroupCommand: Command = async (ctx) => {
+  const { groups } = await abstractions();
+  const g = await groups.create(ctx.node);
+  ctx.io.out(ctx.json ? toJson(g) : g.id);
+};
+
+/** `--group <gid>` [--id <cid> [--rmcgroup]] */
+export const groupCommand: Command = async (ctx) => {
+  const { groups } = await abstractions();
+  const gid = stringFlag(ctx, "group") as string;
+  const cid = stringFlag(ctx, "id");
+  if (ctx.flags["remove-container-group"] && !cid) throw usageError("--rmcgroup needs --id <container id>");
+  const g = cid
+    ? ctx.flags["remove-container-group"]
+      ? await groups.removeMember(ctx.node, gid, cid)
+      : await groups.add(ctx.node, gid, cid)
+    : await groups.show(ctx.node, gid);
+  printGroup(ctx, g);
+};
+
+/** `--rmgroup <gid>` / `--RemoveGroup` */
+export const removeGroupCommand: Command = async (ctx) => {
+  const { groups } = await abstractions();
+  const gid = stringFlag(ctx, "remove-group") as string;
+  await groups.remove(ctx.node, gid);
+  ctx.io.out(ctx.json ? toJson({ removed: gid }) : `removed ${gid}`);
+};
+
+/** `--groups` / `--Groups` */
+export const groupsCommand: Command = async (ctx) => {
+  const { groups } = await abstractions();
+  const list = await groups.list(ctx.node);
+  if (ctx.json) return ctx.io.out(toJson(list));
+  if (list.length === 0) return ctx.io.out("(no groups)");
+  for (const g of list) printGroup(ctx, g);
+};

@@ -1,0 +1,157 @@
+import { randomUUID } from "node:crypto";
+import { type Clock, P2prcError, type Store, type TrackedContainer } from "../config/index.ts";
+import type { PeerView } from "../p2p/index.ts";
+import { type CreateContainerBody, NodeClient } from "./node-client.ts";
+import { type NodeTarget, resolveNode } from "./resolve.ts";
+
+/** What the client calls need; built by the composition root. */
+export interface ClientDeps {
+  store: Store;
+  clock: Clock;
+  /** The current IP table. */
+  views: () => PeerView[];
+  fetch?: typeof fetch;
+}
+
+/** What `--exec-container` prints (`--json`). */
+export interface StartedContainer {
+  id: string;
+  node: { id: string; name: string | undefined; url: string };
+  image: string;
+  ports: { internal: number; external: number }[];
+  ssh?: { port: number; user: string; command: string } | undefined;
+  expiresAt: string;
+}
+
+async function identify(deps: ClientDeps, ref: string): Promise<{ target: NodeTarget; client: NodeClient; id: string }> {
+  const target = resolveNode(ref, deps.views());
+  const client = new NodeClient(target.url, deps.fetch);
+  const id = target.id ?? (await client.health()).nodeId;
+  return { target, client, id };
+}
+
+/** Creates a container on a node and tracks it. Nothing is tracked when the node refuses. */
+export async function startContainer(deps: ClientDeps, nodeRef: string, body: CreateContainerBody): Promise<StartedContainer> {
+  const { target, client, id: nodeId } = await identify(deps, nodeRef);
+  const created = await client.createContainer(body);
+  deps.store.client.track({
+    id: created.id,
+    nodeId,
+    nodeUrl: target.url,
+    name: created.name,
+    image: created.image,
+    ports: created.ports,
+    ssh: created.ssh,
+    createdAt: deps.clock.now(),
+  });
+  return {
+    id: created.id,
+    node: { id: nodeId, name: target.name, url: target.url },
+    image: created.image,
+    ports: created.ports,
+    ssh: created.ssh,
+    expiresAt: created.expiresAt,
+  };
+}
+
+/** Removes a container from its node and stops tracking it. A container already gone is success. */
+export async function removeContainer(deps: ClientDeps, nodeRef: string, containerId: string): Promise<void> {
+  const tracked = deps.store.client.trackedOne(containerId);
+  const client = nodeRef ? (await identify(deps, nodeRef)).client : new NodeClient(tracked?.nodeUrl ?? "", deps.fetch);
+  try {
+    await client.removeContainer(containerId);
+  } catch (err) {
+    if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND")) throw err;
+  }
+  if (tracked) deps.store.client.untrack(tracked.id);
+  else for (const t of deps.store.client.tracked()) if (t.id.startsWith(containerId) || t.name === containerId) deps.store.client.untrack(t.id);
+}
+
+export type TrackedState = "running" | "exited" | "created" | "gone" | "unreachable" | string;
+
+/** `--tc`: the tracked containers, each checked against its node. */
+export async function trackedContainers(deps: ClientDeps): Promise<(TrackedContainer & { state: TrackedState })[]> {
+  const all = deps.store.client.tracked();
+  return Promise.all(
+    all.map(async (t) => {
+      try {
+        const c = await new NodeClient(t.nodeUrl, deps.fetch, 5000).getContainer(t.id);
+        return { ...t, state: c.state };
+      } catch (err) {
+        if (err instanceof P2prcError && err.code === "E_NOT_FOUND") return { ...t, state: "gone" };
+        return { ...t, state: "unreachable" };
+      }
+    }),
+  );
+}
+
+/** Specs of a node. */
+export async function getSpecs(deps: ClientDeps, nodeRef: string): Promise<Record<string, unknown>> {
+  return (await identify(deps, nodeRef)).client.specs();
+}
+
+/** Images a node offers. */
+export async function viewImages(deps: ClientDeps, nodeRef: string) {
+  return (await identify(deps, nodeRef)).client.images();
+}
+
+// ---- groups (P2PRC's) ----------------------------------------------------------------------------
+
+export interface GroupView {
+  id: string;
+  createdAt: string;
+  containers: TrackedContainer[];
+}
+
+function groupView(deps: ClientDeps, id: string): GroupView {
+  const g = deps.store.client.groups().find((x) => x.id === id);
+  if (!g) throw new P2prcError("E_NOT_FOUND", `no group ${id}`, { field: "group" });
+  const tracked = new Map(deps.store.client.tracked().map((t) => [t.id, t]));
+  return {
+    id: g.id,
+    createdAt: new Date(g.createdAt).toISOString(),
+    containers: g.members.flatMap((m) => {
+      const t = tracked.get(m);
+      return t ? [t] : [];
+    }),
+  };
+}
+
+export function createGroup(deps: ClientDeps): GroupView {
+  const id = `grp${randomUUID()}`;
+  deps.store.client.createGroup(id, deps.clock.now());
+  return groupView(deps, id);
+}
+
+function trackedId(deps: ClientDeps, ref: string): string {
+  const all = deps.store.client.tracked();
+  const matches = all.filter((t) => t.id === ref || t.name === ref || (ref.length >= 6 && t.id.startsWith(ref)));
+  if (matches.length !== 1) {
+    throw new P2prcError("E_NOT_FOUND", `no tracked container ${ref}${matches.length > 1 ? " (ambiguous)" : ""}`, { field: "id" });
+  }
+  return (matches[0] as TrackedContainer).id;
+}
+
+export function addToGroup(deps: ClientDeps, groupId: string, containerRef: string): GroupView {
+  groupView(deps, groupId);
+  deps.store.client.addToGroup(groupId, trackedId(deps, containerRef));
+  return groupView(deps, groupId);
+}
+
+export function removeFromGroup(deps: ClientDeps, groupId: string, containerRef: string): GroupView {
+  groupView(deps, groupId);
+  deps.store.client.removeFromGroup(groupId, trackedId(deps, containerRef));
+  return groupView(deps, groupId);
+}
+
+export function removeGroup(deps: ClientDeps, groupId: string): void {
+  if (!deps.store.client.removeGroup(groupId)) throw new P2prcError("E_NOT_FOUND", `no group ${groupId}`, { field: "group" });
+}
+
+export function showGroup(deps: ClientDeps, groupId: string): GroupView {
+  return groupView(deps, groupId);
+}
+
+export function listGroups(deps: ClientDeps): GroupView[] {
+  return deps.store.client.groups().map((g) => groupView(deps, g.id));
+}
