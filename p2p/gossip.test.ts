@@ -1,0 +1,503 @@
+// Gossip between in-process nodes: each node is a GossipService behind the real p2p routes, and
+// "the network" is a fetch that routes by URL. Time is a ManualClock; rounds are run by hand.
+import { describe, expect, test } from "bun:test";
+import { Hono } from "hono";
+import {
+  type Config,
+  defaultConfig,
+  generateIdentity,
+  type Identity,
+  isP2prcError,
+  ManualClock,
+  memoryLogger,
+  openStore,
+  type Store,
+} from "../config/index.ts";
+import { GossipService, setNodeMetadata } from "./gossip.ts";
+import { p2pRoutes } from "./routes.ts";
+import { PeerTable } from "./table.ts";
+import type { NodeRecord, SignedRecord } from "./types.ts";
+
+const OFFER = {
+  cpus: 4,
+  memoryMb: 8192,
+  gpus: 0,
+  freeContainers: 10,
+  maxCpusPerContainer: 2,
+  maxMemoryMbPerContainer: 2048,
+};
+
+interface TestNode {
+  name: string;
+  port: number;
+  url: string;
+  identity: Identity;
+  store: Store;
+  table: PeerTable;
+  gossip: GossipService;
+  app: Hono;
+  log: string[];
+}
+
+type Behaviour = "up" | "down" | "hang";
+
+/** A little network: nodes by host:port, each up, down (connection refused) or hanging (never answers). */
+class Net {
+  readonly clock = new ManualClock();
+  readonly nodes = new Map<string, TestNode>();
+  readonly behaviour = new Map<string, Behaviour>();
+  /** Every request made: [from node, path]. */
+  readonly calls: { from: string; url: string }[] = [];
+  private nextPort = 9001;
+
+  /** What address node `port` sees callers at (default 127.0.0.1). */
+  readonly seenAs = new Map<number, string>();
+
+  constructor(private readonly defaults: Partial<Config> = {}) {}
+
+  add(
+    name: string,
+    opts: {
+      identity?: Identity;
+      store?: Store;
+      port?: number;
+      config?: Partial<Config>;
+      seenAs?: string;
+    } = {},
+  ): TestNode {
+    const port = opts.port ?? this.nextPort++;
+    const identity = opts.identity ?? generateIdentity();
+    const store = opts.store ?? openStore(":memory:");
+    const config: Config = {
+      ...defaultConfig(name),
+      serverHost: "127.0.0.1",
+      serverPort: port,
+      gossipIntervalMs: 1000,
+      suspectTimeoutMs: 5000,
+      gossipFanout: 3,
+      ...this.defaults,
+      ...opts.config,
+    };
+    const table = new PeerTable(store, identity.nodeId, this.clock);
+    const log: string[] = [];
+    const gossip = new GossipService({
+      identity,
+      store,
+      table,
+      config,
+      clock: this.clock,
+      logger: memoryLogger(log),
+      offer: async () => OFFER,
+      fetch: ((input: string | URL | Request, init?: RequestInit) =>
+        this.fetch(name, input, init)) as typeof fetch,
+    });
+    const app = new Hono();
+    app.onError((err, c) =>
+      isP2prcError(err) && err.code === "E_INVALID"
+        ? c.json({ error: { code: err.code, message: err.message } }, 400)
+        : c.json({ error: String(err) }, 500),
+    );
+    app.route(
+      "/v1/p2p",
+      p2pRoutes({ gossip, table, remoteAddress: () => this.seenAs.get(port) ?? "127.0.0.1" }),
+    );
+    const node: TestNode = {
+      name,
+      port,
+      url: `http://127.0.0.1:${port}`,
+      identity,
+      store,
+      table,
+      gossip,
+      app,
+      log,
+    };
+    this.nodes.set(`127.0.0.1:${port}`, node);
+    this.behaviour.set(`127.0.0.1:${port}`, "up");
+    return node;
+  }
+
+  set(node: TestNode, b: Behaviour): void {
+    this.behaviour.set(`127.0.0.1:${node.port}`, b);
+  }
+
+  /** Puts `node` at the address of `port` (another process took over the port). */
+  move(node: TestNode, port: number): void {
+    this.nodes.set(`127.0.0.1:${port}`, node);
+    this.behaviour.set(`127.0.0.1:${port}`, "up");
+  }
+
+  private async fetch(from: string, input: string | URL | Request, init?: RequestInit): Promise<Response> {
+    const url = new URL(String(input));
+    this.calls.push({ from, url: url.toString() });
+    const b = this.behaviour.get(url.host) ?? "down";
+    const node = this.nodes.get(url.host);
+    if (b === "hang") {
+      return new Promise((_, reject) => {
+        init?.signal?.addEventListener("abort", () => reject(new Error("timed out")), { once: true });
+      });
+    }
+    if (b === "down" || !node) throw new Error(`connect ECONNREFUSED ${url.host}`);
+    return node.app.request(url.pathname, { method: init?.method, headers: init?.headers, body: init?.body });
+  }
+
+  /** One round on each node, in order. */
+  async rounds(nodes: TestNode[], n = 1): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      for (const node of nodes) {
+        if (this.behaviour.get(`127.0.0.1:${node.port}`) !== "up") continue;
+        await node.gossip.round();
+      }
+    }
+  }
+}
+
+const liveIds = (n: TestNode) =>
+  n.table
+    .views()
+    .map((v) => v.id)
+    .sort();
+const idsOf = (...nodes: TestNode[]) => nodes.map((n) => n.identity.nodeId).sort();
+
+async function post(node: TestNode, path: string, body: unknown) {
+  const res = await node.app.request(`/v1/p2p${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+function signedRecord(who: Identity, over: Partial<NodeRecord> = {}, signer: Identity = who): SignedRecord {
+  const record: NodeRecord = {
+    id: who.nodeId,
+    name: "outsider",
+    addresses: [{ host: "127.0.0.1", port: 1 }],
+    nat: false,
+    reach: "direct",
+    version: 1,
+    metadata: "",
+    offer: OFFER,
+    issuedAt: 0,
+    ...over,
+  };
+  return { record, signature: signer.signJson(record) };
+}
+
+/** Five nodes, all seeded from the first only, run until everyone lists everyone. */
+async function converged(net: Net, count = 5): Promise<TestNode[]> {
+  const nodes = Array.from({ length: count }, (_, i) => net.add(`node-${i}`));
+  const first = nodes[0] as TestNode;
+  for (const n of nodes.slice(1)) n.store.peers.addSeed("127.0.0.1", first.port, true, net.clock.now());
+  for (let r = 0; r < 10; r++) {
+    await net.rounds(nodes);
+    net.clock.advance(1000);
+    if (nodes.every((n) => liveIds(n).length === count)) return nodes;
+  }
+  throw new Error(`no convergence: ${nodes.map((n) => liveIds(n).length).join(",")}`);
+}
+
+describe("joining", () => {
+  test("five nodes seeded from one learn each other within a few rounds", async () => {
+    const net = new Net();
+    const nodes = await converged(net);
+    const all = idsOf(...nodes);
+    for (const n of nodes) {
+      expect(liveIds(n)).toEqual(all);
+      const views = n.table.views();
+      expect(views[0]?.id).toBe(n.identity.nodeId);
+      for (const m of nodes)
+        expect(views.find((v) => v.id === m.identity.nodeId)).toMatchObject({ name: m.name, port: m.port });
+    }
+    // the seed learned its node id
+    expect(nodes[1]?.store.peers.seeds()[0]?.nodeId).toBe(nodes[0]?.identity.nodeId);
+  });
+
+  test("at steady state an exchange is one request with equal hashes: no sync, bytes flat", async () => {
+    const net = new Net();
+    const nodes = await converged(net);
+    await net.rounds(nodes, 2); // settle latencies and lastSeen (not part of the digest)
+    const before = net.calls.length;
+    const sent = nodes.map((n) => n.gossip.stats.bytesSent);
+    await net.rounds(nodes, 3);
+    const made = net.calls.slice(before);
+    expect(made.length).toBeGreaterThan(0);
+    expect(made.filter((c) => c.url.endsWith("/sync"))).toEqual([]);
+    nodes.forEach((n, i) => {
+      // per round: up to fanout requests out and a few answers; each is one record and a hash
+      expect((n.gossip.stats.bytesSent - (sent[i] as number)) / 3).toBeLessThan(5000);
+    });
+  });
+});
+
+describe("changes spread", () => {
+  test("metadata set on one node reaches every node", async () => {
+    const net = new Net();
+    const nodes = await converged(net);
+    const n3 = nodes[3] as TestNode;
+    setNodeMetadata(n3.store, "gpu: rtx 4090");
+    for (let r = 0; r < 6; r++) {
+      await net.rounds(nodes);
+      net.clock.advance(1000);
+    }
+    for (const n of nodes) {
+      expect(n.table.views().find((v) => v.id === n3.identity.nodeId)?.metadata).toBe("gpu: rtx 4090");
+    }
+  });
+
+  test("setNodeMetadata refuses more than 1024 characters", () => {
+    expect(() => setNodeMetadata(openStore(":memory:"), "x".repeat(1025))).toThrow(/1024/);
+  });
+});
+
+describe("failure detection", () => {
+  test("a dead node becomes suspect, is declared dead after suspectTimeoutMs, and the notice spreads", async () => {
+    const net = new Net();
+    const nodes = await converged(net);
+    const victim = nodes[2] as TestNode;
+    const others = nodes.filter((n) => n !== victim);
+    net.set(victim, "down");
+    await net.rounds(others);
+    const suspects = others.filter((n) => n.table.get(victim.identity.nodeId)?.state === "suspect");
+    expect(suspects.length).toBeGreaterThan(0);
+    // not dead before the timeout
+    net.clock.advance(2000);
+    await net.rounds(others);
+    for (const n of others) expect(n.table.get(victim.identity.nodeId)?.state).not.toBe("dead");
+    for (let r = 0; r < 8; r++) {
+      net.clock.advance(1000);
+      await net.rounds(others);
+    }
+    for (const n of others) {
+      expect(n.table.get(victim.identity.nodeId)?.state).toBe("dead");
+      expect(liveIds(n)).toEqual(idsOf(...others));
+      const notice = n.table.death(victim.identity.nodeId);
+      expect(notice?.version).toBe(victim.table.get(victim.identity.nodeId)?.version as number);
+      expect(idsOf(...others)).toContain(notice?.reporter as string);
+    }
+  });
+
+  test("tombstones are forgotten everywhere some time after TOMBSTONE_MS (10 min), not passed back and forth", async () => {
+    const net = new Net();
+    const nodes = await converged(net, 4);
+    const victim = nodes[3] as TestNode;
+    const others = nodes.filter((n) => n !== victim);
+    net.set(victim, "down");
+    for (let r = 0; r < 10; r++) {
+      net.clock.advance(1000);
+      await net.rounds(others);
+    }
+    for (const n of others) expect(n.table.get(victim.identity.nodeId)?.state).toBe("dead");
+    // 30 simulated minutes, a round on every node every 30 s
+    for (let r = 0; r < 60; r++) {
+      net.clock.advance(30_000);
+      await net.rounds(others);
+    }
+    for (const n of others) expect(n.table.get(victim.identity.nodeId)).toBeUndefined();
+  });
+
+  test("a node that comes back with its state rejoins everywhere with a newer version", async () => {
+    const net = new Net();
+    const nodes = await converged(net);
+    const victim = nodes[4] as TestNode;
+    const others = nodes.filter((n) => n !== victim);
+    const oldVersion = victim.table.get(victim.identity.nodeId)?.version as number;
+    net.set(victim, "down");
+    for (let r = 0; r < 10; r++) {
+      net.clock.advance(1000);
+      await net.rounds(others);
+    }
+    for (const n of others) expect(n.table.get(victim.identity.nodeId)?.state).toBe("dead");
+    // restart: same key, same state store, same port, a fresh process
+    net.set(victim, "up");
+    const back = net.add(victim.name, { identity: victim.identity, store: victim.store, port: victim.port });
+    for (let r = 0; r < 6; r++) {
+      await net.rounds([...others, back]);
+      net.clock.advance(1000);
+    }
+    for (const n of [...others, back]) expect(liveIds(n)).toEqual(idsOf(...nodes));
+    for (const n of others) expect(n.table.get(victim.identity.nodeId)?.version).toBeGreaterThan(oldVersion);
+  });
+
+  test("a node wrongly declared dead refutes the notice with a newer record", async () => {
+    const net = new Net();
+    const nodes = await converged(net, 3);
+    const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
+    // c is unreachable for a only long enough to be declared dead by a
+    net.set(c, "down");
+    for (let r = 0; r < 7; r++) {
+      net.clock.advance(1000);
+      await a.gossip.round();
+    }
+    expect(a.table.get(c.identity.nodeId)?.state).toBe("dead");
+    const version = a.table.get(c.identity.nodeId)?.version as number;
+    net.set(c, "up");
+    for (let r = 0; r < 6; r++) {
+      await net.rounds(nodes);
+      net.clock.advance(1000);
+    }
+    for (const n of nodes) {
+      expect(n.table.get(c.identity.nodeId)?.state).toBe("alive");
+      expect(n.table.get(c.identity.nodeId)?.version).toBeGreaterThan(version);
+    }
+    expect(b.table.views().map((v) => v.id)).toContain(c.identity.nodeId);
+  });
+
+  test("a node whose address now answers with another node's record is still declared dead", async () => {
+    // node 4 is reinstalled: a new key on the same host:port. Its old id must not live on forever.
+    const net = new Net();
+    const nodes = await converged(net);
+    const old = nodes[4] as TestNode;
+    const others = nodes.filter((n) => n !== old);
+    const fresh = net.add("node-4-new");
+    net.move(fresh, old.port);
+    fresh.store.peers.addSeed("127.0.0.1", (nodes[0] as TestNode).port, true, net.clock.now());
+    for (let r = 0; r < 15; r++) {
+      net.clock.advance(1000);
+      await net.rounds([...others, fresh]);
+    }
+    for (const n of others) {
+      expect(liveIds(n)).toContain(fresh.identity.nodeId);
+      expect(liveIds(n)).not.toContain(old.identity.nodeId);
+    }
+  });
+});
+
+describe("steady state", () => {
+  test("a node whose bootstrap list names itself does not re-sign its record every round", async () => {
+    const net = new Net();
+    const nodes = await converged(net, 3);
+    const a = nodes[0] as TestNode;
+    // the same bootstrap list on every node, the root node's own address included
+    a.store.peers.addSeed("127.0.0.1", a.port, true, net.clock.now());
+    await net.rounds(nodes, 2);
+    const version = a.table.get(a.identity.nodeId)?.version;
+    const syncs = net.calls.length;
+    for (let r = 0; r < 5; r++) {
+      net.clock.advance(1000);
+      await net.rounds(nodes);
+    }
+    expect(a.table.get(a.identity.nodeId)?.version).toBe(version as number);
+    expect(net.calls.slice(syncs).filter((c) => c.url.endsWith("/sync"))).toEqual([]);
+  });
+
+  test("a node listening on 0.0.0.0, seen at different addresses by different peers, does not re-sign every round", async () => {
+    const net = new Net();
+    const a = net.add("wildcard", { config: { serverHost: "0.0.0.0" } });
+    const b = net.add("peer-b");
+    const c = net.add("peer-c");
+    net.seenAs.set(b.port, "10.0.0.7"); // b sees a over one interface
+    net.seenAs.set(c.port, "192.168.1.7"); // c over another
+    a.store.peers.addSeed("127.0.0.1", b.port, true, net.clock.now());
+    a.store.peers.addSeed("127.0.0.1", c.port, true, net.clock.now());
+    for (let r = 0; r < 4; r++) {
+      await net.rounds([a, b, c]);
+      net.clock.advance(1000);
+    }
+    expect(liveIds(b)).toContain(a.identity.nodeId);
+    expect(b.table.record(a.identity.nodeId)?.record.addresses.length).toBe(1);
+    const version = a.table.get(a.identity.nodeId)?.version;
+    for (let r = 0; r < 6; r++) {
+      await net.rounds([a, b, c]);
+      net.clock.advance(1000);
+    }
+    expect(a.table.get(a.identity.nodeId)?.version).toBe(version as number);
+  });
+});
+
+describe("bad peers", () => {
+  test("a peer that accepts and never answers stalls nobody: rounds end, gossip goes on", async () => {
+    // interval 200 ms: an exchange gives up after 160 ms
+    const net = new Net({ gossipIntervalMs: 200 });
+    const nodes = await converged(net, 3);
+    const [a, b] = nodes as [TestNode, TestNode];
+    const tarpit = net.add("tarpit");
+    net.set(tarpit, "hang");
+    a.store.peers.addSeed("127.0.0.1", tarpit.port, false, net.clock.now());
+    const rounds = a.gossip.stats.rounds;
+    const failures = a.gossip.stats.failures;
+    const t0 = performance.now();
+    await a.gossip.round();
+    const took = performance.now() - t0;
+    expect(took).toBeLessThan(1000); // bounded by the exchange timeout, not by the tarpit
+    expect(a.gossip.stats.rounds).toBe(rounds + 1);
+    expect(a.gossip.stats.failures).toBeGreaterThan(failures);
+    setNodeMetadata(b.store, "still spreading");
+    for (let r = 0; r < 4; r++) {
+      await net.rounds(nodes);
+      net.clock.advance(1000);
+    }
+    expect(a.table.views().find((v) => v.id === b.identity.nodeId)?.metadata).toBe("still spreading");
+    expect(liveIds(a)).toEqual(idsOf(...nodes));
+  });
+
+  test("exchange: a caller record with a bad signature or someone else's id is a 400 and is not stored", async () => {
+    const net = new Net();
+    const [a] = (await converged(net, 2)) as [TestNode, TestNode];
+    const mallory = generateIdentity();
+    const victim = generateIdentity();
+    const good = signedRecord(mallory, { name: "mallory" });
+    const badSig = { ...good, record: { ...good.record, name: "tampered" } };
+    const otherId = signedRecord(victim, { name: "impostor" }, mallory);
+    for (const from of [badSig, otherId]) {
+      const r = await post(a, "/exchange", { from, hash: "0".repeat(64) });
+      expect(r.status).toBe(400);
+      expect(JSON.stringify(r.json)).not.toContain(a.identity.nodeId); // no digest, no record given away
+    }
+    expect(liveIds(a)).not.toContain(mallory.nodeId);
+    expect(liveIds(a)).not.toContain(victim.nodeId);
+    // a well-formed, correctly signed caller is answered with this node's record and its digest
+    const ok = await post(a, "/exchange", { from: good, hash: "0".repeat(64) });
+    expect(ok.status).toBe(200);
+    expect(ok.json.same).toBe(false);
+    expect((ok.json.from as SignedRecord).record.id).toBe(a.identity.nodeId);
+    expect(liveIds(a)).toContain(mallory.nodeId);
+  });
+
+  test("sync: forged records are dropped, a correctly signed one is taken; a forgery cannot take over a real node", async () => {
+    const net = new Net();
+    const nodes = (await converged(net, 2)) as [TestNode, TestNode];
+    const [a, b] = nodes;
+    const mallory = generateIdentity();
+    const stranger = generateIdentity();
+    const from = signedRecord(mallory, { name: "mallory" });
+    const honest = signedRecord(stranger, { name: "stranger" });
+    const tampered = { ...honest, record: { ...honest.record, metadata: "tampered", version: 2 } };
+    // b's id, a newer version, signed by mallory
+    const takeover = signedRecord(b.identity, { name: "owned", version: Number.MAX_SAFE_INTEGER }, mallory);
+    const r = await post(a, "/sync", { from, records: [tampered, takeover], deaths: [], want: [] });
+    expect([200, 400]).toContain(r.status);
+    expect(liveIds(a)).not.toContain(stranger.nodeId);
+    expect(a.table.record(b.identity.nodeId)?.record.name).toBe("node-1");
+    // a forged death notice for b in the name of a (known) node
+    const body = {
+      id: b.identity.nodeId,
+      version: Number.MAX_SAFE_INTEGER,
+      reporter: a.identity.nodeId,
+      at: 0,
+    };
+    const fakeDeath = { ...body, signature: mallory.signJson(body) };
+    await post(a, "/sync", { from, records: [], deaths: [fakeDeath], want: [] });
+    expect(a.table.get(b.identity.nodeId)?.state).toBe("alive");
+    // the honest record is taken
+    const ok = await post(a, "/sync", { from, records: [honest], deaths: [], want: [] });
+    expect(ok.status).toBe(200);
+    expect(a.table.views().find((v) => v.id === stranger.nodeId)?.name).toBe("stranger");
+  });
+
+  test("sync answers `want` with records it holds, and never with another node's private data", async () => {
+    const net = new Net();
+    const [a, b] = (await converged(net, 2)) as [TestNode, TestNode];
+    const mallory = generateIdentity();
+    const r = await post(a, "/sync", {
+      from: signedRecord(mallory),
+      records: [],
+      deaths: [],
+      want: [b.identity.nodeId, generateIdentity().nodeId],
+    });
+    expect(r.status).toBe(200);
+    const records = r.json.records as SignedRecord[];
+    expect(records.map((x) => x.record.id)).toEqual([b.identity.nodeId]);
+    expect(records[0]?.signature).toBe(b.table.record(b.identity.nodeId)?.signature as string);
+  });
+});
