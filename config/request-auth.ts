@@ -1,0 +1,107 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { Identity } from "./identity.ts";
+import { NODE_ID_RE, verifySignature } from "./identity.ts";
+
+/** Header names of a signed request (Docs/Security.md). */
+export const AUTH_HEADERS = {
+  node: "x-p2prc-node",
+  timestamp: "x-p2prc-timestamp",
+  nonce: "x-p2prc-nonce",
+  contentSha256: "x-p2prc-content-sha256",
+  signature: "x-p2prc-signature",
+} as const;
+
+/** What is signed: method, path, sorted query, timestamp, nonce and the body's SHA-256, one per line. */
+export function canonicalRequest(p: {
+  method: string;
+  path: string;
+  query: string;
+  timestamp: string;
+  nonce: string;
+  contentSha256: string;
+}): string {
+  const query = p.query
+    .replace(/^\?/, "")
+    .split("&")
+    .filter(Boolean)
+    .sort()
+    .join("&");
+  return ["p2prc-v1", p.method.toUpperCase(), p.path, query, p.timestamp, p.nonce, p.contentSha256].join("\n");
+}
+
+export function sha256Hex(body: Uint8Array | string): string {
+  return createHash("sha256").update(body).digest("hex");
+}
+
+/** Headers that sign a request with this node's key. */
+export function signRequest(
+  identity: Identity,
+  method: string,
+  url: string,
+  body: Uint8Array | string = "",
+  now = Date.now(),
+): Record<string, string> {
+  const u = new URL(url);
+  const timestamp = String(now);
+  const nonce = randomBytes(16).toString("hex");
+  const contentSha256 = sha256Hex(body);
+  const signature = identity.sign(canonicalRequest({ method, path: u.pathname, query: u.search, timestamp, nonce, contentSha256 }));
+  return {
+    [AUTH_HEADERS.node]: identity.nodeId,
+    [AUTH_HEADERS.timestamp]: timestamp,
+    [AUTH_HEADERS.nonce]: nonce,
+    [AUTH_HEADERS.contentSha256]: contentSha256,
+    [AUTH_HEADERS.signature]: signature,
+  };
+}
+
+export type RequestAuthResult =
+  | { ok: true; nodeId: string; nonce: string; timestamp: number }
+  | { ok: false; reason: string };
+
+/**
+ * Checks a signed request: headers present and well formed, timestamp within `skewMs` of `now`, body
+ * hash matching, signature by the claimed node. Replay (a nonce seen before) is the caller's check.
+ */
+export function verifyRequest(p: {
+  method: string;
+  url: string;
+  headers: (name: string) => string | null | undefined;
+  body: Uint8Array | string;
+  now: number;
+  skewMs: number;
+}): RequestAuthResult {
+  const h = (name: string) => p.headers(name) ?? undefined;
+  const nodeId = h(AUTH_HEADERS.node);
+  const timestamp = h(AUTH_HEADERS.timestamp);
+  const nonce = h(AUTH_HEADERS.nonce);
+  const contentSha256 = h(AUTH_HEADERS.contentSha256);
+  const signature = h(AUTH_HEADERS.signature);
+  if (!nodeId || !timestamp || !nonce || !contentSha256 || !signature) return { ok: false, reason: "request is not signed" };
+  if (!NODE_ID_RE.test(nodeId)) return { ok: false, reason: `${AUTH_HEADERS.node}: not a node id` };
+  if (!/^\d{1,16}$/.test(timestamp)) return { ok: false, reason: `${AUTH_HEADERS.timestamp}: not a timestamp` };
+  if (!/^[0-9a-f]{32}$/.test(nonce)) return { ok: false, reason: `${AUTH_HEADERS.nonce}: expected 32 hex characters` };
+  const ts = Number(timestamp);
+  if (Math.abs(p.now - ts) > p.skewMs) return { ok: false, reason: `timestamp outside ±${p.skewMs / 1000} s of this node's clock` };
+  if (sha256Hex(p.body) !== contentSha256) return { ok: false, reason: "body does not match its signed hash" };
+  const u = new URL(p.url);
+  const text = canonicalRequest({ method: p.method, path: u.pathname, query: u.search, timestamp, nonce, contentSha256 });
+  if (!verifySignature(nodeId, text, signature)) return { ok: false, reason: "bad signature" };
+  return { ok: true, nodeId, nonce, timestamp: ts };
+}
+
+/** Remembers nonces for a window so a captured request cannot be replayed. */
+export class NonceCache {
+  private readonly seen = new Map<string, number>();
+  constructor(private readonly windowMs: number) {}
+
+  /** False when `nonce` of `nodeId` was already used within the window. */
+  use(nodeId: string, nonce: string, now: number): boolean {
+    if (this.seen.size > 10_000) for (const [k, at] of this.seen) if (now - at > this.windowMs * 2) this.seen.delete(k);
+    const key = `${nodeId}:${nonce}`;
+    const at = this.seen.get(key);
+    if (at !== undefined && now - at <= this.windowMs * 2) return false;
+    this.seen.set(key, now);
+    return true;
+  }
+}
