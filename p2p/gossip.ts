@@ -58,7 +58,8 @@ const META_METADATA = "self.metadata";
  * its next heartbeat and it spreads with gossip.
  */
 export function setNodeMetadata(store: Store, text: string): void {
-  if (text.length > 1024) throw new P2prcError("E_INVALID", "metadata: at most 1024 characters", { field: "metadata" });
+  if (text.length > 1024)
+    throw new P2prcError("E_INVALID", "metadata: at most 1024 characters", { field: "metadata" });
   store.meta.set(META_METADATA, text);
 }
 
@@ -86,7 +87,14 @@ function parseHostPort(text: string, defaultPort: number): Address | undefined {
  * declared dead with a signed notice that spreads the same way.
  */
 export class GossipService {
-  readonly stats: GossipStats = { rounds: 0, exchanges: 0, failures: 0, bytesSent: 0, bytesReceived: 0, recordsReceived: 0 };
+  readonly stats: GossipStats = {
+    rounds: 0,
+    exchanges: 0,
+    failures: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    recordsReceived: 0,
+  };
   private self: SignedRecord | undefined;
   private cancel: Cancel | undefined;
   private running: Promise<void> | undefined;
@@ -115,7 +123,8 @@ export class GossipService {
       const a = parseHostPort(config.advertiseAddress, config.serverPort);
       return a ? [a] : [];
     }
-    if (!["0.0.0.0", "::", ""].includes(config.serverHost)) return [{ host: config.serverHost, port: config.serverPort }];
+    if (!["0.0.0.0", "::", ""].includes(config.serverHost))
+      return [{ host: config.serverHost, port: config.serverPort }];
     return this.observedHost ? [{ host: this.observedHost, port: config.serverPort }] : [];
   }
 
@@ -149,7 +158,6 @@ export class GossipService {
     return true;
   }
 
-
   // ---- answering peers ------------------------------------------------------------------------
 
   private accept(signed: unknown, direct: boolean): SignedRecord | undefined {
@@ -158,7 +166,8 @@ export class GossipService {
     const result = this.deps.table.merge(verified);
     if (result === "self-newer") void this.refreshSelf(true);
     if (direct) this.deps.table.markContact(verified.record.id);
-    if (result === "added") this.log.info(`peer joined: ${verified.record.name} ${verified.record.id.slice(0, 12)}`);
+    if (result === "added")
+      this.log.info(`peer joined: ${verified.record.name} ${verified.record.id.slice(0, 12)}`);
     return verified;
   }
 
@@ -166,7 +175,7 @@ export class GossipService {
     for (const raw of deaths) {
       const notice = verifyDeath(raw);
       if (!notice) continue;
-      const result = this.deps.table.applyDeath(notice);
+      const result = this.deps.table.applyDeath(notice, TOMBSTONE_MS);
       if (result === "refute") {
         this.log.warn(`a peer declared this node dead; publishing a newer record`);
         void this.refreshSelf(true);
@@ -248,12 +257,14 @@ export class GossipService {
     const peer = this.accept(res.from, false);
     if (!peer) throw new Error(`${target.url}: answered with a record that does not verify`);
     const peerId = peer.record.id;
-    if (peerId === this.nodeId) throw new Error(`${target.url} is this node`);
+    if (peerId === this.nodeId) {
+      // a seed that is this node's own address (a shared bootstrap list): remember, skip it from now on
+      if (target.seed) this.deps.store.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
+      throw new Error(`${target.url} is this node`);
+    }
     table.markContact(peerId, rtt);
     if (target.seed) this.deps.store.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
-    if (res.observed && res.observed !== this.observedHost) {
-      this.observedHost = res.observed.replace(/^::ffff:/, "");
-    }
+    if (res.observed) this.observe(res.observed.replace(/^::ffff:/, ""));
     this.stats.exchanges++;
     if (!res.same && res.digest) await this.reconcile(target.url, res.digest);
     return peerId;
@@ -308,14 +319,19 @@ export class GossipService {
       chosen.push(...withUrl.map((w) => w.target));
     } else {
       const suspects = withUrl.filter((w) => w.row.state === "suspect");
-      const alive = withUrl.filter((w) => w.row.state === "alive").sort((a, b) => a.row.lastTried - b.row.lastTried);
+      const alive = withUrl
+        .filter((w) => w.row.state === "alive")
+        .sort((a, b) => a.row.lastTried - b.row.lastTried);
       // Random among the least recently contacted: spreads load, and nobody waits long for a contact.
       const pool = alive.slice(0, Math.max(config.gossipFanout * 2, 4));
       for (let i = pool.length - 1; i > 0; i--) {
         const j = Math.floor(Math.random() * (i + 1));
         [pool[i], pool[j]] = [pool[j] as (typeof pool)[number], pool[i] as (typeof pool)[number]];
       }
-      chosen.push(...suspects.map((s) => s.target), ...pool.slice(0, config.gossipFanout).map((p) => p.target));
+      chosen.push(
+        ...suspects.map((s) => s.target),
+        ...pool.slice(0, config.gossipFanout).map((p) => p.target),
+      );
     }
     const known = new Set(peers.filter((p) => p.state === "alive").map((p) => p.id));
     for (const seed of store.peers.seeds()) {
@@ -325,13 +341,31 @@ export class GossipService {
     return chosen;
   }
 
+  private readonly observations: string[] = [];
+
+  /**
+   * Peers report the address they see this node at. The first one is kept while any of the last 10
+   * reports still confirms it, so peers that see different addresses (several interfaces) do not make
+   * the record flip every round; a real move is picked up once nobody reports the old address.
+   */
+  private observe(host: string): void {
+    this.observations.push(host);
+    if (this.observations.length > 10) this.observations.shift();
+    if (this.observedHost && this.observations.includes(this.observedHost)) return;
+    const counts = new Map<string, number>();
+    for (const h of this.observations) counts.set(h, (counts.get(h) ?? 0) + 1);
+    this.observedHost = ([...counts].sort((a, b) => b[1] - a[1])[0] as [string, number])[0];
+  }
+
   private declareDead(id: string): void {
     const row = this.deps.table.get(id);
     if (!row || row.state === "dead") return;
     const body = { id, version: row.version, reporter: this.nodeId, at: this.deps.clock.now() };
     const notice: DeathNotice = { ...body, signature: this.deps.identity.signJson(body) };
     this.deps.table.applyDeath(notice);
-    this.log.info(`peer declared dead: ${id.slice(0, 12)} (no answer for ${this.deps.clock.now() - row.lastSeen} ms)`);
+    this.log.info(
+      `peer declared dead: ${id.slice(0, 12)} (no answer for ${this.deps.clock.now() - row.lastSeen} ms)`,
+    );
   }
 
   /** One gossip round. Exchanges run in parallel, each bounded by a timeout: a stuck peer stalls nobody. */
@@ -353,6 +387,12 @@ export class GossipService {
         }
       }),
     );
+    // A record nobody can contact (no address: a client-only node that ran --us) cannot be probed;
+    // it is dropped once it has not changed for 3 suspect timeouts.
+    for (const row of table.live()) {
+      if (row.id === this.nodeId || clock.now() - row.lastSeen < 3 * config.suspectTimeoutMs) continue;
+      if (table.record(row.id)?.record.addresses.length === 0) this.declareDead(row.id);
+    }
     table.purge(TOMBSTONE_MS);
     this.stats.rounds++;
   }

@@ -86,7 +86,8 @@ export class PeerTable {
     const { record } = signed;
     const existing = this.store.peers.get(record.id);
     if (record.id === this.selfId) {
-      return existing && record.version >= existing.version ? "self-newer" : "self";
+      // strictly newer: our own record coming back (equal version) is no reason to re-sign
+      return existing && record.version > existing.version ? "self-newer" : "self";
     }
     const now = this.clock.now();
     if (existing && record.version <= existing.version) {
@@ -112,7 +113,10 @@ export class PeerTable {
     const row = this.store.peers.get(id);
     if (!row || row.state === "dead" || id === this.selfId) return;
     const now = this.clock.now();
-    const samples = rttMs === undefined ? row.rttSamples : [...row.rttSamples, Math.round(rttMs * 10) / 10].slice(-RTT_SAMPLES);
+    const samples =
+      rttMs === undefined
+        ? row.rttSamples
+        : [...row.rttSamples, Math.round(rttMs * 10) / 10].slice(-RTT_SAMPLES);
     this.store.peers.put({
       ...row,
       state: "alive",
@@ -128,7 +132,12 @@ export class PeerTable {
   markFailure(id: string): PeerRow | undefined {
     const row = this.store.peers.get(id);
     if (!row || row.state === "dead") return undefined;
-    const next: PeerRow = { ...row, state: "suspect", failures: row.failures + 1, lastTried: this.clock.now() };
+    const next: PeerRow = {
+      ...row,
+      state: "suspect",
+      failures: row.failures + 1,
+      lastTried: this.clock.now(),
+    };
     this.store.peers.put(next);
     return next;
   }
@@ -142,26 +151,30 @@ export class PeerTable {
    * Applies a verified death notice. Returns "refute" when it is about this node (which must then
    * publish a newer version), "applied" when a record was dropped, "ignored" when ours is newer.
    */
-  applyDeath(notice: DeathNotice): "applied" | "ignored" | "refute" {
+  applyDeath(notice: DeathNotice, maxAgeMs = Number.POSITIVE_INFINITY): "applied" | "ignored" | "refute" {
     if (notice.id === this.selfId) return "refute";
+    const now = this.clock.now();
+    // Too old (its tombstone would already be purged) or from the future: ignore, so purged
+    // tombstones are not pushed back and forth forever.
+    if (now - notice.at > maxAgeMs || notice.at > now + 60_000) return "ignored";
     const reporter = this.store.peers.get(notice.reporter);
     if (!reporter || reporter.state === "dead") return "ignored"; // only known nodes may report deaths
     const existing = this.store.peers.get(notice.id);
-    if (existing && (existing.version > notice.version || (existing.state === "dead" && existing.version >= notice.version))) {
-      return "ignored";
-    }
-    const now = this.clock.now();
+    // Only a node this table holds can die here, and only at the version held: a notice cannot claim
+    // a version nobody published (which would keep the node out after it restarts).
+    if (!existing || existing.state === "dead" || existing.version > notice.version) return "ignored";
     this.store.peers.put({
       id: notice.id,
       record: JSON.stringify(notice),
-      version: notice.version,
+      version: existing.version,
       state: "dead",
-      lastSeen: existing?.lastSeen ?? now,
+      lastSeen: existing.lastSeen,
       lastTried: now,
-      failures: existing?.failures ?? 0,
+      failures: existing.failures,
       latencyMs: undefined,
       rttSamples: [],
-      updatedAt: now,
+      // tombstones age from the death, wherever they were learned
+      updatedAt: Math.min(notice.at, now),
     });
     return "applied";
   }
@@ -174,7 +187,9 @@ export class PeerTable {
 
   /** [id, version, dead] for every row, sorted by id. */
   digest(): Digest {
-    return this.store.peers.list().map((r) => [r.id, r.version, r.state === "dead"] as [string, number, boolean]);
+    return this.store.peers
+      .list()
+      .map((r) => [r.id, r.version, r.state === "dead"] as [string, number, boolean]);
   }
 
   /** Live rows (alive and suspect). */
@@ -211,7 +226,10 @@ export class PeerTable {
       ];
     });
     return views.sort(
-      (a, b) => (a.latencyMs ?? Number.POSITIVE_INFINITY) - (b.latencyMs ?? Number.POSITIVE_INFINITY) || a.id.localeCompare(b.id),
+      (a, b) =>
+        Number(b.self) - Number(a.self) ||
+        (a.latencyMs ?? Number.POSITIVE_INFINITY) - (b.latencyMs ?? Number.POSITIVE_INFINITY) ||
+        a.id.localeCompare(b.id),
     );
   }
 }
