@@ -29,7 +29,11 @@ async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Pro
 const client = () => import("../client/index.ts");
 
 /** `--exec-container <node>`: a container on a node (id, prefix, name, host:port or auto), tracked. */
-export async function startContainer(options: NodeOptions, node: string, body: CreateContainerBody): Promise<StartedContainer> {
+export async function startContainer(
+  options: NodeOptions,
+  node: string,
+  body: CreateContainerBody,
+): Promise<StartedContainer> {
   const c = await client();
   return withClient(options, (deps) => c.startContainer(deps, node, body));
 }
@@ -53,7 +57,9 @@ export async function viewImages(options: NodeOptions, node: string) {
 }
 
 /** `--tc`: tracked containers, each checked against its node. */
-export async function trackedContainers(options: NodeOptions): Promise<(TrackedContainer & { state: TrackedState })[]> {
+export async function trackedContainers(
+  options: NodeOptions,
+): Promise<(TrackedContainer & { state: TrackedState })[]> {
   const c = await client();
   return withClient(options, (deps) => c.trackedContainers(deps));
 }
@@ -93,7 +99,12 @@ export interface RunBatchOptions {
 }
 
 /** `p2prc batch job.json --out dir`: runs (or resumes) a batch job. */
-export async function runBatch(options: NodeOptions, jobPath: string, outDir: string, o: RunBatchOptions = {}): Promise<BatchResult> {
+export async function runBatch(
+  options: NodeOptions,
+  jobPath: string,
+  outDir: string,
+  o: RunBatchOptions = {},
+): Promise<BatchResult> {
   const c = await client();
   const { job, text } = c.loadJob(jobPath);
   return runJob(options, job, text, dirname(resolve(jobPath)), outDir, o);
@@ -111,7 +122,9 @@ async function runJob(
   return withClient(options, (deps) => {
     const views = deps.views();
     const refs = o.nodes?.filter((n) => n !== "auto") ?? [];
-    const targets = refs.length ? refs.map((r) => c.resolveNode(r, views)) : c.rankNodes(views).map((v) => c.resolveNode(v.id, views));
+    const targets = refs.length
+      ? refs.map((r) => c.resolveNode(r, views))
+      : c.rankNodes(views).map((v) => c.resolveNode(v.id, views));
     return c.runBatch(deps, { job, jobText, jobDir, outDir, nodes: targets, onProgress: o.onProgress });
   });
 }
@@ -136,7 +149,10 @@ export async function demoMandelbrot(options: NodeOptions, d: MandelbrotDemoOpti
   const failed = result.results.filter((r) => r.state !== "done");
   if (failed.length > 0) {
     const { P2prcError } = await import("../config/index.ts");
-    throw new P2prcError("E_NODE_UNREACHABLE", `${failed.length} of ${d.tiles} tiles failed (see ${tilesDir}/results.json)`);
+    throw new P2prcError(
+      "E_NODE_UNREACHABLE",
+      `${failed.length} of ${d.tiles} tiles failed (see ${tilesDir}/results.json)`,
+    );
   }
   const png = c.toPng(c.assembleTiles(tilesDir, m), m);
   writeFileSync(d.out, png);

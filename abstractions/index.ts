@@ -19,7 +19,14 @@ export {
   viewImages,
 } from "./client.ts";
 export type { MandelbrotDemoOptions, RunBatchOptions } from "./client.ts";
-export type { BatchProgress, BatchResult, CreateContainerBody, GroupView, StartedContainer, TaskResult } from "../client/index.ts";
+export type {
+  BatchProgress,
+  BatchResult,
+  CreateContainerBody,
+  GroupView,
+  StartedContainer,
+  TaskResult,
+} from "../client/index.ts";
 export { doctor } from "./doctor.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";

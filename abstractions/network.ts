@@ -1,8 +1,11 @@
-import { P2prcError, type Store } from "../config/index.ts";
+import { openStore, P2prcError, readNodeId, type Store, systemClock } from "../config/index.ts";
 import type { PeerView } from "../p2p/index.ts";
-import { init, type NodeOptions } from "./node.ts";
+import { init, loadConfig, type NodeOptions } from "./node.ts";
 
-async function withStore<T>(options: NodeOptions, fn: (store: Store, nodeId: string) => Promise<T> | T): Promise<T> {
+async function withStore<T>(
+  options: NodeOptions,
+  fn: (store: Store, nodeId: string) => Promise<T> | T,
+): Promise<T> {
   const ctx = init(options);
   const store = ctx.openStore();
   try {
@@ -16,29 +19,51 @@ function parseAddress(text: string, field: string): { host: string; port: number
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text.trim());
   const port = Number(m?.[2]);
   if (!m?.[1] || !(port >= 1 && port <= 65535)) {
-    throw new P2prcError("E_INVALID", `${field}: expected host:port (port 1-65535), got "${text.slice(0, 100)}"`, {
-      field,
-    });
+    throw new P2prcError(
+      "E_INVALID",
+      `${field}: expected host:port (port 1-65535), got "${text.slice(0, 100)}"`,
+      {
+        field,
+      },
+    );
   }
   return { host: m[1].replace(/^\[|\]$/g, ""), port };
 }
 
-/** `--ls`: the IP table — live nodes, this one included, sorted by latency. */
+/** `--ls`: the IP table — live nodes, this one included, sorted by latency. Reads only. */
 export async function viewIPTable(options: NodeOptions = {}): Promise<PeerView[]> {
   const { PeerTable } = await import("../p2p/index.ts");
-  return withStore(options, (store, nodeId) => new PeerTable(store, nodeId, init(options).clock).views());
+  const loaded = loadConfig(options);
+  // The id from the public key file: no key parsing, and nothing is created by a read.
+  const nodeId = readNodeId(loaded.paths.publicKey) ?? "";
+  const store = openStore(loaded.paths.stateDb);
+  try {
+    return new PeerTable(store, nodeId, options.clock ?? systemClock).views();
+  } finally {
+    store.close();
+  }
 }
 
 /** `--as host:port` (P2PRC's AddServer): remembers a node to contact; the table is never wiped. */
-export async function addServer(options: NodeOptions, address: string): Promise<{ host: string; port: number }> {
+export async function addServer(
+  options: NodeOptions,
+  address: string,
+): Promise<{ host: string; port: number }> {
   const a = parseAddress(address, "add-server");
   await withStore(options, (store) => store.peers.addSeed(a.host, a.port, false, Date.now()));
   return a;
 }
 
 /** `--arn --ip H -p P` (P2PRC's AddRootNode): adds a root node without wiping the table. */
-export async function addRootNode(options: NodeOptions, host: string, port: string | number): Promise<{ host: string; port: number }> {
-  const a = parseAddress(`${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}`, "ip/port");
+export async function addRootNode(
+  options: NodeOptions,
+  host: string,
+  port: string | number,
+): Promise<{ host: string; port: number }> {
+  const a = parseAddress(
+    `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}`,
+    "ip/port",
+  );
   await withStore(options, (store) => store.peers.addSeed(a.host, a.port, true, Date.now()));
   return a;
 }

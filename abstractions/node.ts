@@ -121,7 +121,8 @@ export function viewConfig(options: NodeOptions = {}) {
   const loaded = loadConfig(options);
   // The public key file names the id; the private key is parsed only when that file is missing.
   const nodeId = existsSync(loaded.paths.privateKey)
-    ? (readNodeId(loaded.paths.publicKey) ?? loadOrCreateIdentity(loaded.paths.privateKey, loaded.paths.publicKey).nodeId)
+    ? (readNodeId(loaded.paths.publicKey) ??
+      loadOrCreateIdentity(loaded.paths.privateKey, loaded.paths.publicKey).nodeId)
     : null;
   return {
     ...loaded.config,

@@ -40,7 +40,16 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
-    let capacity: (() => Promise<{ cpus: number; memoryMb: number; gpus: number; freeContainers: number; maxCpusPerContainer: number; maxMemoryMbPerContainer: number }>) | undefined;
+    let capacity:
+      | (() => Promise<{
+          cpus: number;
+          memoryMb: number;
+          gpus: number;
+          freeContainers: number;
+          maxCpusPerContainer: number;
+          maxMemoryMbPerContainer: number;
+        }>)
+      | undefined;
     const gossip = new GossipService({
       identity: ctx.identity,
       store,
@@ -85,7 +94,13 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       })();
       return stopped;
     };
-    return { url: server.url, nodeId: ctx.identity.nodeId, app: server.app, stop, [Symbol.asyncDispose]: stop };
+    return {
+      url: server.url,
+      nodeId: ctx.identity.nodeId,
+      app: server.app,
+      stop,
+      [Symbol.asyncDispose]: stop,
+    };
   } catch (err) {
     store.close();
     throw err;

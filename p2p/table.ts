@@ -1,5 +1,11 @@
-import { createHash } from "node:crypto";
-import { type Clock, canonicalJson, type PeerRow, type Store, verifyJson } from "../config/index.ts";
+import {
+  type Clock,
+  canonicalJson,
+  type PeerRow,
+  type Store,
+  sha256Hex,
+  verifyJson,
+} from "../config/index.ts";
 import {
   type DeathNotice,
   DeathNoticeSchema,
@@ -32,7 +38,7 @@ export function verifyDeath(input: unknown): DeathNotice | undefined {
 
 /** SHA-256 over the canonical digest: equal hashes mean equal tables. */
 export function digestHash(digest: Digest): string {
-  return createHash("sha256").update(canonicalJson(digest)).digest("hex");
+  return sha256Hex(canonicalJson(digest));
 }
 
 const median = (xs: number[]) => {
