@@ -1,4 +1,5 @@
-import type { Context } from "hono";
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import { P2prcError } from "../config/index.ts";
 import type { GossipService } from "./gossip.ts";
@@ -29,14 +30,8 @@ async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer
   return parsed.data;
 }
 
-/**
- * /v1/p2p: the gossip exchange and the table. Records are accepted only when their signature verifies.
- * hono is required here, on use, so it loads with the server and not with every command that reads
- * the table.
- */
+/** /v1/p2p: the gossip exchange and the table. Records are accepted only when their signature verifies. */
 export function p2pRoutes(o: P2pRoutesOptions) {
-  const { Hono } = require("hono") as typeof import("hono");
-  const { bodyLimit } = require("hono/body-limit") as typeof import("hono/body-limit");
   const limit = bodyLimit({
     maxSize: o.maxBodyBytes ?? 8 * 1024 * 1024,
     onError: () => {
