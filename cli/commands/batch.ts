@@ -27,29 +27,53 @@ export const SUBCOMMAND_HELP = {
 };
 
 function check(argv: string[], def: ArgsDef, usage: string): Record<string, unknown> {
-  const known = new Set(Object.entries(def).filter(([, d]) => d.type !== "positional").map(([k]) => k));
+  const known = new Set(
+    Object.entries(def)
+      .filter(([, d]) => d.type !== "positional")
+      .map(([k]) => k),
+  );
   for (const a of argv) {
-    if (!a.startsWith("--")) continue;
-    const name = a.slice(2).split("=")[0] as string;
-    if (!known.has(name)) throw usageError(`unknown flag --${name}`, usage);
+    if (!a.startsWith("-") || /^-\d/.test(a)) continue;
+    const name = a.replace(/^--?/, "").split("=")[0] as string;
+    if (!a.startsWith("--") || !known.has(name)) throw usageError(`unknown flag ${a.split("=")[0]}`, usage);
   }
-  return parseArgs(argv, def) as Record<string, unknown>;
+  try {
+    return parseArgs(argv, def) as Record<string, unknown>;
+  } catch (err) {
+    throw usageError((err as Error).message.replace(/\u001b\[\d+m/g, ""), usage);
+  }
 }
 
 function positiveInt(name: string, raw: unknown, fallback?: number): number {
   if (raw === undefined && fallback !== undefined) return fallback;
   const n = Number(raw);
-  if (typeof raw !== "string" || !Number.isInteger(n) || n < 1 || n > 100000) throw usageError(`--${name}: expected a whole number from 1 to 100000`);
+  if (typeof raw !== "string" || !Number.isInteger(n) || n < 1 || n > 100000)
+    throw usageError(`--${name}: expected a whole number from 1 to 100000`);
   return n;
 }
 
 /** `p2prc batch …` and `p2prc demo mandelbrot …`. */
-export async function runSubcommand(name: "batch" | "demo", argv: string[], io: CliIO, options: RunOptions): Promise<number> {
+export async function runSubcommand(
+  name: "batch" | "demo",
+  argv: string[],
+  io: CliIO,
+  options: RunOptions,
+): Promise<number> {
+  if (argv.includes("-h") || argv.includes("--help")) {
+    io.out(`usage: ${SUBCOMMAND_HELP[name]}`);
+    return 0;
+  }
   const { runBatch, demoMandelbrot, loadConfig } = await import("../../abstractions/index.ts");
   const args = check(argv, name === "batch" ? BATCH_ARGS : DEMO_ARGS, SUBCOMMAND_HELP[name]);
   const json = args.json === true;
   const node = { configDir: args["config-dir"] as string | undefined, env: options.env ?? process.env };
-  const nodes = typeof args.nodes === "string" ? args.nodes.split(",").map((s) => s.trim()).filter(Boolean) : undefined;
+  const nodes =
+    typeof args.nodes === "string"
+      ? args.nodes
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : undefined;
   const out = args.out;
   if (typeof out !== "string" || out === "") throw usageError(`--out is required`, SUBCOMMAND_HELP[name]);
   const mode = json ? "none" : process.stderr.isTTY ? "tty" : "lines";
@@ -61,14 +85,29 @@ export async function runSubcommand(name: "batch" | "demo", argv: string[], io: 
       progress.finish();
       const done = r.results.filter((t) => t.state === "done").length;
       const failed = r.results.length - done;
-      if (json) io.out(toJson({ batchId: r.batchId, resumed: r.resumed, done, failed, durationMs: r.durationMs, results: r.results }));
-      else io.out(`${done} done, ${failed} failed in ${(r.durationMs / 1000).toFixed(1)} s${r.resumed ? " (resumed)" : ""}; results: ${out}/results.json`);
+      if (json)
+        io.out(
+          toJson({
+            batchId: r.batchId,
+            resumed: r.resumed,
+            done,
+            failed,
+            durationMs: r.durationMs,
+            results: r.results,
+          }),
+        );
+      else
+        io.out(
+          `${done} done, ${failed} failed in ${(r.durationMs / 1000).toFixed(1)} s${r.resumed ? " (resumed)" : ""}; results: ${out}/results.json`,
+        );
       return failed > 0 ? 1 : 0;
     }
-    if (args.demo !== "mandelbrot") throw usageError(`unknown demo "${String(args.demo ?? "")}"`, SUBCOMMAND_HELP.demo);
+    if (args.demo !== "mandelbrot")
+      throw usageError(`unknown demo "${String(args.demo ?? "")}"`, SUBCOMMAND_HELP.demo);
     const size = typeof args.size === "string" ? args.size : "400x300";
     const m = /^(\d{1,5})x(\d{1,5})$/.exec(size);
-    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw usageError(`--size: expected WxH such as 400x300, got "${size}"`);
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1)
+      throw usageError(`--size: expected WxH such as 400x300, got "${size}"`);
     const tiles = positiveInt("tiles", args.tiles);
     const image = typeof args.image === "string" ? args.image : loadConfig(node).config.defaultImage;
     const t0 = Date.now();
@@ -84,8 +123,22 @@ export async function runSubcommand(name: "batch" | "demo", argv: string[], io: 
     });
     progress.finish();
     const perNode = [...new Set(r.result.results.map((t) => t.node))].length;
-    if (json) io.out(toJson({ out: r.out, bytes: r.bytes, tiles, width: r.width, height: r.height, nodes: perNode, durationMs: Date.now() - t0 }));
-    else io.out(`wrote ${r.out} (${r.width}x${r.height}, ${tiles} tiles on ${perNode} nodes, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    if (json)
+      io.out(
+        toJson({
+          out: r.out,
+          bytes: r.bytes,
+          tiles,
+          width: r.width,
+          height: r.height,
+          nodes: perNode,
+          durationMs: Date.now() - t0,
+        }),
+      );
+    else
+      io.out(
+        `wrote ${r.out} (${r.width}x${r.height}, ${tiles} tiles on ${perNode} nodes, ${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+      );
     return 0;
   } finally {
     progress.finish();

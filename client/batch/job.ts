@@ -8,7 +8,10 @@ const scalar = z.union([z.string().max(65536), z.number(), z.boolean()]);
 
 /** A batch job file (JSON or YAML). */
 export const JobSchema = z.strictObject({
-  image: z.string().regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "an image reference").max(255),
+  image: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "an image reference")
+    .max(255),
   command: z.array(z.string().max(65536)).min(1).max(256),
   /** A count, or one parameter object per task (its keys become env variables). */
   tasks: z.union([z.int().min(1).max(100000), z.array(z.record(envName, scalar)).min(1).max(100000)]),
@@ -20,7 +23,8 @@ export const JobSchema = z.strictObject({
   cpus: z.number().min(0.01).max(1024).optional(),
   memoryMb: z.int().min(6).max(4194304).optional(),
   gpu: z.boolean().optional(),
-  timeoutSeconds: z.int().min(1).max(86400).default(600),
+  /** Per task; nodes run one exec for at most an hour. */
+  timeoutSeconds: z.int().min(1).max(3600).default(600),
   /** How often a task is rescheduled after its node died, became unreachable or timed out. */
   retries: z.int().min(0).max(100).default(2),
   /** Also retry tasks that failed by their own exit code. */
@@ -38,19 +42,24 @@ export function loadJob(path: string): { job: Job; text: string } {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new P2prcError("E_INVALID", `cannot read job file ${path}: ${(err as Error).message}`, { field: "job" });
+    throw new P2prcError("E_INVALID", `cannot read job file ${path}: ${(err as Error).message}`, {
+      field: "job",
+    });
   }
   let raw: unknown;
   try {
     raw = [".yaml", ".yml"].includes(extname(path).toLowerCase()) ? Bun.YAML.parse(text) : JSON.parse(text);
   } catch (err) {
-    throw new P2prcError("E_INVALID", `job file ${path} does not parse: ${(err as Error).message}`, { field: "job" });
+    throw new P2prcError("E_INVALID", `job file ${path} does not parse: ${(err as Error).message}`, {
+      field: "job",
+    });
   }
   const parsed = JobSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue?.path.join(".") || "(top)";
-    const message = issue?.code === "unrecognized_keys" ? `unknown field "${issue.keys.join(", ")}"` : issue?.message;
+    const message =
+      issue?.code === "unrecognized_keys" ? `unknown field "${issue.keys.join(", ")}"` : issue?.message;
     throw new P2prcError("E_INVALID", `job file ${path}: ${where}: ${message}`, { field: where });
   }
   return { job: parsed.data, text };

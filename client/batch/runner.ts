@@ -19,7 +19,13 @@ export interface BatchProgress {
   perNode: Record<string, { done: number; running: number }>;
   etaMs: number | undefined;
   /** The task that just changed, when one did. */
-  event?: { index: number; state: "running" | "done" | "failed" | "retry"; node: string; exitCode?: number; error?: string };
+  event?: {
+    index: number;
+    state: "running" | "done" | "failed" | "retry";
+    node: string;
+    exitCode?: number;
+    error?: string;
+  };
 }
 
 /** One row of results.json. */
@@ -51,15 +57,18 @@ export interface BatchResult {
   durationMs: number;
 }
 
-/** Errors that say the node (not the task) failed: reschedule elsewhere. */
-function isNodeFailure(err: unknown): boolean {
-  return !(err instanceof P2prcError) || ["E_NODE_UNREACHABLE", "E_ENGINE", "E_ENGINE_UNAVAILABLE", "E_NOT_FOUND", "E_CONFLICT", "E_INTERNAL"].includes(err.code);
+/** A task that ran out of time: rescheduled, but the node stays in use. */
+class TaskTimeout extends P2prcError {
+  constructor(index: number, seconds: number) {
+    super("E_NODE_UNREACHABLE", `task ${index} timed out after ${seconds} s`, { retryable: true });
+  }
 }
 
 /** Keeps a path from a node's tar inside `root` (a hostile node cannot write elsewhere). */
 function safeJoin(root: string, name: string): string | undefined {
   const clean = normalize(name).replace(/^(\.\.(\/|$))+/, "");
-  if (clean.startsWith("/") || clean.split("/").includes("..") || clean === "." || clean === "") return undefined;
+  if (clean.startsWith("/") || clean.split("/").includes("..") || clean === "." || clean === "")
+    return undefined;
   return join(root, clean);
 }
 
@@ -107,12 +116,21 @@ class NodeWorker {
     return this.pool[slot] as string;
   }
 
-  async release(slot: number, id: string): Promise<void> {
+  async release(_slot: number, id: string): Promise<void> {
     if (this.job.freshContainer) await this.client.removeContainer(id).catch(() => undefined);
   }
 
+  /** Drops a slot's container (after a timeout); the slot gets a fresh one for its next task. */
+  async discard(slot: number): Promise<void> {
+    const id = this.pool[slot];
+    this.pool[slot] = undefined;
+    if (id) await this.client.removeContainer(id).catch(() => undefined);
+  }
+
   async cleanup(): Promise<void> {
-    await Promise.all(this.pool.map((id) => (id ? this.client.removeContainer(id).catch(() => undefined) : undefined)));
+    await Promise.all(
+      this.pool.map((id) => (id ? this.client.removeContainer(id).catch(() => undefined) : undefined)),
+    );
   }
 }
 
@@ -131,12 +149,23 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
   const key = createHash("sha256").update(`${o.jobText}\0${outDir}`).digest("hex");
   let batch = store.client.batchByKey(key);
   const resumed = batch !== undefined;
+  if (o.nodes.length === 0 && (!batch || store.client.batchTasks(batch.id).some((t) => t.state !== "done"))) {
+    throw new P2prcError("E_NOT_FOUND", "no node to run the batch on", {
+      hint: "add nodes with --as host:port or pass --nodes",
+    });
+  }
   if (!batch) {
     batch = { id: randomUUID(), key, job: o.jobText, outDir, createdAt: deps.clock.now() };
     store.client.createBatch(batch, total);
   }
   const batchId = batch.id;
   store.client.resetRunning(batchId);
+  // A task that failed because no node could run it (no exit code) gets another chance on a re-run;
+  // one that failed by its own exit code stays failed.
+  for (const t of store.client.batchTasks(batchId)) {
+    if (t.state === "failed" && t.exitCode === undefined)
+      store.client.updateTask(batchId, { ...t, state: "pending" });
+  }
   mkdirSync(outDir, { recursive: true });
 
   const inputs = (job.inputs ?? []).map((p) => {
@@ -155,15 +184,16 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
     store.client.updateTask(batchId, t);
   };
 
-  if (o.nodes.length === 0 && queue.length > 0) {
-    throw new P2prcError("E_NOT_FOUND", "no node to run the batch on", { hint: "add nodes with --as host:port or pass --nodes" });
-  }
   const totalSlots = o.nodes.reduce((n, t) => n + slotsFor(t, job), 0);
-  const ttlSeconds = Math.min(7 * 86400, job.timeoutSeconds * Math.ceil(total / Math.max(1, totalSlots)) + 600);
+  const ttlSeconds = Math.min(
+    7 * 86400,
+    job.timeoutSeconds * Math.ceil(total / Math.max(1, totalSlots)) + 600,
+  );
   const workers = o.nodes.map((t) => new NodeWorker(t, slotsFor(t, job), job, ttlSeconds, deps));
   const perNode: Record<string, { done: number; running: number }> = {};
   for (const w of workers) perNode[w.label] = { done: 0, running: 0 };
-  for (const t of rows.values()) if (t.state === "done" && t.node) perNode[t.node] ??= { done: 0, running: 0 };
+  for (const t of rows.values())
+    if (t.state === "done" && t.node) perNode[t.node] ??= { done: 0, running: 0 };
   let running = 0;
   const durations: number[] = [];
   let wake: () => void = () => {};
@@ -177,7 +207,8 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
     const pending = all.filter((t) => t.state === "pending").length;
     const avg = durations.length ? durations.reduce((a, b) => a + b, 0) / durations.length : undefined;
     const slots = workers.filter((w) => w.alive).reduce((n, w) => n + w.slots, 0);
-    const etaMs = avg !== undefined && slots > 0 ? Math.round((avg * (pending + running)) / slots) : undefined;
+    const etaMs =
+      avg !== undefined && slots > 0 ? Math.round((avg * (pending + running)) / slots) : undefined;
     o.onProgress?.({ total, done, failed, running, pending, perNode, etaMs, event });
     wake();
     changed = new Promise<void>((r) => {
@@ -205,12 +236,30 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
           // DAC_OVERRIDE in a p2prc container
           { name: "p2prc-task/", attrs: { mode: "1777", uid: 0, gid: 0 } },
           { name: `${dir.slice(1)}/`, attrs: { mode: "777", uid: 0, gid: 0 } },
-          ...inputs.map((f) => ({ name: `${dir.slice(1)}/${f.name}`, data: f.data, attrs: { mode: "644", uid: 0, gid: 0 } })),
+          ...inputs.map((f) => ({
+            name: `${dir.slice(1)}/${f.name}`,
+            data: f.data,
+            attrs: { mode: "644", uid: 0, gid: 0 },
+          })),
         ]),
       );
-      const env = { ...job.env, ...params[index], P2PRC_TASK_INDEX: String(index), P2PRC_TASK_COUNT: String(total) };
-      const r = await w.client.exec(containerId, job.command, { env, workingDir: dir, timeoutSeconds: job.timeoutSeconds });
-      if (r.timedOut) throw new P2prcError("E_NODE_UNREACHABLE", `task ${index} timed out after ${job.timeoutSeconds} s`);
+      const env = {
+        ...job.env,
+        ...params[index],
+        P2PRC_TASK_INDEX: String(index),
+        P2PRC_TASK_COUNT: String(total),
+      };
+      const r = await w.client.exec(containerId, job.command, {
+        env,
+        workingDir: dir,
+        timeoutSeconds: job.timeoutSeconds,
+      });
+      if (r.timedOut) {
+        // the process may still run: this container is not reused
+        await w.discard(slot);
+        containerId = undefined;
+        throw new TaskTimeout(index, job.timeoutSeconds);
+      }
       const taskOut = join(outDir, String(index));
       mkdirSync(taskOut, { recursive: true });
       writeFileSync(join(taskOut, "stdout"), r.stdout);
@@ -227,8 +276,14 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
             writeFileSync(target, entry.data);
           }
         } catch (err) {
-          if (err instanceof P2prcError && err.code === "E_NOT_FOUND" && err.field === "path") missing.push(out);
-          else if (err instanceof P2prcError && err.code === "E_NOT_FOUND" && /path|file|no such/i.test(err.message)) missing.push(out);
+          if (err instanceof P2prcError && err.code === "E_NOT_FOUND" && err.field === "path")
+            missing.push(out);
+          else if (
+            err instanceof P2prcError &&
+            err.code === "E_NOT_FOUND" &&
+            /path|file|no such/i.test(err.message)
+          )
+            missing.push(out);
           else throw err;
         }
       }
@@ -247,13 +302,28 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
       });
       if (retryTask) queue.push(index);
       if (ok) (perNode[w.label] as { done: number }).done++;
-      notify({ index, state: ok ? "done" : retryTask ? "retry" : "failed", node: w.label, exitCode: r.exitCode });
+      notify({
+        index,
+        state: ok ? "done" : retryTask ? "retry" : "failed",
+        node: w.label,
+        exitCode: r.exitCode,
+        ...(retryTask ? { error: `exit ${r.exitCode}, retryOnFailure` } : {}),
+      });
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      const nodeFailed = isNodeFailure(err);
-      if (nodeFailed && !(err instanceof P2prcError && /timed out/.test(err.message))) w.alive = false;
+      // Any other error from a node (unreachable, engine failure, container lost, or a refusal such as
+      // over its limits) means that node gets no more tasks in this run; the task goes elsewhere.
+      if (!(err instanceof TaskTimeout)) w.alive = false;
       const retry = attempt <= job.retries;
-      save({ index, state: retry ? "pending" : "failed", node: w.label, exitCode: undefined, attempts: attempt, durationMs: undefined, error: message });
+      save({
+        index,
+        state: retry ? "pending" : "failed",
+        node: w.label,
+        exitCode: undefined,
+        attempts: attempt,
+        durationMs: undefined,
+        error: message,
+      });
       if (retry) queue.push(index);
       notify({ index, state: retry ? "retry" : "failed", node: w.label, error: message });
     } finally {
@@ -280,7 +350,8 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
   try {
     await Promise.all(workers.flatMap((w) => Array.from({ length: w.slots }, (_, s) => slotLoop(w, s))));
   } finally {
-    await Promise.all(workers.map((w) => (w.alive ? w.cleanup() : Promise.resolve())));
+    // Dropped nodes too, best effort: a node that refused may still answer; a dead one fails fast.
+    await Promise.all(workers.map((w) => w.cleanup()));
   }
   for (const index of queue) {
     const t = rows.get(index) as BatchTaskRow;
