@@ -183,14 +183,17 @@ async function serverRss(): Promise<void> {
     }
     await Bun.sleep(2000);
     const status = readFileSync(`/proc/${proc.pid}/status`, "utf8");
-    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1] ?? Number.NaN) / 1024;
+    const field = (name: string) =>
+      Number(new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1] ?? Number.NaN) / 1024;
     const mb = field("VmRSS");
     console.log(
       `idle server RSS: ${mb.toFixed(1)} MB (goal ≤ ${RSS_GOAL_MB} MB: ${mb <= RSS_GOAL_MB ? "yes" : "NO"})`,
     );
     // Most of RSS is pages of the executable itself (file-backed, shared, reclaimable); the node's own
     // memory is the anonymous part.
-    console.log(`  of which private (RssAnon) ${field("RssAnon").toFixed(1)} MB, executable pages (RssFile) ${field("RssFile").toFixed(1)} MB`);
+    console.log(
+      `  of which private (RssAnon) ${field("RssAnon").toFixed(1)} MB, executable pages (RssFile) ${field("RssFile").toFixed(1)} MB`,
+    );
   } finally {
     if (proc.exitCode === null) {
       proc.kill("SIGTERM");

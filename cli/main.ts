@@ -2,7 +2,10 @@
 // Entry point of the `p2prc` binary. Help and version answer before anything else loads, and every
 // other command loads only what it uses, so the binary starts fast.
 const argv = process.argv.slice(2);
-if (argv.length === 0 || (argv.length === 1 && ["-h", "--help", "-v", "--version"].includes(argv[0] as string))) {
+if (
+  argv.length === 0 ||
+  (argv.length === 1 && ["-h", "--help", "-v", "--version"].includes(argv[0] as string))
+) {
   const { renderHelp, VERSION } = await import("./help.ts");
   process.stdout.write(`${argv[0] === "-v" || argv[0] === "--version" ? VERSION : renderHelp()}\n`);
   process.exit(0);

@@ -1,14 +1,21 @@
 import type { BatchProgress } from "../abstractions/index.ts";
 import type { CliIO } from "./io.ts";
 
-const fmtMs = (ms: number | undefined) =>
-  ms === undefined ? "?" : ms < 60_000 ? `${Math.ceil(ms / 1000)}s` : `${Math.floor(ms / 60_000)}m${Math.ceil((ms % 60_000) / 1000)}s`;
+const fmtMs = (ms: number | undefined) => {
+  if (ms === undefined) return "?";
+  const s = Math.ceil(ms / 1000);
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${s % 60}s`;
+};
 
 /**
  * Batch progress for people: one redrawn bar on a terminal (done/running/failed, per-node counts,
  * ETA), plain lines otherwise. `--json` prints nothing until the summary.
  */
-export function progressReporter(io: CliIO, mode: "tty" | "lines" | "none", stream: NodeJS.WriteStream = process.stderr) {
+export function progressReporter(
+  io: CliIO,
+  mode: "tty" | "lines" | "none",
+  stream: NodeJS.WriteStream = process.stderr,
+) {
   let last = "";
   return {
     update(p: BatchProgress): void {
@@ -16,7 +23,12 @@ export function progressReporter(io: CliIO, mode: "tty" | "lines" | "none", stre
       if (mode === "lines") {
         const e = p.event;
         if (!e || e.state === "running") return;
-        const what = e.state === "done" ? `done (exit ${e.exitCode})` : e.state === "failed" ? `failed${e.exitCode !== undefined ? ` (exit ${e.exitCode})` : `: ${e.error}`}` : `rescheduled (${e.error})`;
+        const what =
+          e.state === "done"
+            ? `done (exit ${e.exitCode})`
+            : e.state === "failed"
+              ? `failed${e.exitCode !== undefined ? ` (exit ${e.exitCode})` : `: ${e.error}`}`
+              : `rescheduled (${e.error})`;
         io.err(`task ${e.index} ${what} on ${e.node} [${p.done + p.failed}/${p.total}]`);
         return;
       }
@@ -31,6 +43,7 @@ export function progressReporter(io: CliIO, mode: "tty" | "lines" | "none", stre
     },
     finish(): void {
       if (mode === "tty" && last) stream.write("\n");
+      last = "";
     },
   };
 }

@@ -101,7 +101,12 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
   try {
     if (argv[0] === "batch" || argv[0] === "demo") {
       const { runSubcommand } = await import("./commands/batch.ts");
-      return await runSubcommand(argv[0], argv.slice(1).filter((a) => a !== "--debug"), io, options);
+      return await runSubcommand(
+        argv[0],
+        argv.slice(1).filter((a) => a !== "--debug"),
+        io,
+        options,
+      );
     }
     const normalized = normalizeArgs(argv);
     const parsed = parseArgs(normalized, cittyArgs()) as Record<string, unknown> & { _: string[] };

@@ -23,7 +23,10 @@ export interface StartedContainer {
   expiresAt: string;
 }
 
-async function identify(deps: ClientDeps, ref: string): Promise<{ target: NodeTarget; client: NodeClient; id: string }> {
+async function identify(
+  deps: ClientDeps,
+  ref: string,
+): Promise<{ target: NodeTarget; client: NodeClient; id: string }> {
   const target = resolveNode(ref, deps.views());
   const client = new NodeClient(target.url, deps.fetch);
   const id = target.id ?? (await client.health()).nodeId;
@@ -31,7 +34,11 @@ async function identify(deps: ClientDeps, ref: string): Promise<{ target: NodeTa
 }
 
 /** Creates a container on a node and tracks it. Nothing is tracked when the node refuses. */
-export async function startContainer(deps: ClientDeps, nodeRef: string, body: CreateContainerBody): Promise<StartedContainer> {
+export async function startContainer(
+  deps: ClientDeps,
+  nodeRef: string,
+  body: CreateContainerBody,
+): Promise<StartedContainer> {
   const { target, client, id: nodeId } = await identify(deps, nodeRef);
   const created = await client.createContainer(body);
   deps.store.client.track({
@@ -56,21 +63,42 @@ export async function startContainer(deps: ClientDeps, nodeRef: string, body: Cr
 
 /** Removes a container from its node and stops tracking it. A container already gone is success. */
 export async function removeContainer(deps: ClientDeps, nodeRef: string, containerId: string): Promise<void> {
-  const tracked = deps.store.client.trackedOne(containerId);
-  const client = nodeRef ? (await identify(deps, nodeRef)).client : new NodeClient(tracked?.nodeUrl ?? "", deps.fetch);
+  const tracked = deps.store.client
+    .tracked()
+    .find(
+      (t) =>
+        t.id === containerId ||
+        t.name === containerId ||
+        (containerId.length >= 6 && t.id.startsWith(containerId)),
+    );
+  const client = nodeRef
+    ? (await identify(deps, nodeRef)).client
+    : new NodeClient(tracked?.nodeUrl ?? "", deps.fetch);
+  if (tracked && client.url !== tracked.nodeUrl) {
+    // a 404 from the wrong node must not make us forget a container that still runs elsewhere
+    throw new P2prcError(
+      "E_INVALID",
+      `container ${containerId} is on ${tracked.nodeUrl}, not ${client.url}`,
+      {
+        field: "node",
+        hint: `p2prc --rm ${tracked.nodeUrl.replace(/^http:\/\//, "")} --id ${containerId}`,
+      },
+    );
+  }
   try {
-    await client.removeContainer(containerId);
+    await client.removeContainer(tracked?.id ?? containerId);
   } catch (err) {
     if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND")) throw err;
   }
   if (tracked) deps.store.client.untrack(tracked.id);
-  else for (const t of deps.store.client.tracked()) if (t.id.startsWith(containerId) || t.name === containerId) deps.store.client.untrack(t.id);
 }
 
 export type TrackedState = "running" | "exited" | "created" | "gone" | "unreachable" | string;
 
 /** `--tc`: the tracked containers, each checked against its node. */
-export async function trackedContainers(deps: ClientDeps): Promise<(TrackedContainer & { state: TrackedState })[]> {
+export async function trackedContainers(
+  deps: ClientDeps,
+): Promise<(TrackedContainer & { state: TrackedState })[]> {
   const all = deps.store.client.tracked();
   return Promise.all(
     all.map(async (t) => {
@@ -125,9 +153,15 @@ export function createGroup(deps: ClientDeps): GroupView {
 
 function trackedId(deps: ClientDeps, ref: string): string {
   const all = deps.store.client.tracked();
-  const matches = all.filter((t) => t.id === ref || t.name === ref || (ref.length >= 6 && t.id.startsWith(ref)));
+  const matches = all.filter(
+    (t) => t.id === ref || t.name === ref || (ref.length >= 6 && t.id.startsWith(ref)),
+  );
   if (matches.length !== 1) {
-    throw new P2prcError("E_NOT_FOUND", `no tracked container ${ref}${matches.length > 1 ? " (ambiguous)" : ""}`, { field: "id" });
+    throw new P2prcError(
+      "E_NOT_FOUND",
+      `no tracked container ${ref}${matches.length > 1 ? " (ambiguous)" : ""}`,
+      { field: "id" },
+    );
   }
   return (matches[0] as TrackedContainer).id;
 }
@@ -145,7 +179,8 @@ export function removeFromGroup(deps: ClientDeps, groupId: string, containerRef:
 }
 
 export function removeGroup(deps: ClientDeps, groupId: string): void {
-  if (!deps.store.client.removeGroup(groupId)) throw new P2prcError("E_NOT_FOUND", `no group ${groupId}`, { field: "group" });
+  if (!deps.store.client.removeGroup(groupId))
+    throw new P2prcError("E_NOT_FOUND", `no group ${groupId}`, { field: "group" });
 }
 
 export function showGroup(deps: ClientDeps, groupId: string): GroupView {

@@ -43,7 +43,11 @@ export class NodeClient {
     private readonly timeoutMs = 30_000,
   ) {}
 
-  private async request(method: string, path: string, init: { body?: Uint8Array | string; json?: unknown; timeoutMs?: number } = {}) {
+  private async request(
+    method: string,
+    path: string,
+    init: { body?: Uint8Array | string; json?: unknown; timeoutMs?: number } = {},
+  ) {
     const headers: Record<string, string> = {};
     let body = init.body;
     if (init.json !== undefined) {
@@ -89,37 +93,65 @@ export class NodeClient {
   }
 
   health() {
-    return this.json<{ ok: boolean; nodeId: string; name: string; version: string }>("GET", "/v1/health", undefined, 5000);
+    return this.json<{ ok: boolean; nodeId: string; name: string; version: string }>(
+      "GET",
+      "/v1/health",
+      undefined,
+      5000,
+    );
   }
   specs() {
     return this.json<Record<string, unknown>>("GET", "/v1/specs");
   }
   images() {
-    return this.json<{ images: { id: string; tags: string[]; sizeBytes: number; createdAt: string }[] }>("GET", "/v1/images");
+    return this.json<{ images: { id: string; tags: string[]; sizeBytes: number; createdAt: string }[] }>(
+      "GET",
+      "/v1/images",
+    );
   }
   createContainer(body: CreateContainerBody) {
     return this.json<CreatedContainer>("POST", "/v1/containers", body, 120_000);
   }
   getContainer(id: string) {
-    return this.json<{ id: string; state: string; running: boolean; exitCode?: number }>("GET", `/v1/containers/${encodeURIComponent(id)}`);
+    return this.json<{ id: string; state: string; running: boolean; exitCode?: number }>(
+      "GET",
+      `/v1/containers/${encodeURIComponent(id)}`,
+    );
   }
   async removeContainer(id: string): Promise<void> {
     await this.request("DELETE", `/v1/containers/${encodeURIComponent(id)}`);
   }
-  exec(id: string, command: string[], opts: { env?: Record<string, string>; workingDir?: string; timeoutSeconds?: number } = {}) {
+  exec(
+    id: string,
+    command: string[],
+    opts: { env?: Record<string, string>; workingDir?: string; timeoutSeconds?: number } = {},
+  ) {
     const timeoutMs = ((opts.timeoutSeconds ?? 600) + 10) * 1000;
-    return this.json<ExecReply>("POST", `/v1/containers/${encodeURIComponent(id)}/exec`, { command, ...opts }, timeoutMs);
+    return this.json<ExecReply>(
+      "POST",
+      `/v1/containers/${encodeURIComponent(id)}/exec`,
+      { command, ...opts },
+      timeoutMs,
+    );
   }
   async putFiles(id: string, path: string, tar: Uint8Array): Promise<void> {
-    await this.request("PUT", `/v1/containers/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`, {
-      body: tar,
-      timeoutMs: 300_000,
-    });
+    await this.request(
+      "PUT",
+      `/v1/containers/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`,
+      {
+        body: tar,
+        timeoutMs: 300_000,
+      },
+    );
   }
   async getFiles(id: string, path: string): Promise<Uint8Array> {
-    const res = await this.request("GET", `/v1/containers/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`, {
-      timeoutMs: 300_000,
-    });
+    const res = await this.request(
+      "GET",
+      `/v1/containers/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`,
+      {
+        timeoutMs: 300_000,
+      },
+    );
     return new Uint8Array(await res.arrayBuffer());
   }
 }

@@ -14,7 +14,10 @@ const urlOf = (host: string, port: number) => `http://${host.includes(":") ? `[$
 
 function target(v: PeerView): NodeTarget {
   if (!v.address || !v.port) {
-    throw new P2prcError("E_NODE_UNREACHABLE", `node ${v.name} (${v.id.slice(0, 12)}) has no known address yet`);
+    throw new P2prcError(
+      "E_NODE_UNREACHABLE",
+      `node ${v.name} (${v.id.slice(0, 12)}) has no known address yet`,
+    );
   }
   return { url: urlOf(v.address, v.port), id: v.id, name: v.name, latencyMs: v.latencyMs, offer: v.offer };
 }
@@ -57,7 +60,9 @@ export function resolveNode(ref: string, views: PeerView[]): NodeTarget {
   }
   const exact = views.find((v) => v.id === text.toLowerCase());
   if (exact) return target(exact);
-  const byPrefix = /^[0-9a-f]{4,63}$/i.test(text) ? views.filter((v) => v.id.startsWith(text.toLowerCase())) : [];
+  const byPrefix = /^[0-9a-f]{4,63}$/i.test(text)
+    ? views.filter((v) => v.id.startsWith(text.toLowerCase()))
+    : [];
   const byName = views.filter((v) => v.name === text);
   const matches = [...new Map([...byPrefix, ...byName].map((v) => [v.id, v])).values()];
   if (matches.length === 1) return target(matches[0] as PeerView);

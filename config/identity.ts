@@ -32,7 +32,9 @@ function fromPrivateKey(privateKey: KeyObject): Identity {
   const nodeId = nodeIdOf(publicKey);
   const publicKeyPem = publicKey.export({ type: "spki", format: "pem" }).toString();
   const sign = (data: Uint8Array | string) =>
-    nodeCrypto().sign(null, typeof data === "string" ? Buffer.from(data) : data, privateKey).toString("base64");
+    nodeCrypto()
+      .sign(null, typeof data === "string" ? Buffer.from(data) : data, privateKey)
+      .toString("base64");
   return { nodeId, publicKeyPem, sign, signJson: (value) => sign(canonicalJson(value)) };
 }
 

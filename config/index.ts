@@ -28,7 +28,14 @@ export {
 } from "./load.ts";
 export type { ResolvedConfig, ResolveInputs } from "./load.ts";
 export { createLogger, memoryLogger } from "./logger.ts";
-export { AUTH_HEADERS, canonicalRequest, NonceCache, sha256Hex, signRequest, verifyRequest } from "./request-auth.ts";
+export {
+  AUTH_HEADERS,
+  canonicalRequest,
+  NonceCache,
+  sha256Hex,
+  signRequest,
+  verifyRequest,
+} from "./request-auth.ts";
 export type { RequestAuthResult } from "./request-auth.ts";
 export { VERSION } from "./version.ts";
 export type { Logger, LogLevel } from "./logger.ts";

@@ -321,6 +321,8 @@ describe("resolveHome", () => {
 
 test("VERSION matches package.json", async () => {
   const { VERSION } = await import("./index.ts");
-  const pkg = JSON.parse(await Bun.file(new URL("../package.json", import.meta.url)).text()) as { version: string };
+  const pkg = JSON.parse(await Bun.file(new URL("../package.json", import.meta.url)).text()) as {
+    version: string;
+  };
   expect(VERSION).toBe(pkg.version);
 });

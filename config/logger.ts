@@ -39,7 +39,11 @@ function stderrReporter(out: NodeJS.WritableStream) {
  * A consola logger on stderr at `level`. consola's core with a one-line reporter: the full build's
  * fancy reporters cost ~10 MB of memory and ~20 ms of start-up, and logs go to files and journals.
  */
-export function createLogger(level: LogLevel = "info", tag = "p2prc", out: NodeJS.WritableStream = process.stderr): Logger {
+export function createLogger(
+  level: LogLevel = "info",
+  tag = "p2prc",
+  out: NodeJS.WritableStream = process.stderr,
+): Logger {
   const { createConsola } = require("consola/core") as typeof import("consola/core");
   return wrap(createConsola({ level: LEVELS[level], reporters: [stderrReporter(out)] }).withTag(tag));
 }

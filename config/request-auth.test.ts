@@ -6,7 +6,10 @@ const alice = generateIdentity();
 const url = "http://127.0.0.1:8088/v1/containers?b=2&a=1";
 const body = JSON.stringify({ image: "busybox" });
 
-function check(headers: Record<string, string>, over: Partial<{ method: string; url: string; body: string; now: number }> = {}) {
+function check(
+  headers: Record<string, string>,
+  over: Partial<{ method: string; url: string; body: string; now: number }> = {},
+) {
   return verifyRequest({
     method: over.method ?? "POST",
     url: over.url ?? url,

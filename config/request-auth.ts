@@ -20,13 +20,10 @@ export function canonicalRequest(p: {
   nonce: string;
   contentSha256: string;
 }): string {
-  const query = p.query
-    .replace(/^\?/, "")
-    .split("&")
-    .filter(Boolean)
-    .sort()
-    .join("&");
-  return ["p2prc-v1", p.method.toUpperCase(), p.path, query, p.timestamp, p.nonce, p.contentSha256].join("\n");
+  const query = p.query.replace(/^\?/, "").split("&").filter(Boolean).sort().join("&");
+  return ["p2prc-v1", p.method.toUpperCase(), p.path, query, p.timestamp, p.nonce, p.contentSha256].join(
+    "\n",
+  );
 }
 
 export function sha256Hex(body: Uint8Array | string): string {
@@ -45,7 +42,9 @@ export function signRequest(
   const timestamp = String(now);
   const nonce = randomBytes(16).toString("hex");
   const contentSha256 = sha256Hex(body);
-  const signature = identity.sign(canonicalRequest({ method, path: u.pathname, query: u.search, timestamp, nonce, contentSha256 }));
+  const signature = identity.sign(
+    canonicalRequest({ method, path: u.pathname, query: u.search, timestamp, nonce, contentSha256 }),
+  );
   return {
     [AUTH_HEADERS.node]: identity.nodeId,
     [AUTH_HEADERS.timestamp]: timestamp,
@@ -77,15 +76,27 @@ export function verifyRequest(p: {
   const nonce = h(AUTH_HEADERS.nonce);
   const contentSha256 = h(AUTH_HEADERS.contentSha256);
   const signature = h(AUTH_HEADERS.signature);
-  if (!nodeId || !timestamp || !nonce || !contentSha256 || !signature) return { ok: false, reason: "request is not signed" };
+  if (!nodeId || !timestamp || !nonce || !contentSha256 || !signature)
+    return { ok: false, reason: "request is not signed" };
   if (!NODE_ID_RE.test(nodeId)) return { ok: false, reason: `${AUTH_HEADERS.node}: not a node id` };
-  if (!/^\d{1,16}$/.test(timestamp)) return { ok: false, reason: `${AUTH_HEADERS.timestamp}: not a timestamp` };
-  if (!/^[0-9a-f]{32}$/.test(nonce)) return { ok: false, reason: `${AUTH_HEADERS.nonce}: expected 32 hex characters` };
+  if (!/^\d{1,16}$/.test(timestamp))
+    return { ok: false, reason: `${AUTH_HEADERS.timestamp}: not a timestamp` };
+  if (!/^[0-9a-f]{32}$/.test(nonce))
+    return { ok: false, reason: `${AUTH_HEADERS.nonce}: expected 32 hex characters` };
   const ts = Number(timestamp);
-  if (Math.abs(p.now - ts) > p.skewMs) return { ok: false, reason: `timestamp outside ±${p.skewMs / 1000} s of this node's clock` };
-  if (sha256Hex(p.body) !== contentSha256) return { ok: false, reason: "body does not match its signed hash" };
+  if (Math.abs(p.now - ts) > p.skewMs)
+    return { ok: false, reason: `timestamp outside ±${p.skewMs / 1000} s of this node's clock` };
+  if (sha256Hex(p.body) !== contentSha256)
+    return { ok: false, reason: "body does not match its signed hash" };
   const u = new URL(p.url);
-  const text = canonicalRequest({ method: p.method, path: u.pathname, query: u.search, timestamp, nonce, contentSha256 });
+  const text = canonicalRequest({
+    method: p.method,
+    path: u.pathname,
+    query: u.search,
+    timestamp,
+    nonce,
+    contentSha256,
+  });
   if (!verifySignature(nodeId, text, signature)) return { ok: false, reason: "bad signature" };
   return { ok: true, nodeId, nonce, timestamp: ts };
 }
@@ -97,7 +108,8 @@ export class NonceCache {
 
   /** False when `nonce` of `nodeId` was already used within the window. */
   use(nodeId: string, nonce: string, now: number): boolean {
-    if (this.seen.size > 10_000) for (const [k, at] of this.seen) if (now - at > this.windowMs * 2) this.seen.delete(k);
+    if (this.seen.size > 10_000)
+      for (const [k, at] of this.seen) if (now - at > this.windowMs * 2) this.seen.delete(k);
     const key = `${nodeId}:${nonce}`;
     const at = this.seen.get(key);
     if (at !== undefined && now - at <= this.windowMs * 2) return false;

@@ -2,7 +2,9 @@
 // Run: P2PRC=/tmp/example-node bun examples/embed.ts [port]
 import { start } from "../abstractions/index.ts";
 
-const node = await start({ overrides: { serverPort: Number(process.argv[2] ?? 8088), serverHost: "127.0.0.1" } });
+const node = await start({
+  overrides: { serverPort: Number(process.argv[2] ?? 8088), serverHost: "127.0.0.1" },
+});
 const health = await (await fetch(`${node.url}/v1/health`)).json();
 console.log(JSON.stringify({ url: node.url, nodeId: node.nodeId, health }));
 await node.stop();

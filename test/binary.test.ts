@@ -46,7 +46,16 @@ beforeAll(() => {
     copyFileSync(built, bin);
   } else {
     const out = Bun.spawnSync(
-      [join(ROOT, "node_modules/.bin/bun"), "build", "--compile", "--external", "cpu-features", "cli/main.ts", "--outfile", bin],
+      [
+        join(ROOT, "node_modules/.bin/bun"),
+        "build",
+        "--compile",
+        "--external",
+        "cpu-features",
+        "cli/main.ts",
+        "--outfile",
+        bin,
+      ],
       { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
     );
     if (out.exitCode !== 0) throw new Error(`bun build --compile failed: ${out.stderr.toString()}`);

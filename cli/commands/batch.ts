@@ -109,6 +109,7 @@ export async function runSubcommand(
     if (!m || Number(m[1]) < 1 || Number(m[2]) < 1)
       throw usageError(`--size: expected WxH such as 400x300, got "${size}"`);
     const tiles = positiveInt("tiles", args.tiles);
+    if (tiles > Number(m[2])) throw usageError(`--tiles: at most one tile per row (${m[2]})`);
     const image = typeof args.image === "string" ? args.image : loadConfig(node).config.defaultImage;
     const t0 = Date.now();
     const r = await demoMandelbrot(node, {

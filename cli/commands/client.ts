@@ -7,7 +7,11 @@ import { toJson, usageError } from "../io.ts";
 
 const abstractions = () => import("../../abstractions/index.ts");
 
-function number(ctx: CommandContext, flag: "cpus" | "memory" | "ttl" | "ports", integer: boolean): number | undefined {
+function number(
+  ctx: CommandContext,
+  flag: "cpus" | "memory" | "ttl" | "ports",
+  integer: boolean,
+): number | undefined {
   const raw = stringFlag(ctx, flag);
   if (raw === undefined) return undefined;
   const n = Number(raw);
@@ -20,7 +24,9 @@ function number(ctx: CommandContext, flag: "cpus" | "memory" | "ttl" | "ports", 
 /** The SSH public key: --ssh-key <file>, else ~/.ssh/id_ed25519.pub or id_rsa.pub when present. */
 function sshKey(ctx: CommandContext): string | undefined {
   const given = stringFlag(ctx, "ssh-key");
-  const candidates = given ? [given] : [join(homedir(), ".ssh", "id_ed25519.pub"), join(homedir(), ".ssh", "id_rsa.pub")];
+  const candidates = given
+    ? [given]
+    : [join(homedir(), ".ssh", "id_ed25519.pub"), join(homedir(), ".ssh", "id_rsa.pub")];
   for (const path of candidates) {
     if (existsSync(path)) return readFileSync(path, "utf8").trim();
     if (given) throw usageError(`--ssh-key: no file ${path}`);
@@ -30,12 +36,16 @@ function sshKey(ctx: CommandContext): string | undefined {
 
 function printStarted(ctx: CommandContext, s: StartedContainer): void {
   if (ctx.json) {
-    return ctx.io.out(toJson({ id: s.id, node: s.node.id, image: s.image, ports: s.ports, ...(s.ssh ? { ssh: s.ssh } : {}) }));
+    return ctx.io.out(
+      toJson({ id: s.id, node: s.node.id, image: s.image, ports: s.ports, ...(s.ssh ? { ssh: s.ssh } : {}) }),
+    );
   }
   ctx.io.out(`container: ${s.id}`);
   ctx.io.out(`node:      ${s.node.name ?? ""} ${s.node.id} (${s.node.url})`.replace(/ {2,}/g, " "));
   ctx.io.out(`image:     ${s.image}`);
-  ctx.io.out(`ports:     ${s.ports.length ? s.ports.map((p) => `${p.internal}->${p.external}`).join(", ") : "(none)"}`);
+  ctx.io.out(
+    `ports:     ${s.ports.length ? s.ports.map((p) => `${p.internal}->${p.external}`).join(", ") : "(none)"}`,
+  );
   ctx.io.out(`expires:   ${s.expiresAt}`);
   if (s.ssh) ctx.io.out(`ssh:       ${s.ssh.command}`);
 }
@@ -87,7 +97,10 @@ export const trackedCommand: Command = async (ctx) => {
   const list = await trackedContainers(ctx.node);
   if (ctx.json) return ctx.io.out(toJson(list));
   if (list.length === 0) return ctx.io.out("(no tracked containers)");
-  for (const t of list) ctx.io.out(`${t.id.slice(0, 12)}  ${t.name}  ${t.image}  ${t.state}  ${t.nodeUrl}${t.ssh ? `  ${t.ssh.command}` : ""}`);
+  for (const t of list)
+    ctx.io.out(
+      `${t.id.slice(0, 12)}  ${t.name}  ${t.image}  ${t.state}  ${t.nodeUrl}${t.ssh ? `  ${t.ssh.command}` : ""}`,
+    );
 };
 
 function printGroup(ctx: CommandContext, g: GroupView): void {

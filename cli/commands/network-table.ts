@@ -27,7 +27,13 @@ function printTable(io: { out(t: string): void }, json: boolean, views: PeerView
   ]);
   const head = ["ID", "NAME", "ADDRESS", "LATENCY", "STATE", "METADATA"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
-  for (const r of [head, ...rows]) io.out(r.map((c, i) => c.padEnd(widths[i] as number)).join("  ").trimEnd());
+  for (const r of [head, ...rows])
+    io.out(
+      r
+        .map((c, i) => c.padEnd(widths[i] as number))
+        .join("  ")
+        .trimEnd(),
+    );
 }
 
 /** `--ls` / `--ListServers` */
@@ -46,7 +52,11 @@ export const updateServerListCommand: Command = async ({ io, json, node }) => {
 export const addServerCommand: Command = async (ctx) => {
   const { addServer } = await import("../../abstractions/index.ts");
   const a = await addServer(ctx.node, stringFlag(ctx, "add-server") ?? "");
-  ctx.io.out(ctx.json ? toJson({ added: a }) : `added ${a.host}:${a.port}; it is contacted at the next gossip round (or --us)`);
+  ctx.io.out(
+    ctx.json
+      ? toJson({ added: a })
+      : `added ${a.host}:${a.port}; it is contacted at the next gossip round (or --us)`,
+  );
 };
 
 /** `--arn --ip H -p P` / `--AddRootNode` */
@@ -56,7 +66,9 @@ export const addRootNodeCommand: Command = async (ctx) => {
   if (!host || !port) throw usageError("--add-root-node needs --ip <host> and -p <port>");
   const { addRootNode } = await import("../../abstractions/index.ts");
   const a = await addRootNode(ctx.node, host, port);
-  ctx.io.out(ctx.json ? toJson({ added: a, root: true }) : `added root node ${a.host}:${a.port} (the table is kept)`);
+  ctx.io.out(
+    ctx.json ? toJson({ added: a, root: true }) : `added root node ${a.host}:${a.port} (the table is kept)`,
+  );
 };
 
 /** `--amd text` / `--AddMetaData` */
@@ -64,5 +76,9 @@ export const addMetadataCommand: Command = async (ctx) => {
   const { addCustomInformation } = await import("../../abstractions/index.ts");
   const text = stringFlag(ctx, "add-metadata") ?? "";
   await addCustomInformation(ctx.node, text);
-  ctx.io.out(ctx.json ? toJson({ metadata: text }) : "metadata set; a running node spreads it with its next gossip round");
+  ctx.io.out(
+    ctx.json
+      ? toJson({ metadata: text })
+      : "metadata set; a running node spreads it with its next gossip round",
+  );
 };

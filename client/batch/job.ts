@@ -57,9 +57,9 @@ export function loadJob(path: string): { job: Job; text: string } {
   const parsed = JobSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const where = issue?.path.join(".") || "(top)";
-    const message =
-      issue?.code === "unrecognized_keys" ? `unknown field "${issue.keys.join(", ")}"` : issue?.message;
+    const unknown = issue?.code === "unrecognized_keys" ? issue.keys[0] : undefined;
+    const where = [...(issue?.path ?? []), ...(unknown ? [unknown] : [])].join(".") || "(top)";
+    const message = unknown ? `unknown field "${unknown}"` : issue?.message;
     throw new P2prcError("E_INVALID", `job file ${path}: ${where}: ${message}`, { field: where });
   }
   return { job: parsed.data, text };

@@ -69,7 +69,8 @@ function iterations(x: number, y: number, o: MandelbrotOptions): number {
 /** The whole image computed here (the reference the network's result must equal). */
 export function mandelbrotLocal(o: MandelbrotOptions): Uint16Array {
   const out = new Uint16Array(o.width * o.height);
-  for (let y = 0; y < o.height; y++) for (let x = 0; x < o.width; x++) out[y * o.width + x] = iterations(x, y, o);
+  for (let y = 0; y < o.height; y++)
+    for (let x = 0; x < o.width; x++) out[y * o.width + x] = iterations(x, y, o);
   return out;
 }
 
@@ -78,13 +79,17 @@ export function assembleTiles(outDir: string, o: MandelbrotOptions): Uint16Array
   const out = new Uint16Array(o.width * o.height);
   for (let i = 0; i < o.tiles; i++) {
     const [y0, y1] = tileRows(o, i);
-    const lines = readFileSync(join(outDir, String(i), "stdout"), "utf8").trimEnd().split("\n");
+    if (y1 === y0) continue; // more tiles than rows: this one is empty
+    const lines = readFileSync(join(outDir, String(i), "stdout"), "utf8")
+      .trimEnd()
+      .split("\n");
     if (y1 > y0 && lines.length !== y1 - y0) {
       throw new P2prcError("E_INVALID", `tile ${i}: expected ${y1 - y0} rows, got ${lines.length}`);
     }
     lines.forEach((line, r) => {
       const values = line.trim().split(" ").map(Number);
-      if (values.length !== o.width) throw new P2prcError("E_INVALID", `tile ${i} row ${r}: expected ${o.width} values`);
+      if (values.length !== o.width)
+        throw new P2prcError("E_INVALID", `tile ${i} row ${r}: expected ${o.width} values`);
       out.set(values, (y0 + r) * o.width);
     });
   }

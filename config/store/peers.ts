@@ -79,14 +79,17 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
     ),
     remove: db.prepare<[string]>("DELETE FROM peers WHERE id = ?"),
     purge: db.prepare<[number]>("DELETE FROM peers WHERE state = 'dead' AND updated_at < ?"),
-    seeds: db.prepare<[], { host: string; port: number; root: number; node_id: string | null; added_at: number }>(
-      "SELECT * FROM seeds ORDER BY added_at, host, port",
-    ),
+    seeds: db.prepare<
+      [],
+      { host: string; port: number; root: number; node_id: string | null; added_at: number }
+    >("SELECT * FROM seeds ORDER BY added_at, host, port"),
     addSeed: db.prepare<[string, number, number, number]>(
       `INSERT INTO seeds (host, port, root, added_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (host, port) DO UPDATE SET root = max(root, excluded.root)`,
     ),
-    setSeedNode: db.prepare<[string, string, number]>("UPDATE seeds SET node_id = ? WHERE host = ? AND port = ?"),
+    setSeedNode: db.prepare<[string, string, number]>(
+      "UPDATE seeds SET node_id = ? WHERE host = ? AND port = ?",
+    ),
     removeSeed: db.prepare<[string, number]>("DELETE FROM seeds WHERE host = ? AND port = ?"),
   };
   return {
