@@ -105,8 +105,8 @@ describe("usage errors", () => {
   });
 
   test("a pending action exits 2 with 'not available yet'", async () => {
-    expectUserError(await cli(["--ls"], freshHome()), "--list-servers", "not available yet");
-    expectUserError(await cli(["-ListServers"], freshHome()), "--list-servers", "not available yet");
+    expectUserError(await cli(["--mp", "8080"], freshHome()), "--map-port", "not available yet");
+    expectUserError(await cli(["-MAPPort", "8080"], freshHome()), "--map-port", "not available yet");
   });
 
   test("every pending flag, under every spelling, answers 'not available yet'", async () => {
