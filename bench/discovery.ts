@@ -32,7 +32,10 @@ const STATS_WINDOW_MS = 5000;
 const CONVERGE_TIMEOUT_MS = 30_000;
 const VANISH_TIMEOUT_MS = 30_000;
 const HTTP_TIMEOUT_MS = 5000;
-/** Nodes killed per N, one at a time (failure detection depends on when each peer last saw the victim). */
+/**
+ * Nodes killed per N, one at a time: detection varies from kill to kill, with when a peer next tries
+ * the victim and how long ago it last saw it.
+ */
 const KILLS = 5;
 
 const work = mkdtempSync(join(tmpdir(), "p2prc-discovery-"));
