@@ -1,5 +1,6 @@
 import { openStore, P2prcError, readNodeId, type Store, systemClock } from "../config/index.ts";
 import type { PeerView } from "../p2p/index.ts";
+import { createGossip } from "./gossip.ts";
 import { init, loadConfig, type NodeOptions } from "./node.ts";
 
 async function withStore<T>(
@@ -79,30 +80,13 @@ export async function addCustomInformation(options: NodeOptions, text: string): 
  * process, then the table.
  */
 export async function updateIPTable(options: NodeOptions = {}): Promise<PeerView[]> {
-  const [{ GossipService, PeerTable }, { capacityOf }] = await Promise.all([
-    import("../p2p/index.ts"),
-    import("../server/index.ts"),
-  ]);
+  const { capacityOf } = await import("../server/index.ts");
   const ctx = init(options);
   const store = ctx.openStore();
   try {
-    const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
-    const gossip = new GossipService({
-      identity: ctx.identity,
-      store,
-      table,
-      config: ctx.config,
-      clock: ctx.clock,
-      logger: ctx.logger,
-      offer: async () => {
-        const { running: _r, ...offer } = capacityOf({ config: ctx.config, store }, 0);
-        return offer;
-      },
-    });
-    for (const b of ctx.config.bootstrap) {
-      const a = parseAddress(b, "bootstrap");
-      store.peers.addSeed(a.host, a.port, true, ctx.clock.now());
-    }
+    // a client offers what its own config and store say (it runs nothing unless it is also a server)
+    const { table, gossip } = await createGossip(ctx, store, async () => capacityOf({ config: ctx.config, store }, 0));
+    gossip.addBootstrapSeeds();
     await gossip.round(true);
     return table.views();
   } finally {

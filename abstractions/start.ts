@@ -1,6 +1,7 @@
 import { dirname } from "node:path";
 import { VERSION } from "../config/index.ts";
-import type { GpuProbe, ServerApp } from "../server/index.ts";
+import type { capacityOf, GpuProbe, ServerApp } from "../server/index.ts";
+import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
 import { init, type NodeOptions } from "./node.ts";
 
@@ -33,42 +34,16 @@ export interface RunningNode extends AsyncDisposable {
 export async function start(options: StartOptions = {}): Promise<RunningNode> {
   // The server and p2p modules (hono, schemas, the engine client) load here, not when a CLI command
   // imports abstractions.
-  const [{ createDockerEngine, remoteAddress, startServerNode }, { GossipService, PeerTable, p2pRoutes }] =
-    await Promise.all([import("../server/index.ts"), import("../p2p/index.ts")]);
+  const [{ createDockerEngine, remoteAddress, startServerNode }, { p2pRoutes }] = await Promise.all([
+    import("../server/index.ts"),
+    import("../p2p/index.ts"),
+  ]);
   const ctx = init(options);
   const store = ctx.openStore();
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
-    const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
-    let capacity:
-      | (() => Promise<{
-          cpus: number;
-          memoryMb: number;
-          gpus: number;
-          freeContainers: number;
-          maxCpusPerContainer: number;
-          maxMemoryMbPerContainer: number;
-        }>)
-      | undefined;
-    const gossip = new GossipService({
-      identity: ctx.identity,
-      store,
-      table,
-      config: ctx.config,
-      clock: ctx.clock,
-      logger: ctx.logger,
-      offer: async () => {
-        const c = await (capacity as NonNullable<typeof capacity>)();
-        return {
-          cpus: c.cpus,
-          memoryMb: c.memoryMb,
-          gpus: c.gpus,
-          freeContainers: c.freeContainers,
-          maxCpusPerContainer: c.maxCpusPerContainer,
-          maxMemoryMbPerContainer: c.maxMemoryMbPerContainer,
-        };
-      },
-    });
+    let capacity: (() => Promise<ReturnType<typeof capacityOf>>) | undefined;
+    const { table, gossip } = await createGossip(ctx, store, () => (capacity as NonNullable<typeof capacity>)());
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,

@@ -11,7 +11,6 @@
 // Run: node_modules/.bin/bun bench/batch.ts (or `make bench`). Reads DOCKER_HOST. Exits 77 when the
 // docker CLI, the engine or the image is missing.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTar } from "nanotar";
@@ -25,7 +24,8 @@ import {
   updateIPTable,
   viewIPTable,
 } from "../abstractions/index.ts";
-import { NodeClient } from "../client/node-client.ts";
+import { NodeClient } from "../client/index.ts";
+import { freePorts } from "../server/index.ts";
 
 const IMAGE = "p2prc-test/busybox";
 const COMMAND = ["echo", "hello"];
@@ -64,29 +64,6 @@ function median(xs: number[]): number {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** `count` distinct free loopback ports: all held open at once, then released. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  const ports: number[] = [];
-  try {
-    for (let i = 0; i < count; i++) {
-      const s = createServer();
-      servers.push(s);
-      ports.push(
-        await new Promise<number>((resolve, reject) => {
-          s.once("error", reject);
-          s.listen(0, "127.0.0.1", () => {
-            const addr = s.address();
-            resolve(typeof addr === "object" && addr ? addr.port : 0);
-          });
-        }),
-      );
-    }
-  } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  }
-  return ports;
-}
 
 function connectOptions(host: string) {
   if (host.startsWith("unix://")) return { socketPath: host.slice("unix://".length) };
@@ -165,7 +142,7 @@ function checkInterrupted(): void {
 }
 
 async function startNodes(): Promise<void> {
-  const ports = await freePorts(NODES);
+  const ports = await freePorts(NODES, "127.0.0.1");
   const seed = `127.0.0.1:${ports[0]}`;
   const startOn = (i: number, port: number) =>
     start({
@@ -195,7 +172,7 @@ async function startNodes(): Promise<void> {
         break;
       } catch (err) {
         if (i === 0 || attempt >= 3 || !/already in use/.test(String((err as Error).message))) throw err;
-        ports[i] = (await freePorts(1))[0] as number;
+        ports[i] = (await freePorts(1, "127.0.0.1"))[0] as number;
       }
     }
   }

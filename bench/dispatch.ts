@@ -11,14 +11,13 @@
 // port; default a free one). Exits 77 when the docker CLI, the engine or the image is missing.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type Dockerode from "dockerode";
 import { loadConfig, type RunningNode, start } from "../abstractions/index.ts";
 import { type ContainerRecord, openStore } from "../config/index.ts";
 import { createDockerEngine } from "../server/index.ts";
-import { freePorts } from "../server/ports.ts";
+import { freePorts } from "../server/index.ts";
 
 const IMAGE = "p2prc-test/busybox";
 const COMMAND = ["sleep", "300"];
@@ -48,17 +47,6 @@ function connectOptions(host: string): Dockerode.DockerOptions {
   return { host: url.hostname, port: Number(url.port || 2375), protocol: "http" };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -99,7 +87,7 @@ try {
 
 const work = mkdtempSync(join(tmpdir(), "p2prc-dispatch-"));
 const configDir = join(work, "node");
-const serverPort = Number(process.env.PORT) || (await freePort());
+const serverPort = Number(process.env.PORT) || (await freePorts(1, "127.0.0.1"))[0];
 const overrides = {
   serverHost: "127.0.0.1",
   serverPort,

@@ -1,28 +1,11 @@
 import { type ErrorCode, P2prcError } from "../config/index.ts";
+import type { CreateContainerRequest, CreateResult } from "../server/index.ts";
 
-/** What a node answers for a created container. */
-export interface CreatedContainer {
-  id: string;
-  name: string;
-  image: string;
-  ports: { internal: number; external: number }[];
-  ssh?: { port: number; user: string; command: string } | undefined;
-  expiresAt: string;
-}
+/** What a node answers for a created container (the server's own type: siblings share types). */
+export type CreatedContainer = CreateResult;
 
-export interface CreateContainerBody {
-  image?: string;
-  command?: string[];
-  env?: Record<string, string>;
-  ports?: number;
-  publish?: number[];
-  cpus?: number;
-  memoryMb?: number;
-  gpu?: boolean;
-  ttlSeconds?: number;
-  sshPublicKey?: string;
-  name?: string;
-}
+/** POST /v1/containers body. */
+export type CreateContainerBody = CreateContainerRequest;
 
 export interface ExecReply {
   exitCode: number;

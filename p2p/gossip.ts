@@ -397,13 +397,19 @@ export class GossipService {
     this.stats.rounds++;
   }
 
-  /** Starts a round every `gossipIntervalMs` (a round still running is never overlapped). */
-  start(): void {
+  /** Adds config `bootstrap` to the seeds (root nodes); the table is kept. */
+  addBootstrapSeeds(): void {
     const { config, store, clock } = this.deps;
     for (const b of config.bootstrap) {
       const a = parseHostPort(b, 8088);
       if (a) store.peers.addSeed(a.host, a.port, true, clock.now());
     }
+  }
+
+  /** Starts a round every `gossipIntervalMs` (a round still running is never overlapped). */
+  start(): void {
+    const { config, clock } = this.deps;
+    this.addBootstrapSeeds();
     this.stop();
     const tick = () => {
       if (this.running) return;

@@ -20,6 +20,7 @@ export type {
 export { addressCallerResolver, isLoopback, remoteAddress } from "./http/caller.ts";
 export type { CallerResolver } from "./http/caller.ts";
 export { startServerNode } from "./node.ts";
+export { freePorts } from "./ports.ts";
 export type { ServerNode, ServerNodeDeps } from "./node.ts";
 export { Reconciler } from "./reconcile.ts";
 export { capacityOf, collectSpecs } from "./specs.ts";

@@ -1,0 +1,24 @@
+import type { Store } from "../config/index.ts";
+import type { capacityOf } from "../server/index.ts";
+import type { NodeContext } from "./node.ts";
+
+type Capacity = ReturnType<typeof capacityOf>;
+
+/** This node's IP table and gossip, offering what `capacity` reports (the server's, or a client's none). */
+export async function createGossip(ctx: NodeContext, store: Store, capacity: () => Promise<Capacity>) {
+  const { GossipService, PeerTable } = await import("../p2p/index.ts");
+  const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
+  const gossip = new GossipService({
+    identity: ctx.identity,
+    store,
+    table,
+    config: ctx.config,
+    clock: ctx.clock,
+    logger: ctx.logger,
+    offer: async () => {
+      const { running: _running, ...offer } = await capacity();
+      return offer;
+    },
+  });
+  return { table, gossip };
+}
