@@ -319,9 +319,17 @@ export class GossipService {
       chosen.push(...withUrl.map((w) => w.target));
     } else {
       const suspects = withUrl.filter((w) => w.row.state === "suspect");
+      // Sorted by when this node last tried each peer, ties (new peers) broken at random per node:
+      // in the same order everywhere, the whole network would probe the same few peers at once and
+      // leave others (a dead one included) untried for many rounds.
+      const jitter = new Map(withUrl.map((w) => [w.row.id, Math.random()]));
       const alive = withUrl
         .filter((w) => w.row.state === "alive")
-        .sort((a, b) => a.row.lastTried - b.row.lastTried);
+        .sort(
+          (a, b) =>
+            a.row.lastTried - b.row.lastTried ||
+            (jitter.get(a.row.id) as number) - (jitter.get(b.row.id) as number),
+        );
       // Random among the least recently contacted: spreads load, and nobody waits long for a contact.
       const pool = alive.slice(0, Math.max(config.gossipFanout * 2, 4));
       for (let i = pool.length - 1; i > 0; i--) {
@@ -383,7 +391,9 @@ export class GossipService {
           if (!t.id) return;
           const row = table.markFailure(t.id);
           this.log.debug(`exchange with ${t.url} failed: ${(err as Error).message}`);
-          if (row && clock.now() - row.lastSeen >= config.suspectTimeoutMs) this.declareDead(t.id);
+          // two failed tries at least: one slow answer from a starved (not dead) peer is not a death
+          if (row && row.failures >= 2 && clock.now() - row.lastSeen >= config.suspectTimeoutMs)
+            this.declareDead(t.id);
         }
       }),
     );
