@@ -1,7 +1,8 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { P2prcError } from "./errors.ts";
-import { CONFIG_FIELDS, type Config, type ConfigField, ConfigSchema, type ConfigSource } from "./types.ts";
+import { canonicalJson } from "./canonical-json.ts";
+import { CONFIG_FIELDS, type Config, type ConfigField, type ConfigSource, fieldSchema } from "./types.ts";
 
 /** The embedded defaults; `machineName` defaults to the host name. */
 export function defaultConfig(hostname: string): Config {
@@ -133,12 +134,13 @@ export function resolveConfig(inputs: ResolveInputs): ResolvedConfig {
     sources[key as ConfigField] = "flag";
   }
 
-  const parsed = ConfigSchema.safeParse(merged);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const field = String(issue?.path[0] ?? "");
-    if (field in CONFIG_FIELDS) {
-      const f = field as ConfigField;
+  // Defaults are valid by construction: only values that differ from them are checked, so a config
+  // that holds defaults costs no validation (and does not load zod).
+  for (const f of FIELD_NAMES) {
+    if (sources[f] === "default") continue;
+    if (canonicalJson(merged[f]) === canonicalJson(defaults[f])) continue;
+    const parsed = fieldSchema(f).safeParse(merged[f]);
+    if (!parsed.success) {
       const value = JSON.stringify(merged[f]);
       throw new P2prcError(
         "E_CONFIG",
@@ -146,9 +148,8 @@ export function resolveConfig(inputs: ResolveInputs): ResolvedConfig {
         { field: f },
       );
     }
-    throw new P2prcError("E_CONFIG", `invalid config: ${issue?.message ?? "unknown problem"}`);
   }
-  return { config: parsed.data, sources };
+  return { config: merged as Config, sources };
 }
 
 /** Reads and parses config.json; undefined when absent. Bad JSON is a one-line E_CONFIG error. */

@@ -1,5 +1,4 @@
 import type { ConsolaInstance, LogObject } from "consola";
-import { formatWithOptions } from "node:util";
 
 export type LogLevel = "silent" | "error" | "warn" | "info" | "debug";
 
@@ -29,6 +28,7 @@ function wrap(c: ConsolaInstance): Logger {
 function stderrReporter(out: NodeJS.WritableStream) {
   return {
     log(entry: LogObject) {
+      const { formatWithOptions } = require("node:util") as typeof import("node:util");
       const text = formatWithOptions({ colors: false, breakLength: Number.POSITIVE_INFINITY }, ...entry.args);
       out.write(`${entry.date.toISOString()} ${entry.type} [${entry.tag}] ${text}\n`);
     },

@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from "node:crypto";
+// node:crypto is required on first use (loading it costs start-up every command would pay).
+const nodeCrypto = () => require("node:crypto") as typeof import("node:crypto");
 import type { Identity } from "./identity.ts";
 import { NODE_ID_RE, verifySignature } from "./identity.ts";
 
@@ -27,7 +28,7 @@ export function canonicalRequest(p: {
 }
 
 export function sha256Hex(body: Uint8Array | string): string {
-  return createHash("sha256").update(body).digest("hex");
+  return nodeCrypto().createHash("sha256").update(body).digest("hex");
 }
 
 /** Headers that sign a request with this node's key. */
@@ -40,7 +41,7 @@ export function signRequest(
 ): Record<string, string> {
   const u = new URL(url);
   const timestamp = String(now);
-  const nonce = randomBytes(16).toString("hex");
+  const nonce = nodeCrypto().randomBytes(16).toString("hex");
   const contentSha256 = sha256Hex(body);
   const signature = identity.sign(
     canonicalRequest({ method, path: u.pathname, query: u.search, timestamp, nonce, contentSha256 }),

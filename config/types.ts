@@ -1,21 +1,36 @@
-import { z } from "zod";
+import type { z as ZodNamespace } from "zod";
 
-// zod compiles a fast parser (with `new Function`) on a schema's first use: worth it for a long-running
-// hot loop, but ~3 ms lost on every CLI call that parses once. Parse without it, and without eval.
-z.config({ jitless: true });
+type Z = typeof ZodNamespace;
 
-const hostPort = z
-  .string()
-  .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "host:port")
-  .refine((s) => {
-    const port = Number(s.slice(s.lastIndexOf(":") + 1));
-    return port >= 1 && port <= 65535;
-  }, "port 1-65535");
+let zodNs: Z | undefined;
+/**
+ * zod, loaded on first validation: importing it and building the schemas costs ~9 ms, which a command
+ * whose config holds only defaults (the common case) does not need to pay. It parses without JIT: zod
+ * compiles a parser with `new Function` on first use, worth it in a hot loop but not for a CLI call
+ * that parses once (and this way nothing is eval'd).
+ */
+export function zod(): Z {
+  if (!zodNs) {
+    zodNs = (require("zod") as typeof import("zod")).z;
+    zodNs.config({ jitless: true });
+  }
+  return zodNs;
+}
 
-const imageRef = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "image reference")
-  .max(255);
+const hostPort = (z: Z) =>
+  z
+    .string()
+    .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "host:port")
+    .refine((s) => {
+      const port = Number(s.slice(s.lastIndexOf(":") + 1));
+      return port >= 1 && port <= 65535;
+    }, "port 1-65535");
+
+const imageRef = (z: Z) =>
+  z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "image reference")
+    .max(255);
 
 /**
  * Every config field, its schema, and the words used in error messages and docs for what it allows.
@@ -23,117 +38,117 @@ const imageRef = z
  */
 export const CONFIG_FIELDS = {
   machineName: {
-    schema: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
+    schema: (z: Z) => z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
     allowed: "1-64 letters, digits, '.', '_' or '-'",
     doc: "Human-readable node name shown in peers' tables.",
   },
   serverHost: {
-    schema: z.string().regex(/^[A-Za-z0-9.:-]{1,253}$/),
+    schema: (z: Z) => z.string().regex(/^[A-Za-z0-9.:-]{1,253}$/),
     allowed: "an IP address or host name to listen on",
     doc: "Address the HTTP server binds to.",
   },
   serverPort: {
-    schema: z.int().min(1).max(65535),
+    schema: (z: Z) => z.int().min(1).max(65535),
     allowed: "an integer from 1 to 65535",
     doc: "TCP port of the node's HTTP API.",
   },
   advertiseAddress: {
-    schema: z.string().regex(/^$|^[A-Za-z0-9.:[\]-]{1,260}$/),
+    schema: (z: Z) => z.string().regex(/^$|^[A-Za-z0-9.:[\]-]{1,260}$/),
     allowed: "empty, or the host (or host:port) peers should use to reach this node",
     doc: "Address peers should use to reach this node; empty = learned from peers.",
   },
   bootstrap: {
-    schema: z.array(hostPort).max(64),
+    schema: (z: Z) => z.array(hostPort(z)).max(64),
     allowed: "a list of host:port (env: comma-separated)",
     doc: "Nodes contacted first to join a network (P2PRC's root nodes).",
   },
   behindNat: {
-    schema: z.enum(["auto", "true", "false"]),
+    schema: (z: Z) => z.enum(["auto", "true", "false"]),
     allowed: '"auto", "true" or "false"',
     doc: "Whether this node is behind a NAT and must be reached through a relay.",
   },
   defaultImage: {
-    schema: imageRef,
+    schema: (z: Z) => imageRef(z),
     allowed: "a container image reference such as debian:bookworm-slim",
     doc: "Image used when a task names none.",
   },
   allowedImages: {
-    schema: z.array(imageRef).max(256),
+    schema: (z: Z) => z.array(imageRef(z)).max(256),
     allowed: "a list of image references (env: comma-separated); empty = any image",
     doc: "Images this node agrees to run; empty allows any.",
   },
   maxContainers: {
-    schema: z.int().min(0).max(10000),
+    schema: (z: Z) => z.int().min(0).max(10000),
     allowed: "an integer from 0 to 10000",
     doc: "Most task containers this node runs at once.",
   },
   maxCpusPerContainer: {
-    schema: z.number().min(0.01).max(1024),
+    schema: (z: Z) => z.number().min(0.01).max(1024),
     allowed: "a number from 0.01 to 1024",
     doc: "CPU cap of one container.",
   },
   maxMemoryMbPerContainer: {
-    schema: z.int().min(6).max(4194304),
+    schema: (z: Z) => z.int().min(6).max(4194304),
     allowed: "an integer number of MiB from 6 to 4194304",
     doc: "Memory cap of one container in MiB.",
   },
   defaultCpus: {
-    schema: z.number().min(0.01).max(1024),
+    schema: (z: Z) => z.number().min(0.01).max(1024),
     allowed: "a number from 0.01 to 1024",
     doc: "CPUs given to a container that asks for none.",
   },
   defaultMemoryMb: {
-    schema: z.int().min(6).max(4194304),
+    schema: (z: Z) => z.int().min(6).max(4194304),
     allowed: "an integer number of MiB from 6 to 4194304",
     doc: "Memory given to a container that asks for none, in MiB.",
   },
   pidsLimit: {
-    schema: z.int().min(8).max(1048576),
+    schema: (z: Z) => z.int().min(8).max(1048576),
     allowed: "an integer from 8 to 1048576",
     doc: "Most processes inside one container.",
   },
   defaultTtlSeconds: {
-    schema: z.int().min(1).max(31536000),
+    schema: (z: Z) => z.int().min(1).max(31536000),
     allowed: "an integer number of seconds from 1 to 31536000",
     doc: "Lease of a container that asks for none; the server removes it after this.",
   },
   maxTtlSeconds: {
-    schema: z.int().min(1).max(31536000),
+    schema: (z: Z) => z.int().min(1).max(31536000),
     allowed: "an integer number of seconds from 1 to 31536000",
     doc: "Longest lease a container may ask for.",
   },
   gossipIntervalMs: {
-    schema: z.int().min(50).max(600000),
+    schema: (z: Z) => z.int().min(50).max(600000),
     allowed: "an integer number of milliseconds from 50 to 600000",
     doc: "Interval between gossip rounds and heartbeats.",
   },
   gossipFanout: {
-    schema: z.int().min(1).max(16),
+    schema: (z: Z) => z.int().min(1).max(16),
     allowed: "an integer from 1 to 16",
     doc: "Peers contacted per gossip round.",
   },
   suspectTimeoutMs: {
-    schema: z.int().min(100).max(3600000),
+    schema: (z: Z) => z.int().min(100).max(3600000),
     allowed: "an integer number of milliseconds from 100 to 3600000",
     doc: "A peer that stops answering and is not heard from for this long is declared dead.",
   },
   dataDir: {
-    schema: z.string().max(4096),
+    schema: (z: Z) => z.string().max(4096),
     allowed: "a directory path; empty = the home directory",
     doc: "Where state.db lives.",
   },
   dockerHost: {
-    schema: z.string().regex(/^$|^(unix|tcp|npipe):\/\/.+$/),
+    schema: (z: Z) => z.string().regex(/^$|^(unix|tcp|npipe):\/\/.+$/),
     allowed: "empty, unix:///path/to/docker.sock or tcp://host:port",
     doc: "Engine socket; empty = $DOCKER_HOST, else /var/run/docker.sock (a Podman socket works too).",
   },
   allowRemoteMutations: {
-    schema: z.boolean(),
+    schema: (z: Z) => z.boolean(),
     allowed: "true or false",
     doc: "Accept changing requests from non-loopback callers (until cluster trust exists).",
   },
   logLevel: {
-    schema: z.enum(["silent", "error", "warn", "info", "debug"]),
+    schema: (z: Z) => z.enum(["silent", "error", "warn", "info", "debug"]),
     allowed: '"silent", "error", "warn", "info" or "debug"',
     doc: "Log verbosity (stderr).",
   },
@@ -141,12 +156,27 @@ export const CONFIG_FIELDS = {
 
 export type ConfigField = keyof typeof CONFIG_FIELDS;
 
-type Shape = { [K in ConfigField]: (typeof CONFIG_FIELDS)[K]["schema"] };
-const shape = Object.fromEntries(Object.entries(CONFIG_FIELDS).map(([k, v]) => [k, v.schema])) as Shape;
+type Shape = { [K in ConfigField]: ReturnType<(typeof CONFIG_FIELDS)[K]["schema"]> };
 
-/** The whole config, strict: unknown fields are errors. */
-export const ConfigSchema = z.strictObject(shape);
-export type Config = z.infer<typeof ConfigSchema>;
+/** The whole config. */
+export type Config = { [K in ConfigField]: ZodNamespace.infer<Shape[K]> };
+
+const built = new Map<ConfigField, Shape[ConfigField]>();
+/** One field's schema, built on first use. */
+export function fieldSchema<K extends ConfigField>(field: K): Shape[K] {
+  let schema = built.get(field);
+  if (!schema) {
+    schema = (CONFIG_FIELDS[field].schema as (z: Z) => Shape[K])(zod());
+    built.set(field, schema);
+  }
+  return schema as Shape[K];
+}
+
+/** The whole config as one strict zod object (unknown fields are errors). Built on first use. */
+export function configSchema() {
+  const shape = Object.fromEntries(Object.keys(CONFIG_FIELDS).map((k) => [k, fieldSchema(k as ConfigField)])) as Shape;
+  return zod().strictObject(shape);
+}
 
 /** Where one effective value came from. */
 export type ConfigSource = "default" | "file" | "env" | "flag";
