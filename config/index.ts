@@ -59,5 +59,5 @@ export type {
   SshInfo,
   Store,
 } from "./store/index.ts";
-export { CONFIG_FIELDS, configSchema, fieldSchema } from "./types.ts";
+export { CONFIG_FIELDS, configSchema, fieldSchema, zod } from "./types.ts";
 export type { Config, ConfigField, ConfigSource } from "./types.ts";

@@ -174,7 +174,9 @@ export function fieldSchema<K extends ConfigField>(field: K): Shape[K] {
 
 /** The whole config as one strict zod object (unknown fields are errors). Built on first use. */
 export function configSchema() {
-  const shape = Object.fromEntries(Object.keys(CONFIG_FIELDS).map((k) => [k, fieldSchema(k as ConfigField)])) as Shape;
+  const shape = Object.fromEntries(
+    Object.keys(CONFIG_FIELDS).map((k) => [k, fieldSchema(k as ConfigField)]),
+  ) as Shape;
   return zod().strictObject(shape);
 }
 

@@ -5,13 +5,7 @@ export { p2pRoutes } from "./routes.ts";
 export type { P2pRoutesOptions } from "./routes.ts";
 export { digestHash, PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 export type { MergeResult } from "./table.ts";
-export {
-  AddressSchema,
-  DeathNoticeSchema,
-  NodeRecordSchema,
-  OfferSchema,
-  SignedRecordSchema,
-} from "./types.ts";
+export { p2pSchemas } from "./types.ts";
 export type {
   Address,
   DeathNotice,

@@ -4,7 +4,7 @@ import type { z } from "zod";
 import { P2prcError } from "../config/index.ts";
 import type { GossipService } from "./gossip.ts";
 import type { PeerTable } from "./table.ts";
-import { ExchangeRequestSchema, SyncRequestSchema } from "./types.ts";
+import { p2pSchemas } from "./types.ts";
 
 export interface P2pRoutesOptions {
   gossip: GossipService;
@@ -40,9 +40,13 @@ export function p2pRoutes(o: P2pRoutesOptions) {
   });
   return new Hono()
     .post("/exchange", limit, async (c) =>
-      c.json(await o.gossip.handleExchange(await body(c, ExchangeRequestSchema), o.remoteAddress(c))),
+      c.json(
+        await o.gossip.handleExchange(await body(c, p2pSchemas().ExchangeRequestSchema), o.remoteAddress(c)),
+      ),
     )
-    .post("/sync", limit, async (c) => c.json(await o.gossip.handleSync(await body(c, SyncRequestSchema))))
+    .post("/sync", limit, async (c) =>
+      c.json(await o.gossip.handleSync(await body(c, p2pSchemas().SyncRequestSchema))),
+    )
     .get("/table", (c) => c.json({ nodes: o.table.views() }))
     .get("/stats", (c) => c.json(o.gossip.stats));
 }

@@ -6,14 +6,7 @@ import {
   sha256Hex,
   verifyJson,
 } from "../config/index.ts";
-import {
-  type DeathNotice,
-  DeathNoticeSchema,
-  type Digest,
-  type PeerView,
-  type SignedRecord,
-  SignedRecordSchema,
-} from "./types.ts";
+import { type DeathNotice, type Digest, type PeerView, p2pSchemas, type SignedRecord } from "./types.ts";
 
 /** What merging a record did. */
 export type MergeResult = "added" | "updated" | "stale" | "invalid" | "tombstoned" | "self" | "self-newer";
@@ -22,7 +15,7 @@ const RTT_SAMPLES = 5;
 
 /** Parses and verifies a signed record: schema, then the signature against the id (= the public key). */
 export function verifyRecord(input: unknown): SignedRecord | undefined {
-  const parsed = SignedRecordSchema.safeParse(input);
+  const parsed = p2pSchemas().SignedRecordSchema.safeParse(input);
   if (!parsed.success) return undefined;
   const { record, signature } = parsed.data;
   return verifyJson(record.id, record, signature) ? parsed.data : undefined;
@@ -30,7 +23,7 @@ export function verifyRecord(input: unknown): SignedRecord | undefined {
 
 /** Parses and verifies a death notice against its reporter's id. */
 export function verifyDeath(input: unknown): DeathNotice | undefined {
-  const parsed = DeathNoticeSchema.safeParse(input);
+  const parsed = p2pSchemas().DeathNoticeSchema.safeParse(input);
   if (!parsed.success) return undefined;
   const { signature, ...body } = parsed.data;
   return verifyJson(body.reporter, body, signature) ? parsed.data : undefined;

@@ -153,13 +153,11 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
     },
     removeGroup: (id) => q.removeGroup.run(id).changes > 0,
     groups: () =>
-      q.groups
-        .all()
-        .map((g) => ({
-          id: g.id,
-          createdAt: g.created_at,
-          members: q.members.all(g.id).map((m) => m.container_id),
-        })),
+      q.groups.all().map((g) => ({
+        id: g.id,
+        createdAt: g.created_at,
+        members: q.members.all(g.id).map((m) => m.container_id),
+      })),
     addToGroup: (g, c) => {
       q.addMember.run(g, c);
     },
