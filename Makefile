@@ -19,7 +19,7 @@ node_modules/.deps-stamp: package.json package-lock.json
 
 deps: node_modules/.deps-stamp
 
-p2prc: node_modules/.deps-stamp $(SOURCES)
+p2prc: node_modules/.deps-stamp $(SOURCES) tsconfig.json server/engine/unused-transports.cjs
 	$(BUN) build --compile --minify --bytecode --format=esm --splitting --external cpu-features cli/main.ts --outfile p2prc
 
 build: p2prc
