@@ -41,7 +41,7 @@ function printStarted(ctx: CommandContext, s: StartedContainer): void {
     );
   }
   ctx.io.out(`container: ${s.id}`);
-  ctx.io.out(`node:      ${s.node.name ?? ""} ${s.node.id} (${s.node.url})`.replace(/ {2,}/g, " "));
+  ctx.io.out(`node:      ${[s.node.name, s.node.id, `(${s.node.url})`].filter(Boolean).join(" ")}`);
   ctx.io.out(`image:     ${s.image}`);
   ctx.io.out(
     `ports:     ${s.ports.length ? s.ports.map((p) => `${p.internal}->${p.external}`).join(", ") : "(none)"}`,
