@@ -26,10 +26,11 @@ import {
 } from "../abstractions/index.ts";
 import { NodeClient } from "../client/index.ts";
 import { freePorts } from "../server/index.ts";
+import { cleanEnv, median, requireEngine } from "./lib.ts";
 
 const IMAGE = "p2prc-test/busybox";
 const COMMAND = ["echo", "hello"];
-const TASKS = 200;
+const TASKS = Number(process.env.BENCH_TASKS) || 200; // BENCH_TASKS for a quick check
 const NODES = 3;
 const PARALLEL = 4; // xargs -P
 const GOAL = 0.5;
@@ -42,58 +43,14 @@ const TABLE_TIMEOUT_MS = 20_000;
 const RUN_TIMEOUT_MS = 120_000;
 
 const DOCKER_HOST = process.env.DOCKER_HOST || "unix:///var/run/docker.sock";
+const env = cleanEnv({ DOCKER_HOST });
 const began = performance.now();
-
-/** The caller's env without P2PRC settings, so the user's own config cannot change the numbers. */
-const env: Record<string, string> = {};
-for (const [k, v] of Object.entries(process.env)) {
-  if (v !== undefined && k !== "P2PRC" && !k.startsWith("P2PRC_")) env[k] = v;
-}
-env.DOCKER_HOST = DOCKER_HOST;
-
-function skip(why: string): never {
-  console.log(`batch: ${why}; skipped`);
-  process.exit(77);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-
-function connectOptions(host: string) {
-  if (host.startsWith("unix://")) return { socketPath: host.slice("unix://".length) };
-  if (host.startsWith("/")) return { socketPath: host };
-  const url = new URL(host.replace(/^tcp:/, "http:"));
-  return { host: url.hostname, port: Number(url.port || 2375), protocol: "http" as const };
-}
-
 // ---- preconditions -------------------------------------------------------------------------------
 
-const cli = Bun.spawnSync(["docker", "version", "--format", "{{.Server.Version}}"], {
-  env,
-  stdout: "pipe",
-  stderr: "pipe",
-  timeout: 30_000,
-});
-if (cli.exitCode !== 0) {
-  skip(
-    `the docker CLI cannot reach ${DOCKER_HOST} (${cli.stderr.toString().trim().split("\n")[0] || "no docker CLI"})`,
-  );
-}
-const engineVersion = cli.stdout.toString().trim();
-
-const { default: Docker } = await import("dockerode");
-const docker = new Docker(connectOptions(DOCKER_HOST));
-try {
-  await docker.getImage(IMAGE).inspect();
-} catch {
-  skip(`image ${IMAGE} is not on the engine at ${DOCKER_HOST}`);
-}
+const { engineVersion, docker } = await requireEngine("batch", DOCKER_HOST, IMAGE, env);
 
 // ---- setup and cleanup ---------------------------------------------------------------------------
 

@@ -13,11 +13,10 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type Dockerode from "dockerode";
 import { loadConfig, type RunningNode, start } from "../abstractions/index.ts";
 import { type ContainerRecord, openStore } from "../config/index.ts";
-import { createDockerEngine } from "../server/index.ts";
-import { freePorts } from "../server/index.ts";
+import { createDockerEngine, freePorts } from "../server/index.ts";
+import { cleanEnv, median, percentile, requireEngine } from "./lib.ts";
 
 const IMAGE = "p2prc-test/busybox";
 const COMMAND = ["sleep", "300"];
@@ -27,61 +26,11 @@ const GOAL = 1.05;
 const TIMEOUT_MS = 30_000;
 
 const DOCKER_HOST = process.env.DOCKER_HOST || "unix:///var/run/docker.sock";
-
-/** The caller's env without P2PRC settings, so the user's own config cannot change the numbers. */
-const env: Record<string, string> = {};
-for (const [k, v] of Object.entries(process.env)) {
-  if (v !== undefined && k !== "P2PRC" && !k.startsWith("P2PRC_")) env[k] = v;
-}
-env.DOCKER_HOST = DOCKER_HOST;
-
-function skip(why: string): never {
-  console.log(`dispatch: ${why}; skipped`);
-  process.exit(77);
-}
-
-function connectOptions(host: string): Dockerode.DockerOptions {
-  if (host.startsWith("unix://")) return { socketPath: host.slice("unix://".length) };
-  if (host.startsWith("/")) return { socketPath: host };
-  const url = new URL(host.replace(/^tcp:/, "http:"));
-  return { host: url.hostname, port: Number(url.port || 2375), protocol: "http" };
-}
-
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
-/** Nearest-rank percentile. */
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)] as number;
-}
+const env = cleanEnv({ DOCKER_HOST });
 
 // ---- preconditions -------------------------------------------------------------------------------
 
-const cli = Bun.spawnSync(["docker", "version", "--format", "{{.Server.Version}}"], {
-  env,
-  stdout: "pipe",
-  stderr: "pipe",
-  timeout: TIMEOUT_MS,
-});
-if (cli.exitCode === null || cli.exitCode !== 0) {
-  skip(
-    `the docker CLI cannot reach ${DOCKER_HOST} (${cli.stderr.toString().trim().split("\n")[0] || "no docker CLI"})`,
-  );
-}
-const engineVersion = cli.stdout.toString().trim();
-
-const { default: Docker } = await import("dockerode");
-const docker = new Docker(connectOptions(DOCKER_HOST));
-try {
-  await docker.getImage(IMAGE).inspect();
-} catch {
-  skip(`image ${IMAGE} is not on the engine at ${DOCKER_HOST}`);
-}
+const { engineVersion, docker } = await requireEngine("dispatch", DOCKER_HOST, IMAGE, env, TIMEOUT_MS);
 
 // ---- setup and cleanup ---------------------------------------------------------------------------
 

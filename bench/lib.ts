@@ -1,0 +1,71 @@
+// Helpers the benchmarks share: a clean environment, skipping (exit 77), the engine check, statistics.
+import type Dockerode from "dockerode";
+
+/** The caller's env without P2PRC settings, so the user's own config cannot change the numbers. */
+export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && k !== "P2PRC" && !k.startsWith("P2PRC_")) env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
+/** Ends a bench that cannot run here with bench/run.sh's "skipped" code. */
+export function skipper(name: string): (why: string) => never {
+  return (why) => {
+    console.log(`${name}: ${why}; skipped`);
+    process.exit(77);
+  };
+}
+
+export function connectOptions(host: string): Dockerode.DockerOptions {
+  if (host.startsWith("unix://")) return { socketPath: host.slice("unix://".length) };
+  if (host.startsWith("/")) return { socketPath: host };
+  const url = new URL(host.replace(/^tcp:/, "http:"));
+  return { host: url.hostname, port: Number(url.port || 2375), protocol: "http" };
+}
+
+/**
+ * The engine the docker CLI and dockerode reach at `dockerHost`, with `image` on it; skips the bench
+ * (exit 77) otherwise. Returns the engine's version and a dockerode client.
+ */
+export async function requireEngine(
+  name: string,
+  dockerHost: string,
+  image: string,
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+): Promise<{ engineVersion: string; docker: Dockerode }> {
+  const skip = skipper(name);
+  const cli = Bun.spawnSync(["docker", "version", "--format", "{{.Server.Version}}"], {
+    env,
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: timeoutMs,
+  });
+  if (cli.exitCode !== 0) {
+    skip(
+      `the docker CLI cannot reach ${dockerHost} (${cli.stderr.toString().trim().split("\n")[0] || "no docker CLI"})`,
+    );
+  }
+  const { default: Docker } = await import("dockerode");
+  const docker = new Docker(connectOptions(dockerHost));
+  try {
+    await docker.getImage(image).inspect();
+  } catch {
+    skip(`image ${image} is not on the engine at ${dockerHost}`);
+  }
+  return { engineVersion: cli.stdout.toString().trim(), docker };
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** Nearest-rank percentile. */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)] as number;
+}
