@@ -1,25 +1,13 @@
 // The embedding example runs as its own program: one JSON line on stdout, exit 0.
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { freePort } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const home = mkdtempSync(join(tmpdir(), "p2prc-example-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      s.close(() => res(port));
-    });
-  });
-}
 
 test("bun examples/embed.ts <port> prints url, nodeId and health, exit 0", async () => {
   const port = await freePort();

@@ -2,13 +2,13 @@
 // after a restart the server's list and the engine agree exactly. Leases end on time.
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { start } from "../abstractions/index.ts";
 import { memoryLogger } from "../config/index.ts";
+import { freePort, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
@@ -18,38 +18,10 @@ const root = mkdtempSync(join(tmpdir(), "p2prc-restart-"));
 const nodeIds = new Set<string>();
 const procs: Subprocess[] = [];
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      s.close(() => res(port));
-    });
-  });
-}
-
 const engineIds = async (nodeId: string) =>
   (await docker.listContainers({ all: true, filters: { label: [`p2prc.node=${nodeId}`] } }))
     .map((c) => c.Id)
     .sort();
-
-async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs: number, stepMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`condition not met within ${timeoutMs} ms${lastErr ? `: ${lastErr}` : ""}`);
-    await Bun.sleep(stepMs);
-  }
-}
 
 /** Starts `bun cli/main.ts --as-server` on the home and port; resolves once /v1/health answers. */
 async function startCli(home: string, port: number) {
@@ -76,11 +48,15 @@ async function startCli(home: string, port: number) {
       stderr.push(new TextDecoder().decode(chunk));
   })();
   const url = `http://127.0.0.1:${port}`;
-  const health = await waitFor(async () => {
-    if (proc.exitCode !== null) throw new Error(`server exited ${proc.exitCode}: ${stderr.join("")}`);
-    const res = await fetch(`${url}/v1/health`);
-    return res.ok ? ((await res.json()) as { ok: boolean; nodeId: string }) : undefined;
-  }, 15_000);
+  const health = await waitFor(
+    "condition",
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`server exited ${proc.exitCode}: ${stderr.join("")}`);
+      const res = await fetch(`${url}/v1/health`);
+      return res.ok ? ((await res.json()) as { ok: boolean; nodeId: string }) : undefined;
+    },
+    15_000,
+  );
   nodeIds.add(health.nodeId);
   return { proc, url, nodeId: health.nodeId, stderr };
 }
@@ -223,13 +199,17 @@ describe("leases", () => {
       expect(lease).toBeLessThanOrEqual(1000);
       expect(lease).toBeGreaterThan(-2000);
       const t0 = Date.now();
-      await waitFor(async () => {
-        const engine = await engineIds(node.nodeId);
-        const list = (await api(node.url, "GET", "/v1/containers")).json.containers.map(
-          (c: { id: string }) => c.id,
-        );
-        return !engine.includes(short.json.id) && !list.includes(short.json.id) ? true : undefined;
-      }, 5000);
+      await waitFor(
+        "condition",
+        async () => {
+          const engine = await engineIds(node.nodeId);
+          const list = (await api(node.url, "GET", "/v1/containers")).json.containers.map(
+            (c: { id: string }) => c.id,
+          );
+          return !engine.includes(short.json.id) && !list.includes(short.json.id) ? true : undefined;
+        },
+        5000,
+      );
       expect(Date.now() - t0).toBeLessThan(5000);
       expect(await engineIds(node.nodeId)).toEqual([long.json.id]);
       const list = (await api(node.url, "GET", "/v1/containers")).json.containers;
