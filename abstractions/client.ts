@@ -20,7 +20,7 @@ async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Pro
   const store = ctx.openStore();
   try {
     const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
-    return await fn({ store, clock: ctx.clock, views: () => table.views() });
+    return await fn({ store, identity: ctx.identity, clock: ctx.clock, views: () => table.views() });
   } finally {
     store.close();
   }

@@ -25,6 +25,7 @@ import {
   viewIPTable,
 } from "../abstractions/index.ts";
 import { NodeClient } from "../client/index.ts";
+import { generateIdentity } from "../config/index.ts";
 import { freePorts } from "../server/index.ts";
 import { cleanEnv, median, requireEngine } from "./lib.ts";
 
@@ -40,6 +41,12 @@ const MAX_PAIRS = 2;
 /** Requests of one task replayed one at a time (after one warm-up). */
 const STEP_RUNS = 20;
 const TABLE_TIMEOUT_MS = 20_000;
+let identity: ReturnType<typeof generateIdentity> | undefined;
+/** The step breakdown's own signing key (the nodes run with openNetwork). */
+const clientIdentity = () => {
+  identity ??= generateIdentity();
+  return identity;
+};
 const RUN_TIMEOUT_MS = 120_000;
 
 const DOCKER_HOST = process.env.DOCKER_HOST || "unix:///var/run/docker.sock";
@@ -117,6 +124,7 @@ async function startNodes(): Promise<void> {
         maxContainers: 20,
         logLevel: "warn",
         dockerHost: DOCKER_HOST, // env is empty, so the node learns the engine from here
+        openNetwork: true, // the client and the nodes are all this bench's: accept any signed node
       },
     });
   for (let i = 0; i < NODES; i++) {
@@ -252,7 +260,7 @@ async function stepBreakdown(url: string): Promise<{ steps: Record<Step, number[
   const store = openStore(join(work, "steps.db"));
   const batchId = "bench-steps";
   store.client.createBatch({ id: batchId, key: "k", job: "{}", outDir: work, createdAt: Date.now() }, 1);
-  const c = new NodeClient(url, fetch, 60_000);
+  const c = new NodeClient(url, clientIdentity(), fetch, 60_000);
   const steps = Object.fromEntries(STEPS.map((s) => [s, [] as number[]])) as Record<Step, number[]>;
   const t0 = performance.now();
   const id = (
@@ -318,7 +326,7 @@ async function stepBreakdown(url: string): Promise<{ steps: Record<Step, number[
 
 /** The engine alone for an exec of the same command (dockerode: create, start, collect, inspect). */
 async function engineExec(containerUrl: string): Promise<number[]> {
-  const c = new NodeClient(containerUrl, fetch, 60_000);
+  const c = new NodeClient(containerUrl, clientIdentity(), fetch, 60_000);
   const id = (
     await c.createContainer({ image: IMAGE, command: ["tail", "-f", "/dev/null"], ttlSeconds: 600 })
   ).id;

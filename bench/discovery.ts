@@ -17,7 +17,7 @@ import { createServer, type Server } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type RunningNode, start } from "../abstractions/index.ts";
-import { createLogger, type Logger } from "../config/index.ts";
+import { createLogger, generateIdentity, type Logger, signedFetch } from "../config/index.ts";
 import type { GossipStats, PeerView } from "../p2p/index.ts";
 
 const SIZES = [10, 25, 50];
@@ -94,8 +94,11 @@ async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
+/** The bench's own key for reading tables and stats (the nodes run with openNetwork). */
+const reader = generateIdentity();
+
 async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
+  const res = await signedFetch(reader, url, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
   const text = await res.text();
   if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status} ${text.slice(0, 200)}`);
   return JSON.parse(text) as T;
@@ -197,6 +200,7 @@ async function measure(n: number): Promise<Result> {
         gossipIntervalMs: INTERVAL_MS,
         suspectTimeoutMs: SUSPECT_MS,
         logLevel: "warn",
+        openNetwork: true, // every node here is the bench's own; gossip and the bench's reads are signed
         ...(process.env.DOCKER_HOST ? { dockerHost: process.env.DOCKER_HOST } : {}),
       },
     });

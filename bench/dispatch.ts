@@ -14,7 +14,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, type RunningNode, start } from "../abstractions/index.ts";
-import { type ContainerRecord, openStore } from "../config/index.ts";
+import {
+  type ContainerRecord,
+  type Identity,
+  loadOrCreateIdentity,
+  openStore,
+  signedFetch,
+} from "../config/index.ts";
 import { createDockerEngine, freePorts } from "../server/index.ts";
 import { cleanEnv, median, percentile, requireEngine } from "./lib.ts";
 
@@ -36,6 +42,15 @@ const { engineVersion, docker } = await requireEngine("dispatch", DOCKER_HOST, I
 
 const work = mkdtempSync(join(tmpdir(), "p2prc-dispatch-"));
 const configDir = join(work, "node");
+let identity: Identity | undefined;
+/** The node's own key: the bench acts as the node's operator (requests must be signed). */
+const nodeIdentity = () => {
+  identity ??= loadOrCreateIdentity(
+    join(configDir, "identity", "node.key"),
+    join(configDir, "identity", "node.pub"),
+  );
+  return identity;
+};
 const serverPort = Number(process.env.PORT) || (await freePorts(1, "127.0.0.1"))[0];
 const overrides = {
   serverHost: "127.0.0.1",
@@ -145,7 +160,7 @@ function engineBody(name: string, cpus: number, memoryMb: number, pidsLimit: num
 
 async function viaP2prc(url: string): Promise<Dispatch> {
   const t0 = performance.now();
-  const res = await fetch(`${url}/v1/containers`, {
+  const res = await signedFetch(nodeIdentity(), `${url}/v1/containers`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ command: COMMAND }),
@@ -160,7 +175,7 @@ async function viaP2prc(url: string): Promise<Dispatch> {
   return {
     ms,
     remove: async () => {
-      const del = await fetch(`${url}/v1/containers/${id}`, {
+      const del = await signedFetch(nodeIdentity(), `${url}/v1/containers/${id}`, {
         method: "DELETE",
         signal: AbortSignal.timeout(TIMEOUT_MS),
       });
@@ -318,7 +333,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < WARMUPS + 3 * RUNS; i++) {
     checkInterrupted();
     const t0 = performance.now();
-    const res = await fetch(`${url}/v1/containers`, {
+    const res = await signedFetch(nodeIdentity(), `${url}/v1/containers`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ command: [] }),

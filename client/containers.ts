@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { type Clock, P2prcError, type Store, type TrackedContainer } from "../config/index.ts";
+import { type Clock, type Identity, P2prcError, type Store, type TrackedContainer } from "../config/index.ts";
 import type { PeerView } from "../p2p/index.ts";
 import { type CreateContainerBody, NodeClient } from "./node-client.ts";
 import { type NodeTarget, resolveNode } from "./resolve.ts";
@@ -7,6 +7,8 @@ import { type NodeTarget, resolveNode } from "./resolve.ts";
 /** What the client calls need; built by the composition root. */
 export interface ClientDeps {
   store: Store;
+  /** Signs every request to a node. */
+  identity: Identity;
   clock: Clock;
   /** The current IP table. */
   views: () => PeerView[];
@@ -28,7 +30,7 @@ async function identify(
   ref: string,
 ): Promise<{ target: NodeTarget; client: NodeClient; id: string }> {
   const target = resolveNode(ref, deps.views());
-  const client = new NodeClient(target.url, deps.fetch);
+  const client = new NodeClient(target.url, deps.identity, deps.fetch);
   const id = target.id ?? (await client.health()).nodeId;
   return { target, client, id };
 }
@@ -73,7 +75,7 @@ export async function removeContainer(deps: ClientDeps, nodeRef: string, contain
     );
   const client = nodeRef
     ? (await identify(deps, nodeRef)).client
-    : new NodeClient(tracked?.nodeUrl ?? "", deps.fetch);
+    : new NodeClient(tracked?.nodeUrl ?? "", deps.identity, deps.fetch);
   if (tracked && client.url !== tracked.nodeUrl) {
     // a 404 from the wrong node must not make us forget a container that still runs elsewhere
     throw new P2prcError(
@@ -103,7 +105,7 @@ export async function trackedContainers(
   return Promise.all(
     all.map(async (t) => {
       try {
-        const c = await new NodeClient(t.nodeUrl, deps.fetch, 5000).getContainer(t.id);
+        const c = await new NodeClient(t.nodeUrl, deps.identity, deps.fetch, 5000).getContainer(t.id);
         return { ...t, state: c.state };
       } catch (err) {
         if (err instanceof P2prcError && err.code === "E_NOT_FOUND") return { ...t, state: "gone" };

@@ -1,4 +1,4 @@
-import { type ErrorCode, P2prcError } from "../config/index.ts";
+import { type ErrorCode, type Identity, P2prcError, signRequest } from "../config/index.ts";
 import type { CreateContainerRequest, CreateResult } from "../server/index.ts";
 
 /** What a node answers for a created container (the server's own type: siblings share types). */
@@ -20,8 +20,10 @@ export interface ExecReply {
  * (retryable); error answers keep the node's code and message.
  */
 export class NodeClient {
+  /** `identity` signs every request (config/request-auth.ts); nodes answer unsigned ones only for health. */
   constructor(
     readonly url: string,
+    private readonly identity: Identity | undefined,
     private readonly fetchFn: typeof fetch = fetch,
     private readonly timeoutMs = 30_000,
   ) {}
@@ -37,6 +39,7 @@ export class NodeClient {
       headers["content-type"] = "application/json";
       body = JSON.stringify(init.json);
     }
+    if (this.identity) Object.assign(headers, signRequest(this.identity, method, `${this.url}${path}`, body ?? ""));
     let res: Response;
     try {
       res = await this.fetchFn(`${this.url}${path}`, {

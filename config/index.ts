@@ -4,10 +4,11 @@
  * Imports nothing of p2prc's own.
  */
 export { canonicalJson } from "./canonical-json.ts";
-export { ManualClock, systemClock } from "./clock.ts";
 export type { Cancel, Clock } from "./clock.ts";
-export { isP2prcError, P2prcError, wrapError } from "./errors.ts";
+export { ManualClock, systemClock } from "./clock.ts";
 export type { ErrorCode, P2prcErrorOptions } from "./errors.ts";
+export { isP2prcError, P2prcError, wrapError } from "./errors.ts";
+export type { Identity } from "./identity.ts";
 export {
   generateIdentity,
   loadOrCreateIdentity,
@@ -17,7 +18,7 @@ export {
   verifyJson,
   verifySignature,
 } from "./identity.ts";
-export type { Identity } from "./identity.ts";
+export type { ResolvedConfig, ResolveInputs } from "./load.ts";
 export {
   completeConfigFile,
   defaultConfig,
@@ -26,28 +27,25 @@ export {
   resolveConfig,
   writeConfigFile,
 } from "./load.ts";
-export type { ResolvedConfig, ResolveInputs } from "./load.ts";
+export type { Logger, LogLevel } from "./logger.ts";
 export { createLogger, memoryLogger } from "./logger.ts";
+export type { HomeInputs, NodePaths } from "./paths.ts";
+export { nodePaths, resolveHome } from "./paths.ts";
+export type { RequestAuthResult } from "./request-auth.ts";
 export {
   AUTH_HEADERS,
   canonicalRequest,
   NonceCache,
   sha256Hex,
+  signedFetch,
   signRequest,
   verifyRequest,
 } from "./request-auth.ts";
-export type { RequestAuthResult } from "./request-auth.ts";
-export { VERSION } from "./version.ts";
-export type { Logger, LogLevel } from "./logger.ts";
-export { nodePaths, resolveHome } from "./paths.ts";
-export type { HomeInputs, NodePaths } from "./paths.ts";
-export { openStore } from "./store/index.ts";
 export type {
   BatchRow,
   BatchTaskRow,
   BatchTaskState,
   ClientStore,
-  TrackedContainer,
   ContainerRecord,
   ContainerStore,
   MetaStore,
@@ -58,6 +56,9 @@ export type {
   SeedRow,
   SshInfo,
   Store,
+  TrackedContainer,
 } from "./store/index.ts";
-export { CONFIG_FIELDS, configSchema, fieldSchema, zod } from "./types.ts";
+export { openStore } from "./store/index.ts";
 export type { Config, ConfigField, ConfigSource } from "./types.ts";
+export { CONFIG_FIELDS, configSchema, fieldSchema, zod } from "./types.ts";
+export { VERSION } from "./version.ts";

@@ -107,18 +107,16 @@ describe("env coercion", () => {
     ["No", false],
     ["off", false],
   ])("boolean %p → %p", (raw, expected) => {
-    const { config, sources } = resolveConfig({ hostname: HOST, env: { P2PRC_ALLOW_REMOTE_MUTATIONS: raw } });
-    expect(config.allowRemoteMutations).toBe(expected);
-    expect(sources.allowRemoteMutations).toBe("env");
+    const { config, sources } = resolveConfig({ hostname: HOST, env: { P2PRC_OPEN_NETWORK: raw } });
+    expect(config.openNetwork).toBe(expected);
+    expect(sources.openNetwork).toBe("env");
   });
 
   test("a non-boolean string is rejected", () => {
-    const err = thrown(() =>
-      resolveConfig({ hostname: HOST, env: { P2PRC_ALLOW_REMOTE_MUTATIONS: "maybe" } }),
-    );
+    const err = thrown(() => resolveConfig({ hostname: HOST, env: { P2PRC_OPEN_NETWORK: "maybe" } }));
     expect(err.code).toBe("E_CONFIG");
-    expect(err.message).toContain("allowRemoteMutations");
-    expect(err.message).toContain("P2PRC_ALLOW_REMOTE_MUTATIONS");
+    expect(err.message).toContain("openNetwork");
+    expect(err.message).toContain("P2PRC_OPEN_NETWORK");
   });
 
   test("comma lists are split and trimmed; empty items dropped", () => {

@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { P2prcError } from "./errors.ts";
 import { canonicalJson } from "./canonical-json.ts";
+import { P2prcError } from "./errors.ts";
 import { CONFIG_FIELDS, type Config, type ConfigField, type ConfigSource, fieldSchema } from "./types.ts";
 
 /** The embedded defaults; `machineName` defaults to the host name. */
@@ -29,7 +29,9 @@ export function defaultConfig(hostname: string): Config {
     suspectTimeoutMs: 5000,
     dataDir: "",
     dockerHost: "",
-    allowRemoteMutations: false,
+    trusted: [],
+    openNetwork: false,
+    requestSkewSeconds: 30,
     logLevel: "info",
   };
 }

@@ -1,5 +1,6 @@
 // node:crypto is required on first use (loading it costs start-up every command would pay).
 const nodeCrypto = () => require("node:crypto") as typeof import("node:crypto");
+
 import type { Identity } from "./identity.ts";
 import { NODE_ID_RE, verifySignature } from "./identity.ts";
 
@@ -117,4 +118,23 @@ export class NonceCache {
     this.seen.set(key, now);
     return true;
   }
+}
+
+/**
+ * fetch with the request signed by `identity` (what the client and gossip do; handy for scripts and
+ * tests). The body must be a string or bytes, so what is signed is what is sent.
+ */
+export function signedFetch(
+  identity: Identity,
+  url: string,
+  init: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string | Uint8Array;
+    signal?: AbortSignal;
+  } = {},
+): Promise<Response> {
+  const method = init.method ?? "GET";
+  const headers = { ...init.headers, ...signRequest(identity, method, url, init.body ?? "") };
+  return fetch(url, { ...init, method, headers });
 }

@@ -142,10 +142,20 @@ export const CONFIG_FIELDS = {
     allowed: "empty, unix:///path/to/docker.sock or tcp://host:port",
     doc: "Engine socket; empty = $DOCKER_HOST, else /var/run/docker.sock (a Podman socket works too).",
   },
-  allowRemoteMutations: {
+  trusted: {
+    schema: (z: Z) => z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(10000),
+    allowed: "a list of node ids, 64 hex characters each (env: comma-separated)",
+    doc: "Nodes besides this one that may use it: your own other machines (the personal cluster).",
+  },
+  openNetwork: {
     schema: (z: Z) => z.boolean(),
     allowed: "true or false",
-    doc: "Accept changing requests from non-loopback callers (until cluster trust exists).",
+    doc: "Accept any node whose requests are signed (a public network). Off: only this node and `trusted`.",
+  },
+  requestSkewSeconds: {
+    schema: (z: Z) => z.int().min(1).max(3600),
+    allowed: "an integer number of seconds from 1 to 3600",
+    doc: "How far a signed request's timestamp may be from this node's clock.",
   },
   logLevel: {
     schema: (z: Z) => z.enum(["silent", "error", "warn", "info", "debug"]),

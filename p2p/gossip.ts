@@ -7,6 +7,7 @@ import {
   type Logger,
   P2prcError,
   type Store,
+  signRequest,
 } from "../config/index.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 import type {
@@ -234,7 +235,7 @@ export class GossipService {
     this.stats.bytesSent += text.length;
     const res = await this.fetchFn(url, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...signRequest(this.deps.identity, "POST", url, text) },
       body: text,
       signal: AbortSignal.timeout(this.timeoutMs()),
     });

@@ -2,7 +2,8 @@ import { Hono } from "hono";
 import type { Config, Logger, Store } from "../config/index.ts";
 import type { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
-import { addressCallerResolver, type CallerResolver } from "./http/caller.ts";
+import { type AuthOptions, authenticate, signedCaller } from "./http/auth.ts";
+import type { CallerResolver } from "./http/caller.ts";
 import { errorResponse } from "./http/errors.ts";
 import { containerRoutes } from "./routes/containers.ts";
 import { compatRoutes, nodeRoutes } from "./routes/node.ts";
@@ -18,7 +19,9 @@ export interface ServerAppDeps {
   gpus: GpuProbe;
   containers: ContainerService;
   dataDir: string;
-  /** Who a request comes from; default: loopback = operator, others per allowRemoteMutations. */
+  /** Signed requests and membership (the real node). Without it only `resolveCaller` decides (tests). */
+  auth?: AuthOptions;
+  /** Who a request comes from; default: the signer the auth middleware verified. */
   resolveCaller?: CallerResolver;
   maxJsonBytes?: number;
   maxUploadBytes?: number;
@@ -29,7 +32,7 @@ export interface ServerAppDeps {
 /** The node's HTTP API as a Hono app (test it in-process with `app.request`). */
 export function createServerApp(deps: ServerAppDeps) {
   const log = deps.logger.withTag("http");
-  const resolveCaller = deps.resolveCaller ?? addressCallerResolver(deps.config.allowRemoteMutations);
+  const resolveCaller = deps.resolveCaller ?? (deps.auth ? signedCaller : () => undefined);
   const advertised = deps.config.advertiseAddress.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
   const nodeOpts = {
     specs: {
@@ -56,7 +59,9 @@ export function createServerApp(deps: ServerAppDeps) {
       maxUploadBytes: deps.maxUploadBytes ?? 256 * 1024 * 1024,
     }),
   );
-  const app = new Hono().route("/v1", v1).route("/", compatRoutes(nodeOpts));
+  const app = new Hono();
+  if (deps.auth) app.use("*", authenticate(deps.auth));
+  app.route("/v1", v1).route("/", compatRoutes(nodeOpts));
   for (const extra of deps.extraRoutes ?? []) app.route(extra.path, extra.app);
   app.notFound((c) =>
     c.json(

@@ -17,7 +17,9 @@ export type {
   ImageDetails,
   ImageInfo,
 } from "./engine/index.ts";
-export { addressCallerResolver, isLoopback, remoteAddress } from "./http/caller.ts";
+export type { AuthOptions } from "./http/auth.ts";
+export { authenticate, PUBLIC_ROUTES } from "./http/auth.ts";
+export { remoteAddress } from "./http/caller.ts";
 export type { CallerResolver } from "./http/caller.ts";
 export { startServerNode } from "./node.ts";
 export { freePorts } from "./ports.ts";

@@ -44,7 +44,23 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
   const containers = new ContainerService(deps);
   const sshHost = deps.config.advertiseAddress.replace(/:\d+$/, "").replace(/^\[|\]$/g, "") || hostname();
   const reconciler = new Reconciler({ ...deps, sshHost, creating: () => containers.creating() });
-  const app = createServerApp({ ...deps, containers });
+  // Without an injected resolver (tests), every request but health/identity must be signed by a member.
+  const auth = deps.resolveCaller
+    ? undefined
+    : {
+        selfId: deps.nodeId,
+        isMember: (id: string) => id === deps.nodeId || deps.config.openNetwork || deps.config.trusted.includes(id),
+        isAdmin: (id: string) => id === deps.nodeId,
+        skewMs: deps.config.requestSkewSeconds * 1000,
+        clock: deps.clock,
+        logger: deps.logger,
+        maxBodyBytes: 256 * 1024 * 1024,
+        ratePerMinute: 6000,
+      };
+  if (deps.config.openNetwork) {
+    log.warn("openNetwork is on: any node with a signed request may use this node (see Docs/Security.md)");
+  }
+  const app = createServerApp({ ...deps, containers, auth });
 
   try {
     await reconciler.run();

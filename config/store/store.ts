@@ -1,12 +1,13 @@
 // The only file that loads better-sqlite3. The per-platform entry point requires its prebuilt addon
 // statically, so `bun build --compile` embeds it and the binary needs no node_modules. It is required
 // on first open (a static string, so the bundler still embeds it) to keep commands without a database fast.
-import type BetterSqlite3 from "better-sqlite3";
+
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import type BetterSqlite3 from "better-sqlite3";
 import { P2prcError } from "../errors.ts";
-import { MIGRATIONS } from "./migrations.ts";
 import { type ClientStore, clientStore } from "./client.ts";
+import { MIGRATIONS } from "./migrations.ts";
 import { type PeerStore, peerStore } from "./peers.ts";
 import type { ContainerRecord, PortMapping, SshInfo } from "./types.ts";
 
