@@ -673,7 +673,7 @@ describe("limits and refusals", () => {
 });
 
 describe("callers", () => {
-  test("no caller → 403 on container routes; health, specs and images stay 200", async () => {
+  test("no caller → 401 on container routes; health, specs and images stay 200 (without the auth middleware)", async () => {
     const anon = makeApp({ resolveCaller: () => undefined });
     for (const [method, path] of [
       ["GET", "/v1/containers"],
@@ -685,8 +685,8 @@ describe("callers", () => {
       ["GET", "/v1/containers/abc/files?path=/tmp"],
     ] as const) {
       const r = await call(anon.app, method, path, method === "POST" ? {} : undefined);
-      expect(r.status).toBe(403);
-      expect(r.json.error.code).toBe("E_FORBIDDEN");
+      expect(r.status).toBe(401);
+      expect(r.json.error.code).toBe("E_UNAUTHORIZED");
     }
     expect((await ownContainers()).filter((c) => c.Labels["p2prc.owner"] === undefined)).toEqual([]);
     for (const path of ["/v1/health", "/v1/specs", "/v1/images", "/server_info"]) {
