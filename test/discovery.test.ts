@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { generateIdentity, type Identity } from "../config/index.ts";
 import type { NodeRecord, SignedRecord } from "../p2p/index.ts";
-import { freePort, waitFor } from "./support.ts";
+import { freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -53,12 +53,20 @@ interface Node {
   url: string;
   id: string;
   bootstrap: string;
+  /** P2PRC_OPEN_NETWORK: any signer is a member (default true: the test network's nodes use each other). */
+  open?: boolean;
+  /** P2PRC_TRUSTED: node ids besides its own that may use it. */
+  trusted?: string[];
+  /** Its own node key (admin), loaded once it has started. */
+  key?: Identity;
   proc?: Subprocess;
   stderr: string[];
 }
 
-function nodeEnv(n: { home: string; port: number; name: string; bootstrap: string }): Record<string, string> {
+function nodeEnv(n: Node): Record<string, string> {
   return {
+    ...(n.open === false ? {} : { P2PRC_OPEN_NETWORK: "true" }),
+    ...(n.trusted ? { P2PRC_TRUSTED: n.trusted.join(",") } : {}),
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     HOME: process.env.HOME ?? root,
     DOCKER_HOST,
@@ -98,6 +106,8 @@ async function startNode(n: Node): Promise<Node> {
     15_000,
   );
   n.id = health.nodeId;
+  n.key = nodeIdentity(n.home);
+  expect(n.key.nodeId).toBe(n.id);
   return n;
 }
 
@@ -165,8 +175,14 @@ interface View {
   self: boolean;
 }
 
+/** A request to `n` signed by its own key (the operator's view). */
+function own(n: Node, path: string): Promise<Response> {
+  if (!n.key) throw new Error(`${n.name}: not started`);
+  return signedFetch(n.key, `${n.url}${path}`);
+}
+
 async function table(n: Node): Promise<View[]> {
-  const res = await fetch(`${n.url}/v1/p2p/table`);
+  const res = await own(n, "/v1/p2p/table");
   if (!res.ok) throw new Error(`${n.name} table: HTTP ${res.status}`);
   return ((await res.json()) as { nodes: View[] }).nodes;
 }
@@ -181,15 +197,18 @@ interface Stats {
 }
 
 async function stats(n: Node): Promise<Stats> {
-  return (await (await fetch(`${n.url}/v1/p2p/stats`)).json()) as Stats;
+  return (await (await own(n, "/v1/p2p/stats")).json()) as Stats;
 }
 
-async function post(n: Node, path: string, body: unknown) {
-  const res = await fetch(`${n.url}/v1/p2p${path}`, {
+/** POST to n's /v1/p2p routes, signed by `as` (or not signed at all when `as` is null). */
+async function post(n: Node, path: string, body: unknown, as: Identity | null) {
+  const url = `${n.url}/v1/p2p${path}`;
+  const init = {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(body),
-  });
+  };
+  const res = as ? await signedFetch(as, url, init) : await fetch(url, init);
   return { status: res.status, text: await res.text() };
 }
 
@@ -224,8 +243,13 @@ function signedRecord(
 }
 
 /** The version `n` holds for `id`, asked over /sync (by a throwaway identity that is then in n's table). */
-async function versionAt(n: Node, id: string, asker: SignedRecord): Promise<number | undefined> {
-  const r = await post(n, "/sync", { from: asker, records: [], deaths: [], want: [id] });
+async function versionAt(
+  n: Node,
+  id: string,
+  asker: SignedRecord,
+  as: Identity,
+): Promise<number | undefined> {
+  const r = await post(n, "/sync", { from: asker, records: [], deaths: [], want: [id] }, as);
   const body = JSON.parse(r.text) as { records: SignedRecord[] };
   return body.records.find((x) => x.record.id === id)?.record.version;
 }
@@ -356,7 +380,7 @@ describe("discovery across processes", () => {
     const otherId = signedRecord(ghost, closed, { name: "ghost" }, mallory);
 
     for (const bad of [badSig, otherId]) {
-      const r = await post(n0, "/exchange", { from: bad, hash: "0".repeat(64) });
+      const r = await post(n0, "/exchange", { from: bad, hash: "0".repeat(64) }, mallory);
       expect(r.status).toBe(400);
       expect(r.text).not.toContain(n1.id); // no digest given to a forger
     }
@@ -370,16 +394,21 @@ describe("discovery across processes", () => {
     );
     const ghostRec = signedRecord(ghost, closed, { name: "ghost" }, mallory);
     for (const target of [n0, nodes[2] as Node]) {
-      const r = await post(target, "/sync", {
-        from,
-        records: [tampered, takeover, ghostRec],
-        deaths: [],
-        want: [],
-      });
+      const r = await post(
+        target,
+        "/sync",
+        {
+          from,
+          records: [tampered, takeover, ghostRec],
+          deaths: [],
+          want: [],
+        },
+        mallory,
+      );
       expect([200, 400]).toContain(r.status);
     }
     // a correctly signed record of a fresh identity is taken (the check is real)
-    const ok = await post(n0, "/sync", { from, records: [honest], deaths: [], want: [] });
+    const ok = await post(n0, "/sync", { from, records: [honest], deaths: [], want: [] }, mallory);
     expect(ok.status).toBe(200);
     const seen = (await table(n0)).find((v) => v.id === stranger.nodeId);
     expect(seen).toMatchObject({ name: "stranger", metadata: "honest", port: closed });
@@ -530,12 +559,65 @@ describe("discovery across processes", () => {
     const self = await newNode("node-self-seed", "");
     self.bootstrap = `127.0.0.1:${self.port}`;
     await startNode(self);
-    const asker = signedRecord(generateIdentity(), await freePort(), { name: "asker" });
+    const askerKey = generateIdentity();
+    const asker = signedRecord(askerKey, await freePort(), { name: "asker" });
     await Bun.sleep(2 * INTERVAL_MS);
-    const v1 = await versionAt(self, self.id, asker);
+    const v1 = await versionAt(self, self.id, asker, askerKey);
     await Bun.sleep(5 * INTERVAL_MS);
-    const v2 = await versionAt(self, self.id, asker);
+    const v2 = await versionAt(self, self.id, asker, askerKey);
     expect(v1).toBeDefined();
     expect(v2).toBe(v1 as number);
   }, 15_000);
+
+  test("a closed node (no openNetwork): unsigned → 401, an outsider → 403 and its gossip never enters the table; its own key and a trusted node may", async () => {
+    const friend = generateIdentity();
+    const outsider = generateIdentity();
+    const closedNode = await newNode("node-closed", "");
+    closedNode.open = false;
+    closedNode.trusted = [friend.nodeId];
+    await startNode(closedNode);
+    const nowhere = await freePort();
+    const tableUrl = `${closedNode.url}/v1/p2p/table`;
+
+    // unsigned → 401 (a read and a gossip exchange alike); health and identity stay public
+    expect((await fetch(tableUrl)).status).toBe(401);
+    const outsiderRec = signedRecord(outsider, nowhere, { name: "outsider" });
+    const unsigned = await post(closedNode, "/exchange", { from: outsiderRec, hash: "0".repeat(64) }, null);
+    expect(unsigned.status).toBe(401);
+    expect((await fetch(`${closedNode.url}/v1/health`)).status).toBe(200);
+    expect((await fetch(`${closedNode.url}/v1/identity`)).status).toBe(200);
+
+    // signed by a key that is not a member → 403, whatever the route; nothing is said about the table
+    const read = await signedFetch(outsider, tableUrl);
+    expect(read.status).toBe(403);
+    expect(await read.text()).not.toContain(closedNode.id);
+    const ex = await post(closedNode, "/exchange", { from: outsiderRec, hash: "0".repeat(64) }, outsider);
+    expect(ex.status).toBe(403);
+    expect(ex.text).not.toContain(closedNode.id); // no record or digest given to a non-member
+    const sync = await post(
+      closedNode,
+      "/sync",
+      { from: outsiderRec, records: [outsiderRec], deaths: [], want: [closedNode.id] },
+      outsider,
+    );
+    expect(sync.status).toBe(403);
+    expect(sync.text).not.toContain(closedNode.id);
+
+    // the node's own key and a trusted node are members: the checks above are about membership
+    expect((await own(closedNode, "/v1/p2p/table")).status).toBe(200);
+    const friendRec = signedRecord(friend, nowhere, { name: "friend" });
+    const ok = await post(closedNode, "/exchange", { from: friendRec, hash: "0".repeat(64) }, friend);
+    expect(ok.status).toBe(200);
+    expect(ok.text).toContain(closedNode.id);
+
+    // the friend's record was taken; over a few rounds the outsider never appears
+    expect((await table(closedNode)).find((v) => v.id === friend.nodeId)).toMatchObject({ name: "friend" });
+    const end = Date.now() + 3 * INTERVAL_MS;
+    while (Date.now() < end) {
+      const t = await table(closedNode);
+      expect(t.map((v) => v.id)).not.toContain(outsider.nodeId);
+      expect(t.map((v) => v.name)).not.toContain("outsider");
+      await Bun.sleep(INTERVAL_MS);
+    }
+  }, 20_000);
 });

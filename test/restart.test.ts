@@ -7,8 +7,8 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { start } from "../abstractions/index.ts";
-import { memoryLogger } from "../config/index.ts";
-import { freePort, waitFor } from "./support.ts";
+import { type Identity, memoryLogger } from "../config/index.ts";
+import { freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
@@ -61,8 +61,9 @@ async function startCli(home: string, port: number) {
   return { proc, url, nodeId: health.nodeId, stderr };
 }
 
-async function api(url: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${url}${path}`, {
+/** A request signed by `as` (the node's own key: admin, it manages every container). */
+async function api(as: Identity, url: string, method: string, path: string, body?: unknown) {
+  const res = await signedFetch(as, `${url}${path}`, {
     method,
     body: body === undefined ? undefined : JSON.stringify(body),
     headers: body === undefined ? undefined : { "content-type": "application/json" },
@@ -87,6 +88,7 @@ describe("restart after kill -9", () => {
   let kept = "";
   let removed = "";
   let orphan = "";
+  const admin = () => nodeIdentity(home);
 
   test("the CLI server starts and runs two containers", async () => {
     port = await freePort();
@@ -94,8 +96,8 @@ describe("restart after kill -9", () => {
     url = s.url;
     nodeId = s.nodeId;
     expect(nodeId).toMatch(/^[0-9a-f]{64}$/);
-    const a = await api(url, "POST", "/v1/containers", {});
-    const b = await api(url, "POST", "/v1/containers", {});
+    const a = await api(admin(), url, "POST", "/v1/containers", {});
+    const b = await api(admin(), url, "POST", "/v1/containers", {});
     expect(a.status).toBe(201);
     expect(b.status).toBe(201);
     removed = a.json.id;
@@ -123,7 +125,7 @@ describe("restart after kill -9", () => {
   test("after restart the server's list and the engine agree exactly", async () => {
     const s = await startCli(home, port);
     expect(s.nodeId).toBe(nodeId);
-    const list = await api(url, "GET", "/v1/containers");
+    const list = await api(admin(), url, "GET", "/v1/containers");
     expect(list.status).toBe(200);
     const listed = list.json.containers.map((c: { id: string }) => c.id).sort();
     const engine = await engineIds(nodeId);
@@ -131,9 +133,9 @@ describe("restart after kill -9", () => {
     expect(listed).toEqual([kept]);
     expect(listed).not.toContain(removed);
     expect(engine).not.toContain(orphan);
-    expect((await api(url, "GET", `/v1/containers/${removed}`)).status).toBe(404);
-    const one = await api(url, "GET", `/v1/containers/${kept}`);
-    expect(one.json).toMatchObject({ id: kept, running: true, owner: "local" });
+    expect((await api(admin(), url, "GET", `/v1/containers/${removed}`)).status).toBe(404);
+    const one = await api(admin(), url, "GET", `/v1/containers/${kept}`);
+    expect(one.json).toMatchObject({ id: kept, running: true, owner: nodeId });
     s.proc.kill(9);
     await s.proc.exited;
   }, 30_000);
@@ -141,10 +143,10 @@ describe("restart after kill -9", () => {
   test("a lost state database: the labelled container is adopted again", async () => {
     for (const f of readdirSync(home)) if (f.startsWith("state.db")) rmSync(join(home, f));
     const s = await startCli(home, port);
-    const list = await api(url, "GET", "/v1/containers");
+    const list = await api(admin(), url, "GET", "/v1/containers");
     expect(list.json.containers.map((c: { id: string }) => c.id)).toEqual([kept]);
     expect(await engineIds(nodeId)).toEqual([kept]);
-    expect(list.json.containers[0]).toMatchObject({ owner: "local", memoryMb: 64, cpus: 0.5 });
+    expect(list.json.containers[0]).toMatchObject({ owner: nodeId, memoryMb: 64, cpus: 0.5 });
 
     const t0 = Date.now();
     s.proc.kill("SIGTERM");
@@ -190,9 +192,10 @@ describe("leases", () => {
       reconcileIntervalMs: 300,
     });
     nodeIds.add(node.nodeId);
+    const key = nodeIdentity(join(root, "lease-node")); // the node's own key
     try {
-      const short = await api(node.url, "POST", "/v1/containers", { ttlSeconds: 1 });
-      const long = await api(node.url, "POST", "/v1/containers", { ttlSeconds: 600 });
+      const short = await api(key, node.url, "POST", "/v1/containers", { ttlSeconds: 1 });
+      const long = await api(key, node.url, "POST", "/v1/containers", { ttlSeconds: 600 });
       expect(short.status).toBe(201);
       expect(long.status).toBe(201);
       const lease = Date.parse(short.json.expiresAt) - Date.now();
@@ -203,7 +206,7 @@ describe("leases", () => {
         "condition",
         async () => {
           const engine = await engineIds(node.nodeId);
-          const list = (await api(node.url, "GET", "/v1/containers")).json.containers.map(
+          const list = (await api(key, node.url, "GET", "/v1/containers")).json.containers.map(
             (c: { id: string }) => c.id,
           );
           return !engine.includes(short.json.id) && !list.includes(short.json.id) ? true : undefined;
@@ -212,7 +215,7 @@ describe("leases", () => {
       );
       expect(Date.now() - t0).toBeLessThan(5000);
       expect(await engineIds(node.nodeId)).toEqual([long.json.id]);
-      const list = (await api(node.url, "GET", "/v1/containers")).json.containers;
+      const list = (await api(key, node.url, "GET", "/v1/containers")).json.containers;
       expect(list.map((c: { id: string }) => c.id)).toEqual([long.json.id]);
     } finally {
       await node.stop();
@@ -232,7 +235,8 @@ describe("leases", () => {
     };
     const first = await start(opts);
     nodeIds.add(first.nodeId);
-    const c = await api(first.url, "POST", "/v1/containers", { ttlSeconds: 1 });
+    const key = nodeIdentity(home); // the node's own key
+    const c = await api(key, first.url, "POST", "/v1/containers", { ttlSeconds: 1 });
     expect(c.status).toBe(201);
     await first.stop();
     expect(await engineIds(first.nodeId)).toEqual([c.json.id]);
@@ -240,7 +244,7 @@ describe("leases", () => {
     const second = await start(opts);
     try {
       expect(await engineIds(second.nodeId)).toEqual([]);
-      expect((await api(second.url, "GET", "/v1/containers")).json.containers).toEqual([]);
+      expect((await api(key, second.url, "GET", "/v1/containers")).json.containers).toEqual([]);
     } finally {
       await second.stop();
     }
