@@ -11,7 +11,8 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { PNG } from "pngjs";
 import { mandelbrotLocal, toPng } from "../client/index.ts";
-import { freePort, waitFor } from "./support.ts";
+import type { Identity } from "../config/index.ts";
+import { freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -29,6 +30,8 @@ interface Node {
   port: number;
   url: string;
   id: string;
+  /** The node's own key: admin on it. */
+  key: Identity;
   proc: Subprocess;
   stderr: string[];
 }
@@ -56,6 +59,8 @@ async function startNode(
       P2PRC_DEFAULT_MEMORY_MB: "64",
       P2PRC_DEFAULT_CPUS: "0.25",
       P2PRC_LOG_LEVEL: "warn",
+      // the test network's nodes (and the client) are members of each other
+      P2PRC_OPEN_NETWORK: "true",
       ...extraEnv,
     },
     stdout: "ignore",
@@ -77,7 +82,9 @@ async function startNode(
     15_000,
   );
   nodeIds.add(health.nodeId);
-  return { name, port, url, id: health.nodeId, proc, stderr };
+  const key = nodeIdentity(join(root, name));
+  if (key.nodeId !== health.nodeId) throw new Error(`${name}: its key is not the one it serves with`);
+  return { name, port, url, id: health.nodeId, key, proc, stderr };
 }
 
 const cliEnv = () => ({
@@ -173,12 +180,14 @@ function expectAllDone(rows: Row[], n: number) {
   }
 }
 
-/** Removes every container the nodes list (those left behind by a killed client). */
+/** Removes every container the nodes list (those left behind by a killed client), as each node's admin. */
 async function clearNodes(list: Node[]) {
   for (const n of list) {
-    const res = await fetch(`${n.url}/v1/containers`);
+    const res = await signedFetch(n.key, `${n.url}/v1/containers`);
     const { containers } = (await res.json()) as { containers: { id: string }[] };
-    await Promise.all(containers.map((c) => fetch(`${n.url}/v1/containers/${c.id}`, { method: "DELETE" })));
+    await Promise.all(
+      containers.map((c) => signedFetch(n.key, `${n.url}/v1/containers/${c.id}`, { method: "DELETE" })),
+    );
   }
 }
 
@@ -192,7 +201,9 @@ beforeAll(async () => {
   await waitFor(
     "node 0 knows all three",
     async () => {
-      const t = (await (await fetch(`${first.url}/v1/p2p/table`)).json()) as { nodes: { id: string }[] };
+      const t = (await (await signedFetch(first.key, `${first.url}/v1/p2p/table`)).json()) as {
+        nodes: { id: string }[];
+      };
       return nodes.every((n) => t.nodes.some((v) => v.id === n.id)) ? true : undefined;
     },
     10_000,
@@ -262,9 +273,9 @@ describe("batch on three nodes", () => {
     // no failures, so no retries; and every node took part
     expect(rows.every((x) => x.attempts === 1)).toBe(true);
     expect(new Set(rows.map((x) => x.node))).toEqual(new Set(NAMES));
-    // the job's warm containers are gone when it ends
+    // the job's warm containers are gone when it ends (listed by each node's admin, who sees them all)
     for (const n of nodes) {
-      const { containers } = (await (await fetch(`${n.url}/v1/containers`)).json()) as {
+      const { containers } = (await (await signedFetch(n.key, `${n.url}/v1/containers`)).json()) as {
         containers: unknown[];
       };
       expect(containers).toEqual([]);
@@ -539,13 +550,16 @@ describe("batch on three nodes", () => {
     const refuser = await startNode("bt-refuser", "", { P2PRC_ALLOWED_IMAGES: "p2prc-test/debian-sshd" });
     try {
       // it answers a create for the job's image with a refusal (this also warms it up)
-      const refused = await fetch(`${refuser.url}/v1/containers`, {
+      // asked as the client (its home's key), as the batch will
+      const refused = await signedFetch(nodeIdentity(clientHome), `${refuser.url}/v1/containers`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ image: BUSYBOX }),
       });
       expect(refused.status).toBeGreaterThanOrEqual(400);
       expect(refused.status).toBeLessThan(500);
+      // refused for its image, not for who asked
+      expect(await refused.text()).toContain("not offered");
       writeFileSync(
         join(jobs, "refused.json"),
         JSON.stringify({

@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
-import { freePort, waitFor } from "./support.ts";
+import type { Identity } from "../config/index.ts";
+import { freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -28,11 +29,14 @@ interface Node {
   port: number;
   url: string;
   id: string;
+  /** The node's own key: admin on it. */
+  key?: Identity;
   proc?: Subprocess;
   stderr: string[];
 }
 
-async function startNode(name: string, bootstrap: string): Promise<Node> {
+/** Starts a node; on an open network (the default here) any signed node, the client included, is a member. */
+async function startNode(name: string, bootstrap: string, openNetwork = true): Promise<Node> {
   const port = await freePort();
   const n: Node = { name, home: join(root, name), port, url: `http://127.0.0.1:${port}`, id: "", stderr: [] };
   const proc = Bun.spawn([process.execPath, join(ROOT, "cli/main.ts"), "--as-server"], {
@@ -51,6 +55,7 @@ async function startNode(name: string, bootstrap: string): Promise<Node> {
       P2PRC_DEFAULT_MEMORY_MB: "64",
       P2PRC_DEFAULT_CPUS: "0.5",
       P2PRC_LOG_LEVEL: "warn",
+      P2PRC_OPEN_NETWORK: String(openNetwork),
     },
     stdout: "ignore",
     stderr: "pipe",
@@ -71,8 +76,13 @@ async function startNode(name: string, bootstrap: string): Promise<Node> {
     15_000,
   );
   n.id = health.nodeId;
+  n.key = nodeIdentity(n.home);
+  if (n.key.nodeId !== n.id) throw new Error(`${name}: its key is not the one it serves with`);
   return n;
 }
+
+/** A node's own (admin) key. */
+const adminKey = (n: Node) => n.key as Identity;
 
 /** Runs the CLI against the client home and waits for it. */
 async function cli(args: string[]) {
@@ -155,6 +165,8 @@ async function ssh(key: string, port: number, command: string) {
 
 let a: Node;
 let b: Node;
+/** A closed node (no open network) that trusts nobody but itself; started by its test. */
+let closed: Node | undefined;
 let key = "";
 
 beforeAll(async () => {
@@ -165,7 +177,9 @@ beforeAll(async () => {
   await waitFor(
     "node a knows b",
     async () => {
-      const t = (await (await fetch(`${a.url}/v1/p2p/table`)).json()) as { nodes: { id: string }[] };
+      const t = (await (await signedFetch(adminKey(a), `${a.url}/v1/p2p/table`)).json()) as {
+        nodes: { id: string }[];
+      };
       return t.nodes.some((v) => v.id === b.id) ? true : undefined;
     },
     10_000,
@@ -187,7 +201,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill(9);
   await Promise.all(procs.map((p) => p.exited));
-  for (const n of [a, b]) {
+  for (const n of [a, b, closed]) {
     if (!n?.id) continue;
     for (const c of await engineIds(n.id))
       await docker
@@ -304,7 +318,8 @@ describe("containers on a chosen node", () => {
     const r = await cli(["--rm", "cl-node-b", "--id", id]);
     expect(r.code).toBe(0);
     expect(await engineIds(b.id)).not.toContain(id);
-    expect((await fetch(`${b.url}/v1/containers/${id}`)).status).toBe(404);
+    // not there even for node b's admin, who sees every container
+    expect((await signedFetch(adminKey(b), `${b.url}/v1/containers/${id}`)).status).toBe(404);
     const list = await cliJson(["--tc"]);
     expect(list.map((t: { id: string }) => t.id)).not.toContain(id);
     const human = await cli(["--tc"]);
@@ -314,7 +329,8 @@ describe("containers on a chosen node", () => {
   test("a container removed behind the client's back shows as gone in --tc", async () => {
     const r = await cliJson(["--exec-container", b.id.slice(0, 10), "--ttl", "300"]);
     expect(r.node).toBe(b.id);
-    const del = await fetch(`${b.url}/v1/containers/${r.id}`, { method: "DELETE" });
+    // removed by node b's own operator (its admin key)
+    const del = await signedFetch(adminKey(b), `${b.url}/v1/containers/${r.id}`, { method: "DELETE" });
     expect(del.ok).toBe(true);
     const list = await cliJson(["--tc"]);
     expect(list.find((t: { id: string }) => t.id === r.id)).toMatchObject({ id: r.id, state: "gone" });
@@ -401,10 +417,45 @@ describe("client errors", () => {
           : { code: r.code, stillRunning: true, stillTracked: true, out: r.out.trim() },
       );
     } finally {
-      await fetch(`${b.url}/v1/containers/${c.id}`, { method: "DELETE" });
+      await signedFetch(adminKey(b), `${b.url}/v1/containers/${c.id}`, { method: "DELETE" });
       await cli(["--rm", "cl-node-b", "--id", c.id]);
     }
   }, 20_000);
+
+  test("a node that does not trust the client's key → non-zero exit, one error line (403, not a member), nothing created", async () => {
+    closed = await startNode("cl-node-closed", "", false);
+    const tracked = (await cliJson(["--tc"])).map((t: { id: string }) => t.id).sort();
+    const before = await engineIds(closed.id);
+    // the node itself is the only member: the client's key is not in its trusted list
+    expect(nodeIdentity(clientHome).nodeId).not.toBe(closed.id);
+    const r = await cli(["--exec-container", `127.0.0.1:${closed.port}`, "--image", BUSYBOX]);
+    expect(r.code).not.toBe(0);
+    expect(r.out).toBe("");
+    const errors = r.errLines.filter((l) => !l.startsWith("hint:"));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toStartWith("p2prc: ");
+    expect(errors[0]).toContain("not a member");
+    expect(errors[0]).toContain(`127.0.0.1:${closed.port}`);
+    expect(r.err).not.toContain("    at ");
+    // the node's answer to that request signed with the client's key: 403, not a member
+    const body = JSON.stringify({ image: BUSYBOX });
+    const direct = await signedFetch(nodeIdentity(clientHome), `${closed.url}/v1/containers`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    expect(direct.status).toBe(403);
+    expect(await direct.text()).toContain("not a member");
+    expect(await engineIds(closed.id)).toEqual(before);
+    expect(before).toEqual([]);
+    expect((await cliJson(["--tc"])).map((t: { id: string }) => t.id).sort()).toEqual(tracked);
+    // its own operator is still let in, and sees no container there
+    const list = await signedFetch(adminKey(closed), `${closed.url}/v1/containers`);
+    expect(list.status).toBe(200);
+    expect(((await list.json()) as { containers: unknown[] }).containers).toEqual([]);
+    (closed.proc as Subprocess).kill(9);
+    await (closed.proc as Subprocess).exited;
+  }, 30_000);
 
   test("the ssh key file is read from --ssh-key; a missing file is a usage error, nothing is created", async () => {
     const before = await engineIds(b.id);
