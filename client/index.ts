@@ -1,8 +1,10 @@
 /** client: sends work to other nodes — containers, tracked containers, groups and batch jobs. */
-export { JobSchema, loadJob, taskParams } from "./batch/job.ts";
+
 export type { Job } from "./batch/job.ts";
-export { runBatch, slotsFor } from "./batch/runner.ts";
+export { JobSchema, loadJob, taskParams } from "./batch/job.ts";
 export type { BatchOptions, BatchProgress, BatchResult, TaskResult } from "./batch/runner.ts";
+export { runBatch, slotsFor } from "./batch/runner.ts";
+export type { ClientDeps, GroupView, StartedContainer, TrackedState } from "./containers.ts";
 export {
   addToGroup,
   createGroup,
@@ -16,10 +18,9 @@ export {
   trackedContainers,
   viewImages,
 } from "./containers.ts";
-export type { ClientDeps, GroupView, StartedContainer, TrackedState } from "./containers.ts";
-export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
 export type { MandelbrotOptions } from "./demo/mandelbrot.ts";
-export { NodeClient } from "./node-client.ts";
+export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
 export type { CreateContainerBody, CreatedContainer, ExecReply } from "./node-client.ts";
-export { rankNodes, resolveNode } from "./resolve.ts";
+export { NodeClient } from "./node-client.ts";
 export type { NodeTarget } from "./resolve.ts";
+export { rankNodes, resolveNode } from "./resolve.ts";

@@ -39,7 +39,8 @@ export class NodeClient {
       headers["content-type"] = "application/json";
       body = JSON.stringify(init.json);
     }
-    if (this.identity) Object.assign(headers, signRequest(this.identity, method, `${this.url}${path}`, body ?? ""));
+    if (this.identity)
+      Object.assign(headers, signRequest(this.identity, method, `${this.url}${path}`, body ?? ""));
     let res: Response;
     try {
       res = await this.fetchFn(`${this.url}${path}`, {
@@ -68,7 +69,15 @@ export class NodeClient {
       } catch {
         // not JSON: keep the status line
       }
-      throw new P2prcError(code, message, { field, retryable: res.status >= 500 || res.status === 429 });
+      const hint =
+        res.status === 403 && /not a member/.test(message)
+          ? `ask the node's operator to add this node's id (p2prc --whoami) to its trusted list`
+          : undefined;
+      throw new P2prcError(code, message, {
+        field,
+        hint,
+        retryable: res.status >= 500 || res.status === 429,
+      });
     }
     return res;
   }

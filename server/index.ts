@@ -1,10 +1,10 @@
 /** server: runs other nodes' tasks in isolated containers behind an HTTP API. */
-export { createServerApp } from "./app.ts";
+
 export type { ServerApp, ServerAppDeps } from "./app.ts";
+export { createServerApp } from "./app.ts";
 export type { Caller } from "./caller.ts";
-export { ContainerService, LABELS } from "./containers.ts";
 export type { ContainerServiceDeps, CreateResult } from "./containers.ts";
-export { createDockerEngine, LABEL_PREFIX, MANAGED_LABEL } from "./engine/index.ts";
+export { ContainerService, LABELS } from "./containers.ts";
 export type {
   ContainerEngine,
   ContainerInfo,
@@ -17,19 +17,19 @@ export type {
   ImageDetails,
   ImageInfo,
 } from "./engine/index.ts";
+export { createDockerEngine, LABEL_PREFIX, MANAGED_LABEL } from "./engine/index.ts";
 export type { AuthOptions } from "./http/auth.ts";
 export { authenticate, PUBLIC_ROUTES } from "./http/auth.ts";
-export { remoteAddress } from "./http/caller.ts";
 export type { CallerResolver } from "./http/caller.ts";
+export { remoteAddress } from "./http/caller.ts";
+export type { ServerNode, ServerNodeDeps } from "./node.ts";
 export { startServerNode } from "./node.ts";
 export { freePorts } from "./ports.ts";
-export type { ServerNode, ServerNodeDeps } from "./node.ts";
+export type { ReconcileReport } from "./reconcile.ts";
 export { Reconciler } from "./reconcile.ts";
 export { capacityOf, collectSpecs } from "./specs.ts";
-export type { ReconcileReport } from "./reconcile.ts";
-export { createTar } from "./tar.ts";
 export type { TarEntry } from "./tar.ts";
-export { ContainerPathSchema, CreateContainerSchema, ExecSchema } from "./types.ts";
+export { createTar } from "./tar.ts";
 export type {
   ContainerView,
   CreateContainerRequest,
@@ -38,3 +38,4 @@ export type {
   GpuProbe,
   Specs,
 } from "./types.ts";
+export { ContainerPathSchema, CreateContainerSchema, ExecSchema } from "./types.ts";

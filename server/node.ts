@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import type { Hono } from "hono";
 import { type Clock, type Config, type Logger, P2prcError, type Store } from "../config/index.ts";
 import { createServerApp, type ServerApp } from "./app.ts";
 import { ContainerService } from "./containers.ts";
@@ -6,7 +7,6 @@ import type { ContainerEngine } from "./engine/index.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { Reconciler } from "./reconcile.ts";
 import { capacityOf } from "./specs.ts";
-import type { Hono } from "hono";
 import type { GpuProbe } from "./types.ts";
 
 export interface ServerNodeDeps {
@@ -49,7 +49,8 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     ? undefined
     : {
         selfId: deps.nodeId,
-        isMember: (id: string) => id === deps.nodeId || deps.config.openNetwork || deps.config.trusted.includes(id),
+        isMember: (id: string) =>
+          id === deps.nodeId || deps.config.openNetwork || deps.config.trusted.includes(id),
         isAdmin: (id: string) => id === deps.nodeId,
         skewMs: deps.config.requestSkewSeconds * 1000,
         clock: deps.clock,

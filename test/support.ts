@@ -1,6 +1,6 @@
 // Helpers the multi-process tests share.
 import { join } from "node:path";
-import { type Identity, loadOrCreateIdentity, signRequest } from "../config/index.ts";
+import { type Identity, loadOrCreateIdentity } from "../config/index.ts";
 import { freePorts } from "../server/index.ts";
 
 /** A free TCP port on 127.0.0.1 (released again, so a node can bind it). */
@@ -30,23 +30,8 @@ export async function waitFor<T>(
   }
 }
 
-/**
- * `fetch` signed by a node key (config/request-auth.ts): signs method, url and the exact body sent
- * ("" when none) and merges the auth headers into `init.headers`. The body must be a string or bytes.
- */
-export async function signedFetch(
-  identity: Identity,
-  url: string,
-  init: RequestInit = {},
-): Promise<Response> {
-  const method = (init.method ?? "GET").toUpperCase();
-  const body = init.body ?? "";
-  if (typeof body !== "string" && !(body instanceof Uint8Array))
-    throw new Error("signedFetch: the body must be a string or a Uint8Array");
-  const headers = new Headers(init.headers);
-  for (const [k, v] of Object.entries(signRequest(identity, method, url, body))) headers.set(k, v);
-  return fetch(url, { ...init, method, headers });
-}
+/** `fetch` signed by a node key: the library's own helper (config/request-auth.ts). */
+export { signedFetch } from "../config/index.ts";
 
 /** The node key of a node home (its admin key). */
 export function nodeIdentity(home: string): Identity {

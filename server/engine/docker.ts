@@ -1,7 +1,8 @@
 // The only file that imports dockerode. It is loaded lazily (about 130 ms of start-up) so commands that
 // never talk to the engine stay fast.
-import type Dockerode from "dockerode";
+
 import { PassThrough, Readable } from "node:stream";
+import type Dockerode from "dockerode";
 import { P2prcError } from "../../config/index.ts";
 import type {
   ContainerEngine,

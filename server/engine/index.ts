@@ -1,7 +1,7 @@
 /** The container engine behind a narrow interface; Docker (or Podman) through dockerode. */
-export { createDockerEngine } from "./docker.ts";
+
 export type { DockerEngineOptions } from "./docker.ts";
-export { LABEL_PREFIX, MANAGED_LABEL } from "./types.ts";
+export { createDockerEngine } from "./docker.ts";
 export type {
   ContainerEngine,
   ContainerInfo,
@@ -13,3 +13,4 @@ export type {
   ImageDetails,
   ImageInfo,
 } from "./types.ts";
+export { LABEL_PREFIX, MANAGED_LABEL } from "./types.ts";

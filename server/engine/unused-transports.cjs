@@ -4,7 +4,9 @@
 // instead of half-working.
 "use strict";
 function unavailable() {
-  throw new Error("p2prc does not include this part of dockerode (image builds, BuildKit sessions, ssh:// engines)");
+  throw new Error(
+    "p2prc does not include this part of dockerode (image builds, BuildKit sessions, ssh:// engines)",
+  );
 }
 const stub = new Proxy(unavailable, { get: (_t, key) => (key === "__esModule" ? false : unavailable) });
 module.exports = stub;

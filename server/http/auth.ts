@@ -52,15 +52,22 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
     }
     if (!o.isMember(r.nodeId)) {
       log.debug(`refused ${c.req.method} ${c.req.path} from non-member ${r.nodeId.slice(0, 12)}`);
-      throw new P2prcError("E_FORBIDDEN", `node ${r.nodeId.slice(0, 12)}… is not a member of this node's cluster`);
+      throw new P2prcError(
+        "E_FORBIDDEN",
+        `node ${r.nodeId.slice(0, 12)}… is not a member of this node's cluster`,
+      );
     }
     if (o.ratePerMinute && !o.isAdmin(r.nodeId)) {
       const b = buckets.get(r.nodeId);
       if (!b || now - b.start >= 60_000) buckets.set(r.nodeId, { start: now, count: 1 });
       else if (++b.count > o.ratePerMinute) {
-        throw new P2prcError("E_RATE_LIMIT", `rate limit: at most ${o.ratePerMinute} requests a minute per node`, {
-          retryable: true,
-        });
+        throw new P2prcError(
+          "E_RATE_LIMIT",
+          `rate limit: at most ${o.ratePerMinute} requests a minute per node`,
+          {
+            retryable: true,
+          },
+        );
       }
     }
     c.set("caller" as never, { id: r.nodeId, admin: o.isAdmin(r.nodeId) } satisfies Caller as never);
@@ -72,4 +79,3 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
 export function signedCaller(c: Context): Caller | undefined {
   return c.get("caller" as never) as Caller | undefined;
 }
-

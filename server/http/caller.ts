@@ -7,7 +7,8 @@ export type CallerResolver = (c: Context) => Caller | undefined;
 
 /** The remote address Bun saw, when the app runs under Bun.serve. */
 export function remoteAddress(c: Context): string | undefined {
-  const server = (c.env as { server?: { requestIP(r: Request): { address: string } | null } } | undefined)?.server;
+  const server = (c.env as { server?: { requestIP(r: Request): { address: string } | null } } | undefined)
+    ?.server;
   return server?.requestIP(c.req.raw)?.address;
 }
 

@@ -29,12 +29,14 @@ export function nodeRoutes(o: NodeRoutesOptions) {
       createdAt: new Date(i.createdAt).toISOString(),
     }));
   };
-  return new Hono()
-    .get("/health", (c) => c.json({ ok: true, nodeId: o.nodeId, name: o.name, version: o.version }))
-    // the identity probe: answers unsigned, so a client can learn whose node this is before signing
-    .get("/identity", (c) => c.json({ nodeId: o.nodeId, name: o.name, version: o.version }))
-    .get("/specs", async (c) => c.json(await collectSpecs(o.specs)))
-    .get("/images", async (c) => c.json({ images: await images() }));
+  return (
+    new Hono()
+      .get("/health", (c) => c.json({ ok: true, nodeId: o.nodeId, name: o.name, version: o.version }))
+      // the identity probe: answers unsigned, so a client can learn whose node this is before signing
+      .get("/identity", (c) => c.json({ nodeId: o.nodeId, name: o.name, version: o.version }))
+      .get("/specs", async (c) => c.json(await collectSpecs(o.specs)))
+      .get("/images", async (c) => c.json({ images: await images() }))
+  );
 }
 
 /** P2PRC's route names where they map cleanly onto the new API. */
