@@ -142,6 +142,21 @@ export const CONFIG_FIELDS = {
     allowed: "empty, unix:///path/to/docker.sock or tcp://host:port",
     doc: "Engine socket; empty = $DOCKER_HOST, else /var/run/docker.sock (a Podman socket works too).",
   },
+  memberMaxContainers: {
+    schema: (z: Z) => z.int().min(0).max(10000),
+    allowed: "an integer from 0 to 10000",
+    doc: "Most containers one member (another node) may run here at once; this node's own key is exempt.",
+  },
+  memberMaxCpus: {
+    schema: (z: Z) => z.number().min(0).max(100000),
+    allowed: "a number from 0 to 100000",
+    doc: "Most CPUs one member's containers may hold here together.",
+  },
+  memberMaxMemoryMb: {
+    schema: (z: Z) => z.int().min(0).max(1e9),
+    allowed: "an integer number of MiB from 0 to 1000000000",
+    doc: "Most memory one member's containers may hold here together, in MiB.",
+  },
   trusted: {
     schema: (z: Z) => z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(10000),
     allowed: "a list of node ids, 64 hex characters each (env: comma-separated)",

@@ -720,6 +720,38 @@ describe("callers", () => {
   });
 });
 
+describe("member quotas", () => {
+  test("a member over memberMaxContainers gets 429, over memberMaxCpus or memberMaxMemoryMb 409; the node's own key is exempt", async () => {
+    const quota = { memberMaxContainers: 2, memberMaxCpus: 1, memberMaxMemoryMb: 200 };
+    const carol = makeApp({ resolveCaller: () => ({ id: "carol", admin: false }), config: quota });
+    const boss = makeApp({ resolveCaller: admin, config: quota, containers: carol.containers });
+    const ids: string[] = [];
+    try {
+      const a = await call(carol.app, "POST", "/v1/containers", { cpus: 0.5, memoryMb: 64 });
+      expect(a.status).toBe(201);
+      ids.push(a.json.id);
+      const cpu = await call(carol.app, "POST", "/v1/containers", { cpus: 0.6, memoryMb: 64 });
+      expect(cpu.status).toBe(409);
+      expect(cpu.json.error.message).toContain("memberMaxCpus");
+      expect(cpu.json.error.field).toBe("cpus");
+      const mem = await call(carol.app, "POST", "/v1/containers", { cpus: 0.5, memoryMb: 150 });
+      expect(mem.status).toBe(409);
+      expect(mem.json.error.message).toContain("memberMaxMemoryMb");
+      const b = await call(carol.app, "POST", "/v1/containers", { cpus: 0.5, memoryMb: 64 });
+      expect(b.status).toBe(201);
+      ids.push(b.json.id);
+      const third = await call(carol.app, "POST", "/v1/containers", { cpus: 0.01, memoryMb: 8 });
+      expect(third.status).toBe(429);
+      expect(third.json.error.message).toContain("memberMaxContainers");
+      const own = await call(boss.app, "POST", "/v1/containers", { cpus: 0.5, memoryMb: 64 });
+      expect(own.status).toBe(201);
+      ids.push(own.json.id);
+    } finally {
+      for (const id of ids) await call(boss.app, "DELETE", `/v1/containers/${id}`);
+    }
+  });
+});
+
 describe("node routes", () => {
   test("GET /v1/health", async () => {
     const r = await call(main.app, "GET", "/v1/health");

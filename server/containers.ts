@@ -72,6 +72,8 @@ export interface CreateResult {
 /** Creates, tracks and removes task containers under this node's limits and isolation defaults. */
 export class ContainerService {
   private readonly inFlight = new Set<string>();
+  /** What each create in progress will hold, by name: counted against its member's quota. */
+  private readonly inFlightUse = new Map<string, { owner: string; cpus: number; memoryMb: number }>();
   private readonly log: Logger;
 
   constructor(private readonly deps: ContainerServiceDeps) {
@@ -138,6 +140,7 @@ export class ContainerService {
         },
       );
     }
+    if (!caller.admin) this.checkMemberQuota(caller.id, cpus, memoryMb);
     const gpu = req.gpu === true;
     if (gpu && (await this.deps.gpus()).length === 0) {
       throw new P2prcError("E_CONFLICT", "this node has no GPUs", { field: "gpu" });
@@ -148,6 +151,7 @@ export class ContainerService {
     }
 
     this.inFlight.add(name);
+    this.inFlightUse.set(name, { owner: caller.id, cpus, memoryMb });
     let id: string | undefined;
     try {
       const details = await this.ensureImage(image);
@@ -232,6 +236,39 @@ export class ContainerService {
       throw err instanceof P2prcError ? err : wrapError(err, `create container ${name}`);
     } finally {
       this.inFlight.delete(name);
+      this.inFlightUse.delete(name);
+    }
+  }
+
+  /** Per-member quotas (the node's own key is exempt): containers, CPUs and memory held at once. */
+  private checkMemberQuota(owner: string, cpus: number, memoryMb: number): void {
+    const { config, store } = this.deps;
+    const held = [
+      ...store.containers.list().filter((r) => r.owner === owner),
+      ...[...this.inFlightUse.values()].filter((u) => u.owner === owner),
+    ];
+    if (held.length >= config.memberMaxContainers) {
+      throw new P2prcError(
+        "E_RATE_LIMIT",
+        `member limit memberMaxContainers=${config.memberMaxContainers} reached for this caller`,
+        { retryable: true },
+      );
+    }
+    const usedCpus = held.reduce((n, r) => n + r.cpus, 0);
+    if (usedCpus + cpus > config.memberMaxCpus + 1e-9) {
+      throw new P2prcError(
+        "E_LIMIT",
+        `cpus ${cpus} would take this caller over its member limit memberMaxCpus=${config.memberMaxCpus} (holds ${usedCpus})`,
+        { field: "cpus" },
+      );
+    }
+    const usedMem = held.reduce((n, r) => n + r.memoryMb, 0);
+    if (usedMem + memoryMb > config.memberMaxMemoryMb) {
+      throw new P2prcError(
+        "E_LIMIT",
+        `memoryMb ${memoryMb} would take this caller over its member limit memberMaxMemoryMb=${config.memberMaxMemoryMb} (holds ${usedMem})`,
+        { field: "memoryMb" },
+      );
     }
   }
 
