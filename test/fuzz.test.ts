@@ -1,0 +1,177 @@
+// Hostile input against a running node: 10,000 malformed, oversized, wrongly typed and wrongly signed
+// requests across every route. No answer may be a 5xx, the node must stay up, and nothing may change
+// (no container created, no table entry added).
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Docker from "dockerode";
+import { type RunningNode, start } from "../abstractions/index.ts";
+import { generateIdentity, type Identity, memoryLogger, signedFetch, signRequest } from "../config/index.ts";
+import { freePort, nodeIdentity } from "./support.ts";
+
+const TOTAL = 10_000;
+const PARALLEL = 32;
+const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
+const root = mkdtempSync(join(tmpdir(), "p2prc-fuzz-"));
+const home = join(root, "node");
+const member = generateIdentity();
+const outsider = generateIdentity();
+let node: RunningNode;
+let self: Identity;
+
+// a small deterministic PRNG (mulberry32): the same run every time, so a failure can be replayed
+let seed = 0x2f6b1c3d;
+const rand = () => {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = seed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+};
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+
+beforeAll(async () => {
+  node = await start({
+    configDir: home,
+    env: {},
+    logger: memoryLogger(),
+    gpus: async () => [],
+    reconcileIntervalMs: 60_000,
+    overrides: {
+      serverHost: "127.0.0.1",
+      serverPort: await freePort(),
+      defaultImage: "p2prc-test/busybox",
+      dockerHost: DOCKER_HOST,
+      trusted: [member.nodeId],
+      logLevel: "silent",
+    },
+  });
+  self = nodeIdentity(home);
+});
+
+afterAll(async () => {
+  await node.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const PATHS = [
+  "/v1/health",
+  "/v1/identity",
+  "/v1/specs",
+  "/v1/images",
+  "/v1/containers",
+  "/v1/containers/abc",
+  "/v1/containers/..%2f..%2fetc",
+  `/v1/containers/${"x".repeat(300)}`,
+  "/v1/containers/abc/logs?follow=maybe",
+  "/v1/containers/abc/exec",
+  "/v1/containers/abc/files?path=../../etc/passwd",
+  "/v1/containers/abc/files?path=/a/%00b",
+  "/v1/containers/abc/files?path=relative",
+  "/v1/p2p/exchange",
+  "/v1/p2p/sync",
+  "/v1/p2p/table",
+  "/v1/p2p/stats",
+  "/server_info",
+  "/ShowImages",
+  "/v1/nope",
+  "/%ff%fe",
+] as const;
+const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"] as const;
+
+/** A body that is never a valid request: invalid JSON, wrong types, or always an unknown field. */
+function badBody(): string | Uint8Array {
+  switch (Math.floor(rand() * 9)) {
+    case 0:
+      return "{not json";
+    case 1:
+      return JSON.stringify({ image: 42, fuzz: true });
+    case 2:
+      return JSON.stringify({ command: "sh -c rm -rf /", cpus: "lots", fuzz: 1 });
+    case 3:
+      return JSON.stringify({ ports: -1, publish: ["x"], memoryMb: 1e12, fuzz: null });
+    case 4:
+      return JSON.stringify({ from: { record: { id: "00" }, signature: "x" }, hash: "zz", fuzz: 1 });
+    case 5:
+      return JSON.stringify({ from: {}, records: [{ record: {}, signature: 1 }], deaths: "no", want: 7 });
+    case 6:
+      return JSON.stringify([1, 2, 3]);
+    case 7:
+      return rand() < 0.02
+        ? "x".repeat(2 * 1024 * 1024)
+        : JSON.stringify({ name: "a".repeat(5000), fuzz: 1 });
+    default:
+      return new Uint8Array(Array.from({ length: 600 }, () => Math.floor(rand() * 256)));
+  }
+}
+
+function request(i: number): { url: string; init: RequestInit } {
+  const method = pick(METHODS);
+  const url = `${node.url}${pick(PATHS)}`;
+  const body = method === "GET" ? undefined : badBody();
+  const kind = i % 10;
+  let headers: Record<string, string> = {
+    "content-type": pick(["application/json", "text/plain", "application/x-tar"]),
+  };
+  if (kind >= 4) {
+    // signed: by a member (reaches validation), by an outsider, or signed and then spoiled
+    const who = kind <= 6 ? member : kind === 7 ? outsider : member;
+    const signed = signRequest(who, method, url, body ?? "");
+    if (kind === 8) signed["x-p2prc-signature"] = `${"A".repeat(86)}==`;
+    if (kind === 9)
+      signed["x-p2prc-timestamp"] = pick([
+        "0",
+        "-1",
+        "abc",
+        "99999999999999999999",
+        String(Date.now() - 120_000),
+      ]);
+    headers = { ...headers, ...signed };
+  } else if (kind === 3) {
+    headers = { ...headers, "x-p2prc-node": pick(["", "zz", self.nodeId]), "x-p2prc-signature": "garbage" };
+  }
+  return { url, init: { method, headers, body } };
+}
+
+test(`${TOTAL} hostile requests: no 5xx, the node stays up, nothing changes`, async () => {
+  const statuses = new Map<number, number>();
+  const fives: string[] = [];
+  for (let i = 0; i < TOTAL; i += PARALLEL) {
+    await Promise.all(
+      Array.from({ length: Math.min(PARALLEL, TOTAL - i) }, async (_, k) => {
+        const { url, init } = request(i + k);
+        let status: number;
+        try {
+          const res = await fetch(url, init);
+          status = res.status;
+          await res.arrayBuffer();
+        } catch {
+          status = 0; // the node closed the connection: counted, must not happen
+        }
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        if (status >= 500 || status === 0)
+          fives.push(`${init.method} ${url.slice(node.url.length)} → ${status}`);
+      }),
+    );
+  }
+  console.log(
+    `fuzz: ${TOTAL} requests, statuses ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`,
+  );
+  expect(fives.slice(0, 10)).toEqual([]);
+  expect([...statuses.values()].reduce((a, b) => a + b, 0)).toBe(TOTAL);
+  // still up and unchanged
+  expect((await fetch(`${node.url}/v1/health`)).status).toBe(200);
+  const list = (await (await signedFetch(self, `${node.url}/v1/containers`)).json()) as {
+    containers: unknown[];
+  };
+  expect(list.containers).toEqual([]);
+  const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
+  expect(
+    await docker.listContainers({ all: true, filters: { label: [`p2prc.node=${node.nodeId}`] } }),
+  ).toEqual([]);
+  const table = (await (await signedFetch(self, `${node.url}/v1/p2p/table`)).json()) as {
+    nodes: { id: string }[];
+  };
+  expect(table.nodes.map((n) => n.id)).toEqual([node.nodeId]);
+}, 120_000);
