@@ -8,6 +8,18 @@
  *   console.log(node.url, node.nodeId);
  *   await node.stop();
  */
+
+export type {
+  BatchProgress,
+  BatchResult,
+  CreateContainerBody,
+  GroupView,
+  StartedContainer,
+  TaskResult,
+} from "../client/index.ts";
+export { VERSION } from "../config/index.ts";
+export type { PeerView } from "../p2p/index.ts";
+export type { MandelbrotDemoOptions, RunBatchOptions } from "./client.ts";
 export {
   demoMandelbrot,
   getSpecs,
@@ -18,22 +30,11 @@ export {
   trackedContainers,
   viewImages,
 } from "./client.ts";
-export type { MandelbrotDemoOptions, RunBatchOptions } from "./client.ts";
-export type {
-  BatchProgress,
-  BatchResult,
-  CreateContainerBody,
-  GroupView,
-  StartedContainer,
-  TaskResult,
-} from "../client/index.ts";
-export { doctor } from "./doctor.ts";
 export type { DoctorReport } from "./doctor.ts";
+export { doctor } from "./doctor.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";
 export { addCustomInformation, addRootNode, addServer, updateIPTable, viewIPTable } from "./network.ts";
-export type { PeerView } from "../p2p/index.ts";
-export { init, loadConfig, setConfigValue, setDefaultConfig, viewConfig } from "./node.ts";
 export type { DefaultConfigResult, LoadedConfig, NodeContext, NodeOptions } from "./node.ts";
-export { start } from "./start.ts";
+export { init, loadConfig, setConfigValue, setDefaultConfig, viewConfig } from "./node.ts";
 export type { RunningNode, StartOptions } from "./start.ts";
-export { VERSION } from "../config/index.ts";
+export { start } from "./start.ts";

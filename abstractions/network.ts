@@ -85,7 +85,9 @@ export async function updateIPTable(options: NodeOptions = {}): Promise<PeerView
   const store = ctx.openStore();
   try {
     // a client offers what its own config and store say (it runs nothing unless it is also a server)
-    const { table, gossip } = await createGossip(ctx, store, async () => capacityOf({ config: ctx.config, store }, 0));
+    const { table, gossip } = await createGossip(ctx, store, async () =>
+      capacityOf({ config: ctx.config, store }, 0),
+    );
     gossip.addBootstrapSeeds();
     await gossip.round(true);
     return table.views();

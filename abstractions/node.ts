@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { hostname, homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import {
   type Clock,
   type Config,
@@ -10,11 +10,11 @@ import {
   type Identity,
   type Logger,
   loadOrCreateIdentity,
-  readNodeId,
   type NodePaths,
   nodePaths,
   openStore,
   readConfigFile,
+  readNodeId,
   resolveConfig,
   resolveHome,
   type Store,

@@ -43,7 +43,9 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     let capacity: (() => Promise<ReturnType<typeof capacityOf>>) | undefined;
-    const { table, gossip } = await createGossip(ctx, store, () => (capacity as NonNullable<typeof capacity>)());
+    const { table, gossip } = await createGossip(ctx, store, () =>
+      (capacity as NonNullable<typeof capacity>)(),
+    );
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,

@@ -1,6 +1,6 @@
-import { ACTION_ORDER, FLAGS, type FlagName } from "./flags.ts";
 // A deep import on purpose: help and --version answer before the config module (zod) loads.
 import { VERSION } from "../config/version.ts";
+import { ACTION_ORDER, FLAGS, type FlagName } from "./flags.ts";
 
 const MODIFIERS: FlagName[] = [
   "id",

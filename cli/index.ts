@@ -1,4 +1,5 @@
 /** cli: the `p2prc` command line (citty). Thin: parse → call abstractions → print. */
-export { normalizeArgs, rootCommand, runCli } from "./run.ts";
-export type { RunOptions } from "./run.ts";
+
 export type { CliIO } from "./io.ts";
+export type { RunOptions } from "./run.ts";
+export { normalizeArgs, rootCommand, runCli } from "./run.ts";

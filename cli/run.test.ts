@@ -2,10 +2,10 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { VERSION } from "../config/index.ts";
 import { FLAGS } from "./flags.ts";
 import type { CliIO } from "./io.ts";
 import { normalizeArgs, runCli } from "./run.ts";
-import { VERSION } from "../config/index.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-cli-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

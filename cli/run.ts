@@ -1,10 +1,10 @@
 import { defineCommand, parseArgs } from "citty";
 import type { Config } from "../config/index.ts";
+import { VERSION } from "../config/index.ts";
 import type { Command, CommandContext, FlagValues } from "./context.ts";
 import { ACTION_ORDER, cittyArgs, FLAGS, type FlagName, flagSpellings } from "./flags.ts";
 import { renderHelp } from "./help.ts";
 import { type CliIO, exitCodeOf, processIO, reportError, usageError } from "./io.ts";
-import { VERSION } from "../config/index.ts";
 
 /** Handlers load lazily so a command pays only for what it uses (the engine client alone costs ~130 ms). */
 const HANDLERS: Partial<Record<FlagName, () => Promise<Command>>> = {

@@ -1,11 +1,11 @@
 /** p2p: the IP table of signed node records, bootstrap seeds, push-pull gossip, liveness and latency. */
-export { GossipService, parseHostPort, setNodeMetadata } from "./gossip.ts";
+
 export type { GossipDeps, GossipStats } from "./gossip.ts";
-export { p2pRoutes } from "./routes.ts";
+export { GossipService, parseHostPort, setNodeMetadata } from "./gossip.ts";
 export type { P2pRoutesOptions } from "./routes.ts";
-export { digestHash, PeerTable, verifyDeath, verifyRecord } from "./table.ts";
+export { p2pRoutes } from "./routes.ts";
 export type { MergeResult } from "./table.ts";
-export { p2pSchemas } from "./types.ts";
+export { digestHash, PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 export type {
   Address,
   DeathNotice,
@@ -19,3 +19,4 @@ export type {
   SyncRequest,
   SyncResponse,
 } from "./types.ts";
+export { p2pSchemas } from "./types.ts";

@@ -1,8 +1,8 @@
-import { parseArgs } from "citty";
 import type { ArgsDef } from "citty";
-import type { RunOptions } from "../run.ts";
+import { parseArgs } from "citty";
 import { type CliIO, toJson, usageError } from "../io.ts";
 import { progressReporter } from "../progress.ts";
+import type { RunOptions } from "../run.ts";
 
 const common: ArgsDef = {
   out: { type: "string", description: "Output directory (batch) or PNG file (demo)" },
@@ -40,7 +40,9 @@ function check(argv: string[], def: ArgsDef, usage: string): Record<string, unkn
   try {
     return parseArgs(argv, def) as Record<string, unknown>;
   } catch (err) {
-    throw usageError((err as Error).message.replace(/\u001b\[\d+m/g, ""), usage);
+    // citty colours its messages: strip the ANSI colour codes (ESC [ n m) from the one line we print
+    const ansi = new RegExp(`${String.fromCharCode(27)}\\[\\d+m`, "g");
+    throw usageError((err as Error).message.replace(ansi, ""), usage);
   }
 }
 

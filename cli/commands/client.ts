@@ -36,9 +36,10 @@ function sshKey(ctx: CommandContext): string | undefined {
 
 function printStarted(ctx: CommandContext, s: StartedContainer): void {
   if (ctx.json) {
-    return ctx.io.out(
+    ctx.io.out(
       toJson({ id: s.id, node: s.node.id, image: s.image, ports: s.ports, ...(s.ssh ? { ssh: s.ssh } : {}) }),
     );
+    return;
   }
   ctx.io.out(`container: ${s.id}`);
   ctx.io.out(`node:      ${[s.node.name, s.node.id, `(${s.node.url})`].filter(Boolean).join(" ")}`);
@@ -104,7 +105,10 @@ export const trackedCommand: Command = async (ctx) => {
 };
 
 function printGroup(ctx: CommandContext, g: GroupView): void {
-  if (ctx.json) return ctx.io.out(toJson(g));
+  if (ctx.json) {
+    ctx.io.out(toJson(g));
+    return;
+  }
   ctx.io.out(`${g.id}  (${g.containers.length} containers)`);
   for (const c of g.containers) ctx.io.out(`  ${c.id.slice(0, 12)}  ${c.name}  ${c.nodeUrl}`);
 }

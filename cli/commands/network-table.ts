@@ -14,9 +14,13 @@ function printTable(io: { out(t: string): void }, json: boolean, views: PeerView
       lastSeen: v.lastSeen,
       metadata: v.metadata,
     }));
-    return io.out(toJson(rows));
+    io.out(toJson(rows));
+    return;
   }
-  if (views.length === 0) return io.out("(no nodes known yet: add one with --as host:port)");
+  if (views.length === 0) {
+    io.out("(no nodes known yet: add one with --as host:port)");
+    return;
+  }
   const rows = views.map((v) => [
     v.id.slice(0, 12) + (v.self ? "*" : ""),
     v.name,
