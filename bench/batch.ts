@@ -27,7 +27,7 @@ import {
 import { NodeClient } from "../client/index.ts";
 import { generateIdentity } from "../config/index.ts";
 import { freePorts } from "../server/index.ts";
-import { cleanEnv, median, requireEngine } from "./lib.ts";
+import { cleanEnv, interruptible, median, requireEngine } from "./lib.ts";
 
 const IMAGE = "p2prc-test/busybox";
 const COMMAND = ["echo", "hello"];
@@ -94,16 +94,8 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
-let interrupted: string | undefined;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    if (interrupted) process.exit(130); // a second signal: leave now
-    interrupted = signal;
-  });
-}
-function checkInterrupted(): void {
-  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
-}
+const interruption = interruptible();
+const checkInterrupted = interruption.check;
 
 async function startNodes(): Promise<void> {
   const ports = await freePorts(NODES, "127.0.0.1");
@@ -461,6 +453,7 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (err) {
+  const interrupted = interruption.signal();
   if (interrupted) {
     console.log(`batch: interrupted by ${interrupted}; cleaning up`);
     process.exitCode = 130;

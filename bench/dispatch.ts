@@ -22,7 +22,7 @@ import {
   signedFetch,
 } from "../config/index.ts";
 import { createDockerEngine, freePorts } from "../server/index.ts";
-import { cleanEnv, median, percentile, requireEngine } from "./lib.ts";
+import { cleanEnv, interruptible, median, percentile, requireEngine } from "./lib.ts";
 
 const IMAGE = "p2prc-test/busybox";
 const COMMAND = ["sleep", "300"];
@@ -98,17 +98,8 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
-/** Set by SIGINT / SIGTERM: the run stops after the operation in progress and cleans up. */
-let interrupted: string | undefined;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    if (interrupted) process.exit(130); // a second signal: leave now
-    interrupted = signal;
-  });
-}
-function checkInterrupted(): void {
-  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
-}
+const interruption = interruptible();
+const checkInterrupted = interruption.check;
 
 // ---- the three ways to get a running container --------------------------------------------------
 
@@ -403,6 +394,7 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (err) {
+  const interrupted = interruption.signal();
   if (interrupted) {
     console.log(`dispatch: interrupted by ${interrupted}; cleaning up`);
     process.exitCode = 130;

@@ -69,3 +69,23 @@ export function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)] as number;
 }
+
+/**
+ * SIGINT / SIGTERM stop a bench after the operation in progress (a second signal exits at once).
+ * `check()` throws once a signal came; `signal()` names it.
+ */
+export function interruptible() {
+  let interrupted: string | undefined;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      if (interrupted) process.exit(130);
+      interrupted = sig;
+    });
+  }
+  return {
+    check(): void {
+      if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+    },
+    signal: (): string | undefined => interrupted,
+  };
+}

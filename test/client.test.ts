@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import type { Identity } from "../config/index.ts";
-import { freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
+import { freePort, nodeIdentity, signedFetch, ssh, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -124,43 +124,6 @@ function keygen(name: string): string {
   const r = Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `p2prc-${name}`, "-f", path]);
   if (r.exitCode !== 0) throw new Error(`ssh-keygen failed: ${r.stderr.toString()}`);
   return path;
-}
-
-async function ssh(key: string, port: number, command: string) {
-  const proc = Bun.spawn(
-    [
-      "ssh",
-      "-F",
-      "/dev/null",
-      "-i",
-      key,
-      "-o",
-      "StrictHostKeyChecking=no",
-      "-o",
-      "UserKnownHostsFile=/dev/null",
-      "-o",
-      "BatchMode=yes",
-      "-o",
-      "IdentitiesOnly=yes",
-      "-o",
-      "ConnectTimeout=5",
-      "-o",
-      "LogLevel=ERROR",
-      "-p",
-      String(port),
-      "root@127.0.0.1",
-      command,
-    ],
-    { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
-  );
-  const timer = setTimeout(() => proc.kill(9), 15_000);
-  const [stdout, stderr, exitCode] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  clearTimeout(timer);
-  return { stdout, stderr, exitCode };
 }
 
 let a: Node;

@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
-import { type RunningNode, start } from "../abstractions/index.ts";
-import { generateIdentity, type Identity, memoryLogger, signedFetch, signRequest } from "../config/index.ts";
-import { freePort, nodeIdentity } from "./support.ts";
+import type { RunningNode } from "../abstractions/index.ts";
+import { generateIdentity, type Identity, signedFetch, signRequest } from "../config/index.ts";
+import { startTestNode } from "./support.ts";
 
 const TOTAL = 10_000;
 const PARALLEL = 32;
@@ -32,22 +32,7 @@ const rand = () => {
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
 
 beforeAll(async () => {
-  node = await start({
-    configDir: home,
-    env: {},
-    logger: memoryLogger(),
-    gpus: async () => [],
-    reconcileIntervalMs: 60_000,
-    overrides: {
-      serverHost: "127.0.0.1",
-      serverPort: await freePort(),
-      defaultImage: "p2prc-test/busybox",
-      dockerHost: DOCKER_HOST,
-      trusted: [member.nodeId],
-      logLevel: "silent",
-    },
-  });
-  self = nodeIdentity(home);
+  ({ node, self } = await startTestNode(home, { trusted: [member.nodeId] }));
 });
 
 afterAll(async () => {

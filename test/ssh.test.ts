@@ -8,6 +8,7 @@ import { join } from "node:path";
 import Docker from "dockerode";
 import { defaultConfig, memoryLogger, openStore, systemClock } from "../config/index.ts";
 import { ContainerService, createDockerEngine, createServerApp } from "../server/index.ts";
+import { ssh } from "./support.ts";
 
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
 const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
@@ -55,43 +56,6 @@ function keygen(name: string): string {
   ]);
   if (r.exitCode !== 0) throw new Error(`ssh-keygen failed: ${r.stderr.toString()}`);
   return path;
-}
-
-async function ssh(key: string, port: number, command: string) {
-  const proc = Bun.spawn(
-    [
-      "ssh",
-      "-i",
-      key,
-      "-o",
-      "StrictHostKeyChecking=no",
-      "-o",
-      "UserKnownHostsFile=/dev/null",
-      "-o",
-      "BatchMode=yes",
-      "-o",
-      "IdentitiesOnly=yes",
-      "-o",
-      "ConnectTimeout=5",
-      "-o",
-      "LogLevel=ERROR",
-      "-F",
-      "/dev/null",
-      "-p",
-      String(port),
-      "root@127.0.0.1",
-      command,
-    ],
-    { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
-  );
-  const timer = setTimeout(() => proc.kill(), 15_000);
-  const [stdout, stderr, exitCode] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  clearTimeout(timer);
-  return { stdout, stderr, exitCode };
 }
 
 async function create(body: unknown) {

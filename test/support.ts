@@ -1,6 +1,7 @@
 // Helpers the multi-process tests share.
 import { join } from "node:path";
-import { type Identity, loadOrCreateIdentity } from "../config/index.ts";
+import { type RunningNode, start } from "../abstractions/index.ts";
+import { type Config, type Identity, loadOrCreateIdentity, memoryLogger } from "../config/index.ts";
 import { freePorts } from "../server/index.ts";
 
 /** A free TCP port on 127.0.0.1 (released again, so a node can bind it). */
@@ -36,4 +37,63 @@ export { signedFetch } from "../config/index.ts";
 /** The node key of a node home (its admin key). */
 export function nodeIdentity(home: string): Identity {
   return loadOrCreateIdentity(join(home, "identity/node.key"), join(home, "identity/node.pub"));
+}
+
+/** Runs `command` over the real ssh client as root@127.0.0.1:port with only `key`; killed after 15 s. */
+export async function ssh(key: string, port: number, command: string) {
+  const opts = [
+    "StrictHostKeyChecking=no",
+    "UserKnownHostsFile=/dev/null",
+    "BatchMode=yes",
+    "IdentitiesOnly=yes",
+  ];
+  const proc = Bun.spawn(
+    [
+      "ssh",
+      "-F",
+      "/dev/null",
+      "-i",
+      key,
+      ...[...opts, "ConnectTimeout=5", "LogLevel=ERROR"].flatMap((o) => ["-o", o]),
+      "-p",
+      String(port),
+      "root@127.0.0.1",
+      command,
+    ],
+    { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
+  );
+  const timer = setTimeout(() => proc.kill(9), 15_000);
+  const [stdout, stderr, exitCode] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  clearTimeout(timer);
+  return { stdout, stderr, exitCode };
+}
+
+/**
+ * A quiet in-process node on a free loopback port with the busybox test image and the test engine
+ * (no GPU probe, reconciler nearly idle), plus its own (operator) key.
+ */
+export async function startTestNode(
+  home: string,
+  overrides: Partial<Config> = {},
+): Promise<{ node: RunningNode; self: Identity }> {
+  const node = await start({
+    configDir: home,
+    env: {},
+    logger: memoryLogger(),
+    gpus: async () => [],
+    reconcileIntervalMs: 60_000,
+    overrides: {
+      serverHost: "127.0.0.1",
+      serverPort: await freePort(),
+      defaultImage: "p2prc-test/busybox",
+      dockerHost: process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock",
+      logLevel: "silent",
+      ...overrides,
+    },
+  });
+  return { node, self: nodeIdentity(home) };
 }

@@ -3,16 +3,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type RunningNode, start } from "../abstractions/index.ts";
-import {
-  generateIdentity,
-  type Identity,
-  loadOrCreateIdentity,
-  memoryLogger,
-  signedFetch,
-  signRequest,
-} from "../config/index.ts";
-import { freePort } from "./support.ts";
+import type { RunningNode } from "../abstractions/index.ts";
+import { generateIdentity, type Identity, signedFetch, signRequest } from "../config/index.ts";
+import { startTestNode } from "./support.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-trust-"));
 const home = join(root, "node");
@@ -22,22 +15,7 @@ let node: RunningNode;
 let self: Identity;
 
 beforeAll(async () => {
-  node = await start({
-    configDir: home,
-    env: {},
-    logger: memoryLogger(),
-    gpus: async () => [],
-    reconcileIntervalMs: 60_000,
-    overrides: {
-      serverHost: "127.0.0.1",
-      serverPort: await freePort(),
-      defaultImage: "p2prc-test/busybox",
-      dockerHost: process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock",
-      trusted: [member.nodeId],
-      logLevel: "silent",
-    },
-  });
-  self = loadOrCreateIdentity(join(home, "identity", "node.key"), join(home, "identity", "node.pub"));
+  ({ node, self } = await startTestNode(home, { trusted: [member.nodeId] }));
 });
 
 afterAll(async () => {
