@@ -6,8 +6,16 @@ type Capacity = ReturnType<typeof capacityOf>;
 
 /** This node's IP table and gossip, offering what `capacity` reports (the server's, or a client's none). */
 export async function createGossip(ctx: NodeContext, store: Store, capacity: () => Promise<Capacity>) {
-  const { GossipService, PeerTable } = await import("../p2p/index.ts");
+  const { ClusterBook, GossipService, PeerTable } = await import("../p2p/index.ts");
   const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
+  const clusters = new ClusterBook({
+    store,
+    selfId: ctx.identity.nodeId,
+    clock: ctx.clock,
+    logger: ctx.logger,
+    trusted: ctx.config.trusted,
+    openNetwork: ctx.config.openNetwork,
+  });
   const gossip = new GossipService({
     identity: ctx.identity,
     store,
@@ -15,10 +23,11 @@ export async function createGossip(ctx: NodeContext, store: Store, capacity: () 
     config: ctx.config,
     clock: ctx.clock,
     logger: ctx.logger,
+    clusters,
     offer: async () => {
       const { running: _running, ...offer } = await capacity();
       return offer;
     },
   });
-  return { table, gossip };
+  return { table, gossip, clusters };
 }

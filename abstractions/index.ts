@@ -30,6 +30,8 @@ export {
   trackedContainers,
   viewImages,
 } from "./client.ts";
+export type { ClusterView } from "./cluster.ts";
+export { clusterAdd, clusterRemove, hostCluster, joinCluster, listClusters } from "./cluster.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { doctor } from "./doctor.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";

@@ -43,7 +43,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     let capacity: (() => Promise<ReturnType<typeof capacityOf>>) | undefined;
-    const { table, gossip } = await createGossip(ctx, store, () =>
+    const { table, gossip, clusters } = await createGossip(ctx, store, () =>
       (capacity as NonNullable<typeof capacity>)(),
     );
     const server = await startServerNode({
@@ -57,7 +57,8 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       gpus,
       dataDir: dirname(ctx.paths.stateDb),
       reconcileIntervalMs: options.reconcileIntervalMs,
-      extraRoutes: [{ path: "/v1/p2p", app: p2pRoutes({ gossip, table, remoteAddress }) }],
+      membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
+      extraRoutes: [{ path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress }) }],
     });
     capacity = server.capacity;
     gossip.start();

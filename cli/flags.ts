@@ -144,7 +144,39 @@ export const FLAGS = {
     description: "Remove a plugin",
     pending: "plugins",
   },
+  "host-cluster": {
+    type: "string",
+    valueHint: "name",
+    description: "Host a shared cluster (with --users id,…); writes its signed document",
+  },
+  "cluster-add": {
+    type: "string",
+    valueHint: "id[=label]",
+    description: "Add a member to a cluster this node hosts (--role admin, --cluster name)",
+  },
+  "cluster-remove": {
+    type: "string",
+    valueHint: "id",
+    description: "Remove a member from a cluster this node hosts; it loses access everywhere",
+  },
+  join: {
+    type: "string",
+    valueHint: "file|host:port",
+    description: "Join a cluster from its document or from a node that holds it",
+  },
+  clusters: { type: "boolean", description: "List the clusters this node hosts or joined" },
   // modifiers
+  users: {
+    type: "string",
+    valueHint: "id[=label],…",
+    description: "Members of a new cluster (--host-cluster)",
+  },
+  cluster: {
+    type: "string",
+    valueHint: "name",
+    description: "Which cluster (--cluster-add, --cluster-remove, --join)",
+  },
+  role: { type: "string", valueHint: "member|admin", description: "Role of added members (default member)" },
   id: { type: "string", alias: ["ID"], description: "Container or group id (with --rm, --group, --plugin)" },
   ports: {
     type: "string",
@@ -211,6 +243,11 @@ export const ACTION_ORDER: FlagName[] = [
   "add-metadata",
   "map-port",
   "add-root-node",
+  "host-cluster",
+  "cluster-add",
+  "cluster-remove",
+  "join",
+  "clusters",
   "view-config",
   "whoami",
   "doctor",

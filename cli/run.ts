@@ -28,6 +28,11 @@ const HANDLERS: Partial<Record<FlagName, () => Promise<Command>>> = {
   "remove-group": async () => (await import("./commands/client.ts")).removeGroupCommand,
   groups: async () => (await import("./commands/client.ts")).groupsCommand,
   "add-metadata": async () => (await import("./commands/network-table.ts")).addMetadataCommand,
+  "host-cluster": async () => (await import("./commands/cluster.ts")).hostClusterCommand,
+  "cluster-add": async () => (await import("./commands/cluster.ts")).clusterAddCommand,
+  "cluster-remove": async () => (await import("./commands/cluster.ts")).clusterRemoveCommand,
+  join: async () => (await import("./commands/cluster.ts")).joinCommand,
+  clusters: async () => (await import("./commands/cluster.ts")).clustersCommand,
 };
 
 export const rootCommand = defineCommand({

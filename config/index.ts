@@ -46,6 +46,8 @@ export type {
   BatchTaskRow,
   BatchTaskState,
   ClientStore,
+  ClusterRow,
+  ClusterStore,
   ContainerRecord,
   ContainerStore,
   MetaStore,

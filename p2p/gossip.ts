@@ -9,6 +9,7 @@ import {
   type Store,
   signRequest,
 } from "../config/index.ts";
+import type { ClusterBook } from "./cluster.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 import type {
   Address,
@@ -33,6 +34,11 @@ export interface GossipDeps {
   logger: Logger;
   /** This node's current free capacity (from the server). */
   offer: () => Promise<Offer>;
+  /**
+   * Who may use this node (and so appear in its table), and the shared cluster documents it spreads.
+   * Without it every signed record is accepted (tests of the table alone).
+   */
+  clusters?: ClusterBook;
   fetch?: typeof fetch;
 }
 
@@ -106,6 +112,11 @@ export class GossipService {
   constructor(private readonly deps: GossipDeps) {
     this.log = deps.logger.withTag("p2p");
     this.fetchFn = deps.fetch ?? fetch;
+    deps.clusters?.onChange((signed) => this.clusterChanged(signed));
+  }
+
+  private isMember(id: string): boolean {
+    return this.deps.clusters?.isMember(id) ?? true;
   }
 
   get nodeId(): string {
@@ -164,6 +175,8 @@ export class GossipService {
   private accept(signed: unknown, direct: boolean): SignedRecord | undefined {
     const verified = verifyRecord(signed);
     if (!verified) return undefined;
+    // the table holds members only: a member relaying an outsider's record does not bring it in
+    if (!this.isMember(verified.record.id)) return undefined;
     const result = this.deps.table.merge(verified);
     if (result === "self-newer") void this.refreshSelf(true);
     if (direct) this.deps.table.markContact(verified.record.id);
@@ -195,6 +208,13 @@ export class GossipService {
     const same = digestHash(digest) === body.hash;
     const response: ExchangeResponse = { from: await this.selfRecord(), observed: remote, same };
     if (!same) response.digest = digest;
+    const book = this.deps.clusters;
+    if (book && body.clusters?.length) {
+      const newer = book.newerThan(body.clusters);
+      const older = book.olderThan(body.clusters);
+      if (newer.length) response.clusters = newer;
+      if (older.length) response.olderClusters = older;
+    }
     this.stats.bytesSent += JSON.stringify(response).length;
     return response;
   }
@@ -250,13 +270,20 @@ export class GossipService {
     const { table } = this.deps;
     const self = await this.selfRecord();
     const t0 = performance.now();
-    const res = await this.post<ExchangeResponse>(`${target.url}/v1/p2p/exchange`, {
-      from: self,
-      hash: digestHash(table.digest()),
-    } satisfies ExchangeRequest);
+    const clusters = this.deps.clusters?.digest() ?? [];
+    const request: ExchangeRequest = { from: self, hash: digestHash(table.digest()) };
+    if (clusters.length) request.clusters = clusters;
+    const res = await this.post<ExchangeResponse>(`${target.url}/v1/p2p/exchange`, request);
     const rtt = performance.now() - t0;
     const peer = this.accept(res.from, false);
-    if (!peer) throw new Error(`${target.url}: answered with a record that does not verify`);
+    if (!peer) {
+      throw new Error(
+        verifyRecord(res.from)
+          ? `${target.url}: answered as a node that is not a member here`
+          : `${target.url}: answered with a record that does not verify`,
+      );
+    }
+    if (res.clusters || res.olderClusters) this.syncClusters(target.url, res);
     const peerId = peer.record.id;
     if (peerId === this.nodeId) {
       // a seed that is this node's own address (a shared bootstrap list): remember, skip it from now on
@@ -269,6 +296,59 @@ export class GossipService {
     this.stats.exchanges++;
     if (!res.same && res.digest) await this.reconcile(target.url, res.digest);
     return peerId;
+  }
+
+  // ---- cluster documents ----------------------------------------------------------------------
+
+  /** POST /v1/p2p/cluster: a member pushed a cluster document (kept only when newer and held here). */
+  handleCluster(body: unknown): { result: string } {
+    const book = this.deps.clusters;
+    if (!book) return { result: "unknown" };
+    const result = book.accept(body);
+    if (result === "invalid") {
+      throw new P2prcError("E_INVALID", "body: not a cluster document signed by its host", { field: "body" });
+    }
+    return { result };
+  }
+
+  /** Takes the newer documents a peer answered with; pushes ours where the peer's are older. */
+  private syncClusters(url: string, res: ExchangeResponse): void {
+    const book = this.deps.clusters;
+    if (!book) return;
+    for (const c of res.clusters ?? []) book.accept(c);
+    for (const [host, name] of res.olderClusters ?? []) {
+      const held = book.get(host, name);
+      if (held) void this.pushCluster(url, held);
+    }
+  }
+
+  private async pushCluster(url: string, signed: unknown): Promise<void> {
+    try {
+      await this.post(`${url}/v1/p2p/cluster`, signed);
+    } catch (err) {
+      this.log.debug(`pushing a cluster document to ${url} failed: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * A cluster document changed here (hosted, joined, published by the CLI, or received): send it to
+   * every peer at once, so a removed member loses access everywhere within one round trip (each node
+   * forwards a version it had not seen, once), then drop peers that are no longer members.
+   */
+  private clusterChanged(signed: unknown): void {
+    const { table } = this.deps;
+    const urls = table.live().flatMap((r) => {
+      if (r.id === this.nodeId) return [];
+      const addr = table.record(r.id)?.record.addresses[0];
+      return addr ? [urlOf(addr)] : [];
+    });
+    for (const r of table.live()) {
+      if (r.id !== this.nodeId && !this.isMember(r.id)) {
+        this.deps.store.peers.remove(r.id);
+        this.log.info(`peer removed from the table: ${r.id.slice(0, 12)} is no longer a member`);
+      }
+    }
+    for (const url of urls) void this.pushCluster(url, signed);
   }
 
   /** After differing digests: push what the peer lacks, pull what it has newer. */
@@ -380,6 +460,7 @@ export class GossipService {
   /** One gossip round. Exchanges run in parallel, each bounded by a timeout: a stuck peer stalls nobody. */
   async round(all = false): Promise<void> {
     const { table, clock, config } = this.deps;
+    this.deps.clusters?.reload(); // the CLI may have hosted, joined or published a cluster
     await this.refreshSelf();
     const targets = this.targets(all);
     await Promise.all(

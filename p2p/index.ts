@@ -1,5 +1,7 @@
 /** p2p: the IP table of signed node records, bootstrap seeds, push-pull gossip, liveness and latency. */
 
+export type { ClusterAcceptResult, ClusterBookDeps } from "./cluster.ts";
+export { ClusterBook, clusterLabel, verifyCluster } from "./cluster.ts";
 export type { GossipDeps, GossipStats } from "./gossip.ts";
 export { GossipService, parseHostPort, setNodeMetadata } from "./gossip.ts";
 export type { P2pRoutesOptions } from "./routes.ts";
@@ -8,6 +10,9 @@ export type { MergeResult } from "./table.ts";
 export { digestHash, PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 export type {
   Address,
+  ClusterDigest,
+  ClusterDocument,
+  ClusterMember,
   DeathNotice,
   Digest,
   ExchangeRequest,
@@ -15,6 +20,7 @@ export type {
   NodeRecord,
   Offer,
   PeerView,
+  SignedCluster,
   SignedRecord,
   SyncRequest,
   SyncResponse,

@@ -2,6 +2,7 @@ import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import { P2prcError } from "../config/index.ts";
+import type { ClusterBook } from "./cluster.ts";
 import type { GossipService } from "./gossip.ts";
 import type { PeerTable } from "./table.ts";
 import { p2pSchemas } from "./types.ts";
@@ -9,6 +10,8 @@ import { p2pSchemas } from "./types.ts";
 export interface P2pRoutesOptions {
   gossip: GossipService;
   table: PeerTable;
+  /** The cluster documents held (for `GET /clusters`: those the caller is a member of). */
+  clusters?: ClusterBook;
   /** The caller's address as the HTTP server saw it (observed address for the caller). */
   remoteAddress: (c: Context) => string | undefined;
   maxBodyBytes?: number;
@@ -47,6 +50,19 @@ export function p2pRoutes(o: P2pRoutesOptions) {
     .post("/sync", limit, async (c) =>
       c.json(await o.gossip.handleSync(await body(c, p2pSchemas().SyncRequestSchema))),
     )
+    .post("/cluster", limit, async (c) => {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(await c.req.text());
+      } catch {
+        throw new P2prcError("E_INVALID", "body: not valid JSON", { field: "body" });
+      }
+      return c.json(o.gossip.handleCluster(raw));
+    })
+    .get("/clusters", (c) => {
+      const caller = (c.get("caller" as never) as { id: string } | undefined)?.id;
+      return c.json({ clusters: caller && o.clusters ? o.clusters.visibleTo(caller) : [] });
+    })
     .get("/table", (c) => c.json({ nodes: o.table.views() }))
     .get("/stats", (c) => c.json(o.gossip.stats));
 }

@@ -47,11 +47,41 @@ function build() {
   /** Digest entry: [id, version, dead]. */
   const DigestSchema = z.array(z.tuple([nodeId, z.int().min(1), z.boolean()])).max(100000);
 
+  const clusterName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "1-64 letters, digits, '.', '_' or '-'");
+
+  /** One member of a shared cluster. Admins manage every container on the cluster's nodes. */
+  const ClusterMemberSchema = z.strictObject({
+    id: nodeId,
+    label: z.string().max(64),
+    role: z.enum(["member", "admin"]),
+  });
+
+  /**
+   * A shared cluster: who may use the nodes that joined it. Written and signed by the host; a newer
+   * version replaces an older one everywhere (spread by gossip).
+   */
+  const ClusterDocumentSchema = z.strictObject({
+    name: clusterName,
+    host: nodeId,
+    members: z.array(ClusterMemberSchema).max(10000),
+    /** host:port addresses a joining node contacts first. */
+    bootstrap: z.array(z.string().max(300)).max(64),
+    version: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
+    issuedAt: z.int().min(0),
+  });
+
+  const SignedClusterSchema = z.strictObject({ cluster: ClusterDocumentSchema, signature });
+
+  /** Cluster digest entry: [host, name, version]. */
+  const ClusterDigestSchema = z.array(z.tuple([nodeId, clusterName, z.int().min(1)])).max(1000);
+
   /** POST /v1/p2p/exchange */
   const ExchangeRequestSchema = z.strictObject({
     from: SignedRecordSchema,
     /** SHA-256 of the sender's digest; equal hashes end the exchange at once. */
     hash: z.string().regex(/^[0-9a-f]{64}$/),
+    /** Versions of the cluster documents the sender holds (absent: none). */
+    clusters: ClusterDigestSchema.optional(),
   });
 
   /** POST /v1/p2p/sync */
@@ -62,6 +92,10 @@ function build() {
     want: z.array(nodeId).max(5000),
   });
   return {
+    ClusterMemberSchema,
+    ClusterDocumentSchema,
+    SignedClusterSchema,
+    ClusterDigestSchema,
     AddressSchema,
     OfferSchema,
     NodeRecordSchema,
@@ -87,6 +121,10 @@ export type NodeRecord = z.infer<Schemas["NodeRecordSchema"]>;
 export type SignedRecord = z.infer<Schemas["SignedRecordSchema"]>;
 export type DeathNotice = z.infer<Schemas["DeathNoticeSchema"]>;
 export type Digest = z.infer<Schemas["DigestSchema"]>;
+export type ClusterMember = z.infer<Schemas["ClusterMemberSchema"]>;
+export type ClusterDocument = z.infer<Schemas["ClusterDocumentSchema"]>;
+export type SignedCluster = z.infer<Schemas["SignedClusterSchema"]>;
+export type ClusterDigest = z.infer<Schemas["ClusterDigestSchema"]>;
 export type ExchangeRequest = z.infer<Schemas["ExchangeRequestSchema"]>;
 export type SyncRequest = z.infer<Schemas["SyncRequestSchema"]>;
 
@@ -96,6 +134,10 @@ export interface ExchangeResponse {
   observed: string | undefined;
   same: boolean;
   digest?: Digest;
+  /** Cluster documents the responder holds newer than the sender's digest said. */
+  clusters?: SignedCluster[];
+  /** The responder's versions of the clusters both hold, when the sender's is newer (it pushes them). */
+  olderClusters?: ClusterDigest;
 }
 
 export interface SyncResponse {

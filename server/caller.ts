@@ -1,7 +1,12 @@
-/** Who is asking. Until cluster trust exists, a caller is identified by where it connects from. */
+/** Who is asking: the node id that signed the request. */
 export interface Caller {
-  /** Stable id used as container owner (a node id once requests are signed). */
+  /** Stable id used as container owner (the signer's node id). */
   id: string;
-  /** The node itself or an operator on this machine: may see and manage every container. */
+  /** The node itself or a cluster admin: may see and manage every container. */
   admin: boolean;
+  /**
+   * The node's own key (its operator's CLI): not bound by per-member quotas or the rate limit.
+   * Defaults to `admin` where unset (tests' injected callers).
+   */
+  operator?: boolean;
 }

@@ -20,6 +20,11 @@ export interface ServerNodeDeps {
   gpus: GpuProbe;
   dataDir: string;
   resolveCaller?: CallerResolver;
+  /**
+   * Who may use this node and who manages every container (the composition root passes the cluster
+   * book). Default: this node and config `trusted` (or anyone signed when `openNetwork`).
+   */
+  membership?: { isMember: (nodeId: string) => boolean; isAdmin: (nodeId: string) => boolean };
   /** Sub-apps other modules serve on this node. */
   extraRoutes?: { path: string; app: Hono }[];
   /** How often store and engine are reconciled and expired leases removed (default 5 s). */
@@ -49,9 +54,10 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     ? undefined
     : {
         selfId: deps.nodeId,
-        isMember: (id: string) =>
-          id === deps.nodeId || deps.config.openNetwork || deps.config.trusted.includes(id),
-        isAdmin: (id: string) => id === deps.nodeId,
+        isMember:
+          deps.membership?.isMember ??
+          ((id: string) => id === deps.nodeId || deps.config.openNetwork || deps.config.trusted.includes(id)),
+        isAdmin: deps.membership?.isAdmin ?? ((id: string) => id === deps.nodeId),
         skewMs: deps.config.requestSkewSeconds * 1000,
         clock: deps.clock,
         logger: deps.logger,

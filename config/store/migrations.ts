@@ -82,4 +82,13 @@ export const MIGRATIONS: readonly string[] = [
      error        TEXT,
      PRIMARY KEY (batch_id, idx)
    ) STRICT;`,
+  // 5: cluster documents this node hosts or has joined (the newest validly signed version of each).
+  `CREATE TABLE clusters (
+     host        TEXT NOT NULL,
+     name        TEXT NOT NULL,
+     version     INTEGER NOT NULL,
+     document    TEXT NOT NULL,
+     joined_at   INTEGER NOT NULL,
+     PRIMARY KEY (host, name)
+   ) STRICT;`,
 ];

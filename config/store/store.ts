@@ -7,6 +7,7 @@ import { dirname } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
 import { P2prcError } from "../errors.ts";
 import { type ClientStore, clientStore } from "./client.ts";
+import { type ClusterStore, clusterStore } from "./clusters.ts";
 import { MIGRATIONS } from "./migrations.ts";
 import { type PeerStore, peerStore } from "./peers.ts";
 import type { ContainerRecord, PortMapping, SshInfo } from "./types.ts";
@@ -46,6 +47,8 @@ export interface Store {
   readonly peers: PeerStore;
   /** The client's tracked containers, groups and batches. */
   readonly client: ClientStore;
+  /** Cluster documents hosted or joined. */
+  readonly clusters: ClusterStore;
   /** Runs `fn` in one transaction. */
   transaction<T>(fn: () => T): T;
   /** Schema version after migrations. */
@@ -180,6 +183,7 @@ export function openStore(path: string): Store {
     containers,
     peers: peerStore(db),
     client: clientStore(db),
+    clusters: clusterStore(db),
     transaction: (fn) => (db as Db).transaction(fn)(),
     version: () => db.pragma("user_version", { simple: true }) as number,
     close() {

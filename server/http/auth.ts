@@ -7,7 +7,7 @@ export interface AuthOptions {
   selfId: string;
   /** A node allowed to use this one (this node, `trusted`, a cluster member, or anyone on an open network). */
   isMember: (nodeId: string) => boolean;
-  /** This node's own key (the operator's CLI) manages every container. */
+  /** Manages every container: this node's own key (the operator's CLI) and cluster admins. */
   isAdmin: (nodeId: string) => boolean;
   skewMs: number;
   clock: Clock;
@@ -57,7 +57,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
         `node ${r.nodeId.slice(0, 12)}… is not a member of this node's cluster`,
       );
     }
-    if (o.ratePerMinute && !o.isAdmin(r.nodeId)) {
+    if (o.ratePerMinute && r.nodeId !== o.selfId) {
       const b = buckets.get(r.nodeId);
       if (!b || now - b.start >= 60_000) buckets.set(r.nodeId, { start: now, count: 1 });
       else if (++b.count > o.ratePerMinute) {
@@ -70,7 +70,10 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
         );
       }
     }
-    c.set("caller" as never, { id: r.nodeId, admin: o.isAdmin(r.nodeId) } satisfies Caller as never);
+    c.set(
+      "caller" as never,
+      { id: r.nodeId, admin: o.isAdmin(r.nodeId), operator: r.nodeId === o.selfId } satisfies Caller as never,
+    );
     return next();
   };
 }

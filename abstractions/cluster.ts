@@ -1,0 +1,246 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { P2prcError, type Store } from "../config/index.ts";
+import type { ClusterBook, ClusterMember, SignedCluster } from "../p2p/index.ts";
+import { init, type NodeContext, type NodeOptions } from "./node.ts";
+import { nodeFetch } from "./transport.ts";
+
+/** A cluster as the CLI shows it. */
+export interface ClusterView {
+  name: string;
+  host: string;
+  version: number;
+  members: ClusterMember[];
+  bootstrap: string[];
+  /** This node hosts it. */
+  hosting: boolean;
+  /** This node is the host or a member (so the cluster's members may use it). */
+  active: boolean;
+  /** Where the signed document was written (hosted clusters): give it to members for `--join`. */
+  file?: string;
+  /** The running local node took the new version (and sent it on to its peers). */
+  notified?: boolean;
+}
+
+async function withBook<T>(
+  options: NodeOptions,
+  fn: (book: ClusterBook, ctx: NodeContext, store: Store) => Promise<T> | T,
+): Promise<T> {
+  const { ClusterBook } = await import("../p2p/index.ts");
+  const ctx = init(options);
+  const store = ctx.openStore();
+  try {
+    const book = new ClusterBook({
+      store,
+      selfId: ctx.identity.nodeId,
+      clock: ctx.clock,
+      logger: ctx.logger,
+      trusted: ctx.config.trusted,
+      openNetwork: ctx.config.openNetwork,
+    });
+    return await fn(book, ctx, store);
+  } finally {
+    store.close();
+  }
+}
+
+function view(signed: SignedCluster, selfId: string, extra: Partial<ClusterView> = {}): ClusterView {
+  const c = signed.cluster;
+  return {
+    name: c.name,
+    host: c.host,
+    version: c.version,
+    members: c.members,
+    bootstrap: c.bootstrap,
+    hosting: c.host === selfId,
+    active: c.host === selfId || c.members.some((m) => m.id === selfId),
+    ...extra,
+  };
+}
+
+/** `id` or `id=label` → a member. */
+function parseMember(text: string, role: string | undefined, field: string): ClusterMember {
+  const [id = "", label = ""] = text.trim().split("=", 2);
+  if (!/^[0-9a-f]{64}$/.test(id)) {
+    throw new P2prcError("E_INVALID", `${field}: "${id.slice(0, 80)}" is not a node id (64 hex characters)`, {
+      field,
+      hint: "each member runs p2prc --whoami and sends you the id",
+    });
+  }
+  if (label.length > 64) {
+    throw new P2prcError("E_INVALID", `${field}: label longer than 64 characters`, { field });
+  }
+  if (role !== undefined && role !== "member" && role !== "admin") {
+    throw new P2prcError("E_INVALID", `role: expected member or admin, got "${role.slice(0, 40)}"`, {
+      field: "role",
+    });
+  }
+  return { id, label, role: (role ?? "member") as ClusterMember["role"] };
+}
+
+function checkName(name: string): string {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
+    throw new P2prcError(
+      "E_INVALID",
+      `host-cluster: "${name.slice(0, 80)}" is not a cluster name (1-64 letters, digits, '.', '_' or '-')`,
+      { field: "host-cluster" },
+    );
+  }
+  return name;
+}
+
+/** The addresses this node is reachable at, for a hosted cluster's bootstrap list. */
+function ownAddresses(ctx: NodeContext, store: Store): string[] {
+  const out = new Set<string>();
+  if (ctx.config.advertiseAddress) out.add(ctx.config.advertiseAddress);
+  const row = store.peers.get(ctx.identity.nodeId);
+  if (row?.record) {
+    const rec = JSON.parse(row.record) as { record?: { addresses?: { host: string; port: number }[] } };
+    for (const a of rec.record?.addresses ?? [])
+      out.add(`${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`);
+  }
+  return [...out];
+}
+
+/** Writes a hosted cluster's signed document to `<home>/clusters/<name>.json`, and tells the local node. */
+async function publishLocally(ctx: NodeContext, signed: SignedCluster): Promise<ClusterView> {
+  const dir = join(ctx.paths.home, "clusters");
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, `${signed.cluster.name}.json`);
+  writeFileSync(file, `${JSON.stringify(signed, null, 2)}\n`);
+  return view(signed, ctx.identity.nodeId, { file, notified: await notifyLocalNode(ctx, signed) });
+}
+
+/**
+ * Hands a new version to this machine's running node (if one runs), which applies it at once and
+ * sends it to every peer: a removed member loses access everywhere within one round trip. When no
+ * node runs, it picks the version up from the store when it starts.
+ */
+async function notifyLocalNode(ctx: NodeContext, signed: SignedCluster): Promise<boolean> {
+  const host = ["0.0.0.0", "::", ""].includes(ctx.config.serverHost) ? "127.0.0.1" : ctx.config.serverHost;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${ctx.config.serverPort}/v1/p2p/cluster`;
+  try {
+    const res = await nodeFetch(ctx, url, { method: "POST", json: signed, timeoutMs: 3000 });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** `--host-cluster <name> --users <id,…>`: creates (or re-issues) a shared cluster this node hosts. */
+export async function hostCluster(
+  options: NodeOptions,
+  name: string,
+  users: string[],
+  role?: string,
+): Promise<ClusterView> {
+  checkName(name);
+  const members = users.filter((u) => u.trim()).map((u) => parseMember(u, role, "users"));
+  return withBook(options, async (book, ctx, store) => {
+    const signed = book.host(ctx.identity, name, members, ownAddresses(ctx, store));
+    return publishLocally(ctx, signed);
+  });
+}
+
+/** `--cluster-add <id[=label]> [--cluster <name>] [--role admin]`: a new version with the member. */
+export async function clusterAdd(
+  options: NodeOptions,
+  member: string,
+  cluster?: string,
+  role?: string,
+): Promise<ClusterView> {
+  const m = parseMember(member, role, "cluster-add");
+  return withBook(options, async (book, ctx) => {
+    const held = book.hosted(ctx.identity, cluster);
+    return publishLocally(ctx, book.addMember(ctx.identity, held.name, m));
+  });
+}
+
+/** `--cluster-remove <id> [--cluster <name>]`: a new version without the member. */
+export async function clusterRemove(
+  options: NodeOptions,
+  id: string,
+  cluster?: string,
+): Promise<ClusterView> {
+  const m = parseMember(id, undefined, "cluster-remove");
+  return withBook(options, async (book, ctx) => {
+    const held = book.hosted(ctx.identity, cluster);
+    return publishLocally(ctx, book.removeMember(ctx.identity, held.name, m.id));
+  });
+}
+
+/** `--clusters`: the cluster documents this node hosts or joined. */
+export async function listClusters(options: NodeOptions): Promise<ClusterView[]> {
+  return withBook(options, (book, ctx) => book.list().map((s) => view(s, ctx.identity.nodeId)));
+}
+
+/**
+ * `--join <file|host:port> [--cluster <name>]`: joins from a document file, or asks a node (the host
+ * or any member) for the clusters it holds that list this node. The host's signature is checked; the
+ * bootstrap addresses (and the node asked) become seeds, so a running node meets the members at its
+ * next round.
+ */
+export async function joinCluster(
+  options: NodeOptions,
+  source: string,
+  name?: string,
+): Promise<ClusterView[]> {
+  return withBook(options, async (book, ctx, store) => {
+    const { parseHostPort } = await import("../p2p/index.ts");
+    let docs: unknown[];
+    let asked: { host: string; port: number } | undefined;
+    if (existsSync(source)) {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(readFileSync(source, "utf8"));
+      } catch {
+        throw new P2prcError("E_INVALID", `join: ${source} is not a JSON cluster document`, {
+          field: "join",
+        });
+      }
+      docs = [raw];
+    } else {
+      asked = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(source)
+        ? parseHostPort(source, 8088)
+        : undefined;
+      if (!asked) {
+        throw new P2prcError("E_INVALID", `join: "${source.slice(0, 100)}" is neither a file nor host:port`, {
+          field: "join",
+        });
+      }
+      const url = `http://${asked.host.includes(":") ? `[${asked.host}]` : asked.host}:${asked.port}`;
+      const res = await nodeFetch(ctx, `${url}/v1/p2p/clusters`, { method: "GET", timeoutMs: 10_000 });
+      if (!res.ok) {
+        const text = await res.text().catch(() => "");
+        throw new P2prcError(
+          res.status === 403 ? "E_FORBIDDEN" : "E_NODE_UNREACHABLE",
+          `join: ${source} answered ${res.status}${res.status === 403 ? ": this node is not a member of any cluster it holds" : ` ${text.slice(0, 200)}`}`,
+          { hint: "ask the cluster's host to run: p2prc --cluster-add <your p2prc --whoami>" },
+        );
+      }
+      docs = ((await res.json()) as { clusters?: unknown[] }).clusters ?? [];
+    }
+    const chosen = docs.filter(
+      (d) => !name || (d as { cluster?: { name?: unknown } })?.cluster?.name === name,
+    );
+    if (chosen.length === 0) {
+      throw new P2prcError(
+        "E_NOT_FOUND",
+        `join: ${source} has no cluster${name ? ` named "${name}"` : ""} that lists this node`,
+        { field: "join" },
+      );
+    }
+    const joined = chosen.map((d) => book.join(d));
+    const now = ctx.clock.now();
+    if (asked) store.peers.addSeed(asked.host, asked.port, true, now);
+    for (const s of joined) {
+      for (const b of s.cluster.bootstrap) {
+        const a = parseHostPort(b, 8088);
+        if (a) store.peers.addSeed(a.host, a.port, true, now);
+      }
+    }
+    return Promise.all(
+      joined.map(async (s) => view(s, ctx.identity.nodeId, { notified: await notifyLocalNode(ctx, s) })),
+    );
+  });
+}
