@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { P2prcError, type Store } from "../config/index.ts";
 import type { ClusterBook, ClusterMember, SignedCluster } from "../p2p/index.ts";
-import { init, type NodeContext, type NodeOptions } from "./node.ts";
+import { init, type NodeContext, type NodeOptions, SERVER_URL_META } from "./node.ts";
 import { nodeFetch } from "./transport.ts";
 
 /** A cluster as the CLI shows it. */
@@ -103,12 +103,12 @@ function ownAddresses(ctx: NodeContext, store: Store): string[] {
 }
 
 /** Writes a hosted cluster's signed document to `<home>/clusters/<name>.json`, and tells the local node. */
-async function publishLocally(ctx: NodeContext, signed: SignedCluster): Promise<ClusterView> {
+async function publishLocally(ctx: NodeContext, store: Store, signed: SignedCluster): Promise<ClusterView> {
   const dir = join(ctx.paths.home, "clusters");
   if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, `${signed.cluster.name}.json`);
   writeFileSync(file, `${JSON.stringify(signed, null, 2)}\n`);
-  return view(signed, ctx.identity.nodeId, { file, notified: await notifyLocalNode(ctx, signed) });
+  return view(signed, ctx.identity.nodeId, { file, notified: await notifyLocalNode(ctx, store, signed) });
 }
 
 /**
@@ -116,11 +116,14 @@ async function publishLocally(ctx: NodeContext, signed: SignedCluster): Promise<
  * sends it to every peer: a removed member loses access everywhere within one round trip. When no
  * node runs, it picks the version up from the store when it starts.
  */
-async function notifyLocalNode(ctx: NodeContext, signed: SignedCluster): Promise<boolean> {
+async function notifyLocalNode(ctx: NodeContext, store: Store, signed: SignedCluster): Promise<boolean> {
   const host = ["0.0.0.0", "::", ""].includes(ctx.config.serverHost) ? "127.0.0.1" : ctx.config.serverHost;
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${ctx.config.serverPort}/v1/p2p/cluster`;
+  const base =
+    store.meta.get(SERVER_URL_META) ??
+    `http://${host.includes(":") ? `[${host}]` : host}:${ctx.config.serverPort}`;
+  const url = `${base}/v1/p2p/cluster`;
   try {
-    const res = await nodeFetch(ctx, url, { method: "POST", json: signed, timeoutMs: 3000 });
+    const res = await nodeFetch(ctx, store, url, { method: "POST", json: signed, timeoutMs: 3000 });
     return res.ok;
   } catch {
     return false;
@@ -138,7 +141,7 @@ export async function hostCluster(
   const members = users.filter((u) => u.trim()).map((u) => parseMember(u, role, "users"));
   return withBook(options, async (book, ctx, store) => {
     const signed = book.host(ctx.identity, name, members, ownAddresses(ctx, store));
-    return publishLocally(ctx, signed);
+    return publishLocally(ctx, store, signed);
   });
 }
 
@@ -150,9 +153,9 @@ export async function clusterAdd(
   role?: string,
 ): Promise<ClusterView> {
   const m = parseMember(member, role, "cluster-add");
-  return withBook(options, async (book, ctx) => {
+  return withBook(options, async (book, ctx, store) => {
     const held = book.hosted(ctx.identity, cluster);
-    return publishLocally(ctx, book.addMember(ctx.identity, held.name, m));
+    return publishLocally(ctx, store, book.addMember(ctx.identity, held.name, m));
   });
 }
 
@@ -163,9 +166,9 @@ export async function clusterRemove(
   cluster?: string,
 ): Promise<ClusterView> {
   const m = parseMember(id, undefined, "cluster-remove");
-  return withBook(options, async (book, ctx) => {
+  return withBook(options, async (book, ctx, store) => {
     const held = book.hosted(ctx.identity, cluster);
-    return publishLocally(ctx, book.removeMember(ctx.identity, held.name, m.id));
+    return publishLocally(ctx, store, book.removeMember(ctx.identity, held.name, m.id));
   });
 }
 
@@ -209,7 +212,7 @@ export async function joinCluster(
         });
       }
       const url = `http://${asked.host.includes(":") ? `[${asked.host}]` : asked.host}:${asked.port}`;
-      const res = await nodeFetch(ctx, `${url}/v1/p2p/clusters`, { method: "GET", timeoutMs: 10_000 });
+      const res = await nodeFetch(ctx, store, `${url}/v1/p2p/clusters`, { method: "GET", timeoutMs: 10_000 });
       if (!res.ok) {
         const text = await res.text().catch(() => "");
         throw new P2prcError(
@@ -240,7 +243,9 @@ export async function joinCluster(
       }
     }
     return Promise.all(
-      joined.map(async (s) => view(s, ctx.identity.nodeId, { notified: await notifyLocalNode(ctx, s) })),
+      joined.map(async (s) =>
+        view(s, ctx.identity.nodeId, { notified: await notifyLocalNode(ctx, store, s) }),
+      ),
     );
   });
 }

@@ -10,6 +10,7 @@ import {
   type Identity,
   type Logger,
   loadOrCreateIdentity,
+  loadOrCreateTlsCertificate,
   type NodePaths,
   nodePaths,
   openStore,
@@ -19,6 +20,7 @@ import {
   resolveHome,
   type Store,
   systemClock,
+  type TlsMaterial,
   writeConfigFile,
 } from "../config/index.ts";
 
@@ -67,6 +69,17 @@ export interface NodeContext extends LoadedConfig {
   clock: Clock;
   /** Opens state.db (WAL, migrated). The caller closes it. */
   openStore(): Store;
+}
+
+/** Meta key: the URL the running server answers at (for the CLI on the same machine). */
+export const SERVER_URL_META = "server.url";
+
+/**
+ * This node's TLS certificate and key (`identity/tls.crt`, `tls.key`), created on first use: what the
+ * server serves and what peers pin from its signed record.
+ */
+export async function tlsMaterial(ctx: NodeContext): Promise<TlsMaterial> {
+  return loadOrCreateTlsCertificate(ctx.paths.identityDir, `p2prc-${ctx.identity.nodeId.slice(0, 16)}`);
 }
 
 /**

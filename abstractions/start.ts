@@ -3,7 +3,7 @@ import { VERSION } from "../config/index.ts";
 import type { capacityOf, GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
-import { init, type NodeOptions } from "./node.ts";
+import { init, type NodeOptions, SERVER_URL_META, tlsMaterial } from "./node.ts";
 
 export interface StartOptions extends NodeOptions {
   /** GPU discovery (default: nvidia-smi when installed). */
@@ -17,6 +17,8 @@ export interface RunningNode extends AsyncDisposable {
   url: string;
   nodeId: string;
   app: ServerApp;
+  /** The certificate the node serves (config `tls`): pin it to call `url` (`pinnedTls` in config/). */
+  certPem: string | undefined;
   /** Stops gossip and serving (in-flight requests finish) and closes the state store. Idempotent. */
   stop(): Promise<void>;
 }
@@ -43,6 +45,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     let capacity: (() => Promise<ReturnType<typeof capacityOf>>) | undefined;
+    const tls = ctx.config.tls ? await tlsMaterial(ctx) : undefined;
     const { table, gossip, clusters } = await createGossip(ctx, store, () =>
       (capacity as NonNullable<typeof capacity>)(),
     );
@@ -57,10 +60,14 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       gpus,
       dataDir: dirname(ctx.paths.stateDb),
       reconcileIntervalMs: options.reconcileIntervalMs,
+      tls,
+      selfRecord: () => gossip.selfRecord(),
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
       extraRoutes: [{ path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress }) }],
     });
     capacity = server.capacity;
+    // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)
+    store.meta.set(SERVER_URL_META, server.url);
     gossip.start();
     let stopped: Promise<void> | undefined;
     const stop = () => {
@@ -76,6 +83,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       url: server.url,
       nodeId: ctx.identity.nodeId,
       app: server.app,
+      certPem: tls?.certPem,
       stop,
       [Symbol.asyncDispose]: stop,
     };

@@ -1,16 +1,26 @@
-import { signRequest } from "../config/index.ts";
+import { type Store, signRequest } from "../config/index.ts";
 import type { NodeContext } from "./node.ts";
 
-/** A signed request from this node to another (or to its own running server). */
+/**
+ * A signed request from this node to another (or to its own running server), over TLS pinned to the
+ * node's certificate (from the IP table, or probed and checked against the node's signed record).
+ */
 export async function nodeFetch(
   ctx: NodeContext,
+  store: Store,
   url: string,
   init: { method: string; json?: unknown; timeoutMs: number },
 ): Promise<Response> {
+  const { PeerTable, PeerTransport } = await import("../p2p/index.ts");
+  const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
+  const transport = new PeerTransport({
+    requireTls: ctx.config.tls,
+    certAt: (host, port, nodeId) => table.certAt(host, port, nodeId),
+  });
   const body = init.json === undefined ? "" : JSON.stringify(init.json);
   const headers: Record<string, string> = signRequest(ctx.identity, init.method, url, body);
   if (init.json !== undefined) headers["content-type"] = "application/json";
-  return fetch(url, {
+  return transport.fetchFor()(url, {
     method: init.method,
     headers,
     body: init.json === undefined ? undefined : body,

@@ -34,6 +34,7 @@ function view(
     metadata: "",
     state: "alive",
     self: false,
+    tls: false,
     offer: { ...OFFER, freeContainers: free ?? OFFER.freeContainers },
     ...rest,
   };

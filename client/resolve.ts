@@ -10,7 +10,9 @@ export interface NodeTarget {
   offer?: PeerView["offer"] | undefined;
 }
 
-const urlOf = (host: string, port: number) => `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+// The scheme is what the node's record says; for an address not in the table the transport finds out.
+const urlOf = (host: string, port: number, tls = false) =>
+  `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
 
 function target(v: PeerView): NodeTarget {
   if (!v.address || !v.port) {
@@ -19,7 +21,13 @@ function target(v: PeerView): NodeTarget {
       `node ${v.name} (${v.id.slice(0, 12)}) has no known address yet`,
     );
   }
-  return { url: urlOf(v.address, v.port), id: v.id, name: v.name, latencyMs: v.latencyMs, offer: v.offer };
+  return {
+    url: urlOf(v.address, v.port, v.tls),
+    id: v.id,
+    name: v.name,
+    latencyMs: v.latencyMs,
+    offer: v.offer,
+  };
 }
 
 /**

@@ -61,6 +61,8 @@ export type {
   TrackedContainer,
 } from "./store/index.ts";
 export { openStore } from "./store/index.ts";
+export type { TlsMaterial } from "./tls.ts";
+export { certSha256, loadOrCreateTlsCertificate, pinnedTls, probeCertificate } from "./tls.ts";
 export type { Config, ConfigField, ConfigSource } from "./types.ts";
 export { CONFIG_FIELDS, configSchema, fieldSchema, zod } from "./types.ts";
 export { VERSION } from "./version.ts";

@@ -34,6 +34,7 @@ export function defaultConfig(hostname: string): Config {
     memberMaxMemoryMb: 16384,
     trusted: [],
     openNetwork: false,
+    tls: true,
     requestSkewSeconds: 30,
     logLevel: "info",
   };

@@ -132,6 +132,8 @@ export function signedFetch(
     headers?: Record<string, string>;
     body?: string | Uint8Array;
     signal?: AbortSignal;
+    /** Bun's TLS options: `pinnedTls(cert)` for a node serving TLS. */
+    tls?: { ca: string; checkServerIdentity: () => undefined };
   } = {},
 ): Promise<Response> {
   const method = init.method ?? "GET";

@@ -167,6 +167,11 @@ export const CONFIG_FIELDS = {
     allowed: "true or false",
     doc: "Accept any node whose requests are signed (a public network). Off: only this node and `trusted`.",
   },
+  tls: {
+    schema: (z: Z) => z.boolean(),
+    allowed: "true or false",
+    doc: "Serve TLS with a self-signed certificate that peers pin (its fingerprint is in the signed record). false: plain HTTP, and plain-HTTP peers are accepted.",
+  },
   requestSkewSeconds: {
     schema: (z: Z) => z.int().min(1).max(3600),
     allowed: "an integer number of seconds from 1 to 3600",

@@ -305,7 +305,7 @@ export class ClusterBook {
     this.rebuild();
     const selfIn =
       cluster.host === this.deps.selfId || cluster.members.some((m) => m.id === this.deps.selfId);
-    this.log.info(
+    this.log.debug(
       `cluster ${clusterLabel(cluster)} version ${cluster.version}: ${cluster.members.length} members${selfIn ? "" : " (this node is no longer one of them)"}`,
     );
     for (const l of this.listeners) l(signed);

@@ -11,6 +11,7 @@ import {
 } from "../config/index.ts";
 import type { ClusterBook } from "./cluster.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
+import type { PeerExpectation, PeerTransport } from "./transport.ts";
 import type {
   Address,
   DeathNotice,
@@ -19,6 +20,7 @@ import type {
   ExchangeResponse,
   NodeRecord,
   Offer,
+  SignedCluster,
   SignedRecord,
   SyncRequest,
   SyncResponse,
@@ -35,10 +37,14 @@ export interface GossipDeps {
   /** This node's current free capacity (from the server). */
   offer: () => Promise<Offer>;
   /**
-   * Who may use this node (and so appear in its table), and the shared cluster documents it spreads.
-   * Without it every signed record is accepted (tests of the table alone).
+   * The shared cluster documents this node holds and spreads (who may use it is the server's check;
+   * the table lists every validly signed node a member told it of: nodes this node may use).
    */
   clusters?: ClusterBook;
+  /** This node's TLS certificate, published in its record (config `tls`). */
+  certPem?: string;
+  /** How peers are reached (TLS pinned to their records' certificates); default: plain `fetch`. */
+  transport?: PeerTransport;
   fetch?: typeof fetch;
 }
 
@@ -55,6 +61,8 @@ export interface GossipStats {
 interface Target {
   url: string;
   id?: string;
+  /** The certificate in the peer's record, pinned. */
+  cert?: string;
   seed?: { host: string; port: number };
 }
 
@@ -115,10 +123,6 @@ export class GossipService {
     deps.clusters?.onChange((signed) => this.clusterChanged(signed));
   }
 
-  private isMember(id: string): boolean {
-    return this.deps.clusters?.isMember(id) ?? true;
-  }
-
   get nodeId(): string {
     return this.deps.identity.nodeId;
   }
@@ -154,6 +158,7 @@ export class GossipService {
       reach: "direct" as const,
       metadata: store.meta.get(META_METADATA) ?? "",
       offer: await this.deps.offer(),
+      ...(this.deps.certPem ? { cert: this.deps.certPem } : {}),
     };
     const current = this.self?.record;
     if (!force && current) {
@@ -175,8 +180,6 @@ export class GossipService {
   private accept(signed: unknown, direct: boolean): SignedRecord | undefined {
     const verified = verifyRecord(signed);
     if (!verified) return undefined;
-    // the table holds members only: a member relaying an outsider's record does not bring it in
-    if (!this.isMember(verified.record.id)) return undefined;
     const result = this.deps.table.merge(verified);
     if (result === "self-newer") void this.refreshSelf(true);
     if (direct) this.deps.table.markContact(verified.record.id);
@@ -250,10 +253,11 @@ export class GossipService {
     return Math.min(2000, Math.max(150, Math.round(this.deps.config.gossipIntervalMs * 0.8)));
   }
 
-  private async post<T>(url: string, body: unknown): Promise<T> {
+  private async post<T>(url: string, body: unknown, peer: PeerExpectation = {}): Promise<T> {
     const text = JSON.stringify(body);
     this.stats.bytesSent += text.length;
-    const res = await this.fetchFn(url, {
+    const fetchFn = this.deps.transport ? this.deps.transport.fetchFor(peer) : this.fetchFn;
+    const res = await fetchFn(url, {
       method: "POST",
       headers: { "content-type": "application/json", ...signRequest(this.deps.identity, "POST", url, text) },
       body: text,
@@ -273,17 +277,12 @@ export class GossipService {
     const clusters = this.deps.clusters?.digest() ?? [];
     const request: ExchangeRequest = { from: self, hash: digestHash(table.digest()) };
     if (clusters.length) request.clusters = clusters;
-    const res = await this.post<ExchangeResponse>(`${target.url}/v1/p2p/exchange`, request);
+    const peerOf = { nodeId: target.id, cert: target.cert };
+    const res = await this.post<ExchangeResponse>(`${target.url}/v1/p2p/exchange`, request, peerOf);
     const rtt = performance.now() - t0;
     const peer = this.accept(res.from, false);
-    if (!peer) {
-      throw new Error(
-        verifyRecord(res.from)
-          ? `${target.url}: answered as a node that is not a member here`
-          : `${target.url}: answered with a record that does not verify`,
-      );
-    }
-    if (res.clusters || res.olderClusters) this.syncClusters(target.url, res);
+    if (!peer) throw new Error(`${target.url}: answered with a record that does not verify`);
+    if (res.clusters || res.olderClusters) this.syncClusters(target.url, res, peerOf);
     const peerId = peer.record.id;
     if (peerId === this.nodeId) {
       // a seed that is this node's own address (a shared bootstrap list): remember, skip it from now on
@@ -294,7 +293,7 @@ export class GossipService {
     if (target.seed) this.deps.store.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
     if (res.observed) this.observe(res.observed.replace(/^::ffff:/, ""));
     this.stats.exchanges++;
-    if (!res.same && res.digest) await this.reconcile(target.url, res.digest);
+    if (!res.same && res.digest) await this.reconcile(target.url, res.digest, peerOf);
     return peerId;
   }
 
@@ -312,19 +311,19 @@ export class GossipService {
   }
 
   /** Takes the newer documents a peer answered with; pushes ours where the peer's are older. */
-  private syncClusters(url: string, res: ExchangeResponse): void {
+  private syncClusters(url: string, res: ExchangeResponse, peer: PeerExpectation): void {
     const book = this.deps.clusters;
     if (!book) return;
     for (const c of res.clusters ?? []) book.accept(c);
     for (const [host, name] of res.olderClusters ?? []) {
       const held = book.get(host, name);
-      if (held) void this.pushCluster(url, held);
+      if (held) void this.pushCluster(url, held, peer);
     }
   }
 
-  private async pushCluster(url: string, signed: unknown): Promise<void> {
+  private async pushCluster(url: string, signed: unknown, peer: PeerExpectation): Promise<void> {
     try {
-      await this.post(`${url}/v1/p2p/cluster`, signed);
+      await this.post(`${url}/v1/p2p/cluster`, signed, peer);
     } catch (err) {
       this.log.debug(`pushing a cluster document to ${url} failed: ${(err as Error).message}`);
     }
@@ -333,26 +332,25 @@ export class GossipService {
   /**
    * A cluster document changed here (hosted, joined, published by the CLI, or received): send it to
    * every peer at once, so a removed member loses access everywhere within one round trip (each node
-   * forwards a version it had not seen, once), then drop peers that are no longer members.
+   * forwards a version it had not seen, once).
    */
-  private clusterChanged(signed: unknown): void {
+  private clusterChanged(signed: SignedCluster): void {
     const { table } = this.deps;
-    const urls = table.live().flatMap((r) => {
+    const { cluster } = signed;
+    this.log.info(
+      `cluster ${cluster.name}@${cluster.host.slice(0, 12)} version ${cluster.version}: ${cluster.members.length} members`,
+    );
+    const peers = table.live().flatMap((r) => {
       if (r.id === this.nodeId) return [];
-      const addr = table.record(r.id)?.record.addresses[0];
-      return addr ? [urlOf(addr)] : [];
+      const rec = table.record(r.id)?.record;
+      const addr = rec?.addresses[0];
+      return addr ? [{ url: urlOf(addr), peer: { nodeId: r.id, cert: rec.cert } }] : [];
     });
-    for (const r of table.live()) {
-      if (r.id !== this.nodeId && !this.isMember(r.id)) {
-        this.deps.store.peers.remove(r.id);
-        this.log.info(`peer removed from the table: ${r.id.slice(0, 12)} is no longer a member`);
-      }
-    }
-    for (const url of urls) void this.pushCluster(url, signed);
+    for (const p of peers) void this.pushCluster(p.url, signed, p.peer);
   }
 
   /** After differing digests: push what the peer lacks, pull what it has newer. */
-  private async reconcile(url: string, theirs: Digest): Promise<void> {
+  private async reconcile(url: string, theirs: Digest, peer: PeerExpectation): Promise<void> {
     const { table } = this.deps;
     const mine = new Map(table.digest().map(([id, version, dead]) => [id, { version, dead }]));
     const theirMap = new Map(theirs.map(([id, version, dead]) => [id, { version, dead }]));
@@ -375,12 +373,16 @@ export class GossipService {
       if (!m || t.version > m.version || (t.dead && !m.dead && t.version >= m.version)) want.push(id);
     }
     if (records.length === 0 && deaths.length === 0 && want.length === 0) return;
-    const res = await this.post<SyncResponse>(`${url}/v1/p2p/sync`, {
-      from: await this.selfRecord(),
-      records,
-      deaths,
-      want,
-    } satisfies SyncRequest);
+    const res = await this.post<SyncResponse>(
+      `${url}/v1/p2p/sync`,
+      {
+        from: await this.selfRecord(),
+        records,
+        deaths,
+        want,
+      } satisfies SyncRequest,
+      peer,
+    );
     for (const r of res.records ?? []) this.accept(r, false);
     this.applyDeaths(res.deaths ?? []);
     this.stats.recordsReceived += res.records?.length ?? 0;
@@ -393,7 +395,9 @@ export class GossipService {
     const withUrl = peers.flatMap((r) => {
       const rec = table.record(r.id);
       const addr = rec?.record.addresses[0];
-      return addr ? [{ row: r, target: { url: urlOf(addr), id: r.id } as Target }] : [];
+      return addr
+        ? [{ row: r, target: { url: urlOf(addr), id: r.id, cert: rec.record.cert } as Target }]
+        : [];
     });
     const chosen: Target[] = [];
     if (all) {

@@ -8,6 +8,8 @@ export type { P2pRoutesOptions } from "./routes.ts";
 export { p2pRoutes } from "./routes.ts";
 export type { MergeResult } from "./table.ts";
 export { digestHash, PeerTable, verifyDeath, verifyRecord } from "./table.ts";
+export type { PeerExpectation, PeerTransportOptions } from "./transport.ts";
+export { PeerTransport } from "./transport.ts";
 export type {
   Address,
   ClusterDigest,

@@ -196,6 +196,20 @@ export class PeerTable {
     return this.store.peers.list().filter((r) => r.state !== "dead");
   }
 
+  /**
+   * The certificate of the node whose record lists host:port (that node's, when `nodeId` is given):
+   * what a request to that address pins.
+   */
+  certAt(host: string, port: number, nodeId?: string): { nodeId: string; cert: string } | undefined {
+    for (const row of this.live()) {
+      if (!row.record || (nodeId && row.id !== nodeId)) continue;
+      const { record } = JSON.parse(row.record) as SignedRecord;
+      if (record.cert && record.addresses.some((a) => a.host === host && a.port === port))
+        return { nodeId: record.id, cert: record.cert };
+    }
+    return undefined;
+  }
+
   /** Drops tombstones older than `ageMs`. */
   purge(ageMs: number): number {
     return this.store.peers.purgeDead(this.clock.now() - ageMs);
@@ -221,6 +235,7 @@ export class PeerTable {
           state: row.state === "suspect" ? "suspect" : "alive",
           self: row.id === this.selfId,
           offer: record.offer,
+          tls: record.cert !== undefined,
         },
       ];
     });

@@ -31,6 +31,15 @@ function build() {
     metadata: z.string().max(1024),
     offer: OfferSchema,
     issuedAt: z.int().min(0),
+    /** The node's self-signed TLS certificate (PEM); peers pin exactly it. Absent when tls is off. */
+    cert: z
+      .string()
+      .max(4096)
+      .regex(
+        /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/,
+        "a PEM certificate",
+      )
+      .optional(),
   });
 
   const SignedRecordSchema = z.strictObject({ record: NodeRecordSchema, signature });
@@ -158,4 +167,6 @@ export interface PeerView {
   state: "alive" | "suspect";
   self: boolean;
   offer: Offer;
+  /** The node serves TLS (its record carries its certificate). */
+  tls: boolean;
 }

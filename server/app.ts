@@ -27,6 +27,8 @@ export interface ServerAppDeps {
   maxUploadBytes?: number;
   /** Sub-apps other modules serve on this node (the composition root passes p2p's `/v1/p2p`). */
   extraRoutes?: { path: string; app: Hono }[];
+  /** This node's signed record, served by the identity probe. */
+  selfRecord?: () => Promise<unknown>;
 }
 
 /** The node's HTTP API as a Hono app (test it in-process with `app.request`). */
@@ -48,6 +50,7 @@ export function createServerApp(deps: ServerAppDeps) {
     name: deps.config.machineName,
     version: deps.version,
     allowedImages: deps.config.allowedImages,
+    selfRecord: deps.selfRecord,
   };
   const v1 = new Hono().route("/", nodeRoutes(nodeOpts)).route(
     "/containers",

@@ -27,6 +27,10 @@ export interface ServerNodeDeps {
   membership?: { isMember: (nodeId: string) => boolean; isAdmin: (nodeId: string) => boolean };
   /** Sub-apps other modules serve on this node. */
   extraRoutes?: { path: string; app: Hono }[];
+  /** Serve TLS with this certificate and key (config `tls`); plain HTTP without. */
+  tls?: { certPem: string; keyPem: string };
+  /** This node's signed record, served by the identity probe (it names the TLS certificate). */
+  selfRecord?: () => Promise<unknown>;
   /** How often store and engine are reconciled and expired leases removed (default 5 s). */
   reconcileIntervalMs?: number;
 }
@@ -82,6 +86,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       hostname: deps.config.serverHost,
       port: deps.config.serverPort,
       idleTimeout: 120,
+      ...(deps.tls ? { tls: { cert: deps.tls.certPem, key: deps.tls.keyPem } } : {}),
       fetch: (req, srv) => app.fetch(req, { server: srv }),
     });
   } catch (err) {
@@ -99,9 +104,10 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     deps.config.serverHost === "0.0.0.0" || deps.config.serverHost === "::"
       ? "127.0.0.1"
       : deps.config.serverHost;
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const scheme = deps.tls ? "https" : "http";
+  const url = `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}`;
   log.info(
-    `node ${deps.nodeId} (${deps.config.machineName}) listening on http://${deps.config.serverHost}:${port}`,
+    `node ${deps.nodeId} (${deps.config.machineName}) listening on ${scheme}://${deps.config.serverHost}:${port}${deps.tls ? "" : " (plain HTTP: tls is off)"}`,
   );
 
   let stopping: Promise<void> | undefined;

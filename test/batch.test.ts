@@ -59,6 +59,7 @@ async function startNode(
       P2PRC_DEFAULT_MEMORY_MB: "64",
       P2PRC_DEFAULT_CPUS: "0.25",
       P2PRC_LOG_LEVEL: "warn",
+      P2PRC_TLS: "false",
       // the test network's nodes (and the client) are members of each other
       P2PRC_OPEN_NETWORK: "true",
       ...extraEnv,
@@ -93,6 +94,7 @@ const cliEnv = () => ({
   DOCKER_HOST,
   P2PRC: clientHome,
   P2PRC_LOG_LEVEL: "warn",
+  P2PRC_TLS: "false",
 });
 
 /** Starts the CLI against the client home; stderr is collected as it comes. */

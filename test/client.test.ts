@@ -1,14 +1,15 @@
 // The client's container commands across real processes: two `p2prc --as-server` nodes on 127.0.0.1
 // sharing the engine, and a separate client home that knows them through `--as` and `--us`. A
 // container with sshd is reached with the real OpenSSH client; tracked containers and groups are
-// checked through the CLI and against the engine.
+// checked through the CLI and against the engine. Everything runs over TLS (the default): the CLI
+// pins each node's certificate from its signed record, the test pins it from the node's home.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
-import type { Identity } from "../config/index.ts";
+import { type Identity, pinnedTls } from "../config/index.ts";
 import { freePort, nodeIdentity, signedFetch, ssh, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -35,10 +36,20 @@ interface Node {
   stderr: string[];
 }
 
+/** TLS pinned to the certificate a node serves (read from its home). */
+const pin = (n: Node) => pinnedTls(readFileSync(join(n.home, "identity", "tls.crt"), "utf8"));
+
 /** Starts a node; on an open network (the default here) any signed node, the client included, is a member. */
 async function startNode(name: string, bootstrap: string, openNetwork = true): Promise<Node> {
   const port = await freePort();
-  const n: Node = { name, home: join(root, name), port, url: `http://127.0.0.1:${port}`, id: "", stderr: [] };
+  const n: Node = {
+    name,
+    home: join(root, name),
+    port,
+    url: `https://127.0.0.1:${port}`,
+    id: "",
+    stderr: [],
+  };
   const proc = Bun.spawn([process.execPath, join(ROOT, "cli/main.ts"), "--as-server"], {
     cwd: ROOT,
     env: {
@@ -70,7 +81,8 @@ async function startNode(name: string, bootstrap: string, openNetwork = true): P
     `${name} up`,
     async () => {
       if (proc.exitCode !== null) throw new Error(`${name} exited ${proc.exitCode}: ${n.stderr.join("")}`);
-      const res = await fetch(`${n.url}/v1/health`);
+      if (!existsSync(join(n.home, "identity", "tls.crt"))) return undefined;
+      const res = await fetch(`${n.url}/v1/health`, { tls: pin(n) });
       return res.ok ? ((await res.json()) as { nodeId: string }) : undefined;
     },
     15_000,
@@ -140,7 +152,7 @@ beforeAll(async () => {
   await waitFor(
     "node a knows b",
     async () => {
-      const t = (await (await signedFetch(adminKey(a), `${a.url}/v1/p2p/table`)).json()) as {
+      const t = (await (await signedFetch(adminKey(a), `${a.url}/v1/p2p/table`, { tls: pin(a) })).json()) as {
         nodes: { id: string }[];
       };
       return t.nodes.some((v) => v.id === b.id) ? true : undefined;
@@ -282,7 +294,9 @@ describe("containers on a chosen node", () => {
     expect(r.code).toBe(0);
     expect(await engineIds(b.id)).not.toContain(id);
     // not there even for node b's admin, who sees every container
-    expect((await signedFetch(adminKey(b), `${b.url}/v1/containers/${id}`)).status).toBe(404);
+    expect((await signedFetch(adminKey(b), `${b.url}/v1/containers/${id}`, { tls: pin(b) })).status).toBe(
+      404,
+    );
     const list = await cliJson(["--tc"]);
     expect(list.map((t: { id: string }) => t.id)).not.toContain(id);
     const human = await cli(["--tc"]);
@@ -293,7 +307,10 @@ describe("containers on a chosen node", () => {
     const r = await cliJson(["--exec-container", b.id.slice(0, 10), "--ttl", "300"]);
     expect(r.node).toBe(b.id);
     // removed by node b's own operator (its admin key)
-    const del = await signedFetch(adminKey(b), `${b.url}/v1/containers/${r.id}`, { method: "DELETE" });
+    const del = await signedFetch(adminKey(b), `${b.url}/v1/containers/${r.id}`, {
+      tls: pin(b),
+      method: "DELETE",
+    });
     expect(del.ok).toBe(true);
     const list = await cliJson(["--tc"]);
     expect(list.find((t: { id: string }) => t.id === r.id)).toMatchObject({ id: r.id, state: "gone" });
@@ -380,7 +397,10 @@ describe("client errors", () => {
           : { code: r.code, stillRunning: true, stillTracked: true, out: r.out.trim() },
       );
     } finally {
-      await signedFetch(adminKey(b), `${b.url}/v1/containers/${c.id}`, { method: "DELETE" });
+      await signedFetch(adminKey(b), `${b.url}/v1/containers/${c.id}`, {
+        tls: pin(b),
+        method: "DELETE",
+      });
       await cli(["--rm", "cl-node-b", "--id", c.id]);
     }
   }, 20_000);
@@ -403,6 +423,7 @@ describe("client errors", () => {
     // the node's answer to that request signed with the client's key: 403, not a member
     const body = JSON.stringify({ image: BUSYBOX });
     const direct = await signedFetch(nodeIdentity(clientHome), `${closed.url}/v1/containers`, {
+      tls: pin(closed),
       method: "POST",
       headers: { "content-type": "application/json" },
       body,
@@ -413,7 +434,7 @@ describe("client errors", () => {
     expect(before).toEqual([]);
     expect((await cliJson(["--tc"])).map((t: { id: string }) => t.id).sort()).toEqual(tracked);
     // its own operator is still let in, and sees no container there
-    const list = await signedFetch(adminKey(closed), `${closed.url}/v1/containers`);
+    const list = await signedFetch(adminKey(closed), `${closed.url}/v1/containers`, { tls: pin(closed) });
     expect(list.status).toBe(200);
     expect(((await list.json()) as { containers: unknown[] }).containers).toEqual([]);
     (closed.proc as Subprocess).kill(9);

@@ -78,6 +78,7 @@ function nodeEnv(n: Node): Record<string, string> {
     P2PRC_GOSSIP_INTERVAL_MS: String(INTERVAL_MS),
     P2PRC_SUSPECT_TIMEOUT_MS: String(SUSPECT_MS),
     P2PRC_LOG_LEVEL: "warn",
+    P2PRC_TLS: "false", // plain HTTP here: test/cluster.test.ts runs its nodes over TLS
   };
 }
 
@@ -134,6 +135,7 @@ async function cli(home: string, args: string[], extraEnv: Record<string, string
       DOCKER_HOST,
       P2PRC: home,
       P2PRC_LOG_LEVEL: "warn",
+      P2PRC_TLS: "false",
       ...extraEnv,
     },
     stdout: "pipe",

@@ -34,7 +34,7 @@ test("bun examples/embed.ts <port> prints url, nodeId and health, exit 0", async
   const lines = stdout.split("\n").filter(Boolean);
   expect(lines).toHaveLength(1);
   const out = JSON.parse(lines[0] as string);
-  expect(out.url).toBe(`http://127.0.0.1:${port}`);
+  expect(out.url).toBe(`https://127.0.0.1:${port}`); // TLS is on by default
   expect(out.nodeId).toMatch(/^[0-9a-f]{64}$/);
   expect(out.health.ok).toBe(true);
   expect(out.health.nodeId).toBe(out.nodeId);

@@ -35,6 +35,7 @@ async function startCli(home: string, port: number) {
       P2PRC: home,
       P2PRC_SERVER_PORT: String(port),
       P2PRC_SERVER_HOST: "127.0.0.1",
+      P2PRC_TLS: "false",
       P2PRC_DEFAULT_IMAGE: BUSYBOX,
       P2PRC_DEFAULT_MEMORY_MB: "64",
       P2PRC_DEFAULT_CPUS: "0.5",
@@ -179,7 +180,7 @@ describe("leases", () => {
     const port = await freePort();
     const node = await start({
       configDir: join(root, "lease-node"),
-      env: { DOCKER_HOST },
+      env: { DOCKER_HOST, P2PRC_TLS: "false" },
       logger: memoryLogger(),
       gpus: async () => [],
       overrides: {
@@ -227,7 +228,7 @@ describe("leases", () => {
     const port = await freePort();
     const opts = {
       configDir: home,
-      env: { DOCKER_HOST },
+      env: { DOCKER_HOST, P2PRC_TLS: "false" },
       logger: memoryLogger(),
       gpus: async () => [],
       overrides: { defaultImage: BUSYBOX, serverHost: "127.0.0.1", serverPort: port, defaultMemoryMb: 64 },

@@ -92,6 +92,7 @@ export async function startTestNode(
       defaultImage: "p2prc-test/busybox",
       dockerHost: process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock",
       logLevel: "silent",
+      tls: false, // plain HTTP here; test/cluster.test.ts and test/client.test.ts run over TLS
       ...overrides,
     },
   });

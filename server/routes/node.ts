@@ -10,6 +10,8 @@ export interface NodeRoutesOptions {
   name: string;
   version: string;
   allowedImages: string[];
+  /** This node's signed record (with its TLS certificate), for the identity probe. */
+  selfRecord?: () => Promise<unknown>;
 }
 
 /** Public read-only routes: health, specs, images. */
@@ -32,8 +34,16 @@ export function nodeRoutes(o: NodeRoutesOptions) {
   return (
     new Hono()
       .get("/health", (c) => c.json({ ok: true, nodeId: o.nodeId, name: o.name, version: o.version }))
-      // the identity probe: answers unsigned, so a client can learn whose node this is before signing
-      .get("/identity", (c) => c.json({ nodeId: o.nodeId, name: o.name, version: o.version }))
+      // the identity probe: answers unsigned, so a client can learn whose node this is before signing,
+      // and (the signed record names the certificate) check that the TLS session is that node's
+      .get("/identity", async (c) =>
+        c.json({
+          nodeId: o.nodeId,
+          name: o.name,
+          version: o.version,
+          ...(o.selfRecord ? { record: await o.selfRecord() } : {}),
+        }),
+      )
       .get("/specs", async (c) => c.json(await collectSpecs(o.specs)))
       .get("/images", async (c) => c.json({ images: await images() }))
   );

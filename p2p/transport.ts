@@ -1,0 +1,143 @@
+import { certSha256, P2prcError, pinnedTls, probeCertificate } from "../config/index.ts";
+import { verifyRecord } from "./table.ts";
+import type { SignedRecord } from "./types.ts";
+
+/** `p`, or a rejection as soon as `signal` aborts (the probe has its own timeout besides). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | null | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** What is known of a peer before talking to it. */
+export interface PeerExpectation {
+  /** The node id the caller means to reach: an address that answers as another node is refused. */
+  nodeId?: string | undefined;
+  /** The certificate from the peer's signed record: pinned as is. */
+  cert?: string | undefined;
+}
+
+export interface PeerTransportOptions {
+  /** This node serves TLS, so it refuses to talk plain HTTP to a peer (no silent downgrade). */
+  requireTls: boolean;
+  /** The certificate the IP table holds for the node at host:port (from its signed record), if any. */
+  certAt?: (host: string, port: number, nodeId?: string) => { nodeId: string; cert: string } | undefined;
+  /** How long the certificate probe of a new address may take. */
+  probeTimeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+type Known = { tls: true; cert: string; nodeId: string } | { tls: false };
+
+/**
+ * How p2prc reaches another node. A node's URL names its address (the scheme given is ignored): when the
+ * node's signed record carries a certificate, the request goes over TLS with exactly that certificate
+ * pinned. An address with no record yet (a bootstrap seed, a host:port typed by a user) is probed once:
+ * the certificate it serves is pinned for a request to its identity probe, whose signed record must name
+ * that same certificate — so the TLS session is bound to the node's key (trust on first use, like ssh,
+ * for whom the address belongs to; the key then proves it). A node that serves plain HTTP is used only
+ * when this node does not require TLS itself.
+ */
+export class PeerTransport {
+  private readonly known = new Map<string, Known>();
+  private readonly fetchFn: typeof fetch;
+
+  constructor(private readonly o: PeerTransportOptions) {
+    this.fetchFn = o.fetch ?? fetch;
+  }
+
+  /** A fetch bound to one peer (what NodeClient and gossip call). */
+  fetchFor(expect: PeerExpectation = {}): typeof fetch {
+    const bound = (input: string | URL | Request, init?: RequestInit) =>
+      this.request(String(input instanceof Request ? input.url : input), init ?? {}, expect);
+    return bound as typeof fetch;
+  }
+
+  /** The node id proven for an address by an earlier probe, if any. */
+  nodeAt(host: string, port: number): string | undefined {
+    const k = this.known.get(`${host}:${port}`);
+    return k?.tls ? k.nodeId : undefined;
+  }
+
+  private async request(url: string, init: RequestInit, expect: PeerExpectation): Promise<Response> {
+    const u = new URL(url);
+    const host = u.hostname.replace(/^\[|\]$/g, "");
+    const port = Number(u.port || (u.protocol === "https:" ? 443 : 80));
+    const rest = `${u.host}${u.pathname}${u.search}`;
+    let cert = expect.cert;
+    if (!cert) {
+      const k = await abortable(this.resolve(host, port, expect.nodeId), init.signal);
+      if (!k.tls) return this.fetchFn(`http://${rest}`, init);
+      cert = k.cert;
+    }
+    try {
+      return await this.fetchFn(`https://${rest}`, { ...init, tls: pinnedTls(cert) } as RequestInit);
+    } catch (err) {
+      // a node may have a new certificate (a fresh home at the same address): probe again next time
+      this.known.delete(`${host}:${port}`);
+      throw err;
+    }
+  }
+
+  private async resolve(host: string, port: number, nodeId: string | undefined): Promise<Known> {
+    const key = `${host}:${port}`;
+    const cached = this.known.get(key);
+    if (cached && (!cached.tls || !nodeId || cached.nodeId === nodeId)) return cached;
+    const fromTable = this.o.certAt?.(host, port, nodeId);
+    if (fromTable && (!nodeId || fromTable.nodeId === nodeId)) {
+      const k: Known = { tls: true, ...fromTable };
+      this.known.set(key, k);
+      return k;
+    }
+    const probed = await probeCertificate(host, port, this.o.probeTimeoutMs ?? 3000);
+    if (!probed.tls) {
+      if (this.o.requireTls) {
+        throw new P2prcError("E_NODE_UNREACHABLE", `${key} serves plain HTTP, and this node requires TLS`, {
+          hint: "run that node with TLS (the default), or set P2PRC_TLS=false here too",
+        });
+      }
+      this.known.set(key, { tls: false });
+      return { tls: false };
+    }
+    const record = await this.identity(host, port, probed.certPem);
+    if (nodeId && record.record.id !== nodeId) {
+      throw new P2prcError(
+        "E_NODE_UNREACHABLE",
+        `${key} answers as node ${record.record.id.slice(0, 12)}…, not ${nodeId.slice(0, 12)}…`,
+      );
+    }
+    const k: Known = { tls: true, cert: probed.certPem, nodeId: record.record.id };
+    this.known.set(key, k);
+    return k;
+  }
+
+  /** The node's signed record from its identity probe, over TLS pinned to the probed certificate. */
+  private async identity(host: string, port: number, cert: string): Promise<SignedRecord> {
+    const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+    let body: { record?: unknown };
+    try {
+      const res = await this.fetchFn(`https://${where}/v1/identity`, {
+        tls: pinnedTls(cert),
+        signal: AbortSignal.timeout(this.o.probeTimeoutMs ?? 3000),
+      } as RequestInit);
+      body = (await res.json()) as { record?: unknown };
+    } catch (err) {
+      throw new P2prcError("E_NODE_UNREACHABLE", `cannot reach node ${where}: ${(err as Error).message}`, {
+        cause: err,
+        retryable: true,
+      });
+    }
+    const record = verifyRecord(body.record);
+    if (!record?.record.cert || certSha256(record.record.cert) !== certSha256(cert)) {
+      throw new P2prcError(
+        "E_NODE_UNREACHABLE",
+        `${where}: its certificate is not the one its signed record names (refused: possible interception)`,
+      );
+    }
+    return record;
+  }
+}
