@@ -155,7 +155,15 @@ async function serverRss(): Promise<void> {
     let healthy = false;
     while (Date.now() < deadline && proc.exitCode === null) {
       try {
-        const res = await fetch(`http://127.0.0.1:${port}/v1/health`, { signal: AbortSignal.timeout(1000) });
+        // the node serves TLS with its own certificate (the default): pin it from the node's home
+        const certFile = join(home, "identity", "tls.crt");
+        const tls = existsSync(certFile)
+          ? { ca: readFileSync(certFile, "utf8"), checkServerIdentity: () => undefined }
+          : undefined;
+        const res = await fetch(`${tls ? "https" : "http"}://127.0.0.1:${port}/v1/health`, {
+          signal: AbortSignal.timeout(1000),
+          tls,
+        });
         if (res.status === 200) {
           healthy = true;
           break;

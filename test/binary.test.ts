@@ -13,6 +13,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { freePort, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const SOURCE_DIRS = ["abstractions", "client", "server", "p2p", "plugins", "config", "cli"];
@@ -50,6 +51,10 @@ beforeAll(() => {
         join(ROOT, "node_modules/.bin/bun"),
         "build",
         "--compile",
+        "--minify",
+        "--bytecode",
+        "--format=esm",
+        "--splitting",
         "--external",
         "cpu-features",
         "cli/main.ts",
@@ -152,4 +157,52 @@ describe("compiled binary", () => {
     expect(lines[0]).toContain("P2PRC_SERVER_PORT");
     expect(r.err).not.toMatch(/\bat .*\.(ts|js):\d+/);
   });
+
+  test("--doctor reaches the engine (the engine client is embedded and loads)", () => {
+    const r = p2prc(["--doctor"], { DOCKER_HOST: process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock" });
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("reachable");
+  });
+
+  test("--as-server serves TLS with its own certificate (made by the embedded x509 library), stops on SIGTERM", async () => {
+    const port = await freePort();
+    const proc = Bun.spawn(["./p2prc", "--as-server"], {
+      cwd: dir,
+      env: {
+        PATH: "/usr/bin:/bin",
+        HOME: dir,
+        P2PRC: home,
+        P2PRC_SERVER_HOST: "127.0.0.1",
+        P2PRC_SERVER_PORT: String(port),
+        P2PRC_LOG_LEVEL: "warn",
+        DOCKER_HOST: process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock",
+      },
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    try {
+      const certFile = join(home, "identity", "tls.crt");
+      const health = await waitFor(
+        "binary server up over TLS",
+        async () => {
+          if (proc.exitCode !== null) throw new Error(`exited ${proc.exitCode}`);
+          if (!existsSync(certFile)) return undefined;
+          const tls = { ca: readFileSync(certFile, "utf8"), checkServerIdentity: () => undefined };
+          const res = await fetch(`https://127.0.0.1:${port}/v1/health`, { tls });
+          return res.ok ? ((await res.json()) as { nodeId: string }) : undefined;
+        },
+        15_000,
+      );
+      expect(health.nodeId).toMatch(/^[0-9a-f]{64}$/);
+      expect((statSync(join(home, "identity", "tls.key")).mode & 0o777).toString(8)).toBe("600");
+      await expect(fetch(`https://127.0.0.1:${port}/v1/health`)).rejects.toThrow(); // not pinned
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+      const stderr = await new Response(proc.stderr).text();
+      expect(stderr).not.toContain("reconcile failed");
+    } finally {
+      if (proc.exitCode === null) proc.kill("SIGKILL");
+    }
+  }, 30_000);
 });

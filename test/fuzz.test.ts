@@ -58,6 +58,8 @@ const PATHS = [
   "/v1/p2p/sync",
   "/v1/p2p/table",
   "/v1/p2p/stats",
+  "/v1/p2p/cluster",
+  "/v1/p2p/clusters",
   "/server_info",
   "/ShowImages",
   "/v1/nope",
@@ -67,7 +69,7 @@ const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"] as const;
 
 /** A body that is never a valid request: invalid JSON, wrong types, or always an unknown field. */
 function badBody(): string | Uint8Array {
-  switch (Math.floor(rand() * 9)) {
+  switch (Math.floor(rand() * 10)) {
     case 0:
       return "{not json";
     case 1:
@@ -82,6 +84,19 @@ function badBody(): string | Uint8Array {
       return JSON.stringify({ from: {}, records: [{ record: {}, signature: 1 }], deaths: "no", want: 7 });
     case 6:
       return JSON.stringify([1, 2, 3]);
+    case 8: {
+      // a cluster document letting the member in, signed by the member but naming this node as host
+      const cluster = {
+        name: "fuzz",
+        host: self.nodeId,
+        members: [{ id: member.nodeId, label: "", role: "admin" }],
+        bootstrap: [],
+        version: Date.now(),
+        issuedAt: Date.now(),
+        ...(rand() < 0.5 ? { fuzz: 1 } : {}),
+      };
+      return JSON.stringify({ cluster, signature: member.signJson(cluster) });
+    }
     case 7:
       return rand() < 0.02
         ? "x".repeat(2 * 1024 * 1024)
@@ -159,4 +174,8 @@ test(`${TOTAL} hostile requests: no 5xx, the node stays up, nothing changes`, as
     nodes: { id: string }[];
   };
   expect(table.nodes.map((n) => n.id)).toEqual([node.nodeId]);
+  const clusters = (await (await signedFetch(self, `${node.url}/v1/p2p/clusters`)).json()) as {
+    clusters: unknown[];
+  };
+  expect(clusters.clusters).toEqual([]);
 }, 120_000);

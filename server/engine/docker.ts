@@ -114,7 +114,10 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
   let docker: Dockerode | undefined;
   const client = async (): Promise<Dockerode> => {
     if (!docker) {
-      const { default: Docker } = await import("dockerode");
+      // require (evaluated on first use), not import(): Bun's minifier, splitting chunks, named the
+      // dynamic import's interop helper and its callback parameter alike (`m(m.default,1)`), which
+      // broke the compiled binary's engine client. test/binary.test.ts runs --doctor to catch it.
+      const Docker = require("dockerode") as typeof import("dockerode");
       docker = new Docker(connectOptions(host));
     }
     return docker;
