@@ -110,23 +110,37 @@ export interface DefaultConfigResult {
   stateDb: string;
   /** Fields that were missing from config.json and got their default. */
   added: string[];
+  /** SHA-256 of the node's TLS certificate (when `tls` is on): what peers pin. */
+  tlsFingerprint?: string;
 }
 
 /**
  * `p2prc --dc`: makes the home complete — config.json with every field (edited values kept), the node
  * key pair (kept if present), and state.db migrated. Idempotent.
  */
-export function setDefaultConfig(options: NodeOptions = {}): DefaultConfigResult {
+export async function setDefaultConfig(options: NodeOptions = {}): Promise<DefaultConfigResult> {
   const env = options.env ?? process.env;
   const home = resolveHome({ configDir: options.configDir, env, userHome: homedir() });
   loadConfig(options); // a bad env or flag value fails before anything is written
   const { added } = completeConfigFile(nodePaths(home).configFile, hostname());
   // The files go where the effective config (env and flags included) says, as every other command sees them.
-  const full = loadConfig(options).paths;
+  const loaded = loadConfig(options);
+  const full = loaded.paths;
   const identity = loadOrCreateIdentity(full.privateKey, full.publicKey);
+  // the TLS certificate too: made here, the server never needs the X.509 library (nor its memory)
+  const tls = loaded.config.tls
+    ? await loadOrCreateTlsCertificate(full.identityDir, `p2prc-${identity.nodeId.slice(0, 16)}`)
+    : undefined;
   const store = openStore(full.stateDb);
   store.close();
-  return { home, configFile: full.configFile, nodeId: identity.nodeId, stateDb: full.stateDb, added };
+  return {
+    home,
+    configFile: full.configFile,
+    nodeId: identity.nodeId,
+    stateDb: full.stateDb,
+    added,
+    ...(tls ? { tlsFingerprint: tls.sha256 } : {}),
+  };
 }
 
 /** `--vc`: the effective config plus where it lives and the node id (null before the first `--dc`/start). */

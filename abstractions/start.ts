@@ -46,7 +46,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     let capacity: (() => Promise<ReturnType<typeof capacityOf>>) | undefined;
     const tls = ctx.config.tls ? await tlsMaterial(ctx) : undefined;
-    const { table, gossip, clusters } = await createGossip(ctx, store, () =>
+    const { table, gossip, clusters, transport } = await createGossip(ctx, store, () =>
       (capacity as NonNullable<typeof capacity>)(),
     );
     const server = await startServerNode({
@@ -75,6 +75,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
         gossip.stop();
         await server.stop();
         await gossip.idle();
+        transport.close();
         store.close();
       })();
       return stopped;

@@ -17,7 +17,7 @@ import { createServer, type Server } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type RunningNode, start } from "../abstractions/index.ts";
-import { createLogger, generateIdentity, type Logger, signedFetch } from "../config/index.ts";
+import { createLogger, generateIdentity, type Logger, pinnedTls, signedFetch } from "../config/index.ts";
 import type { GossipStats, PeerView } from "../p2p/index.ts";
 
 const SIZES = [10, 25, 50];
@@ -97,16 +97,19 @@ async function freePorts(count: number): Promise<number[]> {
 /** The bench's own key for reading tables and stats (the nodes run with openNetwork). */
 const reader = generateIdentity();
 
-async function getJson<T>(url: string): Promise<T> {
-  const res = await signedFetch(reader, url, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
+async function getJson<T>(url: string, certPem: string | undefined): Promise<T> {
+  const res = await signedFetch(reader, url, {
+    signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+    tls: certPem ? pinnedTls(certPem) : undefined, // the nodes serve TLS (the default): pin each one's
+  });
   const text = await res.text();
   if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status} ${text.slice(0, 200)}`);
   return JSON.parse(text) as T;
 }
 
 const table = async (node: RunningNode) =>
-  (await getJson<{ nodes: PeerView[] }>(`${node.url}/v1/p2p/table`)).nodes;
-const stats = (node: RunningNode) => getJson<GossipStats>(`${node.url}/v1/p2p/stats`);
+  (await getJson<{ nodes: PeerView[] }>(`${node.url}/v1/p2p/table`, node.certPem)).nodes;
+const stats = (node: RunningNode) => getJson<GossipStats>(`${node.url}/v1/p2p/stats`, node.certPem);
 
 /**
  * Polls `pending` every POLL_MS until `done` holds for each (a node is polled until it is done, then no

@@ -19,6 +19,7 @@ import {
   type Identity,
   loadOrCreateIdentity,
   openStore,
+  pinnedTls,
   signedFetch,
 } from "../config/index.ts";
 import { createDockerEngine, freePorts } from "../server/index.ts";
@@ -149,6 +150,9 @@ function engineBody(name: string, cpus: number, memoryMb: number, pidsLimit: num
   };
 }
 
+/** The node serves TLS (the default) with its own certificate: requests pin it, as peers do. */
+const pin = () => (node?.certPem ? pinnedTls(node.certPem) : undefined);
+
 async function viaP2prc(url: string): Promise<Dispatch> {
   const t0 = performance.now();
   const res = await signedFetch(nodeIdentity(), `${url}/v1/containers`, {
@@ -156,6 +160,7 @@ async function viaP2prc(url: string): Promise<Dispatch> {
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ command: COMMAND }),
     signal: AbortSignal.timeout(TIMEOUT_MS),
+    tls: pin(),
   });
   const body = (await res.json()) as { id?: string };
   const ms = performance.now() - t0;
@@ -169,6 +174,7 @@ async function viaP2prc(url: string): Promise<Dispatch> {
       const del = await signedFetch(nodeIdentity(), `${url}/v1/containers/${id}`, {
         method: "DELETE",
         signal: AbortSignal.timeout(TIMEOUT_MS),
+        tls: pin(),
       });
       if (del.status !== 200)
         throw new Error(`DELETE /v1/containers/${id}: ${del.status} ${await del.text()}`);
@@ -329,6 +335,7 @@ async function main(): Promise<void> {
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ command: [] }),
       signal: AbortSignal.timeout(TIMEOUT_MS),
+      tls: pin(),
     });
     await res.text();
     if (res.status !== 400)

@@ -164,6 +164,7 @@ export class ClusterBook {
   accept(input: unknown): ClusterAcceptResult {
     const signed = verifyCluster(input);
     if (!signed) return "invalid";
+    this.catchUp(signed.cluster.host, signed.cluster.name);
     let held = this.get(signed.cluster.host, signed.cluster.name);
     if (!held) {
       // joined by the CLI since the last round (it hands the document to its running node)
@@ -192,10 +193,17 @@ export class ClusterBook {
         { hint: "ask the cluster's host to run: p2prc --cluster-add <your p2prc --whoami>" },
       );
     }
+    this.catchUp(cluster.host, cluster.name);
     const held = this.get(cluster.host, cluster.name);
     if (held && held.cluster.version >= cluster.version) return held;
     this.save(signed);
     return signed;
+  }
+
+  /** Reloads when the store holds a newer version than the cache (the CLI published one meanwhile). */
+  private catchUp(host: string, name: string): void {
+    const stored = this.deps.store.clusters.get(host, name);
+    if (stored && stored.version > (this.get(host, name)?.cluster.version ?? 0)) this.reload();
   }
 
   /** Leaves a cluster: its members lose access here (unless trusted or in another cluster). */
@@ -284,10 +292,11 @@ export class ClusterBook {
 
   private publish(identity: Identity, draft: ClusterDocument): SignedCluster {
     const held = this.get(identity.nodeId, draft.name)?.cluster;
+    const stored = this.deps.store.clusters.get(identity.nodeId, draft.name)?.version ?? 0;
     const now = this.deps.clock.now();
     const cluster: ClusterDocument = {
       ...draft,
-      version: Math.max(now, (held?.version ?? 0) + 1),
+      version: Math.max(now, (held?.version ?? 0) + 1, stored + 1),
       issuedAt: now,
     };
     const signed = { cluster, signature: identity.signJson(cluster) };

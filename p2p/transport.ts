@@ -5,6 +5,7 @@ import type { SignedRecord } from "./types.ts";
 /** `p`, or a rejection as soon as `signal` aborts (the probe has its own timeout besides). */
 function abortable<T>(p: Promise<T>, signal: AbortSignal | null | undefined): Promise<T> {
   if (!signal) return p;
+  p.catch(() => {}); // settled later, after an abort: not an unhandled rejection
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
@@ -12,6 +13,9 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal | null | undefined): Pr
     p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
 }
+
+/** Peers with a pinned keep-alive session at once; the least recently used is closed beyond it. */
+const MAX_SESSIONS = 256;
 
 /** What is known of a peer before talking to it. */
 export interface PeerExpectation {
@@ -44,6 +48,8 @@ type Known = { tls: true; cert: string; nodeId: string } | { tls: false };
  */
 export class PeerTransport {
   private readonly known = new Map<string, Known>();
+  /** One keep-alive session per pinned certificate: a handshake per peer, not per request. */
+  private readonly sessions = new Map<string, Bun.FetchSession>();
   private readonly fetchFn: typeof fetch;
 
   constructor(private readonly o: PeerTransportOptions) {
@@ -52,8 +58,14 @@ export class PeerTransport {
 
   /** A fetch bound to one peer (what NodeClient and gossip call). */
   fetchFor(expect: PeerExpectation = {}): typeof fetch {
-    const bound = (input: string | URL | Request, init?: RequestInit) =>
-      this.request(String(input instanceof Request ? input.url : input), init ?? {}, expect);
+    const bound = async (input: string | URL | Request, init?: RequestInit) => {
+      if (input instanceof Request) {
+        const body = ["GET", "HEAD"].includes(input.method) ? undefined : await input.arrayBuffer();
+        const fromRequest: RequestInit = { method: input.method, headers: input.headers, body };
+        return this.request(input.url, { ...fromRequest, ...init }, expect);
+      }
+      return this.request(String(input), init ?? {}, expect);
+    };
     return bound as typeof fetch;
   }
 
@@ -67,7 +79,8 @@ export class PeerTransport {
     const u = new URL(url);
     const host = u.hostname.replace(/^\[|\]$/g, "");
     const port = Number(u.port || (u.protocol === "https:" ? 443 : 80));
-    const rest = `${u.host}${u.pathname}${u.search}`;
+    // host and port spelled out: the scheme may change, and with it the default port
+    const rest = `${host.includes(":") ? `[${host}]` : host}:${port}${u.pathname}${u.search}`;
     let cert = expect.cert;
     if (!cert) {
       const k = await abortable(this.resolve(host, port, expect.nodeId), init.signal);
@@ -75,12 +88,36 @@ export class PeerTransport {
       cert = k.cert;
     }
     try {
-      return await this.fetchFn(`https://${rest}`, { ...init, tls: pinnedTls(cert) } as RequestInit);
+      if (this.o.fetch)
+        return await this.fetchFn(`https://${rest}`, { ...init, tls: pinnedTls(cert) } as RequestInit);
+      return await this.session(cert).fetch(`https://${rest}`, init as BunFetchRequestInit);
     } catch (err) {
       // a node may have a new certificate (a fresh home at the same address): probe again next time
       this.known.delete(`${host}:${port}`);
       throw err;
     }
+  }
+
+  private session(cert: string): Bun.FetchSession {
+    let s = this.sessions.get(cert);
+    if (!s) {
+      if (this.sessions.size >= MAX_SESSIONS) {
+        const [oldest, first] = this.sessions.entries().next().value as [string, Bun.FetchSession];
+        first.close();
+        this.sessions.delete(oldest);
+      }
+      s = new Bun.FetchSession({ tls: pinnedTls(cert), keepAlive: { idleTimeout: 60 } });
+    } else {
+      this.sessions.delete(cert); // re-inserted below: the map stays in least-recently-used order
+    }
+    this.sessions.set(cert, s);
+    return s;
+  }
+
+  /** Closes the idle pinned connections (a node that stops). */
+  close(): void {
+    for (const s of this.sessions.values()) s.close();
+    this.sessions.clear();
   }
 
   private async resolve(host: string, port: number, nodeId: string | undefined): Promise<Known> {

@@ -4,12 +4,13 @@ import { toJson } from "../io.ts";
 
 /** `--dc` / `--SetDefaultConfig` */
 export const setDefaultConfigCommand: Command = async ({ io, json, node }) => {
-  const result = setDefaultConfig(node);
+  const result = await setDefaultConfig(node);
   if (json) return io.out(toJson(result));
   io.out(
     `config: ${result.configFile}${result.added.length ? ` (${result.added.length} default fields written)` : " (complete)"}`,
   );
   io.out(`node id: ${result.nodeId}`);
+  if (result.tlsFingerprint) io.out(`tls certificate sha256: ${result.tlsFingerprint}`);
   io.out(`state: ${result.stateDb}`);
 };
 
