@@ -17,6 +17,9 @@ const MODIFIERS: FlagName[] = [
   "udp",
   "remote-address",
   "domain-name",
+  "users",
+  "cluster",
+  "role",
 ];
 const GLOBAL: FlagName[] = ["config-dir", "port", "host", "json", "log-level", "debug", "version", "help"];
 

@@ -63,6 +63,8 @@ describe("help and version", () => {
       expect(r.out).toContain(s);
     }
     expect(r.out).toContain("not available yet");
+    // every flag has its line
+    for (const name of Object.keys(FLAGS)) expect(r.out).toMatch(new RegExp(`^  --${name}\\b`, "m"));
   });
 
   test("--help and no arguments print the same help", async () => {
