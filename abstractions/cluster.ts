@@ -172,6 +172,45 @@ export async function clusterRemove(
   });
 }
 
+/**
+ * `--leave-cluster <name>`: forgets a cluster this node joined; its members lose access here (a running
+ * node re-reads its clusters every gossip round). The host cannot leave its own cluster.
+ */
+export async function leaveCluster(
+  options: NodeOptions,
+  name: string,
+): Promise<{ name: string; host: string }> {
+  return withBook(options, (book, ctx) => {
+    const matches = book.list().filter((s) => s.cluster.name === name);
+    if (matches.length === 0) {
+      throw new P2prcError(
+        "E_NOT_FOUND",
+        `leave-cluster: this node holds no cluster named "${name.slice(0, 80)}"`,
+        {
+          field: "leave-cluster",
+          hint: "see p2prc --clusters",
+        },
+      );
+    }
+    if (matches.length > 1) {
+      throw new P2prcError(
+        "E_INVALID",
+        `leave-cluster: ${matches.length} clusters are named "${name}" (hosts ${matches.map((m) => m.cluster.host.slice(0, 12)).join(", ")})`,
+        { field: "leave-cluster" },
+      );
+    }
+    const { cluster } = matches[0] as SignedCluster;
+    if (cluster.host === ctx.identity.nodeId) {
+      throw new P2prcError("E_INVALID", `leave-cluster: this node hosts ${name}; it cannot leave it`, {
+        field: "leave-cluster",
+        hint: "remove its members with --cluster-remove instead",
+      });
+    }
+    book.leave(cluster.host, cluster.name);
+    return { name: cluster.name, host: cluster.host };
+  });
+}
+
 /** `--clusters`: the cluster documents this node hosts or joined. */
 export async function listClusters(options: NodeOptions): Promise<ClusterView[]> {
   return withBook(options, (book, ctx) => book.list().map((s) => view(s, ctx.identity.nodeId)));

@@ -31,7 +31,14 @@ export {
   viewImages,
 } from "./client.ts";
 export type { ClusterView } from "./cluster.ts";
-export { clusterAdd, clusterRemove, hostCluster, joinCluster, listClusters } from "./cluster.ts";
+export {
+  clusterAdd,
+  clusterRemove,
+  hostCluster,
+  joinCluster,
+  leaveCluster,
+  listClusters,
+} from "./cluster.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { doctor } from "./doctor.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";

@@ -165,6 +165,11 @@ export const FLAGS = {
     description: "Join a cluster from its document or from a node that holds it",
   },
   clusters: { type: "boolean", description: "List the clusters this node hosts or joined" },
+  "leave-cluster": {
+    type: "string",
+    valueHint: "name",
+    description: "Leave a cluster this node joined: its members lose access here",
+  },
   // modifiers
   users: {
     type: "string",
@@ -247,6 +252,7 @@ export const ACTION_ORDER: FlagName[] = [
   "cluster-add",
   "cluster-remove",
   "join",
+  "leave-cluster",
   "clusters",
   "view-config",
   "whoami",

@@ -33,6 +33,7 @@ const HANDLERS: Partial<Record<FlagName, () => Promise<Command>>> = {
   "cluster-remove": async () => (await import("./commands/cluster.ts")).clusterRemoveCommand,
   join: async () => (await import("./commands/cluster.ts")).joinCommand,
   clusters: async () => (await import("./commands/cluster.ts")).clustersCommand,
+  "leave-cluster": async () => (await import("./commands/cluster.ts")).leaveClusterCommand,
 };
 
 export const rootCommand = defineCommand({

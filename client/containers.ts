@@ -30,8 +30,9 @@ async function identify(
   ref: string,
 ): Promise<{ target: NodeTarget; client: NodeClient; id: string }> {
   const target = resolveNode(ref, deps.views());
-  const client = new NodeClient(target.url, deps.identity, deps.fetch);
-  const id = target.id ?? (await client.health()).nodeId;
+  // a host:port not in the table: its health answer names the node, then every request is bound to it
+  const id = target.id ?? (await new NodeClient(target.url, deps.identity, deps.fetch).health()).nodeId;
+  const client = new NodeClient(target.url, deps.identity, deps.fetch, undefined, id);
   return { target, client, id };
 }
 
@@ -75,7 +76,7 @@ export async function removeContainer(deps: ClientDeps, nodeRef: string, contain
     );
   const client = nodeRef
     ? (await identify(deps, nodeRef)).client
-    : new NodeClient(tracked?.nodeUrl ?? "", deps.identity, deps.fetch);
+    : new NodeClient(tracked?.nodeUrl ?? "", deps.identity, deps.fetch, undefined, tracked?.nodeId);
   if (tracked && client.url !== tracked.nodeUrl) {
     // a 404 from the wrong node must not make us forget a container that still runs elsewhere
     throw new P2prcError(
@@ -105,7 +106,7 @@ export async function trackedContainers(
   return Promise.all(
     all.map(async (t) => {
       try {
-        const c = await new NodeClient(t.nodeUrl, deps.identity, deps.fetch, 5000).getContainer(t.id);
+        const c = await new NodeClient(t.nodeUrl, deps.identity, deps.fetch, 5000, t.nodeId).getContainer(t.id);
         return { ...t, state: c.state };
       } catch (err) {
         if (err instanceof P2prcError && err.code === "E_NOT_FOUND") return { ...t, state: "gone" };

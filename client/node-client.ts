@@ -26,6 +26,8 @@ export class NodeClient {
     private readonly identity: Identity | undefined,
     private readonly fetchFn: typeof fetch = fetch,
     private readonly timeoutMs = 30_000,
+    /** The node's id, when known: signed into every request so no other node accepts it. */
+    readonly nodeId?: string,
   ) {}
 
   private async request(
@@ -40,7 +42,10 @@ export class NodeClient {
       body = JSON.stringify(init.json);
     }
     if (this.identity)
-      Object.assign(headers, signRequest(this.identity, method, `${this.url}${path}`, body ?? ""));
+      Object.assign(
+        headers,
+        signRequest(this.identity, method, `${this.url}${path}`, body ?? "", Date.now(), this.nodeId),
+      );
     let res: Response;
     try {
       res = await this.fetchFn(`${this.url}${path}`, {

@@ -8,7 +8,7 @@ const body = JSON.stringify({ image: "busybox" });
 
 function check(
   headers: Record<string, string>,
-  over: Partial<{ method: string; url: string; body: string; now: number }> = {},
+  over: Partial<{ method: string; url: string; body: string; now: number; selfId: string }> = {},
 ) {
   return verifyRequest({
     method: over.method ?? "POST",
@@ -17,6 +17,7 @@ function check(
     body: over.body ?? body,
     now: over.now ?? Number(headers[AUTH_HEADERS.timestamp]),
     skewMs: 30_000,
+    selfId: over.selfId,
   });
 }
 
@@ -52,5 +53,25 @@ describe("signed requests", () => {
     expect(cache.use(alice.nodeId, "a".repeat(32), 1000)).toBe(true);
     expect(cache.use(alice.nodeId, "a".repeat(32), 2000)).toBe(false);
     expect(cache.use(alice.nodeId, "b".repeat(32), 2000)).toBe(true);
+  });
+
+  test("a request addressed to one node is refused by another; the address cannot be dropped or changed", () => {
+    const nodeA = generateIdentity().nodeId;
+    const nodeB = generateIdentity().nodeId;
+    const h = signRequest(alice, "POST", url, body, Date.now(), nodeA);
+    expect(h[AUTH_HEADERS.to]).toBe(nodeA);
+    expect(check(h, { selfId: nodeA }).ok).toBe(true);
+    const forwarded = check(h, { selfId: nodeB });
+    expect(forwarded.ok).toBe(false);
+    if (!forwarded.ok) expect(forwarded.reason).toContain("addressed to another node");
+    const { [AUTH_HEADERS.to]: _to, ...stripped } = h;
+    expect(check(stripped, { selfId: nodeB })).toEqual({ ok: false, reason: "bad signature" });
+    expect(check({ ...h, [AUTH_HEADERS.to]: nodeB }, { selfId: nodeB })).toEqual({
+      ok: false,
+      reason: "bad signature",
+    });
+    expect(check({ ...h, [AUTH_HEADERS.to]: "zz" }, { selfId: nodeA }).ok).toBe(false);
+    // unaddressed requests stay valid everywhere (a first contact by host:port)
+    expect(check(signRequest(alice, "POST", url, body), { selfId: nodeB }).ok).toBe(true);
   });
 });

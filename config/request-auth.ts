@@ -11,9 +11,14 @@ export const AUTH_HEADERS = {
   nonce: "x-p2prc-nonce",
   contentSha256: "x-p2prc-content-sha256",
   signature: "x-p2prc-signature",
+  /** The node the request is for (when the caller knows it): another node refuses it. */
+  to: "x-p2prc-to",
 } as const;
 
-/** What is signed: method, path, sorted query, timestamp, nonce and the body's SHA-256, one per line. */
+/**
+ * What is signed: method, path, sorted query, timestamp, nonce and the body's SHA-256, one per line,
+ * then the id of the node the request is for when the caller names one.
+ */
 export function canonicalRequest(p: {
   method: string;
   path: string;
@@ -21,31 +26,36 @@ export function canonicalRequest(p: {
   timestamp: string;
   nonce: string;
   contentSha256: string;
+  to?: string | undefined;
 }): string {
   const query = p.query.replace(/^\?/, "").split("&").filter(Boolean).sort().join("&");
-  return ["p2prc-v1", p.method.toUpperCase(), p.path, query, p.timestamp, p.nonce, p.contentSha256].join(
-    "\n",
-  );
+  const lines = ["p2prc-v1", p.method.toUpperCase(), p.path, query, p.timestamp, p.nonce, p.contentSha256];
+  if (p.to !== undefined) lines.push(p.to);
+  return lines.join("\n");
 }
 
 export function sha256Hex(body: Uint8Array | string): string {
   return nodeCrypto().createHash("sha256").update(body).digest("hex");
 }
 
-/** Headers that sign a request with this node's key. */
+/**
+ * Headers that sign a request with this node's key. `to`, the id of the node it is for, binds the
+ * request to that node: another node that receives it (a member forwarding it) refuses it.
+ */
 export function signRequest(
   identity: Identity,
   method: string,
   url: string,
   body: Uint8Array | string = "",
   now = Date.now(),
+  to?: string,
 ): Record<string, string> {
   const u = new URL(url);
   const timestamp = String(now);
   const nonce = nodeCrypto().randomBytes(16).toString("hex");
   const contentSha256 = sha256Hex(body);
   const signature = identity.sign(
-    canonicalRequest({ method, path: u.pathname, query: u.search, timestamp, nonce, contentSha256 }),
+    canonicalRequest({ method, path: u.pathname, query: u.search, timestamp, nonce, contentSha256, to }),
   );
   return {
     [AUTH_HEADERS.node]: identity.nodeId,
@@ -53,6 +63,7 @@ export function signRequest(
     [AUTH_HEADERS.nonce]: nonce,
     [AUTH_HEADERS.contentSha256]: contentSha256,
     [AUTH_HEADERS.signature]: signature,
+    ...(to ? { [AUTH_HEADERS.to]: to } : {}),
   };
 }
 
@@ -71,6 +82,8 @@ export function verifyRequest(p: {
   body: Uint8Array | string;
   now: number;
   skewMs: number;
+  /** This node's id: a request addressed to another node is refused. */
+  selfId?: string;
 }): RequestAuthResult {
   const h = (name: string) => p.headers(name) ?? undefined;
   const nodeId = h(AUTH_HEADERS.node);
@@ -81,6 +94,9 @@ export function verifyRequest(p: {
   if (!nodeId || !timestamp || !nonce || !contentSha256 || !signature)
     return { ok: false, reason: "request is not signed" };
   if (!NODE_ID_RE.test(nodeId)) return { ok: false, reason: `${AUTH_HEADERS.node}: not a node id` };
+  const to = h(AUTH_HEADERS.to);
+  if (to !== undefined && !NODE_ID_RE.test(to))
+    return { ok: false, reason: `${AUTH_HEADERS.to}: not a node id` };
   if (!/^\d{1,16}$/.test(timestamp))
     return { ok: false, reason: `${AUTH_HEADERS.timestamp}: not a timestamp` };
   if (!/^[0-9a-f]{32}$/.test(nonce))
@@ -98,8 +114,11 @@ export function verifyRequest(p: {
     timestamp,
     nonce,
     contentSha256,
+    to,
   });
   if (!verifySignature(nodeId, text, signature)) return { ok: false, reason: "bad signature" };
+  if (to !== undefined && p.selfId !== undefined && to !== p.selfId)
+    return { ok: false, reason: "request is addressed to another node (forwarded?)" };
   return { ok: true, nodeId, nonce, timestamp: ts };
 }
 

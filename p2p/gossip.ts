@@ -259,7 +259,10 @@ export class GossipService {
     const fetchFn = this.deps.transport ? this.deps.transport.fetchFor(peer) : this.fetchFn;
     const res = await fetchFn(url, {
       method: "POST",
-      headers: { "content-type": "application/json", ...signRequest(this.deps.identity, "POST", url, text) },
+      headers: {
+        "content-type": "application/json",
+        ...signRequest(this.deps.identity, "POST", url, text, Date.now(), peer.nodeId),
+      },
       body: text,
       signal: AbortSignal.timeout(this.timeoutMs()),
     });
@@ -277,7 +280,8 @@ export class GossipService {
     const clusters = this.deps.clusters?.digest() ?? [];
     const request: ExchangeRequest = { from: self, hash: digestHash(table.digest()) };
     if (clusters.length) request.clusters = clusters;
-    const peerOf = { nodeId: target.id, cert: target.cert };
+    // a seed is an address: whoever answers there now is welcome (its id is learnt from the answer)
+    const peerOf = target.seed ? {} : { nodeId: target.id, cert: target.cert };
     const res = await this.post<ExchangeResponse>(`${target.url}/v1/p2p/exchange`, request, peerOf);
     const rtt = performance.now() - t0;
     const peer = this.accept(res.from, false);

@@ -99,6 +99,21 @@ describe("signed", () => {
     expect((await allContainers()).filter((c) => c.owner === member.nodeId)).toHaveLength(1);
   });
 
+  test("a request signed for another node (a member forwarding it here) is 401", async () => {
+    const url = `${node.url}/v1/containers`;
+    const body = JSON.stringify({ command: ["sleep", "60"] });
+    const elsewhere = generateIdentity().nodeId;
+    const headers = {
+      "content-type": "application/json",
+      ...signRequest(member, "POST", url, body, Date.now(), elsewhere),
+    };
+    const res = await fetch(url, { method: "POST", headers, body });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain("another node");
+    const here = signRequest(member, "GET", url, "", Date.now(), node.nodeId);
+    expect((await fetch(url, { headers: here })).status).toBe(200);
+  });
+
   test("a stale timestamp, a changed body or a changed path is 401", async () => {
     const url = `${node.url}/v1/containers`;
     const body = JSON.stringify({ command: ["sleep", "60"] });

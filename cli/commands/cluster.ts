@@ -15,7 +15,9 @@ function describe(ctx: CommandContext, v: ClusterView, verb: string): void {
       `signed document: ${v.file} (members join with: p2prc --join <file or this node's host:port>)`,
     );
   if (v.notified === false)
-    ctx.io.out("no local node is running: it takes the new version when it starts (peers get it then)");
+    ctx.io.out(
+      "the local node did not take it now (not running?): a running node reads it from the store at its next round, a stopped one when it starts",
+    );
 }
 
 /** `--host-cluster <name> --users id,…` */
@@ -60,6 +62,19 @@ export const joinCommand: Command = async (ctx) => {
   const joined = await joinCluster(ctx.node, stringFlag(ctx, "join") ?? "", stringFlag(ctx, "cluster"));
   if (ctx.json) return ctx.io.out(toJson(joined));
   for (const v of joined) describe(ctx, v, "joined");
+};
+
+/** `--leave-cluster name` */
+export const leaveClusterCommand: Command = async (ctx) => {
+  const { leaveCluster } = await import("../../abstractions/index.ts");
+  const left = await leaveCluster(ctx.node, stringFlag(ctx, "leave-cluster") ?? "");
+  if (ctx.json) {
+    ctx.io.out(toJson({ left }));
+    return;
+  }
+  ctx.io.out(
+    `left cluster ${left.name} (host ${left.host.slice(0, 12)}…); a running node applies it at its next round`,
+  );
 };
 
 /** `--clusters` */

@@ -85,7 +85,7 @@ class NodeWorker {
     private readonly ttlSeconds: number,
     deps: ClientDeps,
   ) {
-    this.client = new NodeClient(target.url, deps.identity, deps.fetch, 60_000);
+    this.client = new NodeClient(target.url, deps.identity, deps.fetch, 60_000, target.id);
     this.label = target.name ?? target.url;
     this.pool = Array.from({ length: slots }, () => undefined);
   }

@@ -45,6 +45,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
       body,
       now,
       skewMs: o.skewMs,
+      selfId: o.selfId,
     });
     if (!r.ok) throw new P2prcError("E_UNAUTHORIZED", `unauthenticated: ${r.reason}`);
     if (!nonces.use(r.nodeId, r.nonce, now)) {
