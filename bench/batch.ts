@@ -247,12 +247,22 @@ type Step = (typeof STEPS)[number];
  * one at a time against one node and timed each; plus the client-side file writes and two SQLite
  * updates of the same shape (a store opened on a scratch home).
  */
-async function stepBreakdown(url: string): Promise<{ steps: Record<Step, number[]>; createMs: number }> {
+/** A fetch pinned to the node's certificate (the nodes serve TLS), keeping its connection as the client does. */
+function pinnedFetch(certPem: string | undefined): typeof fetch {
+  if (!certPem) return fetch;
+  return new Bun.FetchSession({ tls: { ca: certPem, checkServerIdentity: () => undefined } })
+    .fetch as typeof fetch;
+}
+
+async function stepBreakdown(
+  url: string,
+  certPem: string | undefined,
+): Promise<{ steps: Record<Step, number[]>; createMs: number }> {
   const { openStore } = await import("../config/index.ts");
   const store = openStore(join(work, "steps.db"));
   const batchId = "bench-steps";
   store.client.createBatch({ id: batchId, key: "k", job: "{}", outDir: work, createdAt: Date.now() }, 1);
-  const c = new NodeClient(url, clientIdentity(), fetch, 60_000);
+  const c = new NodeClient(url, clientIdentity(), pinnedFetch(certPem), 60_000);
   const steps = Object.fromEntries(STEPS.map((s) => [s, [] as number[]])) as Record<Step, number[]>;
   const t0 = performance.now();
   const id = (
@@ -317,8 +327,8 @@ async function stepBreakdown(url: string): Promise<{ steps: Record<Step, number[
 }
 
 /** The engine alone for an exec of the same command (dockerode: create, start, collect, inspect). */
-async function engineExec(containerUrl: string): Promise<number[]> {
-  const c = new NodeClient(containerUrl, clientIdentity(), fetch, 60_000);
+async function engineExec(containerUrl: string, certPem: string | undefined): Promise<number[]> {
+  const c = new NodeClient(containerUrl, clientIdentity(), pinnedFetch(certPem), 60_000);
   const id = (
     await c.createContainer({ image: IMAGE, command: ["tail", "-f", "/dev/null"], ttlSeconds: 600 })
   ).id;
@@ -377,8 +387,8 @@ async function main(): Promise<void> {
   }
 
   checkInterrupted();
-  const { steps, createMs } = await stepBreakdown(nodes[0]?.url as string);
-  const engine = await engineExec(nodes[0]?.url as string);
+  const { steps, createMs } = await stepBreakdown(nodes[0]?.url as string, nodes[0]?.certPem);
+  const engine = await engineExec(nodes[0]?.url as string, nodes[0]?.certPem);
 
   // ---- report ----
   console.log(

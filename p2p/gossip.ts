@@ -202,14 +202,38 @@ export class GossipService {
     }
   }
 
-  /** POST /v1/p2p/exchange: merge the caller's record, answer with ours and, if tables differ, our digest. */
-  async handleExchange(body: ExchangeRequest, remote: string | undefined): Promise<ExchangeResponse> {
-    if (!this.accept(body.from, true)) {
-      throw new P2prcError("E_INVALID", "from: record signature does not verify", { field: "from" });
+  /**
+   * POST /v1/p2p/exchange: merge the caller's record, answer with ours and, if tables differ, our digest.
+   * Records that the other side already holds at the current version are left out both ways (a record
+   * with its certificate is most of an exchange's bytes). `callerId` is the verified signer.
+   */
+  async handleExchange(
+    body: ExchangeRequest,
+    remote: string | undefined,
+    callerId?: string,
+  ): Promise<ExchangeResponse> {
+    if (body.from) {
+      if (callerId && (body.from as { record?: { id?: unknown } }).record?.id !== callerId) {
+        throw new P2prcError("E_INVALID", "from: not the record of the node that signed the request", {
+          field: "from",
+        });
+      }
+      if (!this.accept(body.from, true)) {
+        throw new P2prcError("E_INVALID", "from: record signature does not verify", { field: "from" });
+      }
+    } else if (callerId && this.deps.table.record(callerId)) {
+      this.deps.table.markContact(callerId);
+    } else {
+      throw new P2prcError("E_INVALID", "from: required (this node holds no record of the caller)", {
+        field: "from",
+      });
     }
     const digest = this.deps.table.digest();
     const same = digestHash(digest) === body.hash;
-    const response: ExchangeResponse = { from: await this.selfRecord(), observed: remote, same };
+    const self = await this.selfRecord();
+    const response: ExchangeResponse = { observed: remote, same };
+    if (body.have !== self.record.version) response.from = self;
+    if (callerId) response.got = this.deps.table.record(callerId)?.record.version ?? 0;
     if (!same) response.digest = digest;
     const book = this.deps.clusters;
     if (book && body.clusters?.length) {
@@ -278,16 +302,41 @@ export class GossipService {
     const self = await this.selfRecord();
     const t0 = performance.now();
     const clusters = this.deps.clusters?.digest() ?? [];
-    const request: ExchangeRequest = { from: self, hash: digestHash(table.digest()) };
+    // A seed is an address: whoever answers there now is welcome (its id is learnt from the answer).
+    // A known peer: say which version of its record is held, and leave ours out when it said last time
+    // that it holds our current one.
+    const known = target.seed || !target.id ? undefined : target.id;
+    const have = known ? table.record(known)?.record.version : undefined;
+    const request: ExchangeRequest = { hash: digestHash(table.digest()) };
+    if (!known || this.peerHolds.get(known) !== self.record.version) request.from = self;
+    if (have !== undefined) request.have = have;
     if (clusters.length) request.clusters = clusters;
-    // a seed is an address: whoever answers there now is welcome (its id is learnt from the answer)
-    const peerOf = target.seed ? {} : { nodeId: target.id, cert: target.cert };
-    const res = await this.post<ExchangeResponse>(`${target.url}/v1/p2p/exchange`, request, peerOf);
+    const peerOf = known ? { nodeId: target.id, cert: target.cert } : {};
+    const url = `${target.url}/v1/p2p/exchange`;
+    let res: ExchangeResponse;
+    try {
+      res = await this.post<ExchangeResponse>(url, request, peerOf);
+    } catch (err) {
+      if (!known || request.from) throw err;
+      // it no longer holds this node's record (a lost database): send it again, once
+      this.peerHolds.delete(known);
+      request.from = self;
+      res = await this.post<ExchangeResponse>(url, request, peerOf);
+    }
     const rtt = performance.now() - t0;
-    const peer = this.accept(res.from, false);
-    if (!peer) throw new Error(`${target.url}: answered with a record that does not verify`);
+    let peerId: string;
+    if (res.from !== undefined) {
+      const peer = this.accept(res.from, false);
+      if (!peer) throw new Error(`${target.url}: answered with a record that does not verify`);
+      if (known && peer.record.id !== known) throw new Error(`${target.url}: answered as another node`);
+      peerId = peer.record.id;
+    } else if (known && have !== undefined) {
+      peerId = known; // it knows that this node holds its current record
+    } else {
+      throw new Error(`${target.url}: answered without its record`);
+    }
+    if (typeof res.got === "number") this.peerHolds.set(peerId, res.got);
     if (res.clusters || res.olderClusters) this.syncClusters(target.url, res, peerOf);
-    const peerId = peer.record.id;
     if (peerId === this.nodeId) {
       // a seed that is this node's own address (a shared bootstrap list): remember, skip it from now on
       if (target.seed) this.deps.store.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
@@ -439,6 +488,8 @@ export class GossipService {
   }
 
   private readonly observations: string[] = [];
+  /** Version of this node's record each peer said it holds (the record is left out while equal). */
+  private readonly peerHolds = new Map<string, number>();
 
   /**
    * Peers report the address they see this node at. The first one is kept while any of the last 10

@@ -44,7 +44,11 @@ export function p2pRoutes(o: P2pRoutesOptions) {
   return new Hono()
     .post("/exchange", limit, async (c) =>
       c.json(
-        await o.gossip.handleExchange(await body(c, p2pSchemas().ExchangeRequestSchema), o.remoteAddress(c)),
+        await o.gossip.handleExchange(
+          await body(c, p2pSchemas().ExchangeRequestSchema),
+          o.remoteAddress(c),
+          (c.get("caller" as never) as { id: string } | undefined)?.id,
+        ),
       ),
     )
     .post("/sync", limit, async (c) =>

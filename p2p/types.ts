@@ -86,7 +86,10 @@ function build() {
 
   /** POST /v1/p2p/exchange */
   const ExchangeRequestSchema = z.strictObject({
-    from: SignedRecordSchema,
+    /** The sender's record; left out when the responder said it holds the current version. */
+    from: SignedRecordSchema.optional(),
+    /** Version of the responder's record the sender holds: the responder leaves its own out if equal. */
+    have: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
     /** SHA-256 of the sender's digest; equal hashes end the exchange at once. */
     hash: z.string().regex(/^[0-9a-f]{64}$/),
     /** Versions of the cluster documents the sender holds (absent: none). */
@@ -138,7 +141,10 @@ export type ExchangeRequest = z.infer<Schemas["ExchangeRequestSchema"]>;
 export type SyncRequest = z.infer<Schemas["SyncRequestSchema"]>;
 
 export interface ExchangeResponse {
-  from: SignedRecord;
+  /** The responder's record; left out when the request said it holds the current version. */
+  from?: SignedRecord;
+  /** Version of the sender's record the responder holds (the sender leaves its record out when equal). */
+  got?: number;
   /** The address the responder saw the request come from. */
   observed: string | undefined;
   same: boolean;
