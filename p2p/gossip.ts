@@ -231,6 +231,8 @@ export class GossipService {
     const digest = this.deps.table.digest();
     const same = digestHash(digest) === body.hash;
     const self = await this.selfRecord();
+    // the caller said which version of this node's record it holds: no need to send it ours next time
+    if (callerId && body.have !== undefined) this.peerHolds.set(callerId, body.have);
     const response: ExchangeResponse = { observed: remote, same };
     if (body.have !== self.record.version) response.from = self;
     if (callerId) response.got = this.deps.table.record(callerId)?.record.version ?? 0;
@@ -303,12 +305,14 @@ export class GossipService {
     const t0 = performance.now();
     const clusters = this.deps.clusters?.digest() ?? [];
     // A seed is an address: whoever answers there now is welcome (its id is learnt from the answer).
-    // A known peer: say which version of its record is held, and leave ours out when it said last time
-    // that it holds our current one.
+    // A known peer: say which version of its record is held, and send ours only when the peer is known
+    // to hold an older one. When nothing is known (no contact yet), it is left out: a peer whose copy is
+    // older sees a different digest hash and pulls it in the sync that follows.
     const known = target.seed || !target.id ? undefined : target.id;
     const have = known ? table.record(known)?.record.version : undefined;
     const request: ExchangeRequest = { hash: digestHash(table.digest()) };
-    if (!known || this.peerHolds.get(known) !== self.record.version) request.from = self;
+    const held = known ? this.peerHolds.get(known) : undefined;
+    if (!known || (held !== undefined && held !== self.record.version)) request.from = self;
     if (have !== undefined) request.have = have;
     if (clusters.length) request.clusters = clusters;
     const peerOf = known ? { nodeId: target.id, cert: target.cert } : {};
@@ -317,8 +321,8 @@ export class GossipService {
     try {
       res = await this.post<ExchangeResponse>(url, request, peerOf);
     } catch (err) {
-      if (!known || request.from) throw err;
-      // it no longer holds this node's record (a lost database): send it again, once
+      if (!known || request.from || !/HTTP 400 .*from: required/.test((err as Error).message)) throw err;
+      // it holds no record of this node (new to it, or a lost database): send it, once
       this.peerHolds.delete(known);
       request.from = self;
       res = await this.post<ExchangeResponse>(url, request, peerOf);
