@@ -481,6 +481,28 @@ describe("bad peers", () => {
     expect(liveIds(a)).toContain(mallory.nodeId);
   });
 
+  test("exchange: a signer sending another node's (valid) record as its own is a 400; it cannot keep that node alive", async () => {
+    const net = new Net();
+    const [a, b] = (await converged(net, 2)) as [TestNode, TestNode];
+    const mallory = generateIdentity();
+    const victimRecord = b.table.record(b.identity.nodeId) as SignedRecord; // genuine, signed by b
+    const res = await a.app.request("/v1/p2p/exchange", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-p2prc-node": mallory.nodeId },
+      body: JSON.stringify({ from: victimRecord, hash: "0".repeat(64) }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("not the record of the node that signed");
+    // and without a record, a caller this node knows nothing of is told to send one
+    const bare = await a.app.request("/v1/p2p/exchange", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-p2prc-node": mallory.nodeId },
+      body: JSON.stringify({ hash: "0".repeat(64) }),
+    });
+    expect(bare.status).toBe(400);
+    expect(await bare.text()).toContain("from: required");
+  });
+
   test("sync: forged records are dropped, a correctly signed one is taken; a forgery cannot take over a real node", async () => {
     const net = new Net();
     const nodes = (await converged(net, 2)) as [TestNode, TestNode];
