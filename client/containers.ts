@@ -106,7 +106,9 @@ export async function trackedContainers(
   return Promise.all(
     all.map(async (t) => {
       try {
-        const c = await new NodeClient(t.nodeUrl, deps.identity, deps.fetch, 5000, t.nodeId).getContainer(t.id);
+        const c = await new NodeClient(t.nodeUrl, deps.identity, deps.fetch, 5000, t.nodeId).getContainer(
+          t.id,
+        );
         return { ...t, state: c.state };
       } catch (err) {
         if (err instanceof P2prcError && err.code === "E_NOT_FOUND") return { ...t, state: "gone" };
