@@ -13,19 +13,11 @@ import {
   openStore,
   type Store,
 } from "../config/index.ts";
+import { signedRecord as fixtureRecord, OFFER } from "./fixtures.ts";
 import { GossipService, setNodeMetadata } from "./gossip.ts";
 import { p2pRoutes } from "./routes.ts";
 import { PeerTable } from "./table.ts";
 import type { NodeRecord, SignedRecord } from "./types.ts";
-
-const OFFER = {
-  cpus: 4,
-  memoryMb: 8192,
-  gpus: 0,
-  freeContainers: 10,
-  maxCpusPerContainer: 2,
-  maxMemoryMbPerContainer: 2048,
-};
 
 interface TestNode {
   name: string;
@@ -178,21 +170,12 @@ async function post(node: TestNode, path: string, body: unknown) {
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
-function signedRecord(who: Identity, over: Partial<NodeRecord> = {}, signer: Identity = who): SignedRecord {
-  const record: NodeRecord = {
-    id: who.nodeId,
-    name: "outsider",
-    addresses: [{ host: "127.0.0.1", port: 1 }],
-    nat: false,
-    reach: "direct",
-    version: 1,
-    metadata: "",
-    offer: OFFER,
-    issuedAt: 0,
-    ...over,
-  };
-  return { record, signature: signer.signJson(record) };
-}
+const signedRecord = (who: Identity, over: Partial<NodeRecord> = {}, signer: Identity = who): SignedRecord =>
+  fixtureRecord(
+    who,
+    { name: "outsider", addresses: [{ host: "127.0.0.1", port: 1 }], issuedAt: 0, ...over },
+    signer,
+  );
 
 /** Five nodes, all seeded from the first only, run until everyone lists everyone. */
 async function converged(net: Net, count = 5): Promise<TestNode[]> {

@@ -1,38 +1,11 @@
 // The IP table on its own: signed records, versions, tombstones, digests, latency and the user view.
 import { beforeEach, describe, expect, test } from "bun:test";
 import { generateIdentity, type Identity, ManualClock, openStore, type Store } from "../config/index.ts";
+import { OFFER, recordOf, signedRecord } from "./fixtures.ts";
 import { digestHash, PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 import type { DeathNotice, NodeRecord, SignedRecord } from "./types.ts";
 
-const OFFER = {
-  cpus: 4,
-  memoryMb: 8192,
-  gpus: 0,
-  freeContainers: 10,
-  maxCpusPerContainer: 2,
-  maxMemoryMbPerContainer: 2048,
-};
-
-function recordOf(who: Identity, over: Partial<NodeRecord> = {}): NodeRecord {
-  return {
-    id: who.nodeId,
-    name: "node-a",
-    addresses: [{ host: "127.0.0.1", port: 9000 }],
-    nat: false,
-    reach: "direct",
-    version: 1,
-    metadata: "",
-    offer: OFFER,
-    issuedAt: 1_700_000_000_000,
-    ...over,
-  };
-}
-
-/** A record of `who`, signed by `who` (or by `signer` for forgeries). */
-function signed(who: Identity, over: Partial<NodeRecord> = {}, signer: Identity = who): SignedRecord {
-  const record = recordOf(who, over);
-  return { record, signature: signer.signJson(record) };
-}
+const signed = signedRecord;
 
 function death(id: string, version: number, reporter: Identity, at = 1_700_000_000_000): DeathNotice {
   const body = { id, version, reporter: reporter.nodeId, at };

@@ -12,17 +12,9 @@ import {
   loadOrCreateTlsCertificate,
   type TlsMaterial,
 } from "../config/index.ts";
+import { signedRecord } from "./fixtures.ts";
 import { PeerTransport } from "./transport.ts";
-import type { NodeRecord, SignedRecord } from "./types.ts";
-
-const OFFER = {
-  cpus: 4,
-  memoryMb: 8192,
-  gpus: 0,
-  freeContainers: 10,
-  maxCpusPerContainer: 2,
-  maxMemoryMbPerContainer: 2048,
-};
+import type { SignedRecord } from "./types.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-transport-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -40,21 +32,8 @@ beforeAll(async () => {
 });
 
 /** `who`'s record naming `cert` (none when undefined), signed by `signer` (who, unless forging). */
-function signedRecord(who: Identity, cert: string | undefined, signer: Identity = who): SignedRecord {
-  const record: NodeRecord = {
-    id: who.nodeId,
-    name: "node-a",
-    addresses: [{ host: "127.0.0.1", port: 9000 }],
-    nat: false,
-    reach: "direct",
-    version: 1,
-    metadata: "",
-    offer: OFFER,
-    issuedAt: 1_700_000_000_000,
-    ...(cert ? { cert } : {}),
-  };
-  return { record, signature: signer.signJson(record) };
-}
+const recordWithCert = (who: Identity, cert: string | undefined, signer: Identity = who): SignedRecord =>
+  signedRecord(who, cert ? { cert } : {}, signer);
 
 interface TestServer {
   port: number;
@@ -102,7 +81,7 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 
 describe("a known certificate (expect.cert)", () => {
   test("goes over TLS pinned to it, whatever scheme the URL names, with no probe", async () => {
-    const s = serve(certA, signedRecord(node, certA.certPem));
+    const s = serve(certA, recordWithCert(node, certA.certPem));
     const t = new PeerTransport({ requireTls: true });
     const res = await t.fetchFor({ cert: certA.certPem })(`http://127.0.0.1:${s.port}/v1/specs?x=1`);
     expect(res.status).toBe(200);
@@ -134,7 +113,7 @@ describe("a known certificate (expect.cert)", () => {
   });
 
   test("a server with another certificate is refused (the pin is real)", async () => {
-    const s = serve(certB, signedRecord(node, certB.certPem));
+    const s = serve(certB, recordWithCert(node, certB.certPem));
     const t = new PeerTransport({ requireTls: true });
     await rejection(t.fetchFor({ cert: certA.certPem })(`https://127.0.0.1:${s.port}/v1/specs`));
     expect(s.calls).toEqual([]);
@@ -143,7 +122,7 @@ describe("a known certificate (expect.cert)", () => {
 
 describe("an address with no known certificate", () => {
   test("is probed; the signed identity names the served certificate; nodeAt then knows the node", async () => {
-    const s = serve(certA, signedRecord(node, certA.certPem));
+    const s = serve(certA, recordWithCert(node, certA.certPem));
     const t = new PeerTransport({ requireTls: true });
     expect(t.nodeAt("127.0.0.1", s.port)).toBeUndefined();
     const res = await t.fetchFor()(`http://127.0.0.1:${s.port}/v1/specs`);
@@ -160,7 +139,7 @@ describe("an address with no known certificate", () => {
 
   test("an identity record naming a different certificate is refused as possible interception", async () => {
     // what a man in the middle looks like: its own certificate, the real node's signed record
-    const s = serve(certB, signedRecord(node, certA.certPem));
+    const s = serve(certB, recordWithCert(node, certA.certPem));
     const t = new PeerTransport({ requireTls: true });
     const err = await rejection(t.fetchFor()(`http://127.0.0.1:${s.port}/v1/containers`));
     expect(isP2prcError(err, "E_NODE_UNREACHABLE")).toBe(true);
@@ -172,8 +151,8 @@ describe("an address with no known certificate", () => {
 
   test("an identity record with no certificate, or a forged signature, is refused", async () => {
     for (const record of [
-      signedRecord(node, undefined),
-      signedRecord(node, certA.certPem, stranger),
+      recordWithCert(node, undefined),
+      recordWithCert(node, certA.certPem, stranger),
       undefined,
     ]) {
       const s = serve(certA, record);
@@ -185,7 +164,7 @@ describe("an address with no known certificate", () => {
   });
 
   test("a node that answers as another id than expected is refused", async () => {
-    const s = serve(certA, signedRecord(stranger, certA.certPem));
+    const s = serve(certA, recordWithCert(stranger, certA.certPem));
     const t = new PeerTransport({ requireTls: true });
     const err = await rejection(t.fetchFor({ nodeId: node.nodeId })(`http://127.0.0.1:${s.port}/v1/specs`));
     expect(isP2prcError(err, "E_NODE_UNREACHABLE")).toBe(true);
@@ -195,7 +174,7 @@ describe("an address with no known certificate", () => {
   });
 
   test("an address already proven for one node is not used for another id", async () => {
-    const s = serve(certA, signedRecord(stranger, certA.certPem));
+    const s = serve(certA, recordWithCert(stranger, certA.certPem));
     const t = new PeerTransport({ requireTls: true });
     await t.fetchFor()(`http://127.0.0.1:${s.port}/v1/specs`);
     expect(t.nodeAt("127.0.0.1", s.port)).toBe(stranger.nodeId);
@@ -205,7 +184,7 @@ describe("an address with no known certificate", () => {
   });
 
   test("a closed port is unreachable", async () => {
-    const s = serve(certA, signedRecord(node, certA.certPem));
+    const s = serve(certA, recordWithCert(node, certA.certPem));
     const port = s.port;
     for (const srv of running.splice(0)) srv.stop(true);
     const t = new PeerTransport({ requireTls: true, probeTimeoutMs: 1000 });
@@ -216,7 +195,7 @@ describe("an address with no known certificate", () => {
 
 describe("a plain HTTP node", () => {
   test("is refused when this node requires TLS", async () => {
-    const s = serve(undefined, signedRecord(node, undefined));
+    const s = serve(undefined, recordWithCert(node, undefined));
     const t = new PeerTransport({ requireTls: true });
     const err = await rejection(t.fetchFor()(`https://127.0.0.1:${s.port}/v1/specs`));
     expect(isP2prcError(err, "E_NODE_UNREACHABLE")).toBe(true);
@@ -226,7 +205,7 @@ describe("a plain HTTP node", () => {
   });
 
   test("is used over http when this node does not require TLS", async () => {
-    const s = serve(undefined, signedRecord(node, undefined));
+    const s = serve(undefined, recordWithCert(node, undefined));
     const t = new PeerTransport({ requireTls: false });
     const res = await t.fetchFor()(`https://127.0.0.1:${s.port}/v1/specs`);
     expect(await res.text()).toBe("served /v1/specs");
@@ -238,7 +217,7 @@ describe("a plain HTTP node", () => {
 
 describe("certAt (the IP table's certificate)", () => {
   test("when it has the address's certificate, no probe or identity request is made", async () => {
-    const s = serve(certA, signedRecord(node, certA.certPem));
+    const s = serve(certA, recordWithCert(node, certA.certPem));
     const asked: [string, number, string | undefined][] = [];
     const t = new PeerTransport({
       requireTls: true,
@@ -256,7 +235,7 @@ describe("certAt (the IP table's certificate)", () => {
   });
 
   test("an entry for another node id is not used: the address is probed instead", async () => {
-    const s = serve(certA, signedRecord(node, certA.certPem));
+    const s = serve(certA, recordWithCert(node, certA.certPem));
     const t = new PeerTransport({
       requireTls: true,
       certAt: () => ({ nodeId: stranger.nodeId, cert: certB.certPem }),
