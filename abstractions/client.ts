@@ -12,19 +12,16 @@ import type {
 } from "../client/index.ts";
 import type { TrackedContainer } from "../config/index.ts";
 import { init, type NodeOptions } from "./node.ts";
+import { peerTransport } from "./transport.ts";
 
 /** Opens the node's store and IP table for one client call. */
 async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Promise<T> | T): Promise<T> {
-  const { PeerTable, PeerTransport } = await import("../p2p/index.ts");
+  const { PeerTable } = await import("../p2p/index.ts");
   const ctx = init(options);
   const store = ctx.openStore();
   try {
     const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
-    // TLS pinned to each node's certificate from its signed record (or probed and checked, for host:port)
-    const transport = new PeerTransport({
-      requireTls: ctx.config.tls,
-      certAt: (host, port, nodeId) => table.certAt(host, port, nodeId),
-    });
+    const transport = await peerTransport(ctx, table);
     return await fn({
       store,
       identity: ctx.identity,

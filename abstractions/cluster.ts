@@ -1,7 +1,9 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { P2prcError, type Store } from "../config/index.ts";
+import { NODE_ID_RE, P2prcError, type Store } from "../config/index.ts";
 import type { ClusterBook, ClusterMember, SignedCluster } from "../p2p/index.ts";
+import { openClusterBook } from "./gossip.ts";
+import { parseAddress } from "./network.ts";
 import { init, type NodeContext, type NodeOptions, SERVER_URL_META } from "./node.ts";
 import { nodeFetch } from "./transport.ts";
 
@@ -26,19 +28,10 @@ async function withBook<T>(
   options: NodeOptions,
   fn: (book: ClusterBook, ctx: NodeContext, store: Store) => Promise<T> | T,
 ): Promise<T> {
-  const { ClusterBook } = await import("../p2p/index.ts");
   const ctx = init(options);
   const store = ctx.openStore();
   try {
-    const book = new ClusterBook({
-      store,
-      selfId: ctx.identity.nodeId,
-      clock: ctx.clock,
-      logger: ctx.logger,
-      trusted: ctx.config.trusted,
-      openNetwork: ctx.config.openNetwork,
-    });
-    return await fn(book, ctx, store);
+    return await fn(await openClusterBook(ctx, store), ctx, store);
   } finally {
     store.close();
   }
@@ -61,7 +54,7 @@ function view(signed: SignedCluster, selfId: string, extra: Partial<ClusterView>
 /** `id` or `id=label` → a member. */
 function parseMember(text: string, role: string | undefined, field: string): ClusterMember {
   const [id = "", label = ""] = text.trim().split("=", 2);
-  if (!/^[0-9a-f]{64}$/.test(id)) {
+  if (!NODE_ID_RE.test(id)) {
     throw new P2prcError("E_INVALID", `${field}: "${id.slice(0, 80)}" is not a node id (64 hex characters)`, {
       field,
       hint: "each member runs p2prc --whoami and sends you the id",
@@ -242,14 +235,7 @@ export async function joinCluster(
       }
       docs = [raw];
     } else {
-      asked = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(source)
-        ? parseHostPort(source, 8088)
-        : undefined;
-      if (!asked) {
-        throw new P2prcError("E_INVALID", `join: "${source.slice(0, 100)}" is neither a file nor host:port`, {
-          field: "join",
-        });
-      }
+      asked = parseAddress(source, "join", "a cluster document file or host:port");
       const url = `http://${asked.host.includes(":") ? `[${asked.host}]` : asked.host}:${asked.port}`;
       const res = await nodeFetch(ctx, store, `${url}/v1/p2p/clusters`, { method: "GET", timeoutMs: 10_000 });
       if (!res.ok) {

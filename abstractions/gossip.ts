@@ -1,19 +1,15 @@
 import type { Store } from "../config/index.ts";
+import type { ClusterBook } from "../p2p/index.ts";
 import type { capacityOf } from "../server/index.ts";
 import { type NodeContext, tlsMaterial } from "./node.ts";
+import { peerTransport } from "./transport.ts";
 
 type Capacity = ReturnType<typeof capacityOf>;
 
-/** This node's IP table and gossip, offering what `capacity` reports (the server's, or a client's none). */
-export async function createGossip(ctx: NodeContext, store: Store, capacity: () => Promise<Capacity>) {
-  const { ClusterBook, GossipService, PeerTable, PeerTransport } = await import("../p2p/index.ts");
-  const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
-  const transport = new PeerTransport({
-    requireTls: ctx.config.tls,
-    certAt: (host, port, nodeId) => table.certAt(host, port, nodeId),
-  });
-  const certPem = ctx.config.tls ? (await tlsMaterial(ctx)).certPem : undefined;
-  const clusters = new ClusterBook({
+/** Who may use this node (itself, `trusted`, its clusters' members, or anyone on an open network). */
+export async function openClusterBook(ctx: NodeContext, store: Store): Promise<ClusterBook> {
+  const { ClusterBook } = await import("../p2p/index.ts");
+  return new ClusterBook({
     store,
     selfId: ctx.identity.nodeId,
     clock: ctx.clock,
@@ -21,6 +17,18 @@ export async function createGossip(ctx: NodeContext, store: Store, capacity: () 
     trusted: ctx.config.trusted,
     openNetwork: ctx.config.openNetwork,
   });
+}
+
+/**
+ * This node's IP table and gossip, offering what `capacity` reports (the server's, or a client's none),
+ * and its TLS certificate (config `tls`), which its record carries and its server serves.
+ */
+export async function createGossip(ctx: NodeContext, store: Store, capacity: () => Promise<Capacity>) {
+  const { GossipService, PeerTable } = await import("../p2p/index.ts");
+  const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
+  const transport = await peerTransport(ctx, table);
+  const tls = ctx.config.tls ? await tlsMaterial(ctx) : undefined;
+  const clusters = await openClusterBook(ctx, store);
   const gossip = new GossipService({
     identity: ctx.identity,
     store,
@@ -30,11 +38,11 @@ export async function createGossip(ctx: NodeContext, store: Store, capacity: () 
     logger: ctx.logger,
     clusters,
     transport,
-    certPem,
+    certPem: tls?.certPem,
     offer: async () => {
       const { running: _running, ...offer } = await capacity();
       return offer;
     },
   });
-  return { table, gossip, clusters, transport };
+  return { table, gossip, clusters, transport, tls };
 }

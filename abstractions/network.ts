@@ -16,17 +16,18 @@ async function withStore<T>(
   }
 }
 
-function parseAddress(text: string, field: string): { host: string; port: number } {
+/** `host:port` (IPv6 in brackets) → host and port; E_INVALID naming `field` and what was `expected`. */
+export function parseAddress(
+  text: string,
+  field: string,
+  expected = "host:port (port 1-65535)",
+): { host: string; port: number } {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text.trim());
   const port = Number(m?.[2]);
   if (!m?.[1] || !(port >= 1 && port <= 65535)) {
-    throw new P2prcError(
-      "E_INVALID",
-      `${field}: expected host:port (port 1-65535), got "${text.slice(0, 100)}"`,
-      {
-        field,
-      },
-    );
+    throw new P2prcError("E_INVALID", `${field}: expected ${expected}, got "${text.slice(0, 100)}"`, {
+      field,
+    });
   }
   return { host: m[1].replace(/^\[|\]$/g, ""), port };
 }

@@ -3,7 +3,7 @@ import { VERSION } from "../config/index.ts";
 import type { capacityOf, GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
-import { init, type NodeOptions, SERVER_URL_META, tlsMaterial } from "./node.ts";
+import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
 
 export interface StartOptions extends NodeOptions {
   /** GPU discovery (default: nvidia-smi when installed). */
@@ -45,8 +45,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     let capacity: (() => Promise<ReturnType<typeof capacityOf>>) | undefined;
-    const tls = ctx.config.tls ? await tlsMaterial(ctx) : undefined;
-    const { table, gossip, clusters, transport } = await createGossip(ctx, store, () =>
+    const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, () =>
       (capacity as NonNullable<typeof capacity>)(),
     );
     const server = await startServerNode({

@@ -165,13 +165,8 @@ export class ClusterBook {
     const signed = verifyCluster(input);
     if (!signed) return "invalid";
     this.catchUp(signed.cluster.host, signed.cluster.name);
-    let held = this.get(signed.cluster.host, signed.cluster.name);
-    if (!held) {
-      // joined by the CLI since the last round (it hands the document to its running node)
-      this.reload();
-      held = this.get(signed.cluster.host, signed.cluster.name);
-      if (!held) return "unknown";
-    }
+    const held = this.get(signed.cluster.host, signed.cluster.name);
+    if (!held) return "unknown";
     if (held.cluster.version >= signed.cluster.version) return "stale";
     this.save(signed);
     return "newer";
@@ -200,7 +195,10 @@ export class ClusterBook {
     return signed;
   }
 
-  /** Reloads when the store holds a newer version than the cache (the CLI published one meanwhile). */
+  /**
+   * Reloads when the store holds a version the cache lacks or has older: the CLI joined or published
+   * since the last round (and hands the document to its running node).
+   */
   private catchUp(host: string, name: string): void {
     const stored = this.deps.store.clusters.get(host, name);
     if (stored && stored.version > (this.get(host, name)?.cluster.version ?? 0)) this.reload();
