@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { type Identity, pinnedTls } from "../config/index.ts";
-import { freePort, nodeIdentity, signedFetch, ssh, waitFor } from "./support.ts";
+import { freePort, nodeIdentity, runCommand, signedFetch, ssh, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -98,25 +98,14 @@ const adminKey = (n: Node) => n.key as Identity;
 
 /** Runs the CLI against the client home and waits for it. */
 async function cli(args: string[]) {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "cli/main.ts"), ...args], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: fakeHome,
-      DOCKER_HOST,
-      P2PRC: clientHome,
-      P2PRC_LOG_LEVEL: "warn",
-    },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  procs.push(proc);
-  const [out, err, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, out, err, errLines: err.split("\n").filter(Boolean) };
+  const env = {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    HOME: fakeHome,
+    DOCKER_HOST,
+    P2PRC: clientHome,
+    P2PRC_LOG_LEVEL: "warn",
+  };
+  return runCommand([process.execPath, join(ROOT, "cli/main.ts"), ...args], { cwd: root, env }, procs);
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: JSON output checked field by field

@@ -3,12 +3,12 @@
 // cluster and adds and removes a member with the CLI while the nodes run; the other nodes learn each
 // version by gossip. Each node's certificate is pinned from its home; nothing else is trusted.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { generateIdentity, type Identity, signRequest } from "../config/index.ts";
-import { freePort, nodeIdentity, waitFor } from "./support.ts";
+import { freePort, nodeIdentity, p2prcCommand, runCommand, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -16,27 +16,7 @@ const INTERVAL_MS = 1000;
 const root = mkdtempSync(join(tmpdir(), "p2prc-cluster-"));
 const procs: Subprocess[] = [];
 
-/** The compiled binary when it is newer than every source file, else `bun cli/main.ts`. */
-const COMMAND: string[] = (() => {
-  const bin = join(ROOT, "p2prc");
-  try {
-    const built = statSync(bin).mtimeMs;
-    const newer = Bun.spawnSync(
-      [
-        "bash",
-        "-c",
-        "find abstractions client server p2p config cli plugins -name '*.ts' ! -name '*.test.ts' -newer p2prc | head -1",
-      ],
-      { cwd: ROOT },
-    )
-      .stdout.toString()
-      .trim();
-    if (built > 0 && newer === "") return [bin];
-  } catch {
-    // no binary
-  }
-  return [process.execPath, join(ROOT, "cli/main.ts")];
-})();
+const COMMAND = p2prcCommand();
 
 interface Node {
   name: string;
@@ -58,21 +38,8 @@ const env = (n: { home: string }, extra: Record<string, string> = {}) => ({
   ...extra,
 });
 
-async function cli(home: string, args: string[]) {
-  const proc = Bun.spawn([...COMMAND, ...args], {
-    cwd: ROOT,
-    env: env({ home }),
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  procs.push(proc);
-  const [out, err, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, out, err };
-}
+const cli = (home: string, args: string[]) =>
+  runCommand([...COMMAND, ...args], { cwd: ROOT, env: env({ home }) }, procs);
 
 /** The node's certificate, read from its home: the test pins it like a peer pins a record's. */
 function certOf(n: Node): string {

@@ -2,14 +2,14 @@
 // 1-4 bootstrapped from node 0 only, with short gossip intervals. The CLI table commands run against
 // each node's home while it serves. No containers are needed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { generateIdentity, type Identity } from "../config/index.ts";
 import type { NodeRecord, SignedRecord } from "../p2p/index.ts";
-import { freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
+import { freePort, nodeIdentity, p2prcCommand, runCommand, signedFetch, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -20,31 +20,7 @@ const procs: Subprocess[] = [];
 const tcpServers: Server[] = [];
 const sockets: Socket[] = [];
 
-/** The compiled binary when it is newer than every source file, else `bun cli/main.ts`. */
-const COMMAND: string[] = (() => {
-  const bin = join(ROOT, "p2prc");
-  try {
-    const built = statSync(bin).mtimeMs;
-    const newest = Number(
-      Bun.spawnSync(
-        [
-          "bash",
-          "-c",
-          "find abstractions client server p2p config cli plugins -name '*.ts' ! -name '*.test.ts' -newer p2prc | head -1",
-        ],
-        {
-          cwd: ROOT,
-        },
-      )
-        .stdout.toString()
-        .trim().length,
-    );
-    if (built > 0 && newest === 0) return [bin];
-  } catch {
-    // no binary
-  }
-  return [process.execPath, join(ROOT, "cli/main.ts")];
-})();
+const COMMAND = p2prcCommand();
 
 interface Node {
   name: string;
@@ -127,27 +103,16 @@ async function newNode(name: string, bootstrap: string): Promise<Node> {
 
 /** Runs the CLI against a node's home (or any home) and waits for it. */
 async function cli(home: string, args: string[], extraEnv: Record<string, string> = {}) {
-  const proc = Bun.spawn([...COMMAND, ...args], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: process.env.HOME ?? root,
-      DOCKER_HOST,
-      P2PRC: home,
-      P2PRC_LOG_LEVEL: "warn",
-      P2PRC_TLS: "false",
-      ...extraEnv,
-    },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  procs.push(proc);
-  const [out, err, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, out, err, errLines: err.split("\n").filter(Boolean) };
+  const env = {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    HOME: process.env.HOME ?? root,
+    DOCKER_HOST,
+    P2PRC: home,
+    P2PRC_LOG_LEVEL: "warn",
+    P2PRC_TLS: "false",
+    ...extraEnv,
+  };
+  return runCommand([...COMMAND, ...args], { cwd: ROOT, env }, procs);
 }
 
 interface Row {

@@ -1,8 +1,54 @@
 // Helpers the multi-process tests share.
-import { join } from "node:path";
+import { statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
 import { type RunningNode, start } from "../abstractions/index.ts";
 import { type Config, type Identity, loadOrCreateIdentity, memoryLogger } from "../config/index.ts";
 import { freePorts } from "../server/index.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+let command: string[] | undefined;
+
+/** How tests run p2prc: the compiled binary when it is newer than every source file, else `bun cli/main.ts`. */
+export function p2prcCommand(): string[] {
+  command ??= (() => {
+    const bin = join(ROOT, "p2prc");
+    try {
+      const built = statSync(bin).mtimeMs;
+      const newer = Bun.spawnSync(
+        [
+          "bash",
+          "-c",
+          "find abstractions client server p2p config cli plugins -name '*.ts' ! -name '*.test.ts' -newer p2prc | head -1",
+        ],
+        { cwd: ROOT },
+      )
+        .stdout.toString()
+        .trim();
+      if (built > 0 && newer === "") return [bin];
+    } catch {
+      // no binary
+    }
+    return [process.execPath, join(ROOT, "cli/main.ts")];
+  })();
+  return command;
+}
+
+/** Runs a command to its end (tracked in `procs`, for the test's clean-up); stdout, stderr and its lines. */
+export async function runCommand(
+  argv: string[],
+  options: { cwd: string; env: Record<string, string> },
+  procs: Subprocess[],
+): Promise<{ code: number; out: string; err: string; errLines: string[] }> {
+  const proc = Bun.spawn(argv, { ...options, stdout: "pipe", stderr: "pipe" });
+  procs.push(proc);
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, out, err, errLines: err.split("\n").filter(Boolean) };
+}
 
 /** A free TCP port on 127.0.0.1 (released again, so a node can bind it). */
 export async function freePort(): Promise<number> {
