@@ -6,10 +6,11 @@ import {
   type Identity,
   type Logger,
   P2prcError,
+  type PeerRow,
   type Store,
   signRequest,
 } from "../config/index.ts";
-import type { ClusterBook } from "./cluster.ts";
+import { type ClusterBook, clusterLabel } from "./cluster.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 import type { PeerExpectation, PeerTransport } from "./transport.ts";
 import type {
@@ -213,7 +214,7 @@ export class GossipService {
     callerId?: string,
   ): Promise<ExchangeResponse> {
     if (body.from) {
-      if (callerId && (body.from as { record?: { id?: unknown } }).record?.id !== callerId) {
+      if (callerId && body.from.record.id !== callerId) {
         throw new P2prcError("E_INVALID", "from: not the record of the node that signed the request", {
           field: "from",
         });
@@ -392,18 +393,13 @@ export class GossipService {
    * forwards a version it had not seen, once).
    */
   private clusterChanged(signed: SignedCluster): void {
-    const { table } = this.deps;
     const { cluster } = signed;
     this.log.info(
-      `cluster ${cluster.name}@${cluster.host.slice(0, 12)} version ${cluster.version}: ${cluster.members.length} members`,
+      `cluster ${clusterLabel(cluster)} version ${cluster.version}: ${cluster.members.length} members`,
     );
-    const peers = table.live().flatMap((r) => {
-      if (r.id === this.nodeId) return [];
-      const rec = table.record(r.id)?.record;
-      const addr = rec?.addresses[0];
-      return addr ? [{ url: urlOf(addr), peer: { nodeId: r.id, cert: rec.cert } }] : [];
-    });
-    for (const p of peers) void this.pushCluster(p.url, signed, p.peer);
+    for (const { target } of this.reachablePeers()) {
+      void this.pushCluster(target.url, signed, { nodeId: target.id, cert: target.cert });
+    }
   }
 
   /** After differing digests: push what the peer lacks, pull what it has newer. */
@@ -445,17 +441,22 @@ export class GossipService {
     this.stats.recordsReceived += res.records?.length ?? 0;
   }
 
+  /** Live peers this node can contact: their rows, and where and how to reach them. */
+  private reachablePeers(): { row: PeerRow; target: Target }[] {
+    const { table } = this.deps;
+    return table.live().flatMap((row) => {
+      if (row.id === this.nodeId) return [];
+      const rec = table.record(row.id)?.record;
+      const addr = rec?.addresses[0];
+      return addr ? [{ row, target: { url: urlOf(addr), id: row.id, cert: rec.cert } }] : [];
+    });
+  }
+
   /** Whom to contact this round: suspects, the least recently contacted peers, and unknown seeds. */
   targets(all = false): Target[] {
     const { table, store, config } = this.deps;
     const peers = table.live().filter((r) => r.id !== this.nodeId && r.record);
-    const withUrl = peers.flatMap((r) => {
-      const rec = table.record(r.id);
-      const addr = rec?.record.addresses[0];
-      return addr
-        ? [{ row: r, target: { url: urlOf(addr), id: r.id, cert: rec.record.cert } as Target }]
-        : [];
-    });
+    const withUrl = this.reachablePeers();
     const chosen: Target[] = [];
     if (all) {
       chosen.push(...withUrl.map((w) => w.target));
