@@ -31,6 +31,9 @@ export function clusterLabel(c: ClusterDocument): string {
 
 const keyOf = (host: string, name: string) => `${host}/${name}`;
 
+/** `id` is the cluster's host or one of its members. */
+const listed = (c: ClusterDocument, id: string) => c.host === id || c.members.some((m) => m.id === id);
+
 /** What happened to a document offered to the book. */
 export type ClusterAcceptResult = "newer" | "stale" | "unknown" | "invalid";
 
@@ -75,11 +78,15 @@ export class ClusterBook {
     const next = new Map<string, SignedCluster>();
     const changed: SignedCluster[] = [];
     for (const row of this.deps.store.clusters.list()) {
+      const key = keyOf(row.host, row.name);
+      const held = this.docs.get(key);
+      if (held?.cluster.version === row.version) {
+        next.set(key, held); // unchanged: already verified (this runs every gossip round)
+        continue;
+      }
       const signed = verifyCluster(JSON.parse(row.document));
       if (!signed) continue;
-      const key = keyOf(row.host, row.name);
       next.set(key, signed);
-      const held = this.docs.get(key);
       if (!held || held.cluster.version < signed.cluster.version) changed.push(signed);
     }
     this.docs = next;
@@ -110,10 +117,7 @@ export class ClusterBook {
 
   /** The documents that count here: this node is their host or one of their members. */
   active(): SignedCluster[] {
-    const self = this.deps.selfId;
-    return this.list().filter(
-      ({ cluster }) => cluster.host === self || cluster.members.some((m) => m.id === self),
-    );
+    return this.list().filter(({ cluster }) => listed(cluster, this.deps.selfId));
   }
 
   isMember(id: string): boolean {
@@ -130,9 +134,7 @@ export class ClusterBook {
   /** The clusters a node is a member of (what `GET /v1/p2p/clusters` shows it). */
   visibleTo(id: string): SignedCluster[] {
     if (id === this.deps.selfId) return this.list();
-    return this.active().filter(
-      ({ cluster }) => cluster.host === id || cluster.members.some((m) => m.id === id),
-    );
+    return this.active().filter(({ cluster }) => listed(cluster, id));
   }
 
   digest(): ClusterDigest {
@@ -181,7 +183,7 @@ export class ClusterBook {
       });
     }
     const { cluster } = signed;
-    if (cluster.host !== this.deps.selfId && !cluster.members.some((m) => m.id === this.deps.selfId)) {
+    if (!listed(cluster, this.deps.selfId)) {
       throw new P2prcError(
         "E_FORBIDDEN",
         `this node (${this.deps.selfId.slice(0, 12)}…) is not a member of cluster ${clusterLabel(cluster)}`,
@@ -310,10 +312,8 @@ export class ClusterBook {
     );
     this.docs.set(keyOf(cluster.host, cluster.name), signed);
     this.rebuild();
-    const selfIn =
-      cluster.host === this.deps.selfId || cluster.members.some((m) => m.id === this.deps.selfId);
     this.log.debug(
-      `cluster ${clusterLabel(cluster)} version ${cluster.version}: ${cluster.members.length} members${selfIn ? "" : " (this node is no longer one of them)"}`,
+      `cluster ${clusterLabel(cluster)} version ${cluster.version}: ${cluster.members.length} members${listed(cluster, this.deps.selfId) ? "" : " (this node is no longer one of them)"}`,
     );
     for (const l of this.listeners) l(signed);
   }
