@@ -1,4 +1,5 @@
 // Helpers the benchmarks share: a clean environment, skipping (exit 77), the engine check, statistics.
+import { readFileSync } from "node:fs";
 import type Dockerode from "dockerode";
 
 /** The caller's env without P2PRC settings, so the user's own config cannot change the numbers. */
@@ -88,4 +89,23 @@ export function interruptible() {
     },
     signal: (): string | undefined => interrupted,
   };
+}
+
+/** The flags the Makefile builds ./p2prc with (its BUILD_FLAGS line), relative paths resolved from `root`. */
+export function buildFlags(root: string): string[] {
+  const makefile = readFileSync(`${root}/Makefile`, "utf8");
+  const line = /^BUILD_FLAGS := (.*)$/m.exec(makefile)?.[1];
+  if (!line) throw new Error("Makefile has no BUILD_FLAGS line");
+  return line
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((f) =>
+      f.startsWith("--bytecode-order=")
+        ? `--bytecode-order=${f
+            .slice("--bytecode-order=".length)
+            .split(",")
+            .map((p) => `${root}/${p}`)
+            .join(",")}`
+        : f,
+    );
 }
