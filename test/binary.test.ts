@@ -13,6 +13,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { buildFlags } from "../bench/lib.ts";
 import { freePort, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -47,20 +48,7 @@ beforeAll(() => {
     copyFileSync(built, bin);
   } else {
     const out = Bun.spawnSync(
-      [
-        join(ROOT, "node_modules/.bin/bun"),
-        "build",
-        "--compile",
-        "--minify",
-        "--bytecode",
-        "--format=esm",
-        "--splitting",
-        "--external",
-        "cpu-features",
-        "cli/main.ts",
-        "--outfile",
-        bin,
-      ],
+      [join(ROOT, "node_modules/.bin/bun"), "build", ...buildFlags(ROOT), "cli/main.ts", "--outfile", bin],
       { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
     );
     if (out.exitCode !== 0) throw new Error(`bun build --compile failed: ${out.stderr.toString()}`);
