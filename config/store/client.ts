@@ -1,4 +1,5 @@
 import type BetterSqlite3 from "better-sqlite3";
+import { lazyStatements } from "./lazy.ts";
 import type { PortMapping, SshInfo } from "./types.ts";
 
 /** A container this client created on another node. */
@@ -74,48 +75,51 @@ interface TaskRow {
 }
 
 export function clientStore(db: BetterSqlite3.Database): ClientStore {
-  const q = {
-    track: db.prepare(
-      `INSERT OR REPLACE INTO tracked (id, node_id, node_url, name, image, ports, ssh, created_at)
+  const q = lazyStatements({
+    track: () =>
+      db.prepare(
+        `INSERT OR REPLACE INTO tracked (id, node_id, node_url, name, image, ports, ssh, created_at)
        VALUES (@id, @node_id, @node_url, @name, @image, @ports, @ssh, @created_at)`,
-    ),
-    untrack: db.prepare<[string]>("DELETE FROM tracked WHERE id = ?"),
-    untrackMembers: db.prepare<[string]>("DELETE FROM group_members WHERE container_id = ?"),
-    tracked: db.prepare<[], TrackedRow>("SELECT * FROM tracked ORDER BY created_at, id"),
-    trackedOne: db.prepare<[string], TrackedRow>("SELECT * FROM tracked WHERE id = ?"),
-    createGroup: db.prepare<[string, number]>("INSERT INTO groups (id, created_at) VALUES (?, ?)"),
-    removeGroup: db.prepare<[string]>("DELETE FROM groups WHERE id = ?"),
-    groups: db.prepare<[], { id: string; created_at: number }>(
-      "SELECT * FROM groups ORDER BY created_at, id",
-    ),
-    members: db.prepare<[string], { container_id: string }>(
-      "SELECT container_id FROM group_members WHERE group_id = ? ORDER BY container_id",
-    ),
-    addMember: db.prepare<[string, string]>(
-      "INSERT OR IGNORE INTO group_members (group_id, container_id) VALUES (?, ?)",
-    ),
-    removeMember: db.prepare<[string, string]>(
-      "DELETE FROM group_members WHERE group_id = ? AND container_id = ?",
-    ),
-    batchByKey: db.prepare<
-      [string],
-      { id: string; key: string; job: string; out_dir: string; created_at: number }
-    >("SELECT * FROM batches WHERE key = ?"),
-    createBatch: db.prepare<[string, string, string, string, number]>(
-      "INSERT INTO batches (id, key, job, out_dir, created_at) VALUES (?, ?, ?, ?, ?)",
-    ),
-    addTask: db.prepare<[string, number]>(
-      "INSERT INTO batch_tasks (batch_id, idx, state) VALUES (?, ?, 'pending')",
-    ),
-    tasks: db.prepare<[string], TaskRow>("SELECT * FROM batch_tasks WHERE batch_id = ? ORDER BY idx"),
-    updateTask: db.prepare(
-      `UPDATE batch_tasks SET state = @state, node = @node, exit_code = @exit_code, attempts = @attempts,
+      ),
+    untrack: () => db.prepare<[string]>("DELETE FROM tracked WHERE id = ?"),
+    untrackMembers: () => db.prepare<[string]>("DELETE FROM group_members WHERE container_id = ?"),
+    tracked: () => db.prepare<[], TrackedRow>("SELECT * FROM tracked ORDER BY created_at, id"),
+    trackedOne: () => db.prepare<[string], TrackedRow>("SELECT * FROM tracked WHERE id = ?"),
+    createGroup: () => db.prepare<[string, number]>("INSERT INTO groups (id, created_at) VALUES (?, ?)"),
+    removeGroup: () => db.prepare<[string]>("DELETE FROM groups WHERE id = ?"),
+    groups: () =>
+      db.prepare<[], { id: string; created_at: number }>("SELECT * FROM groups ORDER BY created_at, id"),
+    members: () =>
+      db.prepare<[string], { container_id: string }>(
+        "SELECT container_id FROM group_members WHERE group_id = ? ORDER BY container_id",
+      ),
+    addMember: () =>
+      db.prepare<[string, string]>(
+        "INSERT OR IGNORE INTO group_members (group_id, container_id) VALUES (?, ?)",
+      ),
+    removeMember: () =>
+      db.prepare<[string, string]>("DELETE FROM group_members WHERE group_id = ? AND container_id = ?"),
+    batchByKey: () =>
+      db.prepare<[string], { id: string; key: string; job: string; out_dir: string; created_at: number }>(
+        "SELECT * FROM batches WHERE key = ?",
+      ),
+    createBatch: () =>
+      db.prepare<[string, string, string, string, number]>(
+        "INSERT INTO batches (id, key, job, out_dir, created_at) VALUES (?, ?, ?, ?, ?)",
+      ),
+    addTask: () =>
+      db.prepare<[string, number]>("INSERT INTO batch_tasks (batch_id, idx, state) VALUES (?, ?, 'pending')"),
+    tasks: () => db.prepare<[string], TaskRow>("SELECT * FROM batch_tasks WHERE batch_id = ? ORDER BY idx"),
+    updateTask: () =>
+      db.prepare(
+        `UPDATE batch_tasks SET state = @state, node = @node, exit_code = @exit_code, attempts = @attempts,
        duration_ms = @duration_ms, error = @error WHERE batch_id = @batch_id AND idx = @idx`,
-    ),
-    resetRunning: db.prepare<[string]>(
-      "UPDATE batch_tasks SET state = 'pending' WHERE batch_id = ? AND state = 'running'",
-    ),
-  };
+      ),
+    resetRunning: () =>
+      db.prepare<[string]>(
+        "UPDATE batch_tasks SET state = 'pending' WHERE batch_id = ? AND state = 'running'",
+      ),
+  });
   const toTracked = (r: TrackedRow): TrackedContainer => ({
     id: r.id,
     nodeId: r.node_id,

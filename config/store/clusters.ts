@@ -1,4 +1,5 @@
 import type BetterSqlite3 from "better-sqlite3";
+import { lazyStatements } from "./lazy.ts";
 
 /** One cluster document this node holds: the newest validly signed version it has seen. */
 export interface ClusterRow {
@@ -37,15 +38,16 @@ const toRow = (r: Row): ClusterRow => ({
 });
 
 export function clusterStore(db: BetterSqlite3.Database): ClusterStore {
-  const q = {
-    list: db.prepare<[], Row>("SELECT * FROM clusters ORDER BY name, host"),
-    get: db.prepare<[string, string], Row>("SELECT * FROM clusters WHERE host = ? AND name = ?"),
-    put: db.prepare<[string, string, number, string, number]>(
-      `INSERT INTO clusters (host, name, version, document, joined_at) VALUES (?, ?, ?, ?, ?)
+  const q = lazyStatements({
+    list: () => db.prepare<[], Row>("SELECT * FROM clusters ORDER BY name, host"),
+    get: () => db.prepare<[string, string], Row>("SELECT * FROM clusters WHERE host = ? AND name = ?"),
+    put: () =>
+      db.prepare<[string, string, number, string, number]>(
+        `INSERT INTO clusters (host, name, version, document, joined_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (host, name) DO UPDATE SET version = excluded.version, document = excluded.document`,
-    ),
-    remove: db.prepare<[string, string]>("DELETE FROM clusters WHERE host = ? AND name = ?"),
-  };
+      ),
+    remove: () => db.prepare<[string, string]>("DELETE FROM clusters WHERE host = ? AND name = ?"),
+  });
   return {
     list: () => q.list.all().map(toRow),
     get: (host, name) => {

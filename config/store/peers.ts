@@ -1,4 +1,5 @@
 import type BetterSqlite3 from "better-sqlite3";
+import { lazyStatements } from "./lazy.ts";
 
 /** Liveness of a peer as this node sees it. */
 export type PeerState = "alive" | "suspect" | "dead";
@@ -70,28 +71,29 @@ const toRow = (r: Row): PeerRow => ({
 });
 
 export function peerStore(db: BetterSqlite3.Database): PeerStore {
-  const q = {
-    get: db.prepare<[string], Row>("SELECT * FROM peers WHERE id = ?"),
-    list: db.prepare<[], Row>("SELECT * FROM peers ORDER BY id"),
-    put: db.prepare(
-      `INSERT OR REPLACE INTO peers (id, record, version, state, last_seen, last_tried, failures, latency_ms, rtt_samples, updated_at)
+  const q = lazyStatements({
+    get: () => db.prepare<[string], Row>("SELECT * FROM peers WHERE id = ?"),
+    list: () => db.prepare<[], Row>("SELECT * FROM peers ORDER BY id"),
+    put: () =>
+      db.prepare(
+        `INSERT OR REPLACE INTO peers (id, record, version, state, last_seen, last_tried, failures, latency_ms, rtt_samples, updated_at)
        VALUES (@id, @record, @version, @state, @last_seen, @last_tried, @failures, @latency_ms, @rtt_samples, @updated_at)`,
-    ),
-    remove: db.prepare<[string]>("DELETE FROM peers WHERE id = ?"),
-    purge: db.prepare<[number]>("DELETE FROM peers WHERE state = 'dead' AND updated_at < ?"),
-    seeds: db.prepare<
-      [],
-      { host: string; port: number; root: number; node_id: string | null; added_at: number }
-    >("SELECT * FROM seeds ORDER BY added_at, host, port"),
-    addSeed: db.prepare<[string, number, number, number]>(
-      `INSERT INTO seeds (host, port, root, added_at) VALUES (?, ?, ?, ?)
+      ),
+    remove: () => db.prepare<[string]>("DELETE FROM peers WHERE id = ?"),
+    purge: () => db.prepare<[number]>("DELETE FROM peers WHERE state = 'dead' AND updated_at < ?"),
+    seeds: () =>
+      db.prepare<[], { host: string; port: number; root: number; node_id: string | null; added_at: number }>(
+        "SELECT * FROM seeds ORDER BY added_at, host, port",
+      ),
+    addSeed: () =>
+      db.prepare<[string, number, number, number]>(
+        `INSERT INTO seeds (host, port, root, added_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (host, port) DO UPDATE SET root = max(root, excluded.root)`,
-    ),
-    setSeedNode: db.prepare<[string, string, number]>(
-      "UPDATE seeds SET node_id = ? WHERE host = ? AND port = ?",
-    ),
-    removeSeed: db.prepare<[string, number]>("DELETE FROM seeds WHERE host = ? AND port = ?"),
-  };
+      ),
+    setSeedNode: () =>
+      db.prepare<[string, string, number]>("UPDATE seeds SET node_id = ? WHERE host = ? AND port = ?"),
+    removeSeed: () => db.prepare<[string, number]>("DELETE FROM seeds WHERE host = ? AND port = ?"),
+  });
   return {
     get: (id) => {
       const r = q.get.get(id);

@@ -8,6 +8,7 @@ import type BetterSqlite3 from "better-sqlite3";
 import { P2prcError } from "../errors.ts";
 import { type ClientStore, clientStore } from "./client.ts";
 import { type ClusterStore, clusterStore } from "./clusters.ts";
+import { lazyStatements } from "./lazy.ts";
 import { MIGRATIONS } from "./migrations.ts";
 import { type PeerStore, peerStore } from "./peers.ts";
 import type { ContainerRecord, PortMapping, SshInfo } from "./types.ts";
@@ -123,24 +124,29 @@ export function openStore(path: string): Store {
     });
   }
 
-  const q = {
-    metaGet: db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?"),
-    metaSet: db.prepare<[string, string]>(
-      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    ),
-    cInsert: db.prepare(
-      `INSERT INTO containers (id, name, image, owner, created_at, expires_at, cpus, memory_mb, gpu, ports, ssh)
+  const q = lazyStatements({
+    metaGet: () => db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?"),
+    metaSet: () =>
+      db.prepare<[string, string]>(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ),
+    cInsert: () =>
+      db.prepare(
+        `INSERT INTO containers (id, name, image, owner, created_at, expires_at, cpus, memory_mb, gpu, ports, ssh)
        VALUES (@id, @name, @image, @owner, @created_at, @expires_at, @cpus, @memory_mb, @gpu, @ports, @ssh)`,
-    ),
-    cGet: db.prepare<[string, string], ContainerRow>("SELECT * FROM containers WHERE id = ? OR name = ?"),
-    cList: db.prepare<[], ContainerRow>("SELECT * FROM containers ORDER BY created_at, id"),
-    cRemove: db.prepare<[string]>("DELETE FROM containers WHERE id = ?"),
-    cCount: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM containers"),
-    cCountOwner: db.prepare<[string], { n: number }>("SELECT count(*) AS n FROM containers WHERE owner = ?"),
-    cExpired: db.prepare<[number], ContainerRow>(
-      "SELECT * FROM containers WHERE expires_at <= ? ORDER BY expires_at",
-    ),
-  };
+      ),
+    cGet: () =>
+      db.prepare<[string, string], ContainerRow>("SELECT * FROM containers WHERE id = ? OR name = ?"),
+    cList: () => db.prepare<[], ContainerRow>("SELECT * FROM containers ORDER BY created_at, id"),
+    cRemove: () => db.prepare<[string]>("DELETE FROM containers WHERE id = ?"),
+    cCount: () => db.prepare<[], { n: number }>("SELECT count(*) AS n FROM containers"),
+    cCountOwner: () =>
+      db.prepare<[string], { n: number }>("SELECT count(*) AS n FROM containers WHERE owner = ?"),
+    cExpired: () =>
+      db.prepare<[number], ContainerRow>(
+        "SELECT * FROM containers WHERE expires_at <= ? ORDER BY expires_at",
+      ),
+  });
 
   const meta: MetaStore = {
     get: (key) => q.metaGet.get(key)?.value,
