@@ -1,6 +1,7 @@
 /**
  * config: the base every module stands on — the node's config file and its loader, node identity
- * (Ed25519), the SQLite state store, the clock, the logger and the shared error type.
+ * (Ed25519), the SQLite state store, the clock, the logger, the shared error type, and zod: `zod()`
+ * (zod/mini with English messages, loaded on first call) builds every schema, `z` names its types.
  * Imports nothing of p2prc's own.
  */
 export { canonicalJson } from "./canonical-json.ts";
@@ -66,3 +67,4 @@ export { certSha256, loadOrCreateTlsCertificate, pinnedTls, probeCertificate } f
 export type { Config, ConfigField, ConfigSource } from "./types.ts";
 export { CONFIG_FIELDS, configSchema, fieldSchema, zod } from "./types.ts";
 export { VERSION } from "./version.ts";
+export type * as z from "./zod.ts";

@@ -1,36 +1,28 @@
-import type { z as ZodNamespace } from "zod";
+import type * as z from "./zod.ts";
 
-type Z = typeof ZodNamespace;
+type Z = typeof z;
 
 let zodNs: Z | undefined;
 /**
- * zod, loaded on first validation: importing it and building the schemas costs ~9 ms, which a command
- * whose config holds only defaults (the common case) does not need to pay. It parses without JIT: zod
- * compiles a parser with `new Function` on first use, worth it in a hot loop but not for a CLI call
- * that parses once (and this way nothing is eval'd).
+ * zod/mini as config/zod.ts sets it up, loaded on first call: loading it and building a first schema costs
+ * ~1 ms, which a command whose config holds only defaults (the common case) does not need to pay.
  */
 export function zod(): Z {
-  if (!zodNs) {
-    zodNs = (require("zod") as typeof import("zod")).z;
-    zodNs.config({ jitless: true });
-  }
+  zodNs ??= require("./zod.ts") as Z;
   return zodNs;
 }
 
 const hostPort = (z: Z) =>
-  z
-    .string()
-    .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "host:port")
-    .refine((s) => {
+  z.string().check(
+    z.regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "host:port"),
+    z.refine((s) => {
       const port = Number(s.slice(s.lastIndexOf(":") + 1));
       return port >= 1 && port <= 65535;
-    }, "port 1-65535");
+    }, "port 1-65535"),
+  );
 
 const imageRef = (z: Z) =>
-  z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "image reference")
-    .max(255);
+  z.string().check(z.regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "image reference"), z.maxLength(255));
 
 /**
  * Every config field, its schema, and the words used in error messages and docs for what it allows.
@@ -38,27 +30,27 @@ const imageRef = (z: Z) =>
  */
 export const CONFIG_FIELDS = {
   machineName: {
-    schema: (z: Z) => z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
+    schema: (z: Z) => z.string().check(z.regex(/^[A-Za-z0-9._-]{1,64}$/)),
     allowed: "1-64 letters, digits, '.', '_' or '-'",
     doc: "Human-readable node name shown in peers' tables.",
   },
   serverHost: {
-    schema: (z: Z) => z.string().regex(/^[A-Za-z0-9.:-]{1,253}$/),
+    schema: (z: Z) => z.string().check(z.regex(/^[A-Za-z0-9.:-]{1,253}$/)),
     allowed: "an IP address or host name to listen on",
     doc: "Address the HTTP server binds to.",
   },
   serverPort: {
-    schema: (z: Z) => z.int().min(1).max(65535),
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(65535)),
     allowed: "an integer from 1 to 65535",
     doc: "TCP port of the node's HTTP API.",
   },
   advertiseAddress: {
-    schema: (z: Z) => z.string().regex(/^$|^[A-Za-z0-9.:[\]-]{1,260}$/),
+    schema: (z: Z) => z.string().check(z.regex(/^$|^[A-Za-z0-9.:[\]-]{1,260}$/)),
     allowed: "empty, or the host (or host:port) peers should use to reach this node",
     doc: "Address peers should use to reach this node; empty = learned from peers.",
   },
   bootstrap: {
-    schema: (z: Z) => z.array(hostPort(z)).max(64),
+    schema: (z: Z) => z.array(hostPort(z)).check(z.maxLength(64)),
     allowed: "a list of host:port (env: comma-separated)",
     doc: "Nodes contacted first to join a network (P2PRC's root nodes).",
   },
@@ -73,92 +65,92 @@ export const CONFIG_FIELDS = {
     doc: "Image used when a task names none.",
   },
   allowedImages: {
-    schema: (z: Z) => z.array(imageRef(z)).max(256),
+    schema: (z: Z) => z.array(imageRef(z)).check(z.maxLength(256)),
     allowed: "a list of image references (env: comma-separated); empty = any image",
     doc: "Images this node agrees to run; empty allows any.",
   },
   maxContainers: {
-    schema: (z: Z) => z.int().min(0).max(10000),
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(10000)),
     allowed: "an integer from 0 to 10000",
     doc: "Most task containers this node runs at once.",
   },
   maxCpusPerContainer: {
-    schema: (z: Z) => z.number().min(0.01).max(1024),
+    schema: (z: Z) => z.number().check(z.minimum(0.01), z.maximum(1024)),
     allowed: "a number from 0.01 to 1024",
     doc: "CPU cap of one container.",
   },
   maxMemoryMbPerContainer: {
-    schema: (z: Z) => z.int().min(6).max(4194304),
+    schema: (z: Z) => z.int().check(z.minimum(6), z.maximum(4194304)),
     allowed: "an integer number of MiB from 6 to 4194304",
     doc: "Memory cap of one container in MiB.",
   },
   defaultCpus: {
-    schema: (z: Z) => z.number().min(0.01).max(1024),
+    schema: (z: Z) => z.number().check(z.minimum(0.01), z.maximum(1024)),
     allowed: "a number from 0.01 to 1024",
     doc: "CPUs given to a container that asks for none.",
   },
   defaultMemoryMb: {
-    schema: (z: Z) => z.int().min(6).max(4194304),
+    schema: (z: Z) => z.int().check(z.minimum(6), z.maximum(4194304)),
     allowed: "an integer number of MiB from 6 to 4194304",
     doc: "Memory given to a container that asks for none, in MiB.",
   },
   pidsLimit: {
-    schema: (z: Z) => z.int().min(8).max(1048576),
+    schema: (z: Z) => z.int().check(z.minimum(8), z.maximum(1048576)),
     allowed: "an integer from 8 to 1048576",
     doc: "Most processes inside one container.",
   },
   defaultTtlSeconds: {
-    schema: (z: Z) => z.int().min(1).max(31536000),
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(31536000)),
     allowed: "an integer number of seconds from 1 to 31536000",
     doc: "Lease of a container that asks for none; the server removes it after this.",
   },
   maxTtlSeconds: {
-    schema: (z: Z) => z.int().min(1).max(31536000),
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(31536000)),
     allowed: "an integer number of seconds from 1 to 31536000",
     doc: "Longest lease a container may ask for.",
   },
   gossipIntervalMs: {
-    schema: (z: Z) => z.int().min(50).max(600000),
+    schema: (z: Z) => z.int().check(z.minimum(50), z.maximum(600000)),
     allowed: "an integer number of milliseconds from 50 to 600000",
     doc: "Interval between gossip rounds and heartbeats.",
   },
   gossipFanout: {
-    schema: (z: Z) => z.int().min(1).max(16),
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(16)),
     allowed: "an integer from 1 to 16",
     doc: "Peers contacted per gossip round.",
   },
   suspectTimeoutMs: {
-    schema: (z: Z) => z.int().min(100).max(3600000),
+    schema: (z: Z) => z.int().check(z.minimum(100), z.maximum(3600000)),
     allowed: "an integer number of milliseconds from 100 to 3600000",
     doc: "A peer that stops answering and is not heard from for this long is declared dead.",
   },
   dataDir: {
-    schema: (z: Z) => z.string().max(4096),
+    schema: (z: Z) => z.string().check(z.maxLength(4096)),
     allowed: "a directory path; empty = the home directory",
     doc: "Where state.db lives.",
   },
   dockerHost: {
-    schema: (z: Z) => z.string().regex(/^$|^(unix|tcp|npipe):\/\/.+$/),
+    schema: (z: Z) => z.string().check(z.regex(/^$|^(unix|tcp|npipe):\/\/.+$/)),
     allowed: "empty, unix:///path/to/docker.sock or tcp://host:port",
     doc: "Engine socket; empty = $DOCKER_HOST, else /var/run/docker.sock (a Podman socket works too).",
   },
   memberMaxContainers: {
-    schema: (z: Z) => z.int().min(0).max(10000),
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(10000)),
     allowed: "an integer from 0 to 10000",
     doc: "Most containers one member (another node) may run here at once; this node's own key is exempt.",
   },
   memberMaxCpus: {
-    schema: (z: Z) => z.number().min(0).max(100000),
+    schema: (z: Z) => z.number().check(z.minimum(0), z.maximum(100000)),
     allowed: "a number from 0 to 100000",
     doc: "Most CPUs one member's containers may hold here together.",
   },
   memberMaxMemoryMb: {
-    schema: (z: Z) => z.int().min(0).max(1e9),
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(1e9)),
     allowed: "an integer number of MiB from 0 to 1000000000",
     doc: "Most memory one member's containers may hold here together, in MiB.",
   },
   trusted: {
-    schema: (z: Z) => z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(10000),
+    schema: (z: Z) => z.array(z.string().check(z.regex(/^[0-9a-f]{64}$/))).check(z.maxLength(10000)),
     allowed: "a list of node ids, 64 hex characters each (env: comma-separated)",
     doc: "Nodes besides this one that may use it: your own other machines (the personal cluster).",
   },
@@ -173,7 +165,7 @@ export const CONFIG_FIELDS = {
     doc: "Serve TLS with a self-signed certificate that peers pin (its fingerprint is in the signed record). false: plain HTTP, and plain-HTTP peers are accepted.",
   },
   requestSkewSeconds: {
-    schema: (z: Z) => z.int().min(1).max(3600),
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(3600)),
     allowed: "an integer number of seconds from 1 to 3600",
     doc: "How far a signed request's timestamp may be from this node's clock.",
   },
@@ -189,7 +181,7 @@ export type ConfigField = keyof typeof CONFIG_FIELDS;
 type Shape = { [K in ConfigField]: ReturnType<(typeof CONFIG_FIELDS)[K]["schema"]> };
 
 /** The whole config. */
-export type Config = { [K in ConfigField]: ZodNamespace.infer<Shape[K]> };
+export type Config = { [K in ConfigField]: z.infer<Shape[K]> };
 
 const built = new Map<ConfigField, Shape[ConfigField]>();
 /** One field's schema, built on first use. */

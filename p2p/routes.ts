@@ -1,7 +1,6 @@
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { z } from "zod";
-import { P2prcError } from "../config/index.ts";
+import { P2prcError, type z } from "../config/index.ts";
 import type { ClusterBook } from "./cluster.ts";
 import type { GossipService } from "./gossip.ts";
 import type { PeerTable } from "./table.ts";
@@ -17,7 +16,7 @@ export interface P2pRoutesOptions {
   maxBodyBytes?: number;
 }
 
-async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+async function body<S extends z.ZodMiniType>(c: Context, schema: S): Promise<z.infer<S>> {
   let raw: unknown;
   try {
     raw = JSON.parse(await c.req.text());

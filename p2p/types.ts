@@ -1,45 +1,47 @@
-import type { z } from "zod";
-import { zod } from "../config/index.ts";
+import { type z, zod } from "../config/index.ts";
 
 function build() {
   const z = zod();
-  const nodeId = z.string().regex(/^[0-9a-f]{64}$/, "a node id (64 hex characters)");
-  const signature = z.string().regex(/^[A-Za-z0-9+/]{86}==$/, "an Ed25519 signature (base64)");
-  const host = z.string().regex(/^[A-Za-z0-9.:-]{1,253}$/, "an IP address or host name");
+  const nodeId = z.string().check(z.regex(/^[0-9a-f]{64}$/, "a node id (64 hex characters)"));
+  const signature = z.string().check(z.regex(/^[A-Za-z0-9+/]{86}==$/, "an Ed25519 signature (base64)"));
+  const host = z.string().check(z.regex(/^[A-Za-z0-9.:-]{1,253}$/, "an IP address or host name"));
 
-  const AddressSchema = z.strictObject({ host, port: z.int().min(1).max(65535) });
+  const AddressSchema = z.strictObject({ host, port: z.int().check(z.minimum(1), z.maximum(65535)) });
 
   /** What a node offers, summarised for placement. */
   const OfferSchema = z.strictObject({
-    cpus: z.number().min(0).max(100000),
-    memoryMb: z.int().min(0).max(1e9),
-    gpus: z.int().min(0).max(1024),
-    freeContainers: z.int().min(0).max(100000),
-    maxCpusPerContainer: z.number().min(0).max(1024),
-    maxMemoryMbPerContainer: z.int().min(0).max(1e9),
+    cpus: z.number().check(z.minimum(0), z.maximum(100000)),
+    memoryMb: z.int().check(z.minimum(0), z.maximum(1e9)),
+    gpus: z.int().check(z.minimum(0), z.maximum(1024)),
+    freeContainers: z.int().check(z.minimum(0), z.maximum(100000)),
+    maxCpusPerContainer: z.number().check(z.minimum(0), z.maximum(1024)),
+    maxMemoryMbPerContainer: z.int().check(z.minimum(0), z.maximum(1e9)),
   });
 
   /** One node's entry in the IP table, written and signed by that node. The id is its public key. */
   const NodeRecordSchema = z.strictObject({
     id: nodeId,
-    name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
-    addresses: z.array(AddressSchema).max(16),
+    name: z.string().check(z.regex(/^[A-Za-z0-9._-]{1,64}$/)),
+    addresses: z.array(AddressSchema).check(z.maxLength(16)),
     nat: z.boolean(),
     reach: z.enum(["direct", "relay"]),
     /** Monotonic per node; a record older than the one held is rejected. */
-    version: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
-    metadata: z.string().max(1024),
+    version: z.int().check(z.minimum(1), z.maximum(Number.MAX_SAFE_INTEGER)),
+    metadata: z.string().check(z.maxLength(1024)),
     offer: OfferSchema,
-    issuedAt: z.int().min(0),
+    issuedAt: z.int().check(z.minimum(0)),
     /** The node's self-signed TLS certificate (PEM); peers pin exactly it. Absent when tls is off. */
-    cert: z
-      .string()
-      .max(4096)
-      .regex(
-        /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/,
-        "a PEM certificate",
-      )
-      .optional(),
+    cert: z.optional(
+      z
+        .string()
+        .check(
+          z.maxLength(4096),
+          z.regex(
+            /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/,
+            "a PEM certificate",
+          ),
+        ),
+    ),
   });
 
   const SignedRecordSchema = z.strictObject({ record: NodeRecordSchema, signature });
@@ -47,21 +49,25 @@ function build() {
   /** "Node `id` at `version` is dead", signed by the node that found it unreachable. */
   const DeathNoticeSchema = z.strictObject({
     id: nodeId,
-    version: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
+    version: z.int().check(z.minimum(1), z.maximum(Number.MAX_SAFE_INTEGER)),
     reporter: nodeId,
-    at: z.int().min(0),
+    at: z.int().check(z.minimum(0)),
     signature,
   });
 
   /** Digest entry: [id, version, dead]. */
-  const DigestSchema = z.array(z.tuple([nodeId, z.int().min(1), z.boolean()])).max(100000);
+  const DigestSchema = z
+    .array(z.tuple([nodeId, z.int().check(z.minimum(1)), z.boolean()]))
+    .check(z.maxLength(100000));
 
-  const clusterName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "1-64 letters, digits, '.', '_' or '-'");
+  const clusterName = z
+    .string()
+    .check(z.regex(/^[A-Za-z0-9._-]{1,64}$/, "1-64 letters, digits, '.', '_' or '-'"));
 
   /** One member of a shared cluster. Admins manage every container on the cluster's nodes. */
   const ClusterMemberSchema = z.strictObject({
     id: nodeId,
-    label: z.string().max(64),
+    label: z.string().check(z.maxLength(64)),
     role: z.enum(["member", "admin"]),
   });
 
@@ -72,36 +78,38 @@ function build() {
   const ClusterDocumentSchema = z.strictObject({
     name: clusterName,
     host: nodeId,
-    members: z.array(ClusterMemberSchema).max(10000),
+    members: z.array(ClusterMemberSchema).check(z.maxLength(10000)),
     /** host:port addresses a joining node contacts first. */
-    bootstrap: z.array(z.string().max(300)).max(64),
-    version: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
-    issuedAt: z.int().min(0),
+    bootstrap: z.array(z.string().check(z.maxLength(300))).check(z.maxLength(64)),
+    version: z.int().check(z.minimum(1), z.maximum(Number.MAX_SAFE_INTEGER)),
+    issuedAt: z.int().check(z.minimum(0)),
   });
 
   const SignedClusterSchema = z.strictObject({ cluster: ClusterDocumentSchema, signature });
 
   /** Cluster digest entry: [host, name, version]. */
-  const ClusterDigestSchema = z.array(z.tuple([nodeId, clusterName, z.int().min(1)])).max(1000);
+  const ClusterDigestSchema = z
+    .array(z.tuple([nodeId, clusterName, z.int().check(z.minimum(1))]))
+    .check(z.maxLength(1000));
 
   /** POST /v1/p2p/exchange */
   const ExchangeRequestSchema = z.strictObject({
     /** The sender's record; left out when the responder said it holds the current version. */
-    from: SignedRecordSchema.optional(),
+    from: z.optional(SignedRecordSchema),
     /** Version of the responder's record the sender holds: the responder leaves its own out if equal. */
-    have: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    have: z.optional(z.int().check(z.minimum(0), z.maximum(Number.MAX_SAFE_INTEGER))),
     /** SHA-256 of the sender's digest; equal hashes end the exchange at once. */
-    hash: z.string().regex(/^[0-9a-f]{64}$/),
+    hash: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
     /** Versions of the cluster documents the sender holds (absent: none). */
-    clusters: ClusterDigestSchema.optional(),
+    clusters: z.optional(ClusterDigestSchema),
   });
 
   /** POST /v1/p2p/sync */
   const SyncRequestSchema = z.strictObject({
     from: SignedRecordSchema,
-    records: z.array(SignedRecordSchema).max(5000),
-    deaths: z.array(DeathNoticeSchema).max(5000),
-    want: z.array(nodeId).max(5000),
+    records: z.array(SignedRecordSchema).check(z.maxLength(5000)),
+    deaths: z.array(DeathNoticeSchema).check(z.maxLength(5000)),
+    want: z.array(nodeId).check(z.maxLength(5000)),
   });
   return {
     ClusterMemberSchema,

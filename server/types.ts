@@ -1,63 +1,82 @@
-import { z } from "zod";
-import type { PortMapping, SshInfo } from "../config/index.ts";
+import { type PortMapping, type SshInfo, type z, zod } from "../config/index.ts";
 
-const port = z.int().min(1).max(65535);
+// The request schemas, built when the server module loads (the routes use them at once).
+function build() {
+  const z = zod();
+  const port = z.int().check(z.minimum(1), z.maximum(65535));
 
-/** POST /v1/containers body. Unknown fields are rejected so typos do not pass silently. */
-export const CreateContainerSchema = z.strictObject({
-  image: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "an image reference such as debian:bookworm-slim")
-    .max(255)
-    .optional(),
-  command: z.array(z.string().max(65536)).min(1).max(256).optional(),
-  env: z
-    .record(
-      z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "an environment variable name"),
-      z.string().max(65536),
-    )
-    .refine((e) => Object.keys(e).length <= 128, "at most 128 variables")
-    .optional(),
-  /** Number of host ports to publish; each is mapped to the same port number inside the container. */
-  ports: z.int().min(0).max(64).optional(),
-  /** Container ports to publish on free host ports. */
-  publish: z.array(port).max(64).optional(),
-  cpus: z.number().min(0.01).max(1024).optional(),
-  memoryMb: z.int().min(6).max(4194304).optional(),
-  gpu: z.boolean().optional(),
-  ttlSeconds: z.int().min(1).max(31536000).optional(),
-  sshPublicKey: z
-    .string()
-    .max(16384)
-    .regex(
-      /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( [^\n\r]*)?\n?$/,
-      "one OpenSSH public key line",
-    )
-    .optional(),
-  name: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, "1-63 letters, digits, '_', '.' or '-'")
-    .optional(),
-});
+  /** POST /v1/containers body. Unknown fields are rejected so typos do not pass silently. */
+  const CreateContainerSchema = z.strictObject({
+    image: z.optional(
+      z
+        .string()
+        .check(
+          z.regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "an image reference such as debian:bookworm-slim"),
+          z.maxLength(255),
+        ),
+    ),
+    command: z.optional(
+      z.array(z.string().check(z.maxLength(65536))).check(z.minLength(1), z.maxLength(256)),
+    ),
+    env: z.optional(
+      z
+        .record(
+          z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "an environment variable name")),
+          z.string().check(z.maxLength(65536)),
+        )
+        .check(z.refine((e) => Object.keys(e).length <= 128, "at most 128 variables")),
+    ),
+    /** Number of host ports to publish; each is mapped to the same port number inside the container. */
+    ports: z.optional(z.int().check(z.minimum(0), z.maximum(64))),
+    /** Container ports to publish on free host ports. */
+    publish: z.optional(z.array(port).check(z.maxLength(64))),
+    cpus: z.optional(z.number().check(z.minimum(0.01), z.maximum(1024))),
+    memoryMb: z.optional(z.int().check(z.minimum(6), z.maximum(4194304))),
+    gpu: z.optional(z.boolean()),
+    ttlSeconds: z.optional(z.int().check(z.minimum(1), z.maximum(31536000))),
+    sshPublicKey: z.optional(
+      z
+        .string()
+        .check(
+          z.maxLength(16384),
+          z.regex(
+            /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( [^\n\r]*)?\n?$/,
+            "one OpenSSH public key line",
+          ),
+        ),
+    ),
+    name: z.optional(
+      z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, "1-63 letters, digits, '_', '.' or '-'")),
+    ),
+  });
+
+  /** POST /v1/containers/:id/exec body. */
+  const ExecSchema = z.strictObject({
+    command: z.array(z.string().check(z.maxLength(65536))).check(z.minLength(1), z.maxLength(256)),
+    env: z.optional(
+      z.record(
+        z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/)),
+        z.string().check(z.maxLength(65536)),
+      ),
+    ),
+    workingDir: z.optional(z.string().check(z.startsWith("/"), z.maxLength(4096))),
+    timeoutSeconds: z.optional(z.int().check(z.minimum(1), z.maximum(3600))),
+  });
+
+  /** A path inside a container: absolute, no NUL, no `..` segment. */
+  const ContainerPathSchema = z.string().check(
+    z.minLength(1),
+    z.maxLength(4096),
+    z.startsWith("/", "an absolute path"),
+    z.refine((p) => !p.includes("\0"), "no NUL byte"),
+    z.refine((p) => !p.split("/").includes(".."), "no '..' segment"),
+  );
+  return { CreateContainerSchema, ExecSchema, ContainerPathSchema };
+}
+
+export const { CreateContainerSchema, ExecSchema, ContainerPathSchema } = build();
 export type CreateContainerRequest = z.infer<typeof CreateContainerSchema>;
-
-/** POST /v1/containers/:id/exec body. */
-export const ExecSchema = z.strictObject({
-  command: z.array(z.string().max(65536)).min(1).max(256),
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/), z.string().max(65536)).optional(),
-  workingDir: z.string().startsWith("/").max(4096).optional(),
-  timeoutSeconds: z.int().min(1).max(3600).optional(),
-});
 export type ExecRequest = z.infer<typeof ExecSchema>;
-
-/** A path inside a container: absolute, no NUL, no `..` segment. */
-export const ContainerPathSchema = z
-  .string()
-  .min(1)
-  .max(4096)
-  .startsWith("/", "an absolute path")
-  .refine((p) => !p.includes("\0"), "no NUL byte")
-  .refine((p) => !p.split("/").includes(".."), "no '..' segment");
 
 /** A container as the API returns it. */
 export interface ContainerView {

@@ -1,39 +1,47 @@
 import { readFileSync } from "node:fs";
 import { extname } from "node:path";
-import { z } from "zod";
-import { P2prcError } from "../../config/index.ts";
+import { P2prcError, type z, zod } from "../../config/index.ts";
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "an environment variable name");
-const scalar = z.union([z.string().max(65536), z.number(), z.boolean()]);
+// Built when the client module loads.
+function buildJobSchema() {
+  const z = zod();
+  const envName = z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "an environment variable name"));
+  const scalar = z.union([z.string().check(z.maxLength(65536)), z.number(), z.boolean()]);
+  const paths = z.optional(
+    z.array(z.string().check(z.minLength(1), z.maxLength(4096))).check(z.maxLength(256)),
+  );
+
+  return z.strictObject({
+    image: z.string().check(z.regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "an image reference"), z.maxLength(255)),
+    command: z.array(z.string().check(z.maxLength(65536))).check(z.minLength(1), z.maxLength(256)),
+    /** A count, or one parameter object per task (its keys become env variables). */
+    tasks: z.union([
+      z.int().check(z.minimum(1), z.maximum(100000)),
+      z.array(z.record(envName, scalar)).check(z.minLength(1), z.maxLength(100000)),
+    ]),
+    env: z.optional(z.record(envName, z.string().check(z.maxLength(65536)))),
+    /** Local files (relative to the job file) copied into each task's working directory. */
+    inputs: paths,
+    /** Paths in the container (relative to the task's working directory, or absolute) collected back. */
+    outputs: paths,
+    cpus: z.optional(z.number().check(z.minimum(0.01), z.maximum(1024))),
+    memoryMb: z.optional(z.int().check(z.minimum(6), z.maximum(4194304))),
+    gpu: z.optional(z.boolean()),
+    /** Per task; nodes run one exec for at most an hour. */
+    timeoutSeconds: z._default(z.int().check(z.minimum(1), z.maximum(3600)), 600),
+    /** How often a task is rescheduled after its node died, became unreachable or timed out. */
+    retries: z._default(z.int().check(z.minimum(0), z.maximum(100)), 2),
+    /** Also retry tasks that failed by their own exit code. */
+    retryOnFailure: z._default(z.boolean(), false),
+    /** A new container for every task instead of a small warm pool per node. */
+    freshContainer: z._default(z.boolean(), false),
+    /** Most tasks at once on one node (never more than the node's free capacity). */
+    maxPerNode: z._default(z.int().check(z.minimum(1), z.maximum(256)), 4),
+  });
+}
 
 /** A batch job file (JSON or YAML). */
-export const JobSchema = z.strictObject({
-  image: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "an image reference")
-    .max(255),
-  command: z.array(z.string().max(65536)).min(1).max(256),
-  /** A count, or one parameter object per task (its keys become env variables). */
-  tasks: z.union([z.int().min(1).max(100000), z.array(z.record(envName, scalar)).min(1).max(100000)]),
-  env: z.record(envName, z.string().max(65536)).optional(),
-  /** Local files (relative to the job file) copied into each task's working directory. */
-  inputs: z.array(z.string().min(1).max(4096)).max(256).optional(),
-  /** Paths in the container (relative to the task's working directory, or absolute) collected back. */
-  outputs: z.array(z.string().min(1).max(4096)).max(256).optional(),
-  cpus: z.number().min(0.01).max(1024).optional(),
-  memoryMb: z.int().min(6).max(4194304).optional(),
-  gpu: z.boolean().optional(),
-  /** Per task; nodes run one exec for at most an hour. */
-  timeoutSeconds: z.int().min(1).max(3600).default(600),
-  /** How often a task is rescheduled after its node died, became unreachable or timed out. */
-  retries: z.int().min(0).max(100).default(2),
-  /** Also retry tasks that failed by their own exit code. */
-  retryOnFailure: z.boolean().default(false),
-  /** A new container for every task instead of a small warm pool per node. */
-  freshContainer: z.boolean().default(false),
-  /** Most tasks at once on one node (never more than the node's free capacity). */
-  maxPerNode: z.int().min(1).max(256).default(4),
-});
+export const JobSchema = buildJobSchema();
 export type Job = z.infer<typeof JobSchema>;
 
 /** Reads and validates a job file; errors name the field. */

@@ -1,7 +1,6 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { z } from "zod";
-import { type ErrorCode, P2prcError } from "../../config/index.ts";
+import { type ErrorCode, P2prcError, type z } from "../../config/index.ts";
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   E_CONFIG: 400,
@@ -51,7 +50,7 @@ function issueToError(where: string, issues: z.core.$ZodIssue[]): P2prcError {
 }
 
 /** Parses the JSON body with a zod schema; 400 naming the field on failure. */
-export async function parseJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+export async function parseJson<S extends z.ZodMiniType>(c: Context, schema: S): Promise<z.infer<S>> {
   let raw: unknown;
   try {
     const text = await c.req.text();
@@ -65,7 +64,7 @@ export async function parseJson<S extends z.ZodType>(c: Context, schema: S): Pro
 }
 
 /** Validates one value (query parameter, path parameter) with a zod schema; 400 naming it. */
-export function parseValue<S extends z.ZodType>(name: string, schema: S, value: unknown): z.infer<S> {
+export function parseValue<S extends z.ZodMiniType>(name: string, schema: S, value: unknown): z.infer<S> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const message = parsed.error.issues[0]?.message ?? "invalid";

@@ -1,13 +1,13 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { z } from "zod";
-import { P2prcError } from "../../config/index.ts";
+import { P2prcError, zod } from "../../config/index.ts";
 import type { ContainerService } from "../containers.ts";
 import { type CallerResolver, requireCaller } from "../http/caller.ts";
 import { parseJson, parseValue } from "../http/errors.ts";
 import { ContainerPathSchema, CreateContainerSchema, ExecSchema } from "../types.ts";
 
-const IdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "a container id or name");
+const z = zod();
+const IdSchema = z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "a container id or name"));
 const FollowSchema = z.enum(["", "0", "1", "true", "false"], "1, 0, true or false");
 
 const tooLarge = (limit: string) => () => {
