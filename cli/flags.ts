@@ -261,9 +261,10 @@ export const ACTION_ORDER: FlagName[] = [
 ];
 
 /** citty's args definition, with pending flags marked in their help line. */
-export function cittyArgs(): ArgsDef {
+export function cittyArgs(only?: Iterable<FlagName>): ArgsDef {
   const out: ArgsDef = {};
-  for (const [name, def] of Object.entries(FLAGS) as [string, FlagDef][]) {
+  const names = only ? [...only] : (Object.keys(FLAGS) as FlagName[]);
+  for (const [name, def] of names.map((n) => [n, FLAGS[n]] as [FlagName, FlagDef])) {
     out[name] = {
       type: def.type,
       alias: def.alias ? [...def.alias] : undefined,

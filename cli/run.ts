@@ -85,6 +85,18 @@ export function normalizeArgs(argv: string[]): string[] {
   return out;
 }
 
+/** The canonical names of the flags in a normalized argv (up to `--`). */
+function givenFlags(normalized: string[]): Set<FlagName> {
+  const given = new Set<FlagName>();
+  for (const arg of normalized) {
+    if (arg === "--") break;
+    if (!arg.startsWith("--")) continue;
+    const name = (arg.slice(2).split("=", 1)[0] as string).replace(/^no-/, "");
+    if (Object.hasOwn(FLAGS, name)) given.add(name as FlagName);
+  }
+  return given;
+}
+
 function configOverrides(flags: FlagValues): Partial<Config> {
   const overrides: Record<string, unknown> = {};
   const num = (s: string) => (/^-?\d+(\.\d+)?$/.test(s) ? Number(s) : s);
@@ -115,9 +127,12 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
       );
     }
     const normalized = normalizeArgs(argv);
-    const parsed = parseArgs(normalized, cittyArgs()) as Record<string, unknown> & { _: string[] };
+    // citty parses only the flags given (normalizeArgs has already turned every spelling into `--name`,
+    // `--name=value` or `--no-name` and refused unknown ones): a command pays for its own flags, not all 60.
+    const given = givenFlags(normalized);
+    const parsed = parseArgs(normalized, cittyArgs(given)) as Record<string, unknown> & { _: string[] };
     const flags: FlagValues = {};
-    for (const name of Object.keys(FLAGS) as FlagName[]) {
+    for (const name of given) {
       const value = parsed[name];
       if (value !== undefined && value !== false) flags[name] = value as string | boolean;
     }
