@@ -43,22 +43,29 @@ function notAvailable(r: { code: number; stderr: string }): boolean {
   return r.code === 2 && r.stderr.includes("not available yet");
 }
 
-/** Median wall time in ms of `cmd` over RUNS runs after WARMUPS, plus the last exit code seen. */
-function medianMs(cmd: string[]): { ms: number; code: number } {
-  const times: number[] = [];
-  let code = 0;
+/**
+ * Median wall time in ms of each command over RUNS runs after WARMUPS, plus the last exit code seen. The
+ * commands take turns (one run of each, then the next round), so a machine that gets busier or quieter
+ * during the bench shifts every command alike instead of whichever happened to run then.
+ */
+function medianMsInterleaved(cmds: string[][]): { ms: number; code: number }[] {
+  const times: number[][] = cmds.map(() => []);
+  const codes: number[] = cmds.map(() => 0);
   for (let i = 0; i < WARMUPS + RUNS; i++) {
-    const start = Bun.nanoseconds();
-    const r = Bun.spawnSync(cmd, { cwd: ROOT, env, stdout: "ignore", stderr: "ignore" });
-    const ms = (Bun.nanoseconds() - start) / 1e6;
-    code = r.exitCode ?? -1;
-    if (i >= WARMUPS) times.push(ms);
+    for (const [k, cmd] of cmds.entries()) {
+      const start = Bun.nanoseconds();
+      const r = Bun.spawnSync(cmd, { cwd: ROOT, env, stdout: "ignore", stderr: "ignore" });
+      const ms = (Bun.nanoseconds() - start) / 1e6;
+      codes[k] = r.exitCode ?? -1;
+      if (i >= WARMUPS) times[k]?.push(ms);
+    }
   }
-  times.sort((a, b) => a - b);
-  const mid = Math.floor(times.length / 2);
-  const ms =
-    times.length % 2 ? (times[mid] as number) : ((times[mid - 1] as number) + (times[mid] as number)) / 2;
-  return { ms, code };
+  return times.map((t, k) => {
+    t.sort((a, b) => a - b);
+    const mid = Math.floor(t.length / 2);
+    const ms = t.length % 2 ? (t[mid] as number) : ((t[mid - 1] as number) + (t[mid] as number)) / 2;
+    return { ms, code: codes[k] as number };
+  });
 }
 
 function freePort(): Promise<number> {
@@ -99,22 +106,22 @@ async function main(): Promise<void> {
   ];
   const rows: string[][] = [];
   const notes: string[] = [];
-  let base = 0;
-  for (const [label, cmd] of cases) {
-    const probe = run(cmd);
-    if (notAvailable(probe)) {
-      notes.push(`${label.replace(/^p2prc /, "")}: not available yet`);
-      continue;
-    }
-    const { ms, code } = medianMs(cmd);
-    if (base === 0) base = ms;
+  const measured = cases.filter(([label, cmd]) => {
+    if (!notAvailable(run(cmd))) return true;
+    notes.push(`${label.replace(/^p2prc /, "")}: not available yet`);
+    return false;
+  });
+  const results = medianMsInterleaved(measured.map(([, cmd]) => cmd));
+  const base = results[0]?.ms ?? 0;
+  for (const [k, [label]] of measured.entries()) {
+    const { ms, code } = results[k] as { ms: number; code: number };
     const ratio = ms / base;
-    const goal = label === cases[0]?.[0] ? "(baseline)" : ratio <= STARTUP_GOAL ? "yes" : "NO";
+    const goal = k === 0 ? "(baseline)" : ratio <= STARTUP_GOAL ? "yes" : "NO";
     rows.push([label, ms.toFixed(1), `${ratio.toFixed(2)}×`, code === 0 ? goal : `${goal} (exit ${code})`]);
   }
 
   console.log(
-    `startup: median wall time of ${RUNS} runs after ${WARMUPS} warm-ups (goal ≤ ${STARTUP_GOAL}× empty)`,
+    `startup: median wall time of ${RUNS} runs after ${WARMUPS} warm-ups, the commands taking turns (goal ≤ ${STARTUP_GOAL}× empty)`,
   );
   console.log(`empty binary: \`export {}\` built with bun build ${flags.join(" ")}`);
   const header = ["command", "median ms", "vs empty", "meets goal"];
