@@ -12,7 +12,7 @@ import Docker from "dockerode";
 import { PNG } from "pngjs";
 import { mandelbrotLocal, toPng } from "../client/index.ts";
 import type { Identity } from "../config/index.ts";
-import { freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
+import { collectStderr, freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -68,10 +68,7 @@ async function startNode(
     stderr: "pipe",
   });
   procs.push(proc);
-  (async () => {
-    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>)
-      stderr.push(new TextDecoder().decode(chunk));
-  })();
+  collectStderr(proc, stderr);
   const url = `http://127.0.0.1:${port}`;
   const health = await waitFor(
     `${name} up`,

@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { type Identity, pinnedTls } from "../config/index.ts";
-import { freePort, nodeIdentity, runCommand, signedFetch, ssh, waitFor } from "./support.ts";
+import { collectStderr, freePort, nodeIdentity, runCommand, signedFetch, ssh, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -73,10 +73,7 @@ async function startNode(name: string, bootstrap: string, openNetwork = true): P
   });
   procs.push(proc);
   n.proc = proc;
-  (async () => {
-    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>)
-      n.stderr.push(new TextDecoder().decode(chunk));
-  })();
+  collectStderr(proc, n.stderr);
   const health = await waitFor(
     `${name} up`,
     async () => {

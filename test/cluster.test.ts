@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { generateIdentity, type Identity, signRequest } from "../config/index.ts";
-import { freePort, nodeIdentity, p2prcCommand, runCommand, waitFor } from "./support.ts";
+import { collectStderr, freePort, nodeIdentity, p2prcCommand, runCommand, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -93,10 +93,7 @@ async function startNode(n: Node): Promise<void> {
   });
   procs.push(proc);
   n.proc = proc;
-  (async () => {
-    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>)
-      n.stderr.push(new TextDecoder().decode(chunk));
-  })();
+  collectStderr(proc, n.stderr);
   await waitFor(
     `${n.name} up`,
     async () => {

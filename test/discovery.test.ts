@@ -9,7 +9,15 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { generateIdentity, type Identity } from "../config/index.ts";
 import type { NodeRecord, SignedRecord } from "../p2p/index.ts";
-import { freePort, nodeIdentity, p2prcCommand, runCommand, signedFetch, waitFor } from "./support.ts";
+import {
+  collectStderr,
+  freePort,
+  nodeIdentity,
+  p2prcCommand,
+  runCommand,
+  signedFetch,
+  waitFor,
+} from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -69,10 +77,7 @@ async function startNode(n: Node): Promise<Node> {
   });
   procs.push(proc);
   n.proc = proc;
-  (async () => {
-    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>)
-      n.stderr.push(new TextDecoder().decode(chunk));
-  })();
+  collectStderr(proc, n.stderr);
   const health = await waitFor(
     `${n.name} up`,
     async () => {

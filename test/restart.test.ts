@@ -8,7 +8,7 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { start } from "../abstractions/index.ts";
 import { type Identity, memoryLogger } from "../config/index.ts";
-import { freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
+import { collectStderr, freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
@@ -44,10 +44,7 @@ async function startCli(home: string, port: number) {
     stderr: "pipe",
   });
   procs.push(proc);
-  (async () => {
-    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>)
-      stderr.push(new TextDecoder().decode(chunk));
-  })();
+  collectStderr(proc, stderr);
   const url = `http://127.0.0.1:${port}`;
   const health = await waitFor(
     "condition",

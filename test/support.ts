@@ -51,6 +51,15 @@ export async function runCommand(
 }
 
 /** A free TCP port on 127.0.0.1 (released again, so a node can bind it). */
+/** Keeps a child's stderr as it arrives (for the failure message of a test that waits on the child). */
+export function collectStderr(proc: Subprocess, into: string[]): void {
+  const decoder = new TextDecoder();
+  (async () => {
+    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>)
+      into.push(decoder.decode(chunk, { stream: true }));
+  })();
+}
+
 export async function freePort(): Promise<number> {
   return (await freePorts(1, "127.0.0.1"))[0] as number;
 }
