@@ -28,10 +28,11 @@ deps: node_modules/.deps-stamp
 p2prc: node_modules/.deps-stamp $(SOURCES) tsconfig.json server/engine/unused-transports.cjs $(ORDER_FILES)
 	$(BUN) build $(BUILD_FLAGS) cli/main.ts --outfile p2prc
 
-# Re-records the bytecode order files from the current binary (needs the engine, like `make run`), then rebuilds.
+# Re-records the bytecode order files from the current binary (needs the engine, like `make run`); the
+# order files are newer than ./p2prc then, so the second make rebuilds it with them.
 bytecode-order: p2prc
 	$(BUN) bench/order/record.ts ./p2prc
-	$(BUN) build $(BUILD_FLAGS) cli/main.ts --outfile p2prc
+	$(MAKE) p2prc
 
 build: p2prc
 

@@ -5,7 +5,7 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileS
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildFlags } from "./lib.ts";
+import { buildFlags, cleanEnv } from "./lib.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const P2PRC = join(ROOT, "p2prc");
@@ -23,14 +23,6 @@ if (!existsSync(P2PRC)) {
 const work = mkdtempSync(join(tmpdir(), "p2prc-bench-"));
 const home = join(work, "home");
 
-/** The caller's env without P2PRC settings, so the user's own config cannot change the numbers. */
-function cleanEnv(extra: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && k !== "P2PRC" && !k.startsWith("P2PRC_")) env[k] = v;
-  }
-  return { ...env, ...extra };
-}
 const env = cleanEnv({ P2PRC: home });
 
 function run(cmd: string[]): { code: number; stdout: string; stderr: string } {

@@ -10,18 +10,16 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { cleanEnv } from "../lib.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const P2PRC = process.argv[2] ?? join(ROOT, "p2prc");
 const OUT = import.meta.dir;
 const work = mkdtempSync(join(tmpdir(), "p2prc-order-"));
 
+/** lib's clean env, and no recorder setting of the caller's: each run below names its own file. */
 function env(extra: Record<string, string>): Record<string, string> {
-  const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && k !== "P2PRC" && !k.startsWith("P2PRC_") && k !== "BUN_BYTECODE_ORDER_OUT")
-      clean[k] = v;
-  }
+  const { BUN_BYTECODE_ORDER_OUT: _, ...clean } = cleanEnv();
   return { ...clean, ...extra };
 }
 
