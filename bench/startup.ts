@@ -221,11 +221,12 @@ interface Idle {
  * (the default interval) over TLS, and A reconciles with the engine every 5 s. A's VmRSS is read 2 s
  * after it answers and again after 15 s of this idle work (the steady state).
  */
-async function idleRss(bin: string): Promise<Idle | string> {
-  const peerHome = join(work, "peer");
-  const made = Bun.spawnSync([P2PRC, "--dc", "--json"], { cwd: ROOT, env: cleanEnv({ P2PRC: peerHome }) });
-  const selfId = (JSON.parse(run([P2PRC, "--dc", "--json"]).stdout) as { nodeId: string }).nodeId;
-  const peerId = (JSON.parse(made.stdout.toString()) as { nodeId: string }).nodeId;
+async function idleRss(
+  bin: string,
+  peerHome: string,
+  selfId: string,
+  peerId: string,
+): Promise<Idle | string> {
   const a = await startServer(bin, home, { P2PRC_TRUSTED: peerId });
   if (typeof a === "string") return a;
   const b = await startServer(P2PRC, peerHome, {
@@ -258,6 +259,10 @@ async function serverRss(): Promise<void> {
   const fresh = join(work, "p2prc-fresh");
   copyFileSync(P2PRC, fresh);
   const evicted = evict(P2PRC);
+  const peerHome = join(work, "peer");
+  const made = Bun.spawnSync([P2PRC, "--dc", "--json"], { cwd: ROOT, env: cleanEnv({ P2PRC: peerHome }) });
+  const selfId = (JSON.parse(run([P2PRC, "--dc", "--json"]).stdout) as { nodeId: string }).nodeId;
+  const peerId = (JSON.parse(made.stdout.toString()) as { nodeId: string }).nodeId;
   const runs: [string, string][] = [
     [
       evicted ? "binary read from disk (as after a reboot)" : "binary as cached now (dd could not evict it)",
@@ -269,7 +274,7 @@ async function serverRss(): Promise<void> {
     `idle server RSS after 15 s, one peer gossiping over TLS every second (goal ≤ ${RSS_GOAL_MB} MB):`,
   );
   for (const [i, [label, bin]] of runs.entries()) {
-    const r = await idleRss(bin);
+    const r = await idleRss(bin, peerHome, selfId, peerId);
     if (typeof r === "string") {
       console.log(`server RSS: ${label}: ${r}`);
       process.exitCode = 1;
