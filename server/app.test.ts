@@ -28,7 +28,7 @@ const NODE_ID = randomBytes(32).toString("hex");
 const BUSYBOX = "p2prc-test/busybox";
 const stores: Store[] = [];
 
-const admin: CallerResolver = () => ({ id: "local", admin: true });
+const admin: CallerResolver = () => ({ id: "local", admin: true, operator: true });
 
 interface AppOptions {
   config?: Partial<Config>;
@@ -695,9 +695,9 @@ describe("callers", () => {
   });
 
   test("a non-admin caller sees and touches only its own containers", async () => {
-    const alice = makeApp({ resolveCaller: () => ({ id: "alice", admin: false }) });
+    const alice = makeApp({ resolveCaller: () => ({ id: "alice", admin: false, operator: false }) });
     const bob = makeApp({
-      resolveCaller: () => ({ id: "bob", admin: false }),
+      resolveCaller: () => ({ id: "bob", admin: false, operator: false }),
       containers: alice.containers,
     });
     const boss = makeApp({ resolveCaller: admin, containers: alice.containers });
@@ -723,7 +723,7 @@ describe("callers", () => {
 describe("member quotas", () => {
   test("a member over memberMaxContainers gets 429, over memberMaxCpus or memberMaxMemoryMb 409; the node's own key is exempt", async () => {
     const quota = { memberMaxContainers: 2, memberMaxCpus: 1, memberMaxMemoryMb: 200 };
-    const carol = makeApp({ resolveCaller: () => ({ id: "carol", admin: false }), config: quota });
+    const carol = makeApp({ resolveCaller: () => ({ id: "carol", admin: false, operator: false }), config: quota });
     const boss = makeApp({ resolveCaller: admin, config: quota, containers: carol.containers });
     const ids: string[] = [];
     try {

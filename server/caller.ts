@@ -5,8 +5,8 @@ export interface Caller {
   /** The node itself or a cluster admin: may see and manage every container. */
   admin: boolean;
   /**
-   * The node's own key (its operator's CLI): not bound by per-member quotas or the rate limit.
-   * Defaults to `admin` where unset (tests' injected callers).
+   * The node's own key (its operator's CLI): not bound by per-member quotas or the rate limit. Always
+   * explicit: being an admin does not make a caller the operator (Docs/Security.md).
    */
-  operator?: boolean;
+  operator: boolean;
 }

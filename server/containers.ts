@@ -140,7 +140,7 @@ export class ContainerService {
         },
       );
     }
-    if (!(caller.operator ?? caller.admin)) this.checkMemberQuota(caller.id, cpus, memoryMb);
+    if (!caller.operator) this.checkMemberQuota(caller.id, cpus, memoryMb);
     const gpu = req.gpu === true;
     if (gpu && (await this.deps.gpus()).length === 0) {
       throw new P2prcError("E_CONFLICT", "this node has no GPUs", { field: "gpu" });

@@ -37,7 +37,7 @@ const app = createServerApp({
   version: "test",
   containers,
   dataDir: dir,
-  resolveCaller: () => ({ id: "local", admin: true }),
+  resolveCaller: () => ({ id: "local", admin: true, operator: true }),
 });
 
 function keygen(name: string): string {
