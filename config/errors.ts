@@ -6,6 +6,7 @@ export type ErrorCode =
   | "E_CONFLICT"
   | "E_LIMIT"
   | "E_RATE_LIMIT"
+  | "E_TOO_LARGE"
   | "E_UNAUTHORIZED"
   | "E_FORBIDDEN"
   | "E_ENGINE_UNAVAILABLE"

@@ -32,15 +32,17 @@ export type { Logger, LogLevel } from "./logger.ts";
 export { createLogger, memoryLogger } from "./logger.ts";
 export type { HomeInputs, NodePaths } from "./paths.ts";
 export { nodePaths, resolveHome } from "./paths.ts";
-export type { RequestAuthResult } from "./request-auth.ts";
+export type { RequestAuthResult, SignedHeaders } from "./request-auth.ts";
 export {
   AUTH_HEADERS,
   canonicalRequest,
   NonceCache,
+  parseSignedHeaders,
   sha256Hex,
   signedFetch,
   signRequest,
   verifyRequest,
+  verifySignedHeaders,
 } from "./request-auth.ts";
 export type {
   BatchRow,

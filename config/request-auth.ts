@@ -71,20 +71,25 @@ export type RequestAuthResult =
   | { ok: true; nodeId: string; nonce: string; timestamp: number }
   | { ok: false; reason: string };
 
+/** The auth headers of a request, well formed and within the clock window, not yet verified. */
+export interface SignedHeaders {
+  nodeId: string;
+  timestamp: string;
+  nonce: string;
+  contentSha256: string;
+  signature: string;
+  to: string | undefined;
+}
+
 /**
- * Checks a signed request: headers present and well formed, timestamp within `skewMs` of `now`, body
- * hash matching, signature by the claimed node. Replay (a nonce seen before) is the caller's check.
+ * The cheap half of the check, done before any body is read: headers present and well formed,
+ * timestamp within `skewMs` of `now`. Nothing here is verified yet: `nodeId` is only a claim.
  */
-export function verifyRequest(p: {
-  method: string;
-  url: string;
+export function parseSignedHeaders(p: {
   headers: (name: string) => string | null | undefined;
-  body: Uint8Array | string;
   now: number;
   skewMs: number;
-  /** This node's id: a request addressed to another node is refused. */
-  selfId?: string;
-}): RequestAuthResult {
+}): { ok: true; value: SignedHeaders } | { ok: false; reason: string } {
   const h = (name: string) => p.headers(name) ?? undefined;
   const nodeId = h(AUTH_HEADERS.node);
   const timestamp = h(AUTH_HEADERS.timestamp);
@@ -101,25 +106,57 @@ export function verifyRequest(p: {
     return { ok: false, reason: `${AUTH_HEADERS.timestamp}: not a timestamp` };
   if (!/^[0-9a-f]{32}$/.test(nonce))
     return { ok: false, reason: `${AUTH_HEADERS.nonce}: expected 32 hex characters` };
-  const ts = Number(timestamp);
-  if (Math.abs(p.now - ts) > p.skewMs)
+  if (!/^[0-9a-f]{64}$/.test(contentSha256))
+    return { ok: false, reason: `${AUTH_HEADERS.contentSha256}: expected 64 hex characters` };
+  if (Math.abs(p.now - Number(timestamp)) > p.skewMs)
     return { ok: false, reason: `timestamp outside ±${p.skewMs / 1000} s of this node's clock` };
-  if (sha256Hex(p.body) !== contentSha256)
+  return { ok: true, value: { nodeId, timestamp, nonce, contentSha256, signature, to } };
+}
+
+/**
+ * The costly half: the signature (over the signed body hash, so it needs no body) is the claimed
+ * node's, `x-p2prc-to`, when present, is `selfId`, and, when `bodySha256` (hex) is given, the body
+ * matches the signed hash. A server checks the body's hash after this, once it has read it.
+ */
+export function verifySignedHeaders(
+  s: SignedHeaders,
+  p: { method: string; url: string; bodySha256?: string; selfId?: string | undefined },
+): RequestAuthResult {
+  if (p.bodySha256 !== undefined && p.bodySha256 !== s.contentSha256)
     return { ok: false, reason: "body does not match its signed hash" };
   const u = new URL(p.url);
   const text = canonicalRequest({
     method: p.method,
     path: u.pathname,
     query: u.search,
-    timestamp,
-    nonce,
-    contentSha256,
-    to,
+    timestamp: s.timestamp,
+    nonce: s.nonce,
+    contentSha256: s.contentSha256,
+    to: s.to,
   });
-  if (!verifySignature(nodeId, text, signature)) return { ok: false, reason: "bad signature" };
-  if (to !== undefined && p.selfId !== undefined && to !== p.selfId)
+  if (!verifySignature(s.nodeId, text, s.signature)) return { ok: false, reason: "bad signature" };
+  if (s.to !== undefined && p.selfId !== undefined && s.to !== p.selfId)
     return { ok: false, reason: "request is addressed to another node (forwarded?)" };
-  return { ok: true, nodeId, nonce, timestamp: ts };
+  return { ok: true, nodeId: s.nodeId, nonce: s.nonce, timestamp: Number(s.timestamp) };
+}
+
+/**
+ * Checks a signed request: headers present and well formed, timestamp within `skewMs` of `now`, body
+ * hash matching, signature by the claimed node. Replay (a nonce seen before) is the caller's check.
+ */
+export function verifyRequest(p: {
+  method: string;
+  url: string;
+  headers: (name: string) => string | null | undefined;
+  body: Uint8Array | string;
+  now: number;
+  skewMs: number;
+  /** This node's id: a request addressed to another node is refused. */
+  selfId?: string;
+}): RequestAuthResult {
+  const parsed = parseSignedHeaders(p);
+  if (!parsed.ok) return parsed;
+  return verifySignedHeaders(parsed.value, { ...p, bodySha256: sha256Hex(p.body) });
 }
 
 /** Remembers nonces for a window so a captured request cannot be replayed. */

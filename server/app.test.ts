@@ -723,7 +723,10 @@ describe("callers", () => {
 describe("member quotas", () => {
   test("a member over memberMaxContainers gets 429, over memberMaxCpus or memberMaxMemoryMb 409; the node's own key is exempt", async () => {
     const quota = { memberMaxContainers: 2, memberMaxCpus: 1, memberMaxMemoryMb: 200 };
-    const carol = makeApp({ resolveCaller: () => ({ id: "carol", admin: false, operator: false }), config: quota });
+    const carol = makeApp({
+      resolveCaller: () => ({ id: "carol", admin: false, operator: false }),
+      config: quota,
+    });
     const boss = makeApp({ resolveCaller: admin, config: quota, containers: carol.containers });
     const ids: string[] = [];
     try {

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { Hono } from "hono";
 import type { Config, Logger, Store } from "../config/index.ts";
 import type { ContainerService } from "./containers.ts";
@@ -60,6 +61,7 @@ export function createServerApp(deps: ServerAppDeps) {
       publicHost: (requestHost) => advertised || requestHost,
       maxJsonBytes: deps.maxJsonBytes ?? 1024 * 1024,
       maxUploadBytes: deps.maxUploadBytes ?? 256 * 1024 * 1024,
+      spoolDir: join(deps.dataDir, "uploads"),
     }),
   );
   const app = new Hono();

@@ -361,7 +361,13 @@ export class ContainerService {
     return this.deps.engine.logs(rec.id, { follow, signal });
   }
 
-  async putFiles(idOrName: string, caller: Caller, path: string, tar: Uint8Array): Promise<void> {
+  /** Extracts a tar into `path`; a stream (an upload spooled to a file) reaches the engine as it is read. */
+  async putFiles(
+    idOrName: string,
+    caller: Caller,
+    path: string,
+    tar: Uint8Array | ReadableStream<Uint8Array>,
+  ): Promise<void> {
     const rec = this.record(idOrName, caller);
     await this.deps.engine.putArchive(rec.id, path, tar);
   }

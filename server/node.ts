@@ -1,4 +1,6 @@
+import { rmSync } from "node:fs";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import type { Hono } from "hono";
 import { type Clock, type Config, type Logger, P2prcError, type Store } from "../config/index.ts";
 import { createServerApp, type ServerApp } from "./app.ts";
@@ -35,6 +37,11 @@ export interface ServerNodeDeps {
   reconcileIntervalMs?: number;
 }
 
+/** Largest body held in memory (JSON and gossip routes; p2p's own limit is 8 MiB). */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
+/** Largest upload (`PUT /v1/containers/:id/files`), spooled to the data dir, never held in memory. */
+const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
+
 /** A running server node. `stop()` is idempotent and graceful. */
 export interface ServerNode extends AsyncDisposable {
   url: string;
@@ -65,13 +72,17 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
         skewMs: deps.config.requestSkewSeconds * 1000,
         clock: deps.clock,
         logger: deps.logger,
-        maxBodyBytes: 256 * 1024 * 1024,
+        maxBodyBytes: MAX_BODY_BYTES,
+        maxUploadBytes: MAX_UPLOAD_BYTES,
+        spoolDir: join(deps.dataDir, "uploads"),
+        startedAt: deps.clock.now(),
         ratePerMinute: 6000,
       };
   if (deps.config.openNetwork) {
     log.warn("openNetwork is on: any node with a signed request may use this node (see Docs/Security.md)");
   }
-  const app = createServerApp({ ...deps, containers, auth });
+  if (auth) rmSync(auth.spoolDir, { recursive: true, force: true }); // uploads cut off by a crash
+  const app = createServerApp({ ...deps, containers, auth, maxUploadBytes: MAX_UPLOAD_BYTES });
 
   try {
     await reconciler.run();
@@ -86,6 +97,9 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       hostname: deps.config.serverHost,
       port: deps.config.serverPort,
       idleTimeout: 120,
+      // The auth middleware bounds every body itself (413 with a JSON error, uploads spooled to disk);
+      // Bun's own limit (128 MiB by default) would drop a larger upload with no status at all.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
       ...(deps.tls ? { tls: { cert: deps.tls.certPem, key: deps.tls.keyPem } } : {}),
       fetch: (req, srv) => app.fetch(req, { server: srv }),
     });

@@ -281,7 +281,9 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
     putArchive: (id, path, tar) =>
       call(`copy files into container ${id}`, async (d) => {
         try {
-          await d.getContainer(id).putArchive(Buffer.from(tar), { path });
+          // A stream goes to the engine as it is read (uploads are spooled to a file, never held whole).
+          const body = tar instanceof Uint8Array ? Buffer.from(tar) : Readable.fromWeb(tar as never);
+          await d.getContainer(id).putArchive(body, { path });
         } catch (err) {
           // The engine answers 500 for a body that is not a tar: that is the caller's input, not an engine fault.
           const message = (err as DockerLikeError).json?.message ?? "";
@@ -290,10 +292,25 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
               field: "body",
             });
           }
-          if ((err as DockerLikeError).statusCode === 404 && /path/i.test(message)) {
+          if ((err as DockerLikeError).statusCode === 404 && /path|find the file/i.test(message)) {
             throw new P2prcError("E_NOT_FOUND", `path ${path} does not exist in the container`, {
               field: "path",
             });
+          }
+          if (/not a directory/i.test(message)) {
+            throw new P2prcError("E_INVALID", `path: ${path} is not a directory in the container`, {
+              field: "path",
+            });
+          }
+          // Entries the engine will not extract (hard or symbolic links out of the tree, devices, ...).
+          if (/link|invalid argument|permission denied|operation not permitted|no such file/i.test(message)) {
+            throw new P2prcError(
+              "E_INVALID",
+              `body: the engine refused an entry of the archive (${message})`,
+              {
+                field: "body",
+              },
+            );
           }
           throw err;
         }

@@ -95,7 +95,7 @@ export interface ContainerEngine {
     options: { follow: boolean; tail?: number; signal?: AbortSignal },
   ): Promise<ReadableStream<Uint8Array>>;
   /** Extracts a tar archive into `path` inside the container. */
-  putArchive(id: string, path: string, tar: Uint8Array): Promise<void>;
+  putArchive(id: string, path: string, tar: Uint8Array | ReadableStream<Uint8Array>): Promise<void>;
   /** A tar archive of `path` inside the container. */
   getArchive(id: string, path: string): Promise<ReadableStream<Uint8Array>>;
   /** Force-removes; a container already gone is success. */

@@ -1,6 +1,15 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { type Clock, type Logger, NonceCache, P2prcError, verifyRequest } from "../../config/index.ts";
+import {
+  type Clock,
+  type Logger,
+  NonceCache,
+  P2prcError,
+  parseSignedHeaders,
+  sha256Hex,
+  verifySignedHeaders,
+} from "../../config/index.ts";
 import type { Caller } from "../caller.ts";
+import { readBounded, type SpooledBody, spoolBody } from "./body.ts";
 
 /** Who may use this node. */
 export interface AuthOptions {
@@ -12,8 +21,17 @@ export interface AuthOptions {
   skewMs: number;
   clock: Clock;
   logger: Logger;
-  /** Largest body read to check its hash (bigger requests are refused before reading). */
+  /** Largest body read into memory to check its hash (every route but the upload); 413 above. */
   maxBodyBytes: number;
+  /** Largest upload (`PUT /v1/containers/:id/files`), streamed to a file in `spoolDir`; 413 above. */
+  maxUploadBytes?: number;
+  /** Where uploads are spooled while their hash is checked (the node's data dir). */
+  spoolDir?: string;
+  /**
+   * When this node started (default: when the middleware is made). Requests signed before it are
+   * refused: the nonces seen before a restart are gone, so that is what keeps a replay out.
+   */
+  startedAt?: number;
   /** Requests per minute per node id; 0 = no limit. */
   ratePerMinute?: number;
 }
@@ -21,43 +39,49 @@ export interface AuthOptions {
 /** Routes that answer without a signature: liveness and the identity probe. */
 export const PUBLIC_ROUTES = new Set(["GET /v1/health", "GET /v1/identity"]);
 
+/** The upload route: its body is spooled to a file, not held in memory. */
+export const isUploadRoute = (method: string, path: string) =>
+  method === "PUT" && /^\/v1\/containers\/[^/]+\/files$/.test(path);
+
 /**
- * Every request but PUBLIC_ROUTES must be signed by a node key (config/request-auth.ts): 401 when the
- * signature is missing or bad, the timestamp is outside ±skew or the nonce was seen (replay); 403 when
- * the signer is not a member; 429 over the rate limit. The caller is then `c.get("caller")`.
+ * Every request but PUBLIC_ROUTES must be signed by a node key (config/request-auth.ts). The checks
+ * run cheapest first, and no body is read before the signer is known to be a member and its signature
+ * holds: 401 when headers are missing or malformed, the timestamp is outside ±skew or from before this
+ * node started; 403 when the claimed signer is not a member (nothing is verified or kept for it);
+ * 401 for a bad signature or a seen nonce (replay); 429 over the rate limit; then the body is read
+ * (413 over the limit) and 401 when it does not match its signed hash. The caller is then
+ * `c.get("caller")`; an upload's spooled body is `spooledUpload(c)`.
  */
 export function authenticate(o: AuthOptions): MiddlewareHandler {
   const nonces = new NonceCache(o.skewMs);
   const buckets = new Map<string, { start: number; count: number }>();
-  const log = o.logger.withTag("auth");
+  const startedAt = o.startedAt ?? o.clock.now();
+  const unauthenticated = (reason: string, retryable = false) =>
+    new P2prcError("E_UNAUTHORIZED", `unauthenticated: ${reason}`, { retryable });
   return async (c, next) => {
-    if (PUBLIC_ROUTES.has(`${c.req.method} ${c.req.path}`)) return next();
-    const length = Number(c.req.header("content-length") ?? "0");
-    if (length > o.maxBodyBytes) {
-      throw new P2prcError("E_INVALID", `body: larger than ${o.maxBodyBytes} bytes`, { field: "body" });
-    }
-    const body = ["GET", "HEAD"].includes(c.req.method) ? "" : new Uint8Array(await c.req.arrayBuffer());
+    const method = c.req.method;
+    if (PUBLIC_ROUTES.has(`${method} ${c.req.path}`)) return next();
     const now = o.clock.now();
-    const r = verifyRequest({
-      method: c.req.method,
-      url: c.req.url,
-      headers: (n) => c.req.header(n),
-      body,
-      now,
-      skewMs: o.skewMs,
-      selfId: o.selfId,
-    });
-    if (!r.ok) throw new P2prcError("E_UNAUTHORIZED", `unauthenticated: ${r.reason}`);
-    if (!nonces.use(r.nodeId, r.nonce, now)) {
-      throw new P2prcError("E_UNAUTHORIZED", "unauthenticated: this request was already used (replay)");
-    }
-    if (!o.isMember(r.nodeId)) {
-      log.debug(`refused ${c.req.method} ${c.req.path} from non-member ${r.nodeId.slice(0, 12)}`);
-      throw new P2prcError(
-        "E_FORBIDDEN",
-        `node ${r.nodeId.slice(0, 12)}… is not a member of this node's cluster`,
+    const parsed = parseSignedHeaders({ headers: (n) => c.req.header(n), now, skewMs: o.skewMs });
+    if (!parsed.ok) throw unauthenticated(parsed.reason);
+    const h = parsed.value;
+    if (Number(h.timestamp) < startedAt) {
+      throw unauthenticated(
+        "the request was signed before this node (re)started; sign it again with a fresh timestamp",
+        true,
       );
     }
+    // Membership of the claimed id first: a non-member costs a Set lookup, no Ed25519 verify, no body
+    // read, no nonce or rate-limit entry. A forged header learns only what that id's own key would get.
+    if (!o.isMember(h.nodeId)) {
+      throw new P2prcError(
+        "E_FORBIDDEN",
+        `node ${h.nodeId.slice(0, 12)}… is not a member of this node's cluster`,
+      );
+    }
+    const r = verifySignedHeaders(h, { method, url: c.req.url, selfId: o.selfId });
+    if (!r.ok) throw unauthenticated(r.reason);
+    if (!nonces.use(r.nodeId, r.nonce, now)) throw unauthenticated("this request was already used (replay)");
     if (o.ratePerMinute && r.nodeId !== o.selfId) {
       const b = buckets.get(r.nodeId);
       if (!b || now - b.start >= 60_000) buckets.set(r.nodeId, { start: now, count: 1 });
@@ -71,15 +95,43 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
         );
       }
     }
+    let spooled: SpooledBody | undefined;
+    if (method !== "GET" && method !== "HEAD") {
+      if (isUploadRoute(method, c.req.path) && o.spoolDir) {
+        spooled = await spoolBody(c.req.raw, o.spoolDir, o.maxUploadBytes ?? o.maxBodyBytes);
+        if (spooled.sha256 !== h.contentSha256) {
+          await spooled.remove();
+          throw unauthenticated("body does not match its signed hash");
+        }
+        c.set("upload" as never, spooled as never);
+      } else {
+        const body = await readBounded(c.req.raw, o.maxBodyBytes);
+        if (sha256Hex(body) !== h.contentSha256) throw unauthenticated("body does not match its signed hash");
+        // The body stream is spent: routes (and hono's bodyLimit) read this copy, chunked or not.
+        const headers = new Headers(c.req.raw.headers);
+        headers.delete("transfer-encoding");
+        headers.set("content-length", String(body.length));
+        c.req.raw = new Request(c.req.raw.url, { method, headers, body, signal: c.req.raw.signal });
+      }
+    }
     c.set(
       "caller" as never,
       { id: r.nodeId, admin: o.isAdmin(r.nodeId), operator: r.nodeId === o.selfId } satisfies Caller as never,
     );
-    return next();
+    try {
+      await next();
+    } finally {
+      await spooled?.remove();
+    }
   };
 }
 
 /** The caller the auth middleware established. */
 export function signedCaller(c: Context): Caller | undefined {
   return c.get("caller" as never) as Caller | undefined;
+}
+
+/** The upload body the auth middleware spooled and checked against its signed hash, if any. */
+export function spooledUpload(c: Context): SpooledBody | undefined {
+  return c.get("upload" as never) as SpooledBody | undefined;
 }

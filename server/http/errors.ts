@@ -9,6 +9,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   E_CONFLICT: 409,
   E_LIMIT: 409,
   E_RATE_LIMIT: 429,
+  E_TOO_LARGE: 413,
   E_UNAUTHORIZED: 401,
   E_FORBIDDEN: 403,
   E_ENGINE_UNAVAILABLE: 503,

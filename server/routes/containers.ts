@@ -2,6 +2,8 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { P2prcError, zod } from "../../config/index.ts";
 import type { ContainerService } from "../containers.ts";
+import { spooledUpload } from "../http/auth.ts";
+import { spoolBody } from "../http/body.ts";
 import { type CallerResolver, requireCaller } from "../http/caller.ts";
 import { parseJson, parseValue } from "../http/errors.ts";
 import { ContainerPathSchema, CreateContainerSchema, ExecSchema } from "../types.ts";
@@ -21,13 +23,14 @@ export interface ContainerRoutesOptions {
   publicHost: (requestHost: string) => string;
   maxJsonBytes: number;
   maxUploadBytes: number;
+  /** Where an upload is spooled when no auth middleware did it (the node's data dir). */
+  spoolDir: string;
 }
 
 /** /v1/containers: create, list, inspect, remove, logs, exec, files. */
 export function containerRoutes(o: ContainerRoutesOptions) {
   const { service } = o;
   const json = bodyLimit({ maxSize: o.maxJsonBytes, onError: tooLarge(`${o.maxJsonBytes} bytes`) });
-  const upload = bodyLimit({ maxSize: o.maxUploadBytes, onError: tooLarge(`${o.maxUploadBytes} bytes`) });
   const id = (raw: string | undefined) => parseValue("id", IdSchema, raw);
 
   return new Hono()
@@ -73,14 +76,22 @@ export function containerRoutes(o: ContainerRoutesOptions) {
       const body = await parseJson(c, ExecSchema);
       return c.json(await service.exec(id(c.req.param("id")), caller, body));
     })
-    .put("/:id/files", upload, async (c) => {
+    .put("/:id/files", async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
       const path = parseValue("path", ContainerPathSchema, c.req.query("path"));
-      const tar = new Uint8Array(await c.req.arrayBuffer());
-      if (tar.length < 512)
-        throw new P2prcError("E_INVALID", "body: expected a tar archive", { field: "body" });
-      await service.putFiles(id(c.req.param("id")), caller, path, tar);
-      return c.json({ uploaded: path, bytes: tar.length });
+      const target = id(c.req.param("id"));
+      // Spooled to a file (by the auth middleware, which checked its hash, or here) and streamed to
+      // the engine: memory stays flat whatever the size; 413 above maxUploadBytes.
+      const given = spooledUpload(c);
+      const spooled = given ?? (await spoolBody(c.req.raw, o.spoolDir, o.maxUploadBytes));
+      try {
+        if (spooled.bytes < 512)
+          throw new P2prcError("E_INVALID", "body: expected a tar archive", { field: "body" });
+        await service.putFiles(target, caller, path, Bun.file(spooled.file).stream());
+      } finally {
+        if (!given) await spooled.remove();
+      }
+      return c.json({ uploaded: path, bytes: spooled.bytes });
     })
     .get("/:id/files", async (c) => {
       const caller = requireCaller(c, o.resolveCaller);

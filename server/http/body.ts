@@ -1,0 +1,89 @@
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { open, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { P2prcError } from "../../config/index.ts";
+
+/** A request body written to a file while its SHA-256 was computed (uploads: bounded memory). */
+export interface SpooledBody {
+  file: string;
+  bytes: number;
+  sha256: string;
+  /** Deletes the file (idempotent). */
+  remove(): Promise<void>;
+}
+
+const tooLarge = (limit: number) =>
+  new P2prcError("E_TOO_LARGE", `body: larger than ${limit} bytes`, { field: "body" });
+
+/** 413 at once when the declared `content-length` is over `limit` (nothing is read). */
+export function checkDeclaredLength(req: Request, limit: number): void {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+}
+
+/**
+ * Reads the whole body into memory, refusing (413) as soon as it passes `limit`, whether a
+ * `content-length` was sent or the body is chunked.
+ */
+export async function readBounded(req: Request, limit: number): Promise<Uint8Array> {
+  checkDeclaredLength(req, limit);
+  if (!req.body) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = req.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(limit);
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1 && chunks[0]) return chunks[0];
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/**
+ * Streams the body into a new file under `dir`, hashing it on the way, so memory stays at one chunk
+ * whatever the size; 413 (and the file removed) as soon as it passes `limit`.
+ */
+export async function spoolBody(req: Request, dir: string, limit: number): Promise<SpooledBody> {
+  checkDeclaredLength(req, limit);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, `upload-${randomBytes(8).toString("hex")}.tar`);
+  const remove = () => rm(file, { force: true });
+  const hash = createHash("sha256");
+  const fd = await open(file, "wx", 0o600);
+  let bytes = 0;
+  try {
+    if (req.body) {
+      const reader = req.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        bytes += value.length;
+        if (bytes > limit) {
+          await reader.cancel().catch(() => {});
+          throw tooLarge(limit);
+        }
+        hash.update(value);
+        await fd.write(value);
+      }
+    }
+  } catch (err) {
+    await fd.close().catch(() => {});
+    await remove();
+    throw err;
+  }
+  await fd.close();
+  return { file, bytes, sha256: hash.digest("hex"), remove };
+}
