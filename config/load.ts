@@ -32,6 +32,7 @@ export function defaultConfig(hostname: string): Config {
     memberMaxContainers: 10,
     memberMaxCpus: 16,
     memberMaxMemoryMb: 16384,
+    memberRequestsPerMinute: 6000,
     trusted: [],
     openNetwork: false,
     tls: true,

@@ -149,6 +149,11 @@ export const CONFIG_FIELDS = {
     allowed: "an integer number of MiB from 0 to 1000000000",
     doc: "Most memory one member's containers may hold here together, in MiB.",
   },
+  memberRequestsPerMinute: {
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(1e9)),
+    allowed: "an integer from 0 to 1000000000 (0 = no limit)",
+    doc: "Most signed requests one node other than this one may make here a minute (429 above).",
+  },
   trusted: {
     schema: (z: Z) => z.array(z.string().check(z.regex(/^[0-9a-f]{64}$/))).check(z.maxLength(10000)),
     allowed: "a list of node ids, 64 hex characters each (env: comma-separated)",

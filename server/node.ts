@@ -76,7 +76,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
         maxUploadBytes: MAX_UPLOAD_BYTES,
         spoolDir: join(deps.dataDir, "uploads"),
         startedAt: deps.clock.now(),
-        ratePerMinute: 6000,
+        ratePerMinute: deps.config.memberRequestsPerMinute,
       };
   if (deps.config.openNetwork) {
     log.warn("openNetwork is on: any node with a signed request may use this node (see Docs/Security.md)");
