@@ -224,7 +224,12 @@ describe("bodies are read only after the signer is known", () => {
     const res = await fetch(url, {
       method: "POST",
       headers: { "content-type": "application/json", ...signRequest(bob, "POST", url, body) },
-      body: new Blob([body]).stream(),
+      body: new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode(body));
+          controller.close();
+        },
+      }),
     });
     // biome-ignore lint/suspicious/noExplicitAny: checked field by field
     const json = (await res.json()) as any;
