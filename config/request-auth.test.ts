@@ -1,6 +1,16 @@
 import { describe, expect, test } from "bun:test";
-import { generateIdentity } from "./identity.ts";
-import { AUTH_HEADERS, NonceCache, signRequest, verifyRequest } from "./request-auth.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generateIdentity, loadOrCreateIdentity } from "./identity.ts";
+import {
+  AUTH_HEADERS,
+  canonicalRequest,
+  NonceCache,
+  sha256Hex,
+  signRequest,
+  verifyRequest,
+} from "./request-auth.ts";
 
 const alice = generateIdentity();
 const url = "http://127.0.0.1:8088/v1/containers?b=2&a=1";
@@ -73,5 +83,90 @@ describe("signed requests", () => {
     expect(check({ ...h, [AUTH_HEADERS.to]: "zz" }, { selfId: nodeA }).ok).toBe(false);
     // unaddressed requests stay valid everywhere (a first contact by host:port)
     expect(check(signRequest(alice, "POST", url, body), { selfId: nodeB }).ok).toBe(true);
+  });
+});
+
+// The wire format, pinned: printed in Docs/Security.md ("A worked example"). If this test fails, the
+// format changed and every other implementation (and every deployed node) disagrees with this one.
+describe("signing test vector", () => {
+  const VECTOR = {
+    // PKCS#8 of the Ed25519 seed 00 01 02 … 1f
+    privateKeyPem:
+      "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f\n-----END PRIVATE KEY-----\n",
+    nodeId: "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8",
+    method: "POST",
+    url: "http://127.0.0.1:8088/v1/containers?b=2&a=1",
+    body: '{"image":"busybox","command":["echo","hi"]}',
+    timestamp: "1767225600000",
+    nonce: "000102030405060708090a0b0c0d0e0f",
+    to: "ab".repeat(32),
+    contentSha256: "9e0992f197bfcf51cbf53395dc39f96aac25351e7919e08daae190c148197e55",
+    canonical: [
+      "p2prc-v1",
+      "POST",
+      "/v1/containers",
+      "a=1&b=2",
+      "1767225600000",
+      "000102030405060708090a0b0c0d0e0f",
+      "9e0992f197bfcf51cbf53395dc39f96aac25351e7919e08daae190c148197e55",
+      "abababababababababababababababababababababababababababababababab",
+    ].join("\n"),
+    signature: "9I29SWtOq7fKBr4zsH4P7y90nPilVRF2p/xL1y/ypIZ9HtD/PC7klOMp7Of61Gh1KQCa6/7Pa9fwRWAugQGtDA==",
+  };
+
+  test("a known key, request, canonical text and signature", () => {
+    const dir = mkdtempSync(join(tmpdir(), "p2prc-vector-"));
+    try {
+      writeFileSync(join(dir, "node.key"), VECTOR.privateKeyPem);
+      const key = loadOrCreateIdentity(join(dir, "node.key"), join(dir, "node.pub"));
+      expect(key.nodeId).toBe(VECTOR.nodeId);
+      expect(sha256Hex(VECTOR.body)).toBe(VECTOR.contentSha256);
+      const text = canonicalRequest({
+        method: VECTOR.method,
+        path: "/v1/containers",
+        query: "?b=2&a=1",
+        timestamp: VECTOR.timestamp,
+        nonce: VECTOR.nonce,
+        contentSha256: VECTOR.contentSha256,
+        to: VECTOR.to,
+      });
+      expect(text).toBe(VECTOR.canonical);
+      expect(key.sign(text)).toBe(VECTOR.signature); // Ed25519 is deterministic
+      const headers: Record<string, string> = {
+        [AUTH_HEADERS.node]: VECTOR.nodeId,
+        [AUTH_HEADERS.timestamp]: VECTOR.timestamp,
+        [AUTH_HEADERS.nonce]: VECTOR.nonce,
+        [AUTH_HEADERS.contentSha256]: VECTOR.contentSha256,
+        [AUTH_HEADERS.to]: VECTOR.to,
+        [AUTH_HEADERS.signature]: VECTOR.signature,
+      };
+      const ok = verifyRequest({
+        method: VECTOR.method,
+        url: VECTOR.url,
+        headers: (n) => headers[n],
+        body: VECTOR.body,
+        now: Number(VECTOR.timestamp),
+        skewMs: 30_000,
+        selfId: VECTOR.to,
+      });
+      expect(ok).toEqual({ ok: true, nodeId: VECTOR.nodeId, nonce: VECTOR.nonce, timestamp: 1767225600000 });
+      // what signRequest sends for the same request differs only in its fresh nonce (and so signature)
+      const sent = signRequest(
+        key,
+        VECTOR.method,
+        VECTOR.url,
+        VECTOR.body,
+        Number(VECTOR.timestamp),
+        VECTOR.to,
+      );
+      expect(Object.keys(sent).sort()).toEqual(Object.keys(headers).sort());
+      expect({ ...sent, [AUTH_HEADERS.nonce]: "", [AUTH_HEADERS.signature]: "" }).toEqual({
+        ...headers,
+        [AUTH_HEADERS.nonce]: "",
+        [AUTH_HEADERS.signature]: "",
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
