@@ -41,6 +41,7 @@ export {
   sha256Hex,
   signedFetch,
   signRequest,
+  signRequestHash,
   verifyRequest,
   verifySignedHeaders,
 } from "./request-auth.ts";

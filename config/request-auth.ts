@@ -50,10 +50,24 @@ export function signRequest(
   now = Date.now(),
   to?: string,
 ): Record<string, string> {
+  return signRequestHash(identity, method, url, sha256Hex(body), now, to);
+}
+
+/**
+ * signRequest for a body known by its SHA-256 (hex) only: a large body streamed from a file or a
+ * generator, hashed beforehand.
+ */
+export function signRequestHash(
+  identity: Identity,
+  method: string,
+  url: string,
+  contentSha256: string,
+  now = Date.now(),
+  to?: string,
+): Record<string, string> {
   const u = new URL(url);
   const timestamp = String(now);
   const nonce = nodeCrypto().randomBytes(16).toString("hex");
-  const contentSha256 = sha256Hex(body);
   const signature = identity.sign(
     canonicalRequest({ method, path: u.pathname, query: u.search, timestamp, nonce, contentSha256, to }),
   );
