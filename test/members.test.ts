@@ -2,14 +2,14 @@
 // engine) reached over real signed HTTP, so the auth middleware decides who the caller is; two plain
 // members, one cluster admin, a member kept for the rate limit, and an outsider.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import type { RunningNode } from "../abstractions/index.ts";
 import { generateIdentity, type Identity, sha256Hex, signedFetch, signRequest } from "../config/index.ts";
 import { createTar } from "../server/index.ts";
-import { nodeIdentity, p2prcCommand, runCommand, startTestNode } from "./support.ts";
+import { nodeIdentity, p2prcCommand, runCommand, startTestNode, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const root = mkdtempSync(join(tmpdir(), "p2prc-members-"));
@@ -74,6 +74,15 @@ async function api(who: Identity, method: string, path: string, body?: unknown) 
   } catch {}
   return { status: res.status, json, text };
 }
+
+/** Uploads being spooled in the node's data dir. */
+const spooling = () => {
+  try {
+    return readdirSync(join(home, "uploads"));
+  } catch {
+    return [];
+  }
+};
 
 const tarOf = (name: string, content: string) => createTar([{ path: name, mode: 0o644, content }]);
 
@@ -285,6 +294,30 @@ describe("uploads", () => {
       expect(ok.status).toBe(200);
       const cat = await api(bob, "POST", `/v1/containers/${id}/exec`, { command: ["cat", "/tmp/up.txt"] });
       expect(cat.json.stdout).toBe("hello\n");
+    } finally {
+      await api(bob, "DELETE", `/v1/containers/${id}`);
+    }
+  }, 30_000);
+
+  test("a member has at most two uploads in flight (429 for a third); aborted ones are cleaned up", async () => {
+    const made = await api(bob, "POST", "/v1/containers", { command: ["sleep", "60"] });
+    expect(made.status).toBe(201);
+    const id: string = made.json.id;
+    const url = `${node.url}/v1/containers/${id}/files?path=/tmp`;
+    const put = (signal: AbortSignal) =>
+      fetch(url, { method: "PUT", headers: signRequest(bob, "PUT", url, "x"), body: endless(), signal });
+    const aborts = [new AbortController(), new AbortController()];
+    try {
+      const hanging = aborts.map((a) => put(a.signal).catch(() => "aborted"));
+      await waitFor("two uploads spooling", async () => (spooling().length === 2 ? true : undefined), 5_000);
+      const third = await put(AbortSignal.timeout(5_000));
+      expect(third.status).toBe(429);
+      expect(((await third.json()) as { error: { code: string } }).error.code).toBe("E_RATE_LIMIT");
+      for (const a of aborts) a.abort();
+      expect(await Promise.all(hanging)).toEqual(["aborted", "aborted"]);
+      await waitFor("spool files removed", async () => (spooling().length === 0 ? true : undefined), 5_000);
+      const again = await api(bob, "PUT", `/v1/containers/${id}/files?path=/tmp`, tarOf("ok.txt", "ok\n"));
+      expect(again.status).toBe(200);
     } finally {
       await api(bob, "DELETE", `/v1/containers/${id}`);
     }

@@ -34,6 +34,8 @@ export interface AuthOptions {
   startedAt?: number;
   /** Requests per minute per node id; 0 = no limit. */
   ratePerMinute?: number;
+  /** Uploads one node other than this one may have in flight at once (each up to maxUploadBytes on disk); default 2. */
+  uploadsPerNode?: number;
 }
 
 /** Routes that answer without a signature: liveness and the identity probe. */
@@ -55,6 +57,8 @@ export const isUploadRoute = (method: string, path: string) =>
 export function authenticate(o: AuthOptions): MiddlewareHandler {
   const nonces = new NonceCache(o.skewMs);
   const buckets = new Map<string, { start: number; count: number }>();
+  const uploading = new Map<string, number>();
+  const uploadsPerNode = o.uploadsPerNode ?? 2;
   const startedAt = o.startedAt ?? o.clock.now();
   const unauthenticated = (reason: string, retryable = false) =>
     new P2prcError("E_UNAUTHORIZED", `unauthenticated: ${reason}`, { retryable });
@@ -96,10 +100,30 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
       }
     }
     let spooled: SpooledBody | undefined;
+    let release = () => {};
     if (method !== "GET" && method !== "HEAD") {
       if (isUploadRoute(method, c.req.path) && o.spoolDir) {
-        spooled = await spoolBody(c.req.raw, o.spoolDir, o.maxUploadBytes ?? o.maxBodyBytes);
+        // Bounds the disk one member can fill with uploads at once (its own key is not bound).
+        const inFlight = uploading.get(r.nodeId) ?? 0;
+        if (r.nodeId !== o.selfId && inFlight >= uploadsPerNode) {
+          throw new P2prcError("E_RATE_LIMIT", `at most ${uploadsPerNode} uploads at once per node`, {
+            retryable: true,
+          });
+        }
+        uploading.set(r.nodeId, inFlight + 1);
+        release = () => {
+          const left = (uploading.get(r.nodeId) ?? 1) - 1;
+          if (left > 0) uploading.set(r.nodeId, left);
+          else uploading.delete(r.nodeId);
+        };
+        try {
+          spooled = await spoolBody(c.req.raw, o.spoolDir, o.maxUploadBytes ?? o.maxBodyBytes);
+        } catch (err) {
+          release();
+          throw err;
+        }
         if (spooled.sha256 !== h.contentSha256) {
+          release();
           await spooled.remove();
           throw unauthenticated("body does not match its signed hash");
         }
@@ -122,6 +146,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
       await next();
     } finally {
       await spooled?.remove();
+      release();
     }
   };
 }
