@@ -1,0 +1,153 @@
+// The auth middleware alone (no engine): the order of its checks and what it reads for whom.
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Hono } from "hono";
+import { generateIdentity, ManualClock, memoryLogger, signRequest } from "../../config/index.ts";
+import { type AuthOptions, authenticate, signedCaller } from "./auth.ts";
+import { errorResponse } from "./errors.ts";
+
+const self = generateIdentity();
+const member = generateIdentity();
+const outsider = generateIdentity();
+const START = 1_767_225_600_000;
+
+function makeApp(over: Partial<AuthOptions> = {}) {
+  const clock = new ManualClock(START);
+  const spoolDir = mkdtempSync(join(tmpdir(), "p2prc-auth-"));
+  const app = new Hono();
+  app.use(
+    "*",
+    authenticate({
+      selfId: self.nodeId,
+      isMember: (id) => id === self.nodeId || id === member.nodeId,
+      isAdmin: (id) => id === self.nodeId,
+      skewMs: 30_000,
+      clock,
+      logger: memoryLogger(),
+      maxBodyBytes: 1024,
+      maxUploadBytes: 4096,
+      spoolDir,
+      ...over,
+    }),
+  );
+  app.post("/v1/echo", async (c) => c.json({ caller: signedCaller(c), body: await c.req.json() }));
+  app.put("/v1/containers/:id/files", (c) => c.json({ spooled: readdirSync(spoolDir).length }));
+  app.onError((err, c) => errorResponse(c, err));
+  return { app, clock, spoolDir, [Symbol.dispose]: () => rmSync(spoolDir, { recursive: true, force: true }) };
+}
+
+/** A body that counts how often it was read from. */
+function counted(bytes: Uint8Array) {
+  const state = { pulls: 0 };
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        state.pulls++;
+        controller.enqueue(bytes);
+        controller.close();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { stream, state };
+}
+
+const URL_ = "http://node/v1/echo";
+const json = JSON.stringify({ hello: "world" });
+const enc = new TextEncoder();
+
+describe("authenticate", () => {
+  test("a non-member is refused with 403 before its body is read", async () => {
+    using t = makeApp();
+    const { stream, state } = counted(enc.encode(json));
+    const res = await t.app.request(URL_, {
+      method: "POST",
+      headers: signRequest(outsider, "POST", URL_, json, START),
+      body: stream,
+    });
+    expect(res.status).toBe(403);
+    expect(state.pulls).toBe(0);
+  });
+
+  test("a member's bad signature is 401 before its body is read", async () => {
+    using t = makeApp();
+    const { stream, state } = counted(enc.encode(json));
+    const headers = { ...signRequest(member, "POST", URL_, json, START), "x-p2prc-nonce": "0".repeat(32) };
+    const res = await t.app.request(URL_, { method: "POST", headers, body: stream });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain("bad signature");
+    expect(state.pulls).toBe(0);
+  });
+
+  test("a request signed before the node started is 401 (retry with a fresh signature), even within the skew", async () => {
+    using t = makeApp();
+    t.clock.advance(500);
+    const early = await t.app.request(URL_, {
+      method: "POST",
+      headers: signRequest(member, "POST", URL_, json, START - 1),
+      body: json,
+    });
+    expect(early.status).toBe(401);
+    expect(((await early.json()) as { error: { message: string } }).error.message).toContain(
+      "signed before this node (re)started",
+    );
+    const fresh = await t.app.request(URL_, {
+      method: "POST",
+      headers: signRequest(member, "POST", URL_, json, START + 500),
+      body: json,
+    });
+    expect(fresh.status).toBe(200);
+  });
+
+  test("a chunked body reaches the route; the caller is set; over the limit is 413", async () => {
+    using t = makeApp();
+    const { stream } = counted(enc.encode(json));
+    const res = await t.app.request(URL_, {
+      method: "POST",
+      headers: signRequest(member, "POST", URL_, json, START),
+      body: stream,
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      caller: { id: member.nodeId, admin: false, operator: false },
+      body: { hello: "world" },
+    });
+    const big = new Uint8Array(1025);
+    const over = await t.app.request(URL_, {
+      method: "POST",
+      headers: signRequest(member, "POST", URL_, big, START),
+      body: counted(big).stream,
+    });
+    expect(over.status).toBe(413);
+  });
+
+  test("an upload is spooled for the route and removed after it; a wrong hash is 401 and leaves nothing", async () => {
+    using t = makeApp();
+    const url = "http://node/v1/containers/abc/files?path=/tmp";
+    const tar = new Uint8Array(2048).fill(7);
+    const ok = await t.app.request(url, {
+      method: "PUT",
+      headers: signRequest(member, "PUT", url, tar, START),
+      body: counted(tar).stream,
+    });
+    expect(await ok.json()).toEqual({ spooled: 1 });
+    expect(readdirSync(t.spoolDir)).toEqual([]);
+    const bad = await t.app.request(url, {
+      method: "PUT",
+      headers: signRequest(member, "PUT", url, tar.subarray(1), START),
+      body: tar,
+    });
+    expect(bad.status).toBe(401);
+    expect(readdirSync(t.spoolDir)).toEqual([]);
+    const big = new Uint8Array(4097);
+    const over = await t.app.request(url, {
+      method: "PUT",
+      headers: signRequest(member, "PUT", url, big, START),
+      body: counted(big).stream,
+    });
+    expect(over.status).toBe(413);
+    expect(readdirSync(t.spoolDir)).toEqual([]);
+  });
+});
