@@ -71,6 +71,12 @@ describe("authenticate", () => {
     expect(state.pulls).toBe(0);
   });
 
+  test("a non-member leaves no state: the same request again is 403 again, not a replay", async () => {
+    using t = makeApp();
+    const headers = signRequest(outsider, "GET", URL_, "", START);
+    for (let i = 0; i < 3; i++) expect((await t.app.request(URL_, { headers })).status).toBe(403);
+  });
+
   test("a member's bad signature is 401 before its body is read", async () => {
     using t = makeApp();
     const { stream, state } = counted(enc.encode(json));
