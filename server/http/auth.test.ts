@@ -157,3 +157,50 @@ describe("authenticate", () => {
     expect(readdirSync(t.spoolDir)).toEqual([]);
   });
 });
+
+describe("upload slots", () => {
+  test("one at a time with one waiting: a third is 429; a slot freed by a failed upload passes on", async () => {
+    using t = makeApp({ uploadsPerNode: 1, uploadQueuePerNode: 1 });
+    const url = "http://node/v1/containers/abc/files?path=/tmp";
+    const hanging = () => {
+      let fail: (err: Error) => void = () => {};
+      const stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new Uint8Array(10));
+          fail = (err) => controller.error(err);
+        },
+      });
+      const res = Promise.resolve(
+        t.app.request(url, {
+          method: "PUT",
+          headers: signRequest(member, "PUT", url, "x", START),
+          body: stream,
+        }),
+      );
+      return { res, fail };
+    };
+    const a = hanging();
+    const b = hanging();
+    const third = await t.app.request(url, {
+      method: "PUT",
+      headers: signRequest(member, "PUT", url, "x", START),
+      body: "x",
+    });
+    expect(third.status).toBe(429);
+    expect(readdirSync(t.spoolDir).length).toBe(1); // b waits, unread
+    a.fail(new Error("client gone"));
+    await a.res.catch(() => undefined);
+    await Bun.sleep(50);
+    expect(readdirSync(t.spoolDir).length).toBe(1); // b spools now
+    b.fail(new Error("client gone"));
+    await b.res.catch(() => undefined);
+    expect(readdirSync(t.spoolDir)).toEqual([]);
+    // the operator's own key is not bound
+    const own = await t.app.request(url, {
+      method: "PUT",
+      headers: signRequest(self, "PUT", url, "x", START),
+      body: "x",
+    });
+    expect(own.status).toBe(200);
+  });
+});

@@ -34,8 +34,13 @@ export interface AuthOptions {
   startedAt?: number;
   /** Requests per minute per node id; 0 = no limit. */
   ratePerMinute?: number;
-  /** Uploads one node other than this one may have in flight at once (each up to maxUploadBytes on disk); default 2. */
+  /**
+   * Uploads of one node other than this one spooled at once (each up to maxUploadBytes of disk);
+   * more wait, unread, for a slot. Default 4 (a batch's default slots per node).
+   */
   uploadsPerNode?: number;
+  /** Uploads of one node that may wait for a slot; 429 beyond. Default 64. */
+  uploadQueuePerNode?: number;
 }
 
 /** Routes that answer without a signature: liveness and the identity probe. */
@@ -57,8 +62,7 @@ export const isUploadRoute = (method: string, path: string) =>
 export function authenticate(o: AuthOptions): MiddlewareHandler {
   const nonces = new NonceCache(o.skewMs);
   const buckets = new Map<string, { start: number; count: number }>();
-  const uploading = new Map<string, number>();
-  const uploadsPerNode = o.uploadsPerNode ?? 2;
+  const uploadSlots = new UploadSlots(o.uploadsPerNode ?? 4, o.uploadQueuePerNode ?? 64);
   const startedAt = o.startedAt ?? o.clock.now();
   const unauthenticated = (reason: string, retryable = false) =>
     new P2prcError("E_UNAUTHORIZED", `unauthenticated: ${reason}`, { retryable });
@@ -104,18 +108,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
     if (method !== "GET" && method !== "HEAD") {
       if (isUploadRoute(method, c.req.path) && o.spoolDir) {
         // Bounds the disk one member can fill with uploads at once (its own key is not bound).
-        const inFlight = uploading.get(r.nodeId) ?? 0;
-        if (r.nodeId !== o.selfId && inFlight >= uploadsPerNode) {
-          throw new P2prcError("E_RATE_LIMIT", `at most ${uploadsPerNode} uploads at once per node`, {
-            retryable: true,
-          });
-        }
-        uploading.set(r.nodeId, inFlight + 1);
-        release = () => {
-          const left = (uploading.get(r.nodeId) ?? 1) - 1;
-          if (left > 0) uploading.set(r.nodeId, left);
-          else uploading.delete(r.nodeId);
-        };
+        if (r.nodeId !== o.selfId) release = await uploadSlots.acquire(r.nodeId);
         try {
           spooled = await spoolBody(c.req.raw, o.spoolDir, o.maxUploadBytes ?? o.maxBodyBytes);
         } catch (err) {
@@ -159,4 +152,34 @@ export function signedCaller(c: Context): Caller | undefined {
 /** The upload body the auth middleware spooled and checked against its signed hash, if any. */
 export function spooledUpload(c: Context): SpooledBody | undefined {
   return c.get("upload" as never) as SpooledBody | undefined;
+}
+
+/** Per-node upload slots: `size` at once, then up to `queue` waiting in order, then 429. */
+class UploadSlots {
+  private readonly nodes = new Map<string, { active: number; waiting: (() => void)[] }>();
+  constructor(
+    private readonly size: number,
+    private readonly queue: number,
+  ) {}
+
+  /** Resolves with the function that frees the slot once one is free. */
+  async acquire(nodeId: string): Promise<() => void> {
+    const entry = this.nodes.get(nodeId) ?? { active: 0, waiting: [] };
+    this.nodes.set(nodeId, entry);
+    if (entry.active < this.size) entry.active++;
+    else if (entry.waiting.length >= this.queue) {
+      throw new P2prcError("E_RATE_LIMIT", `at most ${this.size + this.queue} uploads at once per node`, {
+        retryable: true,
+      });
+    } else await new Promise<void>((resolve) => entry.waiting.push(resolve));
+    let freed = false;
+    return () => {
+      if (freed) return;
+      freed = true;
+      const next = entry.waiting.shift();
+      if (next)
+        next(); // the slot passes on
+      else if (--entry.active === 0) this.nodes.delete(nodeId);
+    };
+  }
 }
