@@ -73,13 +73,6 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
   }
   const app = createServerApp({ ...deps, containers, auth });
 
-  try {
-    await reconciler.run();
-  } catch (err) {
-    log.warn(`first reconcile failed (${(err as Error).message}); serving anyway, will retry`);
-  }
-  reconciler.start(deps.reconcileIntervalMs ?? 5000);
-
   let server: ReturnType<typeof Bun.serve>;
   try {
     server = Bun.serve({
@@ -99,6 +92,15 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       hint: "choose another port with --port or P2PRC_SERVER_PORT",
     });
   }
+  // The first reconcile runs behind serving, not before it: an engine that is down or hangs must not keep
+  // the node from answering /v1/health (engine routes answer 503 meanwhile). Creating and reconciling at
+  // once is safe: the reconciler leaves names being created alone.
+  const first = reconciler.run();
+  containers.waitFor(first);
+  first.catch((err) => {
+    log.warn(`first reconcile failed (${(err as Error).message}); serving anyway, will retry`);
+  });
+  reconciler.start(deps.reconcileIntervalMs ?? 5000);
   const port = server.port ?? deps.config.serverPort;
   const host =
     deps.config.serverHost === "0.0.0.0" || deps.config.serverHost === "::"
