@@ -43,7 +43,7 @@ export class FrameDemuxer {
       if ((h[0] ?? 9) > 2 || h[1] !== 0 || h[2] !== 0 || h[3] !== 0) {
         throw new P2prcError(
           "E_ENGINE",
-          "the container engine sent output that is not in its stream format",
+          "the container engine sent output p2prc cannot read (not in the engine's stream format)",
           {
             retryable: true,
           },
