@@ -32,8 +32,6 @@ const others: string[] = [];
 
 function serveFakeEngine(): Promise<Server> {
   const server = createServer((req, res) => {
-    held.add(req.socket);
-    req.socket.on("close", () => held.delete(req.socket));
     if (mode === "hang") return; // accepted, read, never answered
     if (mode === "garbage-json") {
       res.writeHead(200, { "content-type": "application/json" });
@@ -53,6 +51,10 @@ function serveFakeEngine(): Promise<Server> {
     );
     upstream.on("error", () => res.destroy());
     req.pipe(upstream);
+  });
+  server.on("connection", (socket: Socket) => {
+    held.add(socket);
+    socket.on("close", () => held.delete(socket));
   });
   return new Promise((ok) => server.listen(FAKE_SOCKET, () => ok(server)));
 }
@@ -81,8 +83,6 @@ afterAll(async () => {
   if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill(9);
   for (const s of held) s.destroy();
   fake?.close();
-  const health = url ? await fetch(`${url}/v1/health`).catch(() => undefined) : undefined;
-  void health;
   for (const id of others)
     await docker
       .getContainer(id)
