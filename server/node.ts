@@ -92,14 +92,23 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       hint: "choose another port with --port or P2PRC_SERVER_PORT",
     });
   }
-  // The first reconcile runs behind serving, not before it: an engine that is down or hangs must not keep
-  // the node from answering /v1/health (engine routes answer 503 meanwhile). Creating and reconciling at
-  // once is safe: the reconciler leaves names being created alone.
+  // The first reconcile runs once the port is open, not before: an engine that is down or hangs must not
+  // keep the node from answering /v1/health (engine routes answer 503 meanwhile). Start returns after
+  // that pass, or after engineTimeoutMs when the engine is slow, so a caller of start() (and a test)
+  // normally sees the engine already reconciled. Creating and reconciling at once is safe: the
+  // reconciler leaves names being created alone.
   const first = reconciler.run();
   containers.waitFor(first);
-  first.catch((err) => {
-    log.warn(`first reconcile failed (${(err as Error).message}); serving anyway, will retry`);
-  });
+  let firstTimer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    first.catch((err) => {
+      log.warn(`first reconcile failed (${(err as Error).message}); serving anyway, will retry`);
+    }),
+    new Promise((resolve) => {
+      firstTimer = setTimeout(resolve, deps.config.engineTimeoutMs);
+    }),
+  ]);
+  clearTimeout(firstTimer);
   reconciler.start(deps.reconcileIntervalMs ?? 5000);
   const port = server.port ?? deps.config.serverPort;
   const host =
