@@ -60,6 +60,20 @@ function unreadable(context: string, host: string, cause?: unknown): P2prcError 
   );
 }
 
+/**
+ * dockerode hands back the raw body (a Buffer or string) when it is not JSON: these check the shape
+ * before p2prc reads it, so garbage is a clean E_ENGINE and not a TypeError (or a Buffer read as a list).
+ */
+function jsonObject<T>(value: T, context: string, host: string): T {
+  if (typeof value !== "object" || value === null || Array.isArray(value) || Buffer.isBuffer(value))
+    throw unreadable(context, host);
+  return value;
+}
+function jsonArray<T>(value: T[], context: string, host: string): T[] {
+  if (!Array.isArray(value)) throw unreadable(context, host);
+  return value;
+}
+
 /** Translates a dockerode error into p2prc's terms at the edge. */
 function engineError(err: unknown, context: string, host: string): P2prcError {
   if (err instanceof P2prcError) return err;
@@ -204,9 +218,9 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
             abortSignal: signal,
           }),
         ]);
-        if (typeof version?.Version !== "string" || typeof info !== "object" || info === null) {
+        jsonObject(info, "engine info", host);
+        if (typeof jsonObject(version, "engine info", host).Version !== "string")
           throw unreadable("engine info", host);
-        }
         const runtimes = Object.keys((info as { Runtimes?: Record<string, unknown> }).Runtimes ?? {});
         return {
           version: version.Version,
@@ -288,7 +302,8 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
     inspect: (id) =>
       call(`inspect container ${id}`, async (d, signal) => {
         try {
-          return toInfo(await d.getContainer(id).inspect({ abortSignal: signal }));
+          const info = await d.getContainer(id).inspect({ abortSignal: signal });
+          return toInfo(jsonObject(info, `inspect container ${id}`, host));
         } catch (err) {
           if ((err as DockerLikeError).statusCode === 404) return undefined;
           throw err;
@@ -308,6 +323,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           Tty: false,
         }),
       );
+      if (typeof exec?.id !== "string" || exec.id === "") throw unreadable(context, host);
       const stream = (await call(context, (_d, signal) =>
         exec.start({ hijack: true, stdin: false, abortSignal: signal }),
       )) as NodeJS.ReadableStream & { destroy(): void };
@@ -352,7 +368,9 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }
       const info = timedOut
         ? undefined
-        : await call(context, (_d, signal) => exec.inspect({ abortSignal: signal }));
+        : await call(context, async (_d, signal) =>
+            jsonObject(await exec.inspect({ abortSignal: signal }), context, host),
+          );
       const result: ExecResult = {
         exitCode: typeof info?.ExitCode === "number" ? info.ExitCode : -1,
         stdout: out.text(),
@@ -459,7 +477,11 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
 
     listByLabel: (label) =>
       call("list containers", async (d, signal) => {
-        const list = await d.listContainers({ all: true, filters: { label: [label] }, abortSignal: signal });
+        const list = jsonArray(
+          await d.listContainers({ all: true, filters: { label: [label] }, abortSignal: signal }),
+          "list containers",
+          host,
+        );
         return list.map((c) => ({
           id: c.Id,
           name: (c.Names[0] ?? "").replace(/^\//, ""),
@@ -477,7 +499,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
 
     listImages: () =>
       call("list images", async (d, signal) => {
-        const list = await d.listImages({ abortSignal: signal });
+        const list = jsonArray(await d.listImages({ abortSignal: signal }), "list images", host);
         return list.map(
           (i): ImageInfo => ({
             id: i.Id,
@@ -492,7 +514,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       call(`inspect image ${ref}`, async (d) => {
         try {
           // (dockerode has no signal for this one: the call's timeout still answers in time)
-          const info = await d.getImage(ref).inspect();
+          const info = jsonObject(await d.getImage(ref).inspect(), `inspect image ${ref}`, host);
           const cmd = info.Config?.Cmd ?? [];
           const entry = info.Config?.Entrypoint ?? [];
           return {
