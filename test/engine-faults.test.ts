@@ -204,7 +204,8 @@ describe("a node in front of a faulty engine", () => {
       const r = await timed(method, path);
       expect({ path, status: r.status }).toEqual({ path, status: 503 });
       expect(JSON.parse(r.text).error.code).toBe("E_ENGINE_UNAVAILABLE");
-      expect(r.ms).toBeLessThan(3 * TIMEOUT_MS);
+      // (remove has three times the limit: see server/engine/docker.ts)
+      expect(r.ms).toBeLessThan((method === "DELETE" ? 4 : 2) * TIMEOUT_MS);
     }
     const specs = await timed("GET", "/v1/specs");
     expect(specs.status).toBe(200);

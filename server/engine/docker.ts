@@ -30,6 +30,8 @@ export interface DockerEngineOptions {
 
 /** Default of config `engineTimeoutMs`. */
 export const DEFAULT_ENGINE_TIMEOUT_MS = 10_000;
+/** create, start and remove may take this many times engineTimeoutMs. */
+const SLOW_FACTOR = 3;
 /** Longest silence of the engine during an image pull (or engineTimeoutMs when that is longer). */
 const PULL_IDLE_MS = 60_000;
 
@@ -207,6 +209,11 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
     }
   };
 
+  // Creating, starting and removing a container set up or tear down its network and file system: on a
+  // loaded host they take seconds (2.4 s measured with ten test nodes on two cores), so they get more.
+  const slowCall = <T>(context: string, fn: (d: Dockerode, signal: AbortSignal) => Promise<T>) =>
+    call(context, fn, SLOW_FACTOR * timeoutMs);
+
   const engine: ContainerEngine = {
     ping: () =>
       call("engine info", async (d, signal) => {
@@ -234,7 +241,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     create: (spec: ContainerSpec) =>
-      call(`create container ${spec.name}`, async (d, signal) => {
+      slowCall(`create container ${spec.name}`, async (d, signal) => {
         const exposed: Record<string, object> = {};
         const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
         for (const port of spec.publish) {
@@ -290,7 +297,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     start: (id) =>
-      call(`start container ${id}`, async (d, signal) => {
+      slowCall(`start container ${id}`, async (d, signal) => {
         try {
           await d.getContainer(id).start({ abortSignal: signal });
         } catch (err) {
@@ -463,7 +470,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     remove: (id) =>
-      call(`remove container ${id}`, async (d, signal) => {
+      slowCall(`remove container ${id}`, async (d, signal) => {
         try {
           await d.getContainer(id).remove({ force: true, v: true, abortSignal: signal });
         } catch (err) {
