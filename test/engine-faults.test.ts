@@ -11,7 +11,15 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import type { Identity } from "../config/index.ts";
-import { collectStderr, freePort, nodeIdentity, p2prcCommand, signedFetch, waitFor } from "./support.ts";
+import {
+  collectStderr,
+  freePort,
+  nodeIdentity,
+  p2prcCommand,
+  runCommand,
+  signedFetch,
+  waitFor,
+} from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
@@ -249,4 +257,26 @@ describe("a node in front of a faulty engine", () => {
     expect(r.text).not.toContain(other.id.slice(0, 12));
     expect(r.text).not.toMatch(/[0-9a-f]{12,}/);
   });
+
+  test("--doctor against an engine that never answers says so and exits 1 within its 5 s", async () => {
+    mode = "hang";
+    const started = performance.now();
+    const r = await runCommand(
+      [...p2prcCommand(), "--doctor"],
+      {
+        cwd: ROOT,
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          HOME: process.env.HOME ?? root,
+          DOCKER_HOST: `unix://${FAKE_SOCKET}`,
+          P2PRC: join(root, "doctor-home"),
+        },
+      },
+      [],
+    );
+    mode = "forward";
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("no answer within 5000 ms");
+    expect(performance.now() - started).toBeLessThan(9000);
+  }, 20_000);
 });
