@@ -518,10 +518,22 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     inspectImage: (ref) =>
-      call(`inspect image ${ref}`, async (d) => {
+      call(`inspect image ${ref}`, async (d, signal) => {
         try {
-          // (dockerode has no signal for this one: the call's timeout still answers in time)
-          const info = jsonObject(await d.getImage(ref).inspect(), `inspect image ${ref}`, host);
+          // dial as dockerode's getImage(ref).inspect() does, but with the signal (it has none)
+          const raw = await new Promise<Dockerode.ImageInspectInfo>((resolve, reject) =>
+            d.modem.dial(
+              {
+                path: `/images/${ref}/json`,
+                method: "GET",
+                abortSignal: signal,
+                statusCodes: { 200: true, 404: "no such image", 500: "server error" },
+              },
+              (err: unknown, data: unknown) =>
+                err ? reject(err) : resolve(data as Dockerode.ImageInspectInfo),
+            ),
+          );
+          const info = jsonObject(raw, `inspect image ${ref}`, host);
           const cmd = info.Config?.Cmd ?? [];
           const entry = info.Config?.Entrypoint ?? [];
           return {
@@ -568,6 +580,8 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
               clearTimeout(timer);
               const failed = events?.find((e) => e.error);
               if (err || failed) reject(err ?? Object.assign(new Error(failed?.error), { statusCode: 404 }));
+              // a pull always reports something ("Pulling from …", "Status: …"): none means it was not JSON
+              else if (!events?.length) reject(unreadable(context, host));
               else resolve();
             },
             arm,
