@@ -182,6 +182,18 @@ describe("logs and exec stay bounded in memory", () => {
     }, 60_000);
   }
 
+  test("exec printing 1 MB: every line comes back", async () => {
+    const id = ids.get("100 kB") as string;
+    const res = await api("POST", `/v1/containers/${id}/exec`, {
+      command: ["sh", "-c", `yes '${LINE.trimEnd()}' | head -n 10000`],
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { exitCode: number; stdout: string; truncated?: boolean };
+    expect(body.exitCode).toBe(0);
+    expect(body.truncated).toBeUndefined();
+    expect(body.stdout).toBe(LINE.repeat(10_000));
+  }, 60_000);
+
   test("exec printing 10 MB: output capped at 8 MiB, RSS growth bounded", async () => {
     const id = ids.get("100 kB") as string;
     const { result, base, peak } = await peakDuring(async () => {
