@@ -23,7 +23,12 @@ export interface DoctorReport {
 export async function doctor(options: NodeOptions = {}, timeoutMs = 5000): Promise<DoctorReport> {
   const { createDockerEngine } = await import("../server/index.ts");
   const loaded = loadConfig(options);
-  const engine = createDockerEngine({ host: loaded.dockerHost });
+  // The engine's own limit aborts a request that hangs (so the process can exit); the race below
+  // bounds the whole check.
+  const engine = createDockerEngine({
+    host: loaded.dockerHost,
+    timeoutMs: Math.min(loaded.config.engineTimeoutMs, timeoutMs),
+  });
   const report: DoctorReport = {
     ok: false,
     home: loaded.paths.home,

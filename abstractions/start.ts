@@ -52,7 +52,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       nodeId: ctx.identity.nodeId,
       version: VERSION,
       config: ctx.config,
-      engine: createDockerEngine({ host: ctx.dockerHost }),
+      engine: createDockerEngine({ host: ctx.dockerHost, timeoutMs: ctx.config.engineTimeoutMs }),
       store,
       clock: ctx.clock,
       logger: ctx.logger,

@@ -29,6 +29,7 @@ export function defaultConfig(hostname: string): Config {
     suspectTimeoutMs: 5000,
     dataDir: "",
     dockerHost: "",
+    engineTimeoutMs: 10_000,
     memberMaxContainers: 10,
     memberMaxCpus: 16,
     memberMaxMemoryMb: 16384,

@@ -134,6 +134,11 @@ export const CONFIG_FIELDS = {
     allowed: "empty, unix:///path/to/docker.sock or tcp://host:port",
     doc: "Engine socket; empty = $DOCKER_HOST, else /var/run/docker.sock (a Podman socket works too).",
   },
+  engineTimeoutMs: {
+    schema: (z: Z) => z.int().check(z.minimum(100), z.maximum(600000)),
+    allowed: "an integer number of milliseconds from 100 to 600000",
+    doc: "Most time one container-engine call may take (three times that to create, start or remove a container); then the route answers 503 E_ENGINE_UNAVAILABLE (retryable). Not a limit on following logs, on an exec's run, or on a pull that still reports progress.",
+  },
   memberMaxContainers: {
     schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(10000)),
     allowed: "an integer from 0 to 10000",

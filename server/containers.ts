@@ -10,7 +10,7 @@ import {
   wrapError,
 } from "../config/index.ts";
 import type { Caller } from "./caller.ts";
-import { type ContainerEngine, type ContainerInfo, MANAGED_LABEL } from "./engine/index.ts";
+import { type ContainerEngine, type ContainerInfo, type LogsOptions, MANAGED_LABEL } from "./engine/index.ts";
 import { imageAllowed } from "./images.ts";
 import { freePorts } from "./ports.ts";
 import { createTar } from "./tar.ts";
@@ -75,9 +75,30 @@ export class ContainerService {
   /** What each create in progress will hold, by name: counted against its member's quota. */
   private readonly inFlightUse = new Map<string, { owner: string; cpus: number; memoryMb: number }>();
   private readonly log: Logger;
+  private firstReconcile: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly deps: ContainerServiceDeps) {
     this.log = deps.logger.withTag("containers");
+  }
+
+  /**
+   * The node serves before its first reconcile ends (a hung engine must not keep it silent); until
+   * then, routes that read the store wait for that pass, at most config `engineTimeoutMs`, so a list
+   * right after a restart already shows what the engine holds.
+   */
+  waitFor(firstReconcile: Promise<unknown>): void {
+    this.firstReconcile = firstReconcile.catch(() => undefined);
+  }
+
+  private async ready(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.firstReconcile,
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, this.deps.config.engineTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Names being created right now (the reconciler leaves them alone). */
@@ -87,6 +108,7 @@ export class ContainerService {
 
   async create(req: CreateContainerRequest, caller: Caller, publicHost: string): Promise<CreateResult> {
     const { config, engine, store, clock } = this.deps;
+    await this.ready();
     const image = req.image ?? config.defaultImage;
     if (!imageAllowed(config.allowedImages, image)) {
       throw new P2prcError(
@@ -327,17 +349,20 @@ export class ContainerService {
   }
 
   async list(caller: Caller): Promise<ContainerView[]> {
+    await this.ready();
     const records = this.deps.store.containers.list().filter((r) => caller.admin || r.owner === caller.id);
     const infos = await Promise.all(records.map((r) => this.deps.engine.inspect(r.id)));
     return records.map((r, i) => this.view(r, infos[i]));
   }
 
   async get(idOrName: string, caller: Caller): Promise<ContainerView> {
+    await this.ready();
     const rec = this.record(idOrName, caller);
     return this.view(rec, await this.deps.engine.inspect(rec.id));
   }
 
   async remove(idOrName: string, caller: Caller): Promise<void> {
+    await this.ready();
     const rec = this.record(idOrName, caller);
     await this.deps.engine.remove(rec.id);
     this.deps.store.containers.remove(rec.id);
@@ -345,6 +370,7 @@ export class ContainerService {
   }
 
   async exec(idOrName: string, caller: Caller, req: ExecRequest) {
+    await this.ready();
     const rec = this.record(idOrName, caller);
     const info = await this.deps.engine.inspect(rec.id);
     if (!info?.running) throw new P2prcError("E_CONFLICT", `container ${rec.name} is not running`);
@@ -356,9 +382,11 @@ export class ContainerService {
     });
   }
 
-  async logs(idOrName: string, caller: Caller, follow: boolean, signal?: AbortSignal) {
+  /** The container's output; `options` as in LogsOptions (tail, since, maxBytes). */
+  async logs(idOrName: string, caller: Caller, options: Omit<LogsOptions, "signal">, signal?: AbortSignal) {
+    await this.ready();
     const rec = this.record(idOrName, caller);
-    return this.deps.engine.logs(rec.id, { follow, signal });
+    return this.deps.engine.logs(rec.id, { ...options, signal });
   }
 
   /** Extracts a tar into `path`; a stream (an upload spooled to a file) reaches the engine as it is read. */

@@ -84,13 +84,6 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
   if (auth) rmSync(auth.spoolDir, { recursive: true, force: true }); // uploads cut off by a crash
   const app = createServerApp({ ...deps, containers, auth, maxUploadBytes: MAX_UPLOAD_BYTES });
 
-  try {
-    await reconciler.run();
-  } catch (err) {
-    log.warn(`first reconcile failed (${(err as Error).message}); serving anyway, will retry`);
-  }
-  reconciler.start(deps.reconcileIntervalMs ?? 5000);
-
   let server: ReturnType<typeof Bun.serve>;
   try {
     server = Bun.serve({
@@ -113,6 +106,24 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       hint: "choose another port with --port or P2PRC_SERVER_PORT",
     });
   }
+  // The first reconcile runs once the port is open, not before: an engine that is down or hangs must not
+  // keep the node from answering /v1/health (engine routes answer 503 meanwhile). Start returns after
+  // that pass, or after engineTimeoutMs when the engine is slow, so a caller of start() (and a test)
+  // normally sees the engine already reconciled. Creating and reconciling at once is safe: the
+  // reconciler leaves names being created alone.
+  const first = reconciler.run();
+  containers.waitFor(first);
+  let firstTimer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    first.catch((err) => {
+      log.warn(`first reconcile failed (${(err as Error).message}); serving anyway, will retry`);
+    }),
+    new Promise((resolve) => {
+      firstTimer = setTimeout(resolve, deps.config.engineTimeoutMs);
+    }),
+  ]);
+  clearTimeout(firstTimer);
+  reconciler.start(deps.reconcileIntervalMs ?? 5000);
   const port = server.port ?? deps.config.serverPort;
   const host =
     deps.config.serverHost === "0.0.0.0" || deps.config.serverHost === "::"

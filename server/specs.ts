@@ -14,6 +14,9 @@ export interface SpecsDeps {
   dataDir: string;
 }
 
+/** Longest /v1/specs waits for the engine's version. */
+const SPECS_ENGINE_WAIT_MS = 2000;
+
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 /** What this node still offers under its limits: from the config and the store, no engine call. */
@@ -46,12 +49,24 @@ export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
   } catch {
     // a missing data dir reports zero rather than failing the whole call
   }
+  // Specs are informational: an engine that is slow to answer is reported unreachable after at most
+  // SPECS_ENGINE_WAIT_MS (or engineTimeoutMs when shorter) rather than holding the answer.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const slow = new Promise<{ reachable: boolean }>((resolve) => {
+    timer = setTimeout(
+      () => resolve({ reachable: false }),
+      Math.min(SPECS_ENGINE_WAIT_MS, config.engineTimeoutMs),
+    );
+  });
   const [gpus, engine] = await Promise.all([
     deps.gpus().catch(() => []),
-    deps.engine
-      .ping()
-      .then((i) => ({ reachable: true, version: i.version }))
-      .catch(() => ({ reachable: false })),
+    Promise.race([
+      deps.engine
+        .ping()
+        .then((i) => ({ reachable: true, version: i.version }))
+        .catch(() => ({ reachable: false })),
+      slow,
+    ]).finally(() => clearTimeout(timer)),
   ]);
   const cap = capacityOf(deps, gpus.length);
   return {

@@ -3,6 +3,8 @@ import { type PortMapping, type SshInfo, type z, zod } from "../config/index.ts"
 // The request schemas, built when the server module loads (the routes use them at once).
 function build() {
   const z = zod();
+  // The engine refuses (500) a NUL byte in an argument or an environment value: a 400 here instead.
+  const noNul = z.refine((v: unknown) => !String(v).includes("\0"), "no NUL byte");
   const port = z.int().check(z.minimum(1), z.maximum(65535));
 
   /** POST /v1/containers body. Unknown fields are rejected so typos do not pass silently. */
@@ -16,13 +18,13 @@ function build() {
         ),
     ),
     command: z.optional(
-      z.array(z.string().check(z.maxLength(65536))).check(z.minLength(1), z.maxLength(256)),
+      z.array(z.string().check(z.maxLength(65536), noNul)).check(z.minLength(1), z.maxLength(256)),
     ),
     env: z.optional(
       z
         .record(
           z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "an environment variable name")),
-          z.string().check(z.maxLength(65536)),
+          z.string().check(z.maxLength(65536), noNul),
         )
         .check(z.refine((e) => Object.keys(e).length <= 128, "at most 128 variables")),
     ),
@@ -52,11 +54,11 @@ function build() {
 
   /** POST /v1/containers/:id/exec body. */
   const ExecSchema = z.strictObject({
-    command: z.array(z.string().check(z.maxLength(65536))).check(z.minLength(1), z.maxLength(256)),
+    command: z.array(z.string().check(z.maxLength(65536), noNul)).check(z.minLength(1), z.maxLength(256)),
     env: z.optional(
       z.record(
         z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/)),
-        z.string().check(z.maxLength(65536)),
+        z.string().check(z.maxLength(65536), noNul),
       ),
     ),
     workingDir: z.optional(z.string().check(z.startsWith("/"), z.maxLength(4096))),
@@ -71,10 +73,37 @@ function build() {
     z.refine((p) => !p.includes("\0"), "no NUL byte"),
     z.refine((p) => !p.split("/").includes(".."), "no '..' segment"),
   );
-  return { CreateContainerSchema, ExecSchema, ContainerPathSchema };
+
+  /** Query of GET /v1/containers/:id/logs, as strings (the route turns them into numbers). */
+  const LogsQuerySchema = {
+    tail: z.string().check(z.regex(/^(all|\d{1,7})$/, '"all" or a number of lines from 0 to 9999999')),
+    /** Seconds since the epoch, or an RFC 3339 time. */
+    since: z
+      .string()
+      .check(
+        z.refine(
+          (s) => /^\d{1,12}$/.test(s) || (/^\d{4}-\d\d-\d\dT/.test(s) && Number.isFinite(Date.parse(s))),
+          "seconds since the epoch or an RFC 3339 time",
+        ),
+      ),
+    maxBytes: z
+      .string()
+      .check(
+        z.refine(
+          (s) => /^\d{1,10}$/.test(s) && Number(s) >= 1 && Number(s) <= LOGS_MAX_BYTES,
+          `a number of bytes from 1 to ${LOGS_MAX_BYTES}`,
+        ),
+      ),
+  };
+  return { CreateContainerSchema, ExecSchema, ContainerPathSchema, LogsQuerySchema };
 }
 
-export const { CreateContainerSchema, ExecSchema, ContainerPathSchema } = build();
+/** Bytes a logs answer without follow holds at most unless `maxBytes` says otherwise. */
+export const LOGS_DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
+/** The most `maxBytes` may ask for. */
+export const LOGS_MAX_BYTES = 1024 * 1024 * 1024;
+
+export const { CreateContainerSchema, ExecSchema, ContainerPathSchema, LogsQuerySchema } = build();
 export type CreateContainerRequest = z.infer<typeof CreateContainerSchema>;
 export type ExecRequest = z.infer<typeof ExecSchema>;
 

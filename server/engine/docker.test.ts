@@ -279,3 +279,83 @@ describe("unreachable engine", () => {
     expect(err.field).toBe("dockerHost");
   });
 });
+
+describe("an engine that hangs or answers garbage (a socket served here)", () => {
+  const every = (e: ContainerEngine): [string, () => Promise<unknown>][] => [
+    ["ping", () => e.ping()],
+    ["create", () => e.create(spec("fault"))],
+    ["start", () => e.start("abc")],
+    ["inspect", () => e.inspect("abc")],
+    ["exec", () => e.exec("abc", ["true"])],
+    ["logs", () => e.logs("abc", { follow: false })],
+    ["getArchive", () => e.getArchive("abc", "/etc")],
+    ["remove", () => e.remove("abc")],
+    ["listByLabel", () => e.listByLabel("p2prc.node")],
+    ["listImages", () => e.listImages()],
+    ["inspectImage", () => e.inspectImage("busybox")],
+    ["pull", () => e.pull("busybox")],
+  ];
+  let mode: "hang" | "garbage" = "hang";
+  const sockets = new Set<import("node:net").Socket>();
+  const path = join(tmp, "fault.sock");
+  let server: import("node:http").Server;
+
+  beforeAll(async () => {
+    const { createServer } = await import("node:http");
+    server = createServer((_req, res) => {
+      if (mode === "hang") return;
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end("[[[ not json");
+    });
+    server.on("connection", (s) => {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+    });
+    await new Promise<void>((ok) => server.listen(path, ok));
+  });
+  afterAll(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+
+  test("every call fails E_ENGINE_UNAVAILABLE (retryable) within its limit, and its request is dropped", async () => {
+    mode = "hang";
+    const hung = createDockerEngine({ host: `unix://${path}`, timeoutMs: 200 });
+    const results = await Promise.all(
+      every(hung).map(async ([name, fn]) => {
+        const started = performance.now();
+        const err = await thrown(fn());
+        return { name, code: err.code, retryable: err.retryable, ms: performance.now() - started };
+      }),
+    );
+    for (const r of results) {
+      expect(r).toMatchObject({ code: "E_ENGINE_UNAVAILABLE", retryable: true });
+      // create, start and remove have three times the limit
+      expect(r.ms).toBeLessThan(["create", "start", "remove"].includes(r.name) ? 900 : 500);
+    }
+    await Bun.sleep(100);
+    expect(sockets.size).toBe(0); // aborted, not left open
+  });
+
+  test("garbage is E_ENGINE in p2prc's words, never JavaScript error text or a Buffer read as data", async () => {
+    mode = "garbage";
+    const bad = createDockerEngine({ host: `unix://${path}`, timeoutMs: 2000 });
+    // start and remove give nothing back: a 200 with any body is as good as the engine's 204; a copy out
+    // is the container's bytes streamed as they come (the client's tar reader judges them)
+    const skip = ["start", "remove", "getArchive"];
+    for (const [name, fn] of every(bad).filter(([n]) => !skip.includes(n))) {
+      let outcome: unknown;
+      try {
+        outcome = { value: await fn() };
+      } catch (err) {
+        outcome = err;
+      }
+      // an image answer that is not an image and a container answer that is not a container are errors;
+      // nothing may come back as if it were data
+      expect({ name, isError: outcome instanceof P2prcError }).toEqual({ name, isError: true });
+      const err = outcome as P2prcError;
+      expect({ name, code: err.code }).toEqual({ name, code: "E_ENGINE" });
+      expect(err.message).not.toMatch(/TypeError|undefined|is not|JSON|Unexpected|\[\[\[/);
+    }
+  });
+});

@@ -1,9 +1,11 @@
 // The only file that imports dockerode. It is loaded lazily (about 130 ms of start-up) so commands that
 // never talk to the engine stay fast.
 
-import { PassThrough, Readable } from "node:stream";
+import type { IncomingMessage } from "node:http";
+import { Readable } from "node:stream";
 import type Dockerode from "dockerode";
 import { P2prcError } from "../../config/index.ts";
+import { demuxToWeb, FrameDemuxer } from "./demux.ts";
 import type {
   ContainerEngine,
   ContainerInfo,
@@ -19,7 +21,19 @@ import type {
 /** Where the engine listens: `unix:///var/run/docker.sock`, `tcp://host:port`, or a bare socket path. */
 export interface DockerEngineOptions {
   host: string;
+  /**
+   * Most ms one engine call may take before it fails with E_ENGINE_UNAVAILABLE (config `engineTimeoutMs`,
+   * default 10000). Streams (follow-logs, exec, copy out) are bounded only until the engine answers.
+   */
+  timeoutMs?: number | undefined;
 }
+
+/** Default of config `engineTimeoutMs`. */
+export const DEFAULT_ENGINE_TIMEOUT_MS = 10_000;
+/** create, start and remove may take this many times engineTimeoutMs. */
+const SLOW_FACTOR = 3;
+/** Longest silence of the engine during an image pull (or engineTimeoutMs when that is longer). */
+const PULL_IDLE_MS = 60_000;
 
 function connectOptions(host: string): Dockerode.DockerOptions {
   if (host.startsWith("unix://")) return { socketPath: host.slice("unix://".length) };
@@ -39,11 +53,49 @@ interface DockerLikeError {
   message?: string;
 }
 
+/** An answer that is not what the engine's API says (not HTTP, not JSON, wrong shape). */
+function unreadable(context: string, host: string, cause?: unknown): P2prcError {
+  return new P2prcError(
+    "E_ENGINE",
+    `${context}: the container engine at ${host} gave an answer p2prc cannot read`,
+    { cause, retryable: true },
+  );
+}
+
+/**
+ * dockerode hands back the raw body (a Buffer or string) when it is not JSON: these check the shape
+ * before p2prc reads it, so garbage is a clean E_ENGINE and not a TypeError (or a Buffer read as a list).
+ */
+function jsonObject<T>(value: T, context: string, host: string): T {
+  if (typeof value !== "object" || value === null || Array.isArray(value) || Buffer.isBuffer(value))
+    throw unreadable(context, host);
+  return value;
+}
+function jsonArray<T>(value: T[], context: string, host: string): T[] {
+  if (!Array.isArray(value)) throw unreadable(context, host);
+  return value;
+}
+
 /** Translates a dockerode error into p2prc's terms at the edge. */
 function engineError(err: unknown, context: string, host: string): P2prcError {
   if (err instanceof P2prcError) return err;
+  // A JavaScript error from reading a malformed answer (`undefined is not an object`, bad JSON): its
+  // text says nothing useful to a caller, so it stays in `cause`.
+  if (err instanceof TypeError || err instanceof SyntaxError || err instanceof RangeError) {
+    return unreadable(context, host, err);
+  }
   const e = (err ?? {}) as DockerLikeError;
-  const detail = e.json?.message ?? e.reason ?? e.message ?? String(err);
+  if (typeof e.code === "string" && e.code.startsWith("HPE_")) return unreadable(context, host, err);
+  const json = e.json as unknown;
+  let detail =
+    (json && typeof json === "object" && typeof (json as { message?: unknown }).message === "string"
+      ? (json as { message: string }).message
+      : undefined) ??
+    e.reason ??
+    e.message ??
+    String(err);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
+  detail = detail.replace(/[\x00-\x1f\x7f]+/g, " ").slice(0, 300);
   if (e.code && ["ECONNREFUSED", "ENOENT", "EACCES", "ECONNRESET", "EPIPE", "ETIMEDOUT"].includes(e.code)) {
     return new P2prcError("E_ENGINE_UNAVAILABLE", `container engine unreachable at ${host} (${e.code})`, {
       cause: err,
@@ -88,29 +140,30 @@ function toWeb(stream: NodeJS.ReadableStream): ReadableStream<Uint8Array> {
   return Readable.toWeb(stream as Readable) as unknown as ReadableStream<Uint8Array>;
 }
 
-/** Collects a demultiplexed stream into a capped buffer. */
+/** Collects one output of an exec into a capped buffer (copies: the socket's chunks are not kept). */
 function collector(max: number) {
-  const chunks: Buffer[] = [];
+  const chunks: Uint8Array[] = [];
   let size = 0;
   let truncated = false;
-  const sink = new PassThrough();
-  sink.on("data", (chunk: Buffer) => {
-    if (size >= max) {
-      truncated = true;
-      return;
-    }
+  const add = (data: Uint8Array) => {
     const room = max - size;
-    const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
-    if (chunk.length > room) truncated = true;
-    chunks.push(piece);
+    if (data.length > room) truncated = true;
+    if (room <= 0) return;
+    const piece = data.length > room ? data.subarray(0, room) : data;
+    chunks.push(new Uint8Array(piece));
     size += piece.length;
-  });
-  return { sink, text: () => Buffer.concat(chunks).toString("utf8"), truncated: () => truncated };
+  };
+  return {
+    add,
+    text: () => Buffer.concat(chunks).toString("utf8"),
+    truncated: () => truncated,
+  };
 }
 
 /** A ContainerEngine over dockerode. Connects lazily on first use. */
 export function createDockerEngine(options: DockerEngineOptions): ContainerEngine {
   const host = options.host;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_ENGINE_TIMEOUT_MS;
   let docker: Dockerode | undefined;
   const client = async (): Promise<Dockerode> => {
     if (!docker) {
@@ -122,19 +175,59 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
     }
     return docker;
   };
-  const call = async <T>(context: string, fn: (d: Dockerode) => Promise<T>): Promise<T> => {
+  /**
+   * One engine call, failed with a retryable E_ENGINE_UNAVAILABLE after `limit` ms (the request is
+   * aborted through `signal`): an engine that accepts connections but never answers must not hold a
+   * route, or the node, for longer than that.
+   */
+  const call = async <T>(
+    context: string,
+    fn: (d: Dockerode, signal: AbortSignal) => Promise<T>,
+    limit = timeoutMs,
+  ): Promise<T> => {
     const d = await client();
+    const abort = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(
+          new P2prcError(
+            "E_ENGINE_UNAVAILABLE",
+            `${context}: the container engine at ${host} did not answer within ${limit} ms`,
+            { retryable: true, hint: "check the engine (docker info); engineTimeoutMs sets this limit" },
+          ),
+        );
+        abort.abort();
+      }, limit);
+    });
     try {
-      return await fn(d);
+      return await Promise.race([fn(d, abort.signal), timeout]);
     } catch (err) {
       throw engineError(err, context, host);
+    } finally {
+      clearTimeout(timer);
     }
   };
 
+  // Creating, starting and removing a container set up or tear down its network and file system: on a
+  // loaded host they take seconds (2.4 s measured with ten test nodes on two cores), so they get more.
+  const slowCall = <T>(context: string, fn: (d: Dockerode, signal: AbortSignal) => Promise<T>) =>
+    call(context, fn, SLOW_FACTOR * timeoutMs);
+
   const engine: ContainerEngine = {
     ping: () =>
-      call("engine info", async (d) => {
-        const [version, info] = await Promise.all([d.version(), d.info()]);
+      call("engine info", async (d, signal) => {
+        // dockerode takes the signal here at run time; its types do not say so.
+        type WithSignal<T> = (this: Dockerode, opts: { abortSignal: AbortSignal }) => Promise<T>;
+        const [version, info] = await Promise.all([
+          (d.version as unknown as WithSignal<Dockerode.DockerVersion>).call(d, { abortSignal: signal }),
+          (d.info as unknown as WithSignal<{ Containers: number; Images: number }>).call(d, {
+            abortSignal: signal,
+          }),
+        ]);
+        jsonObject(info, "engine info", host);
+        if (typeof jsonObject(version, "engine info", host).Version !== "string")
+          throw unreadable("engine info", host);
         const runtimes = Object.keys((info as { Runtimes?: Record<string, unknown> }).Runtimes ?? {});
         return {
           version: version.Version,
@@ -148,7 +241,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     create: (spec: ContainerSpec) =>
-      call(`create container ${spec.name}`, async (d) => {
+      slowCall(`create container ${spec.name}`, async (d, signal) => {
         const exposed: Record<string, object> = {};
         const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
         for (const port of spec.publish) {
@@ -160,6 +253,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           bindings[`${internal}/tcp`] = [{ HostIp: spec.publishHost ?? "", HostPort: String(external) }];
         }
         const container = await d.createContainer({
+          abortSignal: signal,
           name: spec.name,
           Image: spec.image,
           Cmd: spec.command,
@@ -188,13 +282,24 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
             DeviceRequests: spec.gpu ? [{ Driver: "", Count: -1, Capabilities: [["gpu"]] }] : [],
           },
         });
+        if (typeof container?.id !== "string" || container.id === "")
+          throw unreadable(`create container ${spec.name}`, host);
         return container.id;
+      }).catch((err: unknown) => {
+        // The engine's text names the other container's full id; it may be another owner's (or another
+        // node's), so the caller only learns that the name is taken.
+        if (err instanceof P2prcError && err.code === "E_CONFLICT") {
+          throw new P2prcError("E_CONFLICT", `a container named ${spec.name} already exists on this engine`, {
+            field: "name",
+          });
+        }
+        throw err;
       }),
 
     start: (id) =>
-      call(`start container ${id}`, async (d) => {
+      slowCall(`start container ${id}`, async (d, signal) => {
         try {
-          await d.getContainer(id).start();
+          await d.getContainer(id).start({ abortSignal: signal });
         } catch (err) {
           if ((err as DockerLikeError).statusCode === 304) return; // already started
           throw err;
@@ -202,31 +307,38 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     inspect: (id) =>
-      call(`inspect container ${id}`, async (d) => {
+      call(`inspect container ${id}`, async (d, signal) => {
         try {
-          return toInfo(await d.getContainer(id).inspect());
+          const info = await d.getContainer(id).inspect({ abortSignal: signal });
+          return toInfo(jsonObject(info, `inspect container ${id}`, host));
         } catch (err) {
           if ((err as DockerLikeError).statusCode === 404) return undefined;
           throw err;
         }
       }),
 
-    exec: (id, command, opts: ExecOptions = {}) =>
-      call(`exec in container ${id}`, async (d) => {
-        const exec = await d.getContainer(id).exec({
+    exec: async (id, command, opts: ExecOptions = {}) => {
+      const context = `exec in container ${id}`;
+      const exec = await call(context, (d, signal) =>
+        d.getContainer(id).exec({
+          abortSignal: signal,
           Cmd: command,
           Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
           WorkingDir: opts.workingDir,
           AttachStdout: true,
           AttachStderr: true,
           Tty: false,
-        });
-        const stream = await exec.start({ hijack: true, stdin: false });
-        const max = opts.maxOutputBytes ?? 16 * 1024 * 1024;
-        const out = collector(max);
-        const err = collector(max);
-        d.modem.demuxStream(stream, out.sink, err.sink);
-        let timedOut = false;
+        }),
+      );
+      if (typeof exec?.id !== "string" || exec.id === "") throw unreadable(context, host);
+      const stream = (await call(context, (_d, signal) =>
+        exec.start({ hijack: true, stdin: false, abortSignal: signal }),
+      )) as NodeJS.ReadableStream & { destroy(): void };
+      const max = opts.maxOutputBytes ?? 16 * 1024 * 1024;
+      const out = collector(max);
+      const err = collector(max);
+      let timedOut = false;
+      try {
         await new Promise<void>((resolve, reject) => {
           const timer = opts.timeoutMs
             ? setTimeout(() => {
@@ -239,6 +351,17 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
             if (timer) clearTimeout(timer);
             resolve();
           };
+          const demux = new FrameDemuxer();
+          stream.on("data", (chunk: Buffer) => {
+            try {
+              for (const piece of demux.push(chunk)) (piece.stream === 2 ? err : out).add(piece.data);
+            } catch (e) {
+              stream.destroy();
+              if (timer) clearTimeout(timer);
+              reject(e);
+              return;
+            }
+          });
           stream.on("end", done);
           stream.on("close", done);
           stream.on("error", (e) => {
@@ -247,36 +370,77 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
             else reject(e);
           });
         });
-        const info = timedOut ? undefined : await exec.inspect();
-        const result: ExecResult = {
-          exitCode: info?.ExitCode ?? -1,
-          stdout: out.text(),
-          stderr: err.text(),
-        };
-        if (timedOut) result.timedOut = true;
-        if (out.truncated() || err.truncated()) result.truncated = true;
-        return result;
-      }),
+      } catch (e) {
+        throw engineError(e, context, host);
+      }
+      const info = timedOut
+        ? undefined
+        : await call(context, async (_d, signal) =>
+            jsonObject(await exec.inspect({ abortSignal: signal }), context, host),
+          );
+      const result: ExecResult = {
+        exitCode: typeof info?.ExitCode === "number" ? info.ExitCode : -1,
+        stdout: out.text(),
+        stderr: err.text(),
+      };
+      if (timedOut) result.timedOut = true;
+      if (out.truncated() || err.truncated()) result.truncated = true;
+      return result;
+    },
 
-    logs: (id, opts) =>
-      call(`logs of container ${id}`, async (d) => {
-        const container = d.getContainer(id);
-        const base = { stdout: true, stderr: true, tail: opts.tail, abortSignal: opts.signal };
-        const merged = new PassThrough();
-        if (opts.follow) {
-          const stream = await container.logs({ ...base, follow: true });
-          d.modem.demuxStream(stream, merged, merged);
-          stream.on("end", () => merged.end());
-          stream.on("error", () => merged.end());
-          opts.signal?.addEventListener("abort", () => merged.end());
-        } else {
-          const buf = await container.logs({ ...base, follow: false });
-          const src = Readable.from([buf]);
-          d.modem.demuxStream(src, merged, merged);
-          src.on("end", () => merged.end());
+    logs: async (id, opts) => {
+      const context = `logs of container ${id}`;
+      const query: Record<string, unknown> = { stdout: true, stderr: true, follow: opts.follow };
+      if (opts.tail !== undefined) query.tail = opts.tail;
+      if (opts.since !== undefined) query.since = opts.since;
+      // A stream even without follow (dockerode buffers the whole log then): read with bounded memory.
+      const res = await call(context, (d, signal) => {
+        const both = opts.signal ? AbortSignal.any([signal, opts.signal]) : signal;
+        return new Promise<IncomingMessage>((resolve, reject) => {
+          d.modem.dial(
+            {
+              path: `/containers/${encodeURIComponent(id)}/logs?`,
+              method: "GET",
+              abortSignal: both,
+              isStream: true,
+              statusCodes: { 200: true, 404: "no such container", 500: "server error" },
+              options: query,
+            },
+            (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as IncomingMessage)),
+          );
+        });
+      });
+      const close = () => res.destroy();
+      opts.signal?.addEventListener("abort", close, { once: true });
+      const chunks = (res as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+      let first: IteratorResult<Uint8Array> | undefined;
+      if (!opts.follow) {
+        // Read (and check) the first chunk before answering, so that an engine that answers garbage or
+        // nothing gets an error status, not a 200 with an empty or cut body.
+        try {
+          first = await call(context, () => chunks.next());
+          if (first.value) new FrameDemuxer().push(first.value.subarray(0, 8));
+        } catch (err) {
+          close();
+          throw engineError(err, context, host);
         }
-        return toWeb(merged);
-      }),
+      }
+      const source: AsyncIterator<Uint8Array> = {
+        next: () => {
+          if (first) {
+            const value = first;
+            first = undefined;
+            return Promise.resolve(value);
+          }
+          return chunks.next();
+        },
+      };
+      return demuxToWeb(source, {
+        maxBytes: opts.maxBytes,
+        idleMs: opts.follow ? undefined : timeoutMs,
+        close,
+      });
+    },
 
     putArchive: (id, path, tar) =>
       call(`copy files into container ${id}`, async (d) => {
@@ -317,15 +481,15 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     getArchive: (id, path) =>
-      call(`copy ${path} out of container ${id}`, async (d) => {
-        const stream = await d.getContainer(id).getArchive({ path });
+      call(`copy ${path} out of container ${id}`, async (d, signal) => {
+        const stream = await d.getContainer(id).getArchive({ path, abortSignal: signal });
         return toWeb(stream);
       }),
 
     remove: (id) =>
-      call(`remove container ${id}`, async (d) => {
+      slowCall(`remove container ${id}`, async (d, signal) => {
         try {
-          await d.getContainer(id).remove({ force: true, v: true });
+          await d.getContainer(id).remove({ force: true, v: true, abortSignal: signal });
         } catch (err) {
           const status = (err as DockerLikeError).statusCode;
           if (status === 404 || status === 304) return;
@@ -336,8 +500,12 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     listByLabel: (label) =>
-      call("list containers", async (d) => {
-        const list = await d.listContainers({ all: true, filters: { label: [label] } });
+      call("list containers", async (d, signal) => {
+        const list = jsonArray(
+          await d.listContainers({ all: true, filters: { label: [label] }, abortSignal: signal }),
+          "list containers",
+          host,
+        );
         return list.map((c) => ({
           id: c.Id,
           name: (c.Names[0] ?? "").replace(/^\//, ""),
@@ -354,8 +522,8 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     listImages: () =>
-      call("list images", async (d) => {
-        const list = await d.listImages();
+      call("list images", async (d, signal) => {
+        const list = jsonArray(await d.listImages({ abortSignal: signal }), "list images", host);
         return list.map(
           (i): ImageInfo => ({
             id: i.Id,
@@ -367,9 +535,22 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     inspectImage: (ref) =>
-      call(`inspect image ${ref}`, async (d) => {
+      call(`inspect image ${ref}`, async (d, signal) => {
         try {
-          const info = await d.getImage(ref).inspect();
+          // dial as dockerode's getImage(ref).inspect() does, but with the signal (it has none)
+          const raw = await new Promise<Dockerode.ImageInspectInfo>((resolve, reject) =>
+            d.modem.dial(
+              {
+                path: `/images/${ref}/json`,
+                method: "GET",
+                abortSignal: signal,
+                statusCodes: { 200: true, 404: "no such image", 500: "server error" },
+              },
+              (err: unknown, data: unknown) =>
+                err ? reject(err) : resolve(data as Dockerode.ImageInspectInfo),
+            ),
+          );
+          const info = jsonObject(raw, `inspect image ${ref}`, host);
           const cmd = info.Config?.Cmd ?? [];
           const entry = info.Config?.Entrypoint ?? [];
           return {
@@ -384,17 +565,49 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
         }
       }),
 
-    pull: (ref) =>
-      call(`pull image ${ref}`, async (d) => {
-        const stream = await d.pull(ref);
+    pull: async (ref) => {
+      const context = `pull image ${ref}`;
+      const stream = (await call(context, (d, signal) =>
+        d.pull(ref, { abortSignal: signal }),
+      )) as NodeJS.ReadableStream & { destroy(): void };
+      const d = await client();
+      // A pull may rightly take minutes; what must not last is silence: the engine reports progress
+      // every few seconds while it downloads.
+      const idleMs = Math.max(timeoutMs, PULL_IDLE_MS);
+      try {
         await new Promise<void>((resolve, reject) => {
-          d.modem.followProgress(stream, (err: Error | null, events: { error?: string }[]) => {
-            const failed = events?.find((e) => e.error);
-            if (err || failed) reject(err ?? Object.assign(new Error(failed?.error), { statusCode: 404 }));
-            else resolve();
-          });
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const arm = () => {
+            clearTimeout(timer);
+            timer = setTimeout(() => {
+              stream.destroy();
+              reject(
+                new P2prcError(
+                  "E_ENGINE_UNAVAILABLE",
+                  `${context}: the container engine reported no progress for ${idleMs} ms`,
+                  { retryable: true },
+                ),
+              );
+            }, idleMs);
+          };
+          arm();
+          d.modem.followProgress(
+            stream,
+            (err: Error | null, events: { error?: string }[]) => {
+              clearTimeout(timer);
+              const failed = events?.find((e) => e.error);
+              if (err || failed) reject(err ?? Object.assign(new Error(failed?.error), { statusCode: 404 }));
+              // a pull always reports something ("Pulling from …", "Status: …"): none means it was not JSON
+              else if (!events?.length) reject(unreadable(context, host));
+              else resolve();
+            },
+            arm,
+          );
         });
-      }),
+      } catch (err) {
+        throw engineError(err, context, host);
+      }
+    },
   };
   return engine;
 }

@@ -12,5 +12,6 @@ export type {
   ExecResult,
   ImageDetails,
   ImageInfo,
+  LogsOptions,
 } from "./types.ts";
 export { LABEL_PREFIX, MANAGED_LABEL } from "./types.ts";

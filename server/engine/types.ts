@@ -70,6 +70,17 @@ export interface ExecOptions {
   maxOutputBytes?: number | undefined;
 }
 
+export interface LogsOptions {
+  follow: boolean;
+  /** Only the last this many lines. */
+  tail?: number | undefined;
+  /** Only lines since this time, in seconds since the epoch. */
+  since?: number | undefined;
+  /** End the stream after this many bytes. */
+  maxBytes?: number | undefined;
+  signal?: AbortSignal | undefined;
+}
+
 export interface ExecResult {
   exitCode: number;
   stdout: string;
@@ -89,11 +100,12 @@ export interface ContainerEngine {
   /** undefined when the container does not exist. */
   inspect(id: string): Promise<ContainerInfo | undefined>;
   exec(id: string, command: string[], options?: ExecOptions): Promise<ExecResult>;
-  /** stdout and stderr interleaved as text bytes; with follow the stream stays open until the container stops or the signal aborts. */
-  logs(
-    id: string,
-    options: { follow: boolean; tail?: number; signal?: AbortSignal },
-  ): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * stdout and stderr interleaved as text bytes, read from the engine as the stream is read (bounded
+   * memory whatever the log's size); with follow the stream stays open until the container stops or the
+   * signal aborts. Without follow an engine that answers garbage or nothing fails here, not mid-stream.
+   */
+  logs(id: string, options: LogsOptions): Promise<ReadableStream<Uint8Array>>;
   /** Extracts a tar archive into `path` inside the container. */
   putArchive(id: string, path: string, tar: Uint8Array | ReadableStream<Uint8Array>): Promise<void>;
   /** A tar archive of `path` inside the container. */

@@ -6,7 +6,13 @@ import { spooledUpload } from "../http/auth.ts";
 import { spoolBody } from "../http/body.ts";
 import { type CallerResolver, requireCaller } from "../http/caller.ts";
 import { parseJson, parseValue } from "../http/errors.ts";
-import { ContainerPathSchema, CreateContainerSchema, ExecSchema } from "../types.ts";
+import {
+  ContainerPathSchema,
+  CreateContainerSchema,
+  ExecSchema,
+  LOGS_DEFAULT_MAX_BYTES,
+  LogsQuerySchema,
+} from "../types.ts";
 
 const z = zod();
 const IdSchema = z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "a container id or name"));
@@ -61,10 +67,32 @@ export function containerRoutes(o: ContainerRoutesOptions) {
     .get("/:id/logs", async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
       const follow = parseValue("follow", FollowSchema, c.req.query("follow") ?? "0");
+      const following = follow === "1" || follow === "true";
+      const q = LogsQuerySchema;
+      const tail = parseValue("tail", q.tail, c.req.query("tail") ?? "all");
+      const since = c.req.query("since");
+      const maxBytes = c.req.query("maxBytes");
+      const sinceS = since === undefined ? undefined : parseValue("since", q.since, since);
       const stream = await service.logs(
         id(c.req.param("id")),
         caller,
-        follow === "1" || follow === "true",
+        {
+          follow: following,
+          tail: tail === "all" ? undefined : Number(tail),
+          since:
+            sinceS === undefined
+              ? undefined
+              : /^\d+$/.test(sinceS)
+                ? Number(sinceS)
+                : Math.floor(Date.parse(sinceS) / 1000),
+          // without follow an answer is bounded by default; a follow stream is back-pressured instead
+          maxBytes:
+            maxBytes === undefined
+              ? following
+                ? undefined
+                : LOGS_DEFAULT_MAX_BYTES
+              : Number(parseValue("maxBytes", q.maxBytes, maxBytes)),
+        },
         c.req.raw.signal,
       );
       return new Response(stream, {
