@@ -31,6 +31,8 @@ export interface DockerEngineOptions {
 /** Default of config `engineTimeoutMs`. */
 export const DEFAULT_ENGINE_TIMEOUT_MS = 10_000;
 /** create, start and remove may take this many times engineTimeoutMs. */
+/** Least time an upload may take to reach the engine: 256 MiB at about 2 MiB/s. */
+const UPLOAD_LIMIT_MS = 120_000;
 const SLOW_FACTOR = 3;
 /** Longest silence of the engine during an image pull (or engineTimeoutMs when that is longer). */
 const PULL_IDLE_MS = 60_000;
@@ -442,43 +444,51 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       });
     },
 
+    // An upload (up to 256 MiB, streamed from the spool file) gets at least UPLOAD_LIMIT_MS: the engine
+    // extracts as it reads, so a big archive on a loaded host must not hit the short limit meant for a hang.
     putArchive: (id, path, tar) =>
-      call(`copy files into container ${id}`, async (d) => {
-        try {
-          // A stream goes to the engine as it is read (uploads are spooled to a file, never held whole).
-          const body = tar instanceof Uint8Array ? Buffer.from(tar) : Readable.fromWeb(tar as never);
-          await d.getContainer(id).putArchive(body, { path });
-        } catch (err) {
-          // The engine answers 500 for a body that is not a tar: that is the caller's input, not an engine fault.
-          const message = (err as DockerLikeError).json?.message ?? "";
-          if (/archive\/tar|invalid tar|unexpected EOF/i.test(message)) {
-            throw new P2prcError("E_INVALID", `body: not a valid tar archive (${message})`, {
-              field: "body",
-            });
-          }
-          if ((err as DockerLikeError).statusCode === 404 && /path|find the file/i.test(message)) {
-            throw new P2prcError("E_NOT_FOUND", `path ${path} does not exist in the container`, {
-              field: "path",
-            });
-          }
-          if (/not a directory/i.test(message)) {
-            throw new P2prcError("E_INVALID", `path: ${path} is not a directory in the container`, {
-              field: "path",
-            });
-          }
-          // Entries the engine will not extract (hard or symbolic links out of the tree, devices, ...).
-          if (/link|invalid argument|permission denied|operation not permitted|no such file/i.test(message)) {
-            throw new P2prcError(
-              "E_INVALID",
-              `body: the engine refused an entry of the archive (${message})`,
-              {
+      call(
+        `copy files into container ${id}`,
+        async (d) => {
+          try {
+            // A stream goes to the engine as it is read (uploads are spooled to a file, never held whole).
+            const body = tar instanceof Uint8Array ? Buffer.from(tar) : Readable.fromWeb(tar as never);
+            await d.getContainer(id).putArchive(body, { path });
+          } catch (err) {
+            // The engine answers 500 for a body that is not a tar: that is the caller's input, not an engine fault.
+            const message = (err as DockerLikeError).json?.message ?? "";
+            if (/archive\/tar|invalid tar|unexpected EOF/i.test(message)) {
+              throw new P2prcError("E_INVALID", `body: not a valid tar archive (${message})`, {
                 field: "body",
-              },
-            );
+              });
+            }
+            if ((err as DockerLikeError).statusCode === 404 && /path|find the file/i.test(message)) {
+              throw new P2prcError("E_NOT_FOUND", `path ${path} does not exist in the container`, {
+                field: "path",
+              });
+            }
+            if (/not a directory/i.test(message)) {
+              throw new P2prcError("E_INVALID", `path: ${path} is not a directory in the container`, {
+                field: "path",
+              });
+            }
+            // Entries the engine will not extract (hard or symbolic links out of the tree, devices, ...).
+            if (
+              /link|invalid argument|permission denied|operation not permitted|no such file/i.test(message)
+            ) {
+              throw new P2prcError(
+                "E_INVALID",
+                `body: the engine refused an entry of the archive (${message})`,
+                {
+                  field: "body",
+                },
+              );
+            }
+            throw err;
           }
-          throw err;
-        }
-      }),
+        },
+        Math.max(SLOW_FACTOR * timeoutMs, UPLOAD_LIMIT_MS),
+      ),
 
     getArchive: (id, path) =>
       call(`copy ${path} out of container ${id}`, async (d, signal) => {
