@@ -31,9 +31,9 @@ export interface DockerEngineOptions {
 /** Default of config `engineTimeoutMs`. */
 export const DEFAULT_ENGINE_TIMEOUT_MS = 10_000;
 /** create, start and remove may take this many times engineTimeoutMs. */
+const SLOW_FACTOR = 3;
 /** Least time an upload may take to reach the engine: 256 MiB at about 2 MiB/s. */
 const UPLOAD_LIMIT_MS = 120_000;
-const SLOW_FACTOR = 3;
 /** Longest silence of the engine during an image pull (or engineTimeoutMs when that is longer). */
 const PULL_IDLE_MS = 60_000;
 
