@@ -82,8 +82,9 @@ class FakeNode {
 
 function deps(nodes: FakeNode[]): ClientDeps {
   const byHost = new Map(nodes.map((n) => [new URL(n.url).host, n]));
-  const fakeFetch = (async (input: string | URL | Request, init?: RequestInit) => {
-    const req = new Request(input instanceof URL ? input.href : input, init);
+  // NodeClient always calls fetch(url: string, init)
+  const fakeFetch = (async (input: string, init?: RequestInit) => {
+    const req = new Request(input, init);
     const node = byHost.get(new URL(req.url).host);
     if (!node) throw new TypeError("connection refused");
     return node.handle(req);
