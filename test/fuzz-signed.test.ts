@@ -408,7 +408,7 @@ test(`${TOTAL} member-signed fuzzed requests over every route: no 5xx, no hang, 
             method: r.method,
             headers: r.headers,
             body,
-            signal: AbortSignal.timeout(15_000),
+            signal: AbortSignal.timeout(30_000), // generous: a loaded CI machine is slow, a hang is forever
           });
           status = res.status;
           // a followed log never ends: its status is what counts, not reading it to the end
@@ -450,4 +450,4 @@ test(`${TOTAL} member-signed fuzzed requests over every route: no 5xx, no hang, 
   expect((await fetch(`${url}/v1/health`)).status).toBe(200);
   expect((await signedFetch(nodeIdentity(home), `${url}/v1/specs`)).status).toBe(200);
   expect(rssEnd).toBeLessThan(RSS_BOUND_MB);
-}, 120_000);
+}, 300_000); // ~15 CPU-seconds in all; the wall time is long only on a machine busy with other work
