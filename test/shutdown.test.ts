@@ -78,12 +78,15 @@ test("SIGTERM: an in-flight request completes, idle connections do not delay the
     20_000,
   );
 
-  // 1. idle connections: one that was answered once and kept alive, one opened with no request yet
+  // 1. idle connections: one answered once and kept alive, one opened with no request yet, one whose
+  //    request headers never end
   const kept = await rawConnection(port);
   kept.socket.write(`GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: keep-alive\r\n\r\n`);
   await waitFor("health answer on the kept-alive connection", answered(kept), 5_000);
   expect(kept.received()).toStartWith("HTTP/1.1 200");
   const opened = await rawConnection(port);
+  const halfHeader = await rawConnection(port); // a request that never finishes its headers (slowloris)
+  halfHeader.socket.write(`GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`);
 
   // 2. a request in flight: a signed create whose body arrives in two parts, the second after SIGTERM.
   //    The body is invalid on purpose (400, no container), but the node has to read all of it to answer.
@@ -121,6 +124,6 @@ test("SIGTERM: an in-flight request completes, idle connections do not delay the
   // Measured 0.35-0.6 s here (0.3 s is the test's own pause before the rest of the body); before the fix
   // 10.3 s (the grace deadline). 3 s leaves room for a loaded 2-core CI machine and stays far below 10 s.
   expect(took).toBeLessThan(3_000);
-  await Promise.all([kept.closed, opened.closed]); // closed by the node, not left open
-  for (const c of [kept, opened, slow]) c.socket.destroy();
+  await Promise.all([kept.closed, opened.closed, halfHeader.closed]); // closed by the node, not left open
+  for (const c of [kept, opened, halfHeader, slow]) c.socket.destroy();
 }, 40_000);
