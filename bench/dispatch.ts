@@ -1,12 +1,13 @@
 // Dispatch latency: time from request to a running container, p2prc against the engine underneath.
 //   A. p2prc: POST /v1/containers on an in-process node (answers 201 after create, start and inspect)
 //   B. `docker run -d` through the docker CLI on the same engine (the baseline of the goal)
-//   C. dockerode createContainer + start with the same body p2prc sends (engine-only, no CLI start-up)
+//   C. dockerode createContainer + start with the same body p2prc sends (engine-only, no CLI start-up;
+//      the like-for-like baseline of the goal)
 //   D. p2prc's create steps (server/containers.ts) replayed in-process through its engine, each timed
 // Interleaved A, B, C, D (who goes first rotates) over RUNS runs after WARMUPS warm-ups; every container
 // is removed after its run (not timed). Then the HTTP layer alone (a POST the schema rejects), and where
 // A's time goes.
-// Goal: median A ≤ 1.05 × median B.
+// Goal: median A ≤ 1.05 × median B and ≤ 1.05 × median C (both judged and printed).
 // Run: node_modules/.bin/bun bench/dispatch.ts (or `make bench`). Reads DOCKER_HOST and PORT (server
 // port; default a free one). Exits 77 when the docker CLI, the engine or the image is missing.
 import { randomBytes } from "node:crypto";
@@ -367,9 +368,14 @@ async function main(): Promise<void> {
       .join("  ");
   console.log(fmt(header));
   for (const r of rows) console.log(fmt(r));
+  // The goal is judged against both baselines: B (the docker CLI, whose own start-up of ~tens of ms
+  // favours p2prc) and C (dockerode with p2prc's own body: like for like, the engine's time alone).
   const ab = A.med / B.med;
-  console.log(`A/B ${ab.toFixed(2)}×  (goal ≤ ${GOAL}×: ${ab <= GOAL ? "yes" : "NO"})`);
-  console.log(`A/C ${(A.med / C.med).toFixed(2)}×`);
+  const ac = A.med / C.med;
+  const verdict = (ratio: number) => (ratio <= GOAL ? "yes" : "NO");
+  console.log(`A/B ${ab.toFixed(2)}×  (goal ≤ ${GOAL}× the docker CLI: ${verdict(ab)})`);
+  console.log(`A/C ${ac.toFixed(2)}×  (goal ≤ ${GOAL}× dockerode, like for like: ${verdict(ac)})`);
+  console.log(`goal met against both: ${ab <= GOAL && ac <= GOAL ? "yes" : "NO"}`);
   console.log(`p2prc added (median A − median C): ${(A.med - C.med).toFixed(1)} ms`);
 
   // A − C is engine noise plus p2prc's own work; the latter, summed from its parts, is steadier

@@ -138,6 +138,17 @@ describe("loadOrCreateTlsCertificate", () => {
     writeFileSync(join(certOnly, "tls.crt"), mine.certPem);
     await expectIdentityError(certOnly, "tls.crt");
 
+    // a key that cannot be read whoever runs this (root reads any file, so a mode-000 file proves
+    // nothing under `make test`): a directory in its place
+    const keyIsDir = join(root, "key-is-dir");
+    mkdirSync(join(keyIsDir, "tls.key"), { recursive: true });
+    writeFileSync(join(keyIsDir, "tls.crt"), mine.certPem);
+    await expectIdentityError(keyIsDir, "tls.key");
+    const certIsDir = join(root, "cert-is-dir");
+    mkdirSync(join(certIsDir, "tls.crt"), { recursive: true });
+    writeFileSync(join(certIsDir, "tls.key"), mine.keyPem);
+    await expectIdentityError(certIsDir, "tls.crt");
+
     if (process.getuid?.() !== 0) {
       const unreadable = join(root, "unreadable");
       mkdirSync(unreadable);

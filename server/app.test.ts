@@ -141,8 +141,21 @@ afterAll(async () => {
 const main = makeApp();
 
 describe("container lifecycle", () => {
-  let id = "";
-  let name = "";
+  /**
+   * Each test makes the container it needs (none shares an id with another, so none can pass on an
+   * empty id when the engine is missing: the create itself fails then) and removes it at its end.
+   */
+  async function running(body: Record<string, unknown> = {}): Promise<{ id: string; name: string }> {
+    const r = await call(main.app, "POST", "/v1/containers", {
+      command: ["sh", "-c", "echo started; sleep 300"],
+      ...body,
+    });
+    expect(r.status).toBe(201);
+    expect(r.json.id).toMatch(/^[0-9a-f]{64}$/);
+    return { id: r.json.id, name: r.json.name };
+  }
+  const remove = async (id: string) =>
+    expect((await call(main.app, "DELETE", `/v1/containers/${id}`)).status).toBe(200);
 
   test("create → 201 with id, name, image and two same-number port mappings", async () => {
     const r = await call(main.app, "POST", "/v1/containers", {
@@ -161,20 +174,22 @@ describe("container lifecycle", () => {
     }
     expect(r.json.ports[0].external).not.toBe(r.json.ports[1].external);
     expect(r.json.ssh).toBeUndefined();
-    id = r.json.id;
-    name = r.json.name;
-  });
+    await remove(r.json.id);
+  }, 20_000);
 
   test("the published ports are bound on the engine", async () => {
+    const { id } = await running({ ports: 2 });
     const info = await docker.getContainer(id).inspect();
     const bound = Object.entries(info.NetworkSettings.Ports ?? {})
       .filter(([, b]) => (b ?? []).length > 0)
       .map(([k, b]) => ({ internal: Number.parseInt(k, 10), external: Number(b?.[0]?.HostPort) }));
     const api = (await call(main.app, "GET", `/v1/containers/${id}`)).json.ports;
     expect(bound.sort((a, b) => a.internal - b.internal)).toEqual(api);
-  });
+    await remove(id);
+  }, 20_000);
 
   test("exec → exit code, stdout and stderr apart", async () => {
+    const { id } = await running();
     const r = await call(main.app, "POST", `/v1/containers/${id}/exec`, {
       command: ["sh", "-c", "echo to-out; echo to-err >&2; exit 3"],
     });
@@ -182,9 +197,11 @@ describe("container lifecycle", () => {
     expect(r.json.exitCode).toBe(3);
     expect(r.json.stdout).toBe("to-out\n");
     expect(r.json.stderr).toBe("to-err\n");
-  });
+    await remove(id);
+  }, 20_000);
 
   test("exec honours env and workingDir", async () => {
+    const { id } = await running();
     const r = await call(main.app, "POST", `/v1/containers/${id}/exec`, {
       command: ["sh", "-c", 'echo "$GREETING $(pwd)"'],
       env: { GREETING: "hi" },
@@ -192,9 +209,11 @@ describe("container lifecycle", () => {
     });
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({ exitCode: 0, stdout: "hi /tmp\n" });
-  });
+    await remove(id);
+  }, 20_000);
 
   test("exec with timeoutSeconds returns when the time is up, marked timedOut", async () => {
+    const { id } = await running();
     const t0 = Date.now();
     const r = await call(main.app, "POST", `/v1/containers/${id}/exec`, {
       command: ["sleep", "30"],
@@ -204,24 +223,30 @@ describe("container lifecycle", () => {
     expect(r.status).toBe(200);
     expect(r.json.timedOut).toBe(true);
     expect(r.json.exitCode).toBe(-1);
-  });
+    await remove(id);
+  }, 20_000);
 
   test("upload into a directory that does not exist → 404, not 5xx", async () => {
+    const { id } = await running();
     const tar = createTar([{ path: "x.txt", mode: 0o644, content: "x" }]);
     const r = await call(main.app, "PUT", `/v1/containers/${id}/files?path=/no/such/dir`, tar, true);
     expect(r.status).toBe(404);
-  });
+    await remove(id);
+  }, 20_000);
 
   test("logs contain what the command printed", async () => {
+    const { id } = await running();
     const text = await waitFor(async () => {
       const r = await call(main.app, "GET", `/v1/containers/${id}/logs`);
       expect(r.status).toBe(200);
       return r.text.includes("started") ? r.text : undefined;
     }, 5000);
     expect(text).toContain("started");
-  });
+    await remove(id);
+  }, 20_000);
 
   test("logs?follow=1 streams and can be cancelled", async () => {
+    const { id } = await running();
     const ac = new AbortController();
     const res = await main.app.request(`http://127.0.0.1/v1/containers/${id}/logs?follow=1`, {
       signal: ac.signal,
@@ -238,9 +263,11 @@ describe("container lifecycle", () => {
     expect(seen).toContain("started");
     ac.abort();
     await reader.cancel().catch(() => undefined);
-  });
+    await remove(id);
+  }, 20_000);
 
   test("upload a tar, then download the files back", async () => {
+    const { id } = await running();
     const tar = createTar([
       { path: "up", mode: 0o755 },
       { path: "up/hello.txt", mode: 0o644, content: "hello from the test\n" },
@@ -270,15 +297,19 @@ describe("container lifecycle", () => {
     const all = readTar(new Uint8Array(await dir.arrayBuffer()));
     expect(all.get("up/hello.txt")).toBe("hello from the test\n");
     expect(all.get("up/data.bin")).toBe("A".repeat(3000));
-  });
+    await remove(id);
+  }, 20_000);
 
   test("files of a path that does not exist → 404", async () => {
+    const { id } = await running();
     const r = await call(main.app, "GET", `/v1/containers/${id}/files?path=/no/such/file`);
     expect(r.status).toBe(404);
     expect(r.json.error.message).toBeString();
-  });
+    await remove(id);
+  }, 20_000);
 
   test("GET list and GET one (by id, by name, by id prefix)", async () => {
+    const { id, name } = await running();
     const list = await call(main.app, "GET", "/v1/containers");
     expect(list.status).toBe(200);
     const mine = list.json.containers.find((c: { id: string }) => c.id === id);
@@ -289,9 +320,11 @@ describe("container lifecycle", () => {
       expect(one.json).toMatchObject({ id, name, running: true, cpus: 0.5, memoryMb: 64, gpu: false });
       expect(Date.parse(one.json.expiresAt)).toBeGreaterThan(Date.now());
     }
-  });
+    await remove(id);
+  }, 20_000);
 
   test("DELETE → removed; then 404 for GET, exec, logs, files and DELETE", async () => {
+    const { id } = await running();
     const del = await call(main.app, "DELETE", `/v1/containers/${id}`);
     expect(del.status).toBe(200);
     expect(del.json).toEqual({ removed: id });
@@ -309,7 +342,7 @@ describe("container lifecycle", () => {
     }
     const list = await call(main.app, "GET", "/v1/containers");
     expect(list.json.containers.map((c: { id: string }) => c.id)).not.toContain(id);
-  });
+  }, 20_000);
 
   test("exec in a container whose command has exited → 409, not 5xx", async () => {
     const r = await call(main.app, "POST", "/v1/containers", { command: ["true"] });
@@ -358,7 +391,7 @@ describe("container lifecycle", () => {
 });
 
 describe("isolation defaults on the engine", () => {
-  test("caps dropped, no-new-privileges, limits, no mounts, no restart, p2prc labels", async () => {
+  test("caps dropped, no-new-privileges, limits, no swap, an init, no mounts, no restart, p2prc labels", async () => {
     const r = await call(main.app, "POST", "/v1/containers", { cpus: 0.25, memoryMb: 48 });
     expect(r.status).toBe(201);
     const info = await docker.getContainer(r.json.id).inspect();
@@ -368,6 +401,10 @@ describe("isolation defaults on the engine", () => {
     expect(hc.SecurityOpt).toContain("no-new-privileges:true");
     expect(hc.PidsLimit ?? 0).toBeGreaterThan(0);
     expect(hc.Memory).toBe(48 * 1024 * 1024);
+    // no swap beyond the memory limit (MemorySwap is memory + swap), and an init process (PID 1 reaps
+    // zombies and passes signals), as Docs/Security.md promises
+    expect(hc.MemorySwap).toBe(48 * 1024 * 1024);
+    expect(hc.Init).toBe(true);
     expect(hc.NanoCpus).toBe(0.25e9);
     expect(hc.Privileged).toBe(false);
     expect(hc.Binds ?? []).toEqual([]);

@@ -140,9 +140,18 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     stopping ??= (async () => {
       log.info("stopping: finishing in-flight requests ...");
       reconciler.stop();
+      // stop(false) lets requests in flight finish (streamed answers included), but it also waits on
+      // connections with no request in flight that Bun does not count as idle (an open TLS connection
+      // with nothing sent yet, a half-sent header), up to their 120 s idle timeout. So: wait only while a
+      // request is pending, then close the rest at once; 10 s at most (a followed log never ends).
       const graceful = server.stop(false);
+      let waiting = true;
+      const drained = (async () => {
+        while (waiting && server.pendingRequests > 0) await Bun.sleep(20);
+      })();
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, 10_000).unref());
-      await Promise.race([graceful, deadline]);
+      await Promise.race([graceful, drained, deadline]);
+      waiting = false;
       server.stop(true);
       await reconciler.idle();
       log.info("stopped");

@@ -595,9 +595,17 @@ describe("batch on three nodes", () => {
       join(jobs, "kill.json"),
       JSON.stringify({
         image: BUSYBOX,
-        command: ["sh", "-c", 'echo "$P2PRC_TASK_INDEX" > out.txt; sleep 1'],
+        // Every run leaves a trace: a line (container, task, attempt directory, pid) appended to a log in
+        // its container, copied back with the outputs. A container's log holds every run it served, so
+        // the union of the copies shows each run on a node that survived, including a second run of a
+        // task that should have run once.
+        command: [
+          "sh",
+          "-c",
+          'echo "$P2PRC_TASK_INDEX" > out.txt; echo "$(hostname) $P2PRC_TASK_INDEX $PWD $$" >> /p2prc-task/runs.log; cp /p2prc-task/runs.log runs.log; sleep 1',
+        ],
         tasks: 30,
-        outputs: ["out.txt"],
+        outputs: ["out.txt", "runs.log"],
       }),
     );
     const out = join(root, "out-kill");
@@ -614,6 +622,11 @@ describe("batch on three nodes", () => {
     const onVictim = dbTasks(out)
       .filter((t) => t.state === "running" && t.node === victim.name)
       .map((t) => t.idx);
+    const victimContainers = new Set(
+      (await docker.listContainers({ all: true, filters: { label: [`p2prc.node=${victim.id}`] } })).map((c) =>
+        c.Id.slice(0, 12),
+      ),
+    );
     victim.proc.kill(9);
     await victim.proc.exited;
     const r = await run.done;
@@ -638,5 +651,25 @@ describe("batch on three nodes", () => {
     }
     // a task rescheduled on the victim never ran there again
     for (const row of rows) if (row.attempts >= 2) expect(row.node).not.toBe(victim.name);
+
+    // exactly once, from the runs' own traces: on the nodes that survived, every task ran exactly once,
+    // except a task that finished on the victim (its trace died with the victim's containers)
+    const runs = new Set<string>();
+    for (const i of range(30))
+      for (const line of readFileSync(join(out, String(i), "runs.log"), "utf8").split("\n"))
+        if (line.trim()) runs.add(line.trim());
+    const survivorRuns = new Map<number, string[]>();
+    for (const line of runs) {
+      const [, index] = line.split(" ");
+      survivorRuns.set(Number(index), [...(survivorRuns.get(Number(index)) ?? []), line]);
+    }
+    for (const i of range(30)) {
+      const expected = (rows[i] as Row).node === victim.name ? 0 : 1;
+      // a container that served tasks on the victim is gone with it; runs seen here are on survivors
+      const seen = (survivorRuns.get(i) ?? []).filter(
+        (line) => !victimContainers.has(line.split(" ")[0] as string),
+      );
+      expect({ task: i, runs: seen.length }).toEqual({ task: i, runs: expected });
+    }
   }, 90_000);
 });

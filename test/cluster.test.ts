@@ -207,7 +207,7 @@ describe("a shared cluster over TLS", () => {
     created.push({ node: alice, id: ((await res.json()) as { id: string }).id });
   });
 
-  test("the host removes her: within one gossip interval every node answers 403", async () => {
+  test("the host removes her: within a few ms (not a gossip interval) every node answers 403", async () => {
     const removed = await cli(host.home, ["--cluster-remove", carol.nodeId]);
     expect(removed.code).toBe(0);
     expect(removed.out).not.toContain("did not take it"); // the running host took it at once
@@ -219,12 +219,16 @@ describe("a shared cluster over TLS", () => {
           `${n.name} refuses carol`,
           async () => ((await call(n, carol, "GET", "/v1/containers")).status === 403 ? true : undefined),
           5 * INTERVAL_MS,
+          5, // poll every 5 ms: the bound below is far tighter than the default 50 ms step would show
         );
         lost[n.name] = performance.now() - done;
       }),
     );
     console.log(`carol lost access after (ms since the CLI returned): ${JSON.stringify(lost)}`);
-    for (const ms of Object.values(lost)) expect(ms).toBeLessThanOrEqual(INTERVAL_MS);
+    // Docs/Security.md promises 403 everywhere "within a few ms": the host takes the new version at once
+    // and pushes it to every peer, not waiting for a gossip round (1 s here). Measured 8-10 ms on a loaded
+    // 2-core machine; 300 ms leaves room for a slow CI machine yet fails if only gossip carried it.
+    for (const ms of Object.values(lost)) expect(ms).toBeLessThanOrEqual(300);
     expect((await createAs(bob, carol)).status).toBe(403);
   });
 

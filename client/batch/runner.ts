@@ -64,8 +64,12 @@ class TaskTimeout extends P2prcError {
   }
 }
 
-/** Keeps a path from a node's tar inside `root` (a hostile node cannot write elsewhere). */
-function safeJoin(root: string, name: string): string | undefined {
+/**
+ * Keeps a path from a node's tar inside `root` (a hostile node cannot write elsewhere): leading `..`
+ * are dropped, absolute names and names still climbing out refused. nanotar's parser already strips
+ * some of this; this is the guarantee. Exported for its test only (not in client/index.ts).
+ */
+export function safeJoin(root: string, name: string): string | undefined {
   const clean = normalize(name).replace(/^(\.\.(\/|$))+/, "");
   if (clean.startsWith("/") || clean.split("/").includes("..") || clean === "." || clean === "")
     return undefined;
