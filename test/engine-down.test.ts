@@ -94,7 +94,7 @@ test("engine down, then back: the node serves throughout and its reconcile recov
     logger: memoryLogger(),
     gpus: async () => [],
     dataDir: root,
-    resolveCaller: () => ({ id: "local", admin: true }),
+    resolveCaller: () => ({ id: "local", admin: true, operator: true }),
     reconcileIntervalMs: 200,
   });
 
