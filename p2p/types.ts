@@ -109,7 +109,8 @@ function build() {
     from: SignedRecordSchema,
     records: z.array(SignedRecordSchema).check(z.maxLength(5000)),
     deaths: z.array(DeathNoticeSchema).check(z.maxLength(5000)),
-    want: z.array(nodeId).check(z.maxLength(5000)),
+    /** Ids the caller wants (from a digest, so up to its size); only `gossipMaxRecords` are answered. */
+    want: z.array(nodeId).check(z.maxLength(100000)),
   });
   return {
     ClusterMemberSchema,
