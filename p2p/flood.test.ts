@@ -125,4 +125,87 @@ describe("gossip flood", () => {
     expect(digest.bytes).toBeLessThan(200_000);
     expect(liveIds(victim)).toContain(real.identity.nodeId);
   }, 60_000);
+
+  test("every signer a member (open network), 200 fresh keys calling /exchange: the table stays within maxPeers, reached and vouched nodes stay", async () => {
+    const vouched = generateIdentity();
+    const net = new Net({ maxPeers: 16, trusted: [vouched.nodeId] });
+    const victim = net.add("victim");
+    const reals = [net.add("real-1"), net.add("real-2"), net.add("real-3")];
+    for (const r of reals) r.store.peers.addSeed("127.0.0.1", victim.port, true, net.clock.now());
+    for (let r = 0; r < 4; r++) {
+      await net.rounds([victim, ...reals]);
+      net.clock.advance(1000);
+    }
+    // a trusted node nobody can reach (yet): vouched for, so taken at once and never dropped
+    const mallory = generateIdentity();
+    const from = signedRecord(mallory, { name: "mallory", addresses: [{ host: "127.0.0.1", port: 2 }] });
+    const vouchedRecord = signedRecord(vouched, {
+      name: "vouched",
+      addresses: [{ host: "127.0.0.1", port: 3 }],
+    });
+    await postAs(victim, mallory, "/sync", { from, records: [vouchedRecord], deaths: [], want: [] });
+    expect(liveIds(victim)).toContain(vouched.nodeId);
+
+    let max = 0;
+    for (const [i, rec] of fakeRecords(200).entries()) {
+      const who = { nodeId: rec.record.id } as Identity;
+      const r = await postAs(victim, who, "/exchange", { from: rec, hash: "0".repeat(64) });
+      expect(r.status).toBe(200);
+      max = Math.max(max, victim.table.size());
+      if (i % 50 === 49) {
+        await net.rounds([victim, ...reals]);
+        net.clock.advance(1000);
+      }
+    }
+    expect(max).toBeLessThanOrEqual(16);
+    const held = liveIds(victim);
+    for (const r of reals) expect(held).toContain(r.identity.nodeId);
+    expect(held).toContain(vouched.nodeId);
+  }, 30_000);
+
+  test("a state.db filled before the bound (5000 rows) drains to maxPeers in one round", async () => {
+    const net = new Net();
+    const victim = net.add("victim");
+    const real = net.add("real");
+    real.store.peers.addSeed("127.0.0.1", victim.port, true, net.clock.now());
+    await net.rounds([victim, real], 3);
+    const now = net.clock.now();
+    // rows as an unbounded node stored them (the signatures are not checked again when read)
+    const template = signedRecord(generateIdentity(), { addresses: [{ host: "127.0.0.1", port: 4 }] });
+    for (let i = 0; i < 5000; i++) {
+      const id = i.toString(16).padStart(64, "f");
+      victim.store.peers.put({
+        id,
+        record: JSON.stringify({ ...template, record: { ...template.record, id } }),
+        version: 1,
+        state: "alive",
+        lastSeen: now,
+        lastTried: 0,
+        failures: 0,
+        latencyMs: undefined,
+        rttSamples: [],
+        updatedAt: now,
+      });
+    }
+    await victim.gossip.round();
+    expect(victim.table.size()).toBeLessThanOrEqual(1000); // the default maxPeers
+    expect(liveIds(victim)).toContain(real.identity.nodeId);
+  });
+
+  test("a want of 6000 ids (a peer with a large table) is answered, with at most gossipMaxRecords records", async () => {
+    const net = new Net({ gossipMaxRecords: 5 });
+    const victim = net.add("victim");
+    const reals = Array.from({ length: 8 }, (_, i) => net.add(`real-${i}`));
+    for (const r of reals) r.store.peers.addSeed("127.0.0.1", victim.port, true, net.clock.now());
+    await net.rounds([victim, ...reals], 2);
+    const mallory = generateIdentity();
+    const from = signedRecord(mallory, { name: "mallory", addresses: [{ host: "127.0.0.1", port: 2 }] });
+    const want = [
+      ...reals.map((r) => r.identity.nodeId),
+      ...Array.from({ length: 6000 - reals.length }, (_, i) => i.toString(16).padStart(64, "e")),
+    ];
+    const r = await postAs(victim, mallory, "/sync", { from, records: [], deaths: [], want });
+    expect(r.status).toBe(200);
+    expect((r.json.records as SignedRecord[]).length).toBe(5);
+  });
 });
