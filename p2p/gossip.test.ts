@@ -86,6 +86,31 @@ describe("joining", () => {
   });
 });
 
+describe("introduced nodes", () => {
+  test("a node passed on by a peer is admitted once this node reached it; one nobody answers for is not", async () => {
+    const net = new Net();
+    const nodes = await converged(net, 3);
+    const newcomer = net.add("newcomer");
+    newcomer.store.peers.addSeed("127.0.0.1", (nodes[0] as TestNode).port, true, net.clock.now());
+    // a record of a node that does not answer, passed on by node 0 with the others
+    const ghost = signedRecord(generateIdentity(), { name: "ghost", version: 5 });
+    await post(nodes[0] as TestNode, "/sync", { from: ghost, records: [], deaths: [], want: [] });
+    await newcomer.gossip.round(); // learns of the others from its seed: they wait for a probe
+    expect(liveIds(newcomer)).toEqual(idsOf(newcomer, nodes[0] as TestNode));
+    await newcomer.gossip.round(); // probes them: the real ones answer
+    expect(liveIds(newcomer)).toEqual(idsOf(newcomer, ...nodes));
+  });
+
+  test("--us (one round with all = true) lists every node its seed knows, probed in that round", async () => {
+    const net = new Net();
+    const nodes = await converged(net, 4);
+    const client = net.add("client");
+    client.store.peers.addSeed("127.0.0.1", (nodes[0] as TestNode).port, true, net.clock.now());
+    await client.gossip.round(true);
+    expect(liveIds(client)).toEqual(idsOf(client, ...nodes));
+  });
+});
+
 describe("changes spread", () => {
   test("metadata set on one node reaches every node", async () => {
     const net = new Net();
