@@ -668,8 +668,10 @@ export class GossipService {
       }),
     );
     await probes;
-    // `--us` (one round, then the table): the nodes the peers introduced are probed in this round too
-    while (all && this.introductions.size > 0) await this.probeIntroduced();
+    // `--us` (one round, then the table): the nodes the peers introduced are probed in this round too,
+    // in at most as many batches as it takes to probe maxUnverifiedPeers of them
+    const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);
+    for (let i = 0; all && i < batches && this.introductions.size > 0; i++) await this.probeIntroduced();
     // A record nobody can contact (no address: a client-only node that ran --us) cannot be probed;
     // it is dropped once it has not changed for 3 suspect timeouts.
     for (const row of table.live()) {
