@@ -147,7 +147,7 @@ describe("gossip flood", () => {
     let max = 0;
     for (const [i, rec] of fakeRecords(200).entries()) {
       const who = { nodeId: rec.record.id } as Identity;
-      const r = await postAs(victim, who, "/exchange", { from: rec, hash: "0".repeat(64) });
+      const r = await postAs(victim, who, "/exchange", { from: rec, have: 1, hash: "0".repeat(64) });
       expect(r.status).toBe(200);
       max = Math.max(max, victim.table.size());
       if (i % 50 === 49) {
@@ -156,6 +156,10 @@ describe("gossip flood", () => {
       }
     }
     expect(max).toBeLessThanOrEqual(16);
+    // what each caller said it holds of the victim's record is kept for at most maxPeers callers
+    expect(
+      (victim.gossip as unknown as { peerHolds: Map<string, number> }).peerHolds.size,
+    ).toBeLessThanOrEqual(16);
     const held = liveIds(victim);
     for (const r of reals) expect(held).toContain(r.identity.nodeId);
     expect(held).toContain(vouched.nodeId);

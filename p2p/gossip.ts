@@ -245,8 +245,18 @@ export class GossipService {
       this.log.debug(`IP table over maxPeers (${this.deps.config.maxPeers}): dropped ${dropped.length}`);
   }
 
+  /**
+   * Applies death notices: at most `gossipMaxRecords` per call are verified, and only those about this
+   * node or about a node held here, from a reporter held here (any other would be ignored anyway).
+   */
   private applyDeaths(deaths: unknown[]): void {
-    for (const raw of deaths.slice(0, this.deps.config.gossipMaxRecords)) {
+    const { table } = this.deps;
+    const held = (id: unknown) => typeof id === "string" && (table.get(id)?.state ?? "dead") !== "dead";
+    const relevant = deaths.filter((raw) => {
+      const d = raw as { id?: unknown; reporter?: unknown } | null;
+      return (d?.id === this.nodeId || held(d?.id)) && held(d?.reporter);
+    });
+    for (const raw of relevant.slice(0, this.deps.config.gossipMaxRecords)) {
       const notice = verifyDeath(raw);
       if (!notice) continue;
       const result = this.deps.table.applyDeath(notice, TOMBSTONE_MS);
@@ -290,7 +300,7 @@ export class GossipService {
     const same = digestHash(digest) === body.hash;
     const self = await this.selfRecord();
     // the caller said which version of this node's record it holds: no need to send it ours next time
-    if (callerId && body.have !== undefined) this.peerHolds.set(callerId, body.have);
+    if (callerId && body.have !== undefined) this.holds(callerId, body.have);
     const response: ExchangeResponse = { observed: remote, same };
     if (body.have !== self.record.version) response.from = self;
     if (callerId) response.got = this.deps.table.record(callerId)?.record.version ?? 0;
@@ -339,7 +349,10 @@ export class GossipService {
       return this.introductions.wants(id, version) ? [{ raw, rank: 2 }] : [];
     });
     ranked.sort((a, b) => a.rank - b.rank);
-    for (const { raw } of ranked.slice(0, this.deps.config.gossipMaxRecords))
+    // introductions beyond what the introducer may still introduce are not even verified
+    let room = this.introductions.room(introducer);
+    const taken = ranked.filter((r) => r.rank < 2 || room-- > 0);
+    for (const { raw } of taken.slice(0, this.deps.config.gossipMaxRecords))
       this.accept(raw, false, introducer);
   }
 
@@ -424,7 +437,7 @@ export class GossipService {
     } else {
       throw new Error(`${target.url}: answered without its record`);
     }
-    if (typeof res.got === "number") this.peerHolds.set(peerId, res.got);
+    if (typeof res.got === "number") this.holds(peerId, res.got);
     if (res.clusters || res.olderClusters) this.syncClusters(target.url, res, peerOf);
     if (peerId === this.nodeId) {
       // a seed that is this node's own address (a shared bootstrap list): remember, skip it from now on
@@ -591,6 +604,19 @@ export class GossipService {
   private readonly observations: string[] = [];
   /** Version of this node's record each peer said it holds (the record is left out while equal). */
   private readonly peerHolds = new Map<string, number>();
+
+  /**
+   * Notes the version of this node's record `id` holds. At most `maxPeers` are kept, the least recently
+   * noted go first (callers with fresh keys cannot grow it; a peer forgotten gets the record once more).
+   */
+  private holds(id: string, version: number): void {
+    this.peerHolds.delete(id);
+    this.peerHolds.set(id, version);
+    if (this.peerHolds.size > this.deps.config.maxPeers) {
+      const oldest = this.peerHolds.keys().next().value as string;
+      this.peerHolds.delete(oldest);
+    }
+  }
 
   /**
    * Peers report the address they see this node at. The first one is kept while any of the last 10

@@ -69,4 +69,14 @@ describe("introductions", () => {
     intro.offer(signedRecord(who, { version: 2 }), "bob");
     expect(intro.take(1)[0]?.record.version).toBe(2);
   });
+
+  test("room: what an introducer may still introduce, within what is left in all", () => {
+    const { intro } = book(5, 3);
+    expect(intro.room("alice")).toBe(3);
+    intro.offer(rec(), "alice");
+    expect(intro.room("alice")).toBe(2);
+    for (let i = 0; i < 4; i++) intro.offer(rec(), `peer-${i}`);
+    expect(intro.size).toBe(5);
+    expect(intro.room("bob")).toBe(0);
+  });
 });

@@ -48,6 +48,13 @@ export class Introductions {
     return !r || r.until <= this.o.clock.now();
   }
 
+  /** How many more records `introducer` may introduce now (its budget, and the room left in all). */
+  room(introducer: string): number {
+    this.expire();
+    const left = Math.min(this.o.perPeer - (this.spent.get(introducer) ?? 0), this.o.max - this.waiting.size);
+    return Math.max(0, left);
+  }
+
   /** Offers a verified record; returns whether it now waits for a probe. */
   offer(signed: SignedRecord, introducer: string): boolean {
     const { id, version, addresses } = signed.record;
