@@ -357,6 +357,21 @@ describe("bad peers", () => {
     expect(await bare.text()).toContain("from: required");
   });
 
+  test("sync: a signer sending another node's (valid) record as `from` is a 400; that node is not taken", async () => {
+    const net = new Net();
+    const [a] = (await converged(net, 2)) as [TestNode, TestNode];
+    const mallory = generateIdentity();
+    const sockpuppet = generateIdentity(); // a key mallory made up, posing as a node that called
+    const res = await a.app.request("/v1/p2p/sync", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-p2prc-node": mallory.nodeId },
+      body: JSON.stringify({ from: signedRecord(sockpuppet), records: [], deaths: [], want: [] }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("not the record of the node that signed");
+    expect(liveIds(a)).not.toContain(sockpuppet.nodeId);
+  });
+
   test("sync: forged records are dropped, a correctly signed one is taken; a forgery cannot take over a real node", async () => {
     // the stranger is vouched for (trusted): its record is taken at once, with no probe (flood.test.ts
     // has the records of nodes nobody vouches for)

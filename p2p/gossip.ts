@@ -316,8 +316,16 @@ export class GossipService {
     return response;
   }
 
-  /** POST /v1/p2p/sync: take what the caller pushed, answer with what it wants. */
-  async handleSync(body: SyncRequest): Promise<SyncResponse> {
+  /**
+   * POST /v1/p2p/sync: take what the caller pushed, answer with what it wants. `callerId` is the verified
+   * signer: `from` must be its own record (it is taken as coming from its node).
+   */
+  async handleSync(body: SyncRequest, callerId?: string): Promise<SyncResponse> {
+    if (callerId && body.from.record.id !== callerId) {
+      throw new P2prcError("E_INVALID", "from: not the record of the node that signed the request", {
+        field: "from",
+      });
+    }
     const from = verifyRecord(body.from);
     if (!from) {
       throw new P2prcError("E_INVALID", "from: record signature does not verify", { field: "from" });
