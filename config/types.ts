@@ -124,6 +124,31 @@ export const CONFIG_FIELDS = {
     allowed: "an integer number of milliseconds from 100 to 3600000",
     doc: "A peer that stops answering and is not heard from for this long is declared dead.",
   },
+  maxPeers: {
+    schema: (z: Z) => z.int().check(z.minimum(16), z.maximum(100000)),
+    allowed: "an integer from 16 to 100000",
+    doc: "Most rows the IP table keeps (tombstones included). Beyond it, tombstones go first, then nodes this node never reached itself; nodes vouched for (this node, `trusted`, its clusters' members) are never dropped.",
+  },
+  maxUnverifiedPeers: {
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(10000)),
+    allowed: "an integer from 0 to 10000",
+    doc: "Records of new nodes that peers passed on, held (in memory) until this node has reached each node itself; more are dropped.",
+  },
+  maxUnverifiedPerPeer: {
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(10000)),
+    allowed: "an integer from 1 to 10000",
+    doc: "Of those, most one peer may have introduced (pending, or found unreachable in the last minute).",
+  },
+  probeConcurrency: {
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(64)),
+    allowed: "an integer from 1 to 64",
+    doc: "Introduced nodes probed at once, each gossip round.",
+  },
+  gossipMaxRecords: {
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(5000)),
+    allowed: "an integer from 1 to 5000",
+    doc: "Most records, death notices and wanted ids one sync carries each way; a larger difference is caught up over several rounds.",
+  },
   dataDir: {
     schema: (z: Z) => z.string().check(z.maxLength(4096)),
     allowed: "a directory path; empty = the home directory",

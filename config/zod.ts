@@ -33,4 +33,5 @@ export {
   string,
   tuple,
   union,
+  unknown,
 } from "zod/mini";

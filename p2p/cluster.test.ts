@@ -527,3 +527,14 @@ describe("reload()", () => {
     expect(b.isMember(other.nodeId)).toBe(false);
   });
 });
+
+describe("vouches()", () => {
+  test("this node, trusted ids and its clusters' members are vouched for; on an open network nobody else is", () => {
+    const friend = generateIdentity();
+    const open = book(openStore(":memory:"), hostId, clock, { trusted: [friend.nodeId], openNetwork: true });
+    open.host(hostId, "lab", [member(memberId)], []);
+    for (const id of [hostId, friend, memberId]) expect(open.vouches(id.nodeId)).toBe(true);
+    expect(open.isMember(other.nodeId)).toBe(true); // may use the node
+    expect(open.vouches(other.nodeId)).toBe(false); // but its record is not taken on a third party's word
+  });
+});

@@ -126,6 +126,14 @@ export class ClusterBook {
     );
   }
 
+  /**
+   * This node, a `trusted` id, or the host or a member of a cluster this node is in: a node this node
+   * vouches for (on an open network, everyone is a member, but only these are vouched for).
+   */
+  vouches(id: string): boolean {
+    return id === this.deps.selfId || this.deps.trusted.includes(id) || this.roles.has(id);
+  }
+
   /** This node's own key, a cluster's host, or a member with role admin: manages every container. */
   isAdmin(id: string): boolean {
     return id === this.deps.selfId || this.roles.get(id) === "admin";

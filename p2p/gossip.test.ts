@@ -1,165 +1,11 @@
-// Gossip between in-process nodes: each node is a GossipService behind the real p2p routes, and
-// "the network" is a fetch that routes by URL. Time is a ManualClock; rounds are run by hand.
+// Gossip between in-process nodes (p2p/test-net.ts): each node is a GossipService behind the real p2p
+// routes, and "the network" is a fetch that routes by URL. Time is a ManualClock; rounds are run by hand.
 import { describe, expect, test } from "bun:test";
-import { Hono } from "hono";
-import {
-  type Config,
-  defaultConfig,
-  generateIdentity,
-  type Identity,
-  isP2prcError,
-  ManualClock,
-  memoryLogger,
-  openStore,
-  type Store,
-} from "../config/index.ts";
-import { signedRecord as fixtureRecord, OFFER } from "./fixtures.ts";
-import { GossipService, setNodeMetadata } from "./gossip.ts";
-import { p2pRoutes } from "./routes.ts";
-import { PeerTable } from "./table.ts";
+import { generateIdentity, type Identity, openStore } from "../config/index.ts";
+import { signedRecord as fixtureRecord } from "./fixtures.ts";
+import { setNodeMetadata } from "./gossip.ts";
+import { idsOf, liveIds, Net, type TestNode } from "./test-net.ts";
 import type { NodeRecord, SignedRecord } from "./types.ts";
-
-interface TestNode {
-  name: string;
-  port: number;
-  url: string;
-  identity: Identity;
-  store: Store;
-  table: PeerTable;
-  gossip: GossipService;
-  app: Hono;
-  log: string[];
-}
-
-type Behaviour = "up" | "down" | "hang";
-
-/** A little network: nodes by host:port, each up, down (connection refused) or hanging (never answers). */
-class Net {
-  readonly clock = new ManualClock();
-  readonly nodes = new Map<string, TestNode>();
-  readonly behaviour = new Map<string, Behaviour>();
-  /** Every request made: [from node, path]. */
-  readonly calls: { from: string; url: string; body?: string }[] = [];
-  private nextPort = 9001;
-
-  /** What address node `port` sees callers at (default 127.0.0.1). */
-  readonly seenAs = new Map<number, string>();
-
-  constructor(private readonly defaults: Partial<Config> = {}) {}
-
-  add(
-    name: string,
-    opts: {
-      identity?: Identity;
-      store?: Store;
-      port?: number;
-      config?: Partial<Config>;
-      seenAs?: string;
-    } = {},
-  ): TestNode {
-    const port = opts.port ?? this.nextPort++;
-    const identity = opts.identity ?? generateIdentity();
-    const store = opts.store ?? openStore(":memory:");
-    const config: Config = {
-      ...defaultConfig(name),
-      serverHost: "127.0.0.1",
-      serverPort: port,
-      gossipIntervalMs: 1000,
-      suspectTimeoutMs: 5000,
-      gossipFanout: 3,
-      ...this.defaults,
-      ...opts.config,
-    };
-    const table = new PeerTable(store, identity.nodeId, this.clock);
-    const log: string[] = [];
-    const gossip = new GossipService({
-      identity,
-      store,
-      table,
-      config,
-      clock: this.clock,
-      logger: memoryLogger(log),
-      offer: async () => OFFER,
-      fetch: ((input: string | URL | Request, init?: RequestInit) =>
-        this.fetch(name, input, init)) as typeof fetch,
-    });
-    const app = new Hono();
-    // the signer named in the request becomes the caller, as the real auth middleware does after checking
-    app.use("*", async (c, next) => {
-      const id = c.req.header("x-p2prc-node");
-      if (id) c.set("caller" as never, { id, admin: false } as never);
-      await next();
-    });
-    app.onError((err, c) =>
-      isP2prcError(err) && err.code === "E_INVALID"
-        ? c.json({ error: { code: err.code, message: err.message } }, 400)
-        : c.json({ error: String(err) }, 500),
-    );
-    app.route(
-      "/v1/p2p",
-      p2pRoutes({ gossip, table, remoteAddress: () => this.seenAs.get(port) ?? "127.0.0.1" }),
-    );
-    const node: TestNode = {
-      name,
-      port,
-      url: `http://127.0.0.1:${port}`,
-      identity,
-      store,
-      table,
-      gossip,
-      app,
-      log,
-    };
-    this.nodes.set(`127.0.0.1:${port}`, node);
-    this.behaviour.set(`127.0.0.1:${port}`, "up");
-    return node;
-  }
-
-  set(node: TestNode, b: Behaviour): void {
-    this.behaviour.set(`127.0.0.1:${node.port}`, b);
-  }
-
-  /** Puts `node` at the address of `port` (another process took over the port). */
-  move(node: TestNode, port: number): void {
-    this.nodes.set(`127.0.0.1:${port}`, node);
-    this.behaviour.set(`127.0.0.1:${port}`, "up");
-  }
-
-  private async fetch(from: string, input: string | URL | Request, init?: RequestInit): Promise<Response> {
-    const url = new URL(String(input));
-    this.calls.push({
-      from,
-      url: url.toString(),
-      body: typeof init?.body === "string" ? init.body : undefined,
-    });
-    const b = this.behaviour.get(url.host) ?? "down";
-    const node = this.nodes.get(url.host);
-    if (b === "hang") {
-      return new Promise((_, reject) => {
-        init?.signal?.addEventListener("abort", () => reject(new Error("timed out")), { once: true });
-      });
-    }
-    if (b === "down" || !node) throw new Error(`connect ECONNREFUSED ${url.host}`);
-    return node.app.request(url.pathname, { method: init?.method, headers: init?.headers, body: init?.body });
-  }
-
-  /** One round on each node, in order. */
-  async rounds(nodes: TestNode[], n = 1): Promise<void> {
-    for (let i = 0; i < n; i++) {
-      for (const node of nodes) {
-        if (this.behaviour.get(`127.0.0.1:${node.port}`) !== "up") continue;
-        await node.gossip.round();
-      }
-    }
-  }
-}
-
-const liveIds = (n: TestNode) =>
-  n.table
-    .views()
-    .map((v) => v.id)
-    .sort();
-const idsOf = (...nodes: TestNode[]) => nodes.map((n) => n.identity.nodeId).sort();
 
 async function post(node: TestNode, path: string, body: unknown) {
   const res = await node.app.request(`/v1/p2p${path}`, {
@@ -237,6 +83,31 @@ describe("joining", () => {
     await a.gossip.exchangeWith({ url: b.url, id: b.identity.nodeId });
     expect(a.gossip.stats.failures).toBe(failures);
     expect(b.table.record(a.identity.nodeId)?.record.id).toBe(a.identity.nodeId);
+  });
+});
+
+describe("introduced nodes", () => {
+  test("a node passed on by a peer is admitted once this node reached it; one nobody answers for is not", async () => {
+    const net = new Net();
+    const nodes = await converged(net, 3);
+    const newcomer = net.add("newcomer");
+    newcomer.store.peers.addSeed("127.0.0.1", (nodes[0] as TestNode).port, true, net.clock.now());
+    // a record of a node that does not answer, passed on by node 0 with the others
+    const ghost = signedRecord(generateIdentity(), { name: "ghost", version: 5 });
+    await post(nodes[0] as TestNode, "/sync", { from: ghost, records: [], deaths: [], want: [] });
+    await newcomer.gossip.round(); // learns of the others from its seed: they wait for a probe
+    expect(liveIds(newcomer)).toEqual(idsOf(newcomer, nodes[0] as TestNode));
+    await newcomer.gossip.round(); // probes them: the real ones answer
+    expect(liveIds(newcomer)).toEqual(idsOf(newcomer, ...nodes));
+  });
+
+  test("--us (one round with all = true) lists every node its seed knows, probed in that round", async () => {
+    const net = new Net();
+    const nodes = await converged(net, 4);
+    const client = net.add("client");
+    client.store.peers.addSeed("127.0.0.1", (nodes[0] as TestNode).port, true, net.clock.now());
+    await client.gossip.round(true);
+    expect(liveIds(client)).toEqual(idsOf(client, ...nodes));
   });
 });
 
@@ -486,12 +357,29 @@ describe("bad peers", () => {
     expect(await bare.text()).toContain("from: required");
   });
 
-  test("sync: forged records are dropped, a correctly signed one is taken; a forgery cannot take over a real node", async () => {
+  test("sync: a signer sending another node's (valid) record as `from` is a 400; that node is not taken", async () => {
     const net = new Net();
+    const [a] = (await converged(net, 2)) as [TestNode, TestNode];
+    const mallory = generateIdentity();
+    const sockpuppet = generateIdentity(); // a key mallory made up, posing as a node that called
+    const res = await a.app.request("/v1/p2p/sync", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-p2prc-node": mallory.nodeId },
+      body: JSON.stringify({ from: signedRecord(sockpuppet), records: [], deaths: [], want: [] }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("not the record of the node that signed");
+    expect(liveIds(a)).not.toContain(sockpuppet.nodeId);
+  });
+
+  test("sync: forged records are dropped, a correctly signed one is taken; a forgery cannot take over a real node", async () => {
+    // the stranger is vouched for (trusted): its record is taken at once, with no probe (flood.test.ts
+    // has the records of nodes nobody vouches for)
+    const stranger = generateIdentity();
+    const net = new Net({ trusted: [stranger.nodeId] });
     const nodes = (await converged(net, 2)) as [TestNode, TestNode];
     const [a, b] = nodes;
     const mallory = generateIdentity();
-    const stranger = generateIdentity();
     const from = signedRecord(mallory, { name: "mallory" });
     const honest = signedRecord(stranger, { name: "stranger" });
     const tampered = { ...honest, record: { ...honest.record, metadata: "tampered", version: 2 } };

@@ -11,6 +11,7 @@ import {
   signRequest,
 } from "../config/index.ts";
 import { type ClusterBook, clusterLabel } from "./cluster.ts";
+import { Introductions } from "./introductions.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 import type { PeerExpectation, PeerTransport } from "./transport.ts";
 import type {
@@ -65,6 +66,8 @@ interface Target {
   /** The certificate in the peer's record, pinned. */
   cert?: string;
   seed?: { host: string; port: number };
+  /** A node a peer introduced, not in the table yet: reached to verify it before it is admitted. */
+  probe?: boolean;
 }
 
 const META_VERSION = "self.version";
@@ -81,6 +84,18 @@ export function setNodeMetadata(store: Store, text: string): void {
 
 /** Tombstones are kept this long so stale copies of a dead node's record cannot come back. */
 const TOMBSTONE_MS = 10 * 60_000;
+
+/** At most `n` of `ids`: those `first` holds, then a random sample of the rest. */
+function pick(ids: string[], n: number, first: (id: string) => boolean): string[] {
+  if (ids.length <= n) return ids;
+  const head = ids.filter(first);
+  const rest = ids.filter((id) => !first(id));
+  for (let i = rest.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [rest[i], rest[j]] = [rest[j] as string, rest[i] as string];
+  }
+  return [...head, ...rest].slice(0, n);
+}
 
 function urlOf(a: Address): string {
   return `http://${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
@@ -118,9 +133,18 @@ export class GossipService {
   private readonly log: Logger;
   private readonly fetchFn: typeof fetch;
 
+  /** Records of new nodes that peers passed on, waiting for this node to reach each node itself. */
+  private readonly introductions: Introductions;
+
   constructor(private readonly deps: GossipDeps) {
     this.log = deps.logger.withTag("p2p");
     this.fetchFn = deps.fetch ?? fetch;
+    this.introductions = new Introductions({
+      clock: deps.clock,
+      max: deps.config.maxUnverifiedPeers,
+      perPeer: deps.config.maxUnverifiedPerPeer,
+      rejectMs: Math.max(60_000, 10 * deps.config.suspectTimeoutMs),
+    });
     deps.clusters?.onChange((signed) => this.clusterChanged(signed));
   }
 
@@ -178,19 +202,61 @@ export class GossipService {
 
   // ---- answering peers ------------------------------------------------------------------------
 
-  private accept(signed: unknown, direct: boolean): SignedRecord | undefined {
+  /** A node this node vouches for: itself, `trusted`, a member or host of one of its clusters. */
+  private vouched(id: string): boolean {
+    const { clusters, config } = this.deps;
+    return clusters ? clusters.vouches(id) : id === this.nodeId || config.trusted.includes(id);
+  }
+
+  /**
+   * Takes a record. `direct`: it came from its own node (the caller of an exchange or sync, or the
+   * node this one reached). Otherwise `introducer` passed it on: a record of a node the table does not
+   * hold yet, and that this node does not vouch for, waits among the introductions (bounded, and
+   * counted against the introducer) until a probe reaches the node itself.
+   */
+  private accept(signed: unknown, direct: boolean, introducer?: string): SignedRecord | undefined {
     const verified = verifyRecord(signed);
     if (!verified) return undefined;
-    const result = this.deps.table.merge(verified);
-    if (result === "self-newer") void this.refreshSelf(true);
-    if (direct) this.deps.table.markContact(verified.record.id);
-    if (result === "added")
-      this.log.info(`peer joined: ${verified.record.name} ${verified.record.id.slice(0, 12)}`);
+    this.admit(verified, direct, introducer);
     return verified;
   }
 
+  private admit(verified: SignedRecord, direct: boolean, introducer?: string): void {
+    const { table, config } = this.deps;
+    const { id } = verified.record;
+    if (!direct && id !== this.nodeId && !table.get(id) && !this.vouched(id)) {
+      this.introductions.offer(verified, introducer ?? "");
+      return;
+    }
+    const result = table.merge(verified);
+    if (result === "self-newer") void this.refreshSelf(true);
+    if (direct) table.markContact(id);
+    if (result === "added") {
+      this.introductions.admitted(id);
+      this.log.info(`peer joined: ${verified.record.name} ${id.slice(0, 12)}`);
+      if (table.size() > config.maxPeers) this.limitTable();
+    }
+  }
+
+  /** Keeps the table within `maxPeers` (see PeerTable.limit). */
+  private limitTable(): void {
+    const dropped = this.deps.table.limit(this.deps.config.maxPeers, (id) => this.vouched(id));
+    if (dropped.length)
+      this.log.debug(`IP table over maxPeers (${this.deps.config.maxPeers}): dropped ${dropped.length}`);
+  }
+
+  /**
+   * Applies death notices: at most `gossipMaxRecords` per call are verified, and only those about this
+   * node or about a node held here, from a reporter held here (any other would be ignored anyway).
+   */
   private applyDeaths(deaths: unknown[]): void {
-    for (const raw of deaths) {
+    const { table } = this.deps;
+    const held = (id: unknown) => typeof id === "string" && (table.get(id)?.state ?? "dead") !== "dead";
+    const relevant = deaths.filter((raw) => {
+      const d = raw as { id?: unknown; reporter?: unknown } | null;
+      return (d?.id === this.nodeId || held(d?.id)) && held(d?.reporter);
+    });
+    for (const raw of relevant.slice(0, this.deps.config.gossipMaxRecords)) {
       const notice = verifyDeath(raw);
       if (!notice) continue;
       const result = this.deps.table.applyDeath(notice, TOMBSTONE_MS);
@@ -229,11 +295,12 @@ export class GossipService {
         field: "from",
       });
     }
+    // the digest is bounded by the table (maxPeers), whatever the callers pushed
     const digest = this.deps.table.digest();
     const same = digestHash(digest) === body.hash;
     const self = await this.selfRecord();
     // the caller said which version of this node's record it holds: no need to send it ours next time
-    if (callerId && body.have !== undefined) this.peerHolds.set(callerId, body.have);
+    if (callerId && body.have !== undefined) this.holds(callerId, body.have);
     const response: ExchangeResponse = { observed: remote, same };
     if (body.have !== self.record.version) response.from = self;
     if (callerId) response.got = this.deps.table.record(callerId)?.record.version ?? 0;
@@ -249,12 +316,22 @@ export class GossipService {
     return response;
   }
 
-  /** POST /v1/p2p/sync: take what the caller pushed, answer with what it wants. */
-  async handleSync(body: SyncRequest): Promise<SyncResponse> {
-    if (!this.accept(body.from, true)) {
+  /**
+   * POST /v1/p2p/sync: take what the caller pushed, answer with what it wants. `callerId` is the verified
+   * signer: `from` must be its own record (it is taken as coming from its node).
+   */
+  async handleSync(body: SyncRequest, callerId?: string): Promise<SyncResponse> {
+    if (callerId && body.from.record.id !== callerId) {
+      throw new P2prcError("E_INVALID", "from: not the record of the node that signed the request", {
+        field: "from",
+      });
+    }
+    const from = verifyRecord(body.from);
+    if (!from) {
       throw new P2prcError("E_INVALID", "from: record signature does not verify", { field: "from" });
     }
-    for (const r of body.records) this.accept(r, false);
+    this.admit(from, true);
+    this.takeRecords(body.records, from.record.id);
     this.applyDeaths(body.deaths);
     this.stats.recordsReceived += body.records.length;
     const response = this.collect(body.want);
@@ -262,10 +339,36 @@ export class GossipService {
     return response;
   }
 
-  private collect(ids: string[]): SyncResponse {
+  /**
+   * Records a peer pushed or answered: at most `gossipMaxRecords` of them are verified (a signature
+   * check is most of their cost), newer versions of nodes held or vouched for first; records already
+   * waiting or found unreachable are skipped unverified.
+   */
+  private takeRecords(records: unknown[], introducer: string): void {
+    const { table } = this.deps;
+    const ranked = records.flatMap((raw) => {
+      const r = raw as Partial<SignedRecord> | null;
+      const id = r?.record?.id;
+      const version = r?.record?.version;
+      if (typeof id !== "string" || typeof version !== "number") return [];
+      const held = table.get(id);
+      if (held) return held.version < version ? [{ raw, rank: 0 }] : [];
+      if (this.vouched(id)) return [{ raw, rank: 1 }];
+      return this.introductions.wants(id, version) ? [{ raw, rank: 2 }] : [];
+    });
+    ranked.sort((a, b) => a.rank - b.rank);
+    // introductions beyond what the introducer may still introduce are not even verified
+    let room = this.introductions.room(introducer);
+    const taken = ranked.filter((r) => r.rank < 2 || room-- > 0);
+    for (const { raw } of taken.slice(0, this.deps.config.gossipMaxRecords))
+      this.accept(raw, false, introducer);
+  }
+
+  /** What a peer asked for, at most `gossipMaxRecords` of it (it asks for the rest next time). */
+  private collect(want: string[]): SyncResponse {
     const records: SignedRecord[] = [];
     const deaths: DeathNotice[] = [];
-    for (const id of ids) {
+    for (const id of want.slice(0, this.deps.config.gossipMaxRecords)) {
       const r = this.deps.table.record(id);
       if (r) records.push(r);
       const d = this.deps.table.death(id);
@@ -313,7 +416,7 @@ export class GossipService {
     const have = known ? table.record(known)?.record.version : undefined;
     const request: ExchangeRequest = { hash: digestHash(table.digest()) };
     const held = known ? this.peerHolds.get(known) : undefined;
-    if (!known || (held !== undefined && held !== self.record.version)) request.from = self;
+    if (!known || target.probe || (held !== undefined && held !== self.record.version)) request.from = self;
     if (have !== undefined) request.have = have;
     if (clusters.length) request.clusters = clusters;
     const peerOf = known ? { nodeId: target.id, cert: target.cert } : {};
@@ -331,16 +434,18 @@ export class GossipService {
     const rtt = performance.now() - t0;
     let peerId: string;
     if (res.from !== undefined) {
-      const peer = this.accept(res.from, false);
+      const peer = verifyRecord(res.from);
       if (!peer) throw new Error(`${target.url}: answered with a record that does not verify`);
       if (known && peer.record.id !== known) throw new Error(`${target.url}: answered as another node`);
+      // the node answered at this address itself: that is what admits a node a peer introduced
+      if (peer.record.id !== this.nodeId) this.admit(peer, true);
       peerId = peer.record.id;
     } else if (known && have !== undefined) {
       peerId = known; // it knows that this node holds its current record
     } else {
       throw new Error(`${target.url}: answered without its record`);
     }
-    if (typeof res.got === "number") this.peerHolds.set(peerId, res.got);
+    if (typeof res.got === "number") this.holds(peerId, res.got);
     if (res.clusters || res.olderClusters) this.syncClusters(target.url, res, peerOf);
     if (peerId === this.nodeId) {
       // a seed that is this node's own address (a shared bootstrap list): remember, skip it from now on
@@ -351,7 +456,7 @@ export class GossipService {
     if (target.seed) this.deps.store.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
     if (res.observed) this.observe(res.observed.replace(/^::ffff:/, ""));
     this.stats.exchanges++;
-    if (!res.same && res.digest) await this.reconcile(target.url, res.digest, peerOf);
+    if (!res.same && res.digest) await this.reconcile(target.url, res.digest, peerOf, peerId);
     return peerId;
   }
 
@@ -402,29 +507,41 @@ export class GossipService {
     }
   }
 
-  /** After differing digests: push what the peer lacks, pull what it has newer. */
-  private async reconcile(url: string, theirs: Digest, peer: PeerExpectation): Promise<void> {
-    const { table } = this.deps;
+  /**
+   * After differing digests: push what the peer lacks, pull what it has newer — at most
+   * `gossipMaxRecords` of each per exchange (nodes held and vouched for first, the rest at random), so an
+   * exchange stays small and quick whatever the two tables hold; the rest follows in later rounds.
+   */
+  private async reconcile(url: string, theirs: Digest, peer: PeerExpectation, peerId: string): Promise<void> {
+    const { table, config } = this.deps;
+    const cap = config.gossipMaxRecords;
     const mine = new Map(table.digest().map(([id, version, dead]) => [id, { version, dead }]));
     const theirMap = new Map(theirs.map(([id, version, dead]) => [id, { version, dead }]));
-    const records: SignedRecord[] = [];
-    const deaths: DeathNotice[] = [];
+    const pushRecords: string[] = [];
+    const pushDeaths: string[] = [];
     for (const [id, m] of mine) {
       const t = theirMap.get(id);
       if (t && t.version >= m.version && (t.dead || !m.dead)) continue;
       if (m.dead) {
-        const d = table.death(id);
-        if (d && (!t || t.version <= m.version)) deaths.push(d);
-      } else {
-        const r = table.record(id);
-        if (r && (!t || t.version < m.version)) records.push(r);
+        if (!t || t.version <= m.version) pushDeaths.push(id);
+      } else if (!t || t.version < m.version) {
+        pushRecords.push(id);
       }
     }
-    const want: string[] = [];
+    const records = pick(pushRecords, cap, (id) => id === this.nodeId || this.vouched(id)).flatMap(
+      (id) => table.record(id) ?? [],
+    );
+    const deaths = pick(pushDeaths, cap, () => false).flatMap((id) => table.death(id) ?? []);
+    const wanted: string[] = [];
     for (const [id, t] of theirMap) {
       const m = mine.get(id);
-      if (!m || t.version > m.version || (t.dead && !m.dead && t.version >= m.version)) want.push(id);
+      if (m) {
+        if (t.version > m.version || (t.dead && !m.dead && t.version >= m.version)) wanted.push(id);
+      } else if (!t.dead && this.introductions.wants(id, t.version)) {
+        wanted.push(id); // new to this node, not waiting for a probe nor found unreachable lately
+      }
     }
+    const want = pick(wanted, cap, (id) => mine.has(id) || this.vouched(id));
     if (records.length === 0 && deaths.length === 0 && want.length === 0) return;
     const res = await this.post<SyncResponse>(
       `${url}/v1/p2p/sync`,
@@ -436,7 +553,7 @@ export class GossipService {
       } satisfies SyncRequest,
       peer,
     );
-    for (const r of res.records ?? []) this.accept(r, false);
+    this.takeRecords(res.records ?? [], peerId);
     this.applyDeaths(res.deaths ?? []);
     this.stats.recordsReceived += res.records?.length ?? 0;
   }
@@ -497,6 +614,19 @@ export class GossipService {
   private readonly peerHolds = new Map<string, number>();
 
   /**
+   * Notes the version of this node's record `id` holds. At most `maxPeers` are kept, the least recently
+   * noted go first (callers with fresh keys cannot grow it; a peer forgotten gets the record once more).
+   */
+  private holds(id: string, version: number): void {
+    this.peerHolds.delete(id);
+    this.peerHolds.set(id, version);
+    if (this.peerHolds.size > this.deps.config.maxPeers) {
+      const oldest = this.peerHolds.keys().next().value as string;
+      this.peerHolds.delete(oldest);
+    }
+  }
+
+  /**
    * Peers report the address they see this node at. The first one is kept while any of the last 10
    * reports still confirms it, so peers that see different addresses (several interfaces) do not make
    * the record flip every round; a real move is picked up once nobody reports the old address.
@@ -521,12 +651,40 @@ export class GossipService {
     );
   }
 
-  /** One gossip round. Exchanges run in parallel, each bounded by a timeout: a stuck peer stalls nobody. */
+  /**
+   * Probes up to `probeConcurrency` introduced nodes at once: an exchange with the node at the address
+   * in its record (its certificate pinned). A node that answers as itself is admitted to the table.
+   */
+  private async probeIntroduced(): Promise<void> {
+    const records = this.introductions.take(this.deps.config.probeConcurrency);
+    await Promise.all(
+      records.map(async ({ record }) => {
+        const addr = record.addresses[0] as Address;
+        try {
+          await this.exchangeWith({ url: urlOf(addr), id: record.id, cert: record.cert, probe: true });
+        } catch (err) {
+          this.log.debug(`introduced node ${record.id.slice(0, 12)} unreachable: ${(err as Error).message}`);
+        }
+        // admitted by the probe, or it reached this node meanwhile; otherwise set aside for a while
+        if (this.deps.table.get(record.id)?.state === "alive") this.introductions.admitted(record.id);
+        else this.introductions.unreachable(record.id);
+      }),
+    );
+  }
+
+  /**
+   * One gossip round. Exchanges (and probes of introduced nodes) run in parallel, each bounded by a
+   * timeout: a stuck peer stalls nobody.
+   */
   async round(all = false): Promise<void> {
     const { table, clock, config } = this.deps;
     this.deps.clusters?.reload(); // the CLI may have hosted, joined or published a cluster
+    // a table over the bound (a lowered maxPeers, a state.db filled before the bound) drains at once
+    if (table.size() > config.maxPeers) this.limitTable();
     await this.refreshSelf();
     const targets = this.targets(all);
+    this.introductions.expire();
+    const probes = this.probeIntroduced();
     await Promise.all(
       targets.map(async (t) => {
         if (t.id) table.markTried(t.id);
@@ -543,6 +701,11 @@ export class GossipService {
         }
       }),
     );
+    await probes;
+    // `--us` (one round, then the table): the nodes the peers introduced are probed in this round too,
+    // in at most as many batches as it takes to probe maxUnverifiedPeers of them
+    const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);
+    for (let i = 0; all && i < batches && this.introductions.size > 0; i++) await this.probeIntroduced();
     // A record nobody can contact (no address: a client-only node that ran --us) cannot be probed;
     // it is dropped once it has not changed for 3 suspect timeouts.
     for (const row of table.live()) {

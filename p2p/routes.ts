@@ -51,7 +51,12 @@ export function p2pRoutes(o: P2pRoutesOptions) {
       ),
     )
     .post("/sync", limit, async (c) =>
-      c.json(await o.gossip.handleSync(await body(c, p2pSchemas().SyncRequestSchema))),
+      c.json(
+        await o.gossip.handleSync(
+          await body(c, p2pSchemas().SyncRequestSchema),
+          (c.get("caller" as never) as { id: string } | undefined)?.id,
+        ),
+      ),
     )
     .post("/cluster", limit, async (c) => {
       let raw: unknown;

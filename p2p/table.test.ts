@@ -314,3 +314,27 @@ describe("latency and the view", () => {
     });
   });
 });
+
+describe("limit", () => {
+  test("drops tombstones first, then nodes never reached (least recently heard of first), then reached ones; never this node or the vouched", () => {
+    const [reached, vouched, heardOld, heardNew, dead] = Array.from({ length: 5 }, () =>
+      generateIdentity(),
+    ) as [Identity, Identity, Identity, Identity, Identity];
+    for (const who of [reached, vouched, heardOld, dead]) table.merge(verified(signed(who)));
+    table.markContact(reached.nodeId, 3); // reached by this node: a round trip measured
+    clock.advance(1000);
+    table.merge(verified(signed(heardNew)));
+    table.applyDeath(death(dead.nodeId, 1, self, clock.now()));
+    const isVouched = (id: string) => id === vouched.nodeId;
+    expect(table.size()).toBe(6);
+    expect(table.limit(6, isVouched)).toEqual([]);
+    expect(table.limit(5, isVouched)).toEqual([dead.nodeId]);
+    expect(table.limit(3, isVouched)).toEqual([heardOld.nodeId, heardNew.nodeId]);
+    expect(table.limit(1, isVouched)).toEqual([reached.nodeId]);
+    // what is left: this node and the vouched one, whatever the bound
+    expect(table.limit(1, isVouched)).toEqual([]);
+    expect(table.size()).toBe(2);
+    expect(table.get(self.nodeId)).toBeDefined();
+    expect(table.get(vouched.nodeId)).toBeDefined();
+  });
+});

@@ -210,6 +210,34 @@ export class PeerTable {
     return undefined;
   }
 
+  /** How many rows the table holds, tombstones included. */
+  size(): number {
+    return this.store.peers.count();
+  }
+
+  /**
+   * Keeps at most `max` rows: drops the oldest tombstones first, then live nodes this node never
+   * reached itself (least recently heard of first), then the ones it reached (the same way). This node
+   * and the nodes `vouched` for are never dropped. Returns the ids dropped.
+   */
+  limit(max: number, vouched: (id: string) => boolean): string[] {
+    const excess = this.store.peers.count() - max;
+    if (excess <= 0) return [];
+    const rank = (r: PeerRow) => (r.state === "dead" ? 0 : r.latencyMs === undefined ? 1 : 2);
+    const victims = this.store.peers
+      .list()
+      .filter((r) => r.id !== this.selfId && (r.state === "dead" || !vouched(r.id)))
+      .sort(
+        (a, b) =>
+          rank(a) - rank(b) ||
+          (a.state === "dead" ? a.updatedAt - b.updatedAt : a.lastSeen - b.lastSeen) ||
+          a.id.localeCompare(b.id),
+      )
+      .slice(0, excess);
+    for (const r of victims) this.store.peers.remove(r.id);
+    return victims.map((r) => r.id);
+  }
+
   /** Drops tombstones older than `ageMs`. */
   purge(ageMs: number): number {
     return this.store.peers.purgeDead(this.clock.now() - ageMs);

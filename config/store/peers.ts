@@ -32,6 +32,8 @@ export interface SeedRow {
 export interface PeerStore {
   get(id: string): PeerRow | undefined;
   list(): PeerRow[];
+  /** How many rows (tombstones included). */
+  count(): number;
   /** Inserts or replaces the whole row. */
   put(row: PeerRow): void;
   remove(id: string): boolean;
@@ -74,6 +76,7 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
   const q = lazyStatements({
     get: () => db.prepare<[string], Row>("SELECT * FROM peers WHERE id = ?"),
     list: () => db.prepare<[], Row>("SELECT * FROM peers ORDER BY id"),
+    count: () => db.prepare<[], { n: number }>("SELECT count(*) AS n FROM peers"),
     put: () =>
       db.prepare(
         `INSERT OR REPLACE INTO peers (id, record, version, state, last_seen, last_tried, failures, latency_ms, rtt_samples, updated_at)
@@ -100,6 +103,7 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
       return r ? toRow(r) : undefined;
     },
     list: () => q.list.all().map(toRow),
+    count: () => q.count.get()?.n ?? 0,
     put: (p) => {
       q.put.run({
         id: p.id,
