@@ -11,7 +11,7 @@ import {
 } from "../config/index.ts";
 import type { Caller } from "./caller.ts";
 import { type ContainerEngine, type ContainerInfo, MANAGED_LABEL } from "./engine/index.ts";
-import { imageAllowed } from "./images.ts";
+import { checkImage } from "./images.ts";
 import { freePorts } from "./ports.ts";
 import { createTar } from "./tar.ts";
 import type { ContainerView, CreateContainerRequest, ExecRequest, GpuProbe } from "./types.ts";
@@ -88,15 +88,7 @@ export class ContainerService {
   async create(req: CreateContainerRequest, caller: Caller, publicHost: string): Promise<CreateResult> {
     const { config, engine, store, clock } = this.deps;
     const image = req.image ?? config.defaultImage;
-    if (!imageAllowed(config.allowedImages, image)) {
-      throw new P2prcError(
-        "E_FORBIDDEN",
-        `image ${image} is not offered by this node (allowedImages: ${config.allowedImages.join(", ")})`,
-        {
-          field: "image",
-        },
-      );
-    }
+    checkImage(image, config);
     const cpus = req.cpus ?? Math.min(config.defaultCpus, config.maxCpusPerContainer);
     if (cpus > config.maxCpusPerContainer) {
       throw new P2prcError(
