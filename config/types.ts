@@ -128,9 +128,9 @@ export const CONFIG_FIELDS = {
     doc: "Size of one log file of a container before the engine rotates it (json-file max-size).",
   },
   containerLogMaxFiles: {
-    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(100)),
-    allowed: "an integer from 1 to 100",
-    doc: "Log files kept per container (json-file max-file); a container's logs take at most containerLogMaxMb × this.",
+    schema: (z: Z) => z.int().check(z.minimum(2), z.maximum(100)),
+    allowed: "an integer from 2 to 100",
+    doc: "Log files kept per container (json-file max-file); a container's logs take at most containerLogMaxMb × this on disk.",
   },
   gossipIntervalMs: {
     schema: (z: Z) => z.int().check(z.minimum(50), z.maximum(600000)),

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
 import {
   type Clock,
@@ -10,7 +10,12 @@ import {
   wrapError,
 } from "../config/index.ts";
 import type { Caller } from "./caller.ts";
-import { type ContainerEngine, type ContainerInfo, MANAGED_LABEL } from "./engine/index.ts";
+import {
+  type ContainerEngine,
+  type ContainerInfo,
+  type ContainerSpec,
+  MANAGED_LABEL,
+} from "./engine/index.ts";
 import { checkImage } from "./images.ts";
 import { freePorts } from "./ports.ts";
 import { createTar } from "./tar.ts";
@@ -60,6 +65,14 @@ export const LABELS = {
   ssh: "p2prc.ssh",
 } as const;
 
+/**
+ * The engine network of one owner's containers on one node: `p2prc-net-` and 12 hex of a hash of both,
+ * so names stay short and do not reveal the owner's id to someone listing networks.
+ */
+export function ownerNetwork(nodeId: string, owner: string): string {
+  return `p2prc-net-${createHash("sha256").update(`${nodeId}\n${owner}`).digest("hex").slice(0, 12)}`;
+}
+
 export interface CreateResult {
   id: string;
   name: string;
@@ -75,6 +88,8 @@ export class ContainerService {
   /** What each create in progress will hold, by name: counted against its member's quota. */
   private readonly inFlightUse = new Map<string, { owner: string; cpus: number; memoryMb: number }>();
   private readonly log: Logger;
+  /** Containers the node removed on its own (lease, disk), by id, oldest first. */
+  private readonly removedReasons = new Map<string, { name: string; owner: string; reason: string }>();
 
   constructor(private readonly deps: ContainerServiceDeps) {
     this.log = deps.logger.withTag("containers");
@@ -151,7 +166,10 @@ export class ContainerService {
       const publish = [...new Set([...(req.publish ?? []), ...(req.sshPublicKey ? [22] : [])])];
       const now = clock.now();
       const expiresAt = now + ttlSeconds * 1000;
-      id = await engine.create({
+      const network = ownerNetwork(this.deps.nodeId, caller.id);
+      const networkLabels = { [LABELS.node]: this.deps.nodeId, [LABELS.owner]: caller.id };
+      await engine.ensureNetwork(network, networkLabels);
+      const spec: ContainerSpec = {
         name,
         image,
         command: req.command ?? (details.hasDefaultCommand ? undefined : KEEP_ALIVE),
@@ -174,7 +192,20 @@ export class ContainerService {
         publishFixed: fixed,
         gpu,
         capAdd: req.sshPublicKey ? SSHD_CAPS : [],
-      });
+        network,
+        log: { maxMb: config.containerLogMaxMb, maxFiles: config.containerLogMaxFiles },
+        diskMb: config.maxDiskMbPerContainer,
+      };
+      try {
+        id = await engine.create(spec);
+      } catch (err) {
+        // The reconciler removes a network once its owner has no container; a create racing that
+        // removal makes the network again, once.
+        if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND" && /network/i.test(err.message)))
+          throw err;
+        await engine.ensureNetwork(network, networkLabels);
+        id = await engine.create(spec);
+      }
       if (req.sshPublicKey) {
         const key = req.sshPublicKey.endsWith("\n") ? req.sshPublicKey : `${req.sshPublicKey}\n`;
         await engine.putArchive(
@@ -284,10 +315,29 @@ export class ContainerService {
     return pulled;
   }
 
+  /** Remembers why the node removed a container, so its owner's next request says so (last 1000 kept). */
+  noteRemoved(rec: ContainerRecord, reason: string): void {
+    this.removedReasons.delete(rec.id);
+    this.removedReasons.set(rec.id, { name: rec.name, owner: rec.owner, reason });
+    if (this.removedReasons.size > 1000) {
+      const oldest = this.removedReasons.keys().next().value;
+      if (oldest !== undefined) this.removedReasons.delete(oldest);
+    }
+  }
+
   /** The record of a container the caller may use; 404 for unknown ones and for other owners' (no probing). */
   record(idOrName: string, caller: Caller): ContainerRecord {
     const rec = this.deps.store.containers.get(idOrName) ?? this.byPrefix(idOrName);
     if (!rec || (!caller.admin && rec.owner !== caller.id)) {
+      for (const [id, gone] of this.removedReasons) {
+        if ((id === idOrName || gone.name === idOrName) && (caller.admin || gone.owner === caller.id)) {
+          throw new P2prcError(
+            "E_NOT_FOUND",
+            `container ${gone.name} was removed by this node: ${gone.reason}`,
+            { field: "id" },
+          );
+        }
+      }
       throw new P2prcError("E_NOT_FOUND", `no container ${idOrName} on this node`, { field: "id" });
     }
     return rec;
@@ -334,6 +384,11 @@ export class ContainerService {
     await this.deps.engine.remove(rec.id);
     this.deps.store.containers.remove(rec.id);
     this.log.info(`removed ${rec.name} (${rec.id.slice(0, 12)}) on request of ${caller.id}`);
+    // The owner's last container gone: its network goes too (the reconciler catches any left over).
+    const owned = (r: { owner: string }) => r.owner === rec.owner;
+    if (!this.deps.store.containers.list().some(owned) && ![...this.inFlightUse.values()].some(owned)) {
+      await this.deps.engine.removeNetwork(ownerNetwork(this.deps.nodeId, rec.owner)).catch(() => false);
+    }
   }
 
   async exec(idOrName: string, caller: Caller, req: ExecRequest) {

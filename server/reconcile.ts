@@ -12,6 +12,10 @@ export interface ReconcilerDeps {
   sshHost: string;
   /** Names being created right now; left alone. */
   creating: () => ReadonlySet<string>;
+  /** Most bytes a container may write to its own file system, in MiB; undefined = no check. */
+  maxDiskMb?: number | undefined;
+  /** Told of each container the pass removes and why (the service answers its owner with the reason). */
+  removed?: ((rec: ContainerRecord, reason: string) => void) | undefined;
 }
 
 /** What one pass changed. */
@@ -24,6 +28,10 @@ export interface ReconcileReport {
   removedOrphans: string[];
   /** Containers whose lease ended, removed. */
   expired: string[];
+  /** Containers that wrote more than maxDiskMb to their own file system, removed. */
+  overDisk: string[];
+  /** Networks of owners with no container left, removed. */
+  networks: string[];
 }
 
 function adoptable(info: ContainerInfo, sshHost: string): ContainerRecord | undefined {
@@ -80,7 +88,14 @@ export class Reconciler {
 
   private async pass(): Promise<ReconcileReport> {
     const { engine, store, clock, nodeId } = this.deps;
-    const report: ReconcileReport = { forgotten: [], adopted: [], removedOrphans: [], expired: [] };
+    const report: ReconcileReport = {
+      forgotten: [],
+      adopted: [],
+      removedOrphans: [],
+      expired: [],
+      overDisk: [],
+      networks: [],
+    };
     const creating = this.deps.creating();
     const live = await engine.listByLabel(`${LABELS.node}=${nodeId}`);
     const liveIds = new Set(live.map((c) => c.id));
@@ -107,10 +122,52 @@ export class Reconciler {
       await engine.remove(rec.id);
       store.containers.remove(rec.id);
       report.expired.push(rec.name);
+      this.deps.removed?.(rec, "its lease ended");
     }
+    await this.checkDisk(report);
+    await this.removeUnusedNetworks(report, creating);
     const changed = Object.entries(report).filter(([, names]) => names.length > 0);
     for (const [what, names] of changed) this.log.info(`${what}: ${names.join(", ")}`);
     return report;
+  }
+
+  /**
+   * Removes containers over maxDiskMb. Where the engine applies a quota (StorageOpt size) a container
+   * cannot get there; elsewhere this is the limit, checked once a pass, so a container may pass it by
+   * what it writes in one interval before it is removed.
+   */
+  private async checkDisk(report: ReconcileReport): Promise<void> {
+    const { engine, store, nodeId, maxDiskMb } = this.deps;
+    if (!maxDiskMb || engine.diskQuota() === true) return;
+    const limit = maxDiskMb * 1024 * 1024;
+    const usage = await engine.diskUsage(`${LABELS.node}=${nodeId}`);
+    for (const [id, bytes] of usage) {
+      if (bytes <= limit) continue;
+      const rec = store.containers.get(id);
+      if (!rec) continue; // not yet recorded (being created) or an orphan handled above
+      const reason = `it wrote ${Math.round(bytes / 1024 / 1024)} MiB to its file system, over maxDiskMbPerContainer=${maxDiskMb}`;
+      this.log.warn(`removing ${rec.name} (${id.slice(0, 12)}) of ${rec.owner}: ${reason}`);
+      await engine.remove(id);
+      store.containers.remove(id);
+      report.overDisk.push(rec.name);
+      this.deps.removed?.(rec, reason);
+    }
+  }
+
+  /** Removes the networks of owners that have no container left on this node (not while a create runs). */
+  private async removeUnusedNetworks(report: ReconcileReport, creating: ReadonlySet<string>): Promise<void> {
+    const { engine, nodeId } = this.deps;
+    if (creating.size > 0) return;
+    const networks = await engine.listNetworks(`${LABELS.node}=${nodeId}`);
+    if (networks.every((n) => n.containers > 0)) return;
+    const owners = new Set(
+      (await engine.listByLabel(`${LABELS.node}=${nodeId}`)).map((c) => c.labels[LABELS.owner]),
+    );
+    for (const n of networks) {
+      if (n.containers > 0 || owners.has(n.labels[LABELS.owner])) continue;
+      if (this.deps.creating().size > 0) return;
+      if (await engine.removeNetwork(n.name)) report.networks.push(n.name);
+    }
   }
 
   /** Runs a pass every `intervalMs`; errors are logged, never thrown. */

@@ -14,7 +14,9 @@ import type {
   ExecResult,
   ImageDetails,
   ImageInfo,
+  NetworkInfo,
 } from "./types.ts";
+import { MANAGED_LABEL } from "./types.ts";
 
 /** Where the engine listens: `unix:///var/run/docker.sock`, `tcp://host:port`, or a bare socket path. */
 export interface DockerEngineOptions {
@@ -108,6 +110,30 @@ function collector(max: number) {
   return { sink, text: () => Buffer.concat(chunks).toString("utf8"), truncated: () => truncated };
 }
 
+/** The engine's answer to a StorageOpt size its storage driver cannot apply (overlay2 off xfs+pquota, vfs...). */
+function quotaUnsupported(err: unknown): boolean {
+  const e = err as DockerLikeError;
+  const text = `${e.json?.message ?? ""} ${e.reason ?? ""} ${e.message ?? ""}`;
+  return /storage-?opt|storage option|quota/i.test(text);
+}
+
+/** Removes every p2prc network (any node's) that no container is attached to. */
+async function pruneEmptyNetworks(d: Dockerode): Promise<void> {
+  const list = await d.listNetworks({ filters: { label: [MANAGED_LABEL] } });
+  for (const n of list) {
+    const full = await d
+      .getNetwork(n.Id)
+      .inspect()
+      .catch(() => undefined);
+    if (full && Object.keys(full.Containers ?? {}).length === 0) {
+      await d
+        .getNetwork(n.Id)
+        .remove()
+        .catch(() => undefined);
+    }
+  }
+}
+
 /** A ContainerEngine over dockerode. Connects lazily on first use. */
 export function createDockerEngine(options: DockerEngineOptions): ContainerEngine {
   const host = options.host;
@@ -130,6 +156,11 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       throw engineError(err, context, host);
     }
   };
+
+  /** Whether the storage driver applies StorageOpt size: learnt from the first create that asks. */
+  let quota: boolean | undefined;
+  /** Network creations in progress by name, so concurrent creates for one owner make one network. */
+  const makingNetwork = new Map<string, Promise<void>>();
 
   const engine: ContainerEngine = {
     ping: () =>
@@ -159,7 +190,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           exposed[`${internal}/tcp`] = {};
           bindings[`${internal}/tcp`] = [{ HostIp: spec.publishHost ?? "", HostPort: String(external) }];
         }
-        const container = await d.createContainer({
+        const options: Dockerode.ContainerCreateOptions = {
           name: spec.name,
           Image: spec.image,
           Cmd: spec.command,
@@ -186,8 +217,29 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
             ReadonlyRootfs: false,
             Init: true,
             DeviceRequests: spec.gpu ? [{ Driver: "", Count: -1, Capabilities: [["gpu"]] }] : [],
+            NetworkMode: spec.network,
+            LogConfig: spec.log
+              ? {
+                  Type: "json-file",
+                  Config: { "max-size": `${spec.log.maxMb}m`, "max-file": String(spec.log.maxFiles) },
+                }
+              : undefined,
           },
-        });
+        };
+        if (spec.diskMb && quota !== false) {
+          try {
+            const container = await d.createContainer({
+              ...options,
+              HostConfig: { ...options.HostConfig, StorageOpt: { size: `${spec.diskMb}M` } },
+            });
+            quota = true;
+            return container.id;
+          } catch (err) {
+            if (!quotaUnsupported(err)) throw err;
+            quota = false; // probed: this storage driver has no per-container quota; the reconciler checks
+          }
+        }
+        const container = await d.createContainer(options);
         return container.id;
       }),
 
@@ -366,6 +418,89 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           throw err;
         }
       }),
+
+    ensureNetwork: (name, labels) => {
+      let pending = makingNetwork.get(name);
+      if (!pending) {
+        pending = call(`create network ${name}`, async (d) => {
+          const existing = await d.listNetworks({ filters: { name: [name] } });
+          if (existing.some((n) => n.Name === name)) return;
+          const make = () =>
+            d.createNetwork({ Name: name, Driver: "bridge", CheckDuplicate: true, Labels: labels });
+          const noPool = (err: unknown) =>
+            /address pool|non-overlapping/i.test((err as DockerLikeError).json?.message ?? "");
+          try {
+            await make().catch(async (err) => {
+              if (!noPool(err)) throw err;
+              // The engine has a few dozen address pools. Networks p2prc left with no container (a
+              // node killed, containers removed behind its back) hold them: free those, then retry.
+              // A node whose empty network goes meanwhile makes it again on its next create.
+              await pruneEmptyNetworks(d);
+              await make();
+            });
+          } catch (err) {
+            const e = err as DockerLikeError;
+            if (e.statusCode === 409) return; // made meanwhile by another node on this engine
+            if (noPool(err)) {
+              throw new P2prcError(
+                "E_RATE_LIMIT",
+                "the engine has no free address pool for another network (one per member with containers here)",
+                { retryable: true, cause: err },
+              );
+            }
+            throw err;
+          }
+        }).finally(() => makingNetwork.delete(name));
+        makingNetwork.set(name, pending);
+      }
+      return pending;
+    },
+
+    removeNetwork: (name) =>
+      call(`remove network ${name}`, async (d) => {
+        try {
+          await d.getNetwork(name).remove();
+          return true;
+        } catch (err) {
+          const status = (err as DockerLikeError).statusCode;
+          if (status === 404) return true;
+          if (
+            status === 403 ||
+            status === 409 ||
+            /active endpoints/i.test(String((err as DockerLikeError).json?.message))
+          )
+            return false;
+          throw err;
+        }
+      }),
+
+    listNetworks: (label) =>
+      call("list networks", async (d) => {
+        const list = await d.listNetworks({ filters: { label: [label] } });
+        // The list leaves out attached containers; one inspect each tells (p2prc makes few networks).
+        return Promise.all(
+          list.map(async (n): Promise<NetworkInfo> => {
+            const full = await d
+              .getNetwork(n.Id)
+              .inspect()
+              .catch(() => undefined);
+            return {
+              id: n.Id,
+              name: n.Name,
+              labels: n.Labels ?? {},
+              containers: Object.keys(full?.Containers ?? {}).length,
+            };
+          }),
+        );
+      }),
+
+    diskUsage: (label) =>
+      call("measure containers' disk use", async (d) => {
+        const list = await d.listContainers({ all: true, size: true, filters: { label: [label] } });
+        return new Map(list.map((c) => [c.Id, (c as { SizeRw?: number }).SizeRw ?? 0]));
+      }),
+
+    diskQuota: () => quota,
 
     pull: (ref) =>
       call(`pull image ${ref}`, async (d) => {

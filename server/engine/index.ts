@@ -12,5 +12,6 @@ export type {
   ExecResult,
   ImageDetails,
   ImageInfo,
+  NetworkInfo,
 } from "./types.ts";
 export { LABEL_PREFIX, MANAGED_LABEL } from "./types.ts";
