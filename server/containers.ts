@@ -384,11 +384,6 @@ export class ContainerService {
     await this.deps.engine.remove(rec.id);
     this.deps.store.containers.remove(rec.id);
     this.log.info(`removed ${rec.name} (${rec.id.slice(0, 12)}) on request of ${caller.id}`);
-    // The owner's last container gone: its network goes too (the reconciler catches any left over).
-    const owned = (r: { owner: string }) => r.owner === rec.owner;
-    if (!this.deps.store.containers.list().some(owned) && ![...this.inFlightUse.values()].some(owned)) {
-      await this.deps.engine.removeNetwork(ownerNetwork(this.deps.nodeId, rec.owner)).catch(() => false);
-    }
   }
 
   async exec(idOrName: string, caller: Caller, req: ExecRequest) {

@@ -14,6 +14,11 @@ export interface ReconcilerDeps {
   creating: () => ReadonlySet<string>;
   /** Most bytes a container may write to its own file system, in MiB; undefined = no check. */
   maxDiskMb?: number | undefined;
+  /**
+   * How long an owner's network stays after its last container went (default 60 s), so a member that
+   * runs one task after another does not pay for a new network (~0.5 s) each time.
+   */
+  networkIdleMs?: number | undefined;
   /** Told of each container the pass removes and why (the service answers its owner with the reason). */
   removed?: ((rec: ContainerRecord, reason: string) => void) | undefined;
 }
@@ -73,6 +78,8 @@ export class Reconciler {
   private cancel: Cancel | undefined;
   private running: Promise<ReconcileReport> | undefined;
   private readonly log: Logger;
+  /** When each of this node's networks was first seen with no container of its owner. */
+  private readonly idleSince = new Map<string, number>();
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.log = deps.logger.withTag("reconcile");
@@ -154,20 +161,34 @@ export class Reconciler {
     }
   }
 
-  /** Removes the networks of owners that have no container left on this node (not while a create runs). */
+  /**
+   * Removes the networks of owners that have had no container on this node for networkIdleMs (not while
+   * a create runs; a create that races the removal makes the network again).
+   */
   private async removeUnusedNetworks(report: ReconcileReport, creating: ReadonlySet<string>): Promise<void> {
-    const { engine, nodeId } = this.deps;
-    if (creating.size > 0) return;
+    const { engine, nodeId, clock } = this.deps;
+    const idleMs = this.deps.networkIdleMs ?? 60_000;
     const networks = await engine.listNetworks(`${LABELS.node}=${nodeId}`);
-    if (networks.every((n) => n.containers > 0)) return;
-    const owners = new Set(
-      (await engine.listByLabel(`${LABELS.node}=${nodeId}`)).map((c) => c.labels[LABELS.owner]),
-    );
+    const owners = networks.some((n) => n.containers === 0)
+      ? new Set((await engine.listByLabel(`${LABELS.node}=${nodeId}`)).map((c) => c.labels[LABELS.owner]))
+      : new Set<string | undefined>();
+    const now = clock.now();
+    const seen = new Set<string>();
     for (const n of networks) {
-      if (n.containers > 0 || owners.has(n.labels[LABELS.owner])) continue;
-      if (this.deps.creating().size > 0) return;
-      if (await engine.removeNetwork(n.name)) report.networks.push(n.name);
+      seen.add(n.name);
+      if (n.containers > 0 || owners.has(n.labels[LABELS.owner])) {
+        this.idleSince.delete(n.name);
+        continue;
+      }
+      const since = this.idleSince.get(n.name) ?? now;
+      this.idleSince.set(n.name, since);
+      if (now - since < idleMs || creating.size > 0 || this.deps.creating().size > 0) continue;
+      if (await engine.removeNetwork(n.name)) {
+        report.networks.push(n.name);
+        this.idleSince.delete(n.name);
+      }
     }
+    for (const name of this.idleSince.keys()) if (!seen.has(name)) this.idleSince.delete(name);
   }
 
   /** Runs a pass every `intervalMs`; errors are logged, never thrown. */
