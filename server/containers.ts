@@ -196,29 +196,36 @@ export class ContainerService {
         log: { maxMb: config.containerLogMaxMb, maxFiles: config.containerLogMaxFiles },
         diskMb: config.maxDiskMbPerContainer,
       };
+      const createAndStart = async () => {
+        id = await engine.create(spec);
+        if (req.sshPublicKey) {
+          const key = req.sshPublicKey.endsWith("\n") ? req.sshPublicKey : `${req.sshPublicKey}\n`;
+          await engine.putArchive(
+            id,
+            "/",
+            createTar([
+              { path: "root", mode: 0o700 },
+              { path: "root/.ssh", mode: 0o700 },
+              { path: "root/.ssh/authorized_keys", mode: 0o600, content: key },
+            ]),
+          );
+        }
+        await engine.start(id);
+      };
       try {
-        id = await engine.create(spec);
+        await createAndStart();
       } catch (err) {
-        // The reconciler removes a network once its owner has no container; a create racing that
-        // removal makes the network again, once.
-        if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND" && /network/i.test(err.message)))
+        // The reconciler removes an idle owner's network; a create racing that removal (the engine
+        // finds the network missing at create or at start) makes the network again, once.
+        if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND" && /network/i.test(err.message))) {
           throw err;
+        }
+        if (id) await engine.remove(id);
+        id = undefined;
         await engine.ensureNetwork(network, networkLabels);
-        id = await engine.create(spec);
+        await createAndStart();
       }
-      if (req.sshPublicKey) {
-        const key = req.sshPublicKey.endsWith("\n") ? req.sshPublicKey : `${req.sshPublicKey}\n`;
-        await engine.putArchive(
-          id,
-          "/",
-          createTar([
-            { path: "root", mode: 0o700 },
-            { path: "root/.ssh", mode: 0o700 },
-            { path: "root/.ssh/authorized_keys", mode: 0o600, content: key },
-          ]),
-        );
-      }
-      await engine.start(id);
+      if (!id) throw new P2prcError("E_ENGINE", `container ${name} was not created`, { retryable: true });
       if (req.sshPublicKey) {
         const started = await engine.exec(id, SSHD_START, { timeoutMs: 30_000 });
         if (started.exitCode !== 0) {

@@ -161,6 +161,11 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
   let quota: boolean | undefined;
   /** Network creations in progress by name, so concurrent creates for one owner make one network. */
   const makingNetwork = new Map<string, Promise<void>>();
+  /**
+   * Networks known to exist, so a create does not ask the engine first. A create that finds one gone
+   * (removed by a reconciler) forgets it and fails with E_NOT_FOUND; the caller ensures it again.
+   */
+  const knownNetworks = new Set<string>();
 
   const engine: ContainerEngine = {
     ping: () =>
@@ -235,12 +240,19 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
             quota = true;
             return container.id;
           } catch (err) {
+            if (spec.network && (err as DockerLikeError).statusCode === 404)
+              knownNetworks.delete(spec.network);
             if (!quotaUnsupported(err)) throw err;
             quota = false; // probed: this storage driver has no per-container quota; the reconciler checks
           }
         }
-        const container = await d.createContainer(options);
-        return container.id;
+        try {
+          const container = await d.createContainer(options);
+          return container.id;
+        } catch (err) {
+          if (spec.network && (err as DockerLikeError).statusCode === 404) knownNetworks.delete(spec.network);
+          throw err;
+        }
       }),
 
     start: (id) =>
@@ -249,6 +261,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           await d.getContainer(id).start();
         } catch (err) {
           if ((err as DockerLikeError).statusCode === 304) return; // already started
+          if (/network/i.test((err as DockerLikeError).json?.message ?? "")) knownNetworks.clear();
           throw err;
         }
       }),
@@ -420,11 +433,15 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     ensureNetwork: (name, labels) => {
+      if (knownNetworks.has(name)) return Promise.resolve();
       let pending = makingNetwork.get(name);
       if (!pending) {
         pending = call(`create network ${name}`, async (d) => {
           const existing = await d.listNetworks({ filters: { name: [name] } });
-          if (existing.some((n) => n.Name === name)) return;
+          if (existing.some((n) => n.Name === name)) {
+            knownNetworks.add(name);
+            return;
+          }
           const make = () =>
             d.createNetwork({ Name: name, Driver: "bridge", CheckDuplicate: true, Labels: labels });
           const noPool = (err: unknown) =>
@@ -438,6 +455,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
               await pruneEmptyNetworks(d);
               await make();
             });
+            knownNetworks.add(name);
           } catch (err) {
             const e = err as DockerLikeError;
             if (e.statusCode === 409) return; // made meanwhile by another node on this engine
@@ -458,6 +476,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
 
     removeNetwork: (name) =>
       call(`remove network ${name}`, async (d) => {
+        knownNetworks.delete(name);
         try {
           await d.getNetwork(name).remove();
           return true;
