@@ -717,7 +717,7 @@ describe("callers", () => {
     expect(mine.json.containers[0].owner).toBe("alice");
     expect((await call(boss.app, "GET", `/v1/containers/${id}`)).json.owner).toBe("alice");
     expect((await call(alice.app, "DELETE", `/v1/containers/${id}`)).status).toBe(200);
-  });
+  }, 30_000);
 });
 
 describe("member quotas", () => {
@@ -749,7 +749,7 @@ describe("member quotas", () => {
     } finally {
       for (const id of ids) await call(boss.app, "DELETE", `/v1/containers/${id}`);
     }
-  });
+  }, 30_000);
 });
 
 describe("node routes", () => {
@@ -781,7 +781,7 @@ describe("node routes", () => {
     expect(after.free.containers).toBe(4);
     expect(after.tasks.running).toBe(1);
     expect((await call(fresh.app, "DELETE", `/v1/containers/${c.json.id}`)).status).toBe(200);
-  });
+  }, 30_000);
 
   test("GET /v1/images lists the test images", async () => {
     const r = await call(main.app, "GET", "/v1/images");
