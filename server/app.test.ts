@@ -135,6 +135,13 @@ async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs: number, s
 
 afterAll(async () => {
   for (const c of await ownContainers()) await docker.getContainer(c.Id).remove({ force: true });
+  // Each owner's containers get a network of their own (Docs/Security.md); the engine has few to give.
+  for (const n of await docker.listNetworks({ filters: { label: [`p2prc.node=${NODE_ID}`] } })) {
+    await docker
+      .getNetwork(n.Id)
+      .remove()
+      .catch(() => undefined);
+  }
   for (const s of stores) s.close();
 });
 
