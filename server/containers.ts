@@ -164,11 +164,11 @@ export class ContainerService {
       const details = await this.ensureImage(image);
       const fixed = (await freePorts(req.ports ?? 0)).map((p) => ({ internal: p, external: p }));
       const publish = [...new Set([...(req.publish ?? []), ...(req.sshPublicKey ? [22] : [])])];
-      const now = clock.now();
-      const expiresAt = now + ttlSeconds * 1000;
       const network = ownerNetwork(this.deps.nodeId, caller.id);
       const networkLabels = { [LABELS.node]: this.deps.nodeId, [LABELS.owner]: caller.id };
       await engine.ensureNetwork(network, networkLabels);
+      const now = clock.now();
+      const expiresAt = now + ttlSeconds * 1000;
       const spec: ContainerSpec = {
         name,
         image,
