@@ -238,3 +238,34 @@ describe("writable-layer limit", () => {
     expect((await node.call("a", "GET", `/v1/containers/${small.json.id}`)).json.running).toBe(true);
   }, 60_000);
 });
+
+describe("engine networks", () => {
+  const engine = createDockerEngine({ host: DOCKER_HOST });
+  const name = `p2prc-net-test-${NODE_ID.slice(0, 8)}`;
+  const labels = { "p2prc.node": NODE_ID, "p2prc.owner": "net-test" };
+
+  test("concurrent ensureNetwork calls make one network; one in use is not removed; one gone is success", async () => {
+    await Promise.all([1, 2, 3, 4].map(() => engine.ensureNetwork(name, labels)));
+    // A second engine client (another node on the same engine) racing for the same name.
+    await createDockerEngine({ host: DOCKER_HOST }).ensureNetwork(name, labels);
+    const found = (await docker.listNetworks({ filters: { name: [name] } })).filter((n) => n.Name === name);
+    expect(found).toHaveLength(1);
+    expect(found[0]?.Labels).toEqual(labels);
+    const listed = await engine.listNetworks(`p2prc.owner=net-test`);
+    expect(listed.map((n) => [n.name, n.containers])).toEqual([[name, 0]]);
+
+    const c = await docker.createContainer({
+      Image: BUSYBOX,
+      Cmd: ["sleep", "60"],
+      Labels: { "p2prc.node": NODE_ID },
+      HostConfig: { NetworkMode: name },
+    });
+    await c.start();
+    expect((await engine.listNetworks(`p2prc.owner=net-test`))[0]?.containers).toBe(1);
+    expect(await engine.removeNetwork(name)).toBe(false);
+    await c.remove({ force: true });
+    expect(await engine.removeNetwork(name)).toBe(true);
+    expect(await engine.removeNetwork(name)).toBe(true);
+    expect(await engine.listNetworks(`p2prc.owner=net-test`)).toEqual([]);
+  }, 60_000);
+});
