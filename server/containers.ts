@@ -89,6 +89,7 @@ export class ContainerService {
   private readonly inFlightUse = new Map<string, { owner: string; cpus: number; memoryMb: number }>();
   private readonly log: Logger;
   /** Containers the node removed on its own (lease, disk), by id, oldest first. */
+  private toldNoQuota = false;
   private readonly removedReasons = new Map<string, { name: string; owner: string; reason: string }>();
 
   constructor(private readonly deps: ContainerServiceDeps) {
@@ -257,6 +258,12 @@ export class ContainerService {
         ssh,
       };
       store.containers.insert(record);
+      if (engine.diskQuota() === false && !this.toldNoQuota) {
+        this.toldNoQuota = true;
+        this.log.info(
+          `the engine applies no writable-layer quota (${engine.diskQuotaRefusal()}); the reconciler removes containers that write over maxDiskMbPerContainer=${config.maxDiskMbPerContainer} MiB`,
+        );
+      }
       this.log.info(
         `created ${name} (${id.slice(0, 12)}) image=${image} owner=${caller.id} ttl=${ttlSeconds}s`,
       );

@@ -94,7 +94,7 @@ afterAll(async () => {
       .catch(() => undefined);
   }
   for (const s of stores) s.close();
-});
+}, 60_000);
 
 describe("one network per owner", () => {
   const node = makeNode();
@@ -220,6 +220,8 @@ describe("writable-layer limit", () => {
     const quota = node.engine.diskQuota();
     expect(quota).toBeBoolean();
     if (quota) return;
+    expect(node.engine.diskQuotaRefusal()).toContain("storage-opt");
+    expect(node.logger.lines.join("\n")).toContain("applies no writable-layer quota");
     let report = await node.reconciler.run();
     for (let i = 0; i < 40 && report.overDisk.length === 0; i++) {
       await Bun.sleep(250);

@@ -110,13 +110,6 @@ function collector(max: number) {
   return { sink, text: () => Buffer.concat(chunks).toString("utf8"), truncated: () => truncated };
 }
 
-/** The engine's answer to a StorageOpt size its storage driver cannot apply (overlay2 off xfs+pquota, vfs...). */
-function quotaUnsupported(err: unknown): boolean {
-  const e = err as DockerLikeError;
-  const text = `${e.json?.message ?? ""} ${e.reason ?? ""} ${e.message ?? ""}`;
-  return /storage-?opt|storage option|quota/i.test(text);
-}
-
 /** Removes every p2prc network (any node's) that no container is attached to. */
 async function pruneEmptyNetworks(d: Dockerode): Promise<void> {
   const list = await d.listNetworks({ filters: { label: [MANAGED_LABEL] } });
@@ -159,6 +152,8 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
 
   /** Whether the storage driver applies StorageOpt size: learnt from the first create that asks. */
   let quota: boolean | undefined;
+  /** The engine's words when it refused the quota. */
+  let quotaRefusal = "";
   /** Network creations in progress by name, so concurrent creates for one owner make one network. */
   const makingNetwork = new Map<string, Promise<void>>();
   /**
@@ -231,28 +226,36 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
               : undefined,
           },
         };
-        if (spec.diskMb && quota !== false) {
+        const create = async (o: Dockerode.ContainerCreateOptions) => {
           try {
-            const container = await d.createContainer({
-              ...options,
-              HostConfig: { ...options.HostConfig, StorageOpt: { size: `${spec.diskMb}M` } },
-            });
-            quota = true;
-            return container.id;
+            return (await d.createContainer(o)).id;
           } catch (err) {
             if (spec.network && (err as DockerLikeError).statusCode === 404)
               knownNetworks.delete(spec.network);
-            if (!quotaUnsupported(err)) throw err;
-            quota = false; // probed: this storage driver has no per-container quota; the reconciler checks
+            throw err;
           }
-        }
+        };
+        if (!spec.diskMb || quota === false) return create(options);
+        let refused: unknown;
         try {
-          const container = await d.createContainer(options);
-          return container.id;
+          const id = await create({
+            ...options,
+            HostConfig: { ...options.HostConfig, StorageOpt: { size: `${spec.diskMb}M` } },
+          });
+          quota = true;
+          return id;
         } catch (err) {
-          if (spec.network && (err as DockerLikeError).statusCode === 404) knownNetworks.delete(spec.network);
-          throw err;
+          const status = (err as DockerLikeError).statusCode;
+          if (status === 404 || status === 409) throw err;
+          refused = err;
         }
+        // Probe: the same create without the quota. When that works, this engine's storage has no
+        // per-container quota (Docker: "--storage-opt is supported only for overlay over xfs with
+        // 'pquota'"; Podman and other drivers word it otherwise), and the reconciler checks instead.
+        const id = await create(options);
+        quota = false;
+        quotaRefusal = engineError(refused, "StorageOpt size", host).message;
+        return id;
       }),
 
     start: (id) =>
@@ -520,6 +523,8 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     diskQuota: () => quota,
+
+    diskQuotaRefusal: () => quotaRefusal,
 
     pull: (ref) =>
       call(`pull image ${ref}`, async (d) => {

@@ -135,6 +135,8 @@ export interface ContainerEngine {
   diskUsage(label: string): Promise<Map<string, number>>;
   /** Whether creates carry a writable-layer quota: undefined until a create with diskMb has told. */
   diskQuota(): boolean | undefined;
+  /** Why the engine refused the quota ("" while it has not). */
+  diskQuotaRefusal(): string;
 }
 
 export interface ImageDetails {
