@@ -149,6 +149,9 @@ describe("checkImage", () => {
     expect(
       status("localhost:5000/app", { allowedImages: ["localhost:5000/app"], privateRegistries: [] }),
     ).toBe("ok");
+    const chosen = { allowedImages: [], privateRegistries: [], defaultImage: "localhost:5000/app" };
+    expect(status("localhost:5000/app", chosen)).toBe("ok");
+    expect(status("localhost:5000/other", chosen)).toBe("E_FORBIDDEN image");
   });
 });
 

@@ -210,12 +210,15 @@ export function nonPublicHost(host: string): string | undefined {
 export interface ImagePolicy {
   allowedImages: readonly string[];
   privateRegistries: readonly string[];
+  /** The operator's own choice, like an image in allowedImages. */
+  defaultImage?: string | undefined;
 }
 
 /**
  * Checks an image a member asked for before the engine sees it: a reference by Docker's grammar (400),
  * one of `allowedImages` when that is set, and a registry that is public unless the operator named it in
- * `privateRegistries` or listed the image in `allowedImages` (403). Throws P2prcError naming `image`.
+ * `privateRegistries`, listed the image in `allowedImages` or made it `defaultImage` (403). Throws
+ * P2prcError naming `image`.
  */
 export function checkImage(image: string, policy: ImagePolicy): ImageRef {
   const ref = parseImageRef(image);
@@ -229,7 +232,8 @@ export function checkImage(image: string, policy: ImagePolicy): ImageRef {
       { field: "image" },
     );
   }
-  if (ref.domain && ref.host && policy.allowedImages.length === 0) {
+  const chosen = policy.allowedImages.length > 0 || image === policy.defaultImage;
+  if (ref.domain && ref.host && !chosen) {
     const why = nonPublicHost(ref.host);
     const named = policy.privateRegistries.some((r) => {
       const want = r.toLowerCase();
