@@ -65,6 +65,9 @@ export const LABELS = {
   ssh: "p2prc.ssh",
 } as const;
 
+/** How the engine says a container's network is gone (at create or at start). */
+const NETWORK_GONE = /network \S+ not found|no such network/i;
+
 /**
  * The engine network of one owner's containers on one node: `p2prc-net-` and 12 hex of a hash of both,
  * so names stay short and do not reveal the owner's id to someone listing networks.
@@ -88,8 +91,9 @@ export class ContainerService {
   /** What each create in progress will hold, by name: counted against its member's quota. */
   private readonly inFlightUse = new Map<string, { owner: string; cpus: number; memoryMb: number }>();
   private readonly log: Logger;
-  /** Containers the node removed on its own (lease, disk), by id, oldest first. */
+  /** Whether the log said that the engine has no writable-layer quota. */
   private toldNoQuota = false;
+  /** Containers the node removed on its own (lease, disk), by id, oldest first. */
   private readonly removedReasons = new Map<string, { name: string; owner: string; reason: string }>();
 
   constructor(private readonly deps: ContainerServiceDeps) {
@@ -218,7 +222,7 @@ export class ContainerService {
       } catch (err) {
         // The reconciler removes an idle owner's network; a create racing that removal (the engine
         // finds the network missing at create or at start) makes the network again, once.
-        if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND" && /network/i.test(err.message))) {
+        if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND" && NETWORK_GONE.test(err.message))) {
           throw err;
         }
         if (id) await engine.remove(id);

@@ -264,7 +264,8 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           await d.getContainer(id).start();
         } catch (err) {
           if ((err as DockerLikeError).statusCode === 304) return; // already started
-          if (/network/i.test((err as DockerLikeError).json?.message ?? "")) knownNetworks.clear();
+          if (/network \S+ not found|no such network/i.test((err as DockerLikeError).json?.message ?? ""))
+            knownNetworks.clear();
           throw err;
         }
       }),
