@@ -16,7 +16,13 @@ import {
   type ContainerSpec,
   MANAGED_LABEL,
 } from "./engine/index.ts";
-import { checkImage } from "./images.ts";
+import {
+  checkImage,
+  checkRegistryAddresses,
+  type HostResolver,
+  type ImageRef,
+  systemResolver,
+} from "./images.ts";
 import { freePorts } from "./ports.ts";
 import { createTar } from "./tar.ts";
 import type { ContainerView, CreateContainerRequest, ExecRequest, GpuProbe } from "./types.ts";
@@ -30,6 +36,8 @@ export interface ContainerServiceDeps {
   clock: Clock;
   logger: Logger;
   gpus: GpuProbe;
+  /** How a registry's name is looked up before a pull (default: the system resolver, 2 s). */
+  resolveHost?: HostResolver | undefined;
 }
 
 /** Keeps an imported image (no CMD) running until its lease ends; works with busybox and coreutils. */
@@ -96,8 +104,11 @@ export class ContainerService {
   /** Containers the node removed on its own (lease, disk), by id, oldest first. */
   private readonly removedReasons = new Map<string, { name: string; owner: string; reason: string }>();
 
+  private readonly resolveHost: HostResolver;
+
   constructor(private readonly deps: ContainerServiceDeps) {
     this.log = deps.logger.withTag("containers");
+    this.resolveHost = deps.resolveHost ?? systemResolver();
   }
 
   /** Names being created right now (the reconciler leaves them alone). */
@@ -108,7 +119,7 @@ export class ContainerService {
   async create(req: CreateContainerRequest, caller: Caller, publicHost: string): Promise<CreateResult> {
     const { config, engine, store, clock } = this.deps;
     const image = req.image ?? config.defaultImage;
-    checkImage(image, config);
+    const ref = checkImage(image, config);
     const cpus = req.cpus ?? Math.min(config.defaultCpus, config.maxCpusPerContainer);
     if (cpus > config.maxCpusPerContainer) {
       throw new P2prcError(
@@ -166,7 +177,7 @@ export class ContainerService {
     this.inFlightUse.set(name, { owner: caller.id, cpus, memoryMb });
     let id: string | undefined;
     try {
-      const details = await this.ensureImage(image);
+      const details = await this.ensureImage(image, ref);
       const fixed = (await freePorts(req.ports ?? 0)).map((p) => ({ internal: p, external: p }));
       const publish = [...new Set([...(req.publish ?? []), ...(req.sshPublicKey ? [22] : [])])];
       const network = ownerNetwork(this.deps.nodeId, caller.id);
@@ -313,10 +324,11 @@ export class ContainerService {
     }
   }
 
-  private async ensureImage(image: string) {
+  private async ensureImage(image: string, ref: ImageRef) {
     const { engine } = this.deps;
     const present = await engine.inspectImage(image);
     if (present) return present;
+    await checkRegistryAddresses(image, ref, this.deps.config, this.resolveHost);
     this.log.info(`pulling ${image} ...`);
     try {
       await engine.pull(image);

@@ -5,7 +5,14 @@ import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:net";
 import { hostname, tmpdir } from "node:os";
 import { type Config, defaultConfig, memoryLogger, openStore, systemClock } from "../config/index.ts";
-import { checkImage, type ImagePolicy, nonPublicHost, parseImageRef, parseIPv4Loose } from "./images.ts";
+import {
+  checkImage,
+  type HostResolver,
+  type ImagePolicy,
+  nonPublicHost,
+  parseImageRef,
+  parseIPv4Loose,
+} from "./images.ts";
 import { ContainerService, createDockerEngine, createServerApp } from "./index.ts";
 
 describe("parseImageRef (Docker's grammar)", () => {
@@ -164,8 +171,9 @@ describe("a member's image naming a private registry, on the real engine", () =>
     store.close();
   });
 
-  function app(config: Partial<Config> = {}) {
+  function app(config: Partial<Config> = {}, resolveHost?: HostResolver) {
     const deps = {
+      resolveHost,
       nodeId: randomBytes(32).toString("hex"),
       config: { ...defaultConfig(hostname()), defaultMemoryMb: 64, defaultCpus: 0.5, ...config },
       engine: createDockerEngine({ host: DOCKER_HOST }),
@@ -183,8 +191,8 @@ describe("a member's image naming a private registry, on the real engine", () =>
     });
   }
 
-  async function create(image: string, config: Partial<Config> = {}) {
-    const res = await app(config).request("http://127.0.0.1/v1/containers", {
+  async function create(image: string, config: Partial<Config> = {}, resolveHost?: HostResolver) {
+    const res = await app(config, resolveHost).request("http://127.0.0.1/v1/containers", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ image }),
@@ -219,6 +227,31 @@ describe("a member's image naming a private registry, on the real engine", () =>
     await Bun.sleep(500);
     expect(connections).toBe(seen);
   }, 60_000);
+
+  test("a registry name that resolves to a private address → 403; one that does not resolve → 404; no pull", async () => {
+    const asked: string[] = [];
+    const resolver =
+      (answer: string[] | Error): HostResolver =>
+      async (host) => {
+        asked.push(host);
+        if (answer instanceof Error) throw answer;
+        return answer;
+      };
+    const image = "registry.example.com/team/probe:1";
+    const loop = await create(image, {}, resolver(["93.184.216.34", "127.0.0.1"]));
+    expect(loop.status).toBe(403);
+    expect(loop.json.error.field).toBe("image");
+    expect(loop.json.error.message).toContain("resolves to 127.0.0.1");
+    const v6 = await create(image, {}, resolver(["::ffff:10.0.0.1"]));
+    expect(v6.status).toBe(403);
+    const none = await create(image, {}, resolver(new Error("no answer within 2000 ms")));
+    expect(none.status).toBe(404);
+    expect(none.json.error.message).toContain("does not resolve");
+    expect(asked).toEqual(["registry.example.com", "registry.example.com", "registry.example.com"]);
+    // A literal address is judged as written, and the operator's registries are not looked up.
+    await create(`127.0.0.1:1/x`, {}, resolver(["127.0.0.1"]));
+    expect(asked).toHaveLength(3);
+  });
 
   test("references outside Docker's grammar → 400 naming image, never 5xx", async () => {
     for (const image of ["a/../../b", "localhost/../x", "a//b", "x:", "a@sha256:zz"]) {

@@ -1,3 +1,4 @@
+import { lookup } from "node:dns/promises";
 import { isIPv6 } from "node:net";
 import { P2prcError } from "../config/index.ts";
 
@@ -232,20 +233,75 @@ export function checkImage(image: string, policy: ImagePolicy): ImageRef {
       { field: "image" },
     );
   }
-  const chosen = policy.allowedImages.length > 0 || image === policy.defaultImage;
-  if (ref.domain && ref.host && !chosen) {
+  if (ref.host && !registryConsented(image, ref, policy)) {
     const why = nonPublicHost(ref.host);
-    const named = policy.privateRegistries.some((r) => {
-      const want = r.toLowerCase();
-      return want === ref.domain?.toLowerCase() || want === ref.host || want === `[${ref.host}]`;
-    });
-    if (why && !named) {
-      throw new P2prcError(
-        "E_FORBIDDEN",
-        `image ${image}: registry ${ref.domain} is not a public host (${why}); this node pulls only from public registries and those in privateRegistries`,
-        { field: "image" },
-      );
-    }
+    if (why) throw privateRegistry(image, ref, why);
   }
   return ref;
+}
+
+/** Whether the operator agreed to this image's registry: it chose the image, or named the registry. */
+function registryConsented(image: string, ref: ImageRef, policy: ImagePolicy): boolean {
+  if (policy.allowedImages.length > 0 || image === policy.defaultImage) return true;
+  return policy.privateRegistries.some((r) => {
+    const want = r.toLowerCase();
+    return want === ref.domain?.toLowerCase() || want === ref.host || want === `[${ref.host}]`;
+  });
+}
+
+function privateRegistry(image: string, ref: ImageRef, why: string): P2prcError {
+  return new P2prcError(
+    "E_FORBIDDEN",
+    `image ${image}: registry ${ref.domain} is not a public host (${why}); this node pulls only from public registries and those in privateRegistries`,
+    { field: "image" },
+  );
+}
+
+/** Looks a host name up the way the engine's resolver would (hosts file, DNS); every address. */
+export type HostResolver = (host: string) => Promise<string[]>;
+
+/** getaddrinfo through node:dns, at most `timeoutMs`. */
+export function systemResolver(timeoutMs = 2000): HostResolver {
+  return async (host) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      const found = await Promise.race([lookup(host, { all: true, verbatim: true }), timeout]);
+      return found.map((a) => a.address);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
+/**
+ * Before a pull: the registry's name must not resolve to a non-public address either (a public-looking
+ * name pointing at 127.0.0.1). Fails closed: a name that does not resolve in time is 404, since the
+ * engine could not pull from it either. The engine resolves again on its own, so a name whose answers
+ * change between the two lookups (DNS rebinding) is not covered; `allowedImages` is.
+ */
+export async function checkRegistryAddresses(
+  image: string,
+  ref: ImageRef,
+  policy: ImagePolicy,
+  resolve: HostResolver,
+): Promise<void> {
+  if (!ref.host || registryConsented(image, ref, policy)) return;
+  if (isIPv6(ref.host) || parseIPv4Loose(ref.host) !== undefined) return; // a literal: checked already
+  let addresses: string[];
+  try {
+    addresses = await resolve(ref.host);
+  } catch (err) {
+    throw new P2prcError(
+      "E_NOT_FOUND",
+      `image ${image}: registry ${ref.domain} does not resolve (${(err as Error).message})`,
+      { field: "image", cause: err },
+    );
+  }
+  for (const address of addresses) {
+    const why = nonPublicHost(address);
+    if (why) throw privateRegistry(image, ref, `${ref.host} resolves to ${address}, ${why}`);
+  }
 }
