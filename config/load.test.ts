@@ -324,3 +324,37 @@ test("VERSION matches package.json", async () => {
   };
   expect(VERSION).toBe(pkg.version);
 });
+
+describe("sandbox limits (disk, logs, private registries)", () => {
+  test("defaults: 4096 MiB of writable layer, 10 MiB × 3 log files, no private registry", () => {
+    const { config } = resolveConfig({ hostname: HOST, env: {} });
+    expect(config.maxDiskMbPerContainer).toBe(4096);
+    expect(config.containerLogMaxMb).toBe(10);
+    expect(config.containerLogMaxFiles).toBe(3);
+    expect(config.privateRegistries).toEqual([]);
+  });
+
+  test("env sets them; out-of-range or malformed values are E_CONFIG naming the field", () => {
+    const { config } = resolveConfig({
+      hostname: HOST,
+      env: {
+        P2PRC_MAX_DISK_MB_PER_CONTAINER: "512",
+        P2PRC_CONTAINER_LOG_MAX_FILES: "5",
+        P2PRC_PRIVATE_REGISTRIES: "127.0.0.1:5000, [::1]:5000,registry",
+      },
+    });
+    expect(config.maxDiskMbPerContainer).toBe(512);
+    expect(config.containerLogMaxFiles).toBe(5);
+    expect(config.privateRegistries).toEqual(["127.0.0.1:5000", "[::1]:5000", "registry"]);
+    for (const [name, value, field] of [
+      ["P2PRC_MAX_DISK_MB_PER_CONTAINER", "0", "maxDiskMbPerContainer"],
+      ["P2PRC_CONTAINER_LOG_MAX_MB", "2048", "containerLogMaxMb"],
+      ["P2PRC_CONTAINER_LOG_MAX_FILES", "1", "containerLogMaxFiles"],
+      ["P2PRC_PRIVATE_REGISTRIES", "http://127.0.0.1:5000", "privateRegistries"],
+    ] as const) {
+      const err = thrown(() => resolveConfig({ hostname: HOST, env: { [name]: value } }));
+      expect(err.code).toBe("E_CONFIG");
+      expect(err.field).toBe(field);
+    }
+  });
+});

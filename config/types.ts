@@ -69,6 +69,14 @@ export const CONFIG_FIELDS = {
     allowed: "a list of image references (env: comma-separated); empty = any image",
     doc: "Images this node agrees to run; empty allows any.",
   },
+  privateRegistries: {
+    schema: (z: Z) =>
+      z
+        .array(z.string().check(z.regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:\d{1,5})?$/)))
+        .check(z.maxLength(64)),
+    allowed: "a list of registry hosts, host or host:port (env: comma-separated)",
+    doc: "Registries on loopback, link-local or private addresses (or local names) that images may come from; images naming any other such registry are refused.",
+  },
   maxContainers: {
     schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(10000)),
     allowed: "an integer from 0 to 10000",
@@ -108,6 +116,21 @@ export const CONFIG_FIELDS = {
     schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(31536000)),
     allowed: "an integer number of seconds from 1 to 31536000",
     doc: "Longest lease a container may ask for.",
+  },
+  maxDiskMbPerContainer: {
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(1e9)),
+    allowed: "an integer number of MiB from 1 to 1000000000",
+    doc: "Most a container may write to its own file system, in MiB: a quota where the engine's storage supports one, otherwise checked by the reconciler, which removes a container over it.",
+  },
+  containerLogMaxMb: {
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(1024)),
+    allowed: "an integer number of MiB from 1 to 1024",
+    doc: "Size of one log file of a container before the engine rotates it (json-file max-size).",
+  },
+  containerLogMaxFiles: {
+    schema: (z: Z) => z.int().check(z.minimum(2), z.maximum(100)),
+    allowed: "an integer from 2 to 100",
+    doc: "Log files kept per container (json-file max-file); a container's logs take at most containerLogMaxMb × this on disk.",
   },
   gossipIntervalMs: {
     schema: (z: Z) => z.int().check(z.minimum(50), z.maximum(600000)),

@@ -135,6 +135,13 @@ async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs: number, s
 
 afterAll(async () => {
   for (const c of await ownContainers()) await docker.getContainer(c.Id).remove({ force: true });
+  // Each owner's containers get a network of their own (Docs/Security.md); the engine has few to give.
+  for (const n of await docker.listNetworks({ filters: { label: [`p2prc.node=${NODE_ID}`] } })) {
+    await docker
+      .getNetwork(n.Id)
+      .remove()
+      .catch(() => undefined);
+  }
   for (const s of stores) s.close();
 });
 
@@ -754,7 +761,7 @@ describe("callers", () => {
     expect(mine.json.containers[0].owner).toBe("alice");
     expect((await call(boss.app, "GET", `/v1/containers/${id}`)).json.owner).toBe("alice");
     expect((await call(alice.app, "DELETE", `/v1/containers/${id}`)).status).toBe(200);
-  });
+  }, 30_000);
 });
 
 describe("member quotas", () => {
@@ -789,7 +796,7 @@ describe("member quotas", () => {
     } finally {
       for (const id of ids) await call(boss.app, "DELETE", `/v1/containers/${id}`);
     }
-  });
+  }, 30_000);
 });
 
 describe("node routes", () => {
@@ -821,7 +828,7 @@ describe("node routes", () => {
     expect(after.free.containers).toBe(4);
     expect(after.tasks.running).toBe(1);
     expect((await call(fresh.app, "DELETE", `/v1/containers/${c.json.id}`)).status).toBe(200);
-  });
+  }, 30_000);
 
   test("GET /v1/images lists the test images", async () => {
     const r = await call(main.app, "GET", "/v1/images");

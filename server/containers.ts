@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
 import {
   type Clock,
@@ -10,8 +10,20 @@ import {
   wrapError,
 } from "../config/index.ts";
 import type { Caller } from "./caller.ts";
-import { type ContainerEngine, type ContainerInfo, type LogsOptions, MANAGED_LABEL } from "./engine/index.ts";
-import { imageAllowed } from "./images.ts";
+import {
+  type ContainerEngine,
+  type ContainerInfo,
+  type ContainerSpec,
+  type LogsOptions,
+  MANAGED_LABEL,
+} from "./engine/index.ts";
+import {
+  checkImage,
+  checkRegistryAddresses,
+  type HostResolver,
+  type ImageRef,
+  systemResolver,
+} from "./images.ts";
 import { freePorts } from "./ports.ts";
 import { createTar } from "./tar.ts";
 import type { ContainerView, CreateContainerRequest, ExecRequest, GpuProbe } from "./types.ts";
@@ -25,6 +37,8 @@ export interface ContainerServiceDeps {
   clock: Clock;
   logger: Logger;
   gpus: GpuProbe;
+  /** How a registry's name is looked up before a pull (default: the system resolver, 2 s). */
+  resolveHost?: HostResolver | undefined;
 }
 
 /** Keeps an imported image (no CMD) running until its lease ends; works with busybox and coreutils. */
@@ -60,6 +74,17 @@ export const LABELS = {
   ssh: "p2prc.ssh",
 } as const;
 
+/** How the engine says a container's network is gone (at create or at start). */
+const NETWORK_GONE = /network \S+ not found|no such network/i;
+
+/**
+ * The engine network of one owner's containers on one node: `p2prc-net-` and 12 hex of a hash of both,
+ * so names stay short and do not reveal the owner's id to someone listing networks.
+ */
+export function ownerNetwork(nodeId: string, owner: string): string {
+  return `p2prc-net-${createHash("sha256").update(`${nodeId}\n${owner}`).digest("hex").slice(0, 12)}`;
+}
+
 export interface CreateResult {
   id: string;
   name: string;
@@ -76,9 +101,16 @@ export class ContainerService {
   private readonly inFlightUse = new Map<string, { owner: string; cpus: number; memoryMb: number }>();
   private readonly log: Logger;
   private firstReconcile: Promise<unknown> = Promise.resolve();
+  /** Whether the log said that the engine has no writable-layer quota. */
+  private toldNoQuota = false;
+  /** Containers the node removed on its own (lease, disk), by id, oldest first. */
+  private readonly removedReasons = new Map<string, { name: string; owner: string; reason: string }>();
+
+  private readonly resolveHost: HostResolver;
 
   constructor(private readonly deps: ContainerServiceDeps) {
     this.log = deps.logger.withTag("containers");
+    this.resolveHost = deps.resolveHost ?? systemResolver();
   }
 
   /**
@@ -110,15 +142,7 @@ export class ContainerService {
     const { config, engine, store, clock } = this.deps;
     await this.ready();
     const image = req.image ?? config.defaultImage;
-    if (!imageAllowed(config.allowedImages, image)) {
-      throw new P2prcError(
-        "E_FORBIDDEN",
-        `image ${image} is not offered by this node (allowedImages: ${config.allowedImages.join(", ")})`,
-        {
-          field: "image",
-        },
-      );
-    }
+    const ref = checkImage(image, config);
     const cpus = req.cpus ?? Math.min(config.defaultCpus, config.maxCpusPerContainer);
     if (cpus > config.maxCpusPerContainer) {
       throw new P2prcError(
@@ -176,12 +200,15 @@ export class ContainerService {
     this.inFlightUse.set(name, { owner: caller.id, cpus, memoryMb });
     let id: string | undefined;
     try {
-      const details = await this.ensureImage(image);
+      const details = await this.ensureImage(image, ref);
       const fixed = (await freePorts(req.ports ?? 0)).map((p) => ({ internal: p, external: p }));
       const publish = [...new Set([...(req.publish ?? []), ...(req.sshPublicKey ? [22] : [])])];
+      const network = ownerNetwork(this.deps.nodeId, caller.id);
+      const networkLabels = { [LABELS.node]: this.deps.nodeId, [LABELS.owner]: caller.id };
+      await engine.ensureNetwork(network, networkLabels);
       const now = clock.now();
       const expiresAt = now + ttlSeconds * 1000;
-      id = await engine.create({
+      const spec: ContainerSpec = {
         name,
         image,
         command: req.command ?? (details.hasDefaultCommand ? undefined : KEEP_ALIVE),
@@ -204,20 +231,40 @@ export class ContainerService {
         publishFixed: fixed,
         gpu,
         capAdd: req.sshPublicKey ? SSHD_CAPS : [],
-      });
-      if (req.sshPublicKey) {
-        const key = req.sshPublicKey.endsWith("\n") ? req.sshPublicKey : `${req.sshPublicKey}\n`;
-        await engine.putArchive(
-          id,
-          "/",
-          createTar([
-            { path: "root", mode: 0o700 },
-            { path: "root/.ssh", mode: 0o700 },
-            { path: "root/.ssh/authorized_keys", mode: 0o600, content: key },
-          ]),
-        );
+        network,
+        log: { maxMb: config.containerLogMaxMb, maxFiles: config.containerLogMaxFiles },
+        diskMb: config.maxDiskMbPerContainer,
+      };
+      const createAndStart = async () => {
+        id = await engine.create(spec);
+        if (req.sshPublicKey) {
+          const key = req.sshPublicKey.endsWith("\n") ? req.sshPublicKey : `${req.sshPublicKey}\n`;
+          await engine.putArchive(
+            id,
+            "/",
+            createTar([
+              { path: "root", mode: 0o700 },
+              { path: "root/.ssh", mode: 0o700 },
+              { path: "root/.ssh/authorized_keys", mode: 0o600, content: key },
+            ]),
+          );
+        }
+        await engine.start(id);
+      };
+      try {
+        await createAndStart();
+      } catch (err) {
+        // The reconciler removes an idle owner's network; a create racing that removal (the engine
+        // finds the network missing at create or at start) makes the network again, once.
+        if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND" && NETWORK_GONE.test(err.message))) {
+          throw err;
+        }
+        if (id) await engine.remove(id);
+        id = undefined;
+        await engine.ensureNetwork(network, networkLabels);
+        await createAndStart();
       }
-      await engine.start(id);
+      if (!id) throw new P2prcError("E_ENGINE", `container ${name} was not created`, { retryable: true });
       if (req.sshPublicKey) {
         const started = await engine.exec(id, SSHD_START, { timeoutMs: 30_000 });
         if (started.exitCode !== 0) {
@@ -249,6 +296,12 @@ export class ContainerService {
         ssh,
       };
       store.containers.insert(record);
+      if (engine.diskQuota() === false && !this.toldNoQuota) {
+        this.toldNoQuota = true;
+        this.log.info(
+          `the engine applies no writable-layer quota (${engine.diskQuotaRefusal()}); the reconciler removes containers that write over maxDiskMbPerContainer=${config.maxDiskMbPerContainer} MiB`,
+        );
+      }
       this.log.info(
         `created ${name} (${id.slice(0, 12)}) image=${image} owner=${caller.id} ttl=${ttlSeconds}s`,
       );
@@ -294,10 +347,11 @@ export class ContainerService {
     }
   }
 
-  private async ensureImage(image: string) {
+  private async ensureImage(image: string, ref: ImageRef) {
     const { engine } = this.deps;
     const present = await engine.inspectImage(image);
     if (present) return present;
+    await checkRegistryAddresses(image, ref, this.deps.config, this.resolveHost);
     this.log.info(`pulling ${image} ...`);
     try {
       await engine.pull(image);
@@ -314,10 +368,29 @@ export class ContainerService {
     return pulled;
   }
 
+  /** Remembers why the node removed a container, so its owner's next request says so (last 1000 kept). */
+  noteRemoved(rec: ContainerRecord, reason: string): void {
+    this.removedReasons.delete(rec.id);
+    this.removedReasons.set(rec.id, { name: rec.name, owner: rec.owner, reason });
+    if (this.removedReasons.size > 1000) {
+      const oldest = this.removedReasons.keys().next().value;
+      if (oldest !== undefined) this.removedReasons.delete(oldest);
+    }
+  }
+
   /** The record of a container the caller may use; 404 for unknown ones and for other owners' (no probing). */
   record(idOrName: string, caller: Caller): ContainerRecord {
     const rec = this.deps.store.containers.get(idOrName) ?? this.byPrefix(idOrName);
     if (!rec || (!caller.admin && rec.owner !== caller.id)) {
+      for (const [id, gone] of this.removedReasons) {
+        if ((id === idOrName || gone.name === idOrName) && (caller.admin || gone.owner === caller.id)) {
+          throw new P2prcError(
+            "E_NOT_FOUND",
+            `container ${gone.name} was removed by this node: ${gone.reason}`,
+            { field: "id" },
+          );
+        }
+      }
       throw new P2prcError("E_NOT_FOUND", `no container ${idOrName} on this node`, { field: "id" });
     }
     return rec;

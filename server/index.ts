@@ -16,6 +16,7 @@ export type {
   ExecResult,
   ImageDetails,
   ImageInfo,
+  NetworkInfo,
 } from "./engine/index.ts";
 export { createDockerEngine, LABEL_PREFIX, MANAGED_LABEL } from "./engine/index.ts";
 export type { AuthOptions } from "./http/auth.ts";

@@ -59,7 +59,13 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
   const log = deps.logger.withTag("server");
   const containers = new ContainerService(deps);
   const sshHost = deps.config.advertiseAddress.replace(/:\d+$/, "").replace(/^\[|\]$/g, "") || hostname();
-  const reconciler = new Reconciler({ ...deps, sshHost, creating: () => containers.creating() });
+  const reconciler = new Reconciler({
+    ...deps,
+    sshHost,
+    creating: () => containers.creating(),
+    maxDiskMb: deps.config.maxDiskMbPerContainer,
+    removed: (rec, reason) => containers.noteRemoved(rec, reason),
+  });
   // Without an injected resolver (tests), every request but health/identity must be signed by a member.
   const auth = deps.resolveCaller
     ? undefined

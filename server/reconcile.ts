@@ -12,6 +12,15 @@ export interface ReconcilerDeps {
   sshHost: string;
   /** Names being created right now; left alone. */
   creating: () => ReadonlySet<string>;
+  /** Most bytes a container may write to its own file system, in MiB; undefined = no check. */
+  maxDiskMb?: number | undefined;
+  /**
+   * How long an owner's network stays after its last container went (default 60 s), so a member that
+   * runs one task after another does not pay for a new network (~0.5 s) each time.
+   */
+  networkIdleMs?: number | undefined;
+  /** Told of each container the pass removes and why (the service answers its owner with the reason). */
+  removed?: ((rec: ContainerRecord, reason: string) => void) | undefined;
 }
 
 /** What one pass changed. */
@@ -24,6 +33,10 @@ export interface ReconcileReport {
   removedOrphans: string[];
   /** Containers whose lease ended, removed. */
   expired: string[];
+  /** Containers that wrote more than maxDiskMb to their own file system, removed. */
+  overDisk: string[];
+  /** Networks of owners with no container left, removed. */
+  networks: string[];
 }
 
 function adoptable(info: ContainerInfo, sshHost: string): ContainerRecord | undefined {
@@ -65,6 +78,8 @@ export class Reconciler {
   private cancel: Cancel | undefined;
   private running: Promise<ReconcileReport> | undefined;
   private readonly log: Logger;
+  /** When each of this node's networks was first seen with no container of its owner. */
+  private readonly idleSince = new Map<string, number>();
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.log = deps.logger.withTag("reconcile");
@@ -80,7 +95,14 @@ export class Reconciler {
 
   private async pass(): Promise<ReconcileReport> {
     const { engine, store, clock, nodeId } = this.deps;
-    const report: ReconcileReport = { forgotten: [], adopted: [], removedOrphans: [], expired: [] };
+    const report: ReconcileReport = {
+      forgotten: [],
+      adopted: [],
+      removedOrphans: [],
+      expired: [],
+      overDisk: [],
+      networks: [],
+    };
     const creating = this.deps.creating();
     const live = await engine.listByLabel(`${LABELS.node}=${nodeId}`);
     const liveIds = new Set(live.map((c) => c.id));
@@ -107,10 +129,66 @@ export class Reconciler {
       await engine.remove(rec.id);
       store.containers.remove(rec.id);
       report.expired.push(rec.name);
+      this.deps.removed?.(rec, "its lease ended");
     }
+    await this.checkDisk(report);
+    await this.removeUnusedNetworks(report, creating);
     const changed = Object.entries(report).filter(([, names]) => names.length > 0);
     for (const [what, names] of changed) this.log.info(`${what}: ${names.join(", ")}`);
     return report;
+  }
+
+  /**
+   * Removes containers over maxDiskMb. Where the engine applies a quota (StorageOpt size) a container
+   * cannot get there; elsewhere this is the limit, checked once a pass, so a container may pass it by
+   * what it writes in one interval before it is removed.
+   */
+  private async checkDisk(report: ReconcileReport): Promise<void> {
+    const { engine, store, nodeId, maxDiskMb } = this.deps;
+    if (!maxDiskMb || engine.diskQuota() === true) return;
+    const limit = maxDiskMb * 1024 * 1024;
+    const usage = await engine.diskUsage(`${LABELS.node}=${nodeId}`);
+    for (const [id, bytes] of usage) {
+      if (bytes <= limit) continue;
+      const rec = store.containers.get(id);
+      if (!rec) continue; // not yet recorded (being created) or an orphan handled above
+      const reason = `it wrote ${Math.round(bytes / 1024 / 1024)} MiB to its file system, over maxDiskMbPerContainer=${maxDiskMb}`;
+      this.log.warn(`removing ${rec.name} (${id.slice(0, 12)}) of ${rec.owner}: ${reason}`);
+      await engine.remove(id);
+      store.containers.remove(id);
+      report.overDisk.push(rec.name);
+      this.deps.removed?.(rec, reason);
+    }
+  }
+
+  /**
+   * Removes the networks of owners that have had no container on this node for networkIdleMs (not while
+   * a create runs; a create that races the removal makes the network again).
+   */
+  private async removeUnusedNetworks(report: ReconcileReport, creating: ReadonlySet<string>): Promise<void> {
+    const { engine, nodeId, clock } = this.deps;
+    const idleMs = this.deps.networkIdleMs ?? 60_000;
+    const networks = await engine.listNetworks(`${LABELS.node}=${nodeId}`);
+    const owners = networks.some((n) => n.containers === 0)
+      ? new Set((await engine.listByLabel(`${LABELS.node}=${nodeId}`)).map((c) => c.labels[LABELS.owner]))
+      : new Set<string | undefined>();
+    const now = clock.now();
+    const seen = new Set<string>();
+    for (const n of networks) {
+      seen.add(n.name);
+      if (n.containers > 0 || owners.has(n.labels[LABELS.owner])) {
+        this.idleSince.delete(n.name);
+        continue;
+      }
+      const since = this.idleSince.get(n.name) ?? now;
+      this.idleSince.set(n.name, since);
+      if (now - since < idleMs || creating.size > 0 || this.deps.creating().size > 0) continue;
+      if (await engine.removeNetwork(n.name)) {
+        report.networks.push(n.name);
+        this.idleSince.delete(n.name);
+      }
+    }
+    for (const name of this.idleSince.keys()) if (!seen.has(name)) this.idleSince.delete(name);
   }
 
   /** Runs a pass every `intervalMs`; errors are logged, never thrown. */

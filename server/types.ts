@@ -1,4 +1,5 @@
 import { type PortMapping, type SshInfo, type z, zod } from "../config/index.ts";
+import { parseImageRef } from "./images.ts";
 
 // The request schemas, built when the server module loads (the routes use them at once).
 function build() {
@@ -10,12 +11,13 @@ function build() {
   /** POST /v1/containers body. Unknown fields are rejected so typos do not pass silently. */
   const CreateContainerSchema = z.strictObject({
     image: z.optional(
-      z
-        .string()
-        .check(
-          z.regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "an image reference such as debian:bookworm-slim"),
-          z.maxLength(255),
+      z.string().check(
+        z.maxLength(512),
+        z.refine(
+          (ref) => typeof parseImageRef(ref) !== "string",
+          "an image reference such as debian:bookworm-slim or registry.example.com/team/app:1 (Docker's grammar)",
         ),
+      ),
     ),
     command: z.optional(
       z.array(z.string().check(z.maxLength(65536), noNul)).check(z.minLength(1), z.maxLength(256)),

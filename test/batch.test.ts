@@ -12,7 +12,14 @@ import Docker from "dockerode";
 import { PNG } from "pngjs";
 import { mandelbrotLocal, toPng } from "../client/index.ts";
 import type { Identity } from "../config/index.ts";
-import { collectStderr, freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
+import {
+  collectStderr,
+  freePort,
+  nodeIdentity,
+  removeNodeNetworks,
+  signedFetch,
+  waitFor,
+} from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -236,6 +243,7 @@ afterAll(async () => {
       ),
     );
   }
+  await removeNodeNetworks(docker, nodeIds);
   rmSync(root, { recursive: true, force: true });
 }, 30_000);
 

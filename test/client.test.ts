@@ -10,7 +10,16 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { type Identity, pinnedTls } from "../config/index.ts";
-import { collectStderr, freePort, nodeIdentity, runCommand, signedFetch, ssh, waitFor } from "./support.ts";
+import {
+  collectStderr,
+  freePort,
+  nodeIdentity,
+  removeNodeNetworks,
+  runCommand,
+  signedFetch,
+  ssh,
+  waitFor,
+} from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -170,6 +179,10 @@ afterAll(async () => {
         .remove({ force: true })
         .catch(() => {});
   }
+  await removeNodeNetworks(
+    docker,
+    [a, b, closed].flatMap((n) => (n?.id ? [n.id] : [])),
+  );
   rmSync(root, { recursive: true, force: true });
 }, 30_000);
 

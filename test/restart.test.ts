@@ -8,7 +8,14 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { start } from "../abstractions/index.ts";
 import { type Identity, memoryLogger } from "../config/index.ts";
-import { collectStderr, freePort, nodeIdentity, signedFetch, waitFor } from "./support.ts";
+import {
+  collectStderr,
+  freePort,
+  nodeIdentity,
+  removeNodeNetworks,
+  signedFetch,
+  waitFor,
+} from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
@@ -75,6 +82,7 @@ afterAll(async () => {
   for (const id of nodeIds) {
     for (const c of await engineIds(id)) await docker.getContainer(c).remove({ force: true });
   }
+  await removeNodeNetworks(docker, nodeIds);
   rmSync(root, { recursive: true, force: true });
 });
 

@@ -80,6 +80,13 @@ beforeAll(() => {
 
 afterAll(async () => {
   for (const c of await own()) await docker.getContainer(c.Id).remove({ force: true });
+  // Each owner's containers get a network of their own (Docs/Security.md); the engine has few to give.
+  for (const n of await docker.listNetworks({ filters: { label: [`p2prc.node=${NODE_ID}`] } })) {
+    await docker
+      .getNetwork(n.Id)
+      .remove()
+      .catch(() => undefined);
+  }
   store.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -2,6 +2,7 @@
 import { statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import type Docker from "dockerode";
 import { type RunningNode, start } from "../abstractions/index.ts";
 import { type Config, type Identity, loadOrCreateIdentity, memoryLogger } from "../config/index.ts";
 import { freePorts } from "../server/index.ts";
@@ -152,4 +153,19 @@ export async function startTestNode(
     },
   });
   return { node, self: nodeIdentity(home) };
+}
+
+/**
+ * Removes the engine networks of these nodes (one per owner of their containers, Docs/Security.md):
+ * the engine has only a few dozen address pools, so tests give back what their nodes made.
+ */
+export async function removeNodeNetworks(docker: Docker, nodeIds: Iterable<string>): Promise<void> {
+  for (const id of nodeIds) {
+    for (const n of await docker.listNetworks({ filters: { label: [`p2prc.node=${id}`] } })) {
+      await docker
+        .getNetwork(n.Id)
+        .remove()
+        .catch(() => undefined);
+    }
+  }
 }

@@ -16,7 +16,9 @@ import type {
   ExecResult,
   ImageDetails,
   ImageInfo,
+  NetworkInfo,
 } from "./types.ts";
+import { MANAGED_LABEL } from "./types.ts";
 
 /** Where the engine listens: `unix:///var/run/docker.sock`, `tcp://host:port`, or a bare socket path. */
 export interface DockerEngineOptions {
@@ -162,6 +164,23 @@ function collector(max: number) {
   };
 }
 
+/** Removes every p2prc network (any node's) that no container is attached to. */
+async function pruneEmptyNetworks(d: Dockerode): Promise<void> {
+  const list = await d.listNetworks({ filters: { label: [MANAGED_LABEL] } });
+  for (const n of list) {
+    const full = await d
+      .getNetwork(n.Id)
+      .inspect()
+      .catch(() => undefined);
+    if (full && Object.keys(full.Containers ?? {}).length === 0) {
+      await d
+        .getNetwork(n.Id)
+        .remove()
+        .catch(() => undefined);
+    }
+  }
+}
+
 /** A ContainerEngine over dockerode. Connects lazily on first use. */
 export function createDockerEngine(options: DockerEngineOptions): ContainerEngine {
   const host = options.host;
@@ -216,6 +235,18 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
   const slowCall = <T>(context: string, fn: (d: Dockerode, signal: AbortSignal) => Promise<T>) =>
     call(context, fn, SLOW_FACTOR * timeoutMs);
 
+  /** Whether the storage driver applies StorageOpt size: learnt from the first create that asks. */
+  let quota: boolean | undefined;
+  /** The engine's words when it refused the quota. */
+  let quotaRefusal = "";
+  /** Network creations in progress by name, so concurrent creates for one owner make one network. */
+  const makingNetwork = new Map<string, Promise<void>>();
+  /**
+   * Networks known to exist, so a create does not ask the engine first. A create that finds one gone
+   * (removed by a reconciler) forgets it and fails with E_NOT_FOUND; the caller ensures it again.
+   */
+  const knownNetworks = new Set<string>();
+
   const engine: ContainerEngine = {
     ping: () =>
       call("engine info", async (d, signal) => {
@@ -254,8 +285,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           exposed[`${internal}/tcp`] = {};
           bindings[`${internal}/tcp`] = [{ HostIp: spec.publishHost ?? "", HostPort: String(external) }];
         }
-        const container = await d.createContainer({
-          abortSignal: signal,
+        const options: Dockerode.ContainerCreateOptions = {
           name: spec.name,
           Image: spec.image,
           Cmd: spec.command,
@@ -282,11 +312,48 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
             ReadonlyRootfs: false,
             Init: true,
             DeviceRequests: spec.gpu ? [{ Driver: "", Count: -1, Capabilities: [["gpu"]] }] : [],
+            NetworkMode: spec.network,
+            LogConfig: spec.log
+              ? {
+                  Type: "json-file",
+                  Config: { "max-size": `${spec.log.maxMb}m`, "max-file": String(spec.log.maxFiles) },
+                }
+              : undefined,
           },
-        });
-        if (typeof container?.id !== "string" || container.id === "")
-          throw unreadable(`create container ${spec.name}`, host);
-        return container.id;
+        };
+        const create = async (o: Dockerode.ContainerCreateOptions) => {
+          try {
+            const container = await d.createContainer({ ...o, abortSignal: signal } as never);
+            if (typeof container?.id !== "string" || container.id === "")
+              throw unreadable(`create container ${spec.name}`, host);
+            return container.id;
+          } catch (err) {
+            if (spec.network && (err as DockerLikeError).statusCode === 404)
+              knownNetworks.delete(spec.network);
+            throw err;
+          }
+        };
+        if (!spec.diskMb || quota === false) return create(options);
+        let refused: unknown;
+        try {
+          const id = await create({
+            ...options,
+            HostConfig: { ...options.HostConfig, StorageOpt: { size: `${spec.diskMb}M` } },
+          });
+          quota = true;
+          return id;
+        } catch (err) {
+          const status = (err as DockerLikeError).statusCode;
+          if (status === 404 || status === 409 || err instanceof P2prcError) throw err;
+          refused = err;
+        }
+        // Probe: the same create without the quota. When that works, this engine's storage has no
+        // per-container quota (Docker: "--storage-opt is supported only for overlay over xfs with
+        // 'pquota'"; Podman and other drivers word it otherwise), and the reconciler checks instead.
+        const id = await create(options);
+        quota = false;
+        quotaRefusal = engineError(refused, "StorageOpt size", host).message;
+        return id;
       }).catch((err: unknown) => {
         // The engine's text names the other container's full id; it may be another owner's (or another
         // node's), so the caller only learns that the name is taken.
@@ -304,6 +371,8 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           await d.getContainer(id).start({ abortSignal: signal });
         } catch (err) {
           if ((err as DockerLikeError).statusCode === 304) return; // already started
+          if (/network \S+ not found|no such network/i.test((err as DockerLikeError).json?.message ?? ""))
+            knownNetworks.clear();
           throw err;
         }
       }),
@@ -574,6 +643,97 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           throw err;
         }
       }),
+
+    ensureNetwork: (name, labels) => {
+      if (knownNetworks.has(name)) return Promise.resolve();
+      let pending = makingNetwork.get(name);
+      if (!pending) {
+        pending = call(`create network ${name}`, async (d) => {
+          const existing = await d.listNetworks({ filters: { name: [name] } });
+          if (existing.some((n) => n.Name === name)) {
+            knownNetworks.add(name);
+            return;
+          }
+          const make = () =>
+            d.createNetwork({ Name: name, Driver: "bridge", CheckDuplicate: true, Labels: labels });
+          const noPool = (err: unknown) =>
+            /address pool|non-overlapping/i.test((err as DockerLikeError).json?.message ?? "");
+          try {
+            await make().catch(async (err) => {
+              if (!noPool(err)) throw err;
+              // The engine has a few dozen address pools. Networks p2prc left with no container (a
+              // node killed, containers removed behind its back) hold them: free those, then retry.
+              // A node whose empty network goes meanwhile makes it again on its next create.
+              await pruneEmptyNetworks(d);
+              await make();
+            });
+            knownNetworks.add(name);
+          } catch (err) {
+            const e = err as DockerLikeError;
+            if (e.statusCode === 409) return; // made meanwhile by another node on this engine
+            if (noPool(err)) {
+              throw new P2prcError(
+                "E_RATE_LIMIT",
+                "the engine has no free address pool for another network (one per member with containers here)",
+                { retryable: true, cause: err },
+              );
+            }
+            throw err;
+          }
+        }).finally(() => makingNetwork.delete(name));
+        makingNetwork.set(name, pending);
+      }
+      return pending;
+    },
+
+    removeNetwork: (name) =>
+      call(`remove network ${name}`, async (d) => {
+        knownNetworks.delete(name);
+        try {
+          await d.getNetwork(name).remove();
+          return true;
+        } catch (err) {
+          const status = (err as DockerLikeError).statusCode;
+          if (status === 404) return true;
+          if (
+            status === 403 ||
+            status === 409 ||
+            /active endpoints/i.test(String((err as DockerLikeError).json?.message))
+          )
+            return false;
+          throw err;
+        }
+      }),
+
+    listNetworks: (label) =>
+      call("list networks", async (d) => {
+        const list = await d.listNetworks({ filters: { label: [label] } });
+        // The list leaves out attached containers; one inspect each tells (p2prc makes few networks).
+        return Promise.all(
+          list.map(async (n): Promise<NetworkInfo> => {
+            const full = await d
+              .getNetwork(n.Id)
+              .inspect()
+              .catch(() => undefined);
+            return {
+              id: n.Id,
+              name: n.Name,
+              labels: n.Labels ?? {},
+              containers: Object.keys(full?.Containers ?? {}).length,
+            };
+          }),
+        );
+      }),
+
+    diskUsage: (label) =>
+      call("measure containers' disk use", async (d) => {
+        const list = await d.listContainers({ all: true, size: true, filters: { label: [label] } });
+        return new Map(list.map((c) => [c.Id, (c as { SizeRw?: number }).SizeRw ?? 0]));
+      }),
+
+    diskQuota: () => quota,
+
+    diskQuotaRefusal: () => quotaRefusal,
 
     pull: async (ref) => {
       const context = `pull image ${ref}`;

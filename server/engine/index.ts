@@ -13,5 +13,6 @@ export type {
   ImageDetails,
   ImageInfo,
   LogsOptions,
+  NetworkInfo,
 } from "./types.ts";
 export { LABEL_PREFIX, MANAGED_LABEL } from "./types.ts";

@@ -25,6 +25,24 @@ export interface ContainerSpec {
   /** Capabilities added back after dropping ALL (e.g. what sshd needs). */
   capAdd?: string[] | undefined;
   workingDir?: string | undefined;
+  /** Engine network the container joins alone (see ensureNetwork); undefined = the engine's default bridge. */
+  network?: string | undefined;
+  /** Log rotation of the json-file log driver: size of one file in MiB and files kept. */
+  log?: { maxMb: number; maxFiles: number } | undefined;
+  /**
+   * Writable-layer quota in MiB, applied where the storage driver supports one (overlay2 on xfs with
+   * pquota, btrfs, zfs...); elsewhere the container is created without it (see diskQuota()).
+   */
+  diskMb?: number | undefined;
+}
+
+/** A network p2prc made (labelled p2prc.*). */
+export interface NetworkInfo {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  /** Containers attached to it now. */
+  containers: number;
 }
 
 export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead";
@@ -119,6 +137,18 @@ export interface ContainerEngine {
   inspectImage(ref: string): Promise<ImageDetails | undefined>;
   /** Pulls from the image's registry; E_NOT_FOUND when no registry has it. */
   pull(ref: string): Promise<void>;
+  /** Creates a bridge network of that name with these labels unless it exists (several callers may race). */
+  ensureNetwork(name: string, labels: Record<string, string>): Promise<void>;
+  /** Removes a network; one already gone is success; one still in use is left (false). */
+  removeNetwork(name: string): Promise<boolean>;
+  /** Networks carrying the label `key` (optionally `key=value`). */
+  listNetworks(label: string): Promise<NetworkInfo[]>;
+  /** Bytes each container with the label has written to its own file system (the engine's SizeRw). */
+  diskUsage(label: string): Promise<Map<string, number>>;
+  /** Whether creates carry a writable-layer quota: undefined until a create with diskMb has told. */
+  diskQuota(): boolean | undefined;
+  /** Why the engine refused the quota ("" while it has not). */
+  diskQuotaRefusal(): string;
 }
 
 export interface ImageDetails {
