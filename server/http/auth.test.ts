@@ -187,6 +187,9 @@ describe("upload slots", () => {
       body: "x",
     });
     expect(third.status).toBe(429);
+    // a's spool file appears once its request is past the checks (asynchronously); b's never while a holds the slot
+    for (let i = 0; i < 200 && readdirSync(t.spoolDir).length === 0; i++) await Bun.sleep(10);
+    await Bun.sleep(50);
     expect(readdirSync(t.spoolDir).length).toBe(1); // b waits, unread
     a.fail(new Error("client gone"));
     await a.res.catch(() => undefined);
