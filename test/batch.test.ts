@@ -12,14 +12,7 @@ import Docker from "dockerode";
 import { PNG } from "pngjs";
 import { mandelbrotLocal, toPng } from "../client/index.ts";
 import type { Identity } from "../config/index.ts";
-import {
-  collectStderr,
-  freePort,
-  nodeIdentity,
-  removeNodeNetworks,
-  signedFetch,
-  waitFor,
-} from "./support.ts";
+import { nodeIdentity, removeNodeNetworks, signedFetch, spawnNode, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -48,48 +41,28 @@ async function startNode(
   bootstrap: string,
   extraEnv: Record<string, string> = {},
 ): Promise<Node> {
-  const port = await freePort();
-  const stderr: string[] = [];
-  const proc = Bun.spawn([process.execPath, join(ROOT, "cli/main.ts"), "--as-server"], {
-    cwd: ROOT,
+  const { proc, port, url, nodeId, stderr } = await spawnNode({
+    home: join(root, name),
+    procs,
+    name,
+    command: [process.execPath, join(ROOT, "cli/main.ts")],
     env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
       HOME: root,
       DOCKER_HOST,
-      P2PRC: join(root, name),
-      P2PRC_SERVER_HOST: "127.0.0.1",
-      P2PRC_SERVER_PORT: String(port),
       P2PRC_MACHINE_NAME: name,
       P2PRC_BOOTSTRAP: bootstrap,
       P2PRC_GOSSIP_INTERVAL_MS: "300",
-      P2PRC_DEFAULT_IMAGE: BUSYBOX,
-      P2PRC_DEFAULT_MEMORY_MB: "64",
       P2PRC_DEFAULT_CPUS: "0.25",
-      P2PRC_LOG_LEVEL: "warn",
-      P2PRC_TLS: "false",
       // the test network's nodes (and the client) are members of each other
       P2PRC_OPEN_NETWORK: "true",
       ...extraEnv,
     },
-    stdout: "ignore",
-    stderr: "pipe",
+    timeoutMs: 15_000,
   });
-  procs.push(proc);
-  collectStderr(proc, stderr);
-  const url = `http://127.0.0.1:${port}`;
-  const health = await waitFor(
-    `${name} up`,
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`${name} exited ${proc.exitCode}: ${stderr.join("")}`);
-      const res = await fetch(`${url}/v1/health`);
-      return res.ok ? ((await res.json()) as { nodeId: string }) : undefined;
-    },
-    15_000,
-  );
-  nodeIds.add(health.nodeId);
+  nodeIds.add(nodeId);
   const key = nodeIdentity(join(root, name));
-  if (key.nodeId !== health.nodeId) throw new Error(`${name}: its key is not the one it serves with`);
-  return { name, port, url, id: health.nodeId, key, proc, stderr };
+  if (key.nodeId !== nodeId) throw new Error(`${name}: its key is not the one it serves with`);
+  return { name, port, url, id: nodeId, key, proc, stderr };
 }
 
 const cliEnv = () => ({

@@ -4,14 +4,13 @@
 // this test instead of the machine. Figures are printed for Docs/Security.md.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { generateIdentity, type Identity, signRequest, signRequestHash } from "../config/index.ts";
-import { collectStderr, freePort, nodeIdentity, p2prcCommand, signedFetch, waitFor } from "./support.ts";
+import { nodeIdentity, rssBytes, signedFetch, spawnNode } from "./support.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
 const MiB = 1024 * 1024;
 const RSS_KILL = 1536 * MiB;
 const root = mkdtempSync(join(tmpdir(), "p2prc-bodies-"));
@@ -23,45 +22,13 @@ let key: Identity;
 let containerId = "";
 let peak = 0;
 let watchdog: ReturnType<typeof setInterval> | undefined;
-const stderr: string[] = [];
 
-const rss = () => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"));
-  return Number(m?.[1] ?? 0) * 1024;
-};
+const rss = () => rssBytes(proc.pid);
 const mib = (n: number) => `${Math.round(n / MiB)} MiB`;
 
 beforeAll(async () => {
   key = nodeIdentity(home);
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  proc = Bun.spawn([...p2prcCommand(), "--as-server"], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: process.env.HOME ?? root,
-      DOCKER_HOST: process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock",
-      P2PRC: home,
-      P2PRC_SERVER_PORT: String(port),
-      P2PRC_SERVER_HOST: "127.0.0.1",
-      P2PRC_TLS: "false",
-      P2PRC_DEFAULT_IMAGE: "p2prc-test/busybox",
-      P2PRC_DEFAULT_MEMORY_MB: "64",
-      P2PRC_LOG_LEVEL: "warn",
-    },
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  procs.push(proc);
-  collectStderr(proc, stderr);
-  await waitFor(
-    "node up",
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`node exited ${proc.exitCode}: ${stderr.join("")}`);
-      return (await fetch(`${base}/v1/health`).catch(() => undefined))?.ok ? true : undefined;
-    },
-    20_000,
-  );
+  ({ proc, url: base } = await spawnNode({ home, procs }));
   watchdog = setInterval(() => {
     if (proc.exitCode !== null) return;
     const now = rss();

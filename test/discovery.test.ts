@@ -10,12 +10,12 @@ import type { Subprocess } from "bun";
 import { generateIdentity, type Identity } from "../config/index.ts";
 import type { NodeRecord, SignedRecord } from "../p2p/index.ts";
 import {
-  collectStderr,
   freePort,
   nodeIdentity,
   p2prcCommand,
   runCommand,
   signedFetch,
+  spawnNode,
   waitFor,
 } from "./support.ts";
 
@@ -47,47 +47,31 @@ interface Node {
   stderr: string[];
 }
 
-function nodeEnv(n: Node): Record<string, string> {
-  return {
-    ...(n.open === false ? {} : { P2PRC_OPEN_NETWORK: "true" }),
-    ...(n.trusted ? { P2PRC_TRUSTED: n.trusted.join(",") } : {}),
-    PATH: process.env.PATH ?? "/usr/bin:/bin",
-    HOME: process.env.HOME ?? root,
-    DOCKER_HOST,
-    P2PRC: n.home,
-    P2PRC_SERVER_HOST: "127.0.0.1",
-    P2PRC_SERVER_PORT: String(n.port),
-    P2PRC_MACHINE_NAME: n.name,
-    P2PRC_BOOTSTRAP: n.bootstrap,
-    P2PRC_GOSSIP_INTERVAL_MS: String(INTERVAL_MS),
-    P2PRC_SUSPECT_TIMEOUT_MS: String(SUSPECT_MS),
-    P2PRC_LOG_LEVEL: "warn",
-    P2PRC_TLS: "false", // plain HTTP here: test/cluster.test.ts runs its nodes over TLS
-  };
-}
-
-/** Starts (or restarts) a node's server; resolves once /v1/health answers. */
+/**
+ * Starts (or restarts) a node's server, over plain HTTP (test/cluster.test.ts runs its nodes over TLS);
+ * resolves once /v1/health answers.
+ */
 async function startNode(n: Node): Promise<Node> {
-  n.stderr = [];
-  const proc = Bun.spawn([...COMMAND, "--as-server"], {
-    cwd: ROOT,
-    env: nodeEnv(n),
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  procs.push(proc);
-  n.proc = proc;
-  collectStderr(proc, n.stderr);
-  const health = await waitFor(
-    `${n.name} up`,
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`${n.name} exited ${proc.exitCode}: ${n.stderr.join("")}`);
-      const res = await fetch(`${n.url}/v1/health`);
-      return res.ok ? ((await res.json()) as { nodeId: string }) : undefined;
+  const started = await spawnNode({
+    home: n.home,
+    port: n.port,
+    procs,
+    name: n.name,
+    command: COMMAND,
+    env: {
+      ...(n.open === false ? {} : { P2PRC_OPEN_NETWORK: "true" }),
+      ...(n.trusted ? { P2PRC_TRUSTED: n.trusted.join(",") } : {}),
+      DOCKER_HOST,
+      P2PRC_MACHINE_NAME: n.name,
+      P2PRC_BOOTSTRAP: n.bootstrap,
+      P2PRC_GOSSIP_INTERVAL_MS: String(INTERVAL_MS),
+      P2PRC_SUSPECT_TIMEOUT_MS: String(SUSPECT_MS),
     },
-    15_000,
-  );
-  n.id = health.nodeId;
+    timeoutMs: 15_000,
+  });
+  n.proc = started.proc;
+  n.stderr = started.stderr;
+  n.id = started.nodeId;
   n.key = nodeIdentity(n.home);
   expect(n.key.nodeId).toBe(n.id);
   return n;

@@ -12,12 +12,12 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import type { Identity } from "../config/index.ts";
 import {
-  collectStderr,
   freePort,
   nodeIdentity,
   p2prcCommand,
   runCommand,
   signedFetch,
+  spawnNode,
   waitFor,
 } from "./support.ts";
 
@@ -34,8 +34,7 @@ type Mode = "forward" | "hang" | "garbage-json" | "garbage-http";
 let mode: Mode = "hang";
 const held = new Set<Socket>();
 let fake: Server;
-let proc: Subprocess | undefined;
-const stderr: string[] = [];
+const procs: Subprocess[] = [];
 const others: string[] = [];
 
 function serveFakeEngine(): Promise<Server> {
@@ -88,7 +87,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill(9);
+  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill(9);
   for (const s of held) s.destroy();
   fake?.close();
   for (const id of others)
@@ -112,36 +111,18 @@ describe("a node in front of a faulty engine", () => {
     const home = join(root, "node");
     const port = await freePort();
     const started = performance.now();
-    proc = Bun.spawn([...p2prcCommand(), "--as-server"], {
-      cwd: ROOT,
+    ({ url } = await spawnNode({
+      home,
+      port,
+      procs,
       env: {
-        PATH: process.env.PATH ?? "/usr/bin:/bin",
-        HOME: process.env.HOME ?? root,
         DOCKER_HOST: `unix://${FAKE_SOCKET}`,
-        P2PRC: home,
-        P2PRC_SERVER_PORT: String(port),
-        P2PRC_SERVER_HOST: "127.0.0.1",
-        P2PRC_TLS: "false",
-        P2PRC_DEFAULT_IMAGE: "p2prc-test/busybox",
-        P2PRC_DEFAULT_MEMORY_MB: "64",
         P2PRC_DEFAULT_CPUS: "0.5",
         P2PRC_ENGINE_TIMEOUT_MS: String(TIMEOUT_MS),
-        P2PRC_LOG_LEVEL: "warn",
       },
-      stdout: "ignore",
-      stderr: "pipe",
-    });
-    collectStderr(proc, stderr);
-    url = `http://127.0.0.1:${port}`;
-    await waitFor(
-      "node health",
-      async () => {
-        if (proc?.exitCode !== null) throw new Error(`node exited: ${stderr.join("")}`);
-        return (await fetch(`${url}/v1/health`)).ok ? true : undefined;
-      },
-      15_000,
-      20,
-    );
+      timeoutMs: 15_000,
+      pollMs: 20,
+    }));
     const healthMs = performance.now() - started;
     self = nodeIdentity(home);
     // the node's own start-up (bun, modules) is most of it; before, it never served at all

@@ -5,13 +5,13 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { generateIdentity, type Identity } from "../config/index.ts";
-import type { NodeRecord, SignedRecord } from "../p2p/index.ts";
-import { collectStderr, freePort, p2prcCommand, signedFetch, waitFor } from "./support.ts";
+import { signedRecord } from "../p2p/fixtures.ts";
+import type { SignedRecord } from "../p2p/index.ts";
+import { signedFetch, spawnNode, waitFor } from "./support.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
 const root = mkdtempSync(join(tmpdir(), "p2prc-flood-"));
 const procs: Subprocess[] = [];
 
@@ -24,65 +24,32 @@ interface Node {
 }
 
 async function startNode(name: string, bootstrap: string): Promise<Node> {
-  const port = await freePort();
   const home = join(root, name);
-  const stderr: string[] = [];
-  const proc = Bun.spawn([...p2prcCommand(), "--as-server"], {
-    cwd: ROOT,
-    stdout: "ignore",
-    stderr: "pipe",
+  const { url, nodeId, stderr } = await spawnNode({
+    home,
+    procs,
+    name,
     env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
       HOME: root,
-      P2PRC: home,
-      P2PRC_SERVER_HOST: "127.0.0.1",
-      P2PRC_SERVER_PORT: String(port),
+      DOCKER_HOST: process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock",
       P2PRC_MACHINE_NAME: name,
       P2PRC_BOOTSTRAP: bootstrap,
       P2PRC_OPEN_NETWORK: "true", // any signer is a member: the flood comes from one
-      P2PRC_TLS: "false",
       P2PRC_GOSSIP_INTERVAL_MS: "300",
       P2PRC_SUSPECT_TIMEOUT_MS: "1500",
-      P2PRC_LOG_LEVEL: "warn",
-      DOCKER_HOST: process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock",
     },
   });
-  procs.push(proc);
-  collectStderr(proc, stderr);
-  const url = `http://127.0.0.1:${port}`;
-  const health = await waitFor(
-    `${name} up`,
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`${name} exited ${proc.exitCode}: ${stderr.join("")}`);
-      const res = await fetch(`${url}/v1/health`);
-      return res.ok ? ((await res.json()) as { nodeId: string }) : undefined;
-    },
-    20_000,
-  );
-  return { name, home, url, id: health.nodeId, stderr };
+  return { name, home, url, id: nodeId, stderr };
 }
 
-function signedRecord(who: Identity, port: number, name: string): SignedRecord {
-  const record: NodeRecord = {
-    id: who.nodeId,
+/** A fresh record of `who` at 127.0.0.1:`port`, self-signed (p2p/fixtures.ts has the rest of it). */
+const freshRecord = (who: Identity, port: number, name: string): SignedRecord =>
+  signedRecord(who, {
     name,
     addresses: [{ host: "127.0.0.1", port }],
-    nat: false,
-    reach: "direct",
     version: Date.now(),
-    metadata: "",
-    offer: {
-      cpus: 4,
-      memoryMb: 8192,
-      gpus: 0,
-      freeContainers: 10,
-      maxCpusPerContainer: 2,
-      maxMemoryMbPerContainer: 2048,
-    },
     issuedAt: Date.now(),
-  };
-  return { record, signature: who.signJson(record) };
-}
+  });
 
 const mallory = generateIdentity();
 async function post(n: Node, path: string, body: unknown) {
@@ -127,12 +94,12 @@ afterAll(async () => {
 });
 
 test("two syncs of 3000 valid self-signed records: table and state.db bounded, answers small and quick, a new node learns the real one", async () => {
-  const from = signedRecord(mallory, 2, "mallory");
+  const from = freshRecord(mallory, 2, "mallory");
   const bodies = [0, 1].map((i) => ({
     from,
     // made-up keys at addresses nobody answers at
     records: Array.from({ length: 3000 }, (_, j) =>
-      signedRecord(generateIdentity(), 20000 + i * 3000 + j, `f${j}`),
+      freshRecord(generateIdentity(), 20000 + i * 3000 + j, `f${j}`),
     ),
     deaths: [],
     want: [],

@@ -6,18 +6,17 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { createTar } from "nanotar";
 import { generateIdentity, type Identity, signedFetch, signRequest } from "../config/index.ts";
-import { collectStderr, freePort, nodeIdentity, p2prcCommand, waitFor } from "./support.ts";
+import { nodeIdentity, rssBytes, seededRandom, spawnNode } from "./support.ts";
 
 const TOTAL = 10_000;
 const PARALLEL = 24;
 /** RSS bound at the end, MiB. Measured 63 MiB before, 97-129 MiB after (bun cli/main.ts, loaded machine). */
 const RSS_BOUND_MB = 300;
-const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
 const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
 const BUSYBOX = "p2prc-test/busybox";
@@ -30,18 +29,9 @@ let proc: Subprocess;
 let url = "";
 let nodeId = "";
 let real = ""; // a running container of members[0]
-const stderr: string[] = [];
 
 // FUZZ_SEED=<n> replays another run (the default is fixed so CI is reproducible)
-let seed = Number(process.env.FUZZ_SEED ?? 0x51f15eed);
-const rand = () => {
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = seed;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-};
-const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+const { rand, pick } = seededRandom(Number(process.env.FUZZ_SEED ?? 0x51f15eed));
 /** encodeURIComponent that also takes a lone surrogate (sent as %EF%BF%BD). */
 const enc = (s: string) => encodeURIComponent(s.toWellFormed());
 const chance = (p: number) => rand() < p;
@@ -51,22 +41,13 @@ const cpuSeconds = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
   return (Number(f[11]) + Number(f[12])) / 100;
 };
-const rssMb = (pid: number) =>
-  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+const rssMb = (pid: number) => rssBytes(pid) / (1024 * 1024);
 
 beforeAll(async () => {
-  const port = await freePort();
-  proc = Bun.spawn([...p2prcCommand(), "--as-server"], {
-    cwd: ROOT,
+  ({ proc, url, nodeId } = await spawnNode({
+    home,
+    procs,
     env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: process.env.HOME ?? root,
-      DOCKER_HOST,
-      P2PRC: home,
-      P2PRC_SERVER_PORT: String(port),
-      P2PRC_SERVER_HOST: "127.0.0.1",
-      P2PRC_TLS: "false",
-      P2PRC_LOG_LEVEL: "warn",
       P2PRC_TRUSTED: members.map((m) => m.nodeId).join(","),
       // only the local test image: a mutated image name must never make the engine pull from anywhere
       P2PRC_DEFAULT_IMAGE: BUSYBOX,
@@ -77,21 +58,7 @@ beforeAll(async () => {
       P2PRC_DEFAULT_CPUS: "0.2",
       P2PRC_MAX_TTL_SECONDS: "120",
     },
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  procs.push(proc);
-  collectStderr(proc, stderr);
-  url = `http://127.0.0.1:${port}`;
-  nodeId = await waitFor(
-    "node serving",
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`node exited ${proc.exitCode}: ${stderr.join("")}`);
-      const res = await fetch(`${url}/v1/health`);
-      return res.ok ? ((await res.json()) as { nodeId: string }).nodeId : undefined;
-    },
-    20_000,
-  );
+  }));
   const created = await signedFetch(members[0] as Identity, `${url}/v1/containers`, {
     method: "POST",
     headers: { "content-type": "application/json" },

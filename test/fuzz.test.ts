@@ -9,7 +9,7 @@ import { join } from "node:path";
 import Docker from "dockerode";
 import type { RunningNode } from "../abstractions/index.ts";
 import { generateIdentity, type Identity, signedFetch, signRequest } from "../config/index.ts";
-import { startTestNode } from "./support.ts";
+import { seededRandom, startTestNode } from "./support.ts";
 
 const TOTAL = 10_000;
 const PARALLEL = 32;
@@ -21,16 +21,8 @@ const outsider = generateIdentity();
 let node: RunningNode;
 let self: Identity;
 
-// a small deterministic PRNG (mulberry32): the same run every time, so a failure can be replayed
-let seed = 0x2f6b1c3d;
-const rand = () => {
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = seed;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-};
-const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+// the same run every time, so a failure can be replayed
+const { rand, pick } = seededRandom(0x2f6b1c3d);
 
 beforeAll(async () => {
   ({ node, self } = await startTestNode(home, { trusted: [member.nodeId] }));

@@ -4,15 +4,14 @@
 // The node runs as its own process; a guard polls its RSS from /proc and kills it past a bound, so a
 // regression fails this test instead of exhausting the machine.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import type { Identity } from "../config/index.ts";
-import { collectStderr, freePort, nodeIdentity, p2prcCommand, signedFetch, waitFor } from "./support.ts";
+import { nodeIdentity, rssBytes, signedFetch, spawnNode, waitFor } from "./support.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
 const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
 const root = mkdtempSync(join(tmpdir(), "p2prc-logs-memory-"));
@@ -28,27 +27,22 @@ const SIZES = [
   { label: "10 MB", lines: 100_000 },
 ];
 
+const procs: Subprocess[] = [];
 let proc: Subprocess;
 let url: string;
 let nodeId: string;
 let self: Identity;
-const stderr: string[] = [];
-
-const rss = (pid: number) => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m?.[1] ?? 0) * 1024;
-};
 
 /** Runs `fn` while polling the node's RSS every 20 ms; the peak growth over `base`, killing the node past KILL_GROWTH. */
 async function peakDuring<T>(fn: () => Promise<T>): Promise<{ result: T; base: number; peak: number }> {
   Bun.gc(true);
   await Bun.sleep(200);
-  const base = rss(proc.pid);
+  const base = rssBytes(proc.pid);
   let peak = base;
   let killed = false;
   const timer = setInterval(() => {
     try {
-      peak = Math.max(peak, rss(proc.pid));
+      peak = Math.max(peak, rssBytes(proc.pid));
     } catch {
       return;
     }
@@ -60,7 +54,7 @@ async function peakDuring<T>(fn: () => Promise<T>): Promise<{ result: T; base: n
   let result: T;
   try {
     result = await fn();
-    peak = Math.max(peak, rss(proc.pid));
+    peak = Math.max(peak, rssBytes(proc.pid));
   } catch (err) {
     throw killed ? new Error(`node killed: RSS grew past ${KILL_GROWTH / MiB} MiB (${err})`) : err;
   } finally {
@@ -81,41 +75,12 @@ async function api(method: string, path: string, body?: unknown) {
 
 beforeAll(async () => {
   const home = join(root, "node");
-  const port = await freePort();
-  proc = Bun.spawn([...p2prcCommand(), "--as-server"], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: process.env.HOME ?? root,
-      DOCKER_HOST,
-      P2PRC: home,
-      P2PRC_SERVER_PORT: String(port),
-      P2PRC_SERVER_HOST: "127.0.0.1",
-      P2PRC_TLS: "false",
-      P2PRC_DEFAULT_IMAGE: "p2prc-test/busybox",
-      P2PRC_DEFAULT_MEMORY_MB: "64",
-      P2PRC_DEFAULT_CPUS: "0.5",
-      P2PRC_LOG_LEVEL: "warn",
-    },
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  collectStderr(proc, stderr);
-  url = `http://127.0.0.1:${port}`;
-  nodeId = await waitFor(
-    "node health",
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`node exited ${proc.exitCode}: ${stderr.join("")}`);
-      const res = await fetch(`${url}/v1/health`);
-      return res.ok ? ((await res.json()) as { nodeId: string }).nodeId : undefined;
-    },
-    20_000,
-  );
+  ({ proc, url, nodeId } = await spawnNode({ home, procs, env: { P2PRC_DEFAULT_CPUS: "0.5" } }));
   self = nodeIdentity(home);
 }, 30_000);
 
 afterAll(async () => {
-  if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill(9);
+  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill(9);
   const mine = await docker.listContainers({ all: true, filters: { label: [`p2prc.node=${nodeId}`] } });
   for (const c of mine) await docker.getContainer(c.Id).remove({ force: true });
   rmSync(root, { recursive: true, force: true });

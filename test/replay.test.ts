@@ -3,13 +3,12 @@
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { signRequest } from "../config/index.ts";
-import { collectStderr, freePort, nodeIdentity, p2prcCommand, signedFetch, waitFor } from "./support.ts";
+import { freePort, nodeIdentity, signedFetch, spawnNode } from "./support.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
 const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
 const root = mkdtempSync(join(tmpdir(), "p2prc-replay-"));
@@ -19,40 +18,6 @@ let nodeId = "";
 
 const engineIds = async () =>
   (await docker.listContainers({ all: true, filters: { label: [`p2prc.node=${nodeId}`] } })).map((c) => c.Id);
-
-async function startNode(port: number) {
-  const stderr: string[] = [];
-  const proc = Bun.spawn([...p2prcCommand(), "--as-server"], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: process.env.HOME ?? root,
-      DOCKER_HOST,
-      P2PRC: home,
-      P2PRC_SERVER_PORT: String(port),
-      P2PRC_SERVER_HOST: "127.0.0.1",
-      P2PRC_TLS: "false",
-      P2PRC_DEFAULT_IMAGE: "p2prc-test/busybox",
-      P2PRC_DEFAULT_MEMORY_MB: "64",
-      P2PRC_LOG_LEVEL: "warn",
-    },
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  procs.push(proc);
-  collectStderr(proc, stderr);
-  await waitFor(
-    "node up",
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`node exited ${proc.exitCode}: ${stderr.join("")}`);
-      return (await fetch(`http://127.0.0.1:${port}/v1/health`).catch(() => undefined))?.ok
-        ? true
-        : undefined;
-    },
-    20_000,
-  );
-  return proc;
-}
 
 afterAll(async () => {
   for (const p of procs) if (p.exitCode === null) p.kill(9);
@@ -66,7 +31,7 @@ test("a signed create captured before a restart and replayed right after it is 4
   const port = await freePort();
   const url = `http://127.0.0.1:${port}/v1/containers`;
   const body = JSON.stringify({ command: ["sleep", "120"] });
-  const first = await startNode(port);
+  const { proc: first } = await spawnNode({ home, port, procs });
   const captured = { "content-type": "application/json", ...signRequest(key, "POST", url, body) };
   const made = await fetch(url, { method: "POST", headers: captured, body });
   expect(made.status).toBe(201);
@@ -76,7 +41,7 @@ test("a signed create captured before a restart and replayed right after it is 4
 
   first.kill("SIGTERM");
   await first.exited;
-  await startNode(port);
+  await spawnNode({ home, port, procs });
   const replay = await fetch(url, { method: "POST", headers: captured, body });
   const json = (await replay.json()) as { error: { code: string; message: string } };
   expect(replay.status).toBe(401);

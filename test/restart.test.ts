@@ -8,14 +8,7 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { start } from "../abstractions/index.ts";
 import { type Identity, memoryLogger } from "../config/index.ts";
-import {
-  collectStderr,
-  freePort,
-  nodeIdentity,
-  removeNodeNetworks,
-  signedFetch,
-  waitFor,
-} from "./support.ts";
+import { freePort, nodeIdentity, removeNodeNetworks, signedFetch, spawnNode, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
@@ -32,38 +25,17 @@ const engineIds = async (nodeId: string) =>
 
 /** Starts `bun cli/main.ts --as-server` on the home and port; resolves once /v1/health answers. */
 async function startCli(home: string, port: number) {
-  const stderr: string[] = [];
-  const proc = Bun.spawn([process.execPath, join(ROOT, "cli/main.ts"), "--as-server"], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: process.env.HOME ?? root,
-      DOCKER_HOST,
-      P2PRC: home,
-      P2PRC_SERVER_PORT: String(port),
-      P2PRC_SERVER_HOST: "127.0.0.1",
-      P2PRC_TLS: "false",
-      P2PRC_DEFAULT_IMAGE: BUSYBOX,
-      P2PRC_DEFAULT_MEMORY_MB: "64",
-      P2PRC_DEFAULT_CPUS: "0.5",
-    },
-    stdout: "pipe",
-    stderr: "pipe",
+  const s = await spawnNode({
+    home,
+    port,
+    procs,
+    name: "server",
+    command: [process.execPath, join(ROOT, "cli/main.ts")],
+    env: { P2PRC_DEFAULT_CPUS: "0.5" },
+    timeoutMs: 15_000,
   });
-  procs.push(proc);
-  collectStderr(proc, stderr);
-  const url = `http://127.0.0.1:${port}`;
-  const health = await waitFor(
-    "condition",
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`server exited ${proc.exitCode}: ${stderr.join("")}`);
-      const res = await fetch(`${url}/v1/health`);
-      return res.ok ? ((await res.json()) as { ok: boolean; nodeId: string }) : undefined;
-    },
-    15_000,
-  );
-  nodeIds.add(health.nodeId);
-  return { proc, url, nodeId: health.nodeId, stderr };
+  nodeIds.add(s.nodeId);
+  return s;
 }
 
 /** A request signed by `as` (the node's own key: admin, it manages every container). */

@@ -5,13 +5,12 @@
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { connect, type TLSSocket } from "node:tls";
 import type { Subprocess } from "bun";
 import { signRequest } from "../config/index.ts";
-import { collectStderr, freePort, nodeIdentity, p2prcCommand, waitFor } from "./support.ts";
+import { freePort, nodeIdentity, spawnNode, waitFor } from "./support.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
 const root = mkdtempSync(join(tmpdir(), "p2prc-shutdown-"));
 const procs: Subprocess[] = [];
 
@@ -50,33 +49,18 @@ const answered = (c: Raw) => async () => c.received().includes("\r\n\r\n{") || u
 test("SIGTERM: an in-flight request completes, idle connections do not delay the exit", async () => {
   const home = join(root, "node");
   const port = await freePort();
-  const stderr: string[] = [];
-  const proc = Bun.spawn([...p2prcCommand(), "--as-server"], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: process.env.HOME ?? root,
-      DOCKER_HOST: process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock",
-      P2PRC: home,
-      P2PRC_SERVER_PORT: String(port),
-      P2PRC_SERVER_HOST: "127.0.0.1",
-      P2PRC_LOG_LEVEL: "info",
-    },
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  procs.push(proc);
-  collectStderr(proc, stderr);
-  await waitFor(
-    "node serving",
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`node exited ${proc.exitCode}: ${stderr.join("")}`);
+  const { proc } = await spawnNode({
+    home,
+    port,
+    procs,
+    // TLS on, as by default (its URL is https); ready once a TLS connection is accepted
+    env: { P2PRC_TLS: undefined, P2PRC_LOG_LEVEL: "info" },
+    ready: async () => {
       const c = await rawConnection(port);
       c.socket.destroy();
       return true;
     },
-    20_000,
-  );
+  });
 
   // 1. idle connections: one answered once and kept alive, one opened with no request yet, one whose
   //    request headers never end

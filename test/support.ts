@@ -1,6 +1,6 @@
 // Helpers the multi-process tests share.
-import { statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { readFileSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import type Docker from "dockerode";
 import { type RunningNode, start } from "../abstractions/index.ts";
@@ -51,7 +51,6 @@ export async function runCommand(
   return { code, out, err, errLines: err.split("\n").filter(Boolean) };
 }
 
-/** A free TCP port on 127.0.0.1 (released again, so a node can bind it). */
 /** Keeps a child's stderr as it arrives (for the failure message of a test that waits on the child). */
 export function collectStderr(proc: Subprocess, into: string[]): void {
   const decoder = new TextDecoder();
@@ -61,8 +60,107 @@ export function collectStderr(proc: Subprocess, into: string[]): void {
   })();
 }
 
+/** A free TCP port on 127.0.0.1 (released again, so a node can bind it). */
 export async function freePort(): Promise<number> {
   return (await freePorts(1, "127.0.0.1"))[0] as number;
+}
+
+/** What `spawnNode` started. */
+export interface SpawnedNode {
+  proc: Subprocess;
+  port: number;
+  /** `http://127.0.0.1:<port>` (the scheme is the test's business when it turns TLS on). */
+  url: string;
+  /** The node id /v1/health answered with ("" when the test's own `ready` replaced that check). */
+  nodeId: string;
+  /** What the node has written on stderr so far. */
+  stderr: string[];
+}
+
+/**
+ * Starts `p2prc --as-server` as its own process on 127.0.0.1 with the test env (plain HTTP, the busybox
+ * test image, 64 MB containers, log level warn, this process's DOCKER_HOST) and resolves once it serves;
+ * fails with the node's stderr if it exits first. `env` adds to that env or overrides it (a key set to
+ * `undefined` is left out); the process goes into `procs` for the test's clean-up.
+ */
+export async function spawnNode(options: {
+  /** The node's home ($P2PRC). */
+  home: string;
+  procs: Subprocess[];
+  /** Default: a free port. */
+  port?: number;
+  env?: Record<string, string | undefined>;
+  /** Names the node in failure messages (default "node"). */
+  name?: string;
+  /** How to run p2prc (default: p2prcCommand()). */
+  command?: string[];
+  /** Ready once this returns a value (default: /v1/health answers 200). */
+  ready?: () => Promise<unknown>;
+  timeoutMs?: number;
+  pollMs?: number;
+}): Promise<SpawnedNode> {
+  const { home, procs, name = "node" } = options;
+  const port = options.port ?? (await freePort());
+  const url = `http://127.0.0.1:${port}`;
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries({
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    HOME: process.env.HOME ?? dirname(home),
+    DOCKER_HOST: process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock",
+    P2PRC: home,
+    P2PRC_SERVER_PORT: String(port),
+    P2PRC_SERVER_HOST: "127.0.0.1",
+    P2PRC_TLS: "false",
+    P2PRC_DEFAULT_IMAGE: "p2prc-test/busybox",
+    P2PRC_DEFAULT_MEMORY_MB: "64",
+    P2PRC_LOG_LEVEL: "warn",
+    ...options.env,
+  }))
+    if (v !== undefined) env[k] = v;
+  const stderr: string[] = [];
+  const proc = Bun.spawn([...(options.command ?? p2prcCommand()), "--as-server"], {
+    cwd: ROOT,
+    env,
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  procs.push(proc);
+  collectStderr(proc, stderr);
+  const ready =
+    options.ready ??
+    (async () => {
+      const res = await fetch(`${url}/v1/health`);
+      return res.ok ? ((await res.json()) as { nodeId: string }).nodeId : undefined;
+    });
+  const answer = await waitFor(
+    `${name} up`,
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`${name} exited ${proc.exitCode}: ${stderr.join("")}`);
+      return await ready();
+    },
+    options.timeoutMs ?? 20_000,
+    options.pollMs,
+  );
+  return { proc, port, url, nodeId: options.ready ? "" : String(answer), stderr };
+}
+
+/** A process's resident memory in bytes, from /proc/<pid>/status. */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m?.[1] ?? 0) * 1024;
+}
+
+/** A small deterministic PRNG (mulberry32): the same run for the same seed, so a fuzzer's failure replays. */
+export function seededRandom(seed: number): { rand: () => number; pick: <T>(xs: readonly T[]) => T } {
+  let state = seed;
+  const rand = () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return { rand, pick: <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T };
 }
 
 /** Polls `fn` until it returns a value (errors count as "not yet"); fails naming `what` after `timeoutMs`. */

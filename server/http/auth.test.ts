@@ -54,6 +54,14 @@ function counted(bytes: Uint8Array) {
   return { stream, state };
 }
 
+/** `bytes` as a streamed body (no content-length), signed by `member` at START. */
+const sendStreamed = (app: Hono, method: string, url: string, bytes: Uint8Array) =>
+  app.request(url, {
+    method,
+    headers: signRequest(member, method, url, bytes, START),
+    body: counted(bytes).stream,
+  });
+
 const URL_ = "http://node/v1/echo";
 const json = JSON.stringify({ hello: "world" });
 const enc = new TextEncoder();
@@ -121,11 +129,7 @@ describe("authenticate", () => {
       body: { hello: "world" },
     });
     const big = new Uint8Array(1025);
-    const over = await t.app.request(URL_, {
-      method: "POST",
-      headers: signRequest(member, "POST", URL_, big, START),
-      body: counted(big).stream,
-    });
+    const over = await sendStreamed(t.app, "POST", URL_, big);
     expect(over.status).toBe(413);
   });
 
@@ -133,11 +137,7 @@ describe("authenticate", () => {
     using t = makeApp();
     const url = "http://node/v1/containers/abc/files?path=/tmp";
     const tar = new Uint8Array(2048).fill(7);
-    const ok = await t.app.request(url, {
-      method: "PUT",
-      headers: signRequest(member, "PUT", url, tar, START),
-      body: counted(tar).stream,
-    });
+    const ok = await sendStreamed(t.app, "PUT", url, tar);
     expect(await ok.json()).toEqual({ spooled: 1 });
     expect(readdirSync(t.spoolDir)).toEqual([]);
     const bad = await t.app.request(url, {
@@ -148,11 +148,7 @@ describe("authenticate", () => {
     expect(bad.status).toBe(401);
     expect(readdirSync(t.spoolDir)).toEqual([]);
     const big = new Uint8Array(4097);
-    const over = await t.app.request(url, {
-      method: "PUT",
-      headers: signRequest(member, "PUT", url, big, START),
-      body: counted(big).stream,
-    });
+    const over = await sendStreamed(t.app, "PUT", url, big);
     expect(over.status).toBe(413);
     expect(readdirSync(t.spoolDir)).toEqual([]);
   });
