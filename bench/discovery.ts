@@ -20,7 +20,8 @@ import { type RunningNode, start } from "../abstractions/index.ts";
 import { createLogger, generateIdentity, type Logger, pinnedTls, signedFetch } from "../config/index.ts";
 import type { GossipStats, PeerView } from "../p2p/index.ts";
 
-const SIZES = [10, 25, 50];
+// P2PRC_DISCOVERY_SIZES=10,25 measures only those sizes.
+const SIZES = (process.env.P2PRC_DISCOVERY_SIZES ?? "10,25,50").split(",").map(Number);
 const INTERVAL_MS = 1000;
 const SUSPECT_MS = 3000;
 const POLL_MS = 100;
@@ -438,7 +439,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 try {
   await main();
 } catch (err) {
-  console.log(`discovery: failed: ${(err as Error).stack ?? err}`);
+  console.log(`discovery: failed: ${(err as Error).stack || String(err)}`);
   process.exitCode = 1;
 } finally {
   await stopAll();

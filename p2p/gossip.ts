@@ -144,6 +144,7 @@ export class GossipService {
       max: deps.config.maxUnverifiedPeers,
       perPeer: deps.config.maxUnverifiedPerPeer,
       rejectMs: Math.max(60_000, 10 * deps.config.suspectTimeoutMs),
+      retryMs: Math.max(2000, 2 * deps.config.gossipIntervalMs),
     });
     deps.clusters?.onChange((signed) => this.clusterChanged(signed));
   }

@@ -50,6 +50,39 @@ describe("introductions", () => {
     expect(intro.offer(rec(), "mallory")).toBe(true);
   });
 
+  test("a node whose probe failed may be probed again after retryMs, doubled for each failure in a row", () => {
+    const clock = new ManualClock();
+    const intro = new Introductions({ clock, max: 10, perPeer: 5, rejectMs: 10_000, retryMs: 2000 });
+    const a = rec();
+    const fail = () => {
+      expect(intro.offer(a, "alice")).toBe(true);
+      intro.take(1);
+      intro.unreachable(a.record.id);
+    };
+    const setAsideFor = () => {
+      let ms = 0;
+      while (!intro.wants(a.record.id, a.record.version)) {
+        clock.advance(500);
+        ms += 500;
+      }
+      return ms;
+    };
+    fail();
+    expect(setAsideFor()).toBe(2000);
+    fail();
+    expect(setAsideFor()).toBe(4000);
+    fail();
+    expect(setAsideFor()).toBe(8000);
+    fail();
+    expect(setAsideFor()).toBe(10_000); // rejectMs at most
+    // once admitted, a later failure starts again from retryMs
+    expect(intro.offer(a, "alice")).toBe(true);
+    intro.take(1);
+    intro.admitted(a.record.id);
+    fail();
+    expect(setAsideFor()).toBe(2000);
+  });
+
   test("an admitted introduction gives its introducer the budget back", () => {
     const { intro } = book(10, 1);
     const a = rec();

@@ -7,8 +7,14 @@ export interface IntroductionsOptions {
   max: number;
   /** Most one peer may have introduced: waiting, or found unreachable within `rejectMs` (config `maxUnverifiedPerPeer`). */
   perPeer: number;
-  /** How long a node found unreachable is neither asked for nor probed again. */
+  /** Longest time a node found unreachable is neither asked for nor probed again. */
   rejectMs: number;
+  /**
+   * How long after its first failed probe a node may be probed again; each further failure in a row
+   * doubles it, up to `rejectMs`. A probe that failed once because a busy node answered late must not
+   * keep a real node out for a minute. Default: `rejectMs`.
+   */
+  retryMs?: number;
 }
 
 interface Waiting {
@@ -33,6 +39,8 @@ export class Introductions {
   private readonly rejected = new Map<string, Rejected>();
   /** Per introducer: how many of its introductions are waiting or rejected. */
   private readonly spent = new Map<string, number>();
+  /** Failed probes in a row, by node id (bounded like `rejected`; forgotten when the node is admitted). */
+  private readonly strikes = new Map<string, number>();
 
   constructor(private readonly o: IntroductionsOptions) {}
 
@@ -100,12 +108,26 @@ export class Introductions {
       this.rejected.delete(id);
       this.charge(r.introducer, -1);
     }
+    this.strikes.delete(id);
   }
 
-  /** The probe of `id` failed: set aside for `rejectMs`, still counted against its introducer. */
+  /**
+   * The probe of `id` failed: set aside for `retryMs`, doubled for each failure in a row up to
+   * `rejectMs`, and still counted against its introducer meanwhile.
+   */
   unreachable(id: string): void {
     const r = this.rejected.get(id);
-    if (r) r.until = this.o.clock.now() + this.o.rejectMs;
+    if (!r) return;
+    const strikes = (this.strikes.get(id) ?? 0) + 1;
+    this.strikes.delete(id); // re-inserted last: the map's order is the order of the latest failures
+    this.strikes.set(id, strikes);
+    const limit = Math.max(4 * this.o.max, 64);
+    for (const old of this.strikes.keys()) {
+      if (this.strikes.size <= limit) break;
+      this.strikes.delete(old);
+    }
+    const first = this.o.retryMs ?? this.o.rejectMs;
+    r.until = this.o.clock.now() + Math.min(this.o.rejectMs, first * 2 ** Math.min(strikes - 1, 30));
   }
 
   /** Forgets rejections that are over; keeps at most 4 × `max` of them (the oldest go first). */
