@@ -1,8 +1,6 @@
 import type { ArgsDef } from "citty";
 import { ACTIONS, type ActionDef, type ActionName, type FlagDef } from "./actions.ts";
 
-export type { FlagDef };
-
 /** Flags that give an action its details, in the order the help lists them. */
 export const MODIFIERS = {
   id: { type: "string", alias: ["ID"], description: "Container or group id (with --rm, --group, --plugin)" },
@@ -63,7 +61,7 @@ export const GLOBAL_FLAGS = {
 export type FlagName = ActionName | keyof typeof MODIFIERS | keyof typeof GLOBAL_FLAGS;
 
 /** A root flag's definition; an action's also has `run` or `pending`. */
-export type AnyFlagDef = FlagDef & { pending?: string };
+type AnyFlagDef = FlagDef & { pending?: string };
 
 /**
  * Every root flag by canonical name, derived from ACTIONS, MODIFIERS and GLOBAL_FLAGS. P2PRC's names (and
