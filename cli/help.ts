@@ -1,36 +1,10 @@
 // A deep import on purpose: help and --version answer before the config module (zod) loads.
 import { VERSION } from "../config/version.ts";
-import { ACTION_ORDER, FLAGS, type FlagName } from "./flags.ts";
-
-const MODIFIERS: FlagName[] = [
-  "id",
-  "ports",
-  "gpu",
-  "image",
-  "name",
-  "cpus",
-  "memory",
-  "ttl",
-  "ssh-key",
-  "remove-container-group",
-  "ip",
-  "udp",
-  "remote-address",
-  "domain-name",
-  "users",
-  "cluster",
-  "role",
-];
-const GLOBAL: FlagName[] = ["config-dir", "port", "host", "json", "log-level", "debug", "version", "help"];
+import { ACTIONS } from "./actions.ts";
+import { FLAGS, type FlagName, GLOBAL_FLAGS, MODIFIERS } from "./flags.ts";
 
 function line(name: FlagName): [string, string] {
-  const def = FLAGS[name] as {
-    type: string;
-    alias?: string[];
-    description: string;
-    valueHint?: string;
-    pending?: string;
-  };
+  const def = FLAGS[name];
   const value = def.type === "string" ? ` <${def.valueHint ?? "value"}>` : "";
   const aliases = (def.alias ?? []).map((a) => (a.length === 1 ? `-${a}` : `--${a}`));
   const left = [`--${name}${value}`, ...aliases].join(", ");
@@ -51,17 +25,18 @@ function section(title: string, names: FlagName[]): string {
 
 /** `p2prc -h`: every flag with its P2PRC aliases and one line of help. */
 export function renderHelp(): string {
-  const actions = ACTION_ORDER.filter((n) => !MODIFIERS.includes(n));
+  // Listed in the order they run, except the server: it runs last but is listed first.
+  const actions = ACTIONS.map((a): FlagName => a.name).filter((n) => n !== "as-server");
   return [
     `p2prc ${VERSION} — peer-to-peer compute: run tasks in sandboxed containers on trusted peers`,
     "",
     "Usage: p2prc <action flag> [modifiers] [--json]",
     "",
-    section("Actions", ["as-server", ...actions.filter((n) => n !== "as-server")]),
+    section("Actions", ["as-server", ...actions]),
     "",
-    section("Modifiers", MODIFIERS),
+    section("Modifiers", Object.keys(MODIFIERS) as FlagName[]),
     "",
-    section("Global", GLOBAL),
+    section("Global", Object.keys(GLOBAL_FLAGS) as FlagName[]),
     "",
     "Subcommands:",
     "  p2prc batch <job.json|job.yaml> --out <dir> [--nodes <list>|auto] [--json]",

@@ -2,4 +2,4 @@
 
 export type { CliIO } from "./io.ts";
 export type { RunOptions } from "./run.ts";
-export { normalizeArgs, rootCommand, runCli } from "./run.ts";
+export { normalizeArgs, runCli } from "./run.ts";

@@ -1,49 +1,11 @@
-import { defineCommand, parseArgs } from "citty";
+import { parseArgs } from "citty";
 import type { Config } from "../config/index.ts";
-import { VERSION } from "../config/index.ts";
-import type { Command, CommandContext, FlagValues } from "./context.ts";
-import { ACTION_ORDER, cittyArgs, FLAGS, type FlagName, flagSpellings } from "./flags.ts";
+import { P2prcError, VERSION } from "../config/index.ts";
+import { ACTIONS, type ActionDef } from "./actions.ts";
+import type { CommandContext, FlagValues } from "./context.ts";
+import { cittyArgs, FLAGS, type FlagName, flagSpellings } from "./flags.ts";
 import { renderHelp } from "./help.ts";
 import { type CliIO, exitCodeOf, processIO, reportError, usageError } from "./io.ts";
-
-/** Handlers load lazily so a command pays only for what it uses (the engine client alone costs ~130 ms). */
-const HANDLERS: Partial<Record<FlagName, () => Promise<Command>>> = {
-  "set-default-config": async () => (await import("./commands/config.ts")).setDefaultConfigCommand,
-  "view-config": async () => (await import("./commands/config.ts")).viewConfigCommand,
-  whoami: async () => (await import("./commands/config.ts")).whoamiCommand,
-  doctor: async () => (await import("./commands/doctor.ts")).doctorCommand,
-  "network-interfaces": async () => (await import("./commands/network.ts")).networkInterfacesCommand,
-  "as-server": async () => (await import("./commands/server.ts")).serverCommand,
-  "list-servers": async () => (await import("./commands/network-table.ts")).listServersCommand,
-  "update-server-list": async () => (await import("./commands/network-table.ts")).updateServerListCommand,
-  "add-server": async () => (await import("./commands/network-table.ts")).addServerCommand,
-  "add-root-node": async () => (await import("./commands/network-table.ts")).addRootNodeCommand,
-  "exec-container": async () => (await import("./commands/client.ts")).execContainerCommand,
-  "remove-vm": async () => (await import("./commands/client.ts")).removeVmCommand,
-  "view-images": async () => (await import("./commands/client.ts")).viewImagesCommand,
-  specs: async () => (await import("./commands/client.ts")).specsCommand,
-  "tracked-containers": async () => (await import("./commands/client.ts")).trackedCommand,
-  "create-group": async () => (await import("./commands/client.ts")).createGroupCommand,
-  group: async () => (await import("./commands/client.ts")).groupCommand,
-  "remove-group": async () => (await import("./commands/client.ts")).removeGroupCommand,
-  groups: async () => (await import("./commands/client.ts")).groupsCommand,
-  "add-metadata": async () => (await import("./commands/network-table.ts")).addMetadataCommand,
-  "host-cluster": async () => (await import("./commands/cluster.ts")).hostClusterCommand,
-  "cluster-add": async () => (await import("./commands/cluster.ts")).clusterAddCommand,
-  "cluster-remove": async () => (await import("./commands/cluster.ts")).clusterRemoveCommand,
-  join: async () => (await import("./commands/cluster.ts")).joinCommand,
-  clusters: async () => (await import("./commands/cluster.ts")).clustersCommand,
-  "leave-cluster": async () => (await import("./commands/cluster.ts")).leaveClusterCommand,
-};
-
-export const rootCommand = defineCommand({
-  meta: {
-    name: "p2prc",
-    version: VERSION,
-    description: "Peer-to-peer compute: run tasks in sandboxed containers on trusted peers",
-  },
-  args: cittyArgs(),
-});
 
 /** Rewrites P2PRC's single-dash long flags (`-dc`, `-touch=x`) to `--dc`; rejects unknown flags. */
 export function normalizeArgs(argv: string[]): string[] {
@@ -158,21 +120,19 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
       },
       stopSignal: options.stopSignal ?? new AbortController().signal,
     };
-    const actions = ACTION_ORDER.filter((name) => flags[name] !== undefined);
+    // Each action's `run` loads its own command module, so only the given actions' modules load.
+    const actions: ActionDef[] = ACTIONS.filter((action) => flags[action.name] !== undefined);
     if (actions.length === 0) {
       throw usageError("no action given", "run `p2prc -h` for the list of actions");
     }
     for (const action of actions) {
-      const def = FLAGS[action] as { pending?: string };
-      if (def.pending) {
-        throw new (await import("../config/index.ts")).P2prcError(
+      if (action.pending !== undefined) {
+        throw new P2prcError(
           "E_NOT_AVAILABLE",
-          `--${action} is not available yet (it comes with ${def.pending})`,
+          `--${action.name} is not available yet (it comes with ${action.pending})`,
         );
       }
-      const load = HANDLERS[action];
-      if (!load) throw usageError(`--${action} is a modifier and needs an action flag`);
-      await (await load())(ctx);
+      await action.run(ctx);
     }
     return 0;
   } catch (err) {
