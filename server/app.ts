@@ -66,7 +66,8 @@ export function createServerApp(deps: ServerAppDeps) {
   );
   const app = new Hono<AuthEnv>();
   if (deps.auth) app.use("*", authenticate(deps.auth));
-  app.route("/v1", v1).route("/", compatRoutes(nodeOpts));
+  // Chained, so the result's type carries every route (ServerApp, for `hc`); `app` is the same object.
+  const routed = app.route("/v1", v1).route("/", compatRoutes(nodeOpts));
   for (const extra of deps.extraRoutes ?? []) app.route(extra.path, extra.app);
   app.notFound((c) =>
     c.json(
@@ -79,7 +80,7 @@ export function createServerApp(deps: ServerAppDeps) {
       log.error(`${c.req.method} ${c.req.path}: ${(e as Error)?.stack ?? String(e)}`),
     ),
   );
-  return app;
+  return routed;
 }
 
 /**
@@ -88,5 +89,8 @@ export function createServerApp(deps: ServerAppDeps) {
  */
 export type ExtraRoutes = { path: string; app: Hono<AuthEnv, Schema, string> }[];
 
-/** The app's type, for hono's typed `hc` client. */
+/**
+ * The app's type, for hono's typed `hc` client: `hc<ServerApp>(url)` types every `/v1` and compat
+ * route's request and reply (server/app.types.test.ts keeps it so).
+ */
 export type ServerApp = ReturnType<typeof createServerApp>;
