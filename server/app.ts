@@ -91,6 +91,6 @@ export type ExtraRoutes = { path: string; app: Hono<AuthEnv, Schema, string> }[]
 
 /**
  * The app's type, for hono's typed `hc` client: `hc<ServerApp>(url)` types every `/v1` and compat
- * route's request and reply (server/app.types.test.ts keeps it so).
+ * route's request and reply (server/app-types.test.ts keeps it so).
  */
 export type ServerApp = ReturnType<typeof createServerApp>;
