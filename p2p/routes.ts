@@ -1,6 +1,7 @@
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { P2prcError, type z } from "../config/index.ts";
+import type { AuthEnv } from "../server/index.ts";
 import type { ClusterBook } from "./cluster.ts";
 import type { GossipService } from "./gossip.ts";
 import type { PeerTable } from "./table.ts";
@@ -12,11 +13,11 @@ export interface P2pRoutesOptions {
   /** The cluster documents held (for `GET /clusters`: those the caller is a member of). */
   clusters?: ClusterBook;
   /** The caller's address as the HTTP server saw it (observed address for the caller). */
-  remoteAddress: (c: Context) => string | undefined;
+  remoteAddress: (c: Context<AuthEnv>) => string | undefined;
   maxBodyBytes?: number;
 }
 
-async function body<S extends z.ZodMiniType>(c: Context, schema: S): Promise<z.infer<S>> {
+async function body<S extends z.ZodMiniType>(c: Context<AuthEnv>, schema: S): Promise<z.infer<S>> {
   let raw: unknown;
   try {
     raw = JSON.parse(await c.req.text());
@@ -40,23 +41,18 @@ export function p2pRoutes(o: P2pRoutesOptions) {
       throw new P2prcError("E_INVALID", "body: too large", { field: "body" });
     },
   });
-  return new Hono()
+  return new Hono<AuthEnv>()
     .post("/exchange", limit, async (c) =>
       c.json(
         await o.gossip.handleExchange(
           await body(c, p2pSchemas().ExchangeRequestSchema),
           o.remoteAddress(c),
-          (c.get("caller" as never) as { id: string } | undefined)?.id,
+          c.get("caller")?.id,
         ),
       ),
     )
     .post("/sync", limit, async (c) =>
-      c.json(
-        await o.gossip.handleSync(
-          await body(c, p2pSchemas().SyncRequestSchema),
-          (c.get("caller" as never) as { id: string } | undefined)?.id,
-        ),
-      ),
+      c.json(await o.gossip.handleSync(await body(c, p2pSchemas().SyncRequestSchema), c.get("caller")?.id)),
     )
     .post("/cluster", limit, async (c) => {
       let raw: unknown;
@@ -68,7 +64,7 @@ export function p2pRoutes(o: P2pRoutesOptions) {
       return c.json(o.gossip.handleCluster(raw));
     })
     .get("/clusters", (c) => {
-      const caller = (c.get("caller" as never) as { id: string } | undefined)?.id;
+      const caller = c.get("caller")?.id;
       return c.json({ clusters: caller && o.clusters ? o.clusters.visibleTo(caller) : [] });
     })
     .get("/table", (c) => c.json({ nodes: o.table.views() }))

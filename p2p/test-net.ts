@@ -13,6 +13,7 @@ import {
   openStore,
   type Store,
 } from "../config/index.ts";
+import type { AuthEnv } from "../server/index.ts";
 import { OFFER } from "./fixtures.ts";
 import { GossipService } from "./gossip.ts";
 import { p2pRoutes } from "./routes.ts";
@@ -26,7 +27,7 @@ export interface TestNode {
   store: Store;
   table: PeerTable;
   gossip: GossipService;
-  app: Hono;
+  app: Hono<AuthEnv>;
   log: string[];
 }
 
@@ -82,11 +83,11 @@ export class Net {
       fetch: ((input: string | URL | Request, init?: RequestInit) =>
         this.fetch(name, input, init)) as typeof fetch,
     });
-    const app = new Hono();
+    const app = new Hono<AuthEnv>();
     // the signer named in the request becomes the caller, as the real auth middleware does after checking
     app.use("*", async (c, next) => {
       const id = c.req.header("x-p2prc-node");
-      if (id) c.set("caller" as never, { id, admin: false } as never);
+      if (id) c.set("caller", { id, admin: false, operator: false });
       await next();
     });
     app.onError((err, c) =>

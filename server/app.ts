@@ -1,9 +1,9 @@
 import { join } from "node:path";
-import { Hono } from "hono";
+import { Hono, type Schema } from "hono";
 import type { Config, Logger, Store } from "../config/index.ts";
 import type { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
-import { type AuthOptions, authenticate, signedCaller } from "./http/auth.ts";
+import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./http/auth.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { errorResponse } from "./http/errors.ts";
 import { containerRoutes } from "./routes/containers.ts";
@@ -27,7 +27,7 @@ export interface ServerAppDeps {
   maxJsonBytes?: number;
   maxUploadBytes?: number;
   /** Sub-apps other modules serve on this node (the composition root passes p2p's `/v1/p2p`). */
-  extraRoutes?: { path: string; app: Hono }[];
+  extraRoutes?: ExtraRoutes;
   /** This node's signed record, served by the identity probe. */
   selfRecord?: () => Promise<unknown>;
 }
@@ -53,7 +53,7 @@ export function createServerApp(deps: ServerAppDeps) {
     allowedImages: deps.config.allowedImages,
     selfRecord: deps.selfRecord,
   };
-  const v1 = new Hono().route("/", nodeRoutes(nodeOpts)).route(
+  const v1 = new Hono<AuthEnv>().route("/", nodeRoutes(nodeOpts)).route(
     "/containers",
     containerRoutes({
       service: deps.containers,
@@ -64,9 +64,10 @@ export function createServerApp(deps: ServerAppDeps) {
       spoolDir: join(deps.dataDir, "uploads"),
     }),
   );
-  const app = new Hono();
+  const app = new Hono<AuthEnv>();
   if (deps.auth) app.use("*", authenticate(deps.auth));
-  app.route("/v1", v1).route("/", compatRoutes(nodeOpts));
+  // Chained, so the result's type carries every route (ServerApp, for `hc`); `app` is the same object.
+  const routed = app.route("/v1", v1).route("/", compatRoutes(nodeOpts));
   for (const extra of deps.extraRoutes ?? []) app.route(extra.path, extra.app);
   app.notFound((c) =>
     c.json(
@@ -79,8 +80,17 @@ export function createServerApp(deps: ServerAppDeps) {
       log.error(`${c.req.method} ${c.req.path}: ${(e as Error)?.stack ?? String(e)}`),
     ),
   );
-  return app;
+  return routed;
 }
 
-/** The app's type, for hono's typed `hc` client. */
+/**
+ * Sub-apps another module serves on this node, behind the same auth middleware (so typed with its
+ * variables). Their routes stay out of ServerApp: the composition root picks them at run time.
+ */
+export type ExtraRoutes = { path: string; app: Hono<AuthEnv, Schema, string> }[];
+
+/**
+ * The app's type, for hono's typed `hc` client: `hc<ServerApp>(url)` types every `/v1` and compat
+ * route's request and reply (server/app-types.test.ts keeps it so).
+ */
 export type ServerApp = ReturnType<typeof createServerApp>;

@@ -1,6 +1,6 @@
 /** server: runs other nodes' tasks in isolated containers behind an HTTP API. */
 
-export type { ServerApp, ServerAppDeps } from "./app.ts";
+export type { ExtraRoutes, ServerApp, ServerAppDeps } from "./app.ts";
 export { createServerApp } from "./app.ts";
 export type { Caller } from "./caller.ts";
 export type { ContainerServiceDeps, CreateResult } from "./containers.ts";
@@ -19,7 +19,7 @@ export type {
   NetworkInfo,
 } from "./engine/index.ts";
 export { createDockerEngine, LABEL_PREFIX, MANAGED_LABEL } from "./engine/index.ts";
-export type { AuthOptions } from "./http/auth.ts";
+export type { AuthEnv, AuthOptions, AuthVariables } from "./http/auth.ts";
 export { authenticate, PUBLIC_ROUTES } from "./http/auth.ts";
 export type { CallerResolver } from "./http/caller.ts";
 export { remoteAddress } from "./http/caller.ts";

@@ -1,9 +1,8 @@
 import { rmSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import type { Hono } from "hono";
 import { type Clock, type Config, type Logger, P2prcError, type Store } from "../config/index.ts";
-import { createServerApp, type ServerApp } from "./app.ts";
+import { createServerApp, type ExtraRoutes, type ServerApp } from "./app.ts";
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import type { CallerResolver } from "./http/caller.ts";
@@ -28,7 +27,7 @@ export interface ServerNodeDeps {
    */
   membership?: { isMember: (nodeId: string) => boolean; isAdmin: (nodeId: string) => boolean };
   /** Sub-apps other modules serve on this node. */
-  extraRoutes?: { path: string; app: Hono }[];
+  extraRoutes?: ExtraRoutes;
   /** Serve TLS with this certificate and key (config `tls`); plain HTTP without. */
   tls?: { certPem: string; keyPem: string };
   /** This node's signed record, served by the identity probe (it names the TLS certificate). */

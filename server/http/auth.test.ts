@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hono } from "hono";
 import { generateIdentity, ManualClock, memoryLogger, signRequest } from "../../config/index.ts";
-import { type AuthOptions, authenticate, signedCaller } from "./auth.ts";
+import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./auth.ts";
 import { errorResponse } from "./errors.ts";
 
 const self = generateIdentity();
@@ -16,7 +16,7 @@ const START = 1_767_225_600_000;
 function makeApp(over: Partial<AuthOptions> = {}) {
   const clock = new ManualClock(START);
   const spoolDir = mkdtempSync(join(tmpdir(), "p2prc-auth-"));
-  const app = new Hono();
+  const app = new Hono<AuthEnv>();
   app.use(
     "*",
     authenticate({
@@ -55,7 +55,7 @@ function counted(bytes: Uint8Array) {
 }
 
 /** `bytes` as a streamed body (no content-length), signed by `member` at START. */
-const sendStreamed = (app: Hono, method: string, url: string, bytes: Uint8Array) =>
+const sendStreamed = (app: Hono<AuthEnv>, method: string, url: string, bytes: Uint8Array) =>
   app.request(url, {
     method,
     headers: signRequest(member, method, url, bytes, START),

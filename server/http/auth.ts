@@ -43,6 +43,21 @@ export interface AuthOptions {
   uploadQueuePerNode?: number;
 }
 
+/**
+ * What the auth middleware puts on the context, for `Hono<{ Variables: AuthVariables }>` and
+ * `MiddlewareHandler<{ Variables: AuthVariables }>` (as hono's own `RequestIdVariables`). Both are
+ * optional: PUBLIC_ROUTES, and an app without the middleware (tests), set neither.
+ */
+export type AuthVariables = {
+  /** The signer, checked: set on every signed request. */
+  caller?: Caller;
+  /** The upload body, spooled and checked against its signed hash (the upload route only). */
+  upload?: SpooledBody;
+};
+
+/** The env of every router and middleware behind `authenticate`. */
+export type AuthEnv = { Variables: AuthVariables };
+
 /** Routes that answer without a signature: liveness and the identity probe. */
 export const PUBLIC_ROUTES = new Set(["GET /v1/health", "GET /v1/identity"]);
 
@@ -57,9 +72,9 @@ export const isUploadRoute = (method: string, path: string) =>
  * node started; 403 when the claimed signer is not a member (nothing is verified or kept for it);
  * 401 for a bad signature or a seen nonce (replay); 429 over the rate limit; then the body is read
  * (413 over the limit) and 401 when it does not match its signed hash. The caller is then
- * `c.get("caller")`; an upload's spooled body is `spooledUpload(c)`.
+ * `c.get("caller")`; an upload's spooled body is `c.get("upload")` (both typed by AuthVariables).
  */
-export function authenticate(o: AuthOptions): MiddlewareHandler {
+export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
   const nonces = new NonceCache(o.skewMs);
   const buckets = new Map<string, { start: number; count: number }>();
   const uploadSlots = new UploadSlots(o.uploadsPerNode ?? 4, o.uploadQueuePerNode ?? 64);
@@ -120,7 +135,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
           await spooled.remove();
           throw unauthenticated("body does not match its signed hash");
         }
-        c.set("upload" as never, spooled as never);
+        c.set("upload", spooled);
       } else {
         const body = await readBounded(c.req.raw, o.maxBodyBytes);
         if (sha256Hex(body) !== h.contentSha256) throw unauthenticated("body does not match its signed hash");
@@ -131,10 +146,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
         c.req.raw = new Request(c.req.raw.url, { method, headers, body, signal: c.req.raw.signal });
       }
     }
-    c.set(
-      "caller" as never,
-      { id: r.nodeId, admin: o.isAdmin(r.nodeId), operator: r.nodeId === o.selfId } satisfies Caller as never,
-    );
+    c.set("caller", { id: r.nodeId, admin: o.isAdmin(r.nodeId), operator: r.nodeId === o.selfId });
     try {
       await next();
     } finally {
@@ -145,13 +157,8 @@ export function authenticate(o: AuthOptions): MiddlewareHandler {
 }
 
 /** The caller the auth middleware established. */
-export function signedCaller(c: Context): Caller | undefined {
-  return c.get("caller" as never) as Caller | undefined;
-}
-
-/** The upload body the auth middleware spooled and checked against its signed hash, if any. */
-export function spooledUpload(c: Context): SpooledBody | undefined {
-  return c.get("upload" as never) as SpooledBody | undefined;
+export function signedCaller(c: Context<AuthEnv>): Caller | undefined {
+  return c.get("caller");
 }
 
 /** Per-node upload slots: `size` at once, then up to `queue` waiting in order, then 429. */

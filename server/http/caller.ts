@@ -1,9 +1,10 @@
 import type { Context } from "hono";
 import { P2prcError } from "../../config/index.ts";
 import type { Caller } from "../caller.ts";
+import type { AuthEnv } from "./auth.ts";
 
 /** Decides who a request comes from; injectable so tests can replace the signature check. */
-export type CallerResolver = (c: Context) => Caller | undefined;
+export type CallerResolver = (c: Context<AuthEnv>) => Caller | undefined;
 
 /** The remote address Bun saw, when the app runs under Bun.serve. */
 export function remoteAddress(c: Context): string | undefined {
@@ -13,7 +14,7 @@ export function remoteAddress(c: Context): string | undefined {
 }
 
 /** The caller, or 401 when the request did not establish one. */
-export function requireCaller(c: Context, resolve: CallerResolver): Caller {
+export function requireCaller(c: Context<AuthEnv>, resolve: CallerResolver): Caller {
   const caller = resolve(c);
   if (!caller) throw new P2prcError("E_UNAUTHORIZED", "this route needs a request signed by a member node");
   return caller;

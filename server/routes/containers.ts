@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { P2prcError, zod } from "../../config/index.ts";
 import type { ContainerService } from "../containers.ts";
-import { spooledUpload } from "../http/auth.ts";
+import type { AuthEnv } from "../http/auth.ts";
 import { spoolBody } from "../http/body.ts";
 import { type CallerResolver, requireCaller } from "../http/caller.ts";
 import { parseJson, parseValue } from "../http/errors.ts";
@@ -39,7 +39,7 @@ export function containerRoutes(o: ContainerRoutesOptions) {
   const json = bodyLimit({ maxSize: o.maxJsonBytes, onError: tooLarge(`${o.maxJsonBytes} bytes`) });
   const id = (raw: string | undefined) => parseValue("id", IdSchema, raw);
 
-  return new Hono()
+  return new Hono<AuthEnv>()
     .get("/", async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
       return c.json({ containers: await service.list(caller) });
@@ -110,7 +110,7 @@ export function containerRoutes(o: ContainerRoutesOptions) {
       const target = id(c.req.param("id"));
       // Spooled to a file (by the auth middleware, which checked its hash, or here) and streamed to
       // the engine: memory stays flat whatever the size; 413 above maxUploadBytes.
-      const given = spooledUpload(c);
+      const given = c.get("upload");
       const spooled = given ?? (await spoolBody(c.req.raw, o.spoolDir, o.maxUploadBytes));
       try {
         if (spooled.bytes < 512)

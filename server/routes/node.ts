@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import type { ContainerEngine } from "../engine/index.ts";
+import type { AuthEnv } from "../http/auth.ts";
 import { imageAllowed } from "../images.ts";
 import { collectSpecs, type SpecsDeps, toP2prcSysInfo } from "../specs.ts";
 
@@ -32,7 +33,7 @@ export function nodeRoutes(o: NodeRoutesOptions) {
     }));
   };
   return (
-    new Hono()
+    new Hono<AuthEnv>()
       .get("/health", (c) => c.json({ ok: true, nodeId: o.nodeId, name: o.name, version: o.version }))
       // the identity probe: answers unsigned, so a client can learn whose node this is before signing,
       // and (the signed record names the certificate) check that the TLS session is that node's
@@ -51,7 +52,7 @@ export function nodeRoutes(o: NodeRoutesOptions) {
 
 /** P2PRC's route names where they map cleanly onto the new API. */
 export function compatRoutes(o: NodeRoutesOptions) {
-  return new Hono()
+  return new Hono<AuthEnv>()
     .get("/server_info", async (c) => c.json(toP2prcSysInfo(await collectSpecs(o.specs))))
     .get("/ShowImages", async (c) => {
       const all = await o.engine.listImages();
