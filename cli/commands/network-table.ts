@@ -1,4 +1,5 @@
 import type { PeerView } from "../../abstractions/index.ts";
+import { formatAddress } from "../../config/index.ts";
 import { type Command, stringFlag } from "../context.ts";
 import { toJson, usageError } from "../io.ts";
 
@@ -24,7 +25,7 @@ function printTable(io: { out(t: string): void }, json: boolean, views: PeerView
   const rows = views.map((v) => [
     v.id.slice(0, 12) + (v.self ? "*" : ""),
     v.name,
-    v.address ? `${v.address.includes(":") ? `[${v.address}]` : v.address}:${v.port}` : "-",
+    v.address && v.port ? formatAddress({ host: v.address, port: v.port }) : "-",
     v.latencyMs === undefined ? "-" : `${v.latencyMs.toFixed(1)} ms`,
     v.state,
     v.metadata.replace(/\s+/g, " ").slice(0, 40),
