@@ -1,15 +1,10 @@
 // Addresses: parse host:port (names, IPv4, IPv6 with and without brackets), format, and node URLs.
 import { describe, expect, test } from "bun:test";
-import {
-  DEFAULT_PORT,
-  formatAddress,
-  formatHost,
-  nodeUrl,
-  parseAddress,
-  tryParseAddress,
-  unbracket,
-} from "./address.ts";
+import * as address from "./address.ts";
 import { P2prcError } from "./errors.ts";
+
+const { DEFAULT_PORT, formatAddress, formatHost, nodeUrl, parseAddress, tryParseAddress, unbracket } =
+  address;
 
 describe("tryParseAddress", () => {
   test("host names and IPv4 with a port", () => {
