@@ -6,6 +6,7 @@ import {
   type Clock,
   type Config,
   DEFAULT_PORT,
+  formatAddress,
   type Logger,
   nodeUrl,
   P2prcError,
@@ -115,11 +116,15 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     reconciler.stop();
     const code = (err as { code?: string }).code;
     const what = code === "EADDRINUSE" ? "is already in use" : `cannot be opened (${(err as Error).message})`;
-    throw new P2prcError("E_CONFIG", `${deps.config.serverHost}:${deps.config.serverPort} ${what}`, {
-      field: "serverPort",
-      cause: err,
-      hint: "choose another port with --port or P2PRC_SERVER_PORT",
-    });
+    throw new P2prcError(
+      "E_CONFIG",
+      `${formatAddress({ host: deps.config.serverHost, port: deps.config.serverPort })} ${what}`,
+      {
+        field: "serverPort",
+        cause: err,
+        hint: "choose another port with --port or P2PRC_SERVER_PORT",
+      },
+    );
   }
   // The first reconcile runs once the port is open, not before: an engine that is down or hangs must not
   // keep the node from answering /v1/health (engine routes answer 503 meanwhile). Start returns after

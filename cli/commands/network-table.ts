@@ -60,7 +60,7 @@ export const addServerCommand: Command = async (ctx) => {
   ctx.io.out(
     ctx.json
       ? toJson({ added: a })
-      : `added ${a.host}:${a.port}; it is contacted at the next gossip round (or --us)`,
+      : `added ${formatAddress(a)}; it is contacted at the next gossip round (or --us)`,
   );
 };
 
@@ -72,7 +72,7 @@ export const addRootNodeCommand: Command = async (ctx) => {
   const { addRootNode } = await import("../../abstractions/index.ts");
   const a = await addRootNode(ctx.node, host, port);
   ctx.io.out(
-    ctx.json ? toJson({ added: a, root: true }) : `added root node ${a.host}:${a.port} (the table is kept)`,
+    ctx.json ? toJson({ added: a, root: true }) : `added root node ${formatAddress(a)} (the table is kept)`,
   );
 };
 
