@@ -1,9 +1,18 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { NODE_ID_RE, P2prcError, type Store } from "../config/index.ts";
+import {
+  type Address,
+  DEFAULT_PORT,
+  formatAddress,
+  NODE_ID_RE,
+  nodeUrl,
+  P2prcError,
+  parseAddress,
+  type Store,
+  tryParseAddress,
+} from "../config/index.ts";
 import type { ClusterBook, ClusterMember, SignedCluster } from "../p2p/index.ts";
 import { openClusterBook } from "./gossip.ts";
-import { parseAddress } from "./network.ts";
 import { init, type NodeContext, type NodeOptions, SERVER_URL_META } from "./node.ts";
 import { nodeFetch } from "./transport.ts";
 
@@ -85,12 +94,13 @@ function checkName(name: string): string {
 /** The addresses this node is reachable at, for a hosted cluster's bootstrap list. */
 function ownAddresses(ctx: NodeContext, store: Store): string[] {
   const out = new Set<string>();
-  if (ctx.config.advertiseAddress) out.add(ctx.config.advertiseAddress);
+  // with its port spelled out: a member's node would otherwise assume DEFAULT_PORT, not this node's
+  const advertised = tryParseAddress(ctx.config.advertiseAddress, ctx.config.serverPort);
+  if (advertised) out.add(formatAddress(advertised));
   const row = store.peers.get(ctx.identity.nodeId);
   if (row?.record) {
-    const rec = JSON.parse(row.record) as { record?: { addresses?: { host: string; port: number }[] } };
-    for (const a of rec.record?.addresses ?? [])
-      out.add(`${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`);
+    const rec = JSON.parse(row.record) as { record?: { addresses?: Address[] } };
+    for (const a of rec.record?.addresses ?? []) out.add(formatAddress(a));
   }
   return [...out];
 }
@@ -112,8 +122,7 @@ async function publishLocally(ctx: NodeContext, store: Store, signed: SignedClus
 async function notifyLocalNode(ctx: NodeContext, store: Store, signed: SignedCluster): Promise<boolean> {
   const host = ["0.0.0.0", "::", ""].includes(ctx.config.serverHost) ? "127.0.0.1" : ctx.config.serverHost;
   const base =
-    store.meta.get(SERVER_URL_META) ??
-    `http://${host.includes(":") ? `[${host}]` : host}:${ctx.config.serverPort}`;
+    store.meta.get(SERVER_URL_META) ?? nodeUrl({ host, port: ctx.config.serverPort }, ctx.config.tls);
   const url = `${base}/v1/p2p/cluster`;
   try {
     const res = await nodeFetch(ctx, store, url, { method: "POST", json: signed, timeoutMs: 3000 });
@@ -221,9 +230,8 @@ export async function joinCluster(
   name?: string,
 ): Promise<ClusterView[]> {
   return withBook(options, async (book, ctx, store) => {
-    const { parseHostPort } = await import("../p2p/index.ts");
     let docs: unknown[];
-    let asked: { host: string; port: number } | undefined;
+    let asked: Address | undefined;
     if (existsSync(source)) {
       let raw: unknown;
       try {
@@ -236,8 +244,9 @@ export async function joinCluster(
       docs = [raw];
     } else {
       asked = parseAddress(source, "join", "a cluster document file or host:port");
-      const url = `http://${asked.host.includes(":") ? `[${asked.host}]` : asked.host}:${asked.port}`;
-      const res = await nodeFetch(ctx, store, `${url}/v1/p2p/clusters`, { method: "GET", timeoutMs: 10_000 });
+      // a node not yet in the table: the transport probes whether it serves TLS, as this node should
+      const url = `${nodeUrl(asked, ctx.config.tls)}/v1/p2p/clusters`;
+      const res = await nodeFetch(ctx, store, url, { method: "GET", timeoutMs: 10_000 });
       if (!res.ok) {
         const text = await res.text().catch(() => "");
         throw new P2prcError(
@@ -263,7 +272,7 @@ export async function joinCluster(
     if (asked) store.peers.addSeed(asked.host, asked.port, true, now);
     for (const s of joined) {
       for (const b of s.cluster.bootstrap) {
-        const a = parseHostPort(b, 8088);
+        const a = tryParseAddress(b, DEFAULT_PORT);
         if (a) store.peers.addSeed(a.host, a.port, true, now);
       }
     }

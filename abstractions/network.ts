@@ -1,4 +1,12 @@
-import { openStore, P2prcError, readNodeId, type Store, systemClock } from "../config/index.ts";
+import {
+  type Address,
+  formatHost,
+  openStore,
+  parseAddress,
+  readNodeId,
+  type Store,
+  systemClock,
+} from "../config/index.ts";
 import type { PeerView } from "../p2p/index.ts";
 import { createGossip } from "./gossip.ts";
 import { init, loadConfig, type NodeOptions } from "./node.ts";
@@ -16,22 +24,6 @@ async function withStore<T>(
   }
 }
 
-/** `host:port` (IPv6 in brackets) → host and port; E_INVALID naming `field` and what was `expected`. */
-export function parseAddress(
-  text: string,
-  field: string,
-  expected = "host:port (port 1-65535)",
-): { host: string; port: number } {
-  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text.trim());
-  const port = Number(m?.[2]);
-  if (!m?.[1] || !(port >= 1 && port <= 65535)) {
-    throw new P2prcError("E_INVALID", `${field}: expected ${expected}, got "${text.slice(0, 100)}"`, {
-      field,
-    });
-  }
-  return { host: m[1].replace(/^\[|\]$/g, ""), port };
-}
-
 /** `--ls`: the IP table — live nodes, this one included, sorted by latency. Reads only. */
 export async function viewIPTable(options: NodeOptions = {}): Promise<PeerView[]> {
   const { PeerTable } = await import("../p2p/index.ts");
@@ -47,10 +39,7 @@ export async function viewIPTable(options: NodeOptions = {}): Promise<PeerView[]
 }
 
 /** `--as host:port` (P2PRC's AddServer): remembers a node to contact; the table is never wiped. */
-export async function addServer(
-  options: NodeOptions,
-  address: string,
-): Promise<{ host: string; port: number }> {
+export async function addServer(options: NodeOptions, address: string): Promise<Address> {
   const a = parseAddress(address, "add-server");
   await withStore(options, (store) => store.peers.addSeed(a.host, a.port, false, Date.now()));
   return a;
@@ -61,11 +50,8 @@ export async function addRootNode(
   options: NodeOptions,
   host: string,
   port: string | number,
-): Promise<{ host: string; port: number }> {
-  const a = parseAddress(
-    `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}`,
-    "ip/port",
-  );
+): Promise<Address> {
+  const a = parseAddress(`${formatHost(host)}:${port}`, "ip/port");
   await withStore(options, (store) => store.peers.addSeed(a.host, a.port, true, Date.now()));
   return a;
 }

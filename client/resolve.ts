@@ -1,4 +1,4 @@
-import { P2prcError } from "../config/index.ts";
+import { nodeUrl, P2prcError, tryParseAddress } from "../config/index.ts";
 import type { PeerView } from "../p2p/index.ts";
 
 /** A node to talk to: its URL, and its id and name when the IP table knows them. */
@@ -10,10 +10,6 @@ export interface NodeTarget {
   offer?: PeerView["offer"] | undefined;
 }
 
-// The scheme is what the node's record says; for an address not in the table the transport finds out.
-const urlOf = (host: string, port: number, tls = false) =>
-  `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
-
 function target(v: PeerView): NodeTarget {
   if (!v.address || !v.port) {
     throw new P2prcError(
@@ -22,7 +18,8 @@ function target(v: PeerView): NodeTarget {
     );
   }
   return {
-    url: urlOf(v.address, v.port, v.tls),
+    // the scheme is what the node's record says
+    url: nodeUrl({ host: v.address, port: v.port }, v.tls),
     id: v.id,
     name: v.name,
     latencyMs: v.latencyMs,
@@ -60,11 +57,11 @@ export function resolveNode(ref: string, views: PeerView[]): NodeTarget {
     }
     return target(best);
   }
-  const hp = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
-  if (hp?.[1] && Number(hp[2]) >= 1 && Number(hp[2]) <= 65535) {
-    const host = hp[1].replace(/^\[|\]$/g, "");
-    const known = views.find((v) => v.address === host && v.port === Number(hp[2]));
-    return known ? target(known) : { url: urlOf(host, Number(hp[2])) };
+  const a = tryParseAddress(text);
+  if (a) {
+    const known = views.find((v) => v.address === a.host && v.port === a.port);
+    // not in the table: "http" until the transport finds out (it probes, and pins what it finds)
+    return known ? target(known) : { url: nodeUrl(a, false) };
   }
   const exact = views.find((v) => v.id === text.toLowerCase());
   if (exact) return target(exact);

@@ -1,9 +1,20 @@
 /**
  * config: the base every module stands on — the node's config file and its loader, node identity
  * (Ed25519), the SQLite state store, the clock, the logger, the shared error type, and zod: `zod()`
- * (zod/mini with English messages, loaded on first call) builds every schema, `z` names its types.
+ * (zod/mini with English messages, loaded on first call) builds every schema, `z` names its types;
+ * addresses (`host:port`, IPv6 in brackets) are parsed and formatted here.
  * Imports nothing of p2prc's own.
  */
+export type { Address } from "./address.ts";
+export {
+  DEFAULT_PORT,
+  formatAddress,
+  formatHost,
+  nodeUrl,
+  parseAddress,
+  tryParseAddress,
+  unbracket,
+} from "./address.ts";
 export { canonicalJson } from "./canonical-json.ts";
 export type { Cancel, Clock } from "./clock.ts";
 export { ManualClock, systemClock } from "./clock.ts";

@@ -144,6 +144,23 @@ describe("env coercion", () => {
     expect(err.message).toContain("bootstrap");
     expect(err.message).toContain("env P2PRC_BOOTSTRAP");
   });
+
+  test("bootstrap and advertiseAddress are checked by the address parser (IPv6 in brackets before a port)", () => {
+    const ok = (env: Record<string, string>) => resolveConfig({ hostname: HOST, env }).config;
+    expect(ok({ P2PRC_BOOTSTRAP: "[fd00::7]:8088,node-b.lan:9000" }).bootstrap).toEqual([
+      "[fd00::7]:8088",
+      "node-b.lan:9000",
+    ]);
+    for (const a of ["node-b.lan", "10.0.0.7:9000", "fd00::7", "[fd00::7]", "[fd00::7]:9000"])
+      expect(ok({ P2PRC_ADVERTISE_ADDRESS: a }).advertiseAddress).toBe(a);
+    for (const [env, bad] of [
+      ["P2PRC_BOOTSTRAP", "[fd00::7]:0"],
+      ["P2PRC_BOOTSTRAP", "fd00::7"],
+      ["P2PRC_ADVERTISE_ADDRESS", "a]b"],
+      ["P2PRC_ADVERTISE_ADDRESS", "node:70000"],
+    ] as const)
+      expect(thrown(() => ok({ [env]: bad })).code).toBe("E_CONFIG");
+  });
 });
 
 describe("errors", () => {

@@ -1,5 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { DEFAULT_PORT } from "./address.ts";
 import { canonicalJson } from "./canonical-json.ts";
 import { P2prcError } from "./errors.ts";
 import { CONFIG_FIELDS, type Config, type ConfigField, type ConfigSource, fieldSchema } from "./types.ts";
@@ -10,7 +11,7 @@ export function defaultConfig(hostname: string): Config {
   return {
     machineName: name,
     serverHost: "0.0.0.0",
-    serverPort: 8088,
+    serverPort: DEFAULT_PORT,
     advertiseAddress: "",
     bootstrap: [],
     behindNat: "auto",

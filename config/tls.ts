@@ -1,5 +1,6 @@
 import { chmodSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { formatAddress } from "./address.ts";
 import { P2prcError } from "./errors.ts";
 
 // node:crypto, node:tls and @peculiar/x509 are loaded on first use: start-up of `--vc` need not pay for them
@@ -279,7 +280,7 @@ export function probeCertificate(
 ): Promise<{ tls: true; certPem: string } | { tls: false }> {
   const tls = require("node:tls") as typeof import("node:tls");
   const { isIP } = require("node:net") as typeof import("node:net");
-  const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const where = formatAddress({ host, port });
   return new Promise((resolve, reject) => {
     let settled = false;
     const socket = tls.connect({

@@ -1,3 +1,4 @@
+import { DEFAULT_PORT, tryParseAddress } from "./address.ts";
 import type * as z from "./zod.ts";
 
 type Z = typeof z;
@@ -13,13 +14,9 @@ export function zod(): Z {
 }
 
 const hostPort = (z: Z) =>
-  z.string().check(
-    z.regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "host:port"),
-    z.refine((s) => {
-      const port = Number(s.slice(s.lastIndexOf(":") + 1));
-      return port >= 1 && port <= 65535;
-    }, "port 1-65535"),
-  );
+  z
+    .string()
+    .check(z.refine((s) => s === s.trim() && tryParseAddress(s) !== undefined, "host:port (port 1-65535)"));
 
 const imageRef = (z: Z) =>
   z.string().check(z.regex(/^[a-z0-9][a-z0-9._\-/:@]*$/, "image reference"), z.maxLength(255));
@@ -45,7 +42,14 @@ export const CONFIG_FIELDS = {
     doc: "TCP port of the node's HTTP API.",
   },
   advertiseAddress: {
-    schema: (z: Z) => z.string().check(z.regex(/^$|^[A-Za-z0-9.:[\]-]{1,260}$/)),
+    schema: (z: Z) =>
+      z.string().check(
+        z.maxLength(260),
+        z.refine(
+          (s) => s === "" || (s === s.trim() && tryParseAddress(s, DEFAULT_PORT) !== undefined),
+          "host or host:port",
+        ),
+      ),
     allowed: "empty, or the host (or host:port) peers should use to reach this node",
     doc: "Address peers should use to reach this node; empty = learned from peers.",
   },

@@ -3,12 +3,15 @@ import {
   type Clock,
   type Config,
   canonicalJson,
+  DEFAULT_PORT,
   type Identity,
   type Logger,
+  nodeUrl,
   P2prcError,
   type PeerRow,
   type Store,
   signRequest,
+  tryParseAddress,
 } from "../config/index.ts";
 import { type ClusterBook, clusterLabel } from "./cluster.ts";
 import { Introductions } from "./introductions.ts";
@@ -97,18 +100,6 @@ function pick(ids: string[], n: number, first: (id: string) => boolean): string[
   return [...head, ...rest].slice(0, n);
 }
 
-function urlOf(a: Address): string {
-  return `http://${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
-}
-
-function parseHostPort(text: string, defaultPort: number): Address | undefined {
-  const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(text.trim());
-  if (!m?.[1]) return undefined;
-  // a bare IPv6 address has colons but no brackets and no port
-  if (!text.startsWith("[") && (text.match(/:/g)?.length ?? 0) > 1) return { host: text, port: defaultPort };
-  return { host: m[1], port: m[2] ? Number(m[2]) : defaultPort };
-}
-
 /**
  * Push-pull gossip of signed records, plus failure detection. Each round this node contacts a few
  * peers (fanout; the least recently contacted first, suspects always) and swaps a hash of its digest:
@@ -162,7 +153,7 @@ export class GossipService {
   private addresses(): Address[] {
     const { config } = this.deps;
     if (config.advertiseAddress) {
-      const a = parseHostPort(config.advertiseAddress, config.serverPort);
+      const a = tryParseAddress(config.advertiseAddress, config.serverPort);
       return a ? [a] : [];
     }
     if (!["0.0.0.0", "::", ""].includes(config.serverHost))
@@ -566,7 +557,7 @@ export class GossipService {
       if (row.id === this.nodeId) return [];
       const rec = table.record(row.id)?.record;
       const addr = rec?.addresses[0];
-      return addr ? [{ row, target: { url: urlOf(addr), id: row.id, cert: rec.cert } }] : [];
+      return addr ? [{ row, target: { url: nodeUrl(addr, !!rec.cert), id: row.id, cert: rec.cert } }] : [];
     });
   }
 
@@ -605,7 +596,12 @@ export class GossipService {
     const known = new Set(peers.filter((p) => p.state === "alive").map((p) => p.id));
     for (const seed of store.peers.seeds()) {
       if (seed.nodeId && (known.has(seed.nodeId) || seed.nodeId === this.nodeId)) continue;
-      chosen.push({ url: urlOf(seed), seed: { host: seed.host, port: seed.port }, id: seed.nodeId });
+      // no record yet: the transport probes whether it serves TLS, as this node expects when it does
+      chosen.push({
+        url: nodeUrl(seed, config.tls),
+        seed: { host: seed.host, port: seed.port },
+        id: seed.nodeId,
+      });
     }
     return chosen;
   }
@@ -662,7 +658,12 @@ export class GossipService {
       records.map(async ({ record }) => {
         const addr = record.addresses[0] as Address;
         try {
-          await this.exchangeWith({ url: urlOf(addr), id: record.id, cert: record.cert, probe: true });
+          await this.exchangeWith({
+            url: nodeUrl(addr, !!record.cert),
+            id: record.id,
+            cert: record.cert,
+            probe: true,
+          });
         } catch (err) {
           this.log.debug(`introduced node ${record.id.slice(0, 12)} unreachable: ${(err as Error).message}`);
         }
@@ -721,7 +722,7 @@ export class GossipService {
   addBootstrapSeeds(): void {
     const { config, store, clock } = this.deps;
     for (const b of config.bootstrap) {
-      const a = parseHostPort(b, 8088);
+      const a = tryParseAddress(b, DEFAULT_PORT);
       if (a) store.peers.addSeed(a.host, a.port, true, clock.now());
     }
   }
@@ -753,5 +754,3 @@ export class GossipService {
     await this.running;
   }
 }
-
-export { parseHostPort };

@@ -1,4 +1,11 @@
-import { certSha256, P2prcError, pinnedTls, probeCertificate } from "../config/index.ts";
+import {
+  certSha256,
+  formatAddress,
+  P2prcError,
+  pinnedTls,
+  probeCertificate,
+  unbracket,
+} from "../config/index.ts";
 import { verifyRecord } from "./table.ts";
 import type { SignedRecord } from "./types.ts";
 
@@ -71,16 +78,17 @@ export class PeerTransport {
 
   /** The node id proven for an address by an earlier probe, if any. */
   nodeAt(host: string, port: number): string | undefined {
-    const k = this.known.get(`${host}:${port}`);
+    const k = this.known.get(formatAddress({ host, port }));
     return k?.tls ? k.nodeId : undefined;
   }
 
   private async request(url: string, init: RequestInit, expect: PeerExpectation): Promise<Response> {
     const u = new URL(url);
-    const host = u.hostname.replace(/^\[|\]$/g, "");
+    const host = unbracket(u.hostname);
     const port = Number(u.port || (u.protocol === "https:" ? 443 : 80));
     // host and port spelled out: the scheme may change, and with it the default port
-    const rest = `${host.includes(":") ? `[${host}]` : host}:${port}${u.pathname}${u.search}`;
+    const where = formatAddress({ host, port });
+    const rest = `${where}${u.pathname}${u.search}`;
     let cert = expect.cert;
     if (!cert) {
       const k = await abortable(this.resolve(host, port, expect.nodeId), init.signal);
@@ -93,7 +101,7 @@ export class PeerTransport {
       return await this.session(cert).fetch(`https://${rest}`, init as BunFetchRequestInit);
     } catch (err) {
       // a node may have a new certificate (a fresh home at the same address): probe again next time
-      this.known.delete(`${host}:${port}`);
+      this.known.delete(where);
       throw err;
     }
   }
@@ -121,7 +129,7 @@ export class PeerTransport {
   }
 
   private async resolve(host: string, port: number, nodeId: string | undefined): Promise<Known> {
-    const key = `${host}:${port}`;
+    const key = formatAddress({ host, port });
     const cached = this.known.get(key);
     if (cached && (!cached.tls || !nodeId || cached.nodeId === nodeId)) return cached;
     const fromTable = this.o.certAt?.(host, port, nodeId);
@@ -154,7 +162,7 @@ export class PeerTransport {
 
   /** The node's signed record from its identity probe, over TLS pinned to the probed certificate. */
   private async identity(host: string, port: number, cert: string): Promise<SignedRecord> {
-    const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+    const where = formatAddress({ host, port });
     let body: { record?: unknown };
     try {
       const res = await this.fetchFn(`https://${where}/v1/identity`, {

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { Hono, type Schema } from "hono";
-import type { Config, Logger, Store } from "../config/index.ts";
+import { type Config, DEFAULT_PORT, type Logger, type Store, tryParseAddress } from "../config/index.ts";
 import type { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./http/auth.ts";
@@ -36,7 +36,7 @@ export interface ServerAppDeps {
 export function createServerApp(deps: ServerAppDeps) {
   const log = deps.logger.withTag("http");
   const resolveCaller = deps.resolveCaller ?? (deps.auth ? signedCaller : () => undefined);
-  const advertised = deps.config.advertiseAddress.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+  const advertised = tryParseAddress(deps.config.advertiseAddress, DEFAULT_PORT)?.host ?? "";
   const nodeOpts = {
     specs: {
       nodeId: deps.nodeId,

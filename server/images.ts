@@ -1,6 +1,6 @@
 import { lookup } from "node:dns/promises";
 import { isIPv6 } from "node:net";
-import { P2prcError } from "../config/index.ts";
+import { formatHost, P2prcError } from "../config/index.ts";
 
 /** An image reference split by Docker's grammar (distribution/reference). */
 export interface ImageRef {
@@ -245,7 +245,7 @@ function registryConsented(image: string, ref: ImageRef, policy: ImagePolicy): b
   if (policy.allowedImages.length > 0 || image === policy.defaultImage) return true;
   return policy.privateRegistries.some((r) => {
     const want = r.toLowerCase();
-    return want === ref.domain?.toLowerCase() || want === ref.host || want === `[${ref.host}]`;
+    return want === ref.domain?.toLowerCase() || want === ref.host || want === formatHost(ref.host ?? "");
   });
 }
 

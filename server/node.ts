@@ -1,7 +1,17 @@
 import { rmSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { type Clock, type Config, type Logger, P2prcError, type Store } from "../config/index.ts";
+import {
+  type Clock,
+  type Config,
+  DEFAULT_PORT,
+  formatAddress,
+  type Logger,
+  nodeUrl,
+  P2prcError,
+  type Store,
+  tryParseAddress,
+} from "../config/index.ts";
 import { createServerApp, type ExtraRoutes, type ServerApp } from "./app.ts";
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
@@ -57,7 +67,7 @@ export interface ServerNode extends AsyncDisposable {
 export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode> {
   const log = deps.logger.withTag("server");
   const containers = new ContainerService(deps);
-  const sshHost = deps.config.advertiseAddress.replace(/:\d+$/, "").replace(/^\[|\]$/g, "") || hostname();
+  const sshHost = tryParseAddress(deps.config.advertiseAddress, DEFAULT_PORT)?.host || hostname();
   const reconciler = new Reconciler({
     ...deps,
     sshHost,
@@ -105,11 +115,15 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     reconciler.stop();
     const code = (err as { code?: string }).code;
     const what = code === "EADDRINUSE" ? "is already in use" : `cannot be opened (${(err as Error).message})`;
-    throw new P2prcError("E_CONFIG", `${deps.config.serverHost}:${deps.config.serverPort} ${what}`, {
-      field: "serverPort",
-      cause: err,
-      hint: "choose another port with --port or P2PRC_SERVER_PORT",
-    });
+    throw new P2prcError(
+      "E_CONFIG",
+      `${formatAddress({ host: deps.config.serverHost, port: deps.config.serverPort })} ${what}`,
+      {
+        field: "serverPort",
+        cause: err,
+        hint: "choose another port with --port or P2PRC_SERVER_PORT",
+      },
+    );
   }
   // The first reconcile runs once the port is open, not before: an engine that is down or hangs must not
   // keep the node from answering /v1/health (engine routes answer 503 meanwhile). Start returns after
@@ -134,10 +148,9 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     deps.config.serverHost === "0.0.0.0" || deps.config.serverHost === "::"
       ? "127.0.0.1"
       : deps.config.serverHost;
-  const scheme = deps.tls ? "https" : "http";
-  const url = `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const url = nodeUrl({ host, port }, !!deps.tls);
   log.info(
-    `node ${deps.nodeId} (${deps.config.machineName}) listening on ${scheme}://${deps.config.serverHost}:${port}${deps.tls ? "" : " (plain HTTP: tls is off)"}`,
+    `node ${deps.nodeId} (${deps.config.machineName}) listening on ${nodeUrl({ host: deps.config.serverHost, port }, !!deps.tls)}${deps.tls ? "" : " (plain HTTP: tls is off)"}`,
   );
 
   let stopping: Promise<void> | undefined;

@@ -1,4 +1,5 @@
 import type { PeerView } from "../../abstractions/index.ts";
+import { formatAddress } from "../../config/index.ts";
 import { type Command, stringFlag } from "../context.ts";
 import { toJson, usageError } from "../io.ts";
 
@@ -24,7 +25,7 @@ function printTable(io: { out(t: string): void }, json: boolean, views: PeerView
   const rows = views.map((v) => [
     v.id.slice(0, 12) + (v.self ? "*" : ""),
     v.name,
-    v.address ? `${v.address.includes(":") ? `[${v.address}]` : v.address}:${v.port}` : "-",
+    v.address && v.port ? formatAddress({ host: v.address, port: v.port }) : "-",
     v.latencyMs === undefined ? "-" : `${v.latencyMs.toFixed(1)} ms`,
     v.state,
     v.metadata.replace(/\s+/g, " ").slice(0, 40),
@@ -59,7 +60,7 @@ export const addServerCommand: Command = async (ctx) => {
   ctx.io.out(
     ctx.json
       ? toJson({ added: a })
-      : `added ${a.host}:${a.port}; it is contacted at the next gossip round (or --us)`,
+      : `added ${formatAddress(a)}; it is contacted at the next gossip round (or --us)`,
   );
 };
 
@@ -71,7 +72,7 @@ export const addRootNodeCommand: Command = async (ctx) => {
   const { addRootNode } = await import("../../abstractions/index.ts");
   const a = await addRootNode(ctx.node, host, port);
   ctx.io.out(
-    ctx.json ? toJson({ added: a, root: true }) : `added root node ${a.host}:${a.port} (the table is kept)`,
+    ctx.json ? toJson({ added: a, root: true }) : `added root node ${formatAddress(a)} (the table is kept)`,
   );
 };
 

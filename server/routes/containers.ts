@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { P2prcError, zod } from "../../config/index.ts";
+import { P2prcError, unbracket, zod } from "../../config/index.ts";
 import type { ContainerService } from "../containers.ts";
 import type { AuthEnv } from "../http/auth.ts";
 import { spoolBody } from "../http/body.ts";
@@ -47,11 +47,7 @@ export function containerRoutes(o: ContainerRoutesOptions) {
     .post("/", json, async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
       const body = await parseJson(c, CreateContainerSchema);
-      const result = await service.create(
-        body,
-        caller,
-        o.publicHost(new URL(c.req.url).hostname.replace(/^\[(.*)\]$/, "$1")),
-      );
+      const result = await service.create(body, caller, o.publicHost(unbracket(new URL(c.req.url).hostname)));
       return c.json(result, 201);
     })
     .get("/:id", async (c) => {
