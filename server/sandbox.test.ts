@@ -178,7 +178,7 @@ describe("log rotation", () => {
       command: [
         "sh",
         "-c",
-        "yes 0123456789012345678901234567890123456789012345678 | head -c 4000000; sleep 300",
+        "yes 0123456789012345678901234567890123456789012345678 | head -c 4000000; touch /tmp/written; sleep 300",
       ],
     });
     expect(r.status).toBe(201);
@@ -192,12 +192,15 @@ describe("log rotation", () => {
     for (let i = 0; i < 50; i++) {
       await Bun.sleep(200);
       const text = await node.call("a", "POST", `/v1/containers/${r.json.id}/exec`, {
-        command: ["sh", "-c", "pidof head >/dev/null && echo busy || echo done"],
+        command: ["sh", "-c", "test -e /tmp/written && echo done || echo busy"],
       });
       if (text.json.stdout.trim() === "done") break;
     }
     expect(existsSync(logPath)).toBe(true);
-    const files = readdirSync(dirname(logPath)).filter((f) => f.startsWith(basename(logPath)));
+    // the engine writes the log a moment after the process wrote it: wait (bounded) for the rotated file
+    const logFiles = () => readdirSync(dirname(logPath)).filter((f) => f.startsWith(basename(logPath)));
+    for (let i = 0; i < 25 && logFiles().length < 2; i++) await Bun.sleep(200);
+    const files = logFiles();
     const total = files.reduce((n, f) => n + statSync(join(dirname(logPath), f)).size, 0);
     expect(files.sort()).toEqual([basename(logPath), `${basename(logPath)}.1`]);
     expect(total).toBeLessThanOrEqual(2.1 * 1024 * 1024);

@@ -172,8 +172,10 @@ describe("leases", () => {
     nodeIds.add(node.nodeId);
     const key = nodeIdentity(join(root, "lease-node")); // the node's own key
     try {
-      const short = await api(key, node.url, "POST", "/v1/containers", { ttlSeconds: 1 });
+      // the long one first: it makes the owner's network, so the short one's create (its lease already
+      // running) does not wait for that too
       const long = await api(key, node.url, "POST", "/v1/containers", { ttlSeconds: 600 });
+      const short = await api(key, node.url, "POST", "/v1/containers", { ttlSeconds: 1 });
       expect(short.status).toBe(201);
       expect(long.status).toBe(201);
       const lease = Date.parse(short.json.expiresAt) - Date.now();
