@@ -134,8 +134,12 @@ describe("probing many introduced nodes", () => {
     const { hub, nodes, newcomer } = await hubOf(net, 20);
     expect(liveIds(newcomer)).toEqual(idsOf(newcomer, hub));
     // one probe per lane and round took ceil(20 / 8) = 3 rounds: 6 s for 50 nodes at a 1 s interval
+    const since = net.calls.length;
     await newcomer.gossip.round();
     expect(liveIds(newcomer)).toEqual(idsOf(newcomer, hub, ...nodes));
+    // a probe is one exchange: what the probed node holds comes with the rounds' exchanges
+    const syncs = net.calls.slice(since).filter((c) => c.from === "newcomer" && c.url.endsWith("/sync"));
+    expect(syncs.filter((c) => !c.url.includes(`:${hub.port}/`))).toEqual([]);
   });
 
   test("introduced nodes that do not answer still cost at most probeConcurrency probes a round", async () => {

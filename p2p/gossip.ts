@@ -469,7 +469,11 @@ export class GossipService {
     if (target.seed) this.deps.store.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
     if (res.observed) this.observe(res.observed.replace(/^::ffff:/, ""));
     this.stats.exchanges++;
-    if (!res.same && res.digest) await this.reconcile(target.url, res.digest, peerOf, peerId);
+    // A probe only admits the node; tables are reconciled by the rounds' exchanges. (Each of the lanes'
+    // probes pulling what the probed node holds had every node fetch and verify the same unknown records
+    // several times at once: the discovery bench's 50 nodes in one process saturated it.)
+    if (!res.same && res.digest && !target.probe)
+      await this.reconcile(target.url, res.digest, peerOf, peerId);
     return peerId;
   }
 
