@@ -111,6 +111,66 @@ describe("introduced nodes", () => {
   });
 });
 
+describe("probing many introduced nodes", () => {
+  /** A hub that holds `n` nodes (each reached it), and a newcomer seeded from the hub. */
+  async function hubOf(net: Net, n: number) {
+    const hub = net.add("hub");
+    const nodes = Array.from({ length: n }, (_, i) => net.add(`n${i}`));
+    for (const node of nodes) node.store.peers.addSeed("127.0.0.1", hub.port, true, net.clock.now());
+    await net.rounds(nodes); // each reaches the hub; none of them learns the newcomer below
+    const newcomer = net.add("newcomer");
+    newcomer.store.peers.addSeed("127.0.0.1", hub.port, true, net.clock.now());
+    await newcomer.gossip.round(); // learns of the 20 from the hub: they wait for a probe
+    net.clock.advance(1000);
+    return { hub, nodes, newcomer };
+  }
+  const probesBy = (net: Net, from: string, since: number) =>
+    net.calls
+      .slice(since)
+      .filter((c) => c.from === from && c.body?.includes('"from"') && c.url.endsWith("/exchange"));
+
+  test("20 introduced nodes that answer are all admitted in one round (a probe that reached its node frees its lane)", async () => {
+    const net = new Net(); // probeConcurrency 8
+    const { hub, nodes, newcomer } = await hubOf(net, 20);
+    expect(liveIds(newcomer)).toEqual(idsOf(newcomer, hub));
+    // one probe per lane and round took ceil(20 / 8) = 3 rounds: 6 s for 50 nodes at a 1 s interval
+    const since = net.calls.length;
+    await newcomer.gossip.round();
+    expect(liveIds(newcomer)).toEqual(idsOf(newcomer, hub, ...nodes));
+    // a probe is one exchange: what the probed node holds comes with the rounds' exchanges
+    const syncs = net.calls.slice(since).filter((c) => c.from === "newcomer" && c.url.endsWith("/sync"));
+    expect(syncs.filter((c) => !c.url.includes(`:${hub.port}/`))).toEqual([]);
+  });
+
+  test("introduced nodes that do not answer still cost at most probeConcurrency probes a round", async () => {
+    const net = new Net();
+    const { hub, nodes, newcomer } = await hubOf(net, 20);
+    for (const node of nodes) net.set(node, "down");
+    const since = net.calls.length;
+    await newcomer.gossip.round();
+    const tried = new Set(probesBy(net, "newcomer", since).map((c) => new URL(c.url).port));
+    tried.delete(String(hub.port));
+    expect(tried.size).toBe(8);
+    expect(liveIds(newcomer)).toEqual(idsOf(newcomer, hub));
+  });
+
+  test("an exchange pushes no record of a node the peer does not hold: the peer pulls what it lacks", async () => {
+    const net = new Net();
+    const { hub, nodes, newcomer } = await hubOf(net, 20);
+    const since = net.calls.length;
+    await hub.gossip.round(true); // reaches everyone, the newcomer (which holds none of the 20) too
+    const pushed = net.calls
+      .slice(since)
+      .filter((c) => c.from === "hub" && c.url.endsWith(`:${newcomer.port}/v1/p2p/sync`))
+      .flatMap((c) => (JSON.parse(c.body ?? "{}") as { records?: SignedRecord[] }).records ?? []);
+    // pushed, they were only introductions there, already waiting: sent again at every exchange
+    expect(pushed.map((r) => r.record.id)).not.toContain((nodes[0] as TestNode).identity.nodeId);
+    expect(pushed.length).toBe(0);
+    await newcomer.gossip.round();
+    expect(liveIds(newcomer)).toEqual(idsOf(newcomer, hub, ...nodes));
+  });
+});
+
 describe("changes spread", () => {
   test("metadata set on one node reaches every node", async () => {
     const net = new Net();

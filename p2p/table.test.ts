@@ -1,6 +1,14 @@
 // The IP table on its own: signed records, versions, tombstones, digests, latency and the user view.
 import { beforeEach, describe, expect, test } from "bun:test";
-import { generateIdentity, type Identity, ManualClock, openStore, type Store } from "../config/index.ts";
+import {
+  canonicalJson,
+  generateIdentity,
+  type Identity,
+  ManualClock,
+  openStore,
+  type Store,
+  sha256Hex,
+} from "../config/index.ts";
 import { OFFER, recordOf, signedRecord } from "./fixtures.ts";
 import { digestHash, PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 import type { DeathNotice, NodeRecord, SignedRecord } from "./types.ts";
@@ -198,6 +206,15 @@ describe("death notices", () => {
 });
 
 describe("digest", () => {
+  test("the hash is SHA-256 over the canonical JSON of [id, version, dead] (what every node computes)", () => {
+    const a = generateIdentity();
+    table.merge(verified(signed(a, { version: 3 })));
+    const digest = table.digest();
+    expect(digest).toContainEqual([a.nodeId, 3, false]);
+    expect(digestHash(digest)).toBe(sha256Hex(canonicalJson(digest)));
+    expect(digestHash([["x", 1, true]])).toBe(sha256Hex(canonicalJson([["x", 1, true]])));
+  });
+
   test("equal tables give equal digests and hashes; any difference changes them", () => {
     const a = generateIdentity();
     const b = generateIdentity();

@@ -1,11 +1,4 @@
-import {
-  type Clock,
-  canonicalJson,
-  type PeerRow,
-  type Store,
-  sha256Hex,
-  verifyJson,
-} from "../config/index.ts";
+import { type Clock, type PeerRow, type Store, sha256Hex, verifyJson } from "../config/index.ts";
 import { type DeathNotice, type Digest, type PeerView, p2pSchemas, type SignedRecord } from "./types.ts";
 
 /** What merging a record did. */
@@ -31,7 +24,8 @@ export function verifyDeath(input: unknown): DeathNotice | undefined {
 
 /** SHA-256 over the canonical digest: equal hashes mean equal tables. */
 export function digestHash(digest: Digest): string {
-  return sha256Hex(canonicalJson(digest));
+  // [string, integer, boolean] tuples: JSON.stringify gives exactly canonicalJson's bytes, much faster
+  return sha256Hex(JSON.stringify(digest));
 }
 
 const median = (xs: number[]) => {
@@ -186,9 +180,8 @@ export class PeerTable {
 
   /** [id, version, dead] for every row, sorted by id. */
   digest(): Digest {
-    return this.store.peers
-      .list()
-      .map((r) => [r.id, r.version, r.state === "dead"] as [string, number, boolean]);
+    // ids and versions only: reading every row's record (~1.4 KB each) for this was most of an exchange
+    return this.store.peers.digest();
   }
 
   /** Live rows (alive and suspect). */

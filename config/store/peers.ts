@@ -32,6 +32,8 @@ export interface SeedRow {
 export interface PeerStore {
   get(id: string): PeerRow | undefined;
   list(): PeerRow[];
+  /** [id, version, dead] of every row, sorted by id: what gossip compares, without the records. */
+  digest(): [string, number, boolean][];
   /** How many rows (tombstones included). */
   count(): number;
   /** Inserts or replaces the whole row. */
@@ -76,6 +78,10 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
   const q = lazyStatements({
     get: () => db.prepare<[string], Row>("SELECT * FROM peers WHERE id = ?"),
     list: () => db.prepare<[], Row>("SELECT * FROM peers ORDER BY id"),
+    digest: () =>
+      db.prepare<[], { id: string; version: number; state: string }>(
+        "SELECT id, version, state FROM peers ORDER BY id",
+      ),
     count: () => db.prepare<[], { n: number }>("SELECT count(*) AS n FROM peers"),
     put: () =>
       db.prepare(
@@ -103,6 +109,7 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
       return r ? toRow(r) : undefined;
     },
     list: () => q.list.all().map(toRow),
+    digest: () => q.digest.all().map((r) => [r.id, r.version, r.state === "dead"]),
     count: () => q.count.get()?.n ?? 0,
     put: (p) => {
       q.put.run({
