@@ -1,6 +1,6 @@
 import { dirname } from "node:path";
 import { VERSION } from "../config/index.ts";
-import type { capacityOf, GpuProbe, ServerApp } from "../server/index.ts";
+import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
 import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
@@ -36,18 +36,18 @@ export interface RunningNode extends AsyncDisposable {
 export async function start(options: StartOptions = {}): Promise<RunningNode> {
   // The server and p2p modules (hono, schemas, the engine client) load here, not when a CLI command
   // imports abstractions.
-  const [{ createDockerEngine, remoteAddress, startServerNode }, { p2pRoutes }] = await Promise.all([
-    import("../server/index.ts"),
-    import("../p2p/index.ts"),
-  ]);
+  const [{ capacityOf, createDockerEngine, remoteAddress, startServerNode }, { p2pRoutes }] =
+    await Promise.all([import("../server/index.ts"), import("../p2p/index.ts")]);
   const ctx = init(options);
   const store = ctx.openStore();
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
-    let capacity: (() => Promise<ReturnType<typeof capacityOf>>) | undefined;
-    const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, () =>
-      (capacity as NonNullable<typeof capacity>)(),
-    );
+    // The record's offer: free capacity from the store and the config. It must work before the server
+    // has started, which returns only after its first reconcile, while it already answers the identity
+    // probe (and gossip) with a signed record.
+    const capacity = async () =>
+      capacityOf({ config: ctx.config, store }, (await gpus().catch(() => [])).length);
+    const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, capacity);
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,
@@ -64,7 +64,6 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
       extraRoutes: [{ path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress }) }],
     });
-    capacity = server.capacity;
     // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)
     store.meta.set(SERVER_URL_META, server.url);
     gossip.start();

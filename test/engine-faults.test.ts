@@ -127,6 +127,14 @@ describe("a node in front of a faulty engine", () => {
     self = nodeIdentity(home);
     // the node's own start-up (bun, modules) is most of it; before, it never served at all
     expect(healthMs).toBeLessThan(10_000);
+    // the identity probe (unsigned) answers while the first reconcile still waits on the engine: it signs
+    // the node's record, whose offer reads the free capacity (once a 500: capacity was wired up only after
+    // the server had started, which now returns after that first pass)
+    const identity = await fetch(`${url}/v1/identity`);
+    expect(identity.status).toBe(200);
+    expect(((await identity.json()) as { record?: { record?: { id?: string } } }).record?.record?.id).toBe(
+      self.nodeId,
+    );
 
     const create = await timed("POST", "/v1/containers", {});
     const specs = await timed("GET", "/v1/specs");
