@@ -23,24 +23,33 @@ export function checkDeclaredLength(req: Request, limit: number): void {
 }
 
 /**
- * Reads the whole body into memory, refusing (413) as soon as it passes `limit`, whether a
+ * The body's chunks as they arrive, refusing (413) as soon as they pass `limit`, whether a
  * `content-length` was sent or the body is chunked.
  */
-export async function readBounded(req: Request, limit: number): Promise<Uint8Array> {
-  checkDeclaredLength(req, limit);
-  if (!req.body) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
+async function* boundedChunks(req: Request, limit: number): AsyncGenerator<Uint8Array> {
+  if (!req.body) return;
   const reader = req.body.getReader();
+  let size = 0;
   for (;;) {
     const { done, value } = await reader.read();
-    if (done) break;
+    if (done) return;
     size += value.length;
     if (size > limit) {
       await reader.cancel().catch(() => {});
       throw tooLarge(limit);
     }
-    chunks.push(value);
+    yield value;
+  }
+}
+
+/** Reads the whole body into memory; 413 at once over `limit` (declared or as it arrives). */
+export async function readBounded(req: Request, limit: number): Promise<Uint8Array> {
+  checkDeclaredLength(req, limit);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of boundedChunks(req, limit)) {
+    chunks.push(chunk);
+    size += chunk.length;
   }
   if (chunks.length === 1 && chunks[0]) return chunks[0];
   const out = new Uint8Array(size);
@@ -65,19 +74,10 @@ export async function spoolBody(req: Request, dir: string, limit: number): Promi
   const fd = await open(file, "wx", 0o600);
   let bytes = 0;
   try {
-    if (req.body) {
-      const reader = req.body.getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        bytes += value.length;
-        if (bytes > limit) {
-          await reader.cancel().catch(() => {});
-          throw tooLarge(limit);
-        }
-        hash.update(value);
-        await fd.write(value);
-      }
+    for await (const chunk of boundedChunks(req, limit)) {
+      bytes += chunk.length;
+      hash.update(chunk);
+      await fd.write(chunk);
     }
   } catch (err) {
     await fd.close().catch(() => {});
