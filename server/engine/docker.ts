@@ -164,21 +164,48 @@ function collector(max: number) {
   };
 }
 
+/**
+ * The networks carrying `label`, each with how many containers are attached (undefined when its inspect
+ * failed): the list leaves attached containers out, so one inspect each tells (p2prc makes few networks).
+ */
+async function networksWithCounts(
+  d: Dockerode,
+  label: string,
+): Promise<(Omit<NetworkInfo, "containers"> & { containers: number | undefined })[]> {
+  const list = await d.listNetworks({ filters: { label: [label] } });
+  return Promise.all(
+    list.map(async (n) => {
+      const full = await d
+        .getNetwork(n.Id)
+        .inspect()
+        .catch(() => undefined);
+      return {
+        id: n.Id,
+        name: n.Name,
+        labels: n.Labels ?? {},
+        containers: full ? Object.keys(full.Containers ?? {}).length : undefined,
+      };
+    }),
+  );
+}
+
 /** Removes every p2prc network (any node's) that no container is attached to. */
 async function pruneEmptyNetworks(d: Dockerode): Promise<void> {
-  const list = await d.listNetworks({ filters: { label: [MANAGED_LABEL] } });
-  for (const n of list) {
-    const full = await d
-      .getNetwork(n.Id)
-      .inspect()
-      .catch(() => undefined);
-    if (full && Object.keys(full.Containers ?? {}).length === 0) {
+  for (const n of await networksWithCounts(d, MANAGED_LABEL)) {
+    if (n.containers === 0) {
       await d
-        .getNetwork(n.Id)
+        .getNetwork(n.id)
         .remove()
         .catch(() => undefined);
     }
   }
+}
+
+/** One raw engine request through dockerode's modem (for calls whose dockerode method takes no signal). */
+function dial<T>(d: Dockerode, options: Record<string, unknown>): Promise<T> {
+  return new Promise<T>((resolve, reject) =>
+    d.modem.dial(options as never, (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as T))),
+  );
 }
 
 /** A ContainerEngine over dockerode. Connects lazily on first use. */
@@ -467,18 +494,13 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       // A stream even without follow (dockerode buffers the whole log then): read with bounded memory.
       const res = await call(context, (d, signal) => {
         const both = opts.signal ? AbortSignal.any([signal, opts.signal]) : signal;
-        return new Promise<IncomingMessage>((resolve, reject) => {
-          d.modem.dial(
-            {
-              path: `/containers/${encodeURIComponent(id)}/logs?`,
-              method: "GET",
-              abortSignal: both,
-              isStream: true,
-              statusCodes: { 200: true, 404: "no such container", 500: "server error" },
-              options: query,
-            },
-            (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as IncomingMessage)),
-          );
+        return dial<IncomingMessage>(d, {
+          path: `/containers/${encodeURIComponent(id)}/logs?`,
+          method: "GET",
+          abortSignal: both,
+          isStream: true,
+          statusCodes: { 200: true, 404: "no such container", 500: "server error" },
+          options: query,
         });
       });
       const close = () => res.destroy();
@@ -617,18 +639,12 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       call(`inspect image ${ref}`, async (d, signal) => {
         try {
           // dial as dockerode's getImage(ref).inspect() does, but with the signal (it has none)
-          const raw = await new Promise<Dockerode.ImageInspectInfo>((resolve, reject) =>
-            d.modem.dial(
-              {
-                path: `/images/${ref}/json`,
-                method: "GET",
-                abortSignal: signal,
-                statusCodes: { 200: true, 404: "no such image", 500: "server error" },
-              },
-              (err: unknown, data: unknown) =>
-                err ? reject(err) : resolve(data as Dockerode.ImageInspectInfo),
-            ),
-          );
+          const raw = await dial<Dockerode.ImageInspectInfo>(d, {
+            path: `/images/${ref}/json`,
+            method: "GET",
+            abortSignal: signal,
+            statusCodes: { 200: true, 404: "no such image", 500: "server error" },
+          });
           const info = jsonObject(raw, `inspect image ${ref}`, host);
           const cmd = info.Config?.Cmd ?? [];
           const entry = info.Config?.Entrypoint ?? [];
@@ -706,24 +722,11 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       }),
 
     listNetworks: (label) =>
-      call("list networks", async (d) => {
-        const list = await d.listNetworks({ filters: { label: [label] } });
-        // The list leaves out attached containers; one inspect each tells (p2prc makes few networks).
-        return Promise.all(
-          list.map(async (n): Promise<NetworkInfo> => {
-            const full = await d
-              .getNetwork(n.Id)
-              .inspect()
-              .catch(() => undefined);
-            return {
-              id: n.Id,
-              name: n.Name,
-              labels: n.Labels ?? {},
-              containers: Object.keys(full?.Containers ?? {}).length,
-            };
-          }),
-        );
-      }),
+      call("list networks", async (d) =>
+        (await networksWithCounts(d, label)).map(
+          (n): NetworkInfo => ({ ...n, containers: n.containers ?? 0 }),
+        ),
+      ),
 
     diskUsage: (label) =>
       call("measure containers' disk use", async (d) => {
