@@ -10,7 +10,7 @@ import type {
   StartedContainer,
   TrackedState,
 } from "../client/index.ts";
-import type { TrackedContainer } from "../config/index.ts";
+import type { TrackedContainer } from "../store/index.ts";
 import { init, type NodeOptions } from "./node.ts";
 import { peerTransport } from "./transport.ts";
 
@@ -20,10 +20,10 @@ async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Pro
   const ctx = init(options);
   const store = ctx.openStore();
   try {
-    const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
+    const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
     const transport = await peerTransport(ctx, table);
     return await fn({
-      store,
+      tracking: store.client,
       identity: ctx.identity,
       clock: ctx.clock,
       views: () => table.views(),
@@ -156,7 +156,7 @@ export async function demoMandelbrot(options: NodeOptions, d: MandelbrotDemoOpti
   const result = await runJob(options, job, JSON.stringify(job), process.cwd(), tilesDir, d);
   const failed = result.results.filter((r) => r.state !== "done");
   if (failed.length > 0) {
-    const { P2prcError } = await import("../config/index.ts");
+    const { P2prcError } = await import("../core/index.ts");
     throw new P2prcError(
       "E_NODE_UNREACHABLE",
       `${failed.length} of ${d.tiles} tiles failed (see ${tilesDir}/results.json)`,

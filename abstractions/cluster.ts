@@ -8,10 +8,10 @@ import {
   nodeUrl,
   P2prcError,
   parseAddress,
-  type Store,
   tryParseAddress,
-} from "../config/index.ts";
+} from "../core/index.ts";
 import type { ClusterBook, ClusterMember, SignedCluster } from "../p2p/index.ts";
+import type { Store } from "../store/index.ts";
 import { openClusterBook } from "./gossip.ts";
 import { init, type NodeContext, type NodeOptions, SERVER_URL_META } from "./node.ts";
 import { nodeFetch } from "./transport.ts";

@@ -1,4 +1,4 @@
-import { isP2prcError } from "../config/index.ts";
+import { isP2prcError } from "../core/index.ts";
 import { loadConfig, type NodeOptions } from "./node.ts";
 
 /** What `p2prc --doctor` found. */

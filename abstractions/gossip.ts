@@ -1,6 +1,6 @@
-import type { Store } from "../config/index.ts";
 import type { ClusterBook } from "../p2p/index.ts";
 import type { capacityOf } from "../server/index.ts";
+import type { Store } from "../store/index.ts";
 import { type NodeContext, tlsMaterial } from "./node.ts";
 import { peerTransport } from "./transport.ts";
 
@@ -10,7 +10,7 @@ type Capacity = ReturnType<typeof capacityOf>;
 export async function openClusterBook(ctx: NodeContext, store: Store): Promise<ClusterBook> {
   const { ClusterBook } = await import("../p2p/index.ts");
   return new ClusterBook({
-    store,
+    documents: store.clusters,
     selfId: ctx.identity.nodeId,
     clock: ctx.clock,
     logger: ctx.logger,
@@ -25,13 +25,14 @@ export async function openClusterBook(ctx: NodeContext, store: Store): Promise<C
  */
 export async function createGossip(ctx: NodeContext, store: Store, capacity: () => Promise<Capacity>) {
   const { GossipService, PeerTable } = await import("../p2p/index.ts");
-  const table = new PeerTable(store, ctx.identity.nodeId, ctx.clock);
+  const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
   const transport = await peerTransport(ctx, table);
   const tls = ctx.config.tls ? await tlsMaterial(ctx) : undefined;
   const clusters = await openClusterBook(ctx, store);
   const gossip = new GossipService({
     identity: ctx.identity,
-    store,
+    peers: store.peers,
+    meta: store.meta,
     table,
     config: ctx.config,
     clock: ctx.clock,

@@ -17,7 +17,7 @@ export type {
   StartedContainer,
   TaskResult,
 } from "../client/index.ts";
-export { VERSION } from "../config/index.ts";
+export { VERSION } from "../core/index.ts";
 export type { PeerView } from "../p2p/index.ts";
 export type { MandelbrotDemoOptions, RunBatchOptions } from "./client.ts";
 export {

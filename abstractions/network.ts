@@ -1,13 +1,6 @@
-import {
-  type Address,
-  formatHost,
-  openStore,
-  parseAddress,
-  readNodeId,
-  type Store,
-  systemClock,
-} from "../config/index.ts";
+import { type Address, formatHost, parseAddress, readNodeId, systemClock } from "../core/index.ts";
 import type { PeerView } from "../p2p/index.ts";
+import { openStore, type Store } from "../store/index.ts";
 import { createGossip } from "./gossip.ts";
 import { init, loadConfig, type NodeOptions } from "./node.ts";
 
@@ -32,7 +25,7 @@ export async function viewIPTable(options: NodeOptions = {}): Promise<PeerView[]
   const nodeId = readNodeId(loaded.paths.publicKey) ?? "";
   const store = openStore(loaded.paths.stateDb);
   try {
-    return new PeerTable(store, nodeId, options.clock ?? systemClock).views();
+    return new PeerTable(store.peers, nodeId, options.clock ?? systemClock).views();
   } finally {
     store.close();
   }
@@ -59,7 +52,7 @@ export async function addRootNode(
 /** `--amd text` (P2PRC's AddMetaData): this node's metadata; a running node spreads it next round. */
 export async function addCustomInformation(options: NodeOptions, text: string): Promise<void> {
   const { setNodeMetadata } = await import("../p2p/index.ts");
-  await withStore(options, (store) => setNodeMetadata(store, text));
+  await withStore(options, (store) => setNodeMetadata(store.meta, text));
 }
 
 /**
@@ -73,7 +66,7 @@ export async function updateIPTable(options: NodeOptions = {}): Promise<PeerView
   try {
     // a client offers what its own config and store say (it runs nothing unless it is also a server)
     const { table, gossip } = await createGossip(ctx, store, async () =>
-      capacityOf({ config: ctx.config, store }, 0),
+      capacityOf({ config: ctx.config, records: store.containers }, 0),
     );
     gossip.addBootstrapSeeds();
     await gossip.round(true);

@@ -1,28 +1,29 @@
 import { existsSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import {
-  type Clock,
   type Config,
   type ConfigField,
   type ConfigSource,
   completeConfigFile,
+  type NodePaths,
+  nodePaths,
+  readConfigFile,
+  resolveConfig,
+  resolveHome,
+  writeConfigFile,
+} from "../config/index.ts";
+import {
+  type Clock,
   createLogger,
   type Identity,
   type Logger,
   loadOrCreateIdentity,
   loadOrCreateTlsCertificate,
-  type NodePaths,
-  nodePaths,
-  openStore,
-  readConfigFile,
   readNodeId,
-  resolveConfig,
-  resolveHome,
-  type Store,
   systemClock,
   type TlsMaterial,
-  writeConfigFile,
-} from "../config/index.ts";
+} from "../core/index.ts";
+import { openStore, type Store } from "../store/index.ts";
 
 /** How to find and configure a node; every field is optional and defaults to the process's own. */
 export interface NodeOptions {

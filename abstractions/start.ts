@@ -1,5 +1,5 @@
 import { dirname } from "node:path";
-import { VERSION } from "../config/index.ts";
+import { VERSION } from "../core/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
@@ -46,14 +46,14 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     // has started, which returns only after its first reconcile, while it already answers the identity
     // probe (and gossip) with a signed record.
     const capacity = async () =>
-      capacityOf({ config: ctx.config, store }, (await gpus().catch(() => [])).length);
+      capacityOf({ config: ctx.config, records: store.containers }, (await gpus().catch(() => [])).length);
     const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, capacity);
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,
       config: ctx.config,
       engine: createDockerEngine({ host: ctx.dockerHost, timeoutMs: ctx.config.engineTimeoutMs }),
-      store,
+      records: store.containers,
       clock: ctx.clock,
       logger: ctx.logger,
       gpus,

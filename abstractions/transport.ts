@@ -1,5 +1,6 @@
-import { type Store, signRequest } from "../config/index.ts";
+import { signRequest } from "../core/index.ts";
 import type { PeerTable, PeerTransport } from "../p2p/index.ts";
+import type { Store } from "../store/index.ts";
 import type { NodeContext } from "./node.ts";
 
 /**
@@ -25,7 +26,7 @@ export async function nodeFetch(
   init: { method: string; json?: unknown; timeoutMs: number },
 ): Promise<Response> {
   const { PeerTable } = await import("../p2p/index.ts");
-  const transport = await peerTransport(ctx, new PeerTable(store, ctx.identity.nodeId, ctx.clock));
+  const transport = await peerTransport(ctx, new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock));
   const body = init.json === undefined ? "" : JSON.stringify(init.json);
   const headers: Record<string, string> = signRequest(ctx.identity, init.method, url, body);
   if (init.json !== undefined) headers["content-type"] = "application/json";

@@ -25,7 +25,7 @@ import {
   viewIPTable,
 } from "../abstractions/index.ts";
 import { NodeClient } from "../client/index.ts";
-import { generateIdentity } from "../config/index.ts";
+import { generateIdentity } from "../core/index.ts";
 import { freePorts } from "../server/index.ts";
 import { cleanEnv, interruptible, median, requireEngine } from "./lib.ts";
 
@@ -258,7 +258,7 @@ async function stepBreakdown(
   url: string,
   certPem: string | undefined,
 ): Promise<{ steps: Record<Step, number[]>; createMs: number }> {
-  const { openStore } = await import("../config/index.ts");
+  const { openStore } = await import("../store/index.ts");
   const store = openStore(join(work, "steps.db"));
   const batchId = "bench-steps";
   store.client.createBatch({ id: batchId, key: "k", job: "{}", outDir: work, createdAt: Date.now() }, 1);

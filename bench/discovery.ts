@@ -17,8 +17,9 @@ import { createServer, type Server } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type RunningNode, start } from "../abstractions/index.ts";
-import { createLogger, generateIdentity, type Logger, pinnedTls, signedFetch } from "../config/index.ts";
+import { createLogger, generateIdentity, type Logger, pinnedTls } from "../core/index.ts";
 import type { GossipStats, PeerView } from "../p2p/index.ts";
+import { signedFetch } from "../test/support.ts";
 
 // P2PRC_DISCOVERY_SIZES=10,25 measures only those sizes.
 const SIZES = (process.env.P2PRC_DISCOVERY_SIZES ?? "10,25,50").split(",").map(Number);

@@ -18,15 +18,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, type RunningNode, start } from "../abstractions/index.ts";
-import {
-  type ContainerRecord,
-  type Identity,
-  loadOrCreateIdentity,
-  openStore,
-  pinnedTls,
-  signedFetch,
-} from "../config/index.ts";
+import { type Identity, loadOrCreateIdentity, pinnedTls } from "../core/index.ts";
 import { createDockerEngine, freePorts } from "../server/index.ts";
+import { type ContainerRecord, openStore } from "../store/index.ts";
+import { signedFetch } from "../test/support.ts";
 import { cleanEnv, interruptible, median, percentile, requireEngine } from "./lib.ts";
 
 const IMAGE = "p2prc-test/busybox";

@@ -1,5 +1,5 @@
-// A deep import on purpose: help and --version answer before the config module (zod) loads.
-import { VERSION } from "../config/version.ts";
+// A deep import on purpose: help and --version answer before the rest of core loads.
+import { VERSION } from "../core/version.ts";
 import { ACTIONS } from "./actions.ts";
 import { FLAGS, type FlagName, GLOBAL_FLAGS, MODIFIERS } from "./flags.ts";
 

@@ -1,4 +1,4 @@
-import { P2prcError } from "../config/index.ts";
+import { P2prcError } from "../core/index.ts";
 
 /** Where a command writes: results to `out` (stdout), messages to `err` (stderr). Tests pass their own. */
 export interface CliIO {

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { VERSION } from "../config/index.ts";
+import { VERSION } from "../core/index.ts";
 import { FLAGS } from "./flags.ts";
 import type { CliIO } from "./io.ts";
 import { normalizeArgs, runCli } from "./run.ts";

@@ -1,6 +1,6 @@
 import { parseArgs } from "citty";
 import type { Config } from "../config/index.ts";
-import { P2prcError, VERSION } from "../config/index.ts";
+import { P2prcError, VERSION } from "../core/index.ts";
 import { ACTIONS, type ActionDef } from "./actions.ts";
 import type { CommandContext, FlagValues } from "./context.ts";
 import { cittyArgs, FLAGS, type FlagName, flagSpellings } from "./flags.ts";

@@ -1,12 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { type Clock, type Identity, P2prcError, type Store, type TrackedContainer } from "../config/index.ts";
+import { type Clock, type Identity, P2prcError } from "../core/index.ts";
 import type { PeerView } from "../p2p/index.ts";
+import type { ClientStore, TrackedContainer } from "../store/index.ts";
 import { type CreateContainerBody, NodeClient } from "./node-client.ts";
 import { type NodeTarget, resolveNode } from "./resolve.ts";
 
 /** What the client calls need; built by the composition root. */
 export interface ClientDeps {
-  store: Store;
+  /** Tracked containers, groups and batches: the slice of the store the client owns. */
+  tracking: ClientStore;
   /** Signs every request to a node. */
   identity: Identity;
   clock: Clock;
@@ -44,7 +46,7 @@ export async function startContainer(
 ): Promise<StartedContainer> {
   const { target, client, id: nodeId } = await identify(deps, nodeRef);
   const created = await client.createContainer(body);
-  deps.store.client.track({
+  deps.tracking.track({
     id: created.id,
     nodeId,
     nodeUrl: target.url,
@@ -66,7 +68,7 @@ export async function startContainer(
 
 /** Removes a container from its node and stops tracking it. A container already gone is success. */
 export async function removeContainer(deps: ClientDeps, nodeRef: string, containerId: string): Promise<void> {
-  const tracked = deps.store.client
+  const tracked = deps.tracking
     .tracked()
     .find(
       (t) =>
@@ -93,7 +95,7 @@ export async function removeContainer(deps: ClientDeps, nodeRef: string, contain
   } catch (err) {
     if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND")) throw err;
   }
-  if (tracked) deps.store.client.untrack(tracked.id);
+  if (tracked) deps.tracking.untrack(tracked.id);
 }
 
 export type TrackedState = "running" | "exited" | "created" | "gone" | "unreachable" | string;
@@ -102,7 +104,7 @@ export type TrackedState = "running" | "exited" | "created" | "gone" | "unreacha
 export async function trackedContainers(
   deps: ClientDeps,
 ): Promise<(TrackedContainer & { state: TrackedState })[]> {
-  const all = deps.store.client.tracked();
+  const all = deps.tracking.tracked();
   return Promise.all(
     all.map(async (t) => {
       try {
@@ -137,9 +139,9 @@ export interface GroupView {
 }
 
 function groupView(deps: ClientDeps, id: string): GroupView {
-  const g = deps.store.client.groups().find((x) => x.id === id);
+  const g = deps.tracking.groups().find((x) => x.id === id);
   if (!g) throw new P2prcError("E_NOT_FOUND", `no group ${id}`, { field: "group" });
-  const tracked = new Map(deps.store.client.tracked().map((t) => [t.id, t]));
+  const tracked = new Map(deps.tracking.tracked().map((t) => [t.id, t]));
   return {
     id: g.id,
     createdAt: new Date(g.createdAt).toISOString(),
@@ -152,12 +154,12 @@ function groupView(deps: ClientDeps, id: string): GroupView {
 
 export function createGroup(deps: ClientDeps): GroupView {
   const id = `grp${randomUUID()}`;
-  deps.store.client.createGroup(id, deps.clock.now());
+  deps.tracking.createGroup(id, deps.clock.now());
   return groupView(deps, id);
 }
 
 function trackedId(deps: ClientDeps, ref: string): string {
-  const all = deps.store.client.tracked();
+  const all = deps.tracking.tracked();
   const matches = all.filter(
     (t) => t.id === ref || t.name === ref || (ref.length >= 6 && t.id.startsWith(ref)),
   );
@@ -173,18 +175,18 @@ function trackedId(deps: ClientDeps, ref: string): string {
 
 export function addToGroup(deps: ClientDeps, groupId: string, containerRef: string): GroupView {
   groupView(deps, groupId);
-  deps.store.client.addToGroup(groupId, trackedId(deps, containerRef));
+  deps.tracking.addToGroup(groupId, trackedId(deps, containerRef));
   return groupView(deps, groupId);
 }
 
 export function removeFromGroup(deps: ClientDeps, groupId: string, containerRef: string): GroupView {
   groupView(deps, groupId);
-  deps.store.client.removeFromGroup(groupId, trackedId(deps, containerRef));
+  deps.tracking.removeFromGroup(groupId, trackedId(deps, containerRef));
   return groupView(deps, groupId);
 }
 
 export function removeGroup(deps: ClientDeps, groupId: string): void {
-  if (!deps.store.client.removeGroup(groupId))
+  if (!deps.tracking.removeGroup(groupId))
     throw new P2prcError("E_NOT_FOUND", `no group ${groupId}`, { field: "group" });
 }
 
@@ -193,5 +195,5 @@ export function showGroup(deps: ClientDeps, groupId: string): GroupView {
 }
 
 export function listGroups(deps: ClientDeps): GroupView[] {
-  return deps.store.client.groups().map((g) => groupView(deps, g.id));
+  return deps.tracking.groups().map((g) => groupView(deps, g.id));
 }

@@ -1,4 +1,4 @@
-import { type ErrorCode, type Identity, P2prcError, signRequest } from "../config/index.ts";
+import { type ErrorCode, type Identity, P2prcError, signRequest } from "../core/index.ts";
 import type { CreateContainerRequest, CreateResult } from "../server/index.ts";
 
 /** What a node answers for a created container (the server's own type: siblings share types). */
@@ -20,7 +20,7 @@ export interface ExecReply {
  * (retryable); error answers keep the node's code and message.
  */
 export class NodeClient {
-  /** `identity` signs every request (config/request-auth.ts); nodes answer unsigned ones only for health. */
+  /** `identity` signs every request (core/signing.ts); nodes answer unsigned ones only for health. */
   constructor(
     readonly url: string,
     private readonly identity: Identity | undefined,

@@ -1,6 +1,6 @@
 // Naming a node: auto placement, host:port, exact id, unique prefix, name, ambiguity and unknowns.
 import { describe, expect, test } from "bun:test";
-import { P2prcError } from "../config/index.ts";
+import { P2prcError } from "../core/index.ts";
 import type { PeerView } from "../p2p/index.ts";
 import { rankNodes, resolveNode } from "./resolve.ts";
 

@@ -1,4 +1,4 @@
-import { nodeUrl, P2prcError, tryParseAddress } from "../config/index.ts";
+import { nodeUrl, P2prcError, tryParseAddress } from "../core/index.ts";
 import type { PeerView } from "../p2p/index.ts";
 
 /** A node to talk to: its URL, and its id and name when the IP table knows them. */

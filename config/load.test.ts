@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { P2prcError } from "./errors.ts";
+import { P2prcError } from "../core/index.ts";
 import {
   completeConfigFile,
   defaultConfig,
@@ -335,7 +335,7 @@ describe("resolveHome", () => {
 });
 
 test("VERSION matches package.json", async () => {
-  const { VERSION } = await import("./index.ts");
+  const { VERSION } = await import("../core/index.ts");
   const pkg = JSON.parse(await Bun.file(new URL("../package.json", import.meta.url)).text()) as {
     version: string;
   };

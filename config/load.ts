@@ -1,8 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { DEFAULT_PORT } from "./address.ts";
-import { canonicalJson } from "./canonical-json.ts";
-import { P2prcError } from "./errors.ts";
+import { canonicalJson, DEFAULT_PORT, P2prcError } from "../core/index.ts";
 import { CONFIG_FIELDS, type Config, type ConfigField, type ConfigSource, fieldSchema } from "./types.ts";
 
 /** The embedded defaults; `machineName` defaults to the host name. */

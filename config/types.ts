@@ -1,17 +1,4 @@
-import { DEFAULT_PORT, tryParseAddress } from "./address.ts";
-import type * as z from "./zod.ts";
-
-type Z = typeof z;
-
-let zodNs: Z | undefined;
-/**
- * zod/mini as config/zod.ts sets it up, loaded on first call: loading it and building a first schema costs
- * ~1 ms, which a command whose config holds only defaults (the common case) does not need to pay.
- */
-export function zod(): Z {
-  zodNs ??= require("./zod.ts") as Z;
-  return zodNs;
-}
+import { DEFAULT_PORT, tryParseAddress, type Z, type z, zod } from "../core/index.ts";
 
 const hostPort = (z: Z) =>
   z

@@ -4,15 +4,8 @@ import { afterAll, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  generateIdentity,
-  type Identity,
-  isP2prcError,
-  ManualClock,
-  memoryLogger,
-  openStore,
-  type Store,
-} from "../config/index.ts";
+import { generateIdentity, type Identity, isP2prcError, ManualClock, memoryLogger } from "../core/index.ts";
+import { openStore, type Store } from "../store/index.ts";
 import { ClusterBook, verifyCluster } from "./cluster.ts";
 import type { ClusterDocument, ClusterMember, SignedCluster } from "./types.ts";
 
@@ -26,7 +19,7 @@ function book(
   over: { trusted?: string[]; openNetwork?: boolean } = {},
 ): ClusterBook {
   return new ClusterBook({
-    store,
+    documents: store.clusters,
     selfId: self.nodeId,
     clock,
     logger: memoryLogger(),

@@ -1,12 +1,5 @@
-import {
-  type Clock,
-  type Identity,
-  type Logger,
-  NODE_ID_RE,
-  P2prcError,
-  type Store,
-  verifyJson,
-} from "../config/index.ts";
+import { type Clock, type Identity, type Logger, NODE_ID_RE, P2prcError, verifyJson } from "../core/index.ts";
+import type { ClusterStore } from "../store/index.ts";
 import {
   type ClusterDigest,
   type ClusterDocument,
@@ -38,7 +31,8 @@ const listed = (c: ClusterDocument, id: string) => c.host === id || c.members.so
 export type ClusterAcceptResult = "newer" | "stale" | "unknown" | "invalid";
 
 export interface ClusterBookDeps {
-  store: Store;
+  /** The cluster documents hosted or joined: the slice of the store the book owns. */
+  documents: ClusterStore;
   selfId: string;
   clock: Clock;
   logger: Logger;
@@ -77,7 +71,7 @@ export class ClusterBook {
   reload(): SignedCluster[] {
     const next = new Map<string, SignedCluster>();
     const changed: SignedCluster[] = [];
-    for (const row of this.deps.store.clusters.list()) {
+    for (const row of this.deps.documents.list()) {
       const key = keyOf(row.host, row.name);
       const held = this.docs.get(key);
       if (held?.cluster.version === row.version) {
@@ -210,13 +204,13 @@ export class ClusterBook {
    * since the last round (and hands the document to its running node).
    */
   private catchUp(host: string, name: string): void {
-    const stored = this.deps.store.clusters.get(host, name);
+    const stored = this.deps.documents.get(host, name);
     if (stored && stored.version > (this.get(host, name)?.cluster.version ?? 0)) this.reload();
   }
 
   /** Leaves a cluster: its members lose access here (unless trusted or in another cluster). */
   leave(host: string, name: string): boolean {
-    const removed = this.deps.store.clusters.remove(host, name);
+    const removed = this.deps.documents.remove(host, name);
     this.docs.delete(keyOf(host, name));
     this.rebuild();
     return removed;
@@ -300,7 +294,7 @@ export class ClusterBook {
 
   private publish(identity: Identity, draft: ClusterDocument): SignedCluster {
     const held = this.get(identity.nodeId, draft.name)?.cluster;
-    const stored = this.deps.store.clusters.get(identity.nodeId, draft.name)?.version ?? 0;
+    const stored = this.deps.documents.get(identity.nodeId, draft.name)?.version ?? 0;
     const now = this.deps.clock.now();
     const cluster: ClusterDocument = {
       ...draft,
@@ -314,7 +308,7 @@ export class ClusterBook {
 
   private save(signed: SignedCluster): void {
     const { cluster } = signed;
-    this.deps.store.clusters.put(
+    this.deps.documents.put(
       { host: cluster.host, name: cluster.name, version: cluster.version, document: JSON.stringify(signed) },
       this.deps.clock.now(),
     );

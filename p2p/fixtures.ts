@@ -1,5 +1,5 @@
 // Test fixtures for the p2p module's tests (not part of its public surface, never imported by index.ts).
-import type { Identity } from "../config/index.ts";
+import type { Identity } from "../core/index.ts";
 import type { NodeRecord, Offer, SignedRecord } from "./types.ts";
 
 /** A node's offer, as in a record. */

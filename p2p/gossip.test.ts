@@ -1,7 +1,8 @@
 // Gossip between in-process nodes (p2p/test-net.ts): each node is a GossipService behind the real p2p
 // routes, and "the network" is a fetch that routes by URL. Time is a ManualClock; rounds are run by hand.
 import { describe, expect, test } from "bun:test";
-import { generateIdentity, type Identity, openStore } from "../config/index.ts";
+import { generateIdentity, type Identity } from "../core/index.ts";
+import { openStore } from "../store/index.ts";
 import { signedRecord as fixtureRecord } from "./fixtures.ts";
 import { setNodeMetadata } from "./gossip.ts";
 import { idsOf, liveIds, Net, type TestNode } from "./test-net.ts";
@@ -176,7 +177,7 @@ describe("changes spread", () => {
     const net = new Net();
     const nodes = await converged(net);
     const n3 = nodes[3] as TestNode;
-    setNodeMetadata(n3.store, "gpu: rtx 4090");
+    setNodeMetadata(n3.store.meta, "gpu: rtx 4090");
     for (let r = 0; r < 6; r++) {
       await net.rounds(nodes);
       net.clock.advance(1000);
@@ -187,7 +188,7 @@ describe("changes spread", () => {
   });
 
   test("setNodeMetadata refuses more than 1024 characters", () => {
-    expect(() => setNodeMetadata(openStore(":memory:"), "x".repeat(1025))).toThrow(/1024/);
+    expect(() => setNodeMetadata(openStore(":memory:").meta, "x".repeat(1025))).toThrow(/1024/);
   });
 });
 
@@ -363,7 +364,7 @@ describe("bad peers", () => {
     expect(took).toBeLessThan(1000); // bounded by the exchange timeout, not by the tarpit
     expect(a.gossip.stats.rounds).toBe(rounds + 1);
     expect(a.gossip.stats.failures).toBeGreaterThan(failures);
-    setNodeMetadata(b.store, "still spreading");
+    setNodeMetadata(b.store.meta, "still spreading");
     for (let r = 0; r < 4; r++) {
       await net.rounds(nodes);
       net.clock.advance(1000);

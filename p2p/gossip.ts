@@ -1,18 +1,17 @@
+import type { Config } from "../config/index.ts";
 import {
   type Cancel,
   type Clock,
-  type Config,
   canonicalJson,
   DEFAULT_PORT,
   type Identity,
   type Logger,
   nodeUrl,
   P2prcError,
-  type PeerRow,
-  type Store,
   signRequest,
   tryParseAddress,
-} from "../config/index.ts";
+} from "../core/index.ts";
+import type { MetaStore, PeerRow, PeerStore } from "../store/index.ts";
 import { type ClusterBook, clusterLabel } from "./cluster.ts";
 import { Introductions } from "./introductions.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
@@ -34,7 +33,10 @@ import type {
 /** What gossip needs; built by the composition root. */
 export interface GossipDeps {
   identity: Identity;
-  store: Store;
+  /** The IP table's rows and the bootstrap seeds (the table reads the same rows). */
+  peers: PeerStore;
+  /** This node's own facts: metadata, the record's version. */
+  meta: MetaStore;
   table: PeerTable;
   config: Config;
   clock: Clock;
@@ -79,10 +81,10 @@ const META_METADATA = "self.metadata";
  * Sets this node's free-text metadata (P2PRC's "custom information"). A running node picks it up at
  * its next heartbeat and it spreads with gossip.
  */
-export function setNodeMetadata(store: Store, text: string): void {
+export function setNodeMetadata(meta: MetaStore, text: string): void {
   if (text.length > 1024)
     throw new P2prcError("E_INVALID", "metadata: at most 1024 characters", { field: "metadata" });
-  store.meta.set(META_METADATA, text);
+  meta.set(META_METADATA, text);
 }
 
 /** Tombstones are kept this long so stale copies of a dead node's record cannot come back. */
@@ -175,14 +177,14 @@ export class GossipService {
    * and signs a new version only when something changed (or when `force`, to refute a death notice).
    */
   async refreshSelf(force = false): Promise<boolean> {
-    const { config, identity, store, clock } = this.deps;
+    const { config, identity, meta, peers, clock } = this.deps;
     const content = {
       id: identity.nodeId,
       name: config.machineName,
       addresses: this.addresses(),
       nat: config.behindNat === "true",
       reach: "direct" as const,
-      metadata: store.meta.get(META_METADATA) ?? "",
+      metadata: meta.get(META_METADATA) ?? "",
       offer: await this.deps.offer(),
       ...(this.deps.certPem ? { cert: this.deps.certPem } : {}),
     };
@@ -191,12 +193,12 @@ export class GossipService {
       const { version: _v, issuedAt: _i, ...held } = current;
       if (canonicalJson(held) === canonicalJson(content)) return false;
     }
-    const stored = Number(store.meta.get(META_VERSION) ?? 0);
-    const seen = store.peers.get(identity.nodeId)?.version ?? 0;
+    const stored = Number(meta.get(META_VERSION) ?? 0);
+    const seen = peers.get(identity.nodeId)?.version ?? 0;
     const version = Math.max(clock.now(), stored + 1, seen + 1, (current?.version ?? 0) + 1);
     const record: NodeRecord = { ...content, version, issuedAt: clock.now() };
     this.self = { record, signature: identity.signJson(record) };
-    store.meta.set(META_VERSION, String(version));
+    meta.set(META_VERSION, String(version));
     this.deps.table.putSelf(this.self);
     return true;
   }
@@ -453,11 +455,11 @@ export class GossipService {
     if (res.clusters || res.olderClusters) this.syncClusters(target.url, res, peerOf);
     if (peerId === this.nodeId) {
       // a seed that is this node's own address (a shared bootstrap list): remember, skip it from now on
-      if (target.seed) this.deps.store.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
+      if (target.seed) this.deps.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
       throw new Error(`${target.url} is this node`);
     }
     table.markContact(peerId, rtt);
-    if (target.seed) this.deps.store.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
+    if (target.seed) this.deps.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
     if (res.observed) this.observe(res.observed.replace(/^::ffff:/, ""));
     this.stats.exchanges++;
     // A probe only admits the node; tables are reconciled by the rounds' exchanges. (Each of the lanes'
@@ -581,8 +583,8 @@ export class GossipService {
 
   /** Whom to contact this round: suspects, the least recently contacted peers, and unknown seeds. */
   targets(all = false): Target[] {
-    const { table, store, config } = this.deps;
-    const peers = table.live().filter((r) => r.id !== this.nodeId && r.record);
+    const { table, config } = this.deps;
+    const live = table.live().filter((r) => r.id !== this.nodeId && r.record);
     const withUrl = this.reachablePeers();
     const chosen: Target[] = [];
     if (all) {
@@ -611,8 +613,8 @@ export class GossipService {
         ...pool.slice(0, config.gossipFanout).map((p) => p.target),
       );
     }
-    const known = new Set(peers.filter((p) => p.state === "alive").map((p) => p.id));
-    for (const seed of store.peers.seeds()) {
+    const known = new Set(live.filter((p) => p.state === "alive").map((p) => p.id));
+    for (const seed of this.deps.peers.seeds()) {
       if (seed.nodeId && (known.has(seed.nodeId) || seed.nodeId === this.nodeId)) continue;
       // no record yet: the transport probes whether it serves TLS, as this node expects when it does
       chosen.push({
@@ -755,10 +757,10 @@ export class GossipService {
 
   /** Adds config `bootstrap` to the seeds (root nodes); the table is kept. */
   addBootstrapSeeds(): void {
-    const { config, store, clock } = this.deps;
+    const { config, peers, clock } = this.deps;
     for (const b of config.bootstrap) {
       const a = tryParseAddress(b, DEFAULT_PORT);
-      if (a) store.peers.addSeed(a.host, a.port, true, clock.now());
+      if (a) peers.addSeed(a.host, a.port, true, clock.now());
     }
   }
 

@@ -1,6 +1,6 @@
 // The introductions: records of new nodes that peers passed on, bounded in all and per introducer.
 import { describe, expect, test } from "bun:test";
-import { generateIdentity, ManualClock } from "../config/index.ts";
+import { generateIdentity, ManualClock } from "../core/index.ts";
 import { signedRecord } from "./fixtures.ts";
 import { Introductions } from "./introductions.ts";
 

@@ -1,4 +1,4 @@
-import type { Clock } from "../config/index.ts";
+import type { Clock } from "../core/index.ts";
 import type { SignedRecord } from "./types.ts";
 
 export interface IntroductionsOptions {

@@ -1,6 +1,6 @@
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { P2prcError, type z } from "../config/index.ts";
+import { P2prcError, type z } from "../core/index.ts";
 import type { AuthEnv } from "../server/index.ts";
 import type { ClusterBook } from "./cluster.ts";
 import type { GossipService } from "./gossip.ts";

@@ -1,14 +1,7 @@
 // The IP table on its own: signed records, versions, tombstones, digests, latency and the user view.
 import { beforeEach, describe, expect, test } from "bun:test";
-import {
-  canonicalJson,
-  generateIdentity,
-  type Identity,
-  ManualClock,
-  openStore,
-  type Store,
-  sha256Hex,
-} from "../config/index.ts";
+import { canonicalJson, generateIdentity, type Identity, ManualClock, sha256Hex } from "../core/index.ts";
+import { openStore, type Store } from "../store/index.ts";
 import { OFFER, recordOf, signedRecord } from "./fixtures.ts";
 import { digestHash, PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 import type { DeathNotice, NodeRecord, SignedRecord } from "./types.ts";
@@ -36,7 +29,7 @@ beforeEach(() => {
   store = openStore(":memory:");
   clock = new ManualClock();
   self = generateIdentity();
-  table = new PeerTable(store, self.nodeId, clock);
+  table = new PeerTable(store.peers, self.nodeId, clock);
   table.putSelf(signed(self, { name: "self-node", version: 5 }));
 });
 
@@ -218,7 +211,7 @@ describe("digest", () => {
   test("equal tables give equal digests and hashes; any difference changes them", () => {
     const a = generateIdentity();
     const b = generateIdentity();
-    const t2 = new PeerTable(openStore(":memory:"), self.nodeId, new ManualClock(5));
+    const t2 = new PeerTable(openStore(":memory:").peers, self.nodeId, new ManualClock(5));
     t2.putSelf(signed(self, { name: "self-node", version: 5 }));
     // merged in another order, at another time: same digest
     table.merge(verified(signed(a, { version: 3 })));
@@ -244,9 +237,9 @@ describe("digest", () => {
     expect(digestHash(t2.digest())).not.toBe(digestHash(table.digest()));
 
     // an extra node
-    const t3 = new PeerTable(openStore(":memory:"), self.nodeId, new ManualClock());
+    const t3 = new PeerTable(openStore(":memory:").peers, self.nodeId, new ManualClock());
     t3.putSelf(signed(self, { name: "self-node", version: 5 }));
-    const t4 = new PeerTable(openStore(":memory:"), self.nodeId, new ManualClock());
+    const t4 = new PeerTable(openStore(":memory:").peers, self.nodeId, new ManualClock());
     t4.putSelf(signed(self, { name: "self-node", version: 5 }));
     t4.merge(verified(signed(a, { version: 1 })));
     expect(digestHash(t3.digest())).not.toBe(digestHash(t4.digest()));

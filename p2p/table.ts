@@ -1,4 +1,5 @@
-import { type Clock, type PeerRow, type Store, sha256Hex, verifyJson } from "../config/index.ts";
+import { type Clock, sha256Hex, verifyJson } from "../core/index.ts";
+import type { PeerRow, PeerStore } from "../store/index.ts";
 import { type DeathNotice, type Digest, type PeerView, p2pSchemas, type SignedRecord } from "./types.ts";
 
 /** What merging a record did. */
@@ -41,18 +42,18 @@ const median = (xs: number[]) => {
  */
 export class PeerTable {
   constructor(
-    private readonly store: Store,
+    private readonly peers: PeerStore,
     private readonly selfId: string,
     private readonly clock: Clock,
   ) {}
 
   get(id: string): PeerRow | undefined {
-    return this.store.peers.get(id);
+    return this.peers.get(id);
   }
 
   /** The signed record held for `id` (not for tombstones). */
   record(id: string): SignedRecord | undefined {
-    const row = this.store.peers.get(id);
+    const row = this.peers.get(id);
     if (!row?.record || row.state === "dead") return undefined;
     return JSON.parse(row.record) as SignedRecord;
   }
@@ -60,7 +61,7 @@ export class PeerTable {
   /** Stores this node's own (already signed) record. */
   putSelf(signed: SignedRecord): void {
     const now = this.clock.now();
-    this.store.peers.put({
+    this.peers.put({
       id: signed.record.id,
       record: JSON.stringify(signed),
       version: signed.record.version,
@@ -77,7 +78,7 @@ export class PeerTable {
   /** Merges a record that already passed `verifyRecord`. */
   merge(signed: SignedRecord): MergeResult {
     const { record } = signed;
-    const existing = this.store.peers.get(record.id);
+    const existing = this.peers.get(record.id);
     if (record.id === this.selfId) {
       // strictly newer: our own record coming back (equal version) is no reason to re-sign
       return existing && record.version > existing.version ? "self-newer" : "self";
@@ -86,7 +87,7 @@ export class PeerTable {
     if (existing && record.version <= existing.version) {
       return existing.state === "dead" ? "tombstoned" : "stale";
     }
-    this.store.peers.put({
+    this.peers.put({
       id: record.id,
       record: JSON.stringify(signed),
       version: record.version,
@@ -103,14 +104,14 @@ export class PeerTable {
 
   /** A direct exchange with `id` succeeded after `rttMs`. */
   markContact(id: string, rttMs?: number): void {
-    const row = this.store.peers.get(id);
+    const row = this.peers.get(id);
     if (!row || row.state === "dead" || id === this.selfId) return;
     const now = this.clock.now();
     const samples =
       rttMs === undefined
         ? row.rttSamples
         : [...row.rttSamples, Math.round(rttMs * 10) / 10].slice(-RTT_SAMPLES);
-    this.store.peers.put({
+    this.peers.put({
       ...row,
       state: "alive",
       lastSeen: now,
@@ -123,7 +124,7 @@ export class PeerTable {
 
   /** An exchange with `id` failed; returns the row, now suspect. */
   markFailure(id: string): PeerRow | undefined {
-    const row = this.store.peers.get(id);
+    const row = this.peers.get(id);
     if (!row || row.state === "dead") return undefined;
     const next: PeerRow = {
       ...row,
@@ -131,13 +132,13 @@ export class PeerTable {
       failures: row.failures + 1,
       lastTried: this.clock.now(),
     };
-    this.store.peers.put(next);
+    this.peers.put(next);
     return next;
   }
 
   markTried(id: string): void {
-    const row = this.store.peers.get(id);
-    if (row && row.state !== "dead") this.store.peers.put({ ...row, lastTried: this.clock.now() });
+    const row = this.peers.get(id);
+    if (row && row.state !== "dead") this.peers.put({ ...row, lastTried: this.clock.now() });
   }
 
   /**
@@ -150,13 +151,13 @@ export class PeerTable {
     // Too old (its tombstone would already be purged) or from the future: ignore, so purged
     // tombstones are not pushed back and forth forever.
     if (now - notice.at > maxAgeMs || notice.at > now + 60_000) return "ignored";
-    const reporter = this.store.peers.get(notice.reporter);
+    const reporter = this.peers.get(notice.reporter);
     if (!reporter || reporter.state === "dead") return "ignored"; // only known nodes may report deaths
-    const existing = this.store.peers.get(notice.id);
+    const existing = this.peers.get(notice.id);
     // Only a node this table holds can die here, and only at the version held: a notice cannot claim
     // a version nobody published (which would keep the node out after it restarts).
     if (!existing || existing.state === "dead" || existing.version > notice.version) return "ignored";
-    this.store.peers.put({
+    this.peers.put({
       id: notice.id,
       record: JSON.stringify(notice),
       version: existing.version,
@@ -174,19 +175,19 @@ export class PeerTable {
 
   /** The death notice held for a tombstone. */
   death(id: string): DeathNotice | undefined {
-    const row = this.store.peers.get(id);
+    const row = this.peers.get(id);
     return row?.state === "dead" && row.record ? (JSON.parse(row.record) as DeathNotice) : undefined;
   }
 
   /** [id, version, dead] for every row, sorted by id. */
   digest(): Digest {
     // ids and versions only: reading every row's record (~1.4 KB each) for this was most of an exchange
-    return this.store.peers.digest();
+    return this.peers.digest();
   }
 
   /** Live rows (alive and suspect). */
   live(): PeerRow[] {
-    return this.store.peers.list().filter((r) => r.state !== "dead");
+    return this.peers.list().filter((r) => r.state !== "dead");
   }
 
   /**
@@ -205,7 +206,7 @@ export class PeerTable {
 
   /** How many rows the table holds, tombstones included. */
   size(): number {
-    return this.store.peers.count();
+    return this.peers.count();
   }
 
   /**
@@ -214,10 +215,10 @@ export class PeerTable {
    * and the nodes `vouched` for are never dropped. Returns the ids dropped.
    */
   limit(max: number, vouched: (id: string) => boolean): string[] {
-    const excess = this.store.peers.count() - max;
+    const excess = this.peers.count() - max;
     if (excess <= 0) return [];
     const rank = (r: PeerRow) => (r.state === "dead" ? 0 : r.latencyMs === undefined ? 1 : 2);
-    const victims = this.store.peers
+    const victims = this.peers
       .list()
       .filter((r) => r.id !== this.selfId && (r.state === "dead" || !vouched(r.id)))
       .sort(
@@ -227,13 +228,13 @@ export class PeerTable {
           a.id.localeCompare(b.id),
       )
       .slice(0, excess);
-    for (const r of victims) this.store.peers.remove(r.id);
+    for (const r of victims) this.peers.remove(r.id);
     return victims.map((r) => r.id);
   }
 
   /** Drops tombstones older than `ageMs`. */
   purge(ageMs: number): number {
-    return this.store.peers.purgeDead(this.clock.now() - ageMs);
+    return this.peers.purgeDead(this.clock.now() - ageMs);
   }
 
   /** The table as users see it (`--ls`): live nodes, sorted by latency, this node first. */

@@ -2,18 +2,10 @@
 // routes, and "the network" is a fetch that routes by URL. Time is a ManualClock; rounds are run by hand.
 // Test support only (never imported by index.ts).
 import { Hono } from "hono";
-import {
-  type Config,
-  defaultConfig,
-  generateIdentity,
-  type Identity,
-  isP2prcError,
-  ManualClock,
-  memoryLogger,
-  openStore,
-  type Store,
-} from "../config/index.ts";
+import { type Config, defaultConfig } from "../config/index.ts";
+import { generateIdentity, type Identity, isP2prcError, ManualClock, memoryLogger } from "../core/index.ts";
 import type { AuthEnv } from "../server/index.ts";
+import { openStore, type Store } from "../store/index.ts";
 import { OFFER } from "./fixtures.ts";
 import { GossipService } from "./gossip.ts";
 import { p2pRoutes } from "./routes.ts";
@@ -70,11 +62,12 @@ export class Net {
       ...this.defaults,
       ...opts.config,
     };
-    const table = new PeerTable(store, identity.nodeId, this.clock);
+    const table = new PeerTable(store.peers, identity.nodeId, this.clock);
     const log: string[] = [];
     const gossip = new GossipService({
       identity,
-      store,
+      peers: store.peers,
+      meta: store.meta,
       table,
       config,
       clock: this.clock,

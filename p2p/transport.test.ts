@@ -11,7 +11,7 @@ import {
   isP2prcError,
   loadOrCreateTlsCertificate,
   type TlsMaterial,
-} from "../config/index.ts";
+} from "../core/index.ts";
 import { signedRecord } from "./fixtures.ts";
 import { PeerTransport } from "./transport.ts";
 import type { SignedRecord } from "./types.ts";

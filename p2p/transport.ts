@@ -5,7 +5,7 @@ import {
   pinnedTls,
   probeCertificate,
   unbracket,
-} from "../config/index.ts";
+} from "../core/index.ts";
 import { verifyRecord } from "./table.ts";
 import type { SignedRecord } from "./types.ts";
 

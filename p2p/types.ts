@@ -1,4 +1,4 @@
-import { type z, zod } from "../config/index.ts";
+import { type z, zod } from "../core/index.ts";
 
 function build() {
   const z = zod();

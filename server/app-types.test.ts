@@ -4,7 +4,9 @@
 // would be `any`, and `make lint` would fail here.
 import { describe, expect, expectTypeOf, test } from "bun:test";
 import { hc } from "hono/client";
-import { defaultConfig, memoryLogger, openStore, systemClock } from "../config/index.ts";
+import { defaultConfig } from "../config/index.ts";
+import { memoryLogger, systemClock } from "../core/index.ts";
+import { openStore } from "../store/index.ts";
 import {
   type ContainerEngine,
   ContainerService,
@@ -22,11 +24,12 @@ const noEngine = new Proxy({} as ContainerEngine, {
 
 function makeClient() {
   const config = defaultConfig("types-test");
+  const store = openStore(":memory:");
   const deps = {
     nodeId: "n1",
     config,
     engine: noEngine,
-    store: openStore(":memory:"),
+    records: store.containers,
     clock: systemClock,
     logger: memoryLogger(),
     gpus: async () => [],
@@ -41,7 +44,7 @@ function makeClient() {
   const client = hc<ServerApp>("http://node", {
     fetch: (input: string | URL | Request, init?: RequestInit) => app.request(input, init),
   });
-  return { client, store: deps.store };
+  return { client, store };
 }
 
 describe("ServerApp for hc", () => {

@@ -4,14 +4,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { cpus, hostname, tmpdir } from "node:os";
 import Docker from "dockerode";
-import {
-  type Config,
-  defaultConfig,
-  memoryLogger,
-  openStore,
-  type Store,
-  systemClock,
-} from "../config/index.ts";
+import { type Config, defaultConfig } from "../config/index.ts";
+import { memoryLogger, systemClock } from "../core/index.ts";
+import { openStore, type Store } from "../store/index.ts";
 import {
   type CallerResolver,
   type ContainerEngine,
@@ -55,7 +50,7 @@ function makeApp(o: AppOptions = {}) {
     nodeId: NODE_ID,
     config,
     engine: o.engine ?? createDockerEngine({ host: DOCKER_HOST }),
-    store,
+    records: store.containers,
     clock: systemClock,
     logger: memoryLogger(),
     gpus: o.gpus ?? (async () => []),

@@ -1,6 +1,8 @@
 import { join } from "node:path";
 import { Hono, type Schema } from "hono";
-import { type Config, DEFAULT_PORT, type Logger, type Store, tryParseAddress } from "../config/index.ts";
+import type { Config } from "../config/index.ts";
+import { DEFAULT_PORT, type Logger, tryParseAddress } from "../core/index.ts";
+import type { ContainerStore } from "../store/index.ts";
 import type { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./http/auth.ts";
@@ -15,7 +17,8 @@ export interface ServerAppDeps {
   version: string;
   config: Config;
   engine: ContainerEngine;
-  store: Store;
+  /** The container table: the slice of the store the server owns. */
+  records: ContainerStore;
   logger: Logger;
   gpus: GpuProbe;
   containers: ContainerService;
@@ -42,7 +45,7 @@ export function createServerApp(deps: ServerAppDeps) {
       nodeId: deps.nodeId,
       config: deps.config,
       engine: deps.engine,
-      store: deps.store,
+      records: deps.records,
       gpus: deps.gpus,
       dataDir: deps.dataDir,
     },

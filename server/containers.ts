@@ -1,14 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
-import {
-  type Clock,
-  type Config,
-  type ContainerRecord,
-  type Logger,
-  P2prcError,
-  type Store,
-  wrapError,
-} from "../config/index.ts";
+import type { Config } from "../config/index.ts";
+import { type Clock, type Logger, P2prcError, wrapError } from "../core/index.ts";
+import type { ContainerRecord, ContainerStore } from "../store/index.ts";
 import type { Caller } from "./caller.ts";
 import {
   type ContainerEngine,
@@ -33,7 +27,8 @@ export interface ContainerServiceDeps {
   nodeId: string;
   config: Config;
   engine: ContainerEngine;
-  store: Store;
+  /** The container table: the slice of the store the server owns. */
+  records: ContainerStore;
   clock: Clock;
   logger: Logger;
   gpus: GpuProbe;
@@ -139,7 +134,7 @@ export class ContainerService {
   }
 
   async create(req: CreateContainerRequest, caller: Caller, publicHost: string): Promise<CreateResult> {
-    const { config, engine, store, clock } = this.deps;
+    const { config, engine, records, clock } = this.deps;
     await this.ready();
     const image = req.image ?? config.defaultImage;
     const ref = checkImage(image, config);
@@ -177,7 +172,7 @@ export class ContainerService {
         },
       );
     }
-    if (store.containers.count() + this.inFlight.size >= config.maxContainers) {
+    if (records.count() + this.inFlight.size >= config.maxContainers) {
       throw new P2prcError(
         "E_RATE_LIMIT",
         `this node runs its limit of maxContainers=${config.maxContainers} containers`,
@@ -192,7 +187,7 @@ export class ContainerService {
       throw new P2prcError("E_CONFLICT", "this node has no GPUs", { field: "gpu" });
     }
     const name = `p2prc-${req.name ?? randomBytes(5).toString("hex")}`;
-    if (store.containers.get(name) || this.inFlight.has(name)) {
+    if (records.get(name) || this.inFlight.has(name)) {
       throw new P2prcError("E_CONFLICT", `a container named ${name} already exists`, { field: "name" });
     }
 
@@ -295,7 +290,7 @@ export class ContainerService {
         ports: info.ports,
         ssh,
       };
-      store.containers.insert(record);
+      records.insert(record);
       if (engine.diskQuota() === false && !this.toldNoQuota) {
         this.toldNoQuota = true;
         this.log.info(
@@ -317,9 +312,9 @@ export class ContainerService {
 
   /** Per-member quotas (the node's own key is exempt): containers, CPUs and memory held at once. */
   private checkMemberQuota(owner: string, cpus: number, memoryMb: number): void {
-    const { config, store } = this.deps;
+    const { config, records } = this.deps;
     const held = [
-      ...store.containers.list().filter((r) => r.owner === owner),
+      ...records.list().filter((r) => r.owner === owner),
       ...[...this.inFlightUse.values()].filter((u) => u.owner === owner),
     ];
     if (held.length >= config.memberMaxContainers) {
@@ -380,7 +375,7 @@ export class ContainerService {
 
   /** The record of a container the caller may use; 404 for unknown ones and for other owners' (no probing). */
   record(idOrName: string, caller: Caller): ContainerRecord {
-    const rec = this.deps.store.containers.get(idOrName) ?? this.byPrefix(idOrName);
+    const rec = this.deps.records.get(idOrName) ?? this.byPrefix(idOrName);
     if (!rec || (!caller.admin && rec.owner !== caller.id)) {
       for (const [id, gone] of this.removedReasons) {
         if ((id === idOrName || gone.name === idOrName) && (caller.admin || gone.owner === caller.id)) {
@@ -398,7 +393,7 @@ export class ContainerService {
 
   private byPrefix(prefix: string): ContainerRecord | undefined {
     if (!/^[0-9a-f]{6,64}$/.test(prefix)) return undefined;
-    const matches = this.deps.store.containers.list().filter((r) => r.id.startsWith(prefix));
+    const matches = this.deps.records.list().filter((r) => r.id.startsWith(prefix));
     return matches.length === 1 ? matches[0] : undefined;
   }
 
@@ -423,7 +418,7 @@ export class ContainerService {
 
   async list(caller: Caller): Promise<ContainerView[]> {
     await this.ready();
-    const records = this.deps.store.containers.list().filter((r) => caller.admin || r.owner === caller.id);
+    const records = this.deps.records.list().filter((r) => caller.admin || r.owner === caller.id);
     const infos = await Promise.all(records.map((r) => this.deps.engine.inspect(r.id)));
     return records.map((r, i) => this.view(r, infos[i]));
   }
@@ -438,7 +433,7 @@ export class ContainerService {
     await this.ready();
     const rec = this.record(idOrName, caller);
     await this.deps.engine.remove(rec.id);
-    this.deps.store.containers.remove(rec.id);
+    this.deps.records.remove(rec.id);
     this.log.info(`removed ${rec.name} (${rec.id.slice(0, 12)}) on request of ${caller.id}`);
   }
 

@@ -4,7 +4,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:net";
 import { hostname, tmpdir } from "node:os";
-import { type Config, defaultConfig, memoryLogger, openStore, systemClock } from "../config/index.ts";
+import { type Config, defaultConfig } from "../config/index.ts";
+import { memoryLogger, systemClock } from "../core/index.ts";
+import { openStore } from "../store/index.ts";
 import {
   checkImage,
   type HostResolver,
@@ -177,7 +179,7 @@ describe("a member's image naming a private registry, on the real engine", () =>
       nodeId: randomBytes(32).toString("hex"),
       config: { ...defaultConfig(hostname()), defaultMemoryMb: 64, defaultCpus: 0.5, ...config },
       engine: createDockerEngine({ host: DOCKER_HOST }),
-      store,
+      records: store.containers,
       clock: systemClock,
       logger: memoryLogger(),
       gpus: async () => [],

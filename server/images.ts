@@ -1,6 +1,6 @@
 import { lookup } from "node:dns/promises";
 import { isIPv6 } from "node:net";
-import { formatHost, P2prcError } from "../config/index.ts";
+import { formatHost, P2prcError } from "../core/index.ts";
 
 /** An image reference split by Docker's grammar (distribution/reference). */
 export interface ImageRef {

@@ -1,17 +1,17 @@
 import { rmSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import type { Config } from "../config/index.ts";
 import {
   type Clock,
-  type Config,
   DEFAULT_PORT,
   formatAddress,
   type Logger,
   nodeUrl,
   P2prcError,
-  type Store,
   tryParseAddress,
-} from "../config/index.ts";
+} from "../core/index.ts";
+import type { ContainerStore } from "../store/index.ts";
 import { createServerApp, type ExtraRoutes, type ServerApp } from "./app.ts";
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
@@ -25,7 +25,8 @@ export interface ServerNodeDeps {
   version: string;
   config: Config;
   engine: ContainerEngine;
-  store: Store;
+  /** The container table: the slice of the store the server owns. */
+  records: ContainerStore;
   clock: Clock;
   logger: Logger;
   gpus: GpuProbe;

@@ -1,11 +1,13 @@
-import type { Cancel, Clock, ContainerRecord, Logger, Store } from "../config/index.ts";
+import type { Cancel, Clock, Logger } from "../core/index.ts";
+import type { ContainerRecord, ContainerStore } from "../store/index.ts";
 import { LABELS } from "./containers.ts";
 import type { ContainerEngine, ContainerInfo } from "./engine/index.ts";
 
 export interface ReconcilerDeps {
   nodeId: string;
   engine: ContainerEngine;
-  store: Store;
+  /** The container table: the slice of the store the server owns. */
+  records: ContainerStore;
   clock: Clock;
   logger: Logger;
   /** Host named in the ssh command of an adopted container. */
@@ -94,7 +96,7 @@ export class Reconciler {
   }
 
   private async pass(): Promise<ReconcileReport> {
-    const { engine, store, clock, nodeId } = this.deps;
+    const { engine, records, clock, nodeId } = this.deps;
     const report: ReconcileReport = {
       forgotten: [],
       adopted: [],
@@ -106,11 +108,11 @@ export class Reconciler {
     const creating = this.deps.creating();
     const live = await engine.listByLabel(`${LABELS.node}=${nodeId}`);
     const liveIds = new Set(live.map((c) => c.id));
-    const known = new Map(store.containers.list().map((r) => [r.id, r]));
+    const known = new Map(records.list().map((r) => [r.id, r]));
 
     for (const rec of known.values()) {
       if (!liveIds.has(rec.id)) {
-        store.containers.remove(rec.id);
+        records.remove(rec.id);
         report.forgotten.push(rec.name);
       }
     }
@@ -118,16 +120,16 @@ export class Reconciler {
       if (known.has(info.id) || creating.has(info.name)) continue;
       const rec = adoptable(info, this.deps.sshHost);
       if (rec && rec.expiresAt > clock.now()) {
-        store.containers.insert(rec);
+        records.insert(rec);
         report.adopted.push(info.name);
       } else {
         await engine.remove(info.id);
         report.removedOrphans.push(info.name);
       }
     }
-    for (const rec of store.containers.expired(clock.now())) {
+    for (const rec of records.expired(clock.now())) {
       await engine.remove(rec.id);
-      store.containers.remove(rec.id);
+      records.remove(rec.id);
       report.expired.push(rec.name);
       this.deps.removed?.(rec, "its lease ended");
     }
@@ -144,18 +146,18 @@ export class Reconciler {
    * what it writes in one interval before it is removed.
    */
   private async checkDisk(report: ReconcileReport): Promise<void> {
-    const { engine, store, nodeId, maxDiskMb } = this.deps;
+    const { engine, records, nodeId, maxDiskMb } = this.deps;
     if (!maxDiskMb || engine.diskQuota() === true) return;
     const limit = maxDiskMb * 1024 * 1024;
     const usage = await engine.diskUsage(`${LABELS.node}=${nodeId}`);
     for (const [id, bytes] of usage) {
       if (bytes <= limit) continue;
-      const rec = store.containers.get(id);
+      const rec = records.get(id);
       if (!rec) continue; // not yet recorded (being created) or an orphan handled above
       const reason = `it wrote ${Math.round(bytes / 1024 / 1024)} MiB to its file system, over maxDiskMbPerContainer=${maxDiskMb}`;
       this.log.warn(`removing ${rec.name} (${id.slice(0, 12)}) of ${rec.owner}: ${reason}`);
       await engine.remove(id);
-      store.containers.remove(id);
+      records.remove(id);
       report.overDisk.push(rec.name);
       this.deps.removed?.(rec, reason);
     }

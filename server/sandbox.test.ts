@@ -7,7 +7,9 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import Docker from "dockerode";
-import { type Config, defaultConfig, memoryLogger, openStore, systemClock } from "../config/index.ts";
+import { type Config, defaultConfig } from "../config/index.ts";
+import { memoryLogger, systemClock } from "../core/index.ts";
+import { openStore } from "../store/index.ts";
 import type { Caller } from "./caller.ts";
 import { ContainerService, createDockerEngine, createServerApp, Reconciler } from "./index.ts";
 
@@ -37,7 +39,7 @@ function makeNode(
       ...config,
     } as Config,
     engine: createDockerEngine({ host: DOCKER_HOST }),
-    store,
+    records: store.containers,
     clock: systemClock,
     logger,
     gpus: async () => [],

@@ -1,6 +1,7 @@
 import { statfsSync } from "node:fs";
 import { arch, cpus, freemem, hostname, loadavg, platform, totalmem } from "node:os";
-import type { Config, Store } from "../config/index.ts";
+import type { Config } from "../config/index.ts";
+import type { ContainerStore } from "../store/index.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import type { GpuProbe, Specs } from "./types.ts";
 
@@ -8,7 +9,8 @@ export interface SpecsDeps {
   nodeId: string;
   config: Config;
   engine: ContainerEngine;
-  store: Store;
+  /** The container table: the slice of the store the server owns. */
+  records: ContainerStore;
   gpus: GpuProbe;
   /** Directory whose file system is reported as disk. */
   dataDir: string;
@@ -20,17 +22,17 @@ const SPECS_ENGINE_WAIT_MS = 2000;
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 /** What this node still offers under its limits: from the config and the store, no engine call. */
-export function capacityOf(deps: Pick<SpecsDeps, "config" | "store">, gpus: number) {
-  const { config, store } = deps;
-  const records = store.containers.list();
-  const usedCpus = records.reduce((n, r) => n + r.cpus, 0);
-  const usedMem = records.reduce((n, r) => n + r.memoryMb, 0);
+export function capacityOf(deps: Pick<SpecsDeps, "config" | "records">, gpus: number) {
+  const { config } = deps;
+  const running = deps.records.list();
+  const usedCpus = running.reduce((n, r) => n + r.cpus, 0);
+  const usedMem = running.reduce((n, r) => n + r.memoryMb, 0);
   return {
-    running: records.length,
+    running: running.length,
     cpus: round(Math.max(0, cpus().length - usedCpus), 2),
     memoryMb: Math.max(0, Math.round(totalmem() / 1048576) - usedMem),
     gpus,
-    freeContainers: Math.max(0, config.maxContainers - records.length),
+    freeContainers: Math.max(0, config.maxContainers - running.length),
     maxCpusPerContainer: config.maxCpusPerContainer,
     maxMemoryMbPerContainer: config.maxMemoryMbPerContainer,
   };

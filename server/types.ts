@@ -1,4 +1,5 @@
-import { type PortMapping, type SshInfo, type z, zod } from "../config/index.ts";
+import { type z, zod } from "../core/index.ts";
+import type { PortMapping, SshInfo } from "../store/index.ts";
 import { parseImageRef } from "./images.ts";
 
 // The request schemas, built when the server module loads (the routes use them at once).

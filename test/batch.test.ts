@@ -11,7 +11,7 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { PNG } from "pngjs";
 import { mandelbrotLocal, toPng } from "../client/index.ts";
-import type { Identity } from "../config/index.ts";
+import type { Identity } from "../core/index.ts";
 import { nodeIdentity, removeNodeNetworks, signedFetch, spawnNode, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");

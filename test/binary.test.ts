@@ -17,7 +17,7 @@ import { buildFlags } from "../bench/lib.ts";
 import { freePort, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const SOURCE_DIRS = ["abstractions", "client", "server", "p2p", "plugins", "config", "cli"];
+const SOURCE_DIRS = ["abstractions", "client", "server", "p2p", "plugins", "config", "core", "store", "cli"];
 
 let dir = "";
 let bin = "";

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { generateIdentity, type Identity, signRequest, signRequestHash } from "../config/index.ts";
+import { generateIdentity, type Identity, signRequest, signRequestHash } from "../core/index.ts";
 import { nodeIdentity, rssBytes, signedFetch, spawnNode } from "./support.ts";
 
 const MiB = 1024 * 1024;

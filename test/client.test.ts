@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
-import { type Identity, pinnedTls } from "../config/index.ts";
+import { type Identity, pinnedTls } from "../core/index.ts";
 import {
   collectStderr,
   freePort,

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
-import { generateIdentity, type Identity, signRequest } from "../config/index.ts";
+import { generateIdentity, type Identity, signRequest } from "../core/index.ts";
 import { collectStderr, freePort, nodeIdentity, p2prcCommand, runCommand, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");

@@ -1,36 +1,60 @@
 // Dependency rules as a test (tailscale's deptest): reads every source file's imports and fails,
 // naming the file and the edge, when an arrow points the wrong way.
-//   cli → abstractions (and config, for error types) → client | server | p2p | plugins → config
-//   siblings among client/server/p2p/plugins share only types; config imports nothing of ours.
+//   cli → abstractions (and config and core) → client | server | p2p | plugins → config | store → core
+//   siblings among client/server/p2p/plugins share only types; the store reaches them as types only (the
+//   composition root, abstractions, opens it and hands each module its slice); core imports nothing of ours.
 import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
-const MODULES = ["abstractions", "client", "server", "p2p", "plugins", "config", "cli"] as const;
+const MODULES = [
+  "abstractions",
+  "client",
+  "server",
+  "p2p",
+  "plugins",
+  "config",
+  "store",
+  "core",
+  "cli",
+] as const;
 type Module = (typeof MODULES)[number];
 const LOWER: Module[] = ["client", "server", "p2p", "plugins"];
 const NO_PROCESSES: Module[] = ["server", "client", "p2p"];
 
 /** Which of our modules each module may import at runtime. */
 const ALLOWED: Record<Module, Module[]> = {
-  cli: ["abstractions", "config"],
-  abstractions: ["client", "server", "p2p", "plugins", "config"],
-  client: ["config"],
-  server: ["config"],
-  p2p: ["config"],
-  plugins: ["config"],
-  config: [],
+  cli: ["abstractions", "config", "core"],
+  abstractions: ["client", "server", "p2p", "plugins", "config", "store", "core"],
+  client: ["config", "core"],
+  server: ["config", "core"],
+  p2p: ["config", "core"],
+  plugins: ["config", "core"],
+  config: ["core"],
+  store: ["core"],
+  core: [],
+};
+
+/** Test helpers beside a module's tests: they build whole nodes, so they open a store themselves. */
+const TEST_HELPERS = new Set(["p2p/test-net.ts"]);
+
+/** Modules that may import these only with `import type` (they receive the store, never open it). */
+const TYPES_ONLY: Partial<Record<Module, Module[]>> = {
+  client: ["store"],
+  server: ["store"],
+  p2p: ["store"],
+  plugins: ["store"],
 };
 
 /** Who may import a package (matched on the specifier). */
 const PACKAGE_OWNERS: { pkg: RegExp; files: string[] }[] = [
   { pkg: /^dockerode(\/|$)/, files: ["server/engine/docker.ts"] },
   // the .d.ts only declares the types of the per-platform entry point
-  { pkg: /^better-sqlite3(\/|$)/, files: ["config/store/store.ts", "config/store/better-sqlite3.d.ts"] },
-  // every schema is built with config's `zod()`: zod/mini set up with English messages (classic "zod"
+  { pkg: /^better-sqlite3(\/|$)/, files: ["store/store.ts", "store/better-sqlite3.d.ts"] },
+  // every schema is built with core's `zod()`: zod/mini set up with English messages (classic "zod"
   // would bundle all of zod again, and zod/mini used directly would answer without messages)
-  { pkg: /^zod(\/|$)/, files: ["config/zod.ts"] },
+  { pkg: /^zod(\/|$)/, files: ["core/zod.ts"] },
 ];
 
 interface Import {
@@ -129,12 +153,15 @@ function edgeViolations(imports: Import[]): string[] {
     }
     if (to === from || ALLOWED[from].includes(to)) continue;
     if (LOWER.includes(from) && LOWER.includes(to) && imp.typeOnly) continue;
+    if (TYPES_ONLY[from]?.includes(to) && (imp.typeOnly || TEST_HELPERS.has(imp.file))) continue;
     const why =
-      from === "config"
-        ? "config imports nothing of ours"
-        : LOWER.includes(from) && LOWER.includes(to)
-          ? "siblings share only types: use `import type`"
-          : `${from} may import only ${ALLOWED[from].join(", ")}`;
+      from === "core"
+        ? "core imports nothing of ours"
+        : TYPES_ONLY[from]?.includes(to)
+          ? `${from} receives its slice of the ${to}: use \`import type\``
+          : LOWER.includes(from) && LOWER.includes(to)
+            ? "siblings share only types: use `import type`"
+            : `${from} may import only ${ALLOWED[from].join(", ")}`;
     violations.push(`${where(imp)}: ${from} → ${to} (${imp.specifier}); ${why}`);
   }
   return violations;
@@ -142,9 +169,9 @@ function edgeViolations(imports: Import[]): string[] {
 
 /**
  * Deliberate deep imports into another module, each with its reason. cli/help.ts reads the VERSION
- * constant alone so `-h` and `--version` answer before the config module (zod) loads.
+ * constant alone so `-h` and `--version` answer before the rest of core loads.
  */
-const DEEP_IMPORTS_ALLOWED = new Set<string>(["cli/help.ts → config/version.ts"]);
+const DEEP_IMPORTS_ALLOWED = new Set<string>(["cli/help.ts → core/version.ts"]);
 
 function indexViolations(imports: Import[]): string[] {
   const violations: string[] = [];
@@ -258,15 +285,15 @@ describe("the checker itself", () => {
       { file: "cli/z.ts", specifier: "../server/index.ts", typeOnly: false, line: 8 },
     ];
     expect(edgeViolations(bad)).toEqual([
-      "config/load.ts:3: config → server (../server/index.ts); config imports nothing of ours",
-      "server/x.ts:4: server → abstractions (../abstractions/index.ts); server may import only config",
+      "config/load.ts:3: config → server (../server/index.ts); config may import only core",
+      "server/x.ts:4: server → abstractions (../abstractions/index.ts); server may import only config, core",
       "server/x.ts:5: server → p2p (../p2p/index.ts); siblings share only types: use `import type`",
-      "abstractions/y.ts:7: abstractions → cli (../cli/index.ts); abstractions may import only client, server, p2p, plugins, config",
-      "cli/z.ts:8: cli → server (../server/index.ts); cli may import only abstractions, config",
+      "abstractions/y.ts:7: abstractions → cli (../cli/index.ts); abstractions may import only client, server, p2p, plugins, config, store, core",
+      "cli/z.ts:8: cli → server (../server/index.ts); cli may import only abstractions, config, core",
     ]);
     expect(
-      indexViolations([{ file: "server/x.ts", specifier: "../config/errors.ts", typeOnly: false, line: 1 }]),
-    ).toEqual(["server/x.ts:1: server → config/errors.ts; import from config/index.ts instead"]);
+      indexViolations([{ file: "server/x.ts", specifier: "../core/errors.ts", typeOnly: false, line: 1 }]),
+    ).toEqual(["server/x.ts:1: server → core/errors.ts; import from core/index.ts instead"]);
   });
 
   test("reports packages and processes in the wrong place", () => {
@@ -280,7 +307,7 @@ describe("the checker itself", () => {
       ]),
     ).toEqual([
       'server/routes/x.ts:2: imports "dockerode"; only server/engine/docker.ts may',
-      'abstractions/a.ts:3: imports "better-sqlite3/linux-x64"; only config/store/store.ts, config/store/better-sqlite3.d.ts may',
+      'abstractions/a.ts:3: imports "better-sqlite3/linux-x64"; only store/store.ts, store/better-sqlite3.d.ts may',
       "p2p/a.ts:4: imports node:child_process; p2p starts no child processes",
     ]);
     expect(spawnViolations("server/a.ts", "const p = Bun.spawn(['ls']);")).toHaveLength(1);

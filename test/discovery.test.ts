@@ -7,7 +7,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
-import { generateIdentity, type Identity } from "../config/index.ts";
+import { generateIdentity, type Identity } from "../core/index.ts";
 import type { NodeRecord, SignedRecord } from "../p2p/index.ts";
 import {
   freePort,

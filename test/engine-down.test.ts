@@ -9,8 +9,10 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
-import { defaultConfig, memoryLogger, openStore, systemClock } from "../config/index.ts";
+import { defaultConfig } from "../config/index.ts";
+import { memoryLogger, systemClock } from "../core/index.ts";
 import { createDockerEngine, type ServerNode, startServerNode } from "../server/index.ts";
+import { openStore } from "../store/index.ts";
 import { waitFor } from "./support.ts";
 
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
@@ -89,7 +91,7 @@ test("engine down, then back: the node serves throughout and its reconcile recov
       defaultCpus: 0.25,
     },
     engine: createDockerEngine({ host: `unix://${proxyPath}` }),
-    store,
+    records: store.containers,
     clock: systemClock,
     logger: memoryLogger(),
     gpus: async () => [],

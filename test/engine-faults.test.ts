@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
-import type { Identity } from "../config/index.ts";
+import type { Identity } from "../core/index.ts";
 import {
   freePort,
   nodeIdentity,

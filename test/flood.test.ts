@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { generateIdentity, type Identity } from "../config/index.ts";
+import { generateIdentity, type Identity } from "../core/index.ts";
 import { signedRecord } from "../p2p/fixtures.ts";
 import type { SignedRecord } from "../p2p/index.ts";
 import { signedFetch, spawnNode, waitFor } from "./support.ts";

@@ -10,8 +10,8 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { createTar } from "nanotar";
-import { generateIdentity, type Identity, signedFetch, signRequest } from "../config/index.ts";
-import { nodeIdentity, rssBytes, seededRandom, spawnNode } from "./support.ts";
+import { generateIdentity, type Identity, signRequest } from "../core/index.ts";
+import { nodeIdentity, rssBytes, seededRandom, signedFetch, spawnNode } from "./support.ts";
 
 const TOTAL = 10_000;
 const PARALLEL = 24;

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
 import type { RunningNode } from "../abstractions/index.ts";
-import { generateIdentity, type Identity, signedFetch, signRequest } from "../config/index.ts";
-import { seededRandom, startTestNode } from "./support.ts";
+import { generateIdentity, type Identity, signRequest } from "../core/index.ts";
+import { seededRandom, signedFetch, startTestNode } from "./support.ts";
 
 const TOTAL = 10_000;
 const PARALLEL = 32;

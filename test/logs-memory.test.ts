@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
-import type { Identity } from "../config/index.ts";
+import type { Identity } from "../core/index.ts";
 import { nodeIdentity, rssBytes, signedFetch, spawnNode, waitFor } from "./support.ts";
 
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";

@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import type { RunningNode } from "../abstractions/index.ts";
-import { generateIdentity, type Identity, sha256Hex, signedFetch, signRequest } from "../config/index.ts";
+import { generateIdentity, type Identity, sha256Hex, signRequest } from "../core/index.ts";
 import { createTar } from "../server/index.ts";
-import { nodeIdentity, p2prcCommand, runCommand, startTestNode, waitFor } from "./support.ts";
+import { nodeIdentity, p2prcCommand, runCommand, signedFetch, startTestNode, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const root = mkdtempSync(join(tmpdir(), "p2prc-members-"));

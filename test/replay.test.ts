@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
-import { signRequest } from "../config/index.ts";
+import { signRequest } from "../core/index.ts";
 import { freePort, nodeIdentity, signedFetch, spawnNode } from "./support.ts";
 
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";

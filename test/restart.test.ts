@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { start } from "../abstractions/index.ts";
-import { type Identity, memoryLogger } from "../config/index.ts";
+import { type Identity, memoryLogger } from "../core/index.ts";
 import { freePort, nodeIdentity, removeNodeNetworks, signedFetch, spawnNode, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");

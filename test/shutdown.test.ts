@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type TLSSocket } from "node:tls";
 import type { Subprocess } from "bun";
-import { signRequest } from "../config/index.ts";
+import { signRequest } from "../core/index.ts";
 import { freePort, nodeIdentity, spawnNode, waitFor } from "./support.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-shutdown-"));

@@ -6,8 +6,10 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
-import { defaultConfig, memoryLogger, openStore, systemClock } from "../config/index.ts";
+import { defaultConfig } from "../config/index.ts";
+import { memoryLogger, systemClock } from "../core/index.ts";
 import { ContainerService, createDockerEngine, createServerApp } from "../server/index.ts";
+import { openStore } from "../store/index.ts";
 import { ssh } from "./support.ts";
 
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
@@ -26,7 +28,7 @@ const deps = {
     defaultCpus: 0.5,
   },
   engine: createDockerEngine({ host: DOCKER_HOST }),
-  store,
+  records: store.containers,
   clock: systemClock,
   logger: memoryLogger(),
   gpus: async () => [],

@@ -4,7 +4,8 @@ import { dirname, join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import type Docker from "dockerode";
 import { type RunningNode, start } from "../abstractions/index.ts";
-import { type Config, type Identity, loadOrCreateIdentity, memoryLogger } from "../config/index.ts";
+import type { Config } from "../config/index.ts";
+import { type Identity, loadOrCreateIdentity, memoryLogger, signRequest } from "../core/index.ts";
 import { freePorts } from "../server/index.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -185,8 +186,25 @@ export async function waitFor<T>(
   }
 }
 
-/** `fetch` signed by a node key: the library's own helper (config/request-auth.ts). */
-export { signedFetch } from "../config/index.ts";
+/**
+ * fetch with the request signed by `identity` (what the peer client does, without its pinning and error mapping; for tests). The body must be a string or bytes, so what is signed is what is sent.
+ */
+export function signedFetch(
+  identity: Identity,
+  url: string,
+  init: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string | Uint8Array;
+    signal?: AbortSignal;
+    /** Bun's TLS options: `pinnedTls(cert)` for a node serving TLS. */
+    tls?: { ca: string; checkServerIdentity: () => undefined };
+  } = {},
+): Promise<Response> {
+  const method = init.method ?? "GET";
+  const headers = { ...init.headers, ...signRequest(identity, method, url, init.body ?? "") };
+  return fetch(url, { ...init, method, headers });
+}
 
 /** The node key of a node home (its admin key). */
 export function nodeIdentity(home: string): Identity {

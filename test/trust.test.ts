@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RunningNode } from "../abstractions/index.ts";
-import { generateIdentity, type Identity, signedFetch, signRequest } from "../config/index.ts";
-import { startTestNode } from "./support.ts";
+import { generateIdentity, type Identity, signRequest } from "../core/index.ts";
+import { signedFetch, startTestNode } from "./support.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-trust-"));
 const home = join(root, "node");

@@ -1,5 +1,5 @@
 import { doctor } from "../../abstractions/index.ts";
-import { P2prcError } from "../../config/index.ts";
+import { P2prcError } from "../../core/index.ts";
 import type { Command } from "../context.ts";
 import { toJson } from "../io.ts";
 

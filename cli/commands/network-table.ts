@@ -1,5 +1,5 @@
 import type { PeerView } from "../../abstractions/index.ts";
-import { formatAddress } from "../../config/index.ts";
+import { formatAddress } from "../../core/index.ts";
 import { type Command, stringFlag } from "../context.ts";
 import { toJson, usageError } from "../io.ts";
 

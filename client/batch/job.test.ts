@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { P2prcError } from "../../config/index.ts";
+import { P2prcError } from "../../core/index.ts";
 import type { NodeTarget } from "../resolve.ts";
 import { type Job, JobSchema, loadJob, taskParams } from "./job.ts";
 import { slotsFor } from "./runner.ts";

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { extname } from "node:path";
-import { P2prcError, type z, zod } from "../../config/index.ts";
+import { P2prcError, type z, zod } from "../../core/index.ts";
 
 // Built when the client module loads.
 function buildJobSchema() {

@@ -7,7 +7,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { generateIdentity, openStore, systemClock } from "../../config/index.ts";
+import { generateIdentity, systemClock } from "../../core/index.ts";
+import { openStore } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";
 import { type Job, JobSchema } from "./job.ts";
 import { runBatch, safeJoin } from "./runner.ts";
@@ -90,7 +91,7 @@ function deps(nodes: FakeNode[]): ClientDeps {
     return node.handle(req);
   }) as typeof fetch;
   return {
-    store: openStore(":memory:"),
+    tracking: openStore(":memory:").client,
     identity: generateIdentity(),
     clock: systemClock,
     views: () => [],

@@ -2,7 +2,8 @@ import { createHash, randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, normalize, resolve } from "node:path";
 import { createTar, parseTar } from "nanotar";
-import { type BatchTaskRow, P2prcError } from "../../config/index.ts";
+import { P2prcError } from "../../core/index.ts";
+import type { BatchTaskRow } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";
 import { NodeClient } from "../node-client.ts";
 import type { NodeTarget } from "../resolve.ts";
@@ -146,29 +147,29 @@ class NodeWorker {
  */
 export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<BatchResult> {
   const started = Date.now();
-  const { job, store } = { job: o.job, store: deps.store };
+  const { job, tracking } = { job: o.job, tracking: deps.tracking };
   const params = taskParams(job);
   const total = params.length;
   const outDir = resolve(o.outDir);
   const key = createHash("sha256").update(`${o.jobText}\0${outDir}`).digest("hex");
-  let batch = store.client.batchByKey(key);
+  let batch = tracking.batchByKey(key);
   const resumed = batch !== undefined;
-  if (o.nodes.length === 0 && (!batch || store.client.batchTasks(batch.id).some((t) => t.state !== "done"))) {
+  if (o.nodes.length === 0 && (!batch || tracking.batchTasks(batch.id).some((t) => t.state !== "done"))) {
     throw new P2prcError("E_NOT_FOUND", "no node to run the batch on", {
       hint: "add nodes with --as host:port or pass --nodes",
     });
   }
   if (!batch) {
     batch = { id: randomUUID(), key, job: o.jobText, outDir, createdAt: deps.clock.now() };
-    store.client.createBatch(batch, total);
+    tracking.createBatch(batch, total);
   }
   const batchId = batch.id;
-  store.client.resetRunning(batchId);
+  tracking.resetRunning(batchId);
   // A task that failed because no node could run it (no exit code) gets another chance on a re-run;
   // one that failed by its own exit code stays failed.
-  for (const t of store.client.batchTasks(batchId)) {
+  for (const t of tracking.batchTasks(batchId)) {
     if (t.state === "failed" && t.exitCode === undefined)
-      store.client.updateTask(batchId, { ...t, state: "pending" });
+      tracking.updateTask(batchId, { ...t, state: "pending" });
   }
   mkdirSync(outDir, { recursive: true });
 
@@ -181,11 +182,11 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
     }
   });
 
-  const rows = new Map(store.client.batchTasks(batchId).map((t) => [t.index, t]));
+  const rows = new Map(tracking.batchTasks(batchId).map((t) => [t.index, t]));
   const queue = [...rows.values()].filter((t) => t.state === "pending").map((t) => t.index);
   const save = (t: BatchTaskRow) => {
     rows.set(t.index, t);
-    store.client.updateTask(batchId, t);
+    tracking.updateTask(batchId, t);
   };
 
   const totalSlots = o.nodes.reduce((n, t) => n + slotsFor(t, job), 0);

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PNG } from "pngjs";
-import { P2prcError } from "../../config/index.ts";
+import { P2prcError } from "../../core/index.ts";
 import {
   assembleTiles,
   type MandelbrotOptions,

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { isP2prcError } from "../../config/index.ts";
+import { isP2prcError } from "../../core/index.ts";
 import { demuxToWeb, FrameDemuxer } from "./demux.ts";
 
 const frame = (stream: number, text: string) => {

@@ -4,7 +4,7 @@
 // in one buffer, copies the rest of the buffer for every frame (quadratic; a 1 MB log took > 1.5 GB);
 // this one only keeps a partial header and hands payloads on as slices of the chunks it is given.
 
-import { P2prcError } from "../../config/index.ts";
+import { P2prcError } from "../../core/index.ts";
 
 const HEADER = 8;
 

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
-import { P2prcError } from "../../config/index.ts";
+import { P2prcError } from "../../core/index.ts";
 import { createDockerEngine } from "./docker.ts";
 import type { ContainerEngine, ContainerSpec } from "./types.ts";
 

@@ -4,7 +4,7 @@
 import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import type Dockerode from "dockerode";
-import { P2prcError } from "../../config/index.ts";
+import { P2prcError } from "../../core/index.ts";
 import { demuxToWeb, FrameDemuxer } from "./demux.ts";
 import type {
   ContainerEngine,

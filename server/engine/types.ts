@@ -1,4 +1,4 @@
-import type { PortMapping } from "../../config/index.ts";
+import type { PortMapping } from "../../store/index.ts";
 
 /** Label prefix on every container p2prc creates; the reconciler finds its own by it. */
 export const LABEL_PREFIX = "p2prc.";

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hono } from "hono";
-import { generateIdentity, ManualClock, memoryLogger, signRequest } from "../../config/index.ts";
+import { generateIdentity, ManualClock, memoryLogger, signRequest } from "../../core/index.ts";
 import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./auth.ts";
 import { errorResponse } from "./errors.ts";
 

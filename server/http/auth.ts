@@ -7,7 +7,7 @@ import {
   parseSignedHeaders,
   sha256Hex,
   verifySignedHeaders,
-} from "../../config/index.ts";
+} from "../../core/index.ts";
 import type { Caller } from "../caller.ts";
 import { readBounded, type SpooledBody, spoolBody } from "./body.ts";
 
@@ -66,7 +66,7 @@ export const isUploadRoute = (method: string, path: string) =>
   method === "PUT" && /^\/v1\/containers\/[^/]+\/files$/.test(path);
 
 /**
- * Every request but PUBLIC_ROUTES must be signed by a node key (config/request-auth.ts). The checks
+ * Every request but PUBLIC_ROUTES must be signed by a node key (core/signing.ts). The checks
  * run cheapest first, and no body is read before the signer is known to be a member and its signature
  * holds: 401 when headers are missing or malformed, the timestamp is outside ±skew or from before this
  * node started; 403 when the claimed signer is not a member (nothing is verified or kept for it);

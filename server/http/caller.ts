@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import { P2prcError } from "../../config/index.ts";
+import { P2prcError } from "../../core/index.ts";
 import type { Caller } from "../caller.ts";
 import type { AuthEnv } from "./auth.ts";
 

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { type ErrorCode, P2prcError, type z } from "../../config/index.ts";
+import { type ErrorCode, P2prcError, type z } from "../../core/index.ts";
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   E_CONFIG: 400,

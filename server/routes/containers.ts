@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { P2prcError, unbracket, zod } from "../../config/index.ts";
+import { P2prcError, unbracket, zod } from "../../core/index.ts";
 import type { ContainerService } from "../containers.ts";
 import type { AuthEnv } from "../http/auth.ts";
 import { spoolBody } from "../http/body.ts";

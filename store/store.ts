@@ -5,7 +5,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
-import { P2prcError } from "../errors.ts";
+import { P2prcError } from "../core/index.ts";
 import { type ClientStore, clientStore } from "./client.ts";
 import { type ClusterStore, clusterStore } from "./clusters.ts";
 import { lazyStatements } from "./lazy.ts";

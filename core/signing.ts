@@ -189,24 +189,3 @@ export class NonceCache {
     return true;
   }
 }
-
-/**
- * fetch with the request signed by `identity` (what the client and gossip do; handy for scripts and
- * tests). The body must be a string or bytes, so what is signed is what is sent.
- */
-export function signedFetch(
-  identity: Identity,
-  url: string,
-  init: {
-    method?: string;
-    headers?: Record<string, string>;
-    body?: string | Uint8Array;
-    signal?: AbortSignal;
-    /** Bun's TLS options: `pinnedTls(cert)` for a node serving TLS. */
-    tls?: { ca: string; checkServerIdentity: () => undefined };
-  } = {},
-): Promise<Response> {
-  const method = init.method ?? "GET";
-  const headers = { ...init.headers, ...signRequest(identity, method, url, init.body ?? "") };
-  return fetch(url, { ...init, method, headers });
-}

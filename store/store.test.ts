@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3/linux-x64";
-import { P2prcError } from "../errors.ts";
+import { P2prcError } from "../core/index.ts";
 import { MIGRATIONS } from "./migrations.ts";
 import { openStore } from "./store.ts";
 import type { ContainerRecord } from "./types.ts";
