@@ -1,0 +1,192 @@
+// The node behind a NAT: one outbound control connection to a relay, and per stream the relay asks
+// for, a fresh outbound work connection spliced to a fresh connection to this node's own server.
+
+import { randomBytes } from "node:crypto";
+import type { Socket } from "bun";
+import type { Cancel, Clock, Identity, Logger } from "../../core/index.ts";
+import { P2prcError, verifySignature } from "../../core/index.ts";
+import { relayConnect } from "./connect.ts";
+import { LineReader, relayProofText, signHello } from "./handshake.ts";
+import { drained, forward, type Pipe, pipeState, unsplice } from "./splice.ts";
+import type { RelayEndpoint } from "./types.ts";
+
+export interface RelayAgentOptions {
+  identity: Identity;
+  /** Relays in order of preference; on loss the agent fails over to the next. */
+  relays: RelayEndpoint[];
+  /** This node's own server: every stream is spliced to a fresh connection to it. */
+  local: { host: string; port: number };
+  clock: Clock;
+  logger: Logger;
+  /** First retry delay after a failed attempt, doubled per failure up to backoffMaxMs. */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+  /** Handshake timeout of a control or work connection. */
+  timeoutMs?: number;
+  /** The relay this node is reachable through changed (undefined: none now). */
+  onChange?: (relay: RelayEndpoint | undefined) => void;
+}
+
+/** Counters of an agent. */
+export interface RelayAgentStats {
+  connects: number;
+  failures: number;
+  streams: number;
+  streamFailures: number;
+}
+
+/** Keeps this node reachable through one of its relays. `start()` once; `stop()` is idempotent. */
+export class RelayAgent implements AsyncDisposable {
+  readonly stats: RelayAgentStats = { connects: 0, failures: 0, streams: 0, streamFailures: 0 };
+  private relay: RelayEndpoint | undefined;
+  private control: Socket<Pipe> | undefined;
+  private index = 0;
+  private backoff: number;
+  private stopped = false;
+  private timer: Cancel | undefined;
+  private watchdog: Cancel | undefined;
+
+  constructor(private readonly o: RelayAgentOptions) {
+    if (o.relays.length === 0) throw new P2prcError("E_CONFIG", "relay agent: no relay to use");
+    this.backoff = o.backoffMinMs ?? 250;
+  }
+
+  /** The relay this node is reachable through now (with its proven node id), if any. */
+  get current(): RelayEndpoint | undefined {
+    return this.relay;
+  }
+
+  start(): void {
+    void this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer?.();
+    this.watchdog?.();
+    this.control?.end();
+    this.control = undefined;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  private retry(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = this.o.clock.setTimeout(() => void this.connect(), delayMs);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    const { identity, relays, logger } = this.o;
+    const relay = relays[this.index % relays.length] as RelayEndpoint;
+    const where = `${relay.host}:${relay.port}`;
+    const node = identity.nodeId;
+    const nonce = randomBytes(16).toString("hex");
+    try {
+      const conn = await relayConnect(
+        relay,
+        (hello) => signHello(identity, hello, { kind: "control", node, nonce }),
+        this.o.timeoutMs,
+      );
+      const sig = conn.verdict.sig ?? "";
+      if (!verifySignature(conn.relayId, relayProofText(conn.relayId, node, nonce), sig)) {
+        conn.socket.end();
+        throw new P2prcError("E_UNAUTHORIZED", `relay ${where} did not prove its key`);
+      }
+      if (this.stopped) {
+        conn.socket.end();
+        return;
+      }
+      this.stats.connects++;
+      this.backoff = this.o.backoffMinMs ?? 250;
+      this.control = conn.socket;
+      this.relay = { host: relay.host, port: relay.port, nodeId: conn.relayId };
+      const pingMs = conn.verdict.pingMs ?? 15_000;
+      let heard = this.o.clock.now();
+      this.watchdog = this.o.clock.setInterval(() => {
+        if (this.o.clock.now() - heard > 3 * pingMs) conn.socket.end();
+      }, pingMs);
+      const reader = new LineReader();
+      conn.attach({
+        data: (chunk) => {
+          heard = this.o.clock.now();
+          let rest = chunk;
+          for (let got = reader.push(rest); got; got = reader.push(rest)) {
+            rest = got.rest;
+            this.onMessage(got.line, conn.socket);
+          }
+        },
+        close: () => this.lost(where),
+      });
+      logger.info(`relay: reachable through ${where}`);
+      this.o.onChange?.(this.relay);
+    } catch (err) {
+      this.stats.failures++;
+      logger.warn(`relay: ${where}: ${(err as Error).message}; retrying in ${this.backoff} ms`);
+      this.index++;
+      this.retry(this.backoff);
+      this.backoff = Math.min(this.o.backoffMaxMs ?? 10_000, this.backoff * 2);
+    }
+  }
+
+  private lost(where: string): void {
+    this.watchdog?.();
+    this.control = undefined;
+    this.relay = undefined;
+    if (this.stopped) return;
+    this.o.logger.warn(`relay: lost the tunnel to ${where}; failing over`);
+    this.o.onChange?.(undefined);
+    this.index++;
+    this.retry(this.o.backoffMinMs ?? 250);
+  }
+
+  private onMessage(line: string, control: Socket<Pipe>): void {
+    let msg: { t?: string; token?: string };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (msg.t === "ping") control.write('{"t":"pong"}\n');
+    else if (msg.t === "open" && typeof msg.token === "string" && this.relay)
+      this.openWork(msg.token, this.relay);
+  }
+
+  /** A stream asked for: a work connection to the relay, spliced to a new connection to the server. */
+  private openWork(token: string, relay: RelayEndpoint): void {
+    const { identity } = this.o;
+    relayConnect(
+      relay,
+      (hello) => signHello(identity, hello, { kind: "work", node: identity.nodeId, token }),
+      this.o.timeoutMs,
+    ).then(
+      (work) =>
+        Bun.connect<Pipe>({
+          hostname: this.o.local.host,
+          port: this.o.local.port,
+          data: pipeState(),
+          socket: {
+            open: (local) => {
+              local.setNoDelay(true);
+              this.stats.streams++;
+              work.splice(local);
+            },
+            data: (s, chunk) => forward(s, chunk),
+            drain: (s) => drained(s),
+            close: (s) => unsplice(s),
+            error: (s) => unsplice(s),
+            connectError: () => {
+              this.stats.streamFailures++;
+              work.socket.end();
+            },
+          },
+        }).catch(() => work.socket.end()),
+      (err: Error) => {
+        this.stats.streamFailures++;
+        this.o.logger.debug(`relay: work connection: ${err.message}`);
+      },
+    );
+  }
+}
