@@ -1,9 +1,11 @@
 import { dirname } from "node:path";
 import { VERSION } from "../core/index.ts";
+import type { RelayAgent, RelayServer } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
 import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
+import { startRelayAgent, startRelayRole } from "./relay.ts";
 
 export interface StartOptions extends NodeOptions {
   /** GPU discovery (default: nvidia-smi when installed). */
@@ -19,6 +21,9 @@ export interface RunningNode extends AsyncDisposable {
   app: ServerApp;
   /** The certificate the node serves (config `tls`): pin it to call `url` (`pinnedTls` in config/). */
   certPem: string | undefined;
+  /** The relay this node serves (config `relay`), and its agent keeping it reachable (config `relays`). */
+  relay: RelayServer | undefined;
+  relayAgent: RelayAgent | undefined;
   /** Stops gossip and serving (in-flight requests finish) and closes the state store. Idempotent. */
   stop(): Promise<void>;
 }
@@ -40,6 +45,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     await Promise.all([import("../server/index.ts"), import("../p2p/index.ts")]);
   const ctx = init(options);
   const store = ctx.openStore();
+  let relay: RelayServer | undefined;
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     // The record's offer: free capacity from the store and the config. It must work before the server
@@ -48,6 +54,8 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     const capacity = async () =>
       capacityOf({ config: ctx.config, records: store.containers }, (await gpus().catch(() => [])).length);
     const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, capacity);
+    relay = await startRelayRole(ctx, clusters);
+    const relayStats = relay && (() => relay?.stats);
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,
@@ -62,15 +70,20 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       tls,
       selfRecord: () => gossip.selfRecord(),
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
-      extraRoutes: [{ path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress }) }],
+      extraRoutes: [
+        { path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress, relayStats }) },
+      ],
     });
     // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)
     store.meta.set(SERVER_URL_META, server.url);
     gossip.start();
+    const relayAgent = await startRelayAgent(ctx, server.port);
     let stopped: Promise<void> | undefined;
     const stop = () => {
       stopped ??= (async () => {
         gossip.stop();
+        await relayAgent?.stop();
+        await relay?.stop();
         await server.stop();
         await gossip.idle();
         transport.close();
@@ -83,10 +96,13 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       nodeId: ctx.identity.nodeId,
       app: server.app,
       certPem: tls?.certPem,
+      relay,
+      relayAgent,
       stop,
       [Symbol.asyncDispose]: stop,
     };
   } catch (err) {
+    await relay?.stop();
     store.close();
     throw err;
   }

@@ -4,6 +4,7 @@ import { P2prcError, type z } from "../core/index.ts";
 import type { AuthEnv } from "../server/index.ts";
 import type { ClusterBook } from "./cluster.ts";
 import type { GossipService } from "./gossip.ts";
+import type { RelayStats } from "./relay/index.ts";
 import type { PeerTable } from "./table.ts";
 import { p2pSchemas } from "./types.ts";
 
@@ -15,6 +16,8 @@ export interface P2pRoutesOptions {
   /** The caller's address as the HTTP server saw it (observed address for the caller). */
   remoteAddress: (c: Context<AuthEnv>) => string | undefined;
   maxBodyBytes?: number;
+  /** This node's relay counters, when it serves as a relay (in `GET /stats` as `relay`). */
+  relayStats?: () => RelayStats | undefined;
 }
 
 async function body<S extends z.ZodMiniType>(c: Context<AuthEnv>, schema: S): Promise<z.infer<S>> {
@@ -68,5 +71,8 @@ export function p2pRoutes(o: P2pRoutesOptions) {
       return c.json({ clusters: caller && o.clusters ? o.clusters.visibleTo(caller) : [] });
     })
     .get("/table", (c) => c.json({ nodes: o.table.views() }))
-    .get("/stats", (c) => c.json(o.gossip.stats));
+    .get("/stats", (c) => {
+      const relay = o.relayStats?.();
+      return c.json(relay ? { ...o.gossip.stats, relay } : o.gossip.stats);
+    });
 }

@@ -32,6 +32,15 @@ function agentFor(who: typeof alice, relays: { host: string; port: number }[], l
   return agent;
 }
 
+/** A local echo server (the node's own server) and a relay serving `members`, both stopped after the test. */
+async function setup(members: (typeof alice)[], limits?: Parameters<typeof relayFor>[2]) {
+  const echo = echoServer();
+  cleanup.push(() => echo.stop(true));
+  const relay = await relayFor(relayId, members, limits);
+  cleanup.push(() => relay.stop());
+  return { echo, relay };
+}
+
 async function refusal(p: Promise<unknown>): Promise<string> {
   try {
     await p;
@@ -43,10 +52,7 @@ async function refusal(p: Promise<unknown>): Promise<string> {
 
 describe("relay", () => {
   test("a member's tunnel and stream carry bytes both ways, and are counted", async () => {
-    const echo = echoServer();
-    cleanup.push(() => echo.stop(true));
-    const relay = await relayFor(relayId, [alice, bob]);
-    cleanup.push(() => relay.stop());
+    const { echo, relay } = await setup([alice, bob]);
     const agent = agentFor(alice, [relay], echo.port);
     await until(() => agent.current !== undefined, 5000, "tunnel");
     expect(agent.current?.nodeId).toBe(relayId.nodeId);
@@ -64,10 +70,7 @@ describe("relay", () => {
   });
 
   test("a non-member can neither open a tunnel nor a stream, and nothing is forwarded", async () => {
-    const echo = echoServer();
-    cleanup.push(() => echo.stop(true));
-    const relay = await relayFor(relayId, [alice, bob]);
-    cleanup.push(() => relay.stop());
+    const { echo, relay } = await setup([alice, bob]);
     const evil = agentFor(mallory, [relay], echo.port);
     await until(() => evil.stats.failures >= 1, 5000, "refused tunnel");
     expect(evil.current).toBeUndefined();
@@ -84,10 +87,7 @@ describe("relay", () => {
   });
 
   test("a relay at its limits refuses tunnels and streams cleanly", async () => {
-    const echo = echoServer();
-    cleanup.push(() => echo.stop(true));
-    const relay = await relayFor(relayId, [alice, bob, mallory], { maxTunnels: 1, maxStreamsPerMember: 1 });
-    cleanup.push(() => relay.stop());
+    const { echo, relay } = await setup([alice, bob, mallory], { maxTunnels: 1, maxStreamsPerMember: 1 });
     const agent = agentFor(alice, [relay], echo.port);
     await until(() => agent.current !== undefined, 5000, "tunnel");
     const second = agentFor(mallory, [relay], echo.port);

@@ -1,0 +1,42 @@
+import { parseAddress } from "../core/index.ts";
+import type { ClusterBook, RelayAgent, RelayServer } from "../p2p/index.ts";
+import type { NodeContext } from "./node.ts";
+
+/** The relay role (config `relay`): members of this node's clusters may keep tunnels here. */
+export async function startRelayRole(
+  ctx: NodeContext,
+  clusters: ClusterBook,
+): Promise<RelayServer | undefined> {
+  if (!ctx.config.relay) return undefined;
+  const { startRelay } = await import("../p2p/index.ts");
+  const c = ctx.config;
+  return startRelay({
+    identity: ctx.identity,
+    isMember: (id) => clusters.isMember(id),
+    host: c.serverHost,
+    port: c.relayPort,
+    limits: {
+      maxTunnels: c.relayMaxTunnels,
+      maxStreamsPerMember: c.relayMaxStreamsPerMember,
+      idleTimeoutMs: c.relayIdleTimeoutMs,
+    },
+    clock: ctx.clock,
+    logger: ctx.logger.withTag("relay"),
+  });
+}
+
+/** The agent (config `relays`): keeps this node reachable through one of them, splicing to `serverPort`. */
+export async function startRelayAgent(ctx: NodeContext, serverPort: number): Promise<RelayAgent | undefined> {
+  if (ctx.config.relays.length === 0) return undefined;
+  const { RelayAgent } = await import("../p2p/index.ts");
+  const h = ctx.config.serverHost;
+  const agent = new RelayAgent({
+    identity: ctx.identity,
+    relays: ctx.config.relays.map((r) => parseAddress(r, "relays")),
+    local: { host: h === "0.0.0.0" || h === "::" ? "127.0.0.1" : h, port: serverPort },
+    clock: ctx.clock,
+    logger: ctx.logger.withTag("relay"),
+  });
+  agent.start();
+  return agent;
+}
