@@ -149,4 +149,34 @@ describe("relay", () => {
     const conn = await dialThroughRelay({ relay: two, target: alice.nodeId, identity: bob });
     expect((await roundTrip(conn, Buffer.from("again"))).toString()).toBe("again");
   });
+
+  test("an idle stream is closed while its tunnel, pinged, stays up", async () => {
+    const { echo, relay } = await setup([alice, bob], { idleTimeoutMs: 300 });
+    const agent = agentFor(alice, [relay], echo.port);
+    await until(() => agent.current !== undefined, 5000, "tunnel");
+    const conn = await dialThroughRelay({ relay, target: alice.nodeId, identity: bob });
+    expect((await roundTrip(conn, Buffer.from("hi"))).toString()).toBe("hi");
+    await until(() => relay.stats.idleClosed === 1, 3000, "idle stream closed");
+    expect(relay.stats.streams).toBe(0);
+    await Bun.sleep(1200); // four ping intervals: a silent tunnel would be dropped after three
+    expect(relay.tunnels()).toEqual([alice.nodeId]);
+    expect(agent.stats.connects).toBe(1);
+  });
+
+  test("a stream waiting for a node whose tunnel closes is refused at once", async () => {
+    const relay = await relayFor(relayId, [alice, bob]);
+    cleanup.push(() => relay.stop());
+    // a node that keeps a tunnel but never answers stream requests
+    const control = await relayConnect(relay, (h) =>
+      signHello(alice, h, { kind: "control", node: alice.nodeId, nonce: "cd".repeat(16) }),
+    );
+    control.attach({ data: () => {}, close: () => {} });
+    const stream = dialThroughRelay({ relay, target: alice.nodeId, identity: bob });
+    await until(() => relay.stats.streams === 1, 3000, "stream pending");
+    const t0 = Date.now();
+    control.socket.end();
+    expect(await refusal(stream)).toBe("E_NODE_UNREACHABLE");
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(relay.stats.streams).toBe(0);
+  });
 });

@@ -211,6 +211,13 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
           tunnels.delete(c.node);
           stats.tunnels--;
           log.info(`relay: tunnel from ${c.node.slice(0, 12)} closed`);
+          // its pending streams get no work connection now: refused at once, not at the timeout
+          for (const [token, p] of pending) {
+            if (p.target !== c.node) continue;
+            pending.delete(token);
+            if (p.caller.data.phase === "waiting")
+              refuse(p.caller, "E_NODE_UNREACHABLE", "the node's tunnel closed", "noTunnel");
+          }
         }
         c.phase = "closed";
         uncount(c);
