@@ -25,8 +25,15 @@ export async function startRelayRole(
   });
 }
 
-/** The agent (config `relays`): keeps this node reachable through one of them, splicing to `serverPort`. */
-export async function startRelayAgent(ctx: NodeContext, serverPort: number): Promise<RelayAgent | undefined> {
+/**
+ * The agent (config `relays`): keeps this node reachable through one of them, splicing streams to
+ * `serverPort`, or to a port `allowPort` opens to the caller (its containers' published ports).
+ */
+export async function startRelayAgent(
+  ctx: NodeContext,
+  serverPort: number,
+  allowPort: (caller: string, port: number) => boolean,
+): Promise<RelayAgent | undefined> {
   if (ctx.config.relays.length === 0) return undefined;
   const { RelayAgent } = await import("../p2p/index.ts");
   const h = ctx.config.serverHost;
@@ -36,6 +43,7 @@ export async function startRelayAgent(ctx: NodeContext, serverPort: number): Pro
     local: { host: h === "0.0.0.0" || h === "::" ? "127.0.0.1" : h, port: serverPort },
     clock: ctx.clock,
     logger: ctx.logger.withTag("relay"),
+    allowPort,
   });
   agent.start();
   return agent;

@@ -77,7 +77,15 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)
     store.meta.set(SERVER_URL_META, server.url);
     gossip.start();
-    const relayAgent = await startRelayAgent(ctx, server.port);
+    // through the relay a caller reaches this node's server, or a published port of a container it
+    // owns (any container's, for an admin): ssh into a container on a node behind a NAT
+    const relayAgent = await startRelayAgent(ctx, server.port, (caller, port) =>
+      store.containers
+        .list()
+        .some(
+          (c) => (c.owner === caller || clusters.isAdmin(caller)) && c.ports.some((p) => p.external === port),
+        ),
+    );
     let stopped: Promise<void> | undefined;
     const stop = () => {
       stopped ??= (async () => {

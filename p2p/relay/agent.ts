@@ -6,7 +6,7 @@ import type { Socket } from "bun";
 import type { Cancel, Clock, Identity, Logger } from "../../core/index.ts";
 import { P2prcError, verifySignature } from "../../core/index.ts";
 import { relayConnect } from "./connect.ts";
-import { LineReader, relayProofText, signHello } from "./handshake.ts";
+import { helloText, LineReader, relayProofText, signHello } from "./handshake.ts";
 import { drained, forward, type Pipe, pipeState, unsplice } from "./splice.ts";
 import type { RelayEndpoint } from "./types.ts";
 
@@ -23,6 +23,11 @@ export interface RelayAgentOptions {
   backoffMaxMs?: number;
   /** Handshake timeout of a control or work connection. */
   timeoutMs?: number;
+  /**
+   * Whether `caller` may open a stream to `port` on this machine (a container's published port it
+   * owns, for ssh); default: none. A stream that names no port goes to `local` (the node's server).
+   */
+  allowPort?: (caller: string, port: number) => boolean;
   /** The relay this node is reachable through changed (undefined: none now). */
   onChange?: (relay: RelayEndpoint | undefined) => void;
 }
@@ -143,19 +148,34 @@ export class RelayAgent implements AsyncDisposable {
   }
 
   private onMessage(line: string, control: Socket<Pipe>): void {
-    let msg: { t?: string; token?: string };
+    let msg: { t?: string; token?: string; from?: string; port?: number; challenge?: string; sig?: string };
     try {
       msg = JSON.parse(line);
     } catch {
       return;
     }
     if (msg.t === "ping") control.write('{"t":"pong"}\n');
-    else if (msg.t === "open" && typeof msg.token === "string" && this.relay)
-      this.openWork(msg.token, this.relay);
+    const token = msg.token;
+    if (msg.t !== "open" || typeof token !== "string" || !/^[0-9a-f]{32}$/.test(token) || !this.relay) return;
+    const refuse = (message: string) => {
+      this.stats.streamFailures++;
+      control.write(`${JSON.stringify({ t: "refuse", token, message })}\n`);
+    };
+    // The caller's own signed hello, over the challenge of its connection to this (proven) relay:
+    // the relay cannot make up who asked, nor for which port.
+    const from = String(msg.from);
+    const port = msg.port;
+    const hello = { kind: "stream" as const, node: from, target: this.o.identity.nodeId, port };
+    const relayId = this.relay.nodeId ?? "";
+    if (!verifySignature(from, helloText(relayId, String(msg.challenge), hello), String(msg.sig)))
+      refuse("the caller's hello does not verify");
+    else if (port !== undefined && !(Number.isInteger(port) && this.o.allowPort?.(from, port)))
+      refuse(`port ${port} is not open to this caller`);
+    else this.openWork(token, this.relay, port ?? this.o.local.port);
   }
 
   /** A stream asked for: a work connection to the relay, spliced to a new connection to the server. */
-  private openWork(token: string, relay: RelayEndpoint): void {
+  private openWork(token: string, relay: RelayEndpoint, port: number): void {
     const { identity } = this.o;
     relayConnect(
       relay,
@@ -165,7 +185,7 @@ export class RelayAgent implements AsyncDisposable {
       (work) =>
         Bun.connect<Pipe>({
           hostname: this.o.local.host,
-          port: this.o.local.port,
+          port,
           data: pipeState(),
           socket: {
             open: (local) => {

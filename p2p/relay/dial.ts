@@ -13,6 +13,11 @@ export interface DialOptions {
   target: string;
   /** The caller's key: the relay serves members only. */
   identity: Identity;
+  /**
+   * A port on the node's machine instead of the node's server (a container's published ssh port the
+   * caller owns); the node decides (`RelayAgentOptions.allowPort`).
+   */
+  port?: number;
   timeoutMs?: number;
 }
 
@@ -25,7 +30,13 @@ export interface DialOptions {
 export function dialThroughRelay(o: DialOptions): Promise<RelayConnection> {
   return relayConnect(
     o.relay,
-    (hello) => signHello(o.identity, hello, { kind: "stream", node: o.identity.nodeId, target: o.target }),
+    (hello) =>
+      signHello(o.identity, hello, {
+        kind: "stream",
+        node: o.identity.nodeId,
+        target: o.target,
+        port: o.port,
+      }),
     o.timeoutMs,
   );
 }

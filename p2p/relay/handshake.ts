@@ -17,7 +17,7 @@ export interface RelayHello {
 /** What a dialer answers: a node's control connection, a caller's stream, or a node's work connection. */
 export type UnsignedHello =
   | { kind: "control"; node: string; nonce: string }
-  | { kind: "stream"; node: string; target: string }
+  | { kind: "stream"; node: string; target: string; port?: number | undefined }
   | { kind: "work"; node: string; token: string };
 export type DialerHello = UnsignedHello & { sig: string };
 
@@ -31,7 +31,14 @@ const HEX32 = /^[0-9a-f]{32}$/;
  * is asked, so a signature cannot be replayed on another connection, relay, target or token.
  */
 export function helloText(relayId: string, challenge: string, h: UnsignedHello): string {
-  const what = h.kind === "control" ? h.nonce : h.kind === "stream" ? h.target : h.token;
+  const what =
+    h.kind === "control"
+      ? h.nonce
+      : h.kind === "stream"
+        ? h.port === undefined
+          ? h.target
+          : `${h.target}\n${h.port}`
+        : h.token;
   return ["p2prc-relay-v1", h.kind, relayId, challenge, h.node, what].join("\n");
 }
 
@@ -63,8 +70,13 @@ export function checkHello(line: string, relayId: string, challenge: string): Di
   const sig = str("sig", /^[A-Za-z0-9+/]{86}==$/);
   let hello: DialerHello;
   if (kind === "control") hello = { kind, node, nonce: str("nonce", HEX32), sig };
-  else if (kind === "stream") hello = { kind, node, target: str("target", NODE_ID_RE), sig };
-  else if (kind === "work") hello = { kind, node, token: str("token", HEX32), sig };
+  else if (kind === "stream") {
+    const port = h.port;
+    if (port !== undefined && !(Number.isInteger(port) && (port as number) >= 1 && (port as number) <= 65535))
+      throw new P2prcError("E_INVALID", "relay hello: bad port");
+    hello = { kind, node, target: str("target", NODE_ID_RE), sig };
+    if (port !== undefined) hello.port = port as number;
+  } else if (kind === "work") hello = { kind, node, token: str("token", HEX32), sig };
   else throw new P2prcError("E_INVALID", "relay hello: unknown kind");
   if (!verifySignature(node, helloText(relayId, challenge, hello), sig))
     throw new P2prcError("E_UNAUTHORIZED", "relay hello: bad signature");

@@ -179,4 +179,32 @@ describe("relay", () => {
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(relay.stats.streams).toBe(0);
   });
+
+  test("a stream to another port of the node's machine goes only where the node allows that caller", async () => {
+    const { echo, relay } = await setup([alice, bob, mallory]);
+    const sshd = echoServer(); // a container's published port, bob's
+    cleanup.push(() => sshd.stop(true));
+    const agent = new RelayAgent({
+      identity: alice,
+      relays: [relay],
+      local: { host: "127.0.0.1", port: echo.port },
+      clock: systemClock,
+      logger: memoryLogger(),
+      allowPort: (caller, port) => caller === bob.nodeId && port === sshd.port,
+    });
+    agent.start();
+    cleanup.push(() => agent.stop());
+    await until(() => agent.current !== undefined, 5000, "tunnel");
+    const mine = await dialThroughRelay({ relay, target: alice.nodeId, identity: bob, port: sshd.port });
+    expect((await roundTrip(mine, Buffer.from("SSH-2.0"))).toString()).toBe("SSH-2.0");
+    expect(sshd.accepted()).toBe(1);
+    const theirs = dialThroughRelay({ relay, target: alice.nodeId, identity: mallory, port: sshd.port });
+    expect(await refusal(theirs)).toBe("E_FORBIDDEN");
+    expect(await refusal(dialThroughRelay({ relay, target: alice.nodeId, identity: bob, port: 1 }))).toBe(
+      "E_FORBIDDEN",
+    );
+    expect(relay.stats.refused.byNode).toBe(2);
+    expect(sshd.accepted()).toBe(1);
+    expect(echo.accepted()).toBe(0);
+  });
 });

@@ -94,7 +94,7 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
     c.node = h.node;
     c.at = o.clock.now();
     if (h.kind === "control") return onControl(s, h.node, h.nonce);
-    if (h.kind === "stream") return onStream(s, h.node, h.target);
+    if (h.kind === "stream") return onStream(s, h);
     return onWork(s, h.node, h.token, rest);
   }
 
@@ -115,7 +115,8 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
     log.info(`relay: tunnel from ${node.slice(0, 12)}`);
   }
 
-  function onStream(s: Socket<Conn>, caller: string, target: string) {
+  function onStream(s: Socket<Conn>, h: DialerHello & { kind: "stream" }) {
+    const { node: caller, target } = h;
     if (!o.isMember(caller)) return refuse(s, "E_FORBIDDEN", "caller is not a member here", "notMember");
     const control = tunnels.get(target);
     if (!control)
@@ -130,7 +131,8 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
     s.pause(); // nothing is read from the caller until its stream is spliced
     const token = randomBytes(16).toString("hex");
     pending.set(token, { caller: s, target, at: o.clock.now() });
-    send(control, { t: "open", token, from: caller });
+    // the caller's hello goes along: the node checks for itself who asked (and for which port)
+    send(control, { t: "open", token, from: caller, port: h.port, challenge: s.data.challenge, sig: h.sig });
   }
 
   function onWork(s: Socket<Conn>, node: string, token: string, rest: Uint8Array) {
@@ -159,13 +161,25 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
   }
 
   function onControlLine(s: Socket<Conn>, chunk: Uint8Array) {
-    // the node only answers pings; any line is a sign of life
+    // the node answers pings and may refuse a stream; any line is a sign of life
     let rest: Uint8Array = chunk;
     for (;;) {
       const got = s.data.reader?.push(rest);
       if (!got) return;
       s.data.at = o.clock.now();
       rest = got.rest;
+      if (!got.line.includes('"refuse"')) continue;
+      let msg: { t?: string; token?: string; message?: string };
+      try {
+        msg = JSON.parse(got.line);
+      } catch {
+        continue;
+      }
+      const p = typeof msg.token === "string" ? pending.get(msg.token) : undefined;
+      if (msg.t !== "refuse" || !p || p.target !== s.data.node) continue;
+      pending.delete(msg.token as string);
+      if (p.caller.data.phase === "waiting")
+        refuse(p.caller, "E_FORBIDDEN", `the node refused: ${String(msg.message).slice(0, 200)}`, "byNode");
     }
   }
 

@@ -50,6 +50,8 @@ export interface RelayStats {
     badToken: number;
     /** A handshake or a stream request not answered in time. */
     timeout: number;
+    /** Streams the node itself refused (a port not open to that caller, a hello that did not verify). */
+    byNode: number;
   };
   /** Streams closed for idleness. */
   idleClosed: number;
@@ -70,6 +72,7 @@ export function emptyRelayStats(): RelayStats {
       noTunnel: 0,
       badToken: 0,
       timeout: 0,
+      byNode: 0,
     },
     idleClosed: 0,
   };
