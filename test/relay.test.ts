@@ -1,16 +1,26 @@
 // The relay wired into real nodes (in-process): a node with `relay: true` serves a tunnel to a node
 // configured with `relays`, and a member reaches that node's signed, TLS-pinned API through it.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Docker from "dockerode";
 import type { RunningNode } from "../abstractions/index.ts";
 import { generateIdentity, pinnedTls } from "../core/index.ts";
 import { openRelayForwarder } from "../p2p/index.ts";
-import { freePort, nodeIdentity, signedFetch, startTestNode, waitFor } from "./support.ts";
+import {
+  freePort,
+  nodeIdentity,
+  removeNodeNetworks,
+  signedFetch,
+  ssh,
+  startTestNode,
+  waitFor,
+} from "./support.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-relay-"));
 const bob = generateIdentity();
+const dave = generateIdentity(); // another member, who does not own the container
 let carol: RunningNode; // public, relays
 let alice: RunningNode; // behind the NAT
 
@@ -21,16 +31,23 @@ beforeAll(async () => {
     tls: true,
     relay: true,
     relayPort,
-    trusted: [aliceId, bob.nodeId],
+    trusted: [aliceId, bob.nodeId, dave.nodeId],
   }));
   ({ node: alice } = await startTestNode(join(root, "alice"), {
     tls: true,
     relays: [`127.0.0.1:${relayPort}`],
-    trusted: [bob.nodeId],
+    trusted: [bob.nodeId, dave.nodeId],
   }));
 });
 
 afterAll(async () => {
+  const docker = new Docker({ socketPath: (process.env.DOCKER_HOST ?? "").replace(/^unix:\/\//, "") });
+  for (const c of await docker.listContainers({
+    all: true,
+    filters: { label: [`p2prc.node=${alice?.nodeId}`] },
+  }))
+    await docker.getContainer(c.Id).remove({ force: true });
+  if (alice) await removeNodeNetworks(docker, [alice.nodeId]);
   await alice?.stop();
   await carol?.stop();
   rmSync(root, { recursive: true, force: true });
@@ -59,3 +76,43 @@ test("a member reaches a relayed node's API through the relay, pinned to the nod
   expect(counters.tunnels).toBe(1);
   expect(counters.streamsOpened).toBeGreaterThanOrEqual(2);
 });
+
+test("ssh into a container on the relayed node, through a loopback forwarder to its published port", async () => {
+  await waitFor("the tunnel", async () => alice.relayAgent?.current, 10_000);
+  const relay = { host: "127.0.0.1", port: carol.relay?.port as number };
+  await using api = await openRelayForwarder({ relay, target: alice.nodeId, identity: bob });
+  const key = join(root, "id");
+  expect(Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key]).exitCode).toBe(0);
+  const res = await signedFetch(bob, `https://127.0.0.1:${api.port}/v1/containers`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      image: "p2prc-test/debian-sshd",
+      sshPublicKey: readFileSync(`${key}.pub`, "utf8"),
+    }),
+    tls: pinnedTls(alice.certPem as string),
+  });
+  expect(res.status).toBe(201);
+  const { ssh: info } = (await res.json()) as { ssh: { port: number } };
+  await using tunnel = await openRelayForwarder({
+    relay,
+    target: alice.nodeId,
+    identity: bob,
+    port: info.port,
+  });
+  let last = { stdout: "", stderr: "", exitCode: -1 };
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline; await Bun.sleep(300)) {
+    last = await ssh(key, tunnel.port, "echo ok-through-the-relay");
+    if (last.exitCode === 0) break;
+  }
+  expect(last.stdout.trim()).toBe("ok-through-the-relay");
+  // another member's stream to that port is refused by alice
+  const outsider = generateIdentity();
+  await using other = await openRelayForwarder({
+    relay,
+    target: alice.nodeId,
+    identity: outsider,
+    port: info.port,
+  });
+  expect((await ssh(key, other.port, "true")).exitCode).not.toBe(0);
+}, 60_000);

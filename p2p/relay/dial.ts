@@ -50,8 +50,8 @@ export interface RelayForwarder extends AsyncDisposable {
 }
 
 /**
- * Listens on `host:port` (default 127.0.0.1, a free port); every connection to it becomes a stream to
- * `target` through `relay` (the node's own server port). A client reaches the node by dialing this
+ * Listens on `listenHost:listenPort` (default 127.0.0.1, a free port); every connection to it becomes a
+ * stream to `target` through `relay` (the node's own server port, or `port` on its machine). A client reaches the node by dialing this
  * address instead of the node's: `https://127.0.0.1:<port>/…` with TLS pinned to the node's
  * certificate, requests signed `to` the node.
  *
@@ -60,12 +60,12 @@ export interface RelayForwarder extends AsyncDisposable {
  *   await fetch(`https://127.0.0.1:${fwd.port}/v1/identity`, { tls: pinnedTls(nodeCertPem) });
  */
 export async function openRelayForwarder(
-  o: DialOptions & { host?: string; port?: number; logger?: Logger },
+  o: DialOptions & { listenHost?: string; listenPort?: number; logger?: Logger },
 ): Promise<RelayForwarder> {
-  const host = o.host ?? "127.0.0.1";
+  const host = o.listenHost ?? "127.0.0.1";
   const listener = Bun.listen<Pipe & { closed: boolean }>({
     hostname: host,
-    port: o.port ?? 0,
+    port: o.listenPort ?? 0,
     socket: {
       open(local) {
         local.data = { ...pipeState(), closed: false };
