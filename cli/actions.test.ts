@@ -76,7 +76,9 @@ function loadedModules(args: string[]): string[] {
 
 /** The packages among the loaded modules (`node_modules/<name>/…` → `<name>`). */
 const packages = (mods: string[]) =>
-  [...new Set(mods.filter((m) => m.startsWith("node_modules/")).map((m) => m.split("/")[1] as string))].sort();
+  [
+    ...new Set(mods.filter((m) => m.startsWith("node_modules/")).map((m) => m.split("/")[1] as string)),
+  ].sort();
 
 const commandModules = (mods: string[]) => mods.filter((m) => m.startsWith("cli/commands/")).sort();
 
