@@ -2,7 +2,6 @@
 // that hands the request to `app.request`), with the real auth middleware on a ManualClock: no engine,
 // no network.
 import { describe, expect, test } from "bun:test";
-import { defaultConfig } from "../config/index.ts";
 import {
   generateIdentity,
   ManualClock,
@@ -12,7 +11,7 @@ import {
   P2prcError,
   PeerClient,
 } from "../core/index.ts";
-import { type ContainerEngine, ContainerService, createServerApp } from "../server/index.ts";
+import { engineFreeApp } from "../server/fixtures.ts";
 import { openStore } from "../store/index.ts";
 import { NodeClient } from "./node-client.ts";
 
@@ -21,31 +20,14 @@ const member = generateIdentity();
 const outsider = generateIdentity();
 const START = 1_767_225_600_000;
 
-/** An engine that fails the test if a route reaches it. */
-const noEngine = new Proxy({} as ContainerEngine, {
-  get: (_, name) => () => {
-    throw new Error(`the engine was called (${String(name)})`);
-  },
-});
-
 function makeNode() {
   const serverClock = new ManualClock(START);
-  const config = defaultConfig("nc-test");
   const store = openStore(":memory:");
-  const deps = {
-    nodeId: server.nodeId,
-    config,
-    engine: noEngine,
+  const app = engineFreeApp({
     records: store.containers,
+    nodeId: server.nodeId,
+    name: "nc-test",
     clock: serverClock,
-    logger: memoryLogger(),
-    gpus: async () => [],
-  };
-  const app = createServerApp({
-    ...deps,
-    version: "test",
-    containers: new ContainerService(deps),
-    dataDir: "/nonexistent",
     auth: {
       selfId: server.nodeId,
       isMember: (id) => id === member.nodeId,
