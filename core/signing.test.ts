@@ -9,7 +9,7 @@ import {
   sha256Hex,
   signRequest,
   verifyRequest,
-} from "../config/signing.ts";
+} from "./signing.ts";
 import { generateIdentity, loadOrCreateIdentity } from "./identity.ts";
 
 const alice = generateIdentity();
