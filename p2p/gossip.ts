@@ -3,11 +3,14 @@ import {
   type Cancel,
   type Clock,
   DEFAULT_PORT,
+  fetchTransport,
   type Identity,
+  isP2prcError,
   type Logger,
+  nodeOfUrl,
   nodeUrl,
   P2prcError,
-  signRequest,
+  PeerClient,
   tryParseAddress,
 } from "../core/index.ts";
 import type { MetaStore, PeerStore } from "../store/index.ts";
@@ -353,19 +356,17 @@ export class GossipService {
   private async post<T>(url: string, body: unknown, peer: PeerExpectation = {}): Promise<T> {
     const text = JSON.stringify(body);
     this.stats.bytesSent += text.length;
-    const fetchFn = this.deps.transport ? this.deps.transport.fetchFor(peer) : this.fetchFn;
-    const res = await fetchFn(url, {
+    const { identity, clock, transport } = this.deps;
+    const client = new PeerClient({ identity, clock, transport: transport ?? fetchTransport(this.fetchFn) });
+    const { node, path } = nodeOfUrl(url, { id: peer.nodeId, cert: peer.cert });
+    const res = await client.request(node, path, {
       method: "POST",
-      headers: {
-        "content-type": "application/json",
-        ...signRequest(this.deps.identity, "POST", url, text, Date.now(), peer.nodeId),
-      },
+      headers: { "content-type": "application/json" },
       body: text,
-      signal: AbortSignal.timeout(this.timeoutMs()),
+      timeoutMs: this.timeoutMs(),
     });
     const reply = await res.text();
     this.stats.bytesReceived += reply.length;
-    if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${reply.slice(0, 200)}`);
     return JSON.parse(reply) as T;
   }
 
@@ -391,7 +392,8 @@ export class GossipService {
     try {
       res = await this.post<ExchangeResponse>(url, request, peerOf);
     } catch (err) {
-      if (!known || request.from || !/HTTP 400 .*from: required/.test((err as Error).message)) throw err;
+      const noRecordOfMe = isP2prcError(err, "E_INVALID") && err.field === "from";
+      if (!known || request.from || !noRecordOfMe) throw err;
       // it holds no record of this node (new to it, or a lost database): send it, once
       this.peerHolds.delete(known);
       request.from = self;
