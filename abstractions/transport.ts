@@ -1,5 +1,5 @@
 import { type NodeRef, type NodeTransport, PeerClient, type PeerRequest } from "../core/index.ts";
-import type { PeerTable, PeerTransport } from "../p2p/index.ts";
+import { PeerTable, PeerTransport } from "../p2p/index.ts";
 import type { Store } from "../store/index.ts";
 import type { NodeContext } from "./node.ts";
 
@@ -8,7 +8,6 @@ import type { NodeContext } from "./node.ts";
  * carries, or probed and checked against the node's signed identity for an address not in it.
  */
 export async function peerTransport(ctx: NodeContext, table: PeerTable): Promise<PeerTransport> {
-  const { PeerTransport } = await import("../p2p/index.ts");
   return new PeerTransport({
     requireTls: ctx.config.tls,
     certAt: (host, port, nodeId) => table.certAt(host, port, nodeId),
@@ -32,7 +31,6 @@ export async function nodeFetch(
   path: string,
   init: PeerRequest,
 ): Promise<Response> {
-  const { PeerTable } = await import("../p2p/index.ts");
   const transport = await peerTransport(ctx, new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock));
   return peerClient(ctx, transport).request(node, path, init);
 }
