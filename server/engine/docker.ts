@@ -587,8 +587,9 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           return toWeb(await d.getContainer(id).getArchive({ path, abortSignal: signal }));
         } catch (err) {
           // 404 is about the container or the path; only the engine's text tells which (callers read the field)
+          // (dockerode's reason says "no such container" for both; the engine's own text follows it)
           const e = err as DockerLikeError;
-          if (e.statusCode === 404 && !/no such container/i.test(e.json?.message ?? e.reason ?? "")) {
+          if (e.statusCode === 404 && !/no such container:/i.test(e.json?.message ?? e.message ?? "")) {
             throw new P2prcError("E_NOT_FOUND", `path ${path} does not exist in the container`, {
               field: "path",
               cause: err,
