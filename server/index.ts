@@ -14,15 +14,11 @@ export type {
   EngineInfo,
   ExecOptions,
   ExecResult,
-  FakeEngineOptions,
-  FakeExecCall,
-  FakeExecFaults,
-  FakeFaults,
   ImageDetails,
   ImageInfo,
   NetworkInfo,
 } from "./engine/index.ts";
-export { createDockerEngine, FakeEngine, LABEL_PREFIX, MANAGED_LABEL } from "./engine/index.ts";
+export { createDockerEngine, LABEL_PREFIX, MANAGED_LABEL } from "./engine/index.ts";
 export type { AuthEnv, AuthOptions, AuthVariables } from "./http/auth.ts";
 export { authenticate, PUBLIC_ROUTES } from "./http/auth.ts";
 export type { CallerResolver } from "./http/caller.ts";

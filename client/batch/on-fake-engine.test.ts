@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateIdentity, ManualClock, P2prcError } from "../../core/index.ts";
-import { FakeEngine, type FakeExecCall, type FakeExecFaults } from "../../server/index.ts";
+import { FakeEngine, type FakeExecCall, type FakeExecFaults } from "../../server/engine/fake.ts";
 import { testServerApp } from "../../server/test-app.ts";
 import { openStore } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";

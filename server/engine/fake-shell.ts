@@ -1,7 +1,7 @@
 // The few commands FakeEngine runs (a busybox-like subset): enough for the engine contract suite and the
 // tests that use the fake, so that the same `sh -c "..."` means the same on the fake and on Docker.
 // Statements split on `;`, `&&`, `||` and newlines; words on blanks, with '…' and "…" quoting and $NAME;
-// redirections `> f`, `>> f`, `>&2`, `2>&1`, `2> f`.
+// redirections `> f`, `>> f`, `>&2`, `2>&1`, `2> f` (a `>` inside quotes is read as one too: keep it out).
 
 /** A container's files as the fake keeps them: absolute path → content, or "dir". */
 export type FakeFs = Map<string, Uint8Array | "dir">;

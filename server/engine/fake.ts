@@ -1,7 +1,8 @@
 // An in-memory ContainerEngine on a Clock, after Nomad's mock driver: per-container failure injection (a
 // start error, the main process's run time and exit code) and per-exec faults, so scheduling, retry and
 // server logic are tested fast and without Docker. contract.ts runs the same behavioural suite against
-// this and the Docker engine, so the fake cannot drift from what Docker does.
+// this and the Docker engine, so the fake cannot drift from what Docker does. Test support: no index.ts
+// exports it, so it is never loaded by a running node.
 import { createTar, parseTar } from "nanotar";
 import { type Clock, P2prcError, systemClock } from "../../core/index.ts";
 import { absPath, type FakeFs, parentOf, runCommand, type ShellContext } from "./fake-shell.ts";

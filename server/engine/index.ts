@@ -1,9 +1,7 @@
-/** The container engine behind a narrow interface; Docker (or Podman) through dockerode, or FakeEngine in memory. */
+/** The container engine behind a narrow interface; Docker (or Podman) through dockerode. */
 
 export type { DockerEngineOptions } from "./docker.ts";
 export { createDockerEngine } from "./docker.ts";
-export type { FakeEngineOptions, FakeExecCall, FakeExecFaults, FakeFaults } from "./fake.ts";
-export { FakeEngine } from "./fake.ts";
 export type {
   ContainerEngine,
   ContainerInfo,
