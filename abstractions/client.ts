@@ -27,7 +27,7 @@ async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Pro
       identity: ctx.identity,
       clock: ctx.clock,
       views: () => table.views(),
-      fetch: transport.fetchFor(),
+      transport,
     });
   } finally {
     store.close();

@@ -5,8 +5,8 @@ import { describe, expect, test } from "bun:test";
 import { ManualClock } from "../core/index.ts";
 import { openStore } from "../store/index.ts";
 import { FakeEngine, type FakeEngineOptions } from "./engine/fake.ts";
+import { callApp, testServerApp } from "./fixtures.ts";
 import { createTar } from "./index.ts";
-import { callApp, testServerApp } from "./test-app.ts";
 
 function makeApp(options: Omit<FakeEngineOptions, "clock"> = {}) {
   const clock = new ManualClock();

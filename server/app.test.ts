@@ -7,6 +7,7 @@ import Docker from "dockerode";
 import { type Config, defaultConfig } from "../config/index.ts";
 import { memoryLogger, systemClock } from "../core/index.ts";
 import { openStore, type Store } from "../store/index.ts";
+import { callApp } from "./fixtures.ts";
 import {
   type CallerResolver,
   type ContainerEngine,
@@ -16,7 +17,6 @@ import {
   createTar,
   type GpuProbe,
 } from "./index.ts";
-import { callApp } from "./test-app.ts";
 
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
 const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });

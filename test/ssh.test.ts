@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
 import { systemClock } from "../core/index.ts";
+import { testServerApp } from "../server/fixtures.ts";
 import { createDockerEngine } from "../server/index.ts";
-import { testServerApp } from "../server/test-app.ts";
 import { openStore } from "../store/index.ts";
 import { ssh } from "./support.ts";
 

@@ -5,9 +5,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateIdentity, ManualClock, P2prcError } from "../../core/index.ts";
+import { fetchTransport, generateIdentity, ManualClock, P2prcError } from "../../core/index.ts";
 import { FakeEngine, type FakeExecCall, type FakeExecFaults } from "../../server/engine/fake.ts";
-import { testServerApp } from "../../server/test-app.ts";
+import { testServerApp } from "../../server/fixtures.ts";
 import { openStore } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";
 import { type Job, JobSchema } from "./job.ts";
@@ -57,11 +57,11 @@ function client(clock: ManualClock): ClientDeps {
     identity: generateIdentity(),
     clock,
     views: () => [],
-    fetch: (async (input: string, init?: RequestInit) => {
+    transport: fetchTransport((async (input: string, init?: RequestInit) => {
       const n = registry.get(new URL(input).host);
       if (!n) throw new TypeError("connection refused");
       return n.app.request(input, init);
-    }) as typeof fetch,
+    }) as typeof fetch),
   };
 }
 

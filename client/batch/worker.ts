@@ -5,7 +5,7 @@ import { dirname, join, normalize } from "node:path";
 import { createTar, parseTar } from "nanotar";
 import type { Clock } from "../../core/index.ts";
 import type { ClientDeps } from "../containers.ts";
-import { NodeClient } from "../node-client.ts";
+import { connect, type NodeClient } from "../node-client.ts";
 import type { NodeTarget } from "../resolve.ts";
 import type { Job } from "./job.ts";
 import { isLeaseRefused, isMissingPath, type TaskOutcome } from "./scheduler.ts";
@@ -45,7 +45,7 @@ export class NodeWorker {
     private readonly ttlSeconds: number,
     deps: ClientDeps,
   ) {
-    this.client = new NodeClient(target.url, deps.identity, deps.fetch, 60_000, target.id);
+    this.client = connect(deps, target, 60_000);
     this.label = target.name ?? target.url;
     this.pool = Array.from({ length: slots }, () => undefined);
   }

@@ -1,13 +1,49 @@
-// A node's HTTP API in-process for tests, over any engine (FakeEngine for tests without Docker): the
-// ContainerService and the app wired as the composition root wires them, every caller an admin.
-// Test support only (never imported by index.ts).
+// Test fixtures for in-process server tests (not part of the module's public surface, never imported by
+// index.ts): the real app over an in-memory store, with an engine that fails the test if reached
+// (engineFreeApp) or over any engine, FakeEngine for tests without Docker (testServerApp).
 import { hostname, tmpdir } from "node:os";
 import { type Config, defaultConfig } from "../config/index.ts";
-import { type Clock, memoryLogger } from "../core/index.ts";
+import { type Clock, memoryLogger, systemClock } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
-import { createServerApp } from "./app.ts";
+import { createServerApp, type ServerAppDeps } from "./app.ts";
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
+
+/** An engine that fails the test if a route reaches it: health, an empty list and refusals must not. */
+export const noEngine = new Proxy({} as ContainerEngine, {
+  get: (_, name) => () => {
+    throw new Error(`the engine was called (${String(name)})`);
+  },
+});
+
+/** The server app of node `nodeId` named `name` over `records` (an in-memory store's), no engine behind it. */
+export function engineFreeApp(o: {
+  records: ContainerStore;
+  nodeId: string;
+  name: string;
+  clock?: Clock;
+  auth?: ServerAppDeps["auth"];
+  resolveCaller?: ServerAppDeps["resolveCaller"];
+}) {
+  const deps = {
+    nodeId: o.nodeId,
+    config: defaultConfig(o.name),
+    engine: noEngine,
+    records: o.records,
+    clock: o.clock ?? systemClock,
+    logger: memoryLogger(),
+    gpus: async () => [],
+  };
+  const app = createServerApp({
+    ...deps,
+    version: "test",
+    containers: new ContainerService(deps),
+    dataDir: "/nonexistent",
+    auth: o.auth,
+    resolveCaller: o.resolveCaller,
+  });
+  return app;
+}
 
 export interface TestAppOptions {
   engine: ContainerEngine;
@@ -19,7 +55,7 @@ export interface TestAppOptions {
   dataDir?: string;
 }
 
-/** The app and its service; containers default to busybox with small limits. */
+/** The app and its service over `engine`, every caller an admin; containers default to busybox with small limits. */
 export function testServerApp(o: TestAppOptions) {
   const deps = {
     nodeId: o.nodeId ?? "f".repeat(64),
