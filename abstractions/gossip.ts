@@ -1,4 +1,4 @@
-import type { ClusterBook } from "../p2p/index.ts";
+import { ClusterBook, GossipService, PeerTable } from "../p2p/index.ts";
 import type { capacityOf } from "../server/index.ts";
 import type { Store } from "../store/index.ts";
 import { type NodeContext, tlsMaterial } from "./node.ts";
@@ -8,7 +8,6 @@ type Capacity = ReturnType<typeof capacityOf>;
 
 /** Who may use this node (itself, `trusted`, its clusters' members, or anyone on an open network). */
 export async function openClusterBook(ctx: NodeContext, store: Store): Promise<ClusterBook> {
-  const { ClusterBook } = await import("../p2p/index.ts");
   return new ClusterBook({
     documents: store.clusters,
     selfId: ctx.identity.nodeId,
@@ -24,7 +23,6 @@ export async function openClusterBook(ctx: NodeContext, store: Store): Promise<C
  * and its TLS certificate (config `tls`), which its record carries and its server serves.
  */
 export async function createGossip(ctx: NodeContext, store: Store, capacity: () => Promise<Capacity>) {
-  const { GossipService, PeerTable } = await import("../p2p/index.ts");
   const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
   const transport = await peerTransport(ctx, table);
   const tls = ctx.config.tls ? await tlsMaterial(ctx) : undefined;

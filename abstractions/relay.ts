@@ -1,5 +1,5 @@
 import { parseAddress } from "../core/index.ts";
-import type { ClusterBook, RelayAgent, RelayServer } from "../p2p/index.ts";
+import { type ClusterBook, RelayAgent, type RelayServer, startRelay } from "../p2p/index.ts";
 import type { NodeContext } from "./node.ts";
 
 /** The relay role (config `relay`): members of this node's clusters may keep tunnels here. */
@@ -8,7 +8,6 @@ export async function startRelayRole(
   clusters: ClusterBook,
 ): Promise<RelayServer | undefined> {
   if (!ctx.config.relay) return undefined;
-  const { startRelay } = await import("../p2p/index.ts");
   const c = ctx.config;
   return startRelay({
     identity: ctx.identity,
@@ -35,7 +34,6 @@ export async function startRelayAgent(
   allowPort: (caller: string, port: number) => boolean,
 ): Promise<RelayAgent | undefined> {
   if (ctx.config.relays.length === 0) return undefined;
-  const { RelayAgent } = await import("../p2p/index.ts");
   const h = ctx.config.serverHost;
   const agent = new RelayAgent({
     identity: ctx.identity,
