@@ -421,84 +421,42 @@ async function main(): Promise<void> {
     out("  measure                                   relayed      direct     goal            meets");
     const row = (name: string, r: string, d: string, goal: string, ok: string) =>
       out(`  ${name.padEnd(42)}${r.padStart(9)}   ${d.padStart(9)}     ${goal.padEnd(16)}${ok}`);
+    const f = (x: number, digits = 0) => (Number.isNaN(x) ? "n/a" : x.toFixed(digits));
+    /** A latency pair (relayed, direct) and the added figure against its goal. */
+    const rtt = (name: string, x: { d: number[]; r: number[] }, q: number, goal: number) => {
+      row(name, f(p(x.r, q)), f(p(x.d, q)), "", "");
+      row(`  added p${q}, µs`, f(added(x, q)), "", `≤ ${goal}`, yes(added(x, q) <= goal));
+    };
     row(
       `bulk throughput, MB/s (median of ${TURNS} × ${BULK_MB} MB)`,
-      rMb.toFixed(0).replace("NaN", "n/a"),
-      dMb.toFixed(0).replace("NaN", "n/a"),
+      f(rMb),
+      f(dMb),
       `≥ ${GOALS.ratio}× direct`,
-      `${yes(rMb >= GOALS.ratio * dMb)} (${(rMb / dMb).toFixed(2)}×)`,
+      `${yes(rMb >= GOALS.ratio * dMb)} (${f(rMb / dMb, 2)}×)`,
     );
     out(
-      `    for reference, through a loopback relay: frp ~690 MB/s, rathole ~1350 MB/s; p2prc ${rMb.toFixed(0)} MB/s`,
+      `    for reference, through a loopback relay: frp ~690 MB/s, rathole ~1350 MB/s; p2prc ${f(rMb)} MB/s`,
     );
-    row(
-      "RTT p50, µs (64 B echo)",
-      p(idle.r, 50).toFixed(0).replace("NaN", "n/a"),
-      p(idle.d, 50).toFixed(0).replace("NaN", "n/a"),
-      "",
-      "",
-    );
-    row(
-      "  added p50, µs",
-      added(idle, 50).toFixed(0).replace("NaN", "n/a"),
-      "",
-      `≤ ${GOALS.p50}`,
-      yes(added(idle, 50) <= GOALS.p50),
-    );
-    row(
-      "RTT p99, µs",
-      p(idle.r, 99).toFixed(0).replace("NaN", "n/a"),
-      p(idle.d, 99).toFixed(0).replace("NaN", "n/a"),
-      "",
-      "",
-    );
-    row(
-      "  added p99, µs",
-      added(idle, 99).toFixed(0).replace("NaN", "n/a"),
-      "",
-      `≤ ${GOALS.p99}`,
-      yes(added(idle, 99) <= GOALS.p99),
-    );
-    row(
-      `RTT p50 while another tunnel moves ${LOAD_MBPS} MB/s`,
-      p(loaded.r, 50).toFixed(0).replace("NaN", "n/a"),
-      p(loaded.d, 50).toFixed(0).replace("NaN", "n/a"),
-      "",
-      "",
-    );
-    row(
-      "  added p50, µs",
-      added(loaded, 50).toFixed(0).replace("NaN", "n/a"),
-      "",
-      `≤ ${GOALS.loadedP50}`,
-      yes(added(loaded, 50) <= GOALS.loadedP50),
-    );
+    rtt("RTT p50, µs (64 B echo)", idle, 50, GOALS.p50);
+    rtt("RTT p99, µs", idle, 99, GOALS.p99);
+    rtt(`RTT p50 while another tunnel moves ${LOAD_MBPS} MB/s`, loaded, 50, GOALS.loadedP50);
     out(
-      `    (the load moved ${(moved.sent / 1e6 / loadS).toFixed(0)} MB/s over ${loadS.toFixed(1)} s, ${loaded.r.length} samples each; p99 relayed ${p(loaded.r, 99).toFixed(0)} µs, direct ${p(loaded.d, 99).toFixed(0)} µs)`,
+      `    (the load moved ${f(moved.sent / 1e6 / loadS)} MB/s over ${f(loadS, 1)} s, ${loaded.r.length} samples each; p99 relayed ${f(p(loaded.r, 99))} µs, direct ${f(p(loaded.d, 99))} µs)`,
     );
-    row(
-      `relay RSS per idle tunnel, KB (${TUNNELS} tunnels)`,
-      idleKb.toFixed(1),
-      "",
-      `≤ ${GOALS.idleKb}`,
-      yes(idleKb <= GOALS.idleKb),
-    );
-    row(
-      `  per tunnel after ${TRAFFIC_PER_TUNNEL / 1024} KB through it, KB`,
-      trafficKb.toFixed(1),
-      "",
-      `≤ ${GOALS.trafficKb}`,
-      yes(trafficKb <= GOALS.trafficKb),
-    );
+    const memRows = [
+      [`relay RSS per idle tunnel, KB (${TUNNELS} tunnels)`, idleKb, GOALS.idleKb],
+      [`  per tunnel after ${TRAFFIC_PER_TUNNEL / 1024} KB through it, KB`, trafficKb, GOALS.trafficKb],
+    ] as const;
+    for (const [name, kb, goal] of memRows) row(name, f(kb, 1), "", `≤ ${goal}`, yes(kb <= goal));
     out(
-      `    (relay RSS ${(m0.rss / 1e6).toFixed(1)} MB with 2 tunnels, ${(m1.rss / 1e6).toFixed(1)} MB with ${TUNNELS + 2}, ${(m2.rss / 1e6).toFixed(1)} MB after traffic)`,
+      `    (relay RSS ${f(m0.rss / 1e6, 1)} MB with 2 tunnels, ${f(m1.rss / 1e6, 1)} MB with ${TUNNELS + 2}, ${f(m2.rss / 1e6, 1)} MB after traffic)`,
     );
     row(
       `${STREAMS} concurrent streams, ${STREAM_BYTES / 1024} KB echoed each`,
       `${conc.ok}/${STREAMS}`,
       "",
       "none lost",
-      `${yes(conc.ok === STREAMS)} (${conc.ms.toFixed(0)} ms)`,
+      `${yes(conc.ok === STREAMS)} (${f(conc.ms)} ms)`,
     );
   } finally {
     relayChild.proc.kill();

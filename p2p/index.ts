@@ -18,6 +18,8 @@ export type {
   RelayServer,
   RelayServerOptions,
   RelayStats,
+  RelayTransport,
+  RelayTransportOptions,
   Sink,
 } from "./relay/index.ts";
 export {
@@ -25,6 +27,7 @@ export {
   dialThroughRelay,
   openRelayForwarder,
   RelayAgent,
+  relayTransport,
   startRelay,
 } from "./relay/index.ts";
 export type { P2pRoutesOptions } from "./routes.ts";

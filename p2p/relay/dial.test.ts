@@ -6,12 +6,14 @@ import {
   generateIdentity,
   loadOrCreateTlsCertificate,
   memoryLogger,
+  PeerClient,
   pinnedTls,
   systemClock,
 } from "../../core/index.ts";
 import { RelayAgent } from "./agent.ts";
 import { openRelayForwarder } from "./dial.ts";
 import { relayFor, until } from "./fixtures.ts";
+import { relayTransport } from "./transport.ts";
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -59,6 +61,43 @@ test("HTTPS pinned to the node's own certificate works through a forwarder; anot
   expect(replies).toEqual(["hello /n1 300000", "hello /n2 300000", "hello /n3 300000"]);
   expect(relay.stats.streamsOpened).toBeGreaterThanOrEqual(1);
   expect(relay.stats.bytes).toBeGreaterThan(3 * 300_000);
+
+  // the peer client, through relayTransport: the relayed node by its id, pinned to its certificate;
+  // a direct node goes to the base transport at its own address
+  const seen: string[] = [];
+  const transport = relayTransport({
+    base: {
+      send: (node, path, init) => {
+        seen.push(`${node.address.host}:${node.address.port}`);
+        return fetch(`https://127.0.0.1:${node.address.port}${path}`, {
+          ...init,
+          tls: pinnedTls(node.cert as string),
+        });
+      },
+    },
+    identity: bob,
+    relayOf: (node) => (node.id === alice.nodeId ? relay : undefined),
+  });
+  cleanup.push(() => transport.close());
+  const client = new PeerClient({ identity: bob, clock: systemClock, transport });
+  const relayed = {
+    id: alice.nodeId,
+    cert: tls.certPem,
+    tls: true,
+    address: { host: "192.0.2.1", port: 8088 },
+  };
+  expect(await (await client.request(relayed, "/p/1")).text()).toBe("hello /p/1 0");
+  expect(await (await client.request(relayed, "/p/2")).text()).toBe("hello /p/2 0");
+  const direct = {
+    id: bob.nodeId,
+    cert: tls.certPem,
+    tls: true,
+    address: { host: "127.0.0.1", port: server.port as number },
+  };
+  expect(await (await client.request(direct, "/d")).text()).toBe("hello /d 0");
+  expect(seen[0]).not.toBe("192.0.2.1:8088"); // the forwarder's address, not the unreachable one
+  expect(seen[0]).toBe(seen[1] as string); // one forwarder per node, kept
+  expect(seen[2]).toBe(`127.0.0.1:${server.port}`);
 
   // another certificate (an interceptor) is refused by the caller's pinning
   const other = await loadOrCreateTlsCertificate(join(dir, "other"), "mallory");
