@@ -50,6 +50,7 @@ export class RelayAgent implements AsyncDisposable {
   private stopped = false;
   private timer: Cancel | undefined;
   private watchdog: Cancel | undefined;
+  private readonly listeners = new Set<(relay: RelayEndpoint | undefined) => void>();
 
   constructor(private readonly o: RelayAgentOptions) {
     if (o.relays.length === 0) throw new P2prcError("E_CONFIG", "relay agent: no relay to use");
@@ -63,6 +64,20 @@ export class RelayAgent implements AsyncDisposable {
 
   start(): void {
     void this.connect();
+  }
+
+  /**
+   * Calls `fn` whenever the relay this node is reachable through changes (undefined: none now), as
+   * `onChange` does: the node re-signs its record with it. Returns the unsubscribe function.
+   */
+  subscribe(fn: (relay: RelayEndpoint | undefined) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private changed(relay: RelayEndpoint | undefined): void {
+    this.o.onChange?.(relay);
+    for (const fn of this.listeners) fn(relay);
   }
 
   async stop(): Promise<void> {
@@ -126,7 +141,7 @@ export class RelayAgent implements AsyncDisposable {
         close: () => this.lost(where),
       });
       logger.info(`relay: reachable through ${where}`);
-      this.o.onChange?.(this.relay);
+      this.changed(this.relay);
     } catch (err) {
       this.stats.failures++;
       logger.warn(`relay: ${where}: ${(err as Error).message}; retrying in ${this.backoff} ms`);
@@ -142,7 +157,7 @@ export class RelayAgent implements AsyncDisposable {
     this.relay = undefined;
     if (this.stopped) return;
     this.o.logger.warn(`relay: lost the tunnel to ${where}; failing over`);
-    this.o.onChange?.(undefined);
+    this.changed(undefined);
     this.index++;
     this.retry(this.o.backoffMinMs ?? 250);
   }

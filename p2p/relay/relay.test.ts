@@ -141,11 +141,14 @@ describe("relay", () => {
     cleanup.push(() => two.stop());
     cleanup.push(() => one.stop());
     const agent = agentFor(alice, [one, two], echo.port);
+    const changes: (string | undefined)[] = [];
+    agent.subscribe((r) => changes.push(r?.nodeId));
     await until(() => agent.current?.nodeId === relayId.nodeId, 5000, "tunnel to the first relay");
     const killedAt = Date.now();
     await one.stop();
     await until(() => agent.current?.nodeId === twoId.nodeId, 5000, "tunnel to the second relay");
     expect(Date.now() - killedAt).toBeLessThan(2000);
+    expect(changes).toEqual([relayId.nodeId, undefined, twoId.nodeId]);
     const conn = await dialThroughRelay({ relay: two, target: alice.nodeId, identity: bob });
     expect((await roundTrip(conn, Buffer.from("again"))).toString()).toBe("again");
   });
