@@ -452,7 +452,7 @@ async function main(): Promise<void> {
       `    (relay RSS ${f(m0.rss / 1e6, 1)} MB with 2 tunnels, ${f(m1.rss / 1e6, 1)} MB with ${TUNNELS + 2}, ${f(m2.rss / 1e6, 1)} MB after traffic)`,
     );
     row(
-      `${STREAMS} concurrent streams, ${STREAM_BYTES / 1024} KB echoed each`,
+      `${STREAMS} concurrent streams (${STREAM_BYTES / 1024} KB echoed)`,
       `${conc.ok}/${STREAMS}`,
       "",
       "none lost",
