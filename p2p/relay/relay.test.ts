@@ -1,11 +1,12 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { generateIdentity, isP2prcError, memoryLogger, systemClock } from "../../core/index.ts";
+import { generateIdentity, isP2prcError, ManualClock, memoryLogger, systemClock } from "../../core/index.ts";
 import { RelayAgent } from "./agent.ts";
 import { relayConnect } from "./connect.ts";
 import { dialThroughRelay } from "./dial.ts";
 import { echoServer, relayFor, roundTrip, until } from "./fixtures.ts";
 import { signHello } from "./handshake.ts";
+import { startRelay } from "./relay.ts";
 
 const relayId = generateIdentity();
 const alice = generateIdentity(); // the node behind the NAT
@@ -209,5 +210,40 @@ describe("relay", () => {
     expect(relay.stats.refused.byNode).toBe(2);
     expect(sshd.accepted()).toBe(1);
     expect(echo.accepted()).toBe(0);
+  });
+
+  test("a connection that sends no hello is closed after the handshake timeout (on the relay's clock)", async () => {
+    const clock = new ManualClock();
+    const relay = await startRelay({
+      identity: relayId,
+      isMember: () => true,
+      host: "127.0.0.1",
+      port: 0,
+      limits: { handshakeTimeoutMs: 10_000 },
+      clock,
+      logger: memoryLogger(),
+    });
+    cleanup.push(() => relay.stop());
+    let closed = false;
+    let hello = "";
+    await Bun.connect({
+      hostname: "127.0.0.1",
+      port: relay.port,
+      socket: {
+        data: (_s, chunk) => {
+          hello += Buffer.from(chunk).toString();
+        },
+        close: () => {
+          closed = true;
+        },
+      },
+    });
+    await until(() => hello.endsWith("\n"), 3000, "the relay's hello");
+    clock.advance(9_000);
+    await Bun.sleep(50);
+    expect(closed).toBe(false);
+    clock.advance(2_000);
+    await until(() => closed, 3000, "closed");
+    expect(relay.stats.refused.timeout).toBe(1);
   });
 });
