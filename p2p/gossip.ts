@@ -14,6 +14,7 @@ import {
 import type { MetaStore, PeerRow, PeerStore } from "../store/index.ts";
 import { type ClusterBook, clusterLabel } from "./cluster.ts";
 import { Introductions } from "./introductions.ts";
+import type { ReachState } from "./reach.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 import type { PeerExpectation, PeerTransport } from "./transport.ts";
 import type {
@@ -50,6 +51,8 @@ export interface GossipDeps {
   clusters?: ClusterBook;
   /** This node's TLS certificate, published in its record (config `tls`). */
   certPem?: string;
+  /** How members reach this node, as found (p2p/reach.ts); default: config `behindNat` "true", else direct. */
+  reach?: () => ReachState | undefined;
   /** How peers are reached (TLS pinned to their records' certificates); default: plain `fetch`. */
   transport?: PeerTransport;
   fetch?: typeof fetch;
@@ -182,8 +185,10 @@ export class GossipService {
       id: identity.nodeId,
       name: config.machineName,
       addresses: this.addresses(),
-      nat: config.behindNat === "true",
-      reach: "direct" as const,
+      ...(this.deps.reach?.() ?? {
+        nat: config.behindNat === "true",
+        reach: config.behindNat === "true" ? ("relay" as const) : ("direct" as const),
+      }),
       metadata: meta.get(META_METADATA) ?? "",
       offer: await this.deps.offer(),
       ...(this.deps.certPem ? { cert: this.deps.certPem } : {}),
