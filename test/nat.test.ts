@@ -3,8 +3,13 @@
 // dials out, seen at the router's address), then reachability (Docs/P2P.md): the home node finds itself
 // `relay`, a public node `direct`, each by asking a member to dial it back.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { LAB_ADDR, type NatLab, natLabUnavailable, startNatLab } from "./lab/nat.ts";
+import { signRequest } from "../core/index.ts";
+import type { ReachReport } from "../p2p/index.ts";
+import { LAB_ADDR, type NatLab, natLabUnavailable, spawnLabNode, startNatLab } from "./lab/nat.ts";
+import { nodeIdentity, p2prcCommand, type SpawnedNode, waitFor } from "./support.ts";
 
 const unavailable = natLabUnavailable();
 if (unavailable) console.warn(`test/nat.test.ts skipped: ${unavailable}`);
@@ -37,11 +42,7 @@ describe.skipIf(unavailable !== undefined)("NAT lab", () => {
 
   /** Connects from `from` to host:port (3 s at most): what the listener said, or "" when no connection. */
   async function dial(from: "client" | "relay" | "home", host: string, port: number): Promise<string> {
-    const r = await lab.run(
-      from,
-      ["bash", "-c", `timeout 3 bash -c 'cat < /dev/tcp/${host}/${port}'`],
-      10_000,
-    );
+    const r = await lab.run(from, ["bash", "-c", `timeout 3 bash -c 'cat < /dev/tcp/${host}/${port}'`]);
     return r.code === 0 ? r.out.trim() : "";
   }
 
@@ -75,9 +76,130 @@ describe.skipIf(unavailable !== undefined)("NAT lab", () => {
     const r = await lab.run(
       "home",
       ["docker", "-H", lab.homeDockerHost, "run", "--rm", "p2prc-test/busybox", "sh", "-c", "echo ok"],
-      30_000,
+      { timeoutMs: 30_000 },
     );
     expect(r.err).toBe("");
     expect(r.out.trim()).toBe("ok");
   }, 60_000);
+
+  describe("reachability", () => {
+    const nodes: Record<"carol" | "bob" | "alice", { home: string; node?: SpawnedNode }> = {
+      carol: { home: "" },
+      bob: { home: "" },
+      alice: { home: "" },
+    };
+    const hostOf = { carol: "relay", bob: "client", alice: "home" } as const;
+
+    beforeAll(async () => {
+      for (const name of ["carol", "bob", "alice"] as const) {
+        nodes[name].home = join(lab.dir, name);
+        mkdirSync(nodes[name].home, { recursive: true });
+      }
+      // keys first: each trusts the other two (their personal cluster), so each may ask the others
+      const ids = Object.fromEntries(
+        (["carol", "bob", "alice"] as const).map((n) => [n, nodeIdentity(nodes[n].home).nodeId]),
+      );
+      const start = (name: "carol" | "bob" | "alice") =>
+        spawnLabNode(lab, hostOf[name], {
+          home: nodes[name].home,
+          procs,
+          name,
+          env: {
+            P2PRC_MACHINE_NAME: name,
+            P2PRC_TRUSTED: Object.values(ids).join(","),
+            P2PRC_BOOTSTRAP: name === "carol" ? undefined : `${LAB_ADDR.relay}:8088`,
+          },
+        });
+      nodes.carol.node = await start("carol");
+      [nodes.bob.node, nodes.alice.node] = await Promise.all([start("bob"), start("alice")]);
+    }, 90_000);
+
+    /** GET /v1/p2p/reach of a node, signed by its own key, asked from inside its host. */
+    async function reachOf(name: "carol" | "bob" | "alice"): Promise<ReachReport> {
+      const url = `${nodes[name].node?.url}/v1/p2p/reach`;
+      const headers = signRequest(nodeIdentity(nodes[name].home), "GET", url, "");
+      const r = await lab.fetch(hostOf[name], url, { headers });
+      if (r.status !== 200) throw new Error(`${name}: /v1/p2p/reach: ${r.status} ${r.body}`);
+      return JSON.parse(r.body) as ReachReport;
+    }
+
+    /** `p2prc --ls --json` of bob's home, run on the client host. */
+    async function bobLs(): Promise<{ name: string; reach: string; nat: boolean }[]> {
+      const r = await lab.run("client", [...p2prcCommand(), "--ls", "--json"], {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: nodes.bob.home, P2PRC: nodes.bob.home },
+      });
+      if (r.code !== 0) throw new Error(`--ls: ${r.err}`);
+      return JSON.parse(r.out);
+    }
+
+    test("home finds itself relayed, the public nodes direct; --ls on bob shows it", async () => {
+      const alice = await waitFor(
+        "alice relayed",
+        async () => {
+          const r = await reachOf("alice");
+          return r.reach === "relay" ? r : undefined;
+        },
+        30_000,
+        500,
+      );
+      expect(alice.mode).toBe("auto");
+      expect(alice.nat).toBe(true);
+      expect(alice.checkedAt).toBeNumber();
+      // the member that tried could not dial alice's own address
+      expect(alice.answers.length).toBeGreaterThan(0);
+      for (const a of alice.answers) {
+        expect(a.reachable).toBe(false);
+        expect(a.error).toContain(`${LAB_ADDR.home}:8088`);
+      }
+      for (const name of ["carol", "bob"] as const) {
+        const r = await waitFor(
+          `${name} checked`,
+          async () => {
+            const x = await reachOf(name);
+            return x.checkedAt ? x : undefined;
+          },
+          30_000,
+          500,
+        );
+        expect(r.reach).toBe("direct");
+        expect(r.answers.some((a) => a.reachable)).toBe(true);
+      }
+      // bob's table (from gossip: alice's record reached bob, signed by alice) marks alice relayed
+      const rows = await waitFor(
+        "bob's --ls shows alice relayed",
+        async () => {
+          const ls = await bobLs();
+          return ls.find((r) => r.name === "alice")?.reach === "relay" && ls.length === 3 ? ls : undefined;
+        },
+        20_000,
+        500,
+      );
+      expect(Object.fromEntries(rows.map((r) => [r.name, r.reach]))).toEqual({
+        alice: "relay",
+        bob: "direct",
+        carol: "direct",
+      });
+      expect(rows.find((r) => r.name === "alice")?.nat).toBe(true);
+    }, 90_000);
+
+    test("alice's node answers in home, and a direct dial to it from the public side fails", async () => {
+      const url = nodes.alice.node?.url as string;
+      expect((await lab.fetch("home", `${url}/v1/health`)).status).toBe(200);
+      const [fromClient, fromRelay] = await Promise.all([
+        lab.fetch("client", `${url}/v1/health`, { timeoutS: 3 }),
+        lab.fetch("relay", `${url}/v1/health`, { timeoutS: 3 }),
+      ]);
+      expect([fromClient.status, fromRelay.status]).toEqual([0, 0]);
+    }, 30_000);
+
+    test("a dial-back from a non-member is refused (403), and nothing is dialed", async () => {
+      const url = `${nodes.carol.node?.url}/v1/p2p/dialback`;
+      const { generateIdentity } = await import("../core/index.ts");
+      const stranger = generateIdentity();
+      const body = JSON.stringify({ record: {} });
+      const headers = { "content-type": "application/json", ...signRequest(stranger, "POST", url, body) };
+      const r = await lab.fetch("client", url, { method: "POST", headers, body });
+      expect(r.status).toBe(403);
+    }, 30_000);
+  });
 });

@@ -55,8 +55,12 @@ export interface NatLab extends AsyncDisposable {
   ns(host: LabHost): string;
   /** `argv`, run in `host`'s network namespace (nsenter, not `ip netns exec`: see DOCKER-ENGINE.md). */
   command(host: LabHost, argv: string[]): string[];
-  /** Runs `argv` in `host` to its end (killed after `timeoutMs`, default 15 s). */
-  run(host: LabHost, argv: string[], timeoutMs?: number): Promise<LabResult>;
+  /** Runs `argv` in `host` to its end (killed after `timeoutMs`, default 15 s; `env` replaces this one's). */
+  run(
+    host: LabHost,
+    argv: string[],
+    o?: { timeoutMs?: number; env?: Record<string, string> },
+  ): Promise<LabResult>;
   /** An HTTP request made from `host` (curl; `-k`: readiness checks do not pin). Status 0: no answer. */
   fetch(
     host: LabHost,
@@ -203,9 +207,14 @@ export async function startNatLab(options: NatLabOptions = {}): Promise<NatLab> 
       await startEngine(command("home", []), join(dir, "home"));
       loadImages(options.images ?? ["p2prc-test/busybox"], homeDockerHost);
     }
-    const run = async (host: LabHost, argv: string[], timeoutMs = 15_000): Promise<LabResult> => {
-      const proc = Bun.spawn(command(host, argv), { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-      const timer = setTimeout(() => proc.kill(9), timeoutMs);
+    const run: NatLab["run"] = async (host, argv, o = {}) => {
+      const proc = Bun.spawn(command(host, argv), {
+        stdout: "pipe",
+        stderr: "pipe",
+        stdin: "ignore",
+        ...(o.env ? { env: o.env } : {}),
+      });
+      const timer = setTimeout(() => proc.kill(9), o.timeoutMs ?? 15_000);
       const [out, err, code] = await Promise.all([
         new Response(proc.stdout).text(),
         new Response(proc.stderr).text(),
@@ -226,7 +235,7 @@ export async function startNatLab(options: NatLabOptions = {}): Promise<NatLab> 
         for (const [k, v] of Object.entries(init.headers ?? {})) argv.push("-H", `${k}: ${v}`);
         if (init.body !== undefined) argv.push("--data-binary", init.body);
         argv.push("-w", "\n%{http_code}", url);
-        const r = await run(host, argv, ((init.timeoutS ?? 5) + 5) * 1000);
+        const r = await run(host, argv, { timeoutMs: ((init.timeoutS ?? 5) + 5) * 1000 });
         const cut = r.out.lastIndexOf("\n");
         return { status: Number(r.out.slice(cut + 1)) || 0, body: r.out.slice(0, Math.max(cut, 0)) };
       },
