@@ -92,9 +92,9 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     const stop = () => {
       stopped ??= (async () => {
         gossip.stop();
-        reach.stop();
+        const checks = reach.stop();
         await server.stop();
-        await Promise.all([gossip.idle(), reach.idle()]);
+        await Promise.all([gossip.idle(), checks]);
         transport.close();
         store.close();
       })();

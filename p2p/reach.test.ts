@@ -4,7 +4,14 @@ import { beforeEach, describe, expect, test } from "bun:test";
 import { generateIdentity, type Identity, isP2prcError, ManualClock, memoryLogger } from "../core/index.ts";
 import { openStore } from "../store/index.ts";
 import { signedRecord } from "./fixtures.ts";
-import { decideReach, dialbackCandidates, type NatMode, ReachService, type ReachState } from "./reach.ts";
+import {
+  decideReach,
+  dialbackCandidates,
+  type NatMode,
+  type ReachDeps,
+  ReachService,
+  type ReachState,
+} from "./reach.ts";
 import { PeerTable } from "./table.ts";
 import type { NodeRecord, SignedRecord } from "./types.ts";
 
@@ -81,20 +88,21 @@ function service(
     fetch?: typeof fetch;
     selfRecord?: SignedRecord;
     vouched?: (id: string) => boolean;
-  } = {},
+  } & Pick<ReachDeps, "retryMs" | "intervalMs" | "maxConcurrent"> = {},
 ) {
   const changes: ReachState[] = [];
-  const record = o.selfRecord ?? signedRecord(self, { addresses: [{ host: "10.250.1.2", port: 8088 }] });
+  const { selfRecord, mode, vouched, ...rest } = o;
+  const record = selfRecord ?? signedRecord(self, { addresses: [{ host: "10.250.1.2", port: 8088 }] });
   const reach = new ReachService({
     identity: self,
-    mode: o.mode ?? "auto",
+    mode: mode ?? "auto",
     table,
     clock,
     logger: memoryLogger(),
-    vouched: o.vouched ?? (() => true),
+    vouched: vouched ?? (() => true),
     selfRecord: async () => record,
     changed: (s) => changes.push(s),
-    fetch: o.fetch,
+    ...rest,
   });
   return { reach, changes };
 }
@@ -195,35 +203,26 @@ describe("ReachService: asking", () => {
         return answer({ reachable: false, address: "" });
       },
     });
-    const changes: ReachState[] = [];
-    const reach = new ReachService({
-      identity: self,
-      mode: "auto",
-      table,
-      clock,
-      logger: memoryLogger(),
-      vouched: () => true,
-      selfRecord: async () => signedRecord(self),
-      changed: (s) => changes.push(s),
-      fetch: net.fetch,
-      retryMs: 1000,
-      intervalMs: 60_000,
-    });
+    const { reach, changes } = service({ fetch: net.fetch, retryMs: 1000, intervalMs: 60_000 });
+    // the fake network answers without I/O: a check started by a tick has ended one macrotask later
+    const tick = () => Bun.sleep(5);
     reach.start();
-    await reach.idle();
+    await tick();
     expect(net.calls.length).toBe(1);
     up = true;
     clock.advance(1000);
-    await reach.idle();
+    await tick();
     expect(net.calls.length).toBe(2);
     expect(changes).toEqual([{ nat: true, reach: "relay" }]);
     clock.advance(30_000); // answered: not again before the interval
-    await reach.idle();
+    await tick();
     expect(net.calls.length).toBe(2);
     clock.advance(31_000);
-    await reach.idle();
+    await tick();
     expect(net.calls.length).toBe(3);
-    reach.stop();
+    await reach.stop();
+    clock.advance(120_000);
+    expect(net.calls.length).toBe(3);
   });
 });
 
@@ -298,18 +297,7 @@ describe("ReachService: dialing back", () => {
         )();
       },
     });
-    const reach = new ReachService({
-      identity: self,
-      mode: "auto",
-      table,
-      clock,
-      logger: memoryLogger(),
-      vouched: () => true,
-      selfRecord: async () => signedRecord(self),
-      changed: () => {},
-      fetch: net.fetch,
-      maxConcurrent: 2,
-    });
+    const { reach } = service({ fetch: net.fetch, maxConcurrent: 2 });
     const first = reach.handleDialback(caller.nodeId, { record: rec });
     const again = await reach.handleDialback(caller.nodeId, { record: rec }).catch((e) => e);
     expect(isP2prcError(again, "E_RATE_LIMIT")).toBe(true);

@@ -286,7 +286,7 @@ export class ReachService {
 
   /** Checks now and then: every `retryMs` until a member answers, then every `intervalMs`. */
   start(): void {
-    this.stop();
+    void this.stop();
     if (this.deps.mode !== "auto") return;
     const { clock } = this.deps;
     const retry = this.deps.retryMs ?? 2000;
@@ -305,13 +305,10 @@ export class ReachService {
     tick();
   }
 
-  stop(): void {
+  /** No more checks; resolves once a check in progress has ended (graceful). Idempotent. */
+  async stop(): Promise<void> {
     this.cancel?.();
     this.cancel = undefined;
-  }
-
-  /** Waits for a check in progress (graceful stop). */
-  async idle(): Promise<void> {
     await this.running;
   }
 }
