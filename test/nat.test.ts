@@ -8,7 +8,14 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { signRequest } from "../core/index.ts";
 import type { ReachReport } from "../p2p/index.ts";
-import { LAB_ADDR, type NatLab, natLabUnavailable, spawnLabNode, startNatLab } from "./lab/nat.ts";
+import {
+  LAB_ADDR,
+  type NatLab,
+  natLabUnavailable,
+  removeStaleLabs,
+  spawnLabNode,
+  startNatLab,
+} from "./lab/nat.ts";
 import { nodeIdentity, p2prcCommand, type SpawnedNode, waitFor } from "./support.ts";
 
 const unavailable = natLabUnavailable();
@@ -80,6 +87,42 @@ describe.skipIf(unavailable !== undefined)("NAT lab", () => {
     );
     expect(r.err).toBe("");
     expect(r.out.trim()).toBe("ok");
+  }, 60_000);
+
+  test("a lab left by a killed run (its processes too) is removed by the next one, not a live one's", async () => {
+    const script = join(lab.dir, "killed-run.ts");
+    await Bun.write(
+      script,
+      `import { startNatLab } from ${JSON.stringify(join(import.meta.dir, "lab/nat.ts"))};
+       const lab = await startNatLab({ engine: false });
+       const sleeper = Bun.spawn(lab.command("home", ["sleep", "1000"]));
+       console.log(lab.id, sleeper.pid);
+       await Bun.sleep(1e6);`,
+    );
+    const child = Bun.spawn([process.execPath, script], { stdout: "pipe", stderr: "inherit" });
+    procs.push(child);
+    const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    const [id, sleeper] = first.trim().split(" ") as [string, string];
+    const namespaces = () =>
+      Bun.spawnSync(["ip", "netns", "list"])
+        .stdout.toString()
+        .split("\n")
+        .filter((l) => l.startsWith(`${id}-`));
+    expect(namespaces().length).toBe(6);
+    expect(removeStaleLabs()).not.toContain(id); // its owner still runs
+    expect(namespaces().length).toBe(6);
+    child.kill(9); // no exit handler runs
+    await child.exited;
+    expect(removeStaleLabs()).toEqual([id]);
+    expect(namespaces()).toEqual([]);
+    // killed: gone, or a zombie of whoever adopted it
+    const stat = await Bun.file(`/proc/${sleeper}/stat`)
+      .text()
+      .catch(() => "");
+    expect(stat).toMatch(/^$|^\d+ \(sleep\) Z/);
+    // and this run's own lab is untouched
+    expect((await lab.run("home", ["true"])).code).toBe(0);
   }, 60_000);
 
   describe("reachability", () => {
