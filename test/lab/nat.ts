@@ -11,7 +11,7 @@
 // namespace with `nsenter --net`, images copied from the test engine by `docker save | docker load`), so
 // the ports its containers publish exist in home only. Every name starts with `p2nl<pid>x<n>-`: a run that
 // was killed leaves namespaces behind whose owner pid is gone, and the next lab removes them first.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { p2prcCommand, type SpawnedNode, spawnNode } from "../support.ts";
@@ -31,6 +31,8 @@ export const LAB_ADDR = {
 
 const PREFIX = "p2nl";
 const STATE_ROOT = "/tmp/p2prc-natlab";
+/** Images saved from the test engine, by image id (kept across runs). */
+const IMAGE_CACHE = "/tmp/p2prc-natlab-images";
 const PUBLIC_HOSTS = ["relay", "relay2", "client", "router"] as const;
 
 export interface NatLabOptions {
@@ -337,19 +339,24 @@ async function startEngine(nsenter: string[], dir: string): Promise<void> {
   }
 }
 
-/** Copies images from the test engine (DOCKER_HOST) into home's engine: no registry in the lab. */
+/**
+ * Copies images from the test engine (DOCKER_HOST) into home's engine (no registry in the lab). Each is
+ * saved once per image id into a cache beside the labs (`docker save` of the sshd image is ~10 s here),
+ * then loaded from there.
+ */
 function loadImages(images: string[], to: string): void {
-  if (images.length === 0) return;
   const from = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
-  sh([
-    "bash",
-    "-c",
-    'set -o pipefail; from=$1 to=$2; shift 2; docker -H "$from" save "$@" | docker -H "$to" load -q',
-    "load",
-    from,
-    to,
-    ...images,
-  ]);
+  mkdirSync(IMAGE_CACHE, { recursive: true });
+  for (const image of images) {
+    const id = sh(["docker", "-H", from, "image", "inspect", "-f", "{{.Id}}", image]).out.trim();
+    const tar = join(IMAGE_CACHE, `${id.replace(/^sha256:/, "")}.tar`);
+    if (!existsSync(tar)) {
+      const part = `${tar}.${process.pid}`;
+      sh(["docker", "-H", from, "save", "-o", part, image]);
+      renameSync(part, tar);
+    }
+    sh(["docker", "-H", to, "load", "-q", "-i", tar]);
+  }
 }
 
 /**
