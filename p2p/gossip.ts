@@ -581,8 +581,12 @@ export class GossipService {
     return table.live().flatMap((row) => {
       if (row.id === this.nodeId) return [];
       const rec = table.record(row.id)?.record;
-      const addr = rec?.addresses[0];
-      return addr ? [{ row, target: { url: nodeUrl(addr, !!rec.cert), id: row.id, cert: rec.cert } }] : [];
+      // a relayed node (p2p/reach.ts) is not dialed at its address, which members cannot reach: it
+      // contacts its peers itself
+      const addr = rec?.reach === "relay" ? undefined : rec?.addresses[0];
+      return rec && addr
+        ? [{ row, target: { url: nodeUrl(addr, !!rec.cert), id: row.id, cert: rec.cert } }]
+        : [];
     });
   }
 
@@ -698,6 +702,11 @@ export class GossipService {
 
   /** One probe; whether the node is in the table now (admitted by it, or it reached this node meanwhile). */
   private async probe(record: NodeRecord): Promise<boolean> {
+    if (record.reach === "relay") {
+      // not dialable: admitted once it contacts this node itself; the lane goes on
+      this.introductions.unreachable(record.id);
+      return true;
+    }
     const addr = record.addresses[0] as Address;
     try {
       await this.exchangeWith({
@@ -750,11 +759,12 @@ export class GossipService {
     // in at most as many batches as it takes to probe maxUnverifiedPeers of them
     const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);
     for (let i = 0; all && i < batches && this.introductions.size > 0; i++) await this.probeIntroduced();
-    // A record nobody can contact (no address: a client-only node that ran --us) cannot be probed;
-    // it is dropped once it has not changed for 3 suspect timeouts.
+    // A record nobody can contact (no address: a client-only node that ran --us; or relayed) cannot be
+    // probed; it is dropped once it has not been heard from for 3 suspect timeouts.
     for (const row of table.live()) {
       if (row.id === this.nodeId || clock.now() - row.lastSeen < 3 * config.suspectTimeoutMs) continue;
-      if (table.record(row.id)?.record.addresses.length === 0) this.declareDead(row.id);
+      const rec = table.record(row.id)?.record;
+      if (rec && (rec.addresses.length === 0 || rec.reach === "relay")) this.declareDead(row.id);
     }
     table.purge(TOMBSTONE_MS);
     this.stats.rounds++;

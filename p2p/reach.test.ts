@@ -13,6 +13,7 @@ import {
   type ReachState,
 } from "./reach.ts";
 import { PeerTable } from "./table.ts";
+import { Net, type TestNode } from "./test-net.ts";
 import type { NodeRecord, SignedRecord } from "./types.ts";
 
 describe("decideReach", () => {
@@ -316,5 +317,39 @@ describe("ReachService: dialing back", () => {
     expect(net.calls.length).toBe(2);
     clock.advance(10_000);
     expect((await reach.handleDialback(caller.nodeId, { record: rec })).reachable).toBe(true);
+  });
+});
+
+describe("gossip with a relayed node", () => {
+  test("peers never dial it, keep it alive while it contacts them, and drop it 3 suspect timeouts after it stops", async () => {
+    const net = new Net();
+    const pubs = [net.add("pub-0"), net.add("pub-1")];
+    const home = net.add("home", { config: { behindNat: "true" } });
+    net.set(home, "down"); // nobody can dial in
+    for (const n of [pubs[1] as TestNode, home])
+      n.store.peers.addSeed("127.0.0.1", (pubs[0] as TestNode).port, true, net.clock.now());
+    const homeId = home.identity.nodeId;
+    for (let r = 0; r < 20; r++) {
+      await home.gossip.round();
+      await net.rounds(pubs);
+      net.clock.advance(1000);
+    }
+    for (const p of pubs) {
+      expect(p.table.get(homeId)?.state).toBe("alive");
+      expect(p.table.views().find((v) => v.id === homeId)?.reach).toBe("relay");
+    }
+    expect(net.calls.filter((c) => c.url.startsWith(home.url))).toEqual([]);
+    // home stops: no failed dial makes it suspect, but silence drops it
+    for (let r = 0; r < 14; r++) {
+      await net.rounds(pubs);
+      net.clock.advance(1000);
+    }
+    for (const p of pubs) expect(p.table.get(homeId)?.state).toBe("alive");
+    for (let r = 0; r < 3; r++) {
+      await net.rounds(pubs);
+      net.clock.advance(1000);
+    }
+    for (const p of pubs) expect(p.table.get(homeId)?.state).toBe("dead");
+    expect(net.calls.filter((c) => c.url.startsWith(home.url))).toEqual([]);
   });
 });
