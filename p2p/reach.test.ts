@@ -225,6 +225,21 @@ describe("ReachService: asking", () => {
     clock.advance(120_000);
     expect(net.calls.length).toBe(3);
   });
+
+  test("stop() aborts a check in progress (a member that never answers does not hold it up)", async () => {
+    peer({ addresses: [{ host: "10.250.0.2", port: 8088 }] }, 1);
+    const hang = (async (_: unknown, init?: RequestInit) =>
+      new Promise<Response>((_resolve, reject) => {
+        init?.signal?.addEventListener("abort", () => reject(init.signal?.reason), { once: true });
+      })) as typeof fetch;
+    const { reach, changes } = service({ fetch: hang });
+    reach.start();
+    await Bun.sleep(5);
+    const t0 = performance.now();
+    await reach.stop();
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(changes).toEqual([]);
+  });
 });
 
 describe("ReachService: dialing back", () => {

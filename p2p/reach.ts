@@ -129,6 +129,8 @@ export class ReachService {
   private answers: ReachReport["answers"] = [];
   private nextCheck = 0;
   private cancel: Cancel | undefined;
+  /** Aborts the asks of a check in progress when the service stops. */
+  private stopping = new AbortController();
   private running: Promise<unknown> | undefined;
   private readonly lastAsked = new Map<string, number>();
   private inFlight = 0;
@@ -228,7 +230,10 @@ export class ReachService {
         ...signRequest(this.deps.identity, "POST", url, text, Date.now(), record.id),
       },
       body: text,
-      signal: AbortSignal.timeout((this.deps.dialTimeoutMs ?? 3000) + 2000),
+      signal: AbortSignal.any([
+        AbortSignal.timeout((this.deps.dialTimeoutMs ?? 3000) + 2000),
+        this.stopping.signal,
+      ]),
     });
     const reply = await res.text();
     if (!res.ok) throw new Error(`HTTP ${res.status} ${reply.slice(0, 200)}`);
@@ -286,7 +291,8 @@ export class ReachService {
 
   /** Checks now and then: every `retryMs` until a member answers, then every `intervalMs`. */
   start(): void {
-    void this.stop();
+    this.cancel?.();
+    this.stopping = new AbortController();
     if (this.deps.mode !== "auto") return;
     const { clock } = this.deps;
     const retry = this.deps.retryMs ?? 2000;
@@ -305,10 +311,11 @@ export class ReachService {
     tick();
   }
 
-  /** No more checks; resolves once a check in progress has ended (graceful). Idempotent. */
+  /** No more checks; a check in progress is aborted, and this resolves once it has ended. Idempotent. */
   async stop(): Promise<void> {
     this.cancel?.();
     this.cancel = undefined;
+    this.stopping.abort(new Error("stopping"));
     await this.running;
   }
 }
