@@ -13,10 +13,11 @@ import {
   type NatLab,
   natLabUnavailable,
   removeStaleLabs,
+  runP2prc,
   spawnLabNode,
   startNatLab,
 } from "./lab/nat.ts";
-import { nodeIdentity, p2prcCommand, type SpawnedNode, waitFor } from "./support.ts";
+import { nodeIdentity, type SpawnedNode, waitFor } from "./support.ts";
 
 const unavailable = natLabUnavailable();
 if (unavailable) console.warn(`test/nat.test.ts skipped: ${unavailable}`);
@@ -168,9 +169,7 @@ describe.skipIf(unavailable !== undefined)("NAT lab", () => {
 
     /** `p2prc --ls --json` of bob's home, run on the client host. */
     async function bobLs(): Promise<{ name: string; reach: string; nat: boolean }[]> {
-      const r = await lab.run("client", [...p2prcCommand(), "--ls", "--json"], {
-        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: nodes.bob.home, P2PRC: nodes.bob.home },
-      });
+      const r = await runP2prc(lab, "client", nodes.bob.home, ["--ls", "--json"]);
       if (r.code !== 0) throw new Error(`--ls: ${r.err}`);
       return JSON.parse(r.out);
     }

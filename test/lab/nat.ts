@@ -396,3 +396,15 @@ export async function spawnLabNode(
   });
   return { ...node, nodeId, url: `${scheme}://${env.P2PRC_SERVER_HOST}:8088` };
 }
+
+/** `p2prc <args>` run on `host` with the P2PRC home `home` (as that machine's user would run it). */
+export function runP2prc(
+  lab: NatLab,
+  host: LabHost,
+  home: string,
+  args: string[],
+  o: { timeoutMs?: number; env?: Record<string, string> } = {},
+): Promise<LabResult> {
+  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, P2PRC: home, ...o.env };
+  return lab.run(host, [...p2prcCommand(), ...args], { timeoutMs: o.timeoutMs ?? 30_000, env });
+}
