@@ -14,7 +14,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { p2prcCommand, type SpawnedNode, spawnNode } from "../support.ts";
+import { p2prcCommand, runCommand, type SpawnedNode, spawnNode } from "../support.ts";
 
 /** The lab's hosts (each a network namespace). */
 export type LabHost = "relay" | "relay2" | "client" | "router" | "home";
@@ -210,18 +210,10 @@ export async function startNatLab(options: NatLabOptions = {}): Promise<NatLab> 
       loadImages(options.images ?? ["p2prc-test/busybox"], homeDockerHost);
     }
     const run: NatLab["run"] = async (host, argv, o = {}) => {
-      const proc = Bun.spawn(command(host, argv), {
-        stdout: "pipe",
-        stderr: "pipe",
-        stdin: "ignore",
-        ...(o.env ? { env: o.env } : {}),
-      });
-      const timer = setTimeout(() => proc.kill(9), o.timeoutMs ?? 15_000);
-      const [out, err, code] = await Promise.all([
-        new Response(proc.stdout).text(),
-        new Response(proc.stderr).text(),
-        proc.exited,
-      ]);
+      const procs: Subprocess[] = [];
+      const timer = setTimeout(() => procs[0]?.kill(9), o.timeoutMs ?? 15_000);
+      const env = o.env ?? (process.env as Record<string, string>);
+      const { code, out, err } = await runCommand(command(host, argv), { cwd: dir, env }, procs);
       clearTimeout(timer);
       return { code, out, err };
     };
