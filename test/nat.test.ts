@@ -222,6 +222,10 @@ describe.skipIf(unavailable !== undefined)("NAT lab", () => {
         carol: "direct",
       });
       expect(rows.find((r) => r.name === "alice")?.nat).toBe(true);
+      const plain = await runP2prc(lab, "client", nodes.bob.home, ["--ls"]);
+      expect(plain.out.split("\n")[0]).toMatch(/^ID\s+NAME\s+ADDRESS\s+REACH\s+LATENCY/);
+      expect(plain.out).toMatch(new RegExp(`alice\\s+${LAB_ADDR.home}:8088\\s+relay\\s`));
+      expect(plain.out).toMatch(new RegExp(`carol\\s+${LAB_ADDR.relay}:8088\\s+direct\\s`));
     }, 90_000);
 
     test("alice's node answers in home, and a direct dial to it from the public side fails", async () => {

@@ -352,15 +352,22 @@ function loadImages(images: string[], to: string): void {
 }
 
 /**
- * `p2prc --as-server` on `host` at its lab address, port 8088, with its own home. It talks to home's
+ * `p2prc --as-server` on `host` at its lab address, port 8088 (or `port`), with its own home. It talks to home's
  * engine when on home, else to the test engine (a unix socket works from any namespace). Ready once
  * /v1/health answers from inside `host`. TLS is on unless `env` says otherwise.
  */
 export async function spawnLabNode(
   lab: NatLab,
   host: LabHost,
-  options: { home: string; procs: Subprocess[]; env?: Record<string, string | undefined>; name?: string },
+  options: {
+    home: string;
+    procs: Subprocess[];
+    env?: Record<string, string | undefined>;
+    name?: string;
+    port?: number;
+  },
 ): Promise<SpawnedNode> {
+  const port = options.port ?? 8088;
   const addr = LAB_ADDR[host === "router" ? "router" : host];
   const env = {
     P2PRC_SERVER_HOST: addr,
@@ -373,12 +380,14 @@ export async function spawnLabNode(
   const node = await spawnNode({
     home: options.home,
     procs: options.procs,
-    port: 8088,
+    port,
     name: options.name ?? host,
     env,
     command: lab.command(host, p2prcCommand()),
     ready: async () => {
-      const r = await lab.fetch(host, `${scheme}://${env.P2PRC_SERVER_HOST}:8088/v1/health`, { timeoutS: 2 });
+      const r = await lab.fetch(host, `${scheme}://${env.P2PRC_SERVER_HOST}:${port}/v1/health`, {
+        timeoutS: 2,
+      });
       if (r.status !== 200) return undefined;
       nodeId = (JSON.parse(r.body) as { nodeId: string }).nodeId;
       return nodeId;
@@ -386,7 +395,7 @@ export async function spawnLabNode(
     pollMs: 200,
     timeoutMs: 30_000,
   });
-  return { ...node, nodeId, url: `${scheme}://${env.P2PRC_SERVER_HOST}:8088` };
+  return { ...node, nodeId, url: `${scheme}://${env.P2PRC_SERVER_HOST}:${port}` };
 }
 
 /** `p2prc <args>` run on `host` with the P2PRC home `home` (as that machine's user would run it). */
