@@ -6,11 +6,10 @@ SOURCES := $(shell find abstractions client server p2p config core store cli plu
 # How the binary is built (test/binary.test.ts and bench/startup.ts read this line too; Docs/Installation.md
 # explains each flag). --compile-jit-policy makes the JIT 10000 times more reluctant: a CLI command runs
 # once and a node's own work is small, so the interpreter serves both with less memory and CPU than
-# compiling would. --bytecode-order lays out first the bytecode that a server and `--ls` use.
-ORDER_FILES := bench/order/server.order bench/order/ls.order
-BUILD_FLAGS := --compile --minify --bytecode --format=esm --splitting --external cpu-features --compile-jit-policy=10000 --bytecode-order=bench/order/server.order,bench/order/ls.order
+# compiling would.
+BUILD_FLAGS := --compile --minify --bytecode --format=esm --splitting --external cpu-features --compile-jit-policy=10000
 
-.PHONY: all build install run test bench lint clean deps bytecode-order
+.PHONY: all build install run test bench lint clean deps
 
 all: build
 
@@ -25,14 +24,8 @@ node_modules/.deps-stamp: package.json package-lock.json
 
 deps: node_modules/.deps-stamp
 
-p2prc: node_modules/.deps-stamp $(SOURCES) tsconfig.json server/engine/unused-transports.cjs $(ORDER_FILES)
+p2prc: node_modules/.deps-stamp $(SOURCES) tsconfig.json server/engine/unused-transports.cjs
 	$(BUN) build $(BUILD_FLAGS) cli/main.ts --outfile p2prc
-
-# Re-records the bytecode order files from the current binary (needs the engine, like `make run`); the
-# order files are newer than ./p2prc then, so the second make rebuilds it with them.
-bytecode-order: p2prc
-	$(BUN) bench/order/record.ts ./p2prc
-	$(MAKE) p2prc
 
 build: p2prc
 

@@ -10,13 +10,14 @@ import type {
   StartedContainer,
   TrackedState,
 } from "../client/index.ts";
+import { P2prcError } from "../core/index.ts";
+import { PeerTable } from "../p2p/index.ts";
 import type { TrackedContainer } from "../store/index.ts";
 import { init, type NodeOptions } from "./node.ts";
 import { peerTransport } from "./transport.ts";
 
 /** Opens the node's store and IP table for one client call. */
 async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Promise<T> | T): Promise<T> {
-  const { PeerTable } = await import("../p2p/index.ts");
   const ctx = init(options);
   const store = ctx.openStore();
   try {
@@ -27,13 +28,15 @@ async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Pro
       identity: ctx.identity,
       clock: ctx.clock,
       views: () => table.views(),
-      fetch: transport.fetchFor(),
+      transport,
     });
   } finally {
     store.close();
   }
 }
 
+// The client module (hono's client, tar, PNG) loads on the first client call: a lazy boundary, since loading
+// it with abstractions costs `--vc` and `--ls` 9-17 ms measured side by side (two builds, interleaved).
 const client = () => import("../client/index.ts");
 
 /** `--exec-container <node>`: a container on a node (id, prefix, name, host:port or auto), tracked. */
@@ -156,7 +159,6 @@ export async function demoMandelbrot(options: NodeOptions, d: MandelbrotDemoOpti
   const result = await runJob(options, job, JSON.stringify(job), process.cwd(), tilesDir, d);
   const failed = result.results.filter((r) => r.state !== "done");
   if (failed.length > 0) {
-    const { P2prcError } = await import("../core/index.ts");
     throw new P2prcError(
       "E_NODE_UNREACHABLE",
       `${failed.length} of ${d.tiles} tiles failed (see ${tilesDir}/results.json)`,

@@ -4,11 +4,14 @@ import {
   type Address,
   DEFAULT_PORT,
   formatAddress,
+  isP2prcError,
   NODE_ID_RE,
-  nodeUrl,
+  type NodeRef,
+  nodeOfUrl,
   P2prcError,
   parseAddress,
   tryParseAddress,
+  wrapError,
 } from "../core/index.ts";
 import type { ClusterBook, ClusterMember, SignedCluster } from "../p2p/index.ts";
 import type { Store } from "../store/index.ts";
@@ -121,12 +124,15 @@ async function publishLocally(ctx: NodeContext, store: Store, signed: SignedClus
  */
 async function notifyLocalNode(ctx: NodeContext, store: Store, signed: SignedCluster): Promise<boolean> {
   const host = ["0.0.0.0", "::", ""].includes(ctx.config.serverHost) ? "127.0.0.1" : ctx.config.serverHost;
-  const base =
-    store.meta.get(SERVER_URL_META) ?? nodeUrl({ host, port: ctx.config.serverPort }, ctx.config.tls);
-  const url = `${base}/v1/p2p/cluster`;
+  const started = store.meta.get(SERVER_URL_META);
+  // the running server is this node itself (the same identity): the request is bound to it
+  const self = { id: ctx.identity.nodeId };
+  const node: NodeRef = started
+    ? nodeOfUrl(started, self).node
+    : { address: { host, port: ctx.config.serverPort }, tls: ctx.config.tls, ...self };
   try {
-    const res = await nodeFetch(ctx, store, url, { method: "POST", json: signed, timeoutMs: 3000 });
-    return res.ok;
+    await nodeFetch(ctx, store, node, "/v1/p2p/cluster", { method: "POST", json: signed, timeoutMs: 3000 });
+    return true;
   } catch {
     return false;
   }
@@ -245,15 +251,19 @@ export async function joinCluster(
     } else {
       asked = parseAddress(source, "join", "a cluster document file or host:port");
       // a node not yet in the table: the transport probes whether it serves TLS, as this node should
-      const url = `${nodeUrl(asked, ctx.config.tls)}/v1/p2p/clusters`;
-      const res = await nodeFetch(ctx, store, url, { method: "GET", timeoutMs: 10_000 });
-      if (!res.ok) {
-        const text = await res.text().catch(() => "");
-        throw new P2prcError(
-          res.status === 403 ? "E_FORBIDDEN" : "E_NODE_UNREACHABLE",
-          `join: ${source} answered ${res.status}${res.status === 403 ? ": this node is not a member of any cluster it holds" : ` ${text.slice(0, 200)}`}`,
-          { hint: "ask the cluster's host to run: p2prc --cluster-add <your p2prc --whoami>" },
-        );
+      const node: NodeRef = { address: asked, tls: ctx.config.tls };
+      let res: Response;
+      try {
+        res = await nodeFetch(ctx, store, node, "/v1/p2p/clusters", { method: "GET", timeoutMs: 10_000 });
+      } catch (err) {
+        if (isP2prcError(err, "E_FORBIDDEN")) {
+          throw new P2prcError(
+            "E_FORBIDDEN",
+            `join: ${source} answered 403: this node is not a member of any cluster it holds`,
+            { cause: err, hint: "ask the cluster's host to run: p2prc --cluster-add <your p2prc --whoami>" },
+          );
+        }
+        throw wrapError(err, `join: ${source}`);
       }
       docs = ((await res.json()) as { clusters?: unknown[] }).clusters ?? [];
     }

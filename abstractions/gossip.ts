@@ -1,4 +1,4 @@
-import type { ClusterBook, ReachState } from "../p2p/index.ts";
+import { ClusterBook, GossipService, PeerTable, type ReachState } from "../p2p/index.ts";
 import type { capacityOf } from "../server/index.ts";
 import type { Store } from "../store/index.ts";
 import { type NodeContext, tlsMaterial } from "./node.ts";
@@ -8,7 +8,6 @@ type Capacity = ReturnType<typeof capacityOf>;
 
 /** Who may use this node (itself, `trusted`, its clusters' members, or anyone on an open network). */
 export async function openClusterBook(ctx: NodeContext, store: Store): Promise<ClusterBook> {
-  const { ClusterBook } = await import("../p2p/index.ts");
   return new ClusterBook({
     documents: store.clusters,
     selfId: ctx.identity.nodeId,
@@ -30,7 +29,6 @@ export async function createGossip(
   capacity: () => Promise<Capacity>,
   reach?: () => ReachState | undefined,
 ) {
-  const { GossipService, PeerTable } = await import("../p2p/index.ts");
   const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
   const transport = await peerTransport(ctx, table);
   const tls = ctx.config.tls ? await tlsMaterial(ctx) : undefined;

@@ -1,5 +1,5 @@
 import { type Address, formatHost, parseAddress, readNodeId, systemClock } from "../core/index.ts";
-import type { PeerView } from "../p2p/index.ts";
+import { PeerTable, type PeerView, setNodeMetadata } from "../p2p/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { createGossip } from "./gossip.ts";
 import { init, loadConfig, type NodeOptions } from "./node.ts";
@@ -19,7 +19,6 @@ async function withStore<T>(
 
 /** `--ls`: the IP table — live nodes, this one included, sorted by latency. Reads only. */
 export async function viewIPTable(options: NodeOptions = {}): Promise<PeerView[]> {
-  const { PeerTable } = await import("../p2p/index.ts");
   const loaded = loadConfig(options);
   // The id from the public key file: no key parsing, and nothing is created by a read.
   const nodeId = readNodeId(loaded.paths.publicKey) ?? "";
@@ -51,7 +50,6 @@ export async function addRootNode(
 
 /** `--amd text` (P2PRC's AddMetaData): this node's metadata; a running node spreads it next round. */
 export async function addCustomInformation(options: NodeOptions, text: string): Promise<void> {
-  const { setNodeMetadata } = await import("../p2p/index.ts");
   await withStore(options, (store) => setNodeMetadata(store.meta, text));
 }
 

@@ -1,6 +1,6 @@
 import { dirname } from "node:path";
 import { VERSION } from "../core/index.ts";
-import type { ReachService } from "../p2p/index.ts";
+import { p2pRoutes, ReachService } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
@@ -35,10 +35,11 @@ export interface RunningNode extends AsyncDisposable {
  *   await node.stop();
  */
 export async function start(options: StartOptions = {}): Promise<RunningNode> {
-  // The server and p2p modules (hono, schemas, the engine client) load here, not when a CLI command
-  // imports abstractions.
-  const [{ capacityOf, createDockerEngine, remoteAddress, startServerNode }, { p2pRoutes, ReachService }] =
-    await Promise.all([import("../server/index.ts"), import("../p2p/index.ts")]);
+  // The server module (hono's routes, the schemas, dockerode) loads here, not when a CLI command imports
+  // abstractions: one of the three lazy boundaries (Docs/Architecture.md).
+  const { capacityOf, createDockerEngine, remoteAddress, startServerNode } = await import(
+    "../server/index.ts"
+  );
   const ctx = init(options);
   const store = ctx.openStore();
   try {

@@ -1,5 +1,5 @@
-import { signRequest } from "../core/index.ts";
-import type { PeerTable, PeerTransport } from "../p2p/index.ts";
+import { type NodeRef, type NodeTransport, PeerClient, type PeerRequest } from "../core/index.ts";
+import { PeerTable, PeerTransport } from "../p2p/index.ts";
 import type { Store } from "../store/index.ts";
 import type { NodeContext } from "./node.ts";
 
@@ -8,32 +8,29 @@ import type { NodeContext } from "./node.ts";
  * carries, or probed and checked against the node's signed identity for an address not in it.
  */
 export async function peerTransport(ctx: NodeContext, table: PeerTable): Promise<PeerTransport> {
-  const { PeerTransport } = await import("../p2p/index.ts");
   return new PeerTransport({
     requireTls: ctx.config.tls,
     certAt: (host, port, nodeId) => table.certAt(host, port, nodeId),
   });
 }
 
+/** This node's PeerClient: signs as this node, at its clock's time, over `transport`. */
+export function peerClient(ctx: NodeContext, transport: NodeTransport): PeerClient {
+  return new PeerClient({ identity: ctx.identity, clock: ctx.clock, transport });
+}
+
 /**
  * A signed request from this node to another (or to its own running server), over TLS pinned to the
  * node's certificate (from the IP table, or probed and checked against the node's signed record).
+ * An error answer or an unreachable node throws a coded P2prcError (core's PeerClient).
  */
 export async function nodeFetch(
   ctx: NodeContext,
   store: Store,
-  url: string,
-  init: { method: string; json?: unknown; timeoutMs: number },
+  node: NodeRef,
+  path: string,
+  init: PeerRequest,
 ): Promise<Response> {
-  const { PeerTable } = await import("../p2p/index.ts");
   const transport = await peerTransport(ctx, new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock));
-  const body = init.json === undefined ? "" : JSON.stringify(init.json);
-  const headers: Record<string, string> = signRequest(ctx.identity, init.method, url, body);
-  if (init.json !== undefined) headers["content-type"] = "application/json";
-  return transport.fetchFor()(url, {
-    method: init.method,
-    headers,
-    body: init.json === undefined ? undefined : body,
-    signal: AbortSignal.timeout(init.timeoutMs),
-  });
+  return peerClient(ctx, transport).request(node, path, init);
 }

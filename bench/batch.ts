@@ -24,8 +24,8 @@ import {
   updateIPTable,
   viewIPTable,
 } from "../abstractions/index.ts";
-import { NodeClient } from "../client/index.ts";
-import { generateIdentity } from "../core/index.ts";
+import { connect } from "../client/index.ts";
+import { fetchTransport, generateIdentity, systemClock } from "../core/index.ts";
 import { freePorts } from "../server/index.ts";
 import { cleanEnv, interruptible, median, requireEngine } from "./lib.ts";
 
@@ -254,6 +254,13 @@ function pinnedFetch(certPem: string | undefined): typeof fetch {
     .fetch as typeof fetch;
 }
 
+const nodeClient = (url: string, certPem: string | undefined) =>
+  connect(
+    { identity: clientIdentity(), clock: systemClock, transport: fetchTransport(pinnedFetch(certPem)) },
+    { url },
+    60_000,
+  );
+
 async function stepBreakdown(
   url: string,
   certPem: string | undefined,
@@ -262,7 +269,7 @@ async function stepBreakdown(
   const store = openStore(join(work, "steps.db"));
   const batchId = "bench-steps";
   store.client.createBatch({ id: batchId, key: "k", job: "{}", outDir: work, createdAt: Date.now() }, 1);
-  const c = new NodeClient(url, clientIdentity(), pinnedFetch(certPem), 60_000);
+  const c = nodeClient(url, certPem);
   const steps = Object.fromEntries(STEPS.map((s) => [s, [] as number[]])) as Record<Step, number[]>;
   const t0 = performance.now();
   const id = (
@@ -328,7 +335,7 @@ async function stepBreakdown(
 
 /** The engine alone for an exec of the same command (dockerode: create, start, collect, inspect). */
 async function engineExec(containerUrl: string, certPem: string | undefined): Promise<number[]> {
-  const c = new NodeClient(containerUrl, clientIdentity(), pinnedFetch(certPem), 60_000);
+  const c = nodeClient(containerUrl, certPem);
   const id = (
     await c.createContainer({ image: IMAGE, command: ["tail", "-f", "/dev/null"], ttlSeconds: 600 })
   ).id;

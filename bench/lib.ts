@@ -91,21 +91,10 @@ export function interruptible() {
   };
 }
 
-/** The flags the Makefile builds ./p2prc with (its BUILD_FLAGS line), relative paths resolved from `root`. */
+/** The flags the Makefile builds ./p2prc with (its BUILD_FLAGS line): one list, read by the tests and benches. */
 export function buildFlags(root: string): string[] {
   const makefile = readFileSync(`${root}/Makefile`, "utf8");
   const line = /^BUILD_FLAGS := (.*)$/m.exec(makefile)?.[1];
   if (!line) throw new Error("Makefile has no BUILD_FLAGS line");
-  return line
-    .split(/\s+/)
-    .filter(Boolean)
-    .map((f) =>
-      f.startsWith("--bytecode-order=")
-        ? `--bytecode-order=${f
-            .slice("--bytecode-order=".length)
-            .split(",")
-            .map((p) => `${root}/${p}`)
-            .join(",")}`
-        : f,
-    );
+  return line.split(/\s+/).filter(Boolean);
 }

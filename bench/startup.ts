@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { buildFlags, cleanEnv } from "./lib.ts";
 
 const ROOT = join(import.meta.dir, "..");
-const P2PRC = join(ROOT, "p2prc");
+// P2PRC_STARTUP_BIN benches another build of p2prc (e.g. one built with other flags) against the same baseline.
+const P2PRC = process.env.P2PRC_STARTUP_BIN ?? join(ROOT, "p2prc");
 const BUN = join(ROOT, "node_modules", ".bin", "bun");
 const WARMUPS = 3;
 const RUNS = 30;

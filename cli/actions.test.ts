@@ -70,9 +70,15 @@ function loadedModules(args: string[]): string[] {
     .find((l) => l.startsWith("MODULES "));
   if (!line) throw new Error(`no module list (exit ${r.exitCode}): ${r.stderr.toString()}`);
   return (JSON.parse(line.slice("MODULES ".length)) as string[])
-    .filter((p) => p.startsWith(`${ROOT}/`) && !p.includes("/node_modules/"))
-    .map((p) => p.slice(ROOT.length + 1));
+    .filter((p) => p.startsWith(`${ROOT}/`))
+    .map((p) => p.slice(ROOT.length + 1).replace(/^.*node_modules\//, "node_modules/"));
 }
+
+/** The packages among the loaded modules (`node_modules/<name>/…` → `<name>`). */
+const packages = (mods: string[]) =>
+  [
+    ...new Set(mods.filter((m) => m.startsWith("node_modules/")).map((m) => m.split("/")[1] as string)),
+  ].sort();
 
 const commandModules = (mods: string[]) => mods.filter((m) => m.startsWith("cli/commands/")).sort();
 
@@ -84,8 +90,15 @@ describe("what a command loads", () => {
     expect(mods).not.toContain("config/index.ts");
   });
 
-  test("--ls loads only its own command module", () => {
-    expect(commandModules(loadedModules(["--ls"]))).toEqual(["cli/commands/network-table.ts"]);
+  test("--ls loads only its own command module, no server code, and of the heavy packages only SQLite", () => {
+    const mods = loadedModules(["--ls"]);
+    expect(commandModules(mods)).toEqual(["cli/commands/network-table.ts"]);
+    // the server (dockerode, the engine, the routes' schemas) loads when a node starts, not for a read
+    expect(mods.filter((m) => m.startsWith("server/"))).toEqual([]);
+    expect(packages(mods)).not.toContain("dockerode");
+    expect(packages(mods)).not.toContain("zod");
+    expect(packages(mods)).not.toContain("@peculiar");
+    expect(packages(mods)).toContain("better-sqlite3");
   });
 
   test("--vc --ni loads only the two command modules they use", () => {

@@ -1,20 +1,16 @@
 import { randomUUID } from "node:crypto";
-import { type Clock, type Identity, P2prcError } from "../core/index.ts";
+import { P2prcError } from "../core/index.ts";
 import type { PeerView } from "../p2p/index.ts";
 import type { ClientStore, TrackedContainer } from "../store/index.ts";
-import { type CreateContainerBody, NodeClient } from "./node-client.ts";
+import { type CreateContainerBody, connect, type NodeClient, type PeerDeps } from "./node-client.ts";
 import { type NodeTarget, resolveNode } from "./resolve.ts";
 
 /** What the client calls need; built by the composition root. */
-export interface ClientDeps {
+export interface ClientDeps extends PeerDeps {
   /** Tracked containers, groups and batches: the slice of the store the client owns. */
   tracking: ClientStore;
-  /** Signs every request to a node. */
-  identity: Identity;
-  clock: Clock;
   /** The current IP table. */
   views: () => PeerView[];
-  fetch?: typeof fetch;
 }
 
 /** What `--exec-container` prints (`--json`). */
@@ -33,8 +29,8 @@ async function identify(
 ): Promise<{ target: NodeTarget; client: NodeClient; id: string }> {
   const target = resolveNode(ref, deps.views());
   // a host:port not in the table: its health answer names the node, then every request is bound to it
-  const id = target.id ?? (await new NodeClient(target.url, deps.identity, deps.fetch).health()).nodeId;
-  const client = new NodeClient(target.url, deps.identity, deps.fetch, undefined, id);
+  const id = target.id ?? (await connect(deps, target).health()).nodeId;
+  const client = connect(deps, { url: target.url, id });
   return { target, client, id };
 }
 
@@ -76,19 +72,21 @@ export async function removeContainer(deps: ClientDeps, nodeRef: string, contain
         t.name === containerId ||
         (containerId.length >= 6 && t.id.startsWith(containerId)),
     );
-  const client = nodeRef
-    ? (await identify(deps, nodeRef)).client
-    : new NodeClient(tracked?.nodeUrl ?? "", deps.identity, deps.fetch, undefined, tracked?.nodeId);
-  if (tracked && client.url !== tracked.nodeUrl) {
+  const named = nodeRef ? await identify(deps, nodeRef) : undefined;
+  const url = named?.target.url ?? tracked?.nodeUrl;
+  if (url === undefined) {
+    throw new P2prcError("E_NOT_FOUND", `container ${containerId} is not tracked here: name its node`, {
+      field: "node",
+      hint: `p2prc --rm <node> --id ${containerId}`,
+    });
+  }
+  const client = named?.client ?? connect(deps, { url, id: tracked?.nodeId });
+  if (tracked && url !== tracked.nodeUrl) {
     // a 404 from the wrong node must not make us forget a container that still runs elsewhere
-    throw new P2prcError(
-      "E_INVALID",
-      `container ${containerId} is on ${tracked.nodeUrl}, not ${client.url}`,
-      {
-        field: "node",
-        hint: `p2prc --rm ${tracked.nodeUrl.replace(/^http:\/\//, "")} --id ${containerId}`,
-      },
-    );
+    throw new P2prcError("E_INVALID", `container ${containerId} is on ${tracked.nodeUrl}, not ${url}`, {
+      field: "node",
+      hint: `p2prc --rm ${tracked.nodeUrl.replace(/^http:\/\//, "")} --id ${containerId}`,
+    });
   }
   try {
     await client.removeContainer(tracked?.id ?? containerId);
@@ -108,9 +106,7 @@ export async function trackedContainers(
   return Promise.all(
     all.map(async (t) => {
       try {
-        const c = await new NodeClient(t.nodeUrl, deps.identity, deps.fetch, 5000, t.nodeId).getContainer(
-          t.id,
-        );
+        const c = await connect(deps, { url: t.nodeUrl, id: t.nodeId }, 5000).getContainer(t.id);
         return { ...t, state: c.state };
       } catch (err) {
         if (err instanceof P2prcError && err.code === "E_NOT_FOUND") return { ...t, state: "gone" };

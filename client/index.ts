@@ -20,7 +20,7 @@ export {
 } from "./containers.ts";
 export type { MandelbrotOptions } from "./demo/mandelbrot.ts";
 export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
-export type { CreateContainerBody, CreatedContainer, ExecReply } from "./node-client.ts";
-export { NodeClient } from "./node-client.ts";
+export type { CreateContainerBody, CreatedContainer, ExecReply, PeerDeps } from "./node-client.ts";
+export { connect, NodeClient } from "./node-client.ts";
 export type { NodeTarget } from "./resolve.ts";
 export { rankNodes, resolveNode } from "./resolve.ts";

@@ -1,5 +1,14 @@
-import { type ErrorCode, type Identity, P2prcError, signRequest } from "../core/index.ts";
-import type { CreateContainerRequest, CreateResult } from "../server/index.ts";
+import { hc } from "hono/client";
+import {
+  type Clock,
+  fetchTransport,
+  type Identity,
+  type NodeRef,
+  type NodeTransport,
+  nodeOfUrl,
+  PeerClient,
+} from "../core/index.ts";
+import type { CreateContainerRequest, CreateResult, ServerApp } from "../server/index.ts";
 
 /** What a node answers for a created container (the server's own type: siblings share types). */
 export type CreatedContainer = CreateResult;
@@ -15,143 +24,100 @@ export interface ExecReply {
   truncated?: boolean;
 }
 
+const id = (containerId: string) => ({ param: { id: encodeURIComponent(containerId) } });
+
 /**
- * A node's HTTP API from the client side. Network failures and timeouts become E_NODE_UNREACHABLE
- * (retryable); error answers keep the node's code and message.
+ * A node's HTTP API from the client side: hono's typed client (`hc<ServerApp>`) over core's PeerClient,
+ * which signs, times out and codes every failure (E_NODE_UNREACHABLE when the node cannot be reached,
+ * the node's own code and message for an error answer). File transfers use the PeerClient directly.
  */
 export class NodeClient {
-  /** `identity` signs every request (core/signing.ts); nodes answer unsigned ones only for health. */
+  private readonly api: ReturnType<typeof hc<ServerApp>>;
+
+  /** `timeoutMs`: for the calls that name none (health has 5 s, create 2 min, files 5 min). */
   constructor(
-    readonly url: string,
-    private readonly identity: Identity | undefined,
-    private readonly fetchFn: typeof fetch = fetch,
-    private readonly timeoutMs = 30_000,
-    /** The node's id, when known: signed into every request so no other node accepts it. */
-    readonly nodeId?: string,
-  ) {}
-
-  private async request(
-    method: string,
-    path: string,
-    init: { body?: Uint8Array | string; json?: unknown; timeoutMs?: number } = {},
+    private readonly peer: PeerClient,
+    readonly node: NodeRef,
+    private readonly timeoutMs = peer.timeoutMs,
   ) {
-    const headers: Record<string, string> = {};
-    let body = init.body;
-    if (init.json !== undefined) {
-      headers["content-type"] = "application/json";
-      body = JSON.stringify(init.json);
-    }
-    if (this.identity)
-      Object.assign(
-        headers,
-        signRequest(this.identity, method, `${this.url}${path}`, body ?? "", Date.now(), this.nodeId),
-      );
-    let res: Response;
-    try {
-      res = await this.fetchFn(`${this.url}${path}`, {
-        method,
-        headers,
-        body,
-        signal: AbortSignal.timeout(init.timeoutMs ?? this.timeoutMs),
-      });
-    } catch (err) {
-      const reason = (err as Error).name === "TimeoutError" ? "no answer in time" : (err as Error).message;
-      throw new P2prcError("E_NODE_UNREACHABLE", `cannot reach node ${this.url}: ${reason}`, {
-        cause: err,
-        retryable: true,
-      });
-    }
-    if (!res.ok) {
-      const text = await res.text().catch(() => "");
-      let code: ErrorCode = res.status >= 500 ? "E_NODE_UNREACHABLE" : "E_INVALID";
-      let message = `node ${this.url} answered ${res.status}`;
-      let field: string | undefined;
-      try {
-        const parsed = JSON.parse(text) as { error?: { code?: ErrorCode; message?: string; field?: string } };
-        if (parsed.error?.code) code = parsed.error.code;
-        if (parsed.error?.message) message = `node ${this.url}: ${parsed.error.message}`;
-        field = parsed.error?.field;
-      } catch {
-        // not JSON: keep the status line
-      }
-      const hint =
-        res.status === 403 && /not a member/.test(message)
-          ? `ask the node's operator to add this node's id (p2prc --whoami) to its trusted list`
-          : undefined;
-      throw new P2prcError(code, message, {
-        field,
-        hint,
-        retryable: res.status >= 500 || res.status === 429,
-      });
-    }
-    return res;
+    this.api = hc<ServerApp>("http://node", { fetch: peer.fetchFor(node, { timeoutMs }) });
   }
 
-  private async json<T>(method: string, path: string, json?: unknown, timeoutMs?: number): Promise<T> {
-    const res = await this.request(method, path, { json, timeoutMs });
-    return (await res.json()) as T;
+  /** Per-call options of `api` for a call with its own timeout. */
+  private within(timeoutMs: number) {
+    return { fetch: this.peer.fetchFor(this.node, { timeoutMs }) };
   }
 
-  health() {
-    return this.json<{ ok: boolean; nodeId: string; name: string; version: string }>(
-      "GET",
-      "/v1/health",
-      undefined,
-      5000,
-    );
+  async health() {
+    return (await this.api.v1.health.$get(undefined, this.within(5000))).json();
   }
-  specs() {
-    return this.json<Record<string, unknown>>("GET", "/v1/specs");
+  async specs(): Promise<Record<string, unknown>> {
+    return (await this.api.v1.specs.$get()).json();
   }
-  images() {
-    return this.json<{ images: { id: string; tags: string[]; sizeBytes: number; createdAt: string }[] }>(
-      "GET",
-      "/v1/images",
-    );
+  async images() {
+    return (await this.api.v1.images.$get()).json();
   }
-  createContainer(body: CreateContainerBody) {
-    return this.json<CreatedContainer>("POST", "/v1/containers", body, 120_000);
+  async createContainer(body: CreateContainerBody): Promise<CreatedContainer> {
+    return (await this.api.v1.containers.$post({ json: body }, this.within(120_000))).json();
   }
-  getContainer(id: string) {
-    return this.json<{ id: string; state: string; running: boolean; exitCode?: number }>(
-      "GET",
-      `/v1/containers/${encodeURIComponent(id)}`,
-    );
+  async getContainer(containerId: string) {
+    return (await this.api.v1.containers[":id"].$get(id(containerId))).json();
   }
-  async removeContainer(id: string): Promise<void> {
-    await this.request("DELETE", `/v1/containers/${encodeURIComponent(id)}`);
+  async removeContainer(containerId: string): Promise<void> {
+    await this.api.v1.containers[":id"].$delete(id(containerId));
   }
-  exec(
-    id: string,
+  async exec(
+    containerId: string,
     command: string[],
     opts: { env?: Record<string, string>; workingDir?: string; timeoutSeconds?: number } = {},
-  ) {
+  ): Promise<ExecReply> {
     const timeoutMs = ((opts.timeoutSeconds ?? 600) + 10) * 1000;
-    return this.json<ExecReply>(
-      "POST",
-      `/v1/containers/${encodeURIComponent(id)}/exec`,
-      { command, ...opts },
-      timeoutMs,
-    );
+    // `json` is not in the route's typed input (the server parses the body with zod, not a hono
+    // validator), so it is passed as a variable: hc sends it all the same
+    const args = { ...id(containerId), json: { command, ...opts } };
+    return (await this.api.v1.containers[":id"].exec.$post(args, this.within(timeoutMs))).json();
   }
-  async putFiles(id: string, path: string, tar: Uint8Array): Promise<void> {
-    await this.request(
-      "PUT",
-      `/v1/containers/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`,
-      {
-        body: tar,
-        timeoutMs: 300_000,
-      },
-    );
+  async putFiles(containerId: string, path: string, tar: Uint8Array): Promise<void> {
+    await this.peer.request(this.node, this.filesPath(containerId, path), {
+      method: "PUT",
+      body: tar,
+      timeoutMs: 300_000,
+    });
   }
-  async getFiles(id: string, path: string): Promise<Uint8Array> {
-    const res = await this.request(
-      "GET",
-      `/v1/containers/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`,
-      {
-        timeoutMs: 300_000,
-      },
-    );
+  async getFiles(containerId: string, path: string): Promise<Uint8Array> {
+    const res = await this.peer.request(this.node, this.filesPath(containerId, path), { timeoutMs: 300_000 });
     return new Uint8Array(await res.arrayBuffer());
   }
+
+  private filesPath(containerId: string, path: string): string {
+    return `/v1/containers/${encodeURIComponent(containerId)}/files?path=${encodeURIComponent(path)}`;
+  }
+}
+
+/** What a NodeClient is built from (a part of ClientDeps). */
+export interface PeerDeps {
+  /** Signs every request. */
+  identity: Identity;
+  /** The signatures' time. */
+  clock: Clock;
+  /** How nodes are reached (p2p's PeerTransport: TLS pinned); default: plain fetch. */
+  transport?: NodeTransport | undefined;
+}
+
+/**
+ * A NodeClient for a node known by its URL (as the IP table or a tracked container gives it) and, when
+ * known, its id: every request is then bound to that node.
+ */
+export function connect(
+  deps: PeerDeps,
+  target: { url: string; id?: string | undefined },
+  timeoutMs?: number,
+): NodeClient {
+  const peer = new PeerClient({
+    identity: deps.identity,
+    clock: deps.clock,
+    transport: deps.transport ?? fetchTransport(),
+    timeoutMs,
+  });
+  return new NodeClient(peer, nodeOfUrl(target.url, { id: target.id }).node);
 }

@@ -1,10 +1,8 @@
 import type { KeyObject } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { canonicalJson } from "./canonical-json.ts";
+import { nodeCrypto } from "./crypto.ts";
 import { P2prcError } from "./errors.ts";
-
-// node:crypto is required on first use: loading it costs a few ms of start-up that `--vc` need not pay.
-const nodeCrypto = () => require("node:crypto") as typeof import("node:crypto");
 
 /** SPKI DER prefix of an Ed25519 public key; the raw 32 key bytes follow it. */
 const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");

@@ -1,7 +1,8 @@
 /**
  * core: what every module stands on — the shared error type, the clock, the logger, node identity
- * (Ed25519), request signing and its nonce cache, TLS certificates and pinning, addresses (`host:port`,
- * IPv6 in brackets, node URLs), canonical JSON, the version, and zod: `zod()` (zod/mini with English
+ * (Ed25519), request signing and its nonce cache, the peer client (the one way to call a node: signed,
+ * timed out, errors coded; its transport takes a node), TLS certificates and pinning, addresses
+ * (`host:port`, IPv6 in brackets, node URLs), canonical JSON, the version, and zod: `zod()` (zod/mini with English
  * messages, loaded on first call) builds every schema, `z` names its types.
  * Imports nothing of p2prc's own.
  */
@@ -32,6 +33,8 @@ export {
 } from "./identity.ts";
 export type { Logger, LogLevel } from "./logger.ts";
 export { createLogger, memoryLogger } from "./logger.ts";
+export type { NodeRef, NodeTransport, PeerClientOptions, PeerRequest } from "./peer-client.ts";
+export { fetchTransport, nodeOfUrl, PeerClient } from "./peer-client.ts";
 export type { Z } from "./schema.ts";
 export { zod } from "./schema.ts";
 export type { RequestAuthResult, SignedHeaders } from "./signing.ts";

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { generateIdentity, loadOrCreateIdentity } from "./identity.ts";
 import {
   AUTH_HEADERS,
   canonicalRequest,
@@ -9,8 +10,7 @@ import {
   sha256Hex,
   signRequest,
   verifyRequest,
-} from "../config/signing.ts";
-import { generateIdentity, loadOrCreateIdentity } from "./identity.ts";
+} from "./signing.ts";
 
 const alice = generateIdentity();
 const url = "http://127.0.0.1:8088/v1/containers?b=2&a=1";

@@ -1,6 +1,4 @@
-// node:crypto is required on first use (loading it costs start-up every command would pay).
-const nodeCrypto = () => require("node:crypto") as typeof import("node:crypto");
-
+import { nodeCrypto } from "./crypto.ts";
 import type { Identity } from "./identity.ts";
 import { NODE_ID_RE, verifySignature } from "./identity.ts";
 

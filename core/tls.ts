@@ -1,11 +1,11 @@
 import { chmodSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatAddress } from "./address.ts";
+import { nodeCrypto } from "./crypto.ts";
 import { P2prcError } from "./errors.ts";
 
 // node:crypto, node:tls and @peculiar/x509 are loaded on first use: start-up of `--vc` need not pay for them
 // (@peculiar/x509 alone costs about 150 ms, and is needed only the one time the certificate is created).
-const nodeCrypto = () => require("node:crypto") as typeof import("node:crypto");
 
 /**
  * This node's TLS certificate: self-signed, trusted by peers because its fingerprint is pinned (as in

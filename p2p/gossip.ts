@@ -2,17 +2,22 @@ import type { Config } from "../config/index.ts";
 import {
   type Cancel,
   type Clock,
-  canonicalJson,
   DEFAULT_PORT,
+  fetchTransport,
   type Identity,
+  isP2prcError,
   type Logger,
+  nodeOfUrl,
   nodeUrl,
   P2prcError,
-  signRequest,
+  PeerClient,
   tryParseAddress,
 } from "../core/index.ts";
-import type { MetaStore, PeerRow, PeerStore } from "../store/index.ts";
+import type { MetaStore, PeerStore } from "../store/index.ts";
 import { type ClusterBook, clusterLabel } from "./cluster.ts";
+// the decisions (pure: plain data and the time in, plain data out); this file does the I/O around them
+import * as core from "./gossip-core.ts";
+import * as sync from "./gossip-sync.ts";
 import { Introductions } from "./introductions.ts";
 import type { ReachState } from "./reach.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
@@ -56,6 +61,8 @@ export interface GossipDeps {
   /** How peers are reached (TLS pinned to their records' certificates); default: plain `fetch`. */
   transport?: PeerTransport;
   fetch?: typeof fetch;
+  /** The random source of target choice and sampling; default `Math.random`. */
+  random?: core.Random;
 }
 
 /** Traffic counters, for `GET /v1/p2p/stats` and the discovery benchmark. */
@@ -66,16 +73,6 @@ export interface GossipStats {
   bytesSent: number;
   bytesReceived: number;
   recordsReceived: number;
-}
-
-interface Target {
-  url: string;
-  id?: string;
-  /** The certificate in the peer's record, pinned. */
-  cert?: string;
-  seed?: { host: string; port: number };
-  /** A node a peer introduced, not in the table yet: reached to verify it before it is admitted. */
-  probe?: boolean;
 }
 
 const META_VERSION = "self.version";
@@ -93,27 +90,6 @@ export function setNodeMetadata(meta: MetaStore, text: string): void {
 /** Tombstones are kept this long so stale copies of a dead node's record cannot come back. */
 const TOMBSTONE_MS = 10 * 60_000;
 
-/** At most `n` of `ids`: those `first` holds, then a random sample of the rest. */
-function pick(ids: string[], n: number, first: (id: string) => boolean): string[] {
-  if (ids.length <= n) return ids;
-  const head = ids.filter(first);
-  const rest = ids.filter((id) => !first(id));
-  for (let i = rest.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [rest[i], rest[j]] = [rest[j] as string, rest[i] as string];
-  }
-  return [...head, ...rest].slice(0, n);
-}
-
-/** Shuffles `xs` in place (Fisher-Yates). */
-function shuffle<T>(xs: T[]): T[] {
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [xs[i], xs[j]] = [xs[j] as T, xs[i] as T];
-  }
-  return xs;
-}
-
 /**
  * Push-pull gossip of signed records, plus failure detection. Each round this node contacts a few
  * peers (fanout; the least recently contacted first, suspects always) and swaps a hash of its digest:
@@ -121,6 +97,10 @@ function shuffle<T>(xs: T[]): T[] {
  * contact. When they differ, the two sides send only the records and death notices the other lacks.
  * A peer that stops answering becomes suspect, and after `suspectTimeoutMs` without contact it is
  * declared dead with a signed notice that spreads the same way.
+ *
+ * This class is the I/O shell: timers, the table and store, the peers' requests and answers. What it
+ * decides (whom to contact, what to send and take, when a peer is dead, what to sign) is in
+ * gossip-core.ts and gossip-sync.ts, functions of plain data and the time.
  */
 export class GossipService {
   readonly stats: GossipStats = {
@@ -134,7 +114,10 @@ export class GossipService {
   private self: SignedRecord | undefined;
   private cancel: Cancel | undefined;
   private running: Promise<void> | undefined;
-  private observedHost: string | undefined;
+  private readonly observed = new core.ObservedAddress();
+  /** Version of this node's record each peer said it holds (the record is left out while equal). */
+  private readonly peerHolds: core.PeerHolds;
+  private readonly random: core.Random;
   private readonly log: Logger;
   private readonly fetchFn: typeof fetch;
 
@@ -144,6 +127,8 @@ export class GossipService {
   constructor(private readonly deps: GossipDeps) {
     this.log = deps.logger.withTag("p2p");
     this.fetchFn = deps.fetch ?? fetch;
+    this.random = deps.random ?? Math.random;
+    this.peerHolds = new core.PeerHolds(deps.config.maxPeers);
     this.introductions = new Introductions({
       clock: deps.clock,
       max: deps.config.maxUnverifiedPeers,
@@ -164,17 +149,6 @@ export class GossipService {
     return this.self as SignedRecord;
   }
 
-  private addresses(): Address[] {
-    const { config } = this.deps;
-    if (config.advertiseAddress) {
-      const a = tryParseAddress(config.advertiseAddress, config.serverPort);
-      return a ? [a] : [];
-    }
-    if (!["0.0.0.0", "::", ""].includes(config.serverHost))
-      return [{ host: config.serverHost, port: config.serverPort }];
-    return this.observedHost ? [{ host: this.observedHost, port: config.serverPort }] : [];
-  }
-
   /**
    * The heartbeat: rebuilds this node's record from config, metadata and free capacity every interval,
    * and signs a new version only when something changed (or when `force`, to refute a death notice).
@@ -184,7 +158,7 @@ export class GossipService {
     const content = {
       id: identity.nodeId,
       name: config.machineName,
-      addresses: this.addresses(),
+      addresses: core.selfAddresses(config, this.observed.host),
       ...(this.deps.reach?.() ?? {
         nat: config.behindNat === "true",
         reach: config.behindNat === "true" ? ("relay" as const) : ("direct" as const),
@@ -193,17 +167,17 @@ export class GossipService {
       offer: await this.deps.offer(),
       ...(this.deps.certPem ? { cert: this.deps.certPem } : {}),
     };
-    const current = this.self?.record;
-    if (!force && current) {
-      const { version: _v, issuedAt: _i, ...held } = current;
-      if (canonicalJson(held) === canonicalJson(content)) return false;
-    }
-    const stored = Number(meta.get(META_VERSION) ?? 0);
-    const seen = peers.get(identity.nodeId)?.version ?? 0;
-    const version = Math.max(clock.now(), stored + 1, seen + 1, (current?.version ?? 0) + 1);
-    const record: NodeRecord = { ...content, version, issuedAt: clock.now() };
+    const record = core.nextRecord({
+      content,
+      current: this.self?.record,
+      force,
+      stored: Number(meta.get(META_VERSION) ?? 0),
+      seen: peers.get(identity.nodeId)?.version ?? 0,
+      now: clock.now(),
+    });
+    if (!record) return false;
     this.self = { record, signature: identity.signJson(record) };
-    meta.set(META_VERSION, String(version));
+    meta.set(META_VERSION, String(record.version));
     this.deps.table.putSelf(this.self);
     return true;
   }
@@ -259,12 +233,8 @@ export class GossipService {
    */
   private applyDeaths(deaths: unknown[]): void {
     const { table } = this.deps;
-    const held = (id: unknown) => typeof id === "string" && (table.get(id)?.state ?? "dead") !== "dead";
-    const relevant = deaths.filter((raw) => {
-      const d = raw as { id?: unknown; reporter?: unknown } | null;
-      return (d?.id === this.nodeId || held(d?.id)) && held(d?.reporter);
-    });
-    for (const raw of relevant.slice(0, this.deps.config.gossipMaxRecords)) {
+    const held = (id: string) => (table.get(id)?.state ?? "dead") !== "dead";
+    for (const raw of sync.deathsToVerify(deaths, this.nodeId, held, this.deps.config.gossipMaxRecords)) {
       const notice = verifyDeath(raw);
       if (!notice) continue;
       const result = this.deps.table.applyDeath(notice, TOMBSTONE_MS);
@@ -305,21 +275,21 @@ export class GossipService {
     }
     // the digest is bounded by the table (maxPeers), whatever the callers pushed
     const digest = this.deps.table.digest();
-    const same = digestHash(digest) === body.hash;
     const self = await this.selfRecord();
     // the caller said which version of this node's record it holds: no need to send it ours next time
-    if (callerId && body.have !== undefined) this.holds(callerId, body.have);
-    const response: ExchangeResponse = { observed: remote, same };
-    if (body.have !== self.record.version) response.from = self;
-    if (callerId) response.got = this.deps.table.record(callerId)?.record.version ?? 0;
-    if (!same) response.digest = digest;
+    if (callerId && body.have !== undefined) this.peerHolds.note(callerId, body.have);
     const book = this.deps.clusters;
-    if (book && body.clusters?.length) {
-      const newer = book.newerThan(body.clusters);
-      const older = book.olderThan(body.clusters);
-      if (newer.length) response.clusters = newer;
-      if (older.length) response.olderClusters = older;
-    }
+    const theirs = book && body.clusters?.length ? body.clusters : undefined;
+    const response = sync.exchangeAnswer({
+      digest,
+      self,
+      hash: body.hash,
+      have: body.have,
+      observed: remote,
+      got: callerId ? (this.deps.table.record(callerId)?.record.version ?? 0) : undefined,
+      newer: theirs ? (book?.newerThan(theirs) ?? []) : [],
+      older: theirs ? (book?.olderThan(theirs) ?? []) : [],
+    });
     this.stats.bytesSent += JSON.stringify(response).length;
     return response;
   }
@@ -353,26 +323,20 @@ export class GossipService {
    * waiting or found unreachable are skipped unverified.
    */
   private takeRecords(records: unknown[], introducer: string): void {
-    const { table } = this.deps;
-    const ranked = records.flatMap((raw) => {
-      const r = raw as Partial<SignedRecord> | null;
-      const id = r?.record?.id;
-      const version = r?.record?.version;
-      if (typeof id !== "string" || typeof version !== "number") return [];
-      const held = table.get(id);
-      if (held) return held.version < version ? [{ raw, rank: 0 }] : [];
-      if (this.vouched(id)) return [{ raw, rank: 1 }];
-      return this.introductions.wants(id, version) ? [{ raw, rank: 2 }] : [];
-    });
-    // offered (and so probed) in random order: the records come in digest order (by id), and nodes told of
-    // the same nodes would otherwise all probe the same few first, each of those answering every node at once
-    shuffle(ranked);
-    ranked.sort((a, b) => a.rank - b.rank);
-    // introductions beyond what the introducer may still introduce are not even verified
-    let room = this.introductions.room(introducer);
-    const taken = ranked.filter((r) => r.rank < 2 || room-- > 0);
-    for (const { raw } of taken.slice(0, this.deps.config.gossipMaxRecords))
+    const ranked = sync.rankRecords(records, (id) => this.deps.table.get(id)?.version, this.knowledge());
+    const room = this.introductions.room(introducer);
+    for (const raw of sync.recordsToVerify(ranked, room, this.deps.config.gossipMaxRecords))
       this.accept(raw, false, introducer);
+  }
+
+  /** What the sync decisions ask of this node's table, trust and introductions. */
+  private knowledge(): sync.Knowledge {
+    return {
+      self: this.nodeId,
+      vouched: (id) => this.vouched(id),
+      wants: (id, version) => this.introductions.wants(id, version),
+      random: this.random,
+    };
   }
 
   /** What a peer asked for, at most `gossipMaxRecords` of it (it asks for the rest next time). */
@@ -397,66 +361,55 @@ export class GossipService {
   private async post<T>(url: string, body: unknown, peer: PeerExpectation = {}): Promise<T> {
     const text = JSON.stringify(body);
     this.stats.bytesSent += text.length;
-    const fetchFn = this.deps.transport ? this.deps.transport.fetchFor(peer) : this.fetchFn;
-    const res = await fetchFn(url, {
+    const { identity, clock, transport } = this.deps;
+    const client = new PeerClient({ identity, clock, transport: transport ?? fetchTransport(this.fetchFn) });
+    const { node, path } = nodeOfUrl(url, { id: peer.nodeId, cert: peer.cert });
+    const res = await client.request(node, path, {
       method: "POST",
-      headers: {
-        "content-type": "application/json",
-        ...signRequest(this.deps.identity, "POST", url, text, Date.now(), peer.nodeId),
-      },
+      headers: { "content-type": "application/json" },
       body: text,
-      signal: AbortSignal.timeout(this.timeoutMs()),
+      timeoutMs: this.timeoutMs(),
     });
     const reply = await res.text();
     this.stats.bytesReceived += reply.length;
-    if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${reply.slice(0, 200)}`);
     return JSON.parse(reply) as T;
   }
 
   /** One push-pull exchange with a peer or seed. Returns the peer's id on success. */
-  async exchangeWith(target: Target): Promise<string> {
+  async exchangeWith(target: core.Target): Promise<string> {
     const { table } = this.deps;
     const self = await this.selfRecord();
     const t0 = performance.now();
-    const clusters = this.deps.clusters?.digest() ?? [];
-    // A seed is an address: whoever answers there now is welcome (its id is learnt from the answer).
-    // A known peer: say which version of its record is held, and send ours only when the peer is known
-    // to hold an older one. When nothing is known (no contact yet), it is left out: a peer whose copy is
-    // older sees a different digest hash and pulls it in the sync that follows.
-    const known = target.seed || !target.id ? undefined : target.id;
+    const known = sync.knownPeer(target);
     const have = known ? table.record(known)?.record.version : undefined;
-    const request: ExchangeRequest = { hash: digestHash(table.digest()) };
-    const held = known ? this.peerHolds.get(known) : undefined;
-    if (!known || target.probe || (held !== undefined && held !== self.record.version)) request.from = self;
-    if (have !== undefined) request.have = have;
-    if (clusters.length) request.clusters = clusters;
+    const request = sync.exchangeRequest({
+      self,
+      hash: digestHash(table.digest()),
+      known,
+      probe: !!target.probe,
+      have,
+      held: known ? this.peerHolds.get(known) : undefined,
+      clusters: this.deps.clusters?.digest() ?? [],
+    });
     const peerOf = known ? { nodeId: target.id, cert: target.cert } : {};
     const url = `${target.url}/v1/p2p/exchange`;
     let res: ExchangeResponse;
     try {
       res = await this.post<ExchangeResponse>(url, request, peerOf);
     } catch (err) {
-      if (!known || request.from || !/HTTP 400 .*from: required/.test((err as Error).message)) throw err;
+      const noRecordOfMe = isP2prcError(err, "E_INVALID") && err.field === "from";
+      if (!known || request.from || !noRecordOfMe) throw err;
       // it holds no record of this node (new to it, or a lost database): send it, once
       this.peerHolds.delete(known);
       request.from = self;
       res = await this.post<ExchangeResponse>(url, request, peerOf);
     }
     const rtt = performance.now() - t0;
-    let peerId: string;
-    if (res.from !== undefined) {
-      const peer = verifyRecord(res.from);
-      if (!peer) throw new Error(`${target.url}: answered with a record that does not verify`);
-      if (known && peer.record.id !== known) throw new Error(`${target.url}: answered as another node`);
-      // the node answered at this address itself: that is what admits a node a peer introduced
-      if (peer.record.id !== this.nodeId) this.admit(peer, true);
-      peerId = peer.record.id;
-    } else if (known && have !== undefined) {
-      peerId = known; // it knows that this node holds its current record
-    } else {
-      throw new Error(`${target.url}: answered without its record`);
-    }
-    if (typeof res.got === "number") this.holds(peerId, res.got);
+    const answered = sync.answeredBy(target.url, res, known, have);
+    const peerId = answered.id;
+    // the node answered at this address itself: that is what admits a node a peer introduced
+    if (answered.record && peerId !== this.nodeId) this.admit(answered.record, true);
+    if (typeof res.got === "number") this.peerHolds.note(peerId, res.got);
     if (res.clusters || res.olderClusters) this.syncClusters(target.url, res, peerOf);
     if (peerId === this.nodeId) {
       // a seed that is this node's own address (a shared bootstrap list): remember, skip it from now on
@@ -465,7 +418,7 @@ export class GossipService {
     }
     table.markContact(peerId, rtt);
     if (target.seed) this.deps.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
-    if (res.observed) this.observe(res.observed.replace(/^::ffff:/, ""));
+    if (res.observed) this.observed.observe(res.observed);
     this.stats.exchanges++;
     // A probe only admits the node; tables are reconciled by the rounds' exchanges. (Each of the lanes'
     // probes pulling what the probed node holds had every node fetch and verify the same unknown records
@@ -517,48 +470,18 @@ export class GossipService {
     this.log.info(
       `cluster ${clusterLabel(cluster)} version ${cluster.version}: ${cluster.members.length} members`,
     );
-    for (const { target } of this.reachablePeers()) {
+    for (const { target } of core.reachable(this.nodeId, this.candidates())) {
       void this.pushCluster(target.url, signed, { nodeId: target.id, cert: target.cert });
     }
   }
 
-  /**
-   * After differing digests: push what the peer lacks, pull what it has newer — at most
-   * `gossipMaxRecords` of each per exchange (nodes held and vouched for first, the rest at random), so an
-   * exchange stays small and quick whatever the two tables hold; the rest follows in later rounds.
-   */
+  /** After differing digests: one sync that pushes what the peer lacks and pulls what it has newer (see sync.planSync). */
   private async reconcile(url: string, theirs: Digest, peer: PeerExpectation, peerId: string): Promise<void> {
     const { table, config } = this.deps;
-    const cap = config.gossipMaxRecords;
-    const mine = new Map(table.digest().map(([id, version, dead]) => [id, { version, dead }]));
-    const theirMap = new Map(theirs.map(([id, version, dead]) => [id, { version, dead }]));
-    const pushRecords: string[] = [];
-    const pushDeaths: string[] = [];
-    for (const [id, m] of mine) {
-      const t = theirMap.get(id);
-      if (t && t.version >= m.version && (t.dead || !m.dead)) continue;
-      if (m.dead) {
-        if (!t || t.version <= m.version) pushDeaths.push(id);
-      } else if (t ? t.version < m.version : id === this.nodeId || this.vouched(id)) {
-        // a node the peer does not hold is not pushed (unless vouched for): the peer would take it only as
-        // an introduction, and skip it while one waits; it pulls what it lacks itself, from its digests
-        pushRecords.push(id);
-      }
-    }
-    const records = pick(pushRecords, cap, (id) => id === this.nodeId || this.vouched(id)).flatMap(
-      (id) => table.record(id) ?? [],
-    );
-    const deaths = pick(pushDeaths, cap, () => false).flatMap((id) => table.death(id) ?? []);
-    const wanted: string[] = [];
-    for (const [id, t] of theirMap) {
-      const m = mine.get(id);
-      if (m) {
-        if (t.version > m.version || (t.dead && !m.dead && t.version >= m.version)) wanted.push(id);
-      } else if (!t.dead && this.introductions.wants(id, t.version)) {
-        wanted.push(id); // new to this node, not waiting for a probe nor found unreachable lately
-      }
-    }
-    const want = pick(wanted, cap, (id) => mine.has(id) || this.vouched(id));
+    const plan = sync.planSync(table.digest(), theirs, config.gossipMaxRecords, this.knowledge());
+    const records = plan.records.flatMap((id) => table.record(id) ?? []);
+    const deaths = plan.deaths.flatMap((id) => table.death(id) ?? []);
+    const want = plan.want;
     if (records.length === 0 && deaths.length === 0 && want.length === 0) return;
     const res = await this.post<SyncResponse>(
       `${url}/v1/p2p/sync`,
@@ -575,101 +498,38 @@ export class GossipService {
     this.stats.recordsReceived += res.records?.length ?? 0;
   }
 
-  /** Live peers this node can contact: their rows, and where and how to reach them. */
-  private reachablePeers(): { row: PeerRow; target: Target }[] {
+  /** The table's live rows, with their records, as the target choice reads them. */
+  private candidates(): core.Candidate[] {
     const { table } = this.deps;
-    return table.live().flatMap((row) => {
-      if (row.id === this.nodeId) return [];
-      const rec = table.record(row.id)?.record;
-      // a relayed node (p2p/reach.ts) is not dialed at its address, which members cannot reach: it
-      // contacts its peers itself
-      const addr = rec?.reach === "relay" ? undefined : rec?.addresses[0];
-      return rec && addr
-        ? [{ row, target: { url: nodeUrl(addr, !!rec.cert), id: row.id, cert: rec.cert } }]
-        : [];
-    });
+    return table.live().map((row) => ({
+      id: row.id,
+      state: row.state === "suspect" ? "suspect" : "alive",
+      lastTried: row.lastTried,
+      lastSeen: row.lastSeen,
+      // a live row's record is a signed record (a tombstone's is its death notice)
+      record:
+        row.id === this.nodeId || !row.record ? undefined : (JSON.parse(row.record) as SignedRecord).record,
+    }));
   }
 
   /** Whom to contact this round: suspects, the least recently contacted peers, and unknown seeds. */
-  targets(all = false): Target[] {
-    const { table, config } = this.deps;
-    const live = table.live().filter((r) => r.id !== this.nodeId && r.record);
-    const withUrl = this.reachablePeers();
-    const chosen: Target[] = [];
-    if (all) {
-      chosen.push(...withUrl.map((w) => w.target));
-    } else {
-      const suspects = withUrl.filter((w) => w.row.state === "suspect");
-      // Sorted by when this node last tried each peer, ties (new peers) broken at random per node:
-      // in the same order everywhere, the whole network would probe the same few peers at once and
-      // leave others (a dead one included) untried for many rounds.
-      const jitter = new Map(withUrl.map((w) => [w.row.id, Math.random()]));
-      const alive = withUrl
-        .filter((w) => w.row.state === "alive")
-        .sort(
-          (a, b) =>
-            a.row.lastTried - b.row.lastTried ||
-            (jitter.get(a.row.id) as number) - (jitter.get(b.row.id) as number),
-        );
-      // Random among the least recently contacted: spreads load, and nobody waits long for a contact.
-      const pool = alive.slice(0, Math.max(config.gossipFanout * 2, 4));
-      for (let i = pool.length - 1; i > 0; i--) {
-        const j = Math.floor(Math.random() * (i + 1));
-        [pool[i], pool[j]] = [pool[j] as (typeof pool)[number], pool[i] as (typeof pool)[number]];
-      }
-      chosen.push(
-        ...suspects.map((s) => s.target),
-        ...pool.slice(0, config.gossipFanout).map((p) => p.target),
-      );
-    }
-    const known = new Set(live.filter((p) => p.state === "alive").map((p) => p.id));
-    for (const seed of this.deps.peers.seeds()) {
-      if (seed.nodeId && (known.has(seed.nodeId) || seed.nodeId === this.nodeId)) continue;
-      // no record yet: the transport probes whether it serves TLS, as this node expects when it does
-      chosen.push({
-        url: nodeUrl(seed, config.tls),
-        seed: { host: seed.host, port: seed.port },
-        id: seed.nodeId,
-      });
-    }
-    return chosen;
-  }
-
-  private readonly observations: string[] = [];
-  /** Version of this node's record each peer said it holds (the record is left out while equal). */
-  private readonly peerHolds = new Map<string, number>();
-
-  /**
-   * Notes the version of this node's record `id` holds. At most `maxPeers` are kept, the least recently
-   * noted go first (callers with fresh keys cannot grow it; a peer forgotten gets the record once more).
-   */
-  private holds(id: string, version: number): void {
-    this.peerHolds.delete(id);
-    this.peerHolds.set(id, version);
-    if (this.peerHolds.size > this.deps.config.maxPeers) {
-      const oldest = this.peerHolds.keys().next().value as string;
-      this.peerHolds.delete(oldest);
-    }
-  }
-
-  /**
-   * Peers report the address they see this node at. The first one is kept while any of the last 10
-   * reports still confirms it, so peers that see different addresses (several interfaces) do not make
-   * the record flip every round; a real move is picked up once nobody reports the old address.
-   */
-  private observe(host: string): void {
-    this.observations.push(host);
-    if (this.observations.length > 10) this.observations.shift();
-    if (this.observedHost && this.observations.includes(this.observedHost)) return;
-    const counts = new Map<string, number>();
-    for (const h of this.observations) counts.set(h, (counts.get(h) ?? 0) + 1);
-    this.observedHost = ([...counts].sort((a, b) => b[1] - a[1])[0] as [string, number])[0];
+  targets(all = false): core.Target[] {
+    const { config, peers } = this.deps;
+    return core.chooseTargets({
+      self: this.nodeId,
+      peers: this.candidates(),
+      seeds: peers.seeds(),
+      fanout: config.gossipFanout,
+      tls: config.tls,
+      all,
+      random: this.random,
+    });
   }
 
   private declareDead(id: string): void {
     const row = this.deps.table.get(id);
-    if (!row || row.state === "dead") return;
-    const body = { id, version: row.version, reporter: this.nodeId, at: this.deps.clock.now() };
+    const body = row && core.deathBody(row, this.nodeId, this.deps.clock.now());
+    if (!row || !body) return;
     const notice: DeathNotice = { ...body, signature: this.deps.identity.signJson(body) };
     this.deps.table.applyDeath(notice);
     this.log.info(
@@ -748,9 +608,7 @@ export class GossipService {
           if (!t.id) return;
           const row = table.markFailure(t.id);
           this.log.debug(`exchange with ${t.url} failed: ${(err as Error).message}`);
-          // two failed tries at least: one slow answer from a starved (not dead) peer is not a death
-          if (row && row.failures >= 2 && clock.now() - row.lastSeen >= config.suspectTimeoutMs)
-            this.declareDead(t.id);
+          if (row && core.deadAfterFailure(row, clock.now(), config.suspectTimeoutMs)) this.declareDead(t.id);
         }
       }),
     );
@@ -759,12 +617,14 @@ export class GossipService {
     // in at most as many batches as it takes to probe maxUnverifiedPeers of them
     const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);
     for (let i = 0; all && i < batches && this.introductions.size > 0; i++) await this.probeIntroduced();
-    // A record nobody can contact (no address: a client-only node that ran --us; or relayed) cannot be
-    // probed; it is dropped once it has not been heard from for 3 suspect timeouts.
+    // a record nobody can contact cannot be probed: dropped after a while (see core.silentWithoutAddress)
     for (const row of table.live()) {
-      if (row.id === this.nodeId || clock.now() - row.lastSeen < 3 * config.suspectTimeoutMs) continue;
-      const rec = table.record(row.id)?.record;
-      if (rec && (rec.addresses.length === 0 || rec.reach === "relay")) this.declareDead(row.id);
+      const record = () => table.record(row.id)?.record;
+      if (
+        row.id !== this.nodeId &&
+        core.silentWithoutAddress(row.lastSeen, record, clock.now(), config.suspectTimeoutMs)
+      )
+        this.declareDead(row.id);
     }
     table.purge(TOMBSTONE_MS);
     this.stats.rounds++;

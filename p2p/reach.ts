@@ -1,16 +1,17 @@
 import {
+  type Address,
   type Cancel,
   type Clock,
+  fetchTransport,
   type Identity,
   type Logger,
+  type NodeTransport,
   nodeUrl,
   P2prcError,
+  PeerClient,
   pinnedTls,
-  signRequest,
 } from "../core/index.ts";
-import type { PeerTable } from "./table.ts";
-import { verifyRecord } from "./table.ts";
-import type { PeerTransport } from "./transport.ts";
+import { type PeerTable, verifyRecord } from "./table.ts";
 import type { SignedRecord } from "./types.ts";
 
 /** How members reach a node: at its own address, or through a relay its record names. */
@@ -98,8 +99,8 @@ export interface ReachDeps {
   selfRecord: () => Promise<SignedRecord>;
   /** Called when the state changed: the composition root re-signs the record (gossip.refreshSelf). */
   changed: (state: ReachState) => void;
-  /** How this node reaches the members it asks (TLS pinned to their records); default: plain fetch. */
-  transport?: PeerTransport;
+  /** How this node reaches the members it asks (PeerTransport: TLS pinned to their records); default: `fetch`. */
+  transport?: NodeTransport;
   fetch?: typeof fetch;
   /** Between checks once one was answered (default 60 s). */
   intervalMs?: number;
@@ -219,25 +220,20 @@ export class ReachService {
 
   private async ask(member: SignedRecord, self: SignedRecord): Promise<DialbackResponse> {
     const { record } = member;
-    const url = `${nodeUrl(record.addresses[0] as { host: string; port: number }, !!record.cert)}/v1/p2p/dialback`;
-    const text = JSON.stringify({ record: self } satisfies DialbackRequest);
-    const peer = { nodeId: record.id, cert: record.cert };
-    const fetchFn = this.deps.transport ? this.deps.transport.fetchFor(peer) : this.fetchFn;
-    const res = await fetchFn(url, {
+    const { identity, clock, transport } = this.deps;
+    const client = new PeerClient({ identity, clock, transport: transport ?? fetchTransport(this.fetchFn) });
+    const node = {
+      address: record.addresses[0] as Address,
+      id: record.id,
+      cert: record.cert,
+      tls: !!record.cert,
+    };
+    const body = await client.json<Partial<DialbackResponse>>(node, "/v1/p2p/dialback", {
       method: "POST",
-      headers: {
-        "content-type": "application/json",
-        ...signRequest(this.deps.identity, "POST", url, text, Date.now(), record.id),
-      },
-      body: text,
-      signal: AbortSignal.any([
-        AbortSignal.timeout((this.deps.dialTimeoutMs ?? 3000) + 2000),
-        this.stopping.signal,
-      ]),
+      json: { record: self } satisfies DialbackRequest,
+      timeoutMs: (this.deps.dialTimeoutMs ?? 3000) + 2000,
+      signal: this.stopping.signal,
     });
-    const reply = await res.text();
-    if (!res.ok) throw new Error(`HTTP ${res.status} ${reply.slice(0, 200)}`);
-    const body = JSON.parse(reply) as Partial<DialbackResponse>;
     if (typeof body.reachable !== "boolean") throw new Error("answer without `reachable`");
     return { reachable: body.reachable, address: String(body.address ?? ""), error: body.error };
   }

@@ -83,9 +83,10 @@ export class Net {
       if (id) c.set("caller", { id, admin: false, operator: false });
       await next();
     });
+    // the real server's wire shape (server/http/errors.ts), field included: gossip reads it
     app.onError((err, c) =>
       isP2prcError(err) && err.code === "E_INVALID"
-        ? c.json({ error: { code: err.code, message: err.message } }, 400)
+        ? c.json({ error: { code: err.code, message: err.message, field: err.field } }, 400)
         : c.json({ error: String(err) }, 500),
     );
     app.route(

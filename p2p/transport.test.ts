@@ -10,6 +10,8 @@ import {
   type Identity,
   isP2prcError,
   loadOrCreateTlsCertificate,
+  ManualClock,
+  PeerClient,
   type TlsMaterial,
 } from "../core/index.ts";
 import { signedRecord } from "./fixtures.ts";
@@ -78,6 +80,42 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   }
   throw new Error("expected a rejection");
 }
+
+describe("send(node, path): the NodeTransport under core's PeerClient", () => {
+  test("a node with a cert: TLS pinned to it at the node's address, the path and query kept", async () => {
+    const s = serve(certA, recordWithCert(node, certA.certPem));
+    const t = new PeerTransport({ requireTls: true });
+    const at = { address: { host: "127.0.0.1", port: s.port }, cert: certA.certPem };
+    const res = await t.send(at, "/v1/specs?x=1", { method: "GET" });
+    expect(await res.text()).toBe("served /v1/specs");
+    expect(s.calls).toEqual([["https:", "GET /v1/specs?x=1"]]);
+    expect(s.identityHits).toBe(0);
+  });
+
+  test("a node known by id only: probed, and an address answering as another node is refused", async () => {
+    const s = serve(certA, recordWithCert(stranger, certA.certPem));
+    const t = new PeerTransport({ requireTls: true });
+    const err = await rejection(
+      t.send({ address: { host: "127.0.0.1", port: s.port }, id: node.nodeId }, "/", {}),
+    );
+    expect(isP2prcError(err, "E_NODE_UNREACHABLE")).toBe(true);
+    expect(s.calls).toEqual([]);
+  });
+
+  test("through a PeerClient: signed and sent pinned; a wrong pin is a coded E_NODE_UNREACHABLE", async () => {
+    const s = serve(certB, recordWithCert(node, certB.certPem));
+    const peer = new PeerClient({
+      identity: node,
+      clock: new ManualClock(),
+      transport: new PeerTransport({ requireTls: true }),
+    });
+    const address = { host: "127.0.0.1", port: s.port };
+    expect((await peer.request({ address, cert: certB.certPem }, "/v1/specs")).status).toBe(200);
+    const err = await rejection(peer.request({ address, cert: certA.certPem }, "/v1/specs"));
+    expect(isP2prcError(err, "E_NODE_UNREACHABLE")).toBe(true);
+    expect(s.calls).toEqual([["https:", "GET /v1/specs"]]);
+  });
+});
 
 describe("a known certificate (expect.cert)", () => {
   test("goes over TLS pinned to it, whatever scheme the URL names, with no probe", async () => {

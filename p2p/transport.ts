@@ -1,10 +1,12 @@
 import {
   certSha256,
   formatAddress,
+  type NodeRef,
+  type NodeTransport,
+  nodeOfUrl,
   P2prcError,
   pinnedTls,
   probeCertificate,
-  unbracket,
 } from "../core/index.ts";
 import { verifyRecord } from "./table.ts";
 import type { SignedRecord } from "./types.ts";
@@ -45,7 +47,8 @@ export interface PeerTransportOptions {
 type Known = { tls: true; cert: string; nodeId: string } | { tls: false };
 
 /**
- * How p2prc reaches another node. A node's URL names its address (the scheme given is ignored): when the
+ * How p2prc reaches another node (the NodeTransport under core's PeerClient). The node's address is used
+ * whatever it says of TLS: when the
  * node's signed record carries a certificate, the request goes over TLS with exactly that certificate
  * pinned. An address with no record yet (a bootstrap seed, a host:port typed by a user) is probed once:
  * the certificate it serves is pinned for a request to its identity probe, whose signed record must name
@@ -53,7 +56,7 @@ type Known = { tls: true; cert: string; nodeId: string } | { tls: false };
  * for whom the address belongs to; the key then proves it). A node that serves plain HTTP is used only
  * when this node does not require TLS itself.
  */
-export class PeerTransport {
+export class PeerTransport implements NodeTransport {
   private readonly known = new Map<string, Known>();
   /** One keep-alive session per pinned certificate: a handshake per peer, not per request. */
   private readonly sessions = new Map<string, Bun.FetchSession>();
@@ -63,15 +66,21 @@ export class PeerTransport {
     this.fetchFn = o.fetch ?? fetch;
   }
 
-  /** A fetch bound to one peer (what NodeClient and gossip call). */
+  /**
+   * A fetch bound to one peer, for a URL (the scheme given is ignored). Callers pass a node to
+   * `send` through core's PeerClient; this is kept for tests and tools holding a URL.
+   */
   fetchFor(expect: PeerExpectation = {}): typeof fetch {
     const bound = async (input: string | URL | Request, init?: RequestInit) => {
+      const known = { id: expect.nodeId, cert: expect.cert };
       if (input instanceof Request) {
         const body = ["GET", "HEAD"].includes(input.method) ? undefined : await input.arrayBuffer();
         const fromRequest: RequestInit = { method: input.method, headers: input.headers, body };
-        return this.request(input.url, { ...fromRequest, ...init }, expect);
+        const { node, path } = nodeOfUrl(input.url, known);
+        return this.send(node, path, { ...fromRequest, ...init });
       }
-      return this.request(String(input), init ?? {}, expect);
+      const { node, path } = nodeOfUrl(String(input), known);
+      return this.send(node, path, init ?? {});
     };
     return bound as typeof fetch;
   }
@@ -82,16 +91,14 @@ export class PeerTransport {
     return k?.tls ? k.nodeId : undefined;
   }
 
-  private async request(url: string, init: RequestInit, expect: PeerExpectation): Promise<Response> {
-    const u = new URL(url);
-    const host = unbracket(u.hostname);
-    const port = Number(u.port || (u.protocol === "https:" ? 443 : 80));
-    // host and port spelled out: the scheme may change, and with it the default port
-    const where = formatAddress({ host, port });
-    const rest = `${where}${u.pathname}${u.search}`;
-    let cert = expect.cert;
+  /** Sends to `path` on `node`: pinned to `node.cert`, else to what the table holds or a probe finds. */
+  async send(node: NodeRef, path: string, init: RequestInit): Promise<Response> {
+    const { host, port } = node.address;
+    const where = formatAddress(node.address);
+    const rest = `${where}${path}`;
+    let cert = node.cert;
     if (!cert) {
-      const k = await abortable(this.resolve(host, port, expect.nodeId), init.signal);
+      const k = await abortable(this.resolve(host, port, node.id), init.signal);
       if (!k.tls) return this.fetchFn(`http://${rest}`, init);
       cert = k.cert;
     }

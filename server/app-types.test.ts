@@ -4,41 +4,16 @@
 // would be `any`, and `make lint` would fail here.
 import { describe, expect, expectTypeOf, test } from "bun:test";
 import { hc } from "hono/client";
-import { defaultConfig } from "../config/index.ts";
-import { memoryLogger, systemClock } from "../core/index.ts";
 import { openStore } from "../store/index.ts";
-import {
-  type ContainerEngine,
-  ContainerService,
-  type ContainerView,
-  createServerApp,
-  type ServerApp,
-} from "./index.ts";
-
-/** An engine that fails the test if a route reaches it: health and an empty list must not. */
-const noEngine = new Proxy({} as ContainerEngine, {
-  get: (_, name) => () => {
-    throw new Error(`the engine was called (${String(name)})`);
-  },
-});
+import { engineFreeApp } from "./fixtures.ts";
+import type { ContainerView, ServerApp } from "./index.ts";
 
 function makeClient() {
-  const config = defaultConfig("types-test");
   const store = openStore(":memory:");
-  const deps = {
-    nodeId: "n1",
-    config,
-    engine: noEngine,
+  const app = engineFreeApp({
     records: store.containers,
-    clock: systemClock,
-    logger: memoryLogger(),
-    gpus: async () => [],
-  };
-  const app = createServerApp({
-    ...deps,
-    version: "test",
-    containers: new ContainerService(deps),
-    dataDir: "/nonexistent",
+    nodeId: "n1",
+    name: "types-test",
     resolveCaller: () => ({ id: "local", admin: true, operator: true }),
   });
   const client = hc<ServerApp>("http://node", {

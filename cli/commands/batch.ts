@@ -1,5 +1,6 @@
 import type { ArgsDef } from "citty";
 import { parseArgs } from "citty";
+import { demoMandelbrot, loadConfig, runBatch } from "../../abstractions/index.ts";
 import { type CliIO, toJson, usageError } from "../io.ts";
 import { progressReporter } from "../progress.ts";
 import type { RunOptions } from "../run.ts";
@@ -65,7 +66,6 @@ export async function runSubcommand(
     io.out(`usage: ${SUBCOMMAND_HELP[name]}`);
     return 0;
   }
-  const { runBatch, demoMandelbrot, loadConfig } = await import("../../abstractions/index.ts");
   const args = check(argv, name === "batch" ? BATCH_ARGS : DEMO_ARGS, SUBCOMMAND_HELP[name]);
   const json = args.json === true;
   const node = { configDir: args["config-dir"] as string | undefined, env: options.env ?? process.env };

@@ -1,11 +1,18 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { GroupView, StartedContainer } from "../../abstractions/index.ts";
+import {
+  type GroupView,
+  getSpecs,
+  groups,
+  removeContainer,
+  type StartedContainer,
+  startContainer,
+  trackedContainers,
+  viewImages,
+} from "../../abstractions/index.ts";
 import { type Command, type CommandContext, stringFlag } from "../context.ts";
 import { toJson, usageError } from "../io.ts";
-
-const abstractions = () => import("../../abstractions/index.ts");
 
 function number(
   ctx: CommandContext,
@@ -54,7 +61,6 @@ function printStarted(ctx: CommandContext, s: StartedContainer): void {
 /** `--exec-container <node>` / `--touch` / `--CreateVM` */
 export const execContainerCommand: Command = async (ctx) => {
   const node = stringFlag(ctx, "exec-container") as string;
-  const { startContainer } = await abstractions();
   const key = sshKey(ctx);
   const started = await startContainer(ctx.node, node, {
     image: stringFlag(ctx, "image"),
@@ -73,14 +79,12 @@ export const execContainerCommand: Command = async (ctx) => {
 export const removeVmCommand: Command = async (ctx) => {
   const id = stringFlag(ctx, "id");
   if (!id) throw usageError("--remove-vm needs --id <container id>");
-  const { removeContainer } = await abstractions();
   await removeContainer(ctx.node, stringFlag(ctx, "remove-vm") as string, id);
   ctx.io.out(ctx.json ? toJson({ removed: id }) : `removed ${id}`);
 };
 
 /** `--vi <node>` / `--ViewImages` */
 export const viewImagesCommand: Command = async (ctx) => {
-  const { viewImages } = await abstractions();
   const { images } = await viewImages(ctx.node, stringFlag(ctx, "view-images") as string);
   if (ctx.json) return ctx.io.out(toJson(images));
   for (const i of images) ctx.io.out(`${i.tags.join(", ")}  ${(i.sizeBytes / 1e6).toFixed(1)} MB`);
@@ -88,13 +92,11 @@ export const viewImagesCommand: Command = async (ctx) => {
 
 /** `--specs <node>` / `--Specification` */
 export const specsCommand: Command = async (ctx) => {
-  const { getSpecs } = await abstractions();
   ctx.io.out(toJson(await getSpecs(ctx.node, stringFlag(ctx, "specs") as string)));
 };
 
 /** `--tc` / `--TrackedContainers` */
 export const trackedCommand: Command = async (ctx) => {
-  const { trackedContainers } = await abstractions();
   const list = await trackedContainers(ctx.node);
   if (ctx.json) return ctx.io.out(toJson(list));
   if (list.length === 0) return ctx.io.out("(no tracked containers)");
@@ -115,14 +117,12 @@ function printGroup(ctx: CommandContext, g: GroupView): void {
 
 /** `--cgroup` / `--CreateGroup` */
 export const createGroupCommand: Command = async (ctx) => {
-  const { groups } = await abstractions();
   const g = await groups.create(ctx.node);
   ctx.io.out(ctx.json ? toJson(g) : g.id);
 };
 
 /** `--group <gid>` [--id <cid> [--rmcgroup]] */
 export const groupCommand: Command = async (ctx) => {
-  const { groups } = await abstractions();
   const gid = stringFlag(ctx, "group") as string;
   const cid = stringFlag(ctx, "id");
   if (ctx.flags["remove-container-group"] && !cid) throw usageError("--rmcgroup needs --id <container id>");
@@ -136,7 +136,6 @@ export const groupCommand: Command = async (ctx) => {
 
 /** `--rmgroup <gid>` / `--RemoveGroup` */
 export const removeGroupCommand: Command = async (ctx) => {
-  const { groups } = await abstractions();
   const gid = stringFlag(ctx, "remove-group") as string;
   await groups.remove(ctx.node, gid);
   ctx.io.out(ctx.json ? toJson({ removed: gid }) : `removed ${gid}`);
@@ -144,7 +143,6 @@ export const removeGroupCommand: Command = async (ctx) => {
 
 /** `--groups` / `--Groups` */
 export const groupsCommand: Command = async (ctx) => {
-  const { groups } = await abstractions();
   const list = await groups.list(ctx.node);
   if (ctx.json) return ctx.io.out(toJson(list));
   if (list.length === 0) return ctx.io.out("(no groups)");

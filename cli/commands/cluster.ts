@@ -1,4 +1,12 @@
-import type { ClusterView } from "../../abstractions/index.ts";
+import {
+  type ClusterView,
+  clusterAdd,
+  clusterRemove,
+  hostCluster,
+  joinCluster,
+  leaveCluster,
+  listClusters,
+} from "../../abstractions/index.ts";
 import { type Command, type CommandContext, stringFlag } from "../context.ts";
 import { toJson } from "../io.ts";
 
@@ -22,7 +30,6 @@ function describe(ctx: CommandContext, v: ClusterView, verb: string): void {
 
 /** `--host-cluster <name> --users id,…` */
 export const hostClusterCommand: Command = async (ctx) => {
-  const { hostCluster } = await import("../../abstractions/index.ts");
   const users = (stringFlag(ctx, "users") ?? "").split(",");
   const v = await hostCluster(
     ctx.node,
@@ -35,7 +42,6 @@ export const hostClusterCommand: Command = async (ctx) => {
 
 /** `--cluster-add id[=label]` */
 export const clusterAddCommand: Command = async (ctx) => {
-  const { clusterAdd } = await import("../../abstractions/index.ts");
   const v = await clusterAdd(
     ctx.node,
     stringFlag(ctx, "cluster-add") ?? "",
@@ -47,7 +53,6 @@ export const clusterAddCommand: Command = async (ctx) => {
 
 /** `--cluster-remove id` */
 export const clusterRemoveCommand: Command = async (ctx) => {
-  const { clusterRemove } = await import("../../abstractions/index.ts");
   const v = await clusterRemove(
     ctx.node,
     stringFlag(ctx, "cluster-remove") ?? "",
@@ -58,7 +63,6 @@ export const clusterRemoveCommand: Command = async (ctx) => {
 
 /** `--join file|host:port` */
 export const joinCommand: Command = async (ctx) => {
-  const { joinCluster } = await import("../../abstractions/index.ts");
   const joined = await joinCluster(ctx.node, stringFlag(ctx, "join") ?? "", stringFlag(ctx, "cluster"));
   if (ctx.json) return ctx.io.out(toJson(joined));
   for (const v of joined) describe(ctx, v, "joined");
@@ -66,7 +70,6 @@ export const joinCommand: Command = async (ctx) => {
 
 /** `--leave-cluster name` */
 export const leaveClusterCommand: Command = async (ctx) => {
-  const { leaveCluster } = await import("../../abstractions/index.ts");
   const left = await leaveCluster(ctx.node, stringFlag(ctx, "leave-cluster") ?? "");
   if (ctx.json) {
     ctx.io.out(toJson({ left }));
@@ -79,7 +82,6 @@ export const leaveClusterCommand: Command = async (ctx) => {
 
 /** `--clusters` */
 export const clustersCommand: Command = async (ctx) => {
-  const { listClusters } = await import("../../abstractions/index.ts");
   const list = await listClusters(ctx.node);
   if (ctx.json) return ctx.io.out(toJson(list));
   if (list.length === 0) return ctx.io.out("(no clusters: host one with --host-cluster, or --join one)");

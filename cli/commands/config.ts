@@ -1,4 +1,4 @@
-import { setDefaultConfig, viewConfig } from "../../abstractions/index.ts";
+import { init, setDefaultConfig, viewConfig } from "../../abstractions/index.ts";
 import type { Command } from "../context.ts";
 import { toJson } from "../io.ts";
 
@@ -21,7 +21,6 @@ export const viewConfigCommand: Command = async ({ io, node }) => {
 
 /** `--whoami` */
 export const whoamiCommand: Command = async ({ io, json, node }) => {
-  const { init } = await import("../../abstractions/index.ts");
   const ctx = init(node);
   if (json)
     return io.out(

@@ -1,4 +1,11 @@
-import type { PeerView } from "../../abstractions/index.ts";
+import {
+  addCustomInformation,
+  addRootNode,
+  addServer,
+  type PeerView,
+  updateIPTable,
+  viewIPTable,
+} from "../../abstractions/index.ts";
 import { formatAddress } from "../../core/index.ts";
 import { type Command, stringFlag } from "../context.ts";
 import { toJson, usageError } from "../io.ts";
@@ -55,19 +62,16 @@ function printTable(io: { out(t: string): void }, json: boolean, views: PeerView
 
 /** `--ls` / `--ListServers` */
 export const listServersCommand: Command = async ({ io, json, node }) => {
-  const { viewIPTable } = await import("../../abstractions/index.ts");
   printTable(io, json, await viewIPTable(node));
 };
 
 /** `--us` / `--UpdateServerList` */
 export const updateServerListCommand: Command = async ({ io, json, node }) => {
-  const { updateIPTable } = await import("../../abstractions/index.ts");
   printTable(io, json, await updateIPTable(node));
 };
 
 /** `--as host:port` / `--AddServer` */
 export const addServerCommand: Command = async (ctx) => {
-  const { addServer } = await import("../../abstractions/index.ts");
   const a = await addServer(ctx.node, stringFlag(ctx, "add-server") ?? "");
   ctx.io.out(
     ctx.json
@@ -81,7 +85,6 @@ export const addRootNodeCommand: Command = async (ctx) => {
   const host = stringFlag(ctx, "ip");
   const port = stringFlag(ctx, "ports");
   if (!host || !port) throw usageError("--add-root-node needs --ip <host> and -p <port>");
-  const { addRootNode } = await import("../../abstractions/index.ts");
   const a = await addRootNode(ctx.node, host, port);
   ctx.io.out(
     ctx.json ? toJson({ added: a, root: true }) : `added root node ${formatAddress(a)} (the table is kept)`,
@@ -90,7 +93,6 @@ export const addRootNodeCommand: Command = async (ctx) => {
 
 /** `--amd text` / `--AddMetaData` */
 export const addMetadataCommand: Command = async (ctx) => {
-  const { addCustomInformation } = await import("../../abstractions/index.ts");
   const text = stringFlag(ctx, "add-metadata") ?? "";
   await addCustomInformation(ctx.node, text);
   ctx.io.out(

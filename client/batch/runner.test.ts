@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { generateIdentity, systemClock } from "../../core/index.ts";
+import { fetchTransport, generateIdentity, systemClock } from "../../core/index.ts";
 import { openStore } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";
 import { type Job, JobSchema } from "./job.ts";
@@ -83,7 +83,7 @@ class FakeNode {
 
 function deps(nodes: FakeNode[]): ClientDeps {
   const byHost = new Map(nodes.map((n) => [new URL(n.url).host, n]));
-  // NodeClient always calls fetch(url: string, init)
+  // fetchTransport always calls fetch(url: string, init)
   const fakeFetch = (async (input: string, init?: RequestInit) => {
     const req = new Request(input, init);
     const node = byHost.get(new URL(req.url).host);
@@ -95,7 +95,7 @@ function deps(nodes: FakeNode[]): ClientDeps {
     identity: generateIdentity(),
     clock: systemClock,
     views: () => [],
-    fetch: fakeFetch,
+    transport: fetchTransport(fakeFetch),
   };
 }
 

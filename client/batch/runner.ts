@@ -5,7 +5,7 @@ import { createTar, parseTar } from "nanotar";
 import { P2prcError } from "../../core/index.ts";
 import type { BatchTaskRow } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";
-import { NodeClient } from "../node-client.ts";
+import { connect, type NodeClient } from "../node-client.ts";
 import type { NodeTarget } from "../resolve.ts";
 import { type Job, taskParams } from "./job.ts";
 
@@ -90,7 +90,7 @@ class NodeWorker {
     private readonly ttlSeconds: number,
     deps: ClientDeps,
   ) {
-    this.client = new NodeClient(target.url, deps.identity, deps.fetch, 60_000, target.id);
+    this.client = connect(deps, target, 60_000);
     this.label = target.name ?? target.url;
     this.pool = Array.from({ length: slots }, () => undefined);
   }

@@ -1,0 +1,291 @@
+// Gossip's decisions about peers and about this node, on plain data (no network, no store): target
+// choice, death timing, the heartbeat's versions, address observation.
+import { describe, expect, test } from "bun:test";
+import { ManualClock } from "../core/index.ts";
+import { recordOf } from "./fixtures.ts";
+import {
+  type Candidate,
+  chooseTargets,
+  deadAfterFailure,
+  deathBody,
+  nextRecord,
+  ObservedAddress,
+  PeerHolds,
+  pick,
+  type Random,
+  reachable,
+  type SeedAddress,
+  selfAddresses,
+  silentWithoutAddress,
+  type TargetChoice,
+} from "./gossip-core.ts";
+import type { NodeRecord } from "./types.ts";
+
+/** A repeatable random source (a linear congruential generator). */
+function seeded(seed = 1): Random {
+  let s = seed;
+  return () => {
+    s = (s * 1_103_515_245 + 12_345) % 2 ** 31;
+    return s / 2 ** 31;
+  };
+}
+
+const SELF = "self".padEnd(64, "0");
+
+function record(id: string, port: number, over: Partial<NodeRecord> = {}): NodeRecord {
+  return { ...recordOf({ nodeId: id } as never), addresses: [{ host: "127.0.0.1", port }], ...over };
+}
+
+/** A live peer `n`, last tried at `lastTried`, at port 9000 + n. */
+function peer(n: number, over: Partial<Candidate> = {}): Candidate {
+  const id = `p${n}`.padEnd(64, "0");
+  return { id, state: "alive", lastTried: 0, lastSeen: 0, record: record(id, 9000 + n), ...over };
+}
+
+function choose(over: Partial<TargetChoice>): ReturnType<typeof chooseTargets> {
+  return chooseTargets({
+    self: SELF,
+    peers: [],
+    seeds: [],
+    fanout: 3,
+    tls: false,
+    all: false,
+    random: seeded(),
+    ...over,
+  });
+}
+
+describe("target choice", () => {
+  test("every suspect is contacted, first, and fanout alive peers besides", () => {
+    const peers = [
+      ...Array.from({ length: 10 }, (_, i) => peer(i)),
+      peer(20, { state: "suspect" }),
+      peer(21, { state: "suspect" }),
+    ];
+    const targets = choose({ peers });
+    expect(targets.map((t) => t.id?.slice(0, 3))).toEqual(expect.arrayContaining(["p20", "p21"]));
+    expect(targets.slice(0, 2).map((t) => t.id?.slice(0, 3))).toEqual(["p20", "p21"]);
+    expect(targets).toHaveLength(2 + 3);
+    expect(targets[0]).toEqual({ url: "http://127.0.0.1:9020", id: peers[10]?.id, cert: undefined });
+  });
+
+  test("the alive peers come from the least recently tried (a pool of 2 × fanout, at least 4)", () => {
+    // p0..p5 tried long ago, p6..p19 just now: whatever the random source, only p0..p5 are picked
+    const peers = Array.from({ length: 20 }, (_, i) => peer(i, { lastTried: i < 6 ? 100 : 5000 }));
+    const early = new Set(peers.slice(0, 6).map((p) => p.id));
+    for (let seed = 1; seed < 30; seed++) {
+      const ids = choose({ peers, random: seeded(seed) }).map((t) => t.id ?? "");
+      expect(ids).toHaveLength(3);
+      for (const id of ids) expect(early.has(id)).toBe(true);
+    }
+    // fanout 1: a pool of 4, not 2
+    const seen = new Set<string>();
+    const staggered = Array.from({ length: 10 }, (_, i) => peer(i, { lastTried: i }));
+    for (let seed = 1; seed < 200; seed++)
+      for (const t of choose({ peers: staggered, fanout: 1, random: seeded(seed) })) seen.add(t.id ?? "");
+    expect([...seen].map((id) => id.slice(0, 2)).sort()).toEqual(["p0", "p1", "p2", "p3"]);
+  });
+
+  test("ties (peers never tried) are broken at random: two nodes do not pick the same peers", () => {
+    const peers = Array.from({ length: 30 }, (_, i) => peer(i));
+    const a = choose({ peers, random: seeded(1) }).map((t) => t.id);
+    const b = choose({ peers, random: seeded(2) }).map((t) => t.id);
+    expect(a).toHaveLength(3);
+    expect(a).not.toEqual(b);
+  });
+
+  test("never this node, nor a peer without an address or a record; all = every reachable peer", () => {
+    const peers = [
+      peer(1),
+      peer(2, { record: undefined }),
+      peer(3, { record: record("p3", 1, { addresses: [] }) }),
+      { ...peer(4), id: SELF },
+      peer(5, { state: "suspect" }),
+    ];
+    const all = choose({ peers, all: true });
+    expect(all.map((t) => t.id?.slice(0, 2))).toEqual(["p1", "p5"]);
+    expect(reachable(SELF, peers).map((r) => r.peer.id.slice(0, 2))).toEqual(["p1", "p5"]);
+  });
+
+  test("a relayed peer is never dialed (it contacts this node itself), even as a suspect", () => {
+    const peers = [
+      peer(1),
+      peer(2, { record: record("p2", 9002, { reach: "relay" }) }),
+      peer(3, { state: "suspect", record: record("p3", 9003, { reach: "relay" }) }),
+    ];
+    expect(choose({ peers, all: true }).map((t) => t.id?.slice(0, 2))).toEqual(["p1"]);
+    expect(choose({ peers }).map((t) => t.id?.slice(0, 2))).toEqual(["p1"]);
+  });
+
+  test("a record with a certificate is reached over TLS, pinned to it", () => {
+    const [t] = choose({ peers: [peer(1, { record: record("p1", 9001, { cert: "PEM" }) })] });
+    expect(t).toMatchObject({ url: "https://127.0.0.1:9001", cert: "PEM" });
+  });
+
+  test("seeds: contacted every round until their node is alive in the table; never this node's own address", () => {
+    const known = peer(1);
+    const seeds: SeedAddress[] = [
+      { host: "10.0.0.1", port: 8088, nodeId: undefined }, // never answered: tried
+      { host: "10.0.0.2", port: 8088, nodeId: known.id }, // its node is alive here: skipped
+      { host: "10.0.0.3", port: 8088, nodeId: SELF }, // this node itself: skipped
+      { host: "10.0.0.4", port: 8088, nodeId: "gone".padEnd(64, "0") }, // answered once, not in the table: tried
+      { host: "::1", port: 8088, nodeId: undefined },
+    ];
+    const targets = choose({ peers: [known], seeds, tls: true }).filter((t) => t.seed);
+    expect(targets).toEqual([
+      { url: "https://10.0.0.1:8088", seed: { host: "10.0.0.1", port: 8088 }, id: undefined },
+      { url: "https://10.0.0.4:8088", seed: { host: "10.0.0.4", port: 8088 }, id: seeds[3]?.nodeId },
+      { url: "https://[::1]:8088", seed: { host: "::1", port: 8088 }, id: undefined },
+    ]);
+    // a seed whose node is only suspect here is still tried (it may have moved)
+    const suspect = choose({ peers: [{ ...known, state: "suspect" }], seeds: [seeds[1] as SeedAddress] });
+    expect(suspect.filter((t) => t.seed)).toHaveLength(1);
+    // a seed whose node is alive but without a record held is tried
+    const noRecord = choose({ peers: [{ ...known, record: undefined }], seeds: [seeds[1] as SeedAddress] });
+    expect(noRecord.filter((t) => t.seed)).toHaveLength(1);
+  });
+
+  test("pick: those `first` holds first, then a random sample; all when they fit", () => {
+    const ids = Array.from({ length: 10 }, (_, i) => `n${i}`);
+    expect(pick(ids, 10, () => false, seeded())).toBe(ids);
+    const picked = pick(ids, 4, (id) => id === "n7" || id === "n9", seeded());
+    expect(picked.slice(0, 2)).toEqual(["n7", "n9"]);
+    expect(picked).toHaveLength(4);
+    expect(new Set(picked).size).toBe(4);
+  });
+});
+
+describe("death detection", () => {
+  test("a failed peer is declared dead only after 2 failures and suspectTimeoutMs without contact", () => {
+    const clock = new ManualClock();
+    const lastSeen = clock.now();
+    clock.advance(4999);
+    expect(deadAfterFailure({ failures: 5, lastSeen }, clock.now(), 5000)).toBe(false);
+    clock.advance(1);
+    expect(deadAfterFailure({ failures: 1, lastSeen }, clock.now(), 5000)).toBe(false);
+    expect(deadAfterFailure({ failures: 2, lastSeen }, clock.now(), 5000)).toBe(true);
+  });
+
+  test("a record without an address is dropped after 3 suspect timeouts; its record is read only then", () => {
+    const clock = new ManualClock();
+    const lastSeen = clock.now();
+    let reads = 0;
+    const none = () => {
+      reads++;
+      return record("x", 1, { addresses: [] });
+    };
+    clock.advance(3 * 5000 - 1);
+    expect(silentWithoutAddress(lastSeen, none, clock.now(), 5000)).toBe(false);
+    expect(reads).toBe(0);
+    clock.advance(1);
+    expect(silentWithoutAddress(lastSeen, none, clock.now(), 5000)).toBe(true);
+    expect(silentWithoutAddress(lastSeen, () => record("x", 1), clock.now(), 5000)).toBe(false);
+    expect(silentWithoutAddress(lastSeen, () => undefined, clock.now(), 5000)).toBe(false);
+    // a relayed node, with an address nobody can dial, the same
+    const relayed = () => record("x", 1, { reach: "relay" });
+    expect(silentWithoutAddress(lastSeen, relayed, clock.now(), 5000)).toBe(true);
+    expect(silentWithoutAddress(lastSeen, relayed, clock.now() - 1, 5000)).toBe(false);
+  });
+
+  test("the death notice names the version held and the time; none for a row already dead", () => {
+    expect(deathBody({ id: "a", version: 7, state: "suspect" }, "me", 123)).toEqual({
+      id: "a",
+      version: 7,
+      reporter: "me",
+      at: 123,
+    });
+    expect(deathBody({ id: "a", version: 7, state: "dead" }, "me", 123)).toBeUndefined();
+  });
+});
+
+describe("heartbeat", () => {
+  const content = (() => {
+    const { version: _v, issuedAt: _i, ...rest } = record(SELF, 8088);
+    return rest;
+  })();
+
+  test("the first record is versioned at least the wall clock, above every version used or seen", () => {
+    const clock = new ManualClock();
+    const base = { content, current: undefined, force: false, now: clock.now() };
+    expect(nextRecord({ ...base, stored: 0, seen: 0 })).toMatchObject({
+      version: clock.now(),
+      issuedAt: clock.now(),
+    });
+    const ahead = clock.now() + 10_000;
+    expect(nextRecord({ ...base, stored: ahead, seen: 0 })?.version).toBe(ahead + 1);
+    expect(nextRecord({ ...base, stored: 0, seen: ahead + 5 })?.version).toBe(ahead + 6);
+  });
+
+  test("nothing changed: no new version, unless forced (to refute a death notice)", () => {
+    const clock = new ManualClock();
+    const current = nextRecord({
+      content,
+      current: undefined,
+      force: false,
+      stored: 0,
+      seen: 0,
+      now: clock.now(),
+    });
+    clock.advance(1000);
+    const again = {
+      content: { ...content },
+      current,
+      stored: current?.version ?? 0,
+      seen: 0,
+      now: clock.now(),
+    };
+    expect(nextRecord({ ...again, force: false })).toBeUndefined();
+    expect(nextRecord({ ...again, force: true })?.version).toBe(clock.now());
+    const changed = nextRecord({ ...again, force: false, content: { ...content, metadata: "gpu" } });
+    expect(changed).toMatchObject({ metadata: "gpu", version: clock.now() });
+    // a clock that went back: still above the version held
+    const back = nextRecord({ ...again, force: true, now: clock.now() - 60_000 });
+    expect(back?.version).toBe((current?.version ?? 0) + 1);
+  });
+});
+
+describe("addresses", () => {
+  const listen = { advertiseAddress: undefined, serverHost: "0.0.0.0", serverPort: 8088 };
+
+  test("advertiseAddress first, then the host listened on, then the observed host", () => {
+    expect(selfAddresses({ ...listen, advertiseAddress: "[2001:db8::1]:9000" }, "10.0.0.9")).toEqual([
+      { host: "2001:db8::1", port: 9000 },
+    ]);
+    expect(selfAddresses({ ...listen, advertiseAddress: "198.51.100.4" }, undefined)).toEqual([
+      { host: "198.51.100.4", port: 8088 },
+    ]);
+    expect(selfAddresses({ ...listen, serverHost: "192.0.2.7" }, "10.0.0.9")).toEqual([
+      { host: "192.0.2.7", port: 8088 },
+    ]);
+    expect(selfAddresses(listen, "10.0.0.9")).toEqual([{ host: "10.0.0.9", port: 8088 }]);
+    expect(selfAddresses({ ...listen, serverHost: "::" }, undefined)).toEqual([]);
+  });
+
+  test("the first observed address is kept while one of the last 10 reports confirms it", () => {
+    const seen = new ObservedAddress();
+    expect(seen.host).toBeUndefined();
+    seen.observe("::ffff:10.0.0.1");
+    expect(seen.host).toBe("10.0.0.1");
+    // other peers see another interface: no flip while 10.0.0.1 is among the last 10 reports
+    for (let i = 0; i < 9; i++) seen.observe("10.0.0.2");
+    expect(seen.host).toBe("10.0.0.1");
+    seen.observe("10.0.0.1");
+    for (let i = 0; i < 9; i++) seen.observe(i % 3 === 0 ? "10.0.0.3" : "10.0.0.2");
+    expect(seen.host).toBe("10.0.0.1");
+    // a real move: nobody reports the old address any more; the most reported one is taken
+    seen.observe("10.0.0.2");
+    expect(seen.host).toBe("10.0.0.2");
+  });
+
+  test("peer holds: the least recently noted are forgotten beyond max", () => {
+    const holds = new PeerHolds(2);
+    holds.note("a", 1);
+    holds.note("b", 1);
+    holds.note("a", 2); // a is noted again: b is now the oldest
+    holds.note("c", 1);
+    expect([holds.get("a"), holds.get("b"), holds.get("c")]).toEqual([2, undefined, 1]);
+    expect(holds.size).toBe(2);
+    holds.delete("a");
+    expect(holds.get("a")).toBeUndefined();
+  });
+});

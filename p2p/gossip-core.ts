@@ -1,0 +1,266 @@
+// Gossip's decisions about peers and about this node, apart from its I/O: whom to contact this round,
+// when a peer is declared dead, what the heartbeat signs, which address this node believes it has. Plain
+// data in and out, the time and the random source passed in; p2p/gossip.ts (the shell) reads the table,
+// calls the peers and runs the timers around them. What to send a peer is in gossip-sync.ts.
+import { canonicalJson, nodeUrl, tryParseAddress } from "../core/index.ts";
+import type { Address, NodeRecord } from "./types.ts";
+
+/** A source of numbers in [0, 1) (`Math.random` in a node; a fixed sequence in tests). */
+export type Random = () => number;
+
+/** Someone to exchange with this round: a peer from the table, a seed, or an introduced node. */
+export interface Target {
+  url: string;
+  id?: string;
+  /** The certificate in the peer's record, pinned. */
+  cert?: string;
+  seed?: { host: string; port: number };
+  /** A node a peer introduced, not in the table yet: reached to verify it before it is admitted. */
+  probe?: boolean;
+}
+
+/** A live row of the IP table (alive or suspect), with its record when it holds one. */
+export interface Candidate {
+  id: string;
+  state: "alive" | "suspect";
+  lastTried: number;
+  lastSeen: number;
+  record: NodeRecord | undefined;
+}
+
+/** A bootstrap address and the node found there, if any answered yet. */
+export interface SeedAddress {
+  host: string;
+  port: number;
+  nodeId: string | undefined;
+}
+
+/** Shuffles `xs` in place (Fisher-Yates). */
+export function shuffle<T>(xs: T[], random: Random): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [xs[i], xs[j]] = [xs[j] as T, xs[i] as T];
+  }
+  return xs;
+}
+
+/** At most `n` of `ids`: those `first` holds, then a random sample of the rest. */
+export function pick(ids: string[], n: number, first: (id: string) => boolean, random: Random): string[] {
+  if (ids.length <= n) return ids;
+  const head = ids.filter(first);
+  const rest = shuffle(
+    ids.filter((id) => !first(id)),
+    random,
+  );
+  return [...head, ...rest].slice(0, n);
+}
+
+/**
+ * The peers (not `self`) this node can contact: those whose record has an address, and how to reach them.
+ * A relayed node (p2p/reach.ts) is not dialed at its address, which members cannot reach: it contacts
+ * its peers itself.
+ */
+export function reachable(self: string, peers: Candidate[]): { peer: Candidate; target: Target }[] {
+  return peers.flatMap((peer) => {
+    const rec = peer.record;
+    const addr = rec?.addresses[0];
+    if (peer.id === self || !rec || !addr || rec.reach === "relay") return [];
+    return [{ peer, target: { url: nodeUrl(addr, !!rec.cert), id: peer.id, cert: rec.cert } }];
+  });
+}
+
+export interface TargetChoice {
+  self: string;
+  /** The table's live rows. */
+  peers: Candidate[];
+  seeds: SeedAddress[];
+  /** Alive peers contacted per round (config `gossipFanout`). */
+  fanout: number;
+  /** Whether this node expects TLS of a seed (config `tls`). */
+  tls: boolean;
+  /** Every reachable peer (`--us`: one round, then the table), not a sample. */
+  all: boolean;
+  random: Random;
+}
+
+/**
+ * Whom to contact this round: every suspect, `fanout` alive peers at random among the least recently
+ * tried, and every seed whose node is not alive in the table (nor this node).
+ */
+export function chooseTargets(c: TargetChoice): Target[] {
+  const withUrl = reachable(c.self, c.peers);
+  const chosen: Target[] = [];
+  if (c.all) {
+    chosen.push(...withUrl.map((w) => w.target));
+  } else {
+    const suspects = withUrl.filter((w) => w.peer.state === "suspect");
+    // Sorted by when this node last tried each peer, ties (new peers) broken at random per node:
+    // in the same order everywhere, the whole network would probe the same few peers at once and
+    // leave others (a dead one included) untried for many rounds.
+    const jitter = new Map(withUrl.map((w) => [w.peer.id, c.random()]));
+    const alive = withUrl
+      .filter((w) => w.peer.state === "alive")
+      .sort(
+        (a, b) =>
+          a.peer.lastTried - b.peer.lastTried ||
+          (jitter.get(a.peer.id) as number) - (jitter.get(b.peer.id) as number),
+      );
+    // Random among the least recently contacted: spreads load, and nobody waits long for a contact.
+    const pool = shuffle(alive.slice(0, Math.max(c.fanout * 2, 4)), c.random);
+    chosen.push(...suspects.map((s) => s.target), ...pool.slice(0, c.fanout).map((p) => p.target));
+  }
+  const known = new Set(c.peers.filter((p) => p.state === "alive" && p.record).map((p) => p.id));
+  for (const seed of c.seeds) {
+    if (seed.nodeId && (known.has(seed.nodeId) || seed.nodeId === c.self)) continue;
+    // no record yet: the transport probes whether it serves TLS, as this node expects when it does
+    chosen.push({
+      url: nodeUrl(seed, c.tls),
+      seed: { host: seed.host, port: seed.port },
+      id: seed.nodeId,
+    });
+  }
+  return chosen;
+}
+
+/**
+ * After a failed exchange (the peer is suspect now): whether it is declared dead. Two failed tries at
+ * least, so one slow answer from a starved (not dead) peer is not a death, and no contact for
+ * `suspectTimeoutMs`.
+ */
+export function deadAfterFailure(
+  row: { failures: number; lastSeen: number },
+  now: number,
+  suspectTimeoutMs: number,
+): boolean {
+  return row.failures >= 2 && now - row.lastSeen >= suspectTimeoutMs;
+}
+
+/**
+ * A record nobody can contact (no address: a client-only node that ran --us; or relayed) cannot be
+ * probed; it is dropped once it has not been heard from for 3 suspect timeouts. `record` is read only
+ * for rows that old.
+ */
+export function silentWithoutAddress(
+  lastSeen: number,
+  record: () => NodeRecord | undefined,
+  now: number,
+  suspectTimeoutMs: number,
+): boolean {
+  if (now - lastSeen < 3 * suspectTimeoutMs) return false;
+  const r = record();
+  return r !== undefined && (r.addresses.length === 0 || r.reach === "relay");
+}
+
+/** The body of the death notice `reporter` signs about `row`; none for a row already dead. */
+export function deathBody(
+  row: { id: string; version: number; state: string },
+  reporter: string,
+  now: number,
+): { id: string; version: number; reporter: string; at: number } | undefined {
+  if (row.state === "dead") return undefined;
+  return { id: row.id, version: row.version, reporter, at: now };
+}
+
+/** The address config fields that say where this node is reached. */
+export interface AddressConfig {
+  advertiseAddress: string | undefined;
+  serverHost: string;
+  serverPort: number;
+}
+
+/**
+ * The addresses this node publishes: `advertiseAddress`, else the host it listens on, else (listening on
+ * every interface) the host its peers see it at, once one said.
+ */
+export function selfAddresses(config: AddressConfig, observedHost: string | undefined): Address[] {
+  if (config.advertiseAddress) {
+    const a = tryParseAddress(config.advertiseAddress, config.serverPort);
+    return a ? [a] : [];
+  }
+  if (!["0.0.0.0", "::", ""].includes(config.serverHost))
+    return [{ host: config.serverHost, port: config.serverPort }];
+  return observedHost ? [{ host: observedHost, port: config.serverPort }] : [];
+}
+
+export interface HeartbeatInput {
+  /** The record as config, metadata and free capacity make it now (no version, no issuedAt). */
+  content: Omit<NodeRecord, "version" | "issuedAt">;
+  /** The record signed last, if any. */
+  current: NodeRecord | undefined;
+  /** Sign a new version even when nothing changed (to refute a death notice). */
+  force: boolean;
+  /** The last version this node used (kept in state.db). */
+  stored: number;
+  /** The version of this node's record the table holds (a peer may have sent back a newer one). */
+  seen: number;
+  now: number;
+}
+
+/**
+ * The heartbeat's decision: the record to sign, or none when nothing changed. The version is at least
+ * the wall clock, and above every version this node used or saw of itself.
+ */
+export function nextRecord(h: HeartbeatInput): NodeRecord | undefined {
+  if (!h.force && h.current) {
+    const { version: _v, issuedAt: _i, ...held } = h.current;
+    if (canonicalJson(held) === canonicalJson(h.content)) return undefined;
+  }
+  const version = Math.max(h.now, h.stored + 1, h.seen + 1, (h.current?.version ?? 0) + 1);
+  return { ...h.content, version, issuedAt: h.now };
+}
+
+/**
+ * Peers report the address they see this node at. The first one is kept while any of the last 10
+ * reports still confirms it, so peers that see different addresses (several interfaces) do not make
+ * the record flip every round; a real move is picked up once nobody reports the old address.
+ */
+export class ObservedAddress {
+  private readonly reports: string[] = [];
+  private current: string | undefined;
+
+  /** The host believed now. */
+  get host(): string | undefined {
+    return this.current;
+  }
+
+  /** Takes one report (an IPv4-mapped IPv6 address counts as its IPv4 address). */
+  observe(reported: string): void {
+    const host = reported.replace(/^::ffff:/, "");
+    this.reports.push(host);
+    if (this.reports.length > 10) this.reports.shift();
+    if (this.current && this.reports.includes(this.current)) return;
+    const counts = new Map<string, number>();
+    for (const h of this.reports) counts.set(h, (counts.get(h) ?? 0) + 1);
+    this.current = ([...counts].sort((a, b) => b[1] - a[1])[0] as [string, number])[0];
+  }
+}
+
+/**
+ * The version of this node's record each peer said it holds (the record is left out of exchanges while
+ * equal). At most `max` are kept, the least recently noted go first: callers with fresh keys cannot grow
+ * it, and a peer forgotten gets the record once more.
+ */
+export class PeerHolds {
+  private readonly versions = new Map<string, number>();
+
+  constructor(private readonly max: number) {}
+
+  /** How many peers are noted (at most `max`). */
+  get size(): number {
+    return this.versions.size;
+  }
+
+  get(id: string): number | undefined {
+    return this.versions.get(id);
+  }
+
+  note(id: string, version: number): void {
+    this.versions.delete(id);
+    this.versions.set(id, version);
+    if (this.versions.size > this.max) this.versions.delete(this.versions.keys().next().value as string);
+  }
+
+  delete(id: string): void {
+    this.versions.delete(id);
+  }
+}
