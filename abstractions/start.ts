@@ -1,6 +1,6 @@
 import { dirname } from "node:path";
 import { VERSION } from "../core/index.ts";
-import { p2pRoutes, type RelayAgent, type RelayServer } from "../p2p/index.ts";
+import { p2pRoutes, ReachService, type RelayAgent, type RelayServer } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
@@ -54,7 +54,26 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     // probe (and gossip) with a signed record.
     const capacity = async () =>
       capacityOf({ config: ctx.config, records: store.containers }, (await gpus().catch(() => [])).length);
-    const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, capacity);
+    // reachability (p2p/reach.ts) and gossip need each other: the record carries the reach, and a
+    // change of reach re-signs the record
+    let reach: ReachService | undefined;
+    const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, capacity, () =>
+      reach?.state(),
+    );
+    reach = new ReachService({
+      identity: ctx.identity,
+      mode: ctx.config.behindNat,
+      table,
+      clock: ctx.clock,
+      logger: ctx.logger,
+      vouched: (id) => clusters.vouches(id),
+      selfRecord: () => gossip.selfRecord(),
+      changed: () => {
+        gossip.refreshSelf().catch(() => undefined);
+      },
+      transport,
+      retryMs: Math.max(1000, ctx.config.gossipIntervalMs),
+    });
     relay = await startRelayRole(ctx, clusters);
     const relayStats = relay && (() => relay?.stats);
     const server = await startServerNode({
@@ -72,12 +91,13 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       selfRecord: () => gossip.selfRecord(),
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
       extraRoutes: [
-        { path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress, relayStats }) },
+        { path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress, reach, relayStats }) },
       ],
     });
     // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)
     store.meta.set(SERVER_URL_META, server.url);
     gossip.start();
+    reach.start();
     // through the relay a caller reaches this node's server, or a published port of a container it
     // owns (any container's, for an admin): ssh into a container on a node behind a NAT
     const relayAgent = await startRelayAgent(ctx, server.port, (caller, port) =>
@@ -87,14 +107,17 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
           (c) => (c.owner === caller || clusters.isAdmin(caller)) && c.ports.some((p) => p.external === port),
         ),
     );
+    // the record names the relay this node is reachable through (p2p/reach.ts re-signs it)
+    relayAgent?.subscribe((r) => reach?.setRelays(r?.nodeId ? [r.nodeId] : []));
     let stopped: Promise<void> | undefined;
     const stop = () => {
       stopped ??= (async () => {
         gossip.stop();
         await relayAgent?.stop();
         await relay?.stop();
+        const checks = reach.stop();
         await server.stop();
-        await gossip.idle();
+        await Promise.all([gossip.idle(), checks]);
         transport.close();
         store.close();
       })();

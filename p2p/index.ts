@@ -8,6 +8,16 @@ export { ClusterBook, clusterLabel, verifyCluster } from "./cluster.ts";
 export type { GossipDeps, GossipStats } from "./gossip.ts";
 export { GossipService, setNodeMetadata } from "./gossip.ts";
 export type {
+  DialbackRequest,
+  DialbackResponse,
+  NatMode,
+  Reach,
+  ReachDeps,
+  ReachReport,
+  ReachState,
+} from "./reach.ts";
+export { decideReach, dialbackCandidates, ReachService } from "./reach.ts";
+export type {
   DialOptions,
   RelayAgentOptions,
   RelayAgentStats,

@@ -36,6 +36,7 @@ beforeAll(async () => {
   ({ node: alice } = await startTestNode(join(root, "alice"), {
     tls: true,
     relays: [`127.0.0.1:${relayPort}`],
+    behindNat: "true",
     trusted: [bob.nodeId, dave.nodeId],
   }));
 });
@@ -68,6 +69,19 @@ test("a member reaches a relayed node's API through the relay, pinned to the nod
     () => "refused",
   );
   expect(wrong).toBe("refused");
+
+  // alice's signed record says she is relayed, through carol
+  await waitFor(
+    "the record naming the relay",
+    async () => {
+      const r = await fetch(`https://127.0.0.1:${fwd.port}/v1/identity`, {
+        tls: pinnedTls(alice.certPem as string),
+      });
+      const { record } = (await r.json()) as { record: { record: { reach: string; relays?: string[] } } };
+      return record.record.relays?.[0] === carol.nodeId ? record.record : undefined;
+    },
+    10_000,
+  ).then((record) => expect(record.reach).toBe("relay"));
 
   const stats = await signedFetch(bob, `${carol.url}/v1/p2p/stats`, {
     tls: pinnedTls(carol.certPem as string),
