@@ -28,6 +28,7 @@ export async function createGossip(
   store: Store,
   capacity: () => Promise<Capacity>,
   reach?: () => ReachState | undefined,
+  relayPort?: () => number | undefined,
 ) {
   const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
   const transport = await peerTransport(ctx, table);
@@ -45,6 +46,7 @@ export async function createGossip(
     transport,
     certPem: tls?.certPem,
     reach,
+    relayPort,
     offer: async () => {
       const { running: _running, ...offer } = await capacity();
       return offer;

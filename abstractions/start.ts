@@ -57,8 +57,12 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     // reachability (p2p/reach.ts) and gossip need each other: the record carries the reach, and a
     // change of reach re-signs the record
     let reach: ReachService | undefined;
-    const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, capacity, () =>
-      reach?.state(),
+    const { table, gossip, clusters, transport, tls } = await createGossip(
+      ctx,
+      store,
+      capacity,
+      () => reach?.state(),
+      () => relay?.port, // the record says where this node's relay listens
     );
     reach = new ReachService({
       identity: ctx.identity,

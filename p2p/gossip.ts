@@ -58,6 +58,8 @@ export interface GossipDeps {
   certPem?: string;
   /** How members reach this node, as found (p2p/reach.ts); default: config `behindNat` "true", else direct. */
   reach?: () => ReachState | undefined;
+  /** The port this node serves its relay on (config `relay`), for its record; undefined: none. */
+  relayPort?: () => number | undefined;
   /** How peers are reached (TLS pinned to their records' certificates); default: plain `fetch`. */
   transport?: PeerTransport;
   fetch?: typeof fetch;
@@ -163,6 +165,7 @@ export class GossipService {
         nat: config.behindNat === "true",
         reach: config.behindNat === "true" ? ("relay" as const) : ("direct" as const),
       }),
+      ...(this.deps.relayPort?.() ? { relayPort: this.deps.relayPort() } : {}),
       metadata: meta.get(META_METADATA) ?? "",
       offer: await this.deps.offer(),
       ...(this.deps.certPem ? { cert: this.deps.certPem } : {}),

@@ -37,6 +37,7 @@ export {
   dialThroughRelay,
   openRelayForwarder,
   RelayAgent,
+  relayFromRecords,
   relayTransport,
   startRelay,
 } from "./relay/index.ts";

@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
 import type { RunningNode } from "../abstractions/index.ts";
-import { generateIdentity, pinnedTls } from "../core/index.ts";
-import { openRelayForwarder } from "../p2p/index.ts";
+import { generateIdentity, PeerClient, pinnedTls, systemClock } from "../core/index.ts";
+import { type NodeRecord, openRelayForwarder, relayFromRecords, relayTransport } from "../p2p/index.ts";
 import {
   freePort,
   nodeIdentity,
@@ -130,3 +130,52 @@ test("ssh into a container on the relayed node, through a loopback forwarder to 
   });
   expect((await ssh(key, other.port, "true")).exitCode).not.toBe(0);
 }, 60_000);
+
+test("the peer client reaches alice by her record alone: relayTransport finds carol's relay port in carol's record", async () => {
+  const records = new Map<string, NodeRecord>();
+  const identity = async (url: string, cert: string) => {
+    const r = await fetch(`${url}/v1/identity`, { tls: pinnedTls(cert) });
+    return ((await r.json()) as { record: { record: NodeRecord } }).record.record;
+  };
+  const carolRecord = await identity(carol.url, carol.certPem as string);
+  expect(carolRecord.relayPort).toBe(carol.relay?.port as number);
+  records.set(carol.nodeId, { ...carolRecord, addresses: [{ host: "127.0.0.1", port: 1 }] });
+  records.set(
+    alice.nodeId,
+    await waitFor(
+      "alice relayed via carol",
+      async () => {
+        await using fwd = await openRelayForwarder({
+          relay: { host: "127.0.0.1", port: carol.relay?.port as number },
+          target: alice.nodeId,
+          identity: bob,
+        });
+        const r = await identity(`https://127.0.0.1:${fwd.port}`, alice.certPem as string);
+        return r.relays?.[0] === carol.nodeId ? r : undefined;
+      },
+      10_000,
+    ),
+  );
+  const transport = relayTransport({
+    base: {
+      send: (node, path, init) =>
+        fetch(`https://127.0.0.1:${node.address.port}${path}`, {
+          ...init,
+          tls: pinnedTls(node.cert as string),
+        }),
+    },
+    identity: bob,
+    relayOf: relayFromRecords((id) => records.get(id)),
+  });
+  const client = new PeerClient({ identity: bob, clock: systemClock, transport });
+  // alice's own address is unreachable here (a NAT): only her id, certificate and record are used
+  const aliceRef = {
+    id: alice.nodeId,
+    cert: alice.certPem,
+    tls: true,
+    address: { host: "192.0.2.1", port: 9 },
+  };
+  const specs = await client.json<{ cpus?: number }>(aliceRef, "/v1/specs");
+  expect(specs).toBeDefined();
+  await transport.close();
+});
