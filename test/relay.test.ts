@@ -6,8 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
 import type { RunningNode } from "../abstractions/index.ts";
-import { generateIdentity, PeerClient, pinnedTls, systemClock } from "../core/index.ts";
-import { type NodeRecord, openRelayForwarder, relayFromRecords, relayTransport } from "../p2p/index.ts";
+import { generateIdentity, pinnedTls } from "../core/index.ts";
+import { type NodeRecord, openRelayForwarder, relayFromRecords } from "../p2p/index.ts";
+import { loopbackClient } from "../p2p/relay/fixtures.ts";
 import {
   freePort,
   nodeIdentity,
@@ -156,18 +157,10 @@ test("the peer client reaches alice by her record alone: relayTransport finds ca
       10_000,
     ),
   );
-  const transport = relayTransport({
-    base: {
-      send: (node, path, init) =>
-        fetch(`https://127.0.0.1:${node.address.port}${path}`, {
-          ...init,
-          tls: pinnedTls(node.cert as string),
-        }),
-    },
-    identity: bob,
-    relayOf: relayFromRecords((id) => records.get(id)),
-  });
-  const client = new PeerClient({ identity: bob, clock: systemClock, transport });
+  const { client, transport } = loopbackClient(
+    bob,
+    relayFromRecords((id) => records.get(id)),
+  );
   // alice's own address is unreachable here (a NAT): only her id, certificate and record are used
   const aliceRef = {
     id: alice.nodeId,

@@ -6,14 +6,12 @@ import {
   generateIdentity,
   loadOrCreateTlsCertificate,
   memoryLogger,
-  PeerClient,
   pinnedTls,
   systemClock,
 } from "../../core/index.ts";
 import { RelayAgent } from "./agent.ts";
 import { openRelayForwarder } from "./dial.ts";
-import { relayFor, until } from "./fixtures.ts";
-import { relayTransport } from "./transport.ts";
+import { loopbackClient, relayFor, until } from "./fixtures.ts";
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -64,22 +62,10 @@ test("HTTPS pinned to the node's own certificate works through a forwarder; anot
 
   // the peer client, through relayTransport: the relayed node by its id, pinned to its certificate;
   // a direct node goes to the base transport at its own address
-  const seen: string[] = [];
-  const transport = relayTransport({
-    base: {
-      send: (node, path, init) => {
-        seen.push(`${node.address.host}:${node.address.port}`);
-        return fetch(`https://127.0.0.1:${node.address.port}${path}`, {
-          ...init,
-          tls: pinnedTls(node.cert as string),
-        });
-      },
-    },
-    identity: bob,
-    relayOf: (node) => (node.id === alice.nodeId ? relay : undefined),
-  });
+  const { client, transport, seen } = loopbackClient(bob, (node) =>
+    node.id === alice.nodeId ? relay : undefined,
+  );
   cleanup.push(() => transport.close());
-  const client = new PeerClient({ identity: bob, clock: systemClock, transport });
   const relayed = {
     id: alice.nodeId,
     cert: tls.certPem,

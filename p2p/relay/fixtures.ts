@@ -1,10 +1,11 @@
 // Test helpers for the relay's tests: a local echo server standing for a node's own server, and waits.
 import type { Socket, TCPSocketListener } from "bun";
-import type { Identity } from "../../core/index.ts";
-import { memoryLogger, systemClock } from "../../core/index.ts";
+import type { Identity, NodeRef, NodeTransport } from "../../core/index.ts";
+import { memoryLogger, PeerClient, pinnedTls, systemClock } from "../../core/index.ts";
 import type { RelayConnection } from "./connect.ts";
 import { type RelayServer, startRelay } from "./relay.ts";
-import type { RelayLimits } from "./types.ts";
+import { relayTransport } from "./transport.ts";
+import type { RelayEndpoint, RelayLimits } from "./types.ts";
 
 /** A TCP echo server on 127.0.0.1 that counts the connections it accepted. */
 export function echoServer(): TCPSocketListener<undefined> & { accepted: () => number } {
@@ -66,4 +67,24 @@ export function roundTrip(conn: RelayConnection, data: Uint8Array): Promise<Buff
     });
     (conn.socket as Socket<unknown>).write(data);
   });
+}
+
+/**
+ * A peer client of `identity` over relayTransport, on a base that pins TLS to each node's `cert` at
+ * 127.0.0.1 and the node's port (every test server is on loopback); `seen` lists the addresses the
+ * base was given.
+ */
+export function loopbackClient(identity: Identity, relayOf: (node: NodeRef) => RelayEndpoint | undefined) {
+  const seen: string[] = [];
+  const base: NodeTransport = {
+    send: (node, path, init) => {
+      seen.push(`${node.address.host}:${node.address.port}`);
+      return fetch(`https://127.0.0.1:${node.address.port}${path}`, {
+        ...init,
+        tls: pinnedTls(node.cert as string),
+      });
+    },
+  };
+  const transport = relayTransport({ base, identity, relayOf });
+  return { client: new PeerClient({ identity, clock: systemClock, transport }), transport, seen };
 }
