@@ -11,7 +11,7 @@ import type {
   TrackedState,
 } from "../client/index.ts";
 import { P2prcError } from "../core/index.ts";
-import { PeerTable } from "../p2p/index.ts";
+import { PeerTable, relayFromRecords, relayTransport } from "../p2p/index.ts";
 import type { TrackedContainer } from "../store/index.ts";
 import { init, type NodeOptions } from "./node.ts";
 import { peerTransport } from "./transport.ts";
@@ -20,9 +20,18 @@ import { peerTransport } from "./transport.ts";
 async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Promise<T> | T): Promise<T> {
   const ctx = init(options);
   const store = ctx.openStore();
+  let closeTransport: (() => Promise<void>) | undefined;
   try {
     const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
-    const transport = await peerTransport(ctx, table);
+    // a node whose record says it is relayed is reached through its relay, TLS still pinned to it
+    const record = (id: string) => table.record(id)?.record;
+    const transport = relayTransport({
+      base: await peerTransport(ctx, table),
+      identity: ctx.identity,
+      relayOf: relayFromRecords(record),
+      certOf: (id) => record(id)?.cert,
+    });
+    closeTransport = () => transport.close();
     return await fn({
       tracking: store.client,
       identity: ctx.identity,
@@ -31,6 +40,7 @@ async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Pro
       transport,
     });
   } finally {
+    await closeTransport?.();
     store.close();
   }
 }

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
-import type { RunningNode } from "../abstractions/index.ts";
+import { getSpecs, type RunningNode } from "../abstractions/index.ts";
 import { generateIdentity, pinnedTls } from "../core/index.ts";
 import { type NodeRecord, openRelayForwarder, relayFromRecords } from "../p2p/index.ts";
 import { loopbackClient } from "../p2p/relay/fixtures.ts";
@@ -20,7 +20,7 @@ import {
 } from "./support.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-relay-"));
-const bob = generateIdentity();
+const bob = nodeIdentity(join(root, "bob")); // a member; in the last test also a node of its own
 const dave = generateIdentity(); // another member, who does not own the container
 let carol: RunningNode; // public, relays
 let alice: RunningNode; // behind the NAT
@@ -37,6 +37,7 @@ beforeAll(async () => {
   ({ node: alice } = await startTestNode(join(root, "alice"), {
     tls: true,
     relays: [`127.0.0.1:${relayPort}`],
+    bootstrap: [carol.url.replace(/^https:\/\//, "")], // alice dials out to gossip; nobody dials her
     behindNat: "true",
     trusted: [bob.nodeId, dave.nodeId],
   }));
@@ -172,3 +173,34 @@ test("the peer client reaches alice by her record alone: relayTransport finds ca
   expect(specs).toBeDefined();
   await transport.close();
 });
+
+test("bob's own node: `--specs alice` reaches her through carol, known only from gossip", async () => {
+  const { node: bobNode } = await startTestNode(join(root, "bob"), {
+    tls: true,
+    bootstrap: [carol.url.replace(/^https:\/\//, "")],
+    trusted: [carol.nodeId, alice.nodeId],
+    gossipIntervalMs: 200,
+  });
+  try {
+    // bob learns alice's record (relayed via carol) and carol's (with her relay port) from carol
+    await waitFor(
+      "alice's and carol's records at bob",
+      async () => {
+        const res = await signedFetch(bob, `${bobNode.url}/v1/p2p/table`, {
+          tls: pinnedTls(bobNode.certPem as string),
+        });
+        const { nodes } = (await res.json()) as { nodes: { id: string }[] };
+        const ids = nodes.map((n) => n.id);
+        return ids.includes(alice.nodeId) && ids.includes(carol.nodeId) ? true : undefined;
+      },
+      15_000,
+    );
+    const before = carol.relay?.stats.streamsOpened ?? 0;
+    const specs = await getSpecs({ configDir: join(root, "bob"), env: {} }, alice.nodeId);
+    expect(specs).toBeDefined();
+    // through carol's relay (alice's loopback address would have answered too: the record decides)
+    expect(carol.relay?.stats.streamsOpened).toBeGreaterThan(before);
+  } finally {
+    await bobNode.stop();
+  }
+}, 60_000);

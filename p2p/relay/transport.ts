@@ -12,6 +12,11 @@ export interface RelayTransportOptions {
   identity: Identity;
   /** The relay a node is reached through (from its record), or undefined: a direct node. */
   relayOf: (node: NodeRef) => RelayEndpoint | undefined;
+  /**
+   * The certificate of a node by id (its record's `cert`), for a relayed node given without one: the
+   * base transport pins it at the forwarder's address (else it probes there, through the relay).
+   */
+  certOf?: (id: string) => string | undefined;
   /** Most forwarders kept open (one per relay and node); the least recently used closes first. */
   maxForwarders?: number;
   logger?: Logger;
@@ -54,7 +59,10 @@ export function relayTransport(o: RelayTransportOptions): RelayTransport {
       const relay = node.id ? o.relayOf(node) : undefined;
       if (!relay || !node.id) return o.base.send(node, path, init);
       const fwd = await forwarder(relay, node.id);
-      return o.base.send({ ...node, address: { host: fwd.host, port: fwd.port } }, path, init);
+      const cert = node.cert ?? o.certOf?.(node.id);
+      const via: NodeRef = { ...node, address: { host: fwd.host, port: fwd.port } };
+      if (cert) via.cert = cert;
+      return o.base.send(via, path, init);
     },
     async close() {
       const all = [...forwarders.values()];
