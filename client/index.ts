@@ -4,7 +4,24 @@ export type { Job } from "./batch/job.ts";
 export { JobSchema, loadJob, taskParams } from "./batch/job.ts";
 export type { BatchOptions, BatchProgress, BatchResult, TaskResult } from "./batch/runner.ts";
 export { runBatch, slotsFor } from "./batch/runner.ts";
-export type { ClientDeps, GroupView, StartedContainer, TrackedState } from "./containers.ts";
+export type { ContainerRef, ContainerStatus, ListedContainer } from "./container-ops.ts";
+export {
+  containerLogs,
+  copyFromContainer,
+  copyToContainer,
+  execInContainer,
+  listContainers,
+  renewLease,
+  resumeContainer,
+  stopContainer,
+} from "./container-ops.ts";
+export type {
+  ClientDeps,
+  GroupView,
+  RemovedContainer,
+  StartedContainer,
+  TrackedState,
+} from "./containers.ts";
 export {
   addToGroup,
   createGroup,
@@ -22,5 +39,5 @@ export type { MandelbrotOptions } from "./demo/mandelbrot.ts";
 export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
 export type { CreateContainerBody, CreatedContainer, ExecReply, PeerDeps } from "./node-client.ts";
 export { connect, NodeClient } from "./node-client.ts";
-export type { NodeTarget } from "./resolve.ts";
+export type { NodeNeeds, NodeTarget } from "./resolve.ts";
 export { rankNodes, resolveNode } from "./resolve.ts";

@@ -27,13 +27,22 @@ function target(v: PeerView): NodeTarget {
   };
 }
 
+/** What a container asks of its node, for `auto` to choose one that has it. */
+export interface NodeNeeds {
+  /** The node offers GPUs (its record's `offer.gpus` > 0). */
+  gpu?: boolean | undefined;
+}
+
 /**
  * Placement score for `auto`: most free container slots first, then lowest latency. Documented in
  * Docs/Client.md; batch placement uses the same order.
  */
-export function rankNodes(views: PeerView[]): PeerView[] {
+export function rankNodes(views: PeerView[], needs: NodeNeeds = {}): PeerView[] {
   return views
-    .filter((v) => v.state === "alive" && v.address && v.offer.freeContainers > 0)
+    .filter(
+      (v) =>
+        v.state === "alive" && v.address && v.offer.freeContainers > 0 && (!needs.gpu || v.offer.gpus > 0),
+    )
     .sort(
       (a, b) =>
         b.offer.freeContainers - a.offer.freeContainers ||
@@ -46,14 +55,22 @@ export function rankNodes(views: PeerView[]): PeerView[] {
  * Resolves what a user typed for a node: `auto`, `host:port`, a node id, a unique id prefix (4+
  * characters) or a unique name from the IP table.
  */
-export function resolveNode(ref: string, views: PeerView[]): NodeTarget {
+export function resolveNode(ref: string, views: PeerView[], needs: NodeNeeds = {}): NodeTarget {
   const text = ref.trim();
   if (text === "auto") {
-    const best = rankNodes(views)[0];
+    const best = rankNodes(views, needs)[0];
     if (!best) {
-      throw new P2prcError("E_NOT_FOUND", "no node with free capacity is known", {
-        hint: "add nodes with --as host:port, or check --ls",
-      });
+      const gpu = needs.gpu && rankNodes(views).length > 0;
+      throw new P2prcError(
+        "E_NOT_FOUND",
+        gpu ? "no known node with free capacity has GPUs" : "no node with free capacity is known",
+        {
+          field: gpu ? "gpu" : "node",
+          hint: gpu
+            ? "leave out --gpu, or add a node with GPUs (--as host:port); --ls lists the known nodes"
+            : "add nodes with --as host:port, or check --ls",
+        },
+      );
     }
     return target(best);
   }
