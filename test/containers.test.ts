@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { containers } from "../abstractions/index.ts";
@@ -79,7 +79,8 @@ const cli = (args: string[]) => cliIn(clientHome, args);
 async function cliJson(args: string[], home = clientHome): Promise<any> {
   // before `--`: what follows it is the container's command
   const dashes = args.indexOf("--");
-  const withJson = dashes < 0 ? [...args, "--json"] : [...args.slice(0, dashes), "--json", ...args.slice(dashes)];
+  const withJson =
+    dashes < 0 ? [...args, "--json"] : [...args.slice(0, dashes), "--json", ...args.slice(dashes)];
   const r = await cliIn(home, withJson);
   if (r.code !== 0) throw new Error(`p2prc ${args.join(" ")} exited ${r.code}: ${r.err}`);
   return JSON.parse(r.out);
