@@ -243,7 +243,7 @@ const STEPS = ["putFiles", "exec", "write stdout/stderr", "DB update ×2"] as co
 type Step = (typeof STEPS)[number];
 
 /**
- * The requests runOne (client/batch/runner.ts) makes for one task on a warm pool container, replayed
+ * The requests NodeWorker.run (client/batch/worker.ts) makes for one task on a warm pool container, replayed
  * one at a time against one node and timed each; plus the client-side file writes and two SQLite
  * updates of the same shape (a store opened on a scratch home).
  */

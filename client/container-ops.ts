@@ -11,7 +11,7 @@ import { basename, dirname, join, posix } from "node:path";
 import { createTar, parseTar } from "nanotar";
 import { P2prcError } from "../core/index.ts";
 import type { ContainerView } from "../server/index.ts";
-import { safeJoin } from "./batch/runner.ts";
+import { safeJoin } from "./batch/worker.ts";
 import { type ClientDeps, identify, locate, nodeAddress } from "./containers.ts";
 import { connect, type ExecReply } from "./node-client.ts";
 

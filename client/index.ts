@@ -2,8 +2,10 @@
 
 export type { Job } from "./batch/job.ts";
 export { JobSchema, loadJob, taskParams } from "./batch/job.ts";
-export type { BatchOptions, BatchProgress, BatchResult, TaskResult } from "./batch/runner.ts";
-export { runBatch, slotsFor } from "./batch/runner.ts";
+export type { BatchOptions, BatchResult } from "./batch/runner.ts";
+export { runBatch } from "./batch/runner.ts";
+export type { BatchProgress, TaskResult } from "./batch/scheduler.ts";
+export { slotsFor } from "./batch/scheduler.ts";
 export type { ContainerRef, ContainerStatus, ListedContainer } from "./container-ops.ts";
 export {
   containerLogs,

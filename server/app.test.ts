@@ -7,6 +7,7 @@ import Docker from "dockerode";
 import { type Config, defaultConfig } from "../config/index.ts";
 import { memoryLogger, systemClock } from "../core/index.ts";
 import { openStore, type Store } from "../store/index.ts";
+import { callApp } from "./fixtures.ts";
 import {
   type CallerResolver,
   type ContainerEngine,
@@ -69,29 +70,14 @@ function makeApp(o: AppOptions = {}) {
 
 type App = ReturnType<typeof makeApp>["app"];
 
-interface Reply {
-  status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON bodies are checked field by field
-  json: any;
-  text: string;
-}
-
-async function call(app: App, method: string, path: string, body?: unknown, raw = false): Promise<Reply> {
-  const init: RequestInit = { method };
-  if (body !== undefined) {
-    init.body = raw ? (body as string | Uint8Array) : JSON.stringify(body);
-    if (!raw) init.headers = { "content-type": "application/json" };
-  }
-  const res = await app.request(`http://127.0.0.1${path}`, init);
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
-}
+/** The app.test way of calling: a body is JSON unless `raw`. */
+const call = (app: App, method: string, path: string, body?: unknown, raw = false) =>
+  callApp(
+    app,
+    method,
+    path,
+    body === undefined ? {} : raw ? { raw: body as string | Uint8Array } : { json: body },
+  );
 
 async function ownContainers(nodeId = NODE_ID) {
   return docker.listContainers({ all: true, filters: { label: [`p2prc.node=${nodeId}`] } });

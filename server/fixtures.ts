@@ -1,6 +1,8 @@
 // Test fixtures for in-process server tests (not part of the module's public surface, never imported by
-// index.ts): the real app over an in-memory store, with an engine that fails the test if reached.
-import { defaultConfig } from "../config/index.ts";
+// index.ts): the real app over an in-memory store, with an engine that fails the test if reached
+// (engineFreeApp) or over any engine, FakeEngine for tests without Docker (testServerApp).
+import { hostname, tmpdir } from "node:os";
+import { type Config, defaultConfig } from "../config/index.ts";
 import { type Clock, memoryLogger, systemClock } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
 import { createServerApp, type ServerAppDeps } from "./app.ts";
@@ -41,4 +43,75 @@ export function engineFreeApp(o: {
     resolveCaller: o.resolveCaller,
   });
   return app;
+}
+
+export interface TestAppOptions {
+  engine: ContainerEngine;
+  /** The container table (a test opens its own store). */
+  records: ContainerStore;
+  clock: Clock;
+  nodeId?: string;
+  config?: Partial<Config>;
+  dataDir?: string;
+}
+
+/** The app and its service over `engine`, every caller an admin; containers default to busybox with small limits. */
+export function testServerApp(o: TestAppOptions) {
+  const deps = {
+    nodeId: o.nodeId ?? "f".repeat(64),
+    config: {
+      ...defaultConfig(hostname()),
+      defaultImage: "p2prc-test/busybox",
+      serverHost: "127.0.0.1",
+      defaultMemoryMb: 64,
+      defaultCpus: 0.5,
+      ...o.config,
+    },
+    engine: o.engine,
+    records: o.records,
+    clock: o.clock,
+    logger: memoryLogger(),
+    gpus: async () => [],
+  };
+  const containers = new ContainerService(deps);
+  const app = createServerApp({
+    ...deps,
+    version: "test",
+    containers,
+    dataDir: o.dataDir ?? tmpdir(),
+    resolveCaller: () => ({ id: "local", admin: true, operator: true }),
+  });
+  return { app, containers };
+}
+
+/** A reply as tests read it: status, the body as text, and as JSON when it is JSON. */
+export interface TestReply {
+  status: number;
+  // biome-ignore lint/suspicious/noExplicitAny: JSON bodies are checked field by field
+  json: any;
+  text: string;
+}
+
+/** One request to an app in-process: `json` is sent as JSON, `raw` as it is. */
+export async function callApp(
+  app: { request: (url: string, init: RequestInit) => Response | Promise<Response> },
+  method: string,
+  path: string,
+  body: { json?: unknown; raw?: string | Uint8Array } = {},
+): Promise<TestReply> {
+  const init: RequestInit = { method };
+  if (body.raw !== undefined) init.body = body.raw;
+  else if (body.json !== undefined) {
+    init.body = JSON.stringify(body.json);
+    init.headers = { "content-type": "application/json" };
+  }
+  const res = await app.request(`http://127.0.0.1${path}`, init);
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, text };
 }

@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { PNG } from "pngjs";
-import { mandelbrotLocal, toPng } from "../client/index.ts";
+import { mandelbrotLocal, type TaskResult, toPng } from "../client/index.ts";
 import type { Identity } from "../core/index.ts";
 import { nodeIdentity, removeNodeNetworks, signedFetch, spawnNode, waitFor } from "./support.ts";
 
@@ -130,15 +130,8 @@ function dbTasks(outDir: string): DbTask[] {
   }
 }
 
-interface Row {
-  index: number;
-  node: string | null;
-  exitCode: number | null;
-  attempts: number;
-  durationMs: number | null;
-  state: "done" | "failed";
-  error?: string;
-}
+/** One row of results.json. */
+type Row = TaskResult;
 
 const readResults = (outDir: string) =>
   JSON.parse(readFileSync(join(outDir, "results.json"), "utf8")) as Row[];

@@ -3,12 +3,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
-import { defaultConfig } from "../config/index.ts";
-import { memoryLogger, systemClock } from "../core/index.ts";
-import { ContainerService, createDockerEngine, createServerApp } from "../server/index.ts";
+import { systemClock } from "../core/index.ts";
+import { testServerApp } from "../server/fixtures.ts";
+import { createDockerEngine } from "../server/index.ts";
 import { openStore } from "../store/index.ts";
 import { ssh } from "./support.ts";
 
@@ -18,28 +18,13 @@ const NODE_ID = randomBytes(32).toString("hex");
 const dir = mkdtempSync(join(tmpdir(), "p2prc-ssh-"));
 const store = openStore(":memory:");
 
-const deps = {
+const { app } = testServerApp({
   nodeId: NODE_ID,
-  config: {
-    ...defaultConfig(hostname()),
-    defaultImage: "p2prc-test/busybox",
-    serverHost: "127.0.0.1",
-    defaultMemoryMb: 128,
-    defaultCpus: 0.5,
-  },
+  config: { defaultMemoryMb: 128 },
   engine: createDockerEngine({ host: DOCKER_HOST }),
   records: store.containers,
   clock: systemClock,
-  logger: memoryLogger(),
-  gpus: async () => [],
-};
-const containers = new ContainerService(deps);
-const app = createServerApp({
-  ...deps,
-  version: "test",
-  containers,
   dataDir: dir,
-  resolveCaller: () => ({ id: "local", admin: true, operator: true }),
 });
 
 function keygen(name: string): string {

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { P2prcError } from "../../core/index.ts";
 import type { NodeTarget } from "../resolve.ts";
 import { type Job, JobSchema, loadJob, taskParams } from "./job.ts";
-import { slotsFor } from "./runner.ts";
+import { slotsFor } from "./scheduler.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "p2prc-job-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

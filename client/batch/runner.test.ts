@@ -11,7 +11,8 @@ import { fetchTransport, generateIdentity, systemClock } from "../../core/index.
 import { openStore } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";
 import { type Job, JobSchema } from "./job.ts";
-import { runBatch, safeJoin } from "./runner.ts";
+import { runBatch } from "./runner.ts";
+import { safeJoin } from "./worker.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-runner-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
 import { P2prcError } from "../../core/index.ts";
+import { thrown } from "./contract.ts";
 import { createDockerEngine } from "./docker.ts";
 import type { ContainerEngine, ContainerSpec } from "./types.ts";
 
@@ -54,16 +55,6 @@ async function waitExited(id: string, timeoutMs = 10_000): Promise<void> {
     if (Date.now() > end) throw new Error(`container ${id} still running after ${timeoutMs} ms`);
     await Bun.sleep(50);
   }
-}
-
-async function thrown(p: Promise<unknown>): Promise<P2prcError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(P2prcError);
-    return err as P2prcError;
-  }
-  throw new Error("expected an error, got none");
 }
 
 beforeAll(async () => {

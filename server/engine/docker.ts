@@ -593,8 +593,20 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
 
     getArchive: (id, path) =>
       call(`copy ${path} out of container ${id}`, async (d, signal) => {
-        const stream = await d.getContainer(id).getArchive({ path, abortSignal: signal });
-        return toWeb(stream);
+        try {
+          return toWeb(await d.getContainer(id).getArchive({ path, abortSignal: signal }));
+        } catch (err) {
+          // 404 is about the container or the path; only the engine's text tells which (callers read the field)
+          // (dockerode's reason says "no such container" for both; the engine's own text follows it)
+          const e = err as DockerLikeError;
+          if (e.statusCode === 404 && !/no such container:/i.test(e.json?.message ?? e.message ?? "")) {
+            throw new P2prcError("E_NOT_FOUND", `path ${path} does not exist in the container`, {
+              field: "path",
+              cause: err,
+            });
+          }
+          throw err;
+        }
       }),
 
     remove: (id) =>
