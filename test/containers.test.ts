@@ -10,7 +10,7 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { containers } from "../abstractions/index.ts";
 import { pinnedTls } from "../core/index.ts";
-import { freePort, p2prcCommand, removeNodeNetworks, runCommand, spawnNode, waitFor } from "./support.ts";
+import { freePort, p2prcCommand, removeTestNodes, runCommand, spawnNode, waitFor } from "./support.ts";
 
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
 const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
@@ -138,19 +138,10 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill(9);
-  await Promise.all(procs.map((p) => p.exited));
-  for (const n of [a, b]) {
-    if (!n?.id) continue;
-    for (const c of await engineIds(n.id))
-      await docker
-        .getContainer(c)
-        .remove({ force: true })
-        .catch(() => {});
-  }
-  await removeNodeNetworks(
+  await removeTestNodes(
     docker,
-    [a, b].flatMap((n) => (n?.id ? [n.id] : [])),
+    procs,
+    [a, b].map((n) => n?.id),
   );
   rmSync(root, { recursive: true, force: true });
 }, 30_000);
