@@ -32,6 +32,7 @@ export async function withClient<T>(
       identity: ctx.identity,
       clock: ctx.clock,
       views: () => table.views(),
+      dead: () => table.digest().flatMap(([id, , dead]) => (dead ? [id] : [])),
       transport,
     });
   } finally {

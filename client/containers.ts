@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { formatAddress, nodeOfUrl, P2prcError } from "../core/index.ts";
+import { formatAddress, nodeOfUrl, nodeUrl, P2prcError } from "../core/index.ts";
 import type { PeerView } from "../p2p/index.ts";
 import type { ClientStore, TrackedContainer } from "../store/index.ts";
 import { type CreateContainerBody, connect, type NodeClient, type PeerDeps } from "./node-client.ts";
@@ -11,6 +11,8 @@ export interface ClientDeps extends PeerDeps {
   tracking: ClientStore;
   /** The current IP table. */
   views: () => PeerView[];
+  /** Ids of the nodes the table holds as dead (tombstones): reported as dead, not as unknown. */
+  dead?: () => string[];
 }
 
 /** What `--exec-container` prints (`--json`). */
@@ -43,9 +45,12 @@ export async function identify(
   ref: string,
   needs: NodeNeeds = {},
 ): Promise<{ target: NodeTarget; client: NodeClient; id: string }> {
-  const target = resolveNode(ref, deps.views(), needs);
+  const target = resolveNode(ref, deps.views(), needs, deps.dead?.());
   // a host:port not in the table: its health answer names the node, then every request is bound to it
   const id = target.id ?? (await connect(deps, target).health()).nodeId;
+  // and the transport has found out whether it serves TLS: the URL says so from now on (--tc, messages)
+  const address = nodeOfUrl(target.url).node.address;
+  if (!target.id && deps.transport?.servesTls?.(address)) target.url = nodeUrl(address, true);
   const client = connect(deps, { url: target.url, id });
   return { target, client, id };
 }

@@ -412,4 +412,16 @@ describe("defects", () => {
     expect(r.err).toContain("no known node");
     expect([...(await engineIds(a.id)), ...(await engineIds(b.id))].sort()).toEqual(before);
   }, 30_000);
+
+  test("defect 10: a TLS node given as host:port (not in the table) is named https://, in the output and in --tc", async () => {
+    const fresh = join(root, "fresh");
+    const r = await cliIn(fresh, ["--touch", `127.0.0.1:${a.port}`, "--ssh-key", "none", "--ttl", "120"]);
+    expect(r.code).toBe(0);
+    const node = r.out.split("\n").find((l) => l.startsWith("node:")) ?? "";
+    expect(node).toContain(`(https://127.0.0.1:${a.port})`);
+    const tracked = await cliJson(["--tc"], fresh);
+    expect(tracked).toHaveLength(1);
+    expect(tracked[0]).toMatchObject({ nodeUrl: `https://127.0.0.1:${a.port}`, state: "running" });
+    expect((await cliIn(fresh, ["--rm", `127.0.0.1:${a.port}`, "--id", tracked[0].id])).code).toBe(0);
+  }, 30_000);
 });
