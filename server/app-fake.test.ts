@@ -68,8 +68,15 @@ describe("leases, stop and start (issue 18)", () => {
     const records = openStore(":memory:").containers;
     const { app } = testServerApp({ engine, records, clock, config: { maxTtlSeconds: 7200 } });
     const call = (method: string, path: string, body?: unknown) => callApp(app, method, path, { json: body });
-    const made = await call("POST", "/v1/containers", { command: ["sleep", "600"], ttlSeconds: 60 });
+    const made = await call("POST", "/v1/containers", {
+      command: ["sleep", "600"],
+      ttlSeconds: 60,
+      name: "web1",
+    });
     const id = made.json.id as string;
+    // by the name given at create, as by the node's own name for it
+    expect((await call("GET", "/v1/containers/web1")).json.id).toBe(id);
+    expect((await call("GET", "/v1/containers/p2prc-web1")).json.id).toBe(id);
 
     clock.advance(50_000);
     const renewed = await call("POST", `/v1/containers/${id}/lease`, { ttlSeconds: 3600 });

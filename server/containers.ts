@@ -392,10 +392,15 @@ export class ContainerService {
 
   /** The record of a container the caller may use; 404 for unknown ones and for other owners' (no probing). */
   record(idOrName: string, caller: Caller): ContainerRecord {
-    const rec = this.deps.records.get(idOrName) ?? this.byPrefix(idOrName);
+    // a name as the client gave it to create (`web1`) or as the node keeps it (`p2prc-web1`)
+    const rec =
+      this.deps.records.get(idOrName) ??
+      this.deps.records.get(`p2prc-${idOrName}`) ??
+      this.byPrefix(idOrName);
     if (!rec || (!caller.admin && rec.owner !== caller.id)) {
       for (const [id, gone] of this.removedReasons) {
-        if ((id === idOrName || gone.name === idOrName) && (caller.admin || gone.owner === caller.id)) {
+        const named = gone.name === idOrName || gone.name === `p2prc-${idOrName}`;
+        if ((id === idOrName || named) && (caller.admin || gone.owner === caller.id)) {
           throw new P2prcError(
             "E_NOT_FOUND",
             `container ${gone.name} was removed by this node: ${gone.reason}`,
