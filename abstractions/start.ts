@@ -1,6 +1,6 @@
 import { dirname } from "node:path";
 import { VERSION } from "../core/index.ts";
-import { p2pRoutes } from "../p2p/index.ts";
+import { p2pRoutes, ReachService } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
@@ -49,7 +49,26 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     // probe (and gossip) with a signed record.
     const capacity = async () =>
       capacityOf({ config: ctx.config, records: store.containers }, (await gpus().catch(() => [])).length);
-    const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, capacity);
+    // reachability (p2p/reach.ts) and gossip need each other: the record carries the reach, and a
+    // change of reach re-signs the record
+    let reach: ReachService | undefined;
+    const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, capacity, () =>
+      reach?.state(),
+    );
+    reach = new ReachService({
+      identity: ctx.identity,
+      mode: ctx.config.behindNat,
+      table,
+      clock: ctx.clock,
+      logger: ctx.logger,
+      vouched: (id) => clusters.vouches(id),
+      selfRecord: () => gossip.selfRecord(),
+      changed: () => {
+        gossip.refreshSelf().catch(() => undefined);
+      },
+      transport,
+      retryMs: Math.max(1000, ctx.config.gossipIntervalMs),
+    });
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,
@@ -64,17 +83,19 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       tls,
       selfRecord: () => gossip.selfRecord(),
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
-      extraRoutes: [{ path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress }) }],
+      extraRoutes: [{ path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress, reach }) }],
     });
     // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)
     store.meta.set(SERVER_URL_META, server.url);
     gossip.start();
+    reach.start();
     let stopped: Promise<void> | undefined;
     const stop = () => {
       stopped ??= (async () => {
         gossip.stop();
+        const checks = reach.stop();
         await server.stop();
-        await gossip.idle();
+        await Promise.all([gossip.idle(), checks]);
         transport.close();
         store.close();
       })();

@@ -35,6 +35,8 @@ function view(
     state: "alive",
     self: false,
     tls: false,
+    reach: "direct",
+    relays: [],
     offer: { ...OFFER, freeContainers: free ?? OFFER.freeContainers },
     ...rest,
   };

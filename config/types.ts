@@ -53,7 +53,7 @@ export const CONFIG_FIELDS = {
   behindNat: {
     schema: (z: Z) => z.enum(["auto", "true", "false"]),
     allowed: '"auto", "true" or "false"',
-    doc: "Whether this node is behind a NAT and must be reached through a relay.",
+    doc: 'Whether members can dial this node: "auto" finds out (members dial its advertised address back), "true" says they cannot (reached through a relay), "false" says they can.',
   },
   defaultImage: {
     schema: (z: Z) => imageRef(z),

@@ -4,6 +4,16 @@ export type { ClusterAcceptResult, ClusterBookDeps } from "./cluster.ts";
 export { ClusterBook, clusterLabel, verifyCluster } from "./cluster.ts";
 export type { GossipDeps, GossipStats } from "./gossip.ts";
 export { GossipService, setNodeMetadata } from "./gossip.ts";
+export type {
+  DialbackRequest,
+  DialbackResponse,
+  NatMode,
+  Reach,
+  ReachDeps,
+  ReachReport,
+  ReachState,
+} from "./reach.ts";
+export { decideReach, dialbackCandidates, ReachService } from "./reach.ts";
 export type { P2pRoutesOptions } from "./routes.ts";
 export { p2pRoutes } from "./routes.ts";
 export type { MergeResult } from "./table.ts";

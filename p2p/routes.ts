@@ -4,6 +4,7 @@ import { P2prcError, type z } from "../core/index.ts";
 import type { AuthEnv } from "../server/index.ts";
 import type { ClusterBook } from "./cluster.ts";
 import type { GossipService } from "./gossip.ts";
+import type { ReachService } from "./reach.ts";
 import type { PeerTable } from "./table.ts";
 import { p2pSchemas } from "./types.ts";
 
@@ -14,6 +15,8 @@ export interface P2pRoutesOptions {
   clusters?: ClusterBook;
   /** The caller's address as the HTTP server saw it (observed address for the caller). */
   remoteAddress: (c: Context<AuthEnv>) => string | undefined;
+  /** Reachability (dial-backs for members, and this node's own state); absent: the routes answer 404. */
+  reach?: ReachService;
   maxBodyBytes?: number;
 }
 
@@ -66,6 +69,21 @@ export function p2pRoutes(o: P2pRoutesOptions) {
     .get("/clusters", (c) => {
       const caller = c.get("caller")?.id;
       return c.json({ clusters: caller && o.clusters ? o.clusters.visibleTo(caller) : [] });
+    })
+    .post("/dialback", limit, async (c) => {
+      const caller = c.get("caller")?.id;
+      if (!o.reach || !caller) throw new P2prcError("E_NOT_FOUND", "no dial-back here");
+      let raw: unknown;
+      try {
+        raw = JSON.parse(await c.req.text());
+      } catch {
+        throw new P2prcError("E_INVALID", "body: not valid JSON", { field: "body" });
+      }
+      return c.json(await o.reach.handleDialback(caller, raw));
+    })
+    .get("/reach", (c) => {
+      if (!o.reach) throw new P2prcError("E_NOT_FOUND", "no reachability here");
+      return c.json(o.reach.report());
     })
     .get("/table", (c) => c.json({ nodes: o.table.views() }))
     .get("/stats", (c) => c.json(o.gossip.stats));
