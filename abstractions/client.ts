@@ -7,6 +7,7 @@ import type {
   CreateContainerBody,
   GroupView,
   Job,
+  RemovedContainer,
   StartedContainer,
   TrackedState,
 } from "../client/index.ts";
@@ -17,7 +18,10 @@ import { init, type NodeOptions } from "./node.ts";
 import { peerTransport } from "./transport.ts";
 
 /** Opens the node's store and IP table for one client call. */
-async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Promise<T> | T): Promise<T> {
+export async function withClient<T>(
+  options: NodeOptions,
+  fn: (deps: ClientDeps) => Promise<T> | T,
+): Promise<T> {
   const ctx = init(options);
   const store = ctx.openStore();
   let closeTransport: (() => Promise<void>) | undefined;
@@ -37,6 +41,7 @@ async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Pro
       identity: ctx.identity,
       clock: ctx.clock,
       views: () => table.views(),
+      dead: () => table.digest().flatMap(([id, , dead]) => (dead ? [id] : [])),
       transport,
     });
   } finally {
@@ -59,8 +64,15 @@ export async function startContainer(
   return withClient(options, (deps) => c.startContainer(deps, node, body));
 }
 
-/** `--rm <node> --id <id>` */
-export async function removeContainer(options: NodeOptions, node: string, id: string): Promise<void> {
+/**
+ * `--rm <node> --id <id>`: removed, or (a tracked container its node no longer has) `alreadyGone`. A
+ * container neither tracked nor on the node is an E_NOT_FOUND error; `node` may be "" for a tracked one.
+ */
+export async function removeContainer(
+  options: NodeOptions,
+  node: string,
+  id: string,
+): Promise<RemovedContainer> {
   const c = await client();
   return withClient(options, (deps) => c.removeContainer(deps, node, id));
 }

@@ -12,8 +12,12 @@
 export type {
   BatchProgress,
   BatchResult,
+  ContainerStatus,
   CreateContainerBody,
+  ExecReply,
   GroupView,
+  ListedContainer,
+  RemovedContainer,
   StartedContainer,
   TaskResult,
 } from "../client/index.ts";
@@ -39,6 +43,8 @@ export {
   leaveCluster,
   listClusters,
 } from "./cluster.ts";
+export type { ContainerRef } from "./containers.ts";
+export { containers } from "./containers.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { doctor } from "./doctor.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";

@@ -6,7 +6,24 @@ export type { BatchOptions, BatchResult } from "./batch/runner.ts";
 export { runBatch } from "./batch/runner.ts";
 export type { BatchProgress, TaskResult } from "./batch/scheduler.ts";
 export { slotsFor } from "./batch/scheduler.ts";
-export type { ClientDeps, GroupView, StartedContainer, TrackedState } from "./containers.ts";
+export type { ContainerRef, ContainerStatus, ListedContainer } from "./container-ops.ts";
+export {
+  containerLogs,
+  copyFromContainer,
+  copyToContainer,
+  execInContainer,
+  listContainers,
+  renewLease,
+  resumeContainer,
+  stopContainer,
+} from "./container-ops.ts";
+export type {
+  ClientDeps,
+  GroupView,
+  RemovedContainer,
+  StartedContainer,
+  TrackedState,
+} from "./containers.ts";
 export {
   addToGroup,
   createGroup,
@@ -24,5 +41,5 @@ export type { MandelbrotOptions } from "./demo/mandelbrot.ts";
 export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
 export type { CreateContainerBody, CreatedContainer, ExecReply, PeerDeps } from "./node-client.ts";
 export { connect, NodeClient } from "./node-client.ts";
-export type { NodeTarget } from "./resolve.ts";
+export type { NodeNeeds, NodeTarget } from "./resolve.ts";
 export { rankNodes, resolveNode } from "./resolve.ts";

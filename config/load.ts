@@ -10,6 +10,7 @@ export function defaultConfig(hostname: string): Config {
     machineName: name,
     serverHost: "0.0.0.0",
     serverPort: DEFAULT_PORT,
+    publishHost: "",
     advertiseAddress: "",
     bootstrap: [],
     behindNat: "auto",

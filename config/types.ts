@@ -28,6 +28,11 @@ export const CONFIG_FIELDS = {
     allowed: "an integer from 1 to 65535",
     doc: "TCP port of the node's HTTP API.",
   },
+  publishHost: {
+    schema: (z: Z) => z.string().check(z.regex(/^([A-Za-z0-9.:-]{1,253})?$/)),
+    allowed: "empty, or an IP address of this host",
+    doc: "Address containers' published ports bind to; empty = serverHost (all interfaces when that is 0.0.0.0 or ::).",
+  },
   advertiseAddress: {
     schema: (z: Z) =>
       z.string().check(
