@@ -34,11 +34,13 @@ export async function startRelayAgent(
   allowPort: (caller: string, port: number) => boolean,
 ): Promise<RelayAgent | undefined> {
   if (ctx.config.relays.length === 0) return undefined;
-  const h = ctx.config.serverHost;
+  // an address bound to all interfaces is dialed on loopback
+  const dialable = (h: string) => (h === "0.0.0.0" || h === "::" ? "127.0.0.1" : h);
   const agent = new RelayAgent({
     identity: ctx.identity,
     relays: ctx.config.relays.map((r) => parseAddress(r, "relays")),
-    local: { host: h === "0.0.0.0" || h === "::" ? "127.0.0.1" : h, port: serverPort },
+    local: { host: dialable(ctx.config.serverHost), port: serverPort },
+    portsHost: dialable(ctx.config.publishHost || ctx.config.serverHost),
     clock: ctx.clock,
     logger: ctx.logger.withTag("relay"),
     allowPort,

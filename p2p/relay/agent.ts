@@ -16,6 +16,8 @@ export interface RelayAgentOptions {
   relays: RelayEndpoint[];
   /** This node's own server: every stream is spliced to a fresh connection to it. */
   local: { host: string; port: number };
+  /** Where the ports `allowPort` opens listen (containers' published ports); default `local.host`. */
+  portsHost?: string;
   clock: Clock;
   logger: Logger;
   /** First retry delay after a failed attempt, doubled per failure up to backoffMaxMs. */
@@ -186,11 +188,12 @@ export class RelayAgent implements AsyncDisposable {
       refuse("the caller's hello does not verify");
     else if (port !== undefined && !(Number.isInteger(port) && this.o.allowPort?.(from, port)))
       refuse(`port ${port} is not open to this caller`);
-    else this.openWork(token, this.relay, port ?? this.o.local.port);
+    else if (port === undefined) this.openWork(token, this.relay, this.o.local.host, this.o.local.port);
+    else this.openWork(token, this.relay, this.o.portsHost ?? this.o.local.host, port);
   }
 
   /** A stream asked for: a work connection to the relay, spliced to a new connection to the server. */
-  private openWork(token: string, relay: RelayEndpoint, port: number): void {
+  private openWork(token: string, relay: RelayEndpoint, host: string, port: number): void {
     const { identity } = this.o;
     relayConnect(
       relay,
@@ -199,7 +202,7 @@ export class RelayAgent implements AsyncDisposable {
     ).then(
       (work) =>
         Bun.connect<Pipe>({
-          hostname: this.o.local.host,
+          hostname: host,
           port,
           data: pipeState(),
           socket: {
