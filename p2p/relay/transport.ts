@@ -64,6 +64,8 @@ export function relayTransport(o: RelayTransportOptions): RelayTransport {
       if (cert) via.cert = cert;
       return o.base.send(via, path, init);
     },
+    // what the base transport knows of an address (a node given as host:port that serves TLS)
+    servesTls: (address) => o.base.servesTls?.(address),
     async close() {
       const all = [...forwarders.values()];
       forwarders.clear();
