@@ -288,6 +288,23 @@ describe("container lifecycle", () => {
     await remove(id);
   }, 20_000);
 
+  test("files of a path 500 segments deep → 400 naming the field, not the engine's 500 (too many links)", async () => {
+    const { id } = await running();
+    const deep = `/${Array(500).fill("d").join("/")}`;
+    for (const method of ["GET", "PUT"] as const) {
+      const r = await call(
+        main.app,
+        method,
+        `/v1/containers/${id}/files?path=${deep}`,
+        method === "PUT" ? "x" : undefined,
+        method === "PUT",
+      );
+      expect(r.status).toBe(400);
+      expect(r.json.error.field).toBe("path");
+    }
+    await remove(id);
+  }, 20_000);
+
   test("files of a path that does not exist → 404", async () => {
     const { id } = await running();
     const r = await call(main.app, "GET", `/v1/containers/${id}/files?path=/no/such/file`);

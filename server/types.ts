@@ -83,6 +83,8 @@ function build() {
     z.startsWith("/", "an absolute path"),
     z.refine((p) => !p.includes("\0"), "no NUL byte"),
     z.refine((p) => !p.split("/").includes(".."), "no '..' segment"),
+    // the engine resolves a path one segment at a time and fails (500, "too many links") past 255
+    z.refine((p) => p.split("/").length <= MAX_PATH_SEGMENTS + 1, `at most ${MAX_PATH_SEGMENTS} segments`),
   );
 
   /** Query of GET /v1/containers/:id/logs, as strings (the route turns them into numbers). */
@@ -108,6 +110,9 @@ function build() {
   };
   return { CreateContainerSchema, ExecSchema, LeaseSchema, StopSchema, ContainerPathSchema, LogsQuerySchema };
 }
+
+/** The most segments a container path may have (`/a/b` has two). */
+export const MAX_PATH_SEGMENTS = 128;
 
 /** Bytes a logs answer without follow holds at most unless `maxBytes` says otherwise. */
 export const LOGS_DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
