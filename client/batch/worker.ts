@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, normalize } from "node:path";
 import { createTar, parseTar } from "nanotar";
-import type { Clock } from "../../core/index.ts";
+import { type Clock, P2prcError } from "../../core/index.ts";
 import type { ClientDeps } from "../containers.ts";
 import { connect, type NodeClient } from "../node-client.ts";
 import type { NodeTarget } from "../resolve.ts";
@@ -37,6 +37,8 @@ export class NodeWorker {
   readonly client: NodeClient;
   readonly label: string;
   private readonly pool: (string | undefined)[];
+  /** Set by cancel(): an attempt that gets its container after it runs nothing. */
+  private cancelled = false;
 
   constructor(
     readonly target: NodeTarget,
@@ -87,6 +89,7 @@ export class NodeWorker {
     let containerId: string | undefined;
     try {
       containerId = await this.container(slot);
+      if (this.cancelled) throw new P2prcError("E_CONFLICT", "batch cancelled");
       const dir = `/p2prc-task/${a.index}-${a.attempt}`;
       await this.client.putFiles(
         containerId,
@@ -151,8 +154,15 @@ export class NodeWorker {
 
   /** Removes the warm containers, best effort (a node that refused may still answer; a dead one fails fast). */
   async cleanup(): Promise<void> {
+    const ids = this.pool.splice(0, this.pool.length, ...this.pool.map(() => undefined));
     await Promise.all(
-      this.pool.map((id) => (id ? this.client.removeContainer(id).catch(() => undefined) : undefined)),
+      ids.map((id) => (id ? this.client.removeContainer(id).catch(() => undefined) : undefined)),
     );
+  }
+
+  /** A cancel: nothing more runs here, and the warm containers go now (their running execs end). */
+  async cancel(): Promise<void> {
+    this.cancelled = true;
+    await this.cleanup();
   }
 }
