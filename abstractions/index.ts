@@ -12,6 +12,7 @@
 export type {
   BatchProgress,
   BatchResult,
+  BatchStatus,
   CreateContainerBody,
   GroupView,
   StartedContainer,
@@ -21,6 +22,7 @@ export { VERSION } from "../core/index.ts";
 export type { PeerView } from "../p2p/index.ts";
 export type { MandelbrotDemoOptions, RunBatchOptions } from "./client.ts";
 export {
+  batchStatus,
   demoMandelbrot,
   getSpecs,
   groups,

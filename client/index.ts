@@ -4,8 +4,10 @@ export type { Job } from "./batch/job.ts";
 export { JobSchema, loadJob, taskParams } from "./batch/job.ts";
 export type { BatchOptions, BatchResult } from "./batch/runner.ts";
 export { runBatch } from "./batch/runner.ts";
-export type { BatchProgress, TaskResult } from "./batch/scheduler.ts";
+export type { BatchProgress, BatchSummary, TaskResult } from "./batch/scheduler.ts";
 export { slotsFor } from "./batch/scheduler.ts";
+export type { BatchStatus } from "./batch/status.ts";
+export { batchStatus } from "./batch/status.ts";
 export type { ClientDeps, GroupView, StartedContainer, TrackedState } from "./containers.ts";
 export {
   addToGroup,

@@ -158,7 +158,10 @@ describe("a batch on FakeEngine nodes", () => {
     const j = job({ tasks: 3, maxPerNode: 1, retries: 0 });
     const first = await run(clock, j, [broken]);
     expect(first.results.every((t) => t.state === "failed")).toBe(true);
-    expect(first.results.map((t) => t.error)).toContain("no node left to run it");
+    // the reason names the node given up and why
+    expect(first.results.map((t) => t.error)).toContain(
+      `no node left to run it (broken refused: ${first.results[0]?.error})`,
+    );
     const good = node("good", clock);
     // the same store and outDir: the batch is found again
     const second = await run(clock, j, [good], first.deps, first.outDir);
@@ -194,25 +197,21 @@ describe("a batch on FakeEngine nodes", () => {
     expect(reports.at(-1)).toMatchObject({ total: 16, done: 16, running: 0, pending: 0 });
   });
 
-  test("a node that refuses (409 over its limit) is not given up: each task fails with the node's reason and is reported (defect 5)", async () => {
+  test("after a refusal (409 over its limit) each task fails with the node's reason and is reported (defect 5)", async () => {
     const clock = new ManualClock();
     const reports: BatchProgress[] = [];
-    const r = await run(
-      clock,
-      job({ tasks: 3, maxPerNode: 1, cpus: 1000, retries: 1 }),
-      [node("a", clock)],
-      undefined,
-      undefined,
-      {
-        onProgress: (p) => reports.push(p),
-      },
-    );
+    const j = job({ tasks: 3, maxPerNode: 1, cpus: 1000, retries: 1 });
+    const r = await run(clock, j, [node("a", clock)], undefined, undefined, {
+      onProgress: (p) => reports.push(p),
+    });
     for (const t of r.results) {
       expect(t.state).toBe("failed");
-      expect(t.attempts).toBe(2);
-      expect(t.error).toContain("cpus 1000");
-      expect(t.error).not.toContain("no node left");
+      expect(t.error).toContain("cpus 1000 is over this node's limit");
     }
+    expect(r.results.filter((t) => t.attempts === 0).map((t) => t.error?.split(" (")[0])).toEqual([
+      "no node left to run it",
+      "no node left to run it",
+    ]);
     // every task's final failure is an event (the plain-line output prints one line for each)
     const failed = reports.filter((p) => p.event?.state === "failed").map((p) => p.event?.index);
     expect(failed.sort()).toEqual([0, 1, 2]);

@@ -102,7 +102,7 @@ describe("placement", () => {
 });
 
 describe("what a failure means, by code", () => {
-  test("a timeout and a refusal keep the node; unreachable and engine faults give it up; the text is never read", () => {
+  test("a timeout keeps the node; unreachable and refusals give it up; the text is never read", () => {
     expect(classifyFailure({ kind: "timedOut", seconds: 5 })).toMatchObject({
       kind: "timeout",
       keepNode: true,
@@ -115,12 +115,7 @@ describe("what a failure means, by code", () => {
     expect(classifyFailure({ kind: "error", error: new TypeError("fetch failed") }).kind).toBe("unreachable");
     // "timed out" in a refusal's text does not make it a timeout
     const refused = classifyFailure({ kind: "error", error: new P2prcError("E_LIMIT", "task timed out") });
-    expect(refused).toMatchObject({ kind: "refused", keepNode: true, message: "task timed out" });
-    for (const code of ["E_ENGINE", "E_INTERNAL"] as const)
-      expect(classifyFailure({ kind: "error", error: new P2prcError(code, "x") })).toMatchObject({
-        kind: "refused",
-        keepNode: false,
-      });
+    expect(refused).toMatchObject({ kind: "refused", keepNode: false, message: "task timed out" });
   });
 
   test("a missing output is E_NOT_FOUND about `path`; a lease refusal is about `ttlSeconds`", () => {
@@ -218,8 +213,8 @@ describe("giving a node up", () => {
     expect(nextStep(s, "a")).toEqual({ kind: "stop" });
     const left = abandonQueued(s);
     expect(left.map((t) => [t.row.index, t.row.error])).toEqual([
-      [1, "no node left to run it"],
-      [2, "no node left to run it"],
+      [1, "no node left to run it (a unreachable: cannot reach node b)"],
+      [2, "no node left to run it (a unreachable: cannot reach node b)"],
       [0, "cannot reach node b"],
     ]);
     // each one is reported as failed (the plain-line output prints it), naming the node it last tried
@@ -273,25 +268,21 @@ describe("progress", () => {
 });
 
 describe("a refusal (defect 5)", () => {
-  test("a 409 over a limit keeps the node: every task fails with the node's reason, none 'no node left'", () => {
+  test("the tasks left after a 409 fail with the node's reason, not a bare 'no node left', each reported", () => {
     const j = job({ tasks: 3, retries: 1 });
     const s = initialState(rows(3), [{ label: "a", slots: 1 }]);
-    const over = () =>
-      ({ kind: "error", error: new P2prcError("E_LIMIT", "cpus: 3 is over 2") }) as TaskOutcome;
-    const events = [];
-    for (;;) {
-      const step = nextStep(s, "a");
-      if (step.kind !== "run") break;
-      startTask(s, step.index, "a");
-      events.push(finishTask(s, j, step.index, over()));
-    }
-    expect(events.every((t) => !t.dropNode)).toBe(true);
-    expect(abandonQueued(s)).toEqual([]);
-    expect(resultsOf(s).map((t) => [t.state, t.attempts, t.error])).toEqual([
-      ["failed", 2, "cpus: 3 is over 2"],
-      ["failed", 2, "cpus: 3 is over 2"],
-      ["failed", 2, "cpus: 3 is over 2"],
+    expect(nextStep(s, "a")).toEqual({ kind: "run", index: 0 });
+    startTask(s, 0, "a");
+    const over = new P2prcError("E_LIMIT", "cpus 3 is more than this host has (2)");
+    expect(finishTask(s, j, 0, { kind: "error", error: over }).dropNode).toBe(true);
+    expect(nextStep(s, "a")).toEqual({ kind: "stop" });
+    const left = abandonQueued(s);
+    expect(left.map((t) => [t.row.index, t.row.error])).toEqual([
+      [1, "no node left to run it (a refused: cpus 3 is more than this host has (2))"],
+      [2, "no node left to run it (a refused: cpus 3 is more than this host has (2))"],
+      [0, "cpus 3 is more than this host has (2)"],
     ]);
+    expect(left.every((t) => t.event.state === "failed")).toBe(true);
   });
 });
 

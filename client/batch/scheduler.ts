@@ -46,6 +46,8 @@ export interface TaskResult {
 export interface NodeState {
   slots: number;
   alive: boolean;
+  /** Why the node was given up in this run (its unreachable or refused message). */
+  droppedFor?: string;
   done: number;
   running: number;
 }
@@ -89,21 +91,18 @@ export interface Transition {
 }
 
 const UNREACHABLE = new Set(["E_NODE_UNREACHABLE", "E_ENGINE_UNAVAILABLE"]);
-/** The node's own failure (its engine, a bug there): as bad as unreachable for the rest of the run. */
-const NODE_FAULT = new Set(["E_ENGINE", "E_INTERNAL"]);
 
 /**
- * Reads a failed attempt by its error's code, never its text: a timeout keeps the node; unreachable or a
- * fault of the node's engine gives the node up for this run; a refusal (over a limit, forbidden, full)
- * keeps it: the node answered, and the task fails with the node's own reason once its retries are spent.
+ * Reads a failed attempt by its error's code, never its text: a timeout keeps the node, anything else
+ * (unreachable, an engine failure, a refusal such as over its limits) gives the node up for this run: a
+ * node that refused the job would refuse its other tasks too, and burn the retries another node could use.
  */
 export function classifyFailure(outcome: Exclude<TaskOutcome, { kind: "exited" }>): Failure {
   if (outcome.kind === "timedOut") return { kind: "timeout", keepNode: true, message: "" };
   const err = outcome.error;
   const message = err instanceof Error ? err.message : String(err);
   const unreachable = !(err instanceof P2prcError) || UNREACHABLE.has(err.code);
-  if (unreachable) return { kind: "unreachable", keepNode: false, message };
-  return { kind: "refused", keepNode: !NODE_FAULT.has(err.code), message };
+  return { kind: unreachable ? "unreachable" : "refused", keepNode: false, message };
 }
 
 /** A missing output path (the node's E_NOT_FOUND about `path`): recorded on the task, not a node failure. */
@@ -243,7 +242,10 @@ export function finishTask(state: BatchState, job: Job, index: number, outcome: 
       outcome.kind === "timedOut" ? `task ${index} timed out after ${outcome.seconds} s` : failure.message;
     const retry = attempts <= job.retries;
     dropNode = !failure.keepNode;
-    if (dropNode) n.alive = false;
+    if (dropNode) {
+      n.alive = false;
+      n.droppedFor = `${failure.kind === "refused" ? "refused" : "unreachable"}: ${failure.message}`;
+    }
     row = {
       index,
       state: retry ? "pending" : "failed",
@@ -268,15 +270,21 @@ function exitedError(exitCode: number, missing: string[]): string | undefined {
 }
 
 /**
- * Tasks still queued when every node has stopped: failed, keeping the last error they had, each with the
- * event that reports it (a task that never ran names no node).
+ * Tasks still queued when every node has stopped: failed, keeping the last error they had, or (a task that
+ * never ran) `no node left to run it` with why each node was given up; each with the event that reports it
+ * (a task that never ran names no node).
  */
 export function abandonQueued(state: BatchState): Omit<Transition, "dropNode">[] {
   const out: Omit<Transition, "dropNode">[] = [];
+  const why = [...state.nodes]
+    .filter(([, n]) => n.droppedFor)
+    .map(([label, n]) => `${label} ${n.droppedFor}`)
+    .join("; ");
+  const noNode = why ? `no node left to run it (${why})` : "no node left to run it";
   for (const index of state.queue.splice(0)) {
     const t = state.rows.get(index);
     if (!t) continue;
-    const row: BatchTaskRow = { ...t, state: "failed", error: t.error ?? "no node left to run it" };
+    const row: BatchTaskRow = { ...t, state: "failed", error: t.error ?? noNode };
     state.rows.set(index, row);
     out.push({ row, event: { index, state: "failed", node: t.node ?? "", error: row.error } });
   }
