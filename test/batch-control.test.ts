@@ -1,0 +1,249 @@
+// Batch control across real processes and the real engine: Ctrl-C (a real SIGINT to the CLI process)
+// cancels a batch, removes its warm containers and leaves it resumable; a second Ctrl-C exits at once;
+// `batch status` and `--retry-failed` read and rerun what the store says.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+import Docker from "dockerode";
+import { nodeIdentity, removeNodeNetworks, signedFetch, spawnNode, waitFor } from "./support.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
+const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
+const root = mkdtempSync(join(tmpdir(), "p2prc-batch-control-"));
+const clientHome = join(root, "client");
+const procs: Subprocess[] = [];
+let nodeId = "";
+let nodeUrl = "";
+
+const cliEnv = () => ({
+  PATH: process.env.PATH ?? "/usr/bin:/bin",
+  HOME: root,
+  DOCKER_HOST,
+  P2PRC: clientHome,
+  P2PRC_LOG_LEVEL: "warn",
+  P2PRC_TLS: "false",
+});
+
+function spawnCli(args: string[]) {
+  const proc = Bun.spawn([process.execPath, join(ROOT, "cli/main.ts"), ...args], {
+    cwd: root,
+    env: cliEnv(),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  procs.push(proc);
+  const err = { text: "" };
+  const errDone = (async () => {
+    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>)
+      err.text += new TextDecoder().decode(chunk);
+  })();
+  const out = new Response(proc.stdout).text();
+  const done = (async () => {
+    const [o] = await Promise.all([out, proc.exited, errDone]);
+    return { code: proc.exitCode ?? -1, out: o, err: err.text };
+  })();
+  return { proc, err, done };
+}
+const cli = (args: string[]) => spawnCli(args).done;
+
+/** The node's containers, as its engine lists them. */
+const onEngine = () => docker.listContainers({ all: true, filters: { label: [`p2prc.node=${nodeId}`] } });
+
+/** A job whose tasks sleep for the seconds in delay.txt (an input: the job's text, so its key, stays the same). */
+function sleepyJob(name: string, delay: number, tasks: number) {
+  writeFileSync(join(root, "delay.txt"), String(delay));
+  const path = join(root, `${name}.json`);
+  writeFileSync(
+    path,
+    JSON.stringify({
+      image: "p2prc-test/busybox",
+      command: ["sh", "-c", 'sleep "$(cat delay.txt)"; echo "$P2PRC_TASK_INDEX" > out.txt'],
+      inputs: ["delay.txt"],
+      outputs: ["out.txt"],
+      tasks,
+      maxPerNode: 2,
+    }),
+  );
+  return path;
+}
+
+/** Waits until `n` tasks of the batch writing to `out` are running (the client's own state.db). */
+async function running(out: string, n: number, proc: Subprocess, err: { text: string }) {
+  const { Database } = await import("bun:sqlite");
+  await waitFor(
+    `${n} tasks running`,
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`batch ended early: ${err.text}`);
+      const db = new Database(join(clientHome, "state.db"), { readonly: true });
+      try {
+        const r = db
+          .query<{ n: number }, [string]>(
+            `SELECT count(*) AS n FROM batch_tasks t JOIN batches b ON b.id = t.batch_id
+              WHERE b.out_dir = ? AND t.state = 'running'`,
+          )
+          .get(resolve(out));
+        return (r?.n ?? 0) >= n ? true : undefined;
+      } catch {
+        return undefined; // the store is not there yet
+      } finally {
+        db.close();
+      }
+    },
+    30_000,
+    50,
+  );
+}
+
+beforeAll(async () => {
+  const node = await spawnNode({
+    home: join(root, "node"),
+    procs,
+    name: "bc-node",
+    command: [process.execPath, join(ROOT, "cli/main.ts")],
+    env: { HOME: root, DOCKER_HOST, P2PRC_MACHINE_NAME: "bc-node", P2PRC_OPEN_NETWORK: "true" },
+  });
+  nodeId = node.nodeId;
+  nodeUrl = node.url;
+  const added = await cli(["--as", `127.0.0.1:${node.port}`]);
+  if (added.code !== 0) throw new Error(`--as failed: ${added.err}`);
+  await waitFor(
+    "the client knows the node with an address",
+    async () => {
+      const r = await cli(["--us", "--json"]);
+      const rows = JSON.parse(r.out) as { id: string; port: number | null; latencyMs: number | null }[];
+      return rows.some((x) => x.id === nodeId && x.port !== null && x.latencyMs !== null) ? true : undefined;
+    },
+    10_000,
+    200,
+  );
+}, 40_000);
+
+afterAll(async () => {
+  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill(9);
+  await Promise.all(procs.map((p) => p.exited));
+  const list = await onEngine();
+  await Promise.all(
+    list.map((c) =>
+      docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => {}),
+    ),
+  );
+  await removeNodeNetworks(docker, [nodeId]);
+  rmSync(root, { recursive: true, force: true });
+}, 30_000);
+
+describe("batch control", () => {
+  test("Ctrl-C: no new tasks, the warm containers are removed, exit 130; status says pending; a rerun resumes (defect 3)", async () => {
+    const job = sleepyJob("cancel", 60, 6);
+    const out = join(root, "out-cancel");
+    const args = ["batch", job, "--out", out];
+    const first = spawnCli(args);
+    await running(out, 2, first.proc, first.err);
+    await waitFor(
+      "two warm containers",
+      async () => ((await onEngine()).length === 2 ? true : undefined),
+      30_000,
+    );
+    await Bun.sleep(1000); // their execs have started
+    const t0 = Date.now();
+    first.proc.kill("SIGINT");
+    const r = await first.done;
+    // the tasks sleep 60 s: ending well before means the cancel interrupted them
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(r.code).toBe(130);
+    expect(r.err).toContain("cancelling");
+    expect(r.out).toContain("cancelled: 0 done, 0 failed, 6 left; resume with: p2prc batch");
+    expect(await onEngine()).toEqual([]);
+    // nothing left that --tc would have to list
+    const tc = await cli(["--tc", "--json"]);
+    expect(JSON.parse(tc.out)).toEqual([]);
+
+    const status = await cli(["batch", "status", out, "--json"]);
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.out)).toMatchObject({ total: 6, done: 0, pending: 6, running: 0, failed: 0 });
+
+    sleepyJob("cancel", 0, 6);
+    const second = await cli(args);
+    expect(second.err).not.toContain("p2prc:");
+    expect(second.code).toBe(0);
+    expect(second.out).toContain("6 done, 0 failed");
+    expect(second.out).toContain("(resumed)");
+    // the attempts the cancel interrupted do not count
+    const rows = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { attempts: number }[];
+    expect(rows.map((t) => t.attempts)).toEqual([1, 1, 1, 1, 1, 1]);
+    expect(await onEngine()).toEqual([]);
+  }, 90_000);
+
+  test("a second Ctrl-C exits at once", async () => {
+    const job = sleepyJob("twice", 60, 4);
+    const out = join(root, "out-twice");
+    const first = spawnCli(["batch", job, "--out", out]);
+    await running(out, 2, first.proc, first.err);
+    await waitFor(
+      "two warm containers",
+      async () => ((await onEngine()).length === 2 ? true : undefined),
+      30_000,
+    );
+    await Bun.sleep(1000);
+    first.proc.kill("SIGINT");
+    // the second once the first was seen (signals sent together may arrive as one)
+    await waitFor(
+      "the first Ctrl-C seen",
+      async () => (first.err.text.includes("cancelling") ? true : undefined),
+      5000,
+      5,
+    );
+    first.proc.kill("SIGINT");
+    const r = await first.done;
+    expect(r.code).toBe(130);
+    // it did not wait for the cancel to finish and print its summary
+    expect(r.out).not.toContain("cancelled:");
+    // what it left behind goes with its lease; clear it here as the node's admin
+    const key = nodeIdentity(join(root, "node"));
+    for (const c of await onEngine())
+      await signedFetch(key, `${nodeUrl}/v1/containers/${c.Id}`, { method: "DELETE" });
+  }, 60_000);
+
+  test("batch status names the failed tasks; --retry-failed runs only those again", async () => {
+    writeFileSync(join(root, "fail.txt"), "1 3");
+    const path = join(root, "fails.json");
+    writeFileSync(
+      path,
+      JSON.stringify({
+        image: "p2prc-test/busybox",
+        command: ["sh", "-c", 'grep -qw "$P2PRC_TASK_INDEX" fail.txt && exit 7; echo ok'],
+        inputs: ["fail.txt"],
+        tasks: 4,
+      }),
+    );
+    const out = join(root, "out-fails");
+    const first = await cli(["batch", path, "--out", out]);
+    expect(first.code).toBe(1);
+    expect(first.out).toContain("2 done, 2 failed");
+    expect(first.err).toContain(
+      `hint: run only the failed tasks again: p2prc batch ${path} --out ${out} --retry-failed`,
+    );
+
+    const status = await cli(["batch", "status", out]);
+    expect(status.code).toBe(0);
+    expect(status.out).toContain("2/4 done, 2 failed, 0 pending, 0 running");
+    expect(status.out).toContain("task 1 failed on bc-node: exit 7");
+    expect(status.out).toContain("task 3 failed on bc-node: exit 7");
+
+    writeFileSync(join(root, "fail.txt"), "");
+    const again = await cli(["batch", path, "--out", out, "--retry-failed"]);
+    expect(again.code).toBe(0);
+    expect(again.out).toContain("4 done, 0 failed");
+    const ran = [...again.err.matchAll(/^task (\d+) done/gm)].map((m) => Number(m[1])).sort();
+    expect(ran).toEqual([1, 3]);
+
+    const none = await cli(["batch", "status", join(root, "never-ran")]);
+    expect(none.code).toBe(1);
+    expect(none.err).toContain("no batch has written to");
+  }, 90_000);
+});
