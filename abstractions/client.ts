@@ -8,6 +8,7 @@ import type {
   CreateContainerBody,
   GroupView,
   Job,
+  StartContainerOptions,
   StartedContainer,
   TrackedState,
 } from "../client/index.ts";
@@ -45,9 +46,10 @@ export async function startContainer(
   options: NodeOptions,
   node: string,
   body: CreateContainerBody,
+  o: StartContainerOptions = {},
 ): Promise<StartedContainer> {
   const c = await client();
-  return withClient(options, (deps) => c.startContainer(deps, node, body));
+  return withClient(options, (deps) => c.startContainer(deps, node, body, o));
 }
 
 /** `--rm <node> --id <id>` */

@@ -15,6 +15,7 @@ export type {
   BatchStatus,
   CreateContainerBody,
   GroupView,
+  StartContainerOptions,
   StartedContainer,
   TaskResult,
 } from "../client/index.ts";

@@ -8,7 +8,13 @@ export type { BatchProgress, BatchSummary, TaskResult } from "./batch/scheduler.
 export { slotsFor } from "./batch/scheduler.ts";
 export type { BatchStatus } from "./batch/status.ts";
 export { batchStatus } from "./batch/status.ts";
-export type { ClientDeps, GroupView, StartedContainer, TrackedState } from "./containers.ts";
+export type {
+  ClientDeps,
+  GroupView,
+  StartContainerOptions,
+  StartedContainer,
+  TrackedState,
+} from "./containers.ts";
 export {
   addToGroup,
   createGroup,
@@ -18,6 +24,7 @@ export {
   removeFromGroup,
   removeGroup,
   showGroup,
+  sshWithIdentity,
   startContainer,
   trackedContainers,
   viewImages,

@@ -1,6 +1,7 @@
 import type { ArgsDef } from "citty";
 import { parseArgs } from "citty";
 import { batchStatus, demoMandelbrot, loadConfig, runBatch } from "../../abstractions/index.ts";
+import { shellQuote } from "../../core/index.ts";
 import { type CliIO, toJson, usageError } from "../io.ts";
 import { progressReporter } from "../progress.ts";
 import type { RunOptions } from "../run.ts";
@@ -192,10 +193,6 @@ export async function runSubcommand(
 /** The same command, quoted so it works when pasted into a shell. */
 function rerun(argv: string[]): string {
   return ["p2prc", "batch", ...argv].map(shellQuote).join(" ");
-}
-
-function shellQuote(a: string): string {
-  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`;
 }
 
 /** `p2prc batch status <dir>`: counts by state and the failed tasks, from this home's store. */
