@@ -2,6 +2,7 @@ import type { ArgsDef } from "citty";
 import { parseArgs } from "citty";
 import { batchStatus, demoMandelbrot, loadConfig, runBatch } from "../../abstractions/index.ts";
 import { shellQuote } from "../../core/index.ts";
+import { SUBCOMMAND_USAGE } from "../help.ts";
 import { type CliIO, toJson, usageError } from "../io.ts";
 import { progressReporter } from "../progress.ts";
 import type { RunOptions } from "../run.ts";
@@ -33,13 +34,21 @@ const DEMO_ARGS: ArgsDef = {
   ...common,
 };
 
-export const SUBCOMMAND_HELP = {
-  batch:
-    "p2prc batch <job.json|job.yaml> --out <dir> [--nodes <list>|auto] [--retry-failed] [--json]\n" +
-    "       p2prc batch status <dir> [--json]\n" +
-    "Ctrl-C cancels (stops starting tasks, removes the batch's warm containers; the same command resumes);\n" +
-    "a second Ctrl-C exits at once.",
-  demo: "p2prc demo mandelbrot --tiles N [--size WxH] [--image ref] [--max-iter N] --out mandelbrot.png [--nodes <list>] [--json]",
+const SUBCOMMAND_HELP = { batch: SUBCOMMAND_USAGE.batch, demo: SUBCOMMAND_USAGE.demo };
+
+/** `p2prc batch -h` and `p2prc demo -h`. */
+const LONG_HELP = {
+  batch: [
+    `usage: ${SUBCOMMAND_USAGE.batch}`,
+    `       ${SUBCOMMAND_USAGE.status}`,
+    "",
+    "Runs the job's tasks on the nodes; the same command again resumes it (finished tasks are not redone).",
+    "--retry-failed runs only the tasks that failed in an earlier run again. `batch status <dir>` shows",
+    "what the store says about the batch written to <dir>. Ctrl-C cancels: no new task starts, the",
+    "batch's warm containers are removed and what is left stays pending (exit 130); a second Ctrl-C",
+    "exits at once. Docs: Docs/Client.md#batch-jobs.",
+  ].join("\n"),
+  demo: `usage: ${SUBCOMMAND_USAGE.demo}`,
 };
 
 function check(argv: string[], def: ArgsDef, usage: string): Record<string, unknown> {
@@ -78,7 +87,7 @@ export async function runSubcommand(
   options: RunOptions,
 ): Promise<number> {
   if (argv.includes("-h") || argv.includes("--help")) {
-    io.out(`usage: ${SUBCOMMAND_HELP[name]}`);
+    io.out(LONG_HELP[name]);
     return 0;
   }
   if (name === "batch" && argv[0] === "status") return status(argv, io, options);
@@ -197,7 +206,7 @@ function rerun(argv: string[]): string {
 
 /** `p2prc batch status <dir>`: counts by state and the failed tasks, from this home's store. */
 async function status(argv: string[], io: CliIO, options: RunOptions): Promise<number> {
-  const usage = "p2prc batch status <dir> [--json]";
+  const usage = SUBCOMMAND_USAGE.status;
   const args = check(argv, STATUS_ARGS, usage);
   if (typeof args.dir !== "string" || args.dir === "")
     throw usageError("a batch's --out directory is required", usage);
