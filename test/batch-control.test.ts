@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
-import { nodeIdentity, removeNodeNetworks, signedFetch, spawnNode, waitFor } from "./support.ts";
+import { removeNodeNetworks, spawnNode, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -16,7 +16,6 @@ const root = mkdtempSync(join(tmpdir(), "p2prc-batch-control-"));
 const clientHome = join(root, "client");
 const procs: Subprocess[] = [];
 let nodeId = "";
-let nodeUrl = "";
 
 const cliEnv = () => ({
   PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -97,6 +96,26 @@ async function running(out: string, n: number, proc: Subprocess, err: { text: st
   );
 }
 
+/** Waits until `n` warm containers run on the engine and the client has tracked them (their create answered). */
+async function warm(n: number) {
+  const { Database } = await import("bun:sqlite");
+  await waitFor(
+    `${n} warm containers running and tracked`,
+    async () => {
+      const up = (await onEngine()).filter((c) => c.State === "running").length;
+      const db = new Database(join(clientHome, "state.db"), { readonly: true });
+      try {
+        const tracked = db.query<{ n: number }, []>("SELECT count(*) AS n FROM tracked").get()?.n ?? 0;
+        return up === n && tracked === n ? true : undefined;
+      } finally {
+        db.close();
+      }
+    },
+    30_000,
+    50,
+  );
+}
+
 beforeAll(async () => {
   const node = await spawnNode({
     home: join(root, "node"),
@@ -106,7 +125,6 @@ beforeAll(async () => {
     env: { HOME: root, DOCKER_HOST, P2PRC_MACHINE_NAME: "bc-node", P2PRC_OPEN_NETWORK: "true" },
   });
   nodeId = node.nodeId;
-  nodeUrl = node.url;
   const added = await cli(["--as", `127.0.0.1:${node.port}`]);
   if (added.code !== 0) throw new Error(`--as failed: ${added.err}`);
   await waitFor(
@@ -144,12 +162,8 @@ describe("batch control", () => {
     const args = ["batch", job, "--out", out];
     const first = spawnCli(args);
     await running(out, 2, first.proc, first.err);
-    await waitFor(
-      "two warm containers",
-      async () => ((await onEngine()).length === 2 ? true : undefined),
-      30_000,
-    );
-    await Bun.sleep(1000); // their execs have started
+    await warm(2);
+    await Bun.sleep(500); // their execs have started
     const t0 = Date.now();
     first.proc.kill("SIGINT");
     const r = await first.done;
@@ -184,12 +198,8 @@ describe("batch control", () => {
     const out = join(root, "out-twice");
     const first = spawnCli(["batch", job, "--out", out]);
     await running(out, 2, first.proc, first.err);
-    await waitFor(
-      "two warm containers",
-      async () => ((await onEngine()).length === 2 ? true : undefined),
-      30_000,
-    );
-    await Bun.sleep(1000);
+    await warm(2);
+    await Bun.sleep(500); // their execs have started
     first.proc.kill("SIGINT");
     // the second once the first was seen (signals sent together may arrive as one)
     await waitFor(
@@ -203,10 +213,37 @@ describe("batch control", () => {
     expect(r.code).toBe(130);
     // it did not wait for the cancel to finish and print its summary
     expect(r.out).not.toContain("cancelled:");
-    // what it left behind goes with its lease; clear it here as the node's admin
-    const key = nodeIdentity(join(root, "node"));
-    for (const c of await onEngine())
-      await signedFetch(key, `${nodeUrl}/v1/containers/${c.Id}`, { method: "DELETE" });
+    // what it left running (the removals the first Ctrl-C had sent may still finish) is listed by --tc
+    await Bun.sleep(2000);
+    const left = (await onEngine()).map((c) => c.Id);
+    const tc = JSON.parse((await cli(["--tc", "--json"])).out) as { id: string }[];
+    for (const id of left) expect(tc.map((t) => t.id)).toContain(id);
+    for (const t of tc) expect((await cli(["--rm", "bc-node", "--id", t.id])).code).toBe(0);
+    expect(await onEngine()).toEqual([]);
+    expect(JSON.parse((await cli(["--tc", "--json"])).out)).toEqual([]);
+  }, 60_000);
+
+  test("a client killed mid-batch leaves its warm containers listed in --tc, so --rm can remove them (defect 3)", async () => {
+    const job = sleepyJob("killed", 60, 4);
+    const out = join(root, "out-killed");
+    const first = spawnCli(["batch", job, "--out", out]);
+    await running(out, 2, first.proc, first.err);
+    // (a container whose create answer never came back to the client is the node's, gone with its lease)
+    await warm(2);
+    first.proc.kill(9);
+    await first.done;
+    const left = (await onEngine()).map((c) => c.Id).sort();
+    expect(left.length).toBe(2);
+    const tc = JSON.parse((await cli(["--tc", "--json"])).out) as {
+      id: string;
+      state: string;
+      image: string;
+    }[];
+    expect(tc.map((t) => t.id).sort()).toEqual(left);
+    expect(tc.every((t) => t.state === "running" && t.image === "p2prc-test/busybox")).toBe(true);
+    for (const id of left) expect((await cli(["--rm", "bc-node", "--id", id])).code).toBe(0);
+    expect(await onEngine()).toEqual([]);
+    expect(JSON.parse((await cli(["--tc", "--json"])).out)).toEqual([]);
   }, 60_000);
 
   test("batch status names the failed tasks; --retry-failed runs only those again", async () => {

@@ -222,13 +222,21 @@ describe("a batch on FakeEngine nodes", () => {
     const a = node("a", clock, (c) => (taskOf(c).index >= 2 ? { runForMs: 3_600_000 } : undefined));
     const controller = new AbortController();
     const j = job({ tasks: 6, maxPerNode: 2 });
-    const first = await run(clock, j, [a], undefined, undefined, {
+    const deps = client(clock);
+    let trackedWhileRunning: string[] = [];
+    const first = await run(clock, j, [a], deps, undefined, {
       signal: controller.signal,
       // tasks 0 and 1 finish at once; cancel when 2 and 3 have started their hour-long runs
       onProgress: (p) => {
-        if (p.event?.state === "running" && p.event.index === 3) queueMicrotask(() => controller.abort());
+        if (p.event?.state === "running" && p.event.index === 3) {
+          // the batch's warm containers are tracked while they live (--tc lists them: defect 3)
+          trackedWhileRunning = deps.tracking.tracked().map((t) => t.id);
+          queueMicrotask(() => controller.abort());
+        }
       },
     });
+    expect(trackedWhileRunning.length).toBe(2);
+    expect(deps.tracking.tracked()).toEqual([]);
     expect(first.cancelled).toBe(true);
     expect(first.results.map((t) => t.state)).toEqual([
       "done",

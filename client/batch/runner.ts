@@ -157,10 +157,11 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
 
   // A cancel stops the dispatching and removes the warm containers now: the running tasks' execs end
   // (their rows go back to pending) and the slot loops stop.
+  let cancelling: Promise<unknown> = Promise.resolve();
   const onAbort = () => {
     cancel(state);
     notify();
-    for (const w of workers) void w.cancel();
+    cancelling = Promise.all(workers.map((w) => w.cancel()));
   };
   if (o.signal?.aborted) onAbort();
   else o.signal?.addEventListener("abort", onAbort, { once: true });
@@ -171,7 +172,7 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
     o.signal?.removeEventListener("abort", onAbort);
     // Dropped nodes too, best effort: a node that refused may still answer; a dead one fails fast.
     // After a cancel, this also removes a container that was being made while it came.
-    await Promise.all(workers.map((w) => w.cleanup()));
+    await Promise.all([cancelling, ...workers.map((w) => w.cleanup())]);
   }
   for (const t of abandonQueued(state)) {
     save(t.row);
