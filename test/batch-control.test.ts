@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
-import { removeNodeNetworks, spawnNode, waitFor } from "./support.ts";
+import { removeNodeNetworks, spawnNode, spawnWatched, waitFor, waitUntilKnown } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -17,35 +17,12 @@ const clientHome = join(root, "client");
 const procs: Subprocess[] = [];
 let nodeId = "";
 
-const cliEnv = () => ({
-  PATH: process.env.PATH ?? "/usr/bin:/bin",
-  HOME: root,
-  DOCKER_HOST,
-  P2PRC: clientHome,
-  P2PRC_LOG_LEVEL: "warn",
-  P2PRC_TLS: "false",
-});
+/** The client's env: its home, plain HTTP and warn-level logs (as the node), the test's engine. */
+const CLIENT = { P2PRC: clientHome, P2PRC_LOG_LEVEL: "warn", P2PRC_TLS: "false" };
+const cliEnv = () => ({ PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: root, DOCKER_HOST, ...CLIENT });
 
-function spawnCli(args: string[]) {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "cli/main.ts"), ...args], {
-    cwd: root,
-    env: cliEnv(),
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  procs.push(proc);
-  const err = { text: "" };
-  const errDone = (async () => {
-    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>)
-      err.text += new TextDecoder().decode(chunk);
-  })();
-  const out = new Response(proc.stdout).text();
-  const done = (async () => {
-    const [o] = await Promise.all([out, proc.exited, errDone]);
-    return { code: proc.exitCode ?? -1, out: o, err: err.text };
-  })();
-  return { proc, err, done };
-}
+const spawnCli = (args: string[]) =>
+  spawnWatched([process.execPath, join(ROOT, "cli/main.ts"), ...args], { cwd: root, env: cliEnv() }, procs);
 const cli = (args: string[]) => spawnCli(args).done;
 
 /** The node's containers, as its engine lists them. */
@@ -96,6 +73,18 @@ async function running(out: string, n: number, proc: Subprocess, err: { text: st
   );
 }
 
+/** Starts a batch of hour-long tasks and waits until its two warm containers run them. */
+async function startWarm(name: string) {
+  const job = sleepyJob(name, 3600, 4);
+  const out = join(root, `out-${name}`);
+  const first = spawnCli(["batch", job, "--out", out]);
+  await running(out, 2, first.proc, first.err);
+  // (a container whose create answer never came back to the client is the node's, gone with its lease)
+  await warm(2);
+  await Bun.sleep(500); // their execs have started
+  return first;
+}
+
 /** Waits until `n` warm containers run on the engine and the client has tracked them (their create answered). */
 async function warm(n: number) {
   const { Database } = await import("bun:sqlite");
@@ -127,30 +116,18 @@ beforeAll(async () => {
   nodeId = node.nodeId;
   const added = await cli(["--as", `127.0.0.1:${node.port}`]);
   if (added.code !== 0) throw new Error(`--as failed: ${added.err}`);
-  await waitFor(
-    "the client knows the node with an address",
-    async () => {
-      const r = await cli(["--us", "--json"]);
-      const rows = JSON.parse(r.out) as { id: string; port: number | null; latencyMs: number | null }[];
-      return rows.some((x) => x.id === nodeId && x.port !== null && x.latencyMs !== null) ? true : undefined;
-    },
-    10_000,
-    200,
-  );
+  await waitUntilKnown(cli, [nodeId]);
 }, 40_000);
 
 afterAll(async () => {
   for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill(9);
   await Promise.all(procs.map((p) => p.exited));
-  const list = await onEngine();
-  await Promise.all(
-    list.map((c) =>
-      docker
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => {}),
-    ),
-  );
+  // what a failed test left on the engine
+  for (const c of await onEngine())
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true })
+      .catch(() => {});
   await removeNodeNetworks(docker, [nodeId]);
   rmSync(root, { recursive: true, force: true });
 }, 30_000);
@@ -194,12 +171,7 @@ describe("batch control", () => {
   }, 90_000);
 
   test("a second Ctrl-C exits at once", async () => {
-    const job = sleepyJob("twice", 60, 4);
-    const out = join(root, "out-twice");
-    const first = spawnCli(["batch", job, "--out", out]);
-    await running(out, 2, first.proc, first.err);
-    await warm(2);
-    await Bun.sleep(500); // their execs have started
+    const first = await startWarm("twice");
     first.proc.kill("SIGINT");
     // the second once the first was seen (signals sent together may arrive as one)
     await waitFor(
@@ -224,12 +196,7 @@ describe("batch control", () => {
   }, 60_000);
 
   test("a client killed mid-batch leaves its warm containers listed in --tc, so --rm can remove them (defect 3)", async () => {
-    const job = sleepyJob("killed", 60, 4);
-    const out = join(root, "out-killed");
-    const first = spawnCli(["batch", job, "--out", out]);
-    await running(out, 2, first.proc, first.err);
-    // (a container whose create answer never came back to the client is the node's, gone with its lease)
-    await warm(2);
+    const first = await startWarm("killed");
     first.proc.kill(9);
     await first.done;
     const left = (await onEngine()).map((c) => c.Id).sort();
