@@ -8,31 +8,46 @@ import type {
   CreateContainerBody,
   GroupView,
   Job,
+  RemovedContainer,
   StartContainerOptions,
   StartedContainer,
   TrackedState,
 } from "../client/index.ts";
 import { P2prcError } from "../core/index.ts";
-import { PeerTable } from "../p2p/index.ts";
+import { PeerTable, relayFromRecords, relayTransport } from "../p2p/index.ts";
 import type { TrackedContainer } from "../store/index.ts";
 import { init, type NodeOptions } from "./node.ts";
 import { peerTransport } from "./transport.ts";
 
 /** Opens the node's store and IP table for one client call. */
-async function withClient<T>(options: NodeOptions, fn: (deps: ClientDeps) => Promise<T> | T): Promise<T> {
+export async function withClient<T>(
+  options: NodeOptions,
+  fn: (deps: ClientDeps) => Promise<T> | T,
+): Promise<T> {
   const ctx = init(options);
   const store = ctx.openStore();
+  let closeTransport: (() => Promise<void>) | undefined;
   try {
     const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
-    const transport = await peerTransport(ctx, table);
+    // a node whose record says it is relayed is reached through its relay, TLS still pinned to it
+    const record = (id: string) => table.record(id)?.record;
+    const transport = relayTransport({
+      base: await peerTransport(ctx, table),
+      identity: ctx.identity,
+      relayOf: relayFromRecords(record),
+      certOf: (id) => record(id)?.cert,
+    });
+    closeTransport = () => transport.close();
     return await fn({
       tracking: store.client,
       identity: ctx.identity,
       clock: ctx.clock,
       views: () => table.views(),
+      dead: () => table.digest().flatMap(([id, , dead]) => (dead ? [id] : [])),
       transport,
     });
   } finally {
+    await closeTransport?.();
     store.close();
   }
 }
@@ -52,8 +67,15 @@ export async function startContainer(
   return withClient(options, (deps) => c.startContainer(deps, node, body, o));
 }
 
-/** `--rm <node> --id <id>` */
-export async function removeContainer(options: NodeOptions, node: string, id: string): Promise<void> {
+/**
+ * `--rm <node> --id <id>`: removed, or (a tracked container its node no longer has) `alreadyGone`. A
+ * container neither tracked nor on the node is an E_NOT_FOUND error; `node` may be "" for a tracked one.
+ */
+export async function removeContainer(
+  options: NodeOptions,
+  node: string,
+  id: string,
+): Promise<RemovedContainer> {
   const c = await client();
   return withClient(options, (deps) => c.removeContainer(deps, node, id));
 }

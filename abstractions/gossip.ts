@@ -1,4 +1,4 @@
-import { ClusterBook, GossipService, PeerTable } from "../p2p/index.ts";
+import { ClusterBook, GossipService, PeerTable, type ReachState } from "../p2p/index.ts";
 import type { capacityOf } from "../server/index.ts";
 import type { Store } from "../store/index.ts";
 import { type NodeContext, tlsMaterial } from "./node.ts";
@@ -20,9 +20,16 @@ export async function openClusterBook(ctx: NodeContext, store: Store): Promise<C
 
 /**
  * This node's IP table and gossip, offering what `capacity` reports (the server's, or a client's none),
- * and its TLS certificate (config `tls`), which its record carries and its server serves.
+ * and its TLS certificate (config `tls`), which its record carries and its server serves. `reach` says
+ * how members reach this node (a server node's ReachService; default: config `behindNat`).
  */
-export async function createGossip(ctx: NodeContext, store: Store, capacity: () => Promise<Capacity>) {
+export async function createGossip(
+  ctx: NodeContext,
+  store: Store,
+  capacity: () => Promise<Capacity>,
+  reach?: () => ReachState | undefined,
+  relayPort?: () => number | undefined,
+) {
   const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
   const transport = await peerTransport(ctx, table);
   const tls = ctx.config.tls ? await tlsMaterial(ctx) : undefined;
@@ -38,6 +45,8 @@ export async function createGossip(ctx: NodeContext, store: Store, capacity: () 
     clusters,
     transport,
     certPem: tls?.certPem,
+    reach,
+    relayPort,
     offer: async () => {
       const { running: _running, ...offer } = await capacity();
       return offer;

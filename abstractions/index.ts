@@ -13,8 +13,12 @@ export type {
   BatchProgress,
   BatchResult,
   BatchStatus,
+  ContainerStatus,
   CreateContainerBody,
+  ExecReply,
   GroupView,
+  ListedContainer,
+  RemovedContainer,
   StartContainerOptions,
   StartedContainer,
   TaskResult,
@@ -42,6 +46,8 @@ export {
   leaveCluster,
   listClusters,
 } from "./cluster.ts";
+export type { ContainerRef } from "./containers.ts";
+export { containers } from "./containers.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { doctor } from "./doctor.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";

@@ -1,10 +1,11 @@
 import { dirname } from "node:path";
 import { VERSION } from "../core/index.ts";
-import { p2pRoutes } from "../p2p/index.ts";
+import { p2pRoutes, ReachService, type RelayAgent, type RelayServer } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
 import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
+import { startRelayAgent, startRelayRole } from "./relay.ts";
 
 export interface StartOptions extends NodeOptions {
   /** GPU discovery (default: nvidia-smi when installed). */
@@ -20,6 +21,9 @@ export interface RunningNode extends AsyncDisposable {
   app: ServerApp;
   /** The certificate the node serves (config `tls`): pin it to call `url` (`pinnedTls` in config/). */
   certPem: string | undefined;
+  /** The relay this node serves (config `relay`), and its agent keeping it reachable (config `relays`). */
+  relay: RelayServer | undefined;
+  relayAgent: RelayAgent | undefined;
   /** Stops gossip and serving (in-flight requests finish) and closes the state store. Idempotent. */
   stop(): Promise<void>;
 }
@@ -42,6 +46,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
   );
   const ctx = init(options);
   const store = ctx.openStore();
+  let relay: RelayServer | undefined;
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     // The record's offer: free capacity from the store and the config. It must work before the server
@@ -49,7 +54,32 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     // probe (and gossip) with a signed record.
     const capacity = async () =>
       capacityOf({ config: ctx.config, records: store.containers }, (await gpus().catch(() => [])).length);
-    const { table, gossip, clusters, transport, tls } = await createGossip(ctx, store, capacity);
+    // reachability (p2p/reach.ts) and gossip need each other: the record carries the reach, and a
+    // change of reach re-signs the record
+    let reach: ReachService | undefined;
+    const { table, gossip, clusters, transport, tls } = await createGossip(
+      ctx,
+      store,
+      capacity,
+      () => reach?.state(),
+      () => relay?.port, // the record says where this node's relay listens
+    );
+    reach = new ReachService({
+      identity: ctx.identity,
+      mode: ctx.config.behindNat,
+      table,
+      clock: ctx.clock,
+      logger: ctx.logger,
+      vouched: (id) => clusters.vouches(id),
+      selfRecord: () => gossip.selfRecord(),
+      changed: () => {
+        gossip.refreshSelf().catch(() => undefined);
+      },
+      transport,
+      retryMs: Math.max(1000, ctx.config.gossipIntervalMs),
+    });
+    relay = await startRelayRole(ctx, clusters);
+    const relayStats = relay && (() => relay?.stats);
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,
@@ -64,17 +94,37 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       tls,
       selfRecord: () => gossip.selfRecord(),
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
-      extraRoutes: [{ path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress }) }],
+      extraRoutes: [
+        { path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress, reach, relayStats }) },
+      ],
     });
     // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)
     store.meta.set(SERVER_URL_META, server.url);
     gossip.start();
+    reach.start();
+    // through the relay a caller reaches this node's server, or a published port of a container it
+    // owns (any container's, for an admin): ssh into a container on a node behind a NAT
+    const relayAgent = startRelayAgent(
+      ctx,
+      server.port,
+      (caller, port) =>
+        store.containers
+          .list()
+          .some(
+            (c) =>
+              (c.owner === caller || clusters.isAdmin(caller)) && c.ports.some((p) => p.external === port),
+          ),
+      { table, reach },
+    );
     let stopped: Promise<void> | undefined;
     const stop = () => {
       stopped ??= (async () => {
         gossip.stop();
+        await relayAgent?.stop();
+        await relay?.stop();
+        const checks = reach.stop();
         await server.stop();
-        await gossip.idle();
+        await Promise.all([gossip.idle(), checks]);
         transport.close();
         store.close();
       })();
@@ -85,10 +135,13 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       nodeId: ctx.identity.nodeId,
       app: server.app,
       certPem: tls?.certPem,
+      relay,
+      relayAgent,
       stop,
       [Symbol.asyncDispose]: stop,
     };
   } catch (err) {
+    await relay?.stop();
     store.close();
     throw err;
   }

@@ -70,8 +70,8 @@ function loadedModules(args: string[]): string[] {
     .find((l) => l.startsWith("MODULES "));
   if (!line) throw new Error(`no module list (exit ${r.exitCode}): ${r.stderr.toString()}`);
   return (JSON.parse(line.slice("MODULES ".length)) as string[])
-    .filter((p) => p.startsWith(`${ROOT}/`))
-    .map((p) => p.slice(ROOT.length + 1).replace(/^.*node_modules\//, "node_modules/"));
+    .filter((p) => p.startsWith(`${ROOT}/`) || p.includes("/node_modules/"))
+    .map((p) => p.replace(/^.*\/node_modules\//, "node_modules/").replace(`${ROOT}/`, ""));
 }
 
 /** The packages among the loaded modules (`node_modules/<name>/…` → `<name>`). */

@@ -6,6 +6,8 @@ export interface FlagDef {
   alias?: readonly string[];
   description: string;
   valueHint?: string;
+  /** A string flag that may be given several times: its value is then every value given, in order. */
+  repeat?: boolean;
 }
 
 /**
@@ -75,7 +77,7 @@ export const ACTIONS = [
     type: "string",
     alias: ["touch", "CreateVM"],
     valueHint: "node",
-    description: "Create a container on a node (id, name, host:port or auto)",
+    description: "Create a container on a node (id, name, host:port or auto); its command after --",
     run: async (ctx) => (await import("./commands/client.ts")).execContainerCommand(ctx),
   },
   {

@@ -15,7 +15,23 @@ export const MODIFIERS = {
   cpus: { type: "string", description: "CPUs for the container" },
   memory: { type: "string", valueHint: "MiB", description: "Memory for the container in MiB" },
   ttl: { type: "string", valueHint: "seconds", description: "Container lease; removed after it" },
-  "ssh-key": { type: "string", valueHint: "file", description: "Public key for SSH into the container" },
+  "ssh-key": {
+    type: "string",
+    valueHint: "file|none",
+    description: "Public key for SSH into the container (default ~/.ssh/id_*.pub; none: no SSH)",
+  },
+  env: {
+    type: "string",
+    alias: ["e"],
+    valueHint: "NAME=value",
+    repeat: true,
+    description: "Environment variable of the container (--touch; repeat for more)",
+  },
+  publish: {
+    type: "string",
+    valueHint: "port,…",
+    description: "Container ports to publish on free host ports (--touch)",
+  },
   "remove-container-group": {
     type: "boolean",
     alias: ["rmcgroup", "RemoveContainerGroup"],

@@ -4,12 +4,25 @@ import { P2prcError } from "../core/index.ts";
 export interface CliIO {
   out(text: string): void;
   err(text: string): void;
+  /** Bytes as they come (a log stream, a command's output), no newline added; default: as text lines. */
+  write?(chunk: Uint8Array | string, to: "out" | "err"): void;
 }
 
 export const processIO: CliIO = {
   out: (t) => process.stdout.write(t.endsWith("\n") ? t : `${t}\n`),
   err: (t) => process.stderr.write(t.endsWith("\n") ? t : `${t}\n`),
+  write: (chunk, to) => (to === "out" ? process.stdout : process.stderr).write(chunk),
 };
+
+/** Writes bytes or text as they are to stdout or stderr (`io.write`, else `out`/`err` as text). */
+export function writeRaw(io: CliIO, chunk: Uint8Array | string, to: "out" | "err"): void {
+  if (io.write) {
+    io.write(chunk, to);
+    return;
+  }
+  const text = typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
+  if (text !== "") io[to](text);
+}
 
 /** A user error in CLI usage (exit 2). */
 export function usageError(message: string, hint?: string): P2prcError {

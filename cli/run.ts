@@ -6,6 +6,7 @@ import type { CommandContext, FlagValues } from "./context.ts";
 import { cittyArgs, FLAGS, type FlagName, flagSpellings } from "./flags.ts";
 import { renderHelp } from "./help.ts";
 import { type CliIO, exitCodeOf, processIO, reportError, usageError } from "./io.ts";
+import { isContainerVerb } from "./verbs.ts";
 
 /** Rewrites P2PRC's single-dash long flags (`-dc`, `-touch=x`) to `--dc`; rejects unknown flags. */
 export function normalizeArgs(argv: string[]): string[] {
@@ -59,6 +60,17 @@ function givenFlags(normalized: string[]): Set<FlagName> {
   return given;
 }
 
+/** Every value of a repeatable flag in a normalized argv (`--name=value` or `--name value`). */
+function repeated(normalized: string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < normalized.length; i++) {
+    const arg = normalized[i] as string;
+    if (arg === `--${name}`) values.push(normalized[++i] ?? "");
+    else if (arg.startsWith(`--${name}=`)) values.push(arg.slice(name.length + 3));
+  }
+  return values;
+}
+
 function configOverrides(flags: FlagValues): Partial<Config> {
   const overrides: Record<string, unknown> = {};
   const num = (s: string) => (/^-?\d+(\.\d+)?$/.test(s) ? Number(s) : s);
@@ -77,7 +89,8 @@ export interface RunOptions {
 /** Runs the CLI on `argv` (without the program name) and returns the exit code. Drivable from tests. */
 export async function runCli(argv: string[], options: RunOptions = {}): Promise<number> {
   const io = options.io ?? processIO;
-  const debug = argv.includes("--debug");
+  const dashes = argv.indexOf("--");
+  const debug = (dashes < 0 ? argv : argv.slice(0, dashes)).includes("--debug");
   try {
     if (argv[0] === "batch" || argv[0] === "demo") {
       const { runSubcommand } = await import("./commands/batch.ts");
@@ -88,15 +101,29 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
         options,
       );
     }
-    const normalized = normalizeArgs(argv);
+    if (isContainerVerb(argv[0])) {
+      const { runContainerVerb } = await import("./commands/containers.ts");
+      const dashes = argv.indexOf("--");
+      const own = dashes < 0 ? argv.slice(1) : argv.slice(1, dashes);
+      const command = dashes < 0 ? [] : argv.slice(dashes);
+      return await runContainerVerb(
+        argv[0],
+        [...own.filter((a) => a !== "--debug"), ...command],
+        io,
+        options,
+      );
+    }
+    // what follows `--` is the container's command (--touch), never flags
+    const rest = dashes < 0 ? [] : argv.slice(dashes + 1);
+    const normalized = normalizeArgs(dashes < 0 ? argv : argv.slice(0, dashes));
     // citty parses only the flags given (normalizeArgs has already turned every spelling into `--name`,
     // `--name=value` or `--no-name` and refused unknown ones): a command pays for its own flags, not all 60.
     const given = givenFlags(normalized);
     const parsed = parseArgs(normalized, cittyArgs(given)) as Record<string, unknown> & { _: string[] };
     const flags: FlagValues = {};
     for (const name of given) {
-      const value = parsed[name];
-      if (value !== undefined && value !== false) flags[name] = value as string | boolean;
+      const value = FLAGS[name].repeat ? repeated(normalized, name) : parsed[name];
+      if (value !== undefined && value !== false) flags[name] = value as string | boolean | string[];
     }
     if (parsed._.length > 0) {
       throw usageError(`unexpected argument "${parsed._[0]}"`, "run `p2prc -h` for usage");
@@ -118,12 +145,16 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
         env: options.env ?? process.env,
         overrides: configOverrides(flags),
       },
+      rest,
       stopSignal: options.stopSignal ?? new AbortController().signal,
     };
     // Each action's `run` loads its own command module, so only the given actions' modules load.
     const actions: ActionDef[] = ACTIONS.filter((action) => flags[action.name] !== undefined);
     if (actions.length === 0) {
       throw usageError("no action given", "run `p2prc -h` for the list of actions");
+    }
+    if (rest.length > 0 && flags["exec-container"] === undefined) {
+      throw usageError(`unexpected argument "${rest[0]}"`, "only --touch takes a command after --");
     }
     for (const action of actions) {
       if (action.pending !== undefined) {

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { P2prcError, shellQuote } from "../core/index.ts";
+import { formatAddress, nodeOfUrl, nodeUrl, P2prcError, shellQuote } from "../core/index.ts";
 import type { PeerView } from "../p2p/index.ts";
 import type { ClientStore, TrackedContainer } from "../store/index.ts";
 import { type CreateContainerBody, connect, type NodeClient, type PeerDeps } from "./node-client.ts";
-import { type NodeTarget, resolveNode } from "./resolve.ts";
+import { type NodeNeeds, type NodeTarget, resolveNode } from "./resolve.ts";
 
 /** What the client calls need; built by the composition root. */
 export interface ClientDeps extends PeerDeps {
@@ -11,6 +11,8 @@ export interface ClientDeps extends PeerDeps {
   tracking: ClientStore;
   /** The current IP table. */
   views: () => PeerView[];
+  /** Ids of the nodes the table holds as dead (tombstones): reported as dead, not as unknown. */
+  dead?: () => string[];
 }
 
 /** What `--exec-container` prints (`--json`). */
@@ -23,13 +25,32 @@ export interface StartedContainer {
   expiresAt: string;
 }
 
-async function identify(
+/** A node's address as a user types it (`host:port`), from its URL. */
+export function nodeAddress(url: string): string {
+  return formatAddress(nodeOfUrl(url).node.address);
+}
+
+/**
+ * The tracked container a user means: its id, a unique id prefix (6+), or its name as given to
+ * `--touch --name` (the node keeps it as `p2prc-<name>`) or as the node reports it.
+ */
+export function findTracked(all: TrackedContainer[], ref: string): TrackedContainer[] {
+  const exact = all.filter((t) => t.id === ref || t.name === ref || t.name === `p2prc-${ref}`);
+  if (exact.length > 0) return exact;
+  return ref.length >= 6 && /^[0-9a-f]+$/.test(ref) ? all.filter((t) => t.id.startsWith(ref)) : [];
+}
+
+export async function identify(
   deps: ClientDeps,
   ref: string,
+  needs: NodeNeeds = {},
 ): Promise<{ target: NodeTarget; client: NodeClient; id: string }> {
-  const target = resolveNode(ref, deps.views());
+  const target = resolveNode(ref, deps.views(), needs, deps.dead?.());
   // a host:port not in the table: its health answer names the node, then every request is bound to it
   const id = target.id ?? (await connect(deps, target).health()).nodeId;
+  // and the transport has found out whether it serves TLS: the URL says so from now on (--tc, messages)
+  const address = nodeOfUrl(target.url).node.address;
+  if (!target.id && deps.transport?.servesTls?.(address)) target.url = nodeUrl(address, true);
   const client = connect(deps, { url: target.url, id });
   return { target, client, id };
 }
@@ -53,7 +74,7 @@ export async function startContainer(
   body: CreateContainerBody,
   o: StartContainerOptions = {},
 ): Promise<StartedContainer> {
-  const { target, client, id: nodeId } = await identify(deps, nodeRef);
+  const { target, client, id: nodeId } = await identify(deps, nodeRef, { gpu: body.gpu === true });
   const reply = await client.createContainer(body);
   const created = reply.ssh
     ? { ...reply, ssh: { ...reply.ssh, command: sshWithIdentity(reply.ssh.command, o.identityFile) } }
@@ -78,38 +99,91 @@ export async function startContainer(
   };
 }
 
-/** Removes a container from its node and stops tracking it. A container already gone is success. */
-export async function removeContainer(deps: ClientDeps, nodeRef: string, containerId: string): Promise<void> {
-  const tracked = deps.tracking
-    .tracked()
-    .find(
-      (t) =>
-        t.id === containerId ||
-        t.name === containerId ||
-        (containerId.length >= 6 && t.id.startsWith(containerId)),
-    );
-  const named = nodeRef ? await identify(deps, nodeRef) : undefined;
-  const url = named?.target.url ?? tracked?.nodeUrl;
-  if (url === undefined) {
-    throw new P2prcError("E_NOT_FOUND", `container ${containerId} is not tracked here: name its node`, {
-      field: "node",
-      hint: `p2prc --rm <node> --id ${containerId}`,
-    });
-  }
-  const client = named?.client ?? connect(deps, { url, id: tracked?.nodeId });
-  if (tracked && url !== tracked.nodeUrl) {
-    // a 404 from the wrong node must not make us forget a container that still runs elsewhere
-    throw new P2prcError("E_INVALID", `container ${containerId} is on ${tracked.nodeUrl}, not ${url}`, {
-      field: "node",
-      hint: `p2prc --rm ${tracked.nodeUrl.replace(/^http:\/\//, "")} --id ${containerId}`,
-    });
-  }
+/** What `removeContainer` did: removed it, or found it already gone (a tracked one: no longer tracked). */
+export interface RemovedContainer {
+  id: string;
+  node: string;
+  alreadyGone: boolean;
+}
+
+/**
+ * Removes a container from its node and stops tracking it. A tracked container the node no longer has
+ * is forgotten (`alreadyGone`); one that is neither tracked nor on the node (a typo, another member's)
+ * is an error, never reported as removed.
+ */
+export async function removeContainer(
+  deps: ClientDeps,
+  nodeRef: string,
+  containerId: string,
+): Promise<RemovedContainer> {
+  const { client, tracked, where } = await locate(deps, nodeRef, containerId);
+  const target = tracked?.id ?? containerId;
+  let alreadyGone = false;
   try {
-    await client.removeContainer(tracked?.id ?? containerId);
+    await client.removeContainer(target);
   } catch (err) {
-    if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND")) throw err;
+    if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND" && tracked)) throw err;
+    alreadyGone = true;
   }
   if (tracked) deps.tracking.untrack(tracked.id);
+  return { id: target, node: where, alreadyGone };
+}
+
+/** A container found: the client of its node, what is tracked of it, and the node as a user types it. */
+export interface Located {
+  client: NodeClient;
+  tracked: TrackedContainer | undefined;
+  /** The container's id (tracked) or the reference as given. */
+  id: string;
+  where: string;
+}
+
+/**
+ * The node of a container: the one named (`nodeRef`: id, name, host:port), else the one `--tc` tracks it
+ * on. Naming a node other than the tracked one is refused, so that a 404 from the wrong node never makes
+ * the client forget a container that still runs elsewhere.
+ */
+export async function locate(
+  deps: ClientDeps,
+  nodeRef: string | undefined,
+  containerRef: string,
+): Promise<Located> {
+  const matches = findTracked(deps.tracking.tracked(), containerRef);
+  if (matches.length > 1 && !nodeRef) {
+    throw new P2prcError(
+      "E_INVALID",
+      `container ${containerRef} is ambiguous: name its node or a longer id`,
+      {
+        field: "id",
+      },
+    );
+  }
+  const named = nodeRef ? await identify(deps, nodeRef) : undefined;
+  const tracked = named ? matches.find((t) => t.nodeId === named.id) : matches[0];
+  if (named) {
+    const elsewhere = matches.find((t) => t.nodeId !== named.id);
+    if (!tracked && elsewhere) {
+      const at = nodeAddress(elsewhere.nodeUrl);
+      throw new P2prcError("E_INVALID", `container ${containerRef} is on ${at}, not ${nodeRef}`, {
+        field: "node",
+        hint: `name its node ${at} (or leave the node out: --tc knows it)`,
+      });
+    }
+    return {
+      client: named.client,
+      tracked,
+      id: tracked?.id ?? containerRef,
+      where: named.target.name ?? formatAddress(nodeOfUrl(named.target.url).node.address),
+    };
+  }
+  if (!tracked) {
+    throw new P2prcError("E_NOT_FOUND", `container ${containerRef} is not tracked here: name its node`, {
+      field: "node",
+      hint: "give the node first (a node id, name from --ls, or host:port); --tc lists tracked containers",
+    });
+  }
+  const client = connect(deps, { url: tracked.nodeUrl, id: tracked.nodeId });
+  return { client, tracked, id: tracked.id, where: nodeAddress(tracked.nodeUrl) };
 }
 
 export type TrackedState = "running" | "exited" | "created" | "gone" | "unreachable" | string;
@@ -172,9 +246,7 @@ export function createGroup(deps: ClientDeps): GroupView {
 
 function trackedId(deps: ClientDeps, ref: string): string {
   const all = deps.tracking.tracked();
-  const matches = all.filter(
-    (t) => t.id === ref || t.name === ref || (ref.length >= 6 && t.id.startsWith(ref)),
-  );
+  const matches = findTracked(all, ref);
   if (matches.length !== 1) {
     throw new P2prcError(
       "E_NOT_FOUND",

@@ -8,9 +8,21 @@ export type { BatchProgress, BatchSummary, TaskResult } from "./batch/scheduler.
 export { slotsFor } from "./batch/scheduler.ts";
 export type { BatchStatus } from "./batch/status.ts";
 export { batchStatus } from "./batch/status.ts";
+export type { ContainerRef, ContainerStatus, ListedContainer } from "./container-ops.ts";
+export {
+  containerLogs,
+  copyFromContainer,
+  copyToContainer,
+  execInContainer,
+  listContainers,
+  renewLease,
+  resumeContainer,
+  stopContainer,
+} from "./container-ops.ts";
 export type {
   ClientDeps,
   GroupView,
+  RemovedContainer,
   StartContainerOptions,
   StartedContainer,
   TrackedState,
@@ -33,5 +45,5 @@ export type { MandelbrotOptions } from "./demo/mandelbrot.ts";
 export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
 export type { CreateContainerBody, CreatedContainer, ExecReply, PeerDeps } from "./node-client.ts";
 export { connect, NodeClient } from "./node-client.ts";
-export type { NodeTarget } from "./resolve.ts";
+export type { NodeNeeds, NodeTarget } from "./resolve.ts";
 export { rankNodes, resolveNode } from "./resolve.ts";

@@ -66,6 +66,44 @@ export class NodeClient {
   async removeContainer(containerId: string): Promise<void> {
     await this.api.v1.containers[":id"].$delete(id(containerId));
   }
+  /** The caller's containers on the node (a node's admin gets every container). */
+  async listContainers() {
+    return (await this.api.v1.containers.$get()).json();
+  }
+  /** Renews a container's lease: it ends `ttlSeconds` from now. */
+  async renewLease(containerId: string, ttlSeconds: number) {
+    const args = { ...id(containerId), json: { ttlSeconds } };
+    return (await this.api.v1.containers[":id"].lease.$post(args)).json();
+  }
+  /** Stops a container without removing it (SIGKILL after `timeoutSeconds`, default 10). */
+  async stopContainer(containerId: string, timeoutSeconds?: number) {
+    const args = { ...id(containerId), json: timeoutSeconds === undefined ? {} : { timeoutSeconds } };
+    return (await this.api.v1.containers[":id"].stop.$post(args, this.within(60_000))).json();
+  }
+  /** Starts a stopped container again. */
+  async startContainer(containerId: string) {
+    return (await this.api.v1.containers[":id"].start.$post(id(containerId), this.within(60_000))).json();
+  }
+  /**
+   * The container's output as a stream (stdout and stderr interleaved). With `follow` it stays open
+   * until the container stops or `signal` aborts; without, it ends after what is there now.
+   */
+  async logs(
+    containerId: string,
+    opts: { follow?: boolean; tail?: number; since?: string; signal?: AbortSignal } = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const q = new URLSearchParams();
+    if (opts.follow) q.set("follow", "1");
+    if (opts.tail !== undefined) q.set("tail", String(opts.tail));
+    if (opts.since !== undefined) q.set("since", opts.since);
+    const res = await this.peer.request(
+      this.node,
+      `/v1/containers/${encodeURIComponent(containerId)}/logs${q.size ? `?${q}` : ""}`,
+      // a followed log is open as long as the user watches: no timeout but the caller's signal
+      { timeoutMs: opts.follow ? 2_147_483_647 : 120_000, signal: opts.signal },
+    );
+    return res.body ?? new ReadableStream({ start: (c) => c.close() });
+  }
   async exec(
     containerId: string,
     command: string[],

@@ -35,6 +35,8 @@ function view(
     state: "alive",
     self: false,
     tls: false,
+    reach: "direct",
+    relays: [],
     offer: { ...OFFER, freeContainers: free ?? OFFER.freeContainers },
     ...rest,
   };
@@ -159,5 +161,35 @@ describe("resolveNode: host:port, id, prefix, name", () => {
   test("a known node without an address → E_NODE_UNREACHABLE, not a bogus URL", () => {
     const hidden = view("9999", "hidden", 9009, { address: undefined, port: undefined });
     expect(thrown(() => resolveNode("hidden", [hidden])).code).toBe("E_NODE_UNREACHABLE");
+  });
+});
+
+describe("auto --gpu and dead nodes (issue 18, defects 7 and 10)", () => {
+  const withGpus = (v: PeerView, gpus: number): PeerView => ({ ...v, offer: { ...v.offer, gpus } });
+
+  test("auto with gpu picks a node offering GPUs even when one without has more room", () => {
+    const roomy = view("aaaa", "roomy", 1, { free: 9 });
+    const gpu = withGpus(view("bbbb", "gpu", 2, { free: 1 }), 2);
+    expect(resolveNode("auto", [roomy, gpu], { gpu: true }).name).toBe("gpu");
+    expect(resolveNode("auto", [roomy, gpu]).name).toBe("roomy");
+  });
+
+  test("auto with gpu and no node offering GPUs says so, on field gpu", () => {
+    const err = thrown(() => resolveNode("auto", [view("aaaa", "plain", 1)], { gpu: true }));
+    expect(err.code).toBe("E_NOT_FOUND");
+    expect(err.field).toBe("gpu");
+    expect(err.message).toBe("no known node with free capacity has GPUs");
+  });
+
+  test("a dead node's id or prefix is reported as dead, not unknown", () => {
+    const deadId = idOf("dead");
+    for (const ref of [deadId, "dead00"]) {
+      const err = thrown(() => resolveNode(ref, [view("aaaa", "alive", 1)], {}, [deadId]));
+      expect(err.code).toBe("E_NODE_UNREACHABLE");
+      expect(err.message).toContain("is dead");
+      expect(err.message).not.toContain("unknown");
+    }
+    // without the tombstone it is unknown, as before
+    expect(thrown(() => resolveNode("dead00", [view("aaaa", "alive", 1)])).message).toContain("unknown node");
   });
 });

@@ -27,13 +27,22 @@ function target(v: PeerView): NodeTarget {
   };
 }
 
+/** What a container asks of its node, for `auto` to choose one that has it. */
+export interface NodeNeeds {
+  /** The node offers GPUs (its record's `offer.gpus` > 0). */
+  gpu?: boolean | undefined;
+}
+
 /**
  * Placement score for `auto`: most free container slots first, then lowest latency. Documented in
  * Docs/Client.md; batch placement uses the same order.
  */
-export function rankNodes(views: PeerView[]): PeerView[] {
+export function rankNodes(views: PeerView[], needs: NodeNeeds = {}): PeerView[] {
   return views
-    .filter((v) => v.state === "alive" && v.address && v.offer.freeContainers > 0)
+    .filter(
+      (v) =>
+        v.state === "alive" && v.address && v.offer.freeContainers > 0 && (!needs.gpu || v.offer.gpus > 0),
+    )
     .sort(
       (a, b) =>
         b.offer.freeContainers - a.offer.freeContainers ||
@@ -44,16 +53,30 @@ export function rankNodes(views: PeerView[]): PeerView[] {
 
 /**
  * Resolves what a user typed for a node: `auto`, `host:port`, a node id, a unique id prefix (4+
- * characters) or a unique name from the IP table.
+ * characters) or a unique name from the IP table. A dead node's id or prefix is E_NODE_UNREACHABLE.
  */
-export function resolveNode(ref: string, views: PeerView[]): NodeTarget {
+export function resolveNode(
+  ref: string,
+  views: PeerView[],
+  needs: NodeNeeds = {},
+  /** Ids of nodes the table holds as dead: named by id or prefix, they are reported as dead, not unknown. */
+  dead: string[] = [],
+): NodeTarget {
   const text = ref.trim();
   if (text === "auto") {
-    const best = rankNodes(views)[0];
+    const best = rankNodes(views, needs)[0];
     if (!best) {
-      throw new P2prcError("E_NOT_FOUND", "no node with free capacity is known", {
-        hint: "add nodes with --as host:port, or check --ls",
-      });
+      const gpu = needs.gpu && rankNodes(views).length > 0;
+      throw new P2prcError(
+        "E_NOT_FOUND",
+        gpu ? "no known node with free capacity has GPUs" : "no node with free capacity is known",
+        {
+          field: gpu ? "gpu" : "node",
+          hint: gpu
+            ? "leave out --gpu, or add a node with GPUs (--as host:port); --ls lists the known nodes"
+            : "add nodes with --as host:port, or check --ls",
+        },
+      );
     }
     return target(best);
   }
@@ -65,9 +88,8 @@ export function resolveNode(ref: string, views: PeerView[]): NodeTarget {
   }
   const exact = views.find((v) => v.id === text.toLowerCase());
   if (exact) return target(exact);
-  const byPrefix = /^[0-9a-f]{4,63}$/i.test(text)
-    ? views.filter((v) => v.id.startsWith(text.toLowerCase()))
-    : [];
+  const byPrefixOk = /^[0-9a-f]{4,63}$/i.test(text);
+  const byPrefix = byPrefixOk ? views.filter((v) => v.id.startsWith(text.toLowerCase())) : [];
   const byName = views.filter((v) => v.name === text);
   const matches = [...new Map([...byPrefix, ...byName].map((v) => [v.id, v])).values()];
   if (matches.length === 1) return target(matches[0] as PeerView);
@@ -76,6 +98,16 @@ export function resolveNode(ref: string, views: PeerView[]): NodeTarget {
       "E_INVALID",
       `node "${text}" is ambiguous: ${matches.map((m) => `${m.name} ${m.id.slice(0, 12)}`).join(", ")}`,
       { field: "node" },
+    );
+  }
+  const gone = dead.filter(
+    (id) => id === text.toLowerCase() || (byPrefixOk && id.startsWith(text.toLowerCase())),
+  );
+  if (gone.length > 0) {
+    throw new P2prcError(
+      "E_NODE_UNREACHABLE",
+      `node ${(gone[0] as string).slice(0, 12)}… is dead: the network declared it gone (it stopped answering or left)`,
+      { field: "node", hint: "choose another node from --ls, or auto" },
     );
   }
   throw new P2prcError("E_NOT_FOUND", `unknown node "${text}"`, {

@@ -28,6 +28,11 @@ export const CONFIG_FIELDS = {
     allowed: "an integer from 1 to 65535",
     doc: "TCP port of the node's HTTP API.",
   },
+  publishHost: {
+    schema: (z: Z) => z.string().check(z.regex(/^([A-Za-z0-9.:-]{1,253})?$/)),
+    allowed: "empty, or an IP address of this host",
+    doc: "Address containers' published ports bind to; empty = serverHost (all interfaces when that is 0.0.0.0 or ::).",
+  },
   advertiseAddress: {
     schema: (z: Z) =>
       z.string().check(
@@ -48,7 +53,37 @@ export const CONFIG_FIELDS = {
   behindNat: {
     schema: (z: Z) => z.enum(["auto", "true", "false"]),
     allowed: '"auto", "true" or "false"',
-    doc: "Whether this node is behind a NAT and must be reached through a relay.",
+    doc: 'Whether members can dial this node: "auto" finds out (members dial its advertised address back), "true" says they cannot (reached through a relay), "false" says they can.',
+  },
+  relays: {
+    schema: (z: Z) => z.array(hostPort(z)).check(z.maxLength(16)),
+    allowed: "a list of host:port of relays (env: comma-separated)",
+    doc: "Relays this node keeps a tunnel through, in order of preference (it fails over to the next); empty = while this node finds itself relayed (behindNat), the relays members offer in the IP table, nearest first.",
+  },
+  relayPort: {
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(65535)),
+    allowed: "an integer from 0 to 65535 (0 = any free port)",
+    doc: "TCP port of the relay listener (on serverHost), when `relay` is on.",
+  },
+  relayMaxTunnels: {
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(100000)),
+    allowed: "an integer from 1 to 100000",
+    doc: "Most nodes this relay keeps a tunnel for at once; more are refused (E_LIMIT).",
+  },
+  relayMaxStreamsPerMember: {
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(100000)),
+    allowed: "an integer from 1 to 100000",
+    doc: "Most streams one member may have open or pending through this relay at once; more are refused (E_LIMIT).",
+  },
+  relayIdleTimeoutMs: {
+    schema: (z: Z) => z.int().check(z.minimum(300), z.maximum(86400000)),
+    allowed: "an integer number of milliseconds from 300 to 86400000",
+    doc: "A relayed stream with no byte either way for this long is closed; tunnels are pinged every third of it (at most 15 s) and dropped after three silent pings.",
+  },
+  relay: {
+    schema: (z: Z) => z.boolean(),
+    allowed: "true or false",
+    doc: "Serve as a relay: members behind a NAT keep a tunnel here and other members reach them through it (Docs/P2P.md#relay).",
   },
   defaultImage: {
     schema: (z: Z) => imageRef(z),

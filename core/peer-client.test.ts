@@ -212,6 +212,8 @@ describe("failures are coded", () => {
     });
     expect(forbidden.code).toBe("E_FORBIDDEN");
     expect(forbidden.hint).toContain("trusted list");
+    // a node that uses a cluster lets members in through it: the hint names the way in
+    expect(forbidden.hint).toContain("--cluster-add");
     expect(await replyOf(404, "no such page")).toMatchObject({
       code: "E_NOT_FOUND",
       message: "node 10.0.0.7:8088 answered 404",

@@ -25,6 +25,8 @@ export interface NodeRef {
  */
 export interface NodeTransport {
   send(node: NodeRef, path: string, init: RequestInit): Promise<Response>;
+  /** Whether the node at `address` serves TLS, once a request there found out; undefined if unknown. */
+  servesTls?(address: Address): boolean | undefined;
 }
 
 /** A transport over a plain `fetch`: `http://` or, when `node.tls`, `https://` with the system's CAs. */
@@ -92,7 +94,7 @@ function statusCode(status: number): ErrorCode {
 }
 
 const NOT_A_MEMBER_HINT =
-  "ask the node's operator to add this node's id (p2prc --whoami) to its trusted list";
+  "ask the node's operator to add this node's id (p2prc --whoami) to its cluster (p2prc --cluster-add <id> on the cluster's host), or to its trusted list (config trusted) if it uses no cluster";
 
 /**
  * The one way p2prc talks to another node (client, gossip, CLI): signs with the identity at the clock's

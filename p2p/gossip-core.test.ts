@@ -107,6 +107,16 @@ describe("target choice", () => {
     expect(reachable(SELF, peers).map((r) => r.peer.id.slice(0, 2))).toEqual(["p1", "p5"]);
   });
 
+  test("a relayed peer is never dialed (it contacts this node itself), even as a suspect", () => {
+    const peers = [
+      peer(1),
+      peer(2, { record: record("p2", 9002, { reach: "relay" }) }),
+      peer(3, { state: "suspect", record: record("p3", 9003, { reach: "relay" }) }),
+    ];
+    expect(choose({ peers, all: true }).map((t) => t.id?.slice(0, 2))).toEqual(["p1"]);
+    expect(choose({ peers }).map((t) => t.id?.slice(0, 2))).toEqual(["p1"]);
+  });
+
   test("a record with a certificate is reached over TLS, pinned to it", () => {
     const [t] = choose({ peers: [peer(1, { record: record("p1", 9001, { cert: "PEM" }) })] });
     expect(t).toMatchObject({ url: "https://127.0.0.1:9001", cert: "PEM" });
@@ -171,6 +181,10 @@ describe("death detection", () => {
     expect(silentWithoutAddress(lastSeen, none, clock.now(), 5000)).toBe(true);
     expect(silentWithoutAddress(lastSeen, () => record("x", 1), clock.now(), 5000)).toBe(false);
     expect(silentWithoutAddress(lastSeen, () => undefined, clock.now(), 5000)).toBe(false);
+    // a relayed node, with an address nobody can dial, the same
+    const relayed = () => record("x", 1, { reach: "relay" });
+    expect(silentWithoutAddress(lastSeen, relayed, clock.now(), 5000)).toBe(true);
+    expect(silentWithoutAddress(lastSeen, relayed, clock.now() - 1, 5000)).toBe(false);
   });
 
   test("the death notice names the version held and the time; none for a row already dead", () => {

@@ -55,12 +55,16 @@ export function pick(ids: string[], n: number, first: (id: string) => boolean, r
   return [...head, ...rest].slice(0, n);
 }
 
-/** The peers (not `self`) this node can contact: those whose record has an address, and how to reach them. */
+/**
+ * The peers (not `self`) this node can contact: those whose record has an address, and how to reach them.
+ * A relayed node (p2p/reach.ts) is not dialed at its address, which members cannot reach: it contacts
+ * its peers itself.
+ */
 export function reachable(self: string, peers: Candidate[]): { peer: Candidate; target: Target }[] {
   return peers.flatMap((peer) => {
     const rec = peer.record;
     const addr = rec?.addresses[0];
-    if (peer.id === self || !rec || !addr) return [];
+    if (peer.id === self || !rec || !addr || rec.reach === "relay") return [];
     return [{ peer, target: { url: nodeUrl(addr, !!rec.cert), id: peer.id, cert: rec.cert } }];
   });
 }
@@ -132,8 +136,9 @@ export function deadAfterFailure(
 }
 
 /**
- * A record nobody can contact (no address: a client-only node that ran --us) cannot be probed; it is
- * dropped once it has not changed for 3 suspect timeouts. `record` is read only for rows that old.
+ * A record nobody can contact (no address: a client-only node that ran --us; or relayed) cannot be
+ * probed; it is dropped once it has not been heard from for 3 suspect timeouts. `record` is read only
+ * for rows that old.
  */
 export function silentWithoutAddress(
   lastSeen: number,
@@ -141,7 +146,9 @@ export function silentWithoutAddress(
   now: number,
   suspectTimeoutMs: number,
 ): boolean {
-  return now - lastSeen >= 3 * suspectTimeoutMs && record()?.addresses.length === 0;
+  if (now - lastSeen < 3 * suspectTimeoutMs) return false;
+  const r = record();
+  return r !== undefined && (r.addresses.length === 0 || r.reach === "relay");
 }
 
 /** The body of the death notice `reporter` signs about `row`; none for a row already dead. */

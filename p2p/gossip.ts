@@ -19,6 +19,7 @@ import { type ClusterBook, clusterLabel } from "./cluster.ts";
 import * as core from "./gossip-core.ts";
 import * as sync from "./gossip-sync.ts";
 import { Introductions } from "./introductions.ts";
+import type { ReachState } from "./reach.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 import type { PeerExpectation, PeerTransport } from "./transport.ts";
 import type {
@@ -55,6 +56,10 @@ export interface GossipDeps {
   clusters?: ClusterBook;
   /** This node's TLS certificate, published in its record (config `tls`). */
   certPem?: string;
+  /** How members reach this node, as found (p2p/reach.ts); default: config `behindNat` "true", else direct. */
+  reach?: () => ReachState | undefined;
+  /** The port this node serves its relay on (config `relay`), for its record; undefined: none. */
+  relayPort?: () => number | undefined;
   /** How peers are reached (TLS pinned to their records' certificates); default: plain `fetch`. */
   transport?: PeerTransport;
   fetch?: typeof fetch;
@@ -169,8 +174,11 @@ export class GossipService {
       id: identity.nodeId,
       name: config.machineName,
       addresses: core.selfAddresses(config, this.observed.host),
-      nat: config.behindNat === "true",
-      reach: "direct" as const,
+      ...(this.deps.reach?.() ?? {
+        nat: config.behindNat === "true",
+        reach: config.behindNat === "true" ? ("relay" as const) : ("direct" as const),
+      }),
+      ...(this.deps.relayPort?.() ? { relayPort: this.deps.relayPort() } : {}),
       metadata: meta.get(META_METADATA) ?? "",
       offer: await this.deps.offer(),
       ...(this.deps.certPem ? { cert: this.deps.certPem } : {}),
@@ -570,6 +578,11 @@ export class GossipService {
 
   /** One probe; whether the node is in the table now (admitted by it, or it reached this node meanwhile). */
   private async probe(record: NodeRecord): Promise<boolean> {
+    if (record.reach === "relay") {
+      // not dialable: admitted once it contacts this node itself; the lane goes on
+      this.introductions.unreachable(record.id);
+      return true;
+    }
     const addr = record.addresses[0] as Address;
     try {
       await this.exchangeWith({

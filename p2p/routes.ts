@@ -4,6 +4,8 @@ import { P2prcError, type z } from "../core/index.ts";
 import type { AuthEnv } from "../server/index.ts";
 import type { ClusterBook } from "./cluster.ts";
 import type { GossipService } from "./gossip.ts";
+import type { ReachService } from "./reach.ts";
+import type { RelayStats } from "./relay/index.ts";
 import type { PeerTable } from "./table.ts";
 import { p2pSchemas } from "./types.ts";
 
@@ -14,7 +16,11 @@ export interface P2pRoutesOptions {
   clusters?: ClusterBook;
   /** The caller's address as the HTTP server saw it (observed address for the caller). */
   remoteAddress: (c: Context<AuthEnv>) => string | undefined;
+  /** Reachability (dial-backs for members, and this node's own state); absent: the routes answer 404. */
+  reach?: ReachService;
   maxBodyBytes?: number;
+  /** This node's relay counters, when it serves as a relay (in `GET /stats` as `relay`). */
+  relayStats?: () => RelayStats | undefined;
 }
 
 async function body<S extends z.ZodMiniType>(c: Context<AuthEnv>, schema: S): Promise<z.infer<S>> {
@@ -67,6 +73,24 @@ export function p2pRoutes(o: P2pRoutesOptions) {
       const caller = c.get("caller")?.id;
       return c.json({ clusters: caller && o.clusters ? o.clusters.visibleTo(caller) : [] });
     })
+    .post("/dialback", limit, async (c) => {
+      const caller = c.get("caller")?.id;
+      if (!o.reach || !caller) throw new P2prcError("E_NOT_FOUND", "no dial-back here");
+      let raw: unknown;
+      try {
+        raw = JSON.parse(await c.req.text());
+      } catch {
+        throw new P2prcError("E_INVALID", "body: not valid JSON", { field: "body" });
+      }
+      return c.json(await o.reach.handleDialback(caller, raw));
+    })
+    .get("/reach", (c) => {
+      if (!o.reach) throw new P2prcError("E_NOT_FOUND", "no reachability here");
+      return c.json(o.reach.report());
+    })
     .get("/table", (c) => c.json({ nodes: o.table.views() }))
-    .get("/stats", (c) => c.json(o.gossip.stats));
+    .get("/stats", (c) => {
+      const relay = o.relayStats?.();
+      return c.json(relay ? { ...o.gossip.stats, relay } : o.gossip.stats);
+    });
 }

@@ -258,6 +258,8 @@ export class PeerTable {
           self: row.id === this.selfId,
           offer: record.offer,
           tls: record.cert !== undefined,
+          reach: record.reach,
+          relays: record.relays ?? [],
         },
       ];
     });

@@ -91,6 +91,11 @@ export class PeerTransport implements NodeTransport {
     return k?.tls ? k.nodeId : undefined;
   }
 
+  /** Whether the node at `address` serves TLS, as the last request there found (undefined: none yet). */
+  servesTls(address: { host: string; port: number }): boolean | undefined {
+    return this.known.get(formatAddress(address))?.tls;
+  }
+
   /** Sends to `path` on `node`: pinned to `node.cert`, else to what the table holds or a probe finds. */
   async send(node: NodeRef, path: string, init: RequestInit): Promise<Response> {
     const { host, port } = node.address;

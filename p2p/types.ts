@@ -25,6 +25,10 @@ function build() {
     addresses: z.array(AddressSchema).check(z.maxLength(16)),
     nat: z.boolean(),
     reach: z.enum(["direct", "relay"]),
+    /** With reach "relay": the relay nodes it holds a tunnel to (absent: none yet, or an older node). */
+    relays: z.optional(z.array(nodeId).check(z.maxLength(4))),
+    /** When the node serves as a relay (config `relay`): the TCP port of its relay, on its addresses. */
+    relayPort: z.optional(z.int().check(z.minimum(1), z.maximum(65535))),
     /** Monotonic per node; a record older than the one held is rejected. */
     version: z.int().check(z.minimum(1), z.maximum(Number.MAX_SAFE_INTEGER)),
     metadata: z.string().check(z.maxLength(1024)),
@@ -186,4 +190,7 @@ export interface PeerView {
   offer: Offer;
   /** The node serves TLS (its record carries its certificate). */
   tls: boolean;
+  /** How members reach it: at its address, or through one of `relays`. */
+  reach: "direct" | "relay";
+  relays: string[];
 }

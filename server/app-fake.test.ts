@@ -61,6 +61,59 @@ describe("the container lifecycle on FakeEngine", () => {
   });
 });
 
+describe("leases, stop and start (issue 18)", () => {
+  test("lease renews from now; stop keeps the container; start runs it again; bad bodies name the field", async () => {
+    const clock = new ManualClock();
+    const engine = new FakeEngine({ clock });
+    const records = openStore(":memory:").containers;
+    const { app } = testServerApp({ engine, records, clock, config: { maxTtlSeconds: 7200 } });
+    const call = (method: string, path: string, body?: unknown) => callApp(app, method, path, { json: body });
+    const made = await call("POST", "/v1/containers", {
+      command: ["sleep", "600"],
+      ttlSeconds: 60,
+      name: "web1",
+    });
+    const id = made.json.id as string;
+    // by the name given at create, as by the node's own name for it
+    expect((await call("GET", "/v1/containers/web1")).json.id).toBe(id);
+    expect((await call("GET", "/v1/containers/p2prc-web1")).json.id).toBe(id);
+
+    clock.advance(50_000);
+    const renewed = await call("POST", `/v1/containers/${id}/lease`, { ttlSeconds: 3600 });
+    expect(renewed.status).toBe(200);
+    expect(Date.parse(renewed.json.expiresAt)).toBe(clock.now() + 3600_000);
+    // the reconciler's view: not expired at the first lease's end any more
+    expect(records.expired(clock.now() + 60_000)).toEqual([]);
+    expect(records.expired(clock.now() + 3600_000).map((r) => r.id)).toEqual([id]);
+
+    const over = await call("POST", `/v1/containers/${id}/lease`, { ttlSeconds: 7201 });
+    expect(over.status).toBe(409);
+    expect(over.json.error).toMatchObject({ code: "E_LIMIT", field: "ttlSeconds" });
+    const zero = await call("POST", `/v1/containers/${id}/lease`, { ttlSeconds: 0 });
+    expect(zero.status).toBe(400);
+    expect(zero.json.error.field).toContain("ttlSeconds");
+    const long = await call("POST", `/v1/containers/${id}/stop`, { timeoutSeconds: 99 });
+    expect(long.status).toBe(400);
+    expect(long.json.error.field).toContain("timeoutSeconds");
+
+    const stopped = await call("POST", `/v1/containers/${id}/stop`);
+    expect(stopped.json).toMatchObject({ id, running: false, state: "exited" });
+    expect((await call("POST", `/v1/containers/${id}/stop`)).status).toBe(200);
+    expect((await call("GET", "/v1/containers")).json.containers.map((c: { id: string }) => c.id)).toEqual([
+      id,
+    ]);
+    expect((await call("POST", `/v1/containers/${id}/exec`, { command: ["true"] })).status).toBe(409);
+    const started = await call("POST", `/v1/containers/${id}/start`);
+    expect(started.json).toMatchObject({ id, running: true, state: "running" });
+    expect((await call("POST", `/v1/containers/${id}/exec`, { command: ["true"] })).json.exitCode).toBe(0);
+
+    const ghost = "f".repeat(12);
+    expect((await call("POST", `/v1/containers/${ghost}/lease`, { ttlSeconds: 5 })).status).toBe(404);
+    expect((await call("POST", `/v1/containers/${ghost}/stop`)).status).toBe(404);
+    expect((await call("POST", `/v1/containers/${ghost}/start`)).status).toBe(404);
+  });
+});
+
 describe("faults the real engine cannot be made to show on cue", () => {
   test("a start that fails: 502 E_ENGINE, and the created container is not left behind", async () => {
     const { call, engine } = makeApp({ faults: () => ({ startError: "OCI runtime create failed" }) });

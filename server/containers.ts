@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
+import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
 import type { Config } from "../config/index.ts";
-import { type Clock, type Logger, P2prcError, wrapError } from "../core/index.ts";
+import { type Clock, type Logger, P2prcError, unbracket, wrapError } from "../core/index.ts";
 import type { ContainerRecord, ContainerStore } from "../store/index.ts";
 import type { Caller } from "./caller.ts";
 import {
@@ -196,7 +197,11 @@ export class ContainerService {
     let id: string | undefined;
     try {
       const details = await this.ensureImage(image, ref);
-      const fixed = (await freePorts(req.ports ?? 0)).map((p) => ({ internal: p, external: p }));
+      const publishHost = this.publishHost();
+      const fixed = (await freePorts(req.ports ?? 0, publishHost ?? "0.0.0.0")).map((p) => ({
+        internal: p,
+        external: p,
+      }));
       const publish = [...new Set([...(req.publish ?? []), ...(req.sshPublicKey ? [22] : [])])];
       const network = ownerNetwork(this.deps.nodeId, caller.id);
       const networkLabels = { [LABELS.node]: this.deps.nodeId, [LABELS.owner]: caller.id };
@@ -224,6 +229,7 @@ export class ContainerService {
         pidsLimit: config.pidsLimit,
         publish,
         publishFixed: fixed,
+        publishHost,
         gpu,
         capAdd: req.sshPublicKey ? SSHD_CAPS : [],
         network,
@@ -310,6 +316,17 @@ export class ContainerService {
     }
   }
 
+  /**
+   * The host address published ports bind to: config `publishHost`, else the address the node serves on;
+   * undefined (every interface) when that is a wildcard or a name rather than an address.
+   */
+  private publishHost(): string | undefined {
+    const { publishHost, serverHost } = this.deps.config;
+    const host = unbracket(publishHost || serverHost);
+    if (host === "0.0.0.0" || host === "::" || isIP(host) === 0) return undefined;
+    return host;
+  }
+
   /** Per-member quotas (the node's own key is exempt): containers, CPUs and memory held at once. */
   private checkMemberQuota(owner: string, cpus: number, memoryMb: number): void {
     const { config, records } = this.deps;
@@ -375,10 +392,15 @@ export class ContainerService {
 
   /** The record of a container the caller may use; 404 for unknown ones and for other owners' (no probing). */
   record(idOrName: string, caller: Caller): ContainerRecord {
-    const rec = this.deps.records.get(idOrName) ?? this.byPrefix(idOrName);
+    // a name as the client gave it to create (`web1`) or as the node keeps it (`p2prc-web1`)
+    const rec =
+      this.deps.records.get(idOrName) ??
+      this.deps.records.get(`p2prc-${idOrName}`) ??
+      this.byPrefix(idOrName);
     if (!rec || (!caller.admin && rec.owner !== caller.id)) {
       for (const [id, gone] of this.removedReasons) {
-        if ((id === idOrName || gone.name === idOrName) && (caller.admin || gone.owner === caller.id)) {
+        const named = gone.name === idOrName || gone.name === `p2prc-${idOrName}`;
+        if ((id === idOrName || named) && (caller.admin || gone.owner === caller.id)) {
           throw new P2prcError(
             "E_NOT_FOUND",
             `container ${gone.name} was removed by this node: ${gone.reason}`,
@@ -435,6 +457,63 @@ export class ContainerService {
     await this.deps.engine.remove(rec.id);
     this.deps.records.remove(rec.id);
     this.log.info(`removed ${rec.name} (${rec.id.slice(0, 12)}) on request of ${caller.id}`);
+  }
+
+  /**
+   * Renews a container's lease: it now ends `ttlSeconds` from now (at most config `maxTtlSeconds`). The
+   * engine's `p2prc.expires` label keeps the first lease: a node that lost its database adopts the
+   * container with that one.
+   */
+  async renew(idOrName: string, caller: Caller, ttlSeconds: number): Promise<ContainerView> {
+    await this.ready();
+    const { config, records, clock } = this.deps;
+    if (ttlSeconds > config.maxTtlSeconds) {
+      throw new P2prcError(
+        "E_LIMIT",
+        `ttlSeconds ${ttlSeconds} is over this node's limit maxTtlSeconds=${config.maxTtlSeconds}`,
+        { field: "ttlSeconds" },
+      );
+    }
+    const rec = this.record(idOrName, caller);
+    const expiresAt = clock.now() + ttlSeconds * 1000;
+    records.setExpiry(rec.id, expiresAt);
+    this.log.info(
+      `renewed ${rec.name} (${rec.id.slice(0, 12)}) for ${ttlSeconds}s on request of ${caller.id}`,
+    );
+    return this.view({ ...rec, expiresAt }, await this.deps.engine.inspect(rec.id));
+  }
+
+  /** Stops a container without removing it: its lease, record and files stay; `start` runs it again. */
+  async stop(idOrName: string, caller: Caller, timeoutSeconds: number): Promise<ContainerView> {
+    await this.ready();
+    const rec = this.record(idOrName, caller);
+    await this.deps.engine.stop(rec.id, timeoutSeconds);
+    this.log.info(`stopped ${rec.name} (${rec.id.slice(0, 12)}) on request of ${caller.id}`);
+    return this.view(rec, await this.deps.engine.inspect(rec.id));
+  }
+
+  /** Starts a stopped container again. Its published ports may change: the record takes the new ones. */
+  async start(idOrName: string, caller: Caller): Promise<ContainerView> {
+    await this.ready();
+    const { engine, records } = this.deps;
+    const rec = this.record(idOrName, caller);
+    await engine.start(rec.id);
+    const info = await engine.inspect(rec.id);
+    if (!info) throw new P2prcError("E_NOT_FOUND", `container ${rec.name} is gone`, { field: "id" });
+    let current = rec;
+    if (JSON.stringify(info.ports) !== JSON.stringify(rec.ports)) {
+      const sshPort = rec.ssh ? info.ports.find((p) => p.internal === 22)?.external : undefined;
+      const ssh =
+        rec.ssh && sshPort
+          ? { ...rec.ssh, port: sshPort, command: rec.ssh.command.replace(/-p \d+/, `-p ${sshPort}`) }
+          : rec.ssh;
+      current = { ...rec, ports: info.ports, ssh };
+      // synchronous (SQLite): no request sees the record missing in between
+      records.remove(rec.id);
+      records.insert(current);
+    }
+    this.log.info(`started ${rec.name} (${rec.id.slice(0, 12)}) on request of ${caller.id}`);
+    return this.view(current, info);
   }
 
   async exec(idOrName: string, caller: Caller, req: ExecRequest) {

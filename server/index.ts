@@ -37,6 +37,8 @@ export type {
   ExecRequest,
   GpuInfo,
   GpuProbe,
+  LeaseRequest,
   Specs,
+  StopRequest,
 } from "./types.ts";
 export { ContainerPathSchema, CreateContainerSchema, ExecSchema } from "./types.ts";

@@ -68,6 +68,14 @@ function build() {
     timeoutSeconds: z.optional(z.int().check(z.minimum(1), z.maximum(3600))),
   });
 
+  /** POST /v1/containers/:id/lease body: the lease now ends this many seconds from now. */
+  const LeaseSchema = z.strictObject({ ttlSeconds: z.int().check(z.minimum(1), z.maximum(31536000)) });
+
+  /** POST /v1/containers/:id/stop body (optional): seconds between SIGTERM and SIGKILL. */
+  const StopSchema = z.strictObject({
+    timeoutSeconds: z.optional(z.int().check(z.minimum(0), z.maximum(20))),
+  });
+
   /** A path inside a container: absolute, no NUL, no `..` segment. */
   const ContainerPathSchema = z.string().check(
     z.minLength(1),
@@ -98,7 +106,7 @@ function build() {
         ),
       ),
   };
-  return { CreateContainerSchema, ExecSchema, ContainerPathSchema, LogsQuerySchema };
+  return { CreateContainerSchema, ExecSchema, LeaseSchema, StopSchema, ContainerPathSchema, LogsQuerySchema };
 }
 
 /** Bytes a logs answer without follow holds at most unless `maxBytes` says otherwise. */
@@ -106,9 +114,18 @@ export const LOGS_DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 /** The most `maxBytes` may ask for. */
 export const LOGS_MAX_BYTES = 1024 * 1024 * 1024;
 
-export const { CreateContainerSchema, ExecSchema, ContainerPathSchema, LogsQuerySchema } = build();
+export const {
+  CreateContainerSchema,
+  ExecSchema,
+  LeaseSchema,
+  StopSchema,
+  ContainerPathSchema,
+  LogsQuerySchema,
+} = build();
 export type CreateContainerRequest = z.infer<typeof CreateContainerSchema>;
 export type ExecRequest = z.infer<typeof ExecSchema>;
+export type LeaseRequest = z.infer<typeof LeaseSchema>;
+export type StopRequest = z.infer<typeof StopSchema>;
 
 /** A container as the API returns it. */
 export interface ContainerView {

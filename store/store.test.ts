@@ -197,6 +197,12 @@ describe("containers", () => {
       expect(store.containers.get("id-2")).toBeUndefined();
       expect(store.containers.count()).toBe(2);
       expect(store.containers.list().map((c) => c.id)).toEqual(["id-1", "id-3"]);
+
+      // a renewed lease moves the container out of (or into) the expired set
+      expect(store.containers.setExpiry("id-1", 9000)).toBe(true);
+      expect(store.containers.setExpiry("id-2", 9000)).toBe(false);
+      expect(store.containers.get("id-1")?.expiresAt).toBe(9000);
+      expect(store.containers.expired(8999).map((c) => c.id)).toEqual(["id-3"]);
     } finally {
       store.close();
     }

@@ -33,6 +33,8 @@ export interface ContainerStore {
   get(idOrName: string): ContainerRecord | undefined;
   list(): ContainerRecord[];
   remove(id: string): boolean;
+  /** A renewed lease: the container now expires at `expiresAt` (ms). False when there is no such container. */
+  setExpiry(id: string, expiresAt: number): boolean;
   count(): number;
   countByOwner(owner: string): number;
   /** Containers whose lease ended at or before `now`. */
@@ -139,6 +141,7 @@ export function openStore(path: string): Store {
       db.prepare<[string, string], ContainerRow>("SELECT * FROM containers WHERE id = ? OR name = ?"),
     cList: () => db.prepare<[], ContainerRow>("SELECT * FROM containers ORDER BY created_at, id"),
     cRemove: () => db.prepare<[string]>("DELETE FROM containers WHERE id = ?"),
+    cExpiry: () => db.prepare<[number, string]>("UPDATE containers SET expires_at = ? WHERE id = ?"),
     cCount: () => db.prepare<[], { n: number }>("SELECT count(*) AS n FROM containers"),
     cCountOwner: () =>
       db.prepare<[string], { n: number }>("SELECT count(*) AS n FROM containers WHERE owner = ?"),
@@ -177,6 +180,7 @@ export function openStore(path: string): Store {
     },
     list: () => q.cList.all().map(toRecord),
     remove: (id) => q.cRemove.run(id).changes > 0,
+    setExpiry: (id, expiresAt) => q.cExpiry.run(expiresAt, id).changes > 0,
     count: () => q.cCount.get()?.n ?? 0,
     countByOwner: (owner) => q.cCountOwner.get(owner)?.n ?? 0,
     expired: (now) => q.cExpired.all(now).map(toRecord),

@@ -14,7 +14,7 @@ import {
   collectStderr,
   freePort,
   nodeIdentity,
-  removeNodeNetworks,
+  removeTestNodes,
   runCommand,
   signedFetch,
   ssh,
@@ -169,19 +169,10 @@ beforeAll(async () => {
 }, 40_000);
 
 afterAll(async () => {
-  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill(9);
-  await Promise.all(procs.map((p) => p.exited));
-  for (const n of [a, b, closed]) {
-    if (!n?.id) continue;
-    for (const c of await engineIds(n.id))
-      await docker
-        .getContainer(c)
-        .remove({ force: true })
-        .catch(() => {});
-  }
-  await removeNodeNetworks(
+  await removeTestNodes(
     docker,
-    [a, b, closed].flatMap((n) => (n?.id ? [n.id] : [])),
+    procs,
+    [a, b, closed].map((n) => n?.id),
   );
   rmSync(root, { recursive: true, force: true });
 }, 30_000);

@@ -110,6 +110,8 @@ interface Row {
   address: string | null;
   port: number | null;
   nat: boolean;
+  reach: "direct" | "relay";
+  relays: string[];
   latencyMs: number | null;
   lastSeen: string;
   metadata: string;
@@ -262,7 +264,7 @@ describe("discovery across processes", () => {
     expect(took).toBeLessThan(10_000);
   }, 20_000);
 
-  test("--ls --json prints exactly {id, name, address, port, nat, latencyMs, lastSeen, metadata}, sorted by latency", async () => {
+  test("--ls --json prints exactly {id, name, address, port, nat, reach, relays, latencyMs, lastSeen, metadata}, sorted by latency", async () => {
     const rows = await ls((nodes[1] as Node).home);
     expect(rows.length).toBeGreaterThanOrEqual(5);
     for (const r of rows) {
@@ -275,11 +277,15 @@ describe("discovery across processes", () => {
         "name",
         "nat",
         "port",
+        "reach",
+        "relays",
       ]);
       expect(r.id).toMatch(/^[0-9a-f]{64}$/);
       expect(Number.isNaN(Date.parse(r.lastSeen))).toBe(false);
       expect(r.lastSeen).toBe(new Date(Date.parse(r.lastSeen)).toISOString());
       expect(typeof r.nat).toBe("boolean");
+      expect(r.reach).toBe("direct"); // all on loopback: every node dials every other
+      expect(r.relays).toEqual([]);
     }
     expect(rows[0]?.latencyMs).toBe(0);
     const lat = rows.map((r) => r.latencyMs ?? Number.POSITIVE_INFINITY);
@@ -287,7 +293,7 @@ describe("discovery across processes", () => {
     // the plain table has a header and one line per node
     const plain = await cli((nodes[1] as Node).home, ["--ls"]);
     expect(plain.code).toBe(0);
-    expect(plain.out.split("\n")[0]).toMatch(/^ID\s+NAME\s+ADDRESS\s+LATENCY/);
+    expect(plain.out.split("\n")[0]).toMatch(/^ID\s+NAME\s+ADDRESS\s+REACH\s+LATENCY/);
     for (const n of nodes) expect(plain.out).toContain(n.name);
   });
 

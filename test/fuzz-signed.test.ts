@@ -11,7 +11,7 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { createTar } from "nanotar";
 import { generateIdentity, type Identity, signRequest } from "../core/index.ts";
-import { nodeIdentity, rssBytes, seededRandom, signedFetch, spawnNode } from "./support.ts";
+import { nodeIdentity, removeTestNodes, rssBytes, seededRandom, signedFetch, spawnNode } from "./support.ts";
 
 const TOTAL = 10_000;
 const PARALLEL = 24;
@@ -69,15 +69,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill(9);
-  if (nodeId) {
-    const left = await docker.listContainers({ all: true, filters: { label: [`p2prc.node=${nodeId}`] } });
-    for (const c of left)
-      await docker
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => {});
-  }
+  await removeTestNodes(docker, procs, [nodeId]);
   rmSync(root, { recursive: true, force: true });
 });
 

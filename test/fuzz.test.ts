@@ -53,6 +53,8 @@ const PATHS = [
   "/v1/p2p/stats",
   "/v1/p2p/cluster",
   "/v1/p2p/clusters",
+  "/v1/p2p/dialback",
+  "/v1/p2p/reach",
   "/server_info",
   "/ShowImages",
   "/v1/nope",

@@ -332,3 +332,26 @@ export async function removeNodeNetworks(docker: Docker, nodeIds: Iterable<strin
     }
   }
 }
+
+/**
+ * A multi-process test's clean-up: kills its processes, then removes its nodes' containers (whoever made
+ * them) and networks from the engine.
+ */
+export async function removeTestNodes(
+  docker: Docker,
+  procs: Subprocess[],
+  nodeIds: Iterable<string | undefined>,
+): Promise<void> {
+  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill(9);
+  await Promise.all(procs.map((p) => p.exited));
+  const ids = [...nodeIds].filter((id): id is string => Boolean(id));
+  for (const id of ids) {
+    const list = await docker.listContainers({ all: true, filters: { label: [`p2prc.node=${id}`] } });
+    for (const c of list)
+      await docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => {});
+  }
+  await removeNodeNetworks(docker, ids);
+}

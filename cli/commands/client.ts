@@ -11,7 +11,7 @@ import {
   trackedContainers,
   viewImages,
 } from "../../abstractions/index.ts";
-import { type Command, type CommandContext, stringFlag } from "../context.ts";
+import { type Command, type CommandContext, listFlag, stringFlag } from "../context.ts";
 import { toJson, usageError } from "../io.ts";
 import { specsLines } from "./specs-text.ts";
 
@@ -33,11 +33,13 @@ function number(
 const SSH_DEFAULT_KEYS = ["id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_dsa"];
 
 /**
- * The SSH public key: --ssh-key <file>, else ~/.ssh/id_ed25519.pub or id_rsa.pub when present; with the
- * private key to name in the printed ssh command when ssh would not try it by itself.
+ * The SSH public key: --ssh-key <file>, else ~/.ssh/id_ed25519.pub or id_rsa.pub when present, with the
+ * private key to name in the printed ssh command when ssh would not try it by itself;
+ * `--ssh-key none`: no SSH even when a default key exists.
  */
 function sshKey(ctx: CommandContext): { key: string; identityFile?: string } | undefined {
   const given = stringFlag(ctx, "ssh-key");
+  if (given === "none") return undefined;
   const candidates = given
     ? [given]
     : [join(homedir(), ".ssh", "id_ed25519.pub"), join(homedir(), ".ssh", "id_rsa.pub")];
@@ -70,7 +72,32 @@ function printStarted(ctx: CommandContext, s: StartedContainer): void {
   if (s.ssh) ctx.io.out(`ssh:       ${s.ssh.command}`);
 }
 
-/** `--exec-container <node>` / `--touch` / `--CreateVM` */
+/** `--env NAME=value`, repeatable. */
+function envFlag(ctx: CommandContext): Record<string, string> | undefined {
+  const pairs = listFlag(ctx, "env");
+  if (pairs.length === 0) return undefined;
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(pair);
+    if (!m) throw usageError(`--env: expected NAME=value, got "${pair}"`, "for example --env MODE=fast");
+    env[m[1] as string] = m[2] as string;
+  }
+  return env;
+}
+
+/** `--publish 80,443`: container ports published on free host ports. */
+function publishFlag(ctx: CommandContext): number[] | undefined {
+  const raw = stringFlag(ctx, "publish");
+  if (raw === undefined) return undefined;
+  const ports = raw.split(",").map((p) => p.trim());
+  for (const p of ports) {
+    if (!/^\d{1,5}$/.test(p) || Number(p) < 1 || Number(p) > 65535)
+      throw usageError(`--publish: expected ports from 1 to 65535 separated by commas, got "${raw}"`);
+  }
+  return [...new Set(ports.map(Number))];
+}
+
+/** `--exec-container <node>` / `--touch` / `--CreateVM` [-- command args…] */
 export const execContainerCommand: Command = async (ctx) => {
   const node = stringFlag(ctx, "exec-container") as string;
   const key = sshKey(ctx);
@@ -78,6 +105,9 @@ export const execContainerCommand: Command = async (ctx) => {
     ctx.node,
     node,
     {
+      ...(ctx.rest.length > 0 ? { command: ctx.rest } : {}),
+      env: envFlag(ctx),
+      publish: publishFlag(ctx),
       image: stringFlag(ctx, "image"),
       name: stringFlag(ctx, "name"),
       ports: number(ctx, "ports", true),
@@ -96,8 +126,9 @@ export const execContainerCommand: Command = async (ctx) => {
 export const removeVmCommand: Command = async (ctx) => {
   const id = stringFlag(ctx, "id");
   if (!id) throw usageError("--remove-vm needs --id <container id>");
-  await removeContainer(ctx.node, stringFlag(ctx, "remove-vm") as string, id);
-  ctx.io.out(ctx.json ? toJson({ removed: id }) : `removed ${id}`);
+  const r = await removeContainer(ctx.node, stringFlag(ctx, "remove-vm") as string, id);
+  if (ctx.json) return ctx.io.out(toJson(r.alreadyGone ? { gone: r.id } : { removed: r.id }));
+  ctx.io.out(r.alreadyGone ? `${id} was already gone from ${r.node}; no longer tracked` : `removed ${id}`);
 };
 
 /** `--vi <node>` / `--ViewImages` */

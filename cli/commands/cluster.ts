@@ -1,16 +1,8 @@
-import {
-  type ClusterView,
-  clusterAdd,
-  clusterRemove,
-  hostCluster,
-  joinCluster,
-  leaveCluster,
-  listClusters,
-} from "../../abstractions/index.ts";
+import * as api from "../../abstractions/index.ts";
 import { type Command, type CommandContext, stringFlag } from "../context.ts";
 import { toJson } from "../io.ts";
 
-function describe(ctx: CommandContext, v: ClusterView, verb: string): void {
+function describe(ctx: CommandContext, v: api.ClusterView, verb: string): void {
   if (ctx.json) {
     ctx.io.out(toJson(v));
     return;
@@ -31,7 +23,7 @@ function describe(ctx: CommandContext, v: ClusterView, verb: string): void {
 /** `--host-cluster <name> --users id,…` */
 export const hostClusterCommand: Command = async (ctx) => {
   const users = (stringFlag(ctx, "users") ?? "").split(",");
-  const v = await hostCluster(
+  const v = await api.hostCluster(
     ctx.node,
     stringFlag(ctx, "host-cluster") ?? "",
     users,
@@ -42,7 +34,7 @@ export const hostClusterCommand: Command = async (ctx) => {
 
 /** `--cluster-add id[=label]` */
 export const clusterAddCommand: Command = async (ctx) => {
-  const v = await clusterAdd(
+  const v = await api.clusterAdd(
     ctx.node,
     stringFlag(ctx, "cluster-add") ?? "",
     stringFlag(ctx, "cluster"),
@@ -53,7 +45,7 @@ export const clusterAddCommand: Command = async (ctx) => {
 
 /** `--cluster-remove id` */
 export const clusterRemoveCommand: Command = async (ctx) => {
-  const v = await clusterRemove(
+  const v = await api.clusterRemove(
     ctx.node,
     stringFlag(ctx, "cluster-remove") ?? "",
     stringFlag(ctx, "cluster"),
@@ -63,14 +55,14 @@ export const clusterRemoveCommand: Command = async (ctx) => {
 
 /** `--join file|host:port` */
 export const joinCommand: Command = async (ctx) => {
-  const joined = await joinCluster(ctx.node, stringFlag(ctx, "join") ?? "", stringFlag(ctx, "cluster"));
+  const joined = await api.joinCluster(ctx.node, stringFlag(ctx, "join") ?? "", stringFlag(ctx, "cluster"));
   if (ctx.json) return ctx.io.out(toJson(joined));
   for (const v of joined) describe(ctx, v, "joined");
 };
 
 /** `--leave-cluster name` */
 export const leaveClusterCommand: Command = async (ctx) => {
-  const left = await leaveCluster(ctx.node, stringFlag(ctx, "leave-cluster") ?? "");
+  const left = await api.leaveCluster(ctx.node, stringFlag(ctx, "leave-cluster") ?? "");
   if (ctx.json) {
     ctx.io.out(toJson({ left }));
     return;
@@ -82,7 +74,7 @@ export const leaveClusterCommand: Command = async (ctx) => {
 
 /** `--clusters` */
 export const clustersCommand: Command = async (ctx) => {
-  const list = await listClusters(ctx.node);
+  const list = await api.listClusters(ctx.node);
   if (ctx.json) return ctx.io.out(toJson(list));
   if (list.length === 0) return ctx.io.out("(no clusters: host one with --host-cluster, or --join one)");
   for (const v of list) {

@@ -11,6 +11,15 @@ import { formatAddress } from "../../core/index.ts";
 import { type Command, stringFlag } from "../context.ts";
 import { toJson, usageError } from "../io.ts";
 
+/** "direct", or "relay via <relay name or id>" (the first relay the record names, "+N" for more). */
+export function reachLabel(v: PeerView, views: readonly PeerView[]): string {
+  if (v.reach !== "relay") return "direct";
+  const [first, ...rest] = v.relays;
+  if (!first) return "relay";
+  const name = views.find((o) => o.id === first)?.name ?? first.slice(0, 12);
+  return `relay via ${name}${rest.length ? ` +${rest.length}` : ""}`;
+}
+
 function printTable(io: { out(t: string): void }, json: boolean, views: PeerView[]): void {
   if (json) {
     const rows = views.map((v) => ({
@@ -19,6 +28,8 @@ function printTable(io: { out(t: string): void }, json: boolean, views: PeerView
       address: v.address ?? null,
       port: v.port ?? null,
       nat: v.nat,
+      reach: v.reach,
+      relays: v.relays,
       latencyMs: v.latencyMs ?? null,
       lastSeen: v.lastSeen,
       metadata: v.metadata,
@@ -34,11 +45,12 @@ function printTable(io: { out(t: string): void }, json: boolean, views: PeerView
     v.id.slice(0, 12) + (v.self ? "*" : ""),
     v.name,
     v.address && v.port ? formatAddress({ host: v.address, port: v.port }) : "-",
+    reachLabel(v, views),
     v.latencyMs === undefined ? "-" : `${v.latencyMs.toFixed(1)} ms`,
     v.state,
     v.metadata.replace(/\s+/g, " ").slice(0, 40),
   ]);
-  const head = ["ID", "NAME", "ADDRESS", "LATENCY", "STATE", "METADATA"];
+  const head = ["ID", "NAME", "ADDRESS", "REACH", "LATENCY", "STATE", "METADATA"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
   for (const r of [head, ...rows])
     io.out(

@@ -94,12 +94,22 @@ export function engineContract(name: string, make: () => ContractSubject): void 
       expect(await engine.inspect(id)).toMatchObject({ state: "exited", exitCode: 7 });
     });
 
+    test("stop: exited and kept (stop again is fine); start runs it again", async () => {
+      const id = await started({ command: ["sleep", "600"] });
+      await engine.stop(id, 1);
+      await engine.stop(id, 1);
+      expect(await engine.inspect(id)).toMatchObject({ state: "exited", running: false });
+      await engine.start(id);
+      expect(await engine.inspect(id)).toMatchObject({ state: "running", running: true });
+    }, 30_000);
+
     test("unknown ids: inspect is undefined, remove succeeds, the rest are E_NOT_FOUND", async () => {
       const ghost = "f".repeat(64);
       expect(await engine.inspect(ghost)).toBeUndefined();
       await engine.remove(ghost);
       for (const call of [
         () => engine.start(ghost),
+        () => engine.stop(ghost, 0),
         () => engine.exec(ghost, ["true"]),
         () => engine.logs(ghost, { follow: false }),
         () => engine.getArchive(ghost, "/tmp"),

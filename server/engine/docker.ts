@@ -404,6 +404,16 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
         }
       }),
 
+    stop: (id, timeoutSeconds) =>
+      slowCall(`stop container ${id}`, async (d, signal) => {
+        try {
+          await d.getContainer(id).stop({ t: timeoutSeconds, abortSignal: signal });
+        } catch (err) {
+          if ((err as DockerLikeError).statusCode === 304) return; // already stopped
+          throw err;
+        }
+      }),
+
     inspect: (id) =>
       call(`inspect container ${id}`, async (d, signal) => {
         try {

@@ -233,6 +233,17 @@ export class FakeEngine implements E.ContainerEngine {
     void this.runMain(c);
   }
 
+  async stop(id: string, _timeoutSeconds: number): Promise<void> {
+    this.check();
+    const c = this.get(id, `stop container ${id}`);
+    if (c.state !== "running") return;
+    // as a main process that SIGTERM ends (the engine's init passes it on)
+    c.state = "exited";
+    c.exitCode = 143;
+    c.kill.abort();
+    for (const w of c.watchers) w();
+  }
+
   private async runMain(c: FakeContainer): Promise<void> {
     const f = c.faults;
     const sleep = this.sleeper(c);

@@ -115,6 +115,8 @@ export interface ContainerEngine {
   ping(): Promise<EngineInfo>;
   create(spec: ContainerSpec): Promise<string>;
   start(id: string): Promise<void>;
+  /** Stops (SIGTERM, then SIGKILL after `timeoutSeconds`) without removing; one already stopped is success. */
+  stop(id: string, timeoutSeconds: number): Promise<void>;
   /** undefined when the container does not exist. */
   inspect(id: string): Promise<ContainerInfo | undefined>;
   exec(id: string, command: string[], options?: ExecOptions): Promise<ExecResult>;

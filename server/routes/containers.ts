@@ -10,8 +10,10 @@ import {
   ContainerPathSchema,
   CreateContainerSchema,
   ExecSchema,
+  LeaseSchema,
   LOGS_DEFAULT_MAX_BYTES,
   LogsQuerySchema,
+  StopSchema,
 } from "../types.ts";
 
 const z = zod();
@@ -33,7 +35,7 @@ export interface ContainerRoutesOptions {
   spoolDir: string;
 }
 
-/** /v1/containers: create, list, inspect, remove, logs, exec, files. */
+/** /v1/containers: create, list, inspect, remove, lease, stop, start, logs, exec, files. */
 export function containerRoutes(o: ContainerRoutesOptions) {
   const { service } = o;
   const json = bodyLimit({ maxSize: o.maxJsonBytes, onError: tooLarge(`${o.maxJsonBytes} bytes`) });
@@ -59,6 +61,21 @@ export function containerRoutes(o: ContainerRoutesOptions) {
       const target = id(c.req.param("id"));
       await service.remove(target, caller);
       return c.json({ removed: target });
+    })
+    .post("/:id/lease", json, async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      const body = await parseJson(c, LeaseSchema);
+      return c.json(await service.renew(id(c.req.param("id")), caller, body.ttlSeconds));
+    })
+    .post("/:id/stop", json, async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      // an empty body: the default grace period
+      const body = await parseJson(c, StopSchema);
+      return c.json(await service.stop(id(c.req.param("id")), caller, body.timeoutSeconds ?? 10));
+    })
+    .post("/:id/start", async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      return c.json(await service.start(id(c.req.param("id")), caller));
     })
     .get("/:id/logs", async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
