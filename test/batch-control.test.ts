@@ -9,20 +9,21 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { removeNodeNetworks, spawnNode, spawnWatched, waitFor, waitUntilKnown } from "./support.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
+/** p2prc from source, as the nodes and the client run here. */
+const P2PRC = [process.execPath, resolve(import.meta.dir, "../cli/main.ts")];
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
 const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
 const root = mkdtempSync(join(tmpdir(), "p2prc-batch-control-"));
-const clientHome = join(root, "client");
+/** Every process started here (killed at the end), and the node's id once it serves. */
 const procs: Subprocess[] = [];
 let nodeId = "";
+const clientHome = join(root, "client");
 
 /** The client's env: its home, plain HTTP and warn-level logs (as the node), the test's engine. */
 const CLIENT = { P2PRC: clientHome, P2PRC_LOG_LEVEL: "warn", P2PRC_TLS: "false" };
 const cliEnv = () => ({ PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: root, DOCKER_HOST, ...CLIENT });
 
-const spawnCli = (args: string[]) =>
-  spawnWatched([process.execPath, join(ROOT, "cli/main.ts"), ...args], { cwd: root, env: cliEnv() }, procs);
+const spawnCli = (args: string[]) => spawnWatched([...P2PRC, ...args], { cwd: root, env: cliEnv() }, procs);
 const cli = (args: string[]) => spawnCli(args).done;
 
 /** The node's containers, as its engine lists them. */
@@ -110,7 +111,7 @@ beforeAll(async () => {
     home: join(root, "node"),
     procs,
     name: "bc-node",
-    command: [process.execPath, join(ROOT, "cli/main.ts")],
+    command: P2PRC,
     env: { HOME: root, DOCKER_HOST, P2PRC_MACHINE_NAME: "bc-node", P2PRC_OPEN_NETWORK: "true" },
   });
   nodeId = node.nodeId;
