@@ -35,10 +35,11 @@ install: p2prc
 	@echo "installed $(PREFIX)/bin/p2prc"
 	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "add to your shell profile:  export PATH=\"$(PREFIX)/bin:\$$PATH\"";; esac
 
-# A server node on embedded defaults: home ~/.config/p2prc (or $P2PRC), the local Docker engine.
+# A server node on embedded defaults: home ~/.config/p2prc (or $P2PRC), the local Docker engine; with no
+# engine answering and none chosen (DOCKER_HOST, dockerHost), one is brought up as `make test` does.
 run: p2prc
 	./p2prc --dc
-	./p2prc --as-server
+	@env_lines=$$(scripts/engine-for-run.sh) || exit 1; eval "$$env_lines"; exec ./p2prc --as-server
 
 test: p2prc
 	test/run.sh

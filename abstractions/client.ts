@@ -3,11 +3,13 @@ import { dirname, resolve } from "node:path";
 import type {
   BatchProgress,
   BatchResult,
+  BatchStatus,
   ClientDeps,
   CreateContainerBody,
   GroupView,
   Job,
   RemovedContainer,
+  StartContainerOptions,
   StartedContainer,
   TrackedState,
 } from "../client/index.ts";
@@ -59,9 +61,10 @@ export async function startContainer(
   options: NodeOptions,
   node: string,
   body: CreateContainerBody,
+  o: StartContainerOptions = {},
 ): Promise<StartedContainer> {
   const c = await client();
-  return withClient(options, (deps) => c.startContainer(deps, node, body));
+  return withClient(options, (deps) => c.startContainer(deps, node, body, o));
 }
 
 /**
@@ -129,6 +132,22 @@ export interface RunBatchOptions {
   /** Node references (id, prefix, name, host:port); empty or ["auto"] = every live node with free capacity. */
   nodes?: string[];
   onProgress?: (p: BatchProgress) => void;
+  /** Aborting it cancels the run: no task starts any more, the batch's warm containers are removed, and
+   * the tasks left stay pending (`result.cancelled`; running the same job again resumes them). */
+  signal?: AbortSignal;
+  /** Runs only the tasks that failed in an earlier run of this job and output directory, again. */
+  retryFailed?: boolean;
+}
+
+/** `p2prc batch status <out>`: the counts of the newest batch written to `outDir`, and its failed tasks. */
+export async function batchStatus(options: NodeOptions, outDir: string): Promise<BatchStatus> {
+  const c = await client();
+  const store = init(options).openStore();
+  try {
+    return c.batchStatus(store.client, outDir);
+  } finally {
+    store.close();
+  }
 }
 
 /** `p2prc batch job.json --out dir`: runs (or resumes) a batch job. */
@@ -158,7 +177,16 @@ async function runJob(
     const targets = refs.length
       ? refs.map((r) => c.resolveNode(r, views))
       : c.rankNodes(views).map((v) => c.resolveNode(v.id, views));
-    return c.runBatch(deps, { job, jobText, jobDir, outDir, nodes: targets, onProgress: o.onProgress });
+    return c.runBatch(deps, {
+      job,
+      jobText,
+      jobDir,
+      outDir,
+      nodes: targets,
+      onProgress: o.onProgress,
+      signal: o.signal,
+      retryFailed: o.retryFailed,
+    });
   });
 }
 
@@ -179,6 +207,13 @@ export async function demoMandelbrot(options: NodeOptions, d: MandelbrotDemoOpti
   const job = c.mandelbrotJob(m);
   const tilesDir = `${resolve(d.out)}.tiles`;
   const result = await runJob(options, job, JSON.stringify(job), process.cwd(), tilesDir, d);
+  if (result.cancelled) {
+    const done = result.results.filter((r) => r.state === "done").length;
+    throw new P2prcError(
+      "E_CONFLICT",
+      `cancelled: ${done} of ${d.tiles} tiles done; run the same command again to resume`,
+    );
+  }
   const failed = result.results.filter((r) => r.state !== "done");
   if (failed.length > 0) {
     throw new P2prcError(

@@ -12,19 +12,22 @@
 export type {
   BatchProgress,
   BatchResult,
+  BatchStatus,
   ContainerStatus,
   CreateContainerBody,
   ExecReply,
   GroupView,
   ListedContainer,
   RemovedContainer,
+  StartContainerOptions,
   StartedContainer,
   TaskResult,
 } from "../client/index.ts";
 export { VERSION } from "../core/index.ts";
-export type { PeerView } from "../p2p/index.ts";
+export type { GossipRefusal, PeerView } from "../p2p/index.ts";
 export type { MandelbrotDemoOptions, RunBatchOptions } from "./client.ts";
 export {
+  batchStatus,
   demoMandelbrot,
   getSpecs,
   groups,
@@ -48,6 +51,7 @@ export { containers } from "./containers.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { doctor } from "./doctor.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";
+export type { UpdateIPTableOptions } from "./network.ts";
 export { addCustomInformation, addRootNode, addServer, updateIPTable, viewIPTable } from "./network.ts";
 export type { DefaultConfigResult, LoadedConfig, NodeContext, NodeOptions } from "./node.ts";
 export { init, loadConfig, setConfigValue, setDefaultConfig, viewConfig } from "./node.ts";

@@ -1,5 +1,5 @@
 import { type Address, formatHost, parseAddress, readNodeId, systemClock } from "../core/index.ts";
-import { PeerTable, type PeerView, setNodeMetadata } from "../p2p/index.ts";
+import { type GossipRefusal, PeerTable, type PeerView, setNodeMetadata } from "../p2p/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { createGossip } from "./gossip.ts";
 import { init, loadConfig, type NodeOptions } from "./node.ts";
@@ -53,11 +53,19 @@ export async function addCustomInformation(options: NodeOptions, text: string): 
   await withStore(options, (store) => setNodeMetadata(store.meta, text));
 }
 
+export interface UpdateIPTableOptions {
+  /** Called with the peers and seeds that refused this node (403: not a member there), when any did. */
+  onRefused?: (refused: GossipRefusal[]) => void;
+}
+
 /**
  * `--us` (P2PRC's UpdateServerList): one exchange now with every known node and seed, from this
- * process, then the table.
+ * process, then the table. Peers that refused this node are passed to `onRefused`.
  */
-export async function updateIPTable(options: NodeOptions = {}): Promise<PeerView[]> {
+export async function updateIPTable(
+  options: NodeOptions = {},
+  o: UpdateIPTableOptions = {},
+): Promise<PeerView[]> {
   const { capacityOf } = await import("../server/index.ts");
   const ctx = init(options);
   const store = ctx.openStore();
@@ -68,6 +76,7 @@ export async function updateIPTable(options: NodeOptions = {}): Promise<PeerView
     );
     gossip.addBootstrapSeeds();
     await gossip.round(true);
+    if (gossip.refused.length > 0) o.onRefused?.(gossip.refused);
     return table.views();
   } finally {
     store.close();

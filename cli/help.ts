@@ -24,6 +24,13 @@ function section(title: string, names: FlagName[]): string {
   ].join("\n");
 }
 
+/** The subcommands' usage lines: `p2prc -h`, `p2prc batch -h` and their usage errors print these. */
+export const SUBCOMMAND_USAGE = {
+  batch: "p2prc batch <job.json|job.yaml> --out <dir> [--nodes <list>|auto] [--retry-failed] [--json]",
+  status: "p2prc batch status <dir> [--json]",
+  demo: "p2prc demo mandelbrot --tiles N [--size WxH] [--image ref] [--max-iter N] --out mandelbrot.png [--nodes <list>] [--json]",
+};
+
 /** `p2prc -h`: every flag with its P2PRC aliases and one line of help. */
 export function renderHelp(): string {
   // Listed in the order they run, except the server: it runs last but is listed first.
@@ -39,9 +46,10 @@ export function renderHelp(): string {
     "",
     section("Global", Object.keys(GLOBAL_FLAGS) as FlagName[]),
     "",
-    "Subcommands:",
-    "  p2prc batch <job.json|job.yaml> --out <dir> [--nodes <list>|auto] [--json]",
-    "  p2prc demo mandelbrot --tiles N [--size WxH] [--image ref] --out mandelbrot.png [--nodes <list>]",
+    "Subcommands (each with -h):",
+    `  ${SUBCOMMAND_USAGE.batch}`,
+    `  ${SUBCOMMAND_USAGE.status}`,
+    `  ${SUBCOMMAND_USAGE.demo}`,
     ...CONTAINER_VERBS.map((v) => `  ${CONTAINER_HELP[v]}`),
     "  (<node> may be left out for a container --tc tracks; each verb takes -h)",
     "",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 // Entry point of the `p2prc` binary. Help and version answer before anything else loads, and every
 // other command loads only what it uses, so the binary starts fast.
+import "./warnings.ts";
 const argv = process.argv.slice(2);
 if (
   argv.length === 0 ||
@@ -20,4 +21,3 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 const { runCli } = await import("./run.ts");
 const code = await runCli(argv, { stopSignal: controller.signal });
 process.exit(code);
-export {};

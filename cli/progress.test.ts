@@ -46,10 +46,24 @@ describe("lines mode (stderr not a terminal)", () => {
     expect(c.lines).toEqual([
       "task 3 done (exit 0) on node-a [1/10]",
       "task 4 failed (exit 2) on node-b [2/10]",
-      "task 5 rescheduled (cannot reach node) on node-b [1/10]",
+      // defect 10: it failed on node-b and goes elsewhere, not "rescheduled ... on node-b"
+      "task 5 failed on node-b (cannot reach node); rescheduled [1/10]",
       "task 6 failed: no node left on node-b [3/10]",
     ]);
     expect(c.written).toEqual([]);
+  });
+
+  test("a task that never ran names no node; a task the cancel stopped says it stays pending", () => {
+    const c = capture();
+    const r = progressReporter(c.io, "lines", c.stream);
+    r.update(
+      base({ failed: 1, event: { index: 7, state: "failed", node: "", error: "no node left to run it" } }),
+    );
+    r.update(base({ event: { index: 2, state: "cancelled", node: "node-a" } }));
+    expect(c.lines).toEqual([
+      "task 7 failed: no node left to run it [1/10]",
+      "task 2 stopped on node-a by the cancel; pending [0/10]",
+    ]);
   });
 });
 

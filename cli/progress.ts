@@ -23,13 +23,17 @@ export function progressReporter(
       if (mode === "lines") {
         const e = p.event;
         if (!e || e.state === "running") return;
+        const on = e.node ? ` on ${e.node}` : "";
+        // a reschedule names the node the attempt failed on first: the task goes elsewhere next
         const what =
           e.state === "done"
-            ? `done (exit ${e.exitCode})`
+            ? `done (exit ${e.exitCode})${on}`
             : e.state === "failed"
-              ? `failed${e.exitCode !== undefined ? ` (exit ${e.exitCode})` : `: ${e.error}`}`
-              : `rescheduled (${e.error})`;
-        io.err(`task ${e.index} ${what} on ${e.node} [${p.done + p.failed}/${p.total}]`);
+              ? `failed${e.exitCode !== undefined ? ` (exit ${e.exitCode})` : `: ${e.error}`}${on}`
+              : e.state === "cancelled"
+                ? `stopped${on} by the cancel; pending`
+                : `failed${on} (${e.error}); rescheduled`;
+        io.err(`task ${e.index} ${what} [${p.done + p.failed}/${p.total}]`);
         return;
       }
       const width = 24;

@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VERSION } from "../core/index.ts";
 import { FLAGS } from "./flags.ts";
+import { SUBCOMMAND_USAGE } from "./help.ts";
 import type { CliIO } from "./io.ts";
 import { normalizeArgs, runCli } from "./run.ts";
 
@@ -79,6 +80,31 @@ describe("help and version", () => {
       expect(r.code).toBe(0);
       expect(r.out.trim()).toBe(VERSION);
     }
+  });
+
+  test("the subcommands' lines in -h name every flag they take, and Docs/CLI.md shows the same lines (defect 12)", async () => {
+    const r = await cli(["-h"], freshHome());
+    const demo = r.out.split("\n").find((l) => l.includes("p2prc demo mandelbrot")) ?? "";
+    for (const f of ["--tiles", "--size", "--image", "--max-iter", "--out", "--nodes", "--json"])
+      expect(demo).toContain(f);
+    const docs = readFileSync(join(import.meta.dir, "../Docs/CLI.md"), "utf8");
+    for (const usage of Object.values(SUBCOMMAND_USAGE)) {
+      expect(r.out).toContain(`  ${usage}`);
+      expect(docs).toContain(usage);
+    }
+    // Docs/CLI.md no longer says batch has no -h
+    expect(docs).not.toContain("there is no `-h`");
+  });
+
+  test("batch -h and demo -h print their usage, exit 0", async () => {
+    const b = await cli(["batch", "-h"], freshHome());
+    expect(b.code).toBe(0);
+    expect(b.out).toContain(SUBCOMMAND_USAGE.batch);
+    expect(b.out).toContain(SUBCOMMAND_USAGE.status);
+    expect(b.out).toContain("Ctrl-C");
+    const d = await cli(["demo", "--help"], freshHome());
+    expect(d.code).toBe(0);
+    expect(d.out).toContain(SUBCOMMAND_USAGE.demo);
   });
 
   test("help and version write nothing to the home", async () => {

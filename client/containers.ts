@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { formatAddress, nodeOfUrl, nodeUrl, P2prcError } from "../core/index.ts";
+import { formatAddress, nodeOfUrl, nodeUrl, P2prcError, shellQuote } from "../core/index.ts";
 import type { PeerView } from "../p2p/index.ts";
 import type { ClientStore, TrackedContainer } from "../store/index.ts";
 import { type CreateContainerBody, connect, type NodeClient, type PeerDeps } from "./node-client.ts";
@@ -55,14 +55,30 @@ export async function identify(
   return { target, client, id };
 }
 
+/** What the client adds to a create, beyond the body it sends. */
+export interface StartContainerOptions {
+  /** The private key to log in with, when ssh would not try it by itself: the ssh command gets `-i <it>`. */
+  identityFile?: string;
+}
+
+/** The node's `ssh -p PORT root@HOST`, with `-i <key>` when the key is not one ssh tries by itself. */
+export function sshWithIdentity(command: string, identityFile: string | undefined): string {
+  if (!identityFile || !command.startsWith("ssh ")) return command;
+  return `ssh -i ${shellQuote(identityFile)} ${command.slice(4)}`;
+}
+
 /** Creates a container on a node and tracks it. Nothing is tracked when the node refuses. */
 export async function startContainer(
   deps: ClientDeps,
   nodeRef: string,
   body: CreateContainerBody,
+  o: StartContainerOptions = {},
 ): Promise<StartedContainer> {
   const { target, client, id: nodeId } = await identify(deps, nodeRef, { gpu: body.gpu === true });
-  const created = await client.createContainer(body);
+  const reply = await client.createContainer(body);
+  const created = reply.ssh
+    ? { ...reply, ssh: { ...reply.ssh, command: sshWithIdentity(reply.ssh.command, o.identityFile) } }
+    : reply;
   deps.tracking.track({
     id: created.id,
     nodeId,

@@ -4,8 +4,10 @@ export type { Job } from "./batch/job.ts";
 export { JobSchema, loadJob, taskParams } from "./batch/job.ts";
 export type { BatchOptions, BatchResult } from "./batch/runner.ts";
 export { runBatch } from "./batch/runner.ts";
-export type { BatchProgress, TaskResult } from "./batch/scheduler.ts";
+export type { BatchProgress, BatchSummary, TaskResult } from "./batch/scheduler.ts";
 export { slotsFor } from "./batch/scheduler.ts";
+export type { BatchStatus } from "./batch/status.ts";
+export { batchStatus } from "./batch/status.ts";
 export type { ContainerRef, ContainerStatus, ListedContainer } from "./container-ops.ts";
 export {
   containerLogs,
@@ -21,6 +23,7 @@ export type {
   ClientDeps,
   GroupView,
   RemovedContainer,
+  StartContainerOptions,
   StartedContainer,
   TrackedState,
 } from "./containers.ts";
@@ -33,6 +36,7 @@ export {
   removeFromGroup,
   removeGroup,
   showGroup,
+  sshWithIdentity,
   startContainer,
   trackedContainers,
   viewImages,

@@ -37,6 +37,7 @@ export type { NodeRef, NodeTransport, PeerClientOptions, PeerRequest } from "./p
 export { fetchTransport, nodeOfUrl, PeerClient } from "./peer-client.ts";
 export type { Z } from "./schema.ts";
 export { zod } from "./schema.ts";
+export { shellQuote } from "./shell.ts";
 export type { RequestAuthResult, SignedHeaders } from "./signing.ts";
 export {
   AUTH_HEADERS,

@@ -67,6 +67,14 @@ export interface GossipDeps {
   random?: core.Random;
 }
 
+/** A peer or seed that answered 403 to an exchange: this node is not a member there. */
+export interface GossipRefusal {
+  url: string;
+  /** The peer's id, when it was in the table (a seed has none yet). */
+  id?: string;
+  message: string;
+}
+
 /** Traffic counters, for `GET /v1/p2p/stats` and the discovery benchmark. */
 export interface GossipStats {
   rounds: number;
@@ -113,6 +121,11 @@ export class GossipService {
     bytesReceived: 0,
     recordsReceived: 0,
   };
+  /**
+   * The peers and seeds that refused this node in the last round (403: it is not a member there), so
+   * `--us` can say so instead of showing a table with only itself.
+   */
+  refused: GossipRefusal[] = [];
   private self: SignedRecord | undefined;
   private cancel: Cancel | undefined;
   private running: Promise<void> | undefined;
@@ -599,6 +612,7 @@ export class GossipService {
     if (table.size() > config.maxPeers) this.limitTable();
     await this.refreshSelf();
     const targets = this.targets(all);
+    this.refused = [];
     this.introductions.expire();
     const probes = this.probeIntroduced();
     await Promise.all(
@@ -608,6 +622,8 @@ export class GossipService {
           await this.exchangeWith(t);
         } catch (err) {
           this.stats.failures++;
+          if (isP2prcError(err) && err.code === "E_FORBIDDEN")
+            this.refused.push({ url: t.url, id: t.id, message: err.message });
           if (!t.id) return;
           const row = table.markFailure(t.id);
           this.log.debug(`exchange with ${t.url} failed: ${(err as Error).message}`);

@@ -5,7 +5,7 @@
 
 export type { ClusterAcceptResult, ClusterBookDeps } from "./cluster.ts";
 export { ClusterBook, clusterLabel, verifyCluster } from "./cluster.ts";
-export type { GossipDeps, GossipStats } from "./gossip.ts";
+export type { GossipDeps, GossipRefusal, GossipStats } from "./gossip.ts";
 export { GossipService, setNodeMetadata } from "./gossip.ts";
 export type {
   DialbackRequest,

@@ -46,6 +46,8 @@ export interface ClientStore {
   addToGroup(groupId: string, containerId: string): void;
   removeFromGroup(groupId: string, containerId: string): boolean;
   batchByKey(key: string): BatchRow | undefined;
+  /** The batches written to `outDir` (an absolute path), newest first. */
+  batchesByOutDir(outDir: string): BatchRow[];
   createBatch(b: BatchRow, tasks: number): void;
   batchTasks(batchId: string): BatchTaskRow[];
   updateTask(batchId: string, t: BatchTaskRow): void;
@@ -103,6 +105,10 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
       db.prepare<[string], { id: string; key: string; job: string; out_dir: string; created_at: number }>(
         "SELECT * FROM batches WHERE key = ?",
       ),
+    batchesByOutDir: () =>
+      db.prepare<[string], { id: string; key: string; job: string; out_dir: string; created_at: number }>(
+        "SELECT * FROM batches WHERE out_dir = ? ORDER BY created_at DESC",
+      ),
     createBatch: () =>
       db.prepare<[string, string, string, string, number]>(
         "INSERT INTO batches (id, key, job, out_dir, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -119,6 +125,19 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
       db.prepare<[string]>(
         "UPDATE batch_tasks SET state = 'pending' WHERE batch_id = ? AND state = 'running'",
       ),
+  });
+  const toBatch = (r: {
+    id: string;
+    key: string;
+    job: string;
+    out_dir: string;
+    created_at: number;
+  }): BatchRow => ({
+    id: r.id,
+    key: r.key,
+    job: r.job,
+    outDir: r.out_dir,
+    createdAt: r.created_at,
   });
   const toTracked = (r: TrackedRow): TrackedContainer => ({
     id: r.id,
@@ -168,8 +187,9 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
     removeFromGroup: (g, c) => q.removeMember.run(g, c).changes > 0,
     batchByKey: (key) => {
       const r = q.batchByKey.get(key);
-      return r ? { id: r.id, key: r.key, job: r.job, outDir: r.out_dir, createdAt: r.created_at } : undefined;
+      return r ? toBatch(r) : undefined;
     },
+    batchesByOutDir: (outDir) => q.batchesByOutDir.all(outDir).map(toBatch),
     createBatch: (b, tasks) => {
       db.transaction(() => {
         q.createBatch.run(b.id, b.key, b.job, b.outDir, b.createdAt);

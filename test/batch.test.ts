@@ -620,7 +620,8 @@ describe("batch on three nodes", () => {
       else {
         expect(row.attempts).toBeGreaterThanOrEqual(2);
         expect(NAMES).toContain(row.node as string);
-        expect(r.err).toMatch(new RegExp(`^task ${i} rescheduled .* on ${victim.name} `, "m"));
+        // the line names the node it failed on, then that it goes elsewhere (defect 10's wording)
+        expect(r.err).toMatch(new RegExp(`^task ${i} failed on ${victim.name} \\(.*\\); rescheduled `, "m"));
       }
     }
     // a task rescheduled on the victim never ran there again

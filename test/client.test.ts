@@ -199,7 +199,12 @@ describe("containers on a chosen node", () => {
     expect(r.image).toBe(SSHD);
     sshPort = r.ssh.port;
     expect(sshPort).toBeGreaterThan(0);
-    expect(r.ssh).toEqual({ port: sshPort, user: "root", command: `ssh -p ${sshPort} root@127.0.0.1` });
+    // the key is not one ssh tries by itself: the command names it (-i), so it works when pasted
+    expect(r.ssh).toEqual({
+      port: sshPort,
+      user: "root",
+      command: `ssh -i ${key} -p ${sshPort} root@127.0.0.1`,
+    });
     expect(r.ports).toContainEqual({ internal: 22, external: sshPort });
     id = r.id;
     // it runs on node b, not a
@@ -218,13 +223,25 @@ describe("containers on a chosen node", () => {
     expect(last.stderr).not.toContain("Permission denied");
     expect(last.exitCode).toBe(0);
     expect(last.stdout.trim()).toBe("ok");
+    // the command as printed, pasted into a shell whose HOME has no key of its own (only host-key
+    // prompts are turned off, before the printed arguments)
+    const printed = (await cliJson(["--tc"])).find((t: { id: string }) => t.id === id).ssh.command as string;
+    const noPrompt = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes";
+    const pasted = Bun.spawnSync(
+      ["sh", "-c", `${printed.replace(/^ssh /, `ssh ${noPrompt} `)} echo pasted`],
+      {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: fakeHome },
+      },
+    );
+    expect(pasted.stderr.toString()).not.toContain("Permission denied");
+    expect(pasted.stdout.toString().trim()).toBe("pasted");
   }, 20_000);
 
   test("--tc --json lists it as running, with its node and ssh command", async () => {
     const list = await cliJson(["--tc"]);
     const mine = list.find((t: { id: string }) => t.id === id);
     expect(mine).toMatchObject({ id, nodeId: b.id, nodeUrl: b.url, image: SSHD, state: "running" });
-    expect(mine.ssh.command).toBe(`ssh -p ${sshPort} root@127.0.0.1`);
+    expect(mine.ssh.command).toBe(`ssh -i ${key} -p ${sshPort} root@127.0.0.1`);
   }, 20_000);
 
   test("--touch <host:port> --cn <name> (human output) prints id, node, ports; -p 2 publishes two ports", async () => {
@@ -315,9 +332,15 @@ describe("containers on a chosen node", () => {
   test("--vi <node> lists the node's images; --specs <id prefix> names the node", async () => {
     const images = await cliJson(["--vi", "cl-node-a"]);
     expect(images.flatMap((i: { tags: string[] }) => i.tags)).toContain(`${BUSYBOX}:latest`);
-    const specs = await cli(["--specs", a.id.slice(0, 8)]);
+    const specs = await cli(["--specs", a.id.slice(0, 8), "--json"]);
     expect(specs.code).toBe(0);
     expect(JSON.parse(specs.out)).toMatchObject({ nodeId: a.id, name: "cl-node-a" });
+    // without --json: lines for people (item 5), not JSON
+    const human = await cli(["--specs", a.id.slice(0, 8)]);
+    expect(human.code).toBe(0);
+    expect(human.out.split("\n")[0]).toBe(`node:     cl-node-a ${a.id}`);
+    expect(human.out).toContain("engine:   reachable");
+    expect(human.out).not.toContain("{");
   }, 20_000);
 });
 

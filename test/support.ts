@@ -52,6 +52,53 @@ export async function runCommand(
   return { code, out, err, errLines: err.split("\n").filter(Boolean) };
 }
 
+/**
+ * Starts a command (tracked in `procs`) whose stderr the test watches while it runs (`err.text` grows as
+ * it arrives); `done` gives the exit code, all of stdout and stderr.
+ */
+export function spawnWatched(
+  argv: string[],
+  options: { cwd: string; env: Record<string, string> },
+  procs: Subprocess[],
+) {
+  const proc = Bun.spawn(argv, { ...options, stdout: "pipe", stderr: "pipe" });
+  procs.push(proc);
+  const err = { text: "" };
+  const decoder = new TextDecoder();
+  const errDone = (async () => {
+    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>)
+      err.text += decoder.decode(chunk, { stream: true });
+  })();
+  const out = new Response(proc.stdout).text();
+  const done = (async () => {
+    const [o] = await Promise.all([out, proc.exited, errDone]);
+    return { code: proc.exitCode ?? -1, out: o, err: err.text };
+  })();
+  return { proc, err, done };
+}
+
+/** Waits until `p2prc --us --json` (run by `cli`) lists every id in `ids` with an address and a latency. */
+export async function waitUntilKnown(
+  cli: (args: string[]) => Promise<{ out: string }>,
+  ids: string[],
+  timeoutMs = 10_000,
+): Promise<void> {
+  await waitFor(
+    "the client knows the nodes with addresses",
+    async () => {
+      const peers = JSON.parse((await cli(["--us", "--json"])).out) as {
+        id: string;
+        port: number | null;
+        latencyMs: number | null;
+      }[];
+      const known = new Set(peers.filter((x) => x.port !== null && x.latencyMs !== null).map((x) => x.id));
+      return ids.every((id) => known.has(id)) ? true : undefined;
+    },
+    timeoutMs,
+    200,
+  );
+}
+
 /** Keeps a child's stderr as it arrives (for the failure message of a test that waits on the child). */
 export function collectStderr(proc: Subprocess, into: string[]): void {
   const decoder = new TextDecoder();

@@ -1,6 +1,8 @@
 import type { ArgsDef } from "citty";
 import { parseArgs } from "citty";
-import { demoMandelbrot, loadConfig, runBatch } from "../../abstractions/index.ts";
+import { batchStatus, demoMandelbrot, loadConfig, runBatch } from "../../abstractions/index.ts";
+import { shellQuote } from "../../core/index.ts";
+import { SUBCOMMAND_USAGE } from "../help.ts";
 import { type CliIO, toJson, usageError } from "../io.ts";
 import { progressReporter } from "../progress.ts";
 import type { RunOptions } from "../run.ts";
@@ -12,7 +14,17 @@ const common: ArgsDef = {
   "config-dir": { type: "string", description: "Node home directory" },
 };
 
-const BATCH_ARGS: ArgsDef = { job: { type: "positional", description: "job.json or job.yaml" }, ...common };
+const BATCH_ARGS: ArgsDef = {
+  job: { type: "positional", description: "job.json or job.yaml" },
+  "retry-failed": { type: "boolean", description: "Run only the tasks that failed in an earlier run again" },
+  ...common,
+};
+const STATUS_ARGS: ArgsDef = {
+  status: { type: "positional", description: "status" },
+  dir: { type: "positional", description: "The batch's --out directory" },
+  json: common.json as ArgsDef[string],
+  "config-dir": common["config-dir"] as ArgsDef[string],
+};
 const DEMO_ARGS: ArgsDef = {
   demo: { type: "positional", description: "mandelbrot" },
   tiles: { type: "string", description: "Number of tiles (tasks)" },
@@ -22,9 +34,21 @@ const DEMO_ARGS: ArgsDef = {
   ...common,
 };
 
-export const SUBCOMMAND_HELP = {
-  batch: "p2prc batch <job.json|job.yaml> --out <dir> [--nodes <list>|auto] [--json]",
-  demo: "p2prc demo mandelbrot --tiles N [--size WxH] [--image ref] --out mandelbrot.png [--nodes <list>]",
+const SUBCOMMAND_HELP = { batch: SUBCOMMAND_USAGE.batch, demo: SUBCOMMAND_USAGE.demo };
+
+/** `p2prc batch -h` and `p2prc demo -h`. */
+const LONG_HELP = {
+  batch: [
+    `usage: ${SUBCOMMAND_USAGE.batch}`,
+    `       ${SUBCOMMAND_USAGE.status}`,
+    "",
+    "Runs the job's tasks on the nodes; the same command again resumes it (finished tasks are not redone).",
+    "--retry-failed runs only the tasks that failed in an earlier run again. `batch status <dir>` shows",
+    "what the store says about the batch written to <dir>. Ctrl-C cancels: no new task starts, the",
+    "batch's warm containers are removed and what is left stays pending (exit 130); a second Ctrl-C",
+    "exits at once. Docs: Docs/Client.md#batch-jobs.",
+  ].join("\n"),
+  demo: `usage: ${SUBCOMMAND_USAGE.demo}`,
 };
 
 function check(argv: string[], def: ArgsDef, usage: string): Record<string, unknown> {
@@ -63,12 +87,17 @@ export async function runSubcommand(
   options: RunOptions,
 ): Promise<number> {
   if (argv.includes("-h") || argv.includes("--help")) {
-    io.out(`usage: ${SUBCOMMAND_HELP[name]}`);
+    io.out(LONG_HELP[name]);
     return 0;
   }
+  if (name === "batch" && argv[0] === "status") return status(argv, io, options);
   const args = check(argv, name === "batch" ? BATCH_ARGS : DEMO_ARGS, SUBCOMMAND_HELP[name]);
   const json = args.json === true;
   const node = { configDir: args["config-dir"] as string | undefined, env: options.env ?? process.env };
+  const signal = options.stopSignal;
+  const onStop = () =>
+    io.err("p2prc: cancelling: no new tasks; removing the batch's warm containers (Ctrl-C again exits now)");
+  signal?.addEventListener("abort", onStop, { once: true });
   const nodes =
     typeof args.nodes === "string"
       ? args.nodes
@@ -83,25 +112,39 @@ export async function runSubcommand(
   try {
     if (name === "batch") {
       if (typeof args.job !== "string") throw usageError("a job file is required", SUBCOMMAND_HELP.batch);
-      const r = await runBatch(node, args.job, out, { nodes, onProgress: (p) => progress.update(p) });
+      const r = await runBatch(node, args.job, out, {
+        nodes,
+        onProgress: (p) => progress.update(p),
+        signal,
+        retryFailed: args["retry-failed"] === true,
+      });
       progress.finish();
       const done = r.results.filter((t) => t.state === "done").length;
-      const failed = r.results.length - done;
+      const failed = r.results.filter((t) => t.state === "failed").length;
+      const left = r.results.length - done - failed;
       if (json)
         io.out(
           toJson({
             batchId: r.batchId,
             resumed: r.resumed,
+            cancelled: r.cancelled,
             done,
             failed,
+            pending: left,
             durationMs: r.durationMs,
             results: r.results,
           }),
         );
-      else
+      else if (r.cancelled)
+        io.out(`cancelled: ${done} done, ${failed} failed, ${left} left; resume with: ${rerun(argv)}`);
+      else {
         io.out(
           `${done} done, ${failed} failed in ${(r.durationMs / 1000).toFixed(1)} s${r.resumed ? " (resumed)" : ""}; results: ${out}/results.json`,
         );
+        if (failed > 0 && args["retry-failed"] !== true)
+          io.err(`hint: run only the failed tasks again: ${rerun([...argv, "--retry-failed"])}`);
+      }
+      if (r.cancelled) return 130;
       return failed > 0 ? 1 : 0;
     }
     if (args.demo !== "mandelbrot")
@@ -143,7 +186,44 @@ export async function runSubcommand(
         `wrote ${r.out} (${r.width}x${r.height}, ${tiles} tiles on ${perNode} nodes, ${((Date.now() - t0) / 1000).toFixed(1)} s)`,
       );
     return 0;
+  } catch (err) {
+    // a cancelled demo throws; the exit code says it was cancelled
+    if (signal?.aborted) {
+      io.err(`p2prc: ${(err as Error).message}`);
+      return 130;
+    }
+    throw err;
   } finally {
+    signal?.removeEventListener("abort", onStop);
     progress.finish();
   }
+}
+
+/** The same command, quoted so it works when pasted into a shell. */
+function rerun(argv: string[]): string {
+  return ["p2prc", "batch", ...argv].map(shellQuote).join(" ");
+}
+
+/** `p2prc batch status <dir>`: counts by state and the failed tasks, from this home's store. */
+async function status(argv: string[], io: CliIO, options: RunOptions): Promise<number> {
+  const usage = SUBCOMMAND_USAGE.status;
+  const args = check(argv, STATUS_ARGS, usage);
+  if (typeof args.dir !== "string" || args.dir === "")
+    throw usageError("a batch's --out directory is required", usage);
+  const node = { configDir: args["config-dir"] as string | undefined, env: options.env ?? process.env };
+  const s = await batchStatus(node, args.dir);
+  if (args.json === true) {
+    io.out(toJson(s));
+    return 0;
+  }
+  io.out(
+    `batch ${s.batchId.slice(0, 8)} in ${s.outDir}: ${s.done}/${s.total} done, ${s.failed} failed, ${s.pending} pending, ${s.running} running`,
+  );
+  for (const t of s.failedTasks)
+    io.out(`  task ${t.index} failed${t.node ? ` on ${t.node}` : ""}: ${t.error ?? `exit ${t.exitCode}`}`);
+  if (s.running > 0)
+    io.out("  running: a client is running it now, or one that was killed left them (a rerun resumes them)");
+  if (s.older > 0)
+    io.out(`  (${s.older} older batch${s.older > 1 ? "es" : ""} of another job wrote here too)`);
+  return 0;
 }

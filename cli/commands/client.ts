@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import {
   type GroupView,
   getSpecs,
@@ -13,6 +13,7 @@ import {
 } from "../../abstractions/index.ts";
 import { type Command, type CommandContext, listFlag, stringFlag } from "../context.ts";
 import { toJson, usageError } from "../io.ts";
+import { specsLines } from "./specs-text.ts";
 
 function number(
   ctx: CommandContext,
@@ -28,18 +29,27 @@ function number(
   return n;
 }
 
+/** The private keys ssh tries by itself (ssh(1), -i): a command printed for another needs `-i`. */
+const SSH_DEFAULT_KEYS = ["id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_dsa"];
+
 /**
- * The SSH public key: --ssh-key <file>, else ~/.ssh/id_ed25519.pub or id_rsa.pub when present;
+ * The SSH public key: --ssh-key <file>, else ~/.ssh/id_ed25519.pub or id_rsa.pub when present, with the
+ * private key to name in the printed ssh command when ssh would not try it by itself;
  * `--ssh-key none`: no SSH even when a default key exists.
  */
-function sshKey(ctx: CommandContext): string | undefined {
+function sshKey(ctx: CommandContext): { key: string; identityFile?: string } | undefined {
   const given = stringFlag(ctx, "ssh-key");
   if (given === "none") return undefined;
   const candidates = given
     ? [given]
     : [join(homedir(), ".ssh", "id_ed25519.pub"), join(homedir(), ".ssh", "id_rsa.pub")];
   for (const path of candidates) {
-    if (existsSync(path)) return readFileSync(path, "utf8").trim();
+    if (existsSync(path)) {
+      const key = readFileSync(path, "utf8").trim();
+      const privateKey = resolve(path.replace(/\.pub$/, ""));
+      const isDefault = SSH_DEFAULT_KEYS.some((k) => privateKey === join(homedir(), ".ssh", k));
+      return isDefault ? { key } : { key, identityFile: privateKey };
+    }
     if (given) throw usageError(`--ssh-key: no file ${path}`);
   }
   return undefined;
@@ -91,19 +101,24 @@ function publishFlag(ctx: CommandContext): number[] | undefined {
 export const execContainerCommand: Command = async (ctx) => {
   const node = stringFlag(ctx, "exec-container") as string;
   const key = sshKey(ctx);
-  const started = await startContainer(ctx.node, node, {
-    ...(ctx.rest.length > 0 ? { command: ctx.rest } : {}),
-    env: envFlag(ctx),
-    publish: publishFlag(ctx),
-    image: stringFlag(ctx, "image"),
-    name: stringFlag(ctx, "name"),
-    ports: number(ctx, "ports", true),
-    cpus: number(ctx, "cpus", false),
-    memoryMb: number(ctx, "memory", true),
-    ttlSeconds: number(ctx, "ttl", true),
-    gpu: ctx.flags.gpu === true ? true : undefined,
-    sshPublicKey: key,
-  });
+  const started = await startContainer(
+    ctx.node,
+    node,
+    {
+      ...(ctx.rest.length > 0 ? { command: ctx.rest } : {}),
+      env: envFlag(ctx),
+      publish: publishFlag(ctx),
+      image: stringFlag(ctx, "image"),
+      name: stringFlag(ctx, "name"),
+      ports: number(ctx, "ports", true),
+      cpus: number(ctx, "cpus", false),
+      memoryMb: number(ctx, "memory", true),
+      ttlSeconds: number(ctx, "ttl", true),
+      gpu: ctx.flags.gpu === true ? true : undefined,
+      sshPublicKey: key?.key,
+    },
+    { identityFile: key?.identityFile },
+  );
   printStarted(ctx, started);
 };
 
@@ -125,7 +140,9 @@ export const viewImagesCommand: Command = async (ctx) => {
 
 /** `--specs <node>` / `--Specification` */
 export const specsCommand: Command = async (ctx) => {
-  ctx.io.out(toJson(await getSpecs(ctx.node, stringFlag(ctx, "specs") as string)));
+  const specs = await getSpecs(ctx.node, stringFlag(ctx, "specs") as string);
+  if (ctx.json) return ctx.io.out(toJson(specs));
+  for (const line of specsLines(specs)) ctx.io.out(line);
 };
 
 /** `--tc` / `--TrackedContainers` */

@@ -2,6 +2,7 @@ import {
   addCustomInformation,
   addRootNode,
   addServer,
+  type GossipRefusal,
   type PeerView,
   updateIPTable,
   viewIPTable,
@@ -67,7 +68,15 @@ export const listServersCommand: Command = async ({ io, json, node }) => {
 
 /** `--us` / `--UpdateServerList` */
 export const updateServerListCommand: Command = async ({ io, json, node }) => {
-  printTable(io, json, await updateIPTable(node));
+  let refused: GossipRefusal[] = [];
+  printTable(io, json, await updateIPTable(node, { onRefused: (r) => (refused = r) }));
+  // defect 9: a table with only this node is not the whole story when peers refused it
+  if (refused.length === 0) return;
+  io.err(`p2prc: ${refused.length} of the nodes asked refused this node (not a member there):`);
+  for (const r of refused) io.err(`  ${r.message}`);
+  io.err(
+    "hint: send them this node's id (p2prc --whoami) to add: --cluster-add on the cluster's host, or trusted",
+  );
 };
 
 /** `--as host:port` / `--AddServer` */

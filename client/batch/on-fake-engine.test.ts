@@ -11,7 +11,8 @@ import { testServerApp } from "../../server/fixtures.ts";
 import { openStore } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";
 import { type Job, JobSchema } from "./job.ts";
-import { runBatch } from "./runner.ts";
+import { type BatchOptions, runBatch } from "./runner.ts";
+import type { BatchProgress } from "./scheduler.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-batch-fake-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -72,6 +73,7 @@ async function run(
   nodes: FakeNode[],
   deps = client(clock),
   outDir = join(root, `run-${dirs++}`),
+  extra: Pick<BatchOptions, "signal" | "retryFailed" | "onProgress"> = {},
 ) {
   let settled = false;
   const batch = runBatch(deps, {
@@ -80,6 +82,7 @@ async function run(
     jobDir: root,
     outDir,
     nodes: nodes.map((n) => ({ url: n.url, name: n.name })),
+    ...extra,
   }).finally(() => {
     settled = true;
   });
@@ -155,7 +158,10 @@ describe("a batch on FakeEngine nodes", () => {
     const j = job({ tasks: 3, maxPerNode: 1, retries: 0 });
     const first = await run(clock, j, [broken]);
     expect(first.results.every((t) => t.state === "failed")).toBe(true);
-    expect(first.results.map((t) => t.error)).toContain("no node left to run it");
+    // the reason names the node given up and why
+    expect(first.results.map((t) => t.error)).toContain(
+      `no node left to run it (broken refused: ${first.results[0]?.error})`,
+    );
     const good = node("good", clock);
     // the same store and outDir: the batch is found again
     const second = await run(clock, j, [good], first.deps, first.outDir);
@@ -165,5 +171,124 @@ describe("a batch on FakeEngine nodes", () => {
       ["done", "good"],
       ["done", "good"],
     ]);
+  });
+
+  test("progress never counts a finished task as running: the last report is total done, 0 running (defect 4)", async () => {
+    const clock = new ManualClock();
+    const reports: BatchProgress[] = [];
+    const r = await run(
+      clock,
+      job({ tasks: 16, maxPerNode: 3 }),
+      [node("a", clock), node("b", clock)],
+      undefined,
+      undefined,
+      {
+        onProgress: (p) => reports.push(p),
+      },
+    );
+    expect(r.results.every((t) => t.state === "done")).toBe(true);
+    for (const p of reports) {
+      expect(p.done + p.failed + p.running + p.pending).toBe(p.total);
+      const perNode = Object.values(p.perNode).reduce((a, n) => a + n.running, 0);
+      expect(perNode).toBe(p.running);
+    }
+    const doneEvents = reports.filter((p) => p.event?.state === "done");
+    for (const p of doneEvents) expect(p.running).toBeLessThan(p.total - p.done + 1);
+    expect(reports.at(-1)).toMatchObject({ total: 16, done: 16, running: 0, pending: 0 });
+  });
+
+  test("after a refusal (409 over its limit) each task fails with the node's reason and is reported (defect 5)", async () => {
+    const clock = new ManualClock();
+    const reports: BatchProgress[] = [];
+    const j = job({ tasks: 3, maxPerNode: 1, cpus: 1000, retries: 1 });
+    const r = await run(clock, j, [node("a", clock)], undefined, undefined, {
+      onProgress: (p) => reports.push(p),
+    });
+    for (const t of r.results) {
+      expect(t.state).toBe("failed");
+      expect(t.error).toContain("cpus 1000 is over this node's limit");
+    }
+    expect(r.results.filter((t) => t.attempts === 0).map((t) => t.error?.split(" (")[0])).toEqual([
+      "no node left to run it",
+      "no node left to run it",
+    ]);
+    // every task's final failure is an event (the plain-line output prints one line for each)
+    const failed = reports.filter((p) => p.event?.state === "failed").map((p) => p.event?.index);
+    expect(failed.sort()).toEqual([0, 1, 2]);
+  });
+
+  test("cancel: no task starts, the warm containers are removed, interrupted tasks stay pending; the next run resumes", async () => {
+    const clock = new ManualClock();
+    const a = node("a", clock, (c) => (taskOf(c).index >= 2 ? { runForMs: 3_600_000 } : undefined));
+    const controller = new AbortController();
+    const j = job({ tasks: 6, maxPerNode: 2 });
+    const deps = client(clock);
+    let trackedWhileRunning: string[] = [];
+    const first = await run(clock, j, [a], deps, undefined, {
+      signal: controller.signal,
+      // tasks 0 and 1 finish at once; cancel when 2 and 3 have started their hour-long runs
+      onProgress: (p) => {
+        if (p.event?.state === "running" && p.event.index === 3) {
+          // the batch's warm containers are tracked while they live (--tc lists them: defect 3)
+          trackedWhileRunning = deps.tracking.tracked().map((t) => t.id);
+          queueMicrotask(() => controller.abort());
+        }
+      },
+    });
+    expect(trackedWhileRunning.length).toBe(2);
+    expect(deps.tracking.tracked()).toEqual([]);
+    expect(first.cancelled).toBe(true);
+    expect(first.results.map((t) => t.state)).toEqual([
+      "done",
+      "done",
+      "pending",
+      "pending",
+      "pending",
+      "pending",
+    ]);
+    expect(first.results[2]?.attempts).toBe(0);
+    expect((await a.engine.listByLabel("p2prc.node")).length).toBe(0);
+    const b = node("b", clock);
+    const second = await run(clock, j, [b], first.deps, first.outDir);
+    expect(second).toMatchObject({ resumed: true, cancelled: false });
+    expect(second.results.map((t) => [t.state, t.node])).toEqual([
+      ["done", "a"],
+      ["done", "a"],
+      ["done", "b"],
+      ["done", "b"],
+      ["done", "b"],
+      ["done", "b"],
+    ]);
+  });
+
+  test("retryFailed runs only the failed tasks again; done ones are not redone", async () => {
+    const clock = new ManualClock();
+    let broken = true;
+    const ran: number[] = [];
+    const a = node("a", clock, (c) => {
+      ran.push(taskOf(c).index);
+      return broken && taskOf(c).index % 2 === 1 ? { exitCode: 7 } : undefined;
+    });
+    const j = job({ tasks: 4, maxPerNode: 1 });
+    const first = await run(clock, j, [a]);
+    expect(first.results.map((t) => [t.state, t.error ?? ""])).toEqual([
+      ["done", ""],
+      ["failed", "exit 7; missing outputs: out.txt"],
+      ["done", ""],
+      ["failed", "exit 7; missing outputs: out.txt"],
+    ]);
+    // a plain rerun keeps exit-code failures failed
+    const plain = await run(clock, j, [a], first.deps, first.outDir);
+    expect(plain.results.filter((t) => t.state === "failed").length).toBe(2);
+    broken = false;
+    ran.length = 0;
+    const again = await run(clock, j, [a], first.deps, first.outDir, { retryFailed: true });
+    expect(again.results.map((t) => [t.state, t.attempts])).toEqual([
+      ["done", 1],
+      ["done", 1],
+      ["done", 1],
+      ["done", 1],
+    ]);
+    expect(ran.sort()).toEqual([1, 3]);
   });
 });

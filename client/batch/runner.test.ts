@@ -158,7 +158,8 @@ describe("no node left", () => {
     const r = await run(job({ tasks: 4, maxPerNode: 1 }), [a, b]);
     expect(r.results.every((t) => t.state === "failed")).toBe(true);
     const reasons = r.results.map((t) => t.error);
-    expect(reasons.filter((e) => e === "no node left to run it").length).toBeGreaterThan(0);
+    // the reason now names why each node was given up: "no node left to run it (<node> refused: …)"
+    expect(reasons.filter((e) => e?.startsWith("no node left to run it (")).length).toBeGreaterThan(0);
     // the tasks that were tried carry the node's own error instead
     for (const t of r.results.filter((t) => t.attempts > 0)) expect(t.error).toContain("engine unreachable");
     expect(a.execs).toEqual([]);

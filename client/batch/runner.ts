@@ -12,6 +12,7 @@ import {
   abandonQueued,
   type BatchEvent,
   type BatchProgress,
+  cancel,
   finishTask,
   initialState,
   leaseSeconds,
@@ -34,11 +35,18 @@ export interface BatchOptions {
   outDir: string;
   nodes: NodeTarget[];
   onProgress?: (p: BatchProgress) => void;
+  /** Cancels the run when aborted: no task starts any more, the warm containers are removed (interrupting
+   * the running tasks, which stay pending) and the batch stays resumable. */
+  signal?: AbortSignal;
+  /** Runs the tasks that failed in an earlier run of this batch again (with fresh retries). */
+  retryFailed?: boolean;
 }
 
 export interface BatchResult {
   batchId: string;
   resumed: boolean;
+  /** The run was cancelled; tasks left have state `pending` and running the same job resumes them. */
+  cancelled: boolean;
   results: TaskResult[];
   durationMs: number;
 }
@@ -80,7 +88,7 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
   }
   const batchId = batch.id;
   const stored = tracking.batchTasks(batchId);
-  const rows = resumeRows(stored);
+  const rows = resumeRows(stored, { retryFailed: o.retryFailed });
   rows.forEach((t, i) => {
     if (t !== stored[i]) tracking.updateTask(batchId, t);
   });
@@ -147,16 +155,31 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
     }
   };
 
+  // A cancel stops the dispatching and removes the warm containers now: the running tasks' execs end
+  // (their rows go back to pending) and the slot loops stop.
+  let cancelling: Promise<unknown> = Promise.resolve();
+  const onAbort = () => {
+    cancel(state);
+    notify();
+    cancelling = Promise.all(workers.map((w) => w.cancel()));
+  };
+  if (o.signal?.aborted) onAbort();
+  else o.signal?.addEventListener("abort", onAbort, { once: true });
   notify();
   try {
     await Promise.all(workers.flatMap((w) => Array.from({ length: w.slots }, (_, s) => slotLoop(w, s))));
   } finally {
+    o.signal?.removeEventListener("abort", onAbort);
     // Dropped nodes too, best effort: a node that refused may still answer; a dead one fails fast.
-    await Promise.all(workers.map((w) => w.cleanup()));
+    // After a cancel, this also removes a container that was being made while it came.
+    await Promise.all([cancelling, ...workers.map((w) => w.cleanup())]);
   }
-  for (const row of abandonQueued(state)) save(row);
+  for (const t of abandonQueued(state)) {
+    save(t.row);
+    notify(t.event);
+  }
   const results = resultsOf(state);
   writeFileSync(join(outDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
   notify();
-  return { batchId, resumed, results, durationMs: clock.now() - started };
+  return { batchId, resumed, cancelled: state.cancelled, results, durationMs: clock.now() - started };
 }

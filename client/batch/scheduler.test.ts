@@ -7,6 +7,7 @@ import { type Job, JobSchema } from "./job.ts";
 import {
   abandonQueued,
   type BatchState,
+  cancel,
   classifyFailure,
   finishTask,
   initialState,
@@ -18,6 +19,7 @@ import {
   resultsOf,
   resumeRows,
   startTask,
+  summarize,
   type TaskOutcome,
 } from "./scheduler.ts";
 
@@ -210,10 +212,16 @@ describe("giving a node up", () => {
     attempt(s, job({ tasks: 3 }), clock, "a", unreachable);
     expect(nextStep(s, "a")).toEqual({ kind: "stop" });
     const left = abandonQueued(s);
-    expect(left.map((t) => [t.index, t.error])).toEqual([
-      [1, "no node left to run it"],
-      [2, "no node left to run it"],
+    expect(left.map((t) => [t.row.index, t.row.error])).toEqual([
+      [1, "no node left to run it (a unreachable: cannot reach node b)"],
+      [2, "no node left to run it (a unreachable: cannot reach node b)"],
       [0, "cannot reach node b"],
+    ]);
+    // each one is reported as failed (the plain-line output prints it), naming the node it last tried
+    expect(left.map((t) => [t.event.state, t.event.node])).toEqual([
+      ["failed", ""],
+      ["failed", ""],
+      ["failed", "a"],
     ]);
     expect(resultsOf(s).every((t) => t.state === "failed")).toBe(true);
   });
@@ -256,5 +264,104 @@ describe("progress", () => {
     finishTask(s, j, 2, unreachable());
     // b is given up: 4 left over a's 2 slots
     expect(progressOf(s)).toMatchObject({ running: 0, pending: 4, etaMs: 1200 });
+  });
+});
+
+describe("a refusal (defect 5)", () => {
+  test("the tasks left after a 409 fail with the node's reason, not a bare 'no node left', each reported", () => {
+    const j = job({ tasks: 3, retries: 1 });
+    const s = initialState(rows(3), [{ label: "a", slots: 1 }]);
+    expect(nextStep(s, "a")).toEqual({ kind: "run", index: 0 });
+    startTask(s, 0, "a");
+    const over = new P2prcError("E_LIMIT", "cpus 3 is more than this host has (2)");
+    expect(finishTask(s, j, 0, { kind: "error", error: over }).dropNode).toBe(true);
+    expect(nextStep(s, "a")).toEqual({ kind: "stop" });
+    const left = abandonQueued(s);
+    const noNode = "no node left to run it (a refused: cpus 3 is more than this host has (2))";
+    expect(left.map((t) => t.row.error)).toEqual([noNode, noNode, over.message]);
+    expect(left.map((t) => `${t.event.index} ${t.event.state}`)).toEqual([
+      "1 failed",
+      "2 failed",
+      "0 failed",
+    ]);
+  });
+});
+
+describe("an exit code is the failure (defect 10)", () => {
+  test("a task that exited 7 says exit 7 first, then its missing outputs; exit 0 names only missing outputs", () => {
+    const s = initialState(rows(2), [{ label: "a", slots: 2 }]);
+    const end = (index: number, exitCode: number) => {
+      startTask(s, index, "a");
+      return finishTask(s, job({ tasks: 2 }), index, {
+        kind: "exited",
+        exitCode,
+        durationMs: 1,
+        missing: ["o"],
+      });
+    };
+    expect(end(0, 7).row.error).toBe("exit 7; missing outputs: o");
+    expect(end(1, 0).row.error).toBe("missing outputs: o");
+  });
+});
+
+describe("cancel", () => {
+  test("no task starts after a cancel; an interrupted task is pending with its attempt not counted; one that finished stays done", () => {
+    const j = job({ tasks: 4 });
+    const s = initialState(rows(4), [{ label: "a", slots: 2 }]);
+    startTask(s, 0, "a");
+    startTask(s, 1, "a");
+    s.queue.splice(0, 2);
+    cancel(s);
+    expect(nextStep(s, "a")).toEqual({ kind: "stop" });
+    expect(s.queue).toEqual([]);
+    const cut = finishTask(s, j, 0, { kind: "exited", exitCode: 137, durationMs: 5, missing: [] });
+    expect(cut.row).toMatchObject({ state: "pending", attempts: 0 });
+    expect(cut.event.state).toBe("cancelled");
+    expect(finishTask(s, j, 1, { kind: "exited", exitCode: 0, durationMs: 5, missing: [] }).row.state).toBe(
+      "done",
+    );
+    expect(abandonQueued(s)).toEqual([]);
+    expect(resultsOf(s).map((t) => t.state)).toEqual(["pending", "done", "pending", "pending"]);
+    expect(progressOf(s)).toMatchObject({ done: 1, running: 0, pending: 3 });
+    // the next run of the same job takes the three pending tasks
+    expect(initialState(resumeRows([...s.rows.values()]), [{ label: "a", slots: 1 }]).queue).toEqual([
+      0, 2, 3,
+    ]);
+  });
+});
+
+describe("retry the failed tasks", () => {
+  test("every failed task is pending again with fresh attempts; done tasks stay done", () => {
+    const stored: BatchTaskRow[] = [
+      row({ index: 0, state: "done", node: "a", exitCode: 0, attempts: 1 }),
+      row({ index: 1, state: "failed", node: "a", exitCode: 7, attempts: 1, error: "exit 7" }),
+      row({ index: 2, state: "failed", node: "a", attempts: 3, error: "no node left to run it" }),
+    ];
+    expect(resumeRows(stored).map((t) => t.state)).toEqual(["done", "failed", "pending"]);
+    const again = resumeRows(stored, { retryFailed: true });
+    expect(again.map((t) => [t.state, t.attempts, t.exitCode, t.error])).toEqual([
+      ["done", 1, 0, undefined],
+      ["pending", 0, undefined, undefined],
+      ["pending", 0, undefined, undefined],
+    ]);
+  });
+});
+
+describe("status summary", () => {
+  test("counts by state and lists the failed tasks with why", () => {
+    const sum = summarize([
+      row({ index: 0, state: "done", node: "a", exitCode: 0, attempts: 1 }),
+      row({ index: 1, state: "failed", node: "b", exitCode: 7, attempts: 1, error: "exit 7" }),
+      row({ index: 2, state: "running", node: "a", attempts: 1 }),
+      row({ index: 3, state: "pending", attempts: 0 }),
+    ]);
+    expect(sum).toEqual({
+      total: 4,
+      done: 1,
+      failed: 1,
+      running: 1,
+      pending: 1,
+      failedTasks: [{ index: 1, node: "b", exitCode: 7, error: "exit 7" }],
+    });
   });
 });

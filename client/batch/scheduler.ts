@@ -23,7 +23,8 @@ export interface BatchProgress {
 /** One task's change of state, as progress reports it. */
 export interface BatchEvent {
   index: number;
-  state: "running" | "done" | "failed" | "retry";
+  /** retry: the attempt failed and the task is queued again; cancelled: a cancel interrupted it (pending). */
+  state: "running" | "done" | "failed" | "retry" | "cancelled";
   node: string;
   exitCode?: number;
   error?: string;
@@ -36,7 +37,8 @@ export interface TaskResult {
   exitCode: number | null;
   attempts: number;
   durationMs: number | null;
-  state: "done" | "failed";
+  /** pending: not run yet, left by a cancelled run (the same command resumes it). */
+  state: "done" | "failed" | "pending";
   error?: string;
 }
 
@@ -44,6 +46,8 @@ export interface TaskResult {
 export interface NodeState {
   slots: number;
   alive: boolean;
+  /** Why the node was given up in this run (its unreachable or refused message). */
+  droppedFor?: string;
   done: number;
   running: number;
 }
@@ -59,6 +63,8 @@ export interface BatchState {
   running: number;
   /** Durations of the tasks that ran to an exit code in this run, for the ETA. */
   durations: number[];
+  /** Set by cancel(): no task starts any more, and interrupted ones stay pending. */
+  cancelled: boolean;
 }
 
 /** How a task's attempt ended, as the runner saw it. */
@@ -88,7 +94,8 @@ const UNREACHABLE = new Set(["E_NODE_UNREACHABLE", "E_ENGINE_UNAVAILABLE"]);
 
 /**
  * Reads a failed attempt by its error's code, never its text: a timeout keeps the node, anything else
- * (unreachable, an engine failure, a refusal such as over its limits) gives the node up for this run.
+ * (unreachable, an engine failure, a refusal such as over its limits) gives the node up for this run: a
+ * node that refused the job would refuse its other tasks too, and burn the retries another node could use.
  */
 export function classifyFailure(outcome: Exclude<TaskOutcome, { kind: "exited" }>): Failure {
   if (outcome.kind === "timedOut") return { kind: "timeout", keepNode: true, message: "" };
@@ -125,13 +132,17 @@ export function leaseSeconds(job: Job, total: number, totalSlots: number): numbe
 /**
  * The rows of a batch run again: tasks left running by a killed client, and tasks that failed because no
  * node could run them (no exit code), are pending again; a task that failed by its own exit code stays failed.
+ * With `retryFailed`, every failed task is pending again with its attempts back at 0 (a fresh set of
+ * retries), and done tasks stay done.
  */
-export function resumeRows(rows: BatchTaskRow[]): BatchTaskRow[] {
-  return rows.map((t) =>
-    t.state === "running" || (t.state === "failed" && t.exitCode === undefined)
+export function resumeRows(rows: BatchTaskRow[], o: { retryFailed?: boolean } = {}): BatchTaskRow[] {
+  return rows.map((t) => {
+    if (o.retryFailed && t.state === "failed")
+      return { ...t, state: "pending", attempts: 0, exitCode: undefined, error: undefined };
+    return t.state === "running" || (t.state === "failed" && t.exitCode === undefined)
       ? { ...t, state: "pending" }
-      : t,
-  );
+      : t;
+  });
 }
 
 /** The state a run starts from: the stored rows, and the nodes with their slots. */
@@ -143,6 +154,7 @@ export function initialState(rows: BatchTaskRow[], nodes: { label: string; slots
     nodes: new Map(),
     running: 0,
     durations: [],
+    cancelled: false,
   };
   for (const n of nodes) state.nodes.set(n.label, { slots: n.slots, alive: true, done: 0, running: 0 });
   for (const t of rows)
@@ -156,7 +168,7 @@ export type NextStep = { kind: "run"; index: number } | { kind: "wait" } | { kin
 
 /** Takes the next task for a free slot on `node` (first come, first served across nodes). */
 export function nextStep(state: BatchState, node: string): NextStep {
-  if (!state.nodes.get(node)?.alive) return { kind: "stop" };
+  if (state.cancelled || !state.nodes.get(node)?.alive) return { kind: "stop" };
   const index = state.queue.shift();
   if (index !== undefined) return { kind: "run", index };
   // a running task may still fail and come back to the queue
@@ -197,6 +209,12 @@ export function finishTask(state: BatchState, job: Job, index: number, outcome: 
   let row: BatchTaskRow;
   let event: BatchEvent;
   let dropNode = false;
+  if (state.cancelled && !(outcome.kind === "exited" && outcome.exitCode === 0)) {
+    // the cancel removed its container: the attempt does not count, the task waits for the next run
+    row = { ...prev, state: "pending", attempts: attempts - 1 };
+    state.rows.set(index, row);
+    return { row, event: { index, state: "cancelled", node }, dropNode: false };
+  }
   if (outcome.kind === "exited") {
     const ok = outcome.exitCode === 0;
     const retry = !ok && job.retryOnFailure && attempts <= job.retries;
@@ -208,7 +226,7 @@ export function finishTask(state: BatchState, job: Job, index: number, outcome: 
       exitCode: outcome.exitCode,
       attempts,
       durationMs: outcome.durationMs,
-      error: outcome.missing.length ? `missing outputs: ${outcome.missing.join(", ")}` : undefined,
+      error: exitedError(outcome.exitCode, outcome.missing),
     };
     if (ok) n.done++;
     event = {
@@ -224,7 +242,10 @@ export function finishTask(state: BatchState, job: Job, index: number, outcome: 
       outcome.kind === "timedOut" ? `task ${index} timed out after ${outcome.seconds} s` : failure.message;
     const retry = attempts <= job.retries;
     dropNode = !failure.keepNode;
-    if (dropNode) n.alive = false;
+    if (dropNode) {
+      n.alive = false;
+      n.droppedFor = `${failure.kind === "refused" ? "refused" : "unreachable"}: ${failure.message}`;
+    }
     row = {
       index,
       state: retry ? "pending" : "failed",
@@ -241,17 +262,69 @@ export function finishTask(state: BatchState, job: Job, index: number, outcome: 
   return { row, event, dropNode };
 }
 
-/** Tasks still queued when every node has stopped: failed, keeping the last error they had. */
-export function abandonQueued(state: BatchState): BatchTaskRow[] {
-  const out: BatchTaskRow[] = [];
+/** A finished task's error: its exit code when it failed (missing outputs after it), missing outputs alone otherwise. */
+function exitedError(exitCode: number, missing: string[]): string | undefined {
+  const outputs = missing.length ? `missing outputs: ${missing.join(", ")}` : undefined;
+  if (exitCode === 0) return outputs;
+  return outputs ? `exit ${exitCode}; ${outputs}` : `exit ${exitCode}`;
+}
+
+/**
+ * Tasks still queued when every node has stopped: failed, keeping the last error they had, or (a task that
+ * never ran) `no node left to run it` with why each node was given up; each with the event that reports it
+ * (a task that never ran names no node).
+ */
+export function abandonQueued(state: BatchState): Omit<Transition, "dropNode">[] {
+  const out: Omit<Transition, "dropNode">[] = [];
+  const why = [...state.nodes]
+    .filter(([, n]) => n.droppedFor)
+    .map(([label, n]) => `${label} ${n.droppedFor}`)
+    .join("; ");
+  const noNode = why ? `no node left to run it (${why})` : "no node left to run it";
   for (const index of state.queue.splice(0)) {
     const t = state.rows.get(index);
     if (!t) continue;
-    const row: BatchTaskRow = { ...t, state: "failed", error: t.error ?? "no node left to run it" };
+    const row: BatchTaskRow = { ...t, state: "failed", error: t.error ?? noNode };
     state.rows.set(index, row);
-    out.push(row);
+    out.push({ row, event: { index, state: "failed", node: t.node ?? "", error: row.error } });
   }
   return out;
+}
+
+/** Cancels a run: no task starts any more; queued tasks stay pending for the next run of the same job. */
+export function cancel(state: BatchState): void {
+  state.cancelled = true;
+  state.queue.splice(0);
+}
+
+/** What `p2prc batch status` prints: counts by state and the failed tasks with why. */
+export interface BatchSummary {
+  total: number;
+  done: number;
+  failed: number;
+  running: number;
+  pending: number;
+  failedTasks: { index: number; node: string | null; exitCode: number | null; error: string | null }[];
+}
+
+/** Sums a batch's stored rows (running ones may belong to a client that still runs, or one that was killed). */
+export function summarize(rows: BatchTaskRow[]): BatchSummary {
+  const count = (s: BatchTaskRow["state"]) => rows.filter((t) => t.state === s).length;
+  return {
+    total: rows.length,
+    done: count("done"),
+    failed: count("failed"),
+    running: count("running"),
+    pending: count("pending"),
+    failedTasks: rows
+      .filter((t) => t.state === "failed")
+      .map((t) => ({
+        index: t.index,
+        node: t.node ?? null,
+        exitCode: t.exitCode ?? null,
+        error: t.error ?? null,
+      })),
+  };
 }
 
 /** The progress report of the state now; the ETA spreads what is left over the slots still in use. */
@@ -287,7 +360,7 @@ export function resultsOf(state: BatchState): TaskResult[] {
       exitCode: t.exitCode ?? null,
       attempts: t.attempts,
       durationMs: t.durationMs ?? null,
-      state: t.state === "done" ? "done" : "failed",
+      state: t.state === "done" ? "done" : t.state === "failed" ? "failed" : "pending",
       ...(t.error ? { error: t.error } : {}),
     }));
 }

@@ -3,9 +3,9 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, normalize } from "node:path";
 import { createTar, parseTar } from "nanotar";
-import type { Clock } from "../../core/index.ts";
+import { type Clock, P2prcError } from "../../core/index.ts";
 import type { ClientDeps } from "../containers.ts";
-import { connect, type NodeClient } from "../node-client.ts";
+import { type CreatedContainer, connect, type NodeClient } from "../node-client.ts";
 import type { NodeTarget } from "../resolve.ts";
 import type { Job } from "./job.ts";
 import { isLeaseRefused, isMissingPath, type TaskOutcome } from "./scheduler.ts";
@@ -37,13 +37,18 @@ export class NodeWorker {
   readonly client: NodeClient;
   readonly label: string;
   private readonly pool: (string | undefined)[];
+  /** Set by cancel(): an attempt that gets its container after it runs nothing. */
+  private cancelled = false;
+
+  /** The node's id, for tracking: the target's, or its health answer's (a host:port target). */
+  private nodeId: string | undefined;
 
   constructor(
     readonly target: NodeTarget,
     readonly slots: number,
     private readonly job: Job,
     private readonly ttlSeconds: number,
-    deps: ClientDeps,
+    private readonly deps: ClientDeps,
   ) {
     this.client = connect(deps, target, 60_000);
     this.label = target.name ?? target.url;
@@ -59,12 +64,48 @@ export class NodeWorker {
       gpu: this.job.gpu,
       ttlSeconds: this.ttlSeconds,
     };
+    let created: CreatedContainer;
     try {
-      return (await this.client.createContainer(body)).id;
+      created = await this.client.createContainer(body);
     } catch (err) {
-      if (isLeaseRefused(err))
-        return (await this.client.createContainer({ ...body, ttlSeconds: undefined })).id;
-      throw err;
+      if (!isLeaseRefused(err)) throw err;
+      created = await this.client.createContainer({ ...body, ttlSeconds: undefined });
+    }
+    await this.track(created);
+    return created.id;
+  }
+
+  /**
+   * A batch's containers are tracked while they live (`--tc` lists them), so those a client that was
+   * killed left behind can be found and removed. Best effort: tracking never fails a task.
+   */
+  private async track(c: CreatedContainer): Promise<void> {
+    try {
+      this.nodeId ??= this.target.id ?? (await this.client.health()).nodeId;
+      this.deps.tracking.track({
+        id: c.id,
+        nodeId: this.nodeId,
+        nodeUrl: this.target.url,
+        name: c.name,
+        image: c.image,
+        ports: c.ports,
+        ssh: c.ssh,
+        createdAt: this.deps.clock.now(),
+      });
+    } catch {
+      // not tracked: it still goes at the end of the batch or of its lease
+    }
+  }
+
+  /** Removes a container; it stops being tracked once its node says it is gone. */
+  private async remove(id: string): Promise<void> {
+    try {
+      await this.client.removeContainer(id);
+      this.deps.tracking.untrack(id);
+    } catch (err) {
+      // gone already: untracked; a node that does not answer: it stays tracked (--tc shows it
+      // unreachable) until its lease ends
+      if (err instanceof P2prcError && err.code === "E_NOT_FOUND") this.deps.tracking.untrack(id);
     }
   }
 
@@ -78,7 +119,7 @@ export class NodeWorker {
   private async discard(slot: number): Promise<void> {
     const id = this.pool[slot];
     this.pool[slot] = undefined;
-    if (id) await this.client.removeContainer(id).catch(() => undefined);
+    if (id) await this.remove(id);
   }
 
   /** Runs one attempt in `slot` and says how it ended; node errors are returned, not thrown. */
@@ -87,6 +128,7 @@ export class NodeWorker {
     let containerId: string | undefined;
     try {
       containerId = await this.container(slot);
+      if (this.cancelled) throw new P2prcError("E_CONFLICT", "batch cancelled");
       const dir = `/p2prc-task/${a.index}-${a.attempt}`;
       await this.client.putFiles(
         containerId,
@@ -126,8 +168,7 @@ export class NodeWorker {
     } catch (error) {
       return { kind: "error", error };
     } finally {
-      if (containerId && this.job.freshContainer)
-        await this.client.removeContainer(containerId).catch(() => undefined);
+      if (containerId && this.job.freshContainer) await this.remove(containerId);
     }
   }
 
@@ -151,8 +192,13 @@ export class NodeWorker {
 
   /** Removes the warm containers, best effort (a node that refused may still answer; a dead one fails fast). */
   async cleanup(): Promise<void> {
-    await Promise.all(
-      this.pool.map((id) => (id ? this.client.removeContainer(id).catch(() => undefined) : undefined)),
-    );
+    const ids = this.pool.splice(0, this.pool.length, ...this.pool.map(() => undefined));
+    await Promise.all(ids.map((id) => (id ? this.remove(id) : undefined)));
+  }
+
+  /** A cancel: nothing more runs here, and the warm containers go now (their running execs end). */
+  async cancel(): Promise<void> {
+    this.cancelled = true;
+    await this.cleanup();
   }
 }

@@ -67,6 +67,31 @@ const json = JSON.stringify({ hello: "world" });
 const enc = new TextEncoder();
 
 describe("authenticate", () => {
+  test("a refused non-member is named on the node's log once per 10 minutes, at most 64 ids (defect 9)", async () => {
+    const logger = memoryLogger();
+    using t = makeApp({ logger });
+    const ask = (who = outsider) =>
+      t.app.request(URL_, {
+        method: "POST",
+        headers: signRequest(who, "POST", URL_, json, t.clock.now()),
+        body: json,
+      });
+    expect((await ask()).status).toBe(403);
+    expect((await ask()).status).toBe(403);
+    const refused = () => logger.lines.filter((l) => l.includes("refused node"));
+    expect(refused()).toEqual([
+      `warn [test] refused node ${outsider.nodeId}: not a member here (to let it in: p2prc --cluster-add ${outsider.nodeId} on the cluster's host, or add it to trusted)`,
+    ]);
+    // a member is not logged; a flood of other ids adds at most 64 lines in the window
+    expect((await ask(member)).status).toBe(200);
+    for (let i = 0; i < 80; i++) await ask(generateIdentity());
+    expect(refused().length).toBe(64);
+    // after 10 minutes the same outsider is named again
+    t.clock.advance(600_000);
+    expect((await ask()).status).toBe(403);
+    expect(refused().length).toBe(65);
+  });
+
   test("a non-member is refused with 403 before its body is read", async () => {
     using t = makeApp();
     const { stream, state } = counted(enc.encode(json));

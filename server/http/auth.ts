@@ -66,6 +66,29 @@ export const isUploadRoute = (method: string, path: string) =>
   method === "PUT" && /^\/v1\/containers\/[^/]+\/files$/.test(path);
 
 /**
+ * Says on this node's log that a non-member was refused (defect 9: neither side said so): once per
+ * claimed id per 10 minutes, and for at most 64 ids per 10 minutes, so a flood of forged ids (the claim
+ * is not verified before the refusal) cannot fill the log.
+ */
+class RefusedLog {
+  private readonly seen = new Map<string, number>();
+  private windowStart = 0;
+  constructor(private readonly logger: Logger) {}
+
+  note(nodeId: string, now: number): void {
+    if (now - this.windowStart >= 600_000) {
+      this.seen.clear();
+      this.windowStart = now;
+    }
+    if (this.seen.has(nodeId) || this.seen.size >= 64) return;
+    this.seen.set(nodeId, now);
+    this.logger.warn(
+      `refused node ${nodeId}: not a member here (to let it in: p2prc --cluster-add ${nodeId} on the cluster's host, or add it to trusted)`,
+    );
+  }
+}
+
+/**
  * Every request but PUBLIC_ROUTES must be signed by a node key (core/signing.ts). The checks
  * run cheapest first, and no body is read before the signer is known to be a member and its signature
  * holds: 401 when headers are missing or malformed, the timestamp is outside ±skew or from before this
@@ -79,6 +102,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
   const buckets = new Map<string, { start: number; count: number }>();
   const uploadSlots = new UploadSlots(o.uploadsPerNode ?? 4, o.uploadQueuePerNode ?? 64);
   const startedAt = o.startedAt ?? o.clock.now();
+  const refusedLog = new RefusedLog(o.logger);
   const unauthenticated = (reason: string, retryable = false) =>
     new P2prcError("E_UNAUTHORIZED", `unauthenticated: ${reason}`, { retryable });
   return async (c, next) => {
@@ -97,6 +121,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
     // Membership of the claimed id first: a non-member costs a Set lookup, no Ed25519 verify, no body
     // read, no nonce or rate-limit entry. A forged header learns only what that id's own key would get.
     if (!o.isMember(h.nodeId)) {
+      refusedLog.note(h.nodeId, now);
       throw new P2prcError(
         "E_FORBIDDEN",
         `node ${h.nodeId.slice(0, 12)}… is not a member of this node's cluster`,
