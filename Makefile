@@ -39,7 +39,7 @@ install: p2prc
 # engine answering and none chosen (DOCKER_HOST, dockerHost), one is brought up as `make test` does.
 run: p2prc
 	./p2prc --dc
-	@env_lines=$$(scripts/engine-for-run.sh) || exit 1; eval "$$env_lines"; exec ./p2prc --as-server
+	@env_lines=$$(test/engine/engine-for-run.sh) || exit 1; eval "$$env_lines"; exec ./p2prc --as-server
 
 test: p2prc
 	test/run.sh

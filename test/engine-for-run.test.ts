@@ -1,5 +1,5 @@
 // Item 6: `make run` on a machine with no engine answering brings one up as `make test` does, and a
-// user's own DOCKER_HOST is kept. scripts/engine-for-run.sh is what the Makefile's run target evals.
+// user's own DOCKER_HOST is kept. test/engine/engine-for-run.sh is what the Makefile's run target evals.
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,7 +11,7 @@ const root = mkdtempSync(join(tmpdir(), "p2prc-run-engine-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 function script(env: Record<string, string>) {
-  const r = Bun.spawnSync([join(ROOT, "scripts/engine-for-run.sh")], {
+  const r = Bun.spawnSync([join(ROOT, "test/engine/engine-for-run.sh")], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -62,7 +62,7 @@ describe("make run's engine", () => {
   test("the Makefile's run target evals it before starting the server", () => {
     const make = readFileSync(join(ROOT, "Makefile"), "utf8");
     const run = make.slice(make.indexOf("\nrun:"), make.indexOf("\ntest:"));
-    expect(run).toContain("scripts/engine-for-run.sh");
+    expect(run).toContain("test/engine/engine-for-run.sh");
     expect(run.indexOf("engine-for-run.sh")).toBeLessThan(run.indexOf("--as-server"));
   });
 });

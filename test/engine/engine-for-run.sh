@@ -9,7 +9,7 @@
 #     earlier, or starts one (installing docker.io first as root on Debian).
 # P2PRC_BIN runs p2prc (default ./p2prc).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 p2prc=${P2PRC_BIN:-./p2prc}
 say() { echo "run: $*" >&2; }
 
