@@ -33,6 +33,11 @@ export interface RelayAgentOptions {
    * owns, for ssh); default: none. A stream that names no port goes to `local` (the node's server).
    */
   allowPort?: (caller: string, port: number) => boolean;
+  /**
+   * A port this node maps for `caller` (`p2prc --mp`): where its streams go (a local service, a
+   * container's published port); undefined: not mapped for that caller. Asked before `allowPort`.
+   */
+  mapped?: (caller: string, port: number) => { host: string; port: number } | undefined;
   /** The relay this node is reachable through changed (undefined: none now). */
   onChange?: (relay: RelayEndpoint | undefined) => void;
 }
@@ -212,10 +217,14 @@ export class RelayAgent implements AsyncDisposable {
     const relayId = this.relay.nodeId ?? "";
     if (!verifySignature(from, helloText(relayId, String(msg.challenge), hello), String(msg.sig)))
       refuse("the caller's hello does not verify");
-    else if (port !== undefined && !(Number.isInteger(port) && this.o.allowPort?.(from, port)))
-      refuse(`port ${port} is not open to this caller`);
     else if (port === undefined) this.openWork(token, this.relay, this.o.local.host, this.o.local.port);
-    else this.openWork(token, this.relay, this.o.portsHost ?? this.o.local.host, port);
+    else {
+      const to = Number.isInteger(port) ? this.o.mapped?.(from, port) : undefined;
+      if (to) this.openWork(token, this.relay, to.host, to.port);
+      else if (Number.isInteger(port) && this.o.allowPort?.(from, port))
+        this.openWork(token, this.relay, this.o.portsHost ?? this.o.local.host, port);
+      else refuse(`port ${port} is not open to this caller`);
+    }
   }
 
   /** A stream asked for: a work connection to the relay, spliced to a new connection to the server. */

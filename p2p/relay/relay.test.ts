@@ -212,6 +212,31 @@ describe("relay", () => {
     expect(echo.accepted()).toBe(0);
   });
 
+  test("a mapped port (p2prc --mp) goes where the mapping says, for the callers it names", async () => {
+    const { echo, relay } = await setup([alice, bob, mallory]);
+    const service = echoServer(); // a service on alice's machine, mapped as port 8080
+    cleanup.push(() => service.stop(true));
+    const agent = new RelayAgent({
+      identity: alice,
+      relays: [relay],
+      local: { host: "127.0.0.1", port: echo.port },
+      clock: systemClock,
+      logger: memoryLogger(),
+      mapped: (caller, port) =>
+        caller === bob.nodeId && port === 8080 ? { host: "127.0.0.1", port: service.port } : undefined,
+    });
+    agent.start();
+    cleanup.push(() => agent.stop());
+    await until(() => agent.current !== undefined, 5000, "tunnel");
+    const mine = await dialThroughRelay({ relay, target: alice.nodeId, identity: bob, port: 8080 });
+    expect((await roundTrip(mine, Buffer.from("GET /"))).toString()).toBe("GET /");
+    expect(service.accepted()).toBe(1);
+    const theirs = dialThroughRelay({ relay, target: alice.nodeId, identity: mallory, port: 8080 });
+    expect(await refusal(theirs)).toBe("E_FORBIDDEN");
+    expect(service.accepted()).toBe(1);
+    expect(echo.accepted()).toBe(0);
+  });
+
   test("a connection that sends no hello is closed after the handshake timeout (on the relay's clock)", async () => {
     const clock = new ManualClock();
     const relay = await startRelay({
