@@ -1,13 +1,16 @@
-import { parseAddress } from "../core/index.ts";
+import { type Cancel, parseAddress } from "../core/index.ts";
 import {
   type ClusterBook,
   offeredRelays,
   type PeerTable,
   type ReachService,
   RelayAgent,
+  type RelayEndpoint,
   type RelayServer,
   startRelay,
 } from "../p2p/index.ts";
+import type { MetaStore } from "../store/index.ts";
+import { RELAY_CURRENT_META, RELAY_PREFERRED_META, readMappings } from "./mappings.ts";
 import type { NodeContext } from "./node.ts";
 
 /** The relay role (config `relay`): members of this node's clusters may keep tunnels here. */
@@ -32,37 +35,81 @@ export async function startRelayRole(
   });
 }
 
+/** The relay agent of a running node and what stops it (with its watch on the mappings). */
+export interface RunningAgent {
+  agent: RelayAgent;
+  stop(): Promise<void>;
+}
+
+/** What the agent needs of the running node besides its context. */
+export interface AgentDeps {
+  table: PeerTable;
+  reach: ReachService;
+  /** Where the mappings (`p2prc --mp`) and the relay `--ra` prefers are kept; the current relay goes there. */
+  meta: MetaStore;
+  /** Whether `id` is a member of this node's clusters (mapped ports are for members only). */
+  isMember: (id: string) => boolean;
+}
+
+/** `relays` with the preferred one (`--ra`) first, when it is among them. */
+function preferring(relays: RelayEndpoint[], preferred: string | undefined): RelayEndpoint[] {
+  const i = preferred ? relays.findIndex((r) => r.nodeId === preferred) : -1;
+  return i <= 0 ? relays : [relays[i] as RelayEndpoint, ...relays.slice(0, i), ...relays.slice(i + 1)];
+}
+
 /**
- * The agent: keeps this node reachable through a relay, splicing streams to `serverPort`, or to a port
- * `allowPort` opens to the caller (its containers' published ports). With config `relays` it runs
- * from the start through them; otherwise, unless `behindNat` is "false", it runs while `reach` says
- * this node is relayed, through the relays members offer in the IP table, nearest first.
+ * The agent: keeps this node reachable through a relay, splicing streams to `serverPort`, to a port
+ * `allowPort` opens to the caller (its containers' published ports), or to a mapping's target
+ * (`p2prc --mp`, members only). With config `relays` it runs from the start through them; otherwise,
+ * unless `behindNat` is "false", it runs while `reach` says this node is relayed, through the relays
+ * members offer in the IP table, the one `--ra` chose first, then nearest first. Once a second it looks
+ * at the mappings: a removed one's streams are closed, and a newly preferred relay is switched to.
  */
 export function startRelayAgent(
   ctx: NodeContext,
   serverPort: number,
   allowPort: (caller: string, port: number) => boolean,
-  auto: { table: PeerTable; reach: ReachService },
-): RelayAgent | undefined {
+  deps: AgentDeps,
+): RunningAgent | undefined {
   const { config } = ctx;
   if (config.relays.length === 0 && config.behindNat === "false") return undefined;
   // an address bound to all interfaces is dialed on loopback
   const dialable = (h: string) => (h === "0.0.0.0" || h === "::" ? "127.0.0.1" : h);
-  const { table, reach } = auto;
+  const { table, reach, meta } = deps;
+  const offered = () =>
+    preferring(
+      offeredRelays(table.views(), (id) => table.record(id)?.record, ctx.identity.nodeId),
+      meta.get(RELAY_PREFERRED_META),
+    );
   const agent = new RelayAgent({
     identity: ctx.identity,
-    relays:
-      config.relays.length > 0
-        ? config.relays.map((r) => parseAddress(r, "relays"))
-        : () => offeredRelays(table.views(), (id) => table.record(id)?.record, ctx.identity.nodeId),
+    relays: config.relays.length > 0 ? config.relays.map((r) => parseAddress(r, "relays")) : offered,
     local: { host: dialable(config.serverHost), port: serverPort },
     portsHost: dialable(config.publishHost || config.serverHost),
     clock: ctx.clock,
     logger: ctx.logger.withTag("relay"),
     allowPort,
+    mapped: (caller, port) =>
+      deps.isMember(caller) ? readMappings(meta).find((m) => m.port === port)?.target : undefined,
   });
-  // the record names the relay this node is reachable through (ReachService re-signs it)
-  agent.subscribe((r) => reach.setRelays(r?.nodeId ? [r.nodeId] : []));
+  // the record names the relay this node is reachable through (ReachService re-signs it), and the
+  // CLI (`--mp`, `p2prc mappings`) prints it from the store
+  agent.subscribe((r) => {
+    reach.setRelays(r?.nodeId ? [r.nodeId] : []);
+    meta.set(RELAY_CURRENT_META, JSON.stringify(r ?? null));
+  });
+  let mapped = new Set(readMappings(meta).map((m) => m.port));
+  const watch: Cancel = ctx.clock.setInterval(() => {
+    const now = new Set(readMappings(meta).map((m) => m.port));
+    for (const port of mapped) if (!now.has(port)) agent.closeMapped(port);
+    mapped = now;
+    const preferred = meta.get(RELAY_PREFERRED_META);
+    const current = agent.current;
+    if (config.relays.length > 0 || !preferred || !current || current.nodeId === preferred) return;
+    if (!offered().some((r) => r.nodeId === preferred)) return;
+    ctx.logger.withTag("relay").info(`relay: switching to ${preferred.slice(0, 12)} (--ra)`);
+    void agent.stop().then(() => agent.start());
+  }, 1000);
   if (config.relays.length > 0) agent.start();
   else {
     // only a change of reach starts or stops it (the agent's own setRelays also notifies)
@@ -75,5 +122,11 @@ export function startRelayAgent(
       else void agent.stop();
     });
   }
-  return agent;
+  return {
+    agent,
+    stop: async () => {
+      watch();
+      await agent.stop();
+    },
+  };
 }

@@ -6,7 +6,7 @@ import type { CommandContext, FlagValues } from "./context.ts";
 import { cittyArgs, FLAGS, type FlagName, flagSpellings } from "./flags.ts";
 import { renderHelp } from "./help.ts";
 import { type CliIO, exitCodeOf, processIO, reportError, usageError } from "./io.ts";
-import { isContainerVerb } from "./verbs.ts";
+import { isContainerVerb, isRelaySubcommand } from "./verbs.ts";
 
 /** Rewrites P2PRC's single-dash long flags (`-dc`, `-touch=x`) to `--dc`; rejects unknown flags. */
 export function normalizeArgs(argv: string[]): string[] {
@@ -95,6 +95,15 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
     if (argv[0] === "batch" || argv[0] === "demo") {
       const { runSubcommand } = await import("./commands/batch.ts");
       return await runSubcommand(
+        argv[0],
+        argv.slice(1).filter((a) => a !== "--debug"),
+        io,
+        options,
+      );
+    }
+    if (isRelaySubcommand(argv[0])) {
+      const { runRelaySubcommand } = await import("./commands/relay.ts");
+      return await runRelaySubcommand(
         argv[0],
         argv.slice(1).filter((a) => a !== "--debug"),
         io,

@@ -13,6 +13,11 @@ export interface ClientDeps extends PeerDeps {
   views: () => PeerView[];
   /** Ids of the nodes the table holds as dead (tombstones): reported as dead, not as unknown. */
   dead?: () => string[];
+  /**
+   * The ssh command for a container's published ssh port on node `nodeId` when the node's own one does
+   * not work from here (a relayed node: an ssh `ProxyCommand` of p2prc); undefined: the node's own.
+   */
+  sshCommand?: ((nodeId: string, port: number) => string | undefined) | undefined;
 }
 
 /** What `--exec-container` prints (`--json`). */
@@ -63,6 +68,8 @@ export async function startContainer(
 ): Promise<StartedContainer> {
   const { target, client, id: nodeId } = await identify(deps, nodeRef, { gpu: body.gpu === true });
   const created = await client.createContainer(body);
+  const via = created.ssh && deps.sshCommand?.(nodeId, created.ssh.port);
+  if (created.ssh && via) created.ssh = { ...created.ssh, command: via };
   deps.tracking.track({
     id: created.id,
     nodeId,

@@ -66,6 +66,8 @@ export class RelayAgent implements AsyncDisposable {
   private timer: Cancel | undefined;
   private watchdog: Cancel | undefined;
   private readonly listeners = new Set<(relay: RelayEndpoint | undefined) => void>();
+  /** Open streams of each mapped port, so that removing a mapping closes them. */
+  private readonly mappedStreams = new Map<number, Set<Socket<Pipe>>>();
 
   constructor(private readonly o: RelayAgentOptions) {
     if (Array.isArray(o.relays) && o.relays.length === 0)
@@ -82,6 +84,7 @@ export class RelayAgent implements AsyncDisposable {
     if (!this.stopped) return;
     this.stopped = false;
     this.run++;
+    this.index = 0; // each run tries the relays in the order given (a preferred relay first)
     void this.connect(this.run);
   }
 
@@ -220,7 +223,7 @@ export class RelayAgent implements AsyncDisposable {
     else if (port === undefined) this.openWork(token, this.relay, this.o.local.host, this.o.local.port);
     else {
       const to = Number.isInteger(port) ? this.o.mapped?.(from, port) : undefined;
-      if (to) this.openWork(token, this.relay, to.host, to.port);
+      if (to) this.openWork(token, this.relay, to.host, to.port, port);
       else if (Number.isInteger(port) && this.o.allowPort?.(from, port))
         this.openWork(token, this.relay, this.o.portsHost ?? this.o.local.host, port);
       else refuse(`port ${port} is not open to this caller`);
@@ -228,7 +231,15 @@ export class RelayAgent implements AsyncDisposable {
   }
 
   /** A stream asked for: a work connection to the relay, spliced to a new connection to the server. */
-  private openWork(token: string, relay: RelayEndpoint, host: string, port: number): void {
+  /** Closes the open streams of mapped port `port` (its mapping was removed); returns how many. */
+  closeMapped(port: number): number {
+    const open = this.mappedStreams.get(port);
+    this.mappedStreams.delete(port);
+    for (const s of open ?? []) s.end();
+    return open?.size ?? 0;
+  }
+
+  private openWork(token: string, relay: RelayEndpoint, host: string, port: number, mapped?: number): void {
     const { identity } = this.o;
     relayConnect(
       relay,
@@ -244,11 +255,18 @@ export class RelayAgent implements AsyncDisposable {
             open: (local) => {
               local.setNoDelay(true);
               this.stats.streams++;
+              if (mapped !== undefined) {
+                const open = this.mappedStreams.get(mapped) ?? new Set();
+                this.mappedStreams.set(mapped, open.add(local));
+              }
               work.splice(local);
             },
             data: (s, chunk) => forward(s, chunk),
             drain: (s) => drained(s),
-            close: (s) => unsplice(s),
+            close: (s) => {
+              if (mapped !== undefined) this.mappedStreams.get(mapped)?.delete(s);
+              unsplice(s);
+            },
             error: (s) => unsplice(s),
             connectError: () => {
               this.stats.streamFailures++;

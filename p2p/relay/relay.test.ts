@@ -229,8 +229,16 @@ describe("relay", () => {
     cleanup.push(() => agent.stop());
     await until(() => agent.current !== undefined, 5000, "tunnel");
     const mine = await dialThroughRelay({ relay, target: alice.nodeId, identity: bob, port: 8080 });
-    expect((await roundTrip(mine, Buffer.from("GET /"))).toString()).toBe("GET /");
+    let closed = false;
+    const echoed = new Promise<string>((resolve) =>
+      mine.attach({ data: (chunk) => resolve(Buffer.from(chunk).toString()), close: () => (closed = true) }),
+    );
+    mine.socket.write("GET /");
+    expect(await echoed).toBe("GET /");
     expect(service.accepted()).toBe(1);
+    // the mapping removed: its open stream is closed
+    expect(agent.closeMapped(8080)).toBe(1);
+    await until(() => closed, 3000, "the mapped stream closed");
     const theirs = dialThroughRelay({ relay, target: alice.nodeId, identity: mallory, port: 8080 });
     expect(await refusal(theirs)).toBe("E_FORBIDDEN");
     expect(service.accepted()).toBe(1);
