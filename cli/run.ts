@@ -92,23 +92,12 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
   const dashes = argv.indexOf("--");
   const debug = (dashes < 0 ? argv : argv.slice(0, dashes)).includes("--debug");
   try {
-    if (argv[0] === "batch" || argv[0] === "demo") {
-      const { runSubcommand } = await import("./commands/batch.ts");
-      return await runSubcommand(
-        argv[0],
-        argv.slice(1).filter((a) => a !== "--debug"),
-        io,
-        options,
-      );
-    }
-    if (isRelaySubcommand(argv[0])) {
-      const { runRelaySubcommand } = await import("./commands/relay.ts");
-      return await runRelaySubcommand(
-        argv[0],
-        argv.slice(1).filter((a) => a !== "--debug"),
-        io,
-        options,
-      );
+    const word = argv[0];
+    if (word === "batch" || word === "demo" || isRelaySubcommand(word)) {
+      const own = argv.slice(1).filter((a) => a !== "--debug");
+      if (isRelaySubcommand(word))
+        return await (await import("./commands/relay.ts")).runRelaySubcommand(word, own, io, options);
+      return await (await import("./commands/batch.ts")).runSubcommand(word, own, io, options);
     }
     if (isContainerVerb(argv[0])) {
       const { runContainerVerb } = await import("./commands/containers.ts");

@@ -15,7 +15,8 @@ import {
   freePort,
   nodeIdentity,
   p2prcCommand,
-  removeNodeNetworks,
+  removeTestNodes,
+  runCommand,
   signedFetch,
   startTestNode,
   waitFor,
@@ -65,14 +66,8 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of procs) if (p.exitCode === null) p.kill(9);
   const docker = new Docker({ socketPath: (process.env.DOCKER_HOST ?? "").replace(/^unix:\/\//, "") });
-  for (const c of await docker.listContainers({
-    all: true,
-    filters: { label: [`p2prc.node=${alice?.nodeId}`] },
-  }))
-    await docker.getContainer(c.Id).remove({ force: true });
-  if (alice) await removeNodeNetworks(docker, [alice.nodeId]);
+  await removeTestNodes(docker, procs, [alice?.nodeId]);
   await bobNode?.stop();
   await alice?.stop();
   await carol?.stop();
@@ -80,16 +75,7 @@ afterAll(async () => {
 });
 
 /** Runs p2prc (the binary, or bun cli/main.ts) as bob would, to its end. */
-async function p2prc(args: string[]) {
-  const proc = Bun.spawn([...p2prcCommand(), ...args], { stdout: "pipe", stderr: "pipe", env: {} });
-  procs.push(proc);
-  const [out, err, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { out, err, code };
-}
+const p2prc = (args: string[]) => runCommand([...p2prcCommand(), ...args], { cwd: root, env: {} }, procs);
 
 test("--touch alice prints an ssh command that works as printed: a ProxyCommand of p2prc through carol", async () => {
   const key = join(root, "id");
@@ -113,26 +99,14 @@ test("--touch alice prints an ssh command that works as printed: a ProxyCommand 
   // as printed, plus what a test needs to run it unattended (no agent, no known_hosts prompt)
   const unattended = command.replace(
     /^ssh /,
-    `ssh -F /dev/null -i ${key} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR `,
+    `ssh -F /dev/null -i ${key} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=5 `,
   );
   const before = carol.relay?.stats.streamsOpened ?? 0;
-  let last = { out: "", err: "", code: -1 };
+  let last = { out: "", err: "", code: -1, errLines: [] as string[] };
   for (const deadline = Date.now() + 20_000; Date.now() < deadline; await Bun.sleep(300)) {
-    const proc = Bun.spawn(["sh", "-c", `${unattended} echo ok-as-printed`], {
-      stdout: "pipe",
-      stderr: "pipe",
-      stdin: "ignore",
-    });
-    procs.push(proc);
-    const timer = setTimeout(() => proc.kill(9), 15_000);
-    const [out, err, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]);
-    clearTimeout(timer);
-    last = { out, err, code };
-    if (code === 0) break;
+    const env = process.env as Record<string, string>;
+    last = await runCommand(["sh", "-c", `${unattended} echo ok-as-printed`], { cwd: root, env }, procs);
+    if (last.code === 0) break;
   }
   expect(last.err).toBe("");
   expect(last.out.trim()).toBe("ok-as-printed");

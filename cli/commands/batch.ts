@@ -1,9 +1,9 @@
 import type { ArgsDef } from "citty";
-import { parseArgs } from "citty";
 import { demoMandelbrot, loadConfig, runBatch } from "../../abstractions/index.ts";
 import { type CliIO, toJson, usageError } from "../io.ts";
 import { progressReporter } from "../progress.ts";
 import type { RunOptions } from "../run.ts";
+import { subcommandArgs } from "../subcommand.ts";
 
 const common: ArgsDef = {
   out: { type: "string", description: "Output directory (batch) or PNG file (demo)" },
@@ -27,26 +27,6 @@ export const SUBCOMMAND_HELP = {
   demo: "p2prc demo mandelbrot --tiles N [--size WxH] [--image ref] --out mandelbrot.png [--nodes <list>]",
 };
 
-function check(argv: string[], def: ArgsDef, usage: string): Record<string, unknown> {
-  const known = new Set(
-    Object.entries(def)
-      .filter(([, d]) => d.type !== "positional")
-      .map(([k]) => k),
-  );
-  for (const a of argv) {
-    if (!a.startsWith("-") || /^-\d/.test(a)) continue;
-    const name = a.replace(/^--?/, "").split("=")[0] as string;
-    if (!a.startsWith("--") || !known.has(name)) throw usageError(`unknown flag ${a.split("=")[0]}`, usage);
-  }
-  try {
-    return parseArgs(argv, def) as Record<string, unknown>;
-  } catch (err) {
-    // citty colours its messages: strip the ANSI colour codes (ESC [ n m) from the one line we print
-    const ansi = new RegExp(`${String.fromCharCode(27)}\\[\\d+m`, "g");
-    throw usageError((err as Error).message.replace(ansi, ""), usage);
-  }
-}
-
 function positiveInt(name: string, raw: unknown, fallback?: number): number {
   if (raw === undefined && fallback !== undefined) return fallback;
   const n = Number(raw);
@@ -62,11 +42,8 @@ export async function runSubcommand(
   io: CliIO,
   options: RunOptions,
 ): Promise<number> {
-  if (argv.includes("-h") || argv.includes("--help")) {
-    io.out(`usage: ${SUBCOMMAND_HELP[name]}`);
-    return 0;
-  }
-  const args = check(argv, name === "batch" ? BATCH_ARGS : DEMO_ARGS, SUBCOMMAND_HELP[name]);
+  const args = subcommandArgs(argv, name === "batch" ? BATCH_ARGS : DEMO_ARGS, SUBCOMMAND_HELP[name], io);
+  if (!args) return 0;
   const json = args.json === true;
   const node = { configDir: args["config-dir"] as string | undefined, env: options.env ?? process.env };
   const nodes =

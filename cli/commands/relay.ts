@@ -1,7 +1,6 @@
 // The CLI side of the relay: `--mp` (P2PRC's MAPPort) and the subcommands `proxy` (ssh's
 // ProxyCommand), `forward` (a loopback listener for a relayed node's port) and `mappings`.
 import type { ArgsDef } from "citty";
-import { parseArgs } from "citty";
 import {
   forwardPort,
   listMappings,
@@ -15,6 +14,7 @@ import { P2prcError } from "../../core/index.ts";
 import { type Command, stringFlag } from "../context.ts";
 import { type CliIO, toJson, usageError, writeRaw } from "../io.ts";
 import type { RunOptions } from "../run.ts";
+import { subcommandArgs } from "../subcommand.ts";
 import { RELAY_HELP, type RelaySubcommand } from "../verbs.ts";
 
 function port(raw: unknown, what: string, usage: string): number {
@@ -88,20 +88,6 @@ const ARGS: Record<RelaySubcommand, ArgsDef> = {
   },
 };
 
-function parse(name: RelaySubcommand, argv: string[]): Record<string, unknown> {
-  const def: ArgsDef = {
-    ...ARGS[name],
-    "config-dir": { type: "string", description: "Node home directory" },
-  };
-  for (const a of argv) {
-    if (!a.startsWith("-") || /^-\d/.test(a)) continue;
-    const flag = a.replace(/^--?/, "").split("=")[0] as string;
-    if (!a.startsWith("--") || !(flag in def) || def[flag]?.type === "positional")
-      throw usageError(`unknown flag ${a.split("=")[0]}`, RELAY_HELP[name]);
-  }
-  return parseArgs(argv, def) as Record<string, unknown>;
-}
-
 /** `p2prc proxy|forward|mappings …` */
 export async function runRelaySubcommand(
   name: RelaySubcommand,
@@ -109,11 +95,12 @@ export async function runRelaySubcommand(
   io: CliIO,
   options: RunOptions,
 ): Promise<number> {
-  if (argv.includes("-h") || argv.includes("--help")) {
-    io.out(`usage: ${RELAY_HELP[name]}`);
-    return 0;
-  }
-  const args = parse(name, argv);
+  const def: ArgsDef = {
+    ...ARGS[name],
+    "config-dir": { type: "string", description: "Node home directory" },
+  };
+  const args = subcommandArgs(argv, def, RELAY_HELP[name], io);
+  if (!args) return 0;
   const node = { configDir: args["config-dir"] as string | undefined, env: options.env ?? process.env };
   const usage = RELAY_HELP[name];
   if (name === "proxy") {

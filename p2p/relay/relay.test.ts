@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { generateIdentity, isP2prcError, ManualClock, memoryLogger, systemClock } from "../../core/index.ts";
-import { RelayAgent } from "./agent.ts";
+import { RelayAgent, type RelayAgentOptions } from "./agent.ts";
 import { relayConnect } from "./connect.ts";
 import { dialThroughRelay } from "./dial.ts";
 import { echoServer, relayFor, roundTrip, until } from "./fixtures.ts";
@@ -18,7 +18,12 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-function agentFor(who: typeof alice, relays: { host: string; port: number }[], localPort: number) {
+function agentFor(
+  who: typeof alice,
+  relays: { host: string; port: number }[],
+  localPort: number,
+  extra: Partial<RelayAgentOptions> = {},
+) {
   const agent = new RelayAgent({
     identity: who,
     relays,
@@ -27,6 +32,7 @@ function agentFor(who: typeof alice, relays: { host: string; port: number }[], l
     logger: memoryLogger(),
     backoffMinMs: 20,
     backoffMaxMs: 200,
+    ...extra,
   });
   agent.start();
   cleanup.push(() => agent.stop());
@@ -188,16 +194,9 @@ describe("relay", () => {
     const { echo, relay } = await setup([alice, bob, mallory]);
     const sshd = echoServer(); // a container's published port, bob's
     cleanup.push(() => sshd.stop(true));
-    const agent = new RelayAgent({
-      identity: alice,
-      relays: [relay],
-      local: { host: "127.0.0.1", port: echo.port },
-      clock: systemClock,
-      logger: memoryLogger(),
+    const agent = agentFor(alice, [relay], echo.port, {
       allowPort: (caller, port) => caller === bob.nodeId && port === sshd.port,
     });
-    agent.start();
-    cleanup.push(() => agent.stop());
     await until(() => agent.current !== undefined, 5000, "tunnel");
     const mine = await dialThroughRelay({ relay, target: alice.nodeId, identity: bob, port: sshd.port });
     expect((await roundTrip(mine, Buffer.from("SSH-2.0"))).toString()).toBe("SSH-2.0");
@@ -216,17 +215,10 @@ describe("relay", () => {
     const { echo, relay } = await setup([alice, bob, mallory]);
     const service = echoServer(); // a service on alice's machine, mapped as port 8080
     cleanup.push(() => service.stop(true));
-    const agent = new RelayAgent({
-      identity: alice,
-      relays: [relay],
-      local: { host: "127.0.0.1", port: echo.port },
-      clock: systemClock,
-      logger: memoryLogger(),
+    const agent = agentFor(alice, [relay], echo.port, {
       mapped: (caller, port) =>
         caller === bob.nodeId && port === 8080 ? { host: "127.0.0.1", port: service.port } : undefined,
     });
-    agent.start();
-    cleanup.push(() => agent.stop());
     await until(() => agent.current !== undefined, 5000, "tunnel");
     const mine = await dialThroughRelay({ relay, target: alice.nodeId, identity: bob, port: 8080 });
     let closed = false;
