@@ -10,6 +10,8 @@ import { init, type NodeOptions } from "./node.ts";
 export const MAPPINGS_META = "relay.mappings";
 export const RELAY_CURRENT_META = "relay.current";
 export const RELAY_PREFERRED_META = "relay.preferred";
+/** The relay's answers for the public mappings: `[{port, public?, error?}]` (written by the node). */
+export const RELAY_PUBLISHED_META = "relay.published";
 
 /** One mapping: members who ask for `port` through the relay reach `target` on this machine. */
 export interface Mapping {
@@ -17,8 +19,8 @@ export interface Mapping {
   target: { host: string; port: number };
   /** The container whose port this is (`--id`), if any. */
   container?: string | undefined;
-  /** Who may use it: members of this node's clusters (public mappings are not built yet). */
-  access: "members";
+  /** Who may use it: members of this node's clusters, or (`--public`) anyone, at a public port of the relay. */
+  access: "members" | "public";
   createdAt: number;
 }
 
@@ -29,6 +31,8 @@ export interface MappingView extends Mapping {
   relay: RelayEndpoint | undefined;
   /** What a member runs to reach it on a local port. */
   forward: string;
+  /** A public mapping: its address on the relay (`host:port`), or why the relay refused it. */
+  public?: { address?: string; error?: string } | undefined;
 }
 
 /** The mappings held in `meta` (none when unset or unreadable). */
@@ -50,12 +54,35 @@ export function currentRelay(meta: MetaStore): RelayEndpoint | undefined {
   }
 }
 
+/** The relay's answer for public mapping `port`, if it gave one. */
+function publicAnswer(meta: MetaStore, port: number): { public?: number; error?: string } | undefined {
+  try {
+    const all = JSON.parse(meta.get(RELAY_PUBLISHED_META) ?? "[]") as {
+      port: number;
+      public?: number;
+      error?: string;
+    }[];
+    return all.find((a) => a.port === port);
+  } catch {
+    return undefined;
+  }
+}
+
 function view(store: Store, nodeId: string, m: Mapping): MappingView {
+  const relay = currentRelay(store.meta);
+  const answer = m.access === "public" && relay ? publicAnswer(store.meta, m.port) : undefined;
   return {
     ...m,
     node: nodeId,
-    relay: currentRelay(store.meta),
+    relay,
     forward: `p2prc forward ${nodeId} ${m.port} --local ${m.port}`,
+    ...(answer
+      ? {
+          public: answer.public
+            ? { address: `${relay?.host}:${answer.public}` }
+            : { error: answer.error ?? "refused" },
+        }
+      : {}),
   };
 }
 
@@ -73,12 +100,15 @@ export interface MapPortOptions {
   container?: string | undefined;
   /** The relay to prefer (its node id, as the IP table resolves `--ra`). */
   relayId?: string | undefined;
+  /** Open it to anyone at a public port of the relay (`--public`), not only to members. */
+  public?: boolean | undefined;
 }
 
 /**
- * `p2prc --mp <port> [--id <container>] [--ra <node>]`: maps a port of this machine (127.0.0.1) or a
- * container's for the members of this node's clusters. Mapping a port again to the same target is a
- * no-op; to another target, E_CONFLICT.
+ * `p2prc --mp <port> [--id <container>] [--ra <node>] [--public]`: maps a port of this machine
+ * (127.0.0.1) or a container's for the members of this node's clusters, or for anyone at a public port
+ * of the relay. Mapping a port again to the same target sets who may use it; to another target,
+ * E_CONFLICT.
  */
 export function mapPort(options: NodeOptions, o: MapPortOptions): MappingView {
   checkPort(o.port, "--mp");
@@ -104,6 +134,7 @@ export function mapPort(options: NodeOptions, o: MapPortOptions): MappingView {
       const host = ctx.config.publishHost || ctx.config.serverHost;
       target = { host: ["0.0.0.0", "::", ""].includes(host) ? "127.0.0.1" : host, port: published.external };
     }
+    const access = o.public ? "public" : "members";
     const all = readMappings(store.meta);
     const old = all.find((m) => m.port === o.port);
     if (old && (old.target.host !== target.host || old.target.port !== target.port))
@@ -112,15 +143,18 @@ export function mapPort(options: NodeOptions, o: MapPortOptions): MappingView {
         `port ${o.port} is already mapped to ${old.container ? `container ${old.container}` : `${old.target.host}:${old.target.port}`}`,
         { field: "mp", hint: `remove it first: p2prc mappings rm ${o.port}` },
       );
-    const mapping: Mapping = old ?? {
-      port: o.port,
-      target,
-      ...(o.container !== undefined ? { container: o.container } : {}),
-      access: "members",
-      createdAt: ctx.clock.now(),
-    };
+    const mapping: Mapping = old
+      ? { ...old, access }
+      : {
+          port: o.port,
+          target,
+          ...(o.container !== undefined ? { container: o.container } : {}),
+          access,
+          createdAt: ctx.clock.now(),
+        };
     store.transaction(() => {
-      if (!old) store.meta.set(MAPPINGS_META, JSON.stringify([...all, mapping]));
+      if (old?.access !== access)
+        store.meta.set(MAPPINGS_META, JSON.stringify([...all.filter((m) => m !== old), mapping]));
       if (o.relayId) store.meta.set(RELAY_PREFERRED_META, o.relayId);
     });
     return view(store, ctx.identity.nodeId, mapping);

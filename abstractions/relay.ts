@@ -10,7 +10,7 @@ import {
   startRelay,
 } from "../p2p/index.ts";
 import type { MetaStore } from "../store/index.ts";
-import { RELAY_CURRENT_META, RELAY_PREFERRED_META, readMappings } from "./mappings.ts";
+import { RELAY_CURRENT_META, RELAY_PREFERRED_META, RELAY_PUBLISHED_META, readMappings } from "./mappings.ts";
 import type { NodeContext } from "./node.ts";
 
 /** The relay role (config `relay`): members of this node's clusters may keep tunnels here. */
@@ -29,6 +29,9 @@ export async function startRelayRole(
       maxTunnels: c.relayMaxTunnels,
       maxStreamsPerMember: c.relayMaxStreamsPerMember,
       idleTimeoutMs: c.relayIdleTimeoutMs,
+      maxPublicPorts: c.relayMaxPublicPorts,
+      publicPortMin: c.relayPublicPortMin,
+      publicPortMax: c.relayPublicPortMax,
     },
     clock: ctx.clock,
     logger: ctx.logger.withTag("relay"),
@@ -89,8 +92,11 @@ export function startRelayAgent(
     clock: ctx.clock,
     logger: ctx.logger.withTag("relay"),
     allowPort,
-    mapped: (caller, port) =>
-      deps.isMember(caller) ? readMappings(meta).find((m) => m.port === port)?.target : undefined,
+    mapped: (caller, port) => {
+      const m = readMappings(meta).find((x) => x.port === port);
+      const allowed = m?.access === "public" || (caller !== undefined && deps.isMember(caller));
+      return allowed ? m?.target : undefined;
+    },
   });
   // the record names the relay this node is reachable through (ReachService re-signs it), and the
   // CLI (`--mp`, `p2prc mappings`) prints it from the store
@@ -98,11 +104,20 @@ export function startRelayAgent(
     reach.setRelays(r?.nodeId ? [r.nodeId] : []);
     meta.set(RELAY_CURRENT_META, JSON.stringify(r ?? null));
   });
-  let mapped = new Set(readMappings(meta).map((m) => m.port));
-  const watch: Cancel = ctx.clock.setInterval(() => {
-    const now = new Set(readMappings(meta).map((m) => m.port));
-    for (const port of mapped) if (!now.has(port)) agent.closeMapped(port);
+  let mapped = new Map(readMappings(meta).map((m) => [m.port, m.access]));
+  let published = "";
+  const sync = () => {
+    const now = new Map(readMappings(meta).map((m) => [m.port, m.access]));
+    // removed, or no longer public: its open streams close (members reconnect, strangers cannot)
+    for (const [port, access] of mapped) if (now.get(port) !== access) agent.closeMapped(port);
     mapped = now;
+    agent.publish([...now].flatMap(([port, access]) => (access === "public" ? [port] : [])));
+    const answers = JSON.stringify(agent.published());
+    if (answers !== published) meta.set(RELAY_PUBLISHED_META, (published = answers));
+  };
+  sync();
+  const watch: Cancel = ctx.clock.setInterval(() => {
+    sync();
     const preferred = meta.get(RELAY_PREFERRED_META);
     const current = agent.current;
     if (config.relays.length > 0 || !preferred || !current || current.nodeId === preferred) return;

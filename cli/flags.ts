@@ -49,6 +49,10 @@ export const MODIFIERS = {
     valueHint: "node",
     description: "The relay to map the port through (--mp)",
   },
+  public: {
+    type: "boolean",
+    description: "Map the port for anyone at a public port of the relay, not only members (--mp)",
+  },
   "domain-name": {
     type: "string",
     alias: ["dn", "DomainName"],

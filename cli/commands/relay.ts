@@ -31,8 +31,12 @@ function line(m: MappingView): string {
   const what = m.container
     ? `container ${m.container} (${m.target.host}:${m.target.port})`
     : `${m.target.host}:${m.target.port}`;
+  const who =
+    m.access === "public"
+      ? `public ${m.public?.address ?? m.public?.error ?? "(waiting for the relay)"}, and `
+      : "";
   const via = m.relay
-    ? `members via relay ${m.relay.nodeId?.slice(0, 12) ?? ""} ${m.relay.host}:${m.relay.port}`
+    ? `${who}members via relay ${m.relay.nodeId?.slice(0, 12) ?? ""} ${m.relay.host}:${m.relay.port}`
     : "members, once this node is relayed (it is not now)";
   return `${m.port}  → ${what}  ${via}`;
 }
@@ -41,6 +45,7 @@ function printMapping(io: CliIO, m: MappingView): void {
   io.out(`mapped:  ${line(m)}`);
   io.out(`node:    ${m.node}`);
   io.out(`members: ${m.forward}`);
+  if (m.public?.address) io.out(`public:  ${m.public.address}  (anyone)`);
 }
 
 /** `--mp <port>` / `--MAPPort` [--id <container>] [--ra <node>]: a port members reach through the relay. */
@@ -50,7 +55,7 @@ export const mapPortCommand: Command = async (ctx) => {
   if (stringFlag(ctx, "domain-name") !== undefined)
     throw new P2prcError(
       "E_NOT_AVAILABLE",
-      "--dn is not supported yet: mappings are for members only (public mappings and Host routing are not built)",
+      "--dn is not supported yet: HTTP Host routing on the relay is not built (--public gives a port)",
     );
   const raw = stringFlag(ctx, "map-port") as string;
   const usage = "p2prc --mp <port> [--id <container>] [--ra <relay node>]";
@@ -61,9 +66,16 @@ export const mapPortCommand: Command = async (ctx) => {
     const { node } = await routeTo(ctx.node, ra);
     relayId = node.id;
   }
-  const m = mapPort(ctx.node, { port: p, container: stringFlag(ctx, "id"), relayId });
+  const isPublic = ctx.flags.public === true;
+  let m = mapPort(ctx.node, { port: p, container: stringFlag(ctx, "id"), relayId, public: isPublic });
+  // the running node asks its relay for a public port within a second: wait a little for the answer
+  for (let i = 0; i < 30 && isPublic && m.relay && !m.public; i++) {
+    await Bun.sleep(100);
+    m = listMappings(ctx.node).find((x) => x.port === p) ?? m;
+  }
   if (ctx.json) return ctx.io.out(toJson(m));
   printMapping(ctx.io, m);
+  if (m.public?.error) throw new P2prcError("E_LIMIT", `the relay refused a public port: ${m.public.error}`);
   if (relayId && m.relay?.nodeId !== relayId)
     ctx.io.err(
       `note: the node switches to relay ${relayId.slice(0, 12)} within a second if it offers to relay`,

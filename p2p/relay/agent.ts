@@ -35,9 +35,10 @@ export interface RelayAgentOptions {
   allowPort?: (caller: string, port: number) => boolean;
   /**
    * A port this node maps for `caller` (`p2prc --mp`): where its streams go (a local service, a
-   * container's published port); undefined: not mapped for that caller. Asked before `allowPort`.
+   * container's published port); undefined: not mapped for that caller. Asked before `allowPort`;
+   * `caller` undefined: a connection to the relay's public port for it (anyone).
    */
-  mapped?: (caller: string, port: number) => { host: string; port: number } | undefined;
+  mapped?: (caller: string | undefined, port: number) => { host: string; port: number } | undefined;
   /** The relay this node is reachable through changed (undefined: none now). */
   onChange?: (relay: RelayEndpoint | undefined) => void;
 }
@@ -66,6 +67,9 @@ export class RelayAgent implements AsyncDisposable {
   private timer: Cancel | undefined;
   private watchdog: Cancel | undefined;
   private readonly listeners = new Set<(relay: RelayEndpoint | undefined) => void>();
+  /** Mapped ports to keep public on the relay (`publish`), and what the relay answered for each. */
+  private publicWanted = new Set<number>();
+  private readonly publicPorts = new Map<number, { public?: number; error?: string }>();
   /** Open streams of each mapped port, so that removing a mapping closes them. */
   private readonly mappedStreams = new Map<number, Set<Socket<Pipe>>>();
 
@@ -176,6 +180,8 @@ export class RelayAgent implements AsyncDisposable {
         close: () => this.lost(run, where, conn.socket),
       });
       logger.info(`relay: reachable through ${where}`);
+      this.publicPorts.clear();
+      for (const port of this.publicWanted) conn.socket.write(`${JSON.stringify({ t: "publish", port })}\n`);
       this.changed(this.relay);
     } catch (err) {
       this.stats.failures++;
@@ -198,20 +204,63 @@ export class RelayAgent implements AsyncDisposable {
     this.retry(run, this.o.backoffMinMs ?? 250);
   }
 
+  /**
+   * The mapped ports the relay should keep public (`p2prc --mp --public`): the relay is asked for each
+   * new one, and to close each one no longer listed; asked again after each reconnection.
+   */
+  publish(ports: Iterable<number>): void {
+    const wanted = new Set(ports);
+    for (const port of this.publicWanted)
+      if (!wanted.has(port)) {
+        this.publicPorts.delete(port);
+        this.control?.write(`${JSON.stringify({ t: "unpublish", port })}\n`);
+      }
+    for (const port of wanted)
+      if (!this.publicWanted.has(port)) this.control?.write(`${JSON.stringify({ t: "publish", port })}\n`);
+    this.publicWanted = wanted;
+  }
+
+  /** Each public mapped port with the relay's public port for it, or its refusal. */
+  published(): { port: number; public?: number; error?: string }[] {
+    return [...this.publicPorts].map(([port, r]) => ({ port, ...r }));
+  }
+
   private onMessage(line: string, control: Socket<Pipe>): void {
-    let msg: { t?: string; token?: string; from?: string; port?: number; challenge?: string; sig?: string };
+    let msg: {
+      t?: string;
+      token?: string;
+      from?: string;
+      port?: number;
+      challenge?: string;
+      sig?: string;
+      public?: unknown;
+      ok?: boolean;
+      message?: string;
+    };
     try {
       msg = JSON.parse(line);
     } catch {
       return;
     }
     if (msg.t === "ping") control.write('{"t":"pong"}\n');
+    if (msg.t === "published" && Number.isInteger(msg.port) && this.publicWanted.has(msg.port as number)) {
+      const answer = msg.ok ? { public: Number(msg.public) } : { error: String(msg.message).slice(0, 200) };
+      this.publicPorts.set(msg.port as number, answer);
+    }
     const token = msg.token;
     if (msg.t !== "open" || typeof token !== "string" || !/^[0-9a-f]{32}$/.test(token) || !this.relay) return;
     const refuse = (message: string) => {
       this.stats.streamFailures++;
       control.write(`${JSON.stringify({ t: "refuse", token, message })}\n`);
     };
+    if (msg.public === true) {
+      // a connection to the relay's public port for a mapping: allowed only while that mapping is public
+      const port = msg.port;
+      const to = Number.isInteger(port) ? this.o.mapped?.(undefined, port as number) : undefined;
+      if (to) this.openWork(token, this.relay, to.host, to.port, port);
+      else refuse(`port ${port} is not public`);
+      return;
+    }
     // The caller's own signed hello, over the challenge of its connection to this (proven) relay:
     // the relay cannot make up who asked, nor for which port.
     const from = String(msg.from);

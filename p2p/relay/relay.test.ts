@@ -237,6 +237,72 @@ describe("relay", () => {
     expect(echo.accepted()).toBe(0);
   });
 
+  test("a public mapping: the relay opens a port in its range for it, within its limit, and closes it", async () => {
+    const { echo, relay } = await setup([alice, bob], {
+      maxPublicPorts: 1,
+      publicPortMin: 0,
+      publicPortMax: 0,
+    });
+    const service = echoServer();
+    cleanup.push(() => service.stop(true));
+    let isPublic = true;
+    const agent = agentFor(alice, [relay], echo.port, {
+      mapped: (caller, port) =>
+        port === 8080 && (isPublic || caller !== undefined)
+          ? { host: "127.0.0.1", port: service.port }
+          : undefined,
+    });
+    await until(() => agent.current !== undefined, 5000, "tunnel");
+    agent.publish([8080]);
+    await until(() => agent.published().length === 1, 3000, "the relay's answer");
+    const publicPort = agent.published()[0]?.public as number;
+    expect(publicPort).toBeGreaterThan(0);
+    expect(relay.stats.publicPorts).toBe(1);
+    // anyone: a plain TCP connection, no hello
+    const echoed = await new Promise<string>((resolve) => {
+      void Bun.connect({
+        hostname: "127.0.0.1",
+        port: publicPort,
+        socket: { open: (s) => void s.write("hi"), data: (_s, d) => resolve(Buffer.from(d).toString()) },
+      });
+    });
+    expect(echoed).toBe("hi");
+    // a second one is over the relay's limit: refused, counted
+    agent.publish([8080, 9090]);
+    await until(() => agent.published().length === 2, 3000, "the second answer");
+    expect(agent.published().find((p) => p.port === 9090)?.error).toBe(
+      "relay at its limit of 1 public ports",
+    );
+    expect(relay.stats.refused.publicLimit).toBe(1);
+    // no longer public at the node: the node refuses, nothing reaches the service
+    isPublic = false;
+    const closed = await new Promise<string>((resolve) => {
+      void Bun.connect({
+        hostname: "127.0.0.1",
+        port: publicPort,
+        socket: {
+          open: (s) => void s.write("x"),
+          data: () => resolve("answered"),
+          close: () => resolve("closed"),
+        },
+      });
+    });
+    expect(closed).toBe("closed");
+    expect(service.accepted()).toBe(1);
+    // unpublished: the port closes
+    agent.publish([]);
+    await until(() => relay.stats.publicPorts === 0, 3000, "the public port closed");
+    const refused = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: publicPort,
+      socket: { data: () => {} },
+    }).then(
+      () => "connected",
+      () => "refused",
+    );
+    expect(refused).toBe("refused");
+  });
+
   test("a connection that sends no hello is closed after the handshake timeout (on the relay's clock)", async () => {
     const clock = new ManualClock();
     const relay = await startRelay({
