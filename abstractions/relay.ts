@@ -109,15 +109,25 @@ export function startRelayAgent(
   const sync = () => {
     const now = new Map(readMappings(meta).map((m) => [m.port, m.access]));
     // removed, or no longer public: its open streams close (members reconnect, strangers cannot)
-    for (const [port, access] of mapped) if (now.get(port) !== access) agent.closeMapped(port);
+    // (the agent's own list too: a mapping added and removed between two looks had streams as well)
+    for (const port of agent.mappedPorts()) {
+      const was = mapped.get(port);
+      if (!now.has(port) || (was !== undefined && was !== now.get(port))) agent.closeMapped(port);
+    }
     mapped = now;
     agent.publish([...now].flatMap(([port, access]) => (access === "public" ? [port] : [])));
     const answers = JSON.stringify(agent.published());
-    if (answers !== published) meta.set(RELAY_PUBLISHED_META, (published = answers));
+    if (answers === published) return;
+    published = answers;
+    meta.set(RELAY_PUBLISHED_META, answers);
   };
   sync();
   const watch: Cancel = ctx.clock.setInterval(() => {
-    sync();
+    try {
+      sync();
+    } catch (err) {
+      ctx.logger.withTag("relay").warn(`relay: mappings: ${(err as Error).message}`); // a busy store: next time
+    }
     const preferred = meta.get(RELAY_PREFERRED_META);
     const current = agent.current;
     if (config.relays.length > 0 || !preferred || !current || current.nodeId === preferred) return;

@@ -29,12 +29,18 @@ let alice: RunningNode; // behind the NAT
 let bobNode: RunningNode;
 const procs: Subprocess[] = [];
 
+let publicPort: number; // the one public port carol may open
+
 beforeAll(async () => {
+  publicPort = await freePort();
   const aliceId = nodeIdentity(join(root, "alice")).nodeId;
   ({ node: carol } = await startTestNode(join(root, "carol"), {
     tls: true,
     relay: true,
     relayPort: await freePort(),
+    relayMaxPublicPorts: 1,
+    relayPublicPortMin: publicPort,
+    relayPublicPortMax: publicPort,
     trusted: [aliceId, bob.nodeId],
   }));
   ({ node: alice } = await startTestNode(join(root, "alice"), {
@@ -57,9 +63,10 @@ beforeAll(async () => {
       const res = await signedFetch(bob, `${bobNode.url}/v1/p2p/table`, {
         tls: pinnedTls(bobNode.certPem as string),
       });
-      const { nodes } = (await res.json()) as { nodes: { id: string; reach?: string }[] };
+      const { nodes } = (await res.json()) as { nodes: { id: string; reach?: string; relays?: string[] }[] };
       const a = nodes.find((n) => n.id === alice.nodeId);
-      return a?.reach === "relay" && nodes.some((n) => n.id === carol.nodeId) ? true : undefined;
+      const named = a?.reach === "relay" && a.relays?.includes(carol.nodeId);
+      return named && nodes.some((n) => n.id === carol.nodeId) ? true : undefined;
     },
     20_000,
   );
@@ -149,6 +156,7 @@ test("alice's --mp: members reach her service through carol with p2prc forward; 
     procs.push(fwd);
     const reader = fwd.stdout.getReader();
     const first = new TextDecoder().decode((await reader.read()).value);
+    if (!first) throw new Error(`p2prc forward: ${await new Response(fwd.stderr).text()}`);
     expect(first).toContain(`forwarding 127.0.0.1:${local} →`);
     expect(await (await fetch(`http://127.0.0.1:${local}/`)).text()).toBe("hello from alice");
 
@@ -213,6 +221,43 @@ test("alice's --mp: members reach her service through carol with p2prc forward; 
     ).toBe("refused");
     fwd.kill("SIGTERM");
     expect(await fwd.exited).toBe(0);
+  } finally {
+    service.stop(true);
+  }
+}, 60_000);
+
+test("alice's --mp --public: anyone reaches it at carol's public port, within carol's limit; rm closes it", async () => {
+  const service = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("public hello") });
+  try {
+    const out: string[] = [];
+    const io = { out: (t: string) => out.push(t), err: (t: string) => out.push(`ERR ${t}`) };
+    const aliceHome = ["--config-dir", join(root, "alice")];
+    expect(await runCli(["--mp", String(service.port), "--public", ...aliceHome], { io, env: {} })).toBe(0);
+    expect(out.join("\n")).toContain(`public:  127.0.0.1:${publicPort}  (anyone)`);
+    // anyone: plain HTTP to the relay's port, no key
+    expect(await (await fetch(`http://127.0.0.1:${publicPort}/`)).text()).toBe("public hello");
+    // carol opens one public port at most: a second public mapping is refused, in one line
+    const other = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("no") });
+    const otherPort = String(other.port);
+    out.length = 0;
+    expect(await runCli(["--mp", otherPort, "--public", ...aliceHome], { io, env: {} })).toBe(1);
+    expect(out.at(-1)).toBe(
+      "ERR p2prc: the relay refused a public port: relay at its limit of 1 public ports",
+    );
+    other.stop(true);
+    expect(await runCli(["mappings", "rm", otherPort, ...aliceHome], { io, env: {} })).toBe(0);
+    expect(await runCli(["mappings", "rm", String(service.port), ...aliceHome], { io, env: {} })).toBe(0);
+    await waitFor(
+      "the public port closed",
+      async () => (carol.relay?.stats.publicPorts === 0 ? true : undefined),
+      5000,
+    );
+    expect(
+      await fetch(`http://127.0.0.1:${publicPort}/`).then(
+        () => "answered",
+        () => "refused",
+      ),
+    ).toBe("refused");
   } finally {
     service.stop(true);
   }

@@ -280,6 +280,11 @@ export class RelayAgent implements AsyncDisposable {
   }
 
   /** A stream asked for: a work connection to the relay, spliced to a new connection to the server. */
+  /** The mapped ports that have open streams now. */
+  mappedPorts(): number[] {
+    return [...this.mappedStreams].flatMap(([port, open]) => (open.size > 0 ? [port] : []));
+  }
+
   /** Closes the open streams of mapped port `port` (its mapping was removed); returns how many. */
   closeMapped(port: number): number {
     const open = this.mappedStreams.get(port);
