@@ -19,6 +19,8 @@ export interface Mapping {
   target: { host: string; port: number };
   /** The container whose port this is (`--id`), if any. */
   container?: string | undefined;
+  /** A public mapping routed by this Host on the relay's HTTP port (`--dn`), not a port of its own. */
+  domain?: string | undefined;
   /** Who may use it: members of this node's clusters, or (`--public`) anyone, at a public port of the relay. */
   access: "members" | "public";
   createdAt: number;
@@ -79,7 +81,11 @@ function view(store: Store, nodeId: string, m: Mapping): MappingView {
     ...(answer
       ? {
           public: answer.public
-            ? { address: `${relay?.host}:${answer.public}` }
+            ? {
+                address: m.domain
+                  ? `http://${m.domain}:${answer.public}/ (Host ${m.domain} at ${relay?.host}:${answer.public})`
+                  : `${relay?.host}:${answer.public}`,
+              }
             : { error: answer.error ?? "refused" },
         }
       : {}),
@@ -102,6 +108,8 @@ export interface MapPortOptions {
   relayId?: string | undefined;
   /** Open it to anyone at a public port of the relay (`--public`), not only to members. */
   public?: boolean | undefined;
+  /** Route it by this Host on the relay's HTTP port (`--dn`; implies `public`). */
+  domain?: string | undefined;
 }
 
 /**
@@ -134,7 +142,8 @@ export function mapPort(options: NodeOptions, o: MapPortOptions): MappingView {
       const host = ctx.config.publishHost || ctx.config.serverHost;
       target = { host: ["0.0.0.0", "::", ""].includes(host) ? "127.0.0.1" : host, port: published.external };
     }
-    const access = o.public ? "public" : "members";
+    const access = o.public || o.domain ? "public" : "members";
+    const domain = o.domain?.toLowerCase();
     const all = readMappings(store.meta);
     const old = all.find((m) => m.port === o.port);
     if (old && (old.target.host !== target.host || old.target.port !== target.port))
@@ -143,17 +152,18 @@ export function mapPort(options: NodeOptions, o: MapPortOptions): MappingView {
         `port ${o.port} is already mapped to ${old.container ? `container ${old.container}` : `${old.target.host}:${old.target.port}`}`,
         { field: "mp", hint: `remove it first: p2prc mappings rm ${o.port}` },
       );
-    const mapping: Mapping = old
-      ? { ...old, access }
-      : {
-          port: o.port,
-          target,
-          ...(o.container !== undefined ? { container: o.container } : {}),
-          access,
-          createdAt: ctx.clock.now(),
-        };
+    const mapping: Mapping = {
+      ...(old ?? {
+        port: o.port,
+        target,
+        ...(o.container !== undefined ? { container: o.container } : {}),
+        createdAt: ctx.clock.now(),
+      }),
+      access,
+      domain,
+    };
     store.transaction(() => {
-      if (old?.access !== access)
+      if (old?.access !== access || old.domain !== domain)
         store.meta.set(MAPPINGS_META, JSON.stringify([...all.filter((m) => m !== old), mapping]));
       if (o.relayId) store.meta.set(RELAY_PREFERRED_META, o.relayId);
     });

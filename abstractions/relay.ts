@@ -10,7 +10,13 @@ import {
   startRelay,
 } from "../p2p/index.ts";
 import type { MetaStore } from "../store/index.ts";
-import { RELAY_CURRENT_META, RELAY_PREFERRED_META, RELAY_PUBLISHED_META, readMappings } from "./mappings.ts";
+import {
+  type Mapping,
+  RELAY_CURRENT_META,
+  RELAY_PREFERRED_META,
+  RELAY_PUBLISHED_META,
+  readMappings,
+} from "./mappings.ts";
 import type { NodeContext } from "./node.ts";
 
 /** The relay role (config `relay`): members of this node's clusters may keep tunnels here. */
@@ -33,6 +39,7 @@ export async function startRelayRole(
       publicPortMin: c.relayPublicPortMin,
       publicPortMax: c.relayPublicPortMax,
     },
+    httpPort: c.relayHttpPort || undefined,
     clock: ctx.clock,
     logger: ctx.logger.withTag("relay"),
   });
@@ -104,10 +111,12 @@ export function startRelayAgent(
     reach.setRelays(r?.nodeId ? [r.nodeId] : []);
     meta.set(RELAY_CURRENT_META, JSON.stringify(r ?? null));
   });
-  let mapped = new Map(readMappings(meta).map((m) => [m.port, m.access]));
+  const access = (m: Mapping) => (m.access === "public" && m.domain ? `public ${m.domain}` : m.access);
+  let mapped = new Map(readMappings(meta).map((m) => [m.port, access(m)]));
   let published = "";
   const sync = () => {
-    const now = new Map(readMappings(meta).map((m) => [m.port, m.access]));
+    const all = readMappings(meta);
+    const now = new Map(all.map((m) => [m.port, access(m)]));
     // removed, or no longer public: its open streams close (members reconnect, strangers cannot)
     // (the agent's own list too: a mapping added and removed between two looks had streams as well)
     for (const port of agent.mappedPorts()) {
@@ -115,7 +124,7 @@ export function startRelayAgent(
       if (!now.has(port) || (was !== undefined && was !== now.get(port))) agent.closeMapped(port);
     }
     mapped = now;
-    agent.publish([...now].flatMap(([port, access]) => (access === "public" ? [port] : [])));
+    agent.publish(all.filter((m) => m.access === "public").map((m) => ({ port: m.port, domain: m.domain })));
     const answers = JSON.stringify(agent.published());
     if (answers === published) return;
     published = answers;

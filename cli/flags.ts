@@ -56,7 +56,7 @@ export const MODIFIERS = {
   "domain-name": {
     type: "string",
     alias: ["dn", "DomainName"],
-    description: "Domain for the mapped port (--mp; not supported yet)",
+    description: "Route the mapped port by this HTTP Host on the relay (--mp; implies --public)",
   },
   users: {
     type: "string",

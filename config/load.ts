@@ -22,6 +22,7 @@ export function defaultConfig(hostname: string): Config {
     relayMaxPublicPorts: 0,
     relayPublicPortMin: 20_000,
     relayPublicPortMax: 20_999,
+    relayHttpPort: 0,
     relays: [],
     defaultImage: "debian:bookworm-slim",
     allowedImages: [],

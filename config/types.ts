@@ -95,6 +95,11 @@ export const CONFIG_FIELDS = {
     allowed: "an integer from 1 to 65535",
     doc: "Highest port of the range public ports are opened in.",
   },
+  relayHttpPort: {
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(65535)),
+    allowed: "an integer from 0 to 65535 (0 = none)",
+    doc: "TCP port (on serverHost) where the relay routes public mappings with a domain (p2prc --mp --dn) by the Host of each connection's first HTTP request; 0 (the default): no domain routing. Counts against relayMaxPublicPorts.",
+  },
   relay: {
     schema: (z: Z) => z.boolean(),
     allowed: "true or false",

@@ -30,9 +30,11 @@ let bobNode: RunningNode;
 const procs: Subprocess[] = [];
 
 let publicPort: number; // the one public port carol may open
+let httpPort: number; // carol's HTTP port, routing by Host (--dn)
 
 beforeAll(async () => {
   publicPort = await freePort();
+  httpPort = await freePort();
   const aliceId = nodeIdentity(join(root, "alice")).nodeId;
   ({ node: carol } = await startTestNode(join(root, "carol"), {
     tls: true,
@@ -41,6 +43,7 @@ beforeAll(async () => {
     relayMaxPublicPorts: 1,
     relayPublicPortMin: publicPort,
     relayPublicPortMax: publicPort,
+    relayHttpPort: httpPort,
     trusted: [aliceId, bob.nodeId],
   }));
   ({ node: alice } = await startTestNode(join(root, "alice"), {
@@ -258,6 +261,23 @@ test("alice's --mp --public: anyone reaches it at carol's public port, within ca
         () => "refused",
       ),
     ).toBe("refused");
+    // --dn: the same service by its Host on carol's HTTP port (P2PRC's --dn)
+    out.length = 0;
+    expect(
+      await runCli(["--mp", String(service.port), "--dn", "alice.test", ...aliceHome], { io, env: {} }),
+    ).toBe(0);
+    expect(out.join("\n")).toContain(
+      `public:  http://alice.test:${httpPort}/ (Host alice.test at 127.0.0.1:${httpPort})`,
+    );
+    const viaHost = await fetch(`http://127.0.0.1:${httpPort}/`, {
+      headers: { host: "alice.test", connection: "close" }, // routing is per connection: no reuse
+    });
+    expect(await viaHost.text()).toBe("public hello");
+    const unknown = await fetch(`http://127.0.0.1:${httpPort}/`, {
+      headers: { host: "nobody.test", connection: "close" },
+    });
+    expect(unknown.status).toBe(404);
+    expect(await runCli(["mappings", "rm", String(service.port), ...aliceHome], { io, env: {} })).toBe(0);
   } finally {
     service.stop(true);
   }

@@ -35,14 +35,16 @@ test("--mp maps a port for members, mappings lists it, mappings rm removes it", 
   expect(again.err).toContain("p2prc: port 8080 is not mapped");
 });
 
-test("refusals are one clear line: --udp, --dn, a bad port, an unknown container", async () => {
+test("refusals are one clear line: --udp, a bad --dn, a bad port, an unknown container", async () => {
   const home = join(root, "bob");
   const udp = await cli(["--mp", "5353", "--udp"], home);
   expect(udp.code).toBe(2);
   expect(udp.err).toBe("p2prc: --udp is not supported: the relay carries TCP streams only");
-  const dn = await cli(["--mp", "80", "--dn", "example.org"], home);
+  const dn = await cli(["--mp", "80", "--dn", "not a domain"], home);
   expect(dn.code).toBe(2);
-  expect(dn.err).toStartWith("p2prc: --dn is not supported yet");
+  expect(dn.err.split("\n")[0]).toBe(
+    'p2prc: --dn: expected a domain name such as app.example.org, got "not a domain"',
+  );
   const bad = await cli(["--mp", "0"], home);
   expect(bad.code).toBe(2);
   expect(bad.err.split("\n")[0]).toBe('p2prc: --mp: expected a port from 1 to 65535, got "0"');
@@ -53,4 +55,21 @@ test("refusals are one clear line: --udp, --dn, a bad port, an unknown container
   const other = await cli(["proxy", "nosuchnode", "22"], home);
   expect(other.code).not.toBe(0);
   expect(other.err.split("\n")[0]).toStartWith("p2prc: ");
+});
+
+test("--dn maps a port publicly, routed by that Host on the relay's HTTP port", async () => {
+  const home = join(root, "carol");
+  expect((await cli(["--mp", "8080", "--DomainName", "App.Example.org"], home)).code).toBe(0);
+  const list = JSON.parse((await cli(["mappings", "--json"], home)).out) as {
+    access: string;
+    domain: string;
+  }[];
+  expect(list.map((m) => [m.access, m.domain])).toEqual([["public", "app.example.org"]]);
+  // mapped again without it: members only, no domain
+  expect((await cli(["--mp", "8080"], home)).code).toBe(0);
+  const again = JSON.parse((await cli(["mappings", "--json"], home)).out) as {
+    access: string;
+    domain?: string;
+  }[];
+  expect(again.map((m) => [m.access, m.domain])).toEqual([["members", undefined]]);
 });

@@ -52,11 +52,6 @@ function printMapping(io: CliIO, m: MappingView): void {
 export const mapPortCommand: Command = async (ctx) => {
   if (ctx.flags.udp === true)
     throw new P2prcError("E_NOT_AVAILABLE", "--udp is not supported: the relay carries TCP streams only");
-  if (stringFlag(ctx, "domain-name") !== undefined)
-    throw new P2prcError(
-      "E_NOT_AVAILABLE",
-      "--dn is not supported yet: HTTP Host routing on the relay is not built (--public gives a port)",
-    );
   const raw = stringFlag(ctx, "map-port") as string;
   const usage = "p2prc --mp <port> [--id <container>] [--ra <relay node>]";
   const p = port(raw, "--mp", usage);
@@ -66,8 +61,11 @@ export const mapPortCommand: Command = async (ctx) => {
     const { node } = await routeTo(ctx.node, ra);
     relayId = node.id;
   }
-  const isPublic = ctx.flags.public === true;
-  let m = mapPort(ctx.node, { port: p, container: stringFlag(ctx, "id"), relayId, public: isPublic });
+  const domain = stringFlag(ctx, "domain-name");
+  if (domain !== undefined && !/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i.test(domain))
+    throw usageError(`--dn: expected a domain name such as app.example.org, got "${domain}"`, usage);
+  const isPublic = ctx.flags.public === true || domain !== undefined;
+  let m = mapPort(ctx.node, { port: p, container: stringFlag(ctx, "id"), relayId, public: isPublic, domain });
   // the running node asks its relay for a public port within a second: wait a little for the answer
   for (let i = 0; i < 30 && isPublic && m.relay && !m.public; i++) {
     await Bun.sleep(100);

@@ -68,8 +68,8 @@ export class RelayAgent implements AsyncDisposable {
   private watchdog: Cancel | undefined;
   private readonly listeners = new Set<(relay: RelayEndpoint | undefined) => void>();
   /** Mapped ports to keep public on the relay (`publish`), and what the relay answered for each. */
-  private publicWanted = new Set<number>();
-  private readonly publicPorts = new Map<number, { public?: number; error?: string }>();
+  private publicWanted = new Map<number, string | undefined>();
+  private readonly publicPorts = new Map<number, { public?: number; domain?: string; error?: string }>();
   /** Open streams of each mapped port, so that removing a mapping closes them. */
   private readonly mappedStreams = new Map<number, Set<Socket<Pipe>>>();
 
@@ -181,7 +181,8 @@ export class RelayAgent implements AsyncDisposable {
       });
       logger.info(`relay: reachable through ${where}`);
       this.publicPorts.clear();
-      for (const port of this.publicWanted) conn.socket.write(`${JSON.stringify({ t: "publish", port })}\n`);
+      for (const [port, domain] of this.publicWanted)
+        conn.socket.write(`${JSON.stringify({ t: "publish", port, domain })}\n`);
       this.changed(this.relay);
     } catch (err) {
       this.stats.failures++;
@@ -205,23 +206,25 @@ export class RelayAgent implements AsyncDisposable {
   }
 
   /**
-   * The mapped ports the relay should keep public (`p2prc --mp --public`): the relay is asked for each
-   * new one, and to close each one no longer listed; asked again after each reconnection.
+   * The mapped ports the relay should keep public (`p2prc --mp --public`), each with its domain when
+   * it is routed by Host on the relay's HTTP port (`--dn`): the relay is asked for each new (or
+   * changed) one, and to close each one no longer listed; asked again after each reconnection.
    */
-  publish(ports: Iterable<number>): void {
-    const wanted = new Set(ports);
-    for (const port of this.publicWanted)
-      if (!wanted.has(port)) {
+  publish(mappings: Iterable<{ port: number; domain?: string | undefined }>): void {
+    const wanted = new Map([...mappings].map((m) => [m.port, m.domain]));
+    for (const [port, domain] of this.publicWanted)
+      if (!wanted.has(port) || wanted.get(port) !== domain) {
         this.publicPorts.delete(port);
         this.control?.write(`${JSON.stringify({ t: "unpublish", port })}\n`);
       }
-    for (const port of wanted)
-      if (!this.publicWanted.has(port)) this.control?.write(`${JSON.stringify({ t: "publish", port })}\n`);
+    for (const [port, domain] of wanted)
+      if (!this.publicWanted.has(port) || this.publicWanted.get(port) !== domain)
+        this.control?.write(`${JSON.stringify({ t: "publish", port, domain })}\n`);
     this.publicWanted = wanted;
   }
 
-  /** Each public mapped port with the relay's public port for it, or its refusal. */
-  published(): { port: number; public?: number; error?: string }[] {
+  /** Each public mapped port with the relay's public port for it (and domain), or its refusal. */
+  published(): { port: number; public?: number; domain?: string; error?: string }[] {
     return [...this.publicPorts].map(([port, r]) => ({ port, ...r }));
   }
 
@@ -236,6 +239,7 @@ export class RelayAgent implements AsyncDisposable {
       public?: unknown;
       ok?: boolean;
       message?: string;
+      domain?: unknown;
     };
     try {
       msg = JSON.parse(line);
@@ -244,7 +248,10 @@ export class RelayAgent implements AsyncDisposable {
     }
     if (msg.t === "ping") control.write('{"t":"pong"}\n');
     if (msg.t === "published" && Number.isInteger(msg.port) && this.publicWanted.has(msg.port as number)) {
-      const answer = msg.ok ? { public: Number(msg.public) } : { error: String(msg.message).slice(0, 200) };
+      const domain = typeof msg.domain === "string" ? { domain: msg.domain } : {};
+      const answer = msg.ok
+        ? { public: Number(msg.public), ...domain }
+        : { error: String(msg.message).slice(0, 200) };
       this.publicPorts.set(msg.port as number, answer);
     }
     const token = msg.token;

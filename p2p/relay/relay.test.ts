@@ -253,7 +253,7 @@ describe("relay", () => {
           : undefined,
     });
     await until(() => agent.current !== undefined, 5000, "tunnel");
-    agent.publish([8080]);
+    agent.publish([{ port: 8080 }]);
     await until(() => agent.published().length === 1, 3000, "the relay's answer");
     const publicPort = agent.published()[0]?.public as number;
     expect(publicPort).toBeGreaterThan(0);
@@ -268,7 +268,7 @@ describe("relay", () => {
     });
     expect(echoed).toBe("hi");
     // a second one is over the relay's limit: refused, counted
-    agent.publish([8080, 9090]);
+    agent.publish([{ port: 8080 }, { port: 9090 }]);
     await until(() => agent.published().length === 2, 3000, "the second answer");
     expect(agent.published().find((p) => p.port === 9090)?.error).toBe(
       "relay at its limit of 1 public ports",
@@ -301,6 +301,63 @@ describe("relay", () => {
       () => "refused",
     );
     expect(refused).toBe("refused");
+  });
+
+  test("--dn: the relay's HTTP port routes each connection by its Host to the mapping with that domain", async () => {
+    const echo = echoServer();
+    cleanup.push(() => echo.stop(true));
+    const relay = await startRelay({
+      identity: relayId,
+      isMember: (id) => id === alice.nodeId || id === bob.nodeId,
+      host: "127.0.0.1",
+      port: 0,
+      httpPort: 0,
+      limits: { maxPublicPorts: 2 },
+      clock: systemClock,
+      logger: memoryLogger(),
+    });
+    cleanup.push(() => relay.stop());
+    const app = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (r) => new Response(`app ${r.headers.get("host")}`),
+    });
+    cleanup.push(() => app.stop(true));
+    const agent = agentFor(alice, [relay], echo.port, {
+      mapped: (caller, port) => (port === 8080 ? { host: "127.0.0.1", port: app.port as number } : undefined),
+    });
+    await until(() => agent.current !== undefined, 5000, "tunnel");
+    agent.publish([{ port: 8080, domain: "Alice.Example" }]);
+    await until(() => agent.published().length === 1, 3000, "the relay's answer");
+    const answer = agent.published()[0];
+    expect(answer?.domain).toBe("alice.example");
+    const http = answer?.public as number;
+    const get = (host: string) =>
+      new Promise<string>((resolve) => {
+        let got = "";
+        void Bun.connect({
+          hostname: "127.0.0.1",
+          port: http,
+          socket: {
+            open: (s) => void s.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+            data: (_s, d) => {
+              got += Buffer.from(d).toString();
+            },
+            close: () => resolve(got),
+          },
+        });
+      });
+    expect(await get("alice.example:80")).toEndWith("app alice.example:80");
+    expect(await get("bob.example")).toStartWith("HTTP/1.1 404");
+    // another node cannot take a domain that is alice's
+    const other = agentFor(bob, [relay], echo.port);
+    await until(() => other.current !== undefined, 5000, "bob's tunnel");
+    other.publish([{ port: 1, domain: "alice.example" }]);
+    await until(() => other.published().length === 1, 3000, "the refusal");
+    expect(other.published()[0]?.error).toBe("domain alice.example is another mapping's here");
+    agent.publish([]);
+    await until(() => relay.stats.publicPorts === 0, 3000, "the domain released");
+    expect(await get("alice.example")).toStartWith("HTTP/1.1 404");
   });
 
   test("a connection that sends no hello is closed after the handshake timeout (on the relay's clock)", async () => {

@@ -19,6 +19,8 @@ export interface RelayServerOptions {
   /** 0 = any free port. */
   port: number;
   limits?: Partial<RelayLimits>;
+  /** A shared HTTP port that routes public mappings with a domain by Host (`--dn`); undefined: none. */
+  httpPort?: number | undefined;
   clock: Clock;
   logger: Logger;
 }
@@ -50,10 +52,14 @@ interface Conn extends Pipe {
   pinged: number;
   /** A connection to a public port: no hello, no verdict line, only the node's bytes. */
   public?: boolean;
+  /** A public connection's bytes read before it was spliced (an HTTP request head, for `--dn`). */
+  early?: Uint8Array | undefined;
 }
 
 /** The key public connections are counted under, against `maxStreamsPerMember`. */
 const PUBLIC = "public";
+/** A domain a node may route (`--dn`): DNS names, lower or upper case. */
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /**
  * Starts a relay on `host:port`.
@@ -162,7 +168,9 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
       if (!x.data.public) send(x, { ok: true });
     }
     stats.streamsOpened++;
-    splice(s, caller, rest);
+    const early = caller.data.early;
+    caller.data.early = undefined;
+    splice(s, caller, rest, early);
     caller.resume();
   }
 
@@ -175,7 +183,7 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
       s.data.at = o.clock.now();
       rest = got.rest;
       if (!/"(refuse|publish|unpublish)"/.test(got.line)) continue;
-      let msg: { t?: string; token?: string; message?: string; port?: number };
+      let msg: { t?: string; token?: string; message?: string; port?: number; domain?: unknown };
       try {
         msg = JSON.parse(got.line);
       } catch {
@@ -185,7 +193,10 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
       if ((msg.t === "publish" || msg.t === "unpublish") && Number.isInteger(msg.port)) {
         const port = msg.port as number;
         if (msg.t === "unpublish") pub.unpublish(node, port);
-        else send(s, { t: "published", ...pub.publish(node, port) });
+        else {
+          const domain = typeof msg.domain === "string" && DOMAIN.test(msg.domain) ? msg.domain : undefined;
+          send(s, { t: "published", ...pub.publish(node, port, domain) });
+        }
         continue;
       }
       const p = typeof msg.token === "string" ? pending.get(msg.token) : undefined;
@@ -197,8 +208,8 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
   }
 
   /** A connection to a public port of `node`'s mapped `port`: a stream request on its tunnel. */
-  function onPublic(node: string, port: number, s: Socket<Conn>) {
-    s.data = { ...fresh(), phase: "waiting", public: true, node: PUBLIC };
+  function onPublic(node: string, port: number, s: Socket<Conn>, early?: Uint8Array) {
+    s.data = { ...fresh(), phase: "waiting", public: true, node: PUBLIC, early };
     s.setNoDelay(true);
     const control = tunnels.get(node);
     if (!control) return refuse(s, "E_NODE_UNREACHABLE", "the node has no tunnel here", "noTunnel");
@@ -269,7 +280,14 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
       log.debug(`relay: socket error: ${err.message}`);
     },
   };
-  const pub = publicPorts<Conn>({ host: o.host, limits, stats, handlers, accept: onPublic });
+  const pub = publicPorts<Conn>({
+    host: o.host,
+    limits,
+    stats,
+    handlers,
+    accept: onPublic,
+    httpPort: o.httpPort,
+  });
   const listener: TCPSocketListener<Conn> = Bun.listen<Conn>({
     hostname: o.host,
     port: o.port,
