@@ -324,7 +324,8 @@ describe("relay", () => {
     });
     cleanup.push(() => app.stop(true));
     const agent = agentFor(alice, [relay], echo.port, {
-      mapped: (_caller, port) => (port === 8080 ? { host: "127.0.0.1", port: app.port as number } : undefined),
+      mapped: (_caller, port) =>
+        port === 8080 ? { host: "127.0.0.1", port: app.port as number } : undefined,
     });
     await until(() => agent.current !== undefined, 5000, "tunnel");
     agent.publish([{ port: 8080, domain: "Alice.Example" }]);
