@@ -17,6 +17,7 @@ import { P2prcError } from "../core/index.ts";
 import { PeerTable, relayFromRecords, relayTransport } from "../p2p/index.ts";
 import type { TrackedContainer } from "../store/index.ts";
 import { init, type NodeOptions } from "./node.ts";
+import { proxySshCommand } from "./self.ts";
 import { peerTransport } from "./transport.ts";
 
 /** Opens the node's store and IP table for one client call. */
@@ -31,10 +32,11 @@ export async function withClient<T>(
     const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
     // a node whose record says it is relayed is reached through its relay, TLS still pinned to it
     const record = (id: string) => table.record(id)?.record;
+    const relayOf = relayFromRecords(record);
     const transport = relayTransport({
       base: await peerTransport(ctx, table),
       identity: ctx.identity,
-      relayOf: relayFromRecords(record),
+      relayOf,
       certOf: (id) => record(id)?.cert,
     });
     closeTransport = () => transport.close();
@@ -45,6 +47,9 @@ export async function withClient<T>(
       views: () => table.views(),
       dead: () => table.digest().flatMap(([id, , dead]) => (dead ? [id] : [])),
       transport,
+      // ssh into a container on a relayed node: through p2prc itself, over the same signed stream path
+      sshCommand: (id, port) =>
+        relayOf({ id, address: { host: "", port: 0 } }) ? proxySshCommand(options, id, port) : undefined,
     });
   } finally {
     await closeTransport?.();

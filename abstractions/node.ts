@@ -35,6 +35,11 @@ export interface NodeOptions {
   overrides?: Partial<Config>;
   logger?: Logger;
   clock?: Clock;
+  /**
+   * How to run this p2prc (the binary, or bun and its entry script), for the commands it prints that
+   * run itself: the ssh `ProxyCommand` of a container on a relayed node. Default: this process's own.
+   */
+  command?: string[] | undefined;
 }
 
 /** The loaded config of a node home, without touching the disk beyond reading. */

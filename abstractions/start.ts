@@ -104,7 +104,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     reach.start();
     // through the relay a caller reaches this node's server, or a published port of a container it
     // owns (any container's, for an admin): ssh into a container on a node behind a NAT
-    const relayAgent = startRelayAgent(
+    const agent = startRelayAgent(
       ctx,
       server.port,
       (caller, port) =>
@@ -114,13 +114,13 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
             (c) =>
               (c.owner === caller || clusters.isAdmin(caller)) && c.ports.some((p) => p.external === port),
           ),
-      { table, reach },
+      { table, reach, meta: store.meta, isMember: (id) => clusters.isMember(id) },
     );
     let stopped: Promise<void> | undefined;
     const stop = () => {
       stopped ??= (async () => {
         gossip.stop();
-        await relayAgent?.stop();
+        await agent?.stop();
         await relay?.stop();
         const checks = reach.stop();
         await server.stop();
@@ -136,7 +136,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       app: server.app,
       certPem: tls?.certPem,
       relay,
-      relayAgent,
+      relayAgent: agent?.agent,
       stop,
       [Symbol.asyncDispose]: stop,
     };

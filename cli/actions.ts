@@ -176,8 +176,8 @@ export const ACTIONS = [
     type: "string",
     alias: ["mp", "MAPPort"],
     valueHint: "port",
-    description: "Expose a local port through a relay peer",
-    pending: "NAT relay",
+    description: "Map a local port (or --id container's) for members through this node's relay",
+    run: async (ctx) => (await import("./commands/relay.ts")).mapPortCommand(ctx),
   },
   {
     name: "add-root-node",

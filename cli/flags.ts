@@ -3,7 +3,11 @@ import { ACTIONS, type ActionDef, type ActionName, type FlagDef } from "./action
 
 /** Flags that give an action its details, in the order the help lists them. */
 export const MODIFIERS = {
-  id: { type: "string", alias: ["ID"], description: "Container or group id (with --rm, --group, --plugin)" },
+  id: {
+    type: "string",
+    alias: ["ID"],
+    description: "Container or group id (with --rm, --group, --plugin, --mp)",
+  },
   ports: {
     type: "string",
     alias: ["p", "Ports"],
@@ -38,16 +42,21 @@ export const MODIFIERS = {
     description: "With --group and --id: remove the container from the group",
   },
   ip: { type: "string", alias: ["IPAddress"], description: "Host of the root node (--arn)" },
-  udp: { type: "boolean", description: "Map a UDP port (--mp)" },
+  udp: { type: "boolean", description: "Map a UDP port (--mp; not supported: TCP only)" },
   "remote-address": {
     type: "string",
     alias: ["ra", "RemoteAddress"],
-    description: "Ask this remote node to map the port (--mp)",
+    valueHint: "node",
+    description: "The relay to map the port through (--mp)",
+  },
+  public: {
+    type: "boolean",
+    description: "Map the port for anyone at a public port of the relay, not only members (--mp)",
   },
   "domain-name": {
     type: "string",
     alias: ["dn", "DomainName"],
-    description: "Domain for the mapped port (--mp)",
+    description: "Route the mapped port by this HTTP Host on the relay (--mp; implies --public)",
   },
   users: {
     type: "string",

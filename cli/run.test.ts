@@ -133,8 +133,8 @@ describe("usage errors", () => {
   });
 
   test("a pending action exits 2 with 'not available yet'", async () => {
-    expectUserError(await cli(["--mp", "8080"], freshHome()), "--map-port", "not available yet");
-    expectUserError(await cli(["-MAPPort", "8080"], freshHome()), "--map-port", "not available yet");
+    expectUserError(await cli(["--vp"], freshHome()), "--view-plugins", "not available yet");
+    expectUserError(await cli(["-ViewPlugins"], freshHome()), "--view-plugins", "not available yet");
   });
 
   test("every pending flag, under every spelling, answers 'not available yet'", async () => {

@@ -6,7 +6,7 @@ import type { CommandContext, FlagValues } from "./context.ts";
 import { cittyArgs, FLAGS, type FlagName, flagSpellings } from "./flags.ts";
 import { renderHelp } from "./help.ts";
 import { type CliIO, exitCodeOf, processIO, reportError, usageError } from "./io.ts";
-import { isContainerVerb } from "./verbs.ts";
+import { isContainerVerb, isRelaySubcommand } from "./verbs.ts";
 
 /** Rewrites P2PRC's single-dash long flags (`-dc`, `-touch=x`) to `--dc`; rejects unknown flags. */
 export function normalizeArgs(argv: string[]): string[] {
@@ -92,14 +92,12 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
   const dashes = argv.indexOf("--");
   const debug = (dashes < 0 ? argv : argv.slice(0, dashes)).includes("--debug");
   try {
-    if (argv[0] === "batch" || argv[0] === "demo") {
-      const { runSubcommand } = await import("./commands/batch.ts");
-      return await runSubcommand(
-        argv[0],
-        argv.slice(1).filter((a) => a !== "--debug"),
-        io,
-        options,
-      );
+    const word = argv[0];
+    if (word === "batch" || word === "demo" || isRelaySubcommand(word)) {
+      const own = argv.slice(1).filter((a) => a !== "--debug");
+      if (isRelaySubcommand(word))
+        return await (await import("./commands/relay.ts")).runRelaySubcommand(word, own, io, options);
+      return await (await import("./commands/batch.ts")).runSubcommand(word, own, io, options);
     }
     if (isContainerVerb(argv[0])) {
       const { runContainerVerb } = await import("./commands/containers.ts");

@@ -14,6 +14,22 @@ export const CONTAINER_HELP: Record<ContainerVerb, string> = {
   start: "p2prc start [<node>] <container> [--json]",
 };
 
+/** The relay's subcommands: ssh's ProxyCommand, a loopback forwarder, this node's port mappings. */
+export const RELAY_SUBCOMMANDS = ["proxy", "forward", "mappings"] as const;
+export type RelaySubcommand = (typeof RELAY_SUBCOMMANDS)[number];
+
+export const RELAY_HELP: Record<RelaySubcommand, string> = {
+  proxy: "p2prc proxy <node> <port>   (stdin/stdout to a port on the node's machine: ssh's ProxyCommand)",
+  forward:
+    "p2prc forward <node> <port> [--local <port>] [--json]   (a loopback listener for a relayed node's port)",
+  mappings: "p2prc mappings [rm <port>] [--json]   (this node's --mp mappings; rm removes one and closes it)",
+};
+
+/** Whether `word` (the first argument) is a relay subcommand. */
+export function isRelaySubcommand(word: string | undefined): word is RelaySubcommand {
+  return (RELAY_SUBCOMMANDS as readonly (string | undefined)[]).includes(word);
+}
+
 /** Whether `word` (the first argument) is a container verb. */
 export function isContainerVerb(word: string | undefined): word is ContainerVerb {
   return (CONTAINER_VERBS as readonly (string | undefined)[]).includes(word);

@@ -13,6 +13,11 @@ export interface ClientDeps extends PeerDeps {
   views: () => PeerView[];
   /** Ids of the nodes the table holds as dead (tombstones): reported as dead, not as unknown. */
   dead?: () => string[];
+  /**
+   * The ssh command for a container's published ssh port on node `nodeId` when the node's own one does
+   * not work from here (a relayed node: an ssh `ProxyCommand` of p2prc); undefined: the node's own.
+   */
+  sshCommand?: ((nodeId: string, port: number) => string | undefined) | undefined;
 }
 
 /** What `--exec-container` prints (`--json`). */
@@ -76,8 +81,10 @@ export async function startContainer(
 ): Promise<StartedContainer> {
   const { target, client, id: nodeId } = await identify(deps, nodeRef, { gpu: body.gpu === true });
   const reply = await client.createContainer(body);
+  // a relayed node's ssh goes through `p2prc proxy` (deps.sshCommand); either way with the key when needed
+  const via = reply.ssh && deps.sshCommand?.(nodeId, reply.ssh.port);
   const created = reply.ssh
-    ? { ...reply, ssh: { ...reply.ssh, command: sshWithIdentity(reply.ssh.command, o.identityFile) } }
+    ? { ...reply, ssh: { ...reply.ssh, command: sshWithIdentity(via || reply.ssh.command, o.identityFile) } }
     : reply;
   deps.tracking.track({
     id: created.id,

@@ -80,6 +80,26 @@ export const CONFIG_FIELDS = {
     allowed: "an integer number of milliseconds from 300 to 86400000",
     doc: "A relayed stream with no byte either way for this long is closed; tunnels are pinged every third of it (at most 15 s) and dropped after three silent pings.",
   },
+  relayMaxPublicPorts: {
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(10000)),
+    allowed: "an integer from 0 to 10000 (0 = none)",
+    doc: "Most public ports this relay opens for members' public mappings (p2prc --mp --public), all nodes together; 0 (the default) opens none: every mapping stays members-only.",
+  },
+  relayPublicPortMin: {
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(65535)),
+    allowed: "an integer from 1 to 65535",
+    doc: "Lowest port of the range public ports are opened in (on serverHost).",
+  },
+  relayPublicPortMax: {
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(65535)),
+    allowed: "an integer from 1 to 65535",
+    doc: "Highest port of the range public ports are opened in.",
+  },
+  relayHttpPort: {
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(65535)),
+    allowed: "an integer from 0 to 65535 (0 = none)",
+    doc: "TCP port (on serverHost) where the relay routes public mappings with a domain (p2prc --mp --dn) by the Host of each connection's first HTTP request; 0 (the default): no domain routing. Counts against relayMaxPublicPorts.",
+  },
   relay: {
     schema: (z: Z) => z.boolean(),
     allowed: "true or false",

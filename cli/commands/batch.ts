@@ -1,11 +1,11 @@
 import type { ArgsDef } from "citty";
-import { parseArgs } from "citty";
 import { batchStatus, demoMandelbrot, loadConfig, runBatch } from "../../abstractions/index.ts";
 import { shellQuote } from "../../core/index.ts";
 import { SUBCOMMAND_USAGE } from "../help.ts";
 import { type CliIO, toJson, usageError } from "../io.ts";
 import { progressReporter } from "../progress.ts";
 import type { RunOptions } from "../run.ts";
+import { subcommandArgs } from "../subcommand.ts";
 
 const common: ArgsDef = {
   out: { type: "string", description: "Output directory (batch) or PNG file (demo)" },
@@ -51,26 +51,6 @@ const LONG_HELP = {
   demo: `usage: ${SUBCOMMAND_USAGE.demo}`,
 };
 
-function check(argv: string[], def: ArgsDef, usage: string): Record<string, unknown> {
-  const known = new Set(
-    Object.entries(def)
-      .filter(([, d]) => d.type !== "positional")
-      .map(([k]) => k),
-  );
-  for (const a of argv) {
-    if (!a.startsWith("-") || /^-\d/.test(a)) continue;
-    const name = a.replace(/^--?/, "").split("=")[0] as string;
-    if (!a.startsWith("--") || !known.has(name)) throw usageError(`unknown flag ${a.split("=")[0]}`, usage);
-  }
-  try {
-    return parseArgs(argv, def) as Record<string, unknown>;
-  } catch (err) {
-    // citty colours its messages: strip the ANSI colour codes (ESC [ n m) from the one line we print
-    const ansi = new RegExp(`${String.fromCharCode(27)}\\[\\d+m`, "g");
-    throw usageError((err as Error).message.replace(ansi, ""), usage);
-  }
-}
-
 function positiveInt(name: string, raw: unknown, fallback?: number): number {
   if (raw === undefined && fallback !== undefined) return fallback;
   const n = Number(raw);
@@ -91,7 +71,8 @@ export async function runSubcommand(
     return 0;
   }
   if (name === "batch" && argv[0] === "status") return status(argv, io, options);
-  const args = check(argv, name === "batch" ? BATCH_ARGS : DEMO_ARGS, SUBCOMMAND_HELP[name]);
+  const args = subcommandArgs(argv, name === "batch" ? BATCH_ARGS : DEMO_ARGS, SUBCOMMAND_HELP[name], io);
+  if (!args) return 0;
   const json = args.json === true;
   const node = { configDir: args["config-dir"] as string | undefined, env: options.env ?? process.env };
   const signal = options.stopSignal;
@@ -207,7 +188,8 @@ function rerun(argv: string[]): string {
 /** `p2prc batch status <dir>`: counts by state and the failed tasks, from this home's store. */
 async function status(argv: string[], io: CliIO, options: RunOptions): Promise<number> {
   const usage = SUBCOMMAND_USAGE.status;
-  const args = check(argv, STATUS_ARGS, usage);
+  const args = subcommandArgs(argv, STATUS_ARGS, usage, io);
+  if (!args) return 0;
   if (typeof args.dir !== "string" || args.dir === "")
     throw usageError("a batch's --out directory is required", usage);
   const node = { configDir: args["config-dir"] as string | undefined, env: options.env ?? process.env };

@@ -33,6 +33,12 @@ export interface RelayAgentOptions {
    * owns, for ssh); default: none. A stream that names no port goes to `local` (the node's server).
    */
   allowPort?: (caller: string, port: number) => boolean;
+  /**
+   * A port this node maps for `caller` (`p2prc --mp`): where its streams go (a local service, a
+   * container's published port); undefined: not mapped for that caller. Asked before `allowPort`;
+   * `caller` undefined: a connection to the relay's public port for it (anyone).
+   */
+  mapped?: (caller: string | undefined, port: number) => { host: string; port: number } | undefined;
   /** The relay this node is reachable through changed (undefined: none now). */
   onChange?: (relay: RelayEndpoint | undefined) => void;
 }
@@ -61,6 +67,11 @@ export class RelayAgent implements AsyncDisposable {
   private timer: Cancel | undefined;
   private watchdog: Cancel | undefined;
   private readonly listeners = new Set<(relay: RelayEndpoint | undefined) => void>();
+  /** Mapped ports to keep public on the relay (`publish`), and what the relay answered for each. */
+  private publicWanted = new Map<number, string | undefined>();
+  private readonly publicPorts = new Map<number, { public?: number; domain?: string; error?: string }>();
+  /** Open streams of each mapped port, so that removing a mapping closes them. */
+  private readonly mappedStreams = new Map<number, Set<Socket<Pipe>>>();
 
   constructor(private readonly o: RelayAgentOptions) {
     if (Array.isArray(o.relays) && o.relays.length === 0)
@@ -77,6 +88,7 @@ export class RelayAgent implements AsyncDisposable {
     if (!this.stopped) return;
     this.stopped = false;
     this.run++;
+    this.index = 0; // each run tries the relays in the order given (a preferred relay first)
     void this.connect(this.run);
   }
 
@@ -168,6 +180,9 @@ export class RelayAgent implements AsyncDisposable {
         close: () => this.lost(run, where, conn.socket),
       });
       logger.info(`relay: reachable through ${where}`);
+      this.publicPorts.clear();
+      for (const [port, domain] of this.publicWanted)
+        conn.socket.write(`${JSON.stringify({ t: "publish", port, domain })}\n`);
       this.changed(this.relay);
     } catch (err) {
       this.stats.failures++;
@@ -190,20 +205,69 @@ export class RelayAgent implements AsyncDisposable {
     this.retry(run, this.o.backoffMinMs ?? 250);
   }
 
+  /**
+   * The mapped ports the relay should keep public (`p2prc --mp --public`), each with its domain when
+   * it is routed by Host on the relay's HTTP port (`--dn`): the relay is asked for each new (or
+   * changed) one, and to close each one no longer listed; asked again after each reconnection.
+   */
+  publish(mappings: Iterable<{ port: number; domain?: string | undefined }>): void {
+    const wanted = new Map([...mappings].map((m) => [m.port, m.domain]));
+    for (const [port, domain] of this.publicWanted)
+      if (!wanted.has(port) || wanted.get(port) !== domain) {
+        this.publicPorts.delete(port);
+        this.control?.write(`${JSON.stringify({ t: "unpublish", port })}\n`);
+      }
+    for (const [port, domain] of wanted)
+      if (!this.publicWanted.has(port) || this.publicWanted.get(port) !== domain)
+        this.control?.write(`${JSON.stringify({ t: "publish", port, domain })}\n`);
+    this.publicWanted = wanted;
+  }
+
+  /** Each public mapped port with the relay's public port for it (and domain), or its refusal. */
+  published(): { port: number; public?: number; domain?: string; error?: string }[] {
+    return [...this.publicPorts].map(([port, r]) => ({ port, ...r }));
+  }
+
   private onMessage(line: string, control: Socket<Pipe>): void {
-    let msg: { t?: string; token?: string; from?: string; port?: number; challenge?: string; sig?: string };
+    let msg: {
+      t?: string;
+      token?: string;
+      from?: string;
+      port?: number;
+      challenge?: string;
+      sig?: string;
+      public?: unknown;
+      ok?: boolean;
+      message?: string;
+      domain?: unknown;
+    };
     try {
       msg = JSON.parse(line);
     } catch {
       return;
     }
     if (msg.t === "ping") control.write('{"t":"pong"}\n');
+    if (msg.t === "published" && Number.isInteger(msg.port) && this.publicWanted.has(msg.port as number)) {
+      const domain = typeof msg.domain === "string" ? { domain: msg.domain } : {};
+      const answer = msg.ok
+        ? { public: Number(msg.public), ...domain }
+        : { error: String(msg.message).slice(0, 200) };
+      this.publicPorts.set(msg.port as number, answer);
+    }
     const token = msg.token;
     if (msg.t !== "open" || typeof token !== "string" || !/^[0-9a-f]{32}$/.test(token) || !this.relay) return;
     const refuse = (message: string) => {
       this.stats.streamFailures++;
       control.write(`${JSON.stringify({ t: "refuse", token, message })}\n`);
     };
+    if (msg.public === true) {
+      // a connection to the relay's public port for a mapping: allowed only while that mapping is public
+      const port = msg.port;
+      const to = Number.isInteger(port) ? this.o.mapped?.(undefined, port as number) : undefined;
+      if (to) this.openWork(token, this.relay, to.host, to.port, port);
+      else refuse(`port ${port} is not public`);
+      return;
+    }
     // The caller's own signed hello, over the challenge of its connection to this (proven) relay:
     // the relay cannot make up who asked, nor for which port.
     const from = String(msg.from);
@@ -212,14 +276,31 @@ export class RelayAgent implements AsyncDisposable {
     const relayId = this.relay.nodeId ?? "";
     if (!verifySignature(from, helloText(relayId, String(msg.challenge), hello), String(msg.sig)))
       refuse("the caller's hello does not verify");
-    else if (port !== undefined && !(Number.isInteger(port) && this.o.allowPort?.(from, port)))
-      refuse(`port ${port} is not open to this caller`);
     else if (port === undefined) this.openWork(token, this.relay, this.o.local.host, this.o.local.port);
-    else this.openWork(token, this.relay, this.o.portsHost ?? this.o.local.host, port);
+    else {
+      const to = Number.isInteger(port) ? this.o.mapped?.(from, port) : undefined;
+      if (to) this.openWork(token, this.relay, to.host, to.port, port);
+      else if (Number.isInteger(port) && this.o.allowPort?.(from, port))
+        this.openWork(token, this.relay, this.o.portsHost ?? this.o.local.host, port);
+      else refuse(`port ${port} is not open to this caller`);
+    }
   }
 
   /** A stream asked for: a work connection to the relay, spliced to a new connection to the server. */
-  private openWork(token: string, relay: RelayEndpoint, host: string, port: number): void {
+  /** The mapped ports that have open streams now. */
+  mappedPorts(): number[] {
+    return [...this.mappedStreams].flatMap(([port, open]) => (open.size > 0 ? [port] : []));
+  }
+
+  /** Closes the open streams of mapped port `port` (its mapping was removed); returns how many. */
+  closeMapped(port: number): number {
+    const open = this.mappedStreams.get(port);
+    this.mappedStreams.delete(port);
+    for (const s of open ?? []) s.end();
+    return open?.size ?? 0;
+  }
+
+  private openWork(token: string, relay: RelayEndpoint, host: string, port: number, mapped?: number): void {
     const { identity } = this.o;
     relayConnect(
       relay,
@@ -235,11 +316,18 @@ export class RelayAgent implements AsyncDisposable {
             open: (local) => {
               local.setNoDelay(true);
               this.stats.streams++;
+              if (mapped !== undefined) {
+                const open = this.mappedStreams.get(mapped) ?? new Set();
+                this.mappedStreams.set(mapped, open.add(local));
+              }
               work.splice(local);
             },
             data: (s, chunk) => forward(s, chunk),
             drain: (s) => drained(s),
-            close: (s) => unsplice(s),
+            close: (s) => {
+              if (mapped !== undefined) this.mappedStreams.get(mapped)?.delete(s);
+              unsplice(s);
+            },
             error: (s) => unsplice(s),
             connectError: () => {
               this.stats.streamFailures++;

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { generateIdentity, isP2prcError, ManualClock, memoryLogger, systemClock } from "../../core/index.ts";
-import { RelayAgent } from "./agent.ts";
+import { RelayAgent, type RelayAgentOptions } from "./agent.ts";
 import { relayConnect } from "./connect.ts";
 import { dialThroughRelay } from "./dial.ts";
 import { echoServer, relayFor, roundTrip, until } from "./fixtures.ts";
@@ -18,7 +18,12 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-function agentFor(who: typeof alice, relays: { host: string; port: number }[], localPort: number) {
+function agentFor(
+  who: typeof alice,
+  relays: { host: string; port: number }[],
+  localPort: number,
+  extra: Partial<RelayAgentOptions> = {},
+) {
   const agent = new RelayAgent({
     identity: who,
     relays,
@@ -27,6 +32,7 @@ function agentFor(who: typeof alice, relays: { host: string; port: number }[], l
     logger: memoryLogger(),
     backoffMinMs: 20,
     backoffMaxMs: 200,
+    ...extra,
   });
   agent.start();
   cleanup.push(() => agent.stop());
@@ -188,16 +194,9 @@ describe("relay", () => {
     const { echo, relay } = await setup([alice, bob, mallory]);
     const sshd = echoServer(); // a container's published port, bob's
     cleanup.push(() => sshd.stop(true));
-    const agent = new RelayAgent({
-      identity: alice,
-      relays: [relay],
-      local: { host: "127.0.0.1", port: echo.port },
-      clock: systemClock,
-      logger: memoryLogger(),
+    const agent = agentFor(alice, [relay], echo.port, {
       allowPort: (caller, port) => caller === bob.nodeId && port === sshd.port,
     });
-    agent.start();
-    cleanup.push(() => agent.stop());
     await until(() => agent.current !== undefined, 5000, "tunnel");
     const mine = await dialThroughRelay({ relay, target: alice.nodeId, identity: bob, port: sshd.port });
     expect((await roundTrip(mine, Buffer.from("SSH-2.0"))).toString()).toBe("SSH-2.0");
@@ -210,6 +209,156 @@ describe("relay", () => {
     expect(relay.stats.refused.byNode).toBe(2);
     expect(sshd.accepted()).toBe(1);
     expect(echo.accepted()).toBe(0);
+  });
+
+  test("a mapped port (p2prc --mp) goes where the mapping says, for the callers it names", async () => {
+    const { echo, relay } = await setup([alice, bob, mallory]);
+    const service = echoServer(); // a service on alice's machine, mapped as port 8080
+    cleanup.push(() => service.stop(true));
+    const agent = agentFor(alice, [relay], echo.port, {
+      mapped: (caller, port) =>
+        caller === bob.nodeId && port === 8080 ? { host: "127.0.0.1", port: service.port } : undefined,
+    });
+    await until(() => agent.current !== undefined, 5000, "tunnel");
+    const mine = await dialThroughRelay({ relay, target: alice.nodeId, identity: bob, port: 8080 });
+    let closed = false;
+    const echoed = new Promise<string>((resolve) =>
+      mine.attach({ data: (chunk) => resolve(Buffer.from(chunk).toString()), close: () => (closed = true) }),
+    );
+    mine.socket.write("GET /");
+    expect(await echoed).toBe("GET /");
+    expect(service.accepted()).toBe(1);
+    // the mapping removed: its open stream is closed
+    expect(agent.closeMapped(8080)).toBe(1);
+    await until(() => closed, 3000, "the mapped stream closed");
+    const theirs = dialThroughRelay({ relay, target: alice.nodeId, identity: mallory, port: 8080 });
+    expect(await refusal(theirs)).toBe("E_FORBIDDEN");
+    expect(service.accepted()).toBe(1);
+    expect(echo.accepted()).toBe(0);
+  });
+
+  test("a public mapping: the relay opens a port in its range for it, within its limit, and closes it", async () => {
+    const { echo, relay } = await setup([alice, bob], {
+      maxPublicPorts: 1,
+      publicPortMin: 0,
+      publicPortMax: 0,
+    });
+    const service = echoServer();
+    cleanup.push(() => service.stop(true));
+    let isPublic = true;
+    const agent = agentFor(alice, [relay], echo.port, {
+      mapped: (caller, port) =>
+        port === 8080 && (isPublic || caller !== undefined)
+          ? { host: "127.0.0.1", port: service.port }
+          : undefined,
+    });
+    await until(() => agent.current !== undefined, 5000, "tunnel");
+    agent.publish([{ port: 8080 }]);
+    await until(() => agent.published().length === 1, 3000, "the relay's answer");
+    const publicPort = agent.published()[0]?.public as number;
+    expect(publicPort).toBeGreaterThan(0);
+    expect(relay.stats.publicPorts).toBe(1);
+    // anyone: a plain TCP connection, no hello
+    const echoed = await new Promise<string>((resolve) => {
+      void Bun.connect({
+        hostname: "127.0.0.1",
+        port: publicPort,
+        socket: { open: (s) => void s.write("hi"), data: (_s, d) => resolve(Buffer.from(d).toString()) },
+      });
+    });
+    expect(echoed).toBe("hi");
+    // a second one is over the relay's limit: refused, counted
+    agent.publish([{ port: 8080 }, { port: 9090 }]);
+    await until(() => agent.published().length === 2, 3000, "the second answer");
+    expect(agent.published().find((p) => p.port === 9090)?.error).toBe(
+      "relay at its limit of 1 public ports",
+    );
+    expect(relay.stats.refused.publicLimit).toBe(1);
+    // no longer public at the node: the node refuses, nothing reaches the service
+    isPublic = false;
+    const closed = await new Promise<string>((resolve) => {
+      void Bun.connect({
+        hostname: "127.0.0.1",
+        port: publicPort,
+        socket: {
+          open: (s) => void s.write("x"),
+          data: () => resolve("answered"),
+          close: () => resolve("closed"),
+        },
+      });
+    });
+    expect(closed).toBe("closed");
+    expect(service.accepted()).toBe(1);
+    // unpublished: the port closes
+    agent.publish([]);
+    await until(() => relay.stats.publicPorts === 0, 3000, "the public port closed");
+    const refused = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: publicPort,
+      socket: { data: () => {} },
+    }).then(
+      () => "connected",
+      () => "refused",
+    );
+    expect(refused).toBe("refused");
+  });
+
+  test("--dn: the relay's HTTP port routes each connection by its Host to the mapping with that domain", async () => {
+    const echo = echoServer();
+    cleanup.push(() => echo.stop(true));
+    const relay = await startRelay({
+      identity: relayId,
+      isMember: (id) => id === alice.nodeId || id === bob.nodeId,
+      host: "127.0.0.1",
+      port: 0,
+      httpPort: 0,
+      limits: { maxPublicPorts: 2 },
+      clock: systemClock,
+      logger: memoryLogger(),
+    });
+    cleanup.push(() => relay.stop());
+    const app = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (r) => new Response(`app ${r.headers.get("host")}`),
+    });
+    cleanup.push(() => app.stop(true));
+    const agent = agentFor(alice, [relay], echo.port, {
+      mapped: (_caller, port) =>
+        port === 8080 ? { host: "127.0.0.1", port: app.port as number } : undefined,
+    });
+    await until(() => agent.current !== undefined, 5000, "tunnel");
+    agent.publish([{ port: 8080, domain: "Alice.Example" }]);
+    await until(() => agent.published().length === 1, 3000, "the relay's answer");
+    const answer = agent.published()[0];
+    expect(answer?.domain).toBe("alice.example");
+    const http = answer?.public as number;
+    const get = (host: string) =>
+      new Promise<string>((resolve) => {
+        let got = "";
+        void Bun.connect({
+          hostname: "127.0.0.1",
+          port: http,
+          socket: {
+            open: (s) => void s.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+            data: (_s, d) => {
+              got += Buffer.from(d).toString();
+            },
+            close: () => resolve(got),
+          },
+        });
+      });
+    expect(await get("alice.example:80")).toEndWith("app alice.example:80");
+    expect(await get("bob.example")).toStartWith("HTTP/1.1 404");
+    // another node cannot take a domain that is alice's
+    const other = agentFor(bob, [relay], echo.port);
+    await until(() => other.current !== undefined, 5000, "bob's tunnel");
+    other.publish([{ port: 1, domain: "alice.example" }]);
+    await until(() => other.published().length === 1, 3000, "the refusal");
+    expect(other.published()[0]?.error).toBe("domain alice.example is another mapping's here");
+    agent.publish([]);
+    await until(() => relay.stats.publicPorts === 0, 3000, "the domain released");
+    expect(await get("alice.example")).toStartWith("HTTP/1.1 404");
   });
 
   test("a connection that sends no hello is closed after the handshake timeout (on the relay's clock)", async () => {

@@ -3,10 +3,11 @@
 // only the one-line hellos; everything after is end-to-end TLS between caller and node, spliced as is.
 
 import { randomBytes } from "node:crypto";
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import type { Cancel, Clock, ErrorCode, Identity, Logger } from "../../core/index.ts";
 import { isP2prcError } from "../../core/index.ts";
 import { checkHello, type DialerHello, LineReader, relayProofText, type Verdict } from "./handshake.ts";
+import { publicPorts } from "./public.ts";
 import { drained, forward, type Pipe, pipeState, splice, unsplice } from "./splice.ts";
 import { DEFAULT_RELAY_LIMITS, emptyRelayStats, type RelayLimits, type RelayStats } from "./types.ts";
 
@@ -18,6 +19,8 @@ export interface RelayServerOptions {
   /** 0 = any free port. */
   port: number;
   limits?: Partial<RelayLimits>;
+  /** A shared HTTP port that routes public mappings with a domain by Host (`--dn`); undefined: none. */
+  httpPort?: number | undefined;
   clock: Clock;
   logger: Logger;
 }
@@ -47,7 +50,16 @@ interface Conn extends Pipe {
   counted: boolean;
   /** control: when it was last pinged. */
   pinged: number;
+  /** A connection to a public port: no hello, no verdict line, only the node's bytes. */
+  public?: boolean;
+  /** A public connection's bytes read before it was spliced (an HTTP request head, for `--dn`). */
+  early?: Uint8Array | undefined;
 }
+
+/** The key public connections are counted under, against `maxStreamsPerMember`. */
+const PUBLIC = "public";
+/** A domain a node may route (`--dn`): DNS names, lower or upper case. */
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /**
  * Starts a relay on `host:port`.
@@ -76,7 +88,7 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
   ) => {
     stats.refused[counter]++;
     log.debug(`relay: refused (${counter}): ${message}`);
-    send(s, { ok: false, code, message });
+    if (!s.data.public) send(s, { ok: false, code, message });
     s.data.phase = "closed";
     s.end();
   };
@@ -153,10 +165,12 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
         stats.bytes += n;
         x.data.at = o.clock.now();
       };
-      send(x, { ok: true });
+      if (!x.data.public) send(x, { ok: true });
     }
     stats.streamsOpened++;
-    splice(s, caller, rest);
+    const early = caller.data.early;
+    caller.data.early = undefined;
+    splice(s, caller, rest, early);
     caller.resume();
   }
 
@@ -168,11 +182,21 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
       if (!got) return;
       s.data.at = o.clock.now();
       rest = got.rest;
-      if (!got.line.includes('"refuse"')) continue;
-      let msg: { t?: string; token?: string; message?: string };
+      if (!/"(refuse|publish|unpublish)"/.test(got.line)) continue;
+      let msg: { t?: string; token?: string; message?: string; port?: number; domain?: unknown };
       try {
         msg = JSON.parse(got.line);
       } catch {
+        continue;
+      }
+      const node = s.data.node as string;
+      if ((msg.t === "publish" || msg.t === "unpublish") && Number.isInteger(msg.port)) {
+        const port = msg.port as number;
+        if (msg.t === "unpublish") pub.unpublish(node, port);
+        else {
+          const domain = typeof msg.domain === "string" && DOMAIN.test(msg.domain) ? msg.domain : undefined;
+          send(s, { t: "published", ...pub.publish(node, port, domain) });
+        }
         continue;
       }
       const p = typeof msg.token === "string" ? pending.get(msg.token) : undefined;
@@ -183,64 +207,97 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
     }
   }
 
+  /** A connection to a public port of `node`'s mapped `port`: a stream request on its tunnel. */
+  function onPublic(node: string, port: number, s: Socket<Conn>, early?: Uint8Array) {
+    s.data = { ...fresh(), phase: "waiting", public: true, node: PUBLIC, early };
+    s.setNoDelay(true);
+    const control = tunnels.get(node);
+    if (!control) return refuse(s, "E_NODE_UNREACHABLE", "the node has no tunnel here", "noTunnel");
+    const n = perMember.get(PUBLIC) ?? 0;
+    if (n >= limits.maxStreamsPerMember)
+      return refuse(s, "E_LIMIT", `at most ${limits.maxStreamsPerMember} public streams`, "streamLimit");
+    perMember.set(PUBLIC, n + 1);
+    stats.streams++;
+    s.data.counted = true;
+    open.add(s);
+    s.pause();
+    const token = randomBytes(16).toString("hex");
+    pending.set(token, { caller: s, target: node, at: o.clock.now() });
+    send(control, { t: "open", token, port, public: true });
+  }
+
+  const fresh = (): Conn => ({
+    ...pipeState(),
+    phase: "hello",
+    challenge: randomBytes(16).toString("hex"),
+    reader: new LineReader(),
+    node: undefined,
+    at: o.clock.now(),
+    counted: false,
+    pinged: 0,
+  });
+
+  const handlers: Omit<SocketHandler<Conn>, "open"> = {
+    data(s, chunk) {
+      const c = s.data;
+      if (c.phase === "spliced") return forward(s, chunk);
+      try {
+        if (c.phase === "control") return onControlLine(s, chunk);
+        if (c.phase !== "hello") return;
+        const got = c.reader?.push(chunk);
+        if (!got) return;
+        c.reader = undefined;
+        onHello(s, checkHello(got.line, relayId, c.challenge), got.rest);
+      } catch (err) {
+        const code = isP2prcError(err) ? err.code : "E_INVALID";
+        refuse(s, code, (err as Error).message, "badHello");
+      }
+    },
+    drain: (s) => drained(s),
+    close(s) {
+      open.delete(s);
+      const c = s.data;
+      if (c.phase === "control" && c.node && tunnels.get(c.node) === s) {
+        tunnels.delete(c.node);
+        stats.tunnels--;
+        log.info(`relay: tunnel from ${c.node.slice(0, 12)} closed`);
+        pub.closeNode(c.node);
+        // its pending streams get no work connection now: refused at once, not at the timeout
+        for (const [token, p] of pending) {
+          if (p.target !== c.node) continue;
+          pending.delete(token);
+          if (p.caller.data.phase === "waiting")
+            refuse(p.caller, "E_NODE_UNREACHABLE", "the node's tunnel closed", "noTunnel");
+        }
+      }
+      c.phase = "closed";
+      uncount(c);
+      const peer = c.peer;
+      unsplice(s);
+      if (peer) uncount(peer.data as Conn);
+    },
+    error(_s, err) {
+      log.debug(`relay: socket error: ${err.message}`);
+    },
+  };
+  const pub = publicPorts<Conn>({
+    host: o.host,
+    limits,
+    stats,
+    handlers,
+    accept: onPublic,
+    httpPort: o.httpPort,
+  });
   const listener: TCPSocketListener<Conn> = Bun.listen<Conn>({
     hostname: o.host,
     port: o.port,
     socket: {
+      ...handlers,
       open(s) {
-        s.data = {
-          ...pipeState(),
-          phase: "hello",
-          challenge: randomBytes(16).toString("hex"),
-          reader: new LineReader(),
-          node: undefined,
-          at: o.clock.now(),
-          counted: false,
-          pinged: 0,
-        };
+        s.data = fresh();
         s.setNoDelay(true);
         open.add(s);
         s.write(`${JSON.stringify({ v: 1, relay: relayId, challenge: s.data.challenge })}\n`);
-      },
-      data(s, chunk) {
-        const c = s.data;
-        if (c.phase === "spliced") return forward(s, chunk);
-        try {
-          if (c.phase === "control") return onControlLine(s, chunk);
-          if (c.phase !== "hello") return;
-          const got = c.reader?.push(chunk);
-          if (!got) return;
-          c.reader = undefined;
-          onHello(s, checkHello(got.line, relayId, c.challenge), got.rest);
-        } catch (err) {
-          const code = isP2prcError(err) ? err.code : "E_INVALID";
-          refuse(s, code, (err as Error).message, "badHello");
-        }
-      },
-      drain: (s) => drained(s),
-      close(s) {
-        open.delete(s);
-        const c = s.data;
-        if (c.phase === "control" && c.node && tunnels.get(c.node) === s) {
-          tunnels.delete(c.node);
-          stats.tunnels--;
-          log.info(`relay: tunnel from ${c.node.slice(0, 12)} closed`);
-          // its pending streams get no work connection now: refused at once, not at the timeout
-          for (const [token, p] of pending) {
-            if (p.target !== c.node) continue;
-            pending.delete(token);
-            if (p.caller.data.phase === "waiting")
-              refuse(p.caller, "E_NODE_UNREACHABLE", "the node's tunnel closed", "noTunnel");
-          }
-        }
-        c.phase = "closed";
-        uncount(c);
-        const peer = c.peer;
-        unsplice(s);
-        if (peer) uncount(peer.data as Conn);
-      },
-      error(_s, err) {
-        log.debug(`relay: socket error: ${err.message}`);
       },
     },
   });
@@ -280,6 +337,7 @@ export async function startRelay(o: RelayServerOptions): Promise<RelayServer> {
   const stop = () => {
     stopped ??= (async () => {
       stopSweep();
+      pub.stop();
       listener.stop(true);
       for (const s of open) s.end();
     })();

@@ -17,6 +17,11 @@ export interface RelayLimits {
   idleTimeoutMs: number;
   /** A connection must finish its hello within this, and a node answer a stream request within it. */
   handshakeTimeoutMs: number;
+  /** Most public ports (`p2prc --mp --public`) open at once, all nodes together; 0: none (the default). */
+  maxPublicPorts: number;
+  /** The range public ports are opened in (on the relay's host). */
+  publicPortMin: number;
+  publicPortMax: number;
 }
 
 export const DEFAULT_RELAY_LIMITS: RelayLimits = {
@@ -24,6 +29,9 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   maxStreamsPerMember: 256,
   idleTimeoutMs: 120_000,
   handshakeTimeoutMs: 10_000,
+  maxPublicPorts: 0,
+  publicPortMin: 20_000,
+  publicPortMax: 20_999,
 };
 
 /** Counters of one relay, in `GET /v1/p2p/stats` as `relay`. */
@@ -52,7 +60,11 @@ export interface RelayStats {
     timeout: number;
     /** Streams the node itself refused (a port not open to that caller, a hello that did not verify). */
     byNode: number;
+    /** Public ports asked for past `maxPublicPorts` (or with none allowed), or with no free port in range. */
+    publicLimit: number;
   };
+  /** Public ports open now. */
+  publicPorts: number;
   /** Streams closed for idleness. */
   idleClosed: number;
 }
@@ -73,7 +85,9 @@ export function emptyRelayStats(): RelayStats {
       badToken: 0,
       timeout: 0,
       byNode: 0,
+      publicLimit: 0,
     },
+    publicPorts: 0,
     idleClosed: 0,
   };
 }
