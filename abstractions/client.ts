@@ -14,9 +14,9 @@ import type {
   TrackedState,
 } from "../client/index.ts";
 import { P2prcError } from "../core/index.ts";
-import { PeerTable, relayFromRecords, relayTransport } from "../p2p/index.ts";
 import type { TrackedContainer } from "../store/index.ts";
 import { init, type NodeOptions } from "./node.ts";
+import { p2p } from "./p2p.ts";
 import { proxySshCommand } from "./self.ts";
 import { peerTransport } from "./transport.ts";
 
@@ -25,6 +25,7 @@ export async function withClient<T>(
   options: NodeOptions,
   fn: (deps: ClientDeps) => Promise<T> | T,
 ): Promise<T> {
+  const { PeerTable, relayFromRecords, relayTransport } = await p2p();
   const ctx = init(options);
   const store = ctx.openStore();
   let closeTransport: (() => Promise<void>) | undefined;

@@ -1,13 +1,15 @@
-import { ClusterBook, GossipService, PeerTable, type ReachState } from "../p2p/index.ts";
+import type { ClusterBook, ReachState } from "../p2p/index.ts";
 import type { capacityOf } from "../server/index.ts";
 import type { Store } from "../store/index.ts";
 import { type NodeContext, tlsMaterial } from "./node.ts";
+import { p2p } from "./p2p.ts";
 import { peerTransport } from "./transport.ts";
 
 type Capacity = ReturnType<typeof capacityOf>;
 
 /** Who may use this node (itself, `trusted`, its clusters' members, or anyone on an open network). */
 export async function openClusterBook(ctx: NodeContext, store: Store): Promise<ClusterBook> {
+  const { ClusterBook } = await p2p();
   return new ClusterBook({
     documents: store.clusters,
     selfId: ctx.identity.nodeId,
@@ -30,6 +32,7 @@ export async function createGossip(
   reach?: () => ReachState | undefined,
   relayPort?: () => number | undefined,
 ) {
+  const { GossipService, PeerTable } = await p2p();
   const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
   const transport = await peerTransport(ctx, table);
   const tls = ctx.config.tls ? await tlsMaterial(ctx) : undefined;

@@ -1,8 +1,9 @@
 import { type Address, formatHost, parseAddress, readNodeId, systemClock } from "../core/index.ts";
-import { type GossipRefusal, PeerTable, type PeerView, setNodeMetadata } from "../p2p/index.ts";
+import type { GossipRefusal, PeerView } from "../p2p/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { createGossip } from "./gossip.ts";
 import { init, loadConfig, type NodeOptions } from "./node.ts";
+import { p2p } from "./p2p.ts";
 
 async function withStore<T>(
   options: NodeOptions,
@@ -19,6 +20,7 @@ async function withStore<T>(
 
 /** `--ls`: the IP table — live nodes, this one included, sorted by latency. Reads only. */
 export async function viewIPTable(options: NodeOptions = {}): Promise<PeerView[]> {
+  const { PeerTable } = await p2p();
   const loaded = loadConfig(options);
   // The id from the public key file: no key parsing, and nothing is created by a read.
   const nodeId = readNodeId(loaded.paths.publicKey) ?? "";
@@ -50,6 +52,7 @@ export async function addRootNode(
 
 /** `--amd text` (P2PRC's AddMetaData): this node's metadata; a running node spreads it next round. */
 export async function addCustomInformation(options: NodeOptions, text: string): Promise<void> {
+  const { setNodeMetadata } = await p2p();
   await withStore(options, (store) => setNodeMetadata(store.meta, text));
 }
 

@@ -3,15 +3,9 @@
 // carries stdin/stdout over it; `p2prc forward` opens a loopback listener for it.
 import type { Socket } from "bun";
 import { P2prcError, parseAddress } from "../core/index.ts";
-import {
-  dialThroughRelay,
-  openRelayForwarder,
-  PeerTable,
-  type RelayEndpoint,
-  type RelayForwarder,
-  relayFromRecords,
-} from "../p2p/index.ts";
+import type { RelayEndpoint, RelayForwarder } from "../p2p/index.ts";
 import { init, type NodeContext, type NodeOptions } from "./node.ts";
+import { p2p } from "./p2p.ts";
 
 /** How a node is reached: its id, its address, and its relay when it is relayed. */
 export interface NodeRoute {
@@ -26,6 +20,7 @@ export async function routeTo(
   options: NodeOptions,
   ref: string,
 ): Promise<{ ctx: NodeContext; node: NodeRoute }> {
+  const { PeerTable, relayFromRecords } = await p2p();
   const { resolveNode } = await import("../client/index.ts");
   const ctx = init(options);
   const store = ctx.openStore();
@@ -61,6 +56,7 @@ export async function proxyStdio(
   port: number,
   io: StdioLike,
 ): Promise<void> {
+  const { dialThroughRelay } = await p2p();
   const { ctx, node } = await routeTo(options, ref);
   let drainWaiter: (() => void) | undefined;
   let closed!: () => void;
@@ -118,6 +114,7 @@ export async function forwardPort(
   port: number,
   local: { host?: string; port?: number } = {},
 ): Promise<RelayForwarder & { node: NodeRoute }> {
+  const { openRelayForwarder } = await p2p();
   const { ctx, node } = await routeTo(options, ref);
   if (!node.relay)
     throw new P2prcError(

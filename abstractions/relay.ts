@@ -1,13 +1,11 @@
 import { type Cancel, parseAddress } from "../core/index.ts";
-import {
-  type ClusterBook,
-  offeredRelays,
-  type PeerTable,
-  type ReachService,
+import type {
+  ClusterBook,
+  PeerTable,
+  ReachService,
   RelayAgent,
-  type RelayEndpoint,
-  type RelayServer,
-  startRelay,
+  RelayEndpoint,
+  RelayServer,
 } from "../p2p/index.ts";
 import type { MetaStore } from "../store/index.ts";
 import {
@@ -18,12 +16,14 @@ import {
   readMappings,
 } from "./mappings.ts";
 import type { NodeContext } from "./node.ts";
+import { p2p } from "./p2p.ts";
 
 /** The relay role (config `relay`): members of this node's clusters may keep tunnels here. */
 export async function startRelayRole(
   ctx: NodeContext,
   clusters: ClusterBook,
 ): Promise<RelayServer | undefined> {
+  const { startRelay } = await p2p();
   if (!ctx.config.relay) return undefined;
   const c = ctx.config;
   return startRelay({
@@ -75,12 +75,13 @@ function preferring(relays: RelayEndpoint[], preferred: string | undefined): Rel
  * members offer in the IP table, the one `--ra` chose first, then nearest first. Once a second it looks
  * at the mappings: a removed one's streams are closed, and a newly preferred relay is switched to.
  */
-export function startRelayAgent(
+export async function startRelayAgent(
   ctx: NodeContext,
   serverPort: number,
   allowPort: (caller: string, port: number) => boolean,
   deps: AgentDeps,
-): RunningAgent | undefined {
+): Promise<RunningAgent | undefined> {
+  const { offeredRelays, RelayAgent } = await p2p();
   const { config } = ctx;
   if (config.relays.length === 0 && config.behindNat === "false") return undefined;
   // an address bound to all interfaces is dialed on loopback

@@ -1,10 +1,11 @@
 import { dirname } from "node:path";
 import { VERSION } from "../core/index.ts";
-import { p2pRoutes, ReachService, type RelayAgent, type RelayServer } from "../p2p/index.ts";
+import type { ReachService, RelayAgent, RelayServer } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
 import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
+import { p2p } from "./p2p.ts";
 import { startRelayAgent, startRelayRole } from "./relay.ts";
 
 export interface StartOptions extends NodeOptions {
@@ -39,6 +40,7 @@ export interface RunningNode extends AsyncDisposable {
  *   await node.stop();
  */
 export async function start(options: StartOptions = {}): Promise<RunningNode> {
+  const { ReachService, p2pRoutes } = await p2p();
   // The server module (hono's routes, the schemas, dockerode) loads here, not when a CLI command imports
   // abstractions: one of the three lazy boundaries (Docs/Architecture.md).
   const { capacityOf, createDockerEngine, remoteAddress, startServerNode } = await import(
@@ -104,7 +106,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     reach.start();
     // through the relay a caller reaches this node's server, or a published port of a container it
     // owns (any container's, for an admin): ssh into a container on a node behind a NAT
-    const agent = startRelayAgent(
+    const agent = await startRelayAgent(
       ctx,
       server.port,
       (caller, port) =>

@@ -1,13 +1,15 @@
 import { type NodeRef, type NodeTransport, PeerClient, type PeerRequest } from "../core/index.ts";
-import { PeerTable, PeerTransport } from "../p2p/index.ts";
+import type { PeerTable, PeerTransport } from "../p2p/index.ts";
 import type { Store } from "../store/index.ts";
 import type { NodeContext } from "./node.ts";
+import { p2p } from "./p2p.ts";
 
 /**
  * How this node reaches others: TLS pinned to the certificate each node's signed record in `table`
  * carries, or probed and checked against the node's signed identity for an address not in it.
  */
 export async function peerTransport(ctx: NodeContext, table: PeerTable): Promise<PeerTransport> {
+  const { PeerTransport } = await p2p();
   return new PeerTransport({
     requireTls: ctx.config.tls,
     certAt: (host, port, nodeId) => table.certAt(host, port, nodeId),
@@ -31,6 +33,7 @@ export async function nodeFetch(
   path: string,
   init: PeerRequest,
 ): Promise<Response> {
+  const { PeerTable } = await p2p();
   const transport = await peerTransport(ctx, new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock));
   return peerClient(ctx, transport).request(node, path, init);
 }

@@ -101,6 +101,12 @@ describe("what a command loads", () => {
     expect(packages(mods)).toContain("better-sqlite3");
   });
 
+  test("--vc loads no network code (p2p/, hono) and no server code", () => {
+    const mods = loadedModules(["--vc"]);
+    expect(mods.filter((m) => m.startsWith("p2p/") || m.startsWith("server/"))).toEqual([]);
+    expect(packages(mods)).not.toContain("hono");
+  });
+
   test("--vc --ni loads only the two command modules they use", () => {
     expect(commandModules(loadedModules(["--vc", "--ni"]))).toEqual([
       "cli/commands/config.ts",

@@ -105,7 +105,9 @@ test("--touch alice prints an ssh command that works as printed: a ProxyCommand 
   const command = /^ssh:\s+(.*)$/m.exec(touched.out)?.[1] ?? "";
   expect(command).toMatch(
     // the key is not one ssh tries by itself, so the command names it (-i) as for a direct node
-    new RegExp(`^ssh -i ${key} -o ProxyCommand='.* proxy ${alice.nodeId} %p --config-dir ${bobHome}' -p \\d+ root@`),
+    new RegExp(
+      `^ssh -i ${key} -o ProxyCommand='.* proxy ${alice.nodeId} %p --config-dir ${bobHome}' -p \\d+ root@`,
+    ),
   );
   // as printed, plus what a test needs to run it unattended (no agent, no known_hosts prompt)
   const unattended = command.replace(
