@@ -1,0 +1,328 @@
+// The NAT relay's user story (issue 20), on the NAT lab (test/lab/nat.ts, Docs/Lab.md), with one lab for
+// the whole file: alice's node at home behind the router (her own engine), carol's and dave's nodes on
+// the public side offering to relay, bob's node on the client host. All four are in cluster `friends`,
+// hosted by carol; bob does everything from his own host with the real CLI and the real ssh client.
+// Where a step of the story does not work yet, it is a `test.todo` naming the gap (Docs/Lab.md).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+import { signRequest } from "../core/index.ts";
+import {
+  LAB_ADDR,
+  type LabHost,
+  type LabResult,
+  type NatLab,
+  natLabUnavailable,
+  runP2prc,
+  spawnLabNode,
+  startNatLab,
+} from "./lab/nat.ts";
+import { nodeIdentity, type SpawnedNode, waitFor } from "./support.ts";
+
+const unavailable = natLabUnavailable();
+if (unavailable) console.warn(`test/nat-story.test.ts skipped: ${unavailable}`);
+
+const SSHD = "p2prc-test/debian-sshd";
+const BUSYBOX = "p2prc-test/busybox";
+const NAMES = ["carol", "dave", "bob", "alice"] as const;
+type Name = (typeof NAMES)[number];
+const HOST: Record<Name, LabHost> = { carol: "relay", dave: "relay2", bob: "client", alice: "home" };
+
+describe.skipIf(unavailable !== undefined)("the NAT user story", () => {
+  let lab: NatLab;
+  const procs: Subprocess[] = [];
+  const home = {} as Record<Name, string>;
+  const id = {} as Record<Name, string>;
+  const node = {} as Record<Name, SpawnedNode>;
+  /** The ssh command `--touch alice` printed (its container is removed with the lab's engine). */
+  let sshCommand = "";
+
+  /** `p2prc <args>` on bob's host, as bob. */
+  const bob = (args: string[], timeoutMs = 60_000): Promise<LabResult> =>
+    runP2prc(lab, "client", home.bob, args, { timeoutMs });
+
+  const start = (name: Name, env: Record<string, string | undefined> = {}) =>
+    spawnLabNode(lab, HOST[name], {
+      home: home[name],
+      procs,
+      name,
+      env: {
+        P2PRC_MACHINE_NAME: name,
+        P2PRC_GOSSIP_INTERVAL_MS: "300",
+        P2PRC_DEFAULT_IMAGE: BUSYBOX,
+        P2PRC_DEFAULT_MEMORY_MB: "64",
+        P2PRC_LOG_LEVEL: "warn",
+        ...env,
+      },
+    });
+
+  beforeAll(async () => {
+    const t0 = performance.now();
+    lab = await startNatLab({ images: [BUSYBOX, SSHD] });
+    for (const name of NAMES) {
+      home[name] = join(lab.dir, name);
+      mkdirSync(home[name], { recursive: true });
+      id[name] = nodeIdentity(home[name]).nodeId;
+    }
+    // carol (public) serves and relays, and hosts `friends` with the other three as members
+    node.carol = await start("carol", { P2PRC_RELAY: "true" });
+    const hosted = await runP2prc(lab, "relay", home.carol, [
+      "--host-cluster",
+      "friends",
+      "--users",
+      `${id.alice}=alice,${id.bob}=bob,${id.dave}=dave`,
+    ]);
+    if (hosted.code !== 0) throw new Error(`--host-cluster: ${hosted.err}`);
+    // each member joins from its own host by asking carol's node: that is all the configuration bob has
+    const joins = await Promise.all(
+      (["dave", "bob", "alice"] as const).map((n) =>
+        runP2prc(lab, HOST[n], home[n], ["--join", `${LAB_ADDR.relay}:8088`]),
+      ),
+    );
+    for (const j of joins) if (j.code !== 0) throw new Error(`--join: ${j.err}`);
+    // GAP (reported): alice must be told her relays (config `relays`); nothing picks them from the members
+    // that offer to relay yet (Docs/P2P.md "Not yet")
+    [node.dave, node.bob, node.alice] = await Promise.all([
+      start("dave", { P2PRC_RELAY: "true" }),
+      start("bob"),
+      start("alice", { P2PRC_RELAYS: `${LAB_ADDR.relay}:8089,${LAB_ADDR.relay2}:8089` }),
+    ]);
+    console.log(`nat story: lab and four nodes up in ${Math.round(performance.now() - t0)} ms`);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const p of procs) p.kill(9);
+    await lab?.close();
+  }, 60_000);
+
+  /** A signed GET from `host` as `as` (its own key), TLS not pinned (readiness and counters only). */
+  async function signedGet(host: LabHost, as: Name, url: string): Promise<{ status: number; body: string }> {
+    const headers = signRequest(nodeIdentity(home[as]), "GET", url, "");
+    return lab.fetch(host, url, { headers });
+  }
+
+  /** carol's relay counters (asked by carol herself, on her host). */
+  async function relayStats(): Promise<{
+    tunnels: number;
+    streamsOpened: number;
+    refused: Record<string, number>;
+  }> {
+    const r = await signedGet("relay", "carol", `${node.carol.url}/v1/p2p/stats`);
+    return (
+      JSON.parse(r.body) as {
+        relay: { tunnels: number; streamsOpened: number; refused: Record<string, number> };
+      }
+    ).relay;
+  }
+
+  type LsRow = { id: string; name: string; reach: string; relays?: string[] };
+  async function bobLs(): Promise<LsRow[]> {
+    const r = await bob(["--ls", "--json"]);
+    if (r.code !== 0) throw new Error(`--ls: ${r.err}`);
+    return JSON.parse(r.out) as LsRow[];
+  }
+
+  test.todo(
+    "GAP: alice needs no `relays` config: she picks her relay by latency among the members offering one (here she is given carol's and dave's relay ports)",
+  );
+
+  test("bob's --ls lists alice relayed through carol; --specs alice and --vi alice answer through the relay", async () => {
+    // a direct dial from bob's host to alice's node fails: the router drops it
+    expect((await lab.fetch("client", `${node.alice.url}/v1/health`, { timeoutS: 2 })).status).toBe(0);
+    const rows = await waitFor(
+      "bob sees alice relayed via carol",
+      async () => {
+        const ls = await bobLs();
+        const alice = ls.find((r) => r.name === "alice");
+        return alice?.reach === "relay" && alice.relays?.[0] === id.carol && ls.length === 4 ? ls : undefined;
+      },
+      45_000,
+      500,
+    );
+    expect(Object.fromEntries(rows.map((r) => [r.name, r.reach]))).toEqual({
+      alice: "relay",
+      bob: "direct",
+      carol: "direct",
+      dave: "direct",
+    });
+    const plain = await bob(["--ls"]);
+    expect(plain.out).toMatch(/alice\s+\S+\s+relay via carol\s/);
+
+    const specs = await bob(["--specs", "alice", "--json"]);
+    expect(specs.err).toBe("");
+    expect(specs.code).toBe(0);
+    expect(JSON.parse(specs.out)).toMatchObject({ nodeId: id.alice });
+    const images = await bob(["--vi", "alice", "--json"]);
+    expect(images.err).toBe("");
+    expect(images.code).toBe(0);
+    expect(images.out).toContain(SSHD); // alice's own engine's images: the lab loaded the sshd image there
+    expect((await relayStats()).streamsOpened).toBeGreaterThanOrEqual(2);
+  }, 90_000);
+
+  test("--touch alice --image <sshd> creates a container on alice's node (her engine)", async () => {
+    const key = join(home.bob, "id_ed25519");
+    expect(Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key]).exitCode).toBe(0);
+    const r = await bob(["--touch", "alice", "--image", SSHD, "--ssh-key", `${key}.pub`, "--json"]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    const started = JSON.parse(r.out) as { id: string; node: string; ssh?: { command: string } };
+    expect(started.node).toBe(id.alice);
+    expect(started.ssh?.command).toMatch(/^ssh /);
+    sshCommand = started.ssh?.command ?? "";
+    // it runs in home's engine, not the test engine the public nodes use
+    const ps = await lab.run("home", ["docker", "-H", lab.homeDockerHost, "ps", "-q", "--no-trunc"]);
+    expect(
+      ps.out.split("\n").some((l) => l.startsWith(started.id) || started.id.startsWith(l.slice(0, 12))),
+    ).toBe(true);
+  }, 90_000);
+
+  test.todo(
+    "GAP: the ssh command --touch prints for a relayed node works as printed from bob's host (it names an address bob cannot dial; no ProxyCommand through the relay)",
+  );
+
+  test("the printed ssh command does not work as printed from bob's host (the gap above, measured)", async () => {
+    if (!sshCommand) throw new Error("no ssh command from the --touch test");
+    const key = join(home.bob, "id_ed25519");
+    // as printed, plus bob's key and no host-key prompt (what ~/.ssh would give him)
+    const [, ...rest] = sshCommand.split(" ");
+    const argv = [
+      "ssh",
+      "-F",
+      "/dev/null",
+      "-i",
+      key,
+      ...[
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "BatchMode=yes",
+        "ConnectTimeout=3",
+      ].flatMap((o) => ["-o", o]),
+      ...rest,
+      "echo ok-through-the-relay",
+    ];
+    const res = await lab.run("client", argv, { timeoutMs: 20_000 });
+    console.log(`nat story: printed ssh command: ${sshCommand} -> exit ${res.code} ${res.err.trim()}`);
+    // flips when the gap is closed: then make the todo above this test's assertion instead
+    expect(res.out.trim()).not.toBe("ok-through-the-relay");
+  }, 60_000);
+
+  test("batch --nodes alice,carol runs tasks on both and collects every result", async () => {
+    const jobs = join(home.bob, "jobs");
+    mkdirSync(jobs, { recursive: true });
+    writeFileSync(
+      join(jobs, "job.yaml"),
+      [
+        `image: ${BUSYBOX}`,
+        `command: ["sh", "-c", "echo task-$P2PRC_TASK_INDEX > out.txt; echo done-$P2PRC_TASK_INDEX; sleep 1"]`,
+        "tasks: 6",
+        'outputs: ["out.txt"]',
+        "",
+      ].join("\n"),
+    );
+    const out = join(home.bob, "out");
+    const r = await bob(
+      ["batch", join(jobs, "job.yaml"), "--nodes", "alice,carol", "--out", out, "--json"],
+      90_000,
+    );
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.out) as {
+      done: number;
+      failed: number;
+      results: { index: number; node: string }[];
+    };
+    expect(summary).toMatchObject({ done: 6, failed: 0 });
+    for (let i = 0; i < 6; i++) {
+      expect(readFileSync(join(out, String(i), "out.txt"), "utf8")).toBe(`task-${i}\n`);
+      expect(readFileSync(join(out, String(i), "stdout"), "utf8")).toBe(`done-${i}\n`);
+    }
+    const nodes = new Set(summary.results.map((x) => x.node));
+    expect(nodes.size).toBe(2);
+  }, 120_000);
+
+  test("logs, exec and cp of a container on alice's node", async () => {
+    const made = await bob([
+      "--touch",
+      "alice",
+      "--image",
+      BUSYBOX,
+      "--ssh-key",
+      "none",
+      "--json",
+      "--",
+      "sh",
+      "-c",
+      "echo hello-from-home; sleep 600",
+    ]);
+    expect(made.err).toBe("");
+    expect(made.code).toBe(0);
+    const c = (JSON.parse(made.out) as { id: string }).id;
+    const logs = await waitFor(
+      "logs",
+      async () => {
+        const l = await bob(["logs", "alice", c]);
+        return l.code === 0 && l.out.includes("hello-from-home") ? l : undefined;
+      },
+      20_000,
+      500,
+    );
+    expect(logs.out).toContain("hello-from-home");
+    const exec = await bob(["exec", "alice", c, "--", "sh", "-c", "echo in-$(hostname); exit 3"]);
+    expect(exec.code).toBe(3);
+    expect(exec.out).toMatch(/^in-/);
+    const local = join(home.bob, "up.txt");
+    writeFileSync(local, "copied through the relay\n");
+    const up = await bob(["cp", local, `alice:${c}:/tmp/up.txt`]);
+    expect(up.err).toBe("");
+    expect(up.code).toBe(0);
+    const down = join(home.bob, "down.txt");
+    const back = await bob(["cp", `alice:${c}:/tmp/up.txt`, down]);
+    expect(back.err).toBe("");
+    expect(back.code).toBe(0);
+    expect(readFileSync(down, "utf8")).toBe("copied through the relay\n");
+  }, 90_000);
+
+  test("a non-member can neither open a tunnel nor a stream at carol's relay; nothing is forwarded", async () => {
+    const before = await relayStats();
+    const script = resolve(import.meta.dir, "lab/stranger.ts");
+    const r = await lab.run("client", [process.execPath, script, `${LAB_ADDR.relay}:8089`, id.alice], {
+      timeoutMs: 20_000,
+    });
+    expect(r.code).toBe(0);
+    const probe = JSON.parse(r.out.trim().split("\n").at(-1) as string) as {
+      tunnel: string | null;
+      agent: { connects: number; failures: number };
+      stream: string;
+    };
+    expect(probe.tunnel).toBeNull();
+    expect(probe.agent.connects).toBe(0);
+    expect(probe.agent.failures).toBeGreaterThan(0);
+    expect(probe.stream).not.toBe("opened");
+    const after = await relayStats();
+    expect((after.refused.notMember ?? 0) - (before.refused.notMember ?? 0)).toBeGreaterThanOrEqual(2);
+    expect(after.streamsOpened).toBe(before.streamsOpened);
+    expect(after.tunnels).toBe(before.tunnels);
+  }, 60_000);
+
+  test("carol's relay killed while alice's tunnel is up: alice is reachable again through dave within seconds", async () => {
+    expect((await relayStats()).tunnels).toBeGreaterThanOrEqual(1);
+    node.carol.proc.kill(9);
+    await node.carol.proc.exited;
+    const t0 = performance.now();
+    const specs = await waitFor(
+      "--specs alice through dave",
+      async () => {
+        const s = await bob(["--specs", "alice", "--json"], 15_000);
+        return s.code === 0 ? s : undefined;
+      },
+      30_000,
+      250,
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(`nat story: alice reachable again ${seconds.toFixed(1)} s after carol was killed`);
+    expect(JSON.parse(specs.out)).toMatchObject({ nodeId: id.alice });
+    const ls = await bobLs();
+    expect(ls.find((r) => r.name === "alice")?.relays?.[0]).toBe(id.dave);
+    expect(seconds).toBeLessThan(15);
+  }, 60_000);
+});
