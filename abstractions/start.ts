@@ -104,15 +104,18 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     reach.start();
     // through the relay a caller reaches this node's server, or a published port of a container it
     // owns (any container's, for an admin): ssh into a container on a node behind a NAT
-    const relayAgent = await startRelayAgent(ctx, server.port, (caller, port) =>
-      store.containers
-        .list()
-        .some(
-          (c) => (c.owner === caller || clusters.isAdmin(caller)) && c.ports.some((p) => p.external === port),
-        ),
+    const relayAgent = startRelayAgent(
+      ctx,
+      server.port,
+      (caller, port) =>
+        store.containers
+          .list()
+          .some(
+            (c) =>
+              (c.owner === caller || clusters.isAdmin(caller)) && c.ports.some((p) => p.external === port),
+          ),
+      { table, reach },
     );
-    // the record names the relay this node is reachable through (p2p/reach.ts re-signs it)
-    relayAgent?.subscribe((r) => reach?.setRelays(r?.nodeId ? [r.nodeId] : []));
     let stopped: Promise<void> | undefined;
     const stop = () => {
       stopped ??= (async () => {

@@ -58,7 +58,7 @@ export const CONFIG_FIELDS = {
   relays: {
     schema: (z: Z) => z.array(hostPort(z)).check(z.maxLength(16)),
     allowed: "a list of host:port of relays (env: comma-separated)",
-    doc: "Relays this node keeps a tunnel through, in order of preference (it fails over to the next); empty = none.",
+    doc: "Relays this node keeps a tunnel through, in order of preference (it fails over to the next); empty = while this node finds itself relayed (behindNat), the relays members offer in the IP table, nearest first.",
   },
   relayPort: {
     schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(65535)),

@@ -36,9 +36,8 @@ beforeAll(async () => {
   }));
   ({ node: alice } = await startTestNode(join(root, "alice"), {
     tls: true,
-    relays: [`127.0.0.1:${relayPort}`],
     bootstrap: [carol.url.replace(/^https:\/\//, "")], // alice dials out to gossip; nobody dials her
-    behindNat: "true",
+    behindNat: "true", // no `relays`: she uses the relay carol's record offers
     trusted: [bob.nodeId, dave.nodeId],
   }));
 });

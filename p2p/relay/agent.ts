@@ -12,8 +12,11 @@ import type { RelayEndpoint } from "./types.ts";
 
 export interface RelayAgentOptions {
   identity: Identity;
-  /** Relays in order of preference; on loss the agent fails over to the next. */
-  relays: RelayEndpoint[];
+  /**
+   * Relays in order of preference; on loss the agent fails over to the next. A function is asked
+   * again at each attempt (relays offered in the IP table, nearest first).
+   */
+  relays: RelayEndpoint[] | (() => RelayEndpoint[]);
   /** This node's own server: every stream is spliced to a fresh connection to it. */
   local: { host: string; port: number };
   /** Where the ports `allowPort` opens listen (containers' published ports); default `local.host`. */
@@ -42,20 +45,26 @@ export interface RelayAgentStats {
   streamFailures: number;
 }
 
-/** Keeps this node reachable through one of its relays. `start()` once; `stop()` is idempotent. */
+/**
+ * Keeps this node reachable through one of its relays. `start()` and `stop()` may alternate (the node
+ * runs it while it finds itself relayed); both are idempotent.
+ */
 export class RelayAgent implements AsyncDisposable {
   readonly stats: RelayAgentStats = { connects: 0, failures: 0, streams: 0, streamFailures: 0 };
   private relay: RelayEndpoint | undefined;
   private control: Socket<Pipe> | undefined;
   private index = 0;
   private backoff: number;
-  private stopped = false;
+  private stopped = true;
+  /** Bumped by each start: a connection attempt of an earlier run is dropped. */
+  private run = 0;
   private timer: Cancel | undefined;
   private watchdog: Cancel | undefined;
   private readonly listeners = new Set<(relay: RelayEndpoint | undefined) => void>();
 
   constructor(private readonly o: RelayAgentOptions) {
-    if (o.relays.length === 0) throw new P2prcError("E_CONFIG", "relay agent: no relay to use");
+    if (Array.isArray(o.relays) && o.relays.length === 0)
+      throw new P2prcError("E_CONFIG", "relay agent: no relay to use");
     this.backoff = o.backoffMinMs ?? 250;
   }
 
@@ -65,7 +74,10 @@ export class RelayAgent implements AsyncDisposable {
   }
 
   start(): void {
-    void this.connect();
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.run++;
+    void this.connect(this.run);
   }
 
   /**
@@ -83,25 +95,38 @@ export class RelayAgent implements AsyncDisposable {
   }
 
   async stop(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
     this.timer?.();
     this.watchdog?.();
     this.control?.end();
     this.control = undefined;
+    if (this.relay) {
+      this.relay = undefined;
+      this.changed(undefined);
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
   }
 
-  private retry(delayMs: number): void {
-    if (this.stopped) return;
-    this.timer = this.o.clock.setTimeout(() => void this.connect(), delayMs);
+  private retry(run: number, delayMs: number): void {
+    if (this.stopped || run !== this.run) return;
+    this.timer = this.o.clock.setTimeout(() => void this.connect(run), delayMs);
   }
 
-  private async connect(): Promise<void> {
-    if (this.stopped) return;
-    const { identity, relays, logger } = this.o;
+  private async connect(run: number): Promise<void> {
+    if (this.stopped || run !== this.run) return;
+    const { identity, logger } = this.o;
+    const relays = typeof this.o.relays === "function" ? this.o.relays() : this.o.relays;
+    if (relays.length === 0) {
+      // a list from the IP table may be empty for now: look again after the backoff
+      logger.debug(`relay: no relay known yet; looking again in ${this.backoff} ms`);
+      this.retry(run, this.backoff);
+      this.backoff = Math.min(this.o.backoffMaxMs ?? 10_000, this.backoff * 2);
+      return;
+    }
     const relay = relays[this.index % relays.length] as RelayEndpoint;
     const where = `${relay.host}:${relay.port}`;
     const node = identity.nodeId;
@@ -117,7 +142,7 @@ export class RelayAgent implements AsyncDisposable {
         conn.socket.end();
         throw new P2prcError("E_UNAUTHORIZED", `relay ${where} did not prove its key`);
       }
-      if (this.stopped) {
+      if (this.stopped || run !== this.run) {
         conn.socket.end();
         return;
       }
@@ -140,7 +165,7 @@ export class RelayAgent implements AsyncDisposable {
             this.onMessage(got.line, conn.socket);
           }
         },
-        close: () => this.lost(where),
+        close: () => this.lost(run, where, conn.socket),
       });
       logger.info(`relay: reachable through ${where}`);
       this.changed(this.relay);
@@ -148,20 +173,21 @@ export class RelayAgent implements AsyncDisposable {
       this.stats.failures++;
       logger.warn(`relay: ${where}: ${(err as Error).message}; retrying in ${this.backoff} ms`);
       this.index++;
-      this.retry(this.backoff);
+      this.retry(run, this.backoff);
       this.backoff = Math.min(this.o.backoffMaxMs ?? 10_000, this.backoff * 2);
     }
   }
 
-  private lost(where: string): void {
+  private lost(run: number, where: string, socket: Socket<Pipe>): void {
+    if (this.control !== socket) return; // a tunnel stop() already let go of
     this.watchdog?.();
     this.control = undefined;
     this.relay = undefined;
-    if (this.stopped) return;
+    if (this.stopped || run !== this.run) return;
     this.o.logger.warn(`relay: lost the tunnel to ${where}; failing over`);
     this.changed(undefined);
     this.index++;
-    this.retry(this.o.backoffMinMs ?? 250);
+    this.retry(run, this.o.backoffMinMs ?? 250);
   }
 
   private onMessage(line: string, control: Socket<Pipe>): void {

@@ -1,8 +1,8 @@
 import { expect, test } from "bun:test";
 import { generateIdentity } from "../../core/index.ts";
 import { recordOf } from "../fixtures.ts";
-import type { NodeRecord } from "../types.ts";
-import { relayFromRecords } from "./route.ts";
+import type { NodeRecord, PeerView } from "../types.ts";
+import { offeredRelays, relayFromRecords } from "./route.ts";
 
 const [alice, carol, dave, bob] = [
   generateIdentity(),
@@ -25,4 +25,39 @@ test("a relayed node is reached through the first relay it names whose record gi
   expect(relayOf(ref(generateIdentity().nodeId))).toBeUndefined(); // unknown
   held.set(alice.nodeId, recordOf(alice, { reach: "relay", relays: [dave.nodeId] }));
   expect(relayOf(ref(alice.nodeId))).toBeUndefined(); // no relay known with a port
+});
+
+test("the relays offered in the table: live, direct, with a relay port, nearest first, never this node", () => {
+  const erin = generateIdentity();
+  const held = new Map<string, NodeRecord>([
+    [carol.nodeId, recordOf(carol, { relayPort: 8089 })],
+    [dave.nodeId, recordOf(dave, { relayPort: 9089 })],
+    [bob.nodeId, recordOf(bob)], // offers no relay
+    [erin.nodeId, recordOf(erin, { relayPort: 8089, reach: "relay" })], // relayed itself
+    [alice.nodeId, recordOf(alice, { relayPort: 8089 })], // this node
+  ]);
+  const view = (id: string, latencyMs: number, over: Partial<PeerView> = {}) =>
+    ({
+      id,
+      address: `10.0.0.${latencyMs}`,
+      latencyMs,
+      state: "alive",
+      reach: held.get(id)?.reach,
+      ...over,
+    }) as PeerView;
+  const views = [
+    view(carol.nodeId, 9),
+    view(dave.nodeId, 3),
+    view(bob.nodeId, 1),
+    view(erin.nodeId, 1),
+    view(alice.nodeId, 0),
+  ];
+  expect(offeredRelays(views, (id) => held.get(id), alice.nodeId)).toEqual([
+    { host: "10.0.0.3", port: 9089, nodeId: dave.nodeId },
+    { host: "10.0.0.9", port: 8089, nodeId: carol.nodeId },
+  ]);
+  views[1] = view(dave.nodeId, 3, { state: "suspect" });
+  expect(offeredRelays(views, (id) => held.get(id), alice.nodeId).map((r) => r.nodeId)).toEqual([
+    carol.nodeId,
+  ]);
 });

@@ -1,7 +1,7 @@
 // Which relay reaches a node, from the signed records held: the node's record says `reach: "relay"`
 // and names its relays; a relay's own record gives its address and `relayPort`.
 import type { NodeRef } from "../../core/index.ts";
-import type { NodeRecord } from "../types.ts";
+import type { NodeRecord, PeerView } from "../types.ts";
 import type { RelayEndpoint } from "./types.ts";
 
 /**
@@ -24,4 +24,22 @@ export function relayFromRecords(
     }
     return undefined;
   };
+}
+
+/**
+ * The relays members offer, from the IP table: live nodes reached directly whose record has a relay
+ * port, nearest first (by the latency this node measured); never `selfId`.
+ */
+export function offeredRelays(
+  views: PeerView[],
+  records: (id: string) => NodeRecord | undefined,
+  selfId: string,
+): RelayEndpoint[] {
+  return views
+    .filter((v) => v.id !== selfId && v.state === "alive" && v.reach === "direct" && v.address)
+    .sort((a, b) => (a.latencyMs ?? Number.POSITIVE_INFINITY) - (b.latencyMs ?? Number.POSITIVE_INFINITY))
+    .flatMap((v) => {
+      const port = records(v.id)?.relayPort;
+      return port && v.address ? [{ host: v.address, port, nodeId: v.id }] : [];
+    });
 }
