@@ -1,7 +1,8 @@
 // The NAT relay's user story (issue 20), on the NAT lab (test/lab/nat.ts, Docs/Lab.md), with one lab for
 // the whole file: alice's node at home behind the router (her own engine), carol's and dave's nodes on
 // the public side offering to relay, bob's node on the client host. All four are in cluster `friends`,
-// hosted by carol; alice is given no relay (she picks one). Bob does everything from his own host with the real CLI and the real ssh client.
+// hosted by carol; alice is given no relay (she picks one). Bob does everything from his own host with
+// the real CLI and the real ssh client.
 // Where a step of the story does not work yet, it is a `test.todo` naming the gap (Docs/Lab.md).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
