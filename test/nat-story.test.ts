@@ -217,6 +217,15 @@ describe.skipIf(unavailable !== undefined)("the NAT user story", () => {
     console.log(`nat story: printed ssh command: ${sshCommand} -> exit ${res.code} ${res.err.trim()}`);
     // flips when the gap is closed: then make the todo above this test's assertion instead
     expect(res.out.trim()).not.toBe("ok-through-the-relay");
+    // and no port is open on alice's router: her container's ssh port is not reachable from bob's host
+    // at her address or at the router's public one (it is published in home only)
+    const port = /-p (\d+)/.exec(sshCommand)?.[1];
+    for (const host of [LAB_ADDR.home, LAB_ADDR.router]) {
+      const dial = await lab.run("client", ["bash", "-c", `timeout 3 bash -c '</dev/tcp/${host}/${port}'`]);
+      expect(dial.code).not.toBe(0);
+    }
+    const inHome = await lab.run("home", ["bash", "-c", `timeout 3 bash -c '</dev/tcp/${LAB_ADDR.home}/${port}'`]);
+    expect(inHome.code).toBe(0);
   }, 60_000);
 
   test("batch --nodes alice,carol runs tasks on both and collects every result", async () => {
