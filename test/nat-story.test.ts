@@ -319,10 +319,13 @@ describe.skipIf(unavailable !== undefined)("the NAT user story", () => {
     node[relay].proc.kill(9);
     await node[relay].proc.exited;
     const t0 = performance.now();
+    const attempts: string[] = [];
     const specs = await waitFor(
       `--specs alice through ${otherRelay()}`,
       async () => {
+        const a0 = performance.now();
         const s = await bob(["--specs", "alice", "--json"], 15_000);
+        attempts.push(`${Math.round(performance.now() - a0)} ms: exit ${s.code} ${s.err.split("\n")[0]}`);
         return s.code === 0 ? s : undefined;
       },
       30_000,
@@ -335,6 +338,7 @@ describe.skipIf(unavailable !== undefined)("the NAT user story", () => {
       .join("")
       .split("\n")
       .filter((l) => l.includes("relay"));
+    console.log(`nat story: bob's --specs attempts:\n${attempts.join("\n")}`);
     console.log(`nat story: alice's relay agent:\n${agentLog.slice(-12).join("\n")}`);
     expect(JSON.parse(specs.out)).toMatchObject({ nodeId: id.alice });
     const ls = await bobLs();
