@@ -227,6 +227,42 @@ describe.skipIf(unavailable !== undefined)("the NAT user story", () => {
     expect(await canDial("home", LAB_ADDR.home)).toBe(true);
   }, 60_000);
 
+  test("what the printed command would need works: real ssh from bob's host through a relay forwarder to alice's container", async () => {
+    const port = /-p (\d+)/.exec(sshCommand)?.[1] as string;
+    const script = resolve(import.meta.dir, "lab/forward.ts");
+    const fwd = Bun.spawn(
+      lab.command("client", [process.execPath, script, RELAY_PORT[relay], id.alice, port, home.bob]),
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    procs.push(fwd);
+    try {
+      const reader = (fwd.stdout as ReadableStream<Uint8Array>).getReader();
+      const local = Number(new TextDecoder().decode((await reader.read()).value).trim());
+      expect(local).toBeGreaterThan(0);
+      const key = join(home.bob, "id_ed25519");
+      const opts = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "BatchMode=yes"];
+      const argv = ["ssh", "-F", "/dev/null", "-i", key, ...opts.flatMap((o) => ["-o", o])];
+      const res = await waitFor(
+        "ssh through the relay",
+        async () => {
+          const r = await lab.run(
+            "client",
+            [...argv, "-p", String(local), "root@127.0.0.1", "echo ok-$(hostname)"],
+            {
+              timeoutMs: 15_000,
+            },
+          );
+          return r.code === 0 ? r : undefined;
+        },
+        20_000,
+        500,
+      );
+      expect(res.out.trim()).toMatch(/^ok-/);
+    } finally {
+      fwd.kill(9);
+    }
+  }, 60_000);
+
   test("batch --nodes alice,carol runs tasks on both and collects every result", async () => {
     const jobs = join(home.bob, "jobs");
     mkdirSync(jobs, { recursive: true });
@@ -314,6 +350,10 @@ describe.skipIf(unavailable !== undefined)("the NAT user story", () => {
     expect(after.tunnels).toBe(before.tunnels);
   }, 60_000);
 
+  test.todo(
+    "GAP: a client call made while alice's relay fails over hangs (killed at 15 s here) instead of failing fast: the agent's loss re-signs her record `reach: relay` with no relays (abstractions/relay.ts: setRelays([])), relayFromRecords (p2p/relay/route.ts) then answers undefined and the peer client dials alice's own address, into the NAT",
+  );
+
   test("alice's relay killed while her tunnel is up: she is reachable again through the other within seconds", async () => {
     expect((await relayStats()).tunnels).toBeGreaterThanOrEqual(1);
     node[relay].proc.kill(9);
@@ -324,7 +364,8 @@ describe.skipIf(unavailable !== undefined)("the NAT user story", () => {
       `--specs alice through ${otherRelay()}`,
       async () => {
         const a0 = performance.now();
-        const s = await bob(["--specs", "alice", "--json"], 15_000);
+        // 5 s each: a call made during the switch can hang (the todo above), the next one goes through
+        const s = await bob(["--specs", "alice", "--json"], 5_000);
         attempts.push(`${Math.round(performance.now() - a0)} ms: exit ${s.code} ${s.err.split("\n")[0]}`);
         return s.code === 0 ? s : undefined;
       },
