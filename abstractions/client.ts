@@ -25,7 +25,7 @@ export async function withClient<T>(
   options: NodeOptions,
   fn: (deps: ClientDeps) => Promise<T> | T,
 ): Promise<T> {
-  const { PeerTable, relayFromRecords, relayTransport } = await p2p();
+  const { PeerTable, relayFromRecords, relayTransport, relayedByRecords } = await p2p();
   const ctx = init(options);
   const store = ctx.openStore();
   let closeTransport: (() => Promise<void>) | undefined;
@@ -34,10 +34,12 @@ export async function withClient<T>(
     // a node whose record says it is relayed is reached through its relay, TLS still pinned to it
     const record = (id: string) => table.record(id)?.record;
     const relayOf = relayFromRecords(record);
+    const relayed = relayedByRecords(record);
     const transport = relayTransport({
       base: await peerTransport(ctx, table),
       identity: ctx.identity,
       relayOf,
+      relayed,
       certOf: (id) => record(id)?.cert,
     });
     closeTransport = () => transport.close();
@@ -50,7 +52,7 @@ export async function withClient<T>(
       transport,
       // ssh into a container on a relayed node: through p2prc itself, over the same signed stream path
       sshCommand: (id, port) =>
-        relayOf({ id, address: { host: "", port: 0 } }) ? proxySshCommand(options, id, port) : undefined,
+        relayed({ id, address: { host: "", port: 0 } }) ? proxySshCommand(options, id, port) : undefined,
     });
   } finally {
     await closeTransport?.();

@@ -32,7 +32,14 @@ export async function routeTo(
         hint: "p2prc --ls lists the known nodes",
       });
     const address = parseAddress(target.url.replace(/^https?:\/\//, ""), "node");
-    const relay = relayFromRecords((id) => table.record(id)?.record)({ id: target.id, address });
+    const record = (id: string) => table.record(id)?.record;
+    const relay = relayFromRecords(record)({ id: target.id, address });
+    // a relayed node is never dialed behind its NAT, even between two relays (that dial would hang)
+    if (!relay && record(target.id)?.reach === "relay")
+      throw new P2prcError("E_NODE_UNREACHABLE", `node ${ref} is behind a NAT and names no relay right now`, {
+        retryable: true,
+        hint: "try again in a few seconds",
+      });
     return { ctx, node: { id: target.id, name: target.name, address, relay } };
   } finally {
     store.close();

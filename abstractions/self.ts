@@ -19,10 +19,13 @@ function word(s: string): string {
 
 /**
  * `ssh -o ProxyCommand='p2prc proxy <node> %p' -p <port> root@<node>`: ssh into a container's published
- * ssh port on a node reached through its relay, as this node's key (`--config-dir` kept when given).
+ * ssh port on a node reached through its relay, as this node's key (its home kept when chosen by
+ * `--config-dir` or `P2PRC`, so the command works from another shell).
  */
 export function proxySshCommand(options: NodeOptions, nodeId: string, port: number): string {
-  const home = options.configDir ? ["--config-dir", resolve(options.configDir)] : [];
+  // the home this call used, when it is not the default one ssh's child would find (--config-dir or P2PRC)
+  const chosen = options.configDir ?? (options.env ?? process.env).P2PRC;
+  const home = chosen ? ["--config-dir", resolve(chosen)] : [];
   const proxy = [...selfCommand(options), "proxy", nodeId, "%p", ...home].map(word).join(" ");
   return `ssh -o ProxyCommand='${proxy.replace(/'/g, `'\\''`)}' -p ${port} root@${nodeId.slice(0, 12)}`;
 }

@@ -38,6 +38,7 @@ export {
   offeredRelays,
   openRelayForwarder,
   RelayAgent,
+  relayedByRecords,
   relayFromRecords,
   relayTransport,
   startRelay,

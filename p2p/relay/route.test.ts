@@ -2,7 +2,8 @@ import { expect, test } from "bun:test";
 import { generateIdentity } from "../../core/index.ts";
 import { recordOf } from "../fixtures.ts";
 import type { NodeRecord, PeerView } from "../types.ts";
-import { offeredRelays, relayFromRecords } from "./route.ts";
+import { offeredRelays, relayedByRecords, relayFromRecords } from "./route.ts";
+import { relayTransport } from "./transport.ts";
 
 const [alice, carol, dave, bob] = [
   generateIdentity(),
@@ -60,4 +61,29 @@ test("the relays offered in the table: live, direct, with a relay port, nearest 
   expect(offeredRelays(views, (id) => held.get(id), alice.nodeId).map((r) => r.nodeId)).toEqual([
     carol.nodeId,
   ]);
+});
+
+test("a relayed node between two relays fails at once, retryable, and is never dialed behind its NAT", async () => {
+  const between = recordOf(alice, { reach: "relay", relays: [] } as Partial<NodeRecord>);
+  const records = (id: string) => (id === alice.nodeId ? between : undefined);
+  const dialed: string[] = [];
+  const transport = relayTransport({
+    base: {
+      send: async (node) => {
+        dialed.push(`${node.address.host}:${node.address.port}`);
+        return new Response("direct");
+      },
+    },
+    identity: bob,
+    relayOf: relayFromRecords(records),
+    relayed: relayedByRecords(records),
+  });
+  const node = { id: alice.nodeId, address: { host: "10.250.1.2", port: 8088 } };
+  const err = await transport.send(node, "/v1/specs", { method: "GET" }).catch((e: unknown) => e);
+  expect(err).toMatchObject({ code: "E_NODE_UNREACHABLE", retryable: true });
+  expect(dialed).toEqual([]);
+  // a direct node still goes to the base transport
+  const direct = { id: carol.nodeId, address: { host: "10.250.0.2", port: 8088 } };
+  expect(await (await transport.send(direct, "/v1/specs", { method: "GET" })).text()).toBe("direct");
+  await transport.close();
 });

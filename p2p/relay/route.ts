@@ -27,6 +27,17 @@ export function relayFromRecords(
 }
 
 /**
+ * Whether `node`'s record says it is reached through a relay. Such a node is never dialed at its own
+ * address, even while its record names no relay (between losing one and re-signing with the next): that
+ * address sits behind a NAT that silently drops the dial.
+ */
+export function relayedByRecords(
+  records: (id: string) => NodeRecord | undefined,
+): (node: NodeRef) => boolean {
+  return (node) => (node.id ? records(node.id)?.reach === "relay" : false);
+}
+
+/**
  * The relays members offer, from the IP table: live nodes reached directly whose record has a relay
  * port, nearest first (by the latency this node measured); never `selfId`.
  */

@@ -1,7 +1,13 @@
 // A NodeTransport (core/peer-client.ts) that reaches a relayed node through its relay: the request goes
 // to a loopback forwarder for that node, and the base transport pins TLS to the node's own certificate
 // as for any node. Callers of the peer client do not know whether a node is relayed.
-import type { Identity, Logger, NodeRef, NodeTransport } from "../../core/index.ts";
+import {
+  type Identity,
+  type Logger,
+  type NodeRef,
+  type NodeTransport,
+  P2prcError,
+} from "../../core/index.ts";
 import { openRelayForwarder, type RelayForwarder } from "./dial.ts";
 import type { RelayEndpoint } from "./types.ts";
 
@@ -12,6 +18,11 @@ export interface RelayTransportOptions {
   identity: Identity;
   /** The relay a node is reached through (from its record), or undefined: a direct node. */
   relayOf: (node: NodeRef) => RelayEndpoint | undefined;
+  /**
+   * Whether a node is reached through a relay at all (its record says so): such a node with no relay
+   * known right now fails at once, retryable, instead of being dialed behind its NAT (a silent drop).
+   */
+  relayed?: (node: NodeRef) => boolean;
   /**
    * The certificate of a node by id (its record's `cert`), for a relayed node given without one: the
    * base transport pins it at the forwarder's address (else it probes there, through the relay).
@@ -57,6 +68,12 @@ export function relayTransport(o: RelayTransportOptions): RelayTransport {
   return {
     async send(node, path, init) {
       const relay = node.id ? o.relayOf(node) : undefined;
+      if (!relay && node.id && o.relayed?.(node))
+        throw new P2prcError(
+          "E_NODE_UNREACHABLE",
+          `node ${node.id.slice(0, 12)} is behind a NAT and names no relay right now (it is moving to another)`,
+          { retryable: true, hint: "try again in a few seconds" },
+        );
       if (!relay || !node.id) return o.base.send(node, path, init);
       const fwd = await forwarder(relay, node.id);
       const cert = node.cert ?? o.certOf?.(node.id);
