@@ -15,8 +15,8 @@ import type {
 } from "../client/index.ts";
 import { P2prcError } from "../core/index.ts";
 import type { TrackedContainer } from "../store/index.ts";
+import { client, p2p } from "./lazy.ts";
 import { init, type NodeOptions } from "./node.ts";
-import { p2p } from "./p2p.ts";
 import { proxySshCommand } from "./self.ts";
 import { peerTransport } from "./transport.ts";
 
@@ -59,10 +59,6 @@ export async function withClient<T>(
     store.close();
   }
 }
-
-// The client module (hono's client, tar, PNG) loads on the first client call: a lazy boundary, since loading
-// it with abstractions costs `--vc` and `--ls` 9-17 ms measured side by side (two builds, interleaved).
-const client = () => import("../client/index.ts");
 
 /** `--exec-container <node>`: a container on a node (id, prefix, name, host:port or auto), tracked. */
 export async function startContainer(

@@ -1,8 +1,7 @@
 import type { ContainerRef, ContainerStatus, ExecReply, ListedContainer } from "../client/index.ts";
 import { withClient } from "./client.ts";
+import { client } from "./lazy.ts";
 import type { NodeOptions } from "./node.ts";
-
-const client = () => import("../client/index.ts");
 
 /** Which container: `{ node, id }`, or `{ id }` alone for one `--tc` tracks (its node is known). */
 export type { ContainerRef };

@@ -1,4 +1,5 @@
 import { isP2prcError } from "../core/index.ts";
+import { server } from "./lazy.ts";
 import { loadConfig, type NodeOptions } from "./node.ts";
 
 /** What `p2prc --doctor` found. */
@@ -21,7 +22,7 @@ export interface DoctorReport {
 
 /** Checks the container engine: reachable, version, images; or a clear reason why not. */
 export async function doctor(options: NodeOptions = {}, timeoutMs = 5000): Promise<DoctorReport> {
-  const { createDockerEngine } = await import("../server/index.ts");
+  const { createDockerEngine } = await server();
   const loaded = loadConfig(options);
   // The engine's own limit aborts a request that hangs (so the process can exit); the race below
   // bounds the whole check.

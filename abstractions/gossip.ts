@@ -1,8 +1,8 @@
 import type { ClusterBook, ReachState } from "../p2p/index.ts";
 import type { capacityOf } from "../server/index.ts";
 import type { Store } from "../store/index.ts";
+import { p2p } from "./lazy.ts";
 import { type NodeContext, tlsMaterial } from "./node.ts";
-import { p2p } from "./p2p.ts";
 import { peerTransport } from "./transport.ts";
 
 type Capacity = ReturnType<typeof capacityOf>;

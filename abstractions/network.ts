@@ -2,8 +2,8 @@ import { type Address, formatHost, parseAddress, readNodeId, systemClock } from 
 import type { GossipRefusal, PeerView } from "../p2p/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { createGossip } from "./gossip.ts";
+import { p2p, server } from "./lazy.ts";
 import { init, loadConfig, type NodeOptions } from "./node.ts";
-import { p2p } from "./p2p.ts";
 
 async function withStore<T>(
   options: NodeOptions,
@@ -69,7 +69,7 @@ export async function updateIPTable(
   options: NodeOptions = {},
   o: UpdateIPTableOptions = {},
 ): Promise<PeerView[]> {
-  const { capacityOf } = await import("../server/index.ts");
+  const { capacityOf } = await server();
   const ctx = init(options);
   const store = ctx.openStore();
   try {

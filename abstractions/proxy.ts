@@ -2,10 +2,10 @@
 // is relayed (a signed stream the node checks), else directly. `p2prc proxy` (ssh's ProxyCommand)
 // carries stdin/stdout over it; `p2prc forward` opens a loopback listener for it.
 import type { Socket } from "bun";
-import { P2prcError, parseAddress } from "../core/index.ts";
+import { nodeOfUrl, P2prcError } from "../core/index.ts";
 import type { RelayEndpoint, RelayForwarder } from "../p2p/index.ts";
+import { client, p2p } from "./lazy.ts";
 import { init, type NodeContext, type NodeOptions } from "./node.ts";
-import { p2p } from "./p2p.ts";
 
 /** How a node is reached: its id, its address, and its relay when it is relayed. */
 export interface NodeRoute {
@@ -20,8 +20,8 @@ export async function routeTo(
   options: NodeOptions,
   ref: string,
 ): Promise<{ ctx: NodeContext; node: NodeRoute }> {
-  const { PeerTable, relayFromRecords } = await p2p();
-  const { resolveNode } = await import("../client/index.ts");
+  const { noRelayNow, PeerTable, relayedByRecords, relayFromRecords } = await p2p();
+  const { resolveNode } = await client();
   const ctx = init(options);
   const store = ctx.openStore();
   try {
@@ -31,15 +31,12 @@ export async function routeTo(
       throw new P2prcError("E_NOT_FOUND", `node ${ref} is not in the IP table`, {
         hint: "p2prc --ls lists the known nodes",
       });
-    const address = parseAddress(target.url.replace(/^https?:\/\//, ""), "node");
+    const { address } = nodeOfUrl(target.url).node;
     const record = (id: string) => table.record(id)?.record;
-    const relay = relayFromRecords(record)({ id: target.id, address });
+    const nodeRef = { id: target.id, address };
+    const relay = relayFromRecords(record)(nodeRef);
     // a relayed node is never dialed behind its NAT, even between two relays (that dial would hang)
-    if (!relay && record(target.id)?.reach === "relay")
-      throw new P2prcError("E_NODE_UNREACHABLE", `node ${ref} is behind a NAT and names no relay right now`, {
-        retryable: true,
-        hint: "try again in a few seconds",
-      });
+    if (!relay && relayedByRecords(record)(nodeRef)) throw noRelayNow(ref);
     return { ctx, node: { id: target.id, name: target.name, address, relay } };
   } finally {
     store.close();

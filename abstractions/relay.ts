@@ -8,6 +8,7 @@ import type {
   RelayServer,
 } from "../p2p/index.ts";
 import type { MetaStore } from "../store/index.ts";
+import { p2p } from "./lazy.ts";
 import {
   type Mapping,
   RELAY_CURRENT_META,
@@ -16,7 +17,6 @@ import {
   readMappings,
 } from "./mappings.ts";
 import type { NodeContext } from "./node.ts";
-import { p2p } from "./p2p.ts";
 
 /** The relay role (config `relay`): members of this node's clusters may keep tunnels here. */
 export async function startRelayRole(

@@ -4,8 +4,8 @@ import type { ReachService, RelayAgent, RelayServer } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
+import { p2p, server } from "./lazy.ts";
 import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
-import { p2p } from "./p2p.ts";
 import { startRelayAgent, startRelayRole } from "./relay.ts";
 
 export interface StartOptions extends NodeOptions {
@@ -40,12 +40,9 @@ export interface RunningNode extends AsyncDisposable {
  *   await node.stop();
  */
 export async function start(options: StartOptions = {}): Promise<RunningNode> {
-  const { ReachService, p2pRoutes } = await p2p();
-  // The server module (hono's routes, the schemas, dockerode) loads here, not when a CLI command imports
-  // abstractions: one of the three lazy boundaries (Docs/Architecture.md).
-  const { capacityOf, createDockerEngine, remoteAddress, startServerNode } = await import(
-    "../server/index.ts"
-  );
+  // the network and server modules load here, not when a CLI command imports abstractions (lazy.ts)
+  const [{ ReachService, p2pRoutes }, { capacityOf, createDockerEngine, remoteAddress, startServerNode }] =
+    await Promise.all([p2p(), server()]);
   const ctx = init(options);
   const store = ctx.openStore();
   let relay: RelayServer | undefined;

@@ -1,8 +1,8 @@
 import { type NodeRef, type NodeTransport, PeerClient, type PeerRequest } from "../core/index.ts";
 import type { PeerTable, PeerTransport } from "../p2p/index.ts";
 import type { Store } from "../store/index.ts";
+import { p2p } from "./lazy.ts";
 import type { NodeContext } from "./node.ts";
-import { p2p } from "./p2p.ts";
 
 /**
  * How this node reaches others: TLS pinned to the certificate each node's signed record in `table`

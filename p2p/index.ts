@@ -35,6 +35,7 @@ export type {
 export {
   DEFAULT_RELAY_LIMITS,
   dialThroughRelay,
+  noRelayNow,
   offeredRelays,
   openRelayForwarder,
   RelayAgent,

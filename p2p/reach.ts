@@ -3,6 +3,7 @@ import {
   type Cancel,
   type Clock,
   fetchTransport,
+  formatAddress,
   type Identity,
   type Logger,
   type NodeTransport,
@@ -265,7 +266,7 @@ export class ReachService {
     const addr = signed.record.addresses[0];
     if (!addr) return { reachable: false, address: "", error: "the record names no address" };
     const url = nodeUrl(addr, !!signed.record.cert);
-    const address = url.replace(/^https?:\/\//, "");
+    const address = formatAddress(addr);
     this.inFlight++;
     try {
       // a fresh connection (no pooled session): only a dial that works now says "reachable"

@@ -268,7 +268,7 @@ describe("the checker itself", () => {
     expect(FILES).toContain("server/engine/docker.ts");
     expect(FILES.some((f) => f.endsWith(".test.ts"))).toBe(false);
     expect(
-      IMPORTS.some((i) => i.file === "abstractions/doctor.ts" && i.specifier === "../server/index.ts"),
+      IMPORTS.some((i) => i.file === "abstractions/lazy.ts" && i.specifier === "../server/index.ts"),
     ).toBe(true);
     expect(IMPORTS.some((i) => i.file === "server/engine/docker.ts" && i.specifier === "dockerode")).toBe(
       true,

@@ -10,7 +10,7 @@ export type { DialOptions, RelayForwarder } from "./dial.ts";
 export { dialThroughRelay, openRelayForwarder } from "./dial.ts";
 export type { RelayServer, RelayServerOptions } from "./relay.ts";
 export { startRelay } from "./relay.ts";
-export { offeredRelays, relayedByRecords, relayFromRecords } from "./route.ts";
+export { noRelayNow, offeredRelays, relayedByRecords, relayFromRecords } from "./route.ts";
 export type { RelayTransport, RelayTransportOptions } from "./transport.ts";
 export { relayTransport } from "./transport.ts";
 export type { RelayEndpoint, RelayLimits, RelayStats } from "./types.ts";

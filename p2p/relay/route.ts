@@ -1,6 +1,6 @@
 // Which relay reaches a node, from the signed records held: the node's record says `reach: "relay"`
 // and names its relays; a relay's own record gives its address and `relayPort`.
-import type { NodeRef } from "../../core/index.ts";
+import { type NodeRef, P2prcError } from "../../core/index.ts";
 import type { NodeRecord, PeerView } from "../types.ts";
 import type { RelayEndpoint } from "./types.ts";
 
@@ -35,6 +35,17 @@ export function relayedByRecords(
   records: (id: string) => NodeRecord | undefined,
 ): (node: NodeRef) => boolean {
   return (node) => (node.id ? records(node.id)?.reach === "relay" : false);
+}
+
+/**
+ * The refusal for a relayed node whose record names no relay right now (it is moving to another):
+ * retryable, and raised at once rather than dialing the node's own address behind its NAT.
+ */
+export function noRelayNow(node: string): P2prcError {
+  return new P2prcError("E_NODE_UNREACHABLE", `node ${node} is behind a NAT and names no relay right now`, {
+    retryable: true,
+    hint: "try again in a few seconds",
+  });
 }
 
 /**

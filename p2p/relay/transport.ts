@@ -1,14 +1,9 @@
 // A NodeTransport (core/peer-client.ts) that reaches a relayed node through its relay: the request goes
 // to a loopback forwarder for that node, and the base transport pins TLS to the node's own certificate
 // as for any node. Callers of the peer client do not know whether a node is relayed.
-import {
-  type Identity,
-  type Logger,
-  type NodeRef,
-  type NodeTransport,
-  P2prcError,
-} from "../../core/index.ts";
+import type { Identity, Logger, NodeRef, NodeTransport } from "../../core/index.ts";
 import { openRelayForwarder, type RelayForwarder } from "./dial.ts";
+import { noRelayNow } from "./route.ts";
 import type { RelayEndpoint } from "./types.ts";
 
 export interface RelayTransportOptions {
@@ -68,12 +63,7 @@ export function relayTransport(o: RelayTransportOptions): RelayTransport {
   return {
     async send(node, path, init) {
       const relay = node.id ? o.relayOf(node) : undefined;
-      if (!relay && node.id && o.relayed?.(node))
-        throw new P2prcError(
-          "E_NODE_UNREACHABLE",
-          `node ${node.id.slice(0, 12)} is behind a NAT and names no relay right now (it is moving to another)`,
-          { retryable: true, hint: "try again in a few seconds" },
-        );
+      if (!relay && node.id && o.relayed?.(node)) throw noRelayNow(node.id.slice(0, 12));
       if (!relay || !node.id) return o.base.send(node, path, init);
       const fwd = await forwarder(relay, node.id);
       const cert = node.cert ?? o.certOf?.(node.id);
