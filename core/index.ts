@@ -38,7 +38,7 @@ export { fetchTransport, nodeOfUrl, PeerClient } from "./peer-client.ts";
 export type { Z } from "./schema.ts";
 export { zod } from "./schema.ts";
 export { shellQuote } from "./shell.ts";
-export type { RequestAuthResult, SignedHeaders } from "./signing.ts";
+export type { NonceUse, RequestAuthResult, SignedHeaders } from "./signing.ts";
 export {
   AUTH_HEADERS,
   canonicalRequest,

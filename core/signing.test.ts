@@ -65,6 +65,43 @@ describe("signed requests", () => {
     expect(cache.use(alice.nodeId, "b".repeat(32), 2000)).toBe(true);
   });
 
+  test("a nonce is refused for 2 windows after it arrived, then its bucket is dropped whole", () => {
+    const cache = new NonceCache(30_000);
+    const n = "c".repeat(32);
+    expect(cache.check(alice.nodeId, n, 0)).toBe("fresh");
+    expect(cache.check(alice.nodeId, n, 59_999)).toBe("replay");
+    expect(cache.size).toBe(1);
+    // another signer's identical nonce is its own
+    expect(cache.check(generateIdentity().nodeId, n, 1000)).toBe("fresh");
+    expect(cache.check(alice.nodeId, "d".repeat(32), 100_000)).toBe("fresh");
+    expect(cache.size).toBe(1); // both old ones went with their buckets
+  });
+
+  test("50,000 nonces held, one more request looks into a few buckets, never the nonces (no scan)", () => {
+    const cache = new NonceCache(30_000);
+    const nonce = (i: number) => i.toString(16).padStart(32, "0");
+    let fresh = 0;
+    for (let i = 0; i < 50_000; i++) if (cache.use(alice.nodeId, nonce(i), 1000 + i)) fresh++;
+    expect(fresh).toBe(50_000);
+    expect(cache.size).toBe(50_000);
+    const before = cache.probes;
+    expect(cache.use(alice.nodeId, nonce(50_000), 51_000)).toBe(true);
+    expect(cache.use(alice.nodeId, nonce(7), 51_001)).toBe(false);
+    // at most 9 buckets per request (2 windows of 4 buckets, and the current one)
+    expect(cache.probes - before).toBeLessThanOrEqual(2 * 9);
+    expect(cache.size).toBe(50_001);
+  });
+
+  test("a full cache keeps nothing more and says so; it takes nonces again as its buckets age out", () => {
+    const cache = new NonceCache(1000, 3);
+    for (const n of ["1", "2", "3"]) expect(cache.check(alice.nodeId, n.repeat(32), 0)).toBe("fresh");
+    expect(cache.check(alice.nodeId, "4".repeat(32), 10)).toBe("full");
+    expect(cache.check(alice.nodeId, "1".repeat(32), 10)).toBe("replay");
+    expect(cache.size).toBe(3);
+    expect(cache.check(alice.nodeId, "4".repeat(32), 2500)).toBe("fresh");
+    expect(cache.size).toBe(1);
+  });
+
   test("a request addressed to one node is refused by another; the address cannot be dropped or changed", () => {
     const nodeA = generateIdentity().nodeId;
     const nodeB = generateIdentity().nodeId;

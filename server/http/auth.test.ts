@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hono } from "hono";
-import { generateIdentity, ManualClock, memoryLogger, signRequest } from "../../core/index.ts";
+import { generateIdentity, ManualClock, memoryLogger, NonceCache, signRequest } from "../../core/index.ts";
 import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./auth.ts";
 import { errorResponse } from "./errors.ts";
 
@@ -108,6 +108,34 @@ describe("authenticate", () => {
     using t = makeApp();
     const headers = signRequest(outsider, "GET", URL_, "", START);
     for (let i = 0; i < 3; i++) expect((await t.app.request(URL_, { headers })).status).toBe(403);
+  });
+
+  test("a flood of non-members, forged ids and bad signatures keeps no nonce; a member's request keeps one", async () => {
+    const nonces = new NonceCache(30_000);
+    using t = makeApp({ nonces });
+    const get = (headers: Record<string, string>) => t.app.request(URL_, { headers });
+    for (let i = 0; i < 200; i++) {
+      expect((await get(signRequest(outsider, "GET", URL_, "", START))).status).toBe(403);
+      // a member's id claimed by someone else: the signature fails, nothing kept
+      const forged = { ...signRequest(outsider, "GET", URL_, "", START), "x-p2prc-node": member.nodeId };
+      expect((await get(forged)).status).toBe(401);
+    }
+    expect(nonces.size).toBe(0);
+    const headers = signRequest(member, "GET", URL_, "", START);
+    expect((await get(headers)).status).toBe(404); // through auth: no GET route here
+    expect(nonces.size).toBe(1);
+    expect((await get(headers)).status).toBe(401); // the replay
+  });
+
+  test("a full replay memory answers 429 (retryable) and keeps nothing more", async () => {
+    const nonces = new NonceCache(30_000, 1);
+    using t = makeApp({ nonces });
+    const get = () => t.app.request(URL_, { headers: signRequest(member, "GET", URL_, "", START) });
+    expect((await get()).status).toBe(404);
+    const res = await get();
+    expect(res.status).toBe(429);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain("retry later");
+    expect(nonces.size).toBe(1);
   });
 
   test("a member's bad signature is 401 before its body is read", async () => {

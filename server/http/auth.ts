@@ -41,6 +41,11 @@ export interface AuthOptions {
   uploadsPerNode?: number;
   /** Uploads of one node that may wait for a slot; 429 beyond. Default 64. */
   uploadQueuePerNode?: number;
+  /**
+   * The replay check's memory (default: a NonceCache of `skewMs`, at most 1,000,000 nonces, ~100 MB):
+   * a test passes its own to look at it.
+   */
+  nonces?: NonceCache;
 }
 
 /**
@@ -93,12 +98,13 @@ class RefusedLog {
  * run cheapest first, and no body is read before the signer is known to be a member and its signature
  * holds: 401 when headers are missing or malformed, the timestamp is outside ±skew or from before this
  * node started; 403 when the claimed signer is not a member (nothing is verified or kept for it);
- * 401 for a bad signature or a seen nonce (replay); 429 over the rate limit; then the body is read
+ * 401 for a bad signature or a seen nonce (replay); 429 when the replay memory is full or over the rate
+ * limit; only a member's request with a good signature leaves state (its nonce). Then the body is read
  * (413 over the limit) and 401 when it does not match its signed hash. The caller is then
  * `c.get("caller")`; an upload's spooled body is `c.get("upload")` (both typed by AuthVariables).
  */
 export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
-  const nonces = new NonceCache(o.skewMs);
+  const nonces = o.nonces ?? new NonceCache(o.skewMs);
   const buckets = new Map<string, { start: number; count: number }>();
   const uploadSlots = new UploadSlots(o.uploadsPerNode ?? 4, o.uploadQueuePerNode ?? 64);
   const startedAt = o.startedAt ?? o.clock.now();
@@ -129,7 +135,16 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
     }
     const r = verifySignedHeaders(h, { method, url: c.req.url, selfId: o.selfId });
     if (!r.ok) throw unauthenticated(r.reason);
-    if (!nonces.use(r.nodeId, r.nonce, now)) throw unauthenticated("this request was already used (replay)");
+    // Only now, for a member whose signature holds, is anything kept for the request (its nonce).
+    const seen = nonces.check(r.nodeId, r.nonce, now);
+    if (seen === "replay") throw unauthenticated("this request was already used (replay)");
+    if (seen === "full") {
+      throw new P2prcError(
+        "E_RATE_LIMIT",
+        `too many signed requests within ${(2 * o.skewMs) / 1000} s (${nonces.maxEntries} remembered against replay); retry later`,
+        { retryable: true },
+      );
+    }
     if (o.ratePerMinute && r.nodeId !== o.selfId) {
       const b = buckets.get(r.nodeId);
       if (!b || now - b.start >= 60_000) buckets.set(r.nodeId, { start: now, count: 1 });
