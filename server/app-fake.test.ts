@@ -166,3 +166,44 @@ describe("faults the real engine cannot be made to show on cue", () => {
     expect((await pending).json).toMatchObject({ exitCode: -1, timedOut: true });
   });
 });
+
+describe("/v1/specs from a cache", () => {
+  /** FakeEngine that counts its pings (the specs' one engine call). */
+  class CountingEngine extends FakeEngine {
+    pings = 0;
+    override async ping() {
+      this.pings++;
+      return super.ping();
+    }
+  }
+
+  test("the engine is asked once per 2 s however many requests come, in the background after the first", async () => {
+    const clock = new ManualClock();
+    const engine = new CountingEngine({ clock });
+    const { app } = testServerApp({ engine, records: openStore(":memory:").containers, clock });
+    const specs = async () => (await callApp(app, "GET", "/v1/specs")).json;
+    for (let i = 0; i < 50; i++) expect((await specs()).engine).toEqual({ reachable: true, version: "fake" });
+    expect((await callApp(app, "GET", "/server_info")).status).toBe(200);
+    expect(engine.pings).toBe(1);
+    // older than 2 s: this answer is the cached one, a refresh runs behind it
+    clock.advance(2000);
+    engine.down = true;
+    expect((await specs()).engine.reachable).toBe(true);
+    await Bun.sleep(0);
+    expect(engine.pings).toBe(2);
+    // the refresh found the engine down; an unreachable answer is checked again before it is given
+    expect((await specs()).engine.reachable).toBe(false);
+    engine.down = false;
+    expect((await specs()).engine.reachable).toBe(true);
+    expect(engine.pings).toBe(4);
+  });
+
+  test("free capacity is read per answer, not cached: a created container shows at once", async () => {
+    const { call } = makeApp();
+    const before = (await call("GET", "/v1/specs")).json;
+    expect((await call("POST", "/v1/containers", { command: ["sleep", "300"] })).status).toBe(201);
+    const after = (await call("GET", "/v1/specs")).json;
+    expect(after.tasks.running).toBe(before.tasks.running + 1);
+    expect(after.free.containers).toBe(before.free.containers - 1);
+  });
+});

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { Hono, type Schema } from "hono";
 import type { Config } from "../config/index.ts";
-import { DEFAULT_PORT, type Logger, tryParseAddress } from "../core/index.ts";
+import { type Clock, DEFAULT_PORT, type Logger, systemClock, tryParseAddress } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
 import type { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
@@ -10,6 +10,7 @@ import type { CallerResolver } from "./http/caller.ts";
 import { errorResponse } from "./http/errors.ts";
 import { containerRoutes } from "./routes/containers.ts";
 import { compatRoutes, nodeRoutes } from "./routes/node.ts";
+import { cachedSpecs } from "./specs.ts";
 import type { GpuProbe } from "./types.ts";
 
 export interface ServerAppDeps {
@@ -33,6 +34,8 @@ export interface ServerAppDeps {
   extraRoutes?: ExtraRoutes;
   /** This node's signed record, served by the identity probe. */
   selfRecord?: () => Promise<unknown>;
+  /** Ages the specs cache (default: the system clock). */
+  clock?: Clock;
 }
 
 /** The node's HTTP API as a Hono app (test it in-process with `app.request`). */
@@ -41,14 +44,7 @@ export function createServerApp(deps: ServerAppDeps) {
   const resolveCaller = deps.resolveCaller ?? (deps.auth ? signedCaller : () => undefined);
   const advertised = tryParseAddress(deps.config.advertiseAddress, DEFAULT_PORT)?.host ?? "";
   const nodeOpts = {
-    specs: {
-      nodeId: deps.nodeId,
-      config: deps.config,
-      engine: deps.engine,
-      records: deps.records,
-      gpus: deps.gpus,
-      dataDir: deps.dataDir,
-    },
+    specs: cachedSpecs(deps, deps.clock ?? systemClock),
     engine: deps.engine,
     nodeId: deps.nodeId,
     name: deps.config.machineName,

@@ -1,6 +1,7 @@
 import { statfsSync } from "node:fs";
 import { arch, cpus, freemem, hostname, loadavg, platform, totalmem } from "node:os";
 import type { Config } from "../config/index.ts";
+import type { Clock } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import type { GpuProbe, Specs } from "./types.ts";
@@ -22,14 +23,14 @@ const SPECS_ENGINE_WAIT_MS = 2000;
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 /** What this node still offers under its limits: from the config and the store, no engine call. */
-export function capacityOf(deps: Pick<SpecsDeps, "config" | "records">, gpus: number) {
+export function capacityOf(deps: Pick<SpecsDeps, "config" | "records">, gpus: number, cores = cpus().length) {
   const { config } = deps;
   const running = deps.records.list();
   const usedCpus = running.reduce((n, r) => n + r.cpus, 0);
   const usedMem = running.reduce((n, r) => n + r.memoryMb, 0);
   return {
     running: running.length,
-    cpus: round(Math.max(0, cpus().length - usedCpus), 2),
+    cpus: round(Math.max(0, cores - usedCpus), 2),
     memoryMb: Math.max(0, Math.round(totalmem() / 1048576) - usedMem),
     gpus,
     freeContainers: Math.max(0, config.maxContainers - running.length),
@@ -38,12 +39,17 @@ export function capacityOf(deps: Pick<SpecsDeps, "config" | "records">, gpus: nu
   };
 }
 
-/** This machine and what it still offers under its limits. */
-export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
+/** The facts that cost a call outside the process (the engine, the GPU probe) or change slowly. */
+interface Probed {
+  gpus: Specs["gpus"];
+  engine: Specs["engine"];
+  disk: Specs["disk"];
+  cpu: Specs["cpu"];
+}
+
+/** Asks the engine, the GPU probe and the file system; never throws. */
+async function probe(deps: SpecsDeps): Promise<Probed> {
   const { config } = deps;
-  const cpuList = cpus();
-  const cores = cpuList.length;
-  const totalMb = Math.round(totalmem() / 1048576);
   let disk = { totalGb: 0, freeGb: 0 };
   try {
     const s = statfsSync(deps.dataDir);
@@ -70,19 +76,26 @@ export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
       slow,
     ]).finally(() => clearTimeout(timer)),
   ]);
-  const cap = capacityOf(deps, gpus.length);
+  const cpuList = cpus();
+  return { gpus, engine, disk, cpu: { model: cpuList[0]?.model.trim() ?? "unknown", cores: cpuList.length } };
+}
+
+/** The specs from probed facts and what is cheap to read now (memory, load, the container table). */
+function assemble(deps: SpecsDeps, p: Probed): Specs {
+  const { config } = deps;
+  const cap = capacityOf(deps, p.gpus.length, p.cpu.cores);
   return {
     nodeId: deps.nodeId,
     name: config.machineName,
     hostname: hostname(),
     platform: platform(),
     arch: arch(),
-    cpu: { model: cpuList[0]?.model.trim() ?? "unknown", cores },
-    memory: { totalMb, freeMb: Math.round(freemem() / 1048576) },
-    disk,
-    gpus,
+    cpu: p.cpu,
+    memory: { totalMb: Math.round(totalmem() / 1048576), freeMb: Math.round(freemem() / 1048576) },
+    disk: p.disk,
+    gpus: p.gpus,
     load: loadavg().map((l) => round(l, 2)),
-    engine,
+    engine: p.engine,
     tasks: { running: cap.running, total: cap.running, max: config.maxContainers },
     free: {
       containers: cap.freeContainers,
@@ -90,8 +103,42 @@ export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
       memoryMb: cap.memoryMb,
       maxCpusPerContainer: config.maxCpusPerContainer,
       maxMemoryMbPerContainer: config.maxMemoryMbPerContainer,
-      gpu: gpus.length > 0,
+      gpu: p.gpus.length > 0,
     },
+  };
+}
+
+/** This machine and what it still offers under its limits, every fact asked afresh. */
+export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
+  return assemble(deps, await probe(deps));
+}
+
+/**
+ * `/v1/specs` from a cache: the engine, GPU, disk and CPU facts are probed at most once at a time, and
+ * refreshed in the background once older than `maxAgeMs` (the answer does not wait: it carries the facts
+ * probed last). Memory, load and free capacity are read per answer (cheap, and a created container shows
+ * at once). Only the first answer waits for a probe, and an answer whose last probe found the engine
+ * unreachable waits for a new one (so a node whose engine came back says so at once). One engine ping
+ * per `maxAgeMs` at most, however many requests come.
+ */
+export function cachedSpecs(deps: SpecsDeps, clock: Clock, maxAgeMs = 2000): () => Promise<Specs> {
+  let last: { facts: Probed; at: number } | undefined;
+  let probing: Promise<Probed> | undefined;
+  const refresh = () => {
+    probing ??= probe(deps)
+      .then((facts) => {
+        last = { facts, at: clock.now() };
+        return facts;
+      })
+      .finally(() => {
+        probing = undefined;
+      });
+    return probing;
+  };
+  return async () => {
+    if (!last || !last.facts.engine.reachable) return assemble(deps, await refresh());
+    if (clock.now() - last.at >= maxAgeMs) void refresh();
+    return assemble(deps, last.facts);
   };
 }
 

@@ -2,10 +2,12 @@ import { Hono } from "hono";
 import type { ContainerEngine } from "../engine/index.ts";
 import type { AuthEnv } from "../http/auth.ts";
 import { imageAllowed } from "../images.ts";
-import { collectSpecs, type SpecsDeps, toP2prcSysInfo } from "../specs.ts";
+import { toP2prcSysInfo } from "../specs.ts";
+import type { Specs } from "../types.ts";
 
 export interface NodeRoutesOptions {
-  specs: SpecsDeps;
+  /** This node's specs (server/specs.ts `cachedSpecs`: no engine call per request). */
+  specs: () => Promise<Specs>;
   engine: ContainerEngine;
   nodeId: string;
   name: string;
@@ -45,7 +47,7 @@ export function nodeRoutes(o: NodeRoutesOptions) {
           ...(o.selfRecord ? { record: await o.selfRecord() } : {}),
         }),
       )
-      .get("/specs", async (c) => c.json(await collectSpecs(o.specs)))
+      .get("/specs", async (c) => c.json(await o.specs()))
       .get("/images", async (c) => c.json({ images: await images() }))
   );
 }
@@ -53,7 +55,7 @@ export function nodeRoutes(o: NodeRoutesOptions) {
 /** P2PRC's route names where they map cleanly onto the new API. */
 export function compatRoutes(o: NodeRoutesOptions) {
   return new Hono<AuthEnv>()
-    .get("/server_info", async (c) => c.json(toP2prcSysInfo(await collectSpecs(o.specs))))
+    .get("/server_info", async (c) => c.json(toP2prcSysInfo(await o.specs())))
     .get("/ShowImages", async (c) => {
       const all = await o.engine.listImages();
       const tags = all.flatMap((i) => i.tags).filter((t) => imageAllowed(o.allowedImages, t));
