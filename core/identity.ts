@@ -61,6 +61,20 @@ export function publicKeyOfNodeId(nodeId: string): KeyObject {
   });
 }
 
+/** Public keys of the ids verified lately; emptied at KEY_CACHE_MAX (no id can make it grow). */
+const keyCache = new Map<string, KeyObject>();
+const KEY_CACHE_MAX = 4096;
+
+function cachedPublicKey(nodeId: string): KeyObject {
+  let key = keyCache.get(nodeId);
+  if (!key) {
+    key = publicKeyOfNodeId(nodeId);
+    if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
+    keyCache.set(nodeId, key);
+  }
+  return key;
+}
+
 /** True when `signature` (base64) is nodeId's signature over `data`. Never throws. */
 export function verifySignature(nodeId: string, data: Uint8Array | string, signature: string): boolean {
   try {
@@ -70,7 +84,7 @@ export function verifySignature(nodeId: string, data: Uint8Array | string, signa
     return nodeCrypto().verify(
       null,
       typeof data === "string" ? Buffer.from(data) : data,
-      publicKeyOfNodeId(nodeId),
+      cachedPublicKey(nodeId),
       sig,
     );
   } catch {

@@ -23,7 +23,12 @@ const SPECS_ENGINE_WAIT_MS = 2000;
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 /** What this node still offers under its limits: from the config and the store, no engine call. */
-export function capacityOf(deps: Pick<SpecsDeps, "config" | "records">, gpus: number, cores = cpus().length) {
+export function capacityOf(
+  deps: Pick<SpecsDeps, "config" | "records">,
+  gpus: number,
+  cores = cpus().length,
+  totalMb = Math.round(totalmem() / 1048576),
+) {
   const { config } = deps;
   const running = deps.records.list();
   const usedCpus = running.reduce((n, r) => n + r.cpus, 0);
@@ -31,7 +36,7 @@ export function capacityOf(deps: Pick<SpecsDeps, "config" | "records">, gpus: nu
   return {
     running: running.length,
     cpus: round(Math.max(0, cores - usedCpus), 2),
-    memoryMb: Math.max(0, Math.round(totalmem() / 1048576) - usedMem),
+    memoryMb: Math.max(0, totalMb - usedMem),
     gpus,
     freeContainers: Math.max(0, config.maxContainers - running.length),
     maxCpusPerContainer: config.maxCpusPerContainer,
@@ -39,12 +44,18 @@ export function capacityOf(deps: Pick<SpecsDeps, "config" | "records">, gpus: nu
   };
 }
 
-/** The facts that cost a call outside the process (the engine, the GPU probe) or change slowly. */
+/**
+ * The facts that cost a call outside the process (the engine, the GPU probe) or a read of /proc
+ * (memory and load: a fifth of a cached answer's time when read per answer), or never change.
+ */
 interface Probed {
   gpus: Specs["gpus"];
   engine: Specs["engine"];
   disk: Specs["disk"];
   cpu: Specs["cpu"];
+  memory: Specs["memory"];
+  load: Specs["load"];
+  hostname: string;
 }
 
 /** Asks the engine, the GPU probe and the file system; never throws. */
@@ -77,24 +88,32 @@ async function probe(deps: SpecsDeps): Promise<Probed> {
     ]).finally(() => clearTimeout(timer)),
   ]);
   const cpuList = cpus();
-  return { gpus, engine, disk, cpu: { model: cpuList[0]?.model.trim() ?? "unknown", cores: cpuList.length } };
+  return {
+    gpus,
+    engine,
+    disk,
+    cpu: { model: cpuList[0]?.model.trim() ?? "unknown", cores: cpuList.length },
+    memory: { totalMb: Math.round(totalmem() / 1048576), freeMb: Math.round(freemem() / 1048576) },
+    load: loadavg().map((l) => round(l, 2)),
+    hostname: hostname(),
+  };
 }
 
-/** The specs from probed facts and what is cheap to read now (memory, load, the container table). */
+/** The specs from probed facts and what this node's own table says now (tasks, free capacity). */
 function assemble(deps: SpecsDeps, p: Probed): Specs {
   const { config } = deps;
-  const cap = capacityOf(deps, p.gpus.length, p.cpu.cores);
+  const cap = capacityOf(deps, p.gpus.length, p.cpu.cores, p.memory.totalMb);
   return {
     nodeId: deps.nodeId,
     name: config.machineName,
-    hostname: hostname(),
+    hostname: p.hostname,
     platform: platform(),
     arch: arch(),
     cpu: p.cpu,
-    memory: { totalMb: Math.round(totalmem() / 1048576), freeMb: Math.round(freemem() / 1048576) },
+    memory: p.memory,
     disk: p.disk,
     gpus: p.gpus,
-    load: loadavg().map((l) => round(l, 2)),
+    load: p.load,
     engine: p.engine,
     tasks: { running: cap.running, total: cap.running, max: config.maxContainers },
     free: {
@@ -116,8 +135,8 @@ export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
 /**
  * `/v1/specs` from a cache: the engine, GPU, disk and CPU facts are probed at most once at a time, and
  * refreshed in the background once older than `maxAgeMs` (the answer does not wait: it carries the facts
- * probed last). Memory, load and free capacity are read per answer (cheap, and a created container shows
- * at once). Only the first answer waits for a probe, and an answer whose last probe found the engine
+ * probed last). Tasks and free capacity are read per answer from the container table (a created container shows
+ * at once). Free memory and load are as probed (at most `maxAgeMs` old). Only the first answer waits for a probe, and an answer whose last probe found the engine
  * unreachable waits for a new one (so a node whose engine came back says so at once). One engine ping
  * per `maxAgeMs` at most, however many requests come.
  */

@@ -1,0 +1,273 @@
+// Signed requests against the physical limits of this machine, side by side in one run (issue 12):
+//   V. Ed25519 verifications per second on one core (the server's check of a signed request), in-process
+//   B. a bare `Bun.serve` over TLS answering a small JSON, with the same client as P (it signs each
+//      request; the bare server ignores the headers), and with an unsigned client for reference
+//   P. p2prc's cached signed route (`GET /v1/specs`: auth middleware, nonce cache, a cached answer) on a
+//      node serving TLS, for DURATION s: the rate per second, the first 5 s against the last 5 s, the
+//      server's RSS at start and end, and its CPU per request
+//   F. a member's rate alone, then while a non-member floods the node with signed requests (all 403)
+// Each server runs in its own process (this file with --serve), the client here: C requests in flight
+// over keep-alive connections. On a 2-core machine client and server share the cores, as they did when
+// the issue was measured.
+// Goals: P ≥ 0.25 × B (same client); P's last 5 s within 10% of its first 5 s; P ≥ V / 1.5; RSS flat;
+// the member's rate during the flood within 20% of its rate alone. Printed as ratios, each judged.
+// Run: node_modules/.bin/bun bench/signed.ts [--seconds S] (S: P's duration, default 60; a short
+// smoke run: --seconds 3). No engine needed (the node runs on FakeEngine).
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { defaultConfig } from "../config/index.ts";
+import {
+  generateIdentity,
+  type Identity,
+  loadOrCreateTlsCertificate,
+  memoryLogger,
+  parseSignedHeaders,
+  pinnedTls,
+  signRequest,
+  systemClock,
+  verifySignedHeaders,
+} from "../core/index.ts";
+import { FakeEngine } from "../server/engine/fake.ts";
+import { startServerNode } from "../server/index.ts";
+import { openStore } from "../store/index.ts";
+
+const arg = (name: string) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+};
+
+// ---- the server side (a child process) ----------------------------------------------------------
+
+if (process.argv.includes("--serve")) {
+  const mode = arg("--serve");
+  const member = arg("--member") ?? "";
+  const dir = mkdtempSync(join(tmpdir(), "p2prc-signed-"));
+  const tls = await loadOrCreateTlsCertificate(join(dir, "identity"), "p2prc-bench");
+  let port: number;
+  if (mode === "bare") {
+    const body = JSON.stringify({ ok: true, nodeId: "0".repeat(64), name: "bare" });
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: tls.certPem, key: tls.keyPem },
+      fetch: () => new Response(body, { headers: { "content-type": "application/json" } }),
+    });
+    port = server.port as number;
+  } else {
+    const identity = generateIdentity();
+    const store = openStore(":memory:");
+    const node = await startServerNode({
+      nodeId: identity.nodeId,
+      version: "bench",
+      config: {
+        ...defaultConfig("signed-bench"),
+        serverHost: "127.0.0.1",
+        serverPort: 0,
+        trusted: [member],
+        // the limit (6000 a minute by default) would measure the limit, not the path
+        memberRequestsPerMinute: 0,
+      },
+      engine: new FakeEngine(),
+      records: store.containers,
+      clock: systemClock,
+      logger: memoryLogger(),
+      gpus: async () => [],
+      dataDir: dir,
+      tls: { certPem: tls.certPem, keyPem: tls.keyPem },
+    });
+    port = node.port;
+  }
+  process.on("SIGTERM", () => {
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  });
+  console.log(JSON.stringify({ port, cert: tls.certPem }));
+  await new Promise(() => {});
+}
+
+// ---- the client side ------------------------------------------------------------------------------
+
+const DURATION_S = Number(arg("--seconds") ?? 60);
+const SHORT = DURATION_S < 20;
+const SIDE_S = SHORT ? 2 : 10;
+const CONCURRENCY = 16;
+const WINDOW_S = Math.min(5, Math.max(1, Math.floor(DURATION_S / 3)));
+
+interface Server {
+  url: string;
+  tls: ReturnType<typeof pinnedTls>;
+  pid: number;
+  stop(): void;
+}
+
+async function spawnServer(mode: "bare" | "p2prc", member: string): Promise<Server> {
+  const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", mode, "--member", member], {
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = proc.stdout.getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${mode} server exited before it listened`);
+    text += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  const { port, cert } = JSON.parse(text) as { port: number; cert: string };
+  return {
+    url: `https://127.0.0.1:${port}`,
+    tls: pinnedTls(cert),
+    pid: proc.pid,
+    stop: () => proc.kill("SIGTERM"),
+  };
+}
+
+/** RSS of a process, in MB (Linux). */
+function rssMb(pid: number): number {
+  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return Number(kb) / 1024;
+}
+
+/** CPU seconds a process used so far (Linux; user + system). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * `CONCURRENCY` requests in flight for `seconds`: counts per whole second (successes with `status`), and
+ * what `sample` says once a second.
+ */
+async function load(o: {
+  server: Server;
+  path: string;
+  seconds: number;
+  identity?: Identity;
+  /** Headers sent as they are with every request (a non-member's flood: refused before any check of them). */
+  fixed?: Record<string, string>;
+  status: number;
+  concurrency?: number;
+  sample?: () => void;
+}): Promise<{ perSecond: number[]; total: number; rate: number; other: number }> {
+  const perSecond = new Array<number>(o.seconds).fill(0);
+  const url = `${o.server.url}${o.path}`;
+  const t0 = performance.now();
+  const end = t0 + o.seconds * 1000;
+  let other = 0;
+  const sampler = o.sample ? setInterval(o.sample, 1000) : undefined;
+  const worker = async () => {
+    while (performance.now() < end) {
+      const headers = o.fixed ?? (o.identity ? signRequest(o.identity, "GET", url) : {});
+      const res = await fetch(url, { headers, tls: o.server.tls });
+      await res.arrayBuffer();
+      const s = Math.floor((performance.now() - t0) / 1000);
+      if (res.status !== o.status) other++;
+      else if (s < o.seconds) perSecond[s] = (perSecond[s] as number) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: o.concurrency ?? CONCURRENCY }, worker));
+  if (sampler) clearInterval(sampler);
+  const total = perSecond.reduce((a, b) => a + b, 0);
+  return { perSecond, total, rate: total / o.seconds, other };
+}
+
+const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(2));
+const judge = (ok: boolean) => (ok ? "met" : "MISSED");
+
+console.log(
+  `signed requests: ${CONCURRENCY} in flight, one client process, servers in their own processes; P for ${DURATION_S} s${SHORT ? " (short run: figures are indicative only)" : ""}`,
+);
+
+// V: the verification rate of one core, on what the server checks (a signed GET's headers)
+const member = generateIdentity();
+const outsider = generateIdentity();
+const vUrl = "https://127.0.0.1:1/v1/specs";
+const headers = signRequest(member, "GET", vUrl);
+const parsed = parseSignedHeaders({ headers: (n) => headers[n], now: Date.now(), skewMs: 30_000 });
+if (!parsed.ok) throw new Error(parsed.reason);
+let verified = 0;
+const vEnd = performance.now() + SIDE_S * 1000;
+while (performance.now() < vEnd) {
+  for (let i = 0; i < 100; i++)
+    if (verifySignedHeaders(parsed.value, { method: "GET", url: vUrl }).ok) verified++;
+}
+const vRate = verified / SIDE_S;
+console.log(`V  Ed25519 verification, one core:        ${fmt(vRate)} /s`);
+
+// B: bare Bun.serve over TLS
+const bare = await spawnServer("bare", member.nodeId);
+let bSigned: Awaited<ReturnType<typeof load>>;
+let bPlain: Awaited<ReturnType<typeof load>>;
+try {
+  await load({ server: bare, path: "/", seconds: 1, status: 200 }); // warm-up: connections, JIT
+  bSigned = await load({ server: bare, path: "/", seconds: SIDE_S, identity: member, status: 200 });
+  bPlain = await load({ server: bare, path: "/", seconds: SIDE_S, status: 200 });
+} finally {
+  bare.stop();
+}
+console.log(`B  bare Bun.serve TLS, same (signing) client: ${fmt(bSigned.rate)} req/s`);
+console.log(`B' bare Bun.serve TLS, unsigned client:      ${fmt(bPlain.rate)} req/s`);
+
+// P: p2prc's cached signed route, for DURATION_S
+const node = await spawnServer("p2prc", member.nodeId);
+let p: Awaited<ReturnType<typeof load>>;
+let alone: Awaited<ReturnType<typeof load>>;
+let during: Awaited<ReturnType<typeof load>>;
+let flood: Awaited<ReturnType<typeof load>>;
+const rss: number[] = [];
+let cpu = 0;
+try {
+  await load({ server: node, path: "/v1/specs", seconds: 1, identity: member, status: 200 });
+  rss.push(rssMb(node.pid));
+  const cpu0 = cpuSeconds(node.pid);
+  p = await load({
+    server: node,
+    path: "/v1/specs",
+    seconds: DURATION_S,
+    identity: member,
+    status: 200,
+    sample: () => rss.push(rssMb(node.pid)),
+  });
+  cpu = cpuSeconds(node.pid) - cpu0;
+  rss.push(rssMb(node.pid));
+  // F: a member's rate alone, then beside a non-member's flood (half the connections each)
+  const half = CONCURRENCY / 2;
+  const side = { server: node, path: "/v1/specs", seconds: SIDE_S, concurrency: half };
+  alone = await load({ ...side, identity: member, status: 200 });
+  [during, flood] = await Promise.all([
+    load({ ...side, identity: member, status: 200 }),
+    // signed once: a refusal keeps nothing, so the same headers are refused again and again (the cheapest flood)
+    load({ ...side, fixed: signRequest(outsider, "GET", `${node.url}/v1/specs`), status: 403 }),
+  ]);
+} finally {
+  node.stop();
+}
+const first = p.perSecond.slice(0, WINDOW_S).reduce((a, b) => a + b, 0) / WINDOW_S;
+const last = p.perSecond.slice(-WINDOW_S).reduce((a, b) => a + b, 0) / WINDOW_S;
+console.log(
+  `P  p2prc signed GET /v1/specs (cached):     ${fmt(p.rate)} req/s over ${DURATION_S} s (${p.other} not 200); server CPU ${fmt((cpu / Math.max(1, p.total)) * 1e6)} µs per request`,
+);
+console.log(`   per second: ${p.perSecond.join(" ")}`);
+console.log(
+  `   first ${WINDOW_S} s ${fmt(first)} req/s, last ${WINDOW_S} s ${fmt(last)} req/s; server RSS ${fmt(rss[0] ?? 0)} MB at start, ${fmt(Math.max(...rss))} MB at most, ${fmt(rss.at(-1) ?? 0)} MB at the end`,
+);
+console.log(
+  `F  a member alone ${fmt(alone.rate)} req/s; beside a non-member's flood (${fmt(flood.rate)} refusals/s) ${fmt(during.rate)} req/s`,
+);
+
+const ratios: [string, number, boolean][] = [
+  ["P / B (same client), goal ≥ 0.25", p.rate / bSigned.rate, p.rate / bSigned.rate >= 0.25],
+  ["P / B' (unsigned client), for reference", p.rate / bPlain.rate, true],
+  ["last / first (no decay), goal within 10%", last / first, Math.abs(last / first - 1) <= 0.1],
+  ["V / P (verification limit), goal ≤ 1.5", vRate / p.rate, vRate / p.rate <= 1.5],
+  [
+    "RSS end / start, goal ≤ 1.2",
+    (rss.at(-1) ?? 0) / (rss[0] ?? 1),
+    (rss.at(-1) ?? 0) / (rss[0] ?? 1) <= 1.2,
+  ],
+  ["member during flood / alone, goal ≥ 0.8", during.rate / alone.rate, during.rate / alone.rate >= 0.8],
+];
+for (const [what, r, ok] of ratios)
+  console.log(`${what.padEnd(44)} ${r.toFixed(3)}${what.includes("reference") ? "" : `  ${judge(ok)}`}`);
+process.exit(0);
