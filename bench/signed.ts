@@ -11,8 +11,8 @@
 // the issue was measured.
 // Goals: P ≥ 0.25 × B (same client); P's last 5 s within 10% of its first 5 s; P ≥ V / 1.5; RSS flat;
 // the member's rate during the flood within 20% of its rate alone. Printed as ratios, each judged.
-// Run: node_modules/.bin/bun bench/signed.ts [--seconds S] (S: P's duration, default 60; a short
-// smoke run: --seconds 3). No engine needed (the node runs on FakeEngine).
+// Run: node_modules/.bin/bun bench/signed.ts [--seconds S] [--side-seconds T] (S: P's duration, default
+// 60; T: each other measure's, default 10; a smoke run: --seconds 2 --side-seconds 1). No engine needed (the node runs on FakeEngine).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -90,7 +90,7 @@ if (process.argv.includes("--serve")) {
 
 const DURATION_S = Number(arg("--seconds") ?? 60);
 const SHORT = DURATION_S < 20;
-const SIDE_S = SHORT ? 2 : 10;
+const SIDE_S = Number(arg("--side-seconds") ?? (SHORT ? 2 : 10));
 const CONCURRENCY = 16;
 const WINDOW_S = Math.min(5, Math.max(1, Math.floor(DURATION_S / 3)));
 
