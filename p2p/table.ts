@@ -23,10 +23,21 @@ export function verifyDeath(input: unknown): DeathNotice | undefined {
   return verifyJson(body.reporter, body, signature) ? parsed.data : undefined;
 }
 
-/** SHA-256 over the canonical digest: equal hashes mean equal tables. */
+/** Hashes of the digests met lately, by identity: the table hands out one array until it changes. */
+const digestHashes = new WeakMap<Digest, string>();
+
+/**
+ * SHA-256 over the canonical digest: equal hashes mean equal tables. Kept per digest array, so a node
+ * hashes its table once per change, not once per exchange (digests are never mutated).
+ */
 export function digestHash(digest: Digest): string {
-  // [string, integer, boolean] tuples: JSON.stringify gives exactly canonicalJson's bytes, much faster
-  return sha256Hex(JSON.stringify(digest));
+  let hash = digestHashes.get(digest);
+  if (hash === undefined) {
+    // [string, integer, boolean] tuples: JSON.stringify gives exactly canonicalJson's bytes, much faster
+    hash = sha256Hex(JSON.stringify(digest));
+    digestHashes.set(digest, hash);
+  }
+  return hash;
 }
 
 const median = (xs: number[]) => {
@@ -41,6 +52,9 @@ const median = (xs: number[]) => {
  * so an old copy of their record cannot come back, while a newer version (the node rejoining) can.
  */
 export class PeerTable {
+  /** Records and notices parsed from the rows (a row is replaced, never changed, on every write). */
+  private readonly parsed = new WeakMap<PeerRow, SignedRecord | DeathNotice>();
+
   constructor(
     private readonly peers: PeerStore,
     private readonly selfId: string,
@@ -51,11 +65,21 @@ export class PeerTable {
     return this.peers.get(id);
   }
 
-  /** The signed record held for `id` (not for tombstones). */
+  /** A row's record or notice, parsed once per row (shared: read-only). */
+  private parse(row: PeerRow, text: string): SignedRecord | DeathNotice {
+    let value = this.parsed.get(row);
+    if (!value) {
+      value = JSON.parse(text) as SignedRecord | DeathNotice;
+      this.parsed.set(row, value);
+    }
+    return value;
+  }
+
+  /** The signed record held for `id` (not for tombstones). Read-only: it is the table's own copy. */
   record(id: string): SignedRecord | undefined {
     const row = this.peers.get(id);
     if (!row?.record || row.state === "dead") return undefined;
-    return JSON.parse(row.record) as SignedRecord;
+    return this.parse(row, row.record) as SignedRecord;
   }
 
   /** Stores this node's own (already signed) record. */
@@ -176,7 +200,7 @@ export class PeerTable {
   /** The death notice held for a tombstone. */
   death(id: string): DeathNotice | undefined {
     const row = this.peers.get(id);
-    return row?.state === "dead" && row.record ? (JSON.parse(row.record) as DeathNotice) : undefined;
+    return row?.state === "dead" && row.record ? (this.parse(row, row.record) as DeathNotice) : undefined;
   }
 
   /** [id, version, dead] for every row, sorted by id. */
@@ -197,7 +221,7 @@ export class PeerTable {
   certAt(host: string, port: number, nodeId?: string): { nodeId: string; cert: string } | undefined {
     for (const row of this.live()) {
       if (!row.record || (nodeId && row.id !== nodeId)) continue;
-      const { record } = JSON.parse(row.record) as SignedRecord;
+      const { record } = this.parse(row, row.record) as SignedRecord;
       if (record.cert && record.addresses.some((a) => a.host === host && a.port === port))
         return { nodeId: record.id, cert: record.cert };
     }
@@ -242,7 +266,7 @@ export class PeerTable {
     const rows = this.live();
     const views = rows.flatMap((row): PeerView[] => {
       if (!row.record) return [];
-      const { record } = JSON.parse(row.record) as SignedRecord;
+      const { record } = this.parse(row, row.record) as SignedRecord;
       const addr = record.addresses[0];
       return [
         {

@@ -32,7 +32,10 @@ export interface SeedRow {
 export interface PeerStore {
   get(id: string): PeerRow | undefined;
   list(): PeerRow[];
-  /** [id, version, dead] of every row, sorted by id: what gossip compares, without the records. */
+  /**
+   * [id, version, dead] of every row, sorted by id: what gossip compares, without the records. The same
+   * array (read-only) until a row's id, version or death changes, so a hash of it can be kept by identity.
+   */
   digest(): [string, number, boolean][];
   /** How many rows (tombstones included). */
   count(): number;
@@ -46,6 +49,8 @@ export interface PeerStore {
   addSeed(host: string, port: number, root: boolean, now: number): void;
   setSeedNode(host: string, port: number, nodeId: string): void;
   removeSeed(host: string, port: number): boolean;
+  /** How many times the table was read from SQLite (once, then after another connection wrote). */
+  loads(): number;
 }
 
 interface Row {
@@ -74,22 +79,25 @@ const toRow = (r: Row): PeerRow => ({
   updatedAt: r.updated_at,
 });
 
+/**
+ * The IP table in memory, written through to SQLite: reads (a row, every row, the digest, the count) never
+ * touch the database, each write is one statement. Gossip reads the table on every exchange; reading
+ * every row from SQLite for it was most of a node's CPU, and grew with the network. The table is loaded
+ * on first use and again whenever another connection wrote the database (SQLite's `data_version`: the CLI
+ * in another process, another store open on the same file), so the rows are the file's.
+ *
+ * Rows handed out are the cached objects: treat them as read-only (every writer here puts a new row).
+ */
 export function peerStore(db: BetterSqlite3.Database): PeerStore {
   const q = lazyStatements({
-    get: () => db.prepare<[string], Row>("SELECT * FROM peers WHERE id = ?"),
-    list: () => db.prepare<[], Row>("SELECT * FROM peers ORDER BY id"),
-    digest: () =>
-      db.prepare<[], { id: string; version: number; state: string }>(
-        "SELECT id, version, state FROM peers ORDER BY id",
-      ),
-    count: () => db.prepare<[], { n: number }>("SELECT count(*) AS n FROM peers"),
+    all: () => db.prepare<[], Row>("SELECT * FROM peers"),
+    dataVersion: () => db.prepare<[], { data_version: number }>("PRAGMA data_version"),
     put: () =>
       db.prepare(
         `INSERT OR REPLACE INTO peers (id, record, version, state, last_seen, last_tried, failures, latency_ms, rtt_samples, updated_at)
        VALUES (@id, @record, @version, @state, @last_seen, @last_tried, @failures, @latency_ms, @rtt_samples, @updated_at)`,
       ),
     remove: () => db.prepare<[string]>("DELETE FROM peers WHERE id = ?"),
-    purge: () => db.prepare<[number]>("DELETE FROM peers WHERE state = 'dead' AND updated_at < ?"),
     seeds: () =>
       db.prepare<[], { host: string; port: number; root: number; node_id: string | null; added_at: number }>(
         "SELECT * FROM seeds ORDER BY added_at, host, port",
@@ -103,15 +111,38 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
       db.prepare<[string, string, number]>("UPDATE seeds SET node_id = ? WHERE host = ? AND port = ?"),
     removeSeed: () => db.prepare<[string, number]>("DELETE FROM seeds WHERE host = ? AND port = ?"),
   });
+  let rows: Map<string, PeerRow> | undefined;
+  let version = -1;
+  let loads = 0;
+  /** Every row sorted by id, and the digest: made again only after a change that touches them. */
+  let sorted: PeerRow[] | undefined;
+  let digest: [string, number, boolean][] | undefined;
+  const table = (): Map<string, PeerRow> => {
+    const now = q.dataVersion.get()?.data_version ?? 0;
+    if (!rows || now !== version) {
+      rows = new Map(q.all.all().map((r) => [r.id, toRow(r)]));
+      version = now;
+      loads++;
+      sorted = undefined;
+      digest = undefined;
+    }
+    return rows;
+  };
+  const byId = () => {
+    sorted ??= [...table().values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return sorted;
+  };
   return {
-    get: (id) => {
-      const r = q.get.get(id);
-      return r ? toRow(r) : undefined;
+    get: (id) => table().get(id),
+    list: () => [...byId()],
+    digest: () => {
+      const all = byId();
+      digest ??= all.map((r) => [r.id, r.version, r.state === "dead"]);
+      return digest;
     },
-    list: () => q.list.all().map(toRow),
-    digest: () => q.digest.all().map((r) => [r.id, r.version, r.state === "dead"]),
-    count: () => q.count.get()?.n ?? 0,
+    count: () => table().size,
     put: (p) => {
+      const held = table();
       q.put.run({
         id: p.id,
         record: p.record ?? null,
@@ -124,9 +155,37 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
         rtt_samples: JSON.stringify(p.rttSamples),
         updated_at: p.updatedAt,
       });
+      const old = held.get(p.id);
+      held.set(p.id, { ...p, rttSamples: [...p.rttSamples] });
+      sorted = undefined;
+      // the digest is ids, versions and deaths: a contact (last seen, latency) leaves it as it is
+      if (!old || old.version !== p.version || (old.state === "dead") !== (p.state === "dead"))
+        digest = undefined;
     },
-    remove: (id) => q.remove.run(id).changes > 0,
-    purgeDead: (before) => q.purge.run(before).changes,
+    remove: (id) => {
+      const held = table();
+      const removed = q.remove.run(id).changes > 0;
+      if (held.delete(id) || removed) {
+        sorted = undefined;
+        digest = undefined;
+      }
+      return removed;
+    },
+    purgeDead: (before) => {
+      const held = table();
+      let n = 0;
+      for (const r of [...held.values()])
+        if (r.state === "dead" && r.updatedAt < before) {
+          q.remove.run(r.id);
+          held.delete(r.id);
+          n++;
+        }
+      if (n) {
+        sorted = undefined;
+        digest = undefined;
+      }
+      return n;
+    },
     seeds: () =>
       q.seeds.all().map((s) => ({
         host: s.host,
@@ -142,5 +201,6 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
       q.setSeedNode.run(nodeId, host, port);
     },
     removeSeed: (host, port) => q.removeSeed.run(host, port).changes > 0,
+    loads: () => loads,
   };
 }

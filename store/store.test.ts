@@ -5,6 +5,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3/linux-x64";
 import { P2prcError } from "../core/index.ts";
 import { MIGRATIONS } from "./migrations.ts";
+import type { PeerRow } from "./peers.ts";
 import { openStore } from "./store.ts";
 import type { ContainerRecord } from "./types.ts";
 
@@ -210,6 +211,66 @@ describe("containers", () => {
 });
 
 // A database from a newer p2prc is refused and left closed (no fd, -wal or -shm kept open).
+describe("peers: the IP table in memory, written through", () => {
+  const row = (n: number, over: Partial<PeerRow> = {}): PeerRow => ({
+    id: n.toString(16).padStart(64, "0"),
+    record: `{"n":${n}}`,
+    version: 1,
+    state: "alive",
+    lastSeen: 0,
+    lastTried: 0,
+    failures: 0,
+    latencyMs: undefined,
+    rttSamples: [],
+    updatedAt: 0,
+    ...over,
+  });
+
+  test("read from SQLite once: gets, lists, digests and counts after that are from memory", () => {
+    const path = join(root, "peers-memory.db");
+    const store = openStore(path);
+    for (let n = 0; n < 100; n++) store.peers.put(row(n));
+    for (let i = 0; i < 1000; i++) {
+      expect(store.peers.get(row(i % 100).id)?.version).toBe(1);
+      store.peers.digest();
+      store.peers.count();
+    }
+    expect(store.peers.list()).toHaveLength(100);
+    expect(store.peers.loads()).toBe(1);
+    // written through: another store on the file sees every row
+    const other = openStore(path);
+    expect(other.peers.count()).toBe(100);
+    expect(other.peers.get(row(7).id)).toEqual(row(7));
+    // and what the other connection writes is seen here (the table is read again, once)
+    other.peers.put(row(7, { version: 2 }));
+    other.peers.remove(row(8).id);
+    expect(store.peers.get(row(7).id)?.version).toBe(2);
+    expect(store.peers.get(row(8).id)).toBeUndefined();
+    expect(store.peers.count()).toBe(99);
+    expect(store.peers.loads()).toBe(2);
+    other.close();
+    store.close();
+  });
+
+  test("the digest is one array until an id, a version or a death changes; a contact leaves it", () => {
+    const store = openStore(":memory:");
+    for (let n = 0; n < 5; n++) store.peers.put(row(n));
+    const d = store.peers.digest();
+    expect(d.map(([id]) => id)).toEqual([0, 1, 2, 3, 4].map((n) => row(n).id));
+    store.peers.put(row(3, { lastSeen: 99, rttSamples: [1.5] }));
+    expect(store.peers.digest()).toBe(d);
+    store.peers.put(row(3, { version: 2 }));
+    const d2 = store.peers.digest();
+    expect(d2).not.toBe(d);
+    expect(d2[3]).toEqual([row(3).id, 2, false]);
+    store.peers.put(row(3, { version: 2, state: "dead", updatedAt: 10 }));
+    expect(store.peers.digest()[3]).toEqual([row(3).id, 2, true]);
+    expect(store.peers.purgeDead(11)).toBe(1);
+    expect(store.peers.digest()).toHaveLength(4);
+    expect(store.peers.list().map((r) => r.id)).toEqual([0, 1, 2, 4].map((n) => row(n).id));
+  });
+});
+
 test("a refused database is closed again", () => {
   const path = join(root, "refused.db");
   const db = new Database(path);
