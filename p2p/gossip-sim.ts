@@ -91,8 +91,8 @@ function recordOf(n: number, version: number): SignedRecord {
 /** JSON length of a message, its digest counted once per digest (the same arrays recur). */
 function sizer() {
   const digestBytes = new WeakMap<Digest, number>();
-  return (message: { digest?: Digest | undefined; [k: string]: unknown }): number => {
-    const { digest, ...rest } = message;
+  return (message: object): number => {
+    const { digest, ...rest } = message as { digest?: Digest };
     if (!digest) return JSON.stringify(rest).length;
     let d = digestBytes.get(digest);
     if (d === undefined) {
