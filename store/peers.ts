@@ -39,8 +39,16 @@ export interface PeerStore {
   digest(): [string, number, boolean][];
   /** How many rows (tombstones included). */
   count(): number;
-  /** Inserts or replaces the whole row. */
+  /** Inserts or replaces the whole row (written to SQLite at once). */
   put(row: PeerRow): void;
+  /**
+   * Replaces a held row whose id, record, version and state are unchanged (a contact: last seen, last
+   * tried, latency): in memory at once, in SQLite at the next `flush` — one transaction for every row
+   * touched, instead of a write per exchange. Lost on a crash: soft facts, measured again within rounds.
+   */
+  touch(row: PeerRow): void;
+  /** Writes the rows touched since the last flush; the count written. */
+  flush(): number;
   remove(id: string): boolean;
   /** Drops tombstones last updated before `before`. */
   purgeDead(before: number): number;
@@ -114,6 +122,8 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
   let rows: Map<string, PeerRow> | undefined;
   let version = -1;
   let loads = 0;
+  /** Ids touched since the last flush (their rows in `rows` are written then). */
+  const dirty = new Set<string>();
   /** Every row sorted by id, and the digest: made again only after a change that touches them. */
   let sorted: PeerRow[] | undefined;
   let digest: [string, number, boolean][] | undefined;
@@ -123,10 +133,26 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
       rows = new Map(q.all.all().map((r) => [r.id, toRow(r)]));
       version = now;
       loads++;
+      // another connection wrote: its rows win over contacts not flushed yet (never write an old record back)
+      dirty.clear();
       sorted = undefined;
       digest = undefined;
     }
     return rows;
+  };
+  const write = (p: PeerRow) => {
+    q.put.run({
+      id: p.id,
+      record: p.record ?? null,
+      version: p.version,
+      state: p.state,
+      last_seen: p.lastSeen,
+      last_tried: p.lastTried,
+      failures: p.failures,
+      latency_ms: p.latencyMs ?? null,
+      rtt_samples: JSON.stringify(p.rttSamples),
+      updated_at: p.updatedAt,
+    });
   };
   const byId = () => {
     sorted ??= [...table().values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -143,18 +169,8 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
     count: () => table().size,
     put: (p) => {
       const held = table();
-      q.put.run({
-        id: p.id,
-        record: p.record ?? null,
-        version: p.version,
-        state: p.state,
-        last_seen: p.lastSeen,
-        last_tried: p.lastTried,
-        failures: p.failures,
-        latency_ms: p.latencyMs ?? null,
-        rtt_samples: JSON.stringify(p.rttSamples),
-        updated_at: p.updatedAt,
-      });
+      write(p);
+      dirty.delete(p.id);
       const old = held.get(p.id);
       held.set(p.id, { ...p, rttSamples: [...p.rttSamples] });
       sorted = undefined;
@@ -162,8 +178,36 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
       if (!old || old.version !== p.version || (old.state === "dead") !== (p.state === "dead"))
         digest = undefined;
     },
+    touch: (p) => {
+      const held = table();
+      const old = held.get(p.id);
+      if (!old || old.version !== p.version || old.state !== p.state || old.record !== p.record) {
+        throw new Error(`peers.touch(${p.id}): not a contact of a held row (use put)`);
+      }
+      held.set(p.id, { ...p, rttSamples: [...p.rttSamples] });
+      sorted = undefined;
+      dirty.add(p.id);
+    },
+    flush: () => {
+      if (dirty.size === 0) return 0;
+      const held = table();
+      let n = 0;
+      db.transaction(() => {
+        for (const id of dirty) {
+          const row = held.get(id);
+          if (row) {
+            write(row);
+            n++;
+          }
+        }
+      })();
+      dirty.clear();
+      // our own writes leave data_version as it was: nothing to read again
+      return n;
+    },
     remove: (id) => {
       const held = table();
+      dirty.delete(id);
       const removed = q.remove.run(id).changes > 0;
       if (held.delete(id) || removed) {
         sorted = undefined;
@@ -177,6 +221,7 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
       for (const r of [...held.values()])
         if (r.state === "dead" && r.updatedAt < before) {
           q.remove.run(r.id);
+          dirty.delete(r.id);
           held.delete(r.id);
           n++;
         }

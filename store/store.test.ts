@@ -252,6 +252,30 @@ describe("peers: the IP table in memory, written through", () => {
     store.close();
   });
 
+  test("a contact (touch) is in memory at once and in SQLite at the flush, or at close; never over a newer row", () => {
+    const path = join(root, "peers-touch.db");
+    const store = openStore(path);
+    const other = openStore(path);
+    store.peers.put(row(1));
+    store.peers.touch(row(1, { lastSeen: 50, rttSamples: [2] }));
+    expect(store.peers.get(row(1).id)?.lastSeen).toBe(50);
+    expect(other.peers.get(row(1).id)?.lastSeen).toBe(0);
+    expect(store.peers.flush()).toBe(1);
+    expect(store.peers.flush()).toBe(0);
+    expect(other.peers.get(row(1).id)).toEqual(row(1, { lastSeen: 50, rttSamples: [2] }));
+    // a touch is for soft facts only
+    expect(() => store.peers.touch(row(1, { version: 2 }))).toThrow("use put");
+    // another connection writes a newer version: the touch not flushed yet is dropped, not written over it
+    store.peers.touch(row(1, { lastSeen: 60 }));
+    other.peers.put(row(1, { version: 3 }));
+    expect(store.peers.get(row(1).id)?.version).toBe(3);
+    expect(store.peers.flush()).toBe(0);
+    store.peers.touch(row(1, { version: 3, lastSeen: 70 }));
+    store.close();
+    expect(other.peers.get(row(1).id)?.lastSeen).toBe(70);
+    other.close();
+  });
+
   test("the digest is one array until an id, a version or a death changes; a contact leaves it", () => {
     const store = openStore(":memory:");
     for (let n = 0; n < 5; n++) store.peers.put(row(n));

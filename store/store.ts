@@ -187,11 +187,12 @@ export function openStore(path: string): Store {
   };
 
   let open = true;
+  const peers = peerStore(db);
   return {
     path,
     meta,
     containers,
-    peers: peerStore(db),
+    peers,
     client: clientStore(db),
     clusters: clusterStore(db),
     transaction: (fn) => (db as Db).transaction(fn)(),
@@ -199,6 +200,7 @@ export function openStore(path: string): Store {
     close() {
       if (!open) return;
       open = false;
+      peers.flush(); // the contacts not written yet
       db.close();
     },
   };

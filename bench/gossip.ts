@@ -1,0 +1,290 @@
+// Gossip's cost as the network grows (issue 12), in two parts:
+//   S. Simulation of the pure sync core (p2p/gossip-sim.ts) on an in-memory network with a ManualClock,
+//      N = 100, 1,000, 10,000: rounds until a new record version reaches every node, and bytes a node
+//      sends per round while it spreads and once tables are equal again. Beyond one machine.
+//   P. Real nodes, each in its own process (this file with --node), on loopback, TLS, gossiping every
+//      second, every node bootstrapped from the first; N = 10, 50, 100 (P2PRC_GOSSIP_SIZES): time to
+//      converge after the last node started, then over a steady window each node's CPU per round
+//      (from /proc: user + system) and, at the end, each node's RSS (idle, N - 1 peers); also the RSS
+//      of one node alone.
+// Goals: S rounds grow as log N, steady bytes per node flat; P CPU per node per round flat from the
+// smallest N to the largest (ratio ≤ 1.2), N = 100 converges within 5 s, idle RSS with 99 peers ≤ 60 MB.
+// Run: node_modules/.bin/bun bench/gossip.ts [--quick] (--quick: the simulation to N = 1,000 and the
+// nodes at N = 5 only, a smoke run). No container engine is needed (the nodes only warn).
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { start } from "../abstractions/index.ts";
+import { generateIdentity, memoryLogger, signRequest } from "../core/index.ts";
+import { simulate } from "../p2p/gossip-sim.ts";
+import type { GossipStats } from "../p2p/index.ts";
+
+const arg = (name: string) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+};
+
+// ---- one node (a child process) -----------------------------------------------------------------
+
+if (process.argv.includes("--node")) {
+  const n = Number(arg("--expect"));
+  const reader = generateIdentity();
+  const node = await start({
+    configDir: arg("--dir") as string,
+    env: {},
+    logger: memoryLogger(),
+    gpus: async () => [],
+    reconcileIntervalMs: 600_000,
+    overrides: {
+      serverHost: "127.0.0.1",
+      serverPort: Number(arg("--port")),
+      machineName: `n${arg("--index")}`,
+      bootstrap: arg("--seed") ? [arg("--seed") as string] : [],
+      gossipIntervalMs: 1000,
+      suspectTimeoutMs: 5000,
+      logLevel: "error",
+      openNetwork: true,
+    },
+  });
+  const get = async <T>(path: string): Promise<T> => {
+    const url = `${node.url}${path}`;
+    const res = await node.app.request(url, { headers: signRequest(reader, "GET", url) });
+    return (await res.json()) as T;
+  };
+  const say = (o: object) => console.log(JSON.stringify(o));
+  say({ started: true });
+  // the table every 250 ms until it is full, then only the round count once a second (a signed request:
+  // ~0.3 ms of this node's CPU a second, inside what the parent measures)
+  const poll = setInterval(async () => {
+    const { nodes } = await get<{ nodes: unknown[] }>("/v1/p2p/table");
+    if (nodes.length >= n) {
+      clearInterval(poll);
+      say({ full: true });
+    }
+  }, 250);
+  setInterval(async () => say({ rounds: (await get<GossipStats>("/v1/p2p/stats")).rounds }), 1000);
+  process.on("SIGTERM", async () => {
+    await node.stop();
+    process.exit(0);
+  });
+  await new Promise(() => {});
+}
+
+// ---- S: the simulation ----------------------------------------------------------------------------
+
+const QUICK = process.argv.includes("--quick");
+const fmt = (x: number, d = 0) => x.toFixed(d);
+
+console.log("S  simulation of the sync core: one new record version spreading; fanout 3, 1 s rounds");
+console.log(
+  "   N        rounds  log2 N  spread per round                         B/node/round spreading  steady",
+);
+const sim = (QUICK ? [100, 1000] : [100, 1000, 10_000]).map((nodes) => simulate({ nodes, seed: 1 }));
+for (const r of sim) {
+  console.log(
+    `   ${String(r.nodes).padEnd(8)} ${String(r.rounds).padEnd(7)} ${fmt(Math.log2(r.nodes), 1).padEnd(7)} ${r.spread.join(" ").padEnd(40)} ${fmt(r.bytesPerNodeRoundSpreading).padStart(10)}              ${fmt(r.bytesPerNodeRoundSteady)}`,
+  );
+}
+const first = sim[0] as (typeof sim)[number];
+const last = sim.at(-1) as (typeof sim)[number];
+const roundsPerLog = sim.map((r) => r.rounds / Math.log2(r.nodes));
+console.log(
+  `   rounds / log2 N: ${roundsPerLog.map((x) => x.toFixed(2)).join(", ")} (log growth: ${Math.max(...roundsPerLog) <= 1 ? "met" : "MISSED"}); steady bytes N=${last.nodes} / N=${first.nodes}: ${(last.bytesPerNodeRoundSteady / first.bytesPerNodeRoundSteady).toFixed(2)} (flat: ${last.bytesPerNodeRoundSteady / first.bytesPerNodeRoundSteady <= 1.1 ? "met" : "MISSED"})`,
+);
+console.log(
+  "   while a change spreads, each exchange between differing tables carries the whole digest (~30 B a node): bytes per node grow with N there",
+);
+
+// ---- P: nodes in their own processes --------------------------------------------------------------
+
+const SIZES = QUICK ? [5] : (process.env.P2PRC_GOSSIP_SIZES ?? "10,50,100").split(",").map(Number);
+const STEADY_WAIT_MS = 3000;
+const WINDOW_MS = QUICK ? 3000 : 10_000;
+const CONVERGE_TIMEOUT_MS = 180_000;
+const work = mkdtempSync(join(tmpdir(), "p2prc-gossip-"));
+
+async function freePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  const ports: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const s = createServer();
+      servers.push(s);
+      ports.push(
+        await new Promise<number>((resolve, reject) => {
+          s.once("error", reject);
+          s.listen(0, "127.0.0.1", () => {
+            const addr = s.address();
+            resolve(typeof addr === "object" && addr ? addr.port : 0);
+          });
+        }),
+      );
+    }
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+  return ports;
+}
+
+interface Child {
+  proc: ReturnType<typeof Bun.spawn>;
+  started: Promise<number>;
+  full: Promise<number>;
+  rounds: number;
+}
+
+function spawnNode(dir: string, index: number, port: number, seed: string | undefined, n: number): Child {
+  const proc = Bun.spawn(
+    [
+      process.execPath,
+      ...(process.env.P2PRC_GOSSIP_PROFILE && index === 1
+        ? ["--cpu-prof", `--cpu-prof-dir=${process.env.P2PRC_GOSSIP_PROFILE}`]
+        : []),
+      import.meta.path,
+      "--node",
+      "--dir",
+      join(dir, String(index)),
+      "--index",
+      String(index),
+      "--port",
+      String(port),
+      "--expect",
+      String(n),
+      ...(seed ? ["--seed", seed] : []),
+    ],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  let onStarted: (t: number) => void = () => {};
+  let onFull: (t: number) => void = () => {};
+  const child: Child = {
+    proc,
+    started: new Promise((r) => {
+      onStarted = r;
+    }),
+    full: new Promise((r) => {
+      onFull = r;
+    }),
+    rounds: 0,
+  };
+  void (async () => {
+    const decoder = new TextDecoder();
+    let text = "";
+    for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) {
+      text += decoder.decode(chunk);
+      let nl = text.indexOf("\n");
+      while (nl >= 0) {
+        const line = text.slice(0, nl);
+        text = text.slice(nl + 1);
+        nl = text.indexOf("\n");
+        const m = JSON.parse(line) as { started?: boolean; full?: boolean; rounds?: number };
+        if (m.started) onStarted(performance.now());
+        if (m.full) onFull(performance.now());
+        if (m.rounds !== undefined) child.rounds = m.rounds;
+      }
+    }
+  })();
+  return child;
+}
+
+const cpuSeconds = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+const rssMb = (pid: number) =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+};
+
+let children: Child[] = [];
+const stopAll = async () => {
+  for (const c of children) c.proc.kill("SIGTERM");
+  await Promise.all(children.map((c) => c.proc.exited));
+  children = [];
+};
+process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
+
+interface Row {
+  n: number;
+  convergeS: number;
+  cpuMsPerRound: number;
+  cpuPercent: number;
+  rssMb: number;
+  load: number;
+}
+const rows: Row[] = [];
+let aloneMb = 0;
+try {
+  {
+    // one node alone: its idle RSS
+    const [port] = await freePorts(1);
+    const c = spawnNode(join(work, "alone"), 0, port as number, undefined, 1);
+    children = [c];
+    await c.started;
+    await Bun.sleep(STEADY_WAIT_MS);
+    aloneMb = rssMb(c.proc.pid);
+    await stopAll();
+  }
+  for (const n of SIZES) {
+    const dir = join(work, `n${n}`);
+    const ports = await freePorts(n);
+    const seed = `127.0.0.1:${ports[0]}`;
+    const first = spawnNode(dir, 0, ports[0] as number, undefined, n);
+    children = [first];
+    await first.started;
+    for (let i = 1; i < n; i++) children.push(spawnNode(dir, i, ports[i] as number, seed, n));
+    const startedAt = await Promise.all(children.map((c) => c.started));
+    const lastStart = Math.max(...startedAt);
+    const fullAt = await Promise.race([
+      Promise.all(children.map((c) => c.full)),
+      Bun.sleep(CONVERGE_TIMEOUT_MS).then(() => undefined),
+    ]);
+    if (!fullAt) throw new Error(`N=${n}: not converged after ${CONVERGE_TIMEOUT_MS / 1000} s`);
+    const convergeS = (Math.max(...fullAt) - lastStart) / 1000;
+    await Bun.sleep(STEADY_WAIT_MS);
+    const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
+    const r0 = children.map((c) => c.rounds);
+    await Bun.sleep(WINDOW_MS);
+    const cpu = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid) - (cpu0[i] as number), 0);
+    const rounds = children.reduce((s, c, i) => s + c.rounds - (r0[i] as number), 0);
+    rows.push({
+      n,
+      convergeS,
+      cpuMsPerRound: (cpu / Math.max(1, rounds)) * 1000,
+      cpuPercent: (cpu / n / (WINDOW_MS / 1000)) * 100,
+      rssMb: median(children.map((c) => rssMb(c.proc.pid))),
+      load: loadavg()[0] as number,
+    });
+    await stopAll();
+  }
+} finally {
+  await stopAll();
+  rmSync(work, { recursive: true, force: true });
+}
+
+console.log(
+  "P  real nodes, one process each (TLS, 1 s rounds); CPU from /proc over a steady window; load = the machine's 1-min load average",
+);
+console.log("   N     converge  CPU/node/round  CPU/node (% of a core)  idle RSS (median)  load");
+for (const r of rows) {
+  console.log(
+    `   ${String(r.n).padEnd(5)} ${`${r.convergeS.toFixed(1)} s`.padEnd(9)} ${`${r.cpuMsPerRound.toFixed(2)} ms`.padEnd(15)} ${`${r.cpuPercent.toFixed(2)}%`.padEnd(23)} ${`${r.rssMb.toFixed(1)} MB`.padEnd(18)} ${r.load.toFixed(1)}`,
+  );
+}
+console.log(`   one node alone: idle RSS ${aloneMb.toFixed(1)} MB`);
+const small = rows[0] as Row;
+const large = rows.at(-1) as Row;
+if (rows.length > 1) {
+  const ratio = large.cpuMsPerRound / small.cpuMsPerRound;
+  console.log(
+    `   CPU per node per round N=${large.n} / N=${small.n}: ${ratio.toFixed(2)} (goal ≤ 1.2: ${ratio <= 1.2 ? "met" : "MISSED"})`,
+  );
+}
+if (large.n >= 100) {
+  console.log(
+    `   N=${large.n} converged in ${large.convergeS.toFixed(1)} s (goal ≤ 5 s: ${large.convergeS <= 5 ? "met" : "MISSED"}); idle RSS ${large.rssMb.toFixed(1)} MB (goal ≤ 60 MB: ${large.rssMb <= 60 ? "met" : "MISSED"})`,
+  );
+}
+process.exit(0);
