@@ -27,6 +27,11 @@ export interface NodeTransport {
   send(node: NodeRef, path: string, init: RequestInit): Promise<Response>;
   /** Whether the node at `address` serves TLS, once a request there found out; undefined if unknown. */
   servesTls?(address: Address): boolean | undefined;
+  /**
+   * The id of the node at `address`, proven by the TLS identity probe (made once, then kept: no request
+   * of its own); undefined for a node that serves plain HTTP, whose id only its answers say.
+   */
+  identify?(address: Address): Promise<string | undefined>;
 }
 
 /** A transport over a plain `fetch`: `http://` or, when `node.tls`, `https://` with the system's CAs. */

@@ -175,6 +175,18 @@ describe("an address with no known certificate", () => {
     expect(s.calls).toHaveLength(2);
   });
 
+  test("identify: the probe proves the node's id with no request of its own; once, then kept (--touch by host:port)", async () => {
+    const s = serve(certA, recordWithCert(node, certA.certPem));
+    const t = new PeerTransport({ requireTls: true });
+    expect(await t.identify({ host: "127.0.0.1", port: s.port })).toBe(node.nodeId);
+    expect(await t.identify({ host: "127.0.0.1", port: s.port })).toBe(node.nodeId);
+    expect(s.identityHits).toBe(1);
+    expect(s.calls).toEqual([]); // no /v1/health: the probe's signed record named the node
+    const plain = serve(undefined, recordWithCert(node, certA.certPem));
+    const lax = new PeerTransport({ requireTls: false });
+    expect(await lax.identify({ host: "127.0.0.1", port: plain.port })).toBeUndefined();
+  });
+
   test("an identity record naming a different certificate is refused as possible interception", async () => {
     // what a man in the middle looks like: its own certificate, the real node's signed record
     const s = serve(certB, recordWithCert(node, certA.certPem));

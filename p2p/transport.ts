@@ -91,6 +91,12 @@ export class PeerTransport implements NodeTransport {
     return k?.tls ? k.nodeId : undefined;
   }
 
+  /** The id proven at `address` by the identity probe (probing once if needed); undefined over plain HTTP. */
+  async identify(address: { host: string; port: number }): Promise<string | undefined> {
+    const k = await this.resolve(address.host, address.port, undefined);
+    return k.tls ? k.nodeId : undefined;
+  }
+
   /** Whether the node at `address` serves TLS, as the last request there found (undefined: none yet). */
   servesTls(address: { host: string; port: number }): boolean | undefined {
     return this.known.get(formatAddress(address))?.tls;

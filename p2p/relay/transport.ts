@@ -73,6 +73,8 @@ export function relayTransport(o: RelayTransportOptions): RelayTransport {
     },
     // what the base transport knows of an address (a node given as host:port that serves TLS)
     servesTls: (address) => o.base.servesTls?.(address),
+    // a host:port is dialed directly (only a node known by id goes through a relay)
+    identify: async (address) => o.base.identify?.(address),
     async close() {
       const all = [...forwarders.values()];
       forwarders.clear();
