@@ -7,10 +7,12 @@
 //      converge after the last node started, then over a steady window each node's CPU per round
 //      (from /proc: user + system) and, at the end, each node's RSS (idle, N - 1 peers); also the RSS
 //      of one node alone.
+//   I. The same nodes' gossip in one process (real tables on state.db files, in-memory network, no
+//      TLS): CPU per node per round at N = 10, 50, 100, apart from the machine's load and the transport.
 // Goals: S rounds grow as log N, steady bytes per node flat; P CPU per node per round flat from the
 // smallest N to the largest (ratio ≤ 1.2), N = 100 converges within 5 s, idle RSS with 99 peers ≤ 60 MB.
-// Run: node_modules/.bin/bun bench/gossip.ts [--quick] (--quick: the simulation to N = 1,000 and the
-// nodes at N = 5 only, a smoke run). No container engine is needed (the nodes only warn).
+// Run: node_modules/.bin/bun bench/gossip.ts [--quick] [--no-processes] (--quick: the simulation to
+// N = 1,000, I at N = 5 and 10, P at N = 5: a smoke run; --no-processes: S and I only). No container engine is needed (the nodes only warn).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { loadavg, tmpdir } from "node:os";
@@ -19,6 +21,8 @@ import { start } from "../abstractions/index.ts";
 import { generateIdentity, memoryLogger, signRequest } from "../core/index.ts";
 import { simulate } from "../p2p/gossip-sim.ts";
 import type { GossipStats } from "../p2p/index.ts";
+import { liveIds, Net, type TestNode } from "../p2p/test-net.ts";
+import { openStore } from "../store/index.ts";
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(name);
@@ -96,8 +100,60 @@ console.log(
   "   while a change spreads, each exchange between differing tables carries the whole digest (~30 B a node): bytes per node grow with N there",
 );
 
+// ---- I: gossip's own CPU, in one process ---------------------------------------------------------
+
+// Real GossipService, PeerTable and state.db files, the routes in process, an in-memory network (no TLS,
+// no signing) and a ManualClock: what gossip itself costs a node per round, apart from the machine's
+// load and the transport. Nodes seeded from the first; rounds until every table is full, then a window.
+const IN_SIZES = QUICK ? [5, 10] : [10, 50, 100];
+const IN_ROUNDS = QUICK ? 3 : 10;
+console.log(
+  "I  gossip in one process: real tables on state.db files, in-memory network, ManualClock; CPU per node per round",
+);
+console.log("   N     rounds to converge  CPU/node/round");
+const inRows: { n: number; ms: number }[] = [];
+{
+  const dir = mkdtempSync(join(tmpdir(), "p2prc-gossip-in-"));
+  try {
+    for (const n of IN_SIZES) {
+      const net = new Net();
+      const nodes = Array.from({ length: n }, (_, i) =>
+        net.add(`node-${i}`, { store: openStore(join(dir, `${n}-${i}.db`)) }),
+      );
+      const firstNode = nodes[0] as TestNode;
+      for (const node of nodes.slice(1))
+        node.store.peers.addSeed("127.0.0.1", firstNode.port, true, net.clock.now());
+      let rounds = 0;
+      while (rounds < 60 && !nodes.every((node) => liveIds(node).length === n)) {
+        await net.rounds(nodes);
+        net.clock.advance(1000);
+        rounds++;
+      }
+      await net.rounds(nodes, 3); // settle
+      const cpu0 = process.cpuUsage();
+      for (let r = 0; r < IN_ROUNDS; r++) {
+        await net.rounds(nodes);
+        net.clock.advance(1000);
+      }
+      const used = process.cpuUsage(cpu0);
+      const ms = (used.user + used.system) / 1000 / (n * IN_ROUNDS);
+      inRows.push({ n, ms });
+      console.log(`   ${String(n).padEnd(5)} ${String(rounds).padEnd(19)} ${ms.toFixed(3)} ms`);
+      for (const node of nodes) node.store.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const a = inRows[0] as { n: number; ms: number };
+  const b = inRows.at(-1) as { n: number; ms: number };
+  console.log(
+    `   CPU per node per round N=${b.n} / N=${a.n}: ${(b.ms / a.ms).toFixed(2)} (goal ≤ 1.2: ${b.ms / a.ms <= 1.2 ? "met" : "MISSED"})`,
+  );
+}
+
 // ---- P: nodes in their own processes --------------------------------------------------------------
 
+if (process.argv.includes("--no-processes")) process.exit(0);
 const SIZES = QUICK ? [5] : (process.env.P2PRC_GOSSIP_SIZES ?? "10,50,100").split(",").map(Number);
 const STEADY_WAIT_MS = 3000;
 const WINDOW_MS = QUICK ? 3000 : 10_000;
