@@ -59,6 +59,11 @@ export interface PeerStore {
   removeSeed(host: string, port: number): boolean;
   /** How many times the table was read from SQLite (once, then after another connection wrote). */
   loads(): number;
+  /**
+   * Makes the next read ask SQLite whether another connection wrote the table (reads ask by themselves
+   * at most every 250 ms: another process's write is seen within that).
+   */
+  refresh(): void;
 }
 
 interface Row {
@@ -91,12 +96,18 @@ const toRow = (r: Row): PeerRow => ({
  * The IP table in memory, written through to SQLite: reads (a row, every row, the digest, the count) never
  * touch the database, each write is one statement. Gossip reads the table on every exchange; reading
  * every row from SQLite for it was most of a node's CPU, and grew with the network. The table is loaded
- * on first use and again whenever another connection wrote the database (SQLite's `data_version`: the CLI
- * in another process, another store open on the same file), so the rows are the file's.
+ * on first use and again when another connection wrote the database (SQLite's `data_version`, asked at
+ * most every 250 ms or after `refresh()`: the CLI in another process, another store on the same file).
  *
  * Rows handed out are the cached objects: treat them as read-only (every writer here puts a new row).
  */
-export function peerStore(db: BetterSqlite3.Database): PeerStore {
+export function peerStore(
+  db: BetterSqlite3.Database,
+  /** How often (ms) a read asks SQLite whether another connection wrote; the clock that measures it. */
+  o: { recheckMs?: number; now?: () => number } = {},
+): PeerStore {
+  const recheckMs = o.recheckMs ?? 250;
+  const clock = o.now ?? (() => performance.now());
   const q = lazyStatements({
     all: () => db.prepare<[], Row>("SELECT * FROM peers"),
     dataVersion: () => db.prepare<[], { data_version: number }>("PRAGMA data_version"),
@@ -124,10 +135,19 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
   let loads = 0;
   /** Ids touched since the last flush (their rows in `rows` are written then). */
   const dirty = new Set<string>();
-  /** Every row sorted by id, and the digest: made again only after a change that touches them. */
+  /**
+   * Every row sorted by id (with each id's place), and the digest: made again only after a change that
+   * touches them (a contact replaces its row in place).
+   */
   let sorted: PeerRow[] | undefined;
+  let place = new Map<string, number>();
   let digest: [string, number, boolean][] | undefined;
+  let checkedAt = Number.NEGATIVE_INFINITY;
   const table = (): Map<string, PeerRow> => {
+    // asking SQLite on every read was a third of a gossip round's CPU: at most every recheckMs
+    const t = clock();
+    if (rows && t - checkedAt < recheckMs) return rows;
+    checkedAt = t;
     const now = q.dataVersion.get()?.data_version ?? 0;
     if (!rows || now !== version) {
       rows = new Map(q.all.all().map((r) => [r.id, toRow(r)]));
@@ -155,8 +175,20 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
     });
   };
   const byId = () => {
-    sorted ??= [...table().values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const held = table();
+    if (!sorted) {
+      sorted = [...held.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      place = new Map(sorted.map((r, i) => [r.id, i]));
+    }
     return sorted;
+  };
+  /** Holds `row` in place of the held row of its id (kept in the sorted list when it is made). */
+  const replace = (held: Map<string, PeerRow>, row: PeerRow) => {
+    const had = held.has(row.id);
+    held.set(row.id, row);
+    const i = place.get(row.id);
+    if (sorted && had && i !== undefined) sorted[i] = row;
+    else sorted = undefined;
   };
   return {
     get: (id) => table().get(id),
@@ -172,8 +204,7 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
       write(p);
       dirty.delete(p.id);
       const old = held.get(p.id);
-      held.set(p.id, { ...p, rttSamples: [...p.rttSamples] });
-      sorted = undefined;
+      replace(held, { ...p, rttSamples: [...p.rttSamples] });
       // the digest is ids, versions and deaths: a contact (last seen, latency) leaves it as it is
       if (!old || old.version !== p.version || (old.state === "dead") !== (p.state === "dead"))
         digest = undefined;
@@ -184,8 +215,7 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
       if (!old || old.version !== p.version || old.state !== p.state || old.record !== p.record) {
         throw new Error(`peers.touch(${p.id}): not a contact of a held row (use put)`);
       }
-      held.set(p.id, { ...p, rttSamples: [...p.rttSamples] });
-      sorted = undefined;
+      replace(held, { ...p, rttSamples: [...p.rttSamples] });
       dirty.add(p.id);
     },
     flush: () => {
@@ -247,5 +277,8 @@ export function peerStore(db: BetterSqlite3.Database): PeerStore {
     },
     removeSeed: (host, port) => q.removeSeed.run(host, port).changes > 0,
     loads: () => loads,
+    refresh: () => {
+      checkedAt = Number.NEGATIVE_INFINITY;
+    },
   };
 }

@@ -241,9 +241,12 @@ describe("peers: the IP table in memory, written through", () => {
     const other = openStore(path);
     expect(other.peers.count()).toBe(100);
     expect(other.peers.get(row(7).id)).toEqual(row(7));
-    // and what the other connection writes is seen here (the table is read again, once)
+    // and what the other connection writes is seen here (the table is read again, once), after at most
+    // 250 ms or at once after refresh()
     other.peers.put(row(7, { version: 2 }));
     other.peers.remove(row(8).id);
+    expect(store.peers.get(row(7).id)?.version).toBe(1);
+    store.peers.refresh();
     expect(store.peers.get(row(7).id)?.version).toBe(2);
     expect(store.peers.get(row(8).id)).toBeUndefined();
     expect(store.peers.count()).toBe(99);
@@ -257,21 +260,28 @@ describe("peers: the IP table in memory, written through", () => {
     const store = openStore(path);
     const other = openStore(path);
     store.peers.put(row(1));
+    store.peers.put(row(2));
+    expect(store.peers.list().map((r) => r.lastSeen)).toEqual([0, 0]);
     store.peers.touch(row(1, { lastSeen: 50, rttSamples: [2] }));
     expect(store.peers.get(row(1).id)?.lastSeen).toBe(50);
+    expect(store.peers.list().map((r) => r.lastSeen)).toEqual([50, 0]); // replaced in the sorted list
     expect(other.peers.get(row(1).id)?.lastSeen).toBe(0);
     expect(store.peers.flush()).toBe(1);
     expect(store.peers.flush()).toBe(0);
+    other.peers.remove(row(2).id);
+    other.peers.refresh();
     expect(other.peers.get(row(1).id)).toEqual(row(1, { lastSeen: 50, rttSamples: [2] }));
     // a touch is for soft facts only
     expect(() => store.peers.touch(row(1, { version: 2 }))).toThrow("use put");
     // another connection writes a newer version: the touch not flushed yet is dropped, not written over it
     store.peers.touch(row(1, { lastSeen: 60 }));
     other.peers.put(row(1, { version: 3 }));
+    store.peers.refresh();
     expect(store.peers.get(row(1).id)?.version).toBe(3);
     expect(store.peers.flush()).toBe(0);
     store.peers.touch(row(1, { version: 3, lastSeen: 70 }));
     store.close();
+    other.peers.refresh();
     expect(other.peers.get(row(1).id)?.lastSeen).toBe(70);
     other.close();
   });
