@@ -14,7 +14,6 @@
 // Run: node_modules/.bin/bun bench/gossip.ts [--quick] [--no-processes] (--quick: the simulation to
 // N = 1,000, I at N = 5 and 10, P at N = 5: a smoke run; --no-processes: S and I only). No container engine is needed (the nodes only warn).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { start } from "../abstractions/index.ts";
@@ -22,6 +21,7 @@ import { generateIdentity, memoryLogger, signRequest } from "../core/index.ts";
 import { simulate } from "../p2p/gossip-sim.ts";
 import type { GossipStats } from "../p2p/index.ts";
 import { liveIds, Net, type TestNode } from "../p2p/test-net.ts";
+import { freePorts } from "../server/index.ts";
 import { openStore } from "../store/index.ts";
 
 const arg = (name: string) => {
@@ -119,7 +119,7 @@ const inRows: { n: number; ms: number }[] = [];
     for (const [k, n] of [IN_SIZES[0] as number, ...IN_SIZES].entries()) {
       const net = new Net();
       const nodes = Array.from({ length: n }, (_, i) =>
-        net.add(`node-${i}`, { store: openStore(join(dir, `${n}-${i}.db`)) }),
+        net.add(`node-${i}`, { store: openStore(join(dir, `${k}-${n}-${i}.db`)) }),
       );
       const firstNode = nodes[0] as TestNode;
       for (const node of nodes.slice(1))
@@ -161,29 +161,6 @@ const STEADY_WAIT_MS = 3000;
 const WINDOW_MS = QUICK ? 3000 : 10_000;
 const CONVERGE_TIMEOUT_MS = 180_000;
 const work = mkdtempSync(join(tmpdir(), "p2prc-gossip-"));
-
-async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  const ports: number[] = [];
-  try {
-    for (let i = 0; i < count; i++) {
-      const s = createServer();
-      servers.push(s);
-      ports.push(
-        await new Promise<number>((resolve, reject) => {
-          s.once("error", reject);
-          s.listen(0, "127.0.0.1", () => {
-            const addr = s.address();
-            resolve(typeof addr === "object" && addr ? addr.port : 0);
-          });
-        }),
-      );
-    }
-  } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  }
-  return ports;
-}
 
 interface Child {
   proc: ReturnType<typeof Bun.spawn>;
@@ -286,7 +263,7 @@ let aloneMb = 0;
 try {
   {
     // one node alone: its idle RSS
-    const [port] = await freePorts(1);
+    const [port] = await freePorts(1, "127.0.0.1");
     const c = spawnNode(join(work, "alone"), 0, port as number, undefined, 1);
     children = [c];
     await c.started;
@@ -297,7 +274,7 @@ try {
   }
   for (const n of SIZES) {
     const dir = join(work, `n${n}`);
-    const ports = await freePorts(n);
+    const ports = await freePorts(n, "127.0.0.1");
     const seed = `127.0.0.1:${ports[0]}`;
     const first = spawnNode(dir, 0, ports[0] as number, undefined, n);
     children = [first];

@@ -13,6 +13,7 @@
 // an order of its own (an affine permutation, as random as the seed), `fanout` a round: what choosing
 // among the least recently tried comes to once every peer has been tried.
 import { ManualClock } from "../core/index.ts";
+import { OFFER } from "./fixtures.ts";
 import type { Random } from "./gossip-core.ts";
 import { exchangeAnswer, exchangeRequest, type Knowledge, planSync, type SyncPlan } from "./gossip-sync.ts";
 import { digestHash } from "./table.ts";
@@ -73,14 +74,7 @@ function recordOf(n: number, version: number): SignedRecord {
       reach: "direct",
       version,
       metadata: "",
-      offer: {
-        cpus: 4,
-        memoryMb: 8192,
-        gpus: 0,
-        freeContainers: 10,
-        maxCpusPerContainer: 2,
-        maxMemoryMbPerContainer: 2048,
-      },
+      offer: OFFER,
       issuedAt: version,
       cert: CERT,
     },
