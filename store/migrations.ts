@@ -91,4 +91,13 @@ export const MIGRATIONS: readonly string[] = [
      joined_at   INTEGER NOT NULL,
      PRIMARY KEY (host, name)
    ) STRICT;`,
+  // 6: the published ports of the client's containers that plugins were handed (P2PRC's IsUsed), so that
+  // two plugins never get the same one.
+  `CREATE TABLE plugin_ports (
+     container_id  TEXT NOT NULL,
+     port          INTEGER NOT NULL,
+     plugin        TEXT NOT NULL,
+     claimed_at    INTEGER NOT NULL,
+     PRIMARY KEY (container_id, port)
+   ) STRICT;`,
 ];

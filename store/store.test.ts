@@ -225,3 +225,30 @@ test("a refused database is closed again", () => {
   });
   expect(open).toEqual([]);
 });
+
+describe("plugin ports (client)", () => {
+  test("two claims never share a port; too few free claims nothing; release and untrack free them", () => {
+    const path = join(root, "ports.db");
+    const a = openStore(path);
+    const b = openStore(path); // a second process's connection to the same file
+    try {
+      expect(a.client.claimPorts("c1", [8001, 8002, 8003], 2, "web", 1)).toEqual([8001, 8002]);
+      expect(b.client.claimPorts("c1", [8001, 8002, 8003], 2, "other", 2)).toBeUndefined();
+      expect(b.client.claimPorts("c1", [8001, 8002, 8003], 1, "other", 2)).toEqual([8003]);
+      expect(a.client.claimPorts("c2", [8001], 1, "web", 3)).toEqual([8001]);
+      expect(a.client.claimedPorts("c1").map((p) => [p.port, p.plugin])).toEqual([
+        [8001, "web"],
+        [8002, "web"],
+        [8003, "other"],
+      ]);
+      a.client.releasePorts("c1", [8002]);
+      expect(b.client.claimPorts("c1", [8001, 8002, 8003], 1, "again", 4)).toEqual([8002]);
+      a.client.untrack("c1");
+      expect(a.client.claimedPorts("c1")).toEqual([]);
+      expect(a.client.claimedPorts("c2")).toHaveLength(1);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
