@@ -25,6 +25,13 @@ export type {
 } from "../client/index.ts";
 export { VERSION } from "../core/index.ts";
 export type { GossipRefusal, PeerView } from "../p2p/index.ts";
+export type {
+  InstalledPlugin,
+  PluginEntry,
+  PluginInfo,
+  PluginManifest,
+  PluginRunResult,
+} from "../plugins/index.ts";
 export type { MandelbrotDemoOptions, RunBatchOptions } from "./client.ts";
 export {
   batchStatus,
@@ -57,6 +64,7 @@ export type { UpdateIPTableOptions } from "./network.ts";
 export { addCustomInformation, addRootNode, addServer, updateIPTable, viewIPTable } from "./network.ts";
 export type { DefaultConfigResult, LoadedConfig, NodeContext, NodeOptions } from "./node.ts";
 export { init, loadConfig, setConfigValue, setDefaultConfig, viewConfig } from "./node.ts";
+export { plugins } from "./plugins.ts";
 export type { NodeRoute, StdioLike } from "./proxy.ts";
 export { forwardPort, proxyStdio, routeTo } from "./proxy.ts";
 export type { RunningNode, StartOptions } from "./start.ts";

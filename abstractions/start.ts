@@ -4,7 +4,7 @@ import type { ReachService, RelayAgent, RelayServer } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
-import { p2p, server } from "./lazy.ts";
+import { p2p, plugins, server } from "./lazy.ts";
 import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
 import { startRelayAgent, startRelayRole } from "./relay.ts";
 
@@ -41,8 +41,11 @@ export interface RunningNode extends AsyncDisposable {
  */
 export async function start(options: StartOptions = {}): Promise<RunningNode> {
   // the network and server modules load here, not when a CLI command imports abstractions (lazy.ts)
-  const [{ ReachService, p2pRoutes }, { capacityOf, createDockerEngine, remoteAddress, startServerNode }] =
-    await Promise.all([p2p(), server()]);
+  const [
+    { ReachService, p2pRoutes },
+    { capacityOf, createDockerEngine, remoteAddress, startServerNode },
+    { pluginRoutes },
+  ] = await Promise.all([p2p(), server(), plugins()]);
   const ctx = init(options);
   const store = ctx.openStore();
   let relay: RelayServer | undefined;
@@ -95,6 +98,8 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
       extraRoutes: [
         { path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress, reach, relayStats }) },
+        // the plugins installed in this node's home, for members to install (`--pp peer:<node>/<name>`)
+        { path: "/v1/plugins", app: pluginRoutes({ root: ctx.paths.plugins }) },
       ],
     });
     // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)

@@ -9,8 +9,9 @@ import {
 } from "node:fs";
 import { basename, dirname, join, posix } from "node:path";
 import { createTar, parseTar } from "nanotar";
-import { P2prcError } from "../core/index.ts";
+import { nodeUrl, P2prcError } from "../core/index.ts";
 import type { ContainerView } from "../server/index.ts";
+import type { TrackedContainer } from "../store/index.ts";
 import { safeJoin } from "./batch/worker.ts";
 import { type ClientDeps, identify, locate, nodeAddress } from "./containers.ts";
 import { connect, type ExecReply } from "./node-client.ts";
@@ -43,6 +44,25 @@ export async function execInContainer(
 ): Promise<ExecReply> {
   const { client, id } = await locate(deps, ref.node, ref.id);
   return client.exec(id, command, opts);
+}
+
+/**
+ * A container as its node reports it (its published ports and ssh among it), with its node (`host:port`)
+ * and the tracked record when there is one. The node answers only for a container the caller may manage.
+ */
+export async function inspectContainer(
+  deps: ClientDeps,
+  ref: ContainerRef,
+): Promise<{ view: ContainerStatus; node: string; nodeUrl: string; tracked: TrackedContainer | undefined }> {
+  const { client, id, tracked, where } = await locate(deps, ref.node, ref.id);
+  const view = await client.getContainer(id);
+  const nodeUrl = tracked?.nodeUrl ?? nodeUrlOf(client);
+  return { view, node: tracked ? nodeAddress(tracked.nodeUrl) : where, nodeUrl, tracked };
+}
+
+/** A NodeClient's node as a URL. */
+function nodeUrlOf(client: { node: { address: { host: string; port: number }; tls?: boolean | undefined } }) {
+  return nodeUrl(client.node.address, client.node.tls !== false);
 }
 
 /** A container in `ps`: as its node reports it, and the node (`host:port`). */

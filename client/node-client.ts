@@ -127,6 +127,11 @@ export class NodeClient {
     return new Uint8Array(await res.arrayBuffer());
   }
 
+  /** A signed request to a route outside ServerApp's types (one another module serves, e.g. /v1/plugins). */
+  async request(path: string, init: { method?: string; timeoutMs?: number } = {}): Promise<Response> {
+    return this.peer.request(this.node, path, { timeoutMs: this.timeoutMs, ...init });
+  }
+
   private filesPath(containerId: string, path: string): string {
     return `/v1/containers/${encodeURIComponent(containerId)}/files?path=${encodeURIComponent(path)}`;
   }
