@@ -30,15 +30,18 @@ function p2prcLayout(dir: string, ports = "1") {
   writeFileSync(join(dir, "hosts"), "all:\n");
 }
 
-function thrown(fn: () => unknown): P2prcError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(P2prcError);
-    return err as P2prcError;
-  }
-  throw new Error("did not throw");
-}
+/** The P2prcError `fn` throws (anything else, or nothing, fails the test). */
+const thrown = (fn: () => unknown): P2prcError => {
+  const err = (() => {
+    try {
+      fn();
+    } catch (e) {
+      return e;
+    }
+  })();
+  if (!(err instanceof P2prcError)) throw new Error(`expected a P2prcError, got ${String(err)}`);
+  return err;
+};
 
 describe("install, list, remove", () => {
   test("a folder installs under its manifest's name; a second install is a conflict; remove", () => {

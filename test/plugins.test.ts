@@ -70,6 +70,20 @@ function ansible(): string | undefined {
   return Bun.which("ansible-playbook") ?? undefined;
 }
 
+/** What `cmd` prints in container `id`, run by the engine directly (not through p2prc). */
+async function engineExec(id: string, cmd: string[]): Promise<string> {
+  const exec = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true });
+  return new Promise<string>((res) =>
+    exec.start({}, (_e, s) => {
+      let text = "";
+      s?.on("data", (d: Buffer) => {
+        text += d.toString();
+      });
+      s?.on("end", () => res(text));
+    }),
+  );
+}
+
 /** GET over plain HTTP on 127.0.0.1 (the published port), the body or undefined. */
 async function page(port: number): Promise<string | undefined> {
   for (let i = 0; i < 30; i++) {
@@ -199,16 +213,7 @@ describe("run", () => {
     const cli2 = await cli(["--plugin", "bobs", "--id", `${at}/${mine[2]}`], home("bob"));
     expect(cli2.code).toBe(1);
     expect(cli2.out).toContain("not run:");
-    const ls = await docker.getContainer(mine[2] as string).exec({ Cmd: ["ls", "/tmp"], AttachStdout: true });
-    const out = await new Promise<string>((res) =>
-      ls.start({}, (_e, s) => {
-        let text = "";
-        s?.on("data", (d: Buffer) => {
-          text += d.toString();
-        });
-        s?.on("end", () => res(text));
-      }),
-    );
+    const out = await engineExec(mine[2] as string, ["ls", "/tmp"]);
     expect(out).toContain("p2prc-plugin-web-hello"); // alice's run
     expect(out).not.toContain("p2prc-plugin-bobs");
     expect(out).not.toContain("bob-was-here");
@@ -253,18 +258,7 @@ describe("run", () => {
     expect(r?.error).toBeUndefined();
     expect(r).toMatchObject({ ok: true, exitCode: 0 });
     const port = r?.ports[0]?.internal;
-    const exec = await docker
-      .getContainer(c.id)
-      .exec({ Cmd: ["cat", "/tmp/ansible-port"], AttachStdout: true });
-    const out = await new Promise<string>((res) =>
-      exec.start({}, (_e, s) => {
-        let text = "";
-        s?.on("data", (d: Buffer) => {
-          text += d.toString();
-        });
-        s?.on("end", () => res(text));
-      }),
-    );
+    const out = await engineExec(c.id, ["cat", "/tmp/ansible-port"]);
     expect(out).toContain(String(port));
   }, 300_000);
 });
