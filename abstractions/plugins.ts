@@ -195,6 +195,12 @@ async function installFromPeer(
     const res = await nc.request(`/v1/plugins/${encodeURIComponent(name)}`, { timeoutMs: 120_000 });
     return (await res.json()) as ServedPlugin;
   });
+  if (served.name !== name) {
+    throw new P2prcError(
+      "E_INVALID",
+      `${source}: the node answered with plugin ${served.name}: not installed`,
+    );
+  }
   const bytes = new Uint8Array(Buffer.from(served.archive, "base64"));
   if (p.sha256(bytes) !== served.sha256) {
     throw new P2prcError(
@@ -202,5 +208,12 @@ async function installFromPeer(
       `${source}: the archive's sha256 is not the one the node sent: not installed`,
     );
   }
-  return p.installFromArchive(init(options).paths.plugins, bytes, source, pinned ?? served.sha256, name);
+  const root = init(options).paths.plugins;
+  const installed = p.installFromArchive(root, bytes, source, pinned ?? served.sha256, name);
+  // the archive's own manifest names it: it must be the plugin asked for
+  if (installed.name !== name) {
+    p.removePlugin(root, installed.name);
+    throw new P2prcError("E_INVALID", `${source}: the archive holds plugin ${installed.name}: not installed`);
+  }
+  return installed;
 }
