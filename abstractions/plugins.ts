@@ -90,7 +90,12 @@ export const plugins = {
     options: NodeOptions,
     name: string,
     id: string | ContainerRef,
-    o: { options?: Record<string, string>; onResult?: (r: PluginRunResult) => void } = {},
+    o: {
+      options?: Record<string, string>;
+      onResult?: (r: PluginRunResult) => void;
+      /** A p2prc plugin's output while it runs, per container, as it comes. */
+      onOutput?: (container: string, stream: "stdout" | "stderr", text: string) => void;
+    } = {},
   ): Promise<PluginRunResult[]> {
     const [p, c] = await Promise.all([loadPlugins(), client()]);
     const plugin = p.findPlugin(init(options).paths.plugins, name);
@@ -157,7 +162,11 @@ export const plugins = {
               },
               exec: (command, eo) => c.execInContainer(deps, at, command, eo),
             },
-            { ports: deps.tracking, clock: deps.clock },
+            {
+              ports: deps.tracking,
+              clock: deps.clock,
+              onOutput: o.onOutput && ((t, stream, text) => o.onOutput?.(t.id, stream, text)),
+            },
             o.options,
           );
         },

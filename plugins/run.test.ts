@@ -19,17 +19,32 @@ const web = installFromFolder(root, join(EXAMPLES, "web-hello"));
 const fail = installFromFolder(root, join(EXAMPLES, "fail"));
 const deps = { ports: store.client, clock: new ManualClock(1000) };
 
-/** A container that records what was copied and run, answering with `exitCode`. */
+/**
+ * A container that records what was copied and run, and answers the run's shell steps (start, poll,
+ * collect) as if the entry wrote "out\n" (and "bad\n" on stderr when it fails) and exited `exitCode`.
+ */
 function fakeContainer(exitCode = 0) {
-  const calls: { copied: string[]; env?: Record<string, string>; command?: string[] } = { copied: [] };
+  const calls: { copied: string[]; env?: Record<string, string>; command?: string[]; polls: number } = {
+    copied: [],
+    polls: 0,
+  };
+  const stderr = exitCode ? "bad\n" : "";
   const access: ContainerAccess = {
     copyIn: async (_local, path) => {
       calls.copied.push(path);
     },
     exec: async (command, o) => {
-      calls.command = command;
-      calls.env = o.env;
-      return { exitCode, stdout: "out\n", stderr: exitCode ? "bad\n" : "" };
+      const script = command[2] ?? "";
+      if (script.includes("mkdir -p")) {
+        calls.command = command;
+        calls.env = o.env;
+        return { exitCode: 0, stdout: "", stderr: "" };
+      }
+      if (script.includes("exit $d")) {
+        calls.polls++;
+        return { exitCode: 1, stdout: "out\n", stderr };
+      }
+      return { exitCode, stdout: "out\n", stderr }; // the whole output, and the exit code
     },
   };
   return { access, calls };
@@ -49,7 +64,15 @@ const target = (id: string) => ({
 describe("runPlugin", () => {
   test("copies the plugin in, runs its entry with its ports and options as env, keeps the port used", async () => {
     const c = fakeContainer();
-    const r = await runPlugin(web, target("c1"), c.access, deps, { GREETING: "hi" });
+    const live: string[] = [];
+    const r = await runPlugin(
+      web,
+      target("c1"),
+      c.access,
+      { ...deps, onOutput: (t, stream, text) => live.push(`${t.id} ${stream} ${text}`) },
+      { GREETING: "hi" },
+    );
+    expect(live).toEqual(["c1 stdout out\n"]);
     expect(r).toMatchObject({
       ok: true,
       exitCode: 0,
@@ -57,7 +80,13 @@ describe("runPlugin", () => {
       ports: [{ internal: 41001, external: 41001 }],
     });
     expect(c.calls.copied).toEqual(["/tmp/p2prc-plugin-web-hello"]);
-    expect(c.calls.command).toEqual(["/bin/sh", "/tmp/p2prc-plugin-web-hello/run.sh"]);
+    // started in the background with the entry as $2; its output fetched while it runs
+    expect(c.calls.command?.slice(3)).toEqual([
+      "sh",
+      "/tmp/p2prc-plugin-web-hello.run",
+      "/tmp/p2prc-plugin-web-hello/run.sh",
+    ]);
+    expect(c.calls.polls).toBe(1);
     expect(c.calls.env).toMatchObject({
       GREETING: "hi",
       P2PRC_PORT_1: "41001",

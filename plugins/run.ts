@@ -31,6 +31,8 @@ export interface RunDeps extends AnsibleDeps {
   /** The client's tracking: which published ports plugins were handed already. */
   ports: Pick<ClientStore, "claimPorts" | "releasePorts">;
   clock: Clock;
+  /** The plugin's output while it runs, as it comes (a p2prc plugin; Ansible's comes at the end). */
+  onOutput?: ((target: PluginTarget, stream: "stdout" | "stderr", text: string) => void) | undefined;
 }
 
 /** One container's result. `ok` is the exit code 0; a failure on one container never stops the others. */
@@ -113,7 +115,7 @@ export async function runPlugin(
     ports = claim(plugin, target, deps);
     const out =
       plugin.kind === "p2prc"
-        ? await runInside(plugin, target, access, ports, options)
+        ? await runInside(plugin, target, access, ports, options, deps)
         : await runWithAnsible(plugin, target, ports, deps);
     const ok = out.exitCode === 0 && !out.timedOut;
     if (!ok)
@@ -139,30 +141,82 @@ export async function runPlugin(
   }
 }
 
+/** How often a running plugin's new output is fetched (ms). */
+const POLL_MS = 500;
+
+/**
+ * Starts the entry script in the background inside the container (its output to files in `<dir>.run`),
+ * then fetches what it wrote every POLL_MS through the exec route, handing new output to `onOutput` as it
+ * comes, until it has exited or its timeout has passed (then it is killed). The node's exec route answers
+ * once, at the end of a command: this is how a long install's output streams back while it runs.
+ */
 async function runInside(
   plugin: PluginInfo,
   target: PluginTarget,
   access: ContainerAccess,
   ports: PortMapping[],
   options: Record<string, string>,
+  deps: RunDeps,
 ) {
   const m = plugin.manifest;
   if (!m) throw new P2prcError("E_INTERNAL", `plugin ${plugin.name}: no manifest`);
   const dir = containerDir(plugin);
+  const run = `${dir}.run`;
   await access.copyIn(plugin.dir, dir);
-  const r = await access.exec(["/bin/sh", `${dir}/${m.entry}`], {
-    env: {
-      ...optionEnv(plugin, options),
-      ...portEnv(ports),
-      P2PRC_PLUGIN: plugin.name,
-      P2PRC_PLUGIN_VERSION: m.version,
-      P2PRC_PLUGIN_DIR: dir,
-      P2PRC_CONTAINER_ID: target.id,
-    },
-    workingDir: dir,
-    timeoutSeconds: m.timeoutSeconds,
-  });
-  return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut };
+  const env = {
+    ...optionEnv(plugin, options),
+    ...portEnv(ports),
+    P2PRC_PLUGIN: plugin.name,
+    P2PRC_PLUGIN_VERSION: m.version,
+    P2PRC_PLUGIN_DIR: dir,
+    P2PRC_CONTAINER_ID: target.id,
+  };
+  const sh = (script: string, extra: Record<string, string> = {}, timeoutSeconds = 30) =>
+    access.exec(["/bin/sh", "-c", script, "sh", run, `${dir}/${m.entry}`], {
+      env: { ...env, ...extra },
+      workingDir: dir,
+      timeoutSeconds,
+    });
+  // $1: the run folder, $2: the entry. The entry's exit code lands in rc when it ends.
+  const started = await sh(
+    'rm -rf "$1" && mkdir -p "$1" && ( /bin/sh "$2" >"$1/out" 2>"$1/err" </dev/null & echo $! >"$1/pid"; ' +
+      'wait $!; echo $? >"$1/rc" ) </dev/null >/dev/null 2>&1 &',
+  );
+  if (started.exitCode !== 0) {
+    throw new P2prcError("E_ENGINE", `plugin ${plugin.name}: could not start: ${started.stderr.trim()}`);
+  }
+  const deadline = deps.clock.now() + m.timeoutSeconds * 1000;
+  const seen = { out: 0, err: 0 };
+  let timedOut = false;
+  for (;;) {
+    // done is read before the output, so the last poll has all of it
+    const poll = await sh(
+      'd=0; [ -f "$1/rc" ] && d=1; tail -c +$((OUT + 1)) "$1/out"; tail -c +$((ERR + 1)) "$1/err" >&2; exit $d',
+      { OUT: String(seen.out), ERR: String(seen.err) },
+    );
+    for (const [stream, text] of [
+      ["stdout", poll.stdout],
+      ["stderr", poll.stderr],
+    ] as const) {
+      if (text === "") continue;
+      seen[stream === "stdout" ? "out" : "err"] += Buffer.byteLength(text);
+      deps.onOutput?.(target, stream, text);
+    }
+    if (poll.exitCode !== 0) break;
+    if (deps.clock.now() >= deadline) {
+      timedOut = true;
+      await sh('kill -9 "$(cat "$1/pid")" 2>/dev/null; echo 137 >"$1/rc"');
+      break;
+    }
+    await deps.clock.sleep(POLL_MS);
+  }
+  // the whole output and the exit code, as the files hold them, in one call
+  const all = await sh(
+    'cat "$1/out"; cat "$1/err" >&2; exit "$(cat "$1/rc" 2>/dev/null || echo 255)"',
+    {},
+    60,
+  );
+  return { exitCode: all.exitCode, stdout: all.stdout, stderr: all.stderr, timedOut };
 }
 
 async function runWithAnsible(plugin: PluginInfo, target: PluginTarget, ports: PortMapping[], deps: RunDeps) {

@@ -191,14 +191,44 @@ describe("run", () => {
     for (const id of mine) {
       expect(r.out).toContain(`fail on ${id.slice(0, 12)} on ${at}: failed: exit 7`);
     }
-    expect(r.out).toContain("  out| fail: about to fail on purpose in");
-    expect(r.out).toContain("  err| fail: this goes to stderr");
+    expect(r.out).toContain(`${mine[0]?.slice(0, 12)} out| fail: about to fail on purpose in`);
+    expect(r.out).toContain(`${mine[1]?.slice(0, 12)} err| fail: this goes to stderr`);
     const json = (await plugins.run(alice, "fail", "plug1"))[0];
     expect(json).toMatchObject({ ok: false, exitCode: 7 });
     expect(json?.stderr).toBe("fail: this goes to stderr\n");
     // web-hello's services are untouched, and the failed runs took no port
     for (const p of groupPorts) expect(await page(p)).toBe("hello group\n");
     expect((await plugins.run(alice, "web-hello", "plug0"))[0]?.code).toBe("E_LIMIT");
+  }, 60_000);
+
+  test("output streams back while the plugin runs; past its timeout it is killed", async () => {
+    const slow = join(root, "slow");
+    mkdirSync(slow);
+    writeFileSync(
+      join(slow, "plugin.json"),
+      '{"format":"p2prc-plugin/1","name":"slow","version":"1.0.0","timeoutSeconds":4}',
+    );
+    writeFileSync(join(slow, "run.sh"), "echo first\nsleep 1\necho second >&2\nsleep 60\necho never\n");
+    await plugins.install(alice, slow);
+    const t0 = Date.now();
+    const chunks: { at: number; stream: string; text: string }[] = [];
+    const [r] = await plugins.run(alice, "slow", "plug1", {
+      onOutput: (_c, stream, text) => chunks.push({ at: Date.now() - t0, stream, text }),
+    });
+    const took = Date.now() - t0;
+    expect(chunks[0]).toMatchObject({ stream: "stdout", text: "first\n" });
+    expect(chunks.find((c) => c.stream === "stderr")?.text).toBe("second\n");
+    // the first line came while the plugin still ran, long before its end
+    expect(took - (chunks[0]?.at ?? took)).toBeGreaterThan(2000);
+    expect(r).toMatchObject({
+      ok: false,
+      timedOut: true,
+      exitCode: 137,
+      stdout: "first\n",
+      stderr: "second\n",
+    });
+    expect(took).toBeLessThan(15_000);
+    await plugins.remove(alice, "slow");
   }, 60_000);
 
   test("against someone else's container: refused by the node, nothing copied in", async () => {

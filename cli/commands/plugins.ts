@@ -34,23 +34,41 @@ export const removePluginCommand: Command = async (ctx) => {
   ctx.io.out(ctx.json ? toJson({ removed: name }) : `removed plugin ${name}`);
 };
 
-function printResult(ctx: CommandContext, r: PluginRunResult): void {
-  const where = `${r.container.slice(0, 12)}${r.node ? ` on ${r.node}` : ""}`;
-  const ports = r.ports.length
-    ? `, ports ${r.ports.map((p) => `${p.internal}->${p.external}`).join(", ")}`
-    : "";
-  const how = r.ok
-    ? `ok${ports}`
-    : r.error
-      ? `not run: ${r.error}`
-      : `failed: exit ${r.exitCode}${r.timedOut ? " (timed out)" : ""}`;
-  ctx.io.out(`${r.plugin} on ${where}: ${how}`);
-  for (const [stream, text] of [
-    ["out", r.stdout],
-    ["err", r.stderr],
-  ] as const) {
-    for (const line of text.replace(/\n$/, "").split("\n")) if (text) ctx.io.out(`  ${stream}| ${line}`);
-  }
+/** Output lines as they come, `<container> out| line`; a partial line waits for the rest. */
+function livePrinter(ctx: CommandContext) {
+  const partial = new Map<string, string>();
+  const streamed = new Set<string>();
+  const line = (container: string, stream: "stdout" | "stderr", text: string) =>
+    ctx.io.out(`${container.slice(0, 12)} ${stream === "stdout" ? "out" : "err"}| ${text}`);
+  return {
+    output(container: string, stream: "stdout" | "stderr", text: string) {
+      streamed.add(container);
+      const lines = `${partial.get(`${container} ${stream}`) ?? ""}${text}`.split("\n");
+      partial.set(`${container} ${stream}`, lines.pop() ?? "");
+      for (const l of lines) line(container, stream, l);
+    },
+    result(r: PluginRunResult) {
+      for (const stream of ["stdout", "stderr"] as const) {
+        const rest = partial.get(`${r.container} ${stream}`);
+        if (rest) line(r.container, stream, rest);
+        partial.delete(`${r.container} ${stream}`);
+        // what was not streamed (an Ansible plugin's), all at once
+        const text = r[stream].replace(/\n$/, "");
+        if (!streamed.has(r.container) && text)
+          for (const l of text.split("\n")) line(r.container, stream, l);
+      }
+      const where = `${r.container.slice(0, 12)}${r.node ? ` on ${r.node}` : ""}`;
+      const ports = r.ports.length
+        ? `, ports ${r.ports.map((p) => `${p.internal}->${p.external}`).join(", ")}`
+        : "";
+      const how = r.ok
+        ? `ok${ports}`
+        : r.error
+          ? `not run: ${r.error}`
+          : `failed: exit ${r.exitCode}${r.timedOut ? " (timed out)" : ""}`;
+      ctx.io.out(`${r.plugin} on ${where}: ${how}`);
+    },
+  };
 }
 
 /** `--plugin <name> --id <container|node/container|group>` / `--ExecutePlugin` */
@@ -63,9 +81,11 @@ export const executePluginCommand: Command = async (ctx) => {
       "a container (its id, name, or node/id) or a group id (grp…) from --groups",
     );
   }
+  const live = ctx.json ? undefined : livePrinter(ctx);
   const results = await plugins.run(ctx.node, name, id, {
     options: envFlag(ctx),
-    onResult: ctx.json ? undefined : (r) => printResult(ctx, r),
+    onOutput: live?.output,
+    onResult: live?.result,
   });
   if (ctx.json) ctx.io.out(toJson(results));
   const failed = results.filter((r) => !r.ok);
