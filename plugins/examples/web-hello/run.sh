@@ -7,7 +7,7 @@ www="$P2PRC_PLUGIN_DIR/www"
 mkdir -p "$www"
 printf '%s\n' "$GREETING" > "$www/index.html"
 if command -v busybox >/dev/null 2>&1; then
-  # busybox httpd puts itself in the background; its output goes nowhere, so exec returns at once
+  # busybox httpd puts itself in the background, its output going nowhere, so the script goes on at once
   busybox httpd -p "$P2PRC_PORT_1" -h "$www" </dev/null >/dev/null 2>&1
 elif command -v python3 >/dev/null 2>&1; then
   nohup python3 -m http.server "$P2PRC_PORT_1" --directory "$www" </dev/null >/dev/null 2>&1 &
