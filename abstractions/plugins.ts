@@ -13,6 +13,14 @@ import { withClient } from "./client.ts";
 import { client, plugins as loadPlugins } from "./lazy.ts";
 import { init, type NodeOptions } from "./node.ts";
 
+/** A plugin a member node offers (`GET /v1/plugins`). */
+export interface OfferedPlugin {
+  name: string;
+  kind: string;
+  version?: string | undefined;
+  description: string;
+}
+
 /** `peer:<node>/<name>[#sha256=<hex>]`: a plugin a member node has installed. */
 const PEER_SOURCE = /^peer:(.+)\/([^/#]+?)(?:#sha256=([0-9a-fA-F]{64}))?$/;
 
@@ -176,16 +184,12 @@ export const plugins = {
   },
 
   /** The plugins a member node has installed (what `peer:<node>/<name>` can install). */
-  async ofNode(
-    options: NodeOptions,
-    node: string,
-  ): Promise<{ name: string; kind: string; version?: string }[]> {
+  async ofNode(options: NodeOptions, node: string): Promise<OfferedPlugin[]> {
     const c = await client();
     return withClient(options, async (deps) => {
       const { client: nc } = await c.identify(deps, node);
-      return (
-        (await (await nc.request("/v1/plugins")).json()) as { plugins: { name: string; kind: string }[] }
-      ).plugins;
+      const res = await nc.request("/v1/plugins");
+      return ((await res.json()) as { plugins: OfferedPlugin[] }).plugins;
     });
   },
 };

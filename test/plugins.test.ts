@@ -138,6 +138,13 @@ describe("install and list", () => {
       .install(alice, `peer:${at}/p2prc-hello#sha256=${"0".repeat(64)}`)
       .catch((e) => e);
     expect(wrong.message).toContain("sha256");
+    expect(await plugins.ofNode(alice, at)).toEqual([
+      {
+        name: "p2prc-hello",
+        kind: "p2prc-ansible",
+        description: "Writes its handed-out port to /tmp/ansible-port (P2PRC layout)",
+      },
+    ]);
     const peer = await plugins.install(alice, `peer:${at}/p2prc-hello`);
     expect(peer).toMatchObject({ name: "p2prc-hello", kind: "p2prc-ansible", ports: 1 });
     // a node's plugins are for its members only
