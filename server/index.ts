@@ -14,6 +14,8 @@ export type {
   EngineInfo,
   ExecOptions,
   ExecResult,
+  ExecSession,
+  ExecSessionOptions,
   ImageDetails,
   ImageInfo,
   NetworkInfo,
