@@ -8,12 +8,13 @@ export type { BatchProgress, BatchSummary, TaskResult } from "./batch/scheduler.
 export { slotsFor } from "./batch/scheduler.ts";
 export type { BatchStatus } from "./batch/status.ts";
 export { batchStatus } from "./batch/status.ts";
-export type { ContainerRef, ContainerStatus, ListedContainer } from "./container-ops.ts";
+export type { ContainerRef, ContainerStatus, InteractiveExec, ListedContainer } from "./container-ops.ts";
 export {
   containerLogs,
   copyFromContainer,
   copyToContainer,
   execInContainer,
+  execInteractive,
   listContainers,
   renewLease,
   resumeContainer,

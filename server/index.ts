@@ -37,6 +37,7 @@ export type {
   ContainerView,
   CreateContainerRequest,
   ExecRequest,
+  ExecSessionRequest,
   GpuInfo,
   GpuProbe,
   LeaseRequest,
