@@ -36,6 +36,8 @@ export const DEFAULT_ENGINE_TIMEOUT_MS = 10_000;
 const SLOW_FACTOR = 3;
 /** Least time an upload may take to reach the engine: 256 MiB at about 2 MiB/s. */
 const UPLOAD_LIMIT_MS = 120_000;
+/** Most time a `docker load` may take (a 2 GB archive on a slow disk): its body streams from a file. */
+const LOAD_LIMIT_MS = 30 * 60_000;
 /** Longest silence of the engine during an image pull (or engineTimeoutMs when that is longer). */
 const PULL_IDLE_MS = 60_000;
 
@@ -117,6 +119,15 @@ function engineError(err: unknown, context: string, host: string): P2prcError {
     default:
       return new P2prcError("E_ENGINE", `${context}: ${detail}`, { cause: err, retryable: true });
   }
+}
+
+/** The engine refused an archive to load: the caller's input (a push), not an engine fault. */
+function badArchive(detail: string | undefined): P2prcError {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
+  const clean = (detail ?? "").replace(/[\x00-\x1f\x7f]+/g, " ").slice(0, 300);
+  return new P2prcError("E_INVALID", `body: the engine refused the image archive (${clean})`, {
+    field: "body",
+  });
 }
 
 function toInfo(c: Dockerode.ContainerInspectInfo): ContainerInfo {
@@ -678,6 +689,87 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           } satisfies ImageDetails;
         } catch (err) {
           if ((err as DockerLikeError).statusCode === 404) return undefined;
+          throw err;
+        }
+      }),
+
+    saveImage: (ref) =>
+      call(`save image ${ref}`, async (d, signal) => {
+        try {
+          // dial as dockerode's getImage(ref).get() does, with the signal (it takes none)
+          const res = await dial<IncomingMessage>(d, {
+            path: `/images/${ref}/get`,
+            method: "GET",
+            abortSignal: signal,
+            isStream: true,
+            statusCodes: { 200: true, 404: "no such image", 500: "server error" },
+          });
+          return toWeb(res);
+        } catch (err) {
+          if ((err as DockerLikeError).statusCode === 404)
+            throw new P2prcError("E_NOT_FOUND", `image ${ref} is not on this node`, { field: "image" });
+          throw err;
+        }
+      }),
+
+    loadImage: (archive) =>
+      call(
+        "load image",
+        async (d, signal) => {
+          let res: IncomingMessage;
+          try {
+            res = await dial<IncomingMessage>(d, {
+              path: "/images/load?",
+              method: "POST",
+              options: { quiet: true },
+              file: Readable.fromWeb(archive as never),
+              abortSignal: signal,
+              isStream: true,
+              statusCodes: { 200: true, 400: "bad request", 500: "server error" },
+            });
+          } catch (err) {
+            const e = err as DockerLikeError;
+            if (e.statusCode === 400 || e.statusCode === 500) throw badArchive(e.json?.message ?? e.message);
+            throw err;
+          }
+          // a few lines of JSON: `{"stream":"Loaded image: x:1\n"}`, or an error of the archive
+          let text = "";
+          for await (const chunk of res as AsyncIterable<Buffer>) {
+            if (text.length < 1 << 20) text += chunk.toString("utf8");
+          }
+          const loaded: string[] = [];
+          for (const line of text.split("\n")) {
+            if (!line.trim()) continue;
+            let event: { stream?: string; error?: string };
+            try {
+              event = JSON.parse(line);
+            } catch {
+              throw unreadable("load image", host);
+            }
+            if (event.error) throw badArchive(event.error);
+            const m = /Loaded image(?: ID)?: (\S+)/.exec(event.stream ?? "");
+            if (m?.[1]) loaded.push(m[1]);
+          }
+          if (loaded.length === 0) throw badArchive("the engine loaded no image from it");
+          return loaded;
+        },
+        LOAD_LIMIT_MS,
+      ),
+
+    removeImage: (ref) =>
+      call(`remove image ${ref}`, async (d, signal) => {
+        try {
+          await dial(d, {
+            path: `/images/${ref}?`,
+            method: "DELETE",
+            options: { force: false, noprune: false },
+            abortSignal: signal,
+            statusCodes: { 200: true, 404: "no such image", 409: "conflict", 500: "server error" },
+          });
+        } catch (err) {
+          if ((err as DockerLikeError).statusCode === 404) return;
+          if ((err as DockerLikeError).statusCode === 409)
+            throw new P2prcError("E_CONFLICT", `image ${ref} is in use by a container`, { field: "image" });
           throw err;
         }
       }),
