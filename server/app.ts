@@ -8,7 +8,9 @@ import type { ContainerEngine } from "./engine/index.ts";
 import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./http/auth.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { errorResponse } from "./http/errors.ts";
+import type { ImageService } from "./image-service.ts";
 import { containerRoutes } from "./routes/containers.ts";
+import { imageRoutes } from "./routes/images.ts";
 import { compatRoutes, nodeRoutes } from "./routes/node.ts";
 import type { GpuProbe } from "./types.ts";
 
@@ -33,6 +35,8 @@ export interface ServerAppDeps {
   extraRoutes?: ExtraRoutes;
   /** This node's signed record, served by the identity probe. */
   selfRecord?: () => Promise<unknown>;
+  /** Pushed images and images for members (`/v1/images/push|pushed|archive`); not served without it. */
+  images?: ImageService | undefined;
 }
 
 /** The node's HTTP API as a Hono app (test it in-process with `app.request`). */
@@ -71,6 +75,10 @@ export function createServerApp(deps: ServerAppDeps) {
   if (deps.auth) app.use("*", authenticate(deps.auth));
   // Chained, so the result's type carries every route (ServerApp, for `hc`); `app` is the same object.
   const routed = app.route("/v1", v1).route("/", compatRoutes(nodeOpts));
+  if (deps.images) {
+    const maxJsonBytes = deps.maxJsonBytes ?? 1024 * 1024;
+    app.route("/v1/images", imageRoutes({ service: deps.images, resolveCaller, maxJsonBytes }));
+  }
   for (const extra of deps.extraRoutes ?? []) app.route(extra.path, extra.app);
   app.notFound((c) =>
     c.json(
