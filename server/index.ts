@@ -31,6 +31,7 @@ export type {
   PushResult,
 } from "./image-service.ts";
 export { ImageService } from "./image-service.ts";
+export { normalizeImageRef } from "./images.ts";
 export type { ServerNode, ServerNodeDeps } from "./node.ts";
 export { startServerNode } from "./node.ts";
 export { freePorts } from "./ports.ts";
