@@ -245,7 +245,7 @@ export class ImageService {
         { field: "body" },
       );
     const before = (await engine.inspectImage(image))?.id;
-    await engine.loadImage(Bun.file(file).stream());
+    await engine.loadImage(Bun.file(file));
     const after = await engine.inspectImage(image);
     if (!after)
       throw new P2prcError("E_INVALID", `body: the archive did not hold ${image}`, { field: "body" });

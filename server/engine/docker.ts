@@ -121,6 +121,41 @@ function engineError(err: unknown, context: string, host: string): P2prcError {
   }
 }
 
+/**
+ * One request to the engine's API over Bun's fetch (a unix socket or tcp://host:port). A connection
+ * that fails is E_ENGINE_UNAVAILABLE, as with dockerode.
+ */
+async function engineFetch(host: string, path: string, init: RequestInit): Promise<Response> {
+  const o = connectOptions(host);
+  const url = o.socketPath ? `http://docker${path}` : `http://${o.host}:${o.port}${path}`;
+  try {
+    return await fetch(url, { ...init, ...(o.socketPath ? { unix: o.socketPath } : {}) } as RequestInit);
+  } catch (err) {
+    if (init.signal?.aborted) throw err;
+    throw new P2prcError("E_ENGINE_UNAVAILABLE", `container engine unreachable at ${host}`, {
+      cause: err,
+      retryable: true,
+      hint: "start Docker (or Podman's socket) or set dockerHost / DOCKER_HOST",
+    });
+  }
+}
+
+/** An error answer of the engine to engineFetch, in p2prc's terms. */
+async function engineAnswerError(res: Response, context: string, host: string): Promise<P2prcError> {
+  const text = await res.text().catch(() => "");
+  let message: string | undefined;
+  try {
+    message = (JSON.parse(text) as { message?: string }).message;
+  } catch {
+    // not JSON
+  }
+  return engineError(
+    { statusCode: res.status, json: { message: message ?? text.slice(0, 300) } },
+    context,
+    host,
+  );
+}
+
 /** The engine refused an archive to load: the caller's input (a push), not an engine fault. */
 function badArchive(detail: string | undefined): P2prcError {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
@@ -693,50 +728,44 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
         }
       }),
 
+    // Image archives go over Bun's own fetch on the engine's socket, not dockerode's node:http stream:
+    // a file body is sent by the kernel (sendfile) and a response body is read as it arrives, so memory
+    // stays flat whatever the archive's size (bench/transfer.ts measures it).
     saveImage: (ref) =>
-      call(`save image ${ref}`, async (d, signal) => {
-        try {
-          // dial as dockerode's getImage(ref).get() does, with the signal (it takes none)
-          const res = await dial<IncomingMessage>(d, {
-            path: `/images/${ref}/get`,
-            method: "GET",
-            abortSignal: signal,
-            isStream: true,
-            statusCodes: { 200: true, 404: "no such image", 500: "server error" },
-          });
-          return toWeb(res);
-        } catch (err) {
-          if ((err as DockerLikeError).statusCode === 404)
-            throw new P2prcError("E_NOT_FOUND", `image ${ref} is not on this node`, { field: "image" });
-          throw err;
+      call(`save image ${ref}`, async (_d, signal) => {
+        const res = await engineFetch(host, `/images/${ref}/get`, { signal });
+        if (res.status === 404) {
+          await res.body?.cancel();
+          throw new P2prcError("E_NOT_FOUND", `image ${ref} is not on this node`, { field: "image" });
         }
+        if (!res.ok || !res.body) throw await engineAnswerError(res, `save image ${ref}`, host);
+        return res.body;
       }),
 
     loadImage: (archive) =>
       call(
         "load image",
-        async (d, signal) => {
-          let res: IncomingMessage;
-          try {
-            res = await dial<IncomingMessage>(d, {
-              path: "/images/load?",
-              method: "POST",
-              options: { quiet: true },
-              file: Readable.fromWeb(archive as never),
-              abortSignal: signal,
-              isStream: true,
-              statusCodes: { 200: true, 400: "bad request", 500: "server error" },
-            });
-          } catch (err) {
-            const e = err as DockerLikeError;
-            if (e.statusCode === 400 || e.statusCode === 500) throw badArchive(e.json?.message ?? e.message);
-            throw err;
+        async (_d, signal) => {
+          const res = await engineFetch(host, "/images/load?quiet=1", {
+            method: "POST",
+            body: archive,
+            headers: { "content-type": "application/x-tar" },
+            signal,
+            duplex: "half",
+          } as RequestInit);
+          if (res.status === 400 || res.status === 500) {
+            const detail = (await res.text().catch(() => "")).slice(0, 1000);
+            let message = detail;
+            try {
+              message = (JSON.parse(detail) as { message?: string }).message ?? detail;
+            } catch {
+              // not JSON: the text as it is
+            }
+            throw badArchive(message);
           }
+          if (!res.ok) throw await engineAnswerError(res, "load image", host);
           // a few lines of JSON: `{"stream":"Loaded image: x:1\n"}`, or an error of the archive
-          let text = "";
-          for await (const chunk of res as AsyncIterable<Buffer>) {
-            if (text.length < 1 << 20) text += chunk.toString("utf8");
-          }
+          const text = (await res.text()).slice(0, 1 << 20);
           const loaded: string[] = [];
           for (const line of text.split("\n")) {
             if (!line.trim()) continue;

@@ -523,7 +523,7 @@ export class FakeEngine implements E.ContainerEngine {
   }
 
   /** Loads what saveImage made; E_INVALID when it is not such a tar or its layer does not match its digest. */
-  async loadImage(archive: ReadableStream<Uint8Array>): Promise<string[]> {
+  async loadImage(archive: ReadableStream<Uint8Array> | Blob): Promise<string[]> {
     this.check();
     const tar = new Uint8Array(await new Response(archive).arrayBuffer());
     const refuse = (why: string) =>

@@ -145,11 +145,12 @@ export interface ContainerEngine {
    */
   saveImage(ref: string): Promise<ReadableStream<Uint8Array>>;
   /**
-   * Loads an archive `saveImage` made (`docker load`), streamed to the engine as it is read: what it
+   * Loads an archive `saveImage` made (`docker load`), streamed to the engine as it is read (a file, as
+   * `Bun.file(path)`, is sent by the kernel): what it
    * loaded, each a `name:tag` or, for an untagged image, its id. E_INVALID when the engine refuses the
    * archive (not a tar, truncated, a layer that does not match its digest).
    */
-  loadImage(archive: ReadableStream<Uint8Array>): Promise<string[]>;
+  loadImage(archive: ReadableStream<Uint8Array> | Blob): Promise<string[]>;
   /** Removes a tag (the image with it once no tag is left); one already gone is success; one in use E_CONFLICT. */
   removeImage(ref: string): Promise<void>;
   /** Creates a bridge network of that name with these labels unless it exists (several callers may race). */
