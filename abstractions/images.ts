@@ -51,19 +51,13 @@ export async function pushImage(
 }
 
 /** `p2prc image ls <node>`: the images members pushed to the node, each with its pusher. */
-export async function listImages(options: NodeOptions, node: string): Promise<PushedImageView[]> {
-  const c = await client();
-  return withClient(options, (deps) => c.listPushedImages(deps, node));
+export function listImages(options: NodeOptions, node: string): Promise<PushedImageView[]> {
+  return withClient(options, async (deps) => (await client()).listPushedImages(deps, node));
 }
 
 /** `p2prc image rm <node> <image>`: removes an image you pushed (a node's admin: any pushed image). */
-export async function removeImage(
-  options: NodeOptions,
-  node: string,
-  image: string,
-): Promise<PushedImageView> {
-  const c = await client();
-  return withClient(options, (deps) => c.removePushedImage(deps, node, image));
+export function removeImage(options: NodeOptions, node: string, image: string): Promise<PushedImageView> {
+  return withClient(options, async (deps) => (await client()).removePushedImage(deps, node, image));
 }
 
 /**

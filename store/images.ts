@@ -33,12 +33,10 @@ interface Row {
   pushed_at: number;
 }
 
-const toRow = (r: Row): PushedImageRow => ({
-  ref: r.ref,
-  imageId: r.image_id,
-  owner: r.owner,
-  bytes: r.bytes,
-  pushedAt: r.pushed_at,
+const toRow = ({ image_id, pushed_at, ...same }: Row): PushedImageRow => ({
+  ...same,
+  imageId: image_id,
+  pushedAt: pushed_at,
 });
 
 export function imageStore(db: BetterSqlite3.Database): ImageStore {

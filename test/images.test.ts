@@ -27,6 +27,7 @@ if (unavailable) console.warn(`test/images.test.ts skipped: ${unavailable}`);
 const APP = "p2pimg/app:1";
 const FETCHED = "p2pimg/fetch:1";
 const BIG = "p2pimg/big:1";
+const DAMAGED = "p2pimg/damaged:1";
 
 /** An image in `docker`: busybox plus one layer with `files`, committed as `ref`. */
 async function buildImage(docker: Docker, ref: string, files: Record<string, string | Uint8Array>) {
@@ -55,6 +56,7 @@ describe.skipIf(unavailable !== undefined)("images with no registry, on two real
     engineB = new Docker({ socketPath: lab.dockerHost("b").slice("unix://".length) });
     await buildImage(engineA, APP, { "app/hello.txt": "hello from a pushed image\n" });
     await buildImage(engineA, FETCHED, { "app/hello.txt": "fetched from a member\n" });
+    await buildImage(engineA, DAMAGED, { "app/hello.txt": "never loaded\n" });
     // 12 MB that do not compress: over b's 8 MiB quota
     await buildImage(engineA, BIG, { "app/big.bin": crypto.getRandomValues(new Uint8Array(12 << 20)) });
     root = mkdtempSync(join(tmpdir(), "p2prc-images-"));
@@ -135,54 +137,49 @@ describe.skipIf(unavailable !== undefined)("images with no registry, on two real
     expect(spooled()).toEqual([]);
   }, 60_000);
 
-  test("a corrupted or truncated transfer is refused and leaves no image and no file", async () => {
-    const archive = new Uint8Array(
-      await new Response((await engineA.getImage(APP).get()) as never).arrayBuffer(),
-    );
+  /** A push by hand, as a-signed requests: `sent` goes over the wire, `claimed` is what the pusher read. */
+  async function pushByHand(image: string, sent: Uint8Array, claimed: Uint8Array) {
     const tls = pinnedTls(b.certPem as string);
     const self = nodeIdentity(join(root, "a"));
-    const ref = "p2pimg/corrupt:1";
-    for (const damage of ["corrupt", "truncate"]) {
-      const sent = damage === "corrupt" ? archive.slice() : archive.subarray(0, archive.length >> 1);
-      if (damage === "corrupt") sent[archive.length >> 1] = (sent[archive.length >> 1] ?? 0) ^ 0xff;
-      // pushed as APP's archive under another name would fail its tag check: send APP's own name again
-      const url = `${b.url}/v1/images/push?image=${encodeURIComponent(APP)}`;
-      const headers = signRequestHash(self, "POST", url, STREAMED_BODY_SHA256);
-      const up = await fetch(url, { method: "POST", headers, body: sent, tls } as RequestInit);
-      expect(up.status).toBe(200);
-      const { upload } = (await up.json()) as { upload: string };
-      const commitUrl = `${b.url}/v1/images/push/${upload}`;
-      const body = JSON.stringify({ sha256: sha256Hex(archive), bytes: archive.length });
-      const commit = await fetch(commitUrl, {
-        method: "POST",
-        headers: { "content-type": "application/json", ...signRequest(self, "POST", commitUrl, body) },
-        body,
-        tls,
-      } as RequestInit);
-      expect(commit.status).toBe(400);
-      expect(((await commit.json()) as { error: { field: string } }).error.field).toBe("sha256");
-      expect(spooled()).toEqual([]);
-    }
-    // and what the engine itself refuses (the pusher's digest matches, the archive is cut): nothing loaded
-    const cut = archive.subarray(0, archive.length - 4096);
-    const url = `${b.url}/v1/images/push?image=${encodeURIComponent(ref)}`;
-    const up = await fetch(url, {
-      method: "POST",
-      headers: signRequestHash(self, "POST", url, STREAMED_BODY_SHA256),
-      body: cut,
-      tls,
-    } as RequestInit);
+    const url = `${b.url}/v1/images/push?image=${encodeURIComponent(image)}`;
+    const headers = signRequestHash(self, "POST", url, STREAMED_BODY_SHA256);
+    const up = await fetch(url, { method: "POST", headers, body: sent, tls } as RequestInit);
+    expect(up.status).toBe(200);
     const { upload } = (await up.json()) as { upload: string };
     const commitUrl = `${b.url}/v1/images/push/${upload}`;
-    const body = JSON.stringify({ sha256: sha256Hex(cut), bytes: cut.length });
+    const body = JSON.stringify({ sha256: sha256Hex(claimed), bytes: claimed.length });
+    const signed = signRequest(self, "POST", commitUrl, body);
     const commit = await fetch(commitUrl, {
       method: "POST",
-      headers: { "content-type": "application/json", ...signRequest(self, "POST", commitUrl, body) },
+      headers: { "content-type": "application/json", ...signed },
       body,
       tls,
     } as RequestInit);
-    expect(commit.status).toBe(400);
-    await expect(engineB.getImage(ref).inspect()).rejects.toThrow();
+    return { status: commit.status, error: ((await commit.json()) as { error?: { field: string } }).error };
+  }
+
+  test("a corrupted or truncated transfer is refused and leaves no image and no file", async () => {
+    const archive = new Uint8Array(
+      await new Response((await engineA.getImage(DAMAGED).get()) as never).arrayBuffer(),
+    );
+    const half = archive.length >> 1;
+    const corrupt = archive.slice();
+    corrupt[half] = (corrupt[half] ?? 0) ^ 0xff;
+    for (const sent of [corrupt, archive.subarray(0, half)]) {
+      expect(await pushByHand(DAMAGED, sent, archive)).toEqual({
+        status: 400,
+        error: expect.objectContaining({ field: "sha256" }),
+      });
+      await expect(engineB.getImage(DAMAGED).inspect()).rejects.toThrow();
+      expect(spooled()).toEqual([]);
+    }
+    // and one the engine itself refuses (the pusher read it cut, so the digest matches): nothing loaded
+    const cut = archive.subarray(0, half);
+    expect(await pushByHand(DAMAGED, cut, cut)).toEqual({
+      status: 400,
+      error: expect.objectContaining({ field: "body" }),
+    });
+    await expect(engineB.getImage(DAMAGED).inspect()).rejects.toThrow();
     expect(spooled()).toEqual([]);
   }, 60_000);
 

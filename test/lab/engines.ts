@@ -9,6 +9,7 @@ import {
   natLabUnavailable,
   pidAlive,
   removeDir,
+  removedAtExit,
   removeNamespaces,
   startEngine,
   stopEngine,
@@ -73,15 +74,7 @@ export async function startEngineLab(
   removeStale();
   const id = `${PREFIX}${process.pid}x${count++}`;
   const dir = join(STATE_ROOT, id);
-  const onExit = () => removeLab(id);
-  process.once("exit", onExit);
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    process.off("exit", onExit);
-    removeLab(id);
-  };
+  const close = removedAtExit(() => removeLab(id));
   try {
     await Promise.all(
       hosts.map(async (host) => {

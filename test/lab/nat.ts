@@ -196,6 +196,21 @@ export function removeStaleLabs(): string[] {
 
 let labCount = 0;
 
+/**
+ * Runs `remove` when this process exits, unless the function returned (idempotent) ran it first: a lab
+ * is removed whether its test closes it or dies.
+ */
+export function removedAtExit(remove: () => void): () => Promise<void> {
+  process.once("exit", remove);
+  let closed = false;
+  return async () => {
+    if (closed) return;
+    closed = true;
+    process.off("exit", remove);
+    remove();
+  };
+}
+
 /** Builds the network and (by default) home's engine; fails, having removed what it made, on any error. */
 export async function startNatLab(options: NatLabOptions = {}): Promise<NatLab> {
   const reason = natLabUnavailable();
@@ -205,15 +220,7 @@ export async function startNatLab(options: NatLabOptions = {}): Promise<NatLab> 
   const dir = join(STATE_ROOT, id);
   mkdirSync(join(dir, "home"), { recursive: true });
   const ns = (host: LabHost | "pub") => `${id}-${host}`;
-  const onExit = () => removeLab(id);
-  process.once("exit", onExit);
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    process.off("exit", onExit);
-    removeLab(id);
-  };
+  const close = removedAtExit(() => removeLab(id));
   try {
     buildNetwork(ns);
     const homeDockerHost = `unix://${join(dir, "home", "docker.sock")}`;
