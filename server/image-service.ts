@@ -90,12 +90,16 @@ export class ImageService {
   /** Fetches from members in progress, by image: concurrent creates of one missing image share one. */
   private readonly fetching = new Map<string, Promise<boolean>>();
   readonly spoolDir: string;
+  /** Sweeps uncommitted uploads once a minute (unref'd: it never keeps a process alive). */
+  private readonly sweeper: ReturnType<typeof setInterval>;
 
   constructor(private readonly deps: ImageServiceDeps) {
     this.log = deps.logger.withTag("images");
     this.spoolDir = join(deps.dataDir, "images");
     // archives a stopped node was spooling are of no use now
     rmSync(this.spoolDir, { recursive: true, force: true });
+    this.sweeper = setInterval(() => this.sweep(), 60_000);
+    this.sweeper.unref();
   }
 
   private quotaBytes(): number {
@@ -370,6 +374,7 @@ export class ImageService {
 
   /** Removes every pending upload's file (the node stops). */
   async close(): Promise<void> {
+    clearInterval(this.sweeper);
     const all = [...this.pending.values()];
     this.pending.clear();
     await Promise.all(all.map((p) => p.body.remove()));
