@@ -58,6 +58,8 @@ export { containers } from "./containers.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { doctor } from "./doctor.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";
+export type { PushedImage, PushedImageView, PushImageCallOptions, PushProgress } from "./images.ts";
+export { listImages, pushImage, removeImage } from "./images.ts";
 export type { MapPortOptions, Mapping, MappingView } from "./mappings.ts";
 export { listMappings, mapPort, unmapPort } from "./mappings.ts";
 export type { UpdateIPTableOptions } from "./network.ts";

@@ -4,6 +4,7 @@ import type { ReachService, RelayAgent, RelayServer } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
+import { memberImageSources } from "./images.ts";
 import { p2p, plugins, server } from "./lazy.ts";
 import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
 import { startRelayAgent, startRelayRole } from "./relay.ts";
@@ -49,6 +50,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
   const ctx = init(options);
   const store = ctx.openStore();
   let relay: RelayServer | undefined;
+  let closeImages: (() => Promise<void>) | undefined;
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     // The record's offer: free capacity from the store and the config. It must work before the server
@@ -81,6 +83,9 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       retryMs: Math.max(1000, ctx.config.gossipIntervalMs),
     });
     relay = await startRelayRole(ctx, clusters);
+    // an image no registry has comes from a member that has it (node to node)
+    const images = await memberImageSources({ ...ctx, table, clusters, base: transport });
+    closeImages = images.close;
     const relayStats = relay && (() => relay?.stats);
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
@@ -96,6 +101,8 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       tls,
       selfRecord: () => gossip.selfRecord(),
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
+      images: store.images,
+      imageSources: images.sources,
       extraRoutes: [
         { path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress, reach, relayStats }) },
         // the plugins installed in this node's home, for members to install (`--pp peer:<node>/<name>`)
@@ -129,6 +136,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
         const checks = reach.stop();
         await server.stop();
         await Promise.all([gossip.idle(), checks]);
+        await closeImages?.();
         transport.close();
         store.close();
       })();
@@ -146,6 +154,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     };
   } catch (err) {
     await relay?.stop();
+    await closeImages?.();
     store.close();
     throw err;
   }

@@ -34,3 +34,7 @@ export function isRelaySubcommand(word: string | undefined): word is RelaySubcom
 export function isContainerVerb(word: string | undefined): word is ContainerVerb {
   return (CONTAINER_VERBS as readonly (string | undefined)[]).includes(word);
 }
+
+/** `p2prc image push|ls|rm`: images members push to a node (no registry needed). */
+export const IMAGE_HELP =
+  "p2prc image push <node> <image> [--json]  |  p2prc image ls <node> [--json]  |  p2prc image rm <node> <image> [--json]";

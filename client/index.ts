@@ -46,6 +46,8 @@ export {
 } from "./containers.ts";
 export type { MandelbrotOptions } from "./demo/mandelbrot.ts";
 export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
+export type { PushedImage, PushImageOptions, PushProgress } from "./images.ts";
+export { listPushedImages, pushImage, removePushedImage } from "./images.ts";
 export type { CreateContainerBody, CreatedContainer, ExecReply, PeerDeps } from "./node-client.ts";
 export { connect, NodeClient } from "./node-client.ts";
 export type { DeadNode, NodeNeeds, NodeTarget } from "./resolve.ts";

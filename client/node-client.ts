@@ -8,7 +8,14 @@ import {
   nodeOfUrl,
   PeerClient,
 } from "../core/index.ts";
-import type { CreateContainerRequest, CreateResult, ExecSessionRequest, ServerApp } from "../server/index.ts";
+import type {
+  CreateContainerRequest,
+  CreateResult,
+  ExecSessionRequest,
+  PushedImageView,
+  PushResult,
+  ServerApp,
+} from "../server/index.ts";
 
 /** What a node answers for a created container (the server's own type: siblings share types). */
 export type CreatedContainer = CreateResult;
@@ -162,6 +169,45 @@ export class NodeClient {
     return this.peer.request(this.node, path, { timeoutMs: this.timeoutMs, ...init });
   }
 
+  /**
+   * The first half of an image push: the archive, sent as it is read (no timeout but the caller's
+   * signal: a big image takes what it takes). The node answers the upload's id.
+   */
+  async pushArchive(
+    image: string,
+    archive: ReadableStream<Uint8Array>,
+    o: { sizeHint?: number | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<{ upload: string; bytes: number }> {
+    const q = new URLSearchParams({ image });
+    if (o.sizeHint !== undefined) q.set("size", String(o.sizeHint));
+    const res = await this.peer.request(this.node, `/v1/images/push?${q}`, {
+      method: "POST",
+      body: archive,
+      headers: { "content-type": "application/x-tar" },
+      timeoutMs: 2_147_483_647,
+      signal: o.signal,
+    });
+    return (await res.json()) as { upload: string; bytes: number };
+  }
+  /** The second half: the archive's digest and size; the node loads it when they match what it got. */
+  async commitPush(upload: string, claim: { sha256: string; bytes: number }): Promise<PushResult> {
+    // loading a big archive takes the engine a while
+    return this.peer.json<PushResult>(this.node, `/v1/images/push/${upload}`, {
+      method: "POST",
+      json: claim,
+      timeoutMs: 30 * 60_000,
+    });
+  }
+  /** Images members pushed to the node, with their pushers. */
+  async pushedImages(): Promise<PushedImageView[]> {
+    return (await this.peer.json<{ images: PushedImageView[] }>(this.node, "/v1/images/pushed")).images;
+  }
+  /** Removes an image the caller pushed (an admin: any pushed image). */
+  async removePushedImage(image: string): Promise<PushedImageView> {
+    const path = `/v1/images/pushed?image=${encodeURIComponent(image)}`;
+    return (await this.peer.json<{ removed: PushedImageView }>(this.node, path, { method: "DELETE" }))
+      .removed;
+  }
   private filesPath(containerId: string, path: string): string {
     return `/v1/containers/${encodeURIComponent(containerId)}/files?path=${encodeURIComponent(path)}`;
   }

@@ -248,6 +248,11 @@ export const CONFIG_FIELDS = {
     allowed: "an integer number of MiB from 0 to 1000000000",
     doc: "Most memory one member's containers may hold here together, in MiB.",
   },
+  memberImageQuotaMb: {
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(1e9)),
+    allowed: "an integer number of MiB from 0 to 1000000000",
+    doc: "Most disk one member's pushed images may hold here together, in MiB (their archives' size); a push over it is refused (413). This node's own key is exempt.",
+  },
   memberRequestsPerMinute: {
     schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(1e9)),
     allowed: "an integer from 0 to 1000000000 (0 = no limit)",
@@ -257,6 +262,11 @@ export const CONFIG_FIELDS = {
     schema: (z: Z) => z.array(z.string().check(z.regex(/^[0-9a-f]{64}$/))).check(z.maxLength(10000)),
     allowed: "a list of node ids, 64 hex characters each (env: comma-separated)",
     doc: "Nodes besides this one that may use it: your own other machines (the personal cluster).",
+  },
+  imagePushes: {
+    schema: (z: Z) => z.boolean(),
+    allowed: "true or false",
+    doc: "Members may push images to this node (p2prc image push) and fetch images it has; each pushed image counts against its pusher's memberImageQuotaMb. allowedImages still applies.",
   },
   openNetwork: {
     schema: (z: Z) => z.boolean(),

@@ -46,6 +46,7 @@ export {
   canonicalRequest,
   NonceCache,
   parseSignedHeaders,
+  STREAMED_BODY_SHA256,
   sha256Hex,
   signRequest,
   signRequestHash,

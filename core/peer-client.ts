@@ -2,7 +2,7 @@ import { type Address, formatAddress, nodeUrl, unbracket } from "./address.ts";
 import type { Clock } from "./clock.ts";
 import { type ErrorCode, P2prcError, wrapError } from "./errors.ts";
 import type { Identity } from "./identity.ts";
-import { signRequest } from "./signing.ts";
+import { STREAMED_BODY_SHA256, signRequest, signRequestHash } from "./signing.ts";
 
 /**
  * A node to reach: where it listens and what is known of it. Callers pass this, never a URL string:
@@ -56,10 +56,13 @@ export function nodeOfUrl(
   return { node, path: `${u.pathname}${u.search}` };
 }
 
-/** One request to a node. A body is a string or bytes (it is hashed into the signature). */
+/**
+ * One request to a node. A body is a string or bytes (it is hashed into the signature), or a stream sent
+ * as it is read (an image push): signed as STREAMED_BODY_SHA256, its digest sent by a later request.
+ */
 export interface PeerRequest {
   method?: string;
-  body?: Uint8Array | string | undefined;
+  body?: Uint8Array | string | ReadableStream<Uint8Array> | undefined;
   /** Sent as JSON (`content-type: application/json`). */
   json?: unknown;
   headers?: Record<string, string>;
@@ -122,21 +125,23 @@ export class PeerClient {
       headers["content-type"] = "application/json";
       body = JSON.stringify(r.json);
     }
+    const streamed = body instanceof ReadableStream;
     if (this.o.identity) {
       // only the path and query are signed: the host part is a placeholder
-      const signed = signRequest(
-        this.o.identity,
-        method,
-        `http://node${path}`,
-        body ?? "",
-        this.o.clock.now(),
-        node.id,
-      );
+      const url = `http://node${path}`;
+      const now = this.o.clock.now();
+      const signed =
+        body instanceof ReadableStream
+          ? signRequestHash(this.o.identity, method, url, STREAMED_BODY_SHA256, now, node.id)
+          : signRequest(this.o.identity, method, url, body ?? "", now, node.id);
       Object.assign(headers, signed);
     }
     const timeout = AbortSignal.timeout(r.timeoutMs ?? this.timeoutMs);
     const signal = r.signal ? AbortSignal.any([timeout, r.signal]) : timeout;
-    return this.send(node, path, { method, headers, body, signal }, r.signal, timeout);
+    const init: RequestInit = { method, headers, body, signal };
+    // a stream body goes as it is read (fetch's `duplex: "half"`)
+    if (streamed) Object.assign(init, { duplex: "half" });
+    return this.send(node, path, init, r.signal, timeout);
   }
 
   /**

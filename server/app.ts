@@ -9,8 +9,10 @@ import { ExecSessions } from "./exec-sessions.ts";
 import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./http/auth.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { errorResponse } from "./http/errors.ts";
+import type { ImageService } from "./image-service.ts";
 import { containerRoutes } from "./routes/containers.ts";
 import { execOpenRoutes, execSessionRoutes } from "./routes/exec.ts";
+import { imageRoutes } from "./routes/images.ts";
 import { compatRoutes, nodeRoutes } from "./routes/node.ts";
 import type { GpuProbe } from "./types.ts";
 
@@ -39,6 +41,8 @@ export interface ServerAppDeps {
   execSessions?: ExecSessions;
   /** Default: the system clock. */
   clock?: Clock;
+  /** Pushed images and images for members (`/v1/images/push|pushed|archive`); not served without it. */
+  images?: ImageService | undefined;
 }
 
 /** The node's HTTP API as a Hono app (test it in-process with `app.request`). */
@@ -86,6 +90,10 @@ export function createServerApp(deps: ServerAppDeps) {
   if (deps.auth) app.use("*", authenticate(deps.auth));
   // Chained, so the result's type carries every route (ServerApp, for `hc`); `app` is the same object.
   const routed = app.route("/v1", v1).route("/", compatRoutes(nodeOpts));
+  if (deps.images) {
+    const maxJsonBytes = deps.maxJsonBytes ?? 1024 * 1024;
+    app.route("/v1/images", imageRoutes({ service: deps.images, resolveCaller, maxJsonBytes }));
+  }
   for (const extra of deps.extraRoutes ?? []) app.route(extra.path, extra.app);
   app.notFound((c) =>
     c.json(

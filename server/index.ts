@@ -25,6 +25,15 @@ export type { AuthEnv, AuthOptions, AuthVariables } from "./http/auth.ts";
 export { authenticate, PUBLIC_ROUTES } from "./http/auth.ts";
 export type { CallerResolver } from "./http/caller.ts";
 export { remoteAddress } from "./http/caller.ts";
+export type {
+  ImageServiceDeps,
+  ImageSource,
+  ImageSources,
+  PushedImageView,
+  PushResult,
+} from "./image-service.ts";
+export { ImageService } from "./image-service.ts";
+export { normalizeImageRef } from "./images.ts";
 export type { ServerNode, ServerNodeDeps } from "./node.ts";
 export { startServerNode } from "./node.ts";
 export { freePorts } from "./ports.ts";

@@ -11,12 +11,13 @@ import {
   P2prcError,
   tryParseAddress,
 } from "../core/index.ts";
-import type { ContainerStore } from "../store/index.ts";
+import type { ContainerStore, ImageStore } from "../store/index.ts";
 import { createServerApp, type ExtraRoutes, type ServerApp } from "./app.ts";
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import { ExecSessions } from "./exec-sessions.ts";
 import type { CallerResolver } from "./http/caller.ts";
+import { ImageService, type ImageSources } from "./image-service.ts";
 import { Reconciler } from "./reconcile.ts";
 import { capacityOf } from "./specs.ts";
 import type { GpuProbe } from "./types.ts";
@@ -46,6 +47,10 @@ export interface ServerNodeDeps {
   selfRecord?: () => Promise<unknown>;
   /** How often store and engine are reconciled and expired leases removed (default 5 s). */
   reconcileIntervalMs?: number;
+  /** The pushed-images table: with it the node takes pushes and shares images with members. */
+  images?: ImageStore;
+  /** Members that have an image no registry has, closest first (node to node). */
+  imageSources?: ImageSources;
 }
 
 /** Largest body held in memory (JSON and gossip routes; p2p's own limit is 8 MiB). */
@@ -68,7 +73,13 @@ export interface ServerNode extends AsyncDisposable {
 /** Starts the HTTP API and the reconciler. The caller owns (and closes) the store. */
 export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode> {
   const log = deps.logger.withTag("server");
-  const containers = new ContainerService(deps);
+  const images = deps.images
+    ? new ImageService({ ...deps, images: deps.images, sources: deps.imageSources })
+    : undefined;
+  const containers = new ContainerService({
+    ...deps,
+    fetchImage: images && ((image, caller) => images.fetchFromMembers(image, caller)),
+  });
   const sshHost = tryParseAddress(deps.config.advertiseAddress, DEFAULT_PORT)?.host || hostname();
   const reconciler = new Reconciler({
     ...deps,
@@ -103,6 +114,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
   const app = createServerApp({
     ...deps,
     containers,
+    images,
     auth,
     maxUploadBytes: MAX_UPLOAD_BYTES,
     execSessions,
@@ -181,6 +193,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       await Promise.race([graceful, drained, deadline]);
       waiting = false;
       server.stop(true);
+      await images?.close();
       await reconciler.idle();
       log.info("stopped");
     })();

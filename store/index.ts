@@ -9,6 +9,7 @@ export type {
   TrackedContainer,
 } from "./client.ts";
 export type { ClusterRow, ClusterStore } from "./clusters.ts";
+export type { ImageStore, PushedImageRow } from "./images.ts";
 export type { PeerRow, PeerState, PeerStore, SeedRow } from "./peers.ts";
 export type { ContainerStore, MetaStore, Store } from "./store.ts";
 export { openStore } from "./store.ts";

@@ -100,4 +100,13 @@ export const MIGRATIONS: readonly string[] = [
      claimed_at    INTEGER NOT NULL,
      PRIMARY KEY (container_id, port)
    ) STRICT;`,
+  // 7: images members pushed to this node (p2prc image push): their pusher and size, for quotas.
+  `CREATE TABLE pushed_images (
+     ref         TEXT PRIMARY KEY,
+     image_id    TEXT NOT NULL,
+     owner       TEXT NOT NULL,
+     bytes       INTEGER NOT NULL,
+     pushed_at   INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX pushed_images_owner ON pushed_images (owner);`,
 ];

@@ -301,6 +301,20 @@ export function engineContract(name: string, make: () => ContractSubject): void 
       });
     });
 
+    describe("image archives", () => {
+      test("saved then loaded gives the image back under its tag; a truncated archive is E_INVALID; removing an absent image is success", async () => {
+        const bytes = new Uint8Array(await new Response(await engine.saveImage(image)).arrayBuffer());
+        expect(bytes.length).toBeGreaterThan(1024);
+        const loaded = await engine.loadImage(new Response(bytes).body as ReadableStream<Uint8Array>);
+        expect(loaded.some((t) => t === image || t === `${image}:latest`)).toBe(true);
+        const half = bytes.subarray(0, Math.floor(bytes.length / 2));
+        const bad = await thrown(engine.loadImage(new Response(half).body as ReadableStream<Uint8Array>));
+        expect([bad.code, bad.field]).toEqual(["E_INVALID", "body"]);
+        expect((await thrown(engine.saveImage("p2prc-test/no-such-image:1"))).code).toBe("E_NOT_FOUND");
+        await engine.removeImage("p2prc-test/no-such-image:1");
+      });
+    });
+
     describe("networks", () => {
       test("ensure is idempotent under a race; counts running members; one in use stays; one gone is success", async () => {
         const net = `p2prc-contract-net-${run}`;

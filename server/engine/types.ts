@@ -171,6 +171,20 @@ export interface ContainerEngine {
   inspectImage(ref: string): Promise<ImageDetails | undefined>;
   /** Pulls from the image's registry; E_NOT_FOUND when no registry has it. */
   pull(ref: string): Promise<void>;
+  /**
+   * The image as the engine exports it (`docker save`: a tar of its config, layers and tags), read from
+   * the engine as the stream is read. E_NOT_FOUND when the engine lacks it.
+   */
+  saveImage(ref: string): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * Loads an archive `saveImage` made (`docker load`), streamed to the engine as it is read (a file, as
+   * `Bun.file(path)`, is sent by the kernel): what it
+   * loaded, each a `name:tag` or, for an untagged image, its id. E_INVALID when the engine refuses the
+   * archive (not a tar, truncated, a layer that does not match its digest).
+   */
+  loadImage(archive: ReadableStream<Uint8Array> | Blob): Promise<string[]>;
+  /** Removes a tag (the image with it once no tag is left); one already gone is success; one in use E_CONFLICT. */
+  removeImage(ref: string): Promise<void>;
   /** Creates a bridge network of that name with these labels unless it exists (several callers may race). */
   ensureNetwork(name: string, labels: Record<string, string>): Promise<void>;
   /** Removes a network; one already gone is success; one still in use is left (false). */
