@@ -10,3 +10,6 @@ export const client = () => import("../client/index.ts");
 
 /** server/ (dockerode, the routes and their schemas): only a node that serves, `--us` and doctor need it. */
 export const server = () => import("../server/index.ts");
+
+/** ui/ (the dashboard, prom-client): only a node that serves loads it, never a command that does not. */
+export const ui = () => import("../ui/index.ts");

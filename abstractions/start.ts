@@ -7,6 +7,7 @@ import { nvidiaSmiProbe } from "./gpu.ts";
 import { p2p, server } from "./lazy.ts";
 import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
 import { startRelayAgent, startRelayRole } from "./relay.ts";
+import { nodeUi } from "./ui.ts";
 
 export interface StartOptions extends NodeOptions {
   /** GPU discovery (default: nvidia-smi when installed). */
@@ -79,11 +80,18 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     });
     relay = await startRelayRole(ctx, clusters);
     const relayStats = relay && (() => relay?.stats);
+    // the dashboard, its login links and /metrics (ui/ and prom-client load here, in a serving node only)
+    const dashboard = await nodeUi(
+      ctx,
+      store,
+      { table, gossip, clusters, reach, relay, remoteAddress },
+      createDockerEngine({ host: ctx.dockerHost, timeoutMs: ctx.config.engineTimeoutMs }),
+    );
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,
       config: ctx.config,
-      engine: createDockerEngine({ host: ctx.dockerHost, timeoutMs: ctx.config.engineTimeoutMs }),
+      engine: dashboard.engine,
       records: store.containers,
       clock: ctx.clock,
       logger: ctx.logger,
@@ -95,8 +103,12 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
       extraRoutes: [
         { path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress, reach, relayStats }) },
+        ...dashboard.extraRoutes,
       ],
+      ownAuthRoutes: dashboard.ownAuthRoutes,
+      onRequest: dashboard.onRequest,
     });
+    dashboard.served(server);
     // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)
     store.meta.set(SERVER_URL_META, server.url);
     gossip.start();
