@@ -85,3 +85,6 @@ export const SCRIPT = `
   });
 })();
 `;
+
+/** The tab's icon: three linked nodes. */
+export const ICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><path d="M8 24 16 8l8 16Z" fill="none" stroke="#2f6feb" stroke-width="2.5"/><circle cx="16" cy="8" r="5" fill="#2f6feb"/><circle cx="8" cy="24" r="5" fill="#1a7f37"/><circle cx="24" cy="24" r="5" fill="#1a7f37"/></svg>`;

@@ -42,7 +42,7 @@ export function page(
   const title = name === "container" ? "Container" : PAGES[name];
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${title} · ${o.nodeName} · p2prc</title><link rel="stylesheet" href="/ui/assets/app.css"></head>
+<title>${title} · ${o.nodeName} · p2prc</title><link rel="stylesheet" href="/ui/assets/app.css"><link rel="icon" href="/ui/assets/icon.svg"></head>
 <body data-live="${o.live}" data-page="${name}">
 <header><strong>p2prc</strong><span class="muted">${o.nodeName}</span><nav>${nav}</nav><span id="live" class="live muted" title="live updates">live</span></header>
 <main>${body(name, s, ctx)}</main>

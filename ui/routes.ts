@@ -8,7 +8,7 @@ import { streamSSE } from "hono/streaming";
 import type { HtmlEscapedString } from "hono/utils/html";
 import { type Clock, type Logger, P2prcError } from "../core/index.ts";
 import type { AuthEnv } from "../server/index.ts";
-import { CSS, SCRIPT } from "./assets.ts";
+import { CSS, ICON, SCRIPT } from "./assets.ts";
 import { sameSecret, type UiAuth, type UiSession } from "./auth.ts";
 import { page, refusedPage } from "./layout.ts";
 import { PAGES, type PageName, type SectionContext, sections } from "./pages.ts";
@@ -141,6 +141,7 @@ export function dashboardRoutes(o: DashboardOptions) {
       return c.html(refusedPage("Logged out.") as HtmlEscapedString);
     })
     .get("/assets/app.css", (c) => c.body(CSS, 200, { "Content-Type": "text/css; charset=utf-8" }))
+    .get("/assets/icon.svg", (c) => c.body(ICON, 200, { "Content-Type": "image/svg+xml" }))
     .get("/assets/app.js", (c) => c.body(SCRIPT, 200, { "Content-Type": "text/javascript; charset=utf-8" }))
     .get("/", (c) => render(c, "overview"))
     .get("/containers/:id", (c) => render(c, "container", idParam(c)))
