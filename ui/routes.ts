@@ -61,7 +61,19 @@ export function dashboardRoutes(o: DashboardOptions) {
     await next();
   };
   // Same origin (hono's check of Origin and Sec-Fetch-Site), then the session's own token in the form.
-  const sameOrigin = csrf();
+  // (hono's csrf answers with its own HTTPException; the node's errors are P2prcErrors with codes)
+  const honoCsrf = csrf();
+  const sameOrigin: MiddlewareHandler = async (c, next) => {
+    try {
+      await honoCsrf(c, async () => {});
+    } catch {
+      throw new P2prcError(
+        "E_FORBIDDEN",
+        "cross-site request refused: the dashboard takes forms from its own pages only",
+      );
+    }
+    await next();
+  };
   const checkToken: MiddlewareHandler = async (c, next) => {
     const form = await c.req.parseBody();
     const token = typeof form._csrf === "string" ? form._csrf : c.req.header("x-csrf-token");
