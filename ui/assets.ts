@@ -42,7 +42,7 @@ pre.logs { background:#0d1117; color:#d1d7e0; padding:.7rem; border-radius:10px;
 .legend i.pending { background:var(--wait); } .legend i.running { background:var(--run); }
 .legend i.done { background:var(--ok); } .legend i.failed { background:var(--bad); }
 .batch { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:.8rem; margin-bottom:1rem; }
-.batch img { max-width:100%; border-radius:8px; margin-top:.5rem; image-rendering:pixelated; }
+.batch img { width:min(100%, 480px); border-radius:8px; margin-top:.5rem; image-rendering:pixelated; }
 svg.net { width:100%; max-width:560px; height:auto; display:block; margin:auto; }
 svg.net text { font-size:11px; fill:var(--fg); }
 .live::before { content:"●"; color:var(--muted); margin-right:.3rem; }

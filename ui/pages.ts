@@ -179,7 +179,7 @@ function batchHtml(b: BatchView, peers: PeerView[]): Html {
   const finished = count("pending") + count("running") === 0;
   return html`<section class="batch" data-batch="${b.id}">
 <h2>${finished ? "Finished" : "Running"} batch <span class="mono">${b.id.slice(0, 8)}</span> <span class="muted">${new Date(b.createdAt).toISOString()}</span></h2>
-<p class="mono muted">${b.image} ${b.command} → ${b.outDir}</p>
+<p class="mono muted" title="${b.command}">${b.image} ${b.command.length > 120 ? `${b.command.slice(0, 119)}…` : b.command} → ${b.outDir}</p>
 <p class="legend">${b.tasks.length} tasks:
 <i class="pending"></i>queued <b data-count="pending">${count("pending")}</b>
 <i class="running"></i>running <b data-count="running">${count("running")}</b>
