@@ -12,7 +12,15 @@ import Docker from "dockerode";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import type { Identity } from "../core/index.ts";
 import { parsePrometheusText, sampleValue } from "./prometheus-text.ts";
-import { nodeIdentity, removeTestNodes, signedFetch, spawnNode, waitFor } from "./support.ts";
+import {
+  nodeIdentity,
+  openNetworkEnv,
+  removeTestNodes,
+  type SpawnedNode,
+  signedFetch,
+  spawnNode,
+  waitFor,
+} from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const SHOTS = join(ROOT, "Docs", "dashboard");
@@ -24,34 +32,23 @@ const METRICS_TOKEN = "dashboard-test-scrape-token";
 const root = mkdtempSync(join(tmpdir(), "p2prc-ui-"));
 const procs: Subprocess[] = [];
 
-interface Node {
+interface Node extends Pick<SpawnedNode, "url" | "stderr"> {
   name: string;
   home: string;
-  url: string;
   id: string;
   key: Identity;
-  stderr: string[];
 }
 
 async function startNode(name: string, bootstrap: string, env: Record<string, string> = {}): Promise<Node> {
   const home = join(root, name);
+  const command = [process.execPath, join(ROOT, "cli/main.ts")];
+  const extra = { P2PRC_LOG_LEVEL: "info", ...env }; // info: the start-up log's login link
   const n = await spawnNode({
     home,
     procs,
     name,
-    command: [process.execPath, join(ROOT, "cli/main.ts")],
-    env: {
-      HOME: root,
-      DOCKER_HOST,
-      P2PRC_MACHINE_NAME: name,
-      P2PRC_BOOTSTRAP: bootstrap,
-      P2PRC_GOSSIP_INTERVAL_MS: "300",
-      P2PRC_DEFAULT_CPUS: "0.25",
-      P2PRC_OPEN_NETWORK: "true",
-      P2PRC_LOG_LEVEL: "info",
-      ...env,
-    },
-    timeoutMs: 20_000,
+    command,
+    env: { ...openNetworkEnv(home, name, bootstrap), ...extra },
   });
   return { name, home, url: n.url, id: n.nodeId, key: nodeIdentity(home), stderr: n.stderr };
 }

@@ -267,20 +267,19 @@ export function leaseForm(ctx: SectionContext): Html {
 <form method="post" action="/ui/containers/${ctx.id ?? ""}/remove" data-confirm="Remove this container?" id="remove">${csrfField(ctx.csrf)}<button class="danger" type="submit">Remove the container</button></form>`;
 }
 
+const RENDER: Record<
+  PageName,
+  (ctx: SectionContext) => Record<string, Html> | Promise<Record<string, Html>>
+> = {
+  overview,
+  nodes,
+  containers: containersPage,
+  container: containerPage,
+  batches,
+  clusters,
+};
+
 /** A page's sections, by element id. */
 export async function sections(page: PageName, ctx: SectionContext): Promise<Record<string, Html>> {
-  switch (page) {
-    case "overview":
-      return overview(ctx);
-    case "nodes":
-      return nodes(ctx);
-    case "containers":
-      return containersPage(ctx);
-    case "container":
-      return containerPage(ctx);
-    case "batches":
-      return batches(ctx);
-    case "clusters":
-      return clusters(ctx);
-  }
+  return RENDER[page](ctx);
 }
