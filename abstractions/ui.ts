@@ -120,7 +120,14 @@ export async function nodeUi(
   const metrics = new NodeMetrics({
     version: VERSION,
     peerStates: () => store.peers.list().flatMap((r) => (r.id === selfId ? [] : [r.state])),
-    containerStates: async () => (server ? (await server.containers.list(operator)).map((c) => c.state) : []),
+    // with the engine down a scrape still answers: the node's records, in state "unknown"
+    containerStates: async () =>
+      server
+        ? await server.containers.list(operator).then(
+            (list) => list.map((c) => c.state),
+            () => store.containers.list().map(() => "unknown"),
+          )
+        : [],
     batchTaskStates: () => readBatches(store, 1000).flatMap((b) => b.tasks.map((t) => t.state)),
     gossip: () => parts.gossip.stats,
     relay: parts.relay && (() => parts.relay?.stats),

@@ -47,12 +47,21 @@ function nameOf(peers: PeerView[], id: string | undefined): string {
   return peers.find((p) => p.id === id)?.name ?? short(id);
 }
 
+/** The node's containers, or the engine's error (a page still renders while the engine is down). */
+async function containersOf(ctx: SectionContext): Promise<{ list: ContainerView[]; error?: string }> {
+  try {
+    return { list: await ctx.source.containers() };
+  } catch (err) {
+    return { list: [], error: (err as Error).message };
+  }
+}
+
 const csrfField = (csrf: string) => html`<input type="hidden" name="_csrf" value="${csrf}">`;
 
 // ---- overview
 
 async function overview(ctx: SectionContext): Promise<Record<string, Html>> {
-  const [self, containers] = await Promise.all([ctx.source.self(), ctx.source.containers()]);
+  const [self, { list: containers }] = await Promise.all([ctx.source.self(), containersOf(ctx)]);
   const peers = ctx.source.peers().filter((p) => !p.self);
   const running = ctx.source.batches().filter((b) => b.tasks.some((t) => t.state !== "done"));
   const clusters = ctx.source.clusters();
@@ -115,8 +124,9 @@ function portsText(c: ContainerView): string {
 }
 
 async function containersPage(ctx: SectionContext): Promise<Record<string, Html>> {
-  const [list, self] = [await ctx.source.containers(), ctx.source.peers()];
+  const [{ list, error }, self] = [await containersOf(ctx), ctx.source.peers()];
   const selfId = self.find((p) => p.self)?.id;
+  if (error) return { list: html`<p class="bad">The engine does not answer: ${error}</p>` };
   return {
     list: list.length
       ? html`<div class="scroll"><table>
@@ -137,7 +147,7 @@ async function containersPage(ctx: SectionContext): Promise<Record<string, Html>
 }
 
 async function containerPage(ctx: SectionContext): Promise<Record<string, Html>> {
-  const c = (await ctx.source.containers()).find((x) => x.id === ctx.id);
+  const c = (await containersOf(ctx)).list.find((x) => x.id === ctx.id);
   if (!c) return { detail: html`<p class="muted">This container is gone.</p>` };
   const peers = ctx.source.peers();
   return {

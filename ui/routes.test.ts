@@ -3,7 +3,7 @@
 // the session's CSRF token, and /metrics needs its scrape token (or loopback).
 import { describe, expect, test } from "bun:test";
 import { Hono } from "hono";
-import { ManualClock, memoryLogger } from "../core/index.ts";
+import { ManualClock, memoryLogger, P2prcError } from "../core/index.ts";
 import type { PeerView } from "../p2p/index.ts";
 import { errorResponse } from "../server/http/errors.ts";
 import type { ContainerView } from "../server/index.ts";
@@ -32,7 +32,7 @@ const container: ContainerView = {
   ports: [],
 };
 
-function setup() {
+function setup(o: { engineDown?: boolean } = {}) {
   const clock = new ManualClock(1_000_000);
   const auth = new UiAuth({ clock, tokenTtlMs: 60_000, sessionTtlMs: 600_000 });
   const removed: string[] = [];
@@ -56,8 +56,14 @@ function setup() {
       startedAt: 0,
     }),
     peers: () => [peer],
-    containers: async () => (removed.length ? [] : [container]),
-    logs: async () => new Response("one\ntwo\n").body as ReadableStream<Uint8Array>,
+    containers: async () => {
+      if (o.engineDown) throw new P2prcError("E_ENGINE_UNAVAILABLE", "engine unreachable: connect ENOENT");
+      return removed.length ? [] : [container];
+    },
+    logs: async (id) => {
+      if (id !== container.id) throw new P2prcError("E_NOT_FOUND", `no container ${id}`);
+      return new Response("one\ntwo\n").body as ReadableStream<Uint8Array>;
+    },
     removeContainer: async (id) => {
       removed.push(id);
     },
@@ -163,6 +169,27 @@ describe("the dashboard's doors", () => {
     const ok = await post(path, cookie, { _csrf: csrf });
     expect(ok.status).toBe(303);
     expect(removed).toEqual(["c".repeat(64)]);
+  });
+
+  test("a container's log stream sends its lines as events; an unknown container is a plain 404", async () => {
+    const { get, login } = setup();
+    const { cookie } = await login();
+    const res = await get(`/ui/containers/${"c".repeat(64)}/logs`, cookie);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const body = await res.text();
+    expect(body).toContain("event: line\ndata: one\n");
+    expect(body).toContain("event: line\ndata: two\n");
+    expect(body).toContain("event: end");
+    expect((await get(`/ui/containers/${"d".repeat(64)}/logs`, cookie)).status).toBe(404);
+  });
+
+  test("with the engine down the pages still render and say so", async () => {
+    const { get, login } = setup({ engineDown: true });
+    const { cookie } = await login();
+    const overview = await get("/ui", cookie);
+    expect(overview.status).toBe(200);
+    expect(await overview.text()).toContain('data-count="containers">0<');
+    expect(await (await get("/ui/containers", cookie)).text()).toContain("The engine does not answer");
   });
 
   test("the login link route answers the node's own key only", async () => {

@@ -98,7 +98,10 @@ export function dashboardRoutes(o: DashboardOptions) {
       const session = sessionOf(c);
       let sinceWrite = 0;
       while (!sse.aborted && session.expiresAt > o.clock.now()) {
-        const s = await sections(name, ctxOf(c, id));
+        const s = await sections(name, ctxOf(c, id)).catch((err: unknown) => {
+          log.debug(`live ${name}: ${(err as Error).message}`);
+          return {}; // sent again on the next look
+        });
         for (const [key, value] of Object.entries(s)) {
           const text = String(await value);
           if (last.get(key) === text) continue;
@@ -163,12 +166,12 @@ export function dashboardRoutes(o: DashboardOptions) {
       if (!Object.hasOwn(PAGES, name)) throw new P2prcError("E_NOT_FOUND", `no page ${name.slice(0, 40)}`);
       return stream(c, name as PageName);
     })
-    .get("/containers/:id/logs", (c) => {
-      const id = idParam(c);
+    .get("/containers/:id/logs", async (c) => {
+      // opened before the stream starts, so an unknown container is a plain 404
+      const abort = new AbortController();
+      const body = await o.source.logs(idParam(c), 200, abort.signal);
       return streamSSE(c, async (sse) => {
-        const abort = new AbortController();
         sse.onAbort(() => abort.abort());
-        const body = await o.source.logs(id, 200, abort.signal);
         const reader = body.getReader();
         const decoder = new TextDecoder();
         let rest = "";
