@@ -309,7 +309,7 @@ describe("the dashboard, in chromium, against three nodes", () => {
       JSON.stringify({
         image: BUSYBOX,
         command: ["sh", "-c", "sleep 2; echo task $I"],
-        tasks: 8,
+        tasks: 6,
         maxPerNode: 1,
       }),
     );
@@ -322,10 +322,10 @@ describe("the dashboard, in chromium, against three nodes", () => {
     await page.waitForSelector("[data-batch] .grid i", { timeout: 30_000 });
     await page.waitForSelector("[data-batch] .grid i.running", { timeout: 30_000 });
     const before = await done();
-    expect(before).toBeLessThan(8);
+    expect(before).toBeLessThan(6);
     await shot("batches-running");
     await waitFor("the grid advances", async () => ((await done()) > before ? true : undefined), 40_000, 250);
-    await waitFor("the batch ends", async () => ((await done()) === 8 ? true : undefined), 60_000, 250);
+    await waitFor("the batch ends", async () => ((await done()) === 6 ? true : undefined), 60_000, 250);
     // the same document all along: no reload
     expect(await page.evaluate("window.marker")).toBe(1);
     const r = await run;
@@ -335,7 +335,7 @@ describe("the dashboard, in chromium, against three nodes", () => {
       node: string;
       state: string;
     }[];
-    expect(results).toHaveLength(8);
+    expect(results).toHaveLength(6);
     for (const t of results) {
       expect(await page.getAttribute(`[data-batch] .grid i[data-task="${t.index}"]`, "data-state")).toBe(
         t.state,
