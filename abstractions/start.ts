@@ -134,6 +134,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
         await agent?.stop();
         await relay?.stop();
         const checks = reach.stop();
+        dashboard.close();
         await server.stop();
         await Promise.all([gossip.idle(), checks]);
         transport.close();

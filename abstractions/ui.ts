@@ -32,6 +32,8 @@ export interface NodeUi {
   onRequest: (r: AnsweredRequest) => void;
   /** The server is up: the dashboard reads its containers, and the log gets a first login link. */
   served(server: ServerNode): void;
+  /** Ends the dashboard's live streams, so that open pages do not hold the server's graceful stop. */
+  close(): void;
 }
 
 /** Most batches the dashboard shows and the metrics count. */
@@ -185,6 +187,7 @@ export async function nodeUi(
     },
   };
   const auth = new UiAuth({ clock: ctx.clock });
+  const closing = new AbortController();
   const log = ctx.logger.withTag("ui");
   return {
     engine: counted,
@@ -198,6 +201,7 @@ export async function nodeUi(
           logger: ctx.logger,
           nodeId: selfId,
           nodeName: ctx.config.machineName,
+          closing: closing.signal,
         }),
       },
       {
@@ -207,6 +211,7 @@ export async function nodeUi(
     ],
     extraRoutes: [{ path: "/v1/ui", app: tokenRoutes(auth) }],
     onRequest: (r) => metrics.request(r),
+    close: () => closing.abort(),
     served: (s) => {
       server = s;
       log.info(

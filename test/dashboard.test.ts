@@ -32,7 +32,7 @@ const METRICS_TOKEN = "dashboard-test-scrape-token";
 const root = mkdtempSync(join(tmpdir(), "p2prc-ui-"));
 const procs: Subprocess[] = [];
 
-interface Node extends Pick<SpawnedNode, "url" | "stderr"> {
+interface Node extends Pick<SpawnedNode, "url" | "stderr" | "proc"> {
   name: string;
   home: string;
   id: string;
@@ -50,7 +50,7 @@ async function startNode(name: string, bootstrap: string, env: Record<string, st
     command,
     env: { ...openNetworkEnv(home, name, bootstrap), ...extra },
   });
-  return { name, home, url: n.url, id: n.nodeId, key: nodeIdentity(home), stderr: n.stderr };
+  return { name, home, url: n.url, id: n.nodeId, key: nodeIdentity(home), stderr: n.stderr, proc: n.proc };
 }
 
 /** Runs the CLI as node A's own operator (its home); resolves with its output. */
@@ -451,5 +451,16 @@ describe("the dashboard, in chromium, against three nodes", () => {
 
   test("the server's start-up log carries a login link of its own", () => {
     expect(a.stderr.join("")).toMatch(/dashboard: http:\/\/127\.0\.0\.1:\d+\/ui\/login\?token=[0-9a-f]{64}/);
+  });
+
+  test("an open page does not hold the node's graceful stop", async () => {
+    await page.goto(`${a.url}/ui/batches`);
+    await page.waitForSelector("#live.on");
+    const began = Date.now();
+    a.proc.kill("SIGTERM");
+    expect(await a.proc.exited).toBe(0);
+    // the server waits up to 10 s for requests in flight; the page's event stream is ended at once
+    expect(Date.now() - began).toBeLessThan(6000);
+    await page.waitForSelector("#live:not(.on)");
   });
 });

@@ -32,7 +32,7 @@ const container: ContainerView = {
   ports: [],
 };
 
-function setup(o: { engineDown?: boolean } = {}) {
+function setup(o: { engineDown?: boolean; closing?: AbortSignal } = {}) {
   const clock = new ManualClock(1_000_000);
   const auth = new UiAuth({ clock, tokenTtlMs: 60_000, sessionTtlMs: 600_000 });
   const removed: string[] = [];
@@ -76,7 +76,16 @@ function setup(o: { engineDown?: boolean } = {}) {
   const app = new Hono()
     .route(
       "/ui",
-      dashboardRoutes({ source, auth, clock, logger: memoryLogger(), nodeId: SELF, nodeName: "self" }),
+      dashboardRoutes({
+        source,
+        auth,
+        clock,
+        logger: memoryLogger(),
+        nodeId: SELF,
+        nodeName: "self",
+        pollMs: 50,
+        closing: o.closing,
+      }),
     )
     .route("/v1/ui", tokenRoutes(auth));
   app.onError((err, c) => errorResponse(c, err));
@@ -181,6 +190,21 @@ describe("the dashboard's doors", () => {
     expect(body).toContain("event: line\ndata: two\n");
     expect(body).toContain("event: end");
     expect((await get(`/ui/containers/${"d".repeat(64)}/logs`, cookie)).status).toBe(404);
+  });
+
+  test("a live page gets its sections as events, and its stream ends when the node stops", async () => {
+    const closing = new AbortController();
+    const { get, login } = setup({ closing: closing.signal });
+    const { cookie } = await login();
+    const res = await get("/ui/events/overview", cookie);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toContain("event: section");
+    expect(first).toContain('"id":"self"');
+    closing.abort();
+    const began = Date.now();
+    while (!(await reader.read()).done) {}
+    expect(Date.now() - began).toBeLessThan(1000);
   });
 
   test("with the engine down the pages still render and say so", async () => {

@@ -24,6 +24,8 @@ export interface DashboardOptions {
   nodeName: string;
   /** How often a live page looks for changes (default 1000 ms). */
   pollMs?: number;
+  /** Ends every live stream (the node is stopping: an open page must not hold its shutdown). */
+  closing?: AbortSignal;
 }
 
 const SECURITY_HEADERS = {
@@ -97,7 +99,7 @@ export function dashboardRoutes(o: DashboardOptions) {
       const last = new Map<string, string>();
       const session = sessionOf(c);
       let sinceWrite = 0;
-      while (!sse.aborted && session.expiresAt > o.clock.now()) {
+      while (!sse.aborted && !o.closing?.aborted && session.expiresAt > o.clock.now()) {
         const s = await sections(name, ctxOf(c, id)).catch((err: unknown) => {
           log.debug(`live ${name}: ${(err as Error).message}`);
           return {}; // sent again on the next look
@@ -169,6 +171,7 @@ export function dashboardRoutes(o: DashboardOptions) {
     .get("/containers/:id/logs", async (c) => {
       // opened before the stream starts, so an unknown container is a plain 404
       const abort = new AbortController();
+      o.closing?.addEventListener("abort", () => abort.abort(), { once: true, signal: abort.signal });
       const body = await o.source.logs(idParam(c), 200, abort.signal);
       return streamSSE(c, async (sse) => {
         sse.onAbort(() => abort.abort());
