@@ -46,7 +46,7 @@ export {
   leaveCluster,
   listClusters,
 } from "./cluster.ts";
-export type { ContainerRef } from "./containers.ts";
+export type { ContainerRef, InteractiveExec } from "./containers.ts";
 export { containers } from "./containers.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { doctor } from "./doctor.ts";

@@ -5,7 +5,7 @@ import { ACTIONS, type ActionDef } from "./actions.ts";
 import type { CommandContext, FlagValues } from "./context.ts";
 import { cittyArgs, FLAGS, type FlagName, flagSpellings } from "./flags.ts";
 import { renderHelp } from "./help.ts";
-import { type CliIO, exitCodeOf, processIO, reportError, usageError } from "./io.ts";
+import { type CliIO, exitCodeOf, processIO, reportError, type Terminal, usageError } from "./io.ts";
 import { isContainerVerb, isRelaySubcommand } from "./verbs.ts";
 
 /** Rewrites P2PRC's single-dash long flags (`-dc`, `-touch=x`) to `--dc`; rejects unknown flags. */
@@ -84,6 +84,8 @@ export interface RunOptions {
   io?: CliIO;
   env?: Record<string, string | undefined>;
   stopSignal?: AbortSignal;
+  /** The user's terminal (`exec -i/-t`); default: the process's stdin and stdout. */
+  terminal?: Terminal;
 }
 
 /** Runs the CLI on `argv` (without the program name) and returns the exit code. Drivable from tests. */

@@ -6,7 +6,7 @@ export type ContainerVerb = (typeof CONTAINER_VERBS)[number];
 
 export const CONTAINER_HELP: Record<ContainerVerb, string> = {
   logs: "p2prc logs [<node>] <container> [-f|--follow] [--tail N] [--since <time>]",
-  exec: "p2prc exec [<node>] <container> [-e K=V]… [-w <dir>] [--timeout S] -- <command> [args…]",
+  exec: "p2prc exec [<node>] <container> [-i] [-t] [-e K=V]… [-w <dir>] [--timeout S] -- <command> [args…]",
   cp: "p2prc cp [<node>:]<container>:<path> <local>   |   p2prc cp <local> [<node>:]<container>:<path>",
   ps: "p2prc ps [<node>] [--json]",
   lease: "p2prc lease [<node>] <container> --ttl <seconds> [--json]",

@@ -8,12 +8,13 @@ export type { BatchProgress, BatchSummary, TaskResult } from "./batch/scheduler.
 export { slotsFor } from "./batch/scheduler.ts";
 export type { BatchStatus } from "./batch/status.ts";
 export { batchStatus } from "./batch/status.ts";
-export type { ContainerRef, ContainerStatus, ListedContainer } from "./container-ops.ts";
+export type { ContainerRef, ContainerStatus, InteractiveExec, ListedContainer } from "./container-ops.ts";
 export {
   containerLogs,
   copyFromContainer,
   copyToContainer,
   execInContainer,
+  execInteractive,
   listContainers,
   renewLease,
   resumeContainer,
@@ -45,5 +46,5 @@ export type { MandelbrotOptions } from "./demo/mandelbrot.ts";
 export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
 export type { CreateContainerBody, CreatedContainer, ExecReply, PeerDeps } from "./node-client.ts";
 export { connect, NodeClient } from "./node-client.ts";
-export type { NodeNeeds, NodeTarget } from "./resolve.ts";
+export type { DeadNode, NodeNeeds, NodeTarget } from "./resolve.ts";
 export { rankNodes, resolveNode } from "./resolve.ts";

@@ -8,10 +8,16 @@ import {
   nodeOfUrl,
   PeerClient,
 } from "../core/index.ts";
-import type { CreateContainerRequest, CreateResult, ServerApp } from "../server/index.ts";
+import type { CreateContainerRequest, CreateResult, ExecSessionRequest, ServerApp } from "../server/index.ts";
 
 /** What a node answers for a created container (the server's own type: siblings share types). */
 export type CreatedContainer = CreateResult;
+
+/** POST /v1/containers/:id/exec/sessions body (an interactive exec). */
+export type ExecSessionBody = ExecSessionRequest;
+
+/** The header an exec session's stream presents its one-time token in (server/routes/exec.ts). */
+const EXEC_TOKEN_HEADER = "x-p2prc-exec-token";
 
 /** POST /v1/containers body. */
 export type CreateContainerBody = CreateContainerRequest;
@@ -114,6 +120,30 @@ export class NodeClient {
     // validator), so it is passed as a variable: hc sends it all the same
     const args = { ...id(containerId), json: { command, ...opts } };
     return (await this.api.v1.containers[":id"].exec.$post(args, this.within(timeoutMs))).json();
+  }
+  /** Opens an interactive exec (`exec -i/-t`): its session id and the one-time token of its stream. */
+  async openExec(containerId: string, body: ExecSessionBody) {
+    const args = { ...id(containerId), json: body };
+    return (await this.api.v1.containers[":id"].exec.sessions.$post(args, this.within(60_000))).json();
+  }
+  /** The session's stream: `stdin` goes to the command as it comes; the answer's body is its output. */
+  async attachExec(session: string, token: string, stdin: ReadableStream<Uint8Array>, signal?: AbortSignal) {
+    const path = `/v1/exec/${encodeURIComponent(session)}/io`;
+    const res = await this.peer.duplex(this.node, path, {
+      headers: { [EXEC_TOKEN_HEADER]: token, "content-type": "application/octet-stream" },
+      body: stdin,
+      ...(signal ? { signal } : {}),
+    });
+    return res.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+  }
+  /** The session's terminal has a new size. */
+  async resizeExec(session: string, cols: number, rows: number) {
+    const args = { param: { session }, json: { cols, rows } };
+    return (await this.api.v1.exec[":session"].resize.$post(args)).json();
+  }
+  /** Whether the session's command still runs, and its exit code once it ended. */
+  async execStatus(session: string) {
+    return (await this.api.v1.exec[":session"].$get({ param: { session } })).json();
   }
   async putFiles(containerId: string, path: string, tar: Uint8Array): Promise<void> {
     await this.peer.request(this.node, this.filesPath(containerId, path), {

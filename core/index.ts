@@ -21,6 +21,8 @@ export type { Cancel, Clock } from "./clock.ts";
 export { ManualClock, systemClock } from "./clock.ts";
 export type { ErrorCode, P2prcErrorOptions } from "./errors.ts";
 export { isP2prcError, P2prcError, wrapError } from "./errors.ts";
+export type { FramePiece } from "./frames.ts";
+export { FrameDemuxer } from "./frames.ts";
 export type { Identity } from "./identity.ts";
 export {
   generateIdentity,

@@ -134,16 +134,40 @@ export class PeerClient {
       );
       Object.assign(headers, signed);
     }
-    const where = formatAddress(node.address);
     const timeout = AbortSignal.timeout(r.timeoutMs ?? this.timeoutMs);
     const signal = r.signal ? AbortSignal.any([timeout, r.signal]) : timeout;
+    return this.send(node, path, { method, headers, body, signal }, r.signal, timeout);
+  }
+
+  /**
+   * An unsigned POST whose body streams while its answer streams back (an interactive exec's stream,
+   * authorised by the one-time token in `headers`). No timeout but the caller's signal.
+   */
+  async duplex(
+    node: NodeRef,
+    path: string,
+    r: { headers: Record<string, string>; body: ReadableStream<Uint8Array>; signal?: AbortSignal },
+  ): Promise<Response> {
+    const init = { method: "POST", headers: r.headers, body: r.body, signal: r.signal, duplex: "half" };
+    return this.send(node, path, init as RequestInit, r.signal);
+  }
+
+  /** Sends through the transport; every failure becomes a coded P2prcError (see the class). */
+  private async send(
+    node: NodeRef,
+    path: string,
+    init: RequestInit,
+    callerSignal: AbortSignal | undefined,
+    timeout?: AbortSignal,
+  ): Promise<Response> {
+    const where = formatAddress(node.address);
     let res: Response;
     try {
-      res = await this.o.transport.send(node, path, { method, headers, body, signal });
+      res = await this.o.transport.send(node, path, init);
     } catch (err) {
-      if (r.signal?.aborted) throw r.signal.reason;
+      if (callerSignal?.aborted) throw callerSignal.reason;
       if (err instanceof P2prcError) throw wrapError(err, `cannot reach node ${where}`);
-      const reason = timeout.aborted ? "no answer in time" : (err as Error).message;
+      const reason = timeout?.aborted ? "no answer in time" : (err as Error).message;
       throw new P2prcError("E_NODE_UNREACHABLE", `cannot reach node ${where}: ${reason}`, {
         cause: err,
         retryable: true,

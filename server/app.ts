@@ -2,14 +2,16 @@ import { join } from "node:path";
 import { Hono, type MiddlewareHandler, type Schema } from "hono";
 import { matchedRoutes } from "hono/route";
 import type { Config } from "../config/index.ts";
-import { DEFAULT_PORT, type Logger, tryParseAddress } from "../core/index.ts";
+import { type Clock, DEFAULT_PORT, type Logger, systemClock, tryParseAddress } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
 import type { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
+import { ExecSessions } from "./exec-sessions.ts";
 import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./http/auth.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { errorResponse } from "./http/errors.ts";
 import { containerRoutes } from "./routes/containers.ts";
+import { execOpenRoutes, execSessionRoutes } from "./routes/exec.ts";
 import { compatRoutes, nodeRoutes } from "./routes/node.ts";
 import type { GpuProbe } from "./types.ts";
 
@@ -41,6 +43,10 @@ export interface ServerAppDeps {
   ownAuthRoutes?: ExtraRoutes;
   /** Told of every answered request (metrics): its route pattern, never its ids. */
   onRequest?: (r: AnsweredRequest) => void;
+  /** Interactive execs (`p2prc exec -it`); the node passes its own, to close them when it stops. */
+  execSessions?: ExecSessions;
+  /** Default: the system clock. */
+  clock?: Clock;
 }
 
 /** One answered request, for metrics: `route` is the matched pattern (`/v1/containers/:id`). */
@@ -72,17 +78,26 @@ export function createServerApp(deps: ServerAppDeps) {
     allowedImages: deps.config.allowedImages,
     selfRecord: deps.selfRecord,
   };
-  const v1 = new Hono<AuthEnv>().route("/", nodeRoutes(nodeOpts)).route(
-    "/containers",
-    containerRoutes({
-      service: deps.containers,
-      resolveCaller,
-      publicHost: (requestHost) => advertised || requestHost,
-      maxJsonBytes: deps.maxJsonBytes ?? 1024 * 1024,
-      maxUploadBytes: deps.maxUploadBytes ?? 256 * 1024 * 1024,
-      spoolDir: join(deps.dataDir, "uploads"),
-    }),
-  );
+  const exec = {
+    service: deps.containers,
+    sessions: deps.execSessions ?? new ExecSessions({ clock: deps.clock ?? systemClock }),
+    resolveCaller,
+  };
+  const v1 = new Hono<AuthEnv>()
+    .route("/", nodeRoutes(nodeOpts))
+    .route(
+      "/containers",
+      containerRoutes({
+        service: deps.containers,
+        resolveCaller,
+        publicHost: (requestHost) => advertised || requestHost,
+        maxJsonBytes: deps.maxJsonBytes ?? 1024 * 1024,
+        maxUploadBytes: deps.maxUploadBytes ?? 256 * 1024 * 1024,
+        spoolDir: join(deps.dataDir, "uploads"),
+      }),
+    )
+    .route("/containers", execOpenRoutes(exec))
+    .route("/exec", execSessionRoutes(exec));
   const app = new Hono<AuthEnv>();
   const onRequest = deps.onRequest;
   if (onRequest) app.use("*", observeRequests(onRequest));

@@ -21,7 +21,13 @@ import {
 } from "./images.ts";
 import { freePorts } from "./ports.ts";
 import { createTar } from "./tar.ts";
-import type { ContainerView, CreateContainerRequest, ExecRequest, GpuProbe } from "./types.ts";
+import type {
+  ContainerView,
+  CreateContainerRequest,
+  ExecRequest,
+  ExecSessionRequest,
+  GpuProbe,
+} from "./types.ts";
 
 /** What the container service needs; built by the composition root. */
 export interface ContainerServiceDeps {
@@ -527,6 +533,22 @@ export class ContainerService {
       timeoutMs: (req.timeoutSeconds ?? 600) * 1000,
       maxOutputBytes: 8 * 1024 * 1024,
     });
+  }
+
+  /** Starts an interactive exec (`p2prc exec -i/-t`): authorised as `exec`. */
+  async openExec(idOrName: string, caller: Caller, req: ExecSessionRequest) {
+    await this.ready();
+    const rec = this.record(idOrName, caller);
+    const info = await this.deps.engine.inspect(rec.id);
+    if (!info?.running) throw new P2prcError("E_CONFLICT", `container ${rec.name} is not running`);
+    const session = await this.deps.engine.openExec(rec.id, req.command, {
+      env: req.env,
+      workingDir: req.workingDir,
+      tty: req.tty === true,
+      cols: req.cols,
+      rows: req.rows,
+    });
+    return { container: rec.id, session };
   }
 
   /** The container's output; `options` as in LogsOptions (tail, since, maxBytes). */

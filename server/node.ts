@@ -15,6 +15,7 @@ import type { ContainerStore } from "../store/index.ts";
 import { type AnsweredRequest, createServerApp, type ExtraRoutes, type ServerApp } from "./app.ts";
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
+import { ExecSessions } from "./exec-sessions.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { Reconciler } from "./reconcile.ts";
 import { capacityOf } from "./specs.ts";
@@ -102,7 +103,14 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     log.warn("openNetwork is on: any node with a signed request may use this node (see Docs/Security.md)");
   }
   if (auth) rmSync(auth.spoolDir, { recursive: true, force: true }); // uploads cut off by a crash
-  const app = createServerApp({ ...deps, containers, auth, maxUploadBytes: MAX_UPLOAD_BYTES });
+  const execSessions = new ExecSessions({ clock: deps.clock });
+  const app = createServerApp({
+    ...deps,
+    containers,
+    auth,
+    maxUploadBytes: MAX_UPLOAD_BYTES,
+    execSessions,
+  });
 
   let server: ReturnType<typeof Bun.serve>;
   try {
@@ -163,6 +171,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     stopping ??= (async () => {
       log.info("stopping: finishing in-flight requests ...");
       reconciler.stop();
+      execSessions.closeAll(); // an interactive session would hold the stop for its whole grace
       // stop(false) lets requests in flight finish (streamed answers included), but it also waits on
       // connections with no request in flight that Bun does not count as idle (an open TLS connection
       // with nothing sent yet, a half-sent header), up to their 120 s idle timeout. So: wait only while a

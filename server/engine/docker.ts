@@ -6,6 +6,7 @@ import { Readable } from "node:stream";
 import type Dockerode from "dockerode";
 import { P2prcError } from "../../core/index.ts";
 import { demuxToWeb, FrameDemuxer } from "./demux.ts";
+import { socketSession } from "./docker-session.ts";
 import type {
   ContainerEngine,
   ContainerInfo,
@@ -14,6 +15,7 @@ import type {
   EngineInfo,
   ExecOptions,
   ExecResult,
+  ExecSession,
   ImageDetails,
   ImageInfo,
   NetworkInfo,
@@ -494,6 +496,38 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       if (timedOut) result.timedOut = true;
       if (out.truncated() || err.truncated()) result.truncated = true;
       return result;
+    },
+
+    openExec: async (id, command, opts): Promise<ExecSession> => {
+      const context = `exec in container ${id}`;
+      const exec = await call(context, (d, signal) =>
+        d.getContainer(id).exec({
+          abortSignal: signal,
+          Cmd: command,
+          Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+          WorkingDir: opts.workingDir,
+          AttachStdin: true,
+          AttachStdout: true,
+          AttachStderr: true,
+          Tty: opts.tty,
+        }),
+      );
+      if (typeof exec?.id !== "string" || exec.id === "") throw unreadable(context, host);
+      const socket = (await call(context, (_d, signal) =>
+        exec.start({ hijack: true, stdin: true, Tty: opts.tty, abortSignal: signal }),
+      )) as import("node:stream").Duplex;
+      const session = socketSession(socket, {
+        resize: async (cols, rows) => {
+          await call(context, (_d, signal) => exec.resize({ h: rows, w: cols, abortSignal: signal }));
+        },
+        inspect: () =>
+          call(context, async (_d, signal) =>
+            jsonObject(await exec.inspect({ abortSignal: signal }), context, host),
+          ),
+      });
+      if (opts.tty && opts.cols && opts.rows)
+        await session.resize(opts.cols, opts.rows).catch(() => undefined);
+      return session;
     },
 
     logs: async (id, opts) => {

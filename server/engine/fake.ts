@@ -372,6 +372,66 @@ export class FakeEngine implements E.ContainerEngine {
     return result;
   }
 
+  /**
+   * An interactive exec on the fake: the command starts at once and its output streams (raw with a TTY,
+   * else in the engine's frames); its commands read no stdin, so what is written is only counted
+   * (`stdinBytes`).
+   */
+  async openExec(id: string, command: string[], options: E.ExecSessionOptions): Promise<E.ExecSession> {
+    this.check();
+    const context = `exec in container ${id}`;
+    const c = this.get(id, context);
+    if (c.state !== "running")
+      throw new P2prcError("E_CONFLICT", `${context}: container ${id} is not running`);
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const output = new ReadableStream<Uint8Array>({
+      start: (ctl) => {
+        controller = ctl;
+      },
+    });
+    let open = true;
+    const emit = (stream: number) => (d: Uint8Array) => {
+      if (!open) return;
+      if (options.tty) return controller.enqueue(new Uint8Array(d));
+      const frame = new Uint8Array(8 + d.length);
+      frame[0] = stream;
+      new DataView(frame.buffer).setUint32(4, d.length);
+      frame.set(d, 8);
+      controller.enqueue(frame);
+    };
+    const workingDir = absPath("/", options.workingDir ?? c.spec.workingDir ?? "/");
+    const ctx = this.context(c, options.env ?? {}, workingDir, emit(1), emit(2));
+    let exitCode: number | undefined;
+    const finish = () => {
+      if (!open) return;
+      open = false;
+      controller.close();
+    };
+    runCommand(command, ctx).then(
+      (code) => {
+        exitCode = code;
+        finish();
+      },
+      () => {
+        exitCode = 137; // killed with its container
+        finish();
+      },
+    );
+    return {
+      output,
+      write: async (data) => {
+        this.stdinBytes += data.length;
+      },
+      endInput: () => {},
+      resize: async () => {},
+      exitCode: async () => exitCode,
+      close: finish,
+    };
+  }
+
+  /** Bytes written to interactive execs' stdin (their commands read none). */
+  stdinBytes = 0;
+
   async logs(id: string, options: E.LogsOptions): Promise<ReadableStream<Uint8Array>> {
     this.check();
     const c = this.get(id, `logs of container ${id}`);

@@ -88,6 +88,36 @@ export interface ExecOptions {
   maxOutputBytes?: number | undefined;
 }
 
+/** An interactive exec (`p2prc exec -i/-t`): what the command is started with. */
+export interface ExecSessionOptions {
+  env?: Record<string, string> | undefined;
+  workingDir?: string | undefined;
+  /** A terminal: output comes raw (stdout and stderr are one), and the size can change. */
+  tty: boolean;
+  /** The terminal's first size. */
+  cols?: number | undefined;
+  rows?: number | undefined;
+}
+
+/** A running interactive exec. */
+export interface ExecSession {
+  /**
+   * What the command prints, as it prints it: raw bytes with a TTY; without one, the engine's frames
+   * (core/frames.ts: stream 1 stdout, 2 stderr). Ends when the command exits.
+   */
+  output: ReadableStream<Uint8Array>;
+  /** Bytes for the command's stdin; resolves when the engine took them (backpressure). */
+  write(data: Uint8Array): Promise<void>;
+  /** Closes the command's stdin (end of input: `cat` ends). */
+  endInput(): void;
+  /** The terminal's new size (TTY only). */
+  resize(cols: number, rows: number): Promise<void>;
+  /** The exit code once the command ended; undefined while it runs. */
+  exitCode(): Promise<number | undefined>;
+  /** Drops the engine connection (with a TTY the command gets a hang-up). Idempotent. */
+  close(): void;
+}
+
 export interface LogsOptions {
   follow: boolean;
   /** Only the last this many lines. */
@@ -120,6 +150,8 @@ export interface ContainerEngine {
   /** undefined when the container does not exist. */
   inspect(id: string): Promise<ContainerInfo | undefined>;
   exec(id: string, command: string[], options?: ExecOptions): Promise<ExecResult>;
+  /** Starts `command` with its stdin, output and (with `tty`) a terminal attached: `p2prc exec -it`. */
+  openExec(id: string, command: string[], options: ExecSessionOptions): Promise<ExecSession>;
   /**
    * stdout and stderr interleaved as text bytes, read from the engine as the stream is read (bounded
    * memory whatever the log's size); with follow the stream stays open until the container stops or the

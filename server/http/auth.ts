@@ -61,6 +61,13 @@ export type AuthEnv = { Variables: AuthVariables };
 /** Routes that answer without a signature: liveness and the identity probe. */
 export const PUBLIC_ROUTES = new Set(["GET /v1/health", "GET /v1/identity"]);
 
+/**
+ * An interactive exec's stream (server/routes/exec.ts): its body is stdin as the user types it, so it
+ * cannot be signed; it presents the one-time token its signed opening returned instead.
+ */
+export const isSessionStream = (method: string, path: string) =>
+  method === "POST" && /^\/v1\/exec\/[0-9a-f]{32}\/io$/.test(path);
+
 /** The upload route: its body is spooled to a file, not held in memory. */
 export const isUploadRoute = (method: string, path: string) =>
   method === "PUT" && /^\/v1\/containers\/[^/]+\/files$/.test(path);
@@ -107,7 +114,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
     new P2prcError("E_UNAUTHORIZED", `unauthenticated: ${reason}`, { retryable });
   return async (c, next) => {
     const method = c.req.method;
-    if (PUBLIC_ROUTES.has(`${method} ${c.req.path}`)) return next();
+    if (PUBLIC_ROUTES.has(`${method} ${c.req.path}`) || isSessionStream(method, c.req.path)) return next();
     const now = o.clock.now();
     const parsed = parseSignedHeaders({ headers: (n) => c.req.header(n), now, skewMs: o.skewMs });
     if (!parsed.ok) throw unauthenticated(parsed.reason);
