@@ -43,6 +43,8 @@ export function dashboardRoutes(o: DashboardOptions) {
   const cookie = `p2prc_ui_${o.nodeId.slice(0, 12)}`;
   const pollMs = o.pollMs ?? 1000;
   const log = o.logger.withTag("ui");
+  // the session rides beside the request, not in c.set: this app is mounted where the server's AuthEnv
+  // types the context
   const sessions = new WeakMap<Request, UiSession>();
   const sessionOf = (c: Context) => sessions.get(c.req.raw) as UiSession;
   const ctxOf = (c: Context, id?: string): SectionContext => ({
