@@ -18,6 +18,8 @@ export interface MetricsSource {
   relay?: () => { tunnels: number; streams: number; tunnelsOpened: number; bytes: number } | undefined;
 }
 
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
+
 /** Counts of each value, with every `known` value present (so a gauge drops to 0 rather than vanishing). */
 function tally(values: string[], known: string[]): Map<string, number> {
   const counts = new Map<string, number>(known.map((k) => [k, 0]));
@@ -159,7 +161,9 @@ export class NodeMetrics {
 
   /** An answered HTTP request (server/app.ts calls this). */
   request(r: { method: string; route: string; status: number; seconds: number }): void {
-    this.requests.inc({ method: r.method, route: r.route, status: String(r.status) });
+    // any caller picks the method: a made-up one is "other", so labels stay a small, bounded set
+    const method = METHODS.has(r.method) ? r.method : "other";
+    this.requests.inc({ method, route: r.route, status: String(r.status) });
     this.requestSeconds.observe({ route: r.route }, r.seconds);
   }
 

@@ -245,6 +245,7 @@ describe("/metrics", () => {
   const app = (token: string, address: string) => {
     const m = metrics();
     m.request({ method: "GET", route: "/v1/health", status: 200, seconds: 0.002 });
+    m.request({ method: "BREW", route: "unmatched", status: 404, seconds: 0.001 });
     m.containerStarted(0.4);
     m.engineError("create");
     const a = new Hono().route(
@@ -269,6 +270,7 @@ describe("/metrics", () => {
     expect(sampleValue(f, "p2prc_gossip_rounds_total")).toBe(7);
     expect(sampleValue(f, "p2prc_gossip_bytes_total", { direction: "sent" })).toBe(100);
     expect(sampleValue(f, "p2prc_http_requests_total", { route: "/v1/health", status: "200" })).toBe(1);
+    expect(sampleValue(f, "p2prc_http_requests_total", { method: "other", route: "unmatched" })).toBe(1);
     expect(sampleValue(f, "p2prc_container_start_duration_seconds_count")).toBe(1);
     expect(sampleValue(f, "p2prc_engine_errors_total", { operation: "create" })).toBe(1);
     expect(f.get("p2prc_containers")?.type).toBe("gauge");
