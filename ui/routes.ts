@@ -137,7 +137,8 @@ export function dashboardRoutes(o: DashboardOptions) {
     .get("/login", (c) => {
       const s = o.auth.exchange(c.req.query("token") ?? "");
       if (!s) {
-        log.warn("refused a dashboard login: the token is unknown, used or expired");
+        // debug, not warn: anyone who reaches the port may try, and must not be able to fill the log
+        log.debug("refused a dashboard login: the token is unknown, used or expired");
         return c.html(
           refusedPage("This login link is unknown, already used or expired.") as HtmlEscapedString,
           401,
