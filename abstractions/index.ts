@@ -71,3 +71,4 @@ export type { NodeRoute, StdioLike } from "./proxy.ts";
 export { forwardPort, proxyStdio, routeTo } from "./proxy.ts";
 export type { RunningNode, StartOptions } from "./start.ts";
 export { start } from "./start.ts";
+export { uiLink } from "./ui.ts";

@@ -8,6 +8,7 @@ import { memberImageSources } from "./images.ts";
 import { p2p, plugins, server } from "./lazy.ts";
 import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
 import { startRelayAgent, startRelayRole } from "./relay.ts";
+import { nodeUi } from "./ui.ts";
 
 export interface StartOptions extends NodeOptions {
   /** GPU discovery (default: nvidia-smi when installed). */
@@ -87,11 +88,18 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     const images = await memberImageSources({ ...ctx, table, clusters, base: transport });
     closeImages = images.close;
     const relayStats = relay && (() => relay?.stats);
+    // the dashboard, its login links and /metrics (ui/ and prom-client load here, in a serving node only)
+    const dashboard = await nodeUi(
+      ctx,
+      store,
+      { table, gossip, clusters, reach, relay, remoteAddress },
+      createDockerEngine({ host: ctx.dockerHost, timeoutMs: ctx.config.engineTimeoutMs }),
+    );
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,
       config: ctx.config,
-      engine: createDockerEngine({ host: ctx.dockerHost, timeoutMs: ctx.config.engineTimeoutMs }),
+      engine: dashboard.engine,
       records: store.containers,
       clock: ctx.clock,
       logger: ctx.logger,
@@ -107,8 +115,12 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
         { path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress, reach, relayStats }) },
         // the plugins installed in this node's home, for members to install (`--pp peer:<node>/<name>`)
         { path: "/v1/plugins", app: pluginRoutes({ root: ctx.paths.plugins }) },
+        ...dashboard.extraRoutes,
       ],
+      ownAuthRoutes: dashboard.ownAuthRoutes,
+      onRequest: dashboard.onRequest,
     });
+    dashboard.served(server);
     // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)
     store.meta.set(SERVER_URL_META, server.url);
     gossip.start();
@@ -134,6 +146,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
         await agent?.stop();
         await relay?.stop();
         const checks = reach.stop();
+        dashboard.close();
         await server.stop();
         await Promise.all([gossip.idle(), checks]);
         await closeImages?.();

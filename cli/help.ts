@@ -28,6 +28,7 @@ function section(title: string, names: FlagName[]): string {
 export const SUBCOMMAND_USAGE = {
   batch: "p2prc batch <job.json|job.yaml> --out <dir> [--nodes <list>|auto] [--retry-failed] [--json]",
   status: "p2prc batch status <dir> [--json]",
+  ui: "p2prc ui [--json]   (a one-time login link to this machine's running node's dashboard)",
   demo: "p2prc demo mandelbrot --tiles N [--size WxH] [--image ref] [--max-iter N] --out mandelbrot.png [--nodes <list>] [--json]",
 };
 
@@ -50,6 +51,7 @@ export function renderHelp(): string {
     `  ${SUBCOMMAND_USAGE.batch}`,
     `  ${SUBCOMMAND_USAGE.status}`,
     `  ${SUBCOMMAND_USAGE.demo}`,
+    `  ${SUBCOMMAND_USAGE.ui}`,
     ...CONTAINER_VERBS.map((v) => `  ${CONTAINER_HELP[v]}`),
     "  (<node> may be left out for a container --tc tracks; each verb takes -h)",
     ...RELAY_SUBCOMMANDS.map((v) => `  ${RELAY_HELP[v]}`),

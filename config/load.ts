@@ -58,6 +58,7 @@ export function defaultConfig(hostname: string): Config {
     trusted: [],
     openNetwork: false,
     tls: true,
+    metricsToken: "",
     requestSkewSeconds: 30,
     logLevel: "info",
   };

@@ -278,6 +278,11 @@ export const CONFIG_FIELDS = {
     allowed: "true or false",
     doc: "Serve TLS with a self-signed certificate that peers pin (its fingerprint is in the signed record). false: plain HTTP, and plain-HTTP peers are accepted.",
   },
+  metricsToken: {
+    schema: (z: Z) => z.string().check(z.regex(/^$|^[A-Za-z0-9._~+/=-]{16,256}$/)),
+    allowed: "empty, or 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / = -",
+    doc: "Bearer token a Prometheus scrape of /metrics must send. Empty: /metrics answers loopback only.",
+  },
   requestSkewSeconds: {
     schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(3600)),
     allowed: "an integer number of seconds from 1 to 3600",

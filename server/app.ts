@@ -1,5 +1,6 @@
 import { join } from "node:path";
-import { Hono, type Schema } from "hono";
+import { Hono, type MiddlewareHandler, type Schema } from "hono";
+import { matchedRoutes } from "hono/route";
 import type { Config } from "../config/index.ts";
 import { type Clock, DEFAULT_PORT, type Logger, systemClock, tryParseAddress } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
@@ -37,12 +38,27 @@ export interface ServerAppDeps {
   extraRoutes?: ExtraRoutes;
   /** This node's signed record, served by the identity probe. */
   selfRecord?: () => Promise<unknown>;
+  /**
+   * Sub-apps that authenticate their callers themselves (the dashboard's session cookie, the metrics
+   * scrape token): mounted outside the signed-request middleware, so each must refuse on its own.
+   */
+  ownAuthRoutes?: ExtraRoutes;
+  /** Told of every answered request (metrics): its route pattern, never its ids. */
+  onRequest?: (r: AnsweredRequest) => void;
   /** Interactive execs (`p2prc exec -it`); the node passes its own, to close them when it stops. */
   execSessions?: ExecSessions;
   /** Default: the system clock. */
   clock?: Clock;
   /** Pushed images and images for members (`/v1/images/push|pushed|archive`); not served without it. */
   images?: ImageService | undefined;
+}
+
+/** One answered request, for metrics: `route` is the matched pattern (`/v1/containers/:id`). */
+export interface AnsweredRequest {
+  method: string;
+  route: string;
+  status: number;
+  seconds: number;
 }
 
 /** The node's HTTP API as a Hono app (test it in-process with `app.request`). */
@@ -87,14 +103,17 @@ export function createServerApp(deps: ServerAppDeps) {
     .route("/containers", execOpenRoutes(exec))
     .route("/exec", execSessionRoutes(exec));
   const app = new Hono<AuthEnv>();
-  if (deps.auth) app.use("*", authenticate(deps.auth));
+  const onRequest = deps.onRequest;
+  if (onRequest) app.use("*", observeRequests(onRequest));
+  if (deps.auth) app.use("*", skipping(deps.ownAuthRoutes ?? [], authenticate(deps.auth)));
   // Chained, so the result's type carries every route (ServerApp, for `hc`); `app` is the same object.
   const routed = app.route("/v1", v1).route("/", compatRoutes(nodeOpts));
   if (deps.images) {
     const maxJsonBytes = deps.maxJsonBytes ?? 1024 * 1024;
     app.route("/v1/images", imageRoutes({ service: deps.images, resolveCaller, maxJsonBytes }));
   }
-  for (const extra of deps.extraRoutes ?? []) app.route(extra.path, extra.app);
+  for (const extra of [...(deps.extraRoutes ?? []), ...(deps.ownAuthRoutes ?? [])])
+    app.route(extra.path, extra.app);
   app.notFound((c) =>
     c.json(
       { error: { code: "E_NOT_FOUND", message: `no route ${c.req.method} ${new URL(c.req.url).pathname}` } },
@@ -107,6 +126,33 @@ export function createServerApp(deps: ServerAppDeps) {
     ),
   );
   return routed;
+}
+
+/** `mw` on every path but those under `routes` (which authenticate their callers themselves). */
+function skipping(routes: ExtraRoutes, mw: MiddlewareHandler<AuthEnv>): MiddlewareHandler<AuthEnv> {
+  const under = (path: string) => routes.some((r) => path === r.path || path.startsWith(`${r.path}/`));
+  return (c, next) => (under(c.req.path) ? next() : mw(c, next));
+}
+
+/** Times every request and names its route by the pattern it matched ("unmatched" for a 404 of no route). */
+function observeRequests(onRequest: (r: AnsweredRequest) => void): MiddlewareHandler<AuthEnv> {
+  return async (c, next) => {
+    const start = performance.now();
+    try {
+      await next();
+    } finally {
+      // the handler that answered, or, when a middleware answered (a 401), the route it stood before
+      const route = matchedRoutes(c)
+        .slice(c.req.routeIndex)
+        .find((r) => r.method !== "ALL")?.path;
+      onRequest({
+        method: c.req.method,
+        route: route ?? "unmatched",
+        status: c.res.status,
+        seconds: (performance.now() - start) / 1000,
+      });
+    }
+  };
 }
 
 /**

@@ -1,6 +1,6 @@
 /** server: runs other nodes' tasks in isolated containers behind an HTTP API. */
 
-export type { ExtraRoutes, ServerApp, ServerAppDeps } from "./app.ts";
+export type { AnsweredRequest, ExtraRoutes, ServerApp, ServerAppDeps } from "./app.ts";
 export { createServerApp } from "./app.ts";
 export type { Caller } from "./caller.ts";
 export type { ContainerServiceDeps, CreateResult } from "./containers.ts";

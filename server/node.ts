@@ -12,7 +12,7 @@ import {
   tryParseAddress,
 } from "../core/index.ts";
 import type { ContainerStore, ImageStore } from "../store/index.ts";
-import { createServerApp, type ExtraRoutes, type ServerApp } from "./app.ts";
+import { type AnsweredRequest, createServerApp, type ExtraRoutes, type ServerApp } from "./app.ts";
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import { ExecSessions } from "./exec-sessions.ts";
@@ -41,6 +41,10 @@ export interface ServerNodeDeps {
   membership?: { isMember: (nodeId: string) => boolean; isAdmin: (nodeId: string) => boolean };
   /** Sub-apps other modules serve on this node. */
   extraRoutes?: ExtraRoutes;
+  /** Sub-apps that authenticate their callers themselves (the dashboard, /metrics). */
+  ownAuthRoutes?: ExtraRoutes;
+  /** Told of every answered request (metrics). */
+  onRequest?: (r: AnsweredRequest) => void;
   /** Serve TLS with this certificate and key (config `tls`); plain HTTP without. */
   tls?: { certPem: string; keyPem: string };
   /** This node's signed record, served by the identity probe (it names the TLS certificate). */

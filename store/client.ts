@@ -57,6 +57,8 @@ export interface ClientStore {
   batchByKey(key: string): BatchRow | undefined;
   /** The batches written to `outDir` (an absolute path), newest first. */
   batchesByOutDir(outDir: string): BatchRow[];
+  /** The newest `limit` batches, newest first (the dashboard). */
+  recentBatches(limit: number): BatchRow[];
   createBatch(b: BatchRow, tasks: number): void;
   batchTasks(batchId: string): BatchTaskRow[];
   updateTask(batchId: string, t: BatchTaskRow): void;
@@ -133,6 +135,10 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
     batchesByOutDir: () =>
       db.prepare<[string], { id: string; key: string; job: string; out_dir: string; created_at: number }>(
         "SELECT * FROM batches WHERE out_dir = ? ORDER BY created_at DESC",
+      ),
+    recentBatches: () =>
+      db.prepare<[number], { id: string; key: string; job: string; out_dir: string; created_at: number }>(
+        "SELECT * FROM batches ORDER BY created_at DESC LIMIT ?",
       ),
     createBatch: () =>
       db.prepare<[string, string, string, string, number]>(
@@ -227,6 +233,7 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
       return r ? toBatch(r) : undefined;
     },
     batchesByOutDir: (outDir) => q.batchesByOutDir.all(outDir).map(toBatch),
+    recentBatches: (limit) => q.recentBatches.all(limit).map(toBatch),
     createBatch: (b, tasks) => {
       db.transaction(() => {
         q.createBatch.run(b.id, b.key, b.job, b.outDir, b.createdAt);

@@ -210,6 +210,25 @@ describe("containers", () => {
 });
 
 // A database from a newer p2prc is refused and left closed (no fd, -wal or -shm kept open).
+describe("client batches", () => {
+  test("recentBatches: the newest first, at most the limit, each with its tasks", () => {
+    const store = openStore(":memory:");
+    try {
+      for (const n of [1, 3, 2]) {
+        store.client.createBatch(
+          { id: `b${n}`, key: `k${n}`, job: "{}", outDir: `/out/${n}`, createdAt: n },
+          n,
+        );
+      }
+      expect(store.client.recentBatches(10).map((b) => b.id)).toEqual(["b3", "b2", "b1"]);
+      expect(store.client.recentBatches(2).map((b) => b.outDir)).toEqual(["/out/3", "/out/2"]);
+      expect(store.client.batchTasks("b3").map((t) => t.state)).toEqual(["pending", "pending", "pending"]);
+    } finally {
+      store.close();
+    }
+  });
+});
+
 test("a refused database is closed again", () => {
   const path = join(root, "refused.db");
   const db = new Database(path);
