@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PREFIX ?= $(if $(filter 0,$(shell id -u)),/usr/local,$(HOME)/.local)
 BUN := node_modules/.bin/bun
-SOURCES := $(shell find abstractions client server p2p config core store cli plugins ui -name '*.ts' ! -name '*.test.ts' 2>/dev/null)
+SOURCES := $(shell find abstractions client server p2p config core store cli plugins -name '*.ts' ! -name '*.test.ts' 2>/dev/null)
 # How the binary is built (test/binary.test.ts and bench/startup.ts read this line too; Docs/Installation.md
 # explains each flag). --compile-jit-policy makes the JIT 10000 times more reluctant: a CLI command runs
 # once and a node's own work is small, so the interpreter serves both with less memory and CPU than

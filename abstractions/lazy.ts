@@ -13,5 +13,5 @@ export const server = () => import("../server/index.ts");
 
 /** plugins/ (tar, hashes, the plugin routes): the plugin commands and a serving node load it. */
 export const plugins = () => import("../plugins/index.ts");
-/** ui/ (the dashboard, prom-client): only a node that serves loads it, never a command that does not. */
-export const ui = () => import("../ui/index.ts");
+/** server/dashboard (the dashboard, prom-client): only a node that serves loads it, never a command that does not. */
+export const ui = async () => (await server()).loadDashboard();

@@ -3,9 +3,17 @@ import { existsSync } from "node:fs";
 import type { Context } from "hono";
 import { isP2prcError, NODE_ID_RE, P2prcError, VERSION } from "../core/index.ts";
 import type { ClusterBook, GossipService, PeerTable, ReachService, RelayServer } from "../p2p/index.ts";
-import type { AnsweredRequest, ContainerEngine, ExtraRoutes, ServerNode } from "../server/index.ts";
+import type {
+  AnsweredRequest,
+  BatchView,
+  ClusterInfo,
+  ContainerEngine,
+  DashboardSource,
+  ExtraRoutes,
+  NodeMetrics,
+  ServerNode,
+} from "../server/index.ts";
 import type { Store } from "../store/index.ts";
-import type { BatchView, ClusterInfo, DashboardSource, NodeMetrics } from "../ui/index.ts";
 import { writeClusterFile } from "./cluster.ts";
 import { ui } from "./lazy.ts";
 import { init, type NodeContext, type NodeOptions } from "./node.ts";

@@ -100,7 +100,7 @@ describe("what a command loads", () => {
     expect(packages(mods)).not.toContain("@peculiar");
     expect(packages(mods)).toContain("better-sqlite3");
     // the dashboard and the metrics library load in a serving node only
-    expect(mods.filter((m) => m.startsWith("ui/"))).toEqual([]);
+    expect(mods.filter((m) => m.startsWith("server/dashboard/"))).toEqual([]);
     expect(packages(mods)).not.toContain("prom-client");
   });
 
@@ -108,7 +108,7 @@ describe("what a command loads", () => {
     const mods = loadedModules(["--vc"]);
     expect(mods.filter((m) => m.startsWith("p2p/") || m.startsWith("server/"))).toEqual([]);
     expect(packages(mods)).not.toContain("hono");
-    expect(mods.filter((m) => m.startsWith("ui/"))).toEqual([]);
+    expect(mods.filter((m) => m.startsWith("server/dashboard/"))).toEqual([]);
     expect(packages(mods)).not.toContain("prom-client");
   });
 

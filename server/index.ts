@@ -6,6 +6,18 @@ export type { Caller } from "./caller.ts";
 export type { ContainerServiceDeps, CreateResult } from "./containers.ts";
 export { ContainerService, LABELS } from "./containers.ts";
 export type {
+  BatchView,
+  ClusterInfo,
+  DashboardOptions,
+  DashboardSource,
+  MetricsRouteOptions,
+  MetricsSource,
+  NodeMetrics,
+  SelfView,
+  UiAuthOptions,
+  UiSession,
+} from "./dashboard/index.ts";
+export type {
   ContainerEngine,
   ContainerInfo,
   ContainerSpec,
@@ -54,3 +66,9 @@ export type {
   StopRequest,
 } from "./types.ts";
 export { ContainerPathSchema, CreateContainerSchema, ExecSchema } from "./types.ts";
+
+/**
+ * The dashboard and /metrics (server/dashboard: hono's html pages, prom-client), loaded only by a node
+ * that serves them: never with a command that does not serve (cli/actions.test.ts).
+ */
+export const loadDashboard = () => import("./dashboard/index.ts");

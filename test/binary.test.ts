@@ -17,7 +17,7 @@ import { buildFlags } from "../bench/lib.ts";
 import { freePort, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const SOURCE_DIRS = "abstractions client server p2p plugins ui config core store cli".split(" ");
+const SOURCE_DIRS = "abstractions client server p2p plugins config core store cli".split(" ");
 
 let dir = "";
 let bin = "";

@@ -14,25 +14,23 @@ const MODULES = [
   "server",
   "p2p",
   "plugins",
-  "ui",
   "config",
   "store",
   "core",
   "cli",
 ] as const;
 type Module = (typeof MODULES)[number];
-const LOWER: Module[] = ["client", "server", "p2p", "plugins", "ui"];
-const NO_PROCESSES: Module[] = ["server", "client", "p2p", "ui"];
+const LOWER: Module[] = ["client", "server", "p2p", "plugins"];
+const NO_PROCESSES: Module[] = ["server", "client", "p2p"];
 
 /** Which of our modules each module may import at runtime. */
 const ALLOWED: Record<Module, Module[]> = {
   cli: ["abstractions", "config", "core"],
-  abstractions: ["client", "server", "p2p", "plugins", "ui", "config", "store", "core"],
+  abstractions: ["client", "server", "p2p", "plugins", "config", "store", "core"],
   client: ["config", "core"],
   server: ["config", "core"],
   p2p: ["config", "core"],
   plugins: ["config", "core"],
-  ui: ["config", "core"],
   config: ["core"],
   store: ["core"],
   core: [],
@@ -47,7 +45,6 @@ const TYPES_ONLY: Partial<Record<Module, Module[]>> = {
   server: ["store"],
   p2p: ["store"],
   plugins: ["store"],
-  ui: ["store"],
 };
 
 /** Who may import a package (matched on the specifier). */
@@ -58,8 +55,8 @@ const PACKAGE_OWNERS: { pkg: RegExp; files: string[] }[] = [
   // every schema is built with core's `zod()`: zod/mini set up with English messages (classic "zod"
   // would bundle all of zod again, and zod/mini used directly would answer without messages)
   { pkg: /^zod(\/|$)/, files: ["core/zod.ts"] },
-  // the metrics library loads with ui/ (a serving node), never with a command that does not serve
-  { pkg: /^prom-client(\/|$)/, files: ["ui/metrics.ts"] },
+  // the metrics library loads with server/dashboard (a serving node), never with a command that does not serve
+  { pkg: /^prom-client(\/|$)/, files: ["server/dashboard/metrics.ts"] },
 ];
 
 interface Import {
@@ -293,7 +290,7 @@ describe("the checker itself", () => {
       "config/load.ts:3: config → server (../server/index.ts); config may import only core",
       "server/x.ts:4: server → abstractions (../abstractions/index.ts); server may import only config, core",
       "server/x.ts:5: server → p2p (../p2p/index.ts); siblings share only types: use `import type`",
-      "abstractions/y.ts:7: abstractions → cli (../cli/index.ts); abstractions may import only client, server, p2p, plugins, ui, config, store, core",
+      "abstractions/y.ts:7: abstractions → cli (../cli/index.ts); abstractions may import only client, server, p2p, plugins, config, store, core",
       "cli/z.ts:8: cli → server (../server/index.ts); cli may import only abstractions, config, core",
     ]);
     expect(

@@ -21,7 +21,7 @@ export function p2prcCommand(): string[] {
         [
           "bash",
           "-c",
-          "find abstractions client server p2p config core store cli plugins ui -name '*.ts' ! -name '*.test.ts' -newer p2prc | head -1",
+          "find abstractions client server p2p config core store cli plugins -name '*.ts' ! -name '*.test.ts' -newer p2prc | head -1",
         ],
         { cwd: ROOT },
       )

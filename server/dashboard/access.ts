@@ -2,8 +2,8 @@
 // link, and `GET /metrics` answers a Prometheus scrape that brings the configured token, or any loopback
 // caller when no token is configured.
 import { type Context, Hono } from "hono";
-import { P2prcError } from "../core/index.ts";
-import type { AuthEnv } from "../server/index.ts";
+import { P2prcError } from "../../core/index.ts";
+import type { AuthEnv } from "../http/auth.ts";
 import { sameSecret, type UiAuth } from "./auth.ts";
 import type { NodeMetrics } from "./metrics.ts";
 

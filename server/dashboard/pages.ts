@@ -2,9 +2,9 @@
 // state; the page renders them once and its event stream sends each again when it changes.
 import { html } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
-import type { PeerView } from "../p2p/index.ts";
-import type { ContainerView } from "../server/index.ts";
-import type { BatchTaskRow } from "../store/index.ts";
+import type { PeerView } from "../../p2p/index.ts";
+import type { BatchTaskRow } from "../../store/index.ts";
+import type { ContainerView } from "../types.ts";
 import { networkGraph } from "./graph.ts";
 import type { BatchView, ClusterInfo, DashboardSource } from "./types.ts";
 

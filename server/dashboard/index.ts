@@ -1,7 +1,7 @@
 /**
- * ui: what an operator looks at — the dashboard a node serves under `/ui` (one-time login links, a session
+ * server/dashboard: what an operator looks at — the dashboard a node serves under `/ui` (one-time login links, a session
  * cookie, live pages over server-sent events) and its Prometheus metrics under `/metrics`. Loaded only by
- * a node that serves (abstractions/lazy.ts).
+ * a node that serves (server/index.ts's loadDashboard, called from abstractions/lazy.ts).
  */
 
 export type { MetricsRouteOptions } from "./access.ts";

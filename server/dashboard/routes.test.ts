@@ -3,11 +3,11 @@
 // the session's CSRF token, and /metrics needs its scrape token (or loopback).
 import { describe, expect, test } from "bun:test";
 import { Hono } from "hono";
-import { ManualClock, memoryLogger, P2prcError } from "../core/index.ts";
-import type { PeerView } from "../p2p/index.ts";
-import { errorResponse } from "../server/http/errors.ts";
-import type { ContainerView } from "../server/index.ts";
-import { parsePrometheusText, sampleValue } from "../test/prometheus-text.ts";
+import { ManualClock, memoryLogger, P2prcError } from "../../core/index.ts";
+import type { PeerView } from "../../p2p/index.ts";
+import { parsePrometheusText, sampleValue } from "../../test/prometheus-text.ts";
+import { errorResponse } from "../http/errors.ts";
+import type { ContainerView } from "../types.ts";
 import { metricsRoutes, tokenRoutes } from "./access.ts";
 import { UiAuth } from "./auth.ts";
 import { NodeMetrics } from "./metrics.ts";

@@ -2,7 +2,7 @@
 // link this node measured to each, coloured by its latency. Plain SVG, drawn on the server.
 import { html, raw } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
-import type { PeerView } from "../p2p/index.ts";
+import type { PeerView } from "../../p2p/index.ts";
 
 /** A link's colour by latency: fast, slow, very slow, not measured. */
 export function latencyColour(ms: number | undefined): string {

@@ -1,6 +1,6 @@
 // The dashboard's way in: one-time login tokens, exchanged for a session (an HttpOnly, SameSite=Strict
 // cookie) with an expiry and its own CSRF token. Held in memory: a restart logs everyone out.
-import type { Clock } from "../core/index.ts";
+import type { Clock } from "../../core/index.ts";
 
 /** How long a login token may wait to be used, and how long a session lasts. */
 export interface UiAuthOptions {

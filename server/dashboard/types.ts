@@ -1,6 +1,6 @@
-import type { PeerView } from "../p2p/index.ts";
-import type { ContainerView } from "../server/index.ts";
-import type { BatchTaskRow } from "../store/index.ts";
+import type { PeerView } from "../../p2p/index.ts";
+import type { BatchTaskRow } from "../../store/index.ts";
+import type { ContainerView } from "../types.ts";
 
 /** This node as the overview shows it. */
 export interface SelfView {
