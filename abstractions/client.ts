@@ -48,7 +48,7 @@ export async function withClient<T>(
       identity: ctx.identity,
       clock: ctx.clock,
       views: () => table.views(),
-      dead: () => table.digest().flatMap(([id, , dead]) => (dead ? [id] : [])),
+      dead: () => table.dead(),
       transport,
       // ssh into a container on a relayed node: through p2prc itself, over the same signed stream path
       sshCommand: (id, port) =>
@@ -179,7 +179,7 @@ async function runJob(
     const views = deps.views();
     const refs = o.nodes?.filter((n) => n !== "auto") ?? [];
     const targets = refs.length
-      ? refs.map((r) => c.resolveNode(r, views))
+      ? refs.map((r) => c.resolveNode(r, views, {}, deps.dead?.()))
       : c.rankNodes(views).map((v) => c.resolveNode(v.id, views));
     return c.runBatch(deps, {
       job,

@@ -7,7 +7,6 @@ import {
   isP2prcError,
   NODE_ID_RE,
   type NodeRef,
-  nodeOfUrl,
   P2prcError,
   parseAddress,
   tryParseAddress,
@@ -16,8 +15,8 @@ import {
 import type { ClusterBook, ClusterMember, SignedCluster } from "../p2p/index.ts";
 import type { Store } from "../store/index.ts";
 import { openClusterBook } from "./gossip.ts";
-import { init, type NodeContext, type NodeOptions, SERVER_URL_META } from "./node.ts";
-import { nodeFetch } from "./transport.ts";
+import { init, type NodeContext, type NodeOptions } from "./node.ts";
+import { localNode, nodeFetch } from "./transport.ts";
 
 /** A cluster as the CLI shows it. */
 export interface ClusterView {
@@ -64,7 +63,7 @@ function view(signed: SignedCluster, selfId: string, extra: Partial<ClusterView>
 }
 
 /** `id` or `id=label` → a member. */
-function parseMember(text: string, role: string | undefined, field: string): ClusterMember {
+export function parseMember(text: string, role: string | undefined, field: string): ClusterMember {
   const [id = "", label = ""] = text.trim().split("=", 2);
   if (!NODE_ID_RE.test(id)) {
     throw new P2prcError("E_INVALID", `${field}: "${id.slice(0, 80)}" is not a node id (64 hex characters)`, {
@@ -108,12 +107,18 @@ function ownAddresses(ctx: NodeContext, store: Store): string[] {
   return [...out];
 }
 
-/** Writes a hosted cluster's signed document to `<home>/clusters/<name>.json`, and tells the local node. */
-async function publishLocally(ctx: NodeContext, store: Store, signed: SignedCluster): Promise<ClusterView> {
+/** Writes a hosted cluster's signed document to `<home>/clusters/<name>.json` (members `--join` with it). */
+export function writeClusterFile(ctx: NodeContext, signed: SignedCluster): string {
   const dir = join(ctx.paths.home, "clusters");
   if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, `${signed.cluster.name}.json`);
   writeFileSync(file, `${JSON.stringify(signed, null, 2)}\n`);
+  return file;
+}
+
+/** Writes a hosted cluster's signed document, and tells the local node. */
+async function publishLocally(ctx: NodeContext, store: Store, signed: SignedCluster): Promise<ClusterView> {
+  const file = writeClusterFile(ctx, signed);
   return view(signed, ctx.identity.nodeId, { file, notified: await notifyLocalNode(ctx, store, signed) });
 }
 
@@ -123,13 +128,8 @@ async function publishLocally(ctx: NodeContext, store: Store, signed: SignedClus
  * node runs, it picks the version up from the store when it starts.
  */
 async function notifyLocalNode(ctx: NodeContext, store: Store, signed: SignedCluster): Promise<boolean> {
-  const host = ["0.0.0.0", "::", ""].includes(ctx.config.serverHost) ? "127.0.0.1" : ctx.config.serverHost;
-  const started = store.meta.get(SERVER_URL_META);
   // the running server is this node itself (the same identity): the request is bound to it
-  const self = { id: ctx.identity.nodeId };
-  const node: NodeRef = started
-    ? nodeOfUrl(started, self).node
-    : { address: { host, port: ctx.config.serverPort }, tls: ctx.config.tls, ...self };
+  const node = localNode(ctx, store);
   try {
     await nodeFetch(ctx, store, node, "/v1/p2p/cluster", { method: "POST", json: signed, timeoutMs: 3000 });
     return true;

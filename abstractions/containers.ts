@@ -1,10 +1,16 @@
-import type { ContainerRef, ContainerStatus, ExecReply, ListedContainer } from "../client/index.ts";
+import type {
+  ContainerRef,
+  ContainerStatus,
+  ExecReply,
+  InteractiveExec,
+  ListedContainer,
+} from "../client/index.ts";
 import { withClient } from "./client.ts";
 import { client } from "./lazy.ts";
 import type { NodeOptions } from "./node.ts";
 
 /** Which container: `{ node, id }`, or `{ id }` alone for one `--tc` tracks (its node is known). */
-export type { ContainerRef };
+export type { ContainerRef, InteractiveExec };
 
 /**
  * Daily use of one's containers on other nodes (`p2prc logs|exec|cp|ps|lease|stop|start`), through the
@@ -38,6 +44,19 @@ export const containers = {
   ): Promise<ExecReply> {
     const c = await client();
     return withClient(options, (deps) => c.execInContainer(deps, ref, command, o));
+  },
+  /**
+   * Runs a command with its stdin attached (`exec -i`), in a terminal with `tty` (`exec -it`): input and
+   * output stream both ways as they come; resolves with the command's exit code.
+   *
+   * @example
+   *   const code = await containers.execInteractive(options, { id: "web1" }, ["sh"], {
+   *     tty: false, stdin: new Response("echo hi; exit 3\n").body!, output: (_s, d) => process.stdout.write(d),
+   *   });
+   */
+  async execInteractive(options: NodeOptions, ref: ContainerRef, command: string[], o: InteractiveExec) {
+    const c = await client();
+    return withClient(options, (deps) => c.execInteractive(deps, ref, command, o));
   },
   /** Copies a local file or directory to `path` in the container (`path/` = into that directory). */
   async copyIn(options: NodeOptions, ref: ContainerRef, local: string, path: string) {

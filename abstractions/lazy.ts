@@ -10,3 +10,8 @@ export const client = () => import("../client/index.ts");
 
 /** server/ (dockerode, the routes and their schemas): only a node that serves, `--us` and doctor need it. */
 export const server = () => import("../server/index.ts");
+
+/** plugins/ (tar, hashes, the plugin routes): the plugin commands and a serving node load it. */
+export const plugins = () => import("../plugins/index.ts");
+/** server/dashboard (the dashboard, prom-client): only a node that serves loads it, never a command that does not. */
+export const ui = async () => (await server()).loadDashboard();

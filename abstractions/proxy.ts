@@ -26,7 +26,7 @@ export async function routeTo(
   const store = ctx.openStore();
   try {
     const table = new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock);
-    const target = resolveNode(ref, table.views());
+    const target = resolveNode(ref, table.views(), {}, table.dead());
     if (!target.id)
       throw new P2prcError("E_NOT_FOUND", `node ${ref} is not in the IP table`, {
         hint: "p2prc --ls lists the known nodes",

@@ -4,9 +4,11 @@ import type { ReachService, RelayAgent, RelayServer } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
-import { p2p, server } from "./lazy.ts";
+import { memberImageSources } from "./images.ts";
+import { p2p, plugins, server } from "./lazy.ts";
 import { init, type NodeOptions, SERVER_URL_META } from "./node.ts";
 import { startRelayAgent, startRelayRole } from "./relay.ts";
+import { nodeUi } from "./ui.ts";
 
 export interface StartOptions extends NodeOptions {
   /** GPU discovery (default: nvidia-smi when installed). */
@@ -41,11 +43,15 @@ export interface RunningNode extends AsyncDisposable {
  */
 export async function start(options: StartOptions = {}): Promise<RunningNode> {
   // the network and server modules load here, not when a CLI command imports abstractions (lazy.ts)
-  const [{ ReachService, p2pRoutes }, { capacityOf, createDockerEngine, remoteAddress, startServerNode }] =
-    await Promise.all([p2p(), server()]);
+  const [
+    { ReachService, p2pRoutes },
+    { capacityOf, createDockerEngine, remoteAddress, startServerNode },
+    { pluginRoutes },
+  ] = await Promise.all([p2p(), server(), plugins()]);
   const ctx = init(options);
   const store = ctx.openStore();
   let relay: RelayServer | undefined;
+  let closeImages: (() => Promise<void>) | undefined;
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     // The record's offer: free capacity from the store and the config. It must work before the server
@@ -78,12 +84,22 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       retryMs: Math.max(1000, ctx.config.gossipIntervalMs),
     });
     relay = await startRelayRole(ctx, clusters);
+    // an image no registry has comes from a member that has it (node to node)
+    const images = await memberImageSources({ ...ctx, table, clusters, base: transport });
+    closeImages = images.close;
     const relayStats = relay && (() => relay?.stats);
+    // the dashboard, its login links and /metrics (ui/ and prom-client load here, in a serving node only)
+    const dashboard = await nodeUi(
+      ctx,
+      store,
+      { table, gossip, clusters, reach, relay, remoteAddress },
+      createDockerEngine({ host: ctx.dockerHost, timeoutMs: ctx.config.engineTimeoutMs }),
+    );
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,
       version: VERSION,
       config: ctx.config,
-      engine: createDockerEngine({ host: ctx.dockerHost, timeoutMs: ctx.config.engineTimeoutMs }),
+      engine: dashboard.engine,
       records: store.containers,
       clock: ctx.clock,
       logger: ctx.logger,
@@ -93,10 +109,18 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       tls,
       selfRecord: () => gossip.selfRecord(),
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
+      images: store.images,
+      imageSources: images.sources,
       extraRoutes: [
         { path: "/v1/p2p", app: p2pRoutes({ gossip, table, clusters, remoteAddress, reach, relayStats }) },
+        // the plugins installed in this node's home, for members to install (`--pp peer:<node>/<name>`)
+        { path: "/v1/plugins", app: pluginRoutes({ root: ctx.paths.plugins }) },
+        ...dashboard.extraRoutes,
       ],
+      ownAuthRoutes: dashboard.ownAuthRoutes,
+      onRequest: dashboard.onRequest,
     });
+    dashboard.served(server);
     // where this node serves: the CLI hands new cluster versions to it (abstractions/cluster.ts)
     store.meta.set(SERVER_URL_META, server.url);
     gossip.start();
@@ -122,8 +146,10 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
         await agent?.stop();
         await relay?.stop();
         const checks = reach.stop();
+        dashboard.close();
         await server.stop();
         await Promise.all([gossip.idle(), checks]);
+        await closeImages?.();
         transport.close();
         store.close();
       })();
@@ -141,6 +167,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
     };
   } catch (err) {
     await relay?.stop();
+    await closeImages?.();
     store.close();
     throw err;
   }

@@ -1,8 +1,8 @@
-import { type NodeRef, type NodeTransport, PeerClient, type PeerRequest } from "../core/index.ts";
+import { type NodeRef, type NodeTransport, nodeOfUrl, PeerClient, type PeerRequest } from "../core/index.ts";
 import type { PeerTable, PeerTransport } from "../p2p/index.ts";
 import type { Store } from "../store/index.ts";
 import { p2p } from "./lazy.ts";
-import type { NodeContext } from "./node.ts";
+import { type NodeContext, SERVER_URL_META } from "./node.ts";
 
 /**
  * How this node reaches others: TLS pinned to the certificate each node's signed record in `table`
@@ -36,4 +36,17 @@ export async function nodeFetch(
   const { PeerTable } = await p2p();
   const transport = await peerTransport(ctx, new PeerTable(store.peers, ctx.identity.nodeId, ctx.clock));
   return peerClient(ctx, transport).request(node, path, init);
+}
+
+/**
+ * This machine's running node, as this node (the same identity): where its server said it answers
+ * (`server.url` in the store), else the config's host and port.
+ */
+export function localNode(ctx: NodeContext, store: Store): NodeRef {
+  const host = ["0.0.0.0", "::", ""].includes(ctx.config.serverHost) ? "127.0.0.1" : ctx.config.serverHost;
+  const started = store.meta.get(SERVER_URL_META);
+  const self = { id: ctx.identity.nodeId };
+  return started
+    ? nodeOfUrl(started, self).node
+    : { address: { host, port: ctx.config.serverPort }, tls: ctx.config.tls, ...self };
 }

@@ -45,6 +45,62 @@ function serveCommands(answer: (cmd: string[]) => Promise<unknown>): void {
   });
 }
 
+/**
+ * A bare splice (no p2prc code): each connection to the returned port is joined to a fresh connection to
+ * `target`, bytes copied as they come with backpressure. Two of them in a row, one in the relay's process
+ * and one in the node's, are the byte path of frp's shape with nothing else: the floor p2prc's relayed
+ * throughput is compared with.
+ */
+function bareSplice(target: number): number {
+  type P = { peer: Socket<P> | undefined; held: Uint8Array | undefined };
+  const pass = (from: Socket<P>, chunk: Uint8Array) => {
+    const to = from.data.peer;
+    if (!to) return;
+    const n = to.write(chunk);
+    if (n < chunk.length) {
+      to.data.held = chunk.subarray(Math.max(n, 0));
+      from.pause();
+    }
+  };
+  const drain = (s: Socket<P>) => {
+    const held = s.data.held;
+    if (!held) return;
+    const n = s.write(held);
+    if (n < held.length) s.data.held = held.subarray(Math.max(n, 0));
+    else {
+      s.data.held = undefined;
+      s.data.peer?.resume();
+    }
+  };
+  const close = (s: Socket<P>) => {
+    s.data.peer?.end();
+  };
+  const handlers = { data: pass, drain, close, error: close };
+  return Bun.listen<P>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(a) {
+        a.data = { peer: undefined, held: undefined };
+        a.pause();
+        Bun.connect<P>({
+          hostname: "127.0.0.1",
+          port: target,
+          socket: {
+            open(b) {
+              b.data = { peer: a, held: undefined };
+              a.data.peer = b;
+              a.resume();
+            },
+            ...handlers,
+          },
+        });
+      },
+      ...handlers,
+    },
+  }).port;
+}
+
 async function relayRole(): Promise<void> {
   const relay = await startRelay({
     identity: generateIdentity(),
@@ -56,7 +112,8 @@ async function relayRole(): Promise<void> {
     logger: memoryLogger(),
   });
   console.log(JSON.stringify({ port: relay.port }));
-  serveCommands(async () => {
+  serveCommands(async ([cmd, arg]) => {
+    if (cmd === "splice") return { port: bareSplice(Number(arg)) };
     for (let i = 0; i < 3; i++) Bun.gc(true);
     await Bun.sleep(200);
     Bun.gc(true);
@@ -140,7 +197,7 @@ async function nodeRole(relayPort: number): Promise<void> {
     return ids;
   };
   const [a, b] = await tunnel(2);
-  console.log(JSON.stringify({ port: server.port, a, b }));
+  console.log(JSON.stringify({ port: server.port, a, b, splice: bareSplice(server.port) }));
   serveCommands(async ([cmd, n]) => (cmd === "tunnels" ? { ids: await tunnel(Number(n)) } : {}));
 }
 
@@ -346,8 +403,21 @@ async function main(): Promise<void> {
   const relayChild = spawnRole("relay");
   const { port: relayPort } = (await relayChild.first) as { port: number };
   const nodeChild = spawnRole("node", String(relayPort));
-  const { port: nodePort, a, b } = (await nodeChild.first) as { port: number; a: string; b: string };
+  const {
+    port: nodePort,
+    a,
+    b,
+    splice,
+  } = (await nodeChild.first) as {
+    port: number;
+    a: string;
+    b: string;
+    splice: number;
+  };
   const direct: Target = { kind: "direct", port: nodePort };
+  // caller → bare splice in the relay's process → bare splice in the node's process → the node's server
+  const { port: chainPort } = (await relayChild.ask(`splice ${splice}`)) as { port: number };
+  const chain: Target = { kind: "direct", port: chainPort };
   const viaA: Target = { kind: "relay", port: relayPort, node: a };
   const viaB: Target = { kind: "relay", port: relayPort, node: b };
   const mem = async () => (await relayChild.ask("mem")) as { rss: number; heapUsed: number; streams: number };
@@ -379,12 +449,13 @@ async function main(): Promise<void> {
 
     // throughput
     console.error("relay: throughput…");
-    const mbps: { d: number[]; r: number[] } = { d: [], r: [] };
+    const mbps: { d: number[]; r: number[]; c: number[] } = { d: [], r: [], c: [] };
     const bytes = BULK_MB * 1024 * 1024;
     for (let i = 0; i < TURNS; i++) {
       for (const [t, into] of [
         [direct, mbps.d],
         [viaA, mbps.r],
+        [chain, mbps.c],
       ] as const) {
         const st = await open(t);
         into.push(bytes / 1e6 / (await bulk(st, bytes)));
@@ -392,7 +463,7 @@ async function main(): Promise<void> {
       }
     }
     const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] as number;
-    const [dMb, rMb] = [med(mbps.d), med(mbps.r)];
+    const [dMb, rMb, cMb] = [med(mbps.d), med(mbps.r), med(mbps.c)];
 
     // latency, unloaded then loaded
     console.error("relay: latency…");
@@ -436,6 +507,9 @@ async function main(): Promise<void> {
     );
     out(
       `    for reference, through a loopback relay: frp ~690 MB/s, rathole ~1350 MB/s; p2prc ${f(rMb)} MB/s`,
+    );
+    out(
+      `    the same two hops as bare Bun splices (relay's process, node's process; no p2prc code): ${f(cMb)} MB/s (${f(cMb / dMb, 2)}× direct); p2prc relayed is ${f(rMb / cMb, 2)}× of it`,
     );
     rtt("RTT p50, µs (64 B echo)", idle, 50, GOALS.p50);
     rtt("RTT p99, µs", idle, 99, GOALS.p99);

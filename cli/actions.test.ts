@@ -99,12 +99,17 @@ describe("what a command loads", () => {
     expect(packages(mods)).not.toContain("zod");
     expect(packages(mods)).not.toContain("@peculiar");
     expect(packages(mods)).toContain("better-sqlite3");
+    // the dashboard and the metrics library load in a serving node only
+    expect(mods.filter((m) => m.startsWith("server/dashboard/"))).toEqual([]);
+    expect(packages(mods)).not.toContain("prom-client");
   });
 
   test("--vc loads no network code (p2p/, hono) and no server code", () => {
     const mods = loadedModules(["--vc"]);
     expect(mods.filter((m) => m.startsWith("p2p/") || m.startsWith("server/"))).toEqual([]);
     expect(packages(mods)).not.toContain("hono");
+    expect(mods.filter((m) => m.startsWith("server/dashboard/"))).toEqual([]);
+    expect(packages(mods)).not.toContain("prom-client");
   });
 
   test("--vc --ni loads only the two command modules they use", () => {

@@ -100,7 +100,7 @@ export const ACTIONS = [
     type: "boolean",
     alias: ["vp", "ViewPlugins"],
     description: "List installed plugins",
-    pending: "plugins",
+    run: async (ctx) => (await import("./commands/plugins.ts")).viewPluginsCommand(ctx),
   },
   {
     name: "tracked-containers",
@@ -114,8 +114,8 @@ export const ACTIONS = [
     type: "string",
     alias: ["plugin", "ExecutePlugin"],
     valueHint: "name",
-    description: "Run a plugin against container or group --id",
-    pending: "plugins",
+    description: "Run a plugin against container or group --id (options as --env NAME=value)",
+    run: async (ctx) => (await import("./commands/plugins.ts")).executePluginCommand(ctx),
   },
   {
     name: "create-group",
@@ -151,9 +151,9 @@ export const ACTIONS = [
     name: "pull-plugin",
     type: "string",
     alias: ["pp", "PullPlugin"],
-    valueHint: "url",
-    description: "Install a plugin",
-    pending: "plugins",
+    valueHint: "source",
+    description: "Install a plugin from a folder, a tar, a git URL or peer:<node>/<name>",
+    run: async (ctx) => (await import("./commands/plugins.ts")).pullPluginCommand(ctx),
   },
   {
     name: "remove-plugin",
@@ -161,7 +161,7 @@ export const ACTIONS = [
     alias: ["rp", "RemovePlugin"],
     valueHint: "name",
     description: "Remove a plugin",
-    pending: "plugins",
+    run: async (ctx) => (await import("./commands/plugins.ts")).removePluginCommand(ctx),
   },
   {
     name: "add-metadata",

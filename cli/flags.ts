@@ -29,7 +29,7 @@ export const MODIFIERS = {
     alias: ["e"],
     valueHint: "NAME=value",
     repeat: true,
-    description: "Environment variable of the container (--touch; repeat for more)",
+    description: "Environment variable of the container (--touch) or plugin option (--plugin); repeatable",
   },
   publish: {
     type: "string",

@@ -2,7 +2,7 @@
 import { VERSION } from "../core/version.ts";
 import { ACTIONS } from "./actions.ts";
 import { FLAGS, type FlagName, GLOBAL_FLAGS, MODIFIERS } from "./flags.ts";
-import { CONTAINER_HELP, CONTAINER_VERBS, RELAY_HELP, RELAY_SUBCOMMANDS } from "./verbs.ts";
+import { CONTAINER_HELP, CONTAINER_VERBS, IMAGE_HELP, RELAY_HELP, RELAY_SUBCOMMANDS } from "./verbs.ts";
 
 function line(name: FlagName): [string, string] {
   const def = FLAGS[name];
@@ -28,6 +28,7 @@ function section(title: string, names: FlagName[]): string {
 export const SUBCOMMAND_USAGE = {
   batch: "p2prc batch <job.json|job.yaml> --out <dir> [--nodes <list>|auto] [--retry-failed] [--json]",
   status: "p2prc batch status <dir> [--json]",
+  ui: "p2prc ui [--json]   (a one-time login link to this machine's running node's dashboard)",
   demo: "p2prc demo mandelbrot --tiles N [--size WxH] [--image ref] [--max-iter N] --out mandelbrot.png [--nodes <list>] [--json]",
 };
 
@@ -50,9 +51,11 @@ export function renderHelp(): string {
     `  ${SUBCOMMAND_USAGE.batch}`,
     `  ${SUBCOMMAND_USAGE.status}`,
     `  ${SUBCOMMAND_USAGE.demo}`,
+    `  ${SUBCOMMAND_USAGE.ui}`,
     ...CONTAINER_VERBS.map((v) => `  ${CONTAINER_HELP[v]}`),
     "  (<node> may be left out for a container --tc tracks; each verb takes -h)",
     ...RELAY_SUBCOMMANDS.map((v) => `  ${RELAY_HELP[v]}`),
+    `  ${IMAGE_HELP}`,
     "",
     "Single-dash long names (-dc, -touch) work as in P2PRC. Config: p2prc --vc; docs: Docs/.",
   ].join("\n");

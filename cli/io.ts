@@ -52,3 +52,73 @@ export function reportError(io: CliIO, err: unknown, debug: boolean): void {
 export function toJson(value: unknown): string {
   return JSON.stringify(value, null, 2);
 }
+
+/** The user's terminal, for `exec -i/-t`. Tests pass their own. */
+export interface Terminal {
+  /** Whether stdin is a terminal (`-t` needs one). */
+  readonly isTTY: boolean;
+  /** stdin as bytes, as they come (keys in raw mode, or a pipe); ends with stdin. */
+  input(): ReadableStream<Uint8Array>;
+  /** Raw mode on (keys go as typed, Ctrl-C included); returns the restore. */
+  raw(): () => void;
+  /** The terminal's size, when stdout is one. */
+  size(): { cols: number; rows: number } | undefined;
+  /** Calls `fn` when the terminal is resized; returns the removal. */
+  onResize(fn: (cols: number, rows: number) => void): () => void;
+}
+
+export const processTerminal: Terminal = {
+  get isTTY() {
+    return process.stdin.isTTY === true;
+  },
+  input() {
+    const stdin = process.stdin;
+    let onData: ((d: Buffer) => void) | undefined;
+    let onEnd: (() => void) | undefined;
+    return new ReadableStream<Uint8Array>(
+      {
+        start(controller) {
+          onData = (d) => {
+            controller.enqueue(new Uint8Array(d));
+            if ((controller.desiredSize ?? 1) <= 0) stdin.pause();
+          };
+          onEnd = () => {
+            try {
+              controller.close();
+            } catch {
+              // cancelled already
+            }
+          };
+          stdin.on("data", onData);
+          stdin.once("end", onEnd);
+        },
+        pull() {
+          stdin.resume();
+        },
+        cancel() {
+          if (onData) stdin.off("data", onData);
+          if (onEnd) stdin.off("end", onEnd);
+          stdin.pause();
+        },
+      },
+      { highWaterMark: 4 },
+    );
+  },
+  raw() {
+    if (!process.stdin.isTTY) return () => {};
+    process.stdin.setRawMode(true);
+    return () => process.stdin.setRawMode(false);
+  },
+  size() {
+    const { columns, rows } = process.stdout;
+    return process.stdout.isTTY && columns && rows ? { cols: columns, rows } : undefined;
+  },
+  onResize(fn) {
+    const listener = () => {
+      const s = processTerminal.size();
+      if (s) fn(s.cols, s.rows);
+    };
+    process.stdout.on("resize", listener);
+    return () => process.stdout.off("resize", listener);
+  },
+};

@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import type { BatchProgress } from "../abstractions/index.ts";
 import type { CliIO } from "./io.ts";
-import { progressReporter } from "./progress.ts";
+import { progressReporter, transferReporter } from "./progress.ts";
 
 function capture() {
   const lines: string[] = [];
@@ -114,5 +114,37 @@ describe("tty mode", () => {
     const c = capture();
     progressReporter(c.io, "tty", c.stream).update(base({ etaMs }));
     expect(c.written[0]).toEndWith(text);
+  });
+});
+
+describe("transfer progress (image push)", () => {
+  test("a line every 2 s when not a terminal: bytes, of the expected size, rate and ETA", () => {
+    const c = capture();
+    const r = transferReporter(c.io, "lines", c.stream);
+    r.update({ bytes: 10_000_000, totalHint: 200_000_000, elapsedMs: 1000 });
+    r.update({ bytes: 15_000_000, totalHint: 200_000_000, elapsedMs: 1500 });
+    r.update({ bytes: 50_000_000, totalHint: 200_000_000, elapsedMs: 5000 });
+    expect(c.lines).toEqual([
+      "sent 10.0 MB of ~200.0 MB  10.0 MB/s  ETA 19s",
+      "sent 50.0 MB of ~200.0 MB  10.0 MB/s  ETA 15s",
+    ]);
+  });
+
+  test("one redrawn bar on a terminal, ended by a newline; nothing with --json; no ETA without a size", () => {
+    const c = capture();
+    const r = transferReporter(c.io, "tty", c.stream);
+    r.update({ bytes: 100_000_000, totalHint: 200_000_000, elapsedMs: 2000 });
+    r.update({ bytes: 3_000_000_000, elapsedMs: 60_000 });
+    r.finish();
+    expect(c.written).toEqual([
+      `\r\x1b[2K[${"#".repeat(12)}${".".repeat(12)}] 100.0 MB of ~200.0 MB  50.0 MB/s  ETA 2s`,
+      `\r\x1b[2K[${".".repeat(24)}] 3.0 GB  50.0 MB/s`,
+      "\n",
+    ]);
+    const quiet = capture();
+    const none = transferReporter(quiet.io, "none", quiet.stream);
+    none.update({ bytes: 1, elapsedMs: 5000 });
+    none.finish();
+    expect([...quiet.lines, ...quiet.written]).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ import { ACTIONS, type ActionDef } from "./actions.ts";
 import type { CommandContext, FlagValues } from "./context.ts";
 import { cittyArgs, FLAGS, type FlagName, flagSpellings } from "./flags.ts";
 import { renderHelp } from "./help.ts";
-import { type CliIO, exitCodeOf, processIO, reportError, usageError } from "./io.ts";
+import { type CliIO, exitCodeOf, processIO, reportError, type Terminal, usageError } from "./io.ts";
 import { isContainerVerb, isRelaySubcommand } from "./verbs.ts";
 
 /** Rewrites P2PRC's single-dash long flags (`-dc`, `-touch=x`) to `--dc`; rejects unknown flags. */
@@ -84,6 +84,8 @@ export interface RunOptions {
   io?: CliIO;
   env?: Record<string, string | undefined>;
   stopSignal?: AbortSignal;
+  /** The user's terminal (`exec -i/-t`); default: the process's stdin and stdout. */
+  terminal?: Terminal;
 }
 
 /** Runs the CLI on `argv` (without the program name) and returns the exit code. Drivable from tests. */
@@ -98,6 +100,14 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
       if (isRelaySubcommand(word))
         return await (await import("./commands/relay.ts")).runRelaySubcommand(word, own, io, options);
       return await (await import("./commands/batch.ts")).runSubcommand(word, own, io, options);
+    }
+    if (word === "image") {
+      const own = argv.slice(1).filter((a) => a !== "--debug");
+      return await (await import("./commands/image.ts")).runImageCommand(own, io, options);
+    }
+    if (word === "ui") {
+      const own = argv.slice(1).filter((a) => a !== "--debug");
+      return await (await import("./commands/ui.ts")).runUi(own, io, options);
     }
     if (isContainerVerb(argv[0])) {
       const { runContainerVerb } = await import("./commands/containers.ts");

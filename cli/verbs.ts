@@ -6,7 +6,7 @@ export type ContainerVerb = (typeof CONTAINER_VERBS)[number];
 
 export const CONTAINER_HELP: Record<ContainerVerb, string> = {
   logs: "p2prc logs [<node>] <container> [-f|--follow] [--tail N] [--since <time>]",
-  exec: "p2prc exec [<node>] <container> [-e K=V]… [-w <dir>] [--timeout S] -- <command> [args…]",
+  exec: "p2prc exec [<node>] <container> [-i] [-t] [-e K=V]… [-w <dir>] [--timeout S] -- <command> [args…]",
   cp: "p2prc cp [<node>:]<container>:<path> <local>   |   p2prc cp <local> [<node>:]<container>:<path>",
   ps: "p2prc ps [<node>] [--json]",
   lease: "p2prc lease [<node>] <container> --ttl <seconds> [--json]",
@@ -34,3 +34,7 @@ export function isRelaySubcommand(word: string | undefined): word is RelaySubcom
 export function isContainerVerb(word: string | undefined): word is ContainerVerb {
   return (CONTAINER_VERBS as readonly (string | undefined)[]).includes(word);
 }
+
+/** `p2prc image push|ls|rm`: images members push to a node (no registry needed). */
+export const IMAGE_HELP =
+  "p2prc image push <node> <image> [--json]  |  p2prc image ls <node> [--json]  |  p2prc image rm <node> <image> [--json]";

@@ -9,8 +9,9 @@ import {
 } from "node:fs";
 import { basename, dirname, join, posix } from "node:path";
 import { createTar, parseTar } from "nanotar";
-import { P2prcError } from "../core/index.ts";
+import { FrameDemuxer, nodeUrl, P2prcError } from "../core/index.ts";
 import type { ContainerView } from "../server/index.ts";
+import type { TrackedContainer } from "../store/index.ts";
 import { safeJoin } from "./batch/worker.ts";
 import { type ClientDeps, identify, locate, nodeAddress } from "./containers.ts";
 import { connect, type ExecReply } from "./node-client.ts";
@@ -43,6 +44,89 @@ export async function execInContainer(
 ): Promise<ExecReply> {
   const { client, id } = await locate(deps, ref.node, ref.id);
   return client.exec(id, command, opts);
+}
+
+/**
+ * A container as its node reports it (its published ports and ssh among it), with its node (`host:port`)
+ * and the tracked record when there is one. The node answers only for a container the caller may manage.
+ */
+export async function inspectContainer(
+  deps: ClientDeps,
+  ref: ContainerRef,
+): Promise<{ view: ContainerStatus; node: string; nodeUrl: string; tracked: TrackedContainer | undefined }> {
+  const { client, id, tracked, where } = await locate(deps, ref.node, ref.id);
+  const view = await client.getContainer(id);
+  const nodeUrl = tracked?.nodeUrl ?? nodeUrlOf(client);
+  return { view, node: tracked ? nodeAddress(tracked.nodeUrl) : where, nodeUrl, tracked };
+}
+
+/** A NodeClient's node as a URL. */
+function nodeUrlOf(client: { node: { address: { host: string; port: number }; tls?: boolean | undefined } }) {
+  return nodeUrl(client.node.address, client.node.tls !== false);
+}
+
+/** What an interactive exec (`exec -i/-t`) is given and where its output goes. */
+export interface InteractiveExec {
+  /** A terminal: output comes raw (stdout and stderr are one) and the size can change. */
+  tty: boolean;
+  env?: Record<string, string>;
+  workingDir?: string;
+  /** The terminal's size at the start. */
+  cols?: number;
+  rows?: number;
+  /** The command's stdin (the user's keys, or a pipe); its end closes the command's stdin. */
+  stdin: ReadableStream<Uint8Array>;
+  /** Output as it comes: stream 1 stdout, 2 stderr (with a TTY everything is 1). */
+  output: (stream: 1 | 2, data: Uint8Array) => void;
+  /** Registers a listener for size changes of the terminal; returns its removal. */
+  onResize?: (listener: (cols: number, rows: number) => void) => () => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * `exec -i/-t`: runs a command with its stdin attached (and a terminal with `tty`) in a running container,
+ * streaming both ways through the node's signed session (and a relay, for a relayed node); resolves with
+ * the command's exit code.
+ */
+export async function execInteractive(
+  deps: ClientDeps,
+  ref: ContainerRef,
+  command: string[],
+  o: InteractiveExec,
+) {
+  const { client, id } = await locate(deps, ref.node, ref.id);
+  const opened = await client.openExec(id, {
+    command,
+    tty: o.tty,
+    ...(o.env ? { env: o.env } : {}),
+    ...(o.workingDir ? { workingDir: o.workingDir } : {}),
+    ...(o.tty && o.cols && o.rows ? { cols: o.cols, rows: o.rows } : {}),
+  });
+  const stop = new AbortController();
+  const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
+  const unlisten = o.onResize?.((cols, rows) => {
+    client.resizeExec(opened.session, cols, rows).catch(() => undefined);
+  });
+  try {
+    const output = await client.attachExec(opened.session, opened.token, o.stdin, signal);
+    const demux = o.tty ? undefined : new FrameDemuxer();
+    for await (const chunk of output) {
+      if (!demux) o.output(1, chunk);
+      else for (const p of demux.push(chunk)) o.output(p.stream === 2 ? 2 : 1, p.data);
+    }
+  } finally {
+    unlisten?.();
+    stop.abort(); // the command ended: stop sending the user's input
+  }
+  // the engine may say "running" for a moment after the output ended
+  for (let i = 0; i < 50; i++) {
+    const st = await client.execStatus(opened.session);
+    if (st.exitCode !== null) return st.exitCode;
+    await Bun.sleep(40);
+  }
+  throw new P2prcError("E_NODE_UNREACHABLE", "exec: the output ended but the node reports no exit code", {
+    retryable: true,
+  });
 }
 
 /** A container in `ps`: as its node reports it, and the node (`host:port`). */

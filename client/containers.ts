@@ -3,7 +3,7 @@ import { formatAddress, nodeOfUrl, nodeUrl, P2prcError, shellQuote } from "../co
 import type { PeerView } from "../p2p/index.ts";
 import type { ClientStore, TrackedContainer } from "../store/index.ts";
 import { type CreateContainerBody, connect, type NodeClient, type PeerDeps } from "./node-client.ts";
-import { type NodeNeeds, type NodeTarget, resolveNode } from "./resolve.ts";
+import { type DeadNode, type NodeNeeds, type NodeTarget, resolveNode } from "./resolve.ts";
 
 /** What the client calls need; built by the composition root. */
 export interface ClientDeps extends PeerDeps {
@@ -11,8 +11,8 @@ export interface ClientDeps extends PeerDeps {
   tracking: ClientStore;
   /** The current IP table. */
   views: () => PeerView[];
-  /** Ids of the nodes the table holds as dead (tombstones): reported as dead, not as unknown. */
-  dead?: () => string[];
+  /** The nodes the table holds as dead (tombstones): reported as dead, not as unknown. */
+  dead?: () => DeadNode[];
   /**
    * The ssh command for a container's published ssh port on node `nodeId` when the node's own one does
    * not work from here (a relayed node: an ssh `ProxyCommand` of p2prc); undefined: the node's own.

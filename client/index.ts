@@ -8,12 +8,14 @@ export type { BatchProgress, BatchSummary, TaskResult } from "./batch/scheduler.
 export { slotsFor } from "./batch/scheduler.ts";
 export type { BatchStatus } from "./batch/status.ts";
 export { batchStatus } from "./batch/status.ts";
-export type { ContainerRef, ContainerStatus, ListedContainer } from "./container-ops.ts";
+export type { ContainerRef, ContainerStatus, InteractiveExec, ListedContainer } from "./container-ops.ts";
 export {
   containerLogs,
   copyFromContainer,
   copyToContainer,
   execInContainer,
+  execInteractive,
+  inspectContainer,
   listContainers,
   renewLease,
   resumeContainer,
@@ -31,6 +33,7 @@ export {
   addToGroup,
   createGroup,
   getSpecs,
+  identify,
   listGroups,
   removeContainer,
   removeFromGroup,
@@ -43,7 +46,9 @@ export {
 } from "./containers.ts";
 export type { MandelbrotOptions } from "./demo/mandelbrot.ts";
 export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
+export type { PushedImage, PushImageOptions, PushProgress } from "./images.ts";
+export { listPushedImages, pushImage, removePushedImage } from "./images.ts";
 export type { CreateContainerBody, CreatedContainer, ExecReply, PeerDeps } from "./node-client.ts";
 export { connect, NodeClient } from "./node-client.ts";
-export type { NodeNeeds, NodeTarget } from "./resolve.ts";
+export type { DeadNode, NodeNeeds, NodeTarget } from "./resolve.ts";
 export { rankNodes, resolveNode } from "./resolve.ts";

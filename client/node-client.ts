@@ -8,10 +8,23 @@ import {
   nodeOfUrl,
   PeerClient,
 } from "../core/index.ts";
-import type { CreateContainerRequest, CreateResult, ServerApp } from "../server/index.ts";
+import type {
+  CreateContainerRequest,
+  CreateResult,
+  ExecSessionRequest,
+  PushedImageView,
+  PushResult,
+  ServerApp,
+} from "../server/index.ts";
 
 /** What a node answers for a created container (the server's own type: siblings share types). */
 export type CreatedContainer = CreateResult;
+
+/** POST /v1/containers/:id/exec/sessions body (an interactive exec). */
+export type ExecSessionBody = ExecSessionRequest;
+
+/** The header an exec session's stream presents its one-time token in (server/routes/exec.ts). */
+const EXEC_TOKEN_HEADER = "x-p2prc-exec-token";
 
 /** POST /v1/containers body. */
 export type CreateContainerBody = CreateContainerRequest;
@@ -115,6 +128,30 @@ export class NodeClient {
     const args = { ...id(containerId), json: { command, ...opts } };
     return (await this.api.v1.containers[":id"].exec.$post(args, this.within(timeoutMs))).json();
   }
+  /** Opens an interactive exec (`exec -i/-t`): its session id and the one-time token of its stream. */
+  async openExec(containerId: string, body: ExecSessionBody) {
+    const args = { ...id(containerId), json: body };
+    return (await this.api.v1.containers[":id"].exec.sessions.$post(args, this.within(60_000))).json();
+  }
+  /** The session's stream: `stdin` goes to the command as it comes; the answer's body is its output. */
+  async attachExec(session: string, token: string, stdin: ReadableStream<Uint8Array>, signal?: AbortSignal) {
+    const path = `/v1/exec/${encodeURIComponent(session)}/io`;
+    const res = await this.peer.duplex(this.node, path, {
+      headers: { [EXEC_TOKEN_HEADER]: token, "content-type": "application/octet-stream" },
+      body: stdin,
+      ...(signal ? { signal } : {}),
+    });
+    return res.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+  }
+  /** The session's terminal has a new size. */
+  async resizeExec(session: string, cols: number, rows: number) {
+    const args = { param: { session }, json: { cols, rows } };
+    return (await this.api.v1.exec[":session"].resize.$post(args)).json();
+  }
+  /** Whether the session's command still runs, and its exit code once it ended. */
+  async execStatus(session: string) {
+    return (await this.api.v1.exec[":session"].$get({ param: { session } })).json();
+  }
   async putFiles(containerId: string, path: string, tar: Uint8Array): Promise<void> {
     await this.peer.request(this.node, this.filesPath(containerId, path), {
       method: "PUT",
@@ -127,6 +164,50 @@ export class NodeClient {
     return new Uint8Array(await res.arrayBuffer());
   }
 
+  /** A signed request to a route outside ServerApp's types (one another module serves, e.g. /v1/plugins). */
+  async request(path: string, init: { method?: string; timeoutMs?: number } = {}): Promise<Response> {
+    return this.peer.request(this.node, path, { timeoutMs: this.timeoutMs, ...init });
+  }
+
+  /**
+   * The first half of an image push: the archive, sent as it is read (no timeout but the caller's
+   * signal: a big image takes what it takes). The node answers the upload's id.
+   */
+  async pushArchive(
+    image: string,
+    archive: ReadableStream<Uint8Array>,
+    o: { sizeHint?: number | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<{ upload: string; bytes: number }> {
+    const q = new URLSearchParams({ image });
+    if (o.sizeHint !== undefined) q.set("size", String(o.sizeHint));
+    const res = await this.peer.request(this.node, `/v1/images/push?${q}`, {
+      method: "POST",
+      body: archive,
+      headers: { "content-type": "application/x-tar" },
+      timeoutMs: 2_147_483_647,
+      signal: o.signal,
+    });
+    return (await res.json()) as { upload: string; bytes: number };
+  }
+  /** The second half: the archive's digest and size; the node loads it when they match what it got. */
+  async commitPush(upload: string, claim: { sha256: string; bytes: number }): Promise<PushResult> {
+    // loading a big archive takes the engine a while
+    return this.peer.json<PushResult>(this.node, `/v1/images/push/${upload}`, {
+      method: "POST",
+      json: claim,
+      timeoutMs: 30 * 60_000,
+    });
+  }
+  /** Images members pushed to the node, with their pushers. */
+  async pushedImages(): Promise<PushedImageView[]> {
+    return (await this.peer.json<{ images: PushedImageView[] }>(this.node, "/v1/images/pushed")).images;
+  }
+  /** Removes an image the caller pushed (an admin: any pushed image). */
+  async removePushedImage(image: string): Promise<PushedImageView> {
+    const path = `/v1/images/pushed?image=${encodeURIComponent(image)}`;
+    return (await this.peer.json<{ removed: PushedImageView }>(this.node, path, { method: "DELETE" }))
+      .removed;
+  }
   private filesPath(containerId: string, path: string): string {
     return `/v1/containers/${encodeURIComponent(containerId)}/files?path=${encodeURIComponent(path)}`;
   }

@@ -184,12 +184,27 @@ describe("auto --gpu and dead nodes (issue 18, defects 7 and 10)", () => {
   test("a dead node's id or prefix is reported as dead, not unknown", () => {
     const deadId = idOf("dead");
     for (const ref of [deadId, "dead00"]) {
-      const err = thrown(() => resolveNode(ref, [view("aaaa", "alive", 1)], {}, [deadId]));
+      const err = thrown(() => resolveNode(ref, [view("aaaa", "alive", 1)], {}, [{ id: deadId }]));
       expect(err.code).toBe("E_NODE_UNREACHABLE");
       expect(err.message).toContain("is dead");
       expect(err.message).not.toContain("unknown");
     }
     // without the tombstone it is unknown, as before
     expect(thrown(() => resolveNode("dead00", [view("aaaa", "alive", 1)])).message).toContain("unknown node");
+  });
+
+  test("a dead node's former name is reported as dead, with its id", () => {
+    const deadId = idOf("dead");
+    const err = thrown(() =>
+      resolveNode("bob", [view("aaaa", "alive", 1)], {}, [{ id: deadId, name: "bob" }]),
+    );
+    expect(err.code).toBe("E_NODE_UNREACHABLE");
+    expect(err.message).toBe(
+      `node bob (${deadId.slice(0, 12)}) is dead: the network declared it gone (it stopped answering or left)`,
+    );
+    // a live node of the same name wins over the tombstone
+    expect(resolveNode("alive", [view("aaaa", "alive", 1)], {}, [{ id: deadId, name: "alive" }]).name).toBe(
+      "alive",
+    );
   });
 });

@@ -27,6 +27,12 @@ function target(v: PeerView): NodeTarget {
   };
 }
 
+/** A node the IP table holds as dead (a tombstone), with the name it went by when known. */
+export interface DeadNode {
+  id: string;
+  name?: string | undefined;
+}
+
 /** What a container asks of its node, for `auto` to choose one that has it. */
 export interface NodeNeeds {
   /** The node offers GPUs (its record's `offer.gpus` > 0). */
@@ -59,8 +65,8 @@ export function resolveNode(
   ref: string,
   views: PeerView[],
   needs: NodeNeeds = {},
-  /** Ids of nodes the table holds as dead: named by id or prefix, they are reported as dead, not unknown. */
-  dead: string[] = [],
+  /** Nodes the table holds as dead: named by id, prefix or former name, they are reported as dead, not unknown. */
+  dead: DeadNode[] = [],
 ): NodeTarget {
   const text = ref.trim();
   if (text === "auto") {
@@ -101,12 +107,14 @@ export function resolveNode(
     );
   }
   const gone = dead.filter(
-    (id) => id === text.toLowerCase() || (byPrefixOk && id.startsWith(text.toLowerCase())),
+    ({ id, name }) =>
+      id === text.toLowerCase() || (byPrefixOk && id.startsWith(text.toLowerCase())) || name === text,
   );
   if (gone.length > 0) {
+    const { id, name } = gone[0] as DeadNode;
     throw new P2prcError(
       "E_NODE_UNREACHABLE",
-      `node ${(gone[0] as string).slice(0, 12)}… is dead: the network declared it gone (it stopped answering or left)`,
+      `node ${name ? `${name} (${id.slice(0, 12)})` : `${id.slice(0, 12)}…`} is dead: the network declared it gone (it stopped answering or left)`,
       { field: "node", hint: "choose another node from --ls, or auto" },
     );
   }

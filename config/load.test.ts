@@ -331,6 +331,7 @@ describe("resolveHome", () => {
     expect(p.privateKey).toBe("/h/identity/node.key");
     expect(p.stateDb).toBe("/data/state.db");
     expect(nodePaths("/h").stateDb).toBe("/h/state.db");
+    expect(p.plugins).toBe("/h/plugins");
   });
 });
 

@@ -53,9 +53,12 @@ export function defaultConfig(hostname: string): Config {
     memberMaxCpus: 16,
     memberMaxMemoryMb: 16384,
     memberRequestsPerMinute: 6000,
+    imagePushes: true,
+    memberImageQuotaMb: 4096,
     trusted: [],
     openNetwork: false,
     tls: true,
+    metricsToken: "",
     requestSkewSeconds: 30,
     logLevel: "info",
   };

@@ -25,6 +25,8 @@ export interface NodePaths {
   privateKey: string;
   publicKey: string;
   stateDb: string;
+  /** Installed plugins, one folder each (`p2prc --vp`). */
+  plugins: string;
 }
 
 /** File locations of a home; `dataDir` (config) moves only the database. */
@@ -37,5 +39,6 @@ export function nodePaths(home: string, dataDir = ""): NodePaths {
     privateKey: join(identityDir, "node.key"),
     publicKey: join(identityDir, "node.pub"),
     stateDb: join(dataDir || home, "state.db"),
+    plugins: join(home, "plugins"),
   };
 }

@@ -248,6 +248,11 @@ export const CONFIG_FIELDS = {
     allowed: "an integer number of MiB from 0 to 1000000000",
     doc: "Most memory one member's containers may hold here together, in MiB.",
   },
+  memberImageQuotaMb: {
+    schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(1e9)),
+    allowed: "an integer number of MiB from 0 to 1000000000",
+    doc: "Most disk one member's pushed images may hold here together, in MiB (their archives' size); a push over it is refused (413). This node's own key is exempt.",
+  },
   memberRequestsPerMinute: {
     schema: (z: Z) => z.int().check(z.minimum(0), z.maximum(1e9)),
     allowed: "an integer from 0 to 1000000000 (0 = no limit)",
@@ -258,6 +263,11 @@ export const CONFIG_FIELDS = {
     allowed: "a list of node ids, 64 hex characters each (env: comma-separated)",
     doc: "Nodes besides this one that may use it: your own other machines (the personal cluster).",
   },
+  imagePushes: {
+    schema: (z: Z) => z.boolean(),
+    allowed: "true or false",
+    doc: "Members may push images to this node (p2prc image push) and fetch images it has; each pushed image counts against its pusher's memberImageQuotaMb. allowedImages still applies.",
+  },
   openNetwork: {
     schema: (z: Z) => z.boolean(),
     allowed: "true or false",
@@ -267,6 +277,11 @@ export const CONFIG_FIELDS = {
     schema: (z: Z) => z.boolean(),
     allowed: "true or false",
     doc: "Serve TLS with a self-signed certificate that peers pin (its fingerprint is in the signed record). false: plain HTTP, and plain-HTTP peers are accepted.",
+  },
+  metricsToken: {
+    schema: (z: Z) => z.string().check(z.regex(/^$|^[A-Za-z0-9._~+/=-]{16,256}$/)),
+    allowed: "empty, or 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / = -",
+    doc: "Bearer token a Prometheus scrape of /metrics must send. Empty: /metrics answers loopback only.",
   },
   requestSkewSeconds: {
     schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(3600)),

@@ -21,6 +21,8 @@ export type { Cancel, Clock } from "./clock.ts";
 export { ManualClock, systemClock } from "./clock.ts";
 export type { ErrorCode, P2prcErrorOptions } from "./errors.ts";
 export { isP2prcError, P2prcError, wrapError } from "./errors.ts";
+export type { FramePiece } from "./frames.ts";
+export { FrameDemuxer } from "./frames.ts";
 export type { Identity } from "./identity.ts";
 export {
   generateIdentity,
@@ -44,6 +46,7 @@ export {
   canonicalRequest,
   NonceCache,
   parseSignedHeaders,
+  STREAMED_BODY_SHA256,
   sha256Hex,
   signRequest,
   signRequestHash,

@@ -2,7 +2,7 @@ import { type Address, formatAddress, nodeUrl, unbracket } from "./address.ts";
 import type { Clock } from "./clock.ts";
 import { type ErrorCode, P2prcError, wrapError } from "./errors.ts";
 import type { Identity } from "./identity.ts";
-import { signRequest } from "./signing.ts";
+import { STREAMED_BODY_SHA256, signRequest, signRequestHash } from "./signing.ts";
 
 /**
  * A node to reach: where it listens and what is known of it. Callers pass this, never a URL string:
@@ -61,10 +61,13 @@ export function nodeOfUrl(
   return { node, path: `${u.pathname}${u.search}` };
 }
 
-/** One request to a node. A body is a string or bytes (it is hashed into the signature). */
+/**
+ * One request to a node. A body is a string or bytes (it is hashed into the signature), or a stream sent
+ * as it is read (an image push): signed as STREAMED_BODY_SHA256, its digest sent by a later request.
+ */
 export interface PeerRequest {
   method?: string;
-  body?: Uint8Array | string | undefined;
+  body?: Uint8Array | string | ReadableStream<Uint8Array> | undefined;
   /** Sent as JSON (`content-type: application/json`). */
   json?: unknown;
   headers?: Record<string, string>;
@@ -127,28 +130,54 @@ export class PeerClient {
       headers["content-type"] = "application/json";
       body = JSON.stringify(r.json);
     }
+    const streamed = body instanceof ReadableStream;
     if (this.o.identity) {
       // only the path and query are signed: the host part is a placeholder
-      const signed = signRequest(
-        this.o.identity,
-        method,
-        `http://node${path}`,
-        body ?? "",
-        this.o.clock.now(),
-        node.id,
-      );
+      const url = `http://node${path}`;
+      const now = this.o.clock.now();
+      const signed =
+        body instanceof ReadableStream
+          ? signRequestHash(this.o.identity, method, url, STREAMED_BODY_SHA256, now, node.id)
+          : signRequest(this.o.identity, method, url, body ?? "", now, node.id);
       Object.assign(headers, signed);
     }
-    const where = formatAddress(node.address);
     const timeout = AbortSignal.timeout(r.timeoutMs ?? this.timeoutMs);
     const signal = r.signal ? AbortSignal.any([timeout, r.signal]) : timeout;
+    const init: RequestInit = { method, headers, body, signal };
+    // a stream body goes as it is read (fetch's `duplex: "half"`)
+    if (streamed) Object.assign(init, { duplex: "half" });
+    return this.send(node, path, init, r.signal, timeout);
+  }
+
+  /**
+   * An unsigned POST whose body streams while its answer streams back (an interactive exec's stream,
+   * authorised by the one-time token in `headers`). No timeout but the caller's signal.
+   */
+  async duplex(
+    node: NodeRef,
+    path: string,
+    r: { headers: Record<string, string>; body: ReadableStream<Uint8Array>; signal?: AbortSignal },
+  ): Promise<Response> {
+    const init = { method: "POST", headers: r.headers, body: r.body, signal: r.signal, duplex: "half" };
+    return this.send(node, path, init as RequestInit, r.signal);
+  }
+
+  /** Sends through the transport; every failure becomes a coded P2prcError (see the class). */
+  private async send(
+    node: NodeRef,
+    path: string,
+    init: RequestInit,
+    callerSignal: AbortSignal | undefined,
+    timeout?: AbortSignal,
+  ): Promise<Response> {
+    const where = formatAddress(node.address);
     let res: Response;
     try {
-      res = await this.o.transport.send(node, path, { method, headers, body, signal });
+      res = await this.o.transport.send(node, path, init);
     } catch (err) {
-      if (r.signal?.aborted) throw r.signal.reason;
+      if (callerSignal?.aborted) throw callerSignal.reason;
       if (err instanceof P2prcError) throw wrapError(err, `cannot reach node ${where}`);
-      const reason = timeout.aborted ? "no answer in time" : (err as Error).message;
+      const reason = timeout?.aborted ? "no answer in time" : (err as Error).message;
       throw new P2prcError("E_NODE_UNREACHABLE", `cannot reach node ${where}: ${reason}`, {
         cause: err,
         retryable: true,

@@ -32,6 +32,13 @@ export function canonicalRequest(p: {
   return lines.join("\n");
 }
 
+/**
+ * What a request whose body is streamed signs as its body's SHA-256 (an image push): the body is not
+ * covered by this signature, and the server checks it against a digest a later signed request carries.
+ * The SHA-256 of the text `p2prc-v1 streamed body`.
+ */
+export const STREAMED_BODY_SHA256 = "bb86ce6814e88e01b1dd174e3a673cad92d821ea4177b4d9f091c977d7308c8f";
+
 export function sha256Hex(body: Uint8Array | string): string {
   return nodeCrypto().createHash("sha256").update(body).digest("hex");
 }

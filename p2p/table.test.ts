@@ -126,7 +126,7 @@ describe("death notices", () => {
     reporter = generateIdentity();
     victim = generateIdentity();
     table.merge(verified(signed(reporter, { version: 1 })));
-    table.merge(verified(signed(victim, { version: 7 })));
+    table.merge(verified(signed(victim, { version: 7, name: "victim-node" })));
   });
 
   test("verifyDeath: the reporter's signature verifies; a forged or tampered one does not", () => {
@@ -145,6 +145,9 @@ describe("death notices", () => {
     expect(table.get(victim.nodeId)?.state).toBe("dead");
     expect(table.record(victim.nodeId)).toBeUndefined();
     expect(table.death(victim.nodeId)?.reporter).toBe(reporter.nodeId);
+    // the notice handed on is the signed one, as received; the tombstone remembers the name apart
+    expect(verifyDeath(table.death(victim.nodeId))).toEqual(death(victim.nodeId, 7, reporter));
+    expect(table.dead()).toEqual([{ id: victim.nodeId, name: "victim-node" }]);
     expect(table.views().map((v) => v.id)).not.toContain(victim.nodeId);
     expect(table.live().map((r) => r.id)).not.toContain(victim.nodeId);
   });

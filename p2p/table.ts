@@ -206,9 +206,14 @@ export class PeerTable {
     // Only a node this table holds can die here, and only at the version held: a notice cannot claim
     // a version nobody published (which would keep the node out after it restarts).
     if (!existing || existing.state === "dead" || existing.version > notice.version) return "ignored";
+    // the tombstone keeps the name the node went by (outside the signed notice), so a user who names a
+    // dead node hears that it is dead, not that it is unknown
+    const formerName = existing.record
+      ? (JSON.parse(existing.record) as Partial<SignedRecord>).record?.name
+      : undefined;
     this.peers.put({
       id: notice.id,
-      record: JSON.stringify(notice),
+      record: JSON.stringify(formerName ? { ...notice, formerName } : notice),
       version: existing.version,
       state: "dead",
       lastSeen: existing.lastSeen,
@@ -225,7 +230,20 @@ export class PeerTable {
   /** The death notice held for a tombstone. */
   death(id: string): DeathNotice | undefined {
     const row = this.peers.get(id);
-    return row?.state === "dead" && row.record ? (this.parse(row, row.record) as DeathNotice) : undefined;
+    if (row?.state !== "dead" || !row.record) return undefined;
+    const { formerName: _, ...notice } = JSON.parse(row.record) as DeathNotice & { formerName?: string };
+    return notice;
+  }
+
+  /** The nodes held as dead (tombstones), with the name each went by when this table knew it. */
+  dead(): { id: string; name: string | undefined }[] {
+    return this.peers
+      .list()
+      .filter((r) => r.state === "dead")
+      .map((r) => ({
+        id: r.id,
+        name: r.record ? (JSON.parse(r.record) as { formerName?: string }).formerName : undefined,
+      }));
   }
 
   /** [id, version, dead] for every row, sorted by id. */

@@ -1,14 +1,19 @@
 import { join } from "node:path";
-import { Hono, type Schema } from "hono";
+import { Hono, type MiddlewareHandler, type Schema } from "hono";
+import { matchedRoutes } from "hono/route";
 import type { Config } from "../config/index.ts";
 import { type Clock, DEFAULT_PORT, type Logger, systemClock, tryParseAddress } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
 import type { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
+import { ExecSessions } from "./exec-sessions.ts";
 import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./http/auth.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { errorResponse } from "./http/errors.ts";
+import type { ImageService } from "./image-service.ts";
 import { containerRoutes } from "./routes/containers.ts";
+import { execOpenRoutes, execSessionRoutes } from "./routes/exec.ts";
+import { imageRoutes } from "./routes/images.ts";
 import { compatRoutes, nodeRoutes } from "./routes/node.ts";
 import { cachedSpecs } from "./specs.ts";
 import type { GpuProbe } from "./types.ts";
@@ -34,8 +39,27 @@ export interface ServerAppDeps {
   extraRoutes?: ExtraRoutes;
   /** This node's signed record, served by the identity probe. */
   selfRecord?: () => Promise<unknown>;
-  /** Ages the specs cache (default: the system clock). */
+  /**
+   * Sub-apps that authenticate their callers themselves (the dashboard's session cookie, the metrics
+   * scrape token): mounted outside the signed-request middleware, so each must refuse on its own.
+   */
+  ownAuthRoutes?: ExtraRoutes;
+  /** Told of every answered request (metrics): its route pattern, never its ids. */
+  onRequest?: (r: AnsweredRequest) => void;
+  /** Interactive execs (`p2prc exec -it`); the node passes its own, to close them when it stops. */
+  execSessions?: ExecSessions;
+  /** Default: the system clock. */
   clock?: Clock;
+  /** Pushed images and images for members (`/v1/images/push|pushed|archive`); not served without it. */
+  images?: ImageService | undefined;
+}
+
+/** One answered request, for metrics: `route` is the matched pattern (`/v1/containers/:id`). */
+export interface AnsweredRequest {
+  method: string;
+  route: string;
+  status: number;
+  seconds: number;
 }
 
 /** The node's HTTP API as a Hono app (test it in-process with `app.request`). */
@@ -52,22 +76,38 @@ export function createServerApp(deps: ServerAppDeps) {
     allowedImages: deps.config.allowedImages,
     selfRecord: deps.selfRecord,
   };
-  const v1 = new Hono<AuthEnv>().route("/", nodeRoutes(nodeOpts)).route(
-    "/containers",
-    containerRoutes({
-      service: deps.containers,
-      resolveCaller,
-      publicHost: (requestHost) => advertised || requestHost,
-      maxJsonBytes: deps.maxJsonBytes ?? 1024 * 1024,
-      maxUploadBytes: deps.maxUploadBytes ?? 256 * 1024 * 1024,
-      spoolDir: join(deps.dataDir, "uploads"),
-    }),
-  );
+  const exec = {
+    service: deps.containers,
+    sessions: deps.execSessions ?? new ExecSessions({ clock: deps.clock ?? systemClock }),
+    resolveCaller,
+  };
+  const v1 = new Hono<AuthEnv>()
+    .route("/", nodeRoutes(nodeOpts))
+    .route(
+      "/containers",
+      containerRoutes({
+        service: deps.containers,
+        resolveCaller,
+        publicHost: (requestHost) => advertised || requestHost,
+        maxJsonBytes: deps.maxJsonBytes ?? 1024 * 1024,
+        maxUploadBytes: deps.maxUploadBytes ?? 256 * 1024 * 1024,
+        spoolDir: join(deps.dataDir, "uploads"),
+      }),
+    )
+    .route("/containers", execOpenRoutes(exec))
+    .route("/exec", execSessionRoutes(exec));
   const app = new Hono<AuthEnv>();
-  if (deps.auth) app.use("*", authenticate(deps.auth));
+  const onRequest = deps.onRequest;
+  if (onRequest) app.use("*", observeRequests(onRequest));
+  if (deps.auth) app.use("*", skipping(deps.ownAuthRoutes ?? [], authenticate(deps.auth)));
   // Chained, so the result's type carries every route (ServerApp, for `hc`); `app` is the same object.
   const routed = app.route("/v1", v1).route("/", compatRoutes(nodeOpts));
-  for (const extra of deps.extraRoutes ?? []) app.route(extra.path, extra.app);
+  if (deps.images) {
+    const maxJsonBytes = deps.maxJsonBytes ?? 1024 * 1024;
+    app.route("/v1/images", imageRoutes({ service: deps.images, resolveCaller, maxJsonBytes }));
+  }
+  for (const extra of [...(deps.extraRoutes ?? []), ...(deps.ownAuthRoutes ?? [])])
+    app.route(extra.path, extra.app);
   app.notFound((c) =>
     c.json(
       { error: { code: "E_NOT_FOUND", message: `no route ${c.req.method} ${new URL(c.req.url).pathname}` } },
@@ -80,6 +120,33 @@ export function createServerApp(deps: ServerAppDeps) {
     ),
   );
   return routed;
+}
+
+/** `mw` on every path but those under `routes` (which authenticate their callers themselves). */
+function skipping(routes: ExtraRoutes, mw: MiddlewareHandler<AuthEnv>): MiddlewareHandler<AuthEnv> {
+  const under = (path: string) => routes.some((r) => path === r.path || path.startsWith(`${r.path}/`));
+  return (c, next) => (under(c.req.path) ? next() : mw(c, next));
+}
+
+/** Times every request and names its route by the pattern it matched ("unmatched" for a 404 of no route). */
+function observeRequests(onRequest: (r: AnsweredRequest) => void): MiddlewareHandler<AuthEnv> {
+  return async (c, next) => {
+    const start = performance.now();
+    try {
+      await next();
+    } finally {
+      // the handler that answered, or, when a middleware answered (a 401), the route it stood before
+      const route = matchedRoutes(c)
+        .slice(c.req.routeIndex)
+        .find((r) => r.method !== "ALL")?.path;
+      onRequest({
+        method: c.req.method,
+        route: route ?? "unmatched",
+        status: c.res.status,
+        seconds: (performance.now() - start) / 1000,
+      });
+    }
+  };
 }
 
 /**

@@ -21,7 +21,13 @@ import {
 } from "./images.ts";
 import { freePorts } from "./ports.ts";
 import { createTar } from "./tar.ts";
-import type { ContainerView, CreateContainerRequest, ExecRequest, GpuProbe } from "./types.ts";
+import type {
+  ContainerView,
+  CreateContainerRequest,
+  ExecRequest,
+  ExecSessionRequest,
+  GpuProbe,
+} from "./types.ts";
 
 /** What the container service needs; built by the composition root. */
 export interface ContainerServiceDeps {
@@ -35,6 +41,11 @@ export interface ContainerServiceDeps {
   gpus: GpuProbe;
   /** How a registry's name is looked up before a pull (default: the system resolver, 2 s). */
   resolveHost?: HostResolver | undefined;
+  /**
+   * Brings an image no registry has from a member that has it (node to node, ImageService); true once
+   * the engine has it. Without it a failed pull is the end.
+   */
+  fetchImage?: ((image: string, caller: Caller) => Promise<boolean>) | undefined;
 }
 
 /** Keeps an imported image (no CMD) running until its lease ends; works with busybox and coreutils. */
@@ -196,7 +207,7 @@ export class ContainerService {
     this.inFlightUse.set(name, { owner: caller.id, cpus, memoryMb });
     let id: string | undefined;
     try {
-      const details = await this.ensureImage(image, ref);
+      const details = await this.ensureImage(image, ref, caller);
       const publishHost = this.publishHost();
       const fixed = (await freePorts(req.ports ?? 0, publishHost ?? "0.0.0.0")).map((p) => ({
         internal: p,
@@ -359,20 +370,27 @@ export class ContainerService {
     }
   }
 
-  private async ensureImage(image: string, ref: ImageRef) {
+  private async ensureImage(image: string, ref: ImageRef, caller: Caller) {
     const { engine } = this.deps;
     const present = await engine.inspectImage(image);
     if (present) return present;
-    await checkRegistryAddresses(image, ref, this.deps.config, this.resolveHost);
-    this.log.info(`pulling ${image} ...`);
+    let pullError: unknown;
     try {
+      await checkRegistryAddresses(image, ref, this.deps.config, this.resolveHost);
+      this.log.info(`pulling ${image} ...`);
       await engine.pull(image);
     } catch (err) {
-      if (err instanceof P2prcError && err.code === "E_ENGINE_UNAVAILABLE") throw err;
-      throw new P2prcError("E_NOT_FOUND", `image ${image} is not on this node and could not be pulled`, {
-        field: "image",
-        cause: err,
-      });
+      if (err instanceof P2prcError && (err.code === "E_ENGINE_UNAVAILABLE" || err.code === "E_FORBIDDEN"))
+        throw err;
+      pullError = err;
+    }
+    // no registry has it (or none answers): a member node may (ImageService.fetchFromMembers)
+    if (pullError !== undefined && !(await this.deps.fetchImage?.(image, caller))) {
+      throw new P2prcError(
+        "E_NOT_FOUND",
+        `image ${image} is not on this node, could not be pulled${this.deps.fetchImage ? ", and no member node has it" : ""}`,
+        { field: "image", cause: pullError },
+      );
     }
     const pulled = await engine.inspectImage(image);
     if (!pulled)
@@ -527,6 +545,22 @@ export class ContainerService {
       timeoutMs: (req.timeoutSeconds ?? 600) * 1000,
       maxOutputBytes: 8 * 1024 * 1024,
     });
+  }
+
+  /** Starts an interactive exec (`p2prc exec -i/-t`): authorised as `exec`. */
+  async openExec(idOrName: string, caller: Caller, req: ExecSessionRequest) {
+    await this.ready();
+    const rec = this.record(idOrName, caller);
+    const info = await this.deps.engine.inspect(rec.id);
+    if (!info?.running) throw new P2prcError("E_CONFLICT", `container ${rec.name} is not running`);
+    const session = await this.deps.engine.openExec(rec.id, req.command, {
+      env: req.env,
+      workingDir: req.workingDir,
+      tty: req.tty === true,
+      cols: req.cols,
+      rows: req.rows,
+    });
+    return { container: rec.id, session };
   }
 
   /** The container's output; `options` as in LogsOptions (tail, since, maxBytes). */

@@ -8,6 +8,7 @@ import type { ContainerStore } from "../store/index.ts";
 import { createServerApp, type ServerAppDeps } from "./app.ts";
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
+import type { CallerResolver } from "./http/caller.ts";
 
 /** An engine that fails the test if a route reaches it: health, an empty list and refusals must not. */
 export const noEngine = new Proxy({} as ContainerEngine, {
@@ -53,6 +54,8 @@ export interface TestAppOptions {
   nodeId?: string;
   config?: Partial<Config>;
   dataDir?: string;
+  /** Who calls; default: `local`, an admin and the operator. */
+  resolveCaller?: CallerResolver;
 }
 
 /** The app and its service over `engine`, every caller an admin; containers default to busybox with small limits. */
@@ -79,7 +82,7 @@ export function testServerApp(o: TestAppOptions) {
     version: "test",
     containers,
     dataDir: o.dataDir ?? tmpdir(),
-    resolveCaller: () => ({ id: "local", admin: true, operator: true }),
+    resolveCaller: o.resolveCaller ?? (() => ({ id: "local", admin: true, operator: true })),
   });
   return { app, containers };
 }

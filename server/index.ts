@@ -1,10 +1,22 @@
 /** server: runs other nodes' tasks in isolated containers behind an HTTP API. */
 
-export type { ExtraRoutes, ServerApp, ServerAppDeps } from "./app.ts";
+export type { AnsweredRequest, ExtraRoutes, ServerApp, ServerAppDeps } from "./app.ts";
 export { createServerApp } from "./app.ts";
 export type { Caller } from "./caller.ts";
 export type { ContainerServiceDeps, CreateResult } from "./containers.ts";
 export { ContainerService, LABELS } from "./containers.ts";
+export type {
+  BatchView,
+  ClusterInfo,
+  DashboardOptions,
+  DashboardSource,
+  MetricsRouteOptions,
+  MetricsSource,
+  NodeMetrics,
+  SelfView,
+  UiAuthOptions,
+  UiSession,
+} from "./dashboard/index.ts";
 export type {
   ContainerEngine,
   ContainerInfo,
@@ -14,6 +26,8 @@ export type {
   EngineInfo,
   ExecOptions,
   ExecResult,
+  ExecSession,
+  ExecSessionOptions,
   ImageDetails,
   ImageInfo,
   NetworkInfo,
@@ -23,6 +37,15 @@ export type { AuthEnv, AuthOptions, AuthVariables } from "./http/auth.ts";
 export { authenticate, PUBLIC_ROUTES } from "./http/auth.ts";
 export type { CallerResolver } from "./http/caller.ts";
 export { remoteAddress } from "./http/caller.ts";
+export type {
+  ImageServiceDeps,
+  ImageSource,
+  ImageSources,
+  PushedImageView,
+  PushResult,
+} from "./image-service.ts";
+export { ImageService } from "./image-service.ts";
+export { normalizeImageRef } from "./images.ts";
 export type { ServerNode, ServerNodeDeps } from "./node.ts";
 export { startServerNode } from "./node.ts";
 export { freePorts } from "./ports.ts";
@@ -35,6 +58,7 @@ export type {
   ContainerView,
   CreateContainerRequest,
   ExecRequest,
+  ExecSessionRequest,
   GpuInfo,
   GpuProbe,
   LeaseRequest,
@@ -42,3 +66,9 @@ export type {
   StopRequest,
 } from "./types.ts";
 export { ContainerPathSchema, CreateContainerSchema, ExecSchema } from "./types.ts";
+
+/**
+ * The dashboard and /metrics (server/dashboard: hono's html pages, prom-client), loaded only by a node
+ * that serves them: never with a command that does not serve (cli/actions.test.ts).
+ */
+export const loadDashboard = () => import("./dashboard/index.ts");

@@ -11,11 +11,13 @@ import {
   P2prcError,
   tryParseAddress,
 } from "../core/index.ts";
-import type { ContainerStore } from "../store/index.ts";
-import { createServerApp, type ExtraRoutes, type ServerApp } from "./app.ts";
+import type { ContainerStore, ImageStore } from "../store/index.ts";
+import { type AnsweredRequest, createServerApp, type ExtraRoutes, type ServerApp } from "./app.ts";
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
+import { ExecSessions } from "./exec-sessions.ts";
 import type { CallerResolver } from "./http/caller.ts";
+import { ImageService, type ImageSources } from "./image-service.ts";
 import { Reconciler } from "./reconcile.ts";
 import { capacityOf } from "./specs.ts";
 import type { GpuProbe } from "./types.ts";
@@ -39,12 +41,20 @@ export interface ServerNodeDeps {
   membership?: { isMember: (nodeId: string) => boolean; isAdmin: (nodeId: string) => boolean };
   /** Sub-apps other modules serve on this node. */
   extraRoutes?: ExtraRoutes;
+  /** Sub-apps that authenticate their callers themselves (the dashboard, /metrics). */
+  ownAuthRoutes?: ExtraRoutes;
+  /** Told of every answered request (metrics). */
+  onRequest?: (r: AnsweredRequest) => void;
   /** Serve TLS with this certificate and key (config `tls`); plain HTTP without. */
   tls?: { certPem: string; keyPem: string };
   /** This node's signed record, served by the identity probe (it names the TLS certificate). */
   selfRecord?: () => Promise<unknown>;
   /** How often store and engine are reconciled and expired leases removed (default 5 s). */
   reconcileIntervalMs?: number;
+  /** The pushed-images table: with it the node takes pushes and shares images with members. */
+  images?: ImageStore;
+  /** Members that have an image no registry has, closest first (node to node). */
+  imageSources?: ImageSources;
 }
 
 /** Largest body held in memory (JSON and gossip routes; p2p's own limit is 8 MiB). */
@@ -67,7 +77,13 @@ export interface ServerNode extends AsyncDisposable {
 /** Starts the HTTP API and the reconciler. The caller owns (and closes) the store. */
 export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode> {
   const log = deps.logger.withTag("server");
-  const containers = new ContainerService(deps);
+  const images = deps.images
+    ? new ImageService({ ...deps, images: deps.images, sources: deps.imageSources })
+    : undefined;
+  const containers = new ContainerService({
+    ...deps,
+    fetchImage: images && ((image, caller) => images.fetchFromMembers(image, caller)),
+  });
   const sshHost = tryParseAddress(deps.config.advertiseAddress, DEFAULT_PORT)?.host || hostname();
   const reconciler = new Reconciler({
     ...deps,
@@ -98,7 +114,15 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     log.warn("openNetwork is on: any node with a signed request may use this node (see Docs/Security.md)");
   }
   if (auth) rmSync(auth.spoolDir, { recursive: true, force: true }); // uploads cut off by a crash
-  const app = createServerApp({ ...deps, containers, auth, maxUploadBytes: MAX_UPLOAD_BYTES });
+  const execSessions = new ExecSessions({ clock: deps.clock });
+  const app = createServerApp({
+    ...deps,
+    containers,
+    images,
+    auth,
+    maxUploadBytes: MAX_UPLOAD_BYTES,
+    execSessions,
+  });
 
   let server: ReturnType<typeof Bun.serve>;
   try {
@@ -159,6 +183,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     stopping ??= (async () => {
       log.info("stopping: finishing in-flight requests ...");
       reconciler.stop();
+      execSessions.closeAll(); // an interactive session would hold the stop for its whole grace
       // stop(false) lets requests in flight finish (streamed answers included), but it also waits on
       // connections with no request in flight that Bun does not count as idle (an open TLS connection
       // with nothing sent yet, a half-sent header), up to their 120 s idle timeout. So: wait only while a
@@ -172,6 +197,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       await Promise.race([graceful, drained, deadline]);
       waiting = false;
       server.stop(true);
+      await images?.close();
       await reconciler.idle();
       log.info("stopped");
     })();

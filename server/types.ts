@@ -68,6 +68,22 @@ function build() {
     timeoutSeconds: z.optional(z.int().check(z.minimum(1), z.maximum(3600))),
   });
 
+  /** POST /v1/containers/:id/exec/sessions body: an interactive exec (`p2prc exec -i/-t`). */
+  const ExecSessionSchema = z.strictObject({
+    command: ExecSchema.shape.command,
+    env: ExecSchema.shape.env,
+    workingDir: ExecSchema.shape.workingDir,
+    tty: z.optional(z.boolean()),
+    cols: z.optional(z.int().check(z.minimum(1), z.maximum(10_000))),
+    rows: z.optional(z.int().check(z.minimum(1), z.maximum(10_000))),
+  });
+
+  /** POST /v1/exec/:session/resize body. */
+  const ResizeSchema = z.strictObject({
+    cols: z.int().check(z.minimum(1), z.maximum(10_000)),
+    rows: z.int().check(z.minimum(1), z.maximum(10_000)),
+  });
+
   /** POST /v1/containers/:id/lease body: the lease now ends this many seconds from now. */
   const LeaseSchema = z.strictObject({ ttlSeconds: z.int().check(z.minimum(1), z.maximum(31536000)) });
 
@@ -108,7 +124,16 @@ function build() {
         ),
       ),
   };
-  return { CreateContainerSchema, ExecSchema, LeaseSchema, StopSchema, ContainerPathSchema, LogsQuerySchema };
+  return {
+    CreateContainerSchema,
+    ExecSchema,
+    ExecSessionSchema,
+    ResizeSchema,
+    LeaseSchema,
+    StopSchema,
+    ContainerPathSchema,
+    LogsQuerySchema,
+  };
 }
 
 /** The most segments a container path may have (`/a/b` has two). */
@@ -122,6 +147,8 @@ export const LOGS_MAX_BYTES = 1024 * 1024 * 1024;
 export const {
   CreateContainerSchema,
   ExecSchema,
+  ExecSessionSchema,
+  ResizeSchema,
   LeaseSchema,
   StopSchema,
   ContainerPathSchema,
@@ -129,6 +156,7 @@ export const {
 } = build();
 export type CreateContainerRequest = z.infer<typeof CreateContainerSchema>;
 export type ExecRequest = z.infer<typeof ExecSchema>;
+export type ExecSessionRequest = z.infer<typeof ExecSessionSchema>;
 export type LeaseRequest = z.infer<typeof LeaseSchema>;
 export type StopRequest = z.infer<typeof StopSchema>;
 

@@ -14,6 +14,15 @@ export interface TrackedContainer {
   createdAt: number;
 }
 
+/** A published port of a tracked container that a plugin was handed. */
+export interface ClaimedPort {
+  containerId: string;
+  /** The container's side of the published port. */
+  port: number;
+  plugin: string;
+  claimedAt: number;
+}
+
 export type BatchTaskState = "pending" | "running" | "done" | "failed";
 
 export interface BatchTaskRow {
@@ -48,11 +57,29 @@ export interface ClientStore {
   batchByKey(key: string): BatchRow | undefined;
   /** The batches written to `outDir` (an absolute path), newest first. */
   batchesByOutDir(outDir: string): BatchRow[];
+  /** The newest `limit` batches, newest first (the dashboard). */
+  recentBatches(limit: number): BatchRow[];
   createBatch(b: BatchRow, tasks: number): void;
   batchTasks(batchId: string): BatchTaskRow[];
   updateTask(batchId: string, t: BatchTaskRow): void;
   /** Tasks left running by a client that was killed go back to pending. */
   resetRunning(batchId: string): number;
+  /**
+   * Hands `count` of `candidates` (a container's published ports, container side) not yet claimed to
+   * `plugin`, in the candidates' order, atomically (two processes never get the same port). Fewer free
+   * than `count`: claims nothing and returns undefined.
+   */
+  claimPorts(
+    containerId: string,
+    candidates: number[],
+    count: number,
+    plugin: string,
+    now: number,
+  ): number[] | undefined;
+  /** Gives ports back (a plugin run that failed). */
+  releasePorts(containerId: string, ports: number[]): void;
+  /** The ports plugins were handed on a container. */
+  claimedPorts(containerId: string): ClaimedPort[];
 }
 
 interface TrackedRow {
@@ -109,6 +136,10 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
       db.prepare<[string], { id: string; key: string; job: string; out_dir: string; created_at: number }>(
         "SELECT * FROM batches WHERE out_dir = ? ORDER BY created_at DESC",
       ),
+    recentBatches: () =>
+      db.prepare<[number], { id: string; key: string; job: string; out_dir: string; created_at: number }>(
+        "SELECT * FROM batches ORDER BY created_at DESC LIMIT ?",
+      ),
     createBatch: () =>
       db.prepare<[string, string, string, string, number]>(
         "INSERT INTO batches (id, key, job, out_dir, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -125,6 +156,17 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
       db.prepare<[string]>(
         "UPDATE batch_tasks SET state = 'pending' WHERE batch_id = ? AND state = 'running'",
       ),
+    claimed: () =>
+      db.prepare<[string], { container_id: string; port: number; plugin: string; claimed_at: number }>(
+        "SELECT * FROM plugin_ports WHERE container_id = ? ORDER BY port",
+      ),
+    claim: () =>
+      db.prepare<[string, number, string, number]>(
+        "INSERT INTO plugin_ports (container_id, port, plugin, claimed_at) VALUES (?, ?, ?, ?)",
+      ),
+    release: () =>
+      db.prepare<[string, number]>("DELETE FROM plugin_ports WHERE container_id = ? AND port = ?"),
+    releaseAll: () => db.prepare<[string]>("DELETE FROM plugin_ports WHERE container_id = ?"),
   });
   const toBatch = (r: {
     id: string;
@@ -164,6 +206,7 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
     },
     untrack: (id) => {
       q.untrackMembers.run(id);
+      q.releaseAll.run(id);
       return q.untrack.run(id).changes > 0;
     },
     tracked: () => q.tracked.all().map(toTracked),
@@ -190,6 +233,7 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
       return r ? toBatch(r) : undefined;
     },
     batchesByOutDir: (outDir) => q.batchesByOutDir.all(outDir).map(toBatch),
+    recentBatches: (limit) => q.recentBatches.all(limit).map(toBatch),
     createBatch: (b, tasks) => {
       db.transaction(() => {
         q.createBatch.run(b.id, b.key, b.job, b.outDir, b.createdAt);
@@ -219,5 +263,26 @@ export function clientStore(db: BetterSqlite3.Database): ClientStore {
       });
     },
     resetRunning: (batchId) => q.resetRunning.run(batchId).changes,
+    // IMMEDIATE: the write lock is taken before the read, so a second process waits and then sees these
+    claimPorts: (containerId, candidates, count, plugin, now) =>
+      db
+        .transaction(() => {
+          const used = new Set(q.claimed.all(containerId).map((r) => r.port));
+          const free = [...new Set(candidates)].filter((p) => !used.has(p)).slice(0, count);
+          if (free.length < count) return undefined;
+          for (const p of free) q.claim.run(containerId, p, plugin, now);
+          return free;
+        })
+        .immediate(),
+    releasePorts: (containerId, ports) => {
+      for (const p of ports) q.release.run(containerId, p);
+    },
+    claimedPorts: (containerId) =>
+      q.claimed.all(containerId).map((r) => ({
+        containerId: r.container_id,
+        port: r.port,
+        plugin: r.plugin,
+        claimedAt: r.claimed_at,
+      })),
   };
 }

@@ -91,4 +91,22 @@ export const MIGRATIONS: readonly string[] = [
      joined_at   INTEGER NOT NULL,
      PRIMARY KEY (host, name)
    ) STRICT;`,
+  // 6: the published ports of the client's containers that plugins were handed (P2PRC's IsUsed), so that
+  // two plugins never get the same one.
+  `CREATE TABLE plugin_ports (
+     container_id  TEXT NOT NULL,
+     port          INTEGER NOT NULL,
+     plugin        TEXT NOT NULL,
+     claimed_at    INTEGER NOT NULL,
+     PRIMARY KEY (container_id, port)
+   ) STRICT;`,
+  // 7: images members pushed to this node (p2prc image push): their pusher and size, for quotas.
+  `CREATE TABLE pushed_images (
+     ref         TEXT PRIMARY KEY,
+     image_id    TEXT NOT NULL,
+     owner       TEXT NOT NULL,
+     bytes       INTEGER NOT NULL,
+     pushed_at   INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX pushed_images_owner ON pushed_images (owner);`,
 ];

@@ -210,7 +210,6 @@ describe("containers", () => {
   });
 });
 
-// A database from a newer p2prc is refused and left closed (no fd, -wal or -shm kept open).
 describe("peers: the IP table in memory, written through", () => {
   const row = (n: number, over: Partial<PeerRow> = {}): PeerRow => ({
     id: n.toString(16).padStart(64, "0"),
@@ -305,6 +304,26 @@ describe("peers: the IP table in memory, written through", () => {
   });
 });
 
+describe("client batches", () => {
+  test("recentBatches: the newest first, at most the limit, each with its tasks", () => {
+    const store = openStore(":memory:");
+    try {
+      for (const n of [1, 3, 2]) {
+        store.client.createBatch(
+          { id: `b${n}`, key: `k${n}`, job: "{}", outDir: `/out/${n}`, createdAt: n },
+          n,
+        );
+      }
+      expect(store.client.recentBatches(10).map((b) => b.id)).toEqual(["b3", "b2", "b1"]);
+      expect(store.client.recentBatches(2).map((b) => b.outDir)).toEqual(["/out/3", "/out/2"]);
+      expect(store.client.batchTasks("b3").map((t) => t.state)).toEqual(["pending", "pending", "pending"]);
+    } finally {
+      store.close();
+    }
+  });
+});
+
+// A database from a newer p2prc is refused and left closed (no fd, -wal or -shm kept open).
 test("a refused database is closed again", () => {
   const path = join(root, "refused.db");
   const db = new Database(path);
@@ -319,4 +338,31 @@ test("a refused database is closed again", () => {
     }
   });
   expect(open).toEqual([]);
+});
+
+describe("plugin ports (client)", () => {
+  test("two claims never share a port; too few free claims nothing; release and untrack free them", () => {
+    const path = join(root, "ports.db");
+    const a = openStore(path);
+    const b = openStore(path); // a second process's connection to the same file
+    try {
+      expect(a.client.claimPorts("c1", [8001, 8002, 8003], 2, "web", 1)).toEqual([8001, 8002]);
+      expect(b.client.claimPorts("c1", [8001, 8002, 8003], 2, "other", 2)).toBeUndefined();
+      expect(b.client.claimPorts("c1", [8001, 8002, 8003], 1, "other", 2)).toEqual([8003]);
+      expect(a.client.claimPorts("c2", [8001], 1, "web", 3)).toEqual([8001]);
+      expect(a.client.claimedPorts("c1").map((p) => [p.port, p.plugin])).toEqual([
+        [8001, "web"],
+        [8002, "web"],
+        [8003, "other"],
+      ]);
+      a.client.releasePorts("c1", [8002]);
+      expect(b.client.claimPorts("c1", [8001, 8002, 8003], 1, "again", 4)).toEqual([8002]);
+      a.client.untrack("c1");
+      expect(a.client.claimedPorts("c1")).toEqual([]);
+      expect(a.client.claimedPorts("c2")).toHaveLength(1);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
 });

@@ -8,6 +8,7 @@ import type BetterSqlite3 from "better-sqlite3";
 import { P2prcError } from "../core/index.ts";
 import { type ClientStore, clientStore } from "./client.ts";
 import { type ClusterStore, clusterStore } from "./clusters.ts";
+import { type ImageStore, imageStore } from "./images.ts";
 import { lazyStatements } from "./lazy.ts";
 import { MIGRATIONS } from "./migrations.ts";
 import { type PeerStore, peerStore } from "./peers.ts";
@@ -52,6 +53,8 @@ export interface Store {
   readonly client: ClientStore;
   /** Cluster documents hosted or joined. */
   readonly clusters: ClusterStore;
+  /** Images members pushed to this node. */
+  readonly images: ImageStore;
   /** Runs `fn` in one transaction. */
   transaction<T>(fn: () => T): T;
   /** Schema version after migrations. */
@@ -195,6 +198,7 @@ export function openStore(path: string): Store {
     peers,
     client: clientStore(db),
     clusters: clusterStore(db),
+    images: imageStore(db),
     transaction: (fn) => (db as Db).transaction(fn)(),
     version: () => db.pragma("user_version", { simple: true }) as number,
     close() {

@@ -17,7 +17,7 @@ import { buildFlags } from "../bench/lib.ts";
 import { freePort, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const SOURCE_DIRS = ["abstractions", "client", "server", "p2p", "plugins", "config", "core", "store", "cli"];
+const SOURCE_DIRS = "abstractions client server p2p plugins config core store cli".split(" ");
 
 let dir = "";
 let bin = "";
@@ -185,6 +185,27 @@ describe("compiled binary", () => {
       expect(health.nodeId).toMatch(/^[0-9a-f]{64}$/);
       expect((statSync(join(home, "identity", "tls.key")).mode & 0o777).toString(8)).toBe("600");
       await expect(fetch(`https://127.0.0.1:${port}/v1/health`)).rejects.toThrow(); // not pinned
+      // the dashboard's pages, stylesheet and script are embedded: `p2prc ui`'s link opens them
+      const tls = { ca: readFileSync(certFile, "utf8"), checkServerIdentity: () => undefined };
+      const link = p2prc(["ui"], { P2PRC_SERVER_PORT: String(port) });
+      expect(link.code).toBe(0);
+      expect(link.out.trim()).toMatch(
+        new RegExp(`^https://127\\.0\\.0\\.1:${port}/ui/login\\?token=[0-9a-f]{64}$`),
+      );
+      const login = await fetch(link.out.trim(), { tls, redirect: "manual" });
+      expect(login.status).toBe(303);
+      const setCookie = login.headers.get("set-cookie") ?? "";
+      expect(setCookie).toContain("Secure");
+      const cookie = setCookie.split(";")[0] as string;
+      const asset = async (path: string) => {
+        const res = await fetch(`https://127.0.0.1:${port}${path}`, { tls, headers: { cookie } });
+        return { status: res.status, text: await res.text() };
+      };
+      expect((await asset("/ui/assets/app.js")).text).toContain("EventSource");
+      expect((await asset("/ui/assets/app.css")).text).toContain(".grid");
+      expect((await asset("/ui/nodes")).text).toContain("<h1>Nodes</h1>");
+      const metrics = await fetch(`https://127.0.0.1:${port}/metrics`, { tls });
+      expect(await metrics.text()).toContain("p2prc_build_info{");
       proc.kill("SIGTERM");
       expect(await proc.exited).toBe(0);
       const stderr = await new Response(proc.stderr).text();

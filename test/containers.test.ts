@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { containers } from "../abstractions/index.ts";
-import { pinnedTls } from "../core/index.ts";
+import { pinnedTls, shellQuote } from "../core/index.ts";
 import { freePort, p2prcCommand, removeTestNodes, runCommand, spawnNode, waitFor } from "./support.ts";
 
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
@@ -281,9 +281,73 @@ describe("logs, exec, cp, ps", () => {
     const noCmd = await cli(["exec", ticker]);
     expect(oneError(noCmd)).toContain("command");
     expect(noCmd.code).toBe(2);
+    // -t with no terminal on stdin: one line, and the way out
     const tty = await cli(["exec", "-it", ticker, "--", "sh"]);
-    expect(oneError(tty)).toContain("-i/-t");
+    expect(oneError(tty)).toBe("p2prc: exec: -t needs a terminal on stdin, and this input is not one");
+    expect(tty.code).toBe(2);
   }, 30_000);
+
+  /** Starts `p2prc <args>` with stdin a pipe the test writes to; stdout and stderr collected as they come. */
+  function interactive(argv: string[]) {
+    const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: fakeHome, DOCKER_HOST, P2PRC: clientHome };
+    const proc = Bun.spawn(argv, { cwd: root, env, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    procs.push(proc);
+    let out = "";
+    const reading = (async () => {
+      for await (const chunk of proc.stdout) out += new TextDecoder().decode(chunk);
+    })();
+    const err = new Response(proc.stderr).text();
+    return {
+      proc,
+      output: () => out,
+      until: (want: string) =>
+        waitFor(`output "${want}"`, async () => out.includes(want) || undefined, 15_000, 50),
+      done: async () => {
+        const code = await proc.exited;
+        await reading;
+        return { code, out, err: await err };
+      },
+    };
+  }
+
+  test("exec -i: stdin reaches the command while it runs, output comes back as it is printed, the exit code passes", async () => {
+    const script =
+      "echo first-$((40+2)); echo to-stderr >&2; read line; echo got:$line; read more; exit $more";
+    const s = interactive([...p2prcCommand(), "exec", "-i", ticker, "--", "sh", "-c", script]);
+    // printed while stdin is still open and empty: output streams as it comes
+    await s.until("first-42\n");
+    s.proc.stdin.write("second line\n");
+    s.proc.stdin.flush();
+    // answered before the input ended: each line reaches the command as it is written
+    await s.until("got:second line\n");
+    s.proc.stdin.write("5\n");
+    s.proc.stdin.flush();
+    const r = await s.done(); // stdin is still open: the command's end ends the session
+    expect(r.code).toBe(5);
+    expect(r.out).toBe("first-42\ngot:second line\n");
+    expect(r.err).toBe("to-stderr\n"); // stderr stays apart without a terminal
+    // the end of input ends the command's input: cat returns
+    const cat = interactive([...p2prcCommand(), "exec", "-i", ticker, "--", "cat"]);
+    cat.proc.stdin.write("through cat\n");
+    cat.proc.stdin.end();
+    expect(await cat.done()).toMatchObject({ code: 0, out: "through cat\n" });
+    // another member cannot open one on my container
+    const other = await cliIn(otherHome, ["exec", "-i", `127.0.0.1:${a.port}`, ticker, "--", "true"]);
+    expect(oneError(other)).toContain(ticker.slice(0, 12));
+  }, 60_000);
+
+  test("exec -it: a terminal in the container (through a real pty: script), keys as typed, the exit code passes", async () => {
+    const command = [...p2prcCommand(), "exec", "-it", ticker, "--", "sh"].map(shellQuote).join(" ");
+    const s = interactive(["script", "-qefc", command, "/dev/null"]);
+    await s.until("# "); // the shell's prompt: typed keys go to it from here
+    s.proc.stdin.write("[ -t 0 ] && echo is-a-$((1+1))-tty\r");
+    s.proc.stdin.flush();
+    await s.until("is-a-2-tty");
+    s.proc.stdin.write("exit 3\r");
+    s.proc.stdin.flush();
+    const r = await s.done();
+    expect(r.code).toBe(3);
+  }, 60_000);
 
   test("cp copies a file and a directory in and back out", async () => {
     const local = join(root, "cp");

@@ -55,6 +55,8 @@ const PACKAGE_OWNERS: { pkg: RegExp; files: string[] }[] = [
   // every schema is built with core's `zod()`: zod/mini set up with English messages (classic "zod"
   // would bundle all of zod again, and zod/mini used directly would answer without messages)
   { pkg: /^zod(\/|$)/, files: ["core/zod.ts"] },
+  // the metrics library loads with server/dashboard (a serving node), never with a command that does not serve
+  { pkg: /^prom-client(\/|$)/, files: ["server/dashboard/metrics.ts"] },
 ];
 
 interface Import {

@@ -249,6 +249,11 @@ const ROUTES: Route[] = [
   { method: "GET", path: () => "/v1/p2p/clusters" },
   { method: "GET", path: () => "/v1/p2p/table" },
   { method: "GET", path: () => "/v1/p2p/stats" },
+  { method: "GET", path: () => "/v1/plugins" },
+  {
+    method: "GET",
+    path: () => `/v1/plugins/${enc(pick(["web-hello", "..", "../../etc/passwd", ".incoming-x", "a/b", ""]))}`,
+  },
 ];
 
 const TOTAL_WEIGHT = ROUTES.reduce((a, r) => a + (r.weight ?? 1), 0);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
-import { signRequest } from "../core/index.ts";
+import { shellQuote, signRequest } from "../core/index.ts";
 import {
   LAB_ADDR,
   type LabHost,
@@ -19,7 +19,7 @@ import {
   spawnLabNode,
   startNatLab,
 } from "./lab/nat.ts";
-import { nodeIdentity, type SpawnedNode, waitFor } from "./support.ts";
+import { nodeIdentity, p2prcCommand, type SpawnedNode, waitFor } from "./support.ts";
 
 const unavailable = natLabUnavailable();
 if (unavailable) console.warn(`test/nat-story.test.ts skipped: ${unavailable}`);
@@ -301,6 +301,27 @@ describe.skipIf(unavailable !== undefined)("the NAT user story", () => {
     const exec = await bob(["exec", "alice", c, "--", "sh", "-c", "echo in-$(hostname); exit 3"]);
     expect(exec.code).toBe(3);
     expect(exec.out).toMatch(/^in-/);
+    // exec -i: stdin streams to the command through the relay, its output and exit code come back
+    const p2prc = [
+      ...p2prcCommand(),
+      "exec",
+      "-i",
+      "alice",
+      c,
+      "--",
+      "sh",
+      "-c",
+      "read l; echo got:$l; exit 4",
+    ];
+    const piped = await lab.run(
+      "client",
+      ["sh", "-c", `printf 'through the relay\\n' | ${p2prc.map(shellQuote).join(" ")}`],
+      {
+        timeoutMs: 60_000,
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home.bob, P2PRC: home.bob },
+      },
+    );
+    expect(piped).toMatchObject({ code: 4, out: "got:through the relay\n", err: "" });
     const local = join(home.bob, "up.txt");
     writeFileSync(local, "copied through the relay\n");
     const up = await bob(["cp", local, `alice:${c}:/tmp/up.txt`]);

@@ -21,6 +21,13 @@ if ! test/engine/build-images.sh busybox sshd; then
   echo "0 passed, 1 failed"; exit 1
 fi
 
+# The dashboard's browser test drives Debian's chromium (test/dashboard.test.ts); installed like the engine.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "test: installing chromium for the dashboard's browser test ..." >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2 \
+    || echo "test: could not install chromium; test/dashboard.test.ts will fail" >&2
+fi
+
 log=$(mktemp)
 node_modules/.bin/bun test --timeout 60000 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -72,8 +72,8 @@ function printStarted(ctx: CommandContext, s: StartedContainer): void {
   if (s.ssh) ctx.io.out(`ssh:       ${s.ssh.command}`);
 }
 
-/** `--env NAME=value`, repeatable. */
-function envFlag(ctx: CommandContext): Record<string, string> | undefined {
+/** `--env NAME=value`, repeatable (--touch's environment, --plugin's options). */
+export function envFlag(ctx: CommandContext): Record<string, string> | undefined {
   const pairs = listFlag(ctx, "env");
   if (pairs.length === 0) return undefined;
   const env: Record<string, string> = {};

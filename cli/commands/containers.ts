@@ -1,6 +1,11 @@
-import { type ContainerRef, type ContainerStatus, containers } from "../../abstractions/index.ts";
+import {
+  type ContainerRef,
+  type ContainerStatus,
+  containers,
+  type NodeOptions,
+} from "../../abstractions/index.ts";
 import { P2prcError } from "../../core/index.ts";
-import { type CliIO, toJson, usageError, writeRaw } from "../io.ts";
+import { type CliIO, processTerminal, type Terminal, toJson, usageError, writeRaw } from "../io.ts";
 import type { RunOptions } from "../run.ts";
 import { CONTAINER_HELP, type ContainerVerb } from "../verbs.ts";
 
@@ -196,13 +201,6 @@ export async function runContainerVerb(
     case "exec": {
       const ref = target(verb, positionals);
       if (!rest || rest.length === 0) throw usageError("exec: give the command after --", usage);
-      if (flags.interactive || flags.tty) {
-        throw new P2prcError(
-          "E_NOT_AVAILABLE",
-          "exec: -i/-t (an interactive terminal) is not available over the node's API yet",
-          { hint: "create the container with --ssh-key and use the ssh command --touch prints" },
-        );
-      }
       const env: Record<string, string> = {};
       for (const pair of (flags.env as string[] | undefined) ?? []) {
         const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(pair);
@@ -212,6 +210,20 @@ export async function runContainerVerb(
       const workdir = typeof flags.workdir === "string" ? flags.workdir : undefined;
       if (workdir !== undefined && !workdir.startsWith("/"))
         throw usageError(`exec: -w: expected an absolute path, got "${workdir}"`, usage);
+      if (flags.interactive || flags.tty) {
+        if (flags.timeout !== undefined)
+          throw usageError("exec: --timeout is for a command without -i/-t", usage);
+        if (json) throw usageError("exec: --json is for a command without -i/-t", usage);
+        return interactiveExec(node, ref, rest, {
+          tty: flags.tty === true,
+          interactive: flags.interactive === true,
+          env,
+          workdir,
+          io,
+          terminal: options.terminal ?? processTerminal,
+          signal: options.stopSignal,
+        });
+      }
       const timeoutSeconds = wholeNumber(verb, "timeout", flags.timeout, 3600);
       const r = await containers.exec(node, ref, rest, {
         ...(Object.keys(env).length ? { env } : {}),
@@ -266,5 +278,51 @@ export async function runContainerVerb(
       printStatus(io, json, await containers.start(node, ref), "started");
       return 0;
     }
+  }
+}
+
+/**
+ * `exec -i/-t`: the user's stdin streams to the command (`-i`), in a terminal with `-t` (raw mode: keys go
+ * as typed, Ctrl-C included, and size changes follow); the command's exit code is the exit status.
+ */
+async function interactiveExec(
+  node: NodeOptions,
+  ref: ContainerRef,
+  command: string[],
+  o: {
+    tty: boolean;
+    interactive: boolean;
+    env: Record<string, string>;
+    workdir: string | undefined;
+    io: CliIO;
+    terminal: Terminal;
+    signal: AbortSignal | undefined;
+  },
+): Promise<number> {
+  const { terminal } = o;
+  if (o.tty && !terminal.isTTY)
+    throw new P2prcError("E_INVALID", "exec: -t needs a terminal on stdin, and this input is not one", {
+      hint: "leave out -t to pipe input (-i), or run it in a terminal",
+    });
+  const size = o.tty ? terminal.size() : undefined;
+  // without -i the command gets no input: its stdin ends at once
+  const stdin = o.interactive
+    ? terminal.input()
+    : new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+  const restore = o.tty && o.interactive ? terminal.raw() : () => {};
+  try {
+    return await containers.execInteractive(node, ref, command, {
+      tty: o.tty,
+      ...(Object.keys(o.env).length ? { env: o.env } : {}),
+      ...(o.workdir ? { workingDir: o.workdir } : {}),
+      ...(size ? { cols: size.cols, rows: size.rows } : {}),
+      stdin,
+      output: (stream, data) => writeRaw(o.io, data, stream === 2 ? "err" : "out"),
+      ...(o.tty ? { onResize: (fn: (cols: number, rows: number) => void) => terminal.onResize(fn) } : {}),
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+  } finally {
+    restore();
+    await stdin.cancel().catch(() => undefined);
   }
 }

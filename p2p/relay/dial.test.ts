@@ -84,6 +84,17 @@ test("HTTPS pinned to the node's own certificate works through a forwarder; anot
   expect(seen[0]).not.toBe("192.0.2.1:8088"); // the forwarder's address, not the unreachable one
   expect(seen[0]).toBe(seen[1] as string); // one forwarder per node, kept
   expect(seen[2]).toBe(`127.0.0.1:${server.port}`);
+  // a streamed body (an image push) goes through the relay as it is read
+  const chunk = new Uint8Array(1 << 20).fill(7);
+  let sent = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (sent++ < 3) c.enqueue(chunk);
+      else c.close();
+    },
+  });
+  const pushed = await client.request(relayed, "/s", { method: "POST", body: stream });
+  expect(await pushed.text()).toBe(`hello /s ${3 << 20}`);
 
   // another certificate (an interceptor) is refused by the caller's pinning
   const other = await loadOrCreateTlsCertificate(join(dir, "other"), "mallory");

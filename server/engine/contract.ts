@@ -3,7 +3,7 @@
 // fake.contract.test.ts on FakeEngine. Only busybox commands both understand are used (fake-shell.ts).
 import { afterAll, describe, expect, test } from "bun:test";
 import { createTar, parseTar } from "nanotar";
-import { P2prcError } from "../../core/index.ts";
+import { FrameDemuxer, P2prcError } from "../../core/index.ts";
 import type { ContainerEngine, ContainerSpec } from "./types.ts";
 
 export interface ContractSubject {
@@ -177,6 +177,28 @@ export function engineContract(name: string, make: () => ContractSubject): void 
         const id = await engine.create(spec());
         made.push(id);
         expect((await thrown(engine.exec(id, ["true"]))).code).toBe("E_CONFLICT");
+        expect((await thrown(engine.openExec(id, ["true"], { tty: false }))).code).toBe("E_CONFLICT");
+      });
+
+      test("openExec: without a TTY the output comes in frames, stdout and stderr apart; the exit code after", async () => {
+        const id = await started();
+        const s = await engine.openExec(id, ["sh", "-c", "echo out; echo err >&2; exit 3"], { tty: false });
+        const demux = new FrameDemuxer();
+        const seen = { 1: "", 2: "" } as Record<number, string>;
+        for await (const chunk of s.output)
+          for (const p of demux.push(chunk)) seen[p.stream] += new TextDecoder().decode(p.data);
+        expect(seen).toEqual({ 1: "out\n", 2: "err\n" });
+        await eventually(async () => (await s.exitCode()) === 3);
+        s.close();
+      });
+
+      test("openExec with a TTY: one raw stream", async () => {
+        const id = await started();
+        const s = await engine.openExec(id, ["sh", "-c", "echo tty-out; echo tty-err >&2"], { tty: true });
+        const all = await text(s.output);
+        // a terminal turns \n into \r\n; both lines, no frame headers
+        expect(all.replaceAll("\r", "")).toBe("tty-out\ntty-err\n");
+        await eventually(async () => (await s.exitCode()) === 0);
       });
     });
 
@@ -276,6 +298,20 @@ export function engineContract(name: string, make: () => ContractSubject): void 
         expect((await thrown(engine.pull("127.0.0.1:1/p2prc-test/no-such-image:1"))).code).toMatch(
           /^E_(NOT_FOUND|ENGINE|ENGINE_UNAVAILABLE)$/,
         );
+      });
+    });
+
+    describe("image archives", () => {
+      test("saved then loaded gives the image back under its tag; a truncated archive is E_INVALID; removing an absent image is success", async () => {
+        const bytes = new Uint8Array(await new Response(await engine.saveImage(image)).arrayBuffer());
+        expect(bytes.length).toBeGreaterThan(1024);
+        const loaded = await engine.loadImage(new Response(bytes).body as ReadableStream<Uint8Array>);
+        expect(loaded.some((t) => t === image || t === `${image}:latest`)).toBe(true);
+        const half = bytes.subarray(0, Math.floor(bytes.length / 2));
+        const bad = await thrown(engine.loadImage(new Response(half).body as ReadableStream<Uint8Array>));
+        expect([bad.code, bad.field]).toEqual(["E_INVALID", "body"]);
+        expect((await thrown(engine.saveImage("p2prc-test/no-such-image:1"))).code).toBe("E_NOT_FOUND");
+        await engine.removeImage("p2prc-test/no-such-image:1");
       });
     });
 

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
-import { P2prcError } from "../../core/index.ts";
+import { FrameDemuxer, P2prcError } from "../../core/index.ts";
 import { thrown } from "./contract.ts";
 import { createDockerEngine } from "./docker.ts";
 import type { ContainerEngine, ContainerSpec } from "./types.ts";
@@ -142,6 +142,37 @@ describe("docker engine", () => {
     const big = await engine.exec(id, ["sh", "-c", "yes x | head -c 5000"], { maxOutputBytes: 100 });
     expect(big.stdout).toHaveLength(100);
     expect(big.truncated).toBe(true);
+  });
+
+  test("openExec: stdin reaches the command as it is written, its end ends `cat`; a TTY resizes", async () => {
+    const s = await engine.openExec(id, ["sh", "-c", "read a; echo got-$a; cat; echo cat-done; exit 4"], {
+      tty: false,
+    });
+    const reader = s.output.getReader();
+    const demux = new FrameDemuxer();
+    let out = "";
+    const readUntil = async (want: string) => {
+      while (!out.includes(want)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`output ended before ${want}: ${out}`);
+        for (const p of demux.push(value)) out += new TextDecoder().decode(p.data);
+      }
+    };
+    await s.write(new TextEncoder().encode("first\n"));
+    await readUntil("got-first\n"); // answered before the input ended: interactive
+    await s.write(new TextEncoder().encode("through cat\n"));
+    await readUntil("through cat\n");
+    s.endInput();
+    await readUntil("cat-done\n");
+    for (;;) if ((await reader.read()).done) break;
+    expect(out).toBe("got-first\nthrough cat\ncat-done\n");
+    expect(await s.exitCode()).toBe(4);
+
+    const t = await engine.openExec(id, ["sh", "-c", "read x; stty size"], { tty: true, cols: 91, rows: 27 });
+    await t.resize(100, 40);
+    await t.write(new TextEncoder().encode("go\r"));
+    const text = await new Response(t.output).text();
+    expect(text).toContain("40 100");
   });
 
   test("exec exit codes are stable over repeated short runs", async () => {

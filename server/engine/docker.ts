@@ -6,6 +6,7 @@ import { Readable } from "node:stream";
 import type Dockerode from "dockerode";
 import { P2prcError } from "../../core/index.ts";
 import { demuxToWeb, FrameDemuxer } from "./demux.ts";
+import { socketSession } from "./docker-session.ts";
 import type {
   ContainerEngine,
   ContainerInfo,
@@ -14,6 +15,7 @@ import type {
   EngineInfo,
   ExecOptions,
   ExecResult,
+  ExecSession,
   ImageDetails,
   ImageInfo,
   NetworkInfo,
@@ -36,6 +38,8 @@ export const DEFAULT_ENGINE_TIMEOUT_MS = 10_000;
 const SLOW_FACTOR = 3;
 /** Least time an upload may take to reach the engine: 256 MiB at about 2 MiB/s. */
 const UPLOAD_LIMIT_MS = 120_000;
+/** Most time a `docker load` may take (a 2 GB archive on a slow disk): its body streams from a file. */
+const LOAD_LIMIT_MS = 30 * 60_000;
 /** Longest silence of the engine during an image pull (or engineTimeoutMs when that is longer). */
 const PULL_IDLE_MS = 60_000;
 
@@ -117,6 +121,50 @@ function engineError(err: unknown, context: string, host: string): P2prcError {
     default:
       return new P2prcError("E_ENGINE", `${context}: ${detail}`, { cause: err, retryable: true });
   }
+}
+
+/**
+ * One request to the engine's API over Bun's fetch (a unix socket or tcp://host:port). A connection
+ * that fails is E_ENGINE_UNAVAILABLE, as with dockerode.
+ */
+async function engineFetch(host: string, path: string, init: RequestInit): Promise<Response> {
+  const o = connectOptions(host);
+  const url = o.socketPath ? `http://docker${path}` : `http://${o.host}:${o.port}${path}`;
+  try {
+    return await fetch(url, { ...init, ...(o.socketPath ? { unix: o.socketPath } : {}) } as RequestInit);
+  } catch (err) {
+    if (init.signal?.aborted) throw err;
+    throw new P2prcError("E_ENGINE_UNAVAILABLE", `container engine unreachable at ${host}`, {
+      cause: err,
+      retryable: true,
+      hint: "start Docker (or Podman's socket) or set dockerHost / DOCKER_HOST",
+    });
+  }
+}
+
+/** An error answer of the engine to engineFetch, in p2prc's terms. */
+async function engineAnswerError(res: Response, context: string, host: string): Promise<P2prcError> {
+  const text = await res.text().catch(() => "");
+  let message: string | undefined;
+  try {
+    message = (JSON.parse(text) as { message?: string }).message;
+  } catch {
+    // not JSON
+  }
+  return engineError(
+    { statusCode: res.status, json: { message: message ?? text.slice(0, 300) } },
+    context,
+    host,
+  );
+}
+
+/** The engine refused an archive to load: the caller's input (a push), not an engine fault. */
+function badArchive(detail: string | undefined): P2prcError {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
+  const clean = (detail ?? "").replace(/[\x00-\x1f\x7f]+/g, " ").slice(0, 300);
+  return new P2prcError("E_INVALID", `body: the engine refused the image archive (${clean})`, {
+    field: "body",
+  });
 }
 
 function toInfo(c: Dockerode.ContainerInspectInfo): ContainerInfo {
@@ -496,6 +544,38 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       return result;
     },
 
+    openExec: async (id, command, opts): Promise<ExecSession> => {
+      const context = `exec in container ${id}`;
+      const exec = await call(context, (d, signal) =>
+        d.getContainer(id).exec({
+          abortSignal: signal,
+          Cmd: command,
+          Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+          WorkingDir: opts.workingDir,
+          AttachStdin: true,
+          AttachStdout: true,
+          AttachStderr: true,
+          Tty: opts.tty,
+        }),
+      );
+      if (typeof exec?.id !== "string" || exec.id === "") throw unreadable(context, host);
+      const socket = (await call(context, (_d, signal) =>
+        exec.start({ hijack: true, stdin: true, Tty: opts.tty, abortSignal: signal }),
+      )) as import("node:stream").Duplex;
+      const session = socketSession(socket, {
+        resize: async (cols, rows) => {
+          await call(context, (_d, signal) => exec.resize({ h: rows, w: cols, abortSignal: signal }));
+        },
+        inspect: () =>
+          call(context, async (_d, signal) =>
+            jsonObject(await exec.inspect({ abortSignal: signal }), context, host),
+          ),
+      });
+      if (opts.tty && opts.cols && opts.rows)
+        await session.resize(opts.cols, opts.rows).catch(() => undefined);
+      return session;
+    },
+
     logs: async (id, opts) => {
       const context = `logs of container ${id}`;
       const query: Record<string, unknown> = { stdout: true, stderr: true, follow: opts.follow };
@@ -678,6 +758,81 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
           } satisfies ImageDetails;
         } catch (err) {
           if ((err as DockerLikeError).statusCode === 404) return undefined;
+          throw err;
+        }
+      }),
+
+    // Image archives go over Bun's own fetch on the engine's socket, not dockerode's node:http stream:
+    // a file body is sent by the kernel (sendfile) and a response body is read as it arrives, so memory
+    // stays flat whatever the archive's size (bench/transfer.ts measures it).
+    saveImage: (ref) =>
+      call(`save image ${ref}`, async (_d, signal) => {
+        const res = await engineFetch(host, `/images/${ref}/get`, { signal });
+        if (res.status === 404) {
+          await res.body?.cancel();
+          throw new P2prcError("E_NOT_FOUND", `image ${ref} is not on this node`, { field: "image" });
+        }
+        if (!res.ok || !res.body) throw await engineAnswerError(res, `save image ${ref}`, host);
+        return res.body;
+      }),
+
+    loadImage: (archive) =>
+      call(
+        "load image",
+        async (_d, signal) => {
+          const res = await engineFetch(host, "/images/load?quiet=1", {
+            method: "POST",
+            body: archive,
+            headers: { "content-type": "application/x-tar" },
+            signal,
+            duplex: "half",
+          } as RequestInit);
+          if (res.status === 400 || res.status === 500) {
+            const detail = (await res.text().catch(() => "")).slice(0, 1000);
+            let message = detail;
+            try {
+              message = (JSON.parse(detail) as { message?: string }).message ?? detail;
+            } catch {
+              // not JSON: the text as it is
+            }
+            throw badArchive(message);
+          }
+          if (!res.ok) throw await engineAnswerError(res, "load image", host);
+          // a few lines of JSON: `{"stream":"Loaded image: x:1\n"}`, or an error of the archive
+          const text = (await res.text()).slice(0, 1 << 20);
+          const loaded: string[] = [];
+          for (const line of text.split("\n")) {
+            if (!line.trim()) continue;
+            let event: { stream?: string; error?: string };
+            try {
+              event = JSON.parse(line);
+            } catch {
+              throw unreadable("load image", host);
+            }
+            if (event.error) throw badArchive(event.error);
+            const m = /Loaded image(?: ID)?: (\S+)/.exec(event.stream ?? "");
+            if (m?.[1]) loaded.push(m[1]);
+          }
+          if (loaded.length === 0) throw badArchive("the engine loaded no image from it");
+          return loaded;
+        },
+        LOAD_LIMIT_MS,
+      ),
+
+    removeImage: (ref) =>
+      call(`remove image ${ref}`, async (d, signal) => {
+        try {
+          await dial(d, {
+            path: `/images/${ref}?`,
+            method: "DELETE",
+            options: { force: false, noprune: false },
+            abortSignal: signal,
+            statusCodes: { 200: true, 404: "no such image", 409: "conflict", 500: "server error" },
+          });
+        } catch (err) {
+          if ((err as DockerLikeError).statusCode === 404) return;
+          if ((err as DockerLikeError).statusCode === 409)
+            throw new P2prcError("E_CONFLICT", `image ${ref} is in use by a container`, { field: "image" });
           throw err;
         }
       }),

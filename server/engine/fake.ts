@@ -3,6 +3,7 @@
 // server logic are tested fast and without Docker. contract.ts runs the same behavioural suite against
 // this and the Docker engine, so the fake cannot drift from what Docker does. Test support: no index.ts
 // exports it, so it is never loaded by a running node.
+import { createHash } from "node:crypto";
 import { createTar, parseTar } from "nanotar";
 import { type Clock, P2prcError, systemClock } from "../../core/index.ts";
 import { absPath, type FakeFs, parentOf, runCommand, type ShellContext } from "./fake-shell.ts";
@@ -372,6 +373,66 @@ export class FakeEngine implements E.ContainerEngine {
     return result;
   }
 
+  /**
+   * An interactive exec on the fake: the command starts at once and its output streams (raw with a TTY,
+   * else in the engine's frames); its commands read no stdin, so what is written is only counted
+   * (`stdinBytes`).
+   */
+  async openExec(id: string, command: string[], options: E.ExecSessionOptions): Promise<E.ExecSession> {
+    this.check();
+    const context = `exec in container ${id}`;
+    const c = this.get(id, context);
+    if (c.state !== "running")
+      throw new P2prcError("E_CONFLICT", `${context}: container ${id} is not running`);
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const output = new ReadableStream<Uint8Array>({
+      start: (ctl) => {
+        controller = ctl;
+      },
+    });
+    let open = true;
+    const emit = (stream: number) => (d: Uint8Array) => {
+      if (!open) return;
+      if (options.tty) return controller.enqueue(new Uint8Array(d));
+      const frame = new Uint8Array(8 + d.length);
+      frame[0] = stream;
+      new DataView(frame.buffer).setUint32(4, d.length);
+      frame.set(d, 8);
+      controller.enqueue(frame);
+    };
+    const workingDir = absPath("/", options.workingDir ?? c.spec.workingDir ?? "/");
+    const ctx = this.context(c, options.env ?? {}, workingDir, emit(1), emit(2));
+    let exitCode: number | undefined;
+    const finish = () => {
+      if (!open) return;
+      open = false;
+      controller.close();
+    };
+    runCommand(command, ctx).then(
+      (code) => {
+        exitCode = code;
+        finish();
+      },
+      () => {
+        exitCode = 137; // killed with its container
+        finish();
+      },
+    );
+    return {
+      output,
+      write: async (data) => {
+        this.stdinBytes += data.length;
+      },
+      endInput: () => {},
+      resize: async () => {},
+      exitCode: async () => exitCode,
+      close: finish,
+    };
+  }
+
+  /** Bytes written to interactive execs' stdin (their commands read none). */
+  stdinBytes = 0;
+
   async logs(id: string, options: E.LogsOptions): Promise<ReadableStream<Uint8Array>> {
     this.check();
     const c = this.get(id, `logs of container ${id}`);
@@ -497,6 +558,77 @@ export class FakeEngine implements E.ContainerEngine {
         `pull ${ref}: repository does not exist or may require 'docker login'`,
       );
     this.addImage(ref);
+  }
+
+  /** A tar like `docker save`'s: manifest.json (tags, config), config.json (id, layer digest), layer.tar. */
+  async saveImage(ref: string): Promise<ReadableStream<Uint8Array>> {
+    this.check();
+    const i = this.images.get(tagged(ref)) ?? [...this.images.values()].find((i) => i.id === ref);
+    if (!i) throw new P2prcError("E_NOT_FOUND", `image ${ref} is not on this node`, { field: "image" });
+    const layer = enc.encode(i.id.repeat(64));
+    const config = {
+      id: i.id,
+      sizeBytes: i.sizeBytes,
+      layerSha256: createHash("sha256").update(layer).digest("hex"),
+    };
+    const tar = createTar([
+      {
+        name: "manifest.json",
+        data: JSON.stringify([{ Config: "config.json", RepoTags: i.tags, Layers: ["layer.tar"] }]),
+      },
+      { name: "config.json", data: JSON.stringify(config) },
+      { name: "layer.tar", data: layer },
+    ]);
+    return streamOf(tar);
+  }
+
+  /** Loads what saveImage made; E_INVALID when it is not such a tar or its layer does not match its digest. */
+  async loadImage(archive: ReadableStream<Uint8Array> | Blob): Promise<string[]> {
+    this.check();
+    const tar = new Uint8Array(await new Response(archive).arrayBuffer());
+    const refuse = (why: string) =>
+      new P2prcError("E_INVALID", `body: the engine refused the image archive (${why})`, { field: "body" });
+    if (!isTar(tar)) throw refuse("not a tar archive");
+    let files: Map<string, Uint8Array>;
+    try {
+      files = new Map(parseTar(tar).map((f) => [f.name, f.data ?? new Uint8Array()]));
+    } catch {
+      throw refuse("unexpected EOF");
+    }
+    const read = (name: string) => {
+      const data = files.get(name);
+      if (!data) throw refuse(`no ${name}`);
+      try {
+        return JSON.parse(new TextDecoder().decode(data));
+      } catch {
+        throw refuse(`${name} is not JSON`);
+      }
+    };
+    const manifest = read("manifest.json") as { RepoTags?: string[] }[];
+    const config = read("config.json") as { id: string; sizeBytes: number; layerSha256: string };
+    const layer = files.get("layer.tar");
+    if (!layer || createHash("sha256").update(layer).digest("hex") !== config.layerSha256)
+      throw refuse("layer does not match its digest");
+    const tags = manifest[0]?.RepoTags ?? [];
+    for (const tag of tags) {
+      for (const other of this.images.values()) other.tags = other.tags.filter((t) => t !== tag);
+      this.images.set(tag, {
+        id: config.id,
+        tags: [tag],
+        sizeBytes: config.sizeBytes,
+        createdAt: this.clock.now(),
+      });
+    }
+    return tags.length ? tags : [config.id];
+  }
+
+  async removeImage(ref: string): Promise<void> {
+    this.check();
+    const tag = tagged(ref);
+    if (!this.images.has(tag)) return;
+    if ([...this.containers.values()].some((c) => tagged(c.spec.image) === tag))
+      throw new P2prcError("E_CONFLICT", `image ${ref} is in use by a container`, { field: "image" });
+    this.images.delete(tag);
   }
 
   async ensureNetwork(name: string, labels: Record<string, string>): Promise<void> {

@@ -10,6 +10,8 @@ export type {
   EngineInfo,
   ExecOptions,
   ExecResult,
+  ExecSession,
+  ExecSessionOptions,
   ImageDetails,
   ImageInfo,
   LogsOptions,

@@ -88,6 +88,36 @@ export interface ExecOptions {
   maxOutputBytes?: number | undefined;
 }
 
+/** An interactive exec (`p2prc exec -i/-t`): what the command is started with. */
+export interface ExecSessionOptions {
+  env?: Record<string, string> | undefined;
+  workingDir?: string | undefined;
+  /** A terminal: output comes raw (stdout and stderr are one), and the size can change. */
+  tty: boolean;
+  /** The terminal's first size. */
+  cols?: number | undefined;
+  rows?: number | undefined;
+}
+
+/** A running interactive exec. */
+export interface ExecSession {
+  /**
+   * What the command prints, as it prints it: raw bytes with a TTY; without one, the engine's frames
+   * (core/frames.ts: stream 1 stdout, 2 stderr). Ends when the command exits.
+   */
+  output: ReadableStream<Uint8Array>;
+  /** Bytes for the command's stdin; resolves when the engine took them (backpressure). */
+  write(data: Uint8Array): Promise<void>;
+  /** Closes the command's stdin (end of input: `cat` ends). */
+  endInput(): void;
+  /** The terminal's new size (TTY only). */
+  resize(cols: number, rows: number): Promise<void>;
+  /** The exit code once the command ended; undefined while it runs. */
+  exitCode(): Promise<number | undefined>;
+  /** Drops the engine connection (with a TTY the command gets a hang-up). Idempotent. */
+  close(): void;
+}
+
 export interface LogsOptions {
   follow: boolean;
   /** Only the last this many lines. */
@@ -120,6 +150,8 @@ export interface ContainerEngine {
   /** undefined when the container does not exist. */
   inspect(id: string): Promise<ContainerInfo | undefined>;
   exec(id: string, command: string[], options?: ExecOptions): Promise<ExecResult>;
+  /** Starts `command` with its stdin, output and (with `tty`) a terminal attached: `p2prc exec -it`. */
+  openExec(id: string, command: string[], options: ExecSessionOptions): Promise<ExecSession>;
   /**
    * stdout and stderr interleaved as text bytes, read from the engine as the stream is read (bounded
    * memory whatever the log's size); with follow the stream stays open until the container stops or the
@@ -139,6 +171,20 @@ export interface ContainerEngine {
   inspectImage(ref: string): Promise<ImageDetails | undefined>;
   /** Pulls from the image's registry; E_NOT_FOUND when no registry has it. */
   pull(ref: string): Promise<void>;
+  /**
+   * The image as the engine exports it (`docker save`: a tar of its config, layers and tags), read from
+   * the engine as the stream is read. E_NOT_FOUND when the engine lacks it.
+   */
+  saveImage(ref: string): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * Loads an archive `saveImage` made (`docker load`), streamed to the engine as it is read (a file, as
+   * `Bun.file(path)`, is sent by the kernel): what it
+   * loaded, each a `name:tag` or, for an untagged image, its id. E_INVALID when the engine refuses the
+   * archive (not a tar, truncated, a layer that does not match its digest).
+   */
+  loadImage(archive: ReadableStream<Uint8Array> | Blob): Promise<string[]>;
+  /** Removes a tag (the image with it once no tag is left); one already gone is success; one in use E_CONFLICT. */
+  removeImage(ref: string): Promise<void>;
   /** Creates a bridge network of that name with these labels unless it exists (several callers may race). */
   ensureNetwork(name: string, labels: Record<string, string>): Promise<void>;
   /** Removes a network; one already gone is success; one still in use is left (false). */

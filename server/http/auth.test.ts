@@ -4,7 +4,15 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hono } from "hono";
-import { generateIdentity, ManualClock, memoryLogger, NonceCache, signRequest } from "../../core/index.ts";
+import {
+  generateIdentity,
+  ManualClock,
+  memoryLogger,
+  NonceCache,
+  STREAMED_BODY_SHA256,
+  signRequest,
+  signRequestHash,
+} from "../../core/index.ts";
 import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./auth.ts";
 import { errorResponse } from "./errors.ts";
 
@@ -204,6 +212,40 @@ describe("authenticate", () => {
     const over = await sendStreamed(t.app, "PUT", url, big);
     expect(over.status).toBe(413);
     expect(readdirSync(t.spoolDir)).toEqual([]);
+  });
+});
+
+describe("the streamed push route", () => {
+  const PUSH = "http://node/v1/images/push?image=a/b:1";
+  const big = new Uint8Array(8192).fill(1); // over maxBodyBytes: the route reads it, not the middleware
+
+  test("signed as STREAMED_BODY_SHA256 it reaches the route unread; signed with its real hash it is 401", async () => {
+    using t = makeApp();
+    t.app.post("/v1/images/push", async (c) => c.json({ read: (await c.req.arrayBuffer()).byteLength }));
+    const streamed = signRequestHash(member, "POST", PUSH, STREAMED_BODY_SHA256, START);
+    const ok = await t.app.request(PUSH, { method: "POST", headers: streamed, body: counted(big).stream });
+    expect(await ok.json()).toEqual({ read: 8192 });
+    const hashed = await t.app.request(PUSH, {
+      method: "POST",
+      headers: signRequest(member, "POST", PUSH, big, START),
+      body: big,
+    });
+    expect(hashed.status).toBe(401);
+    // the marker opens no other route
+    const other = await t.app.request(URL_, {
+      method: "POST",
+      headers: signRequestHash(member, "POST", URL_, STREAMED_BODY_SHA256, START),
+      body: json,
+    });
+    expect(other.status).toBe(401);
+  });
+
+  test("a non-member's push is 403 with its body unread", async () => {
+    using t = makeApp();
+    const { stream, state } = counted(big);
+    const headers = signRequestHash(outsider, "POST", PUSH, STREAMED_BODY_SHA256, START);
+    expect((await t.app.request(PUSH, { method: "POST", headers, body: stream })).status).toBe(403);
+    expect(state.pulls).toBe(0);
   });
 });
 

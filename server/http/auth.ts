@@ -5,6 +5,7 @@ import {
   NonceCache,
   P2prcError,
   parseSignedHeaders,
+  STREAMED_BODY_SHA256,
   sha256Hex,
   verifySignedHeaders,
 } from "../../core/index.ts";
@@ -66,9 +67,23 @@ export type AuthEnv = { Variables: AuthVariables };
 /** Routes that answer without a signature: liveness and the identity probe. */
 export const PUBLIC_ROUTES = new Set(["GET /v1/health", "GET /v1/identity"]);
 
+/**
+ * An interactive exec's stream (server/routes/exec.ts): its body is stdin as the user types it, so it
+ * cannot be signed; it presents the one-time token its signed opening returned instead.
+ */
+export const isSessionStream = (method: string, path: string) =>
+  method === "POST" && /^\/v1\/exec\/[0-9a-f]{32}\/io$/.test(path);
+
 /** The upload route: its body is spooled to a file, not held in memory. */
 export const isUploadRoute = (method: string, path: string) =>
   method === "PUT" && /^\/v1\/containers\/[^/]+\/files$/.test(path);
+
+/**
+ * The push route: its body (an image archive) is streamed to the route, which spools it while hashing;
+ * its digest is signed by the push's second request, so this one signs STREAMED_BODY_SHA256 instead.
+ */
+export const isStreamRoute = (method: string, path: string) =>
+  method === "POST" && path === "/v1/images/push";
 
 /**
  * Says on this node's log that a non-member was refused (defect 9: neither side said so): once per
@@ -113,7 +128,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
     new P2prcError("E_UNAUTHORIZED", `unauthenticated: ${reason}`, { retryable });
   return async (c, next) => {
     const method = c.req.method;
-    if (PUBLIC_ROUTES.has(`${method} ${c.req.path}`)) return next();
+    if (PUBLIC_ROUTES.has(`${method} ${c.req.path}`) || isSessionStream(method, c.req.path)) return next();
     const now = o.clock.now();
     const parsed = parseSignedHeaders({ headers: (n) => c.req.header(n), now, skewMs: o.skewMs });
     if (!parsed.ok) throw unauthenticated(parsed.reason);
@@ -160,7 +175,12 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
     }
     let spooled: SpooledBody | undefined;
     let release = () => {};
-    if (method !== "GET" && method !== "HEAD") {
+    if (isStreamRoute(method, c.req.path)) {
+      if (h.contentSha256 !== STREAMED_BODY_SHA256)
+        throw unauthenticated(`a streamed body is signed as ${STREAMED_BODY_SHA256} (its digest follows)`);
+      // bounds the disk one member fills at once, as for uploads
+      if (r.nodeId !== o.selfId) release = await uploadSlots.acquire(r.nodeId);
+    } else if (method !== "GET" && method !== "HEAD") {
       if (isUploadRoute(method, c.req.path) && o.spoolDir) {
         // Bounds the disk one member can fill with uploads at once (its own key is not bound).
         if (r.nodeId !== o.selfId) release = await uploadSlots.acquire(r.nodeId);

@@ -71,19 +71,23 @@ export async function spoolBody(req: Request, dir: string, limit: number): Promi
   const file = join(dir, `upload-${randomBytes(8).toString("hex")}.tar`);
   const remove = () => rm(file, { force: true });
   const hash = createHash("sha256");
-  const fd = await open(file, "wx", 0o600);
+  // created exclusively and private first; then written through Bun's native file sink (buffered,
+  // flushed as it fills), which keeps memory flat under a fast sender
+  await (await open(file, "wx", 0o600)).close();
+  const sink = Bun.file(file).writer({ highWaterMark: 1 << 20 });
   let bytes = 0;
   try {
     for await (const chunk of boundedChunks(req, limit)) {
       bytes += chunk.length;
       hash.update(chunk);
-      await fd.write(chunk);
+      const pending = sink.write(chunk);
+      if (pending instanceof Promise) await pending;
     }
+    await sink.end();
   } catch (err) {
-    await fd.close().catch(() => {});
+    await Promise.resolve(sink.end()).catch(() => {});
     await remove();
     throw err;
   }
-  await fd.close();
   return { file, bytes, sha256: hash.digest("hex"), remove };
 }

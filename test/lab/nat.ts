@@ -102,7 +102,7 @@ function sh(argv: string[], allowFail = false): LabResult {
 }
 
 /** A process that has not exited (a zombie, such as the engine this process started and has not reaped yet, has). */
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
@@ -125,7 +125,16 @@ function namespacesOf(id: string): string[] {
  */
 function removeLab(id: string): void {
   const dir = join(STATE_ROOT, id);
-  const engine = join(dir, "home");
+  stopEngine(join(dir, "home"));
+  removeNamespaces(namespacesOf(id));
+  removeDir(dir);
+}
+
+/**
+ * Stops the engine startEngine started in `dir` (synchronous, for exit handlers): its containers first,
+ * while it still runs, then the engine, by the pid in its pid file.
+ */
+export function stopEngine(engine: string): void {
   const dockerHost = `unix://${engine}/docker.sock`;
   if (existsSync(join(engine, "docker.sock"))) {
     const ids = sh(["docker", "-H", dockerHost, "ps", "-aq"], true).out.split("\n").filter(Boolean);
@@ -139,7 +148,11 @@ function removeLab(id: string): void {
     while (pidAlive(enginePid) && Date.now() < deadline) Bun.sleepSync(50);
     if (pidAlive(enginePid)) process.kill(enginePid, "SIGKILL");
   }
-  for (const ns of namespacesOf(id)) {
+}
+
+/** Kills every process left in these namespaces (all started for a lab), then deletes them. */
+export function removeNamespaces(namespaces: string[]): void {
+  for (const ns of namespaces) {
     // every process in a lab namespace was started for the lab (nodes, the engine's containerd)
     for (const pid of sh(["ip", "netns", "pids", ns], true).out.split("\n").filter(Boolean)) {
       try {
@@ -150,6 +163,10 @@ function removeLab(id: string): void {
     }
     sh(["ip", "netns", "del", ns], true);
   }
+}
+
+/** Removes a lab's directory, unmounting first what an engine killed mid-way left mounted below it. */
+export function removeDir(dir: string): void {
   // mounts an engine killed mid-way left below the directory, deepest first
   const mounts = readFileSync("/proc/self/mounts", "utf8")
     .split("\n")
@@ -179,6 +196,21 @@ export function removeStaleLabs(): string[] {
 
 let labCount = 0;
 
+/**
+ * Runs `remove` when this process exits, unless the function returned (idempotent) ran it first: a lab
+ * is removed whether its test closes it or dies.
+ */
+export function removedAtExit(remove: () => void): () => Promise<void> {
+  process.once("exit", remove);
+  let closed = false;
+  return async () => {
+    if (closed) return;
+    closed = true;
+    process.off("exit", remove);
+    remove();
+  };
+}
+
 /** Builds the network and (by default) home's engine; fails, having removed what it made, on any error. */
 export async function startNatLab(options: NatLabOptions = {}): Promise<NatLab> {
   const reason = natLabUnavailable();
@@ -188,15 +220,7 @@ export async function startNatLab(options: NatLabOptions = {}): Promise<NatLab> 
   const dir = join(STATE_ROOT, id);
   mkdirSync(join(dir, "home"), { recursive: true });
   const ns = (host: LabHost | "pub") => `${id}-${host}`;
-  const onExit = () => removeLab(id);
-  process.once("exit", onExit);
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    process.off("exit", onExit);
-    removeLab(id);
-  };
+  const close = removedAtExit(() => removeLab(id));
   try {
     buildNetwork(ns);
     const homeDockerHost = `unix://${join(dir, "home", "docker.sock")}`;
@@ -302,7 +326,7 @@ function buildNetwork(ns: (host: LabHost | "pub") => string): void {
 }
 
 /** dockerd in home's namespace, with its own data, exec root and socket under `dir`; ready in a few s. */
-async function startEngine(nsenter: string[], dir: string): Promise<void> {
+export async function startEngine(nsenter: string[], dir: string): Promise<void> {
   const sock = join(dir, "docker.sock");
   const proc = Bun.spawn(
     [
@@ -336,7 +360,7 @@ async function startEngine(nsenter: string[], dir: string): Promise<void> {
  * saved once per image id into a cache beside the labs (`docker save` of the sshd image is ~10 s here),
  * then loaded from there.
  */
-function loadImages(images: string[], to: string): void {
+export function loadImages(images: string[], to: string): void {
   const from = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
   mkdirSync(IMAGE_CACHE, { recursive: true });
   for (const image of images) {
