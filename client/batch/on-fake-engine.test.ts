@@ -18,10 +18,10 @@ const root = mkdtempSync(join(tmpdir(), "p2prc-batch-fake-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 let dirs = 0;
 
-/** The task index and attempt of an exec the runner makes (env and working directory say them). */
+/** The task index and attempt of an exec the runner makes (its env says them). */
 const taskOf = (c: FakeExecCall) => ({
   index: Number(c.env.P2PRC_TASK_INDEX),
-  attempt: Number(c.workingDir.split("-").pop()),
+  attempt: Number(c.env.P2PRC_TASK_ATTEMPT),
 });
 
 interface FakeNode {
