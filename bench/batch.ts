@@ -56,7 +56,7 @@ const clientIdentity = () => {
   identity ??= generateIdentity();
   return identity;
 };
-const RUN_TIMEOUT_MS = 120_000;
+const RUN_TIMEOUT_MS = 300_000;
 
 const DOCKER_HOST = process.env.DOCKER_HOST || "unix:///var/run/docker.sock";
 const env = cleanEnv({ DOCKER_HOST });
