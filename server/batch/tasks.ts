@@ -36,7 +36,7 @@ interface Prepared {
   /** The inputs (names and digests) the ready directories hold. */
   signature: string;
   ready: string[];
-  /** Directories made in this container by this node process (the next one's number). */
+  /** Directories made in this container by this node process (the next run's size follows it). */
   made: number;
   /** Digests copied into `/p2prc-inputs` already. */
   placed: Set<string>;
@@ -48,6 +48,8 @@ export class TaskService {
   /** Names of this process's directories: a restarted node never hands out a used one. */
   private readonly boot = randomBytes(4).toString("hex");
   private readonly prepared = new Map<string, Prepared>();
+  /** The next directory's number: unique in this process, so a directory made again never reuses a name. */
+  private seq = 0;
 
   constructor(private readonly deps: TaskServiceDeps) {}
 
@@ -89,6 +91,7 @@ export class TaskService {
       caller.id,
       inputs.map((i) => i.digest),
     );
+    let failed = false;
     try {
       for (;;) {
         let p = this.prepared.get(id);
@@ -114,7 +117,13 @@ export class TaskService {
             if (p) p.preparing = undefined;
           });
         }
-        await p.preparing;
+        try {
+          await p.preparing;
+        } catch (err) {
+          // an earlier task removed the container's input copy (a link to it fails): all made again, once
+          if (failed) throw err;
+          failed = true;
+        }
       }
     } finally {
       lease.release();
@@ -142,7 +151,7 @@ export class TaskService {
     }
     const dirs: string[] = [];
     for (let k = 0; k < count; k++) {
-      const dir = `${TASKS}/${this.boot}-${p.made + k}`;
+      const dir = `${TASKS}/${this.boot}-${this.seq++}`;
       dirs.push(`/${dir}`);
       entries.push({ kind: "dir", path: dir, mode: 0o777 });
       for (const i of inputs)
