@@ -465,6 +465,13 @@ async function main(): Promise<void> {
           file: "out.txt",
           expected: "hello\n",
         });
+      const s = {
+        "docker run": r.run,
+        "docker exec": r.exec,
+        p2prc: r.p2prc?.s,
+        "p2prc+outputs": r.outputs?.s,
+      }[way];
+      console.log(`round ${round + 1}: ${way} ${s?.toFixed(2)} s`);
     }
     rounds.push(r as Round);
     const roundS = (performance.now() - roundStart) / 1000;
