@@ -99,12 +99,7 @@ export function createServerApp(deps: ServerAppDeps) {
       limitBytes: deps.config.inputCacheMb * 1024 * 1024,
       logger: deps.logger,
     });
-  const tasks = new TaskService({
-    containers: deps.containers,
-    engine: deps.engine,
-    cache: inputs,
-    logger: deps.logger,
-  });
+  const tasks = new TaskService({ containers: deps.containers, engine: deps.engine, cache: inputs });
   const maxJsonBytes = deps.maxJsonBytes ?? 1024 * 1024;
   const maxUploadBytes = deps.maxUploadBytes ?? 256 * 1024 * 1024;
   const spoolDir = join(deps.dataDir, "uploads");

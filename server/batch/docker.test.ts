@@ -3,14 +3,14 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
-import { defaultConfig } from "../../config/index.ts";
-import { memoryLogger, systemClock } from "../../core/index.ts";
+import { systemClock } from "../../core/index.ts";
 import { openStore } from "../../store/index.ts";
-import { callApp } from "../fixtures.ts";
-import { ContainerService, createDockerEngine, createServerApp } from "../index.ts";
+import { removeTestNodes } from "../../test/support.ts";
+import { callApp, testServerApp } from "../fixtures.ts";
+import { createDockerEngine } from "../index.ts";
 
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
 const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
@@ -18,39 +18,17 @@ const NODE_ID = randomBytes(32).toString("hex");
 const root = mkdtempSync(join(tmpdir(), "p2prc-batch-docker-"));
 
 afterAll(async () => {
-  const left = await docker.listContainers({ all: true, filters: { label: [`p2prc.node=${NODE_ID}`] } });
-  await Promise.all(
-    left.map((c) =>
-      docker
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => {}),
-    ),
-  );
+  await removeTestNodes(docker, [], [NODE_ID]);
   rmSync(root, { recursive: true, force: true });
 });
 
 function makeApp() {
-  const deps = {
-    nodeId: NODE_ID,
-    config: {
-      ...defaultConfig(hostname()),
-      defaultImage: "p2prc-test/busybox",
-      defaultMemoryMb: 64,
-      defaultCpus: 0.5,
-    },
+  const { app } = testServerApp({
     engine: createDockerEngine({ host: DOCKER_HOST }),
     records: openStore(":memory:").containers,
     clock: systemClock,
-    logger: memoryLogger(),
-    gpus: async () => [],
-  };
-  const app = createServerApp({
-    ...deps,
-    version: "test",
-    containers: new ContainerService(deps),
+    nodeId: NODE_ID,
     dataDir: root,
-    resolveCaller: () => ({ id: "member", admin: false, operator: false }),
   });
   return (method: string, path: string, body?: unknown) =>
     callApp(app, method, path, typeof body === "string" ? { raw: body } : { json: body });

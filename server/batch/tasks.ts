@@ -4,7 +4,7 @@
 // (`/p2prc-inputs/<digest>`, sent into the container once). So a task costs the engine one exec, as a
 // `docker exec` does, plus a share of an upload made of tar headers.
 import { randomBytes } from "node:crypto";
-import { type Logger, P2prcError } from "../../core/index.ts";
+import { P2prcError } from "../../core/index.ts";
 import type { Caller } from "../caller.ts";
 import type { ContainerService } from "../containers.ts";
 import type { ContainerEngine, ExecResult } from "../engine/index.ts";
@@ -12,24 +12,27 @@ import { type StreamEntry, tarStream } from "../tar.ts";
 import type { TaskRequest } from "../types.ts";
 import type { InputCache } from "./cache.ts";
 
-/** What a task answers: the exec's result and the directory it ran in (outputs are relative to it). */
-export type TaskResult = ExecResult & { workingDir: string };
-
-export interface TaskServiceDeps {
-  containers: ContainerService;
-  engine: ContainerEngine;
-  cache: InputCache;
-  logger: Logger;
-}
-
+/** The parent of the task directories, and the container's copy of its inputs (paths without the `/`). */
 const TASKS = "p2prc-task";
 const INPUTS = "p2prc-inputs";
+/** Directories made in one upload: the first run, then as many as made so far, up to the most. */
 const FIRST_RUN = 8;
 const MAX_RUN = 64;
 /** Containers whose prepared directories are remembered; the oldest are forgotten beyond it. */
 const MAX_CONTAINERS = 4096;
 /** Most bytes kept of each of stdout and stderr (as the exec route). */
 const MAX_OUTPUT_BYTES = 8 * 1024 * 1024;
+
+/** What a task answers: the exec's result and the directory it ran in (outputs are relative to it). */
+export type TaskResult = ExecResult & { workingDir: string };
+
+export interface TaskServiceDeps {
+  /** Whose container it is (a member reaches only its own). */
+  containers: ContainerService;
+  engine: ContainerEngine;
+  /** Where the tasks' inputs come from. */
+  cache: InputCache;
+}
 
 /** One container's prepared directories. */
 interface Prepared {
