@@ -99,13 +99,26 @@ export async function extractTar(stream: ReadableStream<Uint8Array>, root: strin
         files.push(target);
       }
       try {
+        // small chunks are gathered into writes of up to 64 KiB (one system call each)
+        let pending: Uint8Array[] = [];
+        let pendingBytes = 0;
+        const flush = async () => {
+          if (fh && pendingBytes)
+            await fh.write(pending.length === 1 ? (pending[0] as Uint8Array) : Buffer.concat(pending));
+          pending = [];
+          pendingBytes = 0;
+        };
         let left = size;
         while (left > 0) {
           const c = await r.chunk(left);
           if (!c) throw cut();
           left -= c.length;
-          if (fh) await fh.write(c);
+          if (!fh) continue;
+          pending.push(c);
+          pendingBytes += c.length;
+          if (pendingBytes >= 65536) await flush();
         }
+        await flush();
       } finally {
         await fh?.close();
       }
