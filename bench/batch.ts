@@ -17,6 +17,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createTar } from "nanotar";
 import {
   addServer,
   type NodeOptions,
@@ -43,7 +44,8 @@ const GOAL_RUN = 0.3;
 const GOAL_EXEC = 1.0;
 /** A second round only when the first round's time fits again before this (seconds since start). */
 const BUDGET_S = 240;
-const MAX_PAIRS = 2;
+/** BENCH_ROUNDS=0 skips the side-by-side runs (the step breakdown and the shared input only). */
+const MAX_PAIRS = process.env.BENCH_ROUNDS === undefined ? 2 : Number(process.env.BENCH_ROUNDS);
 /** The shared-input batch: this many tasks reading one input of this size. */
 const SHARED_TASKS = 60;
 const SHARED_BYTES = 8 * 1024 * 1024;
@@ -330,10 +332,17 @@ const nodeClient = (url: string, certPem: string | undefined) =>
  * one at a time against one node and timed each; plus the client-side file writes and two SQLite
  * updates of the same shape (a store opened on a scratch home).
  */
-async function stepBreakdown(
-  url: string,
-  certPem: string | undefined,
-): Promise<{ steps: Record<Step, number[]>; createMs: number }> {
+interface Breakdown {
+  steps: Record<Step, number[]>;
+  createMs: number;
+  /** The path a task took before (a tar upload making its directory, then an exec), interleaved. */
+  before: number[];
+  /** This process's CPU (client and node) for the task call and for the path before, ms each. */
+  cpuTask: number[];
+  cpuBefore: number[];
+}
+
+async function stepBreakdown(url: string, certPem: string | undefined): Promise<Breakdown> {
   const { openStore } = await import("../store/index.ts");
   const store = openStore(join(work, "steps.db"));
   const batchId = "bench-steps";
@@ -345,6 +354,9 @@ async function stepBreakdown(
     await c.createContainer({ image: IMAGE, command: ["tail", "-f", "/dev/null"], ttlSeconds: 600 })
   ).id;
   const createMs = performance.now() - t0;
+  const before: number[] = [];
+  const cpuTask: number[] = [];
+  const cpuBefore: number[] = [];
   try {
     for (let i = 0; i < STEP_RUNS + 1; i++) {
       checkInterrupted();
@@ -366,6 +378,7 @@ async function stepBreakdown(
           durationMs: 1,
         });
       });
+      const cpu0 = process.cpuUsage();
       const r = await time("task (one call: exec in a prepared directory)", () =>
         c.runTask(id, {
           command: COMMAND,
@@ -373,6 +386,27 @@ async function stepBreakdown(
           timeoutSeconds: 600,
         }),
       );
+      const cpuTask0 = process.cpuUsage(cpu0);
+      // the same task as it ran before: a tar upload making the directory, then an exec in it
+      const dir = `p2prc-task/before-${i}`;
+      const cpu1 = process.cpuUsage();
+      const b0 = performance.now();
+      await c.putFiles(
+        id,
+        "/",
+        createTar([
+          { name: "p2prc-task/", attrs: { mode: "1777", uid: 0, gid: 0 } },
+          { name: `${dir}/`, attrs: { mode: "777", uid: 0, gid: 0 } },
+        ]),
+      );
+      const old = await c.exec(id, COMMAND, {
+        env: { P2PRC_TASK_INDEX: "0" },
+        workingDir: `/${dir}`,
+        timeoutSeconds: 600,
+      });
+      const beforeMs = performance.now() - b0;
+      const cpuOld = process.cpuUsage(cpu1);
+      if (old.stdout !== "hello\n") throw new Error(`steps: the path before gave ${JSON.stringify(old)}`);
       if (r.exitCode !== 0 || r.stdout !== "hello\n")
         throw new Error(`steps: task gave ${JSON.stringify(r)}`);
       await time("write stdout/stderr", () => {
@@ -383,12 +417,15 @@ async function stepBreakdown(
       });
       if (i === 0) continue; // warm-up (and the first run of directories)
       for (const s of STEPS) steps[s].push(t[s] as number);
+      before.push(beforeMs);
+      cpuTask.push((cpuTask0.user + cpuTask0.system) / 1000);
+      cpuBefore.push((cpuOld.user + cpuOld.system) / 1000);
     }
   } finally {
     await c.removeContainer(id).catch(() => undefined);
     store.close();
   }
-  return { steps, createMs };
+  return { steps, createMs, before, cpuTask, cpuBefore };
 }
 
 /** The engine alone for an exec of the same command (dockerode: create, start, collect, inspect). */
@@ -480,7 +517,10 @@ async function main(): Promise<void> {
   }
 
   checkInterrupted();
-  const { steps, createMs } = await stepBreakdown(nodes[0]?.url as string, nodes[0]?.certPem);
+  const { steps, createMs, before, cpuTask, cpuBefore } = await stepBreakdown(
+    nodes[0]?.url as string,
+    nodes[0]?.certPem,
+  );
   const engine = await engineExec(nodes[0]?.url as string, nodes[0]?.certPem);
 
   // a batch whose tasks share one input: what it took on the network with the nodes' cache
@@ -544,15 +584,18 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(fmt(r));
   console.log(`order of each run: ${rounds.map((r, i) => `${i + 1}: ${r.order.join(" → ")}`).join("; ")}`);
   const sum = (f: (r: Round) => number) => rounds.reduce((s, r) => s + f(r), 0);
-  const runRatio = sum((r) => r.outputs.s) / sum((r) => r.run);
-  const execRatio = sum((r) => r.exec) / sum((r) => r.p2prc.s);
-  const plainRatio = sum((r) => r.p2prc.s) / sum((r) => r.run);
-  console.log(
-    `p2prc+outputs / docker run over ${rounds.length} run(s): ${runRatio.toFixed(3)}  (goal ≤ ${GOAL_RUN}: ${runRatio <= GOAL_RUN ? "yes" : "NO"}); p2prc / docker run: ${plainRatio.toFixed(3)}`,
-  );
-  console.log(
-    `p2prc throughput / docker exec throughput: ${execRatio.toFixed(3)}  (goal ≥ ${GOAL_EXEC}: ${execRatio >= GOAL_EXEC ? "yes" : "NO"})`,
-  );
+  if (rounds.length === 0) console.log("(no side-by-side run: BENCH_ROUNDS=0)");
+  else {
+    const runRatio = sum((r) => r.outputs.s) / sum((r) => r.run);
+    const execRatio = sum((r) => r.exec) / sum((r) => r.p2prc.s);
+    const plainRatio = sum((r) => r.p2prc.s) / sum((r) => r.run);
+    console.log(
+      `p2prc+outputs / docker run over ${rounds.length} run(s): ${runRatio.toFixed(3)}  (goal ≤ ${GOAL_RUN}: ${runRatio <= GOAL_RUN ? "yes" : "NO"}); p2prc / docker run: ${plainRatio.toFixed(3)}`,
+    );
+    console.log(
+      `p2prc throughput / docker exec throughput: ${execRatio.toFixed(3)}  (goal ≥ ${GOAL_EXEC}: ${execRatio >= GOAL_EXEC ? "yes" : "NO"})`,
+    );
+  }
   console.log(
     "task med ms: runBatch's per-task duration (slot taken → result written); 1st done s: call → first task " +
       "done (pool containers created on the way); tail s: last task done → runBatch returned (pool removed); " +
@@ -570,6 +613,10 @@ async function main(): Promise<void> {
   for (const [label, ms] of parts) console.log(`  ${label.padEnd(w)}  ${ms.toFixed(1).padStart(7)} ms`);
   const stepSum = STEPS.reduce((s, k) => s + median(steps[k]), 0);
   console.log(`  ${"sum of the steps".padEnd(w)}  ${stepSum.toFixed(1).padStart(7)} ms`);
+  console.log(
+    `the task call against the path before (tar upload + exec), interleaved: ${median(steps[STEPS[0]]).toFixed(1)} vs ${median(before).toFixed(1)} ms; ` +
+      `this process's CPU (client + node) ${median(cpuTask).toFixed(1)} vs ${median(cpuBefore).toFixed(1)} ms`,
+  );
 
   const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
   console.log(
