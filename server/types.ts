@@ -99,8 +99,8 @@ function build() {
               z.minLength(1),
               z.maxLength(100),
               z.refine(
-                (n) => !/[/\0]/.test(n) && n !== "." && n !== "..",
-                "a file name (no '/', not . or ..)",
+                (n) => !/[/\0]/.test(n) && n !== "." && n !== ".." && Buffer.byteLength(n) <= 100,
+                "a file name of at most 100 bytes (no '/', not . or ..)",
               ),
             ),
             digest,

@@ -109,10 +109,12 @@ describe("a batch task", () => {
     expect(r.json.error).toMatchObject({ code: "E_NOT_FOUND", field: "inputs" });
     expect(r.json.error.message).toContain(sha("never sent"));
     expect(calls.size).toBe(0);
-    const bad = await call("POST", `/v1/containers/${id}/tasks`, {
-      command: ["true"],
-      inputs: [{ name: "../x", digest: sha("x") }],
-    });
-    expect(bad.status).toBe(400);
+    for (const name of ["../x", "a/b", "é".repeat(51)]) {
+      const bad = await call("POST", `/v1/containers/${id}/tasks`, {
+        command: ["true"],
+        inputs: [{ name, digest: sha("x") }],
+      });
+      expect({ name, status: bad.status }).toEqual({ name, status: 400 });
+    }
   });
 });
