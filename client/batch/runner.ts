@@ -58,6 +58,8 @@ async function readInputs(job: Job, jobDir: string): Promise<BatchInput[]> {
   const out: BatchInput[] = [];
   for (const p of job.inputs ?? []) {
     const path = resolve(jobDir, p);
+    if (Buffer.byteLength(basename(path)) > 100)
+      throw new P2prcError("E_INVALID", `input ${p}: its file name is over 100 bytes`, { field: "inputs" });
     try {
       const hash = createHash("sha256");
       let size = 0;
