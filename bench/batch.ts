@@ -1,13 +1,17 @@
 // Batch throughput: 200 short tasks (`echo hello` in p2prc-test/busybox) over 3 server nodes in this one
-// process (loopback, one port each), against the same 200 as `docker run --rm` through the docker CLI
-// 4 at a time (`seq 200 | xargs -P4 ... docker run --rm IMAGE echo hello`) on the same engine.
-//   p2prc     runBatch end to end from a client home whose IP table knows the 3 nodes (placement,
-//             a warm pool of maxPerNode containers per node, files in, exec, stdout written, SQLite
-//             state, pool removed at the end); every task checked: done, exit 0, stdout "hello\n"
-//   baseline  the xargs line above through `sh -c`; checked: 200 lines "hello"
-// Baseline and p2prc alternate (who goes first swaps), twice when the first pair leaves time for a second.
-// Then where one task's time goes: its requests replayed one at a time against one node, each timed.
-// Goal: p2prc time / baseline time ≤ 0.5.
+// process (loopback, one port each), side by side with the docker CLI on the same engine:
+//   p2prc          runBatch end to end from a client home whose IP table knows the 3 nodes (placement,
+//                  a warm pool of maxPerNode containers per node, one task call per task, stdout written,
+//                  SQLite state, pool removed at the end); every task checked: done, exit 0, stdout "hello\n"
+//   p2prc+outputs  the same with an output collected per task (`echo hello > out.txt`, outputs: [out.txt]),
+//                  each out.txt checked
+//   docker run     `seq 200 | xargs -P4 ... docker run --rm IMAGE echo hello`; checked: 200 lines "hello"
+//   docker exec    the same 200 as `docker exec` 4 at a time into 4 warm containers (made beforehand,
+//                  untimed); checked: 200 lines "hello"
+// The four alternate (the order rotates), twice when the first round leaves time for a second.
+// Then where one task's time goes: its requests replayed one at a time against one node, each timed;
+// and a batch with a shared input: the bytes its inputs took with the nodes' cache and without it.
+// Goals: p2prc+outputs / docker run ≤ 0.3; p2prc throughput / docker exec throughput ≥ 1.0.
 // Run: node_modules/.bin/bun bench/batch.ts (or `make bench`). Reads DOCKER_HOST. Exits 77 when the
 // docker CLI, the engine or the image is missing.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -34,10 +38,17 @@ const COMMAND = ["echo", "hello"];
 const TASKS = Number(process.env.BENCH_TASKS) || 200; // BENCH_TASKS for a quick check
 const NODES = 3;
 const PARALLEL = 4; // xargs -P
-const GOAL = 0.5;
-/** A second pair of runs only when the first pair's time fits again before this (seconds since start). */
-const BUDGET_S = 170;
-const MAX_PAIRS = 2;
+/** p2prc+outputs time / docker run time. */
+const GOAL_RUN = 0.3;
+/** p2prc throughput / docker exec throughput. */
+const GOAL_EXEC = 1.0;
+/** A second round only when the first round's time fits again before this (seconds since start). */
+const BUDGET_S = 240;
+/** BENCH_ROUNDS=0 skips the side-by-side runs (the step breakdown and the shared input only). */
+const MAX_PAIRS = process.env.BENCH_ROUNDS === undefined ? 2 : Number(process.env.BENCH_ROUNDS);
+/** The shared-input batch: this many tasks reading one input of this size. */
+const SHARED_TASKS = 60;
+const SHARED_BYTES = 8 * 1024 * 1024;
 /** Requests of one task replayed one at a time (after one warm-up). */
 const STEP_RUNS = 20;
 const TABLE_TIMEOUT_MS = 20_000;
@@ -47,7 +58,7 @@ const clientIdentity = () => {
   identity ??= generateIdentity();
   return identity;
 };
-const RUN_TIMEOUT_MS = 120_000;
+const RUN_TIMEOUT_MS = 300_000;
 
 const DOCKER_HOST = process.env.DOCKER_HOST || "unix:///var/run/docker.sock";
 const env = cleanEnv({ DOCKER_HOST });
@@ -87,6 +98,12 @@ function cleanup(): Promise<void> {
             console.log(`batch: could not remove container ${c.Id}: ${err}`);
         }
       }
+    }
+    for (const name of warmNames) {
+      await docker
+        .getContainer(name)
+        .remove({ force: true })
+        .catch(() => undefined);
     }
     if (removed > 0) console.log(`batch: removed ${removed} container(s) the nodes left behind`);
     rmSync(work, { recursive: true, force: true });
@@ -155,7 +172,7 @@ async function clientHome(): Promise<NodeOptions> {
   }
 }
 
-// ---- the two ways to run 200 tasks ---------------------------------------------------------------
+// ---- the ways to run 200 tasks -------------------------------------------------------------------
 
 interface P2prcRun {
   s: number;
@@ -167,9 +184,17 @@ interface P2prcRun {
   tailS: number;
   /** This process's CPU (client and the 3 nodes together) per task, ms. */
   cpuMsPerTask: number;
+  inputs: { sent: number; perTask: number; saved: number };
 }
 
-async function viaP2prc(client: NodeOptions, jobPath: string, outDir: string): Promise<P2prcRun> {
+/** Runs the job at `jobPath`; every task must be done with `expected` as its stdout (or its out.txt). */
+async function viaP2prc(
+  client: NodeOptions,
+  jobPath: string,
+  outDir: string,
+  check: { file: string; expected: string } = { file: "stdout", expected: "hello\n" },
+  tasks = TASKS,
+): Promise<P2prcRun> {
   let firstDone: number | undefined;
   let lastDone = 0;
   const cpu0 = process.cpuUsage();
@@ -188,22 +213,22 @@ async function viaP2prc(client: NodeOptions, jobPath: string, outDir: string): P
   const bad: string[] = [];
   const perNode: Record<string, number> = {};
   for (const r of result.results as TaskResult[]) {
-    let stdout: string | undefined;
+    let got: string | undefined;
     try {
-      stdout = readFileSync(join(outDir, String(r.index), "stdout"), "utf8");
+      got = readFileSync(join(outDir, String(r.index), check.file), "utf8");
     } catch {
-      stdout = undefined;
+      got = undefined;
     }
-    if (r.state !== "done" || r.exitCode !== 0 || stdout !== "hello\n") {
+    if (r.state !== "done" || r.exitCode !== 0 || got !== check.expected) {
       bad.push(
-        `#${r.index}: ${r.state} exit ${r.exitCode} stdout ${JSON.stringify(stdout)} ${r.error ?? ""}`,
+        `#${r.index}: ${r.state} exit ${r.exitCode} ${check.file} ${JSON.stringify(got)} ${r.error ?? ""}`,
       );
     }
     perNode[r.node ?? "(none)"] = (perNode[r.node ?? "(none)"] ?? 0) + 1;
   }
-  if (result.results.length !== TASKS || bad.length > 0) {
+  if (result.results.length !== tasks || bad.length > 0) {
     throw new Error(
-      `p2prc: ${result.results.length} results, ${bad.length} not done with "hello": ${bad.slice(0, 5).join("; ")}`,
+      `p2prc: ${result.results.length} results, ${bad.length} not done with ${JSON.stringify(check.expected)}: ${bad.slice(0, 5).join("; ")}`,
     );
   }
   const ms = result.results.map((r) => r.durationMs ?? 0);
@@ -213,12 +238,13 @@ async function viaP2prc(client: NodeOptions, jobPath: string, outDir: string): P
     medianTaskMs: median(ms),
     firstS: ((firstDone ?? end) - t0) / 1000,
     tailS: (end - lastDone) / 1000,
-    cpuMsPerTask: (cpu.user + cpu.system) / 1000 / TASKS,
+    cpuMsPerTask: (cpu.user + cpu.system) / 1000 / tasks,
+    inputs: result.inputs,
   };
 }
 
-function viaXargs(): number {
-  const line = `seq ${TASKS} | xargs -P${PARALLEL} -I{} docker run --rm ${IMAGE} ${COMMAND.join(" ")}`;
+/** A docker CLI line through `sh -c`, timed; it must print TASKS lines "hello". */
+function viaCli(label: string, line: string): number {
   const t0 = performance.now();
   const r = Bun.spawnSync(["sh", "-c", line], {
     env,
@@ -231,22 +257,62 @@ function viaXargs(): number {
   const hellos = lines.filter((l) => l === "hello").length;
   if (r.exitCode !== 0 || hellos !== TASKS || lines.length !== TASKS) {
     throw new Error(
-      `baseline: exit ${r.exitCode}, ${hellos} of ${TASKS} lines "hello" (${lines.length} lines): ${r.stderr.toString().trim().slice(0, 300)}`,
+      `${label}: exit ${r.exitCode}, ${hellos} of ${TASKS} lines "hello" (${lines.length} lines): ${r.stderr.toString().trim().slice(0, 300)}`,
     );
   }
   return s;
 }
 
+const dockerRun = () =>
+  viaCli(
+    "docker run",
+    `seq ${TASKS} | xargs -P${PARALLEL} -I{} docker run --rm ${IMAGE} ${COMMAND.join(" ")}`,
+  );
+
+/** Names of the warm containers `docker exec` goes into, one per xargs slot. */
+const warmNames: string[] = [];
+
+/** Starts PARALLEL warm containers (untimed), labelled so cleanup() removes them. */
+function startWarm(): void {
+  for (let i = 0; i < PARALLEL; i++) {
+    const name = `p2prc-bench-exec-${process.pid}-${i}`;
+    const r = Bun.spawnSync(
+      [
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        `p2prc.bench=${process.pid}`,
+        IMAGE,
+        "tail",
+        "-f",
+        "/dev/null",
+      ],
+      { env, stdout: "pipe", stderr: "pipe", timeout: 60_000 },
+    );
+    if (r.exitCode !== 0) throw new Error(`docker run -d ${name}: ${r.stderr.toString().trim()}`);
+    warmNames.push(name);
+  }
+}
+
+/** 200 `docker exec`, 4 at a time, task i into warm container i mod 4. */
+function dockerExec(): number {
+  const list = join(work, "exec-targets");
+  writeFileSync(list, `${Array.from({ length: TASKS }, (_, i) => warmNames[i % PARALLEL]).join("\n")}\n`);
+  return viaCli("docker exec", `xargs -P${PARALLEL} -I{} docker exec {} ${COMMAND.join(" ")} < ${list}`);
+}
+
 // ---- one task's requests, step by step ------------------------------------------------------------
 
-const STEPS = ["putFiles", "exec", "write stdout/stderr", "DB update ×2"] as const;
+const STEPS = [
+  "task (one call: exec in a prepared directory)",
+  "write stdout/stderr",
+  "DB update ×2",
+] as const;
 type Step = (typeof STEPS)[number];
 
-/**
- * The requests NodeWorker.run (client/batch/worker.ts) makes for one task on a warm pool container, replayed
- * one at a time against one node and timed each; plus the client-side file writes and two SQLite
- * updates of the same shape (a store opened on a scratch home).
- */
 /** A fetch pinned to the node's certificate (the nodes serve TLS), keeping its connection as the client does. */
 function pinnedFetch(certPem: string | undefined): typeof fetch {
   if (!certPem) return fetch;
@@ -261,10 +327,22 @@ const nodeClient = (url: string, certPem: string | undefined) =>
     60_000,
   );
 
-async function stepBreakdown(
-  url: string,
-  certPem: string | undefined,
-): Promise<{ steps: Record<Step, number[]>; createMs: number }> {
+/**
+ * The requests NodeWorker.run (client/batch/worker.ts) makes for one task on a warm pool container, replayed
+ * one at a time against one node and timed each; plus the client-side file writes and two SQLite
+ * updates of the same shape (a store opened on a scratch home).
+ */
+interface Breakdown {
+  steps: Record<Step, number[]>;
+  createMs: number;
+  /** The path a task took before (a tar upload making its directory, then an exec), interleaved. */
+  before: number[];
+  /** This process's CPU (client and node) for the task call and for the path before, ms each. */
+  cpuTask: number[];
+  cpuBefore: number[];
+}
+
+async function stepBreakdown(url: string, certPem: string | undefined): Promise<Breakdown> {
   const { openStore } = await import("../store/index.ts");
   const store = openStore(join(work, "steps.db"));
   const batchId = "bench-steps";
@@ -276,6 +354,9 @@ async function stepBreakdown(
     await c.createContainer({ image: IMAGE, command: ["tail", "-f", "/dev/null"], ttlSeconds: 600 })
   ).id;
   const createMs = performance.now() - t0;
+  const before: number[] = [];
+  const cpuTask: number[] = [];
+  const cpuBefore: number[] = [];
   try {
     for (let i = 0; i < STEP_RUNS + 1; i++) {
       checkInterrupted();
@@ -286,7 +367,6 @@ async function stepBreakdown(
         t[step] = performance.now() - s0;
         return out;
       };
-      const dir = `p2prc-task/s${i}-1`;
       await time("DB update ×2", () => {
         const row = { index: 0, node: "b0", exitCode: undefined, durationMs: undefined, error: undefined };
         store.client.updateTask(batchId, { ...row, state: "running", attempts: i + 1 });
@@ -298,39 +378,54 @@ async function stepBreakdown(
           durationMs: 1,
         });
       });
-      await time("putFiles", () =>
-        c.putFiles(
-          id,
-          "/",
-          createTar([
-            { name: "p2prc-task/", attrs: { mode: "1777", uid: 0, gid: 0 } },
-            { name: `${dir}/`, attrs: { mode: "777", uid: 0, gid: 0 } },
-          ]),
-        ),
-      );
-      const r = await time("exec", () =>
-        c.exec(id, COMMAND, {
+      const cpu0 = process.cpuUsage();
+      const r = await time("task (one call: exec in a prepared directory)", () =>
+        c.runTask(id, {
+          command: COMMAND,
           env: { P2PRC_TASK_INDEX: "0", P2PRC_TASK_COUNT: "1" },
-          workingDir: `/${dir}`,
           timeoutSeconds: 600,
         }),
       );
+      const cpuTask0 = process.cpuUsage(cpu0);
+      // the same task as it ran before: a tar upload making the directory, then an exec in it
+      const dir = `p2prc-task/before-${i}`;
+      const cpu1 = process.cpuUsage();
+      const b0 = performance.now();
+      await c.putFiles(
+        id,
+        "/",
+        createTar([
+          { name: "p2prc-task/", attrs: { mode: "1777", uid: 0, gid: 0 } },
+          { name: `${dir}/`, attrs: { mode: "777", uid: 0, gid: 0 } },
+        ]),
+      );
+      const old = await c.exec(id, COMMAND, {
+        env: { P2PRC_TASK_INDEX: "0" },
+        workingDir: `/${dir}`,
+        timeoutSeconds: 600,
+      });
+      const beforeMs = performance.now() - b0;
+      const cpuOld = process.cpuUsage(cpu1);
+      if (old.stdout !== "hello\n") throw new Error(`steps: the path before gave ${JSON.stringify(old)}`);
       if (r.exitCode !== 0 || r.stdout !== "hello\n")
-        throw new Error(`steps: exec gave ${JSON.stringify(r)}`);
+        throw new Error(`steps: task gave ${JSON.stringify(r)}`);
       await time("write stdout/stderr", () => {
         const out = join(work, "steps-out", String(i));
         mkdirSync(out, { recursive: true });
         writeFileSync(join(out, "stdout"), r.stdout);
         writeFileSync(join(out, "stderr"), r.stderr);
       });
-      if (i === 0) continue; // warm-up
+      if (i === 0) continue; // warm-up (and the first run of directories)
       for (const s of STEPS) steps[s].push(t[s] as number);
+      before.push(beforeMs);
+      cpuTask.push((cpuTask0.user + cpuTask0.system) / 1000);
+      cpuBefore.push((cpuOld.user + cpuOld.system) / 1000);
     }
   } finally {
     await c.removeContainer(id).catch(() => undefined);
     store.close();
   }
-  return { steps, createMs };
+  return { steps, createMs, before, cpuTask, cpuBefore };
 }
 
 /** The engine alone for an exec of the same command (dockerode: create, start, collect, inspect). */
@@ -364,6 +459,16 @@ async function engineExec(containerUrl: string, certPem: string | undefined): Pr
 
 // ---- main ----------------------------------------------------------------------------------------
 
+const WAYS = ["docker run", "docker exec", "p2prc", "p2prc+outputs"] as const;
+type Way = (typeof WAYS)[number];
+interface Round {
+  order: Way[];
+  run: number;
+  exec: number;
+  p2prc: P2prcRun;
+  outputs: P2prcRun;
+}
+
 async function main(): Promise<void> {
   await startNodes();
   checkInterrupted();
@@ -372,30 +477,69 @@ async function main(): Promise<void> {
   mkdirSync(jobDir);
   const jobPath = join(jobDir, "job.json");
   writeFileSync(jobPath, `${JSON.stringify({ image: IMAGE, command: COMMAND, tasks: TASKS })}\n`);
+  const outputsPath = join(jobDir, "outputs.json");
+  writeFileSync(
+    outputsPath,
+    `${JSON.stringify({ image: IMAGE, command: ["sh", "-c", "echo hello > out.txt"], tasks: TASKS, outputs: ["out.txt"] })}\n`,
+  );
   // one untimed docker run, so neither side pays for a cold CLI / engine path in its first run
   const warm = Bun.spawnSync(["docker", "run", "--rm", IMAGE, "true"], { env, timeout: 30_000 });
   if (warm.exitCode !== 0) throw new Error(`docker run --rm ${IMAGE} true: exit ${warm.exitCode}`);
+  startWarm();
 
-  const pairs: { baselineS: number; p2prc: P2prcRun }[] = [];
-  for (let pair = 0; pair < MAX_PAIRS; pair++) {
-    const pairStart = performance.now();
-    let baselineS = 0;
-    let p2prc: P2prcRun | undefined;
-    const order = pair % 2 === 0 ? ["baseline", "p2prc"] : ["p2prc", "baseline"];
-    for (const which of order) {
+  const rounds: Round[] = [];
+  for (let round = 0; round < MAX_PAIRS; round++) {
+    const roundStart = performance.now();
+    const order = WAYS.map((_, i) => WAYS[(i + round * 2) % WAYS.length] as Way);
+    const r: Partial<Round> = { order };
+    for (const way of order) {
       checkInterrupted();
-      if (which === "baseline") baselineS = viaXargs();
-      else p2prc = await viaP2prc(client, jobPath, join(work, `out${pair}`));
+      if (way === "docker run") r.run = dockerRun();
+      else if (way === "docker exec") r.exec = dockerExec();
+      else if (way === "p2prc") r.p2prc = await viaP2prc(client, jobPath, join(work, `out${round}`));
+      else
+        r.outputs = await viaP2prc(client, outputsPath, join(work, `outputs${round}`), {
+          file: "out.txt",
+          expected: "hello\n",
+        });
+      const s = {
+        "docker run": r.run,
+        "docker exec": r.exec,
+        p2prc: r.p2prc?.s,
+        "p2prc+outputs": r.outputs?.s,
+      }[way];
+      console.log(`round ${round + 1}: ${way} ${s?.toFixed(2)} s`);
     }
-    pairs.push({ baselineS, p2prc: p2prc as P2prcRun });
-    const pairS = (performance.now() - pairStart) / 1000;
+    rounds.push(r as Round);
+    const roundS = (performance.now() - roundStart) / 1000;
     const elapsedS = (performance.now() - began) / 1000;
-    if (elapsedS + pairS > BUDGET_S) break;
+    if (elapsedS + roundS > BUDGET_S) break;
   }
 
   checkInterrupted();
-  const { steps, createMs } = await stepBreakdown(nodes[0]?.url as string, nodes[0]?.certPem);
+  const { steps, createMs, before, cpuTask, cpuBefore } = await stepBreakdown(
+    nodes[0]?.url as string,
+    nodes[0]?.certPem,
+  );
   const engine = await engineExec(nodes[0]?.url as string, nodes[0]?.certPem);
+
+  // a batch whose tasks share one input: what it took on the network with the nodes' cache
+  checkInterrupted();
+  const sharedDir = join(work, "shared");
+  mkdirSync(sharedDir);
+  writeFileSync(join(sharedDir, "input.bin"), new Uint8Array(SHARED_BYTES).fill(7));
+  const sharedPath = join(sharedDir, "job.json");
+  writeFileSync(
+    sharedPath,
+    `${JSON.stringify({ image: IMAGE, command: ["wc", "-c", "input.bin"], tasks: SHARED_TASKS, inputs: ["input.bin"] })}\n`,
+  );
+  const shared = await viaP2prc(
+    client,
+    sharedPath,
+    join(work, "shared-out"),
+    { file: "stdout", expected: `${SHARED_BYTES} input.bin\n` },
+    SHARED_TASKS,
+  );
 
   // ---- report ----
   console.log(
@@ -403,31 +547,31 @@ async function main(): Promise<void> {
   );
   console.log(
     `p2prc: runBatch over ${NODES} in-process nodes (maxPerNode 4 → ${NODES * 4} slots, warm pool); ` +
-      `baseline: seq ${TASKS} | xargs -P${PARALLEL} docker run --rm`,
+      `docker run: seq ${TASKS} | xargs -P${PARALLEL} docker run --rm; docker exec: xargs -P${PARALLEL} docker exec into ${PARALLEL} warm containers`,
   );
   const nodeNames = Array.from({ length: NODES }, (_, i) => `b${i}`);
   const header = [
     "run",
-    "order",
+    "docker run s",
+    "docker exec s",
     "p2prc s",
-    "baseline s",
-    "ratio",
-    "p2prc tasks/s",
-    "baseline tasks/s",
+    "+outputs s",
+    "outputs/run",
+    "p2prc/exec tput",
     "task med ms",
     "1st done s",
     "tail s",
     "cpu ms/task",
     ...nodeNames,
   ];
-  const rows = pairs.map((p, i) => [
+  const rows = rounds.map((p, i) => [
     String(i + 1),
-    i % 2 === 0 ? "baseline first" : "p2prc first",
+    p.run.toFixed(2),
+    p.exec.toFixed(2),
     p.p2prc.s.toFixed(2),
-    p.baselineS.toFixed(2),
-    (p.p2prc.s / p.baselineS).toFixed(3),
-    (TASKS / p.p2prc.s).toFixed(1),
-    (TASKS / p.baselineS).toFixed(1),
+    p.outputs.s.toFixed(2),
+    (p.outputs.s / p.run).toFixed(3),
+    (p.exec / p.p2prc.s).toFixed(3),
     p.p2prc.medianTaskMs.toFixed(0),
     p.p2prc.firstS.toFixed(2),
     p.p2prc.tailS.toFixed(2),
@@ -435,18 +579,23 @@ async function main(): Promise<void> {
     ...nodeNames.map((n) => String(p.p2prc.perNode[n] ?? 0)),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
-  const fmt = (r: string[]) =>
-    r
-      .map((cell, i) => (i < 2 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number)))
-      .join("  ");
+  const fmt = (r: string[]) => r.map((cell, i) => cell.padStart(widths[i] as number)).join("  ");
   console.log(fmt(header));
   for (const r of rows) console.log(fmt(r));
-  const p2prcTotal = pairs.reduce((s, p) => s + p.p2prc.s, 0);
-  const baseTotal = pairs.reduce((s, p) => s + p.baselineS, 0);
-  const ratio = p2prcTotal / baseTotal;
-  console.log(
-    `ratio p2prc / baseline over ${pairs.length} run(s): ${ratio.toFixed(3)}  (goal ≤ ${GOAL}: ${ratio <= GOAL ? "yes" : "NO"})`,
-  );
+  console.log(`order of each run: ${rounds.map((r, i) => `${i + 1}: ${r.order.join(" → ")}`).join("; ")}`);
+  const sum = (f: (r: Round) => number) => rounds.reduce((s, r) => s + f(r), 0);
+  if (rounds.length === 0) console.log("(no side-by-side run: BENCH_ROUNDS=0)");
+  else {
+    const runRatio = sum((r) => r.outputs.s) / sum((r) => r.run);
+    const execRatio = sum((r) => r.exec) / sum((r) => r.p2prc.s);
+    const plainRatio = sum((r) => r.p2prc.s) / sum((r) => r.run);
+    console.log(
+      `p2prc+outputs / docker run over ${rounds.length} run(s): ${runRatio.toFixed(3)}  (goal ≤ ${GOAL_RUN}: ${runRatio <= GOAL_RUN ? "yes" : "NO"}); p2prc / docker run: ${plainRatio.toFixed(3)}`,
+    );
+    console.log(
+      `p2prc throughput / docker exec throughput: ${execRatio.toFixed(3)}  (goal ≥ ${GOAL_EXEC}: ${execRatio >= GOAL_EXEC ? "yes" : "NO"})`,
+    );
+  }
   console.log(
     "task med ms: runBatch's per-task duration (slot taken → result written); 1st done s: call → first task " +
       "done (pool containers created on the way); tail s: last task done → runBatch returned (pool removed); " +
@@ -458,12 +607,23 @@ async function main(): Promise<void> {
   );
   const parts: [string, number][] = [
     ...STEPS.map((s): [string, number] => [s, median(steps[s])]),
-    ["  of exec: the engine alone (dockerode exec create/start/inspect)", median(engine)],
+    ["  of the task: the engine alone (dockerode exec create/start/inspect)", median(engine)],
   ];
   const w = Math.max(...parts.map(([label]) => label.length), "sum of the steps".length);
   for (const [label, ms] of parts) console.log(`  ${label.padEnd(w)}  ${ms.toFixed(1).padStart(7)} ms`);
-  const sum = STEPS.reduce((s, k) => s + median(steps[k]), 0);
-  console.log(`  ${"sum of the steps".padEnd(w)}  ${sum.toFixed(1).padStart(7)} ms`);
+  const stepSum = STEPS.reduce((s, k) => s + median(steps[k]), 0);
+  console.log(`  ${"sum of the steps".padEnd(w)}  ${stepSum.toFixed(1).padStart(7)} ms`);
+  console.log(
+    `the task call against the path before (tar upload + exec), interleaved: ${median(steps[STEPS[0]]).toFixed(1)} vs ${median(before).toFixed(1)} ms; ` +
+      `this process's CPU (client + node) ${median(cpuTask).toFixed(1)} vs ${median(cpuBefore).toFixed(1)} ms`,
+  );
+
+  const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+  console.log(
+    `shared input: ${SHARED_TASKS} tasks × one ${mib(SHARED_BYTES)} input over ${NODES} nodes in ${shared.s.toFixed(2)} s: ` +
+      `input bytes sent with the nodes' cache ${mib(shared.inputs.sent)} (${Object.keys(shared.perNode).length} node(s) ran tasks), ` +
+      `without it (every task carrying its inputs) ${mib(shared.inputs.perTask)}; saved ${mib(shared.inputs.saved)}`,
+  );
   console.log(`total ${((performance.now() - began) / 1000).toFixed(0)} s`);
 }
 

@@ -12,7 +12,7 @@ import { createTar, parseTar } from "nanotar";
 import { FrameDemuxer, nodeUrl, P2prcError } from "../core/index.ts";
 import type { ContainerView } from "../server/index.ts";
 import type { TrackedContainer } from "../store/index.ts";
-import { safeJoin } from "./batch/worker.ts";
+import { safeJoin } from "./batch/safe-join.ts";
 import { type ClientDeps, identify, locate, nodeAddress } from "./containers.ts";
 import { connect, type ExecReply } from "./node-client.ts";
 

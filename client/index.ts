@@ -8,6 +8,7 @@ export type { BatchProgress, BatchSummary, TaskResult } from "./batch/scheduler.
 export { slotsFor } from "./batch/scheduler.ts";
 export type { BatchStatus } from "./batch/status.ts";
 export { batchStatus } from "./batch/status.ts";
+export type { InputTraffic } from "./batch/worker.ts";
 export type { ContainerRef, ContainerStatus, InteractiveExec, ListedContainer } from "./container-ops.ts";
 export {
   containerLogs,

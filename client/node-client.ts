@@ -37,6 +37,11 @@ export interface ExecReply {
   truncated?: boolean;
 }
 
+/** What a node answers for a batch task: the exec's result and the directory the task ran in. */
+export interface TaskReply extends ExecReply {
+  workingDir: string;
+}
+
 const id = (containerId: string) => ({ param: { id: encodeURIComponent(containerId) } });
 
 /**
@@ -152,6 +157,41 @@ export class NodeClient {
   async execStatus(session: string) {
     return (await this.api.v1.exec[":session"].$get({ param: { session } })).json();
   }
+  /**
+   * Runs one batch task in a fresh working directory made by the node, holding `inputs` (uploaded to its
+   * input cache beforehand) by name; the answer names the directory.
+   */
+  async runTask(
+    containerId: string,
+    task: {
+      command: string[];
+      env?: Record<string, string>;
+      timeoutSeconds?: number;
+      inputs?: { name: string; digest: string }[];
+    },
+  ): Promise<TaskReply> {
+    const timeoutMs = ((task.timeoutSeconds ?? 600) + 10) * 1000;
+    const args = { ...id(containerId), json: task };
+    return (await this.api.v1.containers[":id"].tasks.$post(args, this.within(timeoutMs))).json();
+  }
+  /** Which of `digests` this caller has not uploaded to the node's input cache. */
+  async missingInputs(digests: string[]): Promise<string[]> {
+    return (await (await this.api.v1.inputs.check.$post({ json: { digests } })).json()).missing;
+  }
+  /** Uploads a file to the node's input cache as `digest` (its SHA-256), read from disk as it is sent. */
+  async putInput(digest: string, file: Blob): Promise<{ bytes: number; stored: boolean }> {
+    const res = await this.peer.request(this.node, `/v1/inputs/${digest}`, {
+      method: "PUT",
+      body: file,
+      bodySha256: digest,
+      timeoutMs: 300_000,
+    });
+    return (await res.json()) as { bytes: number; stored: boolean };
+  }
+  /** The node's input cache counters (bytes received, bytes served to tasks, ...). */
+  async inputStats() {
+    return (await this.api.v1.inputs.stats.$get()).json();
+  }
   async putFiles(containerId: string, path: string, tar: Uint8Array): Promise<void> {
     await this.peer.request(this.node, this.filesPath(containerId, path), {
       method: "PUT",
@@ -160,8 +200,12 @@ export class NodeClient {
     });
   }
   async getFiles(containerId: string, path: string): Promise<Uint8Array> {
+    return new Uint8Array(await new Response(await this.getFilesStream(containerId, path)).arrayBuffer());
+  }
+  /** A tar archive of `path` in the container, as the node sends it (never held whole). */
+  async getFilesStream(containerId: string, path: string): Promise<ReadableStream<Uint8Array>> {
     const res = await this.peer.request(this.node, this.filesPath(containerId, path), { timeoutMs: 300_000 });
-    return new Uint8Array(await res.arrayBuffer());
+    return res.body ?? new ReadableStream({ start: (c) => c.close() });
   }
 
   /** A signed request to a route outside ServerApp's types (one another module serves, e.g. /v1/plugins). */

@@ -38,6 +38,7 @@ export function defaultConfig(hostname: string): Config {
     maxDiskMbPerContainer: 4096,
     containerLogMaxMb: 10,
     containerLogMaxFiles: 3,
+    inputCacheMb: 2048,
     gossipIntervalMs: 1000,
     gossipFanout: 3,
     suspectTimeoutMs: 5000,

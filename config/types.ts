@@ -178,6 +178,11 @@ export const CONFIG_FIELDS = {
     allowed: "an integer from 2 to 100",
     doc: "Log files kept per container (json-file max-file); a container's logs take at most containerLogMaxMb × this on disk.",
   },
+  inputCacheMb: {
+    schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(1e9)),
+    allowed: "an integer number of MiB from 1 to 1000000000",
+    doc: "Disk the node's cache of batch inputs may use, in MiB (files kept by their SHA-256, so an input shared by many tasks is sent once per node); the least recently used go first beyond it.",
+  },
   gossipIntervalMs: {
     schema: (z: Z) => z.int().check(z.minimum(50), z.maximum(600000)),
     allowed: "an integer number of milliseconds from 50 to 600000",

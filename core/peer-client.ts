@@ -62,12 +62,15 @@ export function nodeOfUrl(
 }
 
 /**
- * One request to a node. A body is a string or bytes (it is hashed into the signature), or a stream sent
- * as it is read (an image push): signed as STREAMED_BODY_SHA256, its digest sent by a later request.
+ * One request to a node. A body is a string or bytes (it is hashed into the signature); a stream sent
+ * as it is read (an image push): signed as STREAMED_BODY_SHA256, its digest sent by a later request; or
+ * a Blob (a file sent as it is read) whose SHA-256 the caller gives as `bodySha256`.
  */
 export interface PeerRequest {
   method?: string;
-  body?: Uint8Array | string | ReadableStream<Uint8Array> | undefined;
+  body?: Uint8Array | string | ReadableStream<Uint8Array> | Blob | undefined;
+  /** The SHA-256 (hex) of a Blob body, signed in its stead (the body is not read to sign it). */
+  bodySha256?: string | undefined;
   /** Sent as JSON (`content-type: application/json`). */
   json?: unknown;
   headers?: Record<string, string>;
@@ -135,10 +138,13 @@ export class PeerClient {
       // only the path and query are signed: the host part is a placeholder
       const url = `http://node${path}`;
       const now = this.o.clock.now();
-      const signed =
-        body instanceof ReadableStream
-          ? signRequestHash(this.o.identity, method, url, STREAMED_BODY_SHA256, now, node.id)
-          : signRequest(this.o.identity, method, url, body ?? "", now, node.id);
+      let signed: Record<string, string>;
+      if (body instanceof ReadableStream)
+        signed = signRequestHash(this.o.identity, method, url, STREAMED_BODY_SHA256, now, node.id);
+      else if (body instanceof Blob) {
+        if (!r.bodySha256) throw new P2prcError("E_INTERNAL", "a Blob body needs its bodySha256");
+        signed = signRequestHash(this.o.identity, method, url, r.bodySha256, now, node.id);
+      } else signed = signRequest(this.o.identity, method, url, body ?? "", now, node.id);
       Object.assign(headers, signed);
     }
     const timeout = AbortSignal.timeout(r.timeoutMs ?? this.timeoutMs);

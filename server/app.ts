@@ -4,6 +4,8 @@ import { matchedRoutes } from "hono/route";
 import type { Config } from "../config/index.ts";
 import { type Clock, DEFAULT_PORT, type Logger, systemClock, tryParseAddress } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
+import { InputCache } from "./batch/cache.ts";
+import { TaskService } from "./batch/tasks.ts";
 import type { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import { ExecSessions } from "./exec-sessions.ts";
@@ -14,6 +16,7 @@ import type { ImageService } from "./image-service.ts";
 import { containerRoutes } from "./routes/containers.ts";
 import { execOpenRoutes, execSessionRoutes } from "./routes/exec.ts";
 import { imageRoutes } from "./routes/images.ts";
+import { inputRoutes } from "./routes/inputs.ts";
 import { compatRoutes, nodeRoutes } from "./routes/node.ts";
 import { cachedSpecs } from "./specs.ts";
 import type { GpuProbe } from "./types.ts";
@@ -50,6 +53,8 @@ export interface ServerAppDeps {
   execSessions?: ExecSessions;
   /** Default: the system clock. */
   clock?: Clock;
+  /** The batch input cache (default: one in `<dataDir>/inputs` bounded by config `inputCacheMb`). */
+  inputs?: InputCache;
   /** Pushed images and images for members (`/v1/images/push|pushed|archive`); not served without it. */
   images?: ImageService | undefined;
 }
@@ -81,21 +86,34 @@ export function createServerApp(deps: ServerAppDeps) {
     sessions: deps.execSessions ?? new ExecSessions({ clock: deps.clock ?? systemClock }),
     resolveCaller,
   };
+  const inputs =
+    deps.inputs ??
+    new InputCache({
+      dir: join(deps.dataDir, "inputs"),
+      limitBytes: deps.config.inputCacheMb * 1024 * 1024,
+      logger: deps.logger,
+    });
+  const tasks = new TaskService({ containers: deps.containers, engine: deps.engine, cache: inputs });
+  const maxJsonBytes = deps.maxJsonBytes ?? 1024 * 1024;
+  const maxUploadBytes = deps.maxUploadBytes ?? 256 * 1024 * 1024;
+  const spoolDir = join(deps.dataDir, "uploads");
   const v1 = new Hono<AuthEnv>()
     .route("/", nodeRoutes(nodeOpts))
     .route(
       "/containers",
       containerRoutes({
         service: deps.containers,
+        tasks,
         resolveCaller,
         publicHost: (requestHost) => advertised || requestHost,
-        maxJsonBytes: deps.maxJsonBytes ?? 1024 * 1024,
-        maxUploadBytes: deps.maxUploadBytes ?? 256 * 1024 * 1024,
-        spoolDir: join(deps.dataDir, "uploads"),
+        maxJsonBytes,
+        maxUploadBytes,
+        spoolDir,
       }),
     )
     .route("/containers", execOpenRoutes(exec))
-    .route("/exec", execSessionRoutes(exec));
+    .route("/exec", execSessionRoutes(exec))
+    .route("/inputs", inputRoutes({ cache: inputs, resolveCaller, maxJsonBytes, maxUploadBytes, spoolDir }));
   const app = new Hono<AuthEnv>();
   const onRequest = deps.onRequest;
   if (onRequest) app.use("*", observeRequests(onRequest));

@@ -83,6 +83,35 @@ function build() {
     cols: z.int().check(z.minimum(1), z.maximum(10_000)),
     rows: z.int().check(z.minimum(1), z.maximum(10_000)),
   });
+  const digest = z.string().check(z.regex(/^[0-9a-f]{64}$/, "a SHA-256 in lower-case hex"));
+
+  /** POST /v1/containers/:id/tasks body: one batch task, in a fresh working directory with its inputs. */
+  const TaskSchema = z.strictObject({
+    command: ExecSchema.shape.command,
+    env: ExecSchema.shape.env,
+    timeoutSeconds: ExecSchema.shape.timeoutSeconds,
+    /** Files from the node's input cache (uploaded by the caller), linked into the directory by name. */
+    inputs: z.optional(
+      z
+        .array(
+          z.strictObject({
+            name: z.string().check(
+              z.minLength(1),
+              z.maxLength(100),
+              z.refine(
+                (n) => !/[/\0]/.test(n) && n !== "." && n !== ".." && Buffer.byteLength(n) <= 100,
+                "a file name of at most 100 bytes (no '/', not . or ..)",
+              ),
+            ),
+            digest,
+          }),
+        )
+        .check(z.maxLength(256)),
+    ),
+  });
+
+  /** POST /v1/inputs/check body: which of these the caller has not uploaded to this node. */
+  const InputsCheckSchema = z.strictObject({ digests: z.array(digest).check(z.maxLength(256)) });
 
   /** POST /v1/containers/:id/lease body: the lease now ends this many seconds from now. */
   const LeaseSchema = z.strictObject({ ttlSeconds: z.int().check(z.minimum(1), z.maximum(31536000)) });
@@ -129,6 +158,9 @@ function build() {
     ExecSchema,
     ExecSessionSchema,
     ResizeSchema,
+    TaskSchema,
+    InputsCheckSchema,
+    DigestSchema: digest,
     LeaseSchema,
     StopSchema,
     ContainerPathSchema,
@@ -149,6 +181,9 @@ export const {
   ExecSchema,
   ExecSessionSchema,
   ResizeSchema,
+  TaskSchema,
+  InputsCheckSchema,
+  DigestSchema,
   LeaseSchema,
   StopSchema,
   ContainerPathSchema,
@@ -157,6 +192,7 @@ export const {
 export type CreateContainerRequest = z.infer<typeof CreateContainerSchema>;
 export type ExecRequest = z.infer<typeof ExecSchema>;
 export type ExecSessionRequest = z.infer<typeof ExecSessionSchema>;
+export type TaskRequest = z.infer<typeof TaskSchema>;
 export type LeaseRequest = z.infer<typeof LeaseSchema>;
 export type StopRequest = z.infer<typeof StopSchema>;
 

@@ -4,6 +4,7 @@
 // Order matters: the last test kills node 1.
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -562,6 +563,52 @@ describe("batch on three nodes", () => {
       await refuser.proc.exited;
     }
   }, 60_000);
+
+  test("200 tasks sharing a 20 MB input: it crosses to each node once (the nodes' counters say so)", async () => {
+    const SIZE = 20 * 1024 * 1024;
+    const TASKS = 200;
+    const stats = (n: Node) =>
+      signedFetch(n.key, `${n.url}/v1/inputs/stats`).then(
+        (r) => r.json() as Promise<{ bytesReceived: number; bytesServed: number }>,
+      );
+    const before = await Promise.all(nodes.map(stats));
+    const dir = join(jobs, "shared-input");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "input.bin"), randomBytes(SIZE));
+    const jobPath = join(dir, "job.json");
+    writeFileSync(
+      jobPath,
+      JSON.stringify({ image: BUSYBOX, command: ["wc", "-c", "input.bin"], tasks: TASKS, inputs: ["input.bin"] }),
+    );
+    const out = join(root, "out-shared");
+    const r = await cli(["batch", jobPath, "--out", out, "--json"]);
+    expect(r.code).toBe(0);
+    const rows = readResults(out);
+    expectAllDone(rows, TASKS);
+    for (const row of rows)
+      expect(readFileSync(join(out, String(row.index), "stdout"), "utf8").trim()).toBe(`${SIZE} input.bin`);
+    const after = await Promise.all(nodes.map(stats));
+    const used = nodes.filter((n) => rows.some((row) => row.node === n.name));
+    expect(used.length).toBeGreaterThan(0);
+    nodes.forEach((n, i) => {
+      const ran = rows.filter((row) => row.node === n.name).length;
+      const b = before[i] as { bytesReceived: number; bytesServed: number };
+      const a = after[i] as { bytesReceived: number; bytesServed: number };
+      // once per node that ran a task, whatever the number of its tasks; served to every task there
+      expect({ node: n.name, received: a.bytesReceived - b.bytesReceived }).toEqual({
+        node: n.name,
+        received: ran > 0 ? SIZE : 0,
+      });
+      expect(a.bytesServed - b.bytesServed).toBe(ran * SIZE);
+    });
+    const summary = JSON.parse(r.out) as { inputs: { sent: number; perTask: number; saved: number } };
+    const attempts = rows.reduce((k, row) => k + row.attempts, 0);
+    expect(summary.inputs).toEqual({
+      sent: used.length * SIZE,
+      perTask: attempts * SIZE,
+      saved: (attempts - used.length) * SIZE,
+    });
+  }, 180_000);
 
   test("a node killed -9 mid-batch: its tasks run again elsewhere; all 30 done exactly once", async () => {
     const victim = nodes[1] as Node;

@@ -113,14 +113,18 @@ export async function runSubcommand(
             failed,
             pending: left,
             durationMs: r.durationMs,
+            inputs: r.inputs,
             results: r.results,
           }),
         );
       else if (r.cancelled)
         io.out(`cancelled: ${done} done, ${failed} failed, ${left} left; resume with: ${rerun(argv)}`);
       else {
+        const inputs = r.inputs.perTask
+          ? `; inputs: ${mib(r.inputs.sent)} sent, ${mib(r.inputs.saved)} saved by the nodes' caches`
+          : "";
         io.out(
-          `${done} done, ${failed} failed in ${(r.durationMs / 1000).toFixed(1)} s${r.resumed ? " (resumed)" : ""}; results: ${out}/results.json`,
+          `${done} done, ${failed} failed in ${(r.durationMs / 1000).toFixed(1)} s${r.resumed ? " (resumed)" : ""}${inputs}; results: ${out}/results.json`,
         );
         if (failed > 0 && args["retry-failed"] !== true)
           io.err(`hint: run only the failed tasks again: ${rerun([...argv, "--retry-failed"])}`);
@@ -208,4 +212,9 @@ async function status(argv: string[], io: CliIO, options: RunOptions): Promise<n
   if (s.older > 0)
     io.out(`  (${s.older} older batch${s.older > 1 ? "es" : ""} of another job wrote here too)`);
   return 0;
+}
+
+/** Bytes as MiB with one decimal (`20.0 MiB`). */
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
 }

@@ -2,7 +2,7 @@
 // decisions of scheduler.ts seen through real node answers. Faults are injected per task (Nomad mock
 // driver style) and time is one ManualClock shared by the client, the servers and the engines.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fetchTransport, generateIdentity, ManualClock, P2prcError } from "../../core/index.ts";
@@ -18,10 +18,10 @@ const root = mkdtempSync(join(tmpdir(), "p2prc-batch-fake-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 let dirs = 0;
 
-/** The task index and attempt of an exec the runner makes (env and working directory say them). */
+/** The task index and attempt of an exec the runner makes (its env says them). */
 const taskOf = (c: FakeExecCall) => ({
   index: Number(c.env.P2PRC_TASK_INDEX),
-  attempt: Number(c.workingDir.split("-").pop()),
+  attempt: Number(c.env.P2PRC_TASK_ATTEMPT),
 });
 
 interface FakeNode {
@@ -45,6 +45,8 @@ function node(
     records: openStore(":memory:").containers,
     clock,
     nodeId: name.padEnd(64, "0"),
+    // its own input cache and spool directory
+    dataDir: join(root, `node-${name}-${registry.size}`),
   });
   const n: FakeNode = { name, url: `http://${name}-${registry.size}.invalid:1`, engine, app };
   registry.set(new URL(n.url).host, n);
@@ -103,6 +105,42 @@ function job(fields: Partial<Job> & { tasks: number }): Job {
 }
 
 describe("a batch on FakeEngine nodes", () => {
+  test("a shared input reaches each node once and every task reads it; a second run sends nothing", async () => {
+    const clock = new ManualClock();
+    const [a, b] = [node("a", clock), node("b", clock)];
+    const content = "shared input\n".repeat(1000);
+    writeFileSync(join(root, "input.txt"), content);
+    const j = job({
+      tasks: 12,
+      maxPerNode: 2,
+      inputs: ["input.txt"],
+      command: ["cat", "input.txt"],
+      outputs: [],
+    });
+    const stats = async (n: FakeNode) =>
+      (await (await n.app.request("/v1/inputs/stats")).json()) as {
+        bytesReceived: number;
+        bytesServed: number;
+      };
+    const deps = client(clock);
+    const r = await run(clock, j, [a, b], deps);
+    expect(r.results.every((t) => t.state === "done")).toBe(true);
+    for (const t of r.results)
+      expect(readFileSync(join(r.outDir, String(t.index), "stdout"), "utf8")).toBe(content);
+    const size = content.length;
+    for (const n of [a, b]) {
+      const ran = r.results.filter((t) => t.node === n.name).length;
+      expect(ran).toBeGreaterThan(0);
+      expect(await stats(n)).toMatchObject({ bytesReceived: size, bytesServed: ran * size });
+    }
+    expect(r.inputs).toEqual({ sent: 2 * size, perTask: 12 * size, saved: 10 * size });
+    // the nodes keep it: the same client's next batch sends no input byte
+    const again = await run(clock, j, [a, b], deps);
+    expect(again.results.every((t) => t.state === "done")).toBe(true);
+    expect(again.inputs).toEqual({ sent: 0, perTask: 12 * size, saved: 12 * size });
+    expect((await stats(a)).bytesReceived).toBe(size);
+  });
+
   test("every task's stdout and outputs come back; an exit code fails only its task; a missing output is named", async () => {
     const clock = new ManualClock();
     const a = node("a", clock, (c) =>

@@ -12,7 +12,7 @@ import { openStore } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";
 import { type Job, JobSchema } from "./job.ts";
 import { runBatch } from "./runner.ts";
-import { safeJoin } from "./worker.ts";
+import { safeJoin } from "./safe-join.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-runner-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -63,15 +63,20 @@ class FakeNode {
       await req.arrayBuffer();
       return json({ uploaded: "/", bytes: 0 });
     }
-    if (parts[3] === "exec") {
-      const body = (await req.json()) as { env: Record<string, string>; workingDir: string };
+    if (parts[3] === "tasks") {
+      const body = (await req.json()) as { env: Record<string, string> };
       const call = {
         container: id,
         index: Number(body.env.P2PRC_TASK_INDEX),
-        attempt: Number(body.workingDir.split("-").pop()),
+        attempt: Number(body.env.P2PRC_TASK_ATTEMPT),
       };
       this.execs.push(call);
-      return json(this.behaviour.exec?.(call) ?? { exitCode: 0, stdout: `task ${call.index}\n`, stderr: "" });
+      const reply = this.behaviour.exec?.(call) ?? {
+        exitCode: 0,
+        stdout: `task ${call.index}\n`,
+        stderr: "",
+      };
+      return json({ ...reply, workingDir: `/p2prc-task/x-${this.execs.length}` });
     }
     if (parts[3] === "files" && req.method === "GET") {
       const tar = this.behaviour.files?.(u.searchParams.get("path") ?? "");

@@ -1,7 +1,7 @@
 // The batch runner's shell: reads inputs, talks to nodes (worker.ts), writes the store and results.json and
 // reports progress. Every decision (placement, retries, giving a node up) is scheduler.ts's.
 import { createHash, randomUUID } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { P2prcError } from "../../core/index.ts";
 import type { BatchTaskRow } from "../../store/index.ts";
@@ -24,7 +24,7 @@ import {
   startTask,
   type TaskResult,
 } from "./scheduler.ts";
-import { NodeWorker } from "./worker.ts";
+import { type BatchInput, type InputTraffic, NodeWorker } from "./worker.ts";
 
 export interface BatchOptions {
   job: Job;
@@ -49,17 +49,30 @@ export interface BatchResult {
   cancelled: boolean;
   results: TaskResult[];
   durationMs: number;
+  /** The inputs' bytes on the network: sent to the nodes' caches, as sent with every task, and the difference. */
+  inputs: InputTraffic & { saved: number };
 }
 
-function readInputs(job: Job, jobDir: string): { name: string; data: Uint8Array }[] {
-  return (job.inputs ?? []).map((p) => {
+/** The job's inputs by path, size and the SHA-256 of their content (read once, a chunk at a time). */
+async function readInputs(job: Job, jobDir: string): Promise<BatchInput[]> {
+  const out: BatchInput[] = [];
+  for (const p of job.inputs ?? []) {
     const path = resolve(jobDir, p);
+    if (Buffer.byteLength(basename(path)) > 100)
+      throw new P2prcError("E_INVALID", `input ${p}: its file name is over 100 bytes`, { field: "inputs" });
     try {
-      return { name: basename(path), data: new Uint8Array(readFileSync(path)) };
+      const hash = createHash("sha256");
+      let size = 0;
+      for await (const chunk of Bun.file(path).stream()) {
+        hash.update(chunk);
+        size += chunk.length;
+      }
+      out.push({ name: basename(path), path, size, digest: hash.digest("hex") });
     } catch (err) {
       throw new P2prcError("E_INVALID", `input ${p}: ${(err as Error).message}`, { field: "inputs" });
     }
-  });
+  }
+  return out;
 }
 
 /**
@@ -93,7 +106,7 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
     if (t !== stored[i]) tracking.updateTask(batchId, t);
   });
   mkdirSync(outDir, { recursive: true });
-  const inputs = readInputs(job, o.jobDir);
+  const inputs = await readInputs(job, o.jobDir);
 
   const slots = o.nodes.map((t) => slotsFor(t, job));
   const ttlSeconds = leaseSeconds(
@@ -143,6 +156,7 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
             ...params[index],
             P2PRC_TASK_INDEX: String(index),
             P2PRC_TASK_COUNT: String(total),
+            P2PRC_TASK_ATTEMPT: String(start.row.attempts),
           },
           inputs,
           outDir: join(outDir, String(index)),
@@ -181,5 +195,14 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
   const results = resultsOf(state);
   writeFileSync(join(outDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
   notify();
-  return { batchId, resumed, cancelled: state.cancelled, results, durationMs: clock.now() - started };
+  const sent = workers.reduce((n, w) => n + w.traffic.sent, 0);
+  const perTask = workers.reduce((n, w) => n + w.traffic.perTask, 0);
+  return {
+    batchId,
+    resumed,
+    cancelled: state.cancelled,
+    results,
+    durationMs: clock.now() - started,
+    inputs: { sent, perTask, saved: Math.max(0, perTask - sent) },
+  };
 }

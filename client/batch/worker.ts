@@ -1,25 +1,35 @@
-// The I/O of one node in a batch: its warm containers, and one attempt of a task there (files in, exec,
-// stdout/stderr and outputs back). It decides nothing: it reports how the attempt ended (scheduler.ts).
+// The I/O of one node in a batch: its warm containers, the job's inputs in its cache, and one attempt of a
+// task there (one call: the node runs it in a fresh directory holding the inputs; stdout/stderr and outputs
+// back). It decides nothing: it reports how the attempt ended (scheduler.ts).
 import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join, normalize } from "node:path";
-import { createTar, parseTar } from "nanotar";
+import { join } from "node:path";
 import { type Clock, P2prcError } from "../../core/index.ts";
 import type { ClientDeps } from "../containers.ts";
-import { type CreatedContainer, connect, type NodeClient } from "../node-client.ts";
+import { type CreatedContainer, connect, type NodeClient, type TaskReply } from "../node-client.ts";
 import type { NodeTarget } from "../resolve.ts";
 import type { Job } from "./job.ts";
 import { isLeaseRefused, isMissingPath, type TaskOutcome } from "./scheduler.ts";
+import { extractTar } from "./untar.ts";
 
-/**
- * Keeps a path from a node's tar inside `root` (a hostile node cannot write elsewhere): leading `..`
- * are dropped, absolute names and names still climbing out refused. nanotar's parser already strips
- * some of this; this is the guarantee. Exported for its test only (not in client/index.ts).
- */
-export function safeJoin(root: string, name: string): string | undefined {
-  const clean = normalize(name).replace(/^(\.\.(\/|$))+/, "");
-  if (clean.startsWith("/") || clean.split("/").includes("..") || clean === "." || clean === "")
-    return undefined;
-  return join(root, clean);
+/** A job input as the client knows it: read from `path`, named by its content's SHA-256. */
+export interface BatchInput {
+  name: string;
+  path: string;
+  size: number;
+  digest: string;
+}
+
+/** What the inputs of a batch cost on the network, summed over its nodes. */
+export interface InputTraffic {
+  /** Bytes uploaded to the nodes' input caches. */
+  sent: number;
+  /** Bytes the tasks' inputs would have taken sent with every task (as without the cache). */
+  perTask: number;
+}
+
+/** A node's missing input (evicted from its cache since it was uploaded): upload it again. */
+function isMissingInput(err: unknown): boolean {
+  return err instanceof P2prcError && err.code === "E_NOT_FOUND" && err.field === "inputs";
 }
 
 /** One task's attempt as the worker runs it. */
@@ -27,7 +37,7 @@ export interface Attempt {
   index: number;
   attempt: number;
   env: Record<string, string>;
-  inputs: { name: string; data: Uint8Array }[];
+  inputs: BatchInput[];
   /** The task's own output directory on this machine. */
   outDir: string;
 }
@@ -42,6 +52,10 @@ export class NodeWorker {
 
   /** The node's id, for tracking: the target's, or its health answer's (a host:port target). */
   private nodeId: string | undefined;
+  /** The job's inputs in the node's cache: checked (and the missing ones uploaded) once per node. */
+  private inputsReady: Promise<void> | undefined;
+  /** Input bytes this node was sent, and what sending them with every task would have taken. */
+  readonly traffic: InputTraffic = { sent: 0, perTask: 0 };
 
   constructor(
     readonly target: NodeTarget,
@@ -122,6 +136,23 @@ export class NodeWorker {
     if (id) await this.remove(id);
   }
 
+  /** Uploads the inputs the node lacks (asked by digest first), once per node and run. */
+  private ensureInputs(inputs: BatchInput[]): Promise<void> {
+    if (inputs.length === 0) return Promise.resolve();
+    this.inputsReady ??= (async () => {
+      const missing = new Set(await this.client.missingInputs([...new Set(inputs.map((i) => i.digest))]));
+      for (const i of inputs) {
+        if (!missing.delete(i.digest)) continue;
+        const r = await this.client.putInput(i.digest, Bun.file(i.path));
+        this.traffic.sent += r.bytes;
+      }
+    })().catch((err) => {
+      this.inputsReady = undefined;
+      throw err;
+    });
+    return this.inputsReady;
+  }
+
   /** Runs one attempt in `slot` and says how it ended; node errors are returned, not thrown. */
   async run(slot: number, a: Attempt, clock: Clock): Promise<TaskOutcome> {
     const t0 = clock.now();
@@ -129,27 +160,24 @@ export class NodeWorker {
     try {
       containerId = await this.container(slot);
       if (this.cancelled) throw new P2prcError("E_CONFLICT", "batch cancelled");
-      const dir = `/p2prc-task/${a.index}-${a.attempt}`;
-      await this.client.putFiles(
-        containerId,
-        "/",
-        createTar([
-          // root-owned and world-writable: tasks may run as the image's own user, and root has no
-          // DAC_OVERRIDE in a p2prc container
-          { name: "p2prc-task/", attrs: { mode: "1777", uid: 0, gid: 0 } },
-          { name: `${dir.slice(1)}/`, attrs: { mode: "777", uid: 0, gid: 0 } },
-          ...a.inputs.map((f) => ({
-            name: `${dir.slice(1)}/${f.name}`,
-            data: f.data,
-            attrs: { mode: "644", uid: 0, gid: 0 },
-          })),
-        ]),
-      );
-      const r = await this.client.exec(containerId, this.job.command, {
+      const task = {
+        command: this.job.command,
         env: a.env,
-        workingDir: dir,
         timeoutSeconds: this.job.timeoutSeconds,
-      });
+        inputs: a.inputs.map((i) => ({ name: i.name, digest: i.digest })),
+      };
+      await this.ensureInputs(a.inputs);
+      let r: TaskReply;
+      try {
+        r = await this.client.runTask(containerId, task);
+      } catch (err) {
+        if (!isMissingInput(err)) throw err;
+        // evicted from the node's cache since: sent again, once
+        this.inputsReady = undefined;
+        await this.ensureInputs(a.inputs);
+        r = await this.client.runTask(containerId, task);
+      }
+      for (const i of a.inputs) this.traffic.perTask += i.size;
       if (r.timedOut) {
         // the process may still run: this container is not reused
         await this.discard(slot);
@@ -161,8 +189,8 @@ export class NodeWorker {
       writeFileSync(join(a.outDir, "stderr"), r.stderr);
       const missing: string[] = [];
       for (const out of this.job.outputs ?? []) {
-        if (!(await this.fetchOutput(containerId, out.startsWith("/") ? out : `${dir}/${out}`, a.outDir)))
-          missing.push(out);
+        const path = out.startsWith("/") ? out : `${r.workingDir}/${out}`;
+        if (!(await this.fetchOutput(containerId, path, a.outDir))) missing.push(out);
       }
       return { kind: "exited", exitCode: r.exitCode, durationMs: clock.now() - t0, missing };
     } catch (error) {
@@ -172,21 +200,16 @@ export class NodeWorker {
     }
   }
 
-  /** Copies `path` out of the container into `outDir`; false when the node says the path is not there. */
+  /** Streams `path` out of the container into `outDir`; false when the node says the path is not there. */
   private async fetchOutput(containerId: string, path: string, outDir: string): Promise<boolean> {
-    let tar: Uint8Array;
+    let tar: ReadableStream<Uint8Array>;
     try {
-      tar = await this.client.getFiles(containerId, path);
+      tar = await this.client.getFilesStream(containerId, path);
     } catch (err) {
       if (isMissingPath(err)) return false;
       throw err;
     }
-    for (const entry of parseTar(tar.slice())) {
-      const target = safeJoin(outDir, entry.name);
-      if (!target || entry.type !== "file" || !entry.data) continue;
-      mkdirSync(dirname(target), { recursive: true });
-      writeFileSync(target, entry.data);
-    }
+    await extractTar(tar, outDir);
     return true;
   }
 

@@ -497,11 +497,25 @@ export class FakeEngine implements E.ContainerEngine {
       });
     if (!isTar(bytes))
       throw new P2prcError("E_INVALID", "body: not a valid tar archive (fake)", { field: "body" });
+    const links = linkTargets(bytes);
     for (const e of parseTar(bytes.slice())) {
       const target = absPath(dir, e.name);
       for (let p = parentOf(target); p !== "/" && !c.fs.has(p); p = parentOf(p)) c.fs.set(p, "dir");
       if (e.type === "directory") c.fs.set(target, "dir");
       else if (e.type === "file") c.fs.set(target, new Uint8Array(e.data ?? new Uint8Array()));
+      else if (e.type === "hardLink") {
+        // a hard link to a file already there (in this archive or before): the fake copies its content
+        const from = c.fs.get(absPath(dir, links.get(e.name) ?? ""));
+        if (!(from instanceof Uint8Array))
+          throw new P2prcError(
+            "E_INVALID",
+            `body: the engine refused an entry of the archive (link ${e.name})`,
+            {
+              field: "body",
+            },
+          );
+        c.fs.set(target, from);
+      }
     }
   }
 
@@ -676,4 +690,25 @@ export class FakeEngine implements E.ContainerEngine {
   diskQuotaRefusal(): string {
     return this.quota === false ? "StorageOpt size: the fake engine has no storage-opt quota" : "";
   }
+}
+
+/** Hard-link entries' targets by entry name (nanotar parses the entries but not the link name). */
+function linkTargets(tar: Uint8Array): Map<string, string> {
+  const out = new Map<string, string>();
+  const str = (at: number, len: number) => {
+    const b = tar.subarray(at, at + len);
+    const end = b.indexOf(0);
+    return new TextDecoder().decode(end === -1 ? b : b.subarray(0, end));
+  };
+  for (let at = 0; at + 512 <= tar.length; ) {
+    if (tar.subarray(at, at + 512).every((b) => b === 0)) break;
+    const size = Number.parseInt(str(at + 124, 12).trim() || "0", 8);
+    if (str(at + 156, 1) === "1") {
+      const prefix = str(at + 345, 155);
+      const name = prefix ? `${prefix}/${str(at, 100)}` : str(at, 100);
+      out.set(name, str(at + 157, 100));
+    }
+    at += 512 + Math.ceil(size / 512) * 512;
+  }
+  return out;
 }

@@ -74,9 +74,9 @@ export const PUBLIC_ROUTES = new Set(["GET /v1/health", "GET /v1/identity"]);
 export const isSessionStream = (method: string, path: string) =>
   method === "POST" && /^\/v1\/exec\/[0-9a-f]{32}\/io$/.test(path);
 
-/** The upload route: its body is spooled to a file, not held in memory. */
+/** The upload routes (container files, batch inputs): their body is spooled to a file, not held in memory. */
 export const isUploadRoute = (method: string, path: string) =>
-  method === "PUT" && /^\/v1\/containers\/[^/]+\/files$/.test(path);
+  method === "PUT" && /^\/v1\/(containers\/[^/]+\/files|inputs\/[0-9a-f]{64})$/.test(path);
 
 /**
  * The push route: its body (an image archive) is streamed to the route, which spools it while hashing;

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { P2prcError, unbracket, zod } from "../../core/index.ts";
+import type { TaskService } from "../batch/tasks.ts";
 import type { ContainerService } from "../containers.ts";
 import type { AuthEnv } from "../http/auth.ts";
 import { spoolBody } from "../http/body.ts";
@@ -14,6 +15,7 @@ import {
   LOGS_DEFAULT_MAX_BYTES,
   LogsQuerySchema,
   StopSchema,
+  TaskSchema,
 } from "../types.ts";
 
 const z = zod();
@@ -26,6 +28,8 @@ const tooLarge = (limit: string) => () => {
 
 export interface ContainerRoutesOptions {
   service: ContainerService;
+  /** Batch tasks (`POST /:id/tasks`). */
+  tasks: TaskService;
   resolveCaller: CallerResolver;
   /** Host name put into the `ssh` command: the advertised address, or the host the client used. */
   publicHost: (requestHost: string) => string;
@@ -35,7 +39,7 @@ export interface ContainerRoutesOptions {
   spoolDir: string;
 }
 
-/** /v1/containers: create, list, inspect, remove, lease, stop, start, logs, exec, files. */
+/** /v1/containers: create, list, inspect, remove, lease, stop, start, logs, exec, batch tasks, files. */
 export function containerRoutes(o: ContainerRoutesOptions) {
   const { service } = o;
   const json = bodyLimit({ maxSize: o.maxJsonBytes, onError: tooLarge(`${o.maxJsonBytes} bytes`) });
@@ -116,6 +120,11 @@ export function containerRoutes(o: ContainerRoutesOptions) {
       const caller = requireCaller(c, o.resolveCaller);
       const body = await parseJson(c, ExecSchema);
       return c.json(await service.exec(id(c.req.param("id")), caller, body));
+    })
+    .post("/:id/tasks", json, async (c) => {
+      const caller = requireCaller(c, o.resolveCaller);
+      const body = await parseJson(c, TaskSchema);
+      return c.json(await o.tasks.run(id(c.req.param("id")), caller, body));
     })
     .put("/:id/files", async (c) => {
       const caller = requireCaller(c, o.resolveCaller);

@@ -1,0 +1,120 @@
+// The batch routes over FakeEngine: the input cache's check / upload / stats, and a task as one engine
+// exec in a directory the node made beforehand (every engine call counted).
+import { afterAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ManualClock } from "../../core/index.ts";
+import { openStore } from "../../store/index.ts";
+import { FakeEngine } from "../engine/fake.ts";
+import type { ContainerEngine } from "../engine/index.ts";
+import { callApp, testServerApp } from "../fixtures.ts";
+
+const root = mkdtempSync(join(tmpdir(), "p2prc-batch-routes-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let apps = 0;
+const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+
+/** The app over a FakeEngine whose every call is counted by method name. */
+function makeApp() {
+  const clock = new ManualClock();
+  const fake = new FakeEngine({ clock });
+  const calls = new Map<string, number>();
+  const engine = new Proxy(fake, {
+    get(target, name, receiver) {
+      const v = Reflect.get(target, name, receiver);
+      if (typeof v !== "function") return v;
+      return (...args: unknown[]) => {
+        calls.set(String(name), (calls.get(String(name)) ?? 0) + 1);
+        return v.apply(target, args);
+      };
+    },
+  }) as ContainerEngine;
+  const dataDir = join(root, `app-${apps++}`);
+  const { app } = testServerApp({ engine, records: openStore(":memory:").containers, clock, dataDir });
+  const call = (method: string, path: string, body?: unknown) =>
+    callApp(app, method, path, typeof body === "string" ? { raw: body } : { json: body });
+  return { call, calls, dataDir };
+}
+
+describe("the input cache routes", () => {
+  test("check → missing; a corrupted upload is refused and leaves nothing; the right bytes are kept", async () => {
+    const { call, dataDir } = makeApp();
+    const content = "input bytes\n";
+    const d = sha(content);
+    expect((await call("POST", "/v1/inputs/check", { digests: [d] })).json).toEqual({ missing: [d] });
+    const bad = await call("PUT", `/v1/inputs/${d}`, "input bytez\n");
+    expect(bad.status).toBe(400);
+    expect(bad.json.error).toMatchObject({ code: "E_INVALID", field: "body" });
+    expect(readdirSync(join(dataDir, "inputs"))).toEqual([]);
+    expect(existsSync(join(dataDir, "uploads")) ? readdirSync(join(dataDir, "uploads")) : []).toEqual([]);
+    expect((await call("POST", "/v1/inputs/check", { digests: [d] })).json).toEqual({ missing: [d] });
+
+    const good = await call("PUT", `/v1/inputs/${d}`, content);
+    expect(good.status).toBe(201);
+    expect(good.json).toEqual({ digest: d, bytes: content.length, stored: true });
+    expect((await call("POST", "/v1/inputs/check", { digests: [d] })).json).toEqual({ missing: [] });
+    expect((await call("GET", "/v1/inputs/stats")).json).toMatchObject({
+      blobs: 1,
+      bytes: content.length,
+      bytesReceived: content.length,
+      refused: 1,
+    });
+    expect((await call("PUT", "/v1/inputs/not-a-digest", content)).json.error).toMatchObject({
+      field: "digest",
+    });
+  });
+});
+
+describe("a batch task", () => {
+  test("is one engine exec: its directory (inputs linked) was made beforehand, in runs of 8, 8, 16…", async () => {
+    const { call, calls } = makeApp();
+    const content = "shared\n";
+    const d = sha(content);
+    await call("PUT", `/v1/inputs/${d}`, content);
+    const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
+      .id as string;
+    calls.clear();
+    const dirs = new Set<string>();
+    const TASKS = 20;
+    for (let i = 0; i < TASKS; i++) {
+      const r = await call("POST", `/v1/containers/${id}/tasks`, {
+        command: ["sh", "-c", "cat in.txt; pwd; echo mine > own.txt"],
+        inputs: [{ name: "in.txt", digest: d }],
+      });
+      expect(r.status).toBe(200);
+      expect(r.json.stdout).toBe(`${content}${r.json.workingDir}\n`);
+      dirs.add(r.json.workingDir);
+    }
+    expect(dirs.size).toBe(TASKS);
+    for (const dir of dirs) expect(dir).toMatch(/^\/p2prc-task\/[0-9a-f]{8}-\d+$/);
+    // 20 tasks: one exec each, and their directories in three runs (8, 8, then 16): three uploads
+    expect(Object.fromEntries(calls)).toEqual({ exec: TASKS, putArchive: 3 });
+    expect((await call("GET", "/v1/inputs/stats")).json).toMatchObject({
+      bytesServed: TASKS * content.length,
+    });
+  });
+
+  test("an input the caller did not upload → 404 field inputs, and nothing runs", async () => {
+    const { call, calls } = makeApp();
+    const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
+      .id as string;
+    calls.clear();
+    const r = await call("POST", `/v1/containers/${id}/tasks`, {
+      command: ["true"],
+      inputs: [{ name: "x", digest: sha("never sent") }],
+    });
+    expect(r.status).toBe(404);
+    expect(r.json.error).toMatchObject({ code: "E_NOT_FOUND", field: "inputs" });
+    expect(r.json.error.message).toContain(sha("never sent"));
+    expect(calls.size).toBe(0);
+    for (const name of ["../x", "a/b", "é".repeat(51)]) {
+      const bad = await call("POST", `/v1/containers/${id}/tasks`, {
+        command: ["true"],
+        inputs: [{ name, digest: sha("x") }],
+      });
+      expect({ name, status: bad.status }).toEqual({ name, status: 400 });
+    }
+  });
+});
