@@ -578,7 +578,12 @@ describe("batch on three nodes", () => {
     const jobPath = join(dir, "job.json");
     writeFileSync(
       jobPath,
-      JSON.stringify({ image: BUSYBOX, command: ["wc", "-c", "input.bin"], tasks: TASKS, inputs: ["input.bin"] }),
+      JSON.stringify({
+        image: BUSYBOX,
+        command: ["wc", "-c", "input.bin"],
+        tasks: TASKS,
+        inputs: ["input.bin"],
+      }),
     );
     const out = join(root, "out-shared");
     const r = await cli(["batch", jobPath, "--out", out, "--json"]);
