@@ -386,10 +386,18 @@ export class ContainerService {
     }
     // no registry has it (or none answers): a member node may (ImageService.fetchFromMembers)
     if (pullError !== undefined && !(await this.deps.fetchImage?.(image, caller))) {
+      // the pull's own reason when it has one (a registry that does not resolve), else the generic one
+      const why =
+        pullError instanceof P2prcError && pullError.message.startsWith(`image ${image}`)
+          ? pullError.message
+          : `image ${image} is not on this node, could not be pulled`;
       throw new P2prcError(
         "E_NOT_FOUND",
-        `image ${image} is not on this node, could not be pulled${this.deps.fetchImage ? ", and no member node has it" : ""}`,
-        { field: "image", cause: pullError },
+        `${why}${this.deps.fetchImage ? ", and no member node has it" : ""}`,
+        {
+          field: "image",
+          cause: pullError,
+        },
       );
     }
     const pulled = await engine.inspectImage(image);
