@@ -23,13 +23,19 @@ import {
 } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const SHOTS = join(ROOT, "Docs", "dashboard");
 const CHROMIUM = "/usr/bin/chromium";
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
 const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
 const BUSYBOX = "p2prc-test/busybox";
 const METRICS_TOKEN = "dashboard-test-scrape-token";
 const root = mkdtempSync(join(tmpdir(), "p2prc-ui-"));
+/**
+ * Where the screenshots go: Docs/dashboard/ (Docs/Dashboard.md shows them) with P2PRC_SCREENSHOTS=docs,
+ * else the test's own directory, so that `make test` leaves the working tree as it was. Each is taken and
+ * checked either way.
+ */
+const SHOTS =
+  process.env.P2PRC_SCREENSHOTS === "docs" ? join(ROOT, "Docs", "dashboard") : join(root, "shots");
 const procs: Subprocess[] = [];
 
 interface Node extends Pick<SpawnedNode, "url" | "stderr" | "proc"> {
@@ -190,7 +196,12 @@ async function loginLink(): Promise<string> {
   return r.out.trim();
 }
 
-const shot = (name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+/** A full-page screenshot, checked to be a real picture of some size. */
+const shot = async (name: string) => {
+  const png = await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  expect(png.subarray(1, 4).toString()).toBe("PNG");
+  expect(png.length).toBeGreaterThan(5_000);
+};
 const text = async (selector: string) => ((await page.textContent(selector)) ?? "").trim();
 
 describe("the dashboard, in chromium, against three nodes", () => {
