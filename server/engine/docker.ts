@@ -305,6 +305,30 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
     }
   };
 
+  /** Creates an exec (stdout and stderr attached; stdin and a TTY as asked); E_ENGINE on an answer with no id. */
+  const createExec = async (
+    context: string,
+    id: string,
+    command: string[],
+    opts: { env?: Record<string, string> | undefined; workingDir?: string | undefined },
+    attach: { stdin: boolean; tty: boolean },
+  ) => {
+    const exec = await call(context, (d, signal) =>
+      d.getContainer(id).exec({
+        abortSignal: signal,
+        Cmd: command,
+        Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        WorkingDir: opts.workingDir,
+        AttachStdin: attach.stdin,
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: attach.tty,
+      }),
+    );
+    if (typeof exec?.id !== "string" || exec.id === "") throw unreadable(context, host);
+    return exec;
+  };
+
   // Creating, starting and removing a container set up or tear down its network and file system: on a
   // loaded host they take seconds (2.4 s measured with ten test nodes on two cores), so they get more.
   const slowCall = <T>(context: string, fn: (d: Dockerode, signal: AbortSignal) => Promise<T>) =>
@@ -475,18 +499,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
 
     exec: async (id, command, opts: ExecOptions = {}) => {
       const context = `exec in container ${id}`;
-      const exec = await call(context, (d, signal) =>
-        d.getContainer(id).exec({
-          abortSignal: signal,
-          Cmd: command,
-          Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
-          WorkingDir: opts.workingDir,
-          AttachStdout: true,
-          AttachStderr: true,
-          Tty: false,
-        }),
-      );
-      if (typeof exec?.id !== "string" || exec.id === "") throw unreadable(context, host);
+      const exec = await createExec(context, id, command, opts, { stdin: false, tty: false });
       const stream = (await call(context, (_d, signal) =>
         exec.start({ hijack: true, stdin: false, abortSignal: signal }),
       )) as NodeJS.ReadableStream & { destroy(): void };
@@ -546,19 +559,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
 
     openExec: async (id, command, opts): Promise<ExecSession> => {
       const context = `exec in container ${id}`;
-      const exec = await call(context, (d, signal) =>
-        d.getContainer(id).exec({
-          abortSignal: signal,
-          Cmd: command,
-          Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
-          WorkingDir: opts.workingDir,
-          AttachStdin: true,
-          AttachStdout: true,
-          AttachStderr: true,
-          Tty: opts.tty,
-        }),
-      );
-      if (typeof exec?.id !== "string" || exec.id === "") throw unreadable(context, host);
+      const exec = await createExec(context, id, command, opts, { stdin: true, tty: opts.tty });
       const socket = (await call(context, (_d, signal) =>
         exec.start({ hijack: true, stdin: true, Tty: opts.tty, abortSignal: signal }),
       )) as import("node:stream").Duplex;
