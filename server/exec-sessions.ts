@@ -38,7 +38,8 @@ const hashOf = (token: string) => createHash("sha256").update(token).digest();
 /** The node's interactive exec sessions. */
 export class ExecSessions {
   private readonly open = new Map<string, OpenSession & { tokenHash: Buffer }>();
-  private readonly attachWithinMs: number;
+  /** How long an opened session waits for its stream before it is closed. */
+  readonly attachWithinMs: number;
   private readonly keepEndedMs: number;
 
   constructor(private readonly o: ExecSessionsOptions) {
@@ -94,7 +95,10 @@ export class ExecSessions {
     if (s.attached)
       throw new P2prcError("E_CONFLICT", "this exec session is already attached (its token is used)");
     if (s.endedAt !== undefined)
-      throw new P2prcError("E_CONFLICT", "this exec session has ended (it was not attached within 30 s)");
+      throw new P2prcError(
+        "E_CONFLICT",
+        `this exec session has ended (it was not attached within ${this.attachWithinMs / 1000} s)`,
+      );
     s.attached = true;
     return s;
   }

@@ -1,3 +1,4 @@
+import { Readable } from "node:stream";
 import {
   type ContainerRef,
   type ContainerStatus,
@@ -5,7 +6,7 @@ import {
   type NodeOptions,
 } from "../../abstractions/index.ts";
 import { P2prcError } from "../../core/index.ts";
-import { type CliIO, processTerminal, type Terminal, toJson, usageError, writeRaw } from "../io.ts";
+import { type CliIO, type Terminal, toJson, usageError, writeRaw } from "../io.ts";
 import type { RunOptions } from "../run.ts";
 import { CONTAINER_HELP, type ContainerVerb } from "../verbs.ts";
 
@@ -326,3 +327,30 @@ async function interactiveExec(
     await stdin.cancel().catch(() => undefined);
   }
 }
+
+/** The process's own stdin and stdout (loaded with the container verbs only, not at every start). */
+const processTerminal: Terminal = {
+  get isTTY() {
+    return process.stdin.isTTY === true;
+  },
+  input() {
+    return Readable.toWeb(process.stdin) as unknown as ReadableStream<Uint8Array>;
+  },
+  raw() {
+    if (!process.stdin.isTTY) return () => {};
+    process.stdin.setRawMode(true);
+    return () => process.stdin.setRawMode(false);
+  },
+  size() {
+    const { columns, rows } = process.stdout;
+    return process.stdout.isTTY && columns && rows ? { cols: columns, rows } : undefined;
+  },
+  onResize(fn) {
+    const listener = () => {
+      const s = processTerminal.size();
+      if (s) fn(s.cols, s.rows);
+    };
+    process.stdout.on("resize", listener);
+    return () => process.stdout.off("resize", listener);
+  },
+};

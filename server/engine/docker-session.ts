@@ -1,5 +1,5 @@
 // An interactive exec over the engine's hijacked connection (`p2prc exec -i/-t`): the socket's reads
-// become a back-pressured web stream, writes wait for the socket to drain.
+// are the session's output (as a web stream, made by the caller), writes wait for the socket to drain.
 import type { Duplex } from "node:stream";
 import type { ExecSession } from "./types.ts";
 
@@ -10,46 +10,18 @@ export interface ExecSessionCalls {
   inspect(): Promise<{ Running?: unknown; ExitCode?: unknown }>;
 }
 
-/** Wraps the hijacked socket of a started exec (stdin attached). */
-export function socketSession(socket: Duplex, calls: ExecSessionCalls): ExecSession {
+/** Wraps the hijacked socket of a started exec (stdin attached); `output` is its reads as a web stream. */
+export function socketSession(
+  socket: Duplex,
+  output: ReadableStream<Uint8Array>,
+  calls: ExecSessionCalls,
+): ExecSession {
   let closed = false;
   const close = () => {
     if (closed) return;
     closed = true;
     socket.destroy();
   };
-  const output = new ReadableStream<Uint8Array>(
-    {
-      start(controller) {
-        let ended = false;
-        const end = () => {
-          if (ended) return;
-          ended = true;
-          try {
-            controller.close();
-          } catch {
-            // already cancelled by the reader
-          }
-        };
-        socket.on("data", (chunk: Buffer) => {
-          if (ended) return;
-          // a copy: the socket's buffer is reused
-          controller.enqueue(new Uint8Array(chunk));
-          if ((controller.desiredSize ?? 1) <= 0) socket.pause();
-        });
-        socket.on("end", end);
-        socket.on("close", end);
-        socket.on("error", end);
-      },
-      pull() {
-        socket.resume();
-      },
-      cancel() {
-        close();
-      },
-    },
-    { highWaterMark: 4 },
-  );
   return {
     output,
     write: (data) =>

@@ -563,7 +563,7 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       const socket = (await call(context, (_d, signal) =>
         exec.start({ hijack: true, stdin: true, Tty: opts.tty, abortSignal: signal }),
       )) as import("node:stream").Duplex;
-      const session = socketSession(socket, {
+      const session = socketSession(socket, toWeb(socket), {
         resize: async (cols, rows) => {
           await call(context, (_d, signal) => exec.resize({ h: rows, w: cols, abortSignal: signal }));
         },

@@ -28,7 +28,10 @@ export function execOpenRoutes(o: ExecRoutesOptions) {
     o.sessions.checkRoom(caller.id);
     const { container, session } = await o.service.openExec(c.req.param("id"), caller, body);
     const { id, token } = o.sessions.add(caller.id, container, body.tty === true, session);
-    return c.json({ session: id, token, tty: body.tty === true, attachWithinSeconds: 30 }, 201);
+    return c.json(
+      { session: id, token, tty: body.tty === true, attachWithinSeconds: o.sessions.attachWithinMs / 1000 },
+      201,
+    );
   });
 }
 
