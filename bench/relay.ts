@@ -418,6 +418,9 @@ async function main(): Promise<void> {
   // caller → bare splice in the relay's process → bare splice in the node's process → the node's server
   const { port: chainPort } = (await relayChild.ask(`splice ${splice}`)) as { port: number };
   const chain: Target = { kind: "direct", port: chainPort };
+  // caller → bare splice in the relay's process → the node's server: the issue's calibration shape (one hop)
+  const { port: onePort } = (await relayChild.ask(`splice ${nodePort}`)) as { port: number };
+  const one: Target = { kind: "direct", port: onePort };
   const viaA: Target = { kind: "relay", port: relayPort, node: a };
   const viaB: Target = { kind: "relay", port: relayPort, node: b };
   const mem = async () => (await relayChild.ask("mem")) as { rss: number; heapUsed: number; streams: number };
@@ -449,13 +452,14 @@ async function main(): Promise<void> {
 
     // throughput
     console.error("relay: throughput…");
-    const mbps: { d: number[]; r: number[]; c: number[] } = { d: [], r: [], c: [] };
+    const mbps: { d: number[]; r: number[]; c: number[]; o: number[] } = { d: [], r: [], c: [], o: [] };
     const bytes = BULK_MB * 1024 * 1024;
     for (let i = 0; i < TURNS; i++) {
       for (const [t, into] of [
         [direct, mbps.d],
         [viaA, mbps.r],
         [chain, mbps.c],
+        [one, mbps.o],
       ] as const) {
         const st = await open(t);
         into.push(bytes / 1e6 / (await bulk(st, bytes)));
@@ -463,7 +467,7 @@ async function main(): Promise<void> {
       }
     }
     const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] as number;
-    const [dMb, rMb, cMb] = [med(mbps.d), med(mbps.r), med(mbps.c)];
+    const [dMb, rMb, cMb, oMb] = [med(mbps.d), med(mbps.r), med(mbps.c), med(mbps.o)];
 
     // latency, unloaded then loaded
     console.error("relay: latency…");
@@ -510,6 +514,12 @@ async function main(): Promise<void> {
     );
     out(
       `    the same two hops as bare Bun splices (relay's process, node's process; no p2prc code): ${f(cMb)} MB/s (${f(cMb / dMb, 2)}× direct); p2prc relayed is ${f(rMb / cMb, 2)}× of it`,
+    );
+    out(
+      `    one bare splice only (relay's process → the node's server; the issue's calibration, no second hop): ${f(oMb)} MB/s (${f(oMb / dMb, 2)}× direct)`,
+    );
+    out(
+      "    a relayed stream must reach a socket of its own on the node (its HTTPS port, a container's port, a mapped service), and Bun.serve cannot be handed an accepted socket: the node's own splice is the second hop",
     );
     rtt("RTT p50, µs (64 B echo)", idle, 50, GOALS.p50);
     rtt("RTT p99, µs", idle, 99, GOALS.p99);
