@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { pacedCollector } from "../core/index.ts";
 import type { PushedImageView, PushResult } from "../server/index.ts";
 import { type ClientDeps, identify } from "./containers.ts";
 
@@ -27,18 +28,23 @@ export interface PushedImage extends PushResult {
   elapsedMs: number;
 }
 
-/** `archive`, counted and hashed as the node reads it: memory stays at one chunk whatever its size. */
+/**
+ * `archive`, counted and hashed as the node reads it: memory stays at one chunk whatever its size (the
+ * chunks' garbage collected as it goes: core/memory.ts).
+ */
 function metered(
   archive: ReadableStream<Uint8Array>,
   progress: (bytes: number) => void,
 ): { stream: ReadableStream<Uint8Array>; done: () => { sha256: string; bytes: number } } {
   const hash = createHash("sha256");
+  const collect = pacedCollector();
   let bytes = 0;
   const stream = archive.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, c) {
         hash.update(chunk);
         bytes += chunk.length;
+        collect(chunk.length);
         progress(bytes);
         c.enqueue(chunk);
       },

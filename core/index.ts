@@ -35,6 +35,8 @@ export {
 } from "./identity.ts";
 export type { Logger, LogLevel } from "./logger.ts";
 export { createLogger, memoryLogger } from "./logger.ts";
+export type { CollectorPacing } from "./memory.ts";
+export { pacedCollector } from "./memory.ts";
 export type { NodeRef, NodeTransport, PeerClientOptions, PeerRequest } from "./peer-client.ts";
 export { fetchTransport, nodeOfUrl, PeerClient } from "./peer-client.ts";
 export type { Z } from "./schema.ts";

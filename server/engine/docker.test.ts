@@ -317,7 +317,7 @@ describe("an engine that hangs or answers garbage (a socket served here)", () =>
     ["inspectImage", () => e.inspectImage("busybox")],
     ["pull", () => e.pull("busybox")],
   ];
-  let mode: "hang" | "garbage" = "hang";
+  let mode: "hang" | "garbage" | "slow" = "hang";
   const sockets = new Set<import("node:net").Socket>();
   const path = join(tmp, "fault.sock");
   let server: import("node:http").Server;
@@ -326,6 +326,10 @@ describe("an engine that hangs or answers garbage (a socket served here)", () =>
     const { createServer } = await import("node:http");
     server = createServer((_req, res) => {
       if (mode === "hang") return;
+      if (mode === "slow") {
+        setTimeout(() => res.end("archive bytes"), 700);
+        return;
+      }
       res.writeHead(200, { "content-type": "application/json" });
       res.end("[[[ not json");
     });
@@ -357,6 +361,13 @@ describe("an engine that hangs or answers garbage (a socket served here)", () =>
     }
     await Bun.sleep(100);
     expect(sockets.size).toBe(0); // aborted, not left open
+  });
+
+  test("an image save may take longer than engineTimeoutMs to begin (the engine exports it first)", async () => {
+    mode = "slow";
+    const slow = createDockerEngine({ host: `unix://${path}`, timeoutMs: 200 });
+    const archive = await slow.saveImage("big:1");
+    expect(await new Response(archive).text()).toBe("archive bytes");
   });
 
   test("garbage is E_ENGINE in p2prc's words, never JavaScript error text or a Buffer read as data", async () => {

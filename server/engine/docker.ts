@@ -40,6 +40,11 @@ const SLOW_FACTOR = 3;
 const UPLOAD_LIMIT_MS = 120_000;
 /** Most time a `docker load` may take (a 2 GB archive on a slow disk): its body streams from a file. */
 const LOAD_LIMIT_MS = 30 * 60_000;
+/**
+ * Most time an image save may take to begin: Docker exports the image's layers before its first byte
+ * (over 10 s for a 1 GB image on a busy machine).
+ */
+const SAVE_START_LIMIT_MS = 10 * 60_000;
 /** Longest silence of the engine during an image pull (or engineTimeoutMs when that is longer). */
 const PULL_IDLE_MS = 60_000;
 
@@ -767,15 +772,19 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
     // a file body is sent by the kernel (sendfile) and a response body is read as it arrives, so memory
     // stays flat whatever the archive's size (bench/transfer.ts measures it).
     saveImage: (ref) =>
-      call(`save image ${ref}`, async (_d, signal) => {
-        const res = await engineFetch(host, `/images/${ref}/get`, { signal });
-        if (res.status === 404) {
-          await res.body?.cancel();
-          throw new P2prcError("E_NOT_FOUND", `image ${ref} is not on this node`, { field: "image" });
-        }
-        if (!res.ok || !res.body) throw await engineAnswerError(res, `save image ${ref}`, host);
-        return res.body;
-      }),
+      call(
+        `save image ${ref}`,
+        async (_d, signal) => {
+          const res = await engineFetch(host, `/images/${ref}/get`, { signal });
+          if (res.status === 404) {
+            await res.body?.cancel();
+            throw new P2prcError("E_NOT_FOUND", `image ${ref} is not on this node`, { field: "image" });
+          }
+          if (!res.ok || !res.body) throw await engineAnswerError(res, `save image ${ref}`, host);
+          return res.body;
+        },
+        Math.max(timeoutMs, SAVE_START_LIMIT_MS),
+      ),
 
     loadImage: (archive) =>
       call(

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { P2prcError } from "../../core/index.ts";
@@ -61,33 +61,72 @@ export async function readBounded(req: Request, limit: number): Promise<Uint8Arr
   return out;
 }
 
+/** How often a spool's file size is checked against its limit while the body is written. */
+const WATCH_MS = 20;
+
 /**
- * Streams the body into a new file under `dir`, hashing it on the way, so memory stays at one chunk
- * whatever the size; 413 (and the file removed) as soon as it passes `limit`.
+ * The SHA-256 of a file that is still being written, read through one reused buffer (no garbage per
+ * chunk) as it grows, so hashing overlaps the transfer; done once `finished()` is true and all is read.
+ */
+async function sha256Following(file: string, finished: () => boolean): Promise<string> {
+  const hash = createHash("sha256");
+  const fh = await open(file, "r");
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const last = finished();
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead > 0) hash.update(buf.subarray(0, bytesRead));
+      else if (last) break;
+      else await Bun.sleep(WATCH_MS);
+    }
+  } finally {
+    await fh.close();
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * Writes the body into a new file under `dir`, hashing the file as it grows; 413 (and the file removed) as soon
+ * as it passes `limit`. Bun writes the body to the file natively, so no chunk reaches JavaScript: memory
+ * stays flat whatever the size (a body read chunk by chunk in JavaScript left ~40 MB of garbage behind
+ * per transfer, growing with its size until the collector caught up). The limit is watched on the
+ * file's size every WATCH_MS: the refusal closes the request, which ends the write.
  */
 export async function spoolBody(req: Request, dir: string, limit: number): Promise<SpooledBody> {
   checkDeclaredLength(req, limit);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, `upload-${randomBytes(8).toString("hex")}.tar`);
   const remove = () => rm(file, { force: true });
-  const hash = createHash("sha256");
-  // created exclusively and private first; then written through Bun's native file sink (buffered,
-  // flushed as it fills), which keeps memory flat under a fast sender
+  // created exclusively and private first: Bun.write keeps the file's mode
   await (await open(file, "wx", 0o600)).close();
-  const sink = Bun.file(file).writer({ highWaterMark: 1 << 20 });
-  let bytes = 0;
+  let written = false;
+  const writing = Bun.write(file, req).finally(() => {
+    written = true;
+  });
+  const hashing = sha256Following(file, () => written);
+  hashing.catch(() => {}); // its file removed under it: the write's outcome says why
+  let watch: ReturnType<typeof setInterval> | undefined;
+  const over = new Promise<never>((_, reject) => {
+    watch = setInterval(() => {
+      try {
+        if (statSync(file).size > limit) reject(tooLarge(limit));
+      } catch {
+        // removed: the write's own outcome says why
+      }
+    }, WATCH_MS);
+  });
   try {
-    for await (const chunk of boundedChunks(req, limit)) {
-      bytes += chunk.length;
-      hash.update(chunk);
-      const pending = sink.write(chunk);
-      if (pending instanceof Promise) await pending;
-    }
-    await sink.end();
+    const bytes = await Promise.race([writing, over]);
+    clearInterval(watch);
+    if (bytes > limit) throw tooLarge(limit);
+    return { file, bytes, sha256: await hashing, remove };
   } catch (err) {
-    await Promise.resolve(sink.end()).catch(() => {});
+    // a write still running (the limit passed) goes on into the removed file until its request ends
+    writing.then(remove, remove);
     await remove();
     throw err;
+  } finally {
+    clearInterval(watch);
   }
-  return { file, bytes, sha256: hash.digest("hex"), remove };
 }
