@@ -16,8 +16,14 @@ export type {
   ContainerStatus,
   CreateContainerBody,
   ExecReply,
+  Future,
+  FutureCluster,
+  FutureOptions,
+  FutureState,
   GroupView,
   ListedContainer,
+  LogLine,
+  RemoteErrorInfo,
   RemovedContainer,
   StartContainerOptions,
   StartedContainer,
@@ -57,6 +63,8 @@ export type { ContainerRef, InteractiveExec } from "./containers.ts";
 export { containers } from "./containers.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { doctor } from "./doctor.ts";
+export type { FutureClusterOptions } from "./futures.ts";
+export { cluster } from "./futures.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";
 export type { PushedImage, PushedImageView, PushImageCallOptions, PushProgress } from "./images.ts";
 export { listImages, pushImage, removeImage } from "./images.ts";
