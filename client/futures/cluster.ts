@@ -281,6 +281,10 @@ export class FutureCluster {
         maxPerNode: this.options.maxPerNode ?? 4,
       };
       const targets = this.deps.nodes(o.node ?? "auto");
+      if (targets.length === 0)
+        throw new P2prcError("E_NOT_FOUND", "future: no node to run it on", {
+          hint: "add nodes with --as host:port, join a cluster, or pass nodes",
+        });
       lane = new Lane(targets, job, this.deps.client, RUNTIME_KEEP_ALIVE, this.options.leaseSeconds ?? 3600);
       this.lanes.set(key, lane);
     }
