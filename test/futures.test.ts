@@ -17,6 +17,9 @@ import {
   waitFor,
 } from "./support.ts";
 
+/** Bound on the node by the future's `imports` (Docs/Futures.md: how TypeScript learns of an import's name). */
+declare const zlib: typeof import("node:zlib");
+
 const ROOT = resolve(import.meta.dir, "..");
 const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///tmp/p2prc-engine/docker.sock";
 const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") });
