@@ -1,6 +1,6 @@
 // Futures for programs that embed p2prc (Docs/Futures.md): `const cluster = await futures.cluster(options)`,
 // `cluster.future(fn, args)`, `await f.value()`, `cluster.map(items, fn)`, `await cluster.close()`.
-import type { ClusterOptions, FutureCluster } from "../client/index.ts";
+import type { ClusterOptions, FutureCluster, FutureOptions, ScriptResult } from "../client/index.ts";
 import { openClient } from "./client.ts";
 import { client } from "./lazy.ts";
 import type { NodeOptions } from "./node.ts";
@@ -36,4 +36,33 @@ export async function cluster(options: FutureClusterOptions = {}): Promise<Futur
       : c.rankNodes(views).map((v) => c.resolveNode(v.id, views));
   };
   return new c.FutureCluster({ client: deps, nodes, onClose: opened.close }, options);
+}
+
+/** `p2prc run <node|auto> script.ts [args…]`'s options. */
+export interface RunScriptOptions extends FutureOptions {
+  home?: NodeOptions;
+}
+
+/**
+ * `p2prc run <node|auto> script.ts [args…]`: the script, bundled with its imports, runs on the node (any
+ * node of the cluster for "auto") in p2prc's runtime container; its stdout, stderr and exit code come back.
+ */
+export async function runScript(
+  node: string,
+  path: string,
+  args: string[] = [],
+  o: RunScriptOptions = {},
+): Promise<ScriptResult> {
+  const fc = await cluster({
+    home: o.home,
+    nodes: [node],
+    replay: false,
+    cpus: o.cpus,
+    memoryMb: o.memoryMb,
+  });
+  try {
+    return await fc.runScript(path, args, { timeoutMs: o.timeoutMs, retries: o.retries });
+  } finally {
+    await fc.close();
+  }
 }

@@ -52,6 +52,7 @@ export type {
   FutureClusterDeps,
   FutureOptions,
   FutureState,
+  ScriptResult,
 } from "./futures/cluster.ts";
 export { Future, FutureCluster } from "./futures/cluster.ts";
 export { FutureCancelledError, FutureError } from "./futures/errors.ts";

@@ -15,7 +15,7 @@ import { buildProgram } from "./bundle.ts";
 import { checkClosures } from "./closures.ts";
 import { FutureCancelledError, FutureError } from "./errors.ts";
 import { Lane, type LaneTask } from "./lane.ts";
-import { encodeArgs, type LogLine, type RemoteOutcome, readReply } from "./program.ts";
+import { encodeArgs, type LogLine, type RemoteOutcome, readReply, verifyReply } from "./program.ts";
 
 /** Longest program or argument text sent inline (argv / env); larger ones go through the node's input cache. */
 const INLINE_MAX = 60_000;
@@ -56,6 +56,14 @@ export interface FutureClusterDeps {
 }
 
 export type FutureState = "queued" | "running" | "done" | "failed" | "cancelled";
+
+/** What `p2prc run` brings back: the script's output and exit code, and the node that ran it. */
+export interface ScriptResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  node: string;
+}
 
 type Settled = { ok: true; value: unknown } | { ok: false; error: Error };
 
@@ -189,6 +197,46 @@ export class FutureCluster {
     await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
     if (failed !== undefined) throw failed;
     return out;
+  }
+
+  /**
+   * `p2prc run`: a script file bundled with what it imports (Bun.build) and run as `p2prc script.mjs args…`
+   * on a node of the cluster; its stdout, stderr and exit code come back (signed by the node).
+   */
+  async runScript(path: string, args: string[] = [], o: FutureOptions = {}): Promise<ScriptResult> {
+    if (this.closed) throw new P2prcError("E_CONFLICT", "run: the cluster is closed");
+    let text: string | undefined;
+    try {
+      const out = await Bun.build({ entrypoints: [path], target: "bun", format: "esm" });
+      text = out.success ? await out.outputs[0]?.text() : undefined;
+    } catch (err) {
+      throw new P2prcError("E_INVALID", `run: cannot bundle ${path}: ${(err as Error).message}`, {
+        field: "script",
+      });
+    }
+    if (text === undefined)
+      throw new P2prcError("E_INVALID", `run: cannot bundle ${path}`, { field: "script" });
+    const input = this.payload("script.mjs", text);
+    const lane = this.lane({ ...this.options, ...o });
+    return new Promise<ScriptResult>((resolve, reject) => {
+      let reply: ScriptResult | Error | undefined;
+      lane.submit({
+        attempt: () => ({ command: [RUNTIME_BIN, input.name, ...args], env: {}, inputs: [input] }),
+        reply: (r, containerId, node) => {
+          try {
+            verifyReply({ ...r, containerId }, node.id);
+            reply = { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, node: node.label };
+          } catch (err) {
+            reply = err as Error;
+          }
+        },
+        settle: (end) => {
+          if (reply instanceof Error) reject(reply);
+          else if (reply) resolve(reply);
+          else reject(new P2prcError("E_NODE_UNREACHABLE", `run: ${end.error ?? "no node could run it"}`));
+        },
+      });
+    });
   }
 
   private async submit(

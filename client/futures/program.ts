@@ -80,6 +80,15 @@ export interface SignedReply {
   signature?: string | undefined;
 }
 
+/** Refuses a reply that is not signed by `nodeId` (undefined: the node is not known by id, nothing to check). */
+export function verifyReply(r: SignedReply, nodeId: string | undefined): void {
+  if (!nodeId) return;
+  if (!r.signature || !verifySignature(nodeId, taskReplyText(r), r.signature))
+    throw new P2prcError("E_FORBIDDEN", `the reply is not signed by node ${nodeId.slice(0, 12)} (refused)`, {
+      field: "signature",
+    });
+}
+
 /**
  * Reads a future's outcome out of a node's reply: the signature must be the node's (`nodeId`) over this
  * reply, and the result line must carry this attempt's nonce. Whatever the function printed to stdout
@@ -90,14 +99,7 @@ export function readReply(
   nodeId: string | undefined,
   nonce: string,
 ): RemoteOutcome & { stdout: string } {
-  if (nodeId) {
-    if (!r.signature || !verifySignature(nodeId, taskReplyText(r), r.signature))
-      throw new P2prcError(
-        "E_FORBIDDEN",
-        `future: the reply is not signed by node ${nodeId.slice(0, 12)} (refused)`,
-        { field: "signature" },
-      );
-  }
+  verifyReply(r, nodeId);
   const at = r.stdout.lastIndexOf(`\n${MARKER}${nonce}:`);
   if (at < 0) {
     const tail = (r.stderr || r.stdout).trim().slice(-2000);
