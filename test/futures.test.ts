@@ -2,12 +2,14 @@
 // home that knows them; the futures API runs in this process (abstractions' cluster()). One cluster is
 // shared by the tests. Order matters: the last test kills node 2.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import Docker from "dockerode";
+import { PNG } from "pngjs";
 import { cluster, type FutureCluster, trackedContainers } from "../abstractions/index.ts";
+import { mandelbrotLocal, toPng } from "../client/index.ts";
 import {
   nodeIdentity,
   openNetworkEnv,
@@ -293,6 +295,61 @@ describe("futures", () => {
       ).toBe(404);
     // the cluster goes on
     expect(await c.future(() => "after").value()).toBe("after");
+  }, 120_000);
+
+  test("examples/mandelbrot-futures.ts: one future per tile, the PNG equals the local reference", async () => {
+    const out = join(root, "m.png");
+    const proc = Bun.spawn(
+      [
+        process.execPath,
+        join(ROOT, "examples/mandelbrot-futures.ts"),
+        "--tiles",
+        "6",
+        "--size",
+        "120x90",
+        "--max-iter",
+        "100",
+        "--out",
+        out,
+      ],
+      { cwd: root, env: clientEnv, stdout: "pipe", stderr: "pipe" },
+    );
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
+    const r = JSON.parse(stdout.trim()) as { tiles: number; perNode: Record<string, number> };
+    expect(Object.values(r.perNode).reduce((a, b) => a + b, 0)).toBe(6);
+    const m = { width: 120, height: 90, tiles: 6, maxIter: 100, image: "" };
+    const want = PNG.sync.read(Buffer.from(toPng(mandelbrotLocal(m), m)));
+    const got = PNG.sync.read(readFileSync(out));
+    expect(Buffer.compare(got.data, want.data)).toBe(0);
+  }, 120_000);
+
+  test("p2prc run <node> script.ts: bundled with its imports; stdout, stderr and exit code come back", async () => {
+    const dir = join(root, "script");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "lib.ts"), "export const greet = (who: string): string => `hello ${who}`;\n");
+    writeFileSync(
+      join(dir, "main.ts"),
+      [
+        'import { greet } from "./lib.ts";',
+        "console.log(greet(process.argv.slice(2).join(' ')));",
+        'console.error("to stderr");',
+        "process.exit(3);",
+      ].join("\n"),
+    );
+    const r = cli(["run", nodes[0]?.name as string, join(dir, "main.ts"), "big", "world"]);
+    expect({ code: r.code, out: r.out, err: r.err }).toEqual({
+      code: 3,
+      out: "hello big world\n",
+      err: "to stderr\n",
+    });
+    const j = cli(["run", "--json", "auto", join(dir, "main.ts")]);
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.out)).toMatchObject({ exitCode: 3, stderr: "to stderr\n" });
   }, 120_000);
 
   test("kill -9 of a node running futures: every future still resolves, once, with its value", async () => {
