@@ -331,7 +331,7 @@ describe("futures", () => {
   test("p2prc run <node> script.ts: bundled with its imports; stdout, stderr and exit code come back", async () => {
     const dir = join(root, "script");
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "lib.ts"), "export const greet = (who: string): string => \"hello \" + who;\n");
+    writeFileSync(join(dir, "lib.ts"), 'export const greet = (who: string): string => "hello " + who;\n');
     writeFileSync(
       join(dir, "main.ts"),
       [
