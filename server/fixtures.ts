@@ -56,6 +56,8 @@ export interface TestAppOptions {
   dataDir?: string;
   /** Who calls; default: `local`, an admin and the operator. */
   resolveCaller?: CallerResolver;
+  /** Signs task replies (the node's key). */
+  sign?: (text: string) => string;
 }
 
 /** The app and its service over `engine`, every caller an admin; containers default to busybox with small limits. */
@@ -83,6 +85,7 @@ export function testServerApp(o: TestAppOptions) {
     containers,
     dataDir: o.dataDir ?? tmpdir(),
     resolveCaller: o.resolveCaller ?? (() => ({ id: "local", admin: true, operator: true })),
+    sign: o.sign,
   });
   return { app, containers };
 }
