@@ -50,19 +50,14 @@ const nodeIds: string[] = [];
 async function cleanup(): Promise<void> {
   await Promise.all(nodes.map((n) => n.stop().catch(() => undefined)));
   nodes = [];
-  for (const id of nodeIds) {
-    const left = await docker
-      .listContainers({ all: true, filters: { label: [`p2prc.node=${id}`] } })
-      .catch(() => []);
-    await Promise.all(
-      left.map((c) =>
-        docker
-          .getContainer(c.Id)
-          .remove({ force: true })
-          .catch(() => {}),
-      ),
-    );
-  }
+  // every container the nodes made (whoever asked for it), in one listing
+  const ours = new Set(nodeIds);
+  const all = await docker.listContainers({ all: true, filters: { label: ["p2prc.node"] } }).catch(() => []);
+  for (const x of all.filter((x) => ours.has(x.Labels["p2prc.node"] ?? "")))
+    await docker
+      .getContainer(x.Id)
+      .remove({ force: true })
+      .catch(() => {});
   await docker
     .getContainer("p2prc-bench-futures-exec")
     .remove({ force: true })

@@ -10,14 +10,7 @@ import Docker from "dockerode";
 import { PNG } from "pngjs";
 import { cluster, type FutureCluster, trackedContainers } from "../abstractions/index.ts";
 import { mandelbrotLocal, toPng } from "../client/index.ts";
-import {
-  nodeIdentity,
-  openNetworkEnv,
-  removeNodeNetworks,
-  signedFetch,
-  spawnNode,
-  waitFor,
-} from "./support.ts";
+import { nodeIdentity, openNetworkEnv, removeTestNodes, signedFetch, spawnNode, waitFor } from "./support.ts";
 
 /** Bound on the node by the future's `imports` (Docs/Futures.md: how TypeScript learns of an import's name). */
 declare const zlib: typeof import("node:zlib");
@@ -28,14 +21,9 @@ const docker = new Docker({ socketPath: DOCKER_HOST.replace(/^unix:\/\//, "") })
 const root = mkdtempSync(join(tmpdir(), "p2prc-futures-"));
 const clientHome = join(root, "client");
 const procs: Subprocess[] = [];
-const clientEnv = {
-  PATH: process.env.PATH ?? "/usr/bin:/bin",
-  HOME: root,
-  DOCKER_HOST,
-  P2PRC: clientHome,
-  P2PRC_LOG_LEVEL: "warn",
-  P2PRC_TLS: "false",
-};
+/** The client's env: its own home, plain HTTP as the nodes serve, this process's engine. */
+const clientEnv: Record<string, string> = { P2PRC: clientHome, P2PRC_TLS: "false", P2PRC_LOG_LEVEL: "warn" };
+Object.assign(clientEnv, { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: root, DOCKER_HOST });
 const home = { configDir: clientHome, env: clientEnv };
 
 interface Node {
@@ -89,21 +77,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await c?.close();
-  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill(9);
-  await Promise.all(procs.map((p) => p.exited));
-  const ids = nodes.map((n) => n.id);
-  for (const id of ids) {
-    const list = await docker.listContainers({ all: true, filters: { label: [`p2prc.node=${id}`] } });
-    await Promise.all(
-      list.map((x) =>
-        docker
-          .getContainer(x.Id)
-          .remove({ force: true })
-          .catch(() => {}),
-      ),
-    );
-  }
-  await removeNodeNetworks(docker, ids);
+  await removeTestNodes(
+    docker,
+    procs,
+    nodes.map((n) => n.id),
+  );
   rmSync(root, { recursive: true, force: true });
 }, 60_000);
 
