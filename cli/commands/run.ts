@@ -35,8 +35,11 @@ export function splitArgs(argv: string[]): { own: string[]; scriptArgs: string[]
     const a = argv[i] as string;
     if (a === "--") return { own: argv.slice(0, i), scriptArgs: argv.slice(i + 1) };
     if (VALUED.has(a)) i++;
-    else if (!a.startsWith("-") && ++positionals === 2)
-      return { own: argv.slice(0, i + 1), scriptArgs: argv.slice(i + 1) };
+    else if (!a.startsWith("-") && ++positionals === 2) {
+      // `run n s.ts -- --flag`: the `--` only says where the script's own arguments begin
+      const rest = argv.slice(i + 1);
+      return { own: argv.slice(0, i + 1), scriptArgs: rest[0] === "--" ? rest.slice(1) : rest };
+    }
   }
   return { own: argv, scriptArgs: [] };
 }
