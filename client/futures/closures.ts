@@ -19,6 +19,9 @@ function loadTs(): Promise<Ts | undefined> {
   return tsModule;
 }
 
+/** Free names of the functions parsed lately, by source. */
+const parsed = new Map<string, Promise<string[] | undefined>>();
+
 /** Names any function may use: the module's own helpers and CommonJS's. */
 const ALWAYS = new Set(["arguments", "require", "module", "exports", "undefined", "globalThis"]);
 
@@ -79,7 +82,14 @@ export async function freeNames(source: string): Promise<string[] | undefined> {
  */
 export async function checkClosures(source: string, allowed: Iterable<string>): Promise<void> {
   const ok = new Set(allowed);
-  const free = await freeNames(source);
+  // a map() sends one function many times: parsed once
+  let names = parsed.get(source);
+  if (!names) {
+    names = freeNames(source);
+    parsed.set(source, names);
+    if (parsed.size > 256) parsed.delete(parsed.keys().next().value as string);
+  }
+  const free = await names;
   const outside = (free ?? []).filter((n) => !ALWAYS.has(n) && !ok.has(n) && !(n in globalThis));
   if (outside.length === 0) return;
   const names = outside.map((n) => `\`${n}\``).join(", ");
