@@ -83,13 +83,13 @@ export async function freeNames(source: string): Promise<string[] | undefined> {
 export async function checkClosures(source: string, allowed: Iterable<string>): Promise<void> {
   const ok = new Set(allowed);
   // a map() sends one function many times: parsed once
-  let names = parsed.get(source);
-  if (!names) {
-    names = freeNames(source);
-    parsed.set(source, names);
+  let pending = parsed.get(source);
+  if (!pending) {
+    pending = freeNames(source);
+    parsed.set(source, pending);
     if (parsed.size > 256) parsed.delete(parsed.keys().next().value as string);
   }
-  const free = await names;
+  const free = await pending;
   const outside = (free ?? []).filter((n) => !ALWAYS.has(n) && !ok.has(n) && !(n in globalThis));
   if (outside.length === 0) return;
   const names = outside.map((n) => `\`${n}\``).join(", ");
