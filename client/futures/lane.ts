@@ -28,7 +28,7 @@ export interface LaneTask {
   /** The attempt's reply, before the scheduler hears how it ended. */
   reply?(r: TaskReply, containerId: string, node: { label: string; id: string | undefined }): void;
   /** The task is over: done (exit 0) or failed (with why), once. */
-  settle(end: { state: "done" | "failed"; error?: string | undefined; node: string }): void;
+  settle(end: { state: "done" | "failed"; error?: string | undefined; node: string; closed?: boolean }): void;
   /** Told when an attempt starts on a node (`running`). */
   started?(node: string): void;
 }
@@ -157,7 +157,7 @@ export class Lane {
     this.closed = true;
     for (const [index, task] of this.tasks) {
       withdrawTask(this.state, index);
-      task.settle({ state: "failed", error: "the cluster was closed", node: "" });
+      task.settle({ state: "failed", error: "the cluster was closed", node: "", closed: true });
     }
     this.tasks.clear();
     this.notify();
