@@ -63,14 +63,17 @@ async function bundle(fnSource: string, entries: [string, string][], baseDir: st
   try {
     const entry = join(dir, "future.js");
     writeFileSync(entry, program);
-    const out = await Bun.build({ entrypoints: [entry], target: "bun", format: "esm" });
-    const text = out.success ? await out.outputs[0]?.text() : undefined;
+    let text: string | undefined;
+    let why = "";
+    try {
+      const out = await Bun.build({ entrypoints: [entry], target: "bun", format: "esm" });
+      text = out.success ? await out.outputs[0]?.text() : undefined;
+      why = out.logs.map((l) => l.message).join("; ");
+    } catch (err) {
+      why = (err as Error).message;
+    }
     if (text === undefined)
-      throw new P2prcError(
-        "E_INVALID",
-        `future: bundling the imports failed: ${out.logs.map((l) => l.message).join("; ")}`,
-        { field: "imports" },
-      );
+      throw new P2prcError("E_INVALID", `future: bundling the imports failed: ${why}`, { field: "imports" });
     return text;
   } finally {
     rmSync(dir, { recursive: true, force: true });

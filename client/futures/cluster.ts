@@ -286,13 +286,12 @@ export class FutureCluster {
       settle: (end) => {
         f.node = end.node || f.node;
         if (end.state === "failed" || output === undefined) {
+          // the scheduler names the lane's task; the caller knows the future
+          const why = (end.error ?? "no node could run it").replace(/^task \d+ /, "");
           const error =
             output instanceof Error
               ? output
-              : new P2prcError(
-                  "E_NODE_UNREACHABLE",
-                  `future ${f.id}: ${end.error ?? "no node could run it"}`,
-                );
+              : new P2prcError(end.closed ? "E_CONFLICT" : "E_NODE_UNREACHABLE", `future ${f.id}: ${why}`);
           f.settle({ ok: false, error }, "failed");
         } else if (output instanceof Error) f.settle({ ok: false, error: output }, "failed");
         else if (output.ok) f.settle({ ok: true, value: output.value }, "done", output);
