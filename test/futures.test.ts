@@ -9,7 +9,7 @@ import type { Subprocess } from "bun";
 import Docker from "dockerode";
 import { PNG } from "pngjs";
 import { cluster, type FutureCluster, trackedContainers } from "../abstractions/index.ts";
-import { mandelbrotLocal, toPng } from "../client/index.ts";
+import { Future, mandelbrotLocal, toPng } from "../client/index.ts";
 import { nodeIdentity, openNetworkEnv, removeTestNodes, signedFetch, spawnNode, waitFor } from "./support.ts";
 
 /** Bound on the node by the future's `imports` (Docs/Futures.md: how TypeScript learns of an import's name). */
@@ -332,6 +332,13 @@ describe("futures", () => {
 
   test("kill -9 of a node running futures: every future still resolves, once, with its value", async () => {
     const victim = nodes[2] as Node;
+    // every settle a future gets, counted (a second one would be ignored by the future: none may come)
+    const settles = new Map<string, number>();
+    const settle = Future.prototype.settle;
+    Future.prototype.settle = function (this: Future, ...a: Parameters<Future["settle"]>) {
+      settles.set(this.id, (settles.get(this.id) ?? 0) + 1);
+      return settle.apply(this, a);
+    };
     const fs = Array.from({ length: 12 }, (_, i) =>
       c.future(
         async (x: number) => {
@@ -351,5 +358,7 @@ describe("futures", () => {
     const values = await Promise.all(fs.map((f) => f.value()));
     expect(values).toEqual(Array.from({ length: 12 }, (_, i) => i * 10));
     expect(fs.every((f) => f.state === "done" && f.node !== victim.name)).toBe(true);
+    Future.prototype.settle = settle;
+    expect(fs.map((f) => settles.get(f.id))).toEqual(fs.map(() => 1));
   }, 180_000);
 });
