@@ -6,8 +6,8 @@
 //             (`echo $((P2PRC_TASK_INDEX * 2))`), maxPerNode and cpus alike; every stdout checked
 // The two alternate (futures first, then batch; twice when the first pair leaves time). Then the
 // per-future overhead on one warm node: submit → value of `() => 1`, one at a time, p50 and p99, printed
-// beside Dask's (~1 ms) and Ray's (< 1 ms) in-cluster figures; and, for scale, the engine's own bare
-// `docker exec` of `true` in a busybox container on the same engine.
+// beside Dask's (~1 ms) and Ray's (< 1 ms) in-cluster figures; and, for scale, the engine's own exec
+// (its API, as a node drives it) of `true` in busybox and of `p2prc -e 1` in the runtime image.
 // Goals: futures / batch ≤ 1.2; per-future p50 ≤ 50 ms.
 // Run: node_modules/.bin/bun bench/futures.ts (or `make bench`). Reads DOCKER_HOST; BENCH_TASKS for a
 // quick check. Exits 77 when the docker CLI, the engine or the image is missing.
@@ -24,6 +24,7 @@ import {
   updateIPTable,
   viewIPTable,
 } from "../abstractions/index.ts";
+import { RUNTIME_BIN, RUNTIME_KEEP_ALIVE } from "../core/index.ts";
 import { freePorts } from "../server/index.ts";
 import { cleanEnv, interruptible, median, percentile, requireEngine } from "./lib.ts";
 
@@ -58,10 +59,6 @@ async function cleanup(): Promise<void> {
       .getContainer(x.Id)
       .remove({ force: true })
       .catch(() => {});
-  await docker
-    .getContainer("p2prc-bench-futures-exec")
-    .remove({ force: true })
-    .catch(() => {});
   rmSync(work, { recursive: true, force: true });
 }
 
@@ -171,20 +168,33 @@ async function single(home: NodeOptions): Promise<number[]> {
   }
 }
 
-/** The engine's own floor: `docker exec <warm busybox> true`, one at a time. */
-async function bareExec(): Promise<number[]> {
-  const name = "p2prc-bench-futures-exec";
-  const run = (args: string[]) => Bun.spawnSync(["docker", ...args], { env, stdout: "pipe", stderr: "pipe" });
-  run(["rm", "-f", name]);
-  run(["run", "-d", "--name", name, IMAGE, "sleep", "600"]);
-  const ms: number[] = [];
-  for (let i = 0; i < 20; i++) {
-    const t0 = performance.now();
-    run(["exec", name, "true"]);
-    ms.push(performance.now() - t0);
+/**
+ * The engine's own floor, through its API as the node drives it: `exec` of `cmd` in a warm container of
+ * `image` (1 cpu, 256 MB), one at a time, each waited for to its end.
+ */
+async function engineExec(image: string, keepAlive: string[], cmd: string[]): Promise<number[]> {
+  const ctr = await docker.createContainer({
+    name: `p2prc-bench-futures-exec-${Math.random().toString(16).slice(2, 8)}`,
+    Image: image,
+    Cmd: keepAlive,
+    Labels: { "p2prc.bench": "futures" },
+    HostConfig: { NanoCpus: CPUS * 1e9, Memory: MEMORY_MB * 1024 * 1024 },
+  });
+  try {
+    await ctr.start();
+    const ms: number[] = [];
+    for (let i = 0; i < 23; i++) {
+      const t0 = performance.now();
+      const ex = await ctr.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+      const stream = await ex.start({});
+      stream.resume();
+      await new Promise((r) => stream.on("end", r));
+      if (i >= 3) ms.push(performance.now() - t0); // after a warm-up
+    }
+    return ms;
+  } finally {
+    await ctr.remove({ force: true }).catch(() => {});
   }
-  run(["rm", "-f", name]);
-  return ms;
 }
 
 const fmt = (x: number) => x.toFixed(2);
@@ -214,7 +224,11 @@ try {
   const f = median(pairs.map((p) => p.futures));
   const b = median(pairs.map((p) => p.batch));
   const one = await single(home);
-  const exec = await bareExec();
+  const [runtime] = (await docker.listImages({ filters: { reference: ["p2prc-runtime"] } })).flatMap(
+    (i) => i.RepoTags ?? [],
+  );
+  const execTrue = await engineExec(IMAGE, ["sleep", "600"], ["true"]);
+  const execBun = runtime ? await engineExec(runtime, RUNTIME_KEEP_ALIVE, [RUNTIME_BIN, "-e", "1"]) : [];
   console.log("");
   console.log(`${TASKS} calls over ${NODES} nodes (maxPerNode ${PER_NODE}, ${CPUS} cpu, ${MEMORY_MB} MB):`);
   console.log(`  futures  ${fmt(f)} s  (${fmt(TASKS / f)}/s)`);
@@ -228,8 +242,12 @@ try {
     `  p2prc    p50 ${fmt(p50)} ms, p99 ${fmt(percentile(one, 99))} ms  (goal p50 ≤ ${GOAL_P50_MS}: ${p50 <= GOAL_P50_MS ? "met" : "missed"})`,
   );
   console.log(
-    `  docker exec of true in a warm busybox container: p50 ${fmt(median(exec))} ms (the engine's floor per exec)`,
+    `  the engine's exec of true in warm busybox: p50 ${fmt(median(execTrue))} ms (one exec's floor)`,
   );
+  if (execBun.length)
+    console.log(
+      `  the engine's exec of p2prc -e 1 in a warm runtime container: p50 ${fmt(median(execBun))} ms`,
+    );
   console.log("  Dask ~1 ms, Ray < 1 ms per task (in-cluster, published figures)");
 } finally {
   await cleanup();
