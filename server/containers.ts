@@ -152,6 +152,10 @@ export class ContainerService {
     await this.ready();
     // the runtime image is the node's own executable: offered whatever allowedImages lists (Docs/Futures.md)
     const runtime = req.image === RUNTIME_IMAGE && this.deps.runtimeImage !== undefined;
+    if (runtime && !config.futures)
+      throw new P2prcError("E_FORBIDDEN", "this node does not offer its runtime image (futures=false)", {
+        field: "image",
+      });
     const image = runtime ? await this.runtimeImage() : (req.image ?? config.defaultImage);
     const ref = checkImage(image, runtime ? { ...config, allowedImages: [] } : config);
     const cpus = req.cpus ?? Math.min(config.defaultCpus, config.maxCpusPerContainer);

@@ -58,6 +58,8 @@ export interface TestAppOptions {
   resolveCaller?: CallerResolver;
   /** Signs task replies (the node's key). */
   sign?: (text: string) => string;
+  /** The node's runtime image for futures. */
+  runtimeImage?: () => Promise<string>;
 }
 
 /** The app and its service over `engine`, every caller an admin; containers default to busybox with small limits. */
@@ -77,6 +79,7 @@ export function testServerApp(o: TestAppOptions) {
     clock: o.clock,
     logger: memoryLogger(),
     gpus: async () => [],
+    runtimeImage: o.runtimeImage,
   };
   const containers = new ContainerService(deps);
   const app = createServerApp({

@@ -6,8 +6,11 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseTar } from "nanotar";
-import { memoryLogger, RUNTIME_BIN, RUNTIME_KEEP_ALIVE } from "../core/index.ts";
+import { ManualClock, memoryLogger, RUNTIME_BIN, RUNTIME_KEEP_ALIVE } from "../core/index.ts";
+import { openStore } from "../store/index.ts";
+import { FakeEngine } from "./engine/fake.ts";
 import type { ContainerEngine } from "./engine/index.ts";
+import { callApp, testServerApp } from "./fixtures.ts";
 import { mappedLibraries, RuntimeImage } from "./runtime-image.ts";
 
 describe("the runtime image", () => {
@@ -74,5 +77,36 @@ describe("the runtime image", () => {
     for (const lib of mappedLibraries()) expect(inLayer.has(lib.slice(1))).toBe(true);
     // only the files a process needs: no shell, nothing else of the host
     expect([...inLayer.keys()].some((p) => /(^|\/)(sh|bash|busybox)$/.test(p))).toBe(false);
+  });
+});
+
+describe("a create naming p2prc-runtime", () => {
+  const app = (config: { futures?: boolean; allowedImages?: string[] }) => {
+    const clock = new ManualClock();
+    const engine = new FakeEngine({ clock, images: ["p2prc-runtime:0123456789abcdef"] });
+    const { app } = testServerApp({
+      engine,
+      records: openStore(":memory:").containers,
+      clock,
+      config,
+      runtimeImage: async () => "p2prc-runtime:0123456789abcdef",
+    });
+    return (body: unknown) => callApp(app, "POST", "/v1/containers", { json: body });
+  };
+
+  test("gets the node's runtime image, whatever allowedImages lists", async () => {
+    const create = app({ allowedImages: ["debian:bookworm-slim"] });
+    const r = await create({ image: "p2prc-runtime", command: RUNTIME_KEEP_ALIVE });
+    expect(r.status).toBe(201);
+    expect(r.json.image).toBe("p2prc-runtime:0123456789abcdef");
+    // any other image outside the list is still refused
+    expect((await create({ image: "p2prc-test/busybox" })).status).toBe(403);
+  });
+
+  test("is refused where the operator set futures=false", async () => {
+    const r = await app({ futures: false })({ image: "p2prc-runtime", command: RUNTIME_KEEP_ALIVE });
+    expect(r.status).toBe(403);
+    expect(r.json.error).toMatchObject({ code: "E_FORBIDDEN", field: "image" });
+    expect(r.json.error.message).toContain("futures=false");
   });
 });
