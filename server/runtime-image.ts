@@ -99,6 +99,7 @@ export class RuntimeImage {
       }
       await sink.end();
       const config = {
+        created: new Date().toISOString(),
         architecture: DOCKER_ARCH[arch()] ?? arch(),
         os: "linux",
         config: {
