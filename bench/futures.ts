@@ -59,6 +59,13 @@ async function cleanup(): Promise<void> {
       .getContainer(x.Id)
       .remove({ force: true })
       .catch(() => {});
+  // and the owners' networks they made
+  const nets = await docker.listNetworks({ filters: { label: ["p2prc.node"] } }).catch(() => []);
+  for (const n of nets.filter((n) => ours.has(n.Labels?.["p2prc.node"] ?? "")))
+    await docker
+      .getNetwork(n.Id)
+      .remove()
+      .catch(() => {});
   rmSync(work, { recursive: true, force: true });
 }
 
