@@ -25,6 +25,18 @@ export async function withClient<T>(
   options: NodeOptions,
   fn: (deps: ClientDeps) => Promise<T> | T,
 ): Promise<T> {
+  const opened = await openClient(options);
+  try {
+    return await fn(opened.deps);
+  } finally {
+    await opened.close();
+  }
+}
+
+/** The client's deps held open (a futures cluster keeps them until it closes); close() releases them. */
+export async function openClient(
+  options: NodeOptions,
+): Promise<{ deps: ClientDeps; close: () => Promise<void> }> {
   const { PeerTable, relayFromRecords, relayTransport, relayedByRecords } = await p2p();
   const ctx = init(options);
   const store = ctx.openStore();
@@ -43,7 +55,7 @@ export async function withClient<T>(
       certOf: (id) => record(id)?.cert,
     });
     closeTransport = () => transport.close();
-    return await fn({
+    const deps: ClientDeps = {
       tracking: store.client,
       identity: ctx.identity,
       clock: ctx.clock,
@@ -53,10 +65,16 @@ export async function withClient<T>(
       // ssh into a container on a relayed node: through p2prc itself, over the same signed stream path
       sshCommand: (id, port) =>
         relayed({ id, address: { host: "", port: 0 } }) ? proxySshCommand(options, id, port) : undefined,
-    });
-  } finally {
+    };
+    const close = async () => {
+      await closeTransport?.();
+      store.close();
+    };
+    return { deps, close };
+  } catch (err) {
     await closeTransport?.();
     store.close();
+    throw err;
   }
 }
 

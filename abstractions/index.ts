@@ -16,9 +16,18 @@ export type {
   ContainerStatus,
   CreateContainerBody,
   ExecReply,
+  Future,
+  FutureCancelledError,
+  FutureCluster,
+  FutureError,
+  FutureOptions,
+  FutureState,
   GroupView,
   ListedContainer,
+  LogLine,
+  RemoteErrorInfo,
   RemovedContainer,
+  ScriptResult,
   StartContainerOptions,
   StartedContainer,
   TaskResult,
@@ -57,6 +66,8 @@ export type { ContainerRef, InteractiveExec } from "./containers.ts";
 export { containers } from "./containers.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { doctor } from "./doctor.ts";
+export type { FutureClusterOptions, RunScriptOptions } from "./futures.ts";
+export { cluster, runScript } from "./futures.ts";
 export { nvidiaSmiProbe, parseNvidiaSmi } from "./gpu.ts";
 export type { PushedImage, PushedImageView, PushImageCallOptions, PushProgress } from "./images.ts";
 export { listImages, pushImage, removeImage } from "./images.ts";

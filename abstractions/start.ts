@@ -108,6 +108,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       reconcileIntervalMs: options.reconcileIntervalMs,
       tls,
       selfRecord: () => gossip.selfRecord(),
+      sign: (text) => ctx.identity.sign(text),
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
       images: store.images,
       imageSources: images.sources,

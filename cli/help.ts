@@ -2,7 +2,14 @@
 import { VERSION } from "../core/version.ts";
 import { ACTIONS } from "./actions.ts";
 import { FLAGS, type FlagName, GLOBAL_FLAGS, MODIFIERS } from "./flags.ts";
-import { CONTAINER_HELP, CONTAINER_VERBS, IMAGE_HELP, RELAY_HELP, RELAY_SUBCOMMANDS } from "./verbs.ts";
+import {
+  CONTAINER_HELP,
+  CONTAINER_VERBS,
+  IMAGE_HELP,
+  RELAY_HELP,
+  RELAY_SUBCOMMANDS,
+  RUN_HELP,
+} from "./verbs.ts";
 
 function line(name: FlagName): [string, string] {
   const def = FLAGS[name];
@@ -56,6 +63,7 @@ export function renderHelp(): string {
     "  (<node> may be left out for a container --tc tracks; each verb takes -h)",
     ...RELAY_SUBCOMMANDS.map((v) => `  ${RELAY_HELP[v]}`),
     `  ${IMAGE_HELP}`,
+    `  ${RUN_HELP}`,
     "",
     "Single-dash long names (-dc, -touch) work as in P2PRC. Config: p2prc --vc; docs: Docs/.",
   ].join("\n");

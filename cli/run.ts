@@ -105,6 +105,10 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
       const own = argv.slice(1).filter((a) => a !== "--debug");
       return await (await import("./commands/image.ts")).runImageCommand(own, io, options);
     }
+    if (word === "run") {
+      const own = argv.slice(1).filter((a) => a !== "--debug");
+      return await (await import("./commands/run.ts")).runScriptCommand(own, io, options);
+    }
     if (word === "ui") {
       const own = argv.slice(1).filter((a) => a !== "--debug");
       return await (await import("./commands/ui.ts")).runUi(own, io, options);

@@ -35,6 +35,10 @@ export function isContainerVerb(word: string | undefined): word is ContainerVerb
   return (CONTAINER_VERBS as readonly (string | undefined)[]).includes(word);
 }
 
+/** `p2prc run`: a script file on a node, as futures run (Docs/Futures.md). */
+export const RUN_HELP =
+  "p2prc run <node|auto> <script.ts> [args…] [--cpus N] [--memory-mb N] [--timeout S] [--json]   (its output and exit code come back)";
+
 /** `p2prc image push|ls|rm`: images members push to a node (no registry needed). */
 export const IMAGE_HELP =
   "p2prc image push <node> <image> [--json]  |  p2prc image ls <node> [--json]  |  p2prc image rm <node> <image> [--json]";

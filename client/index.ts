@@ -1,4 +1,4 @@
-/** client: sends work to other nodes — containers, tracked containers, groups and batch jobs. */
+/** client: sends work to other nodes — containers, tracked containers, groups, batch jobs and futures. */
 
 export type { Job } from "./batch/job.ts";
 export { JobSchema, loadJob, taskParams } from "./batch/job.ts";
@@ -47,6 +47,17 @@ export {
 } from "./containers.ts";
 export type { MandelbrotOptions } from "./demo/mandelbrot.ts";
 export { assembleTiles, mandelbrotJob, mandelbrotLocal, tileRows, toPng } from "./demo/mandelbrot.ts";
+export type {
+  ClusterOptions,
+  FutureClusterDeps,
+  FutureOptions,
+  FutureState,
+  ScriptResult,
+} from "./futures/cluster.ts";
+export { Future, FutureCluster } from "./futures/cluster.ts";
+export { FutureCancelledError, FutureError } from "./futures/errors.ts";
+export type { LogLine, RemoteErrorInfo, SignedReply } from "./futures/program.ts";
+export { readReply } from "./futures/program.ts";
 export type { PushedImage, PushImageOptions, PushProgress } from "./images.ts";
 export { listPushedImages, pushImage, removePushedImage } from "./images.ts";
 export type { CreateContainerBody, CreatedContainer, ExecReply, PeerDeps } from "./node-client.ts";

@@ -40,6 +40,8 @@ export interface ExecReply {
 /** What a node answers for a batch task: the exec's result and the directory the task ran in. */
 export interface TaskReply extends ExecReply {
   workingDir: string;
+  /** The node's signature over core's taskReplyText of this reply (nodes that have a key sign). */
+  signature?: string;
 }
 
 const id = (containerId: string) => ({ param: { id: encodeURIComponent(containerId) } });

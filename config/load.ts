@@ -55,6 +55,7 @@ export function defaultConfig(hostname: string): Config {
     memberMaxMemoryMb: 16384,
     memberRequestsPerMinute: 6000,
     imagePushes: true,
+    futures: true,
     memberImageQuotaMb: 4096,
     trusted: [],
     openNetwork: false,

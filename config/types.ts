@@ -273,6 +273,11 @@ export const CONFIG_FIELDS = {
     allowed: "true or false",
     doc: "Members may push images to this node (p2prc image push) and fetch images it has; each pushed image counts against its pusher's memberImageQuotaMb. allowedImages still applies.",
   },
+  futures: {
+    schema: (z: Z) => z.boolean(),
+    allowed: "true or false",
+    doc: "Offer members this node's runtime image (p2prc-runtime, built from its own executable) for futures and p2prc run; false refuses it. allowedImages does not apply to it.",
+  },
   openNetwork: {
     schema: (z: Z) => z.boolean(),
     allowed: "true or false",

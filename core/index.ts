@@ -39,6 +39,8 @@ export type { CollectorPacing } from "./memory.ts";
 export { pacedCollector } from "./memory.ts";
 export type { NodeRef, NodeTransport, PeerClientOptions, PeerRequest } from "./peer-client.ts";
 export { fetchTransport, nodeOfUrl, PeerClient } from "./peer-client.ts";
+export type { SignedTaskFields } from "./runtime.ts";
+export { RUNTIME_BIN, RUNTIME_IMAGE, RUNTIME_KEEP_ALIVE, taskReplyText } from "./runtime.ts";
 export type { Z } from "./schema.ts";
 export { zod } from "./schema.ts";
 export { shellQuote } from "./shell.ts";

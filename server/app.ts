@@ -57,6 +57,8 @@ export interface ServerAppDeps {
   inputs?: InputCache;
   /** Pushed images and images for members (`/v1/images/push|pushed|archive`); not served without it. */
   images?: ImageService | undefined;
+  /** Signs with the node's key: batch task replies carry a signature (futures check it). */
+  sign?: ((text: string) => string) | undefined;
 }
 
 /** One answered request, for metrics: `route` is the matched pattern (`/v1/containers/:id`). */
@@ -104,6 +106,7 @@ export function createServerApp(deps: ServerAppDeps) {
       containerRoutes({
         service: deps.containers,
         tasks,
+        sign: deps.sign,
         resolveCaller,
         publicHost: (requestHost) => advertised || requestHost,
         maxJsonBytes,

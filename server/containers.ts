@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
 import type { Config } from "../config/index.ts";
-import { type Clock, type Logger, P2prcError, unbracket, wrapError } from "../core/index.ts";
+import { type Clock, type Logger, P2prcError, RUNTIME_IMAGE, unbracket, wrapError } from "../core/index.ts";
 import type { ContainerRecord, ContainerStore } from "../store/index.ts";
 import type { Caller } from "./caller.ts";
 import {
@@ -46,6 +46,8 @@ export interface ContainerServiceDeps {
    * the engine has it. Without it a failed pull is the end.
    */
   fetchImage?: ((image: string, caller: Caller) => Promise<boolean>) | undefined;
+  /** The node's runtime image for futures (`image: "p2prc-runtime"`), built on first use; none without it. */
+  runtimeImage?: (() => Promise<string>) | undefined;
 }
 
 /** Keeps an imported image (no CMD) running until its lease ends; works with busybox and coreutils. */
@@ -148,8 +150,14 @@ export class ContainerService {
   async create(req: CreateContainerRequest, caller: Caller, publicHost: string): Promise<CreateResult> {
     const { config, engine, records, clock } = this.deps;
     await this.ready();
-    const image = req.image ?? config.defaultImage;
-    const ref = checkImage(image, config);
+    // the runtime image is the node's own executable: offered whatever allowedImages lists (Docs/Futures.md)
+    const runtime = req.image === RUNTIME_IMAGE && this.deps.runtimeImage !== undefined;
+    if (runtime && !config.futures)
+      throw new P2prcError("E_FORBIDDEN", "this node does not offer its runtime image (futures=false)", {
+        field: "image",
+      });
+    const image = runtime ? await this.runtimeImage() : (req.image ?? config.defaultImage);
+    const ref = checkImage(image, runtime ? { ...config, allowedImages: [] } : config);
     const cpus = req.cpus ?? Math.min(config.defaultCpus, config.maxCpusPerContainer);
     if (cpus > config.maxCpusPerContainer) {
       throw new P2prcError(
@@ -367,6 +375,17 @@ export class ContainerService {
         `memoryMb ${memoryMb} would take this caller over its member limit memberMaxMemoryMb=${config.memberMaxMemoryMb} (holds ${usedMem})`,
         { field: "memoryMb" },
       );
+    }
+  }
+
+  private async runtimeImage(): Promise<string> {
+    try {
+      return (await this.deps.runtimeImage?.()) ?? RUNTIME_IMAGE;
+    } catch (err) {
+      throw new P2prcError("E_ENGINE", `runtime image: ${(err as Error).message}`, {
+        field: "image",
+        cause: err,
+      });
     }
   }
 

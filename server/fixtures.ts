@@ -56,6 +56,10 @@ export interface TestAppOptions {
   dataDir?: string;
   /** Who calls; default: `local`, an admin and the operator. */
   resolveCaller?: CallerResolver;
+  /** Signs task replies (the node's key). */
+  sign?: (text: string) => string;
+  /** The node's runtime image for futures. */
+  runtimeImage?: () => Promise<string>;
 }
 
 /** The app and its service over `engine`, every caller an admin; containers default to busybox with small limits. */
@@ -75,6 +79,7 @@ export function testServerApp(o: TestAppOptions) {
     clock: o.clock,
     logger: memoryLogger(),
     gpus: async () => [],
+    runtimeImage: o.runtimeImage,
   };
   const containers = new ContainerService(deps);
   const app = createServerApp({
@@ -83,6 +88,7 @@ export function testServerApp(o: TestAppOptions) {
     containers,
     dataDir: o.dataDir ?? tmpdir(),
     resolveCaller: o.resolveCaller ?? (() => ({ id: "local", admin: true, operator: true })),
+    sign: o.sign,
   });
   return { app, containers };
 }

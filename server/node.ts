@@ -19,6 +19,7 @@ import { ExecSessions } from "./exec-sessions.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { ImageService, type ImageSources } from "./image-service.ts";
 import { Reconciler } from "./reconcile.ts";
+import { RuntimeImage } from "./runtime-image.ts";
 import { capacityOf } from "./specs.ts";
 import type { GpuProbe } from "./types.ts";
 
@@ -49,6 +50,8 @@ export interface ServerNodeDeps {
   tls?: { certPem: string; keyPem: string };
   /** This node's signed record, served by the identity probe (it names the TLS certificate). */
   selfRecord?: () => Promise<unknown>;
+  /** Signs with the node's key (batch task replies; futures check them). */
+  sign?: (text: string) => string;
   /** How often store and engine are reconciled and expired leases removed (default 5 s). */
   reconcileIntervalMs?: number;
   /** The pushed-images table: with it the node takes pushes and shares images with members. */
@@ -80,8 +83,10 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
   const images = deps.images
     ? new ImageService({ ...deps, images: deps.images, sources: deps.imageSources })
     : undefined;
+  const runtime = new RuntimeImage({ engine: deps.engine, logger: deps.logger, workDir: deps.dataDir });
   const containers = new ContainerService({
     ...deps,
+    runtimeImage: () => runtime.ensure(),
     fetchImage: images && ((image, caller) => images.fetchFromMembers(image, caller)),
   });
   const sshHost = tryParseAddress(deps.config.advertiseAddress, DEFAULT_PORT)?.host || hostname();

@@ -6,6 +6,7 @@ import type { BatchTaskRow } from "../../store/index.ts";
 import { type Job, JobSchema } from "./job.ts";
 import {
   abandonQueued,
+  addTask,
   type BatchState,
   cancel,
   classifyFailure,
@@ -21,6 +22,7 @@ import {
   startTask,
   summarize,
   type TaskOutcome,
+  withdrawTask,
 } from "./scheduler.ts";
 
 function job(fields: Partial<Job> & { tasks: number }): Job {
@@ -363,5 +365,37 @@ describe("status summary", () => {
       pending: 1,
       failedTasks: [{ index: 1, node: "b", exitCode: 7, error: "exit 7" }],
     });
+  });
+});
+
+describe("an open queue (futures)", () => {
+  test("a task added while others run queues last; a withdrawn one frees its slot without blaming the node", () => {
+    const s = initialState([], [{ label: "a", slots: 1 }]);
+    expect(nextStep(s, "a")).toEqual({ kind: "stop" });
+    addTask(s, 0);
+    addTask(s, 1);
+    expect(s.total).toBe(2);
+    expect(nextStep(s, "a")).toEqual({ kind: "run", index: 0 });
+    startTask(s, 0, "a");
+    expect(nextStep(s, "a")).toEqual({ kind: "run", index: 1 });
+    startTask(s, 1, "a");
+    addTask(s, 2);
+    // withdrawn while running (a cancel): no failure, the node keeps its place
+    expect(withdrawTask(s, 1)).toBe(true);
+    expect({
+      running: s.running,
+      nodeRunning: s.nodes.get("a")?.running,
+      alive: s.nodes.get("a")?.alive,
+    }).toEqual({
+      running: 1,
+      nodeRunning: 1,
+      alive: true,
+    });
+    // withdrawn while queued: it never runs
+    expect(withdrawTask(s, 2)).toBe(false);
+    expect(s.queue).toEqual([]);
+    expect(s.total).toBe(1);
+    expect(nextStep(s, "a")).toEqual({ kind: "wait" });
+    expect(withdrawTask(s, 9)).toBe(false);
   });
 });

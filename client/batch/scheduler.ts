@@ -291,6 +291,43 @@ export function abandonQueued(state: BatchState): Omit<Transition, "dropNode">[]
   return out;
 }
 
+/**
+ * A task is added to a running state (a future submitted while others run): pending, at the end of the queue.
+ */
+export function addTask(state: BatchState, index: number): BatchTaskRow {
+  const row: BatchTaskRow = {
+    index,
+    state: "pending",
+    node: undefined,
+    exitCode: undefined,
+    attempts: 0,
+    durationMs: undefined,
+    error: undefined,
+  };
+  state.rows.set(index, row);
+  state.queue.push(index);
+  state.total++;
+  return row;
+}
+
+/**
+ * A task leaves the state whatever it was doing (a cancelled future): out of the queue, or, running, its
+ * slot freed without counting against its node. Returns whether it was running.
+ */
+export function withdrawTask(state: BatchState, index: number): boolean {
+  const row = state.rows.get(index);
+  if (!row) return false;
+  state.rows.delete(index);
+  state.total--;
+  const at = state.queue.indexOf(index);
+  if (at >= 0) state.queue.splice(at, 1);
+  if (row.state !== "running" || !row.node) return false;
+  state.running--;
+  const n = state.nodes.get(row.node);
+  if (n) n.running--;
+  return true;
+}
+
 /** Cancels a run: no task starts any more; queued tasks stay pending for the next run of the same job. */
 export function cancel(state: BatchState): void {
   state.cancelled = true;

@@ -38,8 +38,18 @@ export interface Attempt {
   attempt: number;
   env: Record<string, string>;
   inputs: BatchInput[];
-  /** The task's own output directory on this machine. */
-  outDir: string;
+  /** The task's own output directory on this machine; without one, stdout and stderr are not written (futures). */
+  outDir?: string;
+  /** Runs this instead of the job's command (a future's program). */
+  command?: string[];
+  /** Told of the node's reply before the outcome is returned (a future reads its result from it). */
+  onReply?: (r: TaskReply, containerId: string) => void;
+}
+
+/** How a worker makes its warm containers. */
+export interface WorkerOptions {
+  /** The command that keeps a warm container running (default `tail -f /dev/null`). */
+  keepAlive?: string[];
 }
 
 /** A node's side of a batch: one warm container per slot (or a fresh one per task). */
@@ -63,6 +73,7 @@ export class NodeWorker {
     private readonly job: Job,
     private readonly ttlSeconds: number,
     private readonly deps: ClientDeps,
+    private readonly options: WorkerOptions = {},
   ) {
     this.client = connect(deps, target, 60_000);
     this.label = target.name ?? target.url;
@@ -72,7 +83,7 @@ export class NodeWorker {
   private async newContainer(): Promise<string> {
     const body = {
       image: this.job.image,
-      command: ["tail", "-f", "/dev/null"],
+      command: this.options.keepAlive ?? ["tail", "-f", "/dev/null"],
       cpus: this.job.cpus,
       memoryMb: this.job.memoryMb,
       gpu: this.job.gpu,
@@ -161,7 +172,7 @@ export class NodeWorker {
       containerId = await this.container(slot);
       if (this.cancelled) throw new P2prcError("E_CONFLICT", "batch cancelled");
       const task = {
-        command: this.job.command,
+        command: a.command ?? this.job.command,
         env: a.env,
         timeoutSeconds: this.job.timeoutSeconds,
         inputs: a.inputs.map((i) => ({ name: i.name, digest: i.digest })),
@@ -184,13 +195,17 @@ export class NodeWorker {
         containerId = undefined;
         return { kind: "timedOut", seconds: this.job.timeoutSeconds };
       }
-      mkdirSync(a.outDir, { recursive: true });
-      writeFileSync(join(a.outDir, "stdout"), r.stdout);
-      writeFileSync(join(a.outDir, "stderr"), r.stderr);
+      a.onReply?.(r, containerId);
+      const outDir = a.outDir;
+      if (outDir === undefined)
+        return { kind: "exited", exitCode: r.exitCode, durationMs: clock.now() - t0, missing: [] };
+      mkdirSync(outDir, { recursive: true });
+      writeFileSync(join(outDir, "stdout"), r.stdout);
+      writeFileSync(join(outDir, "stderr"), r.stderr);
       const missing: string[] = [];
       for (const out of this.job.outputs ?? []) {
         const path = out.startsWith("/") ? out : `${r.workingDir}/${out}`;
-        if (!(await this.fetchOutput(containerId, path, a.outDir))) missing.push(out);
+        if (!(await this.fetchOutput(containerId, path, outDir))) missing.push(out);
       }
       return { kind: "exited", exitCode: r.exitCode, durationMs: clock.now() - t0, missing };
     } catch (error) {
@@ -217,6 +232,16 @@ export class NodeWorker {
   async cleanup(): Promise<void> {
     const ids = this.pool.splice(0, this.pool.length, ...this.pool.map(() => undefined));
     await Promise.all(ids.map((id) => (id ? this.remove(id) : undefined)));
+  }
+
+  /** Removes the container of `slot` now (its running exec ends); the slot gets a fresh one next time. */
+  async abort(slot: number): Promise<void> {
+    await this.discard(slot);
+  }
+
+  /** The node's id when known (the target's, or its health answer's once a container was made). */
+  get id(): string | undefined {
+    return this.target.id ?? this.nodeId;
   }
 
   /** A cancel: nothing more runs here, and the warm containers go now (their running execs end). */

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ManualClock } from "../../core/index.ts";
+import { generateIdentity, ManualClock, taskReplyText, verifySignature } from "../../core/index.ts";
 import { openStore } from "../../store/index.ts";
 import { FakeEngine } from "../engine/fake.ts";
 import type { ContainerEngine } from "../engine/index.ts";
@@ -17,7 +17,7 @@ let apps = 0;
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
 
 /** The app over a FakeEngine whose every call is counted by method name. */
-function makeApp() {
+function makeApp(sign?: (text: string) => string) {
   const clock = new ManualClock();
   const fake = new FakeEngine({ clock });
   const calls = new Map<string, number>();
@@ -32,7 +32,7 @@ function makeApp() {
     },
   }) as ContainerEngine;
   const dataDir = join(root, `app-${apps++}`);
-  const { app } = testServerApp({ engine, records: openStore(":memory:").containers, clock, dataDir });
+  const { app } = testServerApp({ engine, records: openStore(":memory:").containers, clock, dataDir, sign });
   const call = (method: string, path: string, body?: unknown) =>
     callApp(app, method, path, typeof body === "string" ? { raw: body } : { json: body });
   return { call, calls, dataDir };
@@ -116,5 +116,29 @@ describe("a batch task", () => {
       });
       expect({ name, status: bad.status }).toEqual({ name, status: 400 });
     }
+  });
+});
+
+describe("a task's reply", () => {
+  test("is signed by the node's key over its container, exit and outputs; unsigned without a key", async () => {
+    const key = generateIdentity();
+    const { call } = makeApp((text) => key.sign(text));
+    const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
+      .id as string;
+    const r = await call("POST", `/v1/containers/${id}/tasks`, { command: ["echo", "signed"] });
+    expect(r.status).toBe(200);
+    const fields = { containerId: id, ...r.json };
+    expect(verifySignature(key.nodeId, taskReplyText(fields), r.json.signature)).toBe(true);
+    // another output, another exit, another container: the signature does not fit
+    for (const changed of [{ stdout: "forged\n" }, { exitCode: 1 }, { containerId: "other" }])
+      expect(verifySignature(key.nodeId, taskReplyText({ ...fields, ...changed }), r.json.signature)).toBe(
+        false,
+      );
+    const { call: plain } = makeApp();
+    const id2 = (await plain("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
+      .id as string;
+    expect(
+      (await plain("POST", `/v1/containers/${id2}/tasks`, { command: ["true"] })).json.signature,
+    ).toBeUndefined();
   });
 });

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { P2prcError, unbracket, zod } from "../../core/index.ts";
+import { P2prcError, taskReplyText, unbracket, zod } from "../../core/index.ts";
 import type { TaskService } from "../batch/tasks.ts";
 import type { ContainerService } from "../containers.ts";
 import type { AuthEnv } from "../http/auth.ts";
@@ -30,6 +30,8 @@ export interface ContainerRoutesOptions {
   service: ContainerService;
   /** Batch tasks (`POST /:id/tasks`). */
   tasks: TaskService;
+  /** Signs a task's reply with the node's key (`signature`, over core's taskReplyText); unsigned without it. */
+  sign?: ((text: string) => string) | undefined;
   resolveCaller: CallerResolver;
   /** Host name put into the `ssh` command: the advertised address, or the host the client used. */
   publicHost: (requestHost: string) => string;
@@ -124,7 +126,10 @@ export function containerRoutes(o: ContainerRoutesOptions) {
     .post("/:id/tasks", json, async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
       const body = await parseJson(c, TaskSchema);
-      return c.json(await o.tasks.run(id(c.req.param("id")), caller, body));
+      const containerId = id(c.req.param("id"));
+      const r = await o.tasks.run(containerId, caller, body);
+      const signature = o.sign?.(taskReplyText({ ...r, containerId }));
+      return c.json(signature ? { ...r, signature } : r);
     })
     .put("/:id/files", async (c) => {
       const caller = requireCaller(c, o.resolveCaller);

@@ -1,0 +1,35 @@
+// What a client and a node agree on for futures (Docs/Futures.md): the name a create gives to get the
+// node's runtime image, where that image holds p2prc's own executable, and what a node signs about a task
+// it ran, so the caller can check that the node it chose computed the reply.
+import { sha256Hex } from "./signing.ts";
+
+/** The image a create names to get this node's runtime image (`p2prc-runtime:<hash>`, built once). */
+export const RUNTIME_IMAGE = "p2prc-runtime";
+/** Where the runtime image holds the executable (Bun, or p2prc with Bun embedded: BUN_BE_BUN=1 is set). */
+export const RUNTIME_BIN = "/p2prc/p2prc";
+/** Keeps a warm runtime container running: the runtime itself, asleep (the image has no `tail`). */
+export const RUNTIME_KEEP_ALIVE = [RUNTIME_BIN, "-e", "setInterval(() => {}, 2 ** 30)"];
+
+/** A task's reply as the node signs it. */
+export interface SignedTaskFields {
+  containerId: string;
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  timedOut?: boolean | undefined;
+}
+
+/**
+ * The text a node signs about a task it ran: the container, the exit, and the SHA-256 of each output.
+ * A caller that put a nonce of its own in the task's output knows the reply is the answer to its request.
+ */
+export function taskReplyText(r: SignedTaskFields): string {
+  return [
+    "p2prc-task-v1",
+    r.containerId,
+    String(r.exitCode),
+    r.timedOut ? "timed-out" : "exited",
+    sha256Hex(r.stdout),
+    sha256Hex(r.stderr),
+  ].join("\n");
+}
