@@ -106,7 +106,7 @@ console.log(
 // no signing) and a ManualClock: what gossip itself costs a node per round, apart from the machine's
 // load and the transport. Nodes seeded from the first; rounds until every table is full, then a window.
 const IN_SIZES = QUICK ? [5, 10] : [10, 50, 100];
-const IN_ROUNDS = QUICK ? 3 : 10;
+const IN_ROUNDS = QUICK ? 3 : 10; // per window (three windows)
 console.log(
   "I  gossip in one process: real tables on state.db files, in-memory network, ManualClock; CPU per node per round",
 );
@@ -131,13 +131,18 @@ const inRows: { n: number; ms: number }[] = [];
         rounds++;
       }
       await net.rounds(nodes, 3); // settle
-      const cpu0 = process.cpuUsage();
-      for (let r = 0; r < IN_ROUNDS; r++) {
-        await net.rounds(nodes);
-        net.clock.advance(1000);
+      // three windows, the median: one window on a shared machine catches another process's burst or a GC
+      const windows: number[] = [];
+      for (let w = 0; w < 3; w++) {
+        const cpu0 = process.cpuUsage();
+        for (let r = 0; r < IN_ROUNDS; r++) {
+          await net.rounds(nodes);
+          net.clock.advance(1000);
+        }
+        const used = process.cpuUsage(cpu0);
+        windows.push((used.user + used.system) / 1000 / (n * IN_ROUNDS));
       }
-      const used = process.cpuUsage(cpu0);
-      const ms = (used.user + used.system) / 1000 / (n * IN_ROUNDS);
+      const ms = windows.sort((x, y) => x - y)[1] as number;
       for (const node of nodes) node.store.close();
       if (k === 0) continue;
       inRows.push({ n, ms });
