@@ -91,8 +91,9 @@ describe("target choice", () => {
   test("the choice is the one a sort of the table by (last tried, jitter) gives, for any random source", () => {
     for (let seed = 1; seed < 50; seed++) {
       const random = seeded(seed);
+      // (ids p100…p139: peer(1) and peer(10) would share an id)
       const peers = Array.from({ length: 40 }, (_, i) =>
-        peer(i, { lastTried: Math.floor(random() * 5), state: random() < 0.1 ? "suspect" : "alive" }),
+        peer(100 + i, { lastTried: Math.floor(random() * 5), state: random() < 0.1 ? "suspect" : "alive" }),
       );
       // the choice as it was made before: every peer's target, a full sort, the first 2 × fanout
       const reference = (r: Random) => {

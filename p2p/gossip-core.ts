@@ -94,22 +94,21 @@ export interface TargetChoice {
  * The `k` least recently tried of `alive`, ties (new peers) broken by `jitter`, in that order: what
  * sorting all of them and taking the first `k` gives, in one pass that keeps `k` (no sort of the table).
  */
-function leastRecentlyTried(alive: Candidate[], jitter: Map<string, number>, k: number): Candidate[] {
-  const before = (a: Candidate, b: Candidate) =>
-    (a.lastTried - b.lastTried || (jitter.get(a.id) as number) - (jitter.get(b.id) as number)) < 0;
-  const kept: Candidate[] = [];
-  for (const peer of alive) {
-    if (kept.length === k && !before(peer, kept[k - 1] as Candidate)) continue;
+function leastRecentlyTried(alive: { peer: Candidate; jitter: number }[], k: number): Candidate[] {
+  type Ranked = { peer: Candidate; jitter: number };
+  const before = (a: Ranked, b: Ranked) => (a.peer.lastTried - b.peer.lastTried || a.jitter - b.jitter) < 0;
+  const kept: Ranked[] = [];
+  for (const ranked of alive) {
+    if (kept.length === k && !before(ranked, kept[k - 1] as Ranked)) continue;
     // in at the end (the last one, when k are kept, drops out), then moved up to its place
-    if (kept.length < k) kept.push(peer);
-    else kept[k - 1] = peer;
-    let i = kept.length - 1;
-    for (; i > 0 && before(peer, kept[i - 1] as Candidate); i--) {
-      kept[i] = kept[i - 1] as Candidate;
-      kept[i - 1] = peer;
+    if (kept.length < k) kept.push(ranked);
+    else kept[k - 1] = ranked;
+    for (let i = kept.length - 1; i > 0 && before(ranked, kept[i - 1] as Ranked); i--) {
+      kept[i] = kept[i - 1] as Ranked;
+      kept[i - 1] = ranked;
     }
   }
-  return kept;
+  return kept.map((r) => r.peer);
 }
 
 /**
@@ -128,16 +127,15 @@ export function chooseTargets(c: TargetChoice): Target[] {
     // Least recently tried first, ties (new peers) broken at random per node: in the same order
     // everywhere, the whole network would probe the same few peers at once and leave others (a dead
     // one included) untried for many rounds.
-    const jitter = new Map(withUrl.map((p) => [p.id, c.random()]));
-    const alive = withUrl.filter((p) => p.state === "alive");
+    const ranked = withUrl.map((peer) => ({ peer, jitter: c.random() }));
+    const alive = ranked.filter((r) => r.peer.state === "alive");
     // Random among the least recently contacted: spreads load, and nobody waits long for a contact.
-    const pool = shuffle(leastRecentlyTried(alive, jitter, Math.max(c.fanout * 2, 4)), c.random);
+    const pool = shuffle(leastRecentlyTried(alive, Math.max(c.fanout * 2, 4)), c.random);
     chosen.push(...suspects.map(targetOf), ...pool.slice(0, c.fanout).map(targetOf));
   }
-  if (c.seeds.length === 0) return chosen;
-  const known = new Set(c.peers.filter((p) => p.state === "alive" && p.record).map((p) => p.id));
+  const known = (id: string) => c.peers.some((p) => p.id === id && p.state === "alive" && p.record);
   for (const seed of c.seeds) {
-    if (seed.nodeId && (known.has(seed.nodeId) || seed.nodeId === c.self)) continue;
+    if (seed.nodeId && (seed.nodeId === c.self || known(seed.nodeId))) continue;
     // no record yet: the transport probes whether it serves TLS, as this node expects when it does
     chosen.push({
       url: nodeUrl(seed, c.tls),

@@ -523,7 +523,7 @@ export class GossipService {
       lastTried: row.lastTried,
       lastSeen: row.lastSeen,
       // a live row's record is a signed record (a tombstone's is its death notice)
-      record: row.id === this.nodeId ? undefined : table.record(row.id)?.record,
+      record: row.id === this.nodeId ? undefined : table.recordOf(row)?.record,
     }));
   }
 
