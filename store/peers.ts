@@ -167,19 +167,21 @@ export function peerStore(
     }
     return rows;
   };
+  /** A row's columns, as the statements name them. */
+  const columns = (p: PeerRow) => ({
+    id: p.id,
+    record: p.record ?? null,
+    version: p.version,
+    state: p.state,
+    last_seen: p.lastSeen,
+    last_tried: p.lastTried,
+    failures: p.failures,
+    latency_ms: p.latencyMs ?? null,
+    rtt_samples: JSON.stringify(p.rttSamples),
+    updated_at: p.updatedAt,
+  });
   const write = (p: PeerRow) => {
-    q.put.run({
-      id: p.id,
-      record: p.record ?? null,
-      version: p.version,
-      state: p.state,
-      last_seen: p.lastSeen,
-      last_tried: p.lastTried,
-      failures: p.failures,
-      latency_ms: p.latencyMs ?? null,
-      rtt_samples: JSON.stringify(p.rttSamples),
-      updated_at: p.updatedAt,
-    });
+    q.put.run(columns(p));
   };
   const byId = () => {
     const held = table();
@@ -233,16 +235,8 @@ export function peerStore(
         for (const id of dirty) {
           const p = held.get(id);
           if (!p) continue;
-          n += q.soft.run({
-            id: p.id,
-            version: p.version,
-            last_seen: p.lastSeen,
-            last_tried: p.lastTried,
-            failures: p.failures,
-            latency_ms: p.latencyMs ?? null,
-            rtt_samples: JSON.stringify(p.rttSamples),
-            updated_at: p.updatedAt,
-          }).changes;
+          const { record: _, state: __, ...soft } = columns(p);
+          n += q.soft.run(soft).changes;
         }
       })();
       dirty.clear();
