@@ -35,16 +35,17 @@ export {
 } from "./identity.ts";
 export type { Logger, LogLevel } from "./logger.ts";
 export { createLogger, memoryLogger } from "./logger.ts";
+export type { NonceUse } from "./nonces.ts";
+export { NonceCache } from "./nonces.ts";
 export type { NodeRef, NodeTransport, PeerClientOptions, PeerRequest } from "./peer-client.ts";
 export { fetchTransport, nodeOfUrl, PeerClient } from "./peer-client.ts";
 export type { Z } from "./schema.ts";
 export { zod } from "./schema.ts";
 export { shellQuote } from "./shell.ts";
-export type { NonceUse, RequestAuthResult, SignedHeaders } from "./signing.ts";
+export type { RequestAuthResult, SignedHeaders } from "./signing.ts";
 export {
   AUTH_HEADERS,
   canonicalRequest,
-  NonceCache,
   parseSignedHeaders,
   STREAMED_BODY_SHA256,
   sha256Hex,

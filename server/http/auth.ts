@@ -53,7 +53,7 @@ export interface AuthOptions {
   /** How a refusal waits (tests count the waits). Default: a timer of real time. */
   holdRefusal?: (ms: number) => Promise<void>;
   /**
-   * The replay check's memory (default: a NonceCache of `skewMs`, at most 1,000,000 nonces, ~45 MB):
+   * The replay check's memory (default: a NonceCache of `skewMs`, at most 1,000,000 nonces, ~22 MB):
    * a test passes its own to look at it.
    */
   nonces?: NonceCache;
