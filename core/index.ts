@@ -37,6 +37,8 @@ export type { Logger, LogLevel } from "./logger.ts";
 export { createLogger, memoryLogger } from "./logger.ts";
 export type { CollectorPacing } from "./memory.ts";
 export { pacedCollector } from "./memory.ts";
+export type { NonceUse } from "./nonces.ts";
+export { NonceCache } from "./nonces.ts";
 export type { NodeRef, NodeTransport, PeerClientOptions, PeerRequest } from "./peer-client.ts";
 export { fetchTransport, nodeOfUrl, PeerClient } from "./peer-client.ts";
 export type { SignedTaskFields } from "./runtime.ts";
@@ -44,11 +46,10 @@ export { RUNTIME_BIN, RUNTIME_IMAGE, RUNTIME_KEEP_ALIVE, taskReplyText } from ".
 export type { Z } from "./schema.ts";
 export { zod } from "./schema.ts";
 export { shellQuote } from "./shell.ts";
-export type { NonceUse, RequestAuthResult, SignedHeaders } from "./signing.ts";
+export type { RequestAuthResult, SignedHeaders } from "./signing.ts";
 export {
   AUTH_HEADERS,
   canonicalRequest,
-  NonceCache,
   parseSignedHeaders,
   STREAMED_BODY_SHA256,
   sha256Hex,

@@ -3,14 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateIdentity, loadOrCreateIdentity } from "./identity.ts";
-import {
-  AUTH_HEADERS,
-  canonicalRequest,
-  NonceCache,
-  sha256Hex,
-  signRequest,
-  verifyRequest,
-} from "./signing.ts";
+import { NonceCache } from "./nonces.ts";
+import { AUTH_HEADERS, canonicalRequest, sha256Hex, signRequest, verifyRequest } from "./signing.ts";
 
 const alice = generateIdentity();
 const url = "http://127.0.0.1:8088/v1/containers?b=2&a=1";

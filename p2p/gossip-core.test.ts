@@ -69,6 +69,55 @@ describe("target choice", () => {
     expect(targets[0]).toEqual({ url: "http://127.0.0.1:9020", id: peers[10]?.id, cert: undefined });
   });
 
+  test("a round reads the target (URL, certificate) of the chosen peers only, not of the whole table (issue 12)", () => {
+    let certReads = 0;
+    const peers = Array.from({ length: 100 }, (_, i) => {
+      const p = peer(i, { lastTried: i % 7 });
+      const rec = p.record as NodeRecord;
+      const counted = { ...rec };
+      Object.defineProperty(counted, "cert", {
+        get: () => {
+          certReads++;
+          return undefined;
+        },
+        enumerable: true,
+      });
+      return { ...p, record: counted };
+    });
+    expect(choose({ peers })).toHaveLength(3);
+    expect(certReads).toBe(3);
+  });
+
+  test("the choice is the one a sort of the table by (last tried, jitter) gives, for any random source", () => {
+    for (let seed = 1; seed < 50; seed++) {
+      const random = seeded(seed);
+      // (ids p100…p139: peer(1) and peer(10) would share an id)
+      const peers = Array.from({ length: 40 }, (_, i) =>
+        peer(100 + i, { lastTried: Math.floor(random() * 5), state: random() < 0.1 ? "suspect" : "alive" }),
+      );
+      // the choice as it was made before: every peer's target, a full sort, the first 2 × fanout
+      const reference = (r: Random) => {
+        const withUrl = reachable(SELF, peers);
+        const jitter = new Map(withUrl.map((w) => [w.peer.id, r()]));
+        const alive = withUrl
+          .filter((w) => w.peer.state === "alive")
+          .sort(
+            (a, b) =>
+              a.peer.lastTried - b.peer.lastTried ||
+              (jitter.get(a.peer.id) as number) - (jitter.get(b.peer.id) as number),
+          );
+        const suspects = withUrl.filter((w) => w.peer.state === "suspect").map((w) => w.target);
+        const pool = alive.slice(0, 6);
+        for (let i = pool.length - 1; i > 0; i--) {
+          const j = Math.floor(r() * (i + 1));
+          [pool[i], pool[j]] = [pool[j] as (typeof pool)[number], pool[i] as (typeof pool)[number]];
+        }
+        return [...suspects, ...pool.slice(0, 3).map((w) => w.target)];
+      };
+      expect(choose({ peers, random: seeded(seed + 100) })).toEqual(reference(seeded(seed + 100)));
+    }
+  });
+
   test("the alive peers come from the least recently tried (a pool of 2 × fanout, at least 4)", () => {
     // p0..p5 tried long ago, p6..p19 just now: whatever the random source, only p0..p5 are picked
     const peers = Array.from({ length: 20 }, (_, i) => peer(i, { lastTried: i < 6 ? 100 : 5000 }));

@@ -61,12 +61,19 @@ export function pick(ids: string[], n: number, first: (id: string) => boolean, r
  * its peers itself.
  */
 export function reachable(self: string, peers: Candidate[]): { peer: Candidate; target: Target }[] {
-  return peers.flatMap((peer) => {
-    const rec = peer.record;
-    const addr = rec?.addresses[0];
-    if (peer.id === self || !rec || !addr || rec.reach === "relay") return [];
-    return [{ peer, target: { url: nodeUrl(addr, !!rec.cert), id: peer.id, cert: rec.cert } }];
-  });
+  return peers.flatMap((peer) => (dialable(self, peer) ? [{ peer, target: targetOf(peer) }] : []));
+}
+
+/** Whether this node dials `peer` at the address in its record. */
+function dialable(self: string, peer: Candidate): boolean {
+  const rec = peer.record;
+  return peer.id !== self && !!rec?.addresses[0] && rec.reach !== "relay";
+}
+
+/** The target of a dialable peer (its URL formatted only for the peers chosen). */
+function targetOf(peer: Candidate): Target {
+  const { addresses, cert } = peer.record as NodeRecord;
+  return { url: nodeUrl(addresses[0] as Address, !!cert), id: peer.id, cert };
 }
 
 export interface TargetChoice {
@@ -84,34 +91,51 @@ export interface TargetChoice {
 }
 
 /**
+ * The `k` least recently tried of `alive`, ties (new peers) broken by `jitter`, in that order: what
+ * sorting all of them and taking the first `k` gives, in one pass that keeps `k` (no sort of the table).
+ */
+function leastRecentlyTried(alive: { peer: Candidate; jitter: number }[], k: number): Candidate[] {
+  type Ranked = { peer: Candidate; jitter: number };
+  const before = (a: Ranked, b: Ranked) => (a.peer.lastTried - b.peer.lastTried || a.jitter - b.jitter) < 0;
+  const kept: Ranked[] = [];
+  for (const ranked of alive) {
+    if (kept.length === k && !before(ranked, kept[k - 1] as Ranked)) continue;
+    // in at the end (the last one, when k are kept, drops out), then moved up to its place
+    if (kept.length < k) kept.push(ranked);
+    else kept[k - 1] = ranked;
+    for (let i = kept.length - 1; i > 0 && before(ranked, kept[i - 1] as Ranked); i--) {
+      kept[i] = kept[i - 1] as Ranked;
+      kept[i - 1] = ranked;
+    }
+  }
+  return kept.map((r) => r.peer);
+}
+
+/**
  * Whom to contact this round: every suspect, `fanout` alive peers at random among the least recently
- * tried, and every seed whose node is not alive in the table (nor this node).
+ * tried, and every seed whose node is not alive in the table (nor this node). One pass over the table:
+ * no sort of it, and a URL is formatted only for a peer chosen (the cost per round stays flat as the
+ * table grows).
  */
 export function chooseTargets(c: TargetChoice): Target[] {
-  const withUrl = reachable(c.self, c.peers);
+  const withUrl = c.peers.filter((peer) => dialable(c.self, peer));
   const chosen: Target[] = [];
   if (c.all) {
-    chosen.push(...withUrl.map((w) => w.target));
+    chosen.push(...withUrl.map(targetOf));
   } else {
-    const suspects = withUrl.filter((w) => w.peer.state === "suspect");
-    // Sorted by when this node last tried each peer, ties (new peers) broken at random per node:
-    // in the same order everywhere, the whole network would probe the same few peers at once and
-    // leave others (a dead one included) untried for many rounds.
-    const jitter = new Map(withUrl.map((w) => [w.peer.id, c.random()]));
-    const alive = withUrl
-      .filter((w) => w.peer.state === "alive")
-      .sort(
-        (a, b) =>
-          a.peer.lastTried - b.peer.lastTried ||
-          (jitter.get(a.peer.id) as number) - (jitter.get(b.peer.id) as number),
-      );
+    const suspects = withUrl.filter((p) => p.state === "suspect");
+    // Least recently tried first, ties (new peers) broken at random per node: in the same order
+    // everywhere, the whole network would probe the same few peers at once and leave others (a dead
+    // one included) untried for many rounds.
+    const ranked = withUrl.map((peer) => ({ peer, jitter: c.random() }));
+    const alive = ranked.filter((r) => r.peer.state === "alive");
     // Random among the least recently contacted: spreads load, and nobody waits long for a contact.
-    const pool = shuffle(alive.slice(0, Math.max(c.fanout * 2, 4)), c.random);
-    chosen.push(...suspects.map((s) => s.target), ...pool.slice(0, c.fanout).map((p) => p.target));
+    const pool = shuffle(leastRecentlyTried(alive, Math.max(c.fanout * 2, 4)), c.random);
+    chosen.push(...suspects.map(targetOf), ...pool.slice(0, c.fanout).map(targetOf));
   }
-  const known = new Set(c.peers.filter((p) => p.state === "alive" && p.record).map((p) => p.id));
+  const known = (id: string) => c.peers.some((p) => p.id === id && p.state === "alive" && p.record);
   for (const seed of c.seeds) {
-    if (seed.nodeId && (known.has(seed.nodeId) || seed.nodeId === c.self)) continue;
+    if (seed.nodeId && (seed.nodeId === c.self || known(seed.nodeId))) continue;
     // no record yet: the transport probes whether it serves TLS, as this node expects when it does
     chosen.push({
       url: nodeUrl(seed, c.tls),

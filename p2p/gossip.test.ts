@@ -53,6 +53,24 @@ describe("joining", () => {
     expect(nodes[1]?.store.peers.seeds()[0]?.nodeId).toBe(nodes[0]?.identity.nodeId);
   });
 
+  test("a round reads the whole table once; silent records and tombstones are looked for every 5 s (issue 12)", async () => {
+    const net = new Net();
+    const nodes = await converged(net);
+    const node = nodes[1] as (typeof nodes)[number];
+    let reads = 0;
+    const live = node.table.live.bind(node.table);
+    node.table.live = () => {
+      reads++;
+      return live();
+    };
+    for (let i = 0; i < 10; i++) {
+      net.clock.advance(1000);
+      await node.gossip.round();
+    }
+    // 10 rounds of 1 s: one read each for the targets, and 2 housekeeping passes
+    expect(reads).toBe(12);
+  });
+
   test("at steady state an exchange is one request with equal hashes: no sync, bytes flat", async () => {
     const net = new Net();
     const nodes = await converged(net);

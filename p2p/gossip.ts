@@ -99,6 +99,11 @@ export function setNodeMetadata(meta: MetaStore, text: string): void {
 
 /** Tombstones are kept this long so stale copies of a dead node's record cannot come back. */
 const TOMBSTONE_MS = 10 * 60_000;
+/**
+ * How often a round also looks at every row for silent records and old tombstones (timeouts of 15 s
+ * and more): the other rounds read only what they send, so their cost does not grow with the table.
+ */
+const HOUSEKEEPING_MS = 5000;
 
 /**
  * Push-pull gossip of signed records, plus failure detection. Each round this node contacts a few
@@ -129,6 +134,8 @@ export class GossipService {
   private self: SignedRecord | undefined;
   private cancel: Cancel | undefined;
   private running: Promise<void> | undefined;
+  /** When a round last looked at every row (HOUSEKEEPING_MS). */
+  private housekeptAt = Number.NEGATIVE_INFINITY;
   private readonly observed = new core.ObservedAddress();
   /** Version of this node's record each peer said it holds (the record is left out while equal). */
   private readonly peerHolds: core.PeerHolds;
@@ -523,7 +530,7 @@ export class GossipService {
       lastTried: row.lastTried,
       lastSeen: row.lastSeen,
       // a live row's record is a signed record (a tombstone's is its death notice)
-      record: row.id === this.nodeId ? undefined : table.record(row.id)?.record,
+      record: row.id === this.nodeId ? undefined : table.recordOf(row)?.record,
     }));
   }
 
@@ -635,16 +642,19 @@ export class GossipService {
     // in at most as many batches as it takes to probe maxUnverifiedPeers of them
     const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);
     for (let i = 0; all && i < batches && this.introductions.size > 0; i++) await this.probeIntroduced();
-    // a record nobody can contact cannot be probed: dropped after a while (see core.silentWithoutAddress)
-    for (const row of table.live()) {
-      const record = () => table.record(row.id)?.record;
-      if (
-        row.id !== this.nodeId &&
-        core.silentWithoutAddress(row.lastSeen, record, clock.now(), config.suspectTimeoutMs)
-      )
-        this.declareDead(row.id);
+    if (clock.now() - this.housekeptAt >= HOUSEKEEPING_MS) {
+      this.housekeptAt = clock.now();
+      // a record nobody can contact cannot be probed: dropped after a while (see core.silentWithoutAddress)
+      for (const row of table.live()) {
+        const record = () => table.recordOf(row)?.record;
+        if (
+          row.id !== this.nodeId &&
+          core.silentWithoutAddress(row.lastSeen, record, clock.now(), config.suspectTimeoutMs)
+        )
+          this.declareDead(row.id);
+      }
+      table.purge(TOMBSTONE_MS);
     }
-    table.purge(TOMBSTONE_MS);
     this.stats.rounds++;
   }
 

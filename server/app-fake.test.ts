@@ -198,6 +198,28 @@ describe("/v1/specs from a cache", () => {
     expect(engine.pings).toBe(4);
   });
 
+  test("a steady stream of answers reads the container table once, until it is written (issue 12)", async () => {
+    const clock = new ManualClock();
+    const records = openStore(":memory:").containers;
+    let lists = 0;
+    const counted = {
+      ...records,
+      list: () => {
+        lists++;
+        return records.list();
+      },
+    };
+    const { app } = testServerApp({ engine: new FakeEngine({ clock }), records: counted, clock });
+    for (let i = 0; i < 20; i++) expect((await callApp(app, "GET", "/v1/specs")).status).toBe(200);
+    expect(lists).toBe(1);
+    expect(
+      (await callApp(app, "POST", "/v1/containers", { json: { command: ["sleep", "300"] } })).status,
+    ).toBe(201);
+    lists = 0;
+    for (let i = 0; i < 20; i++) expect((await callApp(app, "GET", "/v1/specs")).json.tasks.running).toBe(1);
+    expect(lists).toBe(1);
+  });
+
   test("free capacity is read per answer, not cached: a created container shows at once", async () => {
     const { call } = makeApp();
     const before = (await call("GET", "/v1/specs")).json;

@@ -65,6 +65,12 @@ const MAX_BODY_BYTES = 8 * 1024 * 1024;
 /** Largest upload (`PUT /v1/containers/:id/files`), spooled to the data dir, never held in memory. */
 const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
 
+/**
+ * A non-member's 403 is held this long (server/http/auth.ts `refusalDelayMs`): a flood of refused
+ * requests is paced by its connections, not by how fast the node can refuse (issue 12).
+ */
+const REFUSAL_DELAY_MS = 200;
+
 /** A running server node. `stop()` is idempotent and graceful. */
 export interface ServerNode extends AsyncDisposable {
   url: string;
@@ -114,6 +120,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
         spoolDir: join(deps.dataDir, "uploads"),
         startedAt: deps.clock.now(),
         ratePerMinute: deps.config.memberRequestsPerMinute,
+        refusalDelayMs: REFUSAL_DELAY_MS,
       };
   if (deps.config.openNetwork) {
     log.warn("openNetwork is on: any node with a signed request may use this node (see Docs/Security.md)");

@@ -135,14 +135,17 @@ export async function collectSpecs(deps: SpecsDeps): Promise<Specs> {
 /**
  * `/v1/specs` from a cache: the engine, GPU, disk and CPU facts are probed at most once at a time, and
  * refreshed in the background once older than `maxAgeMs` (the answer does not wait: it carries the facts
- * probed last). Tasks and free capacity are read per answer from the container table (a created container shows
- * at once). Free memory and load are as probed (at most `maxAgeMs` old). Only the first answer waits for a probe, and an answer whose last probe found the engine
- * unreachable waits for a new one (so a node whose engine came back says so at once). One engine ping
- * per `maxAgeMs` at most, however many requests come.
+ * probed last). Tasks and free capacity follow the container table at once (a created container shows in
+ * the next answer): the answer is assembled again only when the facts were probed again or the table was
+ * written since (`records.changes()`), so a steady stream of requests costs no read of the table. Free
+ * memory and load are as probed (at most `maxAgeMs` old). Only the first answer waits for a probe, and an
+ * answer whose last probe found the engine unreachable waits for a new one (so a node whose engine came
+ * back says so at once). One engine ping per `maxAgeMs` at most, however many requests come.
  */
 export function cachedSpecs(deps: SpecsDeps, clock: Clock, maxAgeMs = 2000): () => Promise<Specs> {
   let last: { facts: Probed; at: number } | undefined;
   let probing: Promise<Probed> | undefined;
+  let answer: { facts: Probed; changes: number; specs: Specs } | undefined;
   const refresh = () => {
     probing ??= probe(deps)
       .then((facts) => {
@@ -154,10 +157,16 @@ export function cachedSpecs(deps: SpecsDeps, clock: Clock, maxAgeMs = 2000): () 
       });
     return probing;
   };
+  const assembled = (facts: Probed) => {
+    const changes = deps.records.changes();
+    if (answer?.facts !== facts || answer.changes !== changes)
+      answer = { facts, changes, specs: assemble(deps, facts) };
+    return answer.specs;
+  };
   return async () => {
-    if (!last || !last.facts.engine.reachable) return assemble(deps, await refresh());
+    if (!last || !last.facts.engine.reachable) return assembled(await refresh());
     if (clock.now() - last.at >= maxAgeMs) void refresh();
-    return assemble(deps, last.facts);
+    return assembled(last.facts);
   };
 }
 

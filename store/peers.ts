@@ -116,6 +116,13 @@ export function peerStore(
         `INSERT OR REPLACE INTO peers (id, record, version, state, last_seen, last_tried, failures, latency_ms, rtt_samples, updated_at)
        VALUES (@id, @record, @version, @state, @last_seen, @last_tried, @failures, @latency_ms, @rtt_samples, @updated_at)`,
       ),
+    // a contact's soft facts only (touch keeps record, version and state): the row's record is not sent again
+    soft: () =>
+      db.prepare(
+        `UPDATE peers SET last_seen = @last_seen, last_tried = @last_tried, failures = @failures,
+       latency_ms = @latency_ms, rtt_samples = @rtt_samples, updated_at = @updated_at
+       WHERE id = @id AND version = @version`,
+      ),
     remove: () => db.prepare<[string]>("DELETE FROM peers WHERE id = ?"),
     seeds: () =>
       db.prepare<[], { host: string; port: number; root: number; node_id: string | null; added_at: number }>(
@@ -160,19 +167,21 @@ export function peerStore(
     }
     return rows;
   };
+  /** A row's columns, as the statements name them. */
+  const columns = (p: PeerRow) => ({
+    id: p.id,
+    record: p.record ?? null,
+    version: p.version,
+    state: p.state,
+    last_seen: p.lastSeen,
+    last_tried: p.lastTried,
+    failures: p.failures,
+    latency_ms: p.latencyMs ?? null,
+    rtt_samples: JSON.stringify(p.rttSamples),
+    updated_at: p.updatedAt,
+  });
   const write = (p: PeerRow) => {
-    q.put.run({
-      id: p.id,
-      record: p.record ?? null,
-      version: p.version,
-      state: p.state,
-      last_seen: p.lastSeen,
-      last_tried: p.lastTried,
-      failures: p.failures,
-      latency_ms: p.latencyMs ?? null,
-      rtt_samples: JSON.stringify(p.rttSamples),
-      updated_at: p.updatedAt,
-    });
+    q.put.run(columns(p));
   };
   const byId = () => {
     const held = table();
@@ -224,11 +233,10 @@ export function peerStore(
       let n = 0;
       db.transaction(() => {
         for (const id of dirty) {
-          const row = held.get(id);
-          if (row) {
-            write(row);
-            n++;
-          }
+          const p = held.get(id);
+          if (!p) continue;
+          const { record: _, state: __, ...soft } = columns(p);
+          n += q.soft.run(soft).changes;
         }
       })();
       dirty.clear();

@@ -40,6 +40,11 @@ export interface ContainerStore {
   countByOwner(owner: string): number;
   /** Containers whose lease ended at or before `now`. */
   expired(now: number): ContainerRecord[];
+  /**
+   * Writes so far through this handle (insert, remove, setExpiry), counted in memory: a cache of what
+   * the table says (/v1/specs) is still right while this is unchanged, with no read of the table.
+   */
+  changes(): number;
 }
 
 /** The node's state database. Methods are domain verbs; SQL stays in this file. */
@@ -161,8 +166,10 @@ export function openStore(path: string): Store {
     },
   };
 
+  let containerChanges = 0;
   const containers: ContainerStore = {
     insert(r) {
+      containerChanges++;
       q.cInsert.run({
         id: r.id,
         name: r.name,
@@ -182,11 +189,18 @@ export function openStore(path: string): Store {
       return row ? toRecord(row) : undefined;
     },
     list: () => q.cList.all().map(toRecord),
-    remove: (id) => q.cRemove.run(id).changes > 0,
-    setExpiry: (id, expiresAt) => q.cExpiry.run(expiresAt, id).changes > 0,
+    remove: (id) => {
+      containerChanges++;
+      return q.cRemove.run(id).changes > 0;
+    },
+    setExpiry: (id, expiresAt) => {
+      containerChanges++;
+      return q.cExpiry.run(expiresAt, id).changes > 0;
+    },
     count: () => q.cCount.get()?.n ?? 0,
     countByOwner: (owner) => q.cCountOwner.get(owner)?.n ?? 0,
     expired: (now) => q.cExpired.all(now).map(toRecord),
+    changes: () => containerChanges,
   };
 
   let open = true;

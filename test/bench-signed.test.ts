@@ -26,6 +26,8 @@ test("bench/signed.ts --seconds 2: V, B, B', P, F and the judged ratios", async 
     /^F {2}a member alone [\d.]+ req\/s; beside a non-member's flood/m,
     /^P \/ B \(same client\), goal ≥ 0\.25 +[\d.]+ {2}(met|MISSED)$/m,
     /^V \/ P \(verification limit\), goal ≤ 1\.5 +[\d.]+ {2}(met|MISSED)$/m,
+    /^ {3}per core of server CPU: \d+ req\/s \(one verification [\d.]+ µs; TLS and HTTP alone, as B: [\d.]+ µs\)/m,
+    /^V \/ P per server core, goal ≤ 1\.5 +[\d.]+ {2}(met|MISSED)$/m,
     /^member during flood \/ alone, goal ≥ 0\.8 +[\d.]+ {2}(met|MISSED)$/m,
   ])
     expect(out).toMatch(line);

@@ -118,6 +118,39 @@ describe("authenticate", () => {
     for (let i = 0; i < 3; i++) expect((await t.app.request(URL_, { headers })).status).toBe(403);
   });
 
+  test("a non-member's refusal is held refusalDelayMs before it is sent; a member's request is not (issue 12)", async () => {
+    const holds: number[] = [];
+    let release = () => {};
+    using t = makeApp({
+      refusalDelayMs: 250,
+      holdRefusal: (ms) => {
+        holds.push(ms);
+        return new Promise((r) => {
+          release = r;
+        });
+      },
+    });
+    let answered = false;
+    const refused = Promise.resolve(
+      t.app.request(URL_, { headers: signRequest(outsider, "GET", URL_, "", START) }),
+    ).then((res) => {
+      answered = true;
+      return res;
+    });
+    await Bun.sleep(0);
+    expect(holds).toEqual([250]);
+    expect(answered).toBe(false);
+    release();
+    expect((await refused).status).toBe(403);
+    const res = await t.app.request(URL_, {
+      method: "POST",
+      headers: signRequest(member, "POST", URL_, json, START),
+      body: json,
+    });
+    expect(res.status).toBe(200);
+    expect(holds).toEqual([250]);
+  });
+
   test("a flood of non-members, forged ids and bad signatures keeps no nonce; a member's request keeps one", async () => {
     const nonces = new NonceCache(30_000);
     using t = makeApp({ nonces });

@@ -43,7 +43,17 @@ export interface AuthOptions {
   /** Uploads of one node that may wait for a slot; 429 beyond. Default 64. */
   uploadQueuePerNode?: number;
   /**
-   * The replay check's memory (default: a NonceCache of `skewMs`, at most 1,000,000 nonces, ~100 MB):
+   * How long a non-member's refusal (403) is held before it is sent (default 0: at once). The refusal
+   * itself is cheap (a Set lookup, nothing verified or kept), but each request still costs the node its
+   * TLS record and HTTP parse; held refusals pace a flood to `connections / refusalDelayMs`, so that it
+   * cannot take a member's share of the node. A wait of real time, not the node's Clock: it decides
+   * nothing. At most MAX_HELD_REFUSALS wait at once (beyond, refused at once).
+   */
+  refusalDelayMs?: number;
+  /** How a refusal waits (tests count the waits). Default: a timer of real time. */
+  holdRefusal?: (ms: number) => Promise<void>;
+  /**
+   * The replay check's memory (default: a NonceCache of `skewMs`, at most 1,000,000 nonces, ~22 MB):
    * a test passes its own to look at it.
    */
   nonces?: NonceCache;
@@ -85,6 +95,9 @@ export const isUploadRoute = (method: string, path: string) =>
 export const isStreamRoute = (method: string, path: string) =>
   method === "POST" && path === "/v1/images/push";
 
+/** Refusals held at once (refusalDelayMs); more are sent at once: a flood cannot pile up timers. */
+export const MAX_HELD_REFUSALS = 4096;
+
 /**
  * Says on this node's log that a non-member was refused (defect 9: neither side said so): once per
  * claimed id per 10 minutes, and for at most 64 ids per 10 minutes, so a flood of forged ids (the claim
@@ -124,6 +137,9 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
   const uploadSlots = new UploadSlots(o.uploadsPerNode ?? 4, o.uploadQueuePerNode ?? 64);
   const startedAt = o.startedAt ?? o.clock.now();
   const refusedLog = new RefusedLog(o.logger);
+  const refusalDelayMs = o.refusalDelayMs ?? 0;
+  const holdRefusal = o.holdRefusal ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  let held = 0;
   const unauthenticated = (reason: string, retryable = false) =>
     new P2prcError("E_UNAUTHORIZED", `unauthenticated: ${reason}`, { retryable });
   return async (c, next) => {
@@ -143,6 +159,14 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
     // read, no nonce or rate-limit entry. A forged header learns only what that id's own key would get.
     if (!o.isMember(h.nodeId)) {
       refusedLog.note(h.nodeId, now);
+      if (refusalDelayMs > 0 && held < MAX_HELD_REFUSALS) {
+        held++;
+        try {
+          await holdRefusal(refusalDelayMs);
+        } finally {
+          held--;
+        }
+      }
       throw new P2prcError(
         "E_FORBIDDEN",
         `node ${h.nodeId.slice(0, 12)}… is not a member of this node's cluster`,
