@@ -19,7 +19,7 @@ import { ExecSessions } from "./exec-sessions.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { ImageService, type ImageSources } from "./image-service.ts";
 import { Reconciler } from "./reconcile.ts";
-import { capacityOf } from "./specs.ts";
+import { type capacityOf, offerOf } from "./specs.ts";
 import type { GpuProbe } from "./types.ts";
 
 export interface ServerNodeDeps {
@@ -69,7 +69,7 @@ export interface ServerNode extends AsyncDisposable {
   app: ServerApp;
   containers: ContainerService;
   reconciler: Reconciler;
-  /** Free capacity under this node's limits (cheap: no engine call). */
+  /** Free capacity under this node's limits (cheap: no engine call, or a swarm's cached machine list). */
   capacity(): Promise<ReturnType<typeof capacityOf>>;
   stop(): Promise<void>;
 }
@@ -203,6 +203,6 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     })();
     return stopping;
   };
-  const capacity = async () => capacityOf(deps, (await deps.gpus().catch(() => [])).length);
+  const capacity = () => offerOf(deps);
   return { url, port, app, containers, reconciler, capacity, stop, [Symbol.asyncDispose]: stop };
 }

@@ -249,4 +249,23 @@ export interface Specs {
     maxMemoryMbPerContainer: number;
     gpu: boolean;
   };
+  /**
+   * With config `engine: swarm`: the swarm behind this node. `free` is then over its ready machines (their
+   * sum), not this host; `cpu` and `memory` stay this host's.
+   */
+  cluster?: {
+    kind: "swarm";
+    machines: number;
+    cpus: number;
+    memoryMb: number;
+    gpus: number;
+    nodes: {
+      hostname: string;
+      ready: boolean;
+      manager: boolean;
+      cpus: number;
+      memoryMb: number;
+      gpus: number;
+    }[];
+  };
 }
