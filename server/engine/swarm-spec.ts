@@ -6,6 +6,8 @@ import type { ClusterInfo, ClusterMachine, ContainerInfo, ContainerSpec, Contain
 
 /** The swarm node label that gives a machine's own engine address (exec, logs and files go there). */
 export const ENGINE_LABEL = "p2prc.engine";
+/** The env var that tells a container the swarm node id of the machine it runs on. */
+export const MACHINE_ENV = "P2PRC_SWARM_NODE";
 /** The generic resource a GPU container reserves (what `dockerd --node-generic-resource` advertises). */
 export const GPU_RESOURCE = "NVIDIA-GPU";
 
@@ -53,7 +55,7 @@ export interface SwarmNode {
 }
 
 /** The service that runs `spec`: created with no replica (p2prc's "created"); start makes it one. */
-export function serviceSpec(spec: ContainerSpec): Dockerode.ServiceSpec {
+export function serviceSpec(spec: ContainerSpec, reserve = true): Dockerode.ServiceSpec {
   const nanoCpus = Math.round(spec.cpus * 1e9);
   const memoryBytes = spec.memoryMb * 1024 * 1024;
   const ports: Dockerode.PortConfig[] = [
@@ -76,7 +78,12 @@ export function serviceSpec(spec: ContainerSpec): Dockerode.ServiceSpec {
       ContainerSpec: {
         Image: spec.image,
         Args: spec.command,
-        Env: Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        // the swarm expands Go templates in env values: a member's `{{` is escaped, and every container
+        // learns which machine runs it
+        Env: [
+          ...Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v.replaceAll("{{", '{{"{{"}}')}`),
+          `${MACHINE_ENV}={{.Node.ID}}`,
+        ],
         // on the task's container too: listByLabel and disk use find the containers on each machine by them
         Labels: spec.labels,
         Dir: spec.workingDir,
@@ -89,11 +96,10 @@ export function serviceSpec(spec: ContainerSpec): Dockerode.ServiceSpec {
       },
       Resources: {
         Limits: { NanoCPUs: nanoCpus, MemoryBytes: memoryBytes, Pids: spec.pidsLimit },
-        // reserved as well as limited: the swarm places a container only where its share is free, so
-        // a machine holds a fixed number of them (no overcommit across the swarm)
+        // reserved as well as limited (unless `reserve` is off): the swarm places a container only where
+        // its share is free, so a machine holds a fixed number of them (no overcommit across the swarm)
         Reservations: {
-          NanoCPUs: nanoCpus,
-          MemoryBytes: memoryBytes,
+          ...(reserve ? { NanoCPUs: nanoCpus, MemoryBytes: memoryBytes } : {}),
           ...(spec.gpu
             ? { GenericResources: [{ DiscreteResourceSpec: { Kind: GPU_RESOURCE, Value: 1 } }] }
             : {}),

@@ -33,6 +33,11 @@ export interface SwarmEngineOptions {
   timeoutMs?: number | undefined;
   /** How often a start or stop looks at the task's state (ms, default 100). */
   pollMs?: number | undefined;
+  /**
+   * Reserve each container's cpus and memory on its machine (default true): the swarm then places a
+   * container only where that much is free, and queues (E_RATE_LIMIT) when no machine has it.
+   */
+  reserve?: boolean | undefined;
 }
 
 /** How long the machine list is reused (offers and specs ask often; a start needs it fresh-ish). */
@@ -251,7 +256,8 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
       try {
         const made = await call(
           context,
-          (d, signal) => d.createService({ ...serviceSpec(spec), abortSignal: signal } as never),
+          (d, signal) =>
+            d.createService({ ...serviceSpec(spec, options.reserve ?? true), abortSignal: signal } as never),
           3 * timeoutMs,
         );
         if (typeof made?.id !== "string" || made.id === "")
@@ -431,7 +437,8 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
           await d.getNetwork(name).remove();
           return true;
         } catch (err) {
-          if (status(err) === 404) return true;
+          // a network the swarm is still deleting answers 500 "network <id> not found"
+          if (status(err) === 404 || /network \S+ not found/i.test(message(err))) return true;
           if (/in use|active endpoints/i.test(message(err)) || status(err) === 403 || status(err) === 409)
             return false;
           throw err;

@@ -325,8 +325,11 @@ function buildNetwork(ns: (host: LabHost | "pub") => string): void {
   inNs("router", "iptables", "-A", "FORWARD", "-i", "wan", "-o", "lan", "-j", "DROP");
 }
 
-/** dockerd in home's namespace, with its own data, exec root and socket under `dir`; ready in a few s. */
-export async function startEngine(nsenter: string[], dir: string): Promise<void> {
+/**
+ * dockerd in home's namespace, with its own data, exec root and socket under `dir`; ready in a few s.
+ * `extra`: more dockerd flags (the swarm lab's `--no-new-privileges`).
+ */
+export async function startEngine(nsenter: string[], dir: string, extra: string[] = []): Promise<void> {
   const sock = join(dir, "docker.sock");
   const proc = Bun.spawn(
     [
@@ -341,6 +344,7 @@ export async function startEngine(nsenter: string[], dir: string): Promise<void>
       `unix://${sock}`,
       "--pidfile",
       join(dir, "pid"),
+      ...extra,
     ],
     { stdout: Bun.file(join(dir, "log")), stderr: Bun.file(join(dir, "log")), stdin: "ignore" },
   );
