@@ -55,7 +55,7 @@ export interface SwarmNode {
 }
 
 /** The service that runs `spec`: created with no replica (p2prc's "created"); start makes it one. */
-export function serviceSpec(spec: ContainerSpec, reserve = true): Dockerode.ServiceSpec {
+export function serviceSpec(spec: ContainerSpec, reserve = false): Dockerode.ServiceSpec {
   const nanoCpus = Math.round(spec.cpus * 1e9);
   const memoryBytes = spec.memoryMb * 1024 * 1024;
   const ports: Dockerode.PortConfig[] = [
@@ -96,8 +96,8 @@ export function serviceSpec(spec: ContainerSpec, reserve = true): Dockerode.Serv
       },
       Resources: {
         Limits: { NanoCPUs: nanoCpus, MemoryBytes: memoryBytes, Pids: spec.pidsLimit },
-        // reserved as well as limited (unless `reserve` is off): the swarm places a container only where
-        // its share is free, so a machine holds a fixed number of them (no overcommit across the swarm)
+        // with `reserve`, reserved as well as limited: the swarm places a container only where its share
+        // is free (no overcommit; no room anywhere keeps it pending)
         Reservations: {
           ...(reserve ? { NanoCPUs: nanoCpus, MemoryBytes: memoryBytes } : {}),
           ...(spec.gpu

@@ -34,8 +34,9 @@ export interface SwarmEngineOptions {
   /** How often a start or stop looks at the task's state (ms, default 100). */
   pollMs?: number | undefined;
   /**
-   * Reserve each container's cpus and memory on its machine (default true): the swarm then places a
-   * container only where that much is free, and queues (E_RATE_LIMIT) when no machine has it.
+   * Reserve each container's cpus and memory on its machine (default false: as on one engine, they are
+   * limits only, and the swarm spreads containers by count). With it the swarm places a container only
+   * where that much is free, and a start with no machine free fails with E_RATE_LIMIT.
    */
   reserve?: boolean | undefined;
 }
@@ -125,17 +126,34 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
           async (d, signal) =>
             (await d.listTasks({ filters: { service: serviceIds }, abortSignal: signal })) as SwarmTask[],
         );
-  /** Updates a service's spec (the engine refuses an update against a stale version). */
-  const update = (svc: SwarmService, spec: Dockerode.ServiceSpec) =>
-    call(`update container ${svc.ID}`, (d, signal) =>
-      dial(d, {
-        path: `/services/${svc.ID}/update?`,
-        method: "POST",
-        options: { _query: { version: svc.Version.Index }, _body: spec },
-        abortSignal: signal,
-        statusCodes: { 200: true, 400: "bad parameter", 404: "no such service", 500: "server error" },
-      }),
-    );
+  /**
+   * Changes a service's spec: `change` maps the current spec to the new one. The engine refuses an update
+   * against a stale version ("update out of sequence": the swarm's allocator bumps a service's version
+   * right after it is made), so a refused update is read again and retried.
+   */
+  const update = async (id: string, change: (svc: SwarmService) => Dockerode.ServiceSpec | undefined) => {
+    for (let attempt = 0; ; attempt++) {
+      const svc = await inspectService(id);
+      if (!svc) throw notFound(id);
+      const spec = change(svc);
+      if (!spec) return;
+      try {
+        await call(`update container ${id}`, (d, signal) =>
+          dial(d, {
+            path: `/services/${svc.ID}/update?`,
+            method: "POST",
+            options: { _query: { version: svc.Version.Index }, _body: spec },
+            abortSignal: signal,
+            statusCodes: { 200: true, 400: "bad parameter", 404: "no such service", 500: "server error" },
+          }),
+        );
+        return;
+      } catch (err) {
+        if (attempt >= 10 || !/out of sequence/i.test(err instanceof Error ? err.message : "")) throw err;
+        await Bun.sleep(pollMs);
+      }
+    }
+  };
 
   /**
    * Where a container's task runs: its machine's engine and the task's container id. `running`: only a
@@ -189,6 +207,18 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
       const task = latestTask((await tasksOf([id])).filter((t) => !before.has(t.ID)));
       const s = task?.Status;
       if (task && s && (isRunning(task) || (isTerminal(task) && s.ContainerStatus?.ContainerID))) return task;
+      // placed on a machine that died since (the swarm does not move a task of a service that never
+      // restarts): lost, as an exec there would be
+      if (task?.NodeID && (await downNodes()).has(task.NodeID)) {
+        throw new P2prcError(
+          "E_ENGINE_UNAVAILABLE",
+          `${context}: the swarm machine it was placed on is down`,
+          {
+            field: "container",
+            retryable: true,
+          },
+        );
+      }
       if (task && s && isTerminal(task)) {
         const why = s.Err || s.Message || s.State;
         if (/no such image|not found/i.test(why))
@@ -257,7 +287,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
         const made = await call(
           context,
           (d, signal) =>
-            d.createService({ ...serviceSpec(spec, options.reserve ?? true), abortSignal: signal } as never),
+            d.createService({ ...serviceSpec(spec, options.reserve ?? false), abortSignal: signal } as never),
           3 * timeoutMs,
         );
         if (typeof made?.id !== "string" || made.id === "")
@@ -283,12 +313,15 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
         return;
       }
       const before = new Set(tasks.map((t) => t.ID));
-      const template = svc.Spec.TaskTemplate as Dockerode.ContainerTaskSpec;
       // one replica again; a service whose one task ended gets a new task by a forced update
-      await update(svc, {
-        ...svc.Spec,
-        Mode: { Replicated: { Replicas: 1 } },
-        TaskTemplate: replicas > 0 ? { ...template, ForceUpdate: (template.ForceUpdate ?? 0) + 1 } : template,
+      await update(svc.ID, (now) => {
+        const template = now.Spec.TaskTemplate as Dockerode.ContainerTaskSpec;
+        return {
+          ...now.Spec,
+          Mode: { Replicated: { Replicas: 1 } },
+          TaskTemplate:
+            replicas > 0 ? { ...template, ForceUpdate: (template.ForceUpdate ?? 0) + 1 } : template,
+        };
       });
       const task = await startedTask(svc.ID, before);
       const pending = early.get(svc.ID);
@@ -301,17 +334,18 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     stop: async (id, timeoutSeconds) => {
       const svc = await inspectService(id);
       if (!svc) throw notFound(id);
-      if ((svc.Spec.Mode?.Replicated?.Replicas ?? 0) > 0) {
-        const template = svc.Spec.TaskTemplate as Dockerode.ContainerTaskSpec;
-        await update(svc, {
-          ...svc.Spec,
+      await update(svc.ID, (now) => {
+        if ((now.Spec.Mode?.Replicated?.Replicas ?? 0) === 0) return undefined;
+        const template = now.Spec.TaskTemplate as Dockerode.ContainerTaskSpec;
+        return {
+          ...now.Spec,
           Mode: { Replicated: { Replicas: 0 } },
           TaskTemplate: {
             ...template,
             ContainerSpec: { ...template.ContainerSpec, StopGracePeriod: timeoutSeconds * 1e9 },
           },
-        });
-      }
+        };
+      });
       // as `docker stop`: returns once the container has ended
       const deadline = Date.now() + 3 * timeoutMs + timeoutSeconds * 1000;
       for (;;) {
