@@ -31,12 +31,14 @@ engineContract("swarm", () => ({ engine: createSwarmEngine({ host: lab.managerHo
 
 const nodeHome = join(root, "node");
 const clientHome = join(root, "client");
-let node: { url: string; id: string; key: Identity; proc: Subprocess };
+let node: { url: string; id: string; key: Identity; proc: Subprocess; port: number };
 
+/** Starts the node (again: on the port it had, where the client knows it). */
 async function startNode() {
   const spawned = await spawnNode({
     home: nodeHome,
     procs,
+    ...(node ? { port: node.port } : {}),
     name: "swarm-node",
     command: [process.execPath, join(ROOT, "cli/main.ts")],
     env: {
@@ -51,7 +53,13 @@ async function startNode() {
     },
     timeoutMs: 30_000,
   });
-  node = { url: spawned.url, id: spawned.nodeId, key: nodeIdentity(nodeHome), proc: spawned.proc };
+  node = {
+    url: spawned.url,
+    id: spawned.nodeId,
+    key: nodeIdentity(nodeHome),
+    proc: spawned.proc,
+    port: spawned.port,
+  };
 }
 
 const api = (path: string, init: { method?: string; body?: unknown } = {}) =>
@@ -251,7 +259,9 @@ describe("a p2prc node in front of the swarm", () => {
     const db = new (await import("bun:sqlite")).Database(join(nodeHome, "state.db"));
     db.run("DELETE FROM containers WHERE id = ?", [made[1] as string]);
     db.close();
+    const t0 = Date.now();
     await startNode();
+    console.error(`restarted in ${Date.now() - t0} ms`);
     const after = await listed();
     expect(after).toEqual([made[1], made[2]].sort() as string[]);
     expect(after).toEqual(servicesOfNode());

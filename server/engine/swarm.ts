@@ -84,8 +84,12 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     });
     return known;
   };
+  /**
+   * Machines not ready: down, and also disconnected (what a machine whose engine died is first, until its
+   * heartbeats run out) or unknown. A task there is lost to p2prc: nothing can reach its container.
+   */
   const downNodes = async () =>
-    new Set((await swarmNodes()).nodes.filter((n) => n.Status?.State === "down").map((n) => n.ID));
+    new Set((await swarmNodes()).nodes.filter((n) => n.Status?.State !== "ready").map((n) => n.ID));
 
   /** The engine of one machine: its `p2prc.engine` label, or the manager's engine for the manager itself. */
   const machineEngine = async (nodeId: string): Promise<{ engine: ContainerEngine; name: string }> => {
@@ -212,7 +216,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
       if (task?.NodeID && (await downNodes()).has(task.NodeID)) {
         throw new P2prcError(
           "E_ENGINE_UNAVAILABLE",
-          `${context}: the swarm machine it was placed on is down`,
+          `${context}: the swarm machine it was placed on is not ready (down or disconnected)`,
           {
             field: "container",
             retryable: true,
@@ -469,6 +473,12 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
       call(`remove network ${name}`, async (d) => {
         try {
           await d.getNetwork(name).remove();
+          // the swarm deletes it a moment later: answer once it is gone from the list
+          for (let i = 0; i < 50; i++) {
+            const left = await d.listNetworks({ filters: { name: [name] } });
+            if (!left.some((n) => n.Name === name)) break;
+            await Bun.sleep(pollMs);
+          }
           return true;
         } catch (err) {
           // a network the swarm is still deleting answers 500 "network <id> not found"
