@@ -133,6 +133,7 @@ async function batch(name: string, job: Record<string, unknown>, during?: () => 
       `batch ${name}: exit ${r.code}: ${r.err} ${r.out} ${readFileSync(join(out, "results.json"), "utf8").slice(0, 3000)}`,
     );
   const rows = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as TaskResult[];
+  console.error(name, r.out.slice(0, 400), rows.map((x) => x.durationMs).join(","));
   const stdout = (i: number) => readFileSync(join(out, String(i), "stdout"), "utf8");
   return { rows, stdout, out };
 }

@@ -67,6 +67,8 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
   const call = engineCaller(host, timeoutMs, lazyDockerode(host));
   /** Machine engines by address (the manager's own is `manager`). */
   const machines = new Map<string, ContainerEngine>([[host, manager]]);
+  /** Where each running container is (its machine's engine and container id), learnt by locate. */
+  const located = new Map<string, { engine: ContainerEngine; name: string; container: string }>();
   /** Archives put before a container's first start, extracted into it once it runs. */
   const early = new Map<string, { path: string; tar: Uint8Array }[]>();
   let known: { at: number; nodes: SwarmNode[]; self: string } | undefined;
@@ -125,11 +127,20 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
   const tasksOf = (serviceIds: string[]) =>
     serviceIds.length === 0
       ? Promise.resolve([] as SwarmTask[])
-      : call(
-          "list swarm tasks",
-          async (d, signal) =>
-            (await d.listTasks({ filters: { service: serviceIds }, abortSignal: signal })) as SwarmTask[],
-        );
+      : call("list swarm tasks", async (d, signal) => {
+          try {
+            return (await d.listTasks({
+              filters: { service: serviceIds },
+              abortSignal: signal,
+            })) as SwarmTask[];
+          } catch (err) {
+            // one of them was removed meanwhile (the engine then refuses the whole filter): all, then ours
+            if (!/service \S+ not found/i.test(message(err))) throw err;
+            const ids = new Set(serviceIds);
+            const all = (await d.listTasks({ abortSignal: signal })) as SwarmTask[];
+            return all.filter((t) => ids.has(t.ServiceID));
+          }
+        });
   /**
    * Changes a service's spec: `change` maps the current spec to the new one. The engine refuses an update
    * against a stale version ("update out of sequence": the swarm's allocator bumps a service's version
@@ -164,6 +175,10 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
    * running task will do (exec); else the newest task that had a container (logs and files of one ended).
    */
   const locate = async (id: string, running: boolean) => {
+    // a task's container stays where it is until the service is started, stopped or removed again
+    // (the swarm never restarts it): a batch's exec after exec asks the manager once
+    const cached = located.get(id);
+    if (cached) return cached;
     const svc = await inspectService(id);
     if (!svc) throw notFound(id);
     const tasks = (await tasksOf([svc.ID])).filter((t) => t.Status.ContainerStatus?.ContainerID && t.NodeID);
@@ -171,7 +186,9 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     if (!task || (running && !isRunning(task)))
       throw new P2prcError("E_CONFLICT", `container ${id} is not running`);
     const { engine, name } = await machineEngine(task.NodeID as string);
-    return { engine, name, container: task.Status.ContainerStatus?.ContainerID as string };
+    const at = { engine, name, container: task.Status.ContainerStatus?.ContainerID as string };
+    if (isRunning(task)) located.set(id, at);
+    return at;
   };
 
   /**
@@ -188,6 +205,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     try {
       return await fn(at.engine, at.container);
     } catch (err) {
+      located.delete(id);
       if (err instanceof P2prcError && err.code === "E_ENGINE_UNAVAILABLE") {
         throw new P2prcError(
           "E_ENGINE_UNAVAILABLE",
@@ -307,6 +325,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     },
 
     start: async (id) => {
+      located.delete(id);
       const svc = await inspectService(id);
       if (!svc) throw notFound(id);
       const tasks = await tasksOf([svc.ID]);
@@ -336,6 +355,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     },
 
     stop: async (id, timeoutSeconds) => {
+      located.delete(id);
       const svc = await inspectService(id);
       if (!svc) throw notFound(id);
       await update(svc.ID, (now) => {
@@ -389,6 +409,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
 
     remove: async (id) => {
       early.delete(id);
+      located.delete(id);
       const gone = await call(
         `remove container ${id}`,
         async (d, signal) => {
