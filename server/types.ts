@@ -1,5 +1,6 @@
 import { type z, zod } from "../core/index.ts";
 import type { PortMapping, SshInfo } from "../store/index.ts";
+import type { ClusterInfo, ClusterMachine } from "./engine/index.ts";
 import { parseImageRef } from "./images.ts";
 
 // The request schemas, built when the server module loads (the routes use them at once).
@@ -253,19 +254,5 @@ export interface Specs {
    * With config `engine: swarm`: the swarm behind this node. `free` is then over its ready machines (their
    * sum), not this host; `cpu` and `memory` stay this host's.
    */
-  cluster?: {
-    kind: "swarm";
-    machines: number;
-    cpus: number;
-    memoryMb: number;
-    gpus: number;
-    nodes: {
-      hostname: string;
-      ready: boolean;
-      manager: boolean;
-      cpus: number;
-      memoryMb: number;
-      gpus: number;
-    }[];
-  };
+  cluster?: Omit<ClusterInfo, "nodes"> & { nodes: Omit<ClusterMachine, "id" | "engine">[] };
 }

@@ -177,19 +177,27 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Removes what earlier runs left (labs whose owner process is gone); returns their ids. */
-export function removeStaleLabs(): string[] {
+/**
+ * Ids of the labs named `<prefix><pid>x<n>` (a namespace `<id>-…` or a directory under `stateRoot`) whose
+ * owner process is gone: what a killed run left behind.
+ */
+export function staleLabIds(prefix: string, stateRoot: string): string[] {
   const ids = new Set<string>();
   for (const line of sh(["ip", "netns", "list"], true).out.split("\n")) {
-    const m = new RegExp(`^(${PREFIX}(\\d+)x\\d+)-`).exec(line);
+    const m = new RegExp(`^(${prefix}\\d+x\\d+)-`).exec(line);
     if (m) ids.add(m[1] as string);
   }
-  if (existsSync(STATE_ROOT))
-    for (const name of readdirSync(STATE_ROOT)) if (name.startsWith(PREFIX)) ids.add(name);
-  const stale = [...ids].filter((id) => {
-    const owner = Number(new RegExp(`^${PREFIX}(\\d+)x`).exec(id)?.[1] ?? 0);
+  if (existsSync(stateRoot))
+    for (const name of readdirSync(stateRoot)) if (name.startsWith(prefix)) ids.add(name);
+  return [...ids].filter((id) => {
+    const owner = Number(new RegExp(`^${prefix}(\\d+)x`).exec(id)?.[1] ?? 0);
     return owner !== process.pid && !pidAlive(owner);
   });
+}
+
+/** Removes what earlier runs left (labs whose owner process is gone); returns their ids. */
+export function removeStaleLabs(): string[] {
+  const stale = staleLabIds(PREFIX, STATE_ROOT);
   for (const id of stale) removeLab(id);
   return stale;
 }

@@ -13,16 +13,8 @@
 // by. Names start with `p2sw<pid>x<n>-`: a killed run's leftovers are removed by the next lab.
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import {
-  loadImages,
-  natLabUnavailable,
-  pidAlive,
-  removeDir,
-  removedAtExit,
-  removeNamespaces,
-  startEngine,
-  stopEngine,
-} from "./nat.ts";
+// the NAT lab's engine and clean-up helpers
+import * as nat from "./nat.ts";
 
 const PREFIX = "p2sw";
 const STATE_ROOT = "/tmp/p2prc-swarmlab";
@@ -51,7 +43,7 @@ export interface SwarmLab extends AsyncDisposable {
 }
 
 /** Why the lab cannot run here (it needs root, `ip netns`, nsenter and iptables), or undefined. */
-export const swarmLabUnavailable = natLabUnavailable;
+export const swarmLabUnavailable = nat.natLabUnavailable;
 
 function sh(argv: string[], allowFail = false): string {
   const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
@@ -97,24 +89,15 @@ function removeLab(id: string): void {
           ["timeout", "10", "docker", "-H", `unix://${join(dir, m, "docker.sock")}`, "swarm", "leave", "-f"],
           true,
         );
-    for (const m of readdirSync(dir)) stopEngine(join(dir, m));
+    for (const m of readdirSync(dir)) nat.stopEngine(join(dir, m));
   }
-  removeNamespaces(namespacesOf(id));
-  removeDir(dir);
+  nat.removeNamespaces(namespacesOf(id));
+  nat.removeDir(dir);
 }
 
 /** Labs earlier runs left behind (their owner process is gone). */
 function removeStale(): void {
-  const ids = new Set<string>();
-  for (const line of sh(["ip", "netns", "list"], true).split("\n")) {
-    const m = new RegExp(`^(${PREFIX}\\d+x\\d+)-`).exec(line);
-    if (m) ids.add(m[1] as string);
-  }
-  if (existsSync(STATE_ROOT)) for (const name of readdirSync(STATE_ROOT)) ids.add(name);
-  for (const id of ids) {
-    const owner = Number(new RegExp(`^${PREFIX}(\\d+)x`).exec(id)?.[1] ?? 0);
-    if (owner !== process.pid && !pidAlive(owner)) removeLab(id);
-  }
+  for (const id of nat.staleLabIds(PREFIX, STATE_ROOT)) removeLab(id);
 }
 
 let count = 0;
@@ -135,7 +118,7 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
   const sock = (m: string) => `unix://${join(dir, m, "docker.sock")}`;
   const addr = (m: string) => `${NET}.${machines.indexOf(m) + 2}`;
   const docker = (m: string, args: string[]) => sh(["docker", "-H", sock(m), ...args]);
-  const close = removedAtExit(() => removeLab(id));
+  const close = nat.removedAtExit(() => removeLab(id));
   const nodeIds = new Map<string, string>();
   try {
     sh(["ip", "netns", "add", ns("pub")]);
@@ -166,10 +149,10 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
     }
     await Promise.all(
       machines.map(async (m) => {
-        await startEngine(["nsenter", `--net=/var/run/netns/${ns(m)}`], join(dir, m), [
+        await nat.startEngine(["nsenter", `--net=/var/run/netns/${ns(m)}`], join(dir, m), [
           "--no-new-privileges",
         ]);
-        loadImages(o.images ?? ["p2prc-test/busybox"], sock(m));
+        nat.loadImages(o.images ?? ["p2prc-test/busybox"], sock(m));
       }),
     );
     // a 1 s heartbeat: a dead machine is found down in seconds, not the default's 15 or so
