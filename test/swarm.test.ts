@@ -133,7 +133,6 @@ async function batch(name: string, job: Record<string, unknown>, during?: () => 
       `batch ${name}: exit ${r.code}: ${r.err} ${r.out} ${readFileSync(join(out, "results.json"), "utf8").slice(0, 3000)}`,
     );
   const rows = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as TaskResult[];
-  console.error(name, r.out.slice(0, 400), rows.map((x) => x.durationMs).join(","));
   const stdout = (i: number) => readFileSync(join(out, String(i), "stdout"), "utf8");
   return { rows, stdout, out };
 }
@@ -260,9 +259,7 @@ describe("a p2prc node in front of the swarm", () => {
     const db = new (await import("bun:sqlite")).Database(join(nodeHome, "state.db"));
     db.run("DELETE FROM containers WHERE id = ?", [made[1] as string]);
     db.close();
-    const t0 = Date.now();
     await startNode();
-    console.error(`restarted in ${Date.now() - t0} ms`);
     const after = await listed();
     expect(after).toEqual([made[1], made[2]].sort() as string[]);
     expect(after).toEqual(servicesOfNode());
