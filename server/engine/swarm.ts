@@ -428,7 +428,9 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
       const deadline = Date.now() + REMOVE_WAIT_MS;
       while (Date.now() < deadline) {
         const tasks = await tasksOf([id]).catch(() => []);
-        if (tasks.length === 0) return;
+        // a task on a machine that is not ready goes only when the machine comes back: not waited for
+        const down = await downNodes();
+        if (tasks.every((t) => down.has(t.NodeID ?? ""))) return;
         await Bun.sleep(pollMs);
       }
     },
