@@ -22,11 +22,11 @@ export interface DoctorReport {
 
 /** Checks the container engine: reachable, version, images; or a clear reason why not. */
 export async function doctor(options: NodeOptions = {}, timeoutMs = 5000): Promise<DoctorReport> {
-  const { createDockerEngine } = await server();
+  const { createDockerEngine, createSwarmEngine } = await server();
   const loaded = loadConfig(options);
   // The engine's own limit aborts a request that hangs (so the process can exit); the race below
   // bounds the whole check.
-  const engine = createDockerEngine({
+  const engine = (loaded.config.engine === "swarm" ? createSwarmEngine : createDockerEngine)({
     host: loaded.dockerHost,
     timeoutMs: Math.min(loaded.config.engineTimeoutMs, timeoutMs),
   });

@@ -45,7 +45,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
   // the network and server modules load here, not when a CLI command imports abstractions (lazy.ts)
   const [
     { ReachService, p2pRoutes },
-    { capacityOf, createDockerEngine, remoteAddress, startServerNode },
+    { createDockerEngine, createSwarmEngine, offerOf, remoteAddress, startServerNode },
     { pluginRoutes },
   ] = await Promise.all([p2p(), server(), plugins()]);
   const ctx = init(options);
@@ -54,11 +54,15 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
   let closeImages: (() => Promise<void>) | undefined;
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
-    // The record's offer: free capacity from the store and the config. It must work before the server
-    // has started, which returns only after its first reconcile, while it already answers the identity
-    // probe (and gossip) with a signed record.
-    const capacity = async () =>
-      capacityOf({ config: ctx.config, records: store.containers }, (await gpus().catch(() => [])).length);
+    // config `engine`: one Docker engine, or a swarm manager whose machines run the containers
+    const engine = (ctx.config.engine === "swarm" ? createSwarmEngine : createDockerEngine)({
+      host: ctx.dockerHost,
+      timeoutMs: ctx.config.engineTimeoutMs,
+    });
+    // The record's offer: free capacity from the store and the config (over a swarm's ready machines). It
+    // must work before the server has started, which returns only after its first reconcile, while it
+    // already answers the identity probe (and gossip) with a signed record.
+    const capacity = () => offerOf({ config: ctx.config, records: store.containers, engine, gpus });
     // reachability (p2p/reach.ts) and gossip need each other: the record carries the reach, and a
     // change of reach re-signs the record
     let reach: ReachService | undefined;
@@ -93,7 +97,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       ctx,
       store,
       { table, gossip, clusters, reach, relay, remoteAddress },
-      createDockerEngine({ host: ctx.dockerHost, timeoutMs: ctx.config.engineTimeoutMs }),
+      engine,
     );
     const server = await startServerNode({
       nodeId: ctx.identity.nodeId,

@@ -11,6 +11,8 @@
 // is removed after its run (not timed). Then the HTTP layer alone (a POST the schema rejects), and where
 // A's time goes.
 // Goal: median A ≤ 1.05 × median B and ≤ 1.05 × median C (both judged and printed); A/E is printed too.
+// Then the swarm row (bench/swarm/dispatch-row.ts): a node with engine: swarm against `docker service create`
+// on the same two-machine lab swarm, and a batch's throughput on one machine against two.
 // Run: node_modules/.bin/bun bench/dispatch.ts (or `make bench`). Reads DOCKER_HOST and PORT (server
 // port; default a free one). Exits 77 when the docker CLI, the engine or the image is missing.
 import { randomBytes } from "node:crypto";
@@ -432,6 +434,11 @@ async function main(): Promise<void> {
 
 try {
   await main();
+  // the swarm row (engine: swarm on a two-machine lab swarm); P2PRC_BENCH_SWARM=0 leaves it out
+  if (process.env.P2PRC_BENCH_SWARM !== "0") {
+    await cleanup();
+    await (await import("./swarm/dispatch-row.ts")).swarmRow();
+  }
 } catch (err) {
   const interrupted = interruption.signal();
   if (interrupted) {

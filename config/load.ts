@@ -49,6 +49,7 @@ export function defaultConfig(hostname: string): Config {
     gossipMaxRecords: 100,
     dataDir: "",
     dockerHost: "",
+    engine: "docker",
     engineTimeoutMs: 10_000,
     memberMaxContainers: 10,
     memberMaxCpus: 16,

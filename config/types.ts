@@ -233,6 +233,11 @@ export const CONFIG_FIELDS = {
     allowed: "empty, unix:///path/to/docker.sock or tcp://host:port",
     doc: "Engine socket; empty = $DOCKER_HOST, else /var/run/docker.sock (a Podman socket works too).",
   },
+  engine: {
+    schema: (z: Z) => z.enum(["docker", "swarm"]),
+    allowed: '"docker" or "swarm"',
+    doc: "What dockerHost is: one Docker engine that runs the containers (docker), or a Docker Swarm manager whose swarm places them on its machines (swarm; Docs/Server.md, Behind a Swarm).",
+  },
   engineTimeoutMs: {
     schema: (z: Z) => z.int().check(z.minimum(100), z.maximum(600000)),
     allowed: "an integer number of milliseconds from 100 to 600000",

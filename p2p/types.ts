@@ -16,6 +16,8 @@ function build() {
     freeContainers: z.int().check(z.minimum(0), z.maximum(100000)),
     maxCpusPerContainer: z.number().check(z.minimum(0), z.maximum(1024)),
     maxMemoryMbPerContainer: z.int().check(z.minimum(0), z.maximum(1e9)),
+    /** Machines behind a node in front of a cluster (config `engine: swarm`): cpus/memory/gpus sum over them. */
+    machines: z.optional(z.int().check(z.minimum(0), z.maximum(100000))),
   });
 
   /** One node's entry in the IP table, written and signed by that node. The id is its public key. */

@@ -168,7 +168,11 @@ export class ContainerService {
         },
       );
     }
-    const hostCpus = availableParallelism();
+    // behind a swarm one container runs on one machine: the largest ready one's cpus, and the swarm's GPUs
+    const cluster = await engine.cluster?.().catch(() => undefined);
+    const hostCpus = cluster
+      ? Math.max(0, ...cluster.nodes.filter((n) => n.ready).map((n) => n.cpus))
+      : availableParallelism();
     if (cpus > hostCpus) {
       throw new P2prcError("E_LIMIT", `cpus ${cpus} is more than this host has (${hostCpus})`, {
         field: "cpus",
@@ -203,7 +207,7 @@ export class ContainerService {
     }
     if (!caller.operator) this.checkMemberQuota(caller.id, cpus, memoryMb);
     const gpu = req.gpu === true;
-    if (gpu && (await this.deps.gpus()).length === 0) {
+    if (gpu && (cluster ? cluster.gpus : (await this.deps.gpus()).length) === 0) {
       throw new P2prcError("E_CONFLICT", "this node has no GPUs", { field: "gpu" });
     }
     const name = `p2prc-${req.name ?? randomBytes(5).toString("hex")}`;

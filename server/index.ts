@@ -32,7 +32,7 @@ export type {
   ImageInfo,
   NetworkInfo,
 } from "./engine/index.ts";
-export { createDockerEngine, LABEL_PREFIX, MANAGED_LABEL } from "./engine/index.ts";
+export { createDockerEngine, createSwarmEngine, LABEL_PREFIX, MANAGED_LABEL } from "./engine/index.ts";
 export type { AuthEnv, AuthOptions, AuthVariables } from "./http/auth.ts";
 export { authenticate, PUBLIC_ROUTES } from "./http/auth.ts";
 export type { CallerResolver } from "./http/caller.ts";
@@ -51,7 +51,7 @@ export { startServerNode } from "./node.ts";
 export { freePorts } from "./ports.ts";
 export type { ReconcileReport } from "./reconcile.ts";
 export { Reconciler } from "./reconcile.ts";
-export { capacityOf, collectSpecs } from "./specs.ts";
+export { capacityOf, collectSpecs, offerOf } from "./specs.ts";
 export type { TarEntry } from "./tar.ts";
 export { createTar } from "./tar.ts";
 export type {

@@ -20,7 +20,7 @@ import type { CallerResolver } from "./http/caller.ts";
 import { ImageService, type ImageSources } from "./image-service.ts";
 import { Reconciler } from "./reconcile.ts";
 import { RuntimeImage } from "./runtime-image.ts";
-import { capacityOf } from "./specs.ts";
+import { type capacityOf, offerOf } from "./specs.ts";
 import type { GpuProbe } from "./types.ts";
 
 export interface ServerNodeDeps {
@@ -78,7 +78,7 @@ export interface ServerNode extends AsyncDisposable {
   app: ServerApp;
   containers: ContainerService;
   reconciler: Reconciler;
-  /** Free capacity under this node's limits (cheap: no engine call). */
+  /** Free capacity under this node's limits (cheap: no engine call, or a swarm's cached machine list). */
   capacity(): Promise<ReturnType<typeof capacityOf>>;
   stop(): Promise<void>;
 }
@@ -215,6 +215,6 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     })();
     return stopping;
   };
-  const capacity = async () => capacityOf(deps, (await deps.gpus().catch(() => [])).length);
+  const capacity = () => offerOf(deps);
   return { url, port, app, containers, reconciler, capacity, stop, [Symbol.asyncDispose]: stop };
 }

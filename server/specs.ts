@@ -3,7 +3,7 @@ import { arch, cpus, freemem, hostname, loadavg, platform, totalmem } from "node
 import type { Config } from "../config/index.ts";
 import type { Clock } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
-import type { ContainerEngine } from "./engine/index.ts";
+import type { ClusterInfo, ContainerEngine } from "./engine/index.ts";
 import type { GpuProbe, Specs } from "./types.ts";
 
 export interface SpecsDeps {
@@ -45,6 +45,21 @@ export function capacityOf(
 }
 
 /**
+ * The offer of the signed record: what capacityOf says of this host, or, when the engine places containers
+ * on a cluster (a swarm), of the cluster's ready machines, with how many there are. A cluster that does
+ * not answer offers nothing until it does.
+ */
+export async function offerOf(
+  deps: Pick<SpecsDeps, "config" | "records" | "engine" | "gpus">,
+): Promise<ReturnType<typeof capacityOf> & { machines?: number }> {
+  if (deps.engine.cluster) {
+    const c = await deps.engine.cluster().catch(() => undefined);
+    return { ...capacityOf(deps, c?.gpus ?? 0, c?.cpus ?? 0, c?.memoryMb ?? 0), machines: c?.machines ?? 0 };
+  }
+  return capacityOf(deps, (await deps.gpus().catch(() => [])).length);
+}
+
+/**
  * The facts that cost a call outside the process (the engine, the GPU probe) or a read of /proc
  * (memory and load: a fifth of a cached answer's time when read per answer), or never change.
  */
@@ -56,6 +71,8 @@ interface Probed {
   memory: Specs["memory"];
   load: Specs["load"];
   hostname: string;
+  /** The swarm behind the engine, when it is one (undefined too when it did not answer). */
+  cluster: ClusterInfo | undefined;
 }
 
 /** Asks the engine, the GPU probe and the file system; never throws. */
@@ -77,7 +94,7 @@ async function probe(deps: SpecsDeps): Promise<Probed> {
       Math.min(SPECS_ENGINE_WAIT_MS, config.engineTimeoutMs),
     );
   });
-  const [gpus, engine] = await Promise.all([
+  const [gpus, engine, cluster] = await Promise.all([
     deps.gpus().catch(() => []),
     Promise.race([
       deps.engine
@@ -86,6 +103,7 @@ async function probe(deps: SpecsDeps): Promise<Probed> {
         .catch(() => ({ reachable: false })),
       slow,
     ]).finally(() => clearTimeout(timer)),
+    deps.engine.cluster?.().catch(() => undefined),
   ]);
   const cpuList = cpus();
   return {
@@ -96,13 +114,17 @@ async function probe(deps: SpecsDeps): Promise<Probed> {
     memory: { totalMb: Math.round(totalmem() / 1048576), freeMb: Math.round(freemem() / 1048576) },
     load: loadavg().map((l) => round(l, 2)),
     hostname: hostname(),
+    cluster,
   };
 }
 
 /** The specs from probed facts and what this node's own table says now (tasks, free capacity). */
 function assemble(deps: SpecsDeps, p: Probed): Specs {
   const { config } = deps;
-  const cap = capacityOf(deps, p.gpus.length, p.cpu.cores, p.memory.totalMb);
+  const c = p.cluster;
+  const cap = c
+    ? capacityOf(deps, c.gpus, c.cpus, c.memoryMb)
+    : capacityOf(deps, p.gpus.length, p.cpu.cores, p.memory.totalMb);
   return {
     nodeId: deps.nodeId,
     name: config.machineName,
@@ -122,8 +144,27 @@ function assemble(deps: SpecsDeps, p: Probed): Specs {
       memoryMb: cap.memoryMb,
       maxCpusPerContainer: config.maxCpusPerContainer,
       maxMemoryMbPerContainer: config.maxMemoryMbPerContainer,
-      gpu: p.gpus.length > 0,
+      gpu: (c ? c.gpus : p.gpus.length) > 0,
     },
+    ...(c
+      ? {
+          cluster: {
+            kind: c.kind,
+            machines: c.machines,
+            cpus: c.cpus,
+            memoryMb: c.memoryMb,
+            gpus: c.gpus,
+            nodes: c.nodes.map(({ hostname, ready, manager, cpus, memoryMb, gpus }) => ({
+              hostname,
+              ready,
+              manager,
+              cpus,
+              memoryMb,
+              gpus,
+            })),
+          },
+        }
+      : {}),
   };
 }
 

@@ -1,5 +1,6 @@
 import { type z, zod } from "../core/index.ts";
 import type { PortMapping, SshInfo } from "../store/index.ts";
+import type { ClusterInfo, ClusterMachine } from "./engine/index.ts";
 import { parseImageRef } from "./images.ts";
 
 // The request schemas, built when the server module loads (the routes use them at once).
@@ -249,4 +250,9 @@ export interface Specs {
     maxMemoryMbPerContainer: number;
     gpu: boolean;
   };
+  /**
+   * With config `engine: swarm`: the swarm behind this node. `free` is then over its ready machines (their
+   * sum), not this host; `cpu` and `memory` stay this host's.
+   */
+  cluster?: Omit<ClusterInfo, "nodes"> & { nodes: Omit<ClusterMachine, "id" | "engine">[] };
 }

@@ -13,6 +13,7 @@ import {
   finishTask,
   initialState,
   isLeaseRefused,
+  isLostContainer,
   isMissingPath,
   leaseSeconds,
   nextStep,
@@ -118,6 +119,17 @@ describe("what a failure means, by code", () => {
     // "timed out" in a refusal's text does not make it a timeout
     const refused = classifyFailure({ kind: "error", error: new P2prcError("E_LIMIT", "task timed out") });
     expect(refused).toMatchObject({ kind: "refused", keepNode: false, message: "task timed out" });
+  });
+
+  test("a lost container (its swarm machine gone, the node fine) keeps the node; only on field container", () => {
+    const lost = new P2prcError("E_ENGINE_UNAVAILABLE", "machine gone", { field: "container" });
+    expect(classifyFailure({ kind: "error", error: lost })).toMatchObject({
+      kind: "unreachable",
+      keepNode: true,
+    });
+    expect(isLostContainer(lost)).toBe(true);
+    expect(isLostContainer(new P2prcError("E_ENGINE_UNAVAILABLE", "engine down"))).toBe(false);
+    expect(isLostContainer(new P2prcError("E_NOT_FOUND", "x", { field: "container" }))).toBe(false);
   });
 
   test("a missing output is E_NOT_FOUND about `path`; a lease refusal is about `ttlSeconds`", () => {

@@ -101,8 +101,18 @@ export function classifyFailure(outcome: Exclude<TaskOutcome, { kind: "exited" }
   if (outcome.kind === "timedOut") return { kind: "timeout", keepNode: true, message: "" };
   const err = outcome.error;
   const message = err instanceof Error ? err.message : String(err);
+  // one machine behind the node is gone, the node is not: the task runs again in a fresh container
+  if (isLostContainer(err)) return { kind: "unreachable", keepNode: true, message };
   const unreachable = !(err instanceof P2prcError) || UNREACHABLE.has(err.code);
   return { kind: unreachable ? "unreachable" : "refused", keepNode: false, message };
+}
+
+/**
+ * The container's machine stopped answering while the node still does (a node in front of a swarm, one of
+ * whose machines died): the node's E_ENGINE_UNAVAILABLE on field `container`.
+ */
+export function isLostContainer(err: unknown): boolean {
+  return err instanceof P2prcError && err.code === "E_ENGINE_UNAVAILABLE" && err.field === "container";
 }
 
 /** A missing output path (the node's E_NOT_FOUND about `path`): recorded on the task, not a node failure. */

@@ -8,7 +8,7 @@ import type { ClientDeps } from "../containers.ts";
 import { type CreatedContainer, connect, type NodeClient, type TaskReply } from "../node-client.ts";
 import type { NodeTarget } from "../resolve.ts";
 import type { Job } from "./job.ts";
-import { isLeaseRefused, isMissingPath, type TaskOutcome } from "./scheduler.ts";
+import { isLeaseRefused, isLostContainer, isMissingPath, type TaskOutcome } from "./scheduler.ts";
 import { extractTar } from "./untar.ts";
 
 /** A job input as the client knows it: read from `path`, named by its content's SHA-256. */
@@ -209,6 +209,11 @@ export class NodeWorker {
       }
       return { kind: "exited", exitCode: r.exitCode, durationMs: clock.now() - t0, missing };
     } catch (error) {
+      // its machine is gone (the node is not): the slot's next task gets a fresh container
+      if (containerId && isLostContainer(error)) {
+        await this.discard(slot);
+        containerId = undefined;
+      }
       return { kind: "error", error };
     } finally {
       if (containerId && this.job.freshContainer) await this.remove(containerId);

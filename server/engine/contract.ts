@@ -1,7 +1,7 @@
 // The engine contract: what the server relies on a ContainerEngine to do, written once and run against
 // every implementation (hono's router common.case.test.ts): docker.contract.test.ts on the real engine,
 // fake.contract.test.ts on FakeEngine. Only busybox commands both understand are used (fake-shell.ts).
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, test as bunTest, describe, expect } from "bun:test";
 import { createTar, parseTar } from "nanotar";
 import { FrameDemuxer, P2prcError } from "../../core/index.ts";
 import type { ContainerEngine, ContainerSpec } from "./types.ts";
@@ -34,8 +34,16 @@ async function eventually(check: () => Promise<boolean>, ms = 10_000): Promise<v
   }
 }
 
-/** Registers the contract's tests for one engine; `make` is called once, before the first test. */
-export function engineContract(name: string, make: () => ContractSubject): void {
+/**
+ * Registers the contract's tests for one engine; `make` is called once, before the first test.
+ * `notApplicable`: cases this engine cannot meet by design, each title with the reason (listed as skipped
+ * under the reason, so a reader sees what the engine does not do).
+ */
+export function engineContract(
+  name: string,
+  make: () => ContractSubject,
+  notApplicable: Record<string, string> = {},
+): void {
   const run = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const labels = { "p2prc.node": `contract-${run}`, "p2prc.contract": name };
   const { engine, image } = make();
@@ -66,6 +74,12 @@ export function engineContract(name: string, make: () => ContractSubject): void 
     await Promise.all(made.map((id) => engine.remove(id).catch(() => undefined)));
     for (const net of networks) await engine.removeNetwork(net).catch(() => undefined);
   }, 60_000);
+
+  const test = (title: string, fn: () => Promise<void>, timeout?: number) => {
+    const why = notApplicable[title];
+    if (why) bunTest.skip(`${title} (not applicable: ${why})`, fn);
+    else bunTest(title, fn, timeout);
+  };
 
   describe(`engine contract: ${name}`, () => {
     test("ping names the engine's version", async () => {

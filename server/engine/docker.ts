@@ -48,7 +48,7 @@ const SAVE_START_LIMIT_MS = 10 * 60_000;
 /** Longest silence of the engine during an image pull (or engineTimeoutMs when that is longer). */
 const PULL_IDLE_MS = 60_000;
 
-function connectOptions(host: string): Dockerode.DockerOptions {
+export function connectOptions(host: string): Dockerode.DockerOptions {
   if (host.startsWith("unix://")) return { socketPath: host.slice("unix://".length) };
   if (host.startsWith("/")) return { socketPath: host };
   if (host.startsWith("tcp://") || host.startsWith("http://")) {
@@ -90,7 +90,7 @@ function jsonArray<T>(value: T[], context: string, host: string): T[] {
 }
 
 /** Translates a dockerode error into p2prc's terms at the edge. */
-function engineError(err: unknown, context: string, host: string): P2prcError {
+export function engineError(err: unknown, context: string, host: string): P2prcError {
   if (err instanceof P2prcError) return err;
   // A JavaScript error from reading a malformed answer (`undefined is not an object`, bad JSON): its
   // text says nothing useful to a caller, so it stays in `cause`.
@@ -255,33 +255,26 @@ async function pruneEmptyNetworks(d: Dockerode): Promise<void> {
 }
 
 /** One raw engine request through dockerode's modem (for calls whose dockerode method takes no signal). */
-function dial<T>(d: Dockerode, options: Record<string, unknown>): Promise<T> {
+export function dial<T>(d: Dockerode, options: Record<string, unknown>): Promise<T> {
   return new Promise<T>((resolve, reject) =>
     d.modem.dial(options as never, (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as T))),
   );
 }
 
-/** A ContainerEngine over dockerode. Connects lazily on first use. */
-export function createDockerEngine(options: DockerEngineOptions): ContainerEngine {
-  const host = options.host;
-  const timeoutMs = options.timeoutMs ?? DEFAULT_ENGINE_TIMEOUT_MS;
-  let docker: Dockerode | undefined;
-  const client = async (): Promise<Dockerode> => {
-    if (!docker) {
-      // require (evaluated on first use), not import(): Bun's minifier, splitting chunks, named the
-      // dynamic import's interop helper and its callback parameter alike (`m(m.default,1)`), which
-      // broke the compiled binary's engine client. test/binary.test.ts runs --doctor to catch it.
-      const Docker = require("dockerode") as typeof import("dockerode");
-      docker = new Docker(connectOptions(host));
-    }
-    return docker;
-  };
-  /**
-   * One engine call, failed with a retryable E_ENGINE_UNAVAILABLE after `limit` ms (the request is
-   * aborted through `signal`): an engine that accepts connections but never answers must not hold a
-   * route, or the node, for longer than that.
-   */
-  const call = async <T>(
+/** One engine call as engineCaller makes it: `fn` gets the client and a signal aborted at the limit. */
+export type EngineCall = <T>(
+  context: string,
+  fn: (d: Dockerode, signal: AbortSignal) => Promise<T>,
+  limit?: number,
+) => Promise<T>;
+
+/**
+ * One engine call, failed with a retryable E_ENGINE_UNAVAILABLE after `limit` ms (the request is
+ * aborted through `signal`): an engine that accepts connections but never answers must not hold a
+ * route, or the node, for longer than that. Errors come out in p2prc's terms (engineError).
+ */
+export function engineCaller(host: string, timeoutMs: number, client: () => Promise<Dockerode>): EngineCall {
+  return async <T>(
     context: string,
     fn: (d: Dockerode, signal: AbortSignal) => Promise<T>,
     limit = timeoutMs,
@@ -309,6 +302,29 @@ export function createDockerEngine(options: DockerEngineOptions): ContainerEngin
       clearTimeout(timer);
     }
   };
+}
+
+/** A dockerode client for `host`, made (and dockerode loaded) on first use. */
+export function lazyDockerode(host: string): () => Promise<Dockerode> {
+  let docker: Dockerode | undefined;
+  return async () => {
+    if (!docker) {
+      // require (evaluated on first use), not import(): Bun's minifier, splitting chunks, named the
+      // dynamic import's interop helper and its callback parameter alike (`m(m.default,1)`), which
+      // broke the compiled binary's engine client. test/binary.test.ts runs --doctor to catch it.
+      const Docker = require("dockerode") as typeof import("dockerode");
+      docker = new Docker(connectOptions(host));
+    }
+    return docker;
+  };
+}
+
+/** A ContainerEngine over dockerode. Connects lazily on first use. */
+export function createDockerEngine(options: DockerEngineOptions): ContainerEngine {
+  const host = options.host;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_ENGINE_TIMEOUT_MS;
+  const client = lazyDockerode(host);
+  const call = engineCaller(host, timeoutMs, client);
 
   /** Creates an exec (stdout and stderr attached; stdin and a TTY as asked); E_ENGINE on an answer with no id. */
   const createExec = async (

@@ -1,8 +1,12 @@
-/** The container engine behind a narrow interface; Docker (or Podman) through dockerode. */
+/** The container engine behind a narrow interface; Docker (or Podman) through dockerode, or a Docker Swarm. */
 
 export type { DockerEngineOptions } from "./docker.ts";
 export { createDockerEngine } from "./docker.ts";
+export type { SwarmEngineOptions } from "./swarm.ts";
+export { createSwarmEngine } from "./swarm.ts";
 export type {
+  ClusterInfo,
+  ClusterMachine,
   ContainerEngine,
   ContainerInfo,
   ContainerSpec,

@@ -197,6 +197,37 @@ export interface ContainerEngine {
   diskQuota(): boolean | undefined;
   /** Why the engine refused the quota ("" while it has not). */
   diskQuotaRefusal(): string;
+  /**
+   * The machines behind an engine that places containers on a cluster (config `engine: swarm`); absent on a
+   * single engine. Cached briefly by the engine: offers and specs ask for it often.
+   */
+  cluster?(): Promise<ClusterInfo>;
+}
+
+/** One machine of a cluster engine. */
+export interface ClusterMachine {
+  id: string;
+  hostname: string;
+  /** Ready and active: placement may use it. */
+  ready: boolean;
+  manager: boolean;
+  cpus: number;
+  memoryMb: number;
+  gpus: number;
+  /** The machine's own engine address (its `p2prc.engine` label), when it has one. */
+  engine?: string | undefined;
+}
+
+/** What a cluster engine has behind it: totals over its ready machines, and each machine. */
+export interface ClusterInfo {
+  kind: "swarm";
+  /** Ready machines (what the totals sum over). */
+  machines: number;
+  cpus: number;
+  memoryMb: number;
+  /** GPUs the cluster exposes as generic resources (kinds with "GPU" in their name). */
+  gpus: number;
+  nodes: ClusterMachine[];
 }
 
 export interface ImageDetails {

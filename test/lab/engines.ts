@@ -7,10 +7,10 @@ import { join } from "node:path";
 import {
   loadImages,
   natLabUnavailable,
-  pidAlive,
   removeDir,
   removedAtExit,
   removeNamespaces,
+  staleLabIds,
   startEngine,
   stopEngine,
 } from "./nat.ts";
@@ -46,17 +46,7 @@ function removeLab(id: string): void {
 
 /** Labs earlier runs left behind (their owner process is gone). */
 function removeStale(): void {
-  const ids = new Set<string>();
-  const r = Bun.spawnSync(["ip", "netns", "list"], { stdout: "pipe", stderr: "ignore" });
-  for (const line of r.stdout.toString().split("\n")) {
-    const m = new RegExp(`^(${PREFIX}\\d+x\\d+)-`).exec(line);
-    if (m) ids.add(m[1] as string);
-  }
-  if (existsSync(STATE_ROOT)) for (const name of readdirSync(STATE_ROOT)) ids.add(name);
-  for (const id of ids) {
-    const owner = Number(new RegExp(`^${PREFIX}(\\d+)x`).exec(id)?.[1] ?? 0);
-    if (owner !== process.pid && !pidAlive(owner)) removeLab(id);
-  }
+  for (const id of staleLabIds(PREFIX, STATE_ROOT)) removeLab(id);
 }
 
 let count = 0;

@@ -177,19 +177,27 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Removes what earlier runs left (labs whose owner process is gone); returns their ids. */
-export function removeStaleLabs(): string[] {
+/**
+ * Ids of the labs named `<prefix><pid>x<n>` (a namespace `<id>-…` or a directory under `stateRoot`) whose
+ * owner process is gone: what a killed run left behind.
+ */
+export function staleLabIds(prefix: string, stateRoot: string): string[] {
   const ids = new Set<string>();
   for (const line of sh(["ip", "netns", "list"], true).out.split("\n")) {
-    const m = new RegExp(`^(${PREFIX}(\\d+)x\\d+)-`).exec(line);
+    const m = new RegExp(`^(${prefix}\\d+x\\d+)-`).exec(line);
     if (m) ids.add(m[1] as string);
   }
-  if (existsSync(STATE_ROOT))
-    for (const name of readdirSync(STATE_ROOT)) if (name.startsWith(PREFIX)) ids.add(name);
-  const stale = [...ids].filter((id) => {
-    const owner = Number(new RegExp(`^${PREFIX}(\\d+)x`).exec(id)?.[1] ?? 0);
+  if (existsSync(stateRoot))
+    for (const name of readdirSync(stateRoot)) if (name.startsWith(prefix)) ids.add(name);
+  return [...ids].filter((id) => {
+    const owner = Number(new RegExp(`^${prefix}(\\d+)x`).exec(id)?.[1] ?? 0);
     return owner !== process.pid && !pidAlive(owner);
   });
+}
+
+/** Removes what earlier runs left (labs whose owner process is gone); returns their ids. */
+export function removeStaleLabs(): string[] {
+  const stale = staleLabIds(PREFIX, STATE_ROOT);
   for (const id of stale) removeLab(id);
   return stale;
 }
@@ -325,8 +333,11 @@ function buildNetwork(ns: (host: LabHost | "pub") => string): void {
   inNs("router", "iptables", "-A", "FORWARD", "-i", "wan", "-o", "lan", "-j", "DROP");
 }
 
-/** dockerd in home's namespace, with its own data, exec root and socket under `dir`; ready in a few s. */
-export async function startEngine(nsenter: string[], dir: string): Promise<void> {
+/**
+ * dockerd in home's namespace, with its own data, exec root and socket under `dir`; ready in a few s.
+ * `extra`: more dockerd flags (the swarm lab's `--no-new-privileges`).
+ */
+export async function startEngine(nsenter: string[], dir: string, extra: string[] = []): Promise<void> {
   const sock = join(dir, "docker.sock");
   const proc = Bun.spawn(
     [
@@ -341,6 +352,7 @@ export async function startEngine(nsenter: string[], dir: string): Promise<void>
       `unix://${sock}`,
       "--pidfile",
       join(dir, "pid"),
+      ...extra,
     ],
     { stdout: Bun.file(join(dir, "log")), stderr: Bun.file(join(dir, "log")), stdin: "ignore" },
   );

@@ -1,0 +1,171 @@
+// The swarm engine's pure half, without a swarm: what service a ContainerSpec becomes, how a service and
+// its tasks read back as a container, and what the machines add up to. test/swarm.test.ts runs the engine
+// on a real swarm.
+import { describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import {
+  clusterOf,
+  latestTask,
+  type SwarmNode,
+  type SwarmTask,
+  serviceInfo,
+  serviceSpec,
+} from "./swarm-spec.ts";
+import type { ContainerSpec } from "./types.ts";
+
+const spec: ContainerSpec = {
+  name: "p2prc-a",
+  image: "busybox",
+  command: ["sleep", "300"],
+  env: { A: "1", TRICK: "{{.Node.ID}}" },
+  labels: { "p2prc.node": "n1" },
+  cpus: 0.5,
+  memoryMb: 64,
+  pidsLimit: 128,
+  publish: [22],
+  publishFixed: [{ internal: 8080, external: 30080 }],
+  gpu: false,
+  capAdd: ["CHOWN"],
+  network: "p2prc-net-x",
+  log: { maxMb: 10, maxFiles: 3 },
+};
+
+const task = (o: Partial<SwarmTask> & { state: string; at: string }): SwarmTask => ({
+  ID: `t-${o.at}`,
+  ServiceID: "s1",
+  NodeID: o.NodeID ?? "m1",
+  CreatedAt: o.at,
+  DesiredState: o.DesiredState ?? "running",
+  Status: {
+    State: o.state,
+    ContainerStatus: o.Status?.ContainerStatus ?? { ContainerID: "c1", ExitCode: 0 },
+  },
+});
+
+describe("serviceSpec", () => {
+  test("one service with no replica yet; the isolation a service can carry; no reservation unless asked", () => {
+    const s = serviceSpec(spec);
+    const t = s.TaskTemplate as Dockerode.ContainerTaskSpec;
+    expect(s.Mode).toEqual({ Replicated: { Replicas: 0 } });
+    expect(t.ContainerSpec).toMatchObject({
+      Image: "busybox",
+      Args: ["sleep", "300"],
+      Init: true,
+      CapabilityDrop: ["ALL"],
+      CapabilityAdd: ["CHOWN"],
+      Mounts: [],
+      Labels: { "p2prc.node": "n1" },
+    });
+    expect(t.Resources?.Limits).toEqual({ NanoCPUs: 0.5e9, MemoryBytes: 64 * 1048576, Pids: 128 });
+    expect(t.Resources?.Reservations).toEqual({});
+    expect(serviceSpec(spec, true).TaskTemplate).toMatchObject({
+      Resources: { Reservations: { NanoCPUs: 0.5e9, MemoryBytes: 64 * 1048576 } },
+    });
+    expect(t.RestartPolicy).toEqual({ Condition: "none" });
+    expect(t.Networks).toEqual([{ Target: "p2prc-net-x" }]);
+    expect(t.LogDriver).toEqual({ Name: "json-file", Options: { "max-size": "10m", "max-file": "3" } });
+    expect(s.EndpointSpec?.Ports).toEqual([
+      { Protocol: "tcp", TargetPort: 22, PublishMode: "ingress" },
+      { Protocol: "tcp", TargetPort: 8080, PublishedPort: 30080, PublishMode: "ingress" },
+    ]);
+  });
+
+  test("a member's env is not a template; the machine's id is", () => {
+    const env = (serviceSpec(spec).TaskTemplate as Dockerode.ContainerTaskSpec).ContainerSpec?.Env;
+    expect(env).toEqual(["A=1", 'TRICK={{"{{"}}.Node.ID}}', "P2PRC_SWARM_NODE={{.Node.ID}}"]);
+  });
+
+  test("a GPU is a generic resource reserved", () => {
+    const t = serviceSpec({ ...spec, gpu: true }).TaskTemplate as Dockerode.ContainerTaskSpec;
+    // the Engine API's shape (dockerode's types spell generic resources otherwise)
+    expect(t.Resources?.Reservations as unknown).toEqual({
+      GenericResources: [{ DiscreteResourceSpec: { Kind: "NVIDIA-GPU", Value: 1 } }],
+    });
+  });
+});
+
+describe("a service read back as a container", () => {
+  const svc = {
+    ID: "s1",
+    CreatedAt: "2026-11-29T10:00:00Z",
+    Version: { Index: 3 },
+    Spec: {
+      Name: "p2prc-a",
+      Labels: { x: "y" },
+      TaskTemplate: { ContainerSpec: { Image: "busybox:1@sha256:abc123" } },
+    },
+    Endpoint: { Ports: [{ TargetPort: 22, PublishedPort: 30001 }] },
+  };
+
+  test("no task yet: created; the newest task decides; a digest pinned by the manager is not shown", () => {
+    expect(serviceInfo(svc, [], new Set())).toMatchObject({
+      id: "s1",
+      name: "p2prc-a",
+      image: "busybox:1",
+      state: "created",
+      running: false,
+      labels: { x: "y" },
+      ports: [{ internal: 22, external: 30001 }],
+    });
+    const old = task({
+      state: "failed",
+      at: "2026-11-29T10:00:01Z",
+      Status: { State: "failed", ContainerStatus: { ContainerID: "c0", ExitCode: 7 } },
+    });
+    const now = task({ state: "running", at: "2026-11-29T10:00:05Z" });
+    expect(latestTask([now, old])).toBe(now);
+    expect(serviceInfo(svc, [old, now], new Set())).toMatchObject({
+      state: "running",
+      running: true,
+      exitCode: undefined,
+    });
+    expect(serviceInfo(svc, [old], new Set())).toMatchObject({ state: "exited", exitCode: 7 });
+  });
+
+  test("a task on a machine that is not ready is dead; one that never got a container is dead", () => {
+    const now = task({ state: "running", at: "2026-11-29T10:00:05Z", NodeID: "w1" });
+    expect(serviceInfo(svc, [now], new Set(["w1"])).state).toBe("dead");
+    const rejected = task({
+      state: "rejected",
+      at: "2026-11-29T10:00:06Z",
+      Status: { State: "rejected", ContainerStatus: {} },
+    });
+    expect(serviceInfo(svc, [rejected], new Set()).state).toBe("dead");
+    expect(
+      serviceInfo(svc, [task({ state: "preparing", at: "2026-11-29T10:00:07Z" })], new Set()).state,
+    ).toBe("created");
+  });
+});
+
+test("the swarm's capacity: ready and active machines only; GPUs from generic resources", () => {
+  const node = (id: string, state: string, availability: string, gpus = 0): SwarmNode => ({
+    ID: id,
+    Spec: {
+      Availability: availability,
+      Role: id === "m" ? "manager" : "worker",
+      Labels: { "p2prc.engine": `tcp://${id}:2375` },
+    },
+    Description: {
+      Hostname: id,
+      Resources: {
+        NanoCPUs: 4e9,
+        MemoryBytes: 8192 * 1048576,
+        GenericResources: gpus ? [{ DiscreteResourceSpec: { Kind: "NVIDIA-GPU", Value: gpus } }] : [],
+      },
+    },
+    Status: { State: state },
+  });
+  const c = clusterOf([
+    node("m", "ready", "active"),
+    node("w1", "ready", "active", 2),
+    node("w2", "down", "active"),
+    node("w3", "ready", "drain"),
+  ]);
+  expect(c).toMatchObject({ kind: "swarm", machines: 2, cpus: 8, memoryMb: 16384, gpus: 2 });
+  expect(c.nodes.map((n) => [n.id, n.ready, n.manager, n.engine])).toEqual([
+    ["m", true, true, "tcp://m:2375"],
+    ["w1", true, false, "tcp://w1:2375"],
+    ["w2", false, false, "tcp://w2:2375"],
+    ["w3", false, false, "tcp://w3:2375"],
+  ]);
+});
