@@ -64,21 +64,16 @@ export async function readBounded(req: Request, limit: number): Promise<Uint8Arr
 /** How often a spool's file size is checked against its limit while the body is written. */
 const WATCH_MS = 20;
 
-/**
- * The SHA-256 of a file that is still being written, read through one reused buffer (no garbage per
- * chunk) as it grows, so hashing overlaps the transfer; done once `finished()` is true and all is read.
- */
-async function sha256Following(file: string, finished: () => boolean): Promise<string> {
+/** The SHA-256 of a file, read through one reused buffer (no garbage per chunk). */
+async function sha256OfFile(file: string): Promise<string> {
   const hash = createHash("sha256");
   const fh = await open(file, "r");
   try {
     const buf = Buffer.allocUnsafe(1 << 20);
     for (;;) {
-      const last = finished();
       const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead > 0) hash.update(buf.subarray(0, bytesRead));
-      else if (last) break;
-      else await Bun.sleep(WATCH_MS);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
     }
   } finally {
     await fh.close();
@@ -87,11 +82,13 @@ async function sha256Following(file: string, finished: () => boolean): Promise<s
 }
 
 /**
- * Writes the body into a new file under `dir`, hashing the file as it grows; 413 (and the file removed) as soon
+ * Writes the body into a new file under `dir`, then hashes the file; 413 (and the file removed) as soon
  * as it passes `limit`. Bun writes the body to the file natively, so no chunk reaches JavaScript: memory
  * stays flat whatever the size (a body read chunk by chunk in JavaScript left ~40 MB of garbage behind
  * per transfer, growing with its size until the collector caught up). The limit is watched on the
- * file's size every WATCH_MS: the refusal closes the request, which ends the write.
+ * file's size every WATCH_MS: the refusal closes the request, which ends the write. The file is hashed
+ * only once written: Bun may size it ahead (a declared length) and fill it out of order, so a reader
+ * following it could hash bytes not yet written.
  */
 export async function spoolBody(req: Request, dir: string, limit: number): Promise<SpooledBody> {
   checkDeclaredLength(req, limit);
@@ -100,12 +97,7 @@ export async function spoolBody(req: Request, dir: string, limit: number): Promi
   const remove = () => rm(file, { force: true });
   // created exclusively and private first: Bun.write keeps the file's mode
   await (await open(file, "wx", 0o600)).close();
-  let written = false;
-  const writing = Bun.write(file, req).finally(() => {
-    written = true;
-  });
-  const hashing = sha256Following(file, () => written);
-  hashing.catch(() => {}); // its file removed under it: the write's outcome says why
+  const writing = Bun.write(file, req);
   let watch: ReturnType<typeof setInterval> | undefined;
   const over = new Promise<never>((_, reject) => {
     watch = setInterval(() => {
@@ -120,7 +112,7 @@ export async function spoolBody(req: Request, dir: string, limit: number): Promi
     const bytes = await Promise.race([writing, over]);
     clearInterval(watch);
     if (bytes > limit) throw tooLarge(limit);
-    return { file, bytes, sha256: await hashing, remove };
+    return { file, bytes, sha256: await sha256OfFile(file), remove };
   } catch (err) {
     // a write still running (the limit passed) goes on into the removed file until its request ends
     writing.then(remove, remove);
