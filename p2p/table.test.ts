@@ -1,5 +1,8 @@
 // The IP table on its own: signed records, versions, tombstones, digests, latency and the user view.
 import { beforeEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { canonicalJson, generateIdentity, type Identity, ManualClock, sha256Hex } from "../core/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { OFFER, recordOf, signedRecord } from "./fixtures.ts";
@@ -250,6 +253,26 @@ describe("digest", () => {
 });
 
 describe("latency and the view", () => {
+  test("a peer's first latency is in SQLite at once (`--ls` reads it there); later ones wait for the flush", () => {
+    const dir = mkdtempSync(join(tmpdir(), "p2prc-table-"));
+    try {
+      const file = join(dir, "state.db");
+      const mine = openStore(file);
+      const t = new PeerTable(mine.peers, self.nodeId, clock);
+      const a = generateIdentity();
+      t.merge(verified(signed(a)));
+      t.markContact(a.nodeId); // alive, no measurement yet
+      t.markContact(a.nodeId, 10);
+      t.markContact(a.nodeId, 30);
+      const other = openStore(file); // another process's view, as the CLI's
+      expect(other.peers.get(a.nodeId)?.latencyMs).toBe(10);
+      other.close();
+      mine.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("markContact keeps the median of the last samples", () => {
     const a = generateIdentity();
     table.merge(verified(signed(a)));

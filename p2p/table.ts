@@ -162,8 +162,10 @@ export class PeerTable {
       rttSamples: samples,
       latencyMs: samples.length ? median(samples) : row.latencyMs,
     };
-    // a contact with a live peer changes only soft facts: written with the next flush (see soft)
-    if (row.state === "alive") this.soft(next);
+    // a contact with a live peer changes only soft facts: written with the next flush (see soft); a
+    // peer's first latency is news to whoever reads the table in SQLite (`p2prc --ls`): written at once
+    const firstLatency = row.latencyMs == null && next.latencyMs != null;
+    if (row.state === "alive" && !firstLatency) this.soft(next);
     else this.peers.put(next);
   }
 
