@@ -24,7 +24,7 @@ import type { NodeTarget } from "../resolve.ts";
 /** One attempt's view of a task: what it runs, and what came back. */
 export interface LaneTask {
   /** Builds the attempt's command and env (a fresh nonce per attempt). */
-  attempt(n: number): Pick<Attempt, "command" | "env" | "inputs">;
+  attempt(n: number): Pick<Attempt, "command" | "env" | "inputs" | "runtime">;
   /** The attempt's reply, before the scheduler hears how it ended. */
   reply?(r: TaskReply, containerId: string, node: { label: string; id: string | undefined }): void;
   /** The task is over: done (exit 0) or failed (with why), once. */
