@@ -228,7 +228,9 @@ export class NodeWorker {
       try {
         return await this.client.runFuture(containerId, task);
       } catch (err) {
-        if (!(err instanceof P2prcError && err.code === "E_NOT_FOUND" && /^no route /.test(err.message)))
+        if (
+          !(err instanceof P2prcError && err.code === "E_NOT_FOUND" && /\bno route POST /.test(err.message))
+        )
           throw err;
         this.runtimeRoute = false;
       }
