@@ -16,6 +16,7 @@ import { openStore } from "../store/index.ts";
 import { FakeEngine } from "./engine/fake.ts";
 import type { ContainerEngine, ExecSession } from "./engine/index.ts";
 import { callApp, testServerApp } from "./fixtures.ts";
+import { FutureRuntimes } from "./future-runtimes.ts";
 
 const spawned: { pid: number; kill: () => void }[] = [];
 afterAll(() => {
@@ -96,7 +97,7 @@ function makeApp(sign?: (text: string) => string) {
   const call = (method: string, path: string, body?: unknown) => callApp(app, method, path, { json: body });
   const future = (id: string, program: string, extra: Record<string, unknown> = {}) =>
     call("POST", `/v1/containers/${id}/futures/run`, { command: [RUNTIME_BIN, "-e", program], ...extra });
-  return { call, future, calls, who };
+  return { call, future, calls, who, engine };
 }
 
 async function container(call: ReturnType<typeof makeApp>["call"]): Promise<string> {
@@ -187,5 +188,28 @@ describe("a node's future runtime", () => {
     const other = await future(id, `process.stdout.write("not yours")`);
     expect(other.status).toBe(404);
     expect(other.json.stdout).toBeUndefined();
+  });
+
+  test("a runtime that served its share is retired; the next future gets a fresh one", async () => {
+    const { call, engine, calls } = makeApp();
+    const id = await container(call);
+    const rts = new FutureRuntimes({
+      containers: { record: () => ({ id }) as never },
+      engine,
+      clock: systemClock,
+      maxRunsPerRuntime: 2,
+    });
+    const caller = { id: "alice", admin: false, operator: false };
+    const pids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await rts.run(id, caller, {
+        command: [RUNTIME_BIN, "-e", "process.stdout.write(String(process.pid))"],
+      });
+      pids.push(r.stdout);
+    }
+    expect(new Set(pids).size).toBe(3); // 2 + 2 + 1
+    expect(rts.stats()).toMatchObject({ runs: 5, starts: 3, deaths: 0 });
+    expect(calls.openExec).toBe(3);
+    rts.closeAll();
   });
 });

@@ -21,6 +21,11 @@ export interface FutureRuntimesDeps {
   containers: Pick<ContainerService, "record">;
   engine: Pick<ContainerEngine, "openExec" | "exec">;
   clock: Clock;
+  /**
+   * Futures one runtime process answers before it is retired (its stdin closed: it exits) and the next
+   * future gets a fresh one. Each future is a module the process keeps; this bounds what they hold. Default 1000.
+   */
+  maxRunsPerRuntime?: number;
 }
 
 /** How often runtimes ran futures, were started, died and timed out (GET /v1/futures/stats). */
@@ -53,6 +58,8 @@ interface Runtime {
   err: string;
   dead: boolean;
   pending: Pending | undefined;
+  /** Futures it answered. */
+  served: number;
 }
 
 /** The runtimes of a node's futures containers, one per container. */
@@ -123,6 +130,8 @@ export class FutureRuntimes {
       return await answer;
     } finally {
       cancel();
+      if (++runtime.served >= (this.deps.maxRunsPerRuntime ?? 1000) && !runtime.dead)
+        this.retire(id, runtime);
     }
   }
 
@@ -130,7 +139,15 @@ export class FutureRuntimes {
   private async start(id: string): Promise<Runtime> {
     const session = await this.deps.engine.openExec(id, [RUNTIME_BIN, "-e", RUNTIME_LOOP], { tty: false });
     this.counts.starts++;
-    const rt: Runtime = { session, pid: undefined, out: "", err: "", dead: false, pending: undefined };
+    const rt: Runtime = {
+      session,
+      pid: undefined,
+      out: "",
+      err: "",
+      dead: false,
+      pending: undefined,
+      served: 0,
+    };
     this.runtimes.set(id, rt);
     void this.read(id, rt);
     return rt;
@@ -204,6 +221,13 @@ export class FutureRuntimes {
     const p = rt.pending;
     rt.pending = undefined;
     p?.resolve(r);
+  }
+
+  /** Retires a runtime that served its share: its stdin ends, so it exits; the next future starts another. */
+  private retire(id: string, rt: Runtime): void {
+    rt.dead = true;
+    if (this.runtimes.get(id) === rt) this.runtimes.delete(id);
+    rt.session.endInput();
   }
 
   /** Kills a runtime (a future ran too long): its process ends, the next future gets a fresh one. */
