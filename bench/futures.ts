@@ -207,7 +207,10 @@ async function engineExec(image: string, keepAlive: string[], cmd: string[]): Pr
 
 const fmt = (x: number) => x.toFixed(2);
 /** The machine's load average (1, 5, 15 min): the figures mean little without it on a shared machine. */
-const load = () => `load ${loadavg().map((x) => x.toFixed(1)).join(" ")}`;
+const load = () =>
+  `load ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(" ")}`;
 try {
   await startNodes();
   const home = await clientHome();
