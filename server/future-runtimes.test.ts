@@ -44,9 +44,21 @@ function localSession(source: string): ExecSession {
     },
   });
   const pump = async (s: ReadableStream<Uint8Array>, n: number) => {
-    for await (const d of s) ctl.enqueue(frame(n, d));
+    for await (const d of s) {
+      try {
+        ctl.enqueue(frame(n, d));
+      } catch {
+        // the node stopped reading (it dropped the session)
+      }
+    }
   };
-  Promise.all([pump(proc.stdout, 1), pump(proc.stderr, 2), proc.exited]).then(() => ctl.close());
+  Promise.all([pump(proc.stdout, 1), pump(proc.stderr, 2), proc.exited]).then(() => {
+    try {
+      ctl.close();
+    } catch {
+      // cancelled by its reader already
+    }
+  });
   return {
     output,
     write: async (d) => {
@@ -210,6 +222,26 @@ describe("a node's future runtime", () => {
     expect(new Set(pids).size).toBe(3); // 2 + 2 + 1
     expect(rts.stats()).toMatchObject({ runs: 5, starts: 3, deaths: 0 });
     expect(calls.openExec).toBe(3);
+    rts.closeAll();
+  });
+
+  test("a runtime whose output passes the limit is killed; the future's answer says so", async () => {
+    const { call, engine } = makeApp();
+    const id = await container(call);
+    const rts = new FutureRuntimes({
+      containers: { record: () => ({ id }) as never },
+      engine,
+      clock: systemClock,
+      maxOutputChars: 10_000,
+    });
+    const caller = { id: "alice", admin: false, operator: false };
+    const flood = `for (let i = 0; i < 100; i++) require("node:fs").writeSync(1, "x".repeat(1000)); await Bun.sleep(60_000)`;
+    const r = await rts.run(id, caller, { command: [RUNTIME_BIN, "-e", flood] });
+    expect(r).toMatchObject({ exitCode: -1, truncated: true });
+    expect(r.stderr).toContain("the output passed 10000 characters (killed)");
+    const ok = await rts.run(id, caller, { command: [RUNTIME_BIN, "-e", `process.stdout.write("fresh")`] });
+    expect(ok).toMatchObject({ exitCode: 0, stdout: "fresh" });
+    expect(rts.stats()).toMatchObject({ starts: 2, runs: 1 });
     rts.closeAll();
   });
 });

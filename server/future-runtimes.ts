@@ -26,6 +26,8 @@ export interface FutureRuntimesDeps {
    * future gets a fresh one. Each future is a module the process keeps; this bounds what they hold. Default 1000.
    */
   maxRunsPerRuntime?: number;
+  /** Most characters of a runtime's output kept while one future runs; beyond it the runtime is killed. */
+  maxOutputChars?: number;
 }
 
 /** How often runtimes ran futures, were started, died and timed out (GET /v1/futures/stats). */
@@ -164,10 +166,13 @@ export class FutureRuntimes {
           else rt.out += text;
         }
         this.scan(rt);
-        if (rt.out.length + rt.err.length > MAX_OUTPUT_CHARS && rt.pending) {
-          rt.err += `\nfuture runtime: the future's output passed ${MAX_OUTPUT_CHARS} characters (killed)\n`;
+        // too much output (a future's, or a timer's it left running between futures): killed
+        const max = this.deps.maxOutputChars ?? MAX_OUTPUT_CHARS;
+        if (rt.out.length + rt.err.length > max) {
+          rt.err += `\nfuture runtime: the output passed ${max} characters (killed)\n`;
           this.answer(rt, { exitCode: -1, stdout: rt.out, stderr: rt.err, truncated: true });
           this.kill(id, rt);
+          break;
         }
       }
     } catch {
