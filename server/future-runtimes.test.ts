@@ -112,6 +112,15 @@ function makeApp(sign?: (text: string) => string) {
   return { call, future, calls, who, engine };
 }
 
+/** A FutureRuntimes of its own (options the app does not set) over one container of the app's engine. */
+async function direct(o: { maxRunsPerRuntime?: number; maxOutputChars?: number }) {
+  const { call, engine, calls } = makeApp();
+  const id = await container(call);
+  const containers = { record: () => ({ id }) as never };
+  const rts = new FutureRuntimes({ containers, engine, clock: systemClock, ...o });
+  return { rts, id, calls, caller: { id: "alice", admin: false, operator: false } };
+}
+
 async function container(call: ReturnType<typeof makeApp>["call"]): Promise<string> {
   const r = await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] });
   expect(r.status).toBe(201);
@@ -203,15 +212,7 @@ describe("a node's future runtime", () => {
   });
 
   test("a runtime that served its share is retired; the next future gets a fresh one", async () => {
-    const { call, engine, calls } = makeApp();
-    const id = await container(call);
-    const rts = new FutureRuntimes({
-      containers: { record: () => ({ id }) as never },
-      engine,
-      clock: systemClock,
-      maxRunsPerRuntime: 2,
-    });
-    const caller = { id: "alice", admin: false, operator: false };
+    const { rts, id, caller, calls } = await direct({ maxRunsPerRuntime: 2 });
     const pids: string[] = [];
     for (let i = 0; i < 5; i++) {
       const r = await rts.run(id, caller, {
@@ -226,15 +227,7 @@ describe("a node's future runtime", () => {
   });
 
   test("a runtime whose output passes the limit is killed; the future's answer says so", async () => {
-    const { call, engine } = makeApp();
-    const id = await container(call);
-    const rts = new FutureRuntimes({
-      containers: { record: () => ({ id }) as never },
-      engine,
-      clock: systemClock,
-      maxOutputChars: 10_000,
-    });
-    const caller = { id: "alice", admin: false, operator: false };
+    const { rts, id, caller } = await direct({ maxOutputChars: 10_000 });
     const flood = `for (let i = 0; i < 100; i++) require("node:fs").writeSync(1, "x".repeat(1000)); await Bun.sleep(60_000)`;
     const r = await rts.run(id, caller, { command: [RUNTIME_BIN, "-e", flood] });
     expect(r).toMatchObject({ exitCode: -1, truncated: true });
