@@ -104,7 +104,8 @@ function makeApp(sign?: (text: string) => string) {
     // real time: the runtime is a real process, and a future's timeout must fire while it runs
     clock: systemClock,
     sign,
-    resolveCaller: () => ({ id: who.id, admin: false, operator: false }),
+    // who.id "": no caller (an unsigned request)
+    resolveCaller: () => (who.id ? { id: who.id, admin: false, operator: false } : undefined),
   });
   const call = (method: string, path: string, body?: unknown) => callApp(app, method, path, { json: body });
   const future = (id: string, program: string, extra: Record<string, unknown> = {}) =>
@@ -209,6 +210,9 @@ describe("a node's future runtime", () => {
     const other = await future(id, `process.stdout.write("not yours")`);
     expect(other.status).toBe(404);
     expect(other.json.stdout).toBeUndefined();
+    who.id = "";
+    expect((await future(id, `process.stdout.write("anyone")`)).status).toBe(401);
+    expect((await call("GET", "/v1/futures/stats")).status).toBe(401);
   });
 
   test("a runtime that served its share is retired; the next future gets a fresh one", async () => {
