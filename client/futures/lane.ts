@@ -1,6 +1,7 @@
 // Futures of one shape (cpus, memory, timeout, node choice) on the batch runner's machinery: the scheduler's
 // decisions (scheduler.ts: first come first served across slots, retries, giving a dead node up) and one
-// NodeWorker per node (worker.ts: warm containers, one `POST /v1/containers/:id/tasks` exec per attempt).
+// NodeWorker per node (worker.ts: warm containers; an attempt is one `POST /v1/containers/:id/futures/run`,
+// answered by the container's long-lived runtime without an exec, or one `…/tasks` exec on an older node).
 // Unlike a batch, the queue stays open: futures are added while others run, and idle slots wait for more.
 import type { Clock } from "../../core/index.ts";
 import type { Job } from "../batch/job.ts";
