@@ -8,11 +8,12 @@
 // per-future overhead on one warm node: submit → value of `() => 1`, one at a time, p50 and p99, printed
 // beside Dask's (~1 ms) and Ray's (< 1 ms) in-cluster figures; and, for scale, the engine's own exec
 // (its API, as a node drives it) of `true` in busybox and of `p2prc -e 1` in the runtime image.
-// Goals: futures / batch ≤ 1.2; per-future p50 ≤ 50 ms.
+// A future runs in its warm container's long-lived runtime (no exec each); the load average is printed
+// with each figure, as the machine may be shared. Goals: futures / batch ≤ 1.2; per-future p50 ≤ 50 ms.
 // Run: node_modules/.bin/bun bench/futures.ts (or `make bench`). Reads DOCKER_HOST; BENCH_TASKS for a
 // quick check. Exits 77 when the docker CLI, the engine or the image is missing.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   addServer,
@@ -205,6 +206,11 @@ async function engineExec(image: string, keepAlive: string[], cmd: string[]): Pr
 }
 
 const fmt = (x: number) => x.toFixed(2);
+/** The machine's load average (1, 5, 15 min): the figures mean little without it on a shared machine. */
+const load = () =>
+  `load ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(" ")}`;
 try {
   await startNodes();
   const home = await clientHome();
@@ -223,7 +229,7 @@ try {
     const batch = await viaBatch(home);
     pairs.push({ futures, batch });
     console.log(
-      `round ${round + 1}: ${TASKS} futures ${fmt(futures)} s, ${TASKS} batch tasks ${fmt(batch)} s (${fmt(futures / batch)}×)`,
+      `round ${round + 1}: ${TASKS} futures ${fmt(futures)} s, ${TASKS} batch tasks ${fmt(batch)} s (${fmt(futures / batch)}×; ${load()})`,
     );
     const used = (performance.now() - began) / 1000;
     if (used + (performance.now() - r0) / 1000 > BUDGET_S) break;
@@ -244,7 +250,7 @@ try {
     `  futures / batch = ${fmt(f / b)}  (goal ≤ ${GOAL_RATIO}: ${f / b <= GOAL_RATIO ? "met" : "missed"})`,
   );
   const p50 = percentile(one, 50);
-  console.log(`per-future overhead on a warm node (submit → value, ${one.length} runs):`);
+  console.log(`per-future overhead on a warm node (submit → value, ${one.length} runs; ${load()}):`);
   console.log(
     `  p2prc    p50 ${fmt(p50)} ms, p99 ${fmt(percentile(one, 99))} ms  (goal p50 ≤ ${GOAL_P50_MS}: ${p50 <= GOAL_P50_MS ? "met" : "missed"})`,
   );

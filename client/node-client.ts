@@ -176,6 +176,23 @@ export class NodeClient {
     const args = { ...id(containerId), json: task };
     return (await this.api.v1.containers[":id"].tasks.$post(args, this.within(timeoutMs))).json();
   }
+  /**
+   * Runs a future's program (`command` = [p2prc, "-e", program], no inputs) in the container's long-lived
+   * runtime: no exec on the node. The answer is a task's, signed the same way. A node without the route
+   * (an older p2prc) answers E_NOT_FOUND `no route …`.
+   */
+  async runFuture(
+    containerId: string,
+    task: { command: string[]; env?: Record<string, string>; timeoutSeconds?: number },
+  ): Promise<TaskReply> {
+    const timeoutMs = ((task.timeoutSeconds ?? 600) + 10) * 1000;
+    const args = { ...id(containerId), json: task };
+    return (await this.api.v1.containers[":id"].futures.run.$post(args, this.within(timeoutMs))).json();
+  }
+  /** The node's future runtimes' counters (futures run without an exec, runtimes started, ...). */
+  async futureStats() {
+    return (await this.api.v1.futures.stats.$get()).json();
+  }
   /** Which of `digests` this caller has not uploaded to the node's input cache. */
   async missingInputs(digests: string[]): Promise<string[]> {
     return (await (await this.api.v1.inputs.check.$post({ json: { digests } })).json()).missing;

@@ -9,11 +9,12 @@ import { TaskService } from "./batch/tasks.ts";
 import type { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import { ExecSessions } from "./exec-sessions.ts";
+import { FutureRuntimes } from "./future-runtimes.ts";
 import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./http/auth.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { errorResponse } from "./http/errors.ts";
 import type { ImageService } from "./image-service.ts";
-import { containerRoutes } from "./routes/containers.ts";
+import { containerRoutes, futureStatsRoutes } from "./routes/containers.ts";
 import { execOpenRoutes, execSessionRoutes } from "./routes/exec.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { inputRoutes } from "./routes/inputs.ts";
@@ -51,6 +52,8 @@ export interface ServerAppDeps {
   onRequest?: (r: AnsweredRequest) => void;
   /** Interactive execs (`p2prc exec -it`); the node passes its own, to close them when it stops. */
   execSessions?: ExecSessions;
+  /** The long-lived future runtimes (the node closes them when it stops); default: the app's own. */
+  futureRuntimes?: FutureRuntimes;
   /** Default: the system clock. */
   clock?: Clock;
   /** The batch input cache (default: one in `<dataDir>/inputs` bounded by config `inputCacheMb`). */
@@ -96,6 +99,13 @@ export function createServerApp(deps: ServerAppDeps) {
       logger: deps.logger,
     });
   const tasks = new TaskService({ containers: deps.containers, engine: deps.engine, cache: inputs });
+  const runtimes =
+    deps.futureRuntimes ??
+    new FutureRuntimes({
+      containers: deps.containers,
+      engine: deps.engine,
+      clock: deps.clock ?? systemClock,
+    });
   const maxJsonBytes = deps.maxJsonBytes ?? 1024 * 1024;
   const maxUploadBytes = deps.maxUploadBytes ?? 256 * 1024 * 1024;
   const spoolDir = join(deps.dataDir, "uploads");
@@ -106,6 +116,7 @@ export function createServerApp(deps: ServerAppDeps) {
       containerRoutes({
         service: deps.containers,
         tasks,
+        runtimes,
         sign: deps.sign,
         resolveCaller,
         publicHost: (requestHost) => advertised || requestHost,
@@ -116,7 +127,8 @@ export function createServerApp(deps: ServerAppDeps) {
     )
     .route("/containers", execOpenRoutes(exec))
     .route("/exec", execSessionRoutes(exec))
-    .route("/inputs", inputRoutes({ cache: inputs, resolveCaller, maxJsonBytes, maxUploadBytes, spoolDir }));
+    .route("/inputs", inputRoutes({ cache: inputs, resolveCaller, maxJsonBytes, maxUploadBytes, spoolDir }))
+    .route("/futures", futureStatsRoutes({ runtimes, resolveCaller }));
   const app = new Hono<AuthEnv>();
   const onRequest = deps.onRequest;
   if (onRequest) app.use("*", observeRequests(onRequest));

@@ -16,6 +16,7 @@ import { type AnsweredRequest, createServerApp, type ExtraRoutes, type ServerApp
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import { ExecSessions } from "./exec-sessions.ts";
+import { FutureRuntimes } from "./future-runtimes.ts";
 import type { CallerResolver } from "./http/caller.ts";
 import { ImageService, type ImageSources } from "./image-service.ts";
 import { Reconciler } from "./reconcile.ts";
@@ -127,6 +128,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
   }
   if (auth) rmSync(auth.spoolDir, { recursive: true, force: true }); // uploads cut off by a crash
   const execSessions = new ExecSessions({ clock: deps.clock });
+  const futureRuntimes = new FutureRuntimes({ containers, engine: deps.engine, clock: deps.clock });
   const app = createServerApp({
     ...deps,
     containers,
@@ -134,6 +136,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     auth,
     maxUploadBytes: MAX_UPLOAD_BYTES,
     execSessions,
+    futureRuntimes,
   });
 
   let server: ReturnType<typeof Bun.serve>;
@@ -196,6 +199,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       log.info("stopping: finishing in-flight requests ...");
       reconciler.stop();
       execSessions.closeAll(); // an interactive session would hold the stop for its whole grace
+      futureRuntimes.closeAll();
       // stop(false) lets requests in flight finish (streamed answers included), but it also waits on
       // connections with no request in flight that Bun does not count as idle (an open TLS connection
       // with nothing sent yet, a half-sent header), up to their 120 s idle timeout. So: wait only while a

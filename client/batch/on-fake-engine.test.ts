@@ -13,6 +13,7 @@ import type { ClientDeps } from "../containers.ts";
 import { type Job, JobSchema } from "./job.ts";
 import { type BatchOptions, runBatch } from "./runner.ts";
 import type { BatchProgress } from "./scheduler.ts";
+import { NodeWorker } from "./worker.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-batch-fake-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -328,5 +329,52 @@ describe("a batch on FakeEngine nodes", () => {
       ["done", 1],
     ]);
     expect(ran.sort()).toEqual([1, 3]);
+  });
+});
+
+describe("a future's attempt on a node without the runtime route (an older p2prc)", () => {
+  test("falls back to a task, and asks that node's route no more", async () => {
+    const clock = new ManualClock();
+    const old = node("old", clock);
+    const deps = client(clock);
+    const asked: string[] = [];
+    const inner = deps.transport as NonNullable<ClientDeps["transport"]>;
+    deps.transport = {
+      ...inner,
+      send: async (to, path, init) => {
+        asked.push(path);
+        // what a node of before the route answers (its notFound)
+        if (path.endsWith("/futures/run"))
+          return Response.json(
+            { error: { code: "E_NOT_FOUND", message: `no route POST ${path}` } },
+            { status: 404 },
+          );
+        return inner.send(to, path, init);
+      },
+    };
+    const w = new NodeWorker({ url: old.url, name: old.name }, 1, job({ tasks: 1, outputs: [] }), 60, deps);
+    for (const n of [1, 2]) {
+      let reply = "";
+      const outcome = await w.run(
+        0,
+        {
+          index: n,
+          attempt: 1,
+          env: {},
+          inputs: [],
+          command: ["echo", `fallback ${n}`],
+          runtime: true,
+          onReply: (r) => {
+            reply = r.stdout;
+          },
+        },
+        clock,
+      );
+      expect(outcome).toMatchObject({ kind: "exited", exitCode: 0 });
+      expect(reply).toBe(`fallback ${n}\n`);
+    }
+    expect(asked.filter((p) => p.endsWith("/futures/run")).length).toBe(1);
+    expect(asked.filter((p) => p.endsWith("/tasks")).length).toBe(2);
+    await w.cleanup();
   });
 });

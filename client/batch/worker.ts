@@ -42,6 +42,11 @@ export interface Attempt {
   outDir?: string;
   /** Runs this instead of the job's command (a future's program). */
   command?: string[];
+  /**
+   * A future's program ([p2prc, "-e", program], no inputs): run in the container's long-lived runtime
+   * (`POST /v1/containers/:id/futures/run`, no exec) where the node has one, else as a task.
+   */
+  runtime?: boolean;
   /** Told of the node's reply before the outcome is returned (a future reads its result from it). */
   onReply?: (r: TaskReply, containerId: string) => void;
 }
@@ -57,6 +62,8 @@ export class NodeWorker {
   readonly client: NodeClient;
   readonly label: string;
   private readonly pool: (string | undefined)[];
+  /** False once the node answered that it has no future runtime route (an older p2prc): tasks then. */
+  private runtimeRoute = true;
   /** Set by cancel(): an attempt that gets its container after it runs nothing. */
   private cancelled = false;
 
@@ -180,7 +187,7 @@ export class NodeWorker {
       await this.ensureInputs(a.inputs);
       let r: TaskReply;
       try {
-        r = await this.client.runTask(containerId, task);
+        r = await this.runOne(containerId, task, a.runtime === true && a.inputs.length === 0);
       } catch (err) {
         if (!isMissingInput(err)) throw err;
         // evicted from the node's cache since: sent again, once
@@ -218,6 +225,22 @@ export class NodeWorker {
     } finally {
       if (containerId && this.job.freshContainer) await this.remove(containerId);
     }
+  }
+
+  /** A task, or a future in the node's runtime (falling back to a task where the node lacks the route). */
+  private async runOne(containerId: string, task: Parameters<NodeClient["runTask"]>[1], runtime: boolean) {
+    if (runtime && this.runtimeRoute) {
+      try {
+        return await this.client.runFuture(containerId, task);
+      } catch (err) {
+        if (
+          !(err instanceof P2prcError && err.code === "E_NOT_FOUND" && /\bno route POST /.test(err.message))
+        )
+          throw err;
+        this.runtimeRoute = false;
+      }
+    }
+    return this.client.runTask(containerId, task);
   }
 
   /** Streams `path` out of the container into `outDir`; false when the node says the path is not there. */

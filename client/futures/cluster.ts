@@ -270,6 +270,8 @@ export class FutureCluster {
           command: codeInput ? [RUNTIME_BIN, codeInput.name] : [RUNTIME_BIN, "-e", program],
           env: { P2PRC_FUTURE_NONCE: nonce, ...(argsInput ? {} : { P2PRC_FUTURE_ARGS: encoded }) },
           inputs: [...(codeInput ? [codeInput] : []), ...(argsInput ? [argsInput] : [])],
+          // inline program and arguments: the node's long-lived runtime runs it, without an exec
+          runtime: !codeInput && !argsInput,
         };
       },
       started: (node) => {

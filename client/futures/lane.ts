@@ -1,6 +1,7 @@
 // Futures of one shape (cpus, memory, timeout, node choice) on the batch runner's machinery: the scheduler's
 // decisions (scheduler.ts: first come first served across slots, retries, giving a dead node up) and one
-// NodeWorker per node (worker.ts: warm containers, one `POST /v1/containers/:id/tasks` exec per attempt).
+// NodeWorker per node (worker.ts: warm containers; an attempt is one `POST /v1/containers/:id/futures/run`,
+// answered by the container's long-lived runtime without an exec, or one `…/tasks` exec on an older node).
 // Unlike a batch, the queue stays open: futures are added while others run, and idle slots wait for more.
 import type { Clock } from "../../core/index.ts";
 import type { Job } from "../batch/job.ts";
@@ -24,7 +25,7 @@ import type { NodeTarget } from "../resolve.ts";
 /** One attempt's view of a task: what it runs, and what came back. */
 export interface LaneTask {
   /** Builds the attempt's command and env (a fresh nonce per attempt). */
-  attempt(n: number): Pick<Attempt, "command" | "env" | "inputs">;
+  attempt(n: number): Pick<Attempt, "command" | "env" | "inputs" | "runtime">;
   /** The attempt's reply, before the scheduler hears how it ended. */
   reply?(r: TaskReply, containerId: string, node: { label: string; id: string | undefined }): void;
   /** The task is over: done (exit 0) or failed (with why), once. */

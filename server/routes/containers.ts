@@ -1,8 +1,9 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { P2prcError, taskReplyText, unbracket, zod } from "../../core/index.ts";
-import type { TaskService } from "../batch/tasks.ts";
+import type { TaskResult, TaskService } from "../batch/tasks.ts";
 import type { ContainerService } from "../containers.ts";
+import type { FutureRuntimes } from "../future-runtimes.ts";
 import type { AuthEnv } from "../http/auth.ts";
 import { spoolBody } from "../http/body.ts";
 import { type CallerResolver, requireCaller } from "../http/caller.ts";
@@ -30,6 +31,8 @@ export interface ContainerRoutesOptions {
   service: ContainerService;
   /** Batch tasks (`POST /:id/tasks`). */
   tasks: TaskService;
+  /** Futures in the container's long-lived runtime (`POST /:id/futures/run`). */
+  runtimes: FutureRuntimes;
   /** Signs a task's reply with the node's key (`signature`, over core's taskReplyText); unsigned without it. */
   sign?: ((text: string) => string) | undefined;
   resolveCaller: CallerResolver;
@@ -46,6 +49,11 @@ export function containerRoutes(o: ContainerRoutesOptions) {
   const { service } = o;
   const json = bodyLimit({ maxSize: o.maxJsonBytes, onError: tooLarge(`${o.maxJsonBytes} bytes`) });
   const id = (raw: string | undefined) => parseValue("id", IdSchema, raw);
+  /** A task's (or a future's) answer with the node's signature over it, when the node has a key. */
+  const signed = <R extends TaskResult>(containerId: string, r: R) => {
+    const signature = o.sign?.(taskReplyText({ ...r, containerId }));
+    return signature ? { ...r, signature } : r;
+  };
 
   return new Hono<AuthEnv>()
     .get("/", async (c) => {
@@ -125,11 +133,17 @@ export function containerRoutes(o: ContainerRoutesOptions) {
     })
     .post("/:id/tasks", json, async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
-      const body = await parseJson(c, TaskSchema);
       const containerId = id(c.req.param("id"));
-      const r = await o.tasks.run(containerId, caller, body);
-      const signature = o.sign?.(taskReplyText({ ...r, containerId }));
-      return c.json(signature ? { ...r, signature } : r);
+      return c.json(
+        signed(containerId, await o.tasks.run(containerId, caller, await parseJson(c, TaskSchema))),
+      );
+    })
+    .post("/:id/futures/run", json, async (c) => {
+      // a task's body and a task's signed answer, without an exec: the container's runtime runs it
+      const caller = requireCaller(c, o.resolveCaller);
+      const containerId = id(c.req.param("id"));
+      const body = await parseJson(c, TaskSchema);
+      return c.json(signed(containerId, await o.runtimes.run(containerId, caller, body)));
     })
     .put("/:id/files", async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
@@ -154,4 +168,12 @@ export function containerRoutes(o: ContainerRoutesOptions) {
       const stream = await service.getFiles(id(c.req.param("id")), caller, path);
       return new Response(stream, { headers: { "content-type": "application/x-tar" } });
     });
+}
+
+/** `GET /v1/futures/stats`: the node's future runtimes' counters (runs without an exec, starts, deaths). */
+export function futureStatsRoutes(o: { runtimes: FutureRuntimes; resolveCaller: CallerResolver }) {
+  return new Hono<AuthEnv>().get("/stats", (c) => {
+    requireCaller(c, o.resolveCaller);
+    return c.json(o.runtimes.stats());
+  });
 }
