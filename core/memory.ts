@@ -1,13 +1,13 @@
 // Bun's collector runs as the JavaScript heap grows. A long stream handled chunk by chunk in JavaScript
 // (a push of a large image hashed on its way) leaves each chunk's buffer behind, held outside that heap,
 // so the collector learns of it late: a process's peak memory then grows with the transfer's size (the
-// pushing CLI peaked at 100.7 MB for a 1 GB image, 57 MB before it). A full collection every few tens of
-// MB keeps it flat; the time floor bounds its cost on a fast stream.
+// pushing CLI peaked at 100.7 MB for a 1 GB image, 57 MB before it). A full collection every few MB keeps
+// it flat; the time floor bounds its cost on a fast stream.
 
 export interface CollectorPacing {
-  /** Bytes moved between two collections (default 32 MiB). */
+  /** Bytes moved between two collections (default 8 MiB). */
   everyBytes?: number;
-  /** Milliseconds between two collections at least (default 250). */
+  /** Milliseconds between two collections at least (default 100). */
   minMs?: number;
   /** The collection (default a synchronous full Bun.gc). */
   collect?: () => void;
@@ -17,8 +17,8 @@ export interface CollectorPacing {
 
 /** A counter of bytes a stream moved that runs a full collection every `everyBytes` (at most one per `minMs`). */
 export function pacedCollector(o: CollectorPacing = {}): (bytes: number) => void {
-  const everyBytes = o.everyBytes ?? 32 << 20;
-  const minMs = o.minMs ?? 250;
+  const everyBytes = o.everyBytes ?? 8 << 20;
+  const minMs = o.minMs ?? 100;
   const collect = o.collect ?? (() => Bun.gc(true));
   const now = o.now ?? (() => performance.now());
   let moved = 0;
