@@ -53,6 +53,7 @@ export {
   parseSignedHeaders,
   STREAMED_BODY_SHA256,
   sha256Hex,
+  sha256OfFile,
   signRequest,
   signRequestHash,
   verifyRequest,

@@ -1,3 +1,4 @@
+import { open } from "node:fs/promises";
 import { nodeCrypto } from "./crypto.ts";
 import type { Identity } from "./identity.ts";
 import { NODE_ID_RE, verifySignature } from "./identity.ts";
@@ -41,6 +42,25 @@ export const STREAMED_BODY_SHA256 = "bb86ce6814e88e01b1dd174e3a673cad92d821ea417
 
 export function sha256Hex(body: Uint8Array | string): string {
   return nodeCrypto().createHash("sha256").update(body).digest("hex");
+}
+
+/** A file's SHA-256 and size, read through one reused buffer (memory flat, no garbage per chunk). */
+export async function sha256OfFile(path: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = nodeCrypto().createHash("sha256");
+  const fh = await open(path, "r");
+  let bytes = 0;
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      bytes += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return { sha256: hash.digest("hex"), bytes };
 }
 
 /**

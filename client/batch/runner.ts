@@ -3,7 +3,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { P2prcError } from "../../core/index.ts";
+import { P2prcError, sha256OfFile } from "../../core/index.ts";
 import type { BatchTaskRow } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";
 import type { NodeTarget } from "../resolve.ts";
@@ -61,13 +61,8 @@ async function readInputs(job: Job, jobDir: string): Promise<BatchInput[]> {
     if (Buffer.byteLength(basename(path)) > 100)
       throw new P2prcError("E_INVALID", `input ${p}: its file name is over 100 bytes`, { field: "inputs" });
     try {
-      const hash = createHash("sha256");
-      let size = 0;
-      for await (const chunk of Bun.file(path).stream()) {
-        hash.update(chunk);
-        size += chunk.length;
-      }
-      out.push({ name: basename(path), path, size, digest: hash.digest("hex") });
+      const { sha256, bytes } = await sha256OfFile(path);
+      out.push({ name: basename(path), path, size: bytes, digest: sha256 });
     } catch (err) {
       throw new P2prcError("E_INVALID", `input ${p}: ${(err as Error).message}`, { field: "inputs" });
     }

@@ -1,8 +1,8 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, statSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { P2prcError } from "../../core/index.ts";
+import { P2prcError, sha256OfFile } from "../../core/index.ts";
 
 /** A request body written to a file while its SHA-256 was computed (uploads: bounded memory). */
 export interface SpooledBody {
@@ -64,23 +64,6 @@ export async function readBounded(req: Request, limit: number): Promise<Uint8Arr
 /** How often a spool's file size is checked against its limit while the body is written. */
 const WATCH_MS = 20;
 
-/** The SHA-256 of a file, read through one reused buffer (no garbage per chunk). */
-async function sha256OfFile(file: string): Promise<string> {
-  const hash = createHash("sha256");
-  const fh = await open(file, "r");
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-    }
-  } finally {
-    await fh.close();
-  }
-  return hash.digest("hex");
-}
-
 /**
  * Writes the body into a new file under `dir`, then hashes the file; 413 (and the file removed) as soon
  * as it passes `limit`. Bun writes the body to the file natively, so no chunk reaches JavaScript: memory
@@ -112,7 +95,7 @@ export async function spoolBody(req: Request, dir: string, limit: number): Promi
     const bytes = await Promise.race([writing, over]);
     clearInterval(watch);
     if (bytes > limit) throw tooLarge(limit);
-    return { file, bytes, sha256: await sha256OfFile(file), remove };
+    return { file, bytes, sha256: (await sha256OfFile(file)).sha256, remove };
   } catch (err) {
     // a write still running (the limit passed) goes on into the removed file until its request ends
     writing.then(remove, remove);
