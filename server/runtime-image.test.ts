@@ -110,3 +110,38 @@ describe("a create naming p2prc-runtime", () => {
     expect(r.json.error.message).toContain("futures=false");
   });
 });
+
+describe("older runtime images", () => {
+  test("are removed a day after they were built, unless a container still uses them", async () => {
+    const clock = new ManualClock();
+    const t0 = clock.now();
+    const current = "p2prc-runtime:00000000000000cc";
+    const engine = new FakeEngine({
+      clock,
+      images: [
+        "p2prc-test/busybox",
+        current,
+        "p2prc-runtime:00000000000000aa",
+        "p2prc-runtime:00000000000000bb",
+      ],
+    });
+    await engine.create({
+      name: "uses-bb",
+      image: "p2prc-runtime:00000000000000bb",
+      labels: {},
+      cpus: 1,
+      memoryMb: 64,
+      pidsLimit: 64,
+      publish: [],
+      gpu: false,
+    });
+    let now = t0 + 3600_000;
+    const image = new RuntimeImage({ engine, logger: memoryLogger(), now: () => now });
+    // an hour old: another p2prc version on this engine may still use it
+    expect(await image.pruneOld(current)).toEqual([]);
+    now = t0 + 25 * 3600_000;
+    expect(await image.pruneOld(current)).toEqual(["p2prc-runtime:00000000000000aa"]);
+    const left = (await engine.listImages()).flatMap((i) => i.tags).sort();
+    expect(left).toEqual(["p2prc-runtime:00000000000000bb", current, "p2prc-test/busybox:latest"].sort());
+  });
+});

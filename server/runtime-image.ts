@@ -25,7 +25,16 @@ export interface RuntimeImageOptions {
   executable?: string;
   /** Where the archive is written while it is loaded (default: the system's temp dir). */
   workDir?: string;
+  /** Milliseconds since the epoch (default Date.now): an old image's age is judged by it. */
+  now?: () => number;
 }
+
+/**
+ * An older p2prc's runtime image is removed once it is this old and no container uses it: a node that
+ * was upgraded does not leave a ~100 MB image per version behind, while two versions sharing one engine
+ * (a test binary beside a source checkout) do not remove each other's fresh images.
+ */
+export const RUNTIME_IMAGE_KEEP_MS = 24 * 3600_000;
 
 /** The shared libraries this process has mapped from the system's library directories (glibc and friends). */
 export function mappedLibraries(maps = readFileSync("/proc/self/maps", "utf8")): string[] {
@@ -45,11 +54,42 @@ export class RuntimeImage {
 
   /** The image's name, `p2prc-runtime:<hash>`, loaded into the engine if it was not there. */
   ensure(): Promise<string> {
-    this.building ??= this.build().catch((err) => {
-      this.building = undefined;
-      throw err;
-    });
+    this.building ??= this.build().then(
+      (name) => {
+        void this.pruneOld(name);
+        return name;
+      },
+      (err) => {
+        this.building = undefined;
+        throw err;
+      },
+    );
     return this.building;
+  }
+
+  /** Removes runtime images other than `current` older than RUNTIME_IMAGE_KEEP_MS; one in use stays. */
+  async pruneOld(current: string): Promise<string[]> {
+    const log = this.o.logger.withTag("server:runtime");
+    const removed: string[] = [];
+    try {
+      const cutoff = (this.o.now ?? Date.now)() - RUNTIME_IMAGE_KEEP_MS;
+      for (const image of await this.o.engine.listImages()) {
+        const tags = image.tags.filter((t) => t.startsWith(`${RUNTIME_IMAGE}:`) && t !== current);
+        if (tags.length === 0 || image.tags.includes(current) || image.createdAt > cutoff) continue;
+        for (const tag of tags) {
+          try {
+            await this.o.engine.removeImage(tag);
+            removed.push(tag);
+            log.info(`removed ${tag}, an older p2prc's runtime image`);
+          } catch (err) {
+            log.debug(`kept ${tag}: ${(err as Error).message}`);
+          }
+        }
+      }
+    } catch (err) {
+      log.debug(`old runtime images not pruned: ${(err as Error).message}`);
+    }
+    return removed;
   }
 
   private async build(): Promise<string> {
