@@ -286,7 +286,8 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     const context = `start container ${id}`;
     const deadline = Date.now() + 3 * timeoutMs;
     let noRoomSince: number | undefined;
-    // a task runs within a second or two: looked at often at first (20 ms), then every pollMs
+    // a task runs within a second or two: looked at every 20 ms at first, then every 50 ms (a list of one
+    // service's tasks is a cheap call; pollMs when that is shorter)
     let wait = Math.min(pollMs, 20);
     for (;;) {
       const task = latestTask((await tasksOf([id])).filter((t) => !before.has(t.ID)));
@@ -329,7 +330,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
         );
       }
       await Bun.sleep(wait);
-      wait = Math.min(pollMs, wait * 1.25);
+      wait = Math.min(pollMs, 50, wait * 1.25);
     }
   };
 
