@@ -154,13 +154,14 @@ function assemble(deps: SpecsDeps, p: Probed): Specs {
             cpus: c.cpus,
             memoryMb: c.memoryMb,
             gpus: c.gpus,
-            nodes: c.nodes.map(({ hostname, ready, manager, cpus, memoryMb, gpus }) => ({
+            nodes: c.nodes.map(({ hostname, ready, manager, cpus, memoryMb, gpus, noNewPrivileges }) => ({
               hostname,
               ready,
               manager,
               cpus,
               memoryMb,
               gpus,
+              ...(noNewPrivileges === undefined ? {} : { noNewPrivileges }),
             })),
           },
         }

@@ -274,8 +274,16 @@ export function nodeIdentity(home: string): Identity {
   return loadOrCreateIdentity(join(home, "identity/node.key"), join(home, "identity/node.pub"));
 }
 
-/** Runs `command` over the real ssh client as root@127.0.0.1:port with only `key`; killed after 15 s. */
-export async function ssh(key: string, port: number, command: string) {
+/**
+ * Runs `command` over the real ssh client as root@127.0.0.1:port (or `host`) with only `key`; killed after
+ * 15 s. `prefix`: what runs ssh (a lab's nsenter into a namespace).
+ */
+export async function ssh(
+  key: string,
+  port: number,
+  command: string,
+  o: { host?: string; prefix?: string[] } = {},
+) {
   const opts = [
     "StrictHostKeyChecking=no",
     "UserKnownHostsFile=/dev/null",
@@ -284,15 +292,16 @@ export async function ssh(key: string, port: number, command: string) {
   ];
   const proc = Bun.spawn(
     [
+      ...(o.prefix ?? []),
       "ssh",
       "-F",
       "/dev/null",
       "-i",
       key,
-      ...[...opts, "ConnectTimeout=5", "LogLevel=ERROR"].flatMap((o) => ["-o", o]),
+      ...[...opts, "ConnectTimeout=5", "LogLevel=ERROR"].flatMap((option) => ["-o", option]),
       "-p",
       String(port),
-      "root@127.0.0.1",
+      `root@${o.host ?? "127.0.0.1"}`,
       command,
     ],
     { stdout: "pipe", stderr: "pipe", stdin: "ignore" },

@@ -1,8 +1,9 @@
 // A p2prc node in front of a real Docker Swarm (issue 17): two machines, each a network namespace with its
 // own engine (test/lab/swarm.ts), one lab for the whole file. First the engine contract on the swarm
 // engine, then one `p2prc --as-server` with `engine: swarm` and the manager as its dockerHost, used as a
-// member uses a node: containers, a batch through the CLI, a restart, and a machine that dies mid-batch.
-// Order matters: the last test kills the worker machine.
+// member uses a node: containers, SSH and a port on the routing mesh, a batch through the CLI, a restart, a
+// machine that dies mid-batch, and that machine back without no-new-privileges.
+// Order matters: the last two tests kill the worker machine and start it again.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,11 +14,12 @@ import type { Identity } from "../core/index.ts";
 import { engineContract } from "../server/engine/contract.ts";
 import { createSwarmEngine } from "../server/engine/swarm.ts";
 import { startSwarmLab } from "./lab/swarm.ts";
-import { nodeIdentity, signedFetch, spawnNode, waitFor } from "./support.ts";
+import { nodeIdentity, signedFetch, spawnNode, ssh, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BUSYBOX = "p2prc-test/busybox";
-const lab = await startSwarmLab({ workers: 1 });
+const SSHD = "p2prc-test/debian-sshd";
+const lab = await startSwarmLab({ workers: 1, images: [BUSYBOX, SSHD] });
 const root = mkdtempSync(join(tmpdir(), "p2prc-swarm-"));
 const procs: Subprocess[] = [];
 
@@ -96,6 +98,20 @@ function taskContainer(serviceId: string): { machine: string; inspect: Record<st
   }
   throw new Error(`no running container of service ${serviceId}`);
 }
+
+/** A task container's address on its machine's docker_gwbridge (reachable from that machine itself). */
+function gatewayAddress(machine: string, serviceId: string): string {
+  const { inspect } = taskContainer(serviceId);
+  const bridge = JSON.parse(lab.docker(machine, ["network", "inspect", "docker_gwbridge"]))[0] as {
+    Containers: Record<string, { IPv4Address: string }>;
+  };
+  const address = bridge.Containers[inspect.Id as string]?.IPv4Address.split("/")[0];
+  if (!address) throw new Error(`service ${serviceId}'s container is not on ${machine}'s docker_gwbridge`);
+  return address;
+}
+
+/** Whether the kernel has IPVS (the swarm's routing mesh balances published ports with it). */
+const ipvs = () => Bun.spawnSync(lab.command("m", ["cat", "/proc/net/ip_vs"])).exitCode === 0;
 
 function cli(args: string[], timeoutMs = 120_000) {
   const proc = Bun.spawn([process.execPath, join(ROOT, "cli/main.ts"), ...args], {
@@ -223,6 +239,112 @@ describe("a p2prc node in front of the swarm", () => {
     expect(await listed()).toEqual([]);
   }, 60_000);
 
+  test("SSH by key and a published port: the task's own address on its machine, and the routing mesh where the kernel has IPVS", async () => {
+    const [key, otherKey] = ["key", "other-key"].map((name) => {
+      const path = join(root, name);
+      const made = Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path]);
+      if (made.exitCode !== 0) throw new Error(`ssh-keygen: ${made.stderr.toString()}`);
+      return path;
+    }) as [string, string];
+    const [sshRes, webRes] = await Promise.all([
+      api("/v1/containers", {
+        method: "POST",
+        body: { image: SSHD, sshPublicKey: readFileSync(`${key}.pub`, "utf8") },
+      }),
+      api("/v1/containers", {
+        method: "POST",
+        body: {
+          image: BUSYBOX,
+          command: [
+            "sh",
+            "-c",
+            "echo web on $P2PRC_SWARM_NODE > /var/www/index.html && exec httpd -f -p 8080 -h /var/www",
+          ],
+          publish: [8080],
+        },
+      }),
+    ]);
+    const box = (await sshRes.json()) as { id: string; ssh: { port: number; command: string } };
+    const web = (await webRes.json()) as { id: string; ports: { internal: number; external: number }[] };
+    try {
+      expect([sshRes.status, webRes.status]).toEqual([201, 201]);
+      const port = box.ssh.port;
+      expect(box.ssh.command).toBe(`ssh -p ${port} root@127.0.0.1`);
+      const webPort = web.ports.find((p) => p.internal === 8080)?.external as number;
+      expect(webPort).toBeGreaterThan(0);
+      const sshAt = taskContainer(box.id).machine;
+      const webAt = taskContainer(web.id).machine;
+      const page = `web on ${lab.nodeId(webAt)}\n`;
+
+      // on the machine that runs it, at the task's address on that machine's docker_gwbridge: the key the
+      // member gave logs in (sshd started by the node, through that machine's engine), another is refused
+      const login = async (where: string, host: string, p: number, k = key) =>
+        ssh(k, p, "echo in $(hostname)", { host, prefix: lab.command(where, []) });
+      const sshIp = gatewayAddress(sshAt, box.id);
+      const direct = await waitFor(
+        "ssh at the task's address",
+        async () => {
+          const r = await login(sshAt, sshIp, 22);
+          return r.exitCode === 0 ? r : undefined;
+        },
+        20_000,
+        300,
+      );
+      expect(direct.stdout).toMatch(/^in \S+\n$/);
+      const other = await login(sshAt, sshIp, 22, otherKey);
+      expect([other.exitCode === 0, other.stdout]).toEqual([false, ""]);
+      expect(other.stderr).toContain("Permission denied");
+      const served = await lab.run(webAt, [
+        "curl",
+        "-sf",
+        "-m",
+        "3",
+        `http://${gatewayAddress(webAt, web.id)}:8080/`,
+      ]);
+      expect(served.out).toBe(page);
+
+      // the routing mesh: the published port on every machine's address, from a machine outside the swarm.
+      // It needs IPVS in the kernel (dockerd: "Could not get ipvs family information from the kernel"
+      // otherwise, and no machine listens on the port): checked only where the kernel has it.
+      if (!ipvs()) {
+        console.warn(
+          "swarm test: this kernel has no IPVS, so the swarm's routing mesh cannot publish ports here",
+        );
+        return;
+      }
+      const logins: string[] = [];
+      for (const m of lab.machines) {
+        const r = await waitFor(
+          `ssh on ${m}'s address`,
+          async () => {
+            const x = await login("c", lab.address(m), port);
+            return x.exitCode === 0 ? x : undefined;
+          },
+          20_000,
+          300,
+        );
+        logins.push(r.stdout);
+        const got = await waitFor(
+          `the web port on ${m}'s address`,
+          async () => {
+            const x = await lab.run("c", ["curl", "-sf", "-m", "3", `http://${lab.address(m)}:${webPort}/`]);
+            return x.code === 0 ? x.out : undefined;
+          },
+          20_000,
+          300,
+        );
+        expect(got).toBe(page);
+      }
+      // one container, reached through either machine
+      expect(logins).toEqual(lab.machines.map(() => direct.stdout));
+    } finally {
+      await Promise.all(
+        [box.id, web.id].filter(Boolean).map((id) => api(`/v1/containers/${id}`, { method: "DELETE" })),
+      );
+    }
+    expect(servicesOfNode()).toEqual([]);
+  }, 90_000);
+
   test("a 30-task batch runs on both machines and returns 30 correct results", async () => {
     const { rows, stdout } = await batch("spread", {
       image: BUSYBOX,
@@ -304,4 +426,56 @@ describe("a p2prc node in front of the swarm", () => {
     );
     expect([...lastMachines]).toEqual([lab.nodeId("m")]);
   }, 150_000);
+  test("a machine back without no-new-privileges gets no container: its start fails, then it is avoided", async () => {
+    await lab.restart("w1", { noNewPrivileges: false });
+    await waitFor(
+      "the worker ready in the swarm again",
+      async () =>
+        lab.docker("m", ["node", "inspect", "-f", "{{.Status.State}}", lab.nodeId("w1")]).trim() ===
+          "ready" || undefined,
+      60_000,
+      200,
+    );
+    // the swarm spreads services by count: of two made at once, one goes to each machine
+    const kept: string[] = [];
+    let refused: { error: { code: string; message: string } } | undefined;
+    const create = async () => {
+      const res = await api("/v1/containers", {
+        method: "POST",
+        body: { image: BUSYBOX, command: ["sleep", "600"] },
+      });
+      return {
+        status: res.status,
+        body: (await res.json()) as { id: string; error: { code: string; message: string } },
+      };
+    };
+    for (let round = 0; round < 3 && !refused; round++) {
+      for (const { status, body } of await Promise.all([create(), create()])) {
+        if (status === 201) {
+          kept.push(body.id);
+          expect(taskContainer(body.id).machine).toBe("m");
+        } else refused = body;
+      }
+    }
+    expect(refused?.error.code).toBe("E_ENGINE_UNAVAILABLE");
+    expect(refused?.error.message).toContain("without no-new-privileges");
+    // the refused container is gone, and the worker is out of the node's capacity
+    expect(servicesOfNode()).toEqual([...kept].sort());
+    const specs = (await (await api("/v1/specs")).json()) as {
+      cluster: { machines: number; nodes: { ready: boolean; noNewPrivileges?: boolean }[] };
+    };
+    expect(specs.cluster.machines).toBe(1);
+    expect(specs.cluster.nodes.map((n) => [n.ready, n.noNewPrivileges]).sort()).toEqual([
+      [false, false],
+      [true, true],
+    ]);
+    // what is made now is kept off the worker (a placement constraint), however many
+    for (const { status, body } of await Promise.all([create(), create(), create()])) {
+      expect(status).toBe(201);
+      kept.push(body.id);
+      expect(taskContainer(body.id).machine).toBe("m");
+    }
+    const removed = await Promise.all(kept.map((id) => api(`/v1/containers/${id}`, { method: "DELETE" })));
+    expect(removed.map((r) => r.status)).toEqual(kept.map(() => 200));
+  }, 120_000);
 });

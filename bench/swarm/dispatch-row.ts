@@ -3,14 +3,15 @@
 //       service's task runs) vs `docker service create -d` on the same manager, polled (listTasks, every
 //       50 ms) until its task runs; same image, command and limits; interleaved; every service removed.
 //       Goal: median S1 p2prc ≤ 1.1 × median S1 docker.
-//   S2. batch throughput: 32 tasks that wait (`sleep 2`: the machines share this box's cores, so tasks that
+//   S2. batch throughput: 96 tasks that wait (`sleep 2`: the machines share this box's cores, so tasks that
 //       compute could not show it) with 4 task slots per machine (maxPerNode = 4 × the machines the node's
 //       /v1/specs reports), on the swarm with its worker drained (1 machine) and then active (2 machines).
-//       Throughput is tasks per second from the first task done to the last (the warm pool's start is
+//       Throughput is steady state: tasks per second between the slots-th task done and the slots-th from
+//       the end (the warm pool's start, staggered as its containers come up, and the last round's tail are
 //       apart). Goal: 2-machine / 1-machine ≥ 1.8.
 // Needs root and network namespaces (the lab); says why and returns when it cannot run.
 // Alone: node_modules/.bin/bun bench/swarm/dispatch-row.ts
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
@@ -32,7 +33,7 @@ import { median, percentile } from "../lib.ts";
 const IMAGE = "p2prc-test/busybox";
 const RUNS = Number(process.env.BENCH_SWARM_RUNS) || 8;
 const WARMUPS = 2;
-const TASKS = 32;
+const TASKS = Number(process.env.BENCH_SWARM_TASKS) || 96;
 const SLOTS_PER_MACHINE = 4;
 const DISPATCH_GOAL = 1.1;
 const SCALE_GOAL = 1.8;
@@ -216,14 +217,11 @@ export async function swarmRow(log: (line: string) => void = console.log): Promi
           maxPerNode: SLOTS_PER_MACHINE * machines,
         }),
       );
-      let first: number | undefined;
-      let last = 0;
+      const doneAt: number[] = [];
       const t0 = performance.now();
       const result = await runBatch(client, job, join(work, `out-${machines}`), {
         onProgress: (e) => {
-          if (e.event?.state !== "done") return;
-          last = performance.now();
-          first ??= last;
+          if (e.event?.state === "done") doneAt.push(performance.now());
         },
       });
       const total = performance.now() - t0;
@@ -232,16 +230,27 @@ export async function swarmRow(log: (line: string) => void = console.log): Promi
         const why = result.results.find((r) => r.state !== "done")?.error;
         throw new Error(`batch on ${machines} machine(s): ${done} of ${TASKS} done (${why})`);
       }
-      const steady = (TASKS - 1) / ((last - (first ?? last)) / 1000);
-      return { steady, totalS: total / 1000 };
+      // the window between the first full round and the last one
+      const slots = SLOTS_PER_MACHINE * machines;
+      const from = doneAt[slots - 1] ?? 0;
+      const to = doneAt[doneAt.length - slots] ?? 0;
+      const steady = (doneAt.length - 2 * slots + 1) / ((to - from) / 1000);
+      // where the tasks ran (each prints its machine): the swarm's spread of the warm containers
+      const perMachine = new Map<string, number>();
+      for (let i = 0; i < TASKS; i++) {
+        const at = readFileSync(join(work, `out-${machines}`, String(i), "stdout"), "utf8").trim();
+        perMachine.set(at, (perMachine.get(at) ?? 0) + 1);
+      }
+      const spread = [...perMachine.values()].sort((a, b) => b - a).join("/");
+      return { steady, totalS: total / 1000, spread };
     };
     if (only === "S1") return;
     const one = await throughput(1);
     const two = await throughput(2);
     const ratio = two.steady / one.steady;
     log(
-      `  S2 batch of ${TASKS} × sleep 2, ${SLOTS_PER_MACHINE} slots a machine: 1 machine ${one.steady.toFixed(2)} tasks/s (whole batch ${one.totalS.toFixed(1)} s), ` +
-        `2 machines ${two.steady.toFixed(2)} tasks/s (whole batch ${two.totalS.toFixed(1)} s)`,
+      `  S2 batch of ${TASKS} × sleep 2, ${SLOTS_PER_MACHINE} slots a machine, steady state: 1 machine ${one.steady.toFixed(2)} tasks/s (whole batch ${one.totalS.toFixed(1)} s), ` +
+        `2 machines ${two.steady.toFixed(2)} tasks/s (whole batch ${two.totalS.toFixed(1)} s, tasks per machine ${two.spread})`,
     );
     log(
       `  S2 2 machines / 1 machine ${ratio.toFixed(2)}× (goal ≥ ${SCALE_GOAL}×: ${ratio >= SCALE_GOAL ? "yes" : "NO"})`,
@@ -253,4 +262,14 @@ export async function swarmRow(log: (line: string) => void = console.log): Promi
   }
 }
 
-if (import.meta.main) await swarmRow();
+if (import.meta.main) {
+  const load = () =>
+    (
+      Bun.spawnSync(["uptime"])
+        .stdout.toString()
+        .match(/load average: (.*)/)?.[1] ?? "?"
+    ).trim();
+  console.log(`load average before: ${load()}`);
+  await swarmRow();
+  console.log(`load average after: ${load()}`);
+}

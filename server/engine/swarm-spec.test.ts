@@ -6,6 +6,7 @@ import type Dockerode from "dockerode";
 import {
   clusterOf,
   latestTask,
+  noNewPrivsOf,
   type SwarmNode,
   type SwarmTask,
   serviceInfo,
@@ -75,6 +76,12 @@ describe("serviceSpec", () => {
     expect(env).toEqual(["A=1", 'TRICK={{"{{"}}.Node.ID}}', "P2PRC_SWARM_NODE={{.Node.ID}}"]);
   });
 
+  test("machines to avoid become placement constraints; none, no placement", () => {
+    expect((serviceSpec(spec).TaskTemplate as Dockerode.ContainerTaskSpec).Placement).toBeUndefined();
+    const t = serviceSpec(spec, false, ["w1", "w2"]).TaskTemplate as Dockerode.ContainerTaskSpec;
+    expect(t.Placement).toEqual({ Constraints: ["node.id!=w1", "node.id!=w2"] });
+  });
+
   test("a GPU is a generic resource reserved", () => {
     const t = serviceSpec({ ...spec, gpu: true }).TaskTemplate as Dockerode.ContainerTaskSpec;
     // the Engine API's shape (dockerode's types spell generic resources otherwise)
@@ -137,24 +144,24 @@ describe("a service read back as a container", () => {
   });
 });
 
+const node = (id: string, state: string, availability: string, gpus = 0): SwarmNode => ({
+  ID: id,
+  Spec: {
+    Availability: availability,
+    Role: id === "m" ? "manager" : "worker",
+    Labels: { "p2prc.engine": `tcp://${id}:2375` },
+  },
+  Description: {
+    Hostname: id,
+    Resources: {
+      NanoCPUs: 4e9,
+      MemoryBytes: 8192 * 1048576,
+      GenericResources: gpus ? [{ DiscreteResourceSpec: { Kind: "NVIDIA-GPU", Value: gpus } }] : [],
+    },
+  },
+  Status: { State: state },
+});
 test("the swarm's capacity: ready and active machines only; GPUs from generic resources", () => {
-  const node = (id: string, state: string, availability: string, gpus = 0): SwarmNode => ({
-    ID: id,
-    Spec: {
-      Availability: availability,
-      Role: id === "m" ? "manager" : "worker",
-      Labels: { "p2prc.engine": `tcp://${id}:2375` },
-    },
-    Description: {
-      Hostname: id,
-      Resources: {
-        NanoCPUs: 4e9,
-        MemoryBytes: 8192 * 1048576,
-        GenericResources: gpus ? [{ DiscreteResourceSpec: { Kind: "NVIDIA-GPU", Value: gpus } }] : [],
-      },
-    },
-    Status: { State: state },
-  });
   const c = clusterOf([
     node("m", "ready", "active"),
     node("w1", "ready", "active", 2),
@@ -168,4 +175,29 @@ test("the swarm's capacity: ready and active machines only; GPUs from generic re
     ["w2", false, false, "tcp://w2:2375"],
     ["w3", false, false, "tcp://w3:2375"],
   ]);
+});
+
+test("a machine seen without no-new-privileges is not ready; one not yet seen is", () => {
+  const c = clusterOf(
+    [node("m", "ready", "active"), node("w1", "ready", "active"), node("w2", "ready", "active")],
+    new Map([
+      ["m", true],
+      ["w1", false],
+    ]),
+  );
+  expect(c.machines).toBe(2);
+  expect(c.nodes.map((n) => [n.id, n.ready, n.noNewPrivileges])).toEqual([
+    ["m", true, true],
+    ["w1", false, false],
+    ["w2", true, undefined],
+  ]);
+});
+
+test("noNewPrivsOf reads /proc/PID/status; anything else is unknown", () => {
+  const status = (v: string) =>
+    `Name:\tdocker-init\nSeccomp:\t2\nNoNewPrivs:\t${v}\nSpeculation_Store_Bypass:\tthread vulnerable\n`;
+  expect(noNewPrivsOf(status("1"))).toBe(true);
+  expect(noNewPrivsOf(status("0"))).toBe(false);
+  expect(noNewPrivsOf("cat: can't open '/proc/1/status': No such file or directory")).toBeUndefined();
+  expect(noNewPrivsOf(undefined)).toBeUndefined();
 });

@@ -54,8 +54,15 @@ export interface SwarmNode {
   ManagerStatus?: { Leader?: boolean };
 }
 
-/** The service that runs `spec`: created with no replica (p2prc's "created"); start makes it one. */
-export function serviceSpec(spec: ContainerSpec, reserve = false): Dockerode.ServiceSpec {
+/**
+ * The service that runs `spec`: created with no replica (p2prc's "created"); start makes it one. `avoid`:
+ * swarm node ids it must not be placed on (machines found without no-new-privileges).
+ */
+export function serviceSpec(
+  spec: ContainerSpec,
+  reserve = false,
+  avoid: readonly string[] = [],
+): Dockerode.ServiceSpec {
   const nanoCpus = Math.round(spec.cpus * 1e9);
   const memoryBytes = spec.memoryMb * 1024 * 1024;
   const ports: Dockerode.PortConfig[] = [
@@ -106,6 +113,7 @@ export function serviceSpec(spec: ContainerSpec, reserve = false): Dockerode.Ser
         },
       },
       RestartPolicy: { Condition: "none" },
+      ...(avoid.length ? { Placement: { Constraints: avoid.map((id) => `node.id!=${id}`) } } : {}),
       ...(spec.log
         ? {
             LogDriver: {
@@ -190,17 +198,36 @@ function gpusOf(n: SwarmNode): number {
   return count;
 }
 
-/** The swarm's machines and what its ready ones add up to. */
-export function clusterOf(nodes: SwarmNode[]): ClusterInfo {
+/**
+ * What `/proc/PID/status` says of no-new-privileges: true set, false not, undefined when the text is not
+ * such a status (the command that read it failed).
+ */
+export function noNewPrivsOf(status: string | undefined): boolean | undefined {
+  const m = /^NoNewPrivs:\s*([01])\s*$/m.exec(status ?? "");
+  return m ? m[1] === "1" : undefined;
+}
+
+/**
+ * The swarm's machines and what its ready ones add up to. `noNewPrivileges`: what was seen of each
+ * machine's (one seen without it is not ready: p2prc places nothing there).
+ */
+export function clusterOf(
+  nodes: SwarmNode[],
+  noNewPrivileges: ReadonlyMap<string, boolean> = new Map(),
+): ClusterInfo {
   const machines: ClusterMachine[] = nodes.map((n) => ({
     id: n.ID,
     hostname: n.Description?.Hostname ?? "",
-    ready: n.Status?.State === "ready" && (n.Spec.Availability ?? "active") === "active",
+    ready:
+      n.Status?.State === "ready" &&
+      (n.Spec.Availability ?? "active") === "active" &&
+      noNewPrivileges.get(n.ID) !== false,
     manager: n.Spec.Role === "manager",
     cpus: Math.round((n.Description?.Resources?.NanoCPUs ?? 0) / 1e7) / 100,
     memoryMb: Math.round((n.Description?.Resources?.MemoryBytes ?? 0) / 1048576),
     gpus: gpusOf(n),
     engine: n.Spec.Labels?.[ENGINE_LABEL],
+    noNewPrivileges: noNewPrivileges.get(n.ID),
   }));
   const ready = machines.filter((m) => m.ready);
   return {

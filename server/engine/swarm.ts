@@ -18,6 +18,7 @@ import {
   isRunning,
   isTerminal,
   latestTask,
+  noNewPrivsOf,
   type SwarmNode,
   type SwarmService,
   type SwarmTask,
@@ -72,26 +73,86 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
   /** Archives put before a container's first start, extracted into it once it runs. */
   const early = new Map<string, { path: string; tar: Uint8Array }[]>();
   let known: { at: number; nodes: SwarmNode[]; self: string } | undefined;
+  let selfId: string | undefined;
+  /** Services this engine made and has not started yet: the first start needs no look at their tasks. */
+  const fresh = new Set<string>();
+  /** Networks known to exist (ensureNetwork asks the manager once per owner; removeNetwork forgets). */
+  const networks = new Set<string>();
+  /**
+   * Each machine's no-new-privileges as seen in a task container of its (by swarm node id): the swarm
+   * cannot ask for it per service on Engine API 1.41, so it rests on the machine's dockerd running with
+   * `--no-new-privileges`. A machine seen without it is avoided (a placement constraint) and not ready.
+   */
+  const noNewPrivs = new Map<string, boolean>();
+  const checking = new Map<string, Promise<boolean | undefined>>();
 
   const swarmNodes = async (fresh = false) => {
     if (!fresh && known && Date.now() - known.at < NODES_TTL_MS) return known;
     known = await call("list swarm nodes", async (d, signal) => {
-      const [nodes, info] = await Promise.all([
+      // the manager's own node id does not change: /info (a slow call on a busy engine) is asked once
+      const [nodes, self] = await Promise.all([
         d.listNodes({ abortSignal: signal } as Dockerode.NodeListOptions) as Promise<SwarmNode[]>,
-        d.info() as Promise<{ Swarm?: { NodeID?: string } }>,
+        selfId ??
+          (d.info() as Promise<{ Swarm?: { NodeID?: string } }>).then(
+            (info) => info.Swarm?.NodeID || undefined,
+          ),
       ]);
+      selfId = self;
       if (!Array.isArray(nodes))
         throw new P2prcError("E_ENGINE", `the engine at ${host} listed no swarm nodes`);
-      return { at: Date.now(), nodes, self: info.Swarm?.NodeID ?? "" };
+      // a machine that goes away may come back with another engine configuration: seen again then
+      for (const n of nodes) if (n.Status?.State !== "ready") noNewPrivs.delete(n.ID);
+      return { at: Date.now(), nodes, self: self ?? "" };
     });
     return known;
+  };
+  /** A network removed behind this node's back is made again by the next ensureNetwork. */
+  const forgetGoneNetworks = (err: unknown) => {
+    if (/network \S+ not found|no such network/i.test(typeof err === "string" ? err : message(err)))
+      networks.clear();
+  };
+  const avoided = () => [...noNewPrivs].filter(([, on]) => !on).map(([id]) => id);
+
+  /**
+   * Checks, once per machine, that the task container `id` (running on machine `nodeId`) has
+   * no-new-privileges, by reading its init's /proc/1/status. A machine without it fails the start: the
+   * node removes the container and places nothing more there. An image that cannot show the file (no
+   * `cat`) leaves the machine unchecked until a later container on it can.
+   */
+  const checkNoNewPrivs = async (id: string, nodeId: string) => {
+    if (noNewPrivs.get(nodeId) === true) return;
+    let pending = checking.get(nodeId);
+    if (!pending) {
+      pending = onMachine(id, true, (e, c) => e.exec(c, ["cat", "/proc/1/status"], { timeoutMs: timeoutMs }))
+        .then(
+          (r) => noNewPrivsOf(r.exitCode === 0 ? r.stdout : undefined),
+          () => undefined,
+        )
+        .then((seen) => {
+          if (seen !== undefined) noNewPrivs.set(nodeId, seen);
+          return seen;
+        })
+        .finally(() => checking.delete(nodeId));
+      checking.set(nodeId, pending);
+    }
+    if ((await pending) === false) {
+      const { name } = await machineEngine(nodeId);
+      throw new P2prcError(
+        "E_ENGINE_UNAVAILABLE",
+        `start container ${id}: swarm machine ${name} runs containers without no-new-privileges; p2prc places nothing more there`,
+        {
+          retryable: true,
+          hint: 'start that machine\'s dockerd with --no-new-privileges (or "no-new-privileges": true in daemon.json)',
+        },
+      );
+    }
   };
   /**
    * Machines not ready: down, and also disconnected (what a machine whose engine died is first, until its
    * heartbeats run out) or unknown. A task there is lost to p2prc: nothing can reach its container.
    */
-  const downNodes = async () =>
-    new Set((await swarmNodes()).nodes.filter((n) => n.Status?.State !== "ready").map((n) => n.ID));
+  const downNodes = async (fresh = false) =>
+    new Set((await swarmNodes(fresh)).nodes.filter((n) => n.Status?.State !== "ready").map((n) => n.ID));
 
   /** The engine of one machine: its `p2prc.engine` label, or the manager's engine for the manager itself. */
   const machineEngine = async (nodeId: string): Promise<{ engine: ContainerEngine; name: string }> => {
@@ -165,7 +226,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
         return;
       } catch (err) {
         if (attempt >= 10 || !/out of sequence/i.test(err instanceof Error ? err.message : "")) throw err;
-        await Bun.sleep(pollMs);
+        await Bun.sleep(Math.min(pollMs, 20));
       }
     }
   };
@@ -225,13 +286,17 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     const context = `start container ${id}`;
     const deadline = Date.now() + 3 * timeoutMs;
     let noRoomSince: number | undefined;
+    // a task runs within a second or two: looked at every 20 ms at first, then every 50 ms (a list of one
+    // service's tasks is a cheap call; pollMs when that is shorter)
+    let wait = Math.min(pollMs, 20);
     for (;;) {
       const task = latestTask((await tasksOf([id])).filter((t) => !before.has(t.ID)));
       const s = task?.Status;
       if (task && s && (isRunning(task) || (isTerminal(task) && s.ContainerStatus?.ContainerID))) return task;
       // placed on a machine that died since (the swarm does not move a task of a service that never
-      // restarts): lost, as an exec there would be
-      if (task?.NodeID && (await downNodes()).has(task.NodeID)) {
+      // restarts): lost, as an exec there would be (asked again: the swarm placed it on a ready machine,
+      // so a cached list that says otherwise may be older than the machine's return)
+      if (task?.NodeID && (await downNodes()).has(task.NodeID) && (await downNodes(true)).has(task.NodeID)) {
         throw new P2prcError(
           "E_ENGINE_UNAVAILABLE",
           `${context}: the swarm machine it was placed on is not ready (down or disconnected)`,
@@ -243,6 +308,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
       }
       if (task && s && isTerminal(task)) {
         const why = s.Err || s.Message || s.State;
+        forgetGoneNetworks(why);
         if (/no such image|not found/i.test(why))
           throw new P2prcError("E_NOT_FOUND", `${context}: ${why}`, { field: "image" });
         throw new P2prcError("E_ENGINE", `${context}: the swarm could not run it (${why})`, {
@@ -263,7 +329,8 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
           { retryable: true },
         );
       }
-      await Bun.sleep(pollMs);
+      await Bun.sleep(wait);
+      wait = Math.min(pollMs, 50, wait * 1.25);
     }
   };
 
@@ -296,7 +363,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
       return info;
     },
 
-    cluster: async (): Promise<ClusterInfo> => clusterOf((await swarmNodes()).nodes),
+    cluster: async (): Promise<ClusterInfo> => clusterOf((await swarmNodes()).nodes, noNewPrivs),
 
     create: async (spec) => {
       const context = `create container ${spec.name}`;
@@ -309,35 +376,47 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
         const made = await call(
           context,
           (d, signal) =>
-            d.createService({ ...serviceSpec(spec, options.reserve ?? false), abortSignal: signal } as never),
+            d.createService({
+              ...serviceSpec(spec, options.reserve ?? false, avoided()),
+              abortSignal: signal,
+            } as never),
           3 * timeoutMs,
         );
         if (typeof made?.id !== "string" || made.id === "")
           throw new P2prcError("E_ENGINE", `${context}: the swarm answered without a service id`);
+        fresh.add(made.id);
         return made.id;
       } catch (err) {
         if (err instanceof P2prcError && err.code === "E_CONFLICT")
           throw new P2prcError("E_CONFLICT", `a container named ${spec.name} already exists on this swarm`, {
             field: "name",
           });
+        forgetGoneNetworks(err);
         throw err;
       }
     },
 
     start: async (id) => {
       located.delete(id);
-      const svc = await inspectService(id);
-      if (!svc) throw notFound(id);
-      const tasks = await tasksOf([svc.ID]);
-      const last = latestTask(tasks);
-      const replicas = svc.Spec.Mode?.Replicated?.Replicas ?? 0;
-      if (replicas > 0 && last && !isTerminal(last)) {
-        await startedTask(svc.ID, new Set());
-        return;
+      let replicas = 0;
+      let before = new Set<string>();
+      let svcId = id;
+      if (!fresh.delete(id)) {
+        // started before (or made by an earlier run): what it has now decides
+        const svc = await inspectService(id);
+        if (!svc) throw notFound(id);
+        svcId = svc.ID;
+        const tasks = await tasksOf([svc.ID]);
+        const last = latestTask(tasks);
+        replicas = svc.Spec.Mode?.Replicated?.Replicas ?? 0;
+        if (replicas > 0 && last && !isTerminal(last)) {
+          await startedTask(svc.ID, new Set());
+          return;
+        }
+        before = new Set(tasks.map((t) => t.ID));
       }
-      const before = new Set(tasks.map((t) => t.ID));
       // one replica again; a service whose one task ended gets a new task by a forced update
-      await update(svc.ID, (now) => {
+      await update(svcId, (now) => {
         const template = now.Spec.TaskTemplate as Dockerode.ContainerTaskSpec;
         return {
           ...now.Spec,
@@ -346,11 +425,12 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
             replicas > 0 ? { ...template, ForceUpdate: (template.ForceUpdate ?? 0) + 1 } : template,
         };
       });
-      const task = await startedTask(svc.ID, before);
-      const pending = early.get(svc.ID);
-      early.delete(svc.ID);
+      const task = await startedTask(svcId, before);
+      if (isRunning(task) && task.NodeID) await checkNoNewPrivs(svcId, task.NodeID);
+      const pending = early.get(svcId);
+      early.delete(svcId);
       if (pending && isRunning(task)) {
-        for (const a of pending) await onMachine(svc.ID, true, (e, c) => e.putArchive(c, a.path, a.tar));
+        for (const a of pending) await onMachine(svcId, true, (e, c) => e.putArchive(c, a.path, a.tar));
       }
     },
 
@@ -384,9 +464,14 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     },
 
     inspect: async (id) => {
-      const svc = await inspectService(id);
+      // the service and its tasks at once (a create asks right after its start)
+      const [svc, tasks, down] = await Promise.all([
+        inspectService(id),
+        tasksOf([id]).catch(() => undefined),
+        downNodes(),
+      ]);
       if (!svc) return undefined;
-      return serviceInfo(svc, await tasksOf([svc.ID]), await downNodes());
+      return serviceInfo(svc, svc.ID === id && tasks ? tasks : await tasksOf([svc.ID]), down);
     },
 
     exec: (id, command, opts) => onMachine(id, true, (e, c) => e.exec(c, command, opts)),
@@ -395,13 +480,20 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     getArchive: (id, path) => onMachine(id, false, (e, c) => e.getArchive(c, path)),
 
     putArchive: async (id, path, tar) => {
-      const svc = await inspectService(id);
-      if (!svc) throw notFound(id);
-      if ((svc.Spec.Mode?.Replicated?.Replicas ?? 0) === 0 && (await tasksOf([svc.ID])).length === 0) {
-        // never started: no container yet; it gets the files when it first runs
-        const list = early.get(svc.ID) ?? [];
+      let serviceId = id;
+      let neverStarted = fresh.has(id);
+      if (!neverStarted) {
+        const svc = await inspectService(id);
+        if (!svc) throw notFound(id);
+        serviceId = svc.ID;
+        neverStarted =
+          (svc.Spec.Mode?.Replicated?.Replicas ?? 0) === 0 && (await tasksOf([svc.ID])).length === 0;
+      }
+      if (neverStarted) {
+        // no container yet: it gets the files when it first runs
+        const list = early.get(serviceId) ?? [];
         list.push({ path, tar: await readAll(tar) });
-        early.set(svc.ID, list);
+        early.set(serviceId, list);
         return;
       }
       await onMachine(id, false, (e, c) => e.putArchive(c, path, tar));
@@ -410,6 +502,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     remove: async (id) => {
       early.delete(id);
       located.delete(id);
+      fresh.delete(id);
       const gone = await call(
         `remove container ${id}`,
         async (d, signal) => {
@@ -474,17 +567,21 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     ensureNetwork: (() => {
       const making = new Map<string, Promise<void>>();
       return (name: string, labels: Record<string, string>) => {
+        // known: no call (one removed behind this node's back fails the create, which makes it again)
+        if (networks.has(name)) return Promise.resolve();
         let pending = making.get(name);
         if (!pending) {
           pending = call(`create network ${name}`, async (d) => {
             const existing = await d.listNetworks({ filters: { name: [name] } });
-            if (existing.some((n) => n.Name === name)) return;
-            try {
-              // overlay: a member's containers reach each other on whatever machine they run
-              await d.createNetwork({ Name: name, Driver: "overlay", Attachable: true, Labels: labels });
-            } catch (err) {
-              if (status(err) !== 409) throw err;
+            if (!existing.some((n) => n.Name === name)) {
+              try {
+                // overlay: a member's containers reach each other on whatever machine they run
+                await d.createNetwork({ Name: name, Driver: "overlay", Attachable: true, Labels: labels });
+              } catch (err) {
+                if (status(err) !== 409) throw err;
+              }
             }
+            networks.add(name);
           }).finally(() => making.delete(name));
           making.set(name, pending);
         }
@@ -494,6 +591,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
 
     removeNetwork: (name) =>
       call(`remove network ${name}`, async (d) => {
+        networks.delete(name);
         try {
           await d.getNetwork(name).remove();
           // the swarm deletes it a moment later: answer once it is gone from the list

@@ -216,6 +216,11 @@ export interface ClusterMachine {
   gpus: number;
   /** The machine's own engine address (its `p2prc.engine` label), when it has one. */
   engine?: string | undefined;
+  /**
+   * Whether its containers run with no-new-privileges, as seen in one of them (swarm: its dockerd's
+   * `--no-new-privileges`); undefined until seen. A machine seen without it is not ready.
+   */
+  noNewPrivileges?: boolean | undefined;
 }
 
 /** What a cluster engine has behind it: totals over its ready machines, and each machine. */

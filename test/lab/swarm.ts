@@ -5,7 +5,8 @@
 //   pub (bridge br0, 10.252.0.0/24, in its own namespace: the root namespace's FORWARD rules are untouched)
 //    ├── m   10.252.0.2   the manager (it runs tasks too)
 //    ├── w1  10.252.0.3   a worker
-//    └── …   10.252.0.N+2
+//    ├── …   10.252.0.N+2
+//    └── c   10.252.0.254 a client outside the swarm (no engine): `run` reaches published ports from it
 //
 // Every engine runs with `--no-new-privileges` (what a swarm operator sets: a service cannot ask for it on
 // Engine API 1.41) and has the busybox test image loaded (no registry). Each swarm node carries the label
@@ -13,6 +14,8 @@
 // by. Names start with `p2sw<pid>x<n>-`: a killed run's leftovers are removed by the next lab.
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { runCommand } from "../support.ts";
 // the NAT lab's engine and clean-up helpers
 import * as nat from "./nat.ts";
 
@@ -30,6 +33,24 @@ export interface SwarmLab extends AsyncDisposable {
   managerHost: string;
   /** A machine's swarm node id. */
   nodeId(machine: string): string;
+  /** A machine's address on the lab's network (where the routing mesh publishes ports). */
+  address(machine: string): string;
+  /**
+   * `argv` made to run in a machine's namespace, or with `"c"` the client's (outside the swarm, on the
+   * same network): nsenter, as the engines are started.
+   */
+  command(where: string, argv: string[]): string[];
+  /** `argv` run in a machine's or the client's (`"c"`) namespace. */
+  run(
+    where: string,
+    argv: string[],
+    o?: { timeoutMs?: number },
+  ): Promise<{ code: number; out: string; err: string }>;
+  /**
+   * Starts a killed machine's engine again (it rejoins the swarm on its own); `noNewPrivileges: false`
+   * starts it without `--no-new-privileges`, as a misconfigured machine would run.
+   */
+  restart(machine: string, o?: { noNewPrivileges?: boolean }): Promise<void>;
   /** `docker <args>` against a machine's engine (throws with its stderr when it fails). */
   docker(machine: string, args: string[]): string;
   /**
@@ -116,7 +137,18 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
   const machines = ["m", ...Array.from({ length: o.workers ?? 1 }, (_, i) => `w${i + 1}`)];
   const ns = (host: string) => `${id}-${host}`;
   const sock = (m: string) => `unix://${join(dir, m, "docker.sock")}`;
-  const addr = (m: string) => `${NET}.${machines.indexOf(m) + 2}`;
+  const command = (where: string, argv: string[]) => [
+    "nsenter",
+    `--net=/var/run/netns/${ns(where)}`,
+    ...argv,
+  ];
+  const addr = (m: string) => (m === "c" ? `${NET}.254` : `${NET}.${machines.indexOf(m) + 2}`);
+  const startMachineEngine = (m: string, noNewPrivileges = true) =>
+    nat.startEngine(
+      ["nsenter", `--net=/var/run/netns/${ns(m)}`],
+      join(dir, m),
+      noNewPrivileges ? ["--no-new-privileges"] : [],
+    );
   const docker = (m: string, args: string[]) => sh(["docker", "-H", sock(m), ...args]);
   const close = nat.removedAtExit(() => removeLab(id));
   const nodeIds = new Map<string, string>();
@@ -124,8 +156,8 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
     sh(["ip", "netns", "add", ns("pub")]);
     sh(["ip", "-n", ns("pub"), "link", "add", "br0", "type", "bridge"]);
     sh(["ip", "-n", ns("pub"), "link", "set", "br0", "up"]);
-    for (const m of machines) {
-      mkdirSync(join(dir, m), { recursive: true });
+    for (const m of [...machines, "c"]) {
+      if (m !== "c") mkdirSync(join(dir, m), { recursive: true });
       sh(["ip", "netns", "add", ns(m)]);
       sh(["ip", "-n", ns(m), "link", "set", "lo", "up"]);
       sh([
@@ -149,9 +181,7 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
     }
     await Promise.all(
       machines.map(async (m) => {
-        await nat.startEngine(["nsenter", `--net=/var/run/netns/${ns(m)}`], join(dir, m), [
-          "--no-new-privileges",
-        ]);
+        await startMachineEngine(m);
         nat.loadImages(o.images ?? ["p2prc-test/busybox"], sock(m));
       }),
     );
@@ -176,6 +206,19 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
     dockerHost: sock,
     managerHost: sock("m"),
     nodeId: (m) => nodeIds.get(m) ?? "",
+    address: addr,
+    command,
+    async run(where, argv, o = {}) {
+      const procs: Subprocess[] = [];
+      const timer = setTimeout(() => procs[0]?.kill(9), o.timeoutMs ?? 15_000);
+      const env = process.env as Record<string, string>;
+      const { code, out, err } = await runCommand(command(where, argv), { cwd: dir, env }, procs);
+      clearTimeout(timer);
+      return { code, out, err };
+    },
+    async restart(m, o = {}) {
+      await startMachineEngine(m, o.noNewPrivileges ?? true);
+    },
     docker,
     kill(m) {
       const pids = containerPids(sock(m));
