@@ -168,7 +168,13 @@ if (PARTS.includes("I")) {
           x.net.clock.advance(1000);
           x.converge++;
         }
-        await x.net.rounds(x.nodes, 3); // settle
+        // settle: until every node has contacted every peer once (a peer's first latency is written to
+        // SQLite at once, later ones with the minute's flush: a one-time cost per peer, which fell into
+        // the windows at N = 100, where fanout 3 takes ~33 rounds to reach every peer, and not at N = 10)
+        for (let r = 0; r < Math.ceil(x.n / 3) + 3; r++) {
+          await x.net.rounds(x.nodes);
+          x.net.clock.advance(1000);
+        }
       }
       for (let w = 0; w < WINDOWS; w++) {
         for (const x of nets) {
@@ -213,6 +219,8 @@ if (process.argv.includes("--no-processes") || !PARTS.includes("P")) process.exi
 const SIZES = QUICK ? [5] : (process.env.P2PRC_GOSSIP_SIZES ?? "10,50,100").split(",").map(Number);
 /** After convergence, before the window: the JIT compiles a new node's hot paths for ~20 s (a start-up cost, not a round's). */
 const STEADY_WAIT_MS = QUICK ? 3000 : Number(process.env.P2PRC_GOSSIP_SETTLE_MS ?? 20_000);
+/** At least until every node has contacted every peer once (~N / 3 rounds: a first latency is a write). */
+const steadyWaitMs = (n: number) => Math.max(STEADY_WAIT_MS, (Math.ceil(n / 3) + 5) * 1000);
 const WINDOW_MS = QUICK ? 3000 : 10_000;
 const DISCOVER_TIMEOUT_MS = 180_000;
 const CONVERGE_TIMEOUT_MS = 60_000;
@@ -409,7 +417,7 @@ try {
       console.log(
         `   N=${n}: ${seen + 1} of ${n} nodes hold the new version after ${CONVERGE_TIMEOUT_MS / 1000} s`,
       );
-    await Bun.sleep(STEADY_WAIT_MS);
+    await Bun.sleep(steadyWaitMs(n));
     const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
     const main0 = children.map((c) => cpuSeconds(c.proc.pid, "main"));
     const r0 = await roundsOf(children);
