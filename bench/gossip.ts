@@ -1,17 +1,18 @@
-// Gossip's cost as the network grows (issue 12), in two parts:
+// Gossip's cost as the network grows (issue 12), in three parts:
 //   S. Simulation of the pure sync core (p2p/gossip-sim.ts) on an in-memory network with a ManualClock,
 //      N = 100, 1,000, 10,000: rounds until a new record version reaches every node, and bytes a node
 //      sends per round while it spreads and once tables are equal again. Beyond one machine.
-//   P. Real nodes, each in its own process (this file with --node), on loopback, TLS, gossiping every
-//      second, every node bootstrapped from the first; N = 10, 50, 100 (P2PRC_GOSSIP_SIZES): time to
-//      converge after the last node started, then over a steady window each node's CPU per round
-//      (from /proc: user + system) and, at the end, each node's RSS (idle, N - 1 peers); also the RSS
-//      of one node alone.
+//   P. Real nodes, each in its own process (this file with --node, answering the parent on stdin/stdout
+//      in process: no signed polling of its own), on loopback, TLS, gossiping every second, every node
+//      bootstrapped from the first; N = 10, 50, 100 (P2PRC_GOSSIP_SIZES): discovery (all up → every
+//      table full), convergence (all up and full, the first node signs a new version → every node holds
+//      it), then, after the JIT settles, each node's CPU per round (from /proc: all threads and the JS
+//      thread) and each node's RSS (idle, N - 1 peers); also the RSS of one node alone.
 //   I. The same nodes' gossip in one process (real tables on state.db files, in-memory network, no
 //      TLS): CPU per node per round at N = 10, 50, 100, apart from the machine's load and the transport.
 // Goals: S rounds grow as log N, steady bytes per node flat; P CPU per node per round flat from the
 // smallest N to the largest (ratio ≤ 1.2), N = 100 converges within 5 s, idle RSS with 99 peers ≤ 60 MB.
-// Run: node_modules/.bin/bun bench/gossip.ts [--quick] [--no-processes] (--quick: the simulation to
+// Run: [P2PRC_GOSSIP_PARTS=SIP] node_modules/.bin/bun bench/gossip.ts [--quick] [--no-processes] (--quick: the simulation to
 // N = 1,000, I at N = 5 and 10, P at N = 5: a smoke run; --no-processes: S and I only). No container engine is needed (the nodes only warn).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -323,7 +324,7 @@ console.log(
   "P  real nodes, one process each (TLS, 1 s rounds). discover: all up → every table full; converge: a new version of",
 );
 console.log(
-  `   one record published (all up, tables full) → held by every node; CPU from /proc over ${WINDOW_MS / 1000} s after ${STEADY_WAIT_MS / 1000} s steady`,
+  `   one record published (all up, tables full) → held by every node; CPU from /proc over ${WINDOW_MS / 1000} s after ≥ ${STEADY_WAIT_MS / 1000} s steady`,
 );
 console.log("   (all threads, and the JS thread alone); load = the machine's 1-min load average at the row");
 console.log(
