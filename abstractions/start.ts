@@ -1,6 +1,6 @@
 import { dirname } from "node:path";
 import { VERSION } from "../core/index.ts";
-import type { ReachService, RelayAgent, RelayServer } from "../p2p/index.ts";
+import type { GossipService, PeerTable, ReachService, RelayAgent, RelayServer } from "../p2p/index.ts";
 import type { GpuProbe, ServerApp } from "../server/index.ts";
 import { createGossip } from "./gossip.ts";
 import { nvidiaSmiProbe } from "./gpu.ts";
@@ -27,6 +27,12 @@ export interface RunningNode extends AsyncDisposable {
   /** The relay this node serves (config `relay`), and its agent keeping it reachable (config `relays`). */
   relay: RelayServer | undefined;
   relayAgent: RelayAgent | undefined;
+  /**
+   * This node's gossip and IP table, read in process (benchmarks, embedding tools): what
+   * `/v1/p2p/stats` and `/v1/p2p/table` answer, without a signed request. Read-only use.
+   */
+  gossip: Pick<GossipService, "stats" | "refreshSelf">;
+  table: Pick<PeerTable, "size" | "record">;
   /** Stops gossip and serving (in-flight requests finish) and closes the state store. Idempotent. */
   stop(): Promise<void>;
 }
@@ -167,6 +173,8 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       certPem: tls?.certPem,
       relay,
       relayAgent: agent?.agent,
+      gossip,
+      table,
       stop,
       [Symbol.asyncDispose]: stop,
     };

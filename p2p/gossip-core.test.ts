@@ -18,6 +18,7 @@ import {
   selfAddresses,
   silentWithoutAddress,
   type TargetChoice,
+  TryOrder,
 } from "./gossip-core.ts";
 import type { NodeRecord } from "./types.ts";
 
@@ -201,6 +202,46 @@ describe("target choice", () => {
     expect(picked.slice(0, 2)).toEqual(["n7", "n9"]);
     expect(picked).toHaveLength(4);
     expect(new Set(picked).size).toBe(4);
+  });
+});
+
+describe("try order", () => {
+  const peers = Array.from({ length: 10 }, (_, i) => peer(i, { lastTried: 100 - i }));
+  const byId = new Map(peers.map((p) => [p.id, p]));
+
+  test("least recently tried first; tried peers go to the back: every peer once per pass", () => {
+    const order = new TryOrder();
+    order.sync(1, () => peers, seeded());
+    const seen: string[] = [];
+    for (let round = 0; round < 5; round++) {
+      const front = order.front(2, (id) => byId.get(id));
+      if (round === 0) expect(front.map((p) => p.lastTried)).toEqual([91, 92]);
+      order.tried(front.map((p) => p.id));
+      seen.push(...front.map((p) => p.id));
+    }
+    expect(new Set(seen).size).toBe(10);
+    // the next pass starts again with the first tried
+    expect(order.front(1, (id) => byId.get(id))[0]?.id).toBe(seen[0]);
+  });
+
+  test("rebuilt only when the version changes; ids refused are dropped until tried or rebuilt", () => {
+    const order = new TryOrder();
+    let builds = 0;
+    const all = () => {
+      builds++;
+      return peers;
+    };
+    order.sync("a", all, seeded());
+    order.sync("a", all, seeded());
+    expect(builds).toBe(1);
+    const gone = peers[9]?.id as string; // the least recently tried
+    expect(order.front(1, (id) => (id === gone ? undefined : byId.get(id)))[0]?.id).not.toBe(gone);
+    expect(order.size).toBe(9);
+    order.tried([gone]); // a suspect tried this round comes back, at the back
+    expect(order.size).toBe(10);
+    order.sync("b", all, seeded());
+    expect(builds).toBe(2);
+    expect(order.front(1, (id) => byId.get(id))[0]?.id).toBe(gone);
   });
 });
 

@@ -88,6 +88,11 @@ export interface TargetChoice {
   /** Every reachable peer (`--us`: one round, then the table), not a sample. */
   all: boolean;
   random: Random;
+  /**
+   * Whether `id` is an alive node with a record in the table (a seed whose node is need not be
+   * contacted as a seed); default: looked up in `peers` (pass it when `peers` is only a pool).
+   */
+  known?: (id: string) => boolean;
 }
 
 /**
@@ -133,7 +138,8 @@ export function chooseTargets(c: TargetChoice): Target[] {
     const pool = shuffle(leastRecentlyTried(alive, Math.max(c.fanout * 2, 4)), c.random);
     chosen.push(...suspects.map(targetOf), ...pool.slice(0, c.fanout).map(targetOf));
   }
-  const known = (id: string) => c.peers.some((p) => p.id === id && p.state === "alive" && p.record);
+  const known =
+    c.known ?? ((id: string) => c.peers.some((p) => p.id === id && p.state === "alive" && p.record));
   for (const seed of c.seeds) {
     if (seed.nodeId && (seed.nodeId === c.self || known(seed.nodeId))) continue;
     // no record yet: the transport probes whether it serves TLS, as this node expects when it does
@@ -144,6 +150,55 @@ export function chooseTargets(c: TargetChoice): Target[] {
     });
   }
   return chosen;
+}
+
+/**
+ * The alive peers in the order this node tries them, least recently tried first. A round takes its pool
+ * from the front and the peers it tried go to the back, so a round's choice costs O(fanout), not a pass
+ * over the table (that pass, with a candidate built for every row, grew a node's round with N). The order
+ * is rebuilt, sorted by last try (ties at random), only when `version` (the table's digest: ids,
+ * versions, deaths) is not the one it was built for.
+ */
+export class TryOrder {
+  /** Ids, front first (a Set keeps insertion order: delete and add moves an id to the back). */
+  private order = new Set<string>();
+  private builtFor: unknown;
+
+  /** Rebuilds from `alive()` when the table changed since the last build. */
+  sync(version: unknown, alive: () => Candidate[], random: Random): void {
+    if (version === this.builtFor) return;
+    this.builtFor = version;
+    const ranked = alive().map((peer) => ({ id: peer.id, lastTried: peer.lastTried, jitter: random() }));
+    ranked.sort((a, b) => a.lastTried - b.lastTried || a.jitter - b.jitter);
+    this.order = new Set(ranked.map((r) => r.id));
+  }
+
+  /**
+   * The first `k` peers `usable` returns a candidate for; ids it refuses on the way (no longer alive,
+   * not dialable) are dropped, until `tried` or the next rebuild brings them back.
+   */
+  front(k: number, usable: (id: string) => Candidate | undefined): Candidate[] {
+    const out: Candidate[] = [];
+    for (const id of this.order) {
+      if (out.length >= k) break;
+      const c = usable(id);
+      if (c) out.push(c);
+      else this.order.delete(id);
+    }
+    return out;
+  }
+
+  /** `ids` were tried now: to the back. */
+  tried(ids: string[]): void {
+    for (const id of ids) {
+      this.order.delete(id);
+      this.order.add(id);
+    }
+  }
+
+  get size(): number {
+    return this.order.size;
+  }
 }
 
 /**

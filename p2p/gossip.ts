@@ -137,6 +137,12 @@ export class GossipService {
   /** When a round last looked at every row (HOUSEKEEPING_MS). */
   private housekeptAt = Number.NEGATIVE_INFINITY;
   private readonly observed = new core.ObservedAddress();
+  /** The alive peers in try order (whom a round contacts, without reading every row). */
+  private readonly order = new core.TryOrder();
+  /** The content (JSON) this node's current record was built from: what the heartbeat compares. */
+  private selfContent: string | undefined;
+  /** Peers this node found suspect (a failed exchange): contacted every round while they stay so. */
+  private readonly suspects = new Set<string>();
   /** Version of this node's record each peer said it holds (the record is left out while equal). */
   private readonly peerHolds: core.PeerHolds;
   private readonly random: core.Random;
@@ -190,6 +196,10 @@ export class GossipService {
       offer: await this.deps.offer(),
       ...(this.deps.certPem ? { cert: this.deps.certPem } : {}),
     };
+    // the content built the same way as last time, as text: an unchanged heartbeat (nearly every round)
+    // ends here, without the canonical encoding of the record and its certificate nextRecord compares
+    const text = JSON.stringify(content);
+    if (!force && this.self && text === this.selfContent) return false;
     const record = core.nextRecord({
       content,
       current: this.self?.record,
@@ -198,6 +208,7 @@ export class GossipService {
       seen: peers.get(identity.nodeId)?.version ?? 0,
       now: clock.now(),
     });
+    this.selfContent = text;
     if (!record) return false;
     this.self = { record, signature: identity.signJson(record) };
     meta.set(META_VERSION, String(record.version));
@@ -534,18 +545,65 @@ export class GossipService {
     }));
   }
 
-  /** Whom to contact this round: suspects, the least recently contacted peers, and unknown seeds. */
+  /** The candidate of one live row (undefined for a tombstone or an id not held). */
+  private candidate(id: string): core.Candidate | undefined {
+    const row = this.deps.table.get(id);
+    if (!row || row.state === "dead") return undefined;
+    return {
+      id,
+      state: row.state,
+      lastTried: row.lastTried,
+      lastSeen: row.lastSeen,
+      record: id === this.nodeId ? undefined : this.deps.table.recordOf(row)?.record,
+    };
+  }
+
+  /**
+   * Whom to contact this round: suspects, the least recently contacted peers, and unknown seeds. A
+   * normal round reads only the suspects and the front of the try order (core.TryOrder), not every row.
+   */
   targets(all = false): core.Target[] {
-    const { config, peers } = this.deps;
-    return core.chooseTargets({
+    const { config, peers, table } = this.deps;
+    const choice = {
       self: this.nodeId,
-      peers: this.candidates(),
       seeds: peers.seeds(),
       fanout: config.gossipFanout,
       tls: config.tls,
-      all,
       random: this.random,
+    };
+    if (all) return core.chooseTargets({ ...choice, peers: this.candidates(), all });
+    this.order.sync(
+      table.digest(),
+      () => {
+        const live = this.candidates();
+        for (const c of live) if (c.state === "suspect") this.suspects.add(c.id);
+        return live.filter((c) => c.state === "alive");
+      },
+      this.random,
+    );
+    const suspects: core.Candidate[] = [];
+    for (const id of this.suspects) {
+      const c = this.candidate(id);
+      if (c?.state === "suspect") suspects.push(c);
+      else this.suspects.delete(id);
+    }
+    const dialable = (c: core.Candidate | undefined) =>
+      c?.state === "alive" && c.id !== this.nodeId && c.record?.addresses[0] && c.record.reach !== "relay";
+    const pool = this.order.front(Math.max(config.gossipFanout * 2, 4), (id) => {
+      const c = this.candidate(id);
+      return dialable(c) ? c : undefined;
     });
+    const chosen = core.chooseTargets({
+      ...choice,
+      peers: [...suspects, ...pool],
+      all: false,
+      known: (id) => {
+        const c = this.candidate(id);
+        return c?.state === "alive" && !!c.record;
+      },
+    });
+    this.order.tried(chosen.flatMap((t) => (t.id ? [t.id] : [])));
+    return chosen;
   }
 
   private declareDead(id: string): void {
@@ -632,6 +690,7 @@ export class GossipService {
             this.refused.push({ url: t.url, id: t.id, message: err.message });
           if (!t.id) return;
           const row = table.markFailure(t.id);
+          if (row) this.suspects.add(t.id);
           this.log.debug(`exchange with ${t.url} failed: ${(err as Error).message}`);
           if (row && core.deadAfterFailure(row, clock.now(), config.suspectTimeoutMs)) this.declareDead(t.id);
         }
