@@ -38,9 +38,12 @@ function isMissingInput(err: unknown): boolean {
   return err instanceof P2prcError && err.code === "E_NOT_FOUND" && err.field === "inputs";
 }
 
-/** An older node's refusal of a task's `outputs` field (its task schema is strict): outputs are fetched then. */
+/**
+ * An older node's refusal of a task's `outputs` field (its task schema is strict: `body: unknown field
+ * "outputs"`, field `body.outputs`): the outputs are fetched after the task then.
+ */
 function isOutputsRefused(err: unknown): boolean {
-  return err instanceof P2prcError && err.code === "E_INVALID" && /\boutputs\b/.test(err.message);
+  return err instanceof P2prcError && err.code === "E_INVALID" && err.field === "body.outputs";
 }
 
 /** One task's attempt as the worker runs it. */
@@ -81,6 +84,10 @@ export class NodeWorker {
   private readonly pool: (string | undefined)[];
   /** Each slot's container being made: the slot's tasks run in another ready container meanwhile. */
   private readonly making: (Promise<string> | undefined)[];
+  /** Set by cleanup(): creates still queued are not made. */
+  private ending = false;
+  /** The node's creates in a row (borrowing): the last one asked for. */
+  private creating: Promise<unknown> = Promise.resolve();
   /** Why a slot's container could not be made, until a task of the slot is told. */
   private readonly makeError: unknown[];
   /** The container each slot's running attempt uses (its own, or a borrowed one). */
@@ -193,7 +200,17 @@ export class NodeWorker {
       throw failed;
     }
     if (!this.making[slot]) {
-      const made = this.newContainer().then(
+      // borrowing, the node's creates go one after another: the first is up soonest (a dozen made at
+      // once on one engine all finish late), and the tasks in it share the engine with the next create
+      const next = () => {
+        // the pool's end came first (few tasks, or a cancel): not made at all
+        if (this.ending) throw new P2prcError("E_CONFLICT", "the batch has ended");
+        return this.newContainer();
+      };
+      const create = this.options.borrow
+        ? (this.creating = this.creating.then(next, next))
+        : this.newContainer();
+      const made = create.then(
         (id) => {
           this.pool[slot] = id;
           return id;
@@ -430,6 +447,7 @@ export class NodeWorker {
    * before it): the batch does not wait for the engine's removals.
    */
   async cleanup(): Promise<void> {
+    this.ending = true;
     const making = this.making.splice(0, this.making.length, ...this.making.map(() => undefined));
     await Promise.allSettled(making);
     const ids = this.pool.splice(0, this.pool.length, ...this.pool.map(() => undefined));
