@@ -207,9 +207,11 @@ export class NodeWorker {
         if (this.ending) throw new P2prcError("E_CONFLICT", "the batch has ended");
         return this.newContainer();
       };
-      const create = this.options.borrow
-        ? (this.creating = this.creating.then(next, next))
-        : this.newContainer();
+      let create: Promise<string>;
+      if (this.options.borrow) {
+        create = this.creating.then(next, next);
+        this.creating = create;
+      } else create = this.newContainer();
       const made = create.then(
         (id) => {
           this.pool[slot] = id;
