@@ -337,22 +337,15 @@ describe("a future's attempt on a node without the runtime route (an older p2prc
   test("falls back to a task, and asks that node's route no more", async () => {
     const clock = new ManualClock();
     const old = node("old", clock);
-    const deps = client(clock);
-    const asked: string[] = [];
-    const inner = deps.transport as NonNullable<ClientDeps["transport"]>;
-    deps.transport = {
-      ...inner,
-      send: async (to, path, init) => {
-        asked.push(path);
-        // what a node of before the route answers (its notFound)
-        if (path.endsWith("/futures/run"))
-          return Response.json(
-            { error: { code: "E_NOT_FOUND", message: `no route POST ${path}` } },
-            { status: 404 },
-          );
-        return inner.send(to, path, init);
-      },
-    };
+    const { deps, asked } = watched(clock, async (path, _init, send) => {
+      // what a node of before the route answers (its notFound)
+      if (path.endsWith("/futures/run"))
+        return Response.json(
+          { error: { code: "E_NOT_FOUND", message: `no route POST ${path}` } },
+          { status: 404 },
+        );
+      return send();
+    });
     const w = new NodeWorker({ url: old.url, name: old.name }, 1, job({ tasks: 1, outputs: [] }), 60, deps);
     for (const n of [1, 2]) {
       let reply = "";
