@@ -185,9 +185,9 @@ export class NodeWorker {
   }
 
   /**
-   * The container a slot's task runs in: the slot's own once it runs. While it is being made (all the
-   * slots' containers are made at once), the task runs in the first of the node's containers that is up:
-   * tasks start as soon as one container is, not when the slowest create of the pool returns.
+   * The container a slot's task runs in: the slot's own once it runs. With `borrow`, while it is being
+   * made (the node's creates one after another), the task runs in a container of the node that is up:
+   * tasks start as soon as one container is, not when the last create of the pool returns.
    */
   private async container(slot: number): Promise<string> {
     if (this.job.freshContainer) return this.newContainer();
