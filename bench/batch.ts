@@ -8,7 +8,11 @@
 //   docker run     `seq 200 | xargs -P4 ... docker run --rm IMAGE echo hello`; checked: 200 lines "hello"
 //   docker exec    the same 200 as `docker exec` 4 at a time into 4 warm containers (made beforehand,
 //                  untimed); checked: 200 lines "hello"
-// The four alternate (the order rotates), twice when the first round leaves time for a second.
+// The four alternate (the order rotates), twice when the first round leaves time for a second. p2prc's
+// time is split into pool start (call → first task done), tasks (first done → last) and pool end (last
+// done → runBatch returned: the nodes remove the pool after answering; the bench waits, untimed, until
+// they have, so the next way does not pay for it). BENCH_SWEEP=1,2,3,4 runs only p2prc (with and
+// without outputs) at each maxPerNode; BENCH_MAX_PER_NODE sets it for the side-by-side runs.
 // Then where one task's time goes: its requests replayed one at a time against one node, each timed;
 // and a batch with a shared input: the bytes its inputs took with the nodes' cache and without it.
 // Goals: p2prc+outputs / docker run ≤ 0.3; p2prc throughput / docker exec throughput ≥ 1.0.
@@ -194,6 +198,8 @@ interface P2prcRun {
   tailS: number;
   /** Seconds from the first task done to the last (the steady state: the pool made, tasks running). */
   spanS: number;
+  /** Seconds after runBatch returned until the nodes had removed the pool (untimed, waited for). */
+  removedS: number;
   /** This process's CPU (client and the 3 nodes together) per task, ms. */
   cpuMsPerTask: number;
   inputs: { sent: number; perTask: number; saved: number };
@@ -220,6 +226,19 @@ async function viaP2prc(
   });
   const end = performance.now();
   const cpu = process.cpuUsage(cpu0);
+  // the nodes remove the pool after answering: waited for here, untimed, so the next way measured
+  // does not pay for this one's removals
+  const removing0 = performance.now();
+  for (;;) {
+    const left = await Promise.all(
+      nodeIds.map((id) =>
+        docker.listContainers({ all: true, filters: { label: [`p2prc.node=${id}`] } }).catch(() => []),
+      ),
+    );
+    if (left.every((l) => l.length === 0) || performance.now() - removing0 > 60_000) break;
+    await sleep(100);
+  }
+  const removedS = (performance.now() - removing0) / 1000;
   const s = (end - t0) / 1000;
   if (result.resumed) throw new Error(`p2prc: the batch in ${outDir} was resumed, not new`);
   const bad: string[] = [];
@@ -251,6 +270,7 @@ async function viaP2prc(
     firstS: ((firstDone ?? end) - t0) / 1000,
     tailS: (end - lastDone) / 1000,
     spanS: (lastDone - (firstDone ?? lastDone)) / 1000,
+    removedS,
     cpuMsPerTask: (cpu.user + cpu.system) / 1000 / tasks,
     inputs: result.inputs,
   };
@@ -495,7 +515,8 @@ async function sweep(
     });
     const row =
       `maxPerNode ${n} (${n * NODES} slots): p2prc ${p.s.toFixed(2)} s (start ${p.firstS.toFixed(2)} / tasks ${p.spanS.toFixed(2)} / end ${p.tailS.toFixed(2)}, ` +
-      `steady ${((TASKS - 1) / Math.max(p.spanS, 1e-9)).toFixed(2)} tasks/s, task med ${p.medianTaskMs.toFixed(0)} ms, cpu ${p.cpuMsPerTask.toFixed(1)} ms/task); ` +
+      `steady ${((TASKS - 1) / Math.max(p.spanS, 1e-9)).toFixed(2)} tasks/s, task med ${p.medianTaskMs.toFixed(0)} ms, cpu ${p.cpuMsPerTask.toFixed(1)} ms/task, ` +
+      `removals done ${p.removedS.toFixed(2)} s after); ` +
       `+outputs ${o.s.toFixed(2)} s (steady ${((TASKS - 1) / Math.max(o.spanS, 1e-9)).toFixed(2)} tasks/s)`;
     console.log(row);
     rows.push(row);
@@ -661,7 +682,8 @@ async function main(): Promise<void> {
   for (const [i, p] of rounds.entries()) {
     const o = p.outputs;
     console.log(
-      `run ${i + 1} split, p2prc: pool start ${p.p2prc.firstS.toFixed(2)} s / tasks ${p.p2prc.spanS.toFixed(2)} s / pool end ${p.p2prc.tailS.toFixed(2)} s; ` +
+      `run ${i + 1} split, p2prc: pool start ${p.p2prc.firstS.toFixed(2)} s / tasks ${p.p2prc.spanS.toFixed(2)} s / pool end ${p.p2prc.tailS.toFixed(2)} s ` +
+        `(the nodes' removals done ${p.p2prc.removedS.toFixed(2)} s after, untimed); ` +
         `p2prc+outputs: ${o.firstS.toFixed(2)} / ${o.spanS.toFixed(2)} / ${o.tailS.toFixed(2)} s (steady ${((TASKS - 1) / Math.max(o.spanS, 1e-9)).toFixed(2)} tasks/s)`,
     );
   }
