@@ -3,19 +3,13 @@
 // back). It decides nothing: it reports how the attempt ended (scheduler.ts).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Clock, P2prcError, sha256Hex, taskReplyText, verifySignature } from "../../core/index.ts";
+import { type Clock, P2prcError } from "../../core/index.ts";
 import type { ClientDeps } from "../containers.ts";
-import {
-  type CreatedContainer,
-  connect,
-  type NodeClient,
-  type TaskReply,
-  type TaskReplyOutput,
-} from "../node-client.ts";
+import { type CreatedContainer, connect, type NodeClient, type TaskReply } from "../node-client.ts";
 import type { NodeTarget } from "../resolve.ts";
 import type { Job } from "./job.ts";
-import { isLeaseRefused, isLostContainer, isMissingPath, type TaskOutcome } from "./scheduler.ts";
-import { extractTar } from "./untar.ts";
+import { checkReply, isOutputsRefused, saveOutput } from "./outputs.ts";
+import { isLeaseRefused, isLostContainer, type TaskOutcome } from "./scheduler.ts";
 
 /** A job input as the client knows it: read from `path`, named by its content's SHA-256. */
 export interface BatchInput {
@@ -36,14 +30,6 @@ export interface InputTraffic {
 /** A node's missing input (evicted from its cache since it was uploaded): upload it again. */
 function isMissingInput(err: unknown): boolean {
   return err instanceof P2prcError && err.code === "E_NOT_FOUND" && err.field === "inputs";
-}
-
-/**
- * An older node's refusal of a task's `outputs` field (its task schema is strict: `body: unknown field
- * "outputs"`, field `body.outputs`): the outputs are fetched after the task then.
- */
-function isOutputsRefused(err: unknown): boolean {
-  return err instanceof P2prcError && err.code === "E_INVALID" && err.field === "body.outputs";
 }
 
 /** One task's attempt as the worker runs it. */
@@ -346,14 +332,14 @@ export class NodeWorker {
       const outDir = a.outDir;
       if (outDir === undefined)
         return { kind: "exited", exitCode: r.exitCode, durationMs: clock.now() - t0, missing: [] };
-      if (r.outputs) this.checkReply(r, containerId);
+      if (r.outputs) checkReply(r, containerId, this.id);
       mkdirSync(outDir, { recursive: true });
       writeFileSync(join(outDir, "stdout"), r.stdout);
       writeFileSync(join(outDir, "stderr"), r.stderr);
       const missing: string[] = [];
       const carried = new Map((r.outputs ?? []).map((o) => [o.path, o]));
       for (const out of outputs) {
-        if (!(await this.saveOutput(containerId, r.workingDir, out, carried.get(out), outDir)))
+        if (!(await saveOutput(this.client, containerId, r.workingDir, out, carried.get(out), outDir)))
           missing.push(out);
       }
       return { kind: "exited", exitCode: r.exitCode, durationMs: clock.now() - t0, missing };
@@ -387,60 +373,6 @@ export class NodeWorker {
       }
     }
     return this.client.runTask(containerId, task);
-  }
-
-  /**
-   * A reply that carries outputs: each included tar must hash to what the reply lists, and the node's
-   * signature (over stdout, stderr and those hashes) must be its own when the node is known by id.
-   */
-  private checkReply(r: TaskReply, containerId: string): void {
-    for (const o of r.outputs ?? []) {
-      if (o.state === "included" && sha256Hex(Buffer.from(o.tar, "base64")) !== o.sha256)
-        throw new P2prcError("E_FORBIDDEN", `output ${o.path}: its bytes do not match the reply's hash`, {
-          field: "outputs",
-        });
-    }
-    const nodeId = this.id;
-    if (nodeId && r.signature && !verifySignature(nodeId, taskReplyText({ ...r, containerId }), r.signature))
-      throw new P2prcError(
-        "E_FORBIDDEN",
-        `the reply is not signed by node ${nodeId.slice(0, 12)} (refused)`,
-        {
-          field: "signature",
-        },
-      );
-  }
-
-  /**
-   * Writes one output into `outDir`: from the reply when it carries it, else fetched from the container
-   * (too large for the reply, or an older node). False when the path is not there.
-   */
-  private async saveOutput(
-    containerId: string,
-    workingDir: string,
-    out: string,
-    carried: TaskReplyOutput | undefined,
-    outDir: string,
-  ): Promise<boolean> {
-    if (carried?.state === "missing") return false;
-    if (carried?.state === "included") {
-      await extractTar(new Blob([Buffer.from(carried.tar, "base64")]).stream(), outDir);
-      return true;
-    }
-    return this.fetchOutput(containerId, out.startsWith("/") ? out : `${workingDir}/${out}`, outDir);
-  }
-
-  /** Streams `path` out of the container into `outDir`; false when the node says the path is not there. */
-  private async fetchOutput(containerId: string, path: string, outDir: string): Promise<boolean> {
-    let tar: ReadableStream<Uint8Array>;
-    try {
-      tar = await this.client.getFilesStream(containerId, path);
-    } catch (err) {
-      if (isMissingPath(err)) return false;
-      throw err;
-    }
-    await extractTar(tar, outDir);
-    return true;
   }
 
   /**
