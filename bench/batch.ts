@@ -8,7 +8,11 @@
 //   docker run     `seq 200 | xargs -P4 ... docker run --rm IMAGE echo hello`; checked: 200 lines "hello"
 //   docker exec    the same 200 as `docker exec` 4 at a time into 4 warm containers (made beforehand,
 //                  untimed); checked: 200 lines "hello"
-// The four alternate (the order rotates), twice when the first round leaves time for a second.
+// The four alternate (the order rotates), twice when the first round leaves time for a second. p2prc's
+// time is split into pool start (call → first task done), tasks (first done → last) and pool end (last
+// done → runBatch returned: the nodes remove the pool after answering; the bench waits, untimed, until
+// they have, so the next way does not pay for it). BENCH_SWEEP=1,2,3,4 runs only p2prc (with and
+// without outputs) at each maxPerNode; BENCH_MAX_PER_NODE sets it for the side-by-side runs.
 // Then where one task's time goes: its requests replayed one at a time against one node, each timed;
 // and a batch with a shared input: the bytes its inputs took with the nodes' cache and without it.
 // Goals: p2prc+outputs / docker run ≤ 0.3; p2prc throughput / docker exec throughput ≥ 1.0.
@@ -38,6 +42,16 @@ const COMMAND = ["echo", "hello"];
 const TASKS = Number(process.env.BENCH_TASKS) || 200; // BENCH_TASKS for a quick check
 const NODES = 3;
 const PARALLEL = 4; // xargs -P
+/** Slots per node (the job's maxPerNode). */
+const MAX_PER_NODE = Number(process.env.BENCH_MAX_PER_NODE) || 4;
+/**
+ * BENCH_SWEEP=1,2,3,4: only p2prc, once per maxPerNode listed (the engine's best concurrency), then exit;
+ * each sweep run is followed by the same job with outputs.
+ */
+const SWEEP = (process.env.BENCH_SWEEP ?? "")
+  .split(",")
+  .filter(Boolean)
+  .map((n) => Number(n));
 /** p2prc+outputs time / docker run time. */
 const GOAL_RUN = 0.3;
 /** p2prc throughput / docker exec throughput. */
@@ -182,6 +196,10 @@ interface P2prcRun {
   firstS: number;
   /** Seconds from the last task done to runBatch's return (pool removed, results.json written). */
   tailS: number;
+  /** Seconds from the first task done to the last (the steady state: the pool made, tasks running). */
+  spanS: number;
+  /** Seconds after runBatch returned until the nodes had removed the pool (untimed, waited for). */
+  removedS: number;
   /** This process's CPU (client and the 3 nodes together) per task, ms. */
   cpuMsPerTask: number;
   inputs: { sent: number; perTask: number; saved: number };
@@ -208,6 +226,19 @@ async function viaP2prc(
   });
   const end = performance.now();
   const cpu = process.cpuUsage(cpu0);
+  // the nodes remove the pool after answering: waited for here, untimed, so the next way measured
+  // does not pay for this one's removals
+  const removing0 = performance.now();
+  for (;;) {
+    const left = await Promise.all(
+      nodeIds.map((id) =>
+        docker.listContainers({ all: true, filters: { label: [`p2prc.node=${id}`] } }).catch(() => []),
+      ),
+    );
+    if (left.every((l) => l.length === 0) || performance.now() - removing0 > 60_000) break;
+    await sleep(100);
+  }
+  const removedS = (performance.now() - removing0) / 1000;
   const s = (end - t0) / 1000;
   if (result.resumed) throw new Error(`p2prc: the batch in ${outDir} was resumed, not new`);
   const bad: string[] = [];
@@ -238,6 +269,8 @@ async function viaP2prc(
     medianTaskMs: median(ms),
     firstS: ((firstDone ?? end) - t0) / 1000,
     tailS: (end - lastDone) / 1000,
+    spanS: (lastDone - (firstDone ?? lastDone)) / 1000,
+    removedS,
     cpuMsPerTask: (cpu.user + cpu.system) / 1000 / tasks,
     inputs: result.inputs,
   };
@@ -457,6 +490,41 @@ async function engineExec(containerUrl: string, certPem: string | undefined): Pr
   return times;
 }
 
+/** p2prc's steady-state throughput (first task done → last) over docker exec's (all its tasks). */
+const steadyRatio = (r: { exec: number; p2prc: P2prcRun }) =>
+  (TASKS - 1) / Math.max(r.p2prc.spanS, 1e-9) / (TASKS / r.exec);
+
+/** BENCH_SWEEP: p2prc alone, then with outputs, at each maxPerNode listed; one row each. */
+async function sweep(
+  client: NodeOptions,
+  jobDir: string,
+  jobOf: (n: number) => object,
+  outputsOf: (n: number) => object,
+): Promise<void> {
+  const rows: string[] = [];
+  for (const n of SWEEP) {
+    checkInterrupted();
+    const plain = join(jobDir, `sweep-${n}.json`);
+    const withOutputs = join(jobDir, `sweep-outputs-${n}.json`);
+    writeFileSync(plain, `${JSON.stringify(jobOf(n))}\n`);
+    writeFileSync(withOutputs, `${JSON.stringify(outputsOf(n))}\n`);
+    const p = await viaP2prc(client, plain, join(work, `sweep${n}`));
+    const o = await viaP2prc(client, withOutputs, join(work, `sweep-outputs${n}`), {
+      file: "out.txt",
+      expected: "hello\n",
+    });
+    const row =
+      `maxPerNode ${n} (${n * NODES} slots): p2prc ${p.s.toFixed(2)} s (start ${p.firstS.toFixed(2)} / tasks ${p.spanS.toFixed(2)} / end ${p.tailS.toFixed(2)}, ` +
+      `steady ${((TASKS - 1) / Math.max(p.spanS, 1e-9)).toFixed(2)} tasks/s, task med ${p.medianTaskMs.toFixed(0)} ms, cpu ${p.cpuMsPerTask.toFixed(1)} ms/task, ` +
+      `removals done ${p.removedS.toFixed(2)} s after); ` +
+      `+outputs ${o.s.toFixed(2)} s (steady ${((TASKS - 1) / Math.max(o.spanS, 1e-9)).toFixed(2)} tasks/s)`;
+    console.log(row);
+    rows.push(row);
+  }
+  console.log(`sweep: ${TASKS} × \`${COMMAND.join(" ")}\` over ${NODES} in-process nodes on one engine`);
+  for (const r of rows) console.log(r);
+}
+
 // ---- main ----------------------------------------------------------------------------------------
 
 const WAYS = ["docker run", "docker exec", "p2prc", "p2prc+outputs"] as const;
@@ -476,12 +544,16 @@ async function main(): Promise<void> {
   const jobDir = join(work, "job");
   mkdirSync(jobDir);
   const jobPath = join(jobDir, "job.json");
-  writeFileSync(jobPath, `${JSON.stringify({ image: IMAGE, command: COMMAND, tasks: TASKS })}\n`);
+  const jobOf = (maxPerNode: number) => ({ image: IMAGE, command: COMMAND, tasks: TASKS, maxPerNode });
+  const outputsOf = (maxPerNode: number) => ({
+    ...jobOf(maxPerNode),
+    command: ["sh", "-c", "echo hello > out.txt"],
+    outputs: ["out.txt"],
+  });
+  writeFileSync(jobPath, `${JSON.stringify(jobOf(MAX_PER_NODE))}\n`);
   const outputsPath = join(jobDir, "outputs.json");
-  writeFileSync(
-    outputsPath,
-    `${JSON.stringify({ image: IMAGE, command: ["sh", "-c", "echo hello > out.txt"], tasks: TASKS, outputs: ["out.txt"] })}\n`,
-  );
+  writeFileSync(outputsPath, `${JSON.stringify(outputsOf(MAX_PER_NODE))}\n`);
+  if (SWEEP.length > 0) return sweep(client, jobDir, jobOf, outputsOf);
   // one untimed docker run, so neither side pays for a cold CLI / engine path in its first run
   const warm = Bun.spawnSync(["docker", "run", "--rm", IMAGE, "true"], { env, timeout: 30_000 });
   if (warm.exitCode !== 0) throw new Error(`docker run --rm ${IMAGE} true: exit ${warm.exitCode}`);
@@ -546,7 +618,7 @@ async function main(): Promise<void> {
     `batch: ${TASKS} × \`${COMMAND.join(" ")}\` in ${IMAGE}, engine ${engineVersion} at ${DOCKER_HOST}`,
   );
   console.log(
-    `p2prc: runBatch over ${NODES} in-process nodes (maxPerNode 4 → ${NODES * 4} slots, warm pool); ` +
+    `p2prc: runBatch over ${NODES} in-process nodes (maxPerNode ${MAX_PER_NODE} → ${NODES * MAX_PER_NODE} slots, warm pool); ` +
       `docker run: seq ${TASKS} | xargs -P${PARALLEL} docker run --rm; docker exec: xargs -P${PARALLEL} docker exec into ${PARALLEL} warm containers`,
   );
   const nodeNames = Array.from({ length: NODES }, (_, i) => `b${i}`);
@@ -560,7 +632,9 @@ async function main(): Promise<void> {
     "p2prc/exec tput",
     "task med ms",
     "1st done s",
+    "steady s",
     "tail s",
+    "steady/exec tput",
     "cpu ms/task",
     ...nodeNames,
   ];
@@ -574,7 +648,9 @@ async function main(): Promise<void> {
     (p.exec / p.p2prc.s).toFixed(3),
     p.p2prc.medianTaskMs.toFixed(0),
     p.p2prc.firstS.toFixed(2),
+    p.p2prc.spanS.toFixed(2),
     p.p2prc.tailS.toFixed(2),
+    steadyRatio(p).toFixed(3),
     p.p2prc.cpuMsPerTask.toFixed(1),
     ...nodeNames.map((n) => String(p.p2prc.perNode[n] ?? 0)),
   ]);
@@ -597,10 +673,20 @@ async function main(): Promise<void> {
     );
   }
   console.log(
-    "task med ms: runBatch's per-task duration (slot taken → result written); 1st done s: call → first task " +
-      "done (pool containers created on the way); tail s: last task done → runBatch returned (pool removed); " +
-      "cpu ms/task: this process (client + 3 nodes) per task",
+    "task med ms: runBatch's per-task duration (slot taken → result written); p2prc s = 1st done s + steady s + " +
+      "tail s: 1st done: call → first task done (pool start: its first container made, the others made while " +
+      "tasks run); steady: first task done → last; tail: last task done → runBatch returned (pool end: the " +
+      "nodes remove it after answering); steady/exec tput: p2prc's tasks per second in the steady state over " +
+      "docker exec's; cpu ms/task: this process (client + 3 nodes) per task",
   );
+  for (const [i, p] of rounds.entries()) {
+    const o = p.outputs;
+    console.log(
+      `run ${i + 1} split, p2prc: pool start ${p.p2prc.firstS.toFixed(2)} s / tasks ${p.p2prc.spanS.toFixed(2)} s / pool end ${p.p2prc.tailS.toFixed(2)} s ` +
+        `(the nodes' removals done ${p.p2prc.removedS.toFixed(2)} s after, untimed); ` +
+        `p2prc+outputs: ${o.firstS.toFixed(2)} / ${o.spanS.toFixed(2)} / ${o.tailS.toFixed(2)} s (steady ${((TASKS - 1) / Math.max(o.spanS, 1e-9)).toFixed(2)} tasks/s)`,
+    );
+  }
 
   console.log(
     `one task's steps on b0, one at a time (median of ${STEP_RUNS} after a warm-up; the pool container's create, once per slot: ${createMs.toFixed(0)} ms):`,

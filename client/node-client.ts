@@ -38,8 +38,15 @@ export interface ExecReply {
 }
 
 /** What a node answers for a batch task: the exec's result and the directory the task ran in. */
+/** An output a task's reply carries (the node's TaskOutput): its tar in base64 when included. */
+export type TaskReplyOutput =
+  | { path: string; state: "included"; sha256: string; tar: string }
+  | { path: string; state: "missing" | "tooLarge" };
+
 export interface TaskReply extends ExecReply {
   workingDir: string;
+  /** The outputs the request named, when the node carries them in its reply (older nodes do not). */
+  outputs?: TaskReplyOutput[];
   /** The node's signature over core's taskReplyText of this reply (nodes that have a key sign). */
   signature?: string;
 }
@@ -85,6 +92,17 @@ export class NodeClient {
   }
   async removeContainer(containerId: string): Promise<void> {
     await this.api.v1.containers[":id"].$delete(id(containerId));
+  }
+  /**
+   * Asks the node to remove a container behind its answer (its lease ends before the node answers 202,
+   * so it goes even if the node stops first). True when the node took it so; false when it removed it
+   * before answering (an older node ignores the query).
+   */
+  async removeContainerInBackground(containerId: string): Promise<boolean> {
+    const path = `/v1/containers/${encodeURIComponent(containerId)}?background=1`;
+    const res = await this.peer.request(this.node, path, { method: "DELETE" });
+    await res.arrayBuffer();
+    return res.status === 202;
   }
   /** The caller's containers on the node (a node's admin gets every container). */
   async listContainers() {
@@ -170,6 +188,7 @@ export class NodeClient {
       env?: Record<string, string>;
       timeoutSeconds?: number;
       inputs?: { name: string; digest: string }[];
+      outputs?: string[];
     },
   ): Promise<TaskReply> {
     const timeoutMs = ((task.timeoutSeconds ?? 600) + 10) * 1000;

@@ -17,10 +17,13 @@ export interface SignedTaskFields {
   stdout: string;
   stderr: string;
   timedOut?: boolean | undefined;
+  /** The task's outputs carried in the reply (batch tasks that named some): each one's state and tar hash. */
+  outputs?: { path: string; state: string; sha256?: string }[] | undefined;
 }
 
 /**
- * The text a node signs about a task it ran: the container, the exit, and the SHA-256 of each output.
+ * The text a node signs about a task it ran: the container, the exit, the SHA-256 of stdout and stderr,
+ * and of each output file's tar carried in the reply.
  * A caller that put a nonce of its own in the task's output knows the reply is the answer to its request.
  */
 export function taskReplyText(r: SignedTaskFields): string {
@@ -31,5 +34,7 @@ export function taskReplyText(r: SignedTaskFields): string {
     r.timedOut ? "timed-out" : "exited",
     sha256Hex(r.stdout),
     sha256Hex(r.stderr),
+    // one line per output, only when the reply has outputs: a reply without them signs the same text as before
+    ...(r.outputs ?? []).map((o) => `output ${o.state} ${o.sha256 ?? "-"} ${JSON.stringify(o.path)}`),
   ].join("\n");
 }

@@ -112,6 +112,8 @@ export class ContainerService {
   private firstReconcile: Promise<unknown> = Promise.resolve();
   /** Whether the log said that the engine has no writable-layer quota. */
   private toldNoQuota = false;
+  /** Removals answered already and still running (removeInBackground). */
+  private readonly removing = new Set<Promise<void>>();
   /** Containers the node removed on its own (lease, disk), by id, oldest first. */
   private readonly removedReasons = new Map<string, { name: string; owner: string; reason: string }>();
 
@@ -506,6 +508,34 @@ export class ContainerService {
     await this.deps.engine.remove(rec.id);
     this.deps.records.remove(rec.id);
     this.log.info(`removed ${rec.name} (${rec.id.slice(0, 12)}) on request of ${caller.id}`);
+  }
+
+  /**
+   * Removes a container after the caller is answered (`DELETE /:id?background=1`: a batch's pool at its
+   * end). Its lease ends now, before the answer: if the removal fails, or the node stops before it is
+   * done, the next reconcile pass removes it as an expired container. `settled()` waits for these.
+   */
+  async removeInBackground(idOrName: string, caller: Caller): Promise<void> {
+    await this.ready();
+    const { engine, records, clock } = this.deps;
+    const rec = this.record(idOrName, caller);
+    records.setExpiry(rec.id, clock.now());
+    const removal: Promise<void> = engine
+      .remove(rec.id)
+      .then(
+        () => {
+          records.remove(rec.id);
+          this.log.info(`removed ${rec.name} (${rec.id.slice(0, 12)}) on request of ${caller.id}`);
+        },
+        (err) => this.log.warn(`remove ${rec.name}: ${err} (its lease has ended: reconcile removes it)`),
+      )
+      .finally(() => this.removing.delete(removal));
+    this.removing.add(removal);
+  }
+
+  /** Waits for the removals answered before they were done (a node's stop, before its store closes). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.removing]);
   }
 
   /**

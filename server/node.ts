@@ -214,6 +214,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       waiting = false;
       server.stop(true);
       await images?.close();
+      await containers.settled();
       await reconciler.idle();
       log.info("stopped");
     })();

@@ -109,6 +109,22 @@ function build() {
         )
         .check(z.maxLength(256)),
     ),
+    /**
+     * Files or directories to send back in the reply (relative to the task's directory, or absolute), as
+     * tars up to a total cap; a node without this field refuses it (its schema is strict).
+     */
+    outputs: z.optional(
+      z
+        .array(
+          z.string().check(
+            z.minLength(1),
+            z.maxLength(4096),
+            z.refine((p) => !p.includes("\0"), "no NUL byte"),
+            z.refine((p) => !p.split("/").includes(".."), "no '..' segment"),
+          ),
+        )
+        .check(z.maxLength(64)),
+    ),
   });
 
   /** POST /v1/inputs/check body: which of these the caller has not uploaded to this node. */

@@ -28,6 +28,18 @@ const cli = (args: string[]) => spawnCli(args).done;
 
 /** The node's containers, as its engine lists them. */
 const onEngine = () => docker.listContainers({ all: true, filters: { label: [`p2prc.node=${nodeId}`] } });
+/**
+ * The node's containers once the node has done removing them: a batch's pool goes right after the node
+ * answered (DELETE ?background=1), so the client may exit before the engine is done.
+ */
+const onEngineSettled = async () => {
+  await waitFor(
+    "the node's removals",
+    async () => ((await onEngine()).length ? undefined : true),
+    30_000,
+  ).catch(() => undefined);
+  return onEngine();
+};
 
 /** A job whose tasks sleep for the seconds in delay.txt (an input: the job's text, so its key, stays the same). */
 function sleepyJob(name: string, delay: number, tasks: number) {
@@ -150,7 +162,7 @@ describe("batch control", () => {
     expect(r.code).toBe(130);
     expect(r.err).toContain("cancelling");
     expect(r.out).toContain("cancelled: 0 done, 0 failed, 6 left; resume with: p2prc batch");
-    expect(await onEngine()).toEqual([]);
+    expect(await onEngineSettled()).toEqual([]);
     // nothing left that --tc would have to list
     const tc = await cli(["--tc", "--json"]);
     expect(JSON.parse(tc.out)).toEqual([]);
@@ -168,7 +180,7 @@ describe("batch control", () => {
     // the attempts the cancel interrupted do not count
     const rows = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { attempts: number }[];
     expect(rows.map((t) => t.attempts)).toEqual([1, 1, 1, 1, 1, 1]);
-    expect(await onEngine()).toEqual([]);
+    expect(await onEngineSettled()).toEqual([]);
   }, 90_000);
 
   test("a second Ctrl-C exits at once", async () => {

@@ -247,12 +247,18 @@ describe("batch on three nodes", () => {
     // no failures, so no retries; and every node took part
     expect(rows.every((x) => x.attempts === 1)).toBe(true);
     expect(new Set(rows.map((x) => x.node))).toEqual(new Set(NAMES));
-    // the job's warm containers are gone when it ends (listed by each node's admin, who sees them all)
+    // the job's warm containers are gone once it ends (listed by each node's admin, who sees them all):
+    // the nodes remove them right after answering the batch's last requests (DELETE ?background=1)
     for (const n of nodes) {
-      const { containers } = (await (await signedFetch(n.key, `${n.url}/v1/containers`)).json()) as {
-        containers: unknown[];
-      };
-      expect(containers).toEqual([]);
+      const list = async () =>
+        ((await (await signedFetch(n.key, `${n.url}/v1/containers`)).json()) as { containers: unknown[] })
+          .containers;
+      await waitFor(
+        "the warm containers removed",
+        async () => ((await list()).length ? undefined : true),
+        30_000,
+      );
+      expect(await list()).toEqual([]);
     }
   }, 60_000);
 

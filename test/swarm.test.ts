@@ -362,6 +362,10 @@ describe("a p2prc node in front of the swarm", () => {
       machines.add(machine as string);
     }
     expect([...machines].sort()).toEqual(lab.machines.map((m) => lab.nodeId(m)).sort());
+    // the node removes the batch's pool right after answering (DELETE ?background=1): waited for
+    await waitFor("the pool removed", async () => (servicesOfNode().length ? undefined : true), 30_000).catch(
+      () => undefined,
+    );
     expect(servicesOfNode()).toEqual([]);
   }, 120_000);
 

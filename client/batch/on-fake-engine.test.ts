@@ -39,8 +39,9 @@ function node(
   name: string,
   clock: ManualClock,
   execFaults?: (c: FakeExecCall) => FakeExecFaults | undefined,
+  Engine: typeof FakeEngine = FakeEngine,
 ) {
-  const engine = new FakeEngine({ clock, execFaults });
+  const engine = new Engine({ clock, execFaults });
   const { app } = testServerApp({
     engine,
     records: openStore(":memory:").containers,
@@ -336,22 +337,15 @@ describe("a future's attempt on a node without the runtime route (an older p2prc
   test("falls back to a task, and asks that node's route no more", async () => {
     const clock = new ManualClock();
     const old = node("old", clock);
-    const deps = client(clock);
-    const asked: string[] = [];
-    const inner = deps.transport as NonNullable<ClientDeps["transport"]>;
-    deps.transport = {
-      ...inner,
-      send: async (to, path, init) => {
-        asked.push(path);
-        // what a node of before the route answers (its notFound)
-        if (path.endsWith("/futures/run"))
-          return Response.json(
-            { error: { code: "E_NOT_FOUND", message: `no route POST ${path}` } },
-            { status: 404 },
-          );
-        return inner.send(to, path, init);
-      },
-    };
+    const { deps, asked } = watched(clock, async (path, _init, send) => {
+      // what a node of before the route answers (its notFound)
+      if (path.endsWith("/futures/run"))
+        return Response.json(
+          { error: { code: "E_NOT_FOUND", message: `no route POST ${path}` } },
+          { status: 404 },
+        );
+      return send();
+    });
     const w = new NodeWorker({ url: old.url, name: old.name }, 1, job({ tasks: 1, outputs: [] }), 60, deps);
     for (const n of [1, 2]) {
       let reply = "";
@@ -376,5 +370,136 @@ describe("a future's attempt on a node without the runtime route (an older p2prc
     expect(asked.filter((p) => p.endsWith("/futures/run")).length).toBe(1);
     expect(asked.filter((p) => p.endsWith("/tasks")).length).toBe(2);
     await w.cleanup();
+  });
+});
+
+/** A FakeEngine whose creates after the first, and whose removals, wait until their gate opens. */
+class GatedEngine extends FakeEngine {
+  private creates = 0;
+  readonly createGate = Promise.withResolvers<void>();
+  readonly removeGate = Promise.withResolvers<void>();
+  override async create(spec: Parameters<FakeEngine["create"]>[0]): Promise<string> {
+    if (this.creates++ > 0) await this.createGate.promise;
+    return super.create(spec);
+  }
+  override async remove(id: string): Promise<void> {
+    await this.removeGate.promise;
+    return super.remove(id);
+  }
+}
+
+/** The client's requests (method and path) as they leave, and `deps` that sends through `rewrite` first. */
+function watched(
+  clock: ManualClock,
+  rewrite?: (path: string, init: RequestInit, send: () => Promise<Response>) => Promise<Response>,
+) {
+  const deps = client(clock);
+  const asked: string[] = [];
+  const inner = deps.transport as NonNullable<ClientDeps["transport"]>;
+  deps.transport = {
+    ...inner,
+    send: async (to, path, init) => {
+      asked.push(`${init.method ?? "GET"} ${path}`);
+      const send = () => inner.send(to, path, init);
+      return rewrite ? rewrite(path, init, send) : send();
+    },
+  };
+  return { deps, asked };
+}
+
+describe("outputs in the task's reply", () => {
+  test("one request per task: the outputs come with the task's answer, no file fetch", async () => {
+    const clock = new ManualClock();
+    const a = node("a", clock);
+    const { deps, asked } = watched(clock);
+    const r = await run(
+      clock,
+      job({ tasks: 6, maxPerNode: 2, outputs: ["out.txt", "never.txt"] }),
+      [a],
+      deps,
+    );
+    for (const t of r.results) {
+      expect(t).toMatchObject({ state: "done", error: "missing outputs: never.txt" });
+      expect(readFileSync(join(r.outDir, String(t.index), "out.txt"), "utf8")).toBe(`task ${t.index}\n`);
+    }
+    expect(asked.filter((p) => p.includes("/files"))).toEqual([]);
+    expect(asked.filter((p) => p.startsWith("POST") && p.endsWith("/tasks")).length).toBe(6);
+  });
+
+  test("an older node refuses the field: the task runs without it and its outputs are fetched; asked once", async () => {
+    const clock = new ManualClock();
+    const old = node("old", clock);
+    const { deps, asked } = watched(clock, async (path, init, send) => {
+      // what a node of before the field answers (its task schema is strict)
+      if (path.endsWith("/tasks") && String(init.body).includes('"outputs"'))
+        return Response.json(
+          { error: { code: "E_INVALID", message: 'body: unknown field "outputs"', field: "body.outputs" } },
+          { status: 400 },
+        );
+      return send();
+    });
+    const r = await run(clock, job({ tasks: 4, maxPerNode: 1 }), [old], deps);
+    for (const t of r.results) {
+      expect(t).toMatchObject({ state: "done", attempts: 1 });
+      expect(readFileSync(join(r.outDir, String(t.index), "out.txt"), "utf8")).toBe(`task ${t.index}\n`);
+    }
+    expect(asked.filter((p) => p.endsWith("/tasks")).length).toBe(5);
+    expect(asked.filter((p) => p.includes("/files?")).length).toBe(4);
+  });
+
+  test("an output whose bytes do not match the reply's hash is refused", async () => {
+    const clock = new ManualClock();
+    const a = node("a", clock);
+    const { deps } = watched(clock, async (path, _init, send) => {
+      const res = await send();
+      if (!path.endsWith("/tasks") || res.status !== 200) return res;
+      const body = (await res.json()) as { outputs?: { tar?: string }[] };
+      for (const o of body.outputs ?? []) if (o.tar) o.tar = Buffer.from("forged").toString("base64");
+      return Response.json(body);
+    });
+    const r = await run(clock, job({ tasks: 1, retries: 0 }), [a], deps);
+    expect(r.results[0]).toMatchObject({ state: "failed" });
+    expect(r.results[0]?.error).toContain("do not match the reply's hash");
+  });
+});
+
+describe("the warm pool's start and end", () => {
+  test("tasks start in the first container up while the slots' others are still being made", async () => {
+    const clock = new ManualClock();
+    const used = new Set<string>();
+    const a = node("a", clock, (c) => void used.add(c.id), GatedEngine);
+    const engine = a.engine as GatedEngine;
+    const done: number[] = [];
+    const batch = run(clock, job({ tasks: 6, maxPerNode: 3 }), [a], client(clock), undefined, {
+      onProgress: (p) => {
+        if (p.event?.state === "done") done.push(p.event.index);
+        if (done.length === 6) engine.createGate.resolve();
+      },
+    });
+    engine.removeGate.resolve();
+    const r = await batch;
+    expect(r.results.every((t) => t.state === "done")).toBe(true);
+    // all six ran before the 2nd and 3rd creates returned: in the one container that was up
+    expect(used.size).toBe(1);
+    expect((await a.engine.listByLabel("p2prc.node")).length).toBe(0);
+  });
+
+  test("runBatch returns before the node's engine removes the pool; the node removes it after", async () => {
+    const clock = new ManualClock();
+    const a = node("a", clock, undefined, GatedEngine);
+    const engine = a.engine as GatedEngine;
+    engine.createGate.resolve();
+    const { deps, asked } = watched(clock);
+    const r = await run(clock, job({ tasks: 4, maxPerNode: 2 }), [a], deps);
+    expect(r.results.every((t) => t.state === "done")).toBe(true);
+    const deletes = asked.filter((p) => p.startsWith("DELETE"));
+    expect(deletes.length).toBe(2);
+    for (const d of deletes) expect(d).toEndWith("?background=1");
+    // the client is done (a CLI would exit here): the containers are still there, untracked by it
+    expect((await a.engine.listByLabel("p2prc.node")).length).toBe(2);
+    expect(deps.tracking.tracked().length).toBe(0);
+    engine.removeGate.resolve();
+    for (let i = 0; i < 100 && (await a.engine.listByLabel("p2prc.node")).length > 0; i++) await Bun.sleep(1);
+    expect((await a.engine.listByLabel("p2prc.node")).length).toBe(0);
   });
 });

@@ -109,7 +109,9 @@ export async function runBatch(deps: ClientDeps, o: BatchOptions): Promise<Batch
     total,
     slots.reduce((a, b) => a + b, 0),
   );
-  const workers = o.nodes.map((t, i) => new NodeWorker(t, slots[i] ?? 1, job, ttlSeconds, deps));
+  const workers = o.nodes.map(
+    (t, i) => new NodeWorker(t, slots[i] ?? 1, job, ttlSeconds, deps, { borrow: true }),
+  );
   const state = initialState(
     rows,
     workers.map((w) => ({ label: w.label, slots: w.slots })),

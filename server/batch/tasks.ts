@@ -11,6 +11,7 @@ import type { ContainerEngine, ExecResult } from "../engine/index.ts";
 import { type StreamEntry, tarStream } from "../tar.ts";
 import type { TaskRequest } from "../types.ts";
 import type { InputCache } from "./cache.ts";
+import { collectOutputs, type TaskOutput } from "./outputs.ts";
 
 /** The parent of the task directories, and the container's copy of its inputs (paths without the `/`). */
 const TASKS = "p2prc-task";
@@ -23,8 +24,11 @@ const MAX_CONTAINERS = 4096;
 /** Most bytes kept of each of stdout and stderr (as the exec route). */
 const MAX_OUTPUT_BYTES = 8 * 1024 * 1024;
 
-/** What a task answers: the exec's result and the directory it ran in (outputs are relative to it). */
-export type TaskResult = ExecResult & { workingDir: string };
+/**
+ * What a task answers: the exec's result, the directory it ran in (outputs are relative to it) and, when
+ * the request named outputs, each of them (a task that timed out has none).
+ */
+export type TaskResult = ExecResult & { workingDir: string; outputs?: TaskOutput[] };
 
 export interface TaskServiceDeps {
   /** Whose container it is (a member reaches only its own). */
@@ -78,7 +82,9 @@ export class TaskService {
         this.prepared.delete(rec.id);
         continue;
       }
-      return { ...r, workingDir };
+      if (req.outputs === undefined || r.timedOut) return { ...r, workingDir };
+      const outputs = await collectOutputs(this.deps.engine, rec.id, workingDir, req.outputs);
+      return { ...r, workingDir, outputs };
     }
   }
 

@@ -21,7 +21,7 @@ import {
 
 const z = zod();
 const IdSchema = z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "a container id or name"));
-const FollowSchema = z.enum(["", "0", "1", "true", "false"], "1, 0, true or false");
+const FlagSchema = z.enum(["", "0", "1", "true", "false"], "1, 0, true or false");
 
 const tooLarge = (limit: string) => () => {
   throw new P2prcError("E_INVALID", `body: larger than ${limit}`, { field: "body" });
@@ -73,6 +73,12 @@ export function containerRoutes(o: ContainerRoutesOptions) {
     .delete("/:id", async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
       const target = id(c.req.param("id"));
+      // ?background=1: answered once the lease has ended, removed behind (a node without it removes first)
+      const background = parseValue("background", FlagSchema, c.req.query("background") ?? "0");
+      if (background === "1" || background === "true") {
+        await service.removeInBackground(target, caller);
+        return c.json({ removing: target }, 202);
+      }
       await service.remove(target, caller);
       return c.json({ removed: target });
     })
@@ -93,7 +99,7 @@ export function containerRoutes(o: ContainerRoutesOptions) {
     })
     .get("/:id/logs", async (c) => {
       const caller = requireCaller(c, o.resolveCaller);
-      const follow = parseValue("follow", FollowSchema, c.req.query("follow") ?? "0");
+      const follow = parseValue("follow", FlagSchema, c.req.query("follow") ?? "0");
       const following = follow === "1" || follow === "true";
       const q = LogsQuerySchema;
       const tail = parseValue("tail", q.tail, c.req.query("tail") ?? "all");

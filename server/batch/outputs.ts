@@ -1,0 +1,67 @@
+// A task's declared outputs, sent back in the task's own reply: each read out of the container as the tar
+// the files route would stream (one engine call each, no round trip of the caller's), up to a cap on the
+// reply's total; an output past the cap is named `tooLarge` and the caller fetches it as before.
+import { createHash } from "node:crypto";
+import { P2prcError } from "../../core/index.ts";
+import type { ContainerEngine } from "../engine/index.ts";
+
+/** Most tar bytes of all a task's outputs carried in its reply together. */
+export const MAX_INLINE_OUTPUT_BYTES = 4 * 1024 * 1024;
+
+/** One declared output as a task's reply carries it (`tar`: the archive in base64; `sha256`: of its bytes). */
+export type TaskOutput =
+  | { path: string; state: "included"; sha256: string; tar: string }
+  | { path: string; state: "missing" }
+  | { path: string; state: "tooLarge" };
+
+/** Reads `stream` whole, or stops (and cancels it) once it holds more than `cap` bytes: undefined then. */
+async function readCapped(stream: ReadableStream<Uint8Array>, cap: number): Promise<Uint8Array | undefined> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > cap) {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** The outputs of a task that ran in `workingDir` (a relative path is relative to it), in the order asked. */
+export async function collectOutputs(
+  engine: ContainerEngine,
+  containerId: string,
+  workingDir: string,
+  paths: string[],
+  cap = MAX_INLINE_OUTPUT_BYTES,
+): Promise<TaskOutput[]> {
+  const out: TaskOutput[] = [];
+  let left = cap;
+  for (const path of paths) {
+    const full = path.startsWith("/") ? path : `${workingDir}/${path}`;
+    let stream: ReadableStream<Uint8Array>;
+    try {
+      stream = await engine.getArchive(containerId, full);
+    } catch (err) {
+      if (err instanceof P2prcError && err.code === "E_NOT_FOUND" && err.field === "path") {
+        out.push({ path, state: "missing" });
+        continue;
+      }
+      throw err;
+    }
+    const tar = await readCapped(stream, left);
+    if (!tar) {
+      out.push({ path, state: "tooLarge" });
+      continue;
+    }
+    left -= tar.byteLength;
+    const sha256 = createHash("sha256").update(tar).digest("hex");
+    out.push({ path, state: "included", sha256, tar: Buffer.from(tar).toString("base64") });
+  }
+  return out;
+}
