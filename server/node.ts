@@ -216,6 +216,9 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       await images?.close();
       await containers.settled();
       await reconciler.idle();
+      await reconciler
+        .releaseNetworks()
+        .catch((err) => log.warn(`networks not released: ${(err as Error).message}`));
       log.info("stopped");
     })();
     return stopping;

@@ -167,9 +167,12 @@ export class Reconciler {
    * Removes the networks of owners that have had no container on this node for networkIdleMs (not while
    * a create runs; a create that races the removal makes the network again).
    */
-  private async removeUnusedNetworks(report: ReconcileReport, creating: ReadonlySet<string>): Promise<void> {
+  private async removeUnusedNetworks(
+    report: ReconcileReport,
+    creating: ReadonlySet<string>,
+    idleMs = this.deps.networkIdleMs ?? 60_000,
+  ): Promise<void> {
     const { engine, nodeId, clock } = this.deps;
-    const idleMs = this.deps.networkIdleMs ?? 60_000;
     const networks = await engine.listNetworks(`${LABELS.node}=${nodeId}`);
     const owners = networks.some((n) => n.containers === 0)
       ? new Set((await engine.listByLabel(`${LABELS.node}=${nodeId}`)).map((c) => c.labels[LABELS.owner]))
@@ -191,6 +194,25 @@ export class Reconciler {
       }
     }
     for (const name of this.idleSince.keys()) if (!seen.has(name)) this.idleSince.delete(name);
+  }
+
+  /**
+   * At a node's stop: removes the networks of owners with no container on this node now, without waiting
+   * for networkIdleMs (no later pass would: a node that stops for good, or comes back under another id,
+   * would leave them, and the engine's address pools run out after a few dozen). Returns their names.
+   */
+  async releaseNetworks(): Promise<string[]> {
+    const report: ReconcileReport = {
+      forgotten: [],
+      adopted: [],
+      removedOrphans: [],
+      expired: [],
+      overDisk: [],
+      networks: [],
+    };
+    await this.removeUnusedNetworks(report, this.deps.creating(), 0);
+    if (report.networks.length) this.log.info(`networks: ${report.networks.join(", ")}`);
+    return report.networks;
   }
 
   /** Runs a pass every `intervalMs`; errors are logged, never thrown. */
