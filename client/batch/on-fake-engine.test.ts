@@ -10,6 +10,7 @@ import { FakeEngine, type FakeExecCall, type FakeExecFaults } from "../../server
 import { testServerApp } from "../../server/fixtures.ts";
 import { openStore } from "../../store/index.ts";
 import type { ClientDeps } from "../containers.ts";
+import type { NodeTarget } from "../resolve.ts";
 import { type Job, JobSchema } from "./job.ts";
 import { type BatchOptions, runBatch } from "./runner.ts";
 import type { BatchProgress } from "./scheduler.ts";
@@ -502,4 +503,45 @@ describe("the warm pool's start and end", () => {
     for (let i = 0; i < 100 && (await a.engine.listByLabel("p2prc.node")).length > 0; i++) await Bun.sleep(1);
     expect((await a.engine.listByLabel("p2prc.node")).length).toBe(0);
   });
+});
+
+/** A FakeEngine that records how many creates were in flight at once. */
+class ConcurrencyEngine extends FakeEngine {
+  inFlight = 0;
+  most = 0;
+  override async create(spec: Parameters<FakeEngine["create"]>[0]): Promise<string> {
+    this.most = Math.max(this.most, ++this.inFlight);
+    try {
+      await Bun.sleep(5);
+      return await super.create(spec);
+    } finally {
+      this.inFlight--;
+    }
+  }
+}
+
+describe("the warm pool on a node with several machines (a swarm)", () => {
+  for (const machines of [1, 2]) {
+    test(`${machines} machine(s) in the offer: ${machines} create(s) at a time, so the pool spreads from its first tasks`, async () => {
+      const clock = new ManualClock();
+      const a = node("m", clock, undefined, ConcurrencyEngine);
+      let settled = false;
+      const offer = { cpus: 16, memoryMb: 65536, freeContainers: 16, gpus: 0, machines };
+      const batch = runBatch(client(clock), {
+        job: job({ tasks: 12, maxPerNode: 4 }),
+        jobText: `machines-${machines}`,
+        jobDir: root,
+        outDir: join(root, `run-${dirs++}`),
+        nodes: [{ url: a.url, name: a.name, offer } as NodeTarget],
+      }).finally(() => {
+        settled = true;
+      });
+      while (!settled) {
+        await Bun.sleep(1);
+        clock.advance(250);
+      }
+      expect((await batch).results.every((t) => t.state === "done")).toBe(true);
+      expect((a.engine as ConcurrencyEngine).most).toBe(machines);
+    });
+  }
 });

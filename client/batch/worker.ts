@@ -72,8 +72,12 @@ export class NodeWorker {
   private readonly making: (Promise<string> | undefined)[];
   /** Set by cleanup(): creates still queued are not made. */
   private ending = false;
-  /** The node's creates in a row (borrowing): the last one asked for. */
-  private creating: Promise<unknown> = Promise.resolve();
+  /**
+   * The node's creates in rows (borrowing): the last one asked for in each row. One row per machine the
+   * node offers (a node in front of a swarm places concurrent creates on different machines, so the
+   * batch spreads over them from its first tasks); one row on a single engine.
+   */
+  private readonly creating: Promise<unknown>[];
   /** Why a slot's container could not be made, until a task of the slot is told. */
   private readonly makeError: unknown[];
   /** The container each slot's running attempt uses (its own, or a borrowed one). */
@@ -110,6 +114,8 @@ export class NodeWorker {
     this.making = Array.from({ length: slots }, () => undefined);
     this.current = Array.from({ length: slots }, () => undefined);
     this.makeError = Array.from({ length: slots }, () => undefined);
+    const rows = Math.max(1, Math.min(slots, target.offer?.machines ?? 1));
+    this.creating = Array.from({ length: rows }, () => Promise.resolve());
   }
 
   private async newContainer(): Promise<string> {
@@ -195,8 +201,9 @@ export class NodeWorker {
       };
       let create: Promise<string>;
       if (this.options.borrow) {
-        create = this.creating.then(next, next);
-        this.creating = create;
+        const row = slot % this.creating.length;
+        create = (this.creating[row] as Promise<unknown>).then(next, next);
+        this.creating[row] = create;
       } else create = this.newContainer();
       const made = create.then(
         (id) => {
