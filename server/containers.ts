@@ -304,9 +304,12 @@ export class ContainerService {
       const info = await engine.inspect(id);
       if (!info)
         throw new P2prcError("E_ENGINE", `container ${name} vanished right after start`, { retryable: true });
-      const sshPort = info.ports.find((p) => p.internal === 22 && req.sshPublicKey)?.external;
+      const sshMapping = info.ports.find((p) => p.internal === 22 && req.sshPublicKey);
+      const sshPort = sshMapping?.external;
+      // a port published on one machine of a swarm (no routing mesh) is reached at that machine
+      const sshAt = sshMapping?.host ?? publicHost;
       const ssh = sshPort
-        ? { port: sshPort, user: "root", command: `ssh -p ${sshPort} root@${publicHost}` }
+        ? { port: sshPort, user: "root", command: `ssh -p ${sshPort} root@${sshAt}` }
         : undefined;
       const record: ContainerRecord = {
         id,

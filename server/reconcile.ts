@@ -69,7 +69,8 @@ function adoptable(info: ContainerInfo, sshHost: string): ContainerRecord | unde
 function sshInfo(info: ContainerInfo, host: string): ContainerRecord["ssh"] {
   const port =
     info.labels[LABELS.ssh] === "true" ? info.ports.find((p) => p.internal === 22)?.external : undefined;
-  return port ? { port, user: "root", command: `ssh -p ${port} root@${host}` } : undefined;
+  const at = info.ports.find((p) => p.internal === 22)?.host ?? host;
+  return port ? { port, user: "root", command: `ssh -p ${port} root@${at}` } : undefined;
 }
 
 /**

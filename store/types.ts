@@ -2,6 +2,11 @@
 export interface PortMapping {
   internal: number;
   external: number;
+  /**
+   * Where the port is published when it is not the node's own address: a swarm task's port published
+   * on its machine only (no routing mesh), reached at that machine's address.
+   */
+  host?: string | undefined;
 }
 
 /** How to log into a container over SSH. */

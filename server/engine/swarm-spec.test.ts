@@ -6,6 +6,7 @@ import type Dockerode from "dockerode";
 import {
   clusterOf,
   latestTask,
+  machineAddress,
   noNewPrivsOf,
   type SwarmNode,
   type SwarmTask,
@@ -200,4 +201,56 @@ test("noNewPrivsOf reads /proc/PID/status; anything else is unknown", () => {
   expect(noNewPrivsOf(status("0"))).toBe(false);
   expect(noNewPrivsOf("cat: can't open '/proc/1/status': No such file or directory")).toBeUndefined();
   expect(noNewPrivsOf(undefined)).toBeUndefined();
+});
+
+describe("ports without the routing mesh (host mode: the kernel has no IPVS)", () => {
+  test("the spec publishes on the task's machine, the engine there picking a free port for an unfixed one", () => {
+    const ports = (serviceSpec(spec, false, [], "host").EndpointSpec?.Ports ?? []) as Dockerode.PortConfig[];
+    expect(ports).toEqual([
+      { Protocol: "tcp", TargetPort: 22, PublishMode: "host" },
+      { Protocol: "tcp", TargetPort: 8080, PublishedPort: 30080, PublishMode: "host" },
+    ]);
+    expect((serviceSpec(spec).EndpointSpec?.Ports ?? []).every((p) => p.PublishMode === "ingress")).toBe(
+      true,
+    );
+  });
+
+  test("a task's ports are read from its machine, with that machine's address", () => {
+    const svc = {
+      ID: "s1",
+      CreatedAt: "2026-11-29T10:00:00Z",
+      Version: { Index: 3 },
+      Spec: { Name: "p2prc-a", TaskTemplate: { ContainerSpec: { Image: "busybox" } } },
+      Endpoint: { Ports: [{ TargetPort: 22, PublishMode: "host" as const }] },
+    };
+    const running: SwarmTask = {
+      ...task({ state: "running", at: "2026-11-29T10:00:05Z", NodeID: "w1" }),
+    };
+    // listed once per address family, as Docker 20.10 does
+    running.Status.PortStatus = {
+      Ports: [
+        { TargetPort: 22, PublishedPort: 31022, Protocol: "tcp" },
+        { TargetPort: 22, PublishedPort: 31022, Protocol: "tcp" },
+      ],
+    };
+    const addresses: Record<string, string> = { w1: "10.252.0.3" };
+    expect(serviceInfo(svc, [running], new Set(), (id) => addresses[id]).ports).toEqual([
+      { internal: 22, external: 31022, host: "10.252.0.3" },
+    ]);
+    // before it runs there is no port to give
+    expect(serviceInfo(svc, [], new Set(), (id) => addresses[id]).ports).toEqual([]);
+  });
+
+  test("a manager reporting 0.0.0.0 as its address is found at its manager address", () => {
+    const node = (addr: string, manager?: string): SwarmNode => ({
+      ID: "m",
+      Spec: {},
+      Status: { State: "ready", Addr: addr },
+      ...(manager ? { ManagerStatus: { Leader: true, Addr: manager } } : {}),
+    });
+    expect(machineAddress(node("10.252.0.2"))).toBe("10.252.0.2");
+    expect(machineAddress(node("0.0.0.0", "10.252.0.2:2377"))).toBe("10.252.0.2");
+    expect(machineAddress(node("0.0.0.0", "[fd00::2]:2377"))).toBe("fd00::2");
+    expect(machineAddress(node(""))).toBeUndefined();
+  });
 });

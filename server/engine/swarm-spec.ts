@@ -23,8 +23,17 @@ export interface SwarmTask {
     Err?: string;
     Message?: string;
     ContainerStatus?: { ContainerID?: string; ExitCode?: number };
+    /** Ports published on the task's machine (PublishMode host). */
+    PortStatus?: { Ports?: { TargetPort?: number; PublishedPort?: number; Protocol?: string }[] };
   };
 }
+
+/**
+ * How a swarm service's ports are published: `mesh`, the routing mesh (ingress: the port on every
+ * machine's address; the kernel needs IPVS), or `host`, on the machine that runs the task only (its
+ * address given with the port).
+ */
+export type SwarmPorts = "mesh" | "host";
 
 /** A service as the engine inspects it. */
 export interface SwarmService {
@@ -51,7 +60,15 @@ export interface SwarmNode {
     };
   };
   Status?: { State?: string; Addr?: string };
-  ManagerStatus?: { Leader?: boolean };
+  ManagerStatus?: { Leader?: boolean; Addr?: string };
+}
+
+/** A machine's address: its Status.Addr, or for a manager that reports 0.0.0.0 there, its manager address. */
+export function machineAddress(n: SwarmNode): string | undefined {
+  const addr = n.Status?.Addr;
+  if (addr && addr !== "0.0.0.0") return addr;
+  const manager = n.ManagerStatus?.Addr?.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+  return manager || undefined;
 }
 
 /**
@@ -62,20 +79,23 @@ export function serviceSpec(
   spec: ContainerSpec,
   reserve = false,
   avoid: readonly string[] = [],
+  publish: SwarmPorts = "mesh",
 ): Dockerode.ServiceSpec {
   const nanoCpus = Math.round(spec.cpus * 1e9);
   const memoryBytes = spec.memoryMb * 1024 * 1024;
+  // host mode with no published port: the machine's engine picks a free one
+  const mode = publish === "host" ? ("host" as const) : ("ingress" as const);
   const ports: Dockerode.PortConfig[] = [
     ...spec.publish.map((p) => ({
       Protocol: "tcp" as const,
       TargetPort: p,
-      PublishMode: "ingress" as const,
+      PublishMode: mode,
     })),
     ...(spec.publishFixed ?? []).map((p) => ({
       Protocol: "tcp" as const,
       TargetPort: p.internal,
       PublishedPort: p.external,
-      PublishMode: "ingress" as const,
+      PublishMode: mode,
     })),
   ];
   return {
@@ -165,13 +185,32 @@ export function taskState(t: SwarmTask | undefined, machineDown: boolean): Conta
 }
 
 /** One service with its tasks, as a p2prc container (the id is the service's). */
-export function serviceInfo(svc: SwarmService, tasks: SwarmTask[], down: ReadonlySet<string>): ContainerInfo {
+export function serviceInfo(
+  svc: SwarmService,
+  tasks: SwarmTask[],
+  down: ReadonlySet<string>,
+  /** A machine's address by its swarm node id (ports published in host mode are there). */
+  addressOf: (nodeId: string) => string | undefined = () => undefined,
+): ContainerInfo {
   const task = latestTask(tasks);
   const state = taskState(task, task?.NodeID !== undefined && down.has(task.NodeID));
-  const ports = (svc.Endpoint?.Ports ?? [])
-    .filter((p) => p.PublishedPort && p.TargetPort)
-    .map((p) => ({ internal: p.TargetPort as number, external: p.PublishedPort as number }))
-    .sort((a, b) => a.internal - b.internal);
+  const onMachine = task?.Status.PortStatus?.Ports ?? [];
+  const at = task?.NodeID ? addressOf(task.NodeID) : undefined;
+  const ports = (
+    onMachine.length
+      ? onMachine
+          // the engine lists a host-mode port once per address family (0.0.0.0 and ::): one mapping each
+          .filter(
+            (p, i) =>
+              p.PublishedPort &&
+              p.TargetPort &&
+              onMachine.findIndex((q) => q.TargetPort === p.TargetPort) === i,
+          )
+          .map((p) => ({ internal: p.TargetPort as number, external: p.PublishedPort as number, host: at }))
+      : (svc.Endpoint?.Ports ?? [])
+          .filter((p) => p.PublishedPort && p.TargetPort && p.PublishMode !== "host")
+          .map((p) => ({ internal: p.TargetPort as number, external: p.PublishedPort as number }))
+  ).sort((a, b) => a.internal - b.internal);
   const image =
     (svc.Spec.TaskTemplate as Dockerode.ContainerTaskSpec | undefined)?.ContainerSpec?.Image ?? "";
   return {

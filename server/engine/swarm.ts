@@ -3,6 +3,7 @@
 // The service's id is the container's id. Exec, logs and files go to the engine of the machine that runs
 // the task (its `p2prc.engine` node label, or the manager's own engine for its own tasks). Images stay on
 // the manager's engine (a loaded image is copied to every machine). swarm-spec.ts holds the pure mapping.
+import { existsSync } from "node:fs";
 import type Dockerode from "dockerode";
 import { P2prcError } from "../../core/index.ts";
 import {
@@ -18,8 +19,10 @@ import {
   isRunning,
   isTerminal,
   latestTask,
+  machineAddress,
   noNewPrivsOf,
   type SwarmNode,
+  type SwarmPorts,
   type SwarmService,
   type SwarmTask,
   serviceInfo,
@@ -40,6 +43,12 @@ export interface SwarmEngineOptions {
    * where that much is free, and a start with no machine free fails with E_RATE_LIMIT.
    */
   reserve?: boolean | undefined;
+  /**
+   * How published ports are offered (default: `mesh` where this host's kernel has IPVS, which the routing
+   * mesh needs — `/proc/net/ip_vs` exists once the kernel module is loaded, as dockerd does when a swarm
+   * starts — else `host`: on the task's machine, at its address).
+   */
+  ports?: SwarmPorts | undefined;
 }
 
 /** How long the machine list is reused (offers and specs ask often; a start needs it fresh-ish). */
@@ -64,6 +73,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
   const { host } = options;
   const timeoutMs = options.timeoutMs ?? DEFAULT_ENGINE_TIMEOUT_MS;
   const pollMs = options.pollMs ?? 100;
+  const publish: SwarmPorts = options.ports ?? (existsSync("/proc/net/ip_vs") ? "mesh" : "host");
   const manager = createDockerEngine({ host, timeoutMs });
   const call = engineCaller(host, timeoutMs, lazyDockerode(host));
   /** Machine engines by address (the manager's own is `manager`). */
@@ -110,6 +120,11 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
   const forgetGoneNetworks = (err: unknown) => {
     if (/network \S+ not found|no such network/i.test(typeof err === "string" ? err : message(err)))
       networks.clear();
+  };
+  /** A machine's address, from the machine list last read (inspect and list read it first). */
+  const addressOf = (nodeId: string) => {
+    const n = known?.nodes.find((m) => m.ID === nodeId);
+    return n ? machineAddress(n) : undefined;
   };
   const avoided = () => [...noNewPrivs].filter(([, on]) => !on).map(([id]) => id);
 
@@ -377,7 +392,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
           context,
           (d, signal) =>
             d.createService({
-              ...serviceSpec(spec, options.reserve ?? false, avoided()),
+              ...serviceSpec(spec, options.reserve ?? false, avoided(), publish),
               abortSignal: signal,
             } as never),
           3 * timeoutMs,
@@ -471,7 +486,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
         downNodes(),
       ]);
       if (!svc) return undefined;
-      return serviceInfo(svc, svc.ID === id && tasks ? tasks : await tasksOf([svc.ID]), down);
+      return serviceInfo(svc, svc.ID === id && tasks ? tasks : await tasksOf([svc.ID]), down, addressOf);
     },
 
     exec: (id, command, opts) => onMachine(id, true, (e, c) => e.exec(c, command, opts)),
@@ -540,6 +555,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
             s,
             tasks.filter((t) => t.ServiceID === s.ID),
             down,
+            addressOf,
           ),
       );
     },
