@@ -73,6 +73,11 @@ function sshInfo(info: ContainerInfo, host: string): ContainerRecord["ssh"] {
   return port ? { port, user: "root", command: `ssh -p ${port} root@${at}` } : undefined;
 }
 
+/** A pass's report with nothing done yet. */
+function emptyReport(): ReconcileReport {
+  return { forgotten: [], adopted: [], removedOrphans: [], expired: [], overDisk: [], networks: [] };
+}
+
 /**
  * Makes the store and the engine agree (nomad's reconcile_dangling): runs at start and periodically.
  * Only containers labelled with this node's id are touched, so several nodes can share one engine.
@@ -98,14 +103,7 @@ export class Reconciler {
 
   private async pass(): Promise<ReconcileReport> {
     const { engine, records, clock, nodeId } = this.deps;
-    const report: ReconcileReport = {
-      forgotten: [],
-      adopted: [],
-      removedOrphans: [],
-      expired: [],
-      overDisk: [],
-      networks: [],
-    };
+    const report = emptyReport();
     const creating = this.deps.creating();
     const live = await engine.listByLabel(`${LABELS.node}=${nodeId}`);
     const liveIds = new Set(live.map((c) => c.id));
@@ -203,14 +201,7 @@ export class Reconciler {
    * would leave them, and the engine's address pools run out after a few dozen). Returns their names.
    */
   async releaseNetworks(): Promise<string[]> {
-    const report: ReconcileReport = {
-      forgotten: [],
-      adopted: [],
-      removedOrphans: [],
-      expired: [],
-      overDisk: [],
-      networks: [],
-    };
+    const report = emptyReport();
     await this.removeUnusedNetworks(report, this.deps.creating(), 0);
     if (report.networks.length) this.log.info(`networks: ${report.networks.join(", ")}`);
     return report.networks;
