@@ -61,10 +61,11 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
   try {
     const gpus = options.gpus ?? nvidiaSmiProbe();
     // config `engine`: one Docker engine, or a swarm manager whose machines run the containers
-    const engine = (ctx.config.engine === "swarm" ? createSwarmEngine : createDockerEngine)({
-      host: ctx.dockerHost,
-      timeoutMs: ctx.config.engineTimeoutMs,
-    });
+    const engineOptions = { host: ctx.dockerHost, timeoutMs: ctx.config.engineTimeoutMs };
+    const engine =
+      ctx.config.engine === "swarm"
+        ? createSwarmEngine({ ...engineOptions, ports: ctx.config.swarmPorts })
+        : createDockerEngine(engineOptions);
     // The record's offer: free capacity from the store and the config (over a swarm's ready machines). It
     // must work before the server has started, which returns only after its first reconcile, while it
     // already answers the identity probe (and gossip) with a signed record.

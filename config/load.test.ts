@@ -376,3 +376,16 @@ describe("sandbox limits (disk, logs, private registries)", () => {
     }
   });
 });
+
+test('swarmPorts: "auto" by default; "mesh" or "host" from env; anything else is E_CONFIG naming the field', () => {
+  expect(resolveConfig({ hostname: HOST, env: {} }).config.swarmPorts).toBe("auto");
+  expect(resolveConfig({ hostname: HOST, env: { P2PRC_SWARM_PORTS: "host" } }).config.swarmPorts).toBe(
+    "host",
+  );
+  expect(resolveConfig({ hostname: HOST, env: { P2PRC_SWARM_PORTS: "mesh" } }).config.swarmPorts).toBe(
+    "mesh",
+  );
+  const err = thrown(() => resolveConfig({ hostname: HOST, env: { P2PRC_SWARM_PORTS: "ipvs" } }));
+  expect(err.code).toBe("E_CONFIG");
+  expect(err.field).toBe("swarmPorts");
+});

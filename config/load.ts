@@ -50,6 +50,7 @@ export function defaultConfig(hostname: string): Config {
     dataDir: "",
     dockerHost: "",
     engine: "docker",
+    swarmPorts: "auto",
     engineTimeoutMs: 10_000,
     memberMaxContainers: 10,
     memberMaxCpus: 16,

@@ -238,6 +238,11 @@ export const CONFIG_FIELDS = {
     allowed: '"docker" or "swarm"',
     doc: "What dockerHost is: one Docker engine that runs the containers (docker), or a Docker Swarm manager whose swarm places them on its machines (swarm; Docs/Server.md, Behind a Swarm).",
   },
+  swarmPorts: {
+    schema: (z: Z) => z.enum(["auto", "mesh", "host"]),
+    allowed: '"auto", "mesh" or "host"',
+    doc: "With engine swarm, how published ports are offered: mesh (the routing mesh: the port on every machine's address; needs IPVS in the kernels), host (on the machine that runs the task; each port mapping names that machine) or auto (mesh where this host has /proc/net/ip_vs, else host).",
+  },
   engineTimeoutMs: {
     schema: (z: Z) => z.int().check(z.minimum(100), z.maximum(600000)),
     allowed: "an integer number of milliseconds from 100 to 600000",

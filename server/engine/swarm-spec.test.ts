@@ -3,6 +3,7 @@
 // on a real swarm.
 import { describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
+import { publishMode } from "./swarm.ts";
 import {
   clusterOf,
   latestTask,
@@ -204,6 +205,14 @@ test("noNewPrivsOf reads /proc/PID/status; anything else is unknown", () => {
 });
 
 describe("ports without the routing mesh (host mode: the kernel has no IPVS)", () => {
+  test("config swarmPorts: auto (and unset) follows this host's IPVS; mesh and host are taken as they are", () => {
+    expect(publishMode("auto", () => true)).toBe("mesh");
+    expect(publishMode("auto", () => false)).toBe("host");
+    expect(publishMode(undefined, () => false)).toBe("host");
+    expect(publishMode("mesh", () => false)).toBe("mesh");
+    expect(publishMode("host", () => true)).toBe("host");
+  });
+
   test("the spec publishes on the task's machine, the engine there picking a free port for an unfixed one", () => {
     const ports = (serviceSpec(spec, false, [], "host").EndpointSpec?.Ports ?? []) as Dockerode.PortConfig[];
     expect(ports).toEqual([

@@ -44,11 +44,11 @@ export interface SwarmEngineOptions {
    */
   reserve?: boolean | undefined;
   /**
-   * How published ports are offered (default: `mesh` where this host's kernel has IPVS, which the routing
+   * How published ports are offered (config `swarmPorts`; default and "auto": `mesh` where this host's kernel has IPVS, which the routing
    * mesh needs — `/proc/net/ip_vs` exists once the kernel module is loaded, as dockerd does when a swarm
    * starts — else `host`: on the task's machine, at its address).
    */
-  ports?: SwarmPorts | undefined;
+  ports?: SwarmPorts | "auto" | undefined;
 }
 
 /** How long the machine list is reused (offers and specs ask often; a start needs it fresh-ish). */
@@ -69,11 +69,19 @@ function notFound(id: string): P2prcError {
 }
 
 /** A ContainerEngine over the swarm the engine at `host` manages. Connects lazily on first use. */
+/** How ports are published: as asked, or (`auto`, unset) by whether this host's kernel has IPVS. */
+export function publishMode(
+  ports: SwarmEngineOptions["ports"],
+  hasIpvs = () => existsSync("/proc/net/ip_vs"),
+): SwarmPorts {
+  return ports === undefined || ports === "auto" ? (hasIpvs() ? "mesh" : "host") : ports;
+}
+
 export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine {
   const { host } = options;
   const timeoutMs = options.timeoutMs ?? DEFAULT_ENGINE_TIMEOUT_MS;
   const pollMs = options.pollMs ?? 100;
-  const publish: SwarmPorts = options.ports ?? (existsSync("/proc/net/ip_vs") ? "mesh" : "host");
+  const publish = publishMode(options.ports);
   const manager = createDockerEngine({ host, timeoutMs });
   const call = engineCaller(host, timeoutMs, lazyDockerode(host));
   /** Machine engines by address (the manager's own is `manager`). */
