@@ -22,6 +22,7 @@ import { memoryLogger } from "../core/index.ts";
 import { simulate } from "../p2p/gossip-sim.ts";
 import { liveIds, Net, type TestNode } from "../p2p/test-net.ts";
 import { freePorts } from "../server/index.ts";
+import { buildFlags } from "./lib.ts";
 import { openStore } from "../store/index.ts";
 
 const arg = (name: string) => {
@@ -236,14 +237,40 @@ interface Child {
   ask: (line: string) => void;
 }
 
+/**
+ * How a node runs: this file built the way the Makefile builds the binary (bench/lib.ts buildFlags:
+ * bytecode, the JIT policy that ships), so P measures what ships, not a source run whose JIT threads
+ * compiled for ~20 s and then still took ~3 ms a second. P2PRC_GOSSIP_SOURCE=1 (or a profile) runs the
+ * source instead.
+ */
+const FROM_SOURCE = !!(process.env.P2PRC_GOSSIP_SOURCE || process.env.P2PRC_GOSSIP_PROFILE);
+const nodeCommand = (() => {
+  let built: string[] | undefined;
+  return (): string[] => {
+    if (FROM_SOURCE) return [process.execPath, import.meta.path];
+    if (built) return built;
+    const out = join(work, "gossip-node");
+    const bun = join(import.meta.dir, "..", "node_modules", ".bin", "bun");
+    const flags = buildFlags(join(import.meta.dir, ".."));
+    const r = Bun.spawnSync([bun, "build", ...flags, import.meta.path, "--outfile", out], {
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    if (r.exitCode !== 0) throw new Error(`building the bench's node: ${r.stderr.toString().slice(-2000)}`);
+    built = [out];
+    return built;
+  };
+})();
+
 function spawnNode(dir: string, index: number, port: number, seed: string | undefined, n: number): Child {
+  const [exe, ...script] = nodeCommand();
   const proc = Bun.spawn(
     [
-      process.execPath,
+      exe as string,
       ...(process.env.P2PRC_GOSSIP_PROFILE && index === 1
-        ? ["--cpu-prof", `--cpu-prof-dir=${process.env.P2PRC_GOSSIP_PROFILE}`]
+        ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${process.env.P2PRC_GOSSIP_PROFILE}`]
         : []),
-      import.meta.path,
+      ...script,
       "--node",
       "--dir",
       join(dir, String(index)),
@@ -321,10 +348,10 @@ const stopAll = async () => {
 process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
 
 console.log(
-  "P  real nodes, one process each (TLS, 1 s rounds). discover: all up → every table full; converge: a new version of",
+  `P  real nodes, one process each (${FROM_SOURCE ? "run from source" : "compiled as the Makefile builds p2prc"}; TLS, 1 s rounds). discover: all up → every table full;`,
 );
 console.log(
-  `   one record published (all up, tables full) → held by every node; CPU from /proc over ${WINDOW_MS / 1000} s after ≥ ${STEADY_WAIT_MS / 1000} s steady`,
+  `   converge: a new version of one record published (all up, tables full) → held by every node; CPU from /proc over ${WINDOW_MS / 1000} s after ≥ ${STEADY_WAIT_MS / 1000} s steady`,
 );
 console.log("   (all threads, and the JS thread alone); load = the machine's 1-min load average at the row");
 console.log(
