@@ -18,12 +18,18 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { start } from "../abstractions/index.ts";
-import { memoryLogger } from "../core/index.ts";
+import {
+  generateIdentity,
+  loadOrCreateTlsCertificate,
+  memoryLogger,
+  pinnedTls,
+  verifySignature,
+} from "../core/index.ts";
 import { simulate } from "../p2p/gossip-sim.ts";
 import { liveIds, Net, type TestNode } from "../p2p/test-net.ts";
 import { freePorts } from "../server/index.ts";
-import { buildFlags } from "./lib.ts";
 import { openStore } from "../store/index.ts";
+import { buildFlags } from "./lib.ts";
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(name);
@@ -94,6 +100,71 @@ if (process.argv.includes("--node")) {
     await node.stop();
     process.exit(0);
   });
+  await new Promise(() => {});
+}
+
+// ---- the floor (a child process): what a round's traffic costs with nothing of p2prc around it -----
+
+// Each floor node serves TLS (its own certificate, as a node's) and every second POSTs an exchange-sized
+// JSON body, Ed25519-signed, to `fanout` random peers over keep-alive sessions pinned to their
+// certificates; the server verifies the signature and answers a small JSON. The same traffic as a
+// gossip round at equal tables, signing and TLS included: the least any node can spend per round.
+if (process.argv.includes("--floor")) {
+  const n = Number(arg("--expect"));
+  const dir = arg("--dir") as string;
+  const ports = (arg("--ports") as string).split(",").map(Number);
+  const index = Number(arg("--index"));
+  const tls = await loadOrCreateTlsCertificate(join(dir, String(index)), "floor");
+  const identity = generateIdentity();
+  Bun.serve({
+    hostname: "127.0.0.1",
+    port: ports[index],
+    tls: { cert: tls.certPem, key: tls.keyPem },
+    async fetch(req) {
+      const text = await req.text();
+      const id = req.headers.get("x-id") ?? "";
+      const ok = verifySignature(id, text, req.headers.get("x-signature") ?? "");
+      return Response.json({ same: ok, got: 1, observed: "127.0.0.1:1" });
+    },
+  });
+  console.log(JSON.stringify({ started: true }));
+  for await (const line of console) if (line.trim() === "go") break;
+  const certs = ports.map((_, i) => readFileSync(join(dir, String(i), "tls.crt"), "utf8"));
+  const sessions = new Map<number, Bun.FetchSession>();
+  const session = (i: number) => {
+    let s = sessions.get(i);
+    if (!s) {
+      s = new Bun.FetchSession({ tls: pinnedTls(certs[i] as string), keepAlive: { idleTimeout: 60 } });
+      sessions.set(i, s);
+    }
+    return s;
+  };
+  const body = JSON.stringify({
+    hash: "0".repeat(64),
+    known: "1".repeat(64),
+    have: 1,
+    held: 1,
+    pad: "x".repeat(300),
+  });
+  setInterval(() => {
+    for (let k = 0; k < 3; k++) {
+      const j = (index + 1 + Math.floor(Math.random() * (n - 1))) % n;
+      const headers = {
+        "content-type": "application/json",
+        "x-id": identity.nodeId,
+        "x-signature": identity.sign(body),
+      };
+      session(j)
+        .fetch(`https://127.0.0.1:${ports[j]}/v1/p2p/exchange`, {
+          method: "POST",
+          body,
+          headers,
+          signal: AbortSignal.timeout(800),
+        } as BunFetchRequestInit)
+        .then((r) => r.json())
+        .catch(() => {});
+    }
+  }, 1000);
   await new Promise(() => {});
 }
 
@@ -263,24 +334,33 @@ const nodeCommand = (() => {
 })();
 
 function spawnNode(dir: string, index: number, port: number, seed: string | undefined, n: number): Child {
+  const args = [
+    "--node",
+    "--dir",
+    join(dir, String(index)),
+    "--index",
+    String(index),
+    "--port",
+    String(port),
+  ];
+  return spawnChild([...args, "--expect", String(n), ...(seed ? ["--seed", seed] : [])], index === 1);
+}
+
+/** A floor node (see `--floor` above): `ports` are every floor node's, in index order. */
+function spawnFloor(dir: string, index: number, ports: number[]): Child {
+  const args = ["--floor", "--dir", dir, "--index", String(index), "--ports", ports.join(",")];
+  return spawnChild([...args, "--expect", String(ports.length)], false);
+}
+
+function spawnChild(args: string[], profiled: boolean): Child {
   const [exe, ...script] = nodeCommand();
+  const profile = process.env.P2PRC_GOSSIP_PROFILE;
   const proc = Bun.spawn(
     [
       exe as string,
-      ...(process.env.P2PRC_GOSSIP_PROFILE && index === 1
-        ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${process.env.P2PRC_GOSSIP_PROFILE}`]
-        : []),
+      ...(profile && profiled ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${profile}`] : []),
       ...script,
-      "--node",
-      "--dir",
-      join(dir, String(index)),
-      "--index",
-      String(index),
-      "--port",
-      String(port),
-      "--expect",
-      String(n),
-      ...(seed ? ["--seed", seed] : []),
+      ...args,
     ],
     { stdin: "pipe", stdout: "pipe", stderr: "inherit" },
   );
@@ -382,6 +462,7 @@ const roundsOf = (cs: Child[]) =>
     }),
   );
 let aloneMb = 0;
+let floorRow: { cpuMs: number; mainMs: number } | undefined;
 try {
   {
     // one node alone: its idle RSS
@@ -393,6 +474,26 @@ try {
     aloneMb = rssMb(c.proc.pid);
     await stopAll();
     console.log(`   one node alone: idle RSS ${aloneMb.toFixed(1)} MB`);
+  }
+  {
+    // the floor: N = the smallest size's floor nodes, the same traffic (see --floor), measured the same way
+    const n = SIZES[0] as number;
+    const ports = await freePorts(n, "127.0.0.1");
+    children = ports.map((_, i) => spawnFloor(join(work, "floor"), i, ports));
+    await Promise.all(children.map((c) => c.started));
+    for (const c of children) c.ask("go");
+    await Bun.sleep(QUICK ? 2000 : 5000);
+    const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
+    const main0 = children.map((c) => cpuSeconds(c.proc.pid, "main"));
+    await Bun.sleep(WINDOW_MS);
+    const cpu = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid) - (cpu0[i] as number), 0);
+    const main = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid, "main") - (main0[i] as number), 0);
+    const seconds = (n * WINDOW_MS) / 1000;
+    floorRow = { cpuMs: (cpu / seconds) * 1000, mainMs: (main / seconds) * 1000 };
+    console.log(
+      `   floor, N=${n}: ${floorRow.cpuMs.toFixed(2)} ms CPU per node-second (JS thread ${floorRow.mainMs.toFixed(2)} ms), RSS ${median(children.map((c) => rssMb(c.proc.pid))).toFixed(1)} MB: 3 signed TLS POSTs out a second over pinned keep-alive sessions, ~3 in, verified; nothing else`,
+    );
+    await stopAll();
   }
   for (const n of SIZES) {
     const dir = join(work, `n${n}`);
@@ -473,6 +574,10 @@ try {
 }
 
 const small = rows[0] as Row;
+if (floorRow && small)
+  console.log(
+    `   N=${small.n} against the floor: ${(small.cpuMsPerRound / floorRow.cpuMs).toFixed(2)}× its CPU (JS thread ${(small.mainMsPerRound / floorRow.mainMs).toFixed(2)}×)`,
+  );
 const large = rows.at(-1) as Row;
 if (rows.length > 1) {
   const ratio = large.cpuMsPerRound / small.cpuMsPerRound;
