@@ -203,8 +203,13 @@ if (PARTS.includes("S")) {
 // no signing) and a ManualClock: what gossip itself costs a node per round, apart from the machine's
 // load and the transport. Nodes seeded from the first; rounds until every table is full, then a window.
 const IN_SIZES = QUICK ? [5, 10] : [10, 50, 100];
-/** Node-rounds per window: as many rounds at N = 10 as it takes N = 100 to run the same work (equal GC pressure). */
-const IN_NODE_ROUNDS = QUICK ? 30 : 1000;
+/**
+ * Rounds per window, the same at every N: 60 (one minute of the ManualClock) holds exactly one of each
+ * node's write-behind flushes (p2p/table.ts FLUSH_MS). Windows of equal node-rounds (100 rounds at N = 10,
+ * 10 at N = 100) held one or two flushes at N = 10 and none in four of five windows at N = 100 (every
+ * node's flush falls in the same round there), so the median compared unlike work.
+ */
+const IN_ROUNDS = QUICK ? 3 : 60;
 /** CPU seconds of this process's main thread (Linux): gossip's own work, not the GC's helper threads. */
 const mainThreadCpu = () => {
   const f = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
@@ -251,7 +256,9 @@ if (PARTS.includes("I")) {
       }
       for (let w = 0; w < WINDOWS; w++) {
         for (const x of nets) {
-          const perWindow = Math.ceil(IN_NODE_ROUNDS / x.n);
+          const perWindow = IN_ROUNDS;
+          // the garbage of the window before (another size's) is collected outside this one
+          Bun.gc(true);
           const cpu0 = process.cpuUsage();
           const main0 = mainThreadCpu();
           for (let r = 0; r < perWindow; r++) {
@@ -311,10 +318,10 @@ interface Child {
 /**
  * How a node runs: this file built the way the Makefile builds the binary (bench/lib.ts buildFlags:
  * bytecode, the JIT policy that ships), so P measures what ships, not a source run whose JIT threads
- * compiled for ~20 s and then still took ~3 ms a second. P2PRC_GOSSIP_SOURCE=1 (or a profile) runs the
- * source instead.
+ * compiled for ~20 s and then still took ~3 ms a second. P2PRC_GOSSIP_SOURCE=1 runs the source instead.
+ * P2PRC_GOSSIP_PROFILE=dir profiles node 1 (BUN_OPTIONS, which a compiled binary reads too).
  */
-const FROM_SOURCE = !!(process.env.P2PRC_GOSSIP_SOURCE || process.env.P2PRC_GOSSIP_PROFILE);
+const FROM_SOURCE = !!process.env.P2PRC_GOSSIP_SOURCE;
 const nodeCommand = (() => {
   let built: string[] | undefined;
   return (): string[] => {
@@ -355,15 +362,16 @@ function spawnFloor(dir: string, index: number, ports: number[]): Child {
 function spawnChild(args: string[], profiled: boolean): Child {
   const [exe, ...script] = nodeCommand();
   const profile = process.env.P2PRC_GOSSIP_PROFILE;
-  const proc = Bun.spawn(
-    [
-      exe as string,
-      ...(profile && profiled ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${profile}`] : []),
-      ...script,
-      ...args,
-    ],
-    { stdin: "pipe", stdout: "pipe", stderr: "inherit" },
-  );
+  const env =
+    profile && profiled
+      ? { ...process.env, BUN_OPTIONS: `--cpu-prof-md --cpu-prof-dir=${profile}` }
+      : undefined;
+  const proc = Bun.spawn([exe as string, ...script, ...args], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+    ...(env ? { env } : {}),
+  });
   const waiting = new Map<string, ((v: { at: number; m: Record<string, unknown> }) => void)[]>();
   const next = (key: string) =>
     new Promise<{ at: number; m: Record<string, unknown> }>((r) => {
