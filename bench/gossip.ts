@@ -204,17 +204,19 @@ if (PARTS.includes("S")) {
 // load and the transport. Nodes seeded from the first; rounds until every table is full, then a window.
 const IN_SIZES = QUICK ? [5, 10] : [10, 50, 100];
 /**
- * Rounds per window, the same at every N: 60 (one minute of the ManualClock) holds exactly one of each
- * node's write-behind flushes (p2p/table.ts FLUSH_MS). Windows of equal node-rounds (100 rounds at N = 10,
- * 10 at N = 100) held one or two flushes at N = 10 and none in four of five windows at N = 100 (every
- * node's flush falls in the same round there), so the median compared unlike work.
+ * Rounds per window: whole minutes of the ManualClock (each holds exactly one of each node's write-behind
+ * flushes, p2p/table.ts FLUSH_MS), as many as make ~6,000 node-rounds at every N (600 rounds at N = 10,
+ * 60 at N = 100). Windows of 1,000 node-rounds (100 rounds at N = 10, 10 at N = 100) held one or two
+ * flushes at N = 10 and none in four of five windows at N = 100 (every node's flush falls in the same
+ * round there), and lasted ~0.2 s at N = 10: a few of /proc's 10 ms ticks.
  */
-const IN_ROUNDS = QUICK ? 3 : 60;
-/** CPU seconds of this process's main thread (Linux): gossip's own work, not the GC's helper threads. */
-const mainThreadCpu = () => {
-  const f = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
+const inRounds = (n: number) => (QUICK ? 3 : 60 * Math.ceil(100 / n));
+/**
+ * CPU seconds of this process's main thread (Linux): gossip's own work, not the GC's helper threads;
+ * from schedstat (nanoseconds), not stat's 10 ms ticks.
+ */
+const mainThreadCpu = () =>
+  Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8").split(" ")[0]) / 1e9;
 if (PARTS.includes("I")) {
   console.log(
     "I  gossip in one process: real tables on state.db files, in-memory network, ManualClock; CPU per node per round",
@@ -256,7 +258,7 @@ if (PARTS.includes("I")) {
       }
       for (let w = 0; w < WINDOWS; w++) {
         for (const x of nets) {
-          const perWindow = IN_ROUNDS;
+          const perWindow = inRounds(x.n);
           // the garbage of the window before (another size's) is collected outside this one
           Bun.gc(true);
           const cpu0 = process.cpuUsage();
