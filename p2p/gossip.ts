@@ -726,7 +726,11 @@ export class GossipService {
           // a timeout gives this peer twice the time next (pace.exchangeTimeoutMs); one while this node
           // itself ran late says nothing of the peer: it is tried again, not suspected
           const timedOut = performance.now() - t0 >= timeoutMs;
-          if (timedOut) this.backoff.set(t.id, (this.backoff.get(t.id) ?? 0) + 1);
+          if (timedOut) {
+            // ids that left by another node's notice or the table's bound stay here: cleared at the bound
+            if (this.backoff.size >= this.deps.config.maxPeers) this.backoff.clear();
+            this.backoff.set(t.id, (this.backoff.get(t.id) ?? 0) + 1);
+          }
           if (!pace.failureCounts({ timedOut, lagMs: this.lagMs(), timeoutMs })) {
             this.stats.late++;
             this.log.debug(`exchange with ${t.url} timed out while this node ran late: not counted`);
