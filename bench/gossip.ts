@@ -18,11 +18,18 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { start } from "../abstractions/index.ts";
-import { memoryLogger } from "../core/index.ts";
+import {
+  generateIdentity,
+  loadOrCreateTlsCertificate,
+  memoryLogger,
+  pinnedTls,
+  verifySignature,
+} from "../core/index.ts";
 import { simulate } from "../p2p/gossip-sim.ts";
 import { liveIds, Net, type TestNode } from "../p2p/test-net.ts";
 import { freePorts } from "../server/index.ts";
 import { openStore } from "../store/index.ts";
+import { buildFlags } from "./lib.ts";
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(name);
@@ -80,6 +87,7 @@ if (process.argv.includes("--node")) {
     for await (const line of console) {
       const [verb, a, b] = line.trim().split(" ");
       if (verb === "rounds") say({ rounds: node.gossip.stats.rounds });
+      else if (verb === "stats") say({ stats: { ...node.gossip.stats, size: node.table.size() } });
       else if (verb === "publish") {
         await node.gossip.refreshSelf(true);
         say({ published: node.table.record(node.nodeId)?.record.version, id: node.nodeId });
@@ -93,6 +101,75 @@ if (process.argv.includes("--node")) {
     await node.stop();
     process.exit(0);
   });
+  await new Promise(() => {});
+}
+
+// ---- the floor (a child process): what a round's traffic costs with nothing of p2prc around it -----
+
+// Each floor node serves TLS (its own certificate, as a node's) and every second POSTs an exchange-sized
+// JSON body, Ed25519-signed, to `fanout` random peers over keep-alive sessions pinned to their
+// certificates; the server verifies the signature and answers a small JSON. The same traffic as a
+// gossip round at equal tables, signing and TLS included: the least any node can spend per round.
+if (process.argv.includes("--floor")) {
+  const n = Number(arg("--expect"));
+  const dir = arg("--dir") as string;
+  const ports = (arg("--ports") as string).split(",").map(Number);
+  const index = Number(arg("--index"));
+  const tls = await loadOrCreateTlsCertificate(join(dir, String(index)), "floor");
+  const identity = generateIdentity();
+  Bun.serve({
+    hostname: "127.0.0.1",
+    port: ports[index],
+    tls: { cert: tls.certPem, key: tls.keyPem },
+    async fetch(req) {
+      const text = await req.text();
+      const id = req.headers.get("x-id") ?? "";
+      const ok = verifySignature(id, text, req.headers.get("x-signature") ?? "");
+      return Response.json({ same: ok, got: 1, observed: "127.0.0.1:1" });
+    },
+  });
+  console.log(JSON.stringify({ started: true }));
+  for await (const line of console) if (line.trim() === "go") break;
+  const certs = ports.map((_, i) => readFileSync(join(dir, String(i), "tls.crt"), "utf8"));
+  const sessions = new Map<number, Bun.FetchSession>();
+  const session = (i: number) => {
+    let s = sessions.get(i);
+    if (!s) {
+      s = new Bun.FetchSession({ tls: pinnedTls(certs[i] as string), keepAlive: { idleTimeout: 60 } });
+      sessions.set(i, s);
+    }
+    return s;
+  };
+  const body = JSON.stringify({
+    hash: "0".repeat(64),
+    known: "1".repeat(64),
+    have: 1,
+    held: 1,
+    pad: "x".repeat(300),
+  });
+  const post = (j: number) => {
+    const headers = {
+      "content-type": "application/json",
+      "x-id": identity.nodeId,
+      "x-signature": identity.sign(body),
+    };
+    return session(j)
+      .fetch(`https://127.0.0.1:${ports[j]}/v1/p2p/exchange`, {
+        method: "POST",
+        body,
+        headers,
+        signal: AbortSignal.timeout(800),
+      } as BunFetchRequestInit)
+      .then((r) => r.json())
+      .catch(() => {});
+  };
+  // a session to every peer first (a node's are open once it has contacted each peer: the window
+  // measures rounds, not handshakes)
+  for (let j = 0; j < n; j++) if (j !== index) await post(j);
+  console.log(JSON.stringify({ warm: true }));
+  setInterval(() => {
+    for (let k = 0; k < 3; k++) void post((index + 1 + Math.floor(Math.random() * (n - 1))) % n);
+  }, 1000);
   await new Promise(() => {});
 }
 
@@ -131,13 +208,20 @@ if (PARTS.includes("S")) {
 // no signing) and a ManualClock: what gossip itself costs a node per round, apart from the machine's
 // load and the transport. Nodes seeded from the first; rounds until every table is full, then a window.
 const IN_SIZES = QUICK ? [5, 10] : [10, 50, 100];
-/** Node-rounds per window: as many rounds at N = 10 as it takes N = 100 to run the same work (equal GC pressure). */
-const IN_NODE_ROUNDS = QUICK ? 30 : 1000;
-/** CPU seconds of this process's main thread (Linux): gossip's own work, not the GC's helper threads. */
-const mainThreadCpu = () => {
-  const f = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
+/**
+ * Rounds per window: whole minutes of the ManualClock (each holds exactly one of each node's write-behind
+ * flushes, p2p/table.ts FLUSH_MS), as many as make ~6,000 node-rounds at every N (600 rounds at N = 10,
+ * 60 at N = 100). Windows of 1,000 node-rounds (100 rounds at N = 10, 10 at N = 100) held one or two
+ * flushes at N = 10 and none in four of five windows at N = 100 (every node's flush falls in the same
+ * round there), and lasted ~0.2 s at N = 10: a few of /proc's 10 ms ticks.
+ */
+const inRounds = (n: number) => (QUICK ? 3 : 60 * Math.ceil(100 / n));
+/**
+ * CPU seconds of this process's main thread (Linux): gossip's own work, not the GC's helper threads;
+ * from schedstat (nanoseconds), not stat's 10 ms ticks.
+ */
+const mainThreadCpu = () =>
+  Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8").split(" ")[0]) / 1e9;
 if (PARTS.includes("I")) {
   console.log(
     "I  gossip in one process: real tables on state.db files, in-memory network, ManualClock; CPU per node per round",
@@ -179,7 +263,9 @@ if (PARTS.includes("I")) {
       }
       for (let w = 0; w < WINDOWS; w++) {
         for (const x of nets) {
-          const perWindow = Math.ceil(IN_NODE_ROUNDS / x.n);
+          const perWindow = inRounds(x.n);
+          // the garbage of the window before (another size's) is collected outside this one
+          Bun.gc(true);
           const cpu0 = process.cpuUsage();
           const main0 = mainThreadCpu();
           for (let r = 0; r < perWindow; r++) {
@@ -236,27 +322,63 @@ interface Child {
   ask: (line: string) => void;
 }
 
+/**
+ * How a node runs: this file built the way the Makefile builds the binary (bench/lib.ts buildFlags:
+ * bytecode, the JIT policy that ships), so P measures what ships, not a source run whose JIT threads
+ * compiled for ~20 s and then still took ~3 ms a second. P2PRC_GOSSIP_SOURCE=1 runs the source instead.
+ * P2PRC_GOSSIP_PROFILE=dir profiles node 1 (BUN_OPTIONS, which a compiled binary reads too).
+ */
+const FROM_SOURCE = !!process.env.P2PRC_GOSSIP_SOURCE;
+const nodeCommand = (() => {
+  let built: string[] | undefined;
+  return (): string[] => {
+    if (FROM_SOURCE) return [process.execPath, import.meta.path];
+    if (built) return built;
+    const out = join(work, "gossip-node");
+    const bun = join(import.meta.dir, "..", "node_modules", ".bin", "bun");
+    const flags = buildFlags(join(import.meta.dir, ".."));
+    const r = Bun.spawnSync([bun, "build", ...flags, import.meta.path, "--outfile", out], {
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    if (r.exitCode !== 0) throw new Error(`building the bench's node: ${r.stderr.toString().slice(-2000)}`);
+    built = [out];
+    return built;
+  };
+})();
+
 function spawnNode(dir: string, index: number, port: number, seed: string | undefined, n: number): Child {
-  const proc = Bun.spawn(
-    [
-      process.execPath,
-      ...(process.env.P2PRC_GOSSIP_PROFILE && index === 1
-        ? ["--cpu-prof", `--cpu-prof-dir=${process.env.P2PRC_GOSSIP_PROFILE}`]
-        : []),
-      import.meta.path,
-      "--node",
-      "--dir",
-      join(dir, String(index)),
-      "--index",
-      String(index),
-      "--port",
-      String(port),
-      "--expect",
-      String(n),
-      ...(seed ? ["--seed", seed] : []),
-    ],
-    { stdin: "pipe", stdout: "pipe", stderr: "inherit" },
-  );
+  const args = [
+    "--node",
+    "--dir",
+    join(dir, String(index)),
+    "--index",
+    String(index),
+    "--port",
+    String(port),
+  ];
+  return spawnChild([...args, "--expect", String(n), ...(seed ? ["--seed", seed] : [])], index === 1);
+}
+
+/** A floor node (see `--floor` above): `ports` are every floor node's, in index order. */
+function spawnFloor(dir: string, index: number, ports: number[]): Child {
+  const args = ["--floor", "--dir", dir, "--index", String(index), "--ports", ports.join(",")];
+  return spawnChild([...args, "--expect", String(ports.length)], false);
+}
+
+function spawnChild(args: string[], profiled: boolean): Child {
+  const [exe, ...script] = nodeCommand();
+  const profile = process.env.P2PRC_GOSSIP_PROFILE;
+  const env =
+    profile && profiled
+      ? { ...process.env, BUN_OPTIONS: `--cpu-prof-md --cpu-prof-dir=${profile}` }
+      : undefined;
+  const proc = Bun.spawn([exe as string, ...script, ...args], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+    ...(env ? { env } : {}),
+  });
   const waiting = new Map<string, ((v: { at: number; m: Record<string, unknown> }) => void)[]>();
   const next = (key: string) =>
     new Promise<{ at: number; m: Record<string, unknown> }>((r) => {
@@ -321,10 +443,10 @@ const stopAll = async () => {
 process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
 
 console.log(
-  "P  real nodes, one process each (TLS, 1 s rounds). discover: all up → every table full; converge: a new version of",
+  `P  real nodes, one process each (${FROM_SOURCE ? "run from source" : "compiled as the Makefile builds p2prc"}; TLS, 1 s rounds). discover: all up → every table full;`,
 );
 console.log(
-  `   one record published (all up, tables full) → held by every node; CPU from /proc over ${WINDOW_MS / 1000} s after ≥ ${STEADY_WAIT_MS / 1000} s steady`,
+  `   converge: a new version of one record published (all up, tables full) → held by every node; CPU from /proc over ${WINDOW_MS / 1000} s after ≥ ${STEADY_WAIT_MS / 1000} s steady`,
 );
 console.log("   (all threads, and the JS thread alone); load = the machine's 1-min load average at the row");
 console.log(
@@ -355,6 +477,7 @@ const roundsOf = (cs: Child[]) =>
     }),
   );
 let aloneMb = 0;
+let floorRow: { cpuMs: number; mainMs: number } | undefined;
 try {
   {
     // one node alone: its idle RSS
@@ -366,6 +489,28 @@ try {
     aloneMb = rssMb(c.proc.pid);
     await stopAll();
     console.log(`   one node alone: idle RSS ${aloneMb.toFixed(1)} MB`);
+  }
+  {
+    // the floor: N = the smallest size's floor nodes, the same traffic (see --floor), measured the same way
+    const n = SIZES[0] as number;
+    const ports = await freePorts(n, "127.0.0.1");
+    children = ports.map((_, i) => spawnFloor(join(work, "floor"), i, ports));
+    await Promise.all(children.map((c) => c.started));
+    const warm = Promise.all(children.map((c) => c.next("warm")));
+    for (const c of children) c.ask("go");
+    await warm;
+    await Bun.sleep(QUICK ? 2000 : 5000);
+    const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
+    const main0 = children.map((c) => cpuSeconds(c.proc.pid, "main"));
+    await Bun.sleep(WINDOW_MS);
+    const cpu = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid) - (cpu0[i] as number), 0);
+    const main = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid, "main") - (main0[i] as number), 0);
+    const seconds = (n * WINDOW_MS) / 1000;
+    floorRow = { cpuMs: (cpu / seconds) * 1000, mainMs: (main / seconds) * 1000 };
+    console.log(
+      `   floor, N=${n}: ${floorRow.cpuMs.toFixed(2)} ms CPU per node-second (JS thread ${floorRow.mainMs.toFixed(2)} ms), RSS ${median(children.map((c) => rssMb(c.proc.pid))).toFixed(1)} MB: 3 signed TLS POSTs out a second over pinned keep-alive sessions (open to every peer), ~3 in, verified; nothing else`,
+    );
+    await stopAll();
   }
   for (const n of SIZES) {
     const dir = join(work, `n${n}`);
@@ -390,10 +535,19 @@ try {
       DISCOVER_TIMEOUT_MS,
     );
     const discoverS = fullAt ? (Math.max(...fullAt) - allUp) / 1000 : Number.NaN;
-    if (!fullAt)
-      console.log(
-        `   N=${n}: ${complete} of ${n} tables full ${DISCOVER_TIMEOUT_MS / 1000} s after all were up`,
+    if (!fullAt) {
+      const stats = await Promise.all(
+        children.map((c) => {
+          const r = c.next("stats");
+          c.ask("stats");
+          return r.then((v) => v.m.stats as Record<string, number>);
+        }),
       );
+      const sum = (k: string) => stats.reduce((s, x) => s + (x[k] ?? 0), 0);
+      console.log(
+        `   N=${n}: ${complete} of ${n} tables full ${DISCOVER_TIMEOUT_MS / 1000} s after all were up (median table ${median(stats.map((x) => x.size ?? 0))}; all nodes: ${sum("rounds")} rounds, ${sum("exchanges")} exchanges, ${sum("failures")} failed, ${sum("late")} of them while late)`,
+      );
+    }
     // one new version of the first node's record, timed from its signing to the last node holding it
     await Bun.sleep(2000);
     const pub = first.next("published");
@@ -446,6 +600,10 @@ try {
 }
 
 const small = rows[0] as Row;
+if (floorRow && small)
+  console.log(
+    `   N=${small.n} against the floor: ${(small.cpuMsPerRound / floorRow.cpuMs).toFixed(2)}× its CPU (JS thread ${(small.mainMsPerRound / floorRow.mainMs).toFixed(2)}×)`,
+  );
 const large = rows.at(-1) as Row;
 if (rows.length > 1) {
   const ratio = large.cpuMsPerRound / small.cpuMsPerRound;

@@ -249,6 +249,62 @@ describe("failure detection", () => {
     }
   });
 
+  test("a slow-but-alive peer (answers after 1.5 × the base timeout) is never declared dead: its timeout adapts", async () => {
+    // interval 100 ms: the base timeout is 150 ms; the slow node answers after 220 ms of real time
+    const net = new Net({ gossipIntervalMs: 100, suspectTimeoutMs: 2000 });
+    const nodes = await converged(net, 3);
+    const [a, b, slow] = nodes as [TestNode, TestNode, TestNode];
+    net.set(slow, "slow", 220);
+    const id = slow.identity.nodeId;
+    // 8 s of the ManualClock (4 suspect timeouts), a round each second
+    for (let r = 0; r < 8; r++) {
+      net.clock.advance(1000);
+      await net.rounds([a, b, slow]);
+      for (const n of [a, b]) expect(n.table.get(id)?.state).not.toBe("dead");
+    }
+    for (const n of [a, b]) {
+      expect(n.table.get(id)?.state).toBe("alive");
+      expect(n.table.get(id)?.latencyMs as number).toBeGreaterThanOrEqual(200);
+      // the peer's own latency keeps its timeout above its answers: at most the first exchange timed out
+      expect(n.gossip.timeoutMs(id)).toBeGreaterThanOrEqual(400);
+      expect(n.gossip.stats.failures).toBeLessThanOrEqual(2);
+    }
+  });
+
+  test("a node that runs late does not suspect a peer whose exchange timed out; a refused one is still declared dead", async () => {
+    let lateMs = 1000;
+    const net = new Net({ gossipIntervalMs: 100, suspectTimeoutMs: 1000 });
+    const nodes = Array.from({ length: 4 }, (_, i) =>
+      net.add(`node-${i}`, i === 0 ? { lateness: () => lateMs } : {}),
+    );
+    const first = nodes[0] as TestNode;
+    for (const n of nodes.slice(1)) n.store.peers.addSeed("127.0.0.1", first.port, true, net.clock.now());
+    for (let r = 0; r < 10 && !nodes.every((n) => liveIds(n).length === 4); r++) {
+      await net.rounds(nodes);
+      net.clock.advance(1000);
+    }
+    const [late, , hung, gone] = nodes as [TestNode, TestNode, TestNode, TestNode];
+    expect(liveIds(late)).toEqual(idsOf(...nodes));
+    net.set(hung, "hang");
+    net.set(gone, "down");
+    for (let r = 0; r < 4; r++) {
+      net.clock.advance(1000);
+      await late.gossip.round();
+    }
+    // the hung peer timed out every round while this node ran late: tried again, never suspected
+    expect(late.gossip.stats.late).toBeGreaterThanOrEqual(3);
+    expect(late.table.get(hung.identity.nodeId)?.state).toBe("alive");
+    // the refused connection says the node is gone, late or not
+    expect(late.table.get(gone.identity.nodeId)?.state).toBe("dead");
+    // once this node keeps time again, the hung peer is suspected and declared dead
+    lateMs = 0;
+    for (let r = 0; r < 4; r++) {
+      net.clock.advance(1000);
+      await late.gossip.round();
+    }
+    expect(late.table.get(hung.identity.nodeId)?.state).toBe("dead");
+  });
+
   test("tombstones are forgotten everywhere some time after TOMBSTONE_MS (10 min), not passed back and forth", async () => {
     const net = new Net();
     const nodes = await converged(net, 4);

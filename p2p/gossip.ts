@@ -19,6 +19,7 @@ import { type ClusterBook, clusterLabel } from "./cluster.ts";
 import * as core from "./gossip-core.ts";
 import * as sync from "./gossip-sync.ts";
 import { Introductions } from "./introductions.ts";
+import * as pace from "./pace.ts";
 import type { ReachState } from "./reach.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
 import type { PeerExpectation, PeerTransport } from "./transport.ts";
@@ -65,6 +66,8 @@ export interface GossipDeps {
   fetch?: typeof fetch;
   /** The random source of target choice and sampling; default `Math.random`. */
   random?: core.Random;
+  /** How late this node's event loop runs (ms); default: measured at the round timer (pace.Lateness). */
+  lateness?: () => number;
 }
 
 /** A peer or seed that answered 403 to an exchange: this node is not a member there. */
@@ -83,6 +86,8 @@ export interface GossipStats {
   bytesSent: number;
   bytesReceived: number;
   recordsReceived: number;
+  /** Failed exchanges not counted against the peer: they timed out while this node itself ran late. */
+  late: number;
 }
 
 const META_VERSION = "self.version";
@@ -125,6 +130,7 @@ export class GossipService {
     bytesSent: 0,
     bytesReceived: 0,
     recordsReceived: 0,
+    late: 0,
   };
   /**
    * The peers and seeds that refused this node in the last round (403: it is not a member there), so
@@ -146,6 +152,12 @@ export class GossipService {
   /** Version of this node's record each peer said it holds (the record is left out while equal). */
   private readonly peerHolds: core.PeerHolds;
   private readonly random: core.Random;
+  /** This node's exchange round trips: what its timeouts adapt to (see pace.exchangeTimeoutMs). */
+  private readonly roundTrips = new pace.RoundTrips();
+  /** Exchanges with each peer that timed out in a row: each doubles that peer's next timeout. */
+  private readonly backoff = new Map<string, number>();
+  private readonly lateness = new pace.Lateness();
+  private readonly lagMs: () => number;
   private readonly log: Logger;
   private readonly fetchFn: typeof fetch;
 
@@ -156,6 +168,7 @@ export class GossipService {
     this.log = deps.logger.withTag("p2p");
     this.fetchFn = deps.fetch ?? fetch;
     this.random = deps.random ?? Math.random;
+    this.lagMs = deps.lateness ?? (() => this.lateness.lagMs);
     this.peerHolds = new core.PeerHolds(deps.config.maxPeers);
     this.introductions = new Introductions({
       clock: deps.clock,
@@ -388,11 +401,27 @@ export class GossipService {
 
   // ---- contacting peers -----------------------------------------------------------------------
 
-  private timeoutMs(): number {
-    return Math.min(2000, Math.max(150, Math.round(this.deps.config.gossipIntervalMs * 0.8)));
+  /**
+   * The timeout of a request to `peerId`: this node's round trips, twice the peer's own median latency
+   * (a slow peer keeps the time it needs), and its backoff; a seed or an introduced node has none of these.
+   */
+  timeoutMs(peerId?: string): number {
+    const { gossipIntervalMs, suspectTimeoutMs } = this.deps.config;
+    const latency = peerId ? this.deps.table.get(peerId)?.latencyMs : undefined;
+    return pace.exchangeTimeoutMs({
+      intervalMs: gossipIntervalMs,
+      suspectTimeoutMs,
+      measuredMs: Math.max(this.roundTrips.timeoutMs ?? 0, 2 * (latency ?? 0)),
+      backoff: (peerId && this.backoff.get(peerId)) || 0,
+    });
   }
 
-  private async post<T>(url: string, body: unknown, peer: PeerExpectation = {}): Promise<T> {
+  private async post<T>(
+    url: string,
+    body: unknown,
+    peer: PeerExpectation = {},
+    timeoutMs = this.timeoutMs(peer.nodeId),
+  ): Promise<T> {
     const text = JSON.stringify(body);
     this.stats.bytesSent += text.length;
     const { identity, clock, transport } = this.deps;
@@ -402,15 +431,15 @@ export class GossipService {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: text,
-      timeoutMs: this.timeoutMs(),
+      timeoutMs,
     });
     const reply = await res.text();
     this.stats.bytesReceived += reply.length;
     return JSON.parse(reply) as T;
   }
 
-  /** One push-pull exchange with a peer or seed. Returns the peer's id on success. */
-  async exchangeWith(target: core.Target): Promise<string> {
+  /** One push-pull exchange with a peer or seed, each request within `timeoutMs`. Returns the peer's id on success. */
+  async exchangeWith(target: core.Target, timeoutMs = this.timeoutMs(target.id)): Promise<string> {
     const { table } = this.deps;
     const self = await this.selfRecord();
     const t0 = performance.now();
@@ -429,14 +458,14 @@ export class GossipService {
     const url = `${target.url}/v1/p2p/exchange`;
     let res: ExchangeResponse;
     try {
-      res = await this.post<ExchangeResponse>(url, request, peerOf);
+      res = await this.post<ExchangeResponse>(url, request, peerOf, timeoutMs);
     } catch (err) {
       const noRecordOfMe = isP2prcError(err, "E_INVALID") && err.field === "from";
       if (!known || request.from || !noRecordOfMe) throw err;
       // it holds no record of this node (new to it, or a lost database): send it, once
       this.peerHolds.delete(known);
       request.from = self;
-      res = await this.post<ExchangeResponse>(url, request, peerOf);
+      res = await this.post<ExchangeResponse>(url, request, peerOf, timeoutMs);
     }
     const rtt = performance.now() - t0;
     const answered = sync.answeredBy(target.url, res, known, have);
@@ -451,6 +480,8 @@ export class GossipService {
       throw new Error(`${target.url} is this node`);
     }
     table.markContact(peerId, rtt);
+    this.roundTrips.sample(rtt);
+    this.backoff.delete(peerId);
     if (target.seed) this.deps.peers.setSeedNode(target.seed.host, target.seed.port, peerId);
     if (res.observed) this.observed.observe(res.observed);
     this.stats.exchanges++;
@@ -612,6 +643,7 @@ export class GossipService {
     if (!row || !body) return;
     const notice: DeathNotice = { ...body, signature: this.deps.identity.signJson(body) };
     this.deps.table.applyDeath(notice);
+    this.backoff.delete(id);
     this.log.info(
       `peer declared dead: ${id.slice(0, 12)} (no answer for ${this.deps.clock.now() - row.lastSeen} ms)`,
     );
@@ -682,13 +714,28 @@ export class GossipService {
     await Promise.all(
       targets.map(async (t) => {
         if (t.id) table.markTried(t.id);
+        const timeoutMs = this.timeoutMs(t.id);
+        const t0 = performance.now();
         try {
-          await this.exchangeWith(t);
+          await this.exchangeWith(t, timeoutMs);
         } catch (err) {
           this.stats.failures++;
           if (isP2prcError(err) && err.code === "E_FORBIDDEN")
             this.refused.push({ url: t.url, id: t.id, message: err.message });
           if (!t.id) return;
+          // a timeout gives this peer twice the time next (pace.exchangeTimeoutMs); one while this node
+          // itself ran late says nothing of the peer: it is tried again, not suspected
+          const timedOut = performance.now() - t0 >= timeoutMs;
+          if (timedOut) {
+            // ids that left by another node's notice or the table's bound stay here: cleared at the bound
+            if (this.backoff.size >= this.deps.config.maxPeers) this.backoff.clear();
+            this.backoff.set(t.id, (this.backoff.get(t.id) ?? 0) + 1);
+          }
+          if (!pace.failureCounts({ timedOut, lagMs: this.lagMs(), timeoutMs })) {
+            this.stats.late++;
+            this.log.debug(`exchange with ${t.url} timed out while this node ran late: not counted`);
+            return;
+          }
           const row = table.markFailure(t.id);
           if (row) this.suspects.add(t.id);
           this.log.debug(`exchange with ${t.url} failed: ${(err as Error).message}`);
@@ -732,6 +779,7 @@ export class GossipService {
     this.addBootstrapSeeds();
     this.stop();
     const tick = () => {
+      this.lateness.tick(performance.now(), config.gossipIntervalMs);
       if (this.running) return;
       this.running = this.round()
         .catch((err) => this.log.warn(`gossip round failed: ${(err as Error).message}`))

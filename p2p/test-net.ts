@@ -23,13 +23,18 @@ export interface TestNode {
   log: string[];
 }
 
-export type Behaviour = "up" | "down" | "hang";
+export type Behaviour = "up" | "down" | "hang" | "slow";
 
-/** A little network: nodes by host:port, each up, down (connection refused) or hanging (never answers). */
+/**
+ * A little network: nodes by host:port, each up, down (connection refused), hanging (never answers) or
+ * slow (answers after its `delays` entry, in real time, as the exchange timeout is).
+ */
 export class Net {
   readonly clock = new ManualClock();
   readonly nodes = new Map<string, TestNode>();
   readonly behaviour = new Map<string, Behaviour>();
+  /** How long a slow node takes to answer (ms). */
+  readonly delays = new Map<string, number>();
   /** Every request made: [from node, path]. */
   readonly calls: { from: string; url: string; body?: string }[] = [];
   private nextPort = 9001;
@@ -47,6 +52,8 @@ export class Net {
       port?: number;
       config?: Partial<Config>;
       seenAs?: string;
+      /** How late the node's event loop runs (GossipDeps.lateness). */
+      lateness?: () => number;
     } = {},
   ): TestNode {
     const port = opts.port ?? this.nextPort++;
@@ -73,6 +80,7 @@ export class Net {
       clock: this.clock,
       logger: memoryLogger(log),
       offer: async () => OFFER,
+      lateness: opts.lateness,
       fetch: ((input: string | URL | Request, init?: RequestInit) =>
         this.fetch(name, input, init)) as typeof fetch,
     });
@@ -109,8 +117,9 @@ export class Net {
     return node;
   }
 
-  set(node: TestNode, b: Behaviour): void {
+  set(node: TestNode, b: Behaviour, delayMs = 0): void {
     this.behaviour.set(`127.0.0.1:${node.port}`, b);
+    this.delays.set(`127.0.0.1:${node.port}`, delayMs);
   }
 
   /** Puts `node` at the address of `port` (another process took over the port). */
@@ -134,6 +143,20 @@ export class Net {
       });
     }
     if (b === "down" || !node) throw new Error(`connect ECONNREFUSED ${url.host}`);
+    if (b === "slow") {
+      const ms = this.delays.get(url.host) ?? 0;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, ms);
+        init?.signal?.addEventListener(
+          "abort",
+          () => {
+            clearTimeout(timer);
+            reject(new Error("timed out"));
+          },
+          { once: true },
+        );
+      });
+    }
     return node.app.request(url.pathname, { method: init?.method, headers: init?.headers, body: init?.body });
   }
 
@@ -141,7 +164,8 @@ export class Net {
   async rounds(nodes: TestNode[], n = 1): Promise<void> {
     for (let i = 0; i < n; i++) {
       for (const node of nodes) {
-        if (this.behaviour.get(`127.0.0.1:${node.port}`) !== "up") continue;
+        const b = this.behaviour.get(`127.0.0.1:${node.port}`);
+        if (b !== "up" && b !== "slow") continue;
         await node.gossip.round();
       }
     }

@@ -59,6 +59,8 @@ export interface PeerStore {
   removeSeed(host: string, port: number): boolean;
   /** How many times the table was read from SQLite (once, then after another connection wrote). */
   loads(): number;
+  /** How many times the seeds were read from SQLite (once, then after a write). */
+  seedLoads(): number;
   /**
    * Makes the next read ask SQLite whether another connection wrote the table (reads ask by themselves
    * at most every 250 ms: another process's write is seen within that).
@@ -140,6 +142,7 @@ export function peerStore(
   let rows: Map<string, PeerRow> | undefined;
   let version = -1;
   let loads = 0;
+  let seedLoads = 0;
   /** Ids touched since the last flush (their rows in `rows` are written then). */
   const dirty = new Set<string>();
   /**
@@ -148,6 +151,8 @@ export function peerStore(
    */
   let sorted: PeerRow[] | undefined;
   let place = new Map<string, number>();
+  /** The seeds, as read (every gossip round asks): read again after a write here or another connection's. */
+  let seedRows: SeedRow[] | undefined;
   let digest: [string, number, boolean][] | undefined;
   let checkedAt = Number.NEGATIVE_INFINITY;
   const table = (): Map<string, PeerRow> => {
@@ -162,6 +167,7 @@ export function peerStore(
       loads++;
       // another connection wrote: its rows win over contacts not flushed yet (never write an old record back)
       dirty.clear();
+      seedRows = undefined;
       sorted = undefined;
       digest = undefined;
     }
@@ -269,22 +275,37 @@ export function peerStore(
       }
       return n;
     },
-    seeds: () =>
-      q.seeds.all().map((s) => ({
-        host: s.host,
-        port: s.port,
-        root: s.root === 1,
-        nodeId: s.node_id ?? undefined,
-        addedAt: s.added_at,
-      })),
+    seeds: () => {
+      table(); // the data_version check: a seed another connection (the CLI) added is seen
+      if (!seedRows) {
+        seedRows = q.seeds.all().map((s) => ({
+          host: s.host,
+          port: s.port,
+          root: s.root === 1,
+          nodeId: s.node_id ?? undefined,
+          addedAt: s.added_at,
+        }));
+        seedLoads++;
+      }
+      return seedRows.map((s) => ({ ...s }));
+    },
     addSeed: (host, port, root, now) => {
       q.addSeed.run(host, port, root ? 1 : 0, now);
+      seedRows = undefined;
     },
     setSeedNode: (host, port, nodeId) => {
+      // each exchange with a seed names its node: a write only when that is news
+      const held = seedRows?.find((s) => s.host === host && s.port === port);
+      if (held?.nodeId === nodeId) return;
       q.setSeedNode.run(nodeId, host, port);
+      seedRows = undefined;
     },
-    removeSeed: (host, port) => q.removeSeed.run(host, port).changes > 0,
+    removeSeed: (host, port) => {
+      seedRows = undefined;
+      return q.removeSeed.run(host, port).changes > 0;
+    },
     loads: () => loads,
+    seedLoads: () => seedLoads,
     refresh: () => {
       checkedAt = Number.NEGATIVE_INFINITY;
     },

@@ -254,6 +254,34 @@ describe("peers: the IP table in memory, written through", () => {
     store.close();
   });
 
+  test("seeds are read from SQLite once, again after a write here or another connection's (issue 12)", () => {
+    const path = join(root, "seeds-memory.db");
+    const store = openStore(path);
+    const other = openStore(path);
+    store.peers.addSeed("10.0.0.1", 8088, true, 1);
+    const first = store.peers.seeds();
+    expect(first).toEqual([{ host: "10.0.0.1", port: 8088, root: true, nodeId: undefined, addedAt: 1 }]);
+    // a caller's change to what it got is not the store's
+    (first[0] as { port: number }).port = 1;
+    for (let i = 0; i < 100; i++) expect(store.peers.seeds()[0]?.port).toBe(8088);
+    expect(store.peers.seedLoads()).toBe(1);
+    store.peers.setSeedNode("10.0.0.1", 8088, "a".repeat(64));
+    expect(store.peers.seeds()[0]?.nodeId).toBe("a".repeat(64));
+    expect(other.peers.seeds()[0]?.nodeId).toBe("a".repeat(64));
+    // the same node named again: nothing written, nothing read again
+    store.peers.setSeedNode("10.0.0.1", 8088, "a".repeat(64));
+    store.peers.seeds();
+    expect(store.peers.seedLoads()).toBe(2);
+    // another connection adds one: seen after at most 250 ms, or at once after refresh()
+    other.peers.addSeed("10.0.0.2", 8088, false, 2);
+    store.peers.refresh();
+    expect(store.peers.seeds().map((s) => s.host)).toEqual(["10.0.0.1", "10.0.0.2"]);
+    expect(store.peers.removeSeed("10.0.0.2", 8088)).toBe(true);
+    expect(store.peers.seeds()).toHaveLength(1);
+    other.close();
+    store.close();
+  });
+
   test("a contact (touch) is in memory at once and in SQLite at the flush, or at close; never over a newer row", () => {
     const path = join(root, "peers-touch.db");
     const store = openStore(path);

@@ -1,0 +1,69 @@
+import { describe, expect, test } from "bun:test";
+import {
+  baseTimeoutMs,
+  exchangeTimeoutMs,
+  failureCounts,
+  Lateness,
+  maxTimeoutMs,
+  RoundTrips,
+} from "./pace.ts";
+
+describe("exchange timeouts", () => {
+  test("a healthy network keeps the base: 0.8 × the interval within 150 ms … 2 s", () => {
+    expect(baseTimeoutMs(1000)).toBe(800);
+    expect(baseTimeoutMs(100)).toBe(150);
+    expect(baseTimeoutMs(10_000)).toBe(2000);
+    const rtts = new RoundTrips();
+    for (const ms of [3, 5, 4, 6, 3]) rtts.sample(ms);
+    expect(
+      exchangeTimeoutMs({ intervalMs: 1000, suspectTimeoutMs: 5000, measuredMs: rtts.timeoutMs, backoff: 0 }),
+    ).toBe(800);
+  });
+
+  test("late answers raise it (srtt + 4 × rttvar), within half the suspect timeout", () => {
+    const rtts = new RoundTrips();
+    expect(rtts.timeoutMs).toBeUndefined();
+    for (const ms of [600, 900, 700, 1200]) rtts.sample(ms);
+    const measured = rtts.timeoutMs as number;
+    expect(measured).toBeGreaterThan(1200);
+    const o = { intervalMs: 1000, suspectTimeoutMs: 15_000, backoff: 0 };
+    expect(exchangeTimeoutMs({ ...o, measuredMs: measured })).toBe(Math.ceil(measured));
+    expect(exchangeTimeoutMs({ ...o, measuredMs: 60_000 })).toBe(7500);
+    expect(maxTimeoutMs(1000, 15_000)).toBe(7500);
+    // never under the base, even with a tiny suspect timeout
+    expect(maxTimeoutMs(1000, 200)).toBe(800);
+  });
+
+  test("each timeout in a row doubles the peer's next one, up to the maximum", () => {
+    const o = { intervalMs: 1000, suspectTimeoutMs: 10_000, measuredMs: undefined };
+    expect([0, 1, 2, 3, 20].map((backoff) => exchangeTimeoutMs({ ...o, backoff }))).toEqual([
+      800, 1600, 3200, 5000, 5000,
+    ]);
+  });
+});
+
+describe("failures while this node runs late", () => {
+  test("a timeout counts unless this node's lag was at least a quarter of the time the exchange had", () => {
+    expect(failureCounts({ timedOut: true, lagMs: 0, timeoutMs: 800 })).toBe(true);
+    expect(failureCounts({ timedOut: true, lagMs: 199, timeoutMs: 800 })).toBe(true);
+    expect(failureCounts({ timedOut: true, lagMs: 200, timeoutMs: 800 })).toBe(false);
+    // a refused connection or an error answer always counts: a dead peer is found dead on a busy host too
+    expect(failureCounts({ timedOut: false, lagMs: 5000, timeoutMs: 800 })).toBe(true);
+  });
+
+  test("lateness is each tick's delay past the interval, decaying by half a tick", () => {
+    const l = new Lateness();
+    l.tick(0, 1000);
+    l.tick(1000, 1000);
+    expect(l.lagMs).toBe(0);
+    l.tick(2600, 1000); // 600 ms late
+    expect(l.lagMs).toBe(600);
+    l.tick(3600, 1000);
+    expect(l.lagMs).toBe(300);
+    l.tick(4800, 1000); // 200 ms late: more than the decayed 150
+    expect(l.lagMs).toBe(200);
+    l.tick(5800, 1000);
+    l.tick(6800, 1000);
+    expect(l.lagMs).toBe(50);
+  });
+});

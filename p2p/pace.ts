@@ -1,0 +1,91 @@
+// How long an exchange may take, and whether one that failed says anything about the peer: decisions of
+// plain numbers (round trips and lateness measured by the shell), so that a starved host slows down
+// instead of declaring its peers dead. Internal to p2p/ (gossip.ts uses it).
+
+/**
+ * The round trip of this node's exchanges, smoothed as TCP does (RFC 6298: `srtt`, `rttvar`, the
+ * timeout `srtt + 4 × rttvar`). One estimate for the node, not one per peer: what makes answers late on
+ * a starved host is the host (every exchange waits for a core), and a peer's own slowness is met by
+ * the per-peer backoff below.
+ */
+export class RoundTrips {
+  private srtt: number | undefined;
+  private rttvar = 0;
+
+  /** A successful exchange's round trip (wall time, ms). */
+  sample(ms: number): void {
+    if (this.srtt === undefined) {
+      this.srtt = ms;
+      this.rttvar = ms / 2;
+      return;
+    }
+    this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - ms);
+    this.srtt = 0.875 * this.srtt + 0.125 * ms;
+  }
+
+  /** `srtt + 4 × rttvar`, or undefined before the first sample. */
+  get timeoutMs(): number | undefined {
+    return this.srtt === undefined ? undefined : this.srtt + 4 * this.rttvar;
+  }
+}
+
+/** The shortest timeout: 0.8 × the interval, within 150 ms … 2 s (what every exchange had before). */
+export function baseTimeoutMs(intervalMs: number): number {
+  return Math.min(2000, Math.max(150, Math.round(intervalMs * 0.8)));
+}
+
+/**
+ * The longest: half the suspect timeout, and never under the base (a peer silent that long is already
+ * on its way to being declared dead; waiting longer for one answer would only stall rounds).
+ */
+export function maxTimeoutMs(intervalMs: number, suspectTimeoutMs: number): number {
+  return Math.max(baseTimeoutMs(intervalMs), Math.round(suspectTimeoutMs / 2));
+}
+
+/**
+ * An exchange's timeout: the node's measured round trips (`srtt + 4 × rttvar`, never under the base),
+ * doubled for each exchange with this peer that timed out in a row (`backoff`, as TCP's retransmission
+ * timer), within the maximum. A healthy network keeps the base; a host whose answers come late (a
+ * starved machine) or a slow-but-alive peer gets time to answer instead of being marked suspect.
+ */
+export function exchangeTimeoutMs(o: {
+  intervalMs: number;
+  suspectTimeoutMs: number;
+  measuredMs: number | undefined;
+  backoff: number;
+}): number {
+  const base = Math.max(baseTimeoutMs(o.intervalMs), Math.ceil(o.measuredMs ?? 0));
+  return Math.min(maxTimeoutMs(o.intervalMs, o.suspectTimeoutMs), base * 2 ** Math.min(o.backoff, 8));
+}
+
+/**
+ * Whether a failed exchange counts against the peer (suspect, then dead). Not when it timed out while
+ * this node was itself late: its own event loop ran behind (measured at its timer, `lagMs`) by at least
+ * a quarter of the time the exchange had, so the answer may have been there, unread. A refused
+ * connection, an error answer, or a timeout on a node that keeps time all count, so a dead peer is
+ * still found dead.
+ */
+export function failureCounts(o: { timedOut: boolean; lagMs: number; timeoutMs: number }): boolean {
+  return !o.timedOut || o.lagMs * 4 < o.timeoutMs;
+}
+
+/**
+ * How late this node's event loop runs, from its round timer: each tick's lateness past the interval,
+ * kept as a decaying maximum (halved each tick), so one late tick counts for a few rounds and a
+ * starved host reads late for as long as it stays starved.
+ */
+export class Lateness {
+  private last: number | undefined;
+  private lag = 0;
+
+  /** A timer tick at `now` (ms, a monotonic clock), due `intervalMs` after the previous one. */
+  tick(now: number, intervalMs: number): void {
+    const late = this.last === undefined ? 0 : Math.max(0, now - this.last - intervalMs);
+    this.last = now;
+    this.lag = Math.max(late, this.lag / 2);
+  }
+
+  get lagMs(): number {
+    return this.lag;
+  }
+}
