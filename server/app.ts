@@ -14,7 +14,7 @@ import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./ht
 import type { CallerResolver } from "./http/caller.ts";
 import { errorResponse } from "./http/errors.ts";
 import type { ImageService } from "./image-service.ts";
-import { containerRoutes, futureStatsRoutes } from "./routes/containers.ts";
+import { containerRoutes, futureStatsRoutes, taskStatsRoutes } from "./routes/containers.ts";
 import { execOpenRoutes, execSessionRoutes } from "./routes/exec.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { inputRoutes } from "./routes/inputs.ts";
@@ -98,7 +98,12 @@ export function createServerApp(deps: ServerAppDeps) {
       limitBytes: deps.config.inputCacheMb * 1024 * 1024,
       logger: deps.logger,
     });
-  const tasks = new TaskService({ containers: deps.containers, engine: deps.engine, cache: inputs });
+  const tasks = new TaskService({
+    containers: deps.containers,
+    engine: deps.engine,
+    cache: inputs,
+    clock: deps.clock ?? systemClock,
+  });
   const runtimes =
     deps.futureRuntimes ??
     new FutureRuntimes({
@@ -128,7 +133,8 @@ export function createServerApp(deps: ServerAppDeps) {
     .route("/containers", execOpenRoutes(exec))
     .route("/exec", execSessionRoutes(exec))
     .route("/inputs", inputRoutes({ cache: inputs, resolveCaller, maxJsonBytes, maxUploadBytes, spoolDir }))
-    .route("/futures", futureStatsRoutes({ runtimes, resolveCaller }));
+    .route("/futures", futureStatsRoutes({ runtimes, resolveCaller }))
+    .route("/tasks", taskStatsRoutes({ tasks, resolveCaller }));
   const app = new Hono<AuthEnv>();
   const onRequest = deps.onRequest;
   if (onRequest) app.use("*", observeRequests(onRequest));
