@@ -4,6 +4,7 @@ import { matchedRoutes } from "hono/route";
 import type { Config } from "../config/index.ts";
 import { type Clock, DEFAULT_PORT, type Logger, systemClock, tryParseAddress } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
+import type { AgentPool } from "./batch/agent-pool.ts";
 import { InputCache } from "./batch/cache.ts";
 import { TaskService } from "./batch/tasks.ts";
 import type { ContainerService } from "./containers.ts";
@@ -54,6 +55,8 @@ export interface ServerAppDeps {
   execSessions?: ExecSessions;
   /** The long-lived future runtimes (the node closes them when it stops); default: the app's own. */
   futureRuntimes?: FutureRuntimes;
+  /** The batch tasks' agents (the node closes them when it stops); default: the app's own. */
+  taskAgents?: AgentPool;
   /** Default: the system clock. */
   clock?: Clock;
   /** The batch input cache (default: one in `<dataDir>/inputs` bounded by config `inputCacheMb`). */
@@ -103,6 +106,7 @@ export function createServerApp(deps: ServerAppDeps) {
     engine: deps.engine,
     cache: inputs,
     clock: deps.clock ?? systemClock,
+    agents: deps.taskAgents,
   });
   const runtimes =
     deps.futureRuntimes ??

@@ -48,6 +48,8 @@ export interface TaskServiceDeps {
   cache: InputCache;
   /** Times idle agents and tasks through them (default: the system clock). */
   clock?: Clock | undefined;
+  /** The node's task agents (it closes them when it stops); default: the service's own. */
+  agents?: AgentPool | undefined;
   /** Agents per container at most (default 16); 0: every task a plain exec. */
   maxAgentsPerContainer?: number | undefined;
   /** An idle agent is closed after this many ms (default 30 s). */
@@ -82,12 +84,14 @@ export class TaskService {
 
   constructor(private readonly deps: TaskServiceDeps) {
     this.clock = deps.clock ?? systemClock;
-    this.agents = new AgentPool({
-      engine: deps.engine,
-      clock: this.clock,
-      maxPerContainer: deps.maxAgentsPerContainer,
-      idleMs: deps.agentIdleMs,
-    });
+    this.agents =
+      deps.agents ??
+      new AgentPool({
+        engine: deps.engine,
+        clock: this.clock,
+        maxPerContainer: deps.maxAgentsPerContainer,
+        idleMs: deps.agentIdleMs,
+      });
   }
 
   async run(idOrName: string, caller: Caller, req: TaskRequest): Promise<TaskResult> {
@@ -123,11 +127,6 @@ export class TaskService {
   /** How the node's tasks ran (through agents or plain execs). */
   stats(): TaskStats {
     return this.agents.stats();
-  }
-
-  /** Closes every agent (the node stops). */
-  close(): void {
-    this.agents.closeAll();
   }
 
   /** Runs the task once in `workingDir`: through an agent when one is there for it, else one plain exec. */
