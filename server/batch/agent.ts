@@ -115,6 +115,7 @@ export class TaskAgent {
   /** Reads the agent's frames until its stream ends, handing them to the task running. */
   private async pump(): Promise<void> {
     const demux = new FrameDemuxer();
+    let broken: unknown;
     try {
       for await (const chunk of this.session.output) {
         for (const piece of demux.push(chunk)) {
@@ -128,15 +129,28 @@ export class TaskAgent {
         }
       }
     } catch (err) {
-      this.settle(
-        err instanceof P2prcError ? err : new P2prcError("E_ENGINE", `task agent: its stream failed: ${err}`),
-      );
+      broken = err;
     }
     const p = this.pending;
     this.close();
     if (!p) return;
+    // an answer p2prc cannot read (an exit status that is not one)
+    if (broken instanceof P2prcError && broken.code === "E_ENGINE") return this.settle(broken);
     if (!p.reader.started()) return this.settle({ kind: "notRun" });
-    const code = await this.session.exitCode().catch(() => undefined);
-    this.settle({ kind: "ended", exitCode: code ?? 137, ...p.reader.partial() });
+    // the task ended its agent (its exit code), or the engine went away (its error, as a plain exec's)
+    let code: number | undefined;
+    try {
+      code = await this.session.exitCode();
+    } catch (err) {
+      return this.settle(err instanceof Error ? err : new Error(String(err)));
+    }
+    if (code === undefined)
+      return this.settle(
+        new P2prcError("E_ENGINE_UNAVAILABLE", "task agent: the engine's stream ended while the task ran", {
+          retryable: true,
+          cause: broken,
+        }),
+      );
+    this.settle({ kind: "ended", exitCode: code, ...p.reader.partial() });
   }
 }
