@@ -359,7 +359,7 @@ function dockerExec(): number {
 // ---- one task's requests, step by step ------------------------------------------------------------
 
 const STEPS = [
-  "task (one call: exec in a prepared directory)",
+  "task (one call: its agent runs it in a prepared directory)",
   "write stdout/stderr",
   "DB update ×2",
 ] as const;
@@ -431,7 +431,7 @@ async function stepBreakdown(url: string, certPem: string | undefined): Promise<
         });
       });
       const cpu0 = process.cpuUsage();
-      const r = await time("task (one call: exec in a prepared directory)", () =>
+      const r = await time("task (one call: its agent runs it in a prepared directory)", () =>
         c.runTask(id, {
           command: COMMAND,
           env: { P2PRC_TASK_INDEX: "0", P2PRC_TASK_COUNT: "1" },
@@ -717,7 +717,7 @@ async function main(): Promise<void> {
   );
   const parts: [string, number][] = [
     ...STEPS.map((s): [string, number] => [s, median(steps[s])]),
-    ["  of the task: the engine alone (dockerode exec create/start/inspect)", median(engine)],
+    ["  a plain exec of it, the engine alone (dockerode exec create/start/inspect)", median(engine)],
   ];
   const w = Math.max(...parts.map(([label]) => label.length), "sum of the steps".length);
   for (const [label, ms] of parts) console.log(`  ${label.padEnd(w)}  ${ms.toFixed(1).padStart(7)} ms`);
