@@ -2,7 +2,7 @@
 // more up to a cap, and one waiting idle past a while is closed (on the node's clock). A container whose
 // agent could not start (no /bin/sh, an engine without interactive exec) is remembered: its tasks are
 // plain execs from then on, as before agents.
-import type { Clock } from "../../core/index.ts";
+import { type Clock, P2prcError } from "../../core/index.ts";
 import type { ContainerEngine } from "../engine/index.ts";
 import { TaskAgent } from "./agent.ts";
 
@@ -10,6 +10,8 @@ import { TaskAgent } from "./agent.ts";
 export const MAX_AGENTS_PER_CONTAINER = 16;
 /** An idle agent is closed after this long. */
 export const AGENT_IDLE_MS = 30_000;
+/** Why an agent could not open that says nothing of the container's next task (not remembered). */
+const PASSING = new Set(["E_CONFLICT", "E_NOT_FOUND", "E_ENGINE_UNAVAILABLE"]);
 /** Containers remembered as unable to run an agent; the oldest forgotten beyond it. */
 const MAX_REMEMBERED = 4096;
 
@@ -71,8 +73,12 @@ export class AgentPool {
     group.opening++;
     try {
       agent = await TaskAgent.open(this.deps.engine, containerId);
-    } catch {
-      return undefined; // the plain exec that follows says why (a stopped container), or runs it
+    } catch (err) {
+      // a container not running, gone, or an engine not answering: the plain exec that follows says so;
+      // anything else (an engine without interactive exec) is remembered
+      const passing = err instanceof P2prcError && PASSING.has(err.code);
+      if (!passing) this.disable(containerId);
+      return undefined;
     } finally {
       group.opening--;
     }

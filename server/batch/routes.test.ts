@@ -90,6 +90,26 @@ describe("a batch task", () => {
     });
   });
 
+  test("an engine whose interactive exec fails: plain execs, the agent tried once per container", async () => {
+    const { call, calls, engine } = makeApp();
+    engine.openExec = async () => {
+      throw new Error("interactive exec is not supported here");
+    };
+    const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
+      .id as string;
+    calls.clear();
+    for (let i = 0; i < 3; i++) {
+      const r = await call("POST", `/v1/containers/${id}/tasks`, { command: ["echo", `t${i}`] });
+      expect(r.json).toMatchObject({ exitCode: 0, stdout: `t${i}\n` });
+    }
+    expect(Object.fromEntries(calls)).toEqual({ openExec: 1, exec: 3, putArchive: 1 });
+    expect((await call("GET", "/v1/tasks/stats")).json).toMatchObject({
+      viaAgent: 0,
+      viaExec: 3,
+      noAgent: 1,
+    });
+  });
+
   test("an input the caller did not upload → 404 field inputs, and nothing runs", async () => {
     const { call, calls } = makeApp();
     const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
