@@ -90,6 +90,20 @@ describe("a batch task", () => {
     });
   });
 
+  test("the next run of directories is made before they run out (in the background)", async () => {
+    const { call, calls } = makeApp();
+    const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
+      .id as string;
+    calls.clear();
+    const uploads: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      expect((await call("POST", `/v1/containers/${id}/tasks`, { command: ["true"] })).status).toBe(200);
+      uploads.push(calls.get("putArchive") ?? 0);
+    }
+    // the first run (8) with the first task; the second once 4 are left, before the 9th task needs one
+    expect(uploads).toEqual([1, 1, 1, 2, 2, 2, 2, 2]);
+  });
+
   test("an engine whose interactive exec fails: plain execs, the agent tried once per container", async () => {
     const { call, calls, engine } = makeApp();
     engine.openExec = async () => {

@@ -29,6 +29,8 @@ const INPUTS = "p2prc-inputs";
 /** Directories made in one upload: the first run, then as many as made so far, up to the most. */
 const FIRST_RUN = 8;
 const MAX_RUN = 64;
+/** The next run is started once this few (or a quarter of those made) are left. */
+const PREFETCH_AT = 4;
 /** Containers whose prepared directories are remembered; the oldest are forgotten beyond it. */
 const MAX_CONTAINERS = 4096;
 /** Most bytes kept of each of stdout and stderr (as the exec route). */
@@ -214,7 +216,10 @@ export class TaskService {
         }
         if (p.signature === signature) {
           const dir = p.ready.shift();
-          if (dir) return dir;
+          if (dir) {
+            this.prefetch(id, p, inputs);
+            return dir;
+          }
         }
         if (!p.preparing) {
           const run = this.prepare(id, p, inputs, lease.files);
@@ -233,6 +238,21 @@ export class TaskService {
     } finally {
       lease.release();
     }
+  }
+
+  /**
+   * Starts the next run while the ready directories run low, so that tasks through agents (which cost the
+   * engine nothing else) seldom wait for an upload. Only once the inputs are in the container: the run is
+   * then tar headers alone, reading nothing from the cache (no lease needed).
+   */
+  private prefetch(id: string, p: Prepared, inputs: NonNullable<TaskRequest["inputs"]>): void {
+    if (p.preparing || p.ready.length > Math.max(PREFETCH_AT, p.made >> 2)) return;
+    if (!inputs.every((i) => p.placed.has(i.digest))) return;
+    const run = this.prepare(id, p, inputs, new Map());
+    p.preparing = run.finally(() => {
+      p.preparing = undefined;
+    });
+    p.preparing.catch(() => undefined); // the next task that needs a directory makes them again
   }
 
   /** Makes the next run of directories in one upload (the inputs' content only the first time). */
