@@ -7,29 +7,24 @@
 //   2: <B> <seq> S\n   <task's stderr>   \n<B> <seq>\n
 // where B is 128 random bits per agent (hex) and the "\n" before a marker is the agent's, not the task's.
 // A task whose directory is gone prints `<B> <seq> C\n` as its whole stdout (agent-stream.ts reads it).
-// Output records, one per declared output in order: `F <size>\n<bytes>` (a regular file within the
-// remaining cap), `M\n` missing, `L\n` past the cap, `D\n` anything else (the node reads that one with
-// the archive call).
-
-/** Tar bytes of one regular file of `size` bytes as the archive route gives it: header, data, end. */
-export const fileTarBytes = (size: number) => 512 + Math.ceil(size / 512) * 512 + 1024;
+// Output records, one per declared output in order: `F\n<bytes>\n<B> <seq> O <status>\n` (a regular
+// file's first L bytes, and head's exit status), `M\n` missing, `D\n` anything else (the node reads that
+// one with the archive call).
 
 /**
  * What the agent runs once when it starts. Its own stderr goes to /dev/null and the tasks' to fd 3 (the
  * exec's stderr), so what the shell says of a task (`Terminated` for one killed by a signal: a plain exec
- * has no such line) is not in the task's stderr. `O path` reports one output (the cap left in `L`,
- * counted in tar bytes as the archive route's: 512 + data rounded up to 512 + 1024). Constant text:
- * nothing in it comes from a request.
+ * has no such line) is not in the task's stderr. `O path seq` reports one output: a regular file's first
+ * `L` bytes (one process, `head`: every process started in a small container costs milliseconds), then
+ * a trailer with head's exit status; the node tells from the bytes whether it fits the reply's cap.
+ * Constant text: nothing in it comes from a request.
  */
 export const PRELUDE = `exec 3>&2 2>/dev/null
 O() {
   if [ -h "$1" ]; then echo D
   elif [ -f "$1" ]; then
-    if ! command -v wc >/dev/null 2>&1 || ! command -v cat >/dev/null 2>&1; then echo D; return; fi
-    s=$(wc -c < "$1" 2>/dev/null) || { echo D; return; }
-    s=$((s + 0))
-    t=$((1536 + (s + 511) / 512 * 512))
-    if [ "$t" -gt "$L" ]; then echo L; else L=$((L - t)); printf 'F %s\\n' "$s"; cat < "$1" 2>/dev/null; fi
+    if ! command -v head >/dev/null 2>&1; then echo D; return; fi
+    printf 'F\\n'; head -c "$L" < "$1" 2>/dev/null; printf '\\n%s %s O %s\\n' "$B" "$2" "$?"
   elif [ -e "$1" ]; then echo D
   else echo M
   fi
@@ -58,7 +53,7 @@ export interface TaskScript {
   env?: Record<string, string> | undefined;
   /** Absolute paths of the declared outputs, in order; `null` where the node reads that one itself (D). */
   outputs?: (string | null)[] | undefined;
-  /** Tar bytes the outputs may take together. */
+  /** Bytes read of each output file at most (the reply's cap: a file that reaches it is too large). */
   cap: number;
 }
 
@@ -72,7 +67,7 @@ export function taskFragment(t: TaskScript): string | undefined {
   const n = String(t.seq);
   const exports = env.map(([k, v]) => `export ${quote(k)}=${quote(v)}; `).join("");
   const argv = t.command.map(quote).join(" ");
-  const outputs = (t.outputs ?? []).map((p) => (p === null ? "echo D; " : `O ${quote(p)}; `)).join("");
+  const outputs = (t.outputs ?? []).map((p) => (p === null ? "echo D; " : `O ${quote(p)} ${n}; `)).join("");
   return (
     `printf '%s %s S\\n' "$B" ${n}; printf '%s %s S\\n' "$B" ${n} >&3; ` +
     `( exec 3>&-; cd -- ${quote(t.workingDir)} 2>/dev/null || { printf '%s %s C\\n' "$B" ${n}; exit 1; }; ` +

@@ -21,7 +21,7 @@ describe("the fragment", () => {
     });
     expect(f).toContain("exec 'printf' '%s' '$(id)' )");
     expect(f).toContain("export 'A_1'='`x`'; ");
-    expect(f).toContain("O '/w/o'\\''1'; echo D; ");
+    expect(f).toContain("O '/w/o'\\''1' 3; echo D; ");
     expect(f?.endsWith("\n")).toBe(true);
     expect(f?.split("\n").length).toBe(2); // one line: no value holds a newline here
     const base = { seq: 1, workingDir: "/", cap: 0 };
@@ -53,7 +53,7 @@ describe("reading an answer", () => {
   });
 
   test("an answer fed a byte at a time: exact output, exit code, files; nothing stray", () => {
-    const t = transcript(7, "out\x00\xff", "", 42, "F 3\nabcM\nD\n");
+    const t = transcript(7, "out\x00\xff", "", 42, `F\nabc\n${B} 7 O 0\nM\nD\n`);
     const r = new TaskReader(B, 7, 1 << 20, 3, 1 << 20);
     for (const b of enc(t.err)) r.push(2, Uint8Array.of(b));
     expect(r.done()).toBe(false);
@@ -82,10 +82,15 @@ describe("reading an answer", () => {
   });
 
   test("records that do not add up (a file that changed while read) are refused", () => {
-    expect(parseRecords(enc("F 3\nabcd\n"), 1)).toBeUndefined();
-    expect(parseRecords(enc("F 5\nabc"), 1)).toBeUndefined();
-    expect(parseRecords(enc("M\nL\n"), 1)).toBeUndefined();
-    expect(parseRecords(enc("Q\n"), 1)).toBeUndefined();
-    expect(parseRecords(enc("L\nF 0\n"), 2)).toEqual([{ kind: "L" }, { kind: "F", data: enc("") }]);
+    const T = enc(`\n${B} 7 O `);
+    const parse = (s: string, n: number) => parseRecords(enc(s), n, T);
+    expect(parse(`F\nabc\n${B} 7 O 0\n`, 1)).toEqual([{ kind: "F", data: enc("abc") }]);
+    expect(parse(`F\n\n${B} 7 O 0\nM\n`, 2)).toEqual([{ kind: "F", data: enc("") }, { kind: "M" }]);
+    expect(parse(`F\nab\n${B} 7 O 1\n`, 1)).toEqual([{ kind: "D" }]); // head failed: the engine reads it
+    expect(parse(`F\nabc\n${B} 8 O 0\n`, 1)).toBeUndefined();
+    expect(parse(`F\nabc\n${B} 7 O x\n`, 1)).toBeUndefined();
+    expect(parse(`F\nabc\n${B} 7 O 0\nD\n`, 1)).toBeUndefined();
+    expect(parse("M\nL\n", 2)).toBeUndefined();
+    expect(parse("Q\n", 1)).toBeUndefined();
   });
 });

@@ -51,8 +51,8 @@ export class Until {
   }
 }
 
-/** One declared output as the agent reported it: a file's bytes, or missing / too large / read it yourself. */
-export type OutputRecord = { kind: "F"; data: Buffer } | { kind: "M" | "L" | "D" };
+/** One declared output as the agent reported it: a file's bytes (its first L), missing, or read it yourself. */
+export type OutputRecord = { kind: "F"; data: Buffer } | { kind: "M" | "D" };
 
 /** A task's answer as the agent printed it. */
 export interface AgentAnswer {
@@ -66,8 +66,11 @@ export interface AgentAnswer {
   records: OutputRecord[] | undefined;
 }
 
-/** Parses `count` output records that must fill `buf` exactly; undefined when they do not. */
-export function parseRecords(buf: Buffer, count: number): OutputRecord[] | undefined {
+/**
+ * Parses `count` output records that must fill `buf` exactly (`trailer`: what follows a file's bytes up
+ * to head's exit status); undefined when they do not. A file head could not read is a `D`.
+ */
+export function parseRecords(buf: Buffer, count: number, trailer: Buffer): OutputRecord[] | undefined {
   const out: OutputRecord[] = [];
   let at = 0;
   for (let i = 0; i < count; i++) {
@@ -75,16 +78,18 @@ export function parseRecords(buf: Buffer, count: number): OutputRecord[] | undef
     if (nl < 0) return undefined;
     const line = buf.subarray(at, nl).toString("latin1");
     at = nl + 1;
-    if (line === "M" || line === "L" || line === "D") {
+    if (line === "M" || line === "D") {
       out.push({ kind: line });
       continue;
     }
-    const m = /^F (\d{1,12})$/.exec(line);
-    if (!m) return undefined;
-    const size = Number(m[1]);
-    if (at + size > buf.length) return undefined;
-    out.push({ kind: "F", data: Buffer.from(buf.subarray(at, at + size)) });
-    at += size;
+    if (line !== "F") return undefined;
+    const end = buf.indexOf(trailer, at);
+    const eol = end < 0 ? -1 : buf.indexOf(10, end + trailer.length);
+    if (eol < 0) return undefined;
+    const status = buf.subarray(end + trailer.length, eol).toString("latin1");
+    if (!/^\d{1,3}$/.test(status)) return undefined;
+    out.push(status === "0" ? { kind: "F", data: Buffer.from(buf.subarray(at, end)) } : { kind: "D" });
+    at = eol + 1;
   }
   return at === buf.length ? out : undefined;
 }
@@ -118,6 +123,7 @@ export class TaskReader {
   private readonly out: Side;
   private readonly err: Side;
   private readonly chdirLine: Buffer;
+  private readonly trailer: Buffer;
 
   constructor(
     marker: string,
@@ -128,6 +134,7 @@ export class TaskReader {
   ) {
     const m = (s: string) => Buffer.from(s, "latin1");
     this.chdirLine = m(`${marker} ${seq} C\n`);
+    this.trailer = m(`\n${marker} ${seq} O `);
     this.out = new Side([
       new Until(m(`${marker} ${seq} S\n`), 0),
       new Until(m(`\n${marker} ${seq} R `), maxOutputBytes),
@@ -187,7 +194,7 @@ export class TaskReader {
       ...this.partial(),
       exitCode: Number((this.out.stages[2] as Until).bytes().toString("latin1")),
       chdirFailed: body.equals(this.chdirLine),
-      records: recs.truncated ? undefined : parseRecords(recs.bytes(), this.outputs),
+      records: recs.truncated ? undefined : parseRecords(recs.bytes(), this.outputs, this.trailer),
     };
   }
 }

@@ -250,6 +250,24 @@ describe("a task agent", () => {
       await nextIsRight(id, c.opened);
     }, 60_000);
 
+  test("dash (a Debian image's /bin/sh) answers the same: output, a signal, outputs", async () => {
+    const { container, task, stats } = makeApp();
+    const id = await container({ image: "p2prc-test/debian-sshd", command: ["sleep", "infinity"] });
+    const r = await task(
+      id,
+      sh("printf 'x\\000y' > o.bin; printf 'out'; echo err >&2; kill -TERM $$", {
+        outputs: ["o.bin", "none"],
+      }),
+    );
+    expect(r.json).toMatchObject({ exitCode: 143, stdout: "out", stderr: "err\n" });
+    expect(r.json.outputs[1]).toEqual({ path: "none", state: "missing" });
+    const tar = parseTar(Buffer.from(r.json.outputs[0].tar, "base64"));
+    expect(tar.map((f) => [f.name, Buffer.from(f.data ?? []).toString("hex")])).toEqual([
+      ["o.bin", "780079"],
+    ]);
+    expect(await stats()).toMatchObject({ viaAgent: 1, viaExec: 0 });
+  }, 60_000);
+
   test("a container without /bin/sh runs its tasks as plain execs (remembered)", async () => {
     // an image holding only a static busybox, not at /bin/sh
     const probe = await docker.createContainer({ Image: "p2prc-test/busybox", Cmd: ["true"] });

@@ -81,7 +81,8 @@ export const baseName = (path: string) => path.split("/").filter(Boolean).pop() 
 
 /**
  * The outputs of a task that ran through an agent, from its records (in the order asked): a file's bytes
- * as the archive route's tar, missing, too large, or (`D`: a directory, a link, a file the agent could not
+ * as the archive route's tar (too large when that tar passes what is left of the cap: the agent sends at
+ * most the cap's bytes of a file), missing, or (`D`: a directory, a link, a file the agent could not
  * read) read through the engine with what the files left of the cap.
  */
 export async function outputsFromRecords(
@@ -98,12 +99,15 @@ export async function outputsFromRecords(
   records.forEach((r, i) => {
     const path = paths[i] as string;
     if (r.kind === "M") out.push({ path, state: "missing" });
-    else if (r.kind === "L") out.push({ path, state: "tooLarge" });
     else if (r.kind !== "F") {
       out.push(undefined);
       rest.push(path);
     } else {
       const tar = fileTar(baseName(path), r.data);
+      if (tar.byteLength > left) {
+        out.push({ path, state: "tooLarge" });
+        return;
+      }
       left -= tar.byteLength;
       const sha256 = createHash("sha256").update(tar).digest("hex");
       out.push({ path, state: "included", sha256, tar: Buffer.from(tar).toString("base64") });

@@ -152,7 +152,9 @@ export class TaskService {
             outputs: full.map((p) => (Buffer.byteLength(baseName(p)) <= 100 ? p : null)),
             cap: MAX_INLINE_OUTPUT_BYTES,
           },
-          { ...opts, recordsCap: MAX_INLINE_OUTPUT_BYTES + 64 * 32, clock: this.clock },
+          // the files' bytes up to the cap, with their record lines (64 outputs at most); past it the
+          // node reads every output with the archive call
+          { ...opts, recordsCap: MAX_INLINE_OUTPUT_BYTES + 64 * 128, clock: this.clock },
         );
       } finally {
         this.agents.give(id, agent);
