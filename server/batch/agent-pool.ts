@@ -1,7 +1,7 @@
 // The task agents of a node's containers: per container, idle agents are reused, a busy container opens
 // more up to a cap, and one waiting idle past a while is closed (on the node's clock). A container whose
 // agent could not start (no /bin/sh, an engine without interactive exec) is remembered: its tasks are
-// plain execs from then on, as before agents.
+// plain execs from then on (it is tried again after 10 minutes), as before agents.
 import { type Clock, P2prcError } from "../../core/index.ts";
 import type { ContainerEngine } from "../engine/index.ts";
 import { TaskAgent } from "./agent.ts";
@@ -12,6 +12,11 @@ export const MAX_AGENTS_PER_CONTAINER = 16;
 export const AGENT_IDLE_MS = 30_000;
 /** Why an agent could not open that says nothing of the container's next task (not remembered). */
 const PASSING = new Set(["E_CONFLICT", "E_NOT_FOUND", "E_ENGINE_UNAVAILABLE"]);
+/**
+ * A container whose agent could not start is tried again after this long (its first agent may have met
+ * it stopped, and it was started since).
+ */
+const NO_AGENT_RETRY_MS = 10 * 60_000;
 /** Containers remembered as unable to run an agent; the oldest forgotten beyond it. */
 const MAX_REMEMBERED = 4096;
 
@@ -46,14 +51,19 @@ interface ContainerAgents {
 /** The agents of every container of the node. */
 export class AgentPool {
   private readonly byContainer = new Map<string, ContainerAgents>();
-  private readonly unable = new Set<string>();
+  /** Containers whose agent could not start, and when (tried again after NO_AGENT_RETRY_MS). */
+  private readonly unable = new Map<string, number>();
   readonly counts = { viaAgent: 0, viaExec: 0, agentsOpened: 0 };
 
   constructor(private readonly deps: AgentPoolDeps) {}
 
   /** An idle agent of the container, or a new one; undefined when it has none to give (a plain exec then). */
   async take(containerId: string): Promise<TaskAgent | undefined> {
-    if (this.unable.has(containerId)) return undefined;
+    const since = this.unable.get(containerId);
+    if (since !== undefined) {
+      if (this.deps.clock.now() - since < NO_AGENT_RETRY_MS) return undefined;
+      this.unable.delete(containerId);
+    }
     let c = this.byContainer.get(containerId);
     for (;;) {
       const agent = c?.idle.pop();
@@ -105,11 +115,11 @@ export class AgentPool {
     c.idle.push(agent);
   }
 
-  /** The container cannot run an agent: its tasks are plain execs until it is forgotten. */
+  /** The container cannot run an agent: its tasks are plain execs for a while, or until it is forgotten. */
   disable(containerId: string): void {
-    this.unable.add(containerId);
+    this.unable.set(containerId, this.deps.clock.now());
     if (this.unable.size > MAX_REMEMBERED) {
-      const oldest = this.unable.values().next().value;
+      const oldest = this.unable.keys().next().value;
       if (oldest !== undefined) this.unable.delete(oldest);
     }
   }

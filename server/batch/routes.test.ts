@@ -28,7 +28,7 @@ function makeApp(sign?: (text: string) => string) {
   const { app } = testServerApp({ engine, records: openStore(":memory:").containers, clock, dataDir, sign });
   const call = (method: string, path: string, body?: unknown) =>
     callApp(app, method, path, typeof body === "string" ? { raw: body } : { json: body });
-  return { call, calls, dataDir, engine: fake };
+  return { call, calls, dataDir, engine: fake, clock };
 }
 
 describe("the input cache routes", () => {
@@ -105,7 +105,7 @@ describe("a batch task", () => {
   });
 
   test("an engine whose interactive exec fails: plain execs, the agent tried once per container", async () => {
-    const { call, calls, engine } = makeApp();
+    const { call, calls, engine, clock } = makeApp();
     engine.openExec = async () => {
       throw new Error("interactive exec is not supported here");
     };
@@ -122,6 +122,10 @@ describe("a batch task", () => {
       viaExec: 3,
       noAgent: 1,
     });
+    // tried again after 10 minutes (the container may have been stopped when its first agent opened)
+    clock.advance(10 * 60_000);
+    await call("POST", `/v1/containers/${id}/tasks`, { command: ["true"] });
+    expect(calls.get("openExec")).toBe(2);
   });
 
   test("an input the caller did not upload → 404 field inputs, and nothing runs", async () => {
