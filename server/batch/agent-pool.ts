@@ -82,7 +82,7 @@ export class AgentPool {
     let agent: TaskAgent;
     group.opening++;
     try {
-      agent = await TaskAgent.open(this.deps.engine, containerId);
+      agent = await TaskAgent.open(this.deps.engine, containerId, { clock: this.deps.clock });
     } catch (err) {
       // a container not running, gone, or an engine not answering: the plain exec that follows says so;
       // anything else (an engine without interactive exec) is remembered

@@ -6,6 +6,7 @@
 //   1: <B> <seq> S\n   <task's stdout>   \n<B> <seq> R <exit code>\n   <output records>   \nE <B> <seq>\n
 //   2: <B> <seq> S\n   <task's stderr>   \n<B> <seq>\n
 // where B is 128 random bits per agent (hex) and the "\n" before a marker is the agent's, not the task's.
+// Before its first task the agent prints `<B> ready\n` once, when it has read the prelude.
 // A task whose directory is gone prints `<B> <seq> C\n` as its whole stdout (agent-stream.ts reads it).
 // Output records, one per declared output in order: `F\n<bytes>\n<B> <seq> O <status>\n` (a regular
 // file's first L bytes, and head's exit status), `M\n` missing, `D\n` anything else (the node reads that
@@ -29,6 +30,7 @@ O() {
   else echo M
   fi
 }
+printf '%s ready\\n' "$B"
 `;
 
 /** A shell word that stands for `s` exactly (argv and env cannot hold NUL: the schema refuses it). */

@@ -6,10 +6,12 @@ import { randomBytes } from "node:crypto";
 import { type Cancel, type Clock, FrameDemuxer, P2prcError } from "../../core/index.ts";
 import type { ContainerEngine, ExecSession } from "../engine/index.ts";
 import { agentStart, type TaskScript, taskFragment } from "./agent-script.ts";
-import { type AgentAnswer, TaskReader } from "./agent-stream.ts";
+import { type AgentAnswer, TaskReader, Until } from "./agent-stream.ts";
 
 /** The agent's command: the container's shell reading commands from its stdin. */
 export const AGENT_COMMAND = ["/bin/sh", "-s"];
+/** How long a new agent may take to read its prelude and say so. */
+const READY_MS = 10_000;
 
 /** How one task went through an agent. */
 export type AgentOutcome =
@@ -41,14 +43,37 @@ export class TaskAgent {
   /** Told once when the agent can take no more tasks (ended, closed or spoiled). */
   onGone: (() => void) | undefined;
 
-  private constructor(private readonly session: ExecSession) {}
+  /** Until the ready line came (told once: true, or false when the agent ended or took too long). */
+  private onReady: ((ok: boolean) => void) | undefined;
+  private readonly readyLine: Until;
 
-  /** Opens an agent in the container and writes its prelude (no round trip: the first task follows it). */
-  static async open(engine: Pick<ContainerEngine, "openExec">, containerId: string): Promise<TaskAgent> {
+  private constructor(private readonly session: ExecSession) {
+    this.readyLine = new Until(Buffer.from(`${this.marker} ready\n`), 0);
+  }
+
+  /**
+   * Opens an agent in the container, writes its prelude and waits for its ready line: an image whose
+   * /bin/sh is missing or does not run the prelude fails here (E_ENGINE), before any task is written.
+   */
+  static async open(
+    engine: Pick<ContainerEngine, "openExec">,
+    containerId: string,
+    o: { clock: Clock; readyMs?: number | undefined },
+  ): Promise<TaskAgent> {
     const session = await engine.openExec(containerId, AGENT_COMMAND, { tty: false });
     const agent = new TaskAgent(session);
+    const ready = new Promise<boolean>((resolve) => {
+      agent.onReady = resolve;
+    });
     void agent.pump();
+    const cancel = o.clock.setTimeout(() => agent.onReady?.(false), o.readyMs ?? READY_MS);
     await session.write(Buffer.from(agentStart(agent.marker)));
+    const ok = await ready;
+    cancel();
+    if (!ok) {
+      agent.close();
+      throw new P2prcError("E_ENGINE", `task agent: /bin/sh in container ${containerId} did not start`);
+    }
     return agent;
   }
 
@@ -119,6 +144,13 @@ export class TaskAgent {
     try {
       for await (const chunk of this.session.output) {
         for (const piece of demux.push(chunk)) {
+          if (this.onReady) {
+            // what the shell says before its ready line (on stderr, before the prelude moves it) is dropped
+            if (piece.stream === 2 || this.readyLine.push(piece.data) === undefined) continue;
+            this.onReady(true);
+            this.onReady = undefined;
+            continue; // the prelude prints nothing after it
+          }
           const p = this.pending;
           if (!p) {
             this.close(); // output between tasks: a task left something writing; not reused
@@ -132,6 +164,7 @@ export class TaskAgent {
       broken = err;
     }
     const p = this.pending;
+    this.onReady?.(false);
     this.close();
     if (!p) return;
     // an answer p2prc cannot read (an exit status that is not one)

@@ -128,6 +128,35 @@ describe("a batch task", () => {
     expect(calls.get("openExec")).toBe(2);
   });
 
+  test("an agent that never says it is ready is given up after 10 s: nothing is written to it, a plain exec runs", async () => {
+    const { call, calls, engine, clock } = makeApp();
+    const written: string[] = [];
+    let closed = false;
+    engine.openExec = async () => ({
+      output: new ReadableStream<Uint8Array>({ start: () => {} }), // says nothing, never ends
+      write: async (d: Uint8Array) => {
+        written.push(Buffer.from(d).toString());
+      },
+      endInput: () => {},
+      resize: async () => {},
+      exitCode: async () => undefined,
+      close: () => {
+        closed = true;
+      },
+    });
+    const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
+      .id as string;
+    calls.clear();
+    const pending = call("POST", `/v1/containers/${id}/tasks`, { command: ["echo", "plain"] });
+    for (let i = 0; i < 50 && written.length === 0; i++) await Bun.sleep(1);
+    clock.advance(10_000);
+    expect((await pending).json).toMatchObject({ exitCode: 0, stdout: "plain\n" });
+    expect(written).toHaveLength(1); // the prelude alone: no task reached it
+    expect(written[0]).toContain(" ready");
+    expect(closed).toBe(true);
+    expect(Object.fromEntries(calls)).toEqual({ openExec: 1, exec: 1, putArchive: 1 });
+  });
+
   test("an input the caller did not upload → 404 field inputs, and nothing runs", async () => {
     const { call, calls } = makeApp();
     const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
