@@ -203,6 +203,18 @@ interface P2prcRun {
   /** This process's CPU (client and the 3 nodes together) per task, ms. */
   cpuMsPerTask: number;
   inputs: { sent: number; perTask: number; saved: number };
+  /** Tasks the nodes ran through a task agent and as a plain exec in this run, and agents opened. */
+  via: { agent: number; exec: number; opened: number };
+}
+
+/** The nodes' task counters summed (GET /v1/tasks/stats on each). */
+async function taskCounts(): Promise<{ agent: number; exec: number; opened: number }> {
+  const all = await Promise.all(nodes.map((n) => nodeClient(n.url, n.certPem).taskStats()));
+  return {
+    agent: all.reduce((s, t) => s + t.viaAgent, 0),
+    exec: all.reduce((s, t) => s + t.viaExec, 0),
+    opened: all.reduce((s, t) => s + t.agentsOpened, 0),
+  };
 }
 
 /** Runs the job at `jobPath`; every task must be done with `expected` as its stdout (or its out.txt). */
@@ -215,6 +227,7 @@ async function viaP2prc(
 ): Promise<P2prcRun> {
   let firstDone: number | undefined;
   let lastDone = 0;
+  const counts0 = await taskCounts();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const result = await runBatch(client, jobPath, outDir, {
@@ -226,6 +239,7 @@ async function viaP2prc(
   });
   const end = performance.now();
   const cpu = process.cpuUsage(cpu0);
+  const counts1 = await taskCounts();
   // the nodes remove the pool after answering: waited for here, untimed, so the next way measured
   // does not pay for this one's removals
   const removing0 = performance.now();
@@ -273,6 +287,11 @@ async function viaP2prc(
     removedS,
     cpuMsPerTask: (cpu.user + cpu.system) / 1000 / tasks,
     inputs: result.inputs,
+    via: {
+      agent: counts1.agent - counts0.agent,
+      exec: counts1.exec - counts0.exec,
+      opened: counts1.opened - counts0.opened,
+    },
   };
 }
 
@@ -340,7 +359,7 @@ function dockerExec(): number {
 // ---- one task's requests, step by step ------------------------------------------------------------
 
 const STEPS = [
-  "task (one call: exec in a prepared directory)",
+  "task (one call: its agent runs it in a prepared directory)",
   "write stdout/stderr",
   "DB update ×2",
 ] as const;
@@ -412,7 +431,7 @@ async function stepBreakdown(url: string, certPem: string | undefined): Promise<
         });
       });
       const cpu0 = process.cpuUsage();
-      const r = await time("task (one call: exec in a prepared directory)", () =>
+      const r = await time("task (one call: its agent runs it in a prepared directory)", () =>
         c.runTask(id, {
           command: COMMAND,
           env: { P2PRC_TASK_INDEX: "0", P2PRC_TASK_COUNT: "1" },
@@ -516,8 +535,8 @@ async function sweep(
     const row =
       `maxPerNode ${n} (${n * NODES} slots): p2prc ${p.s.toFixed(2)} s (start ${p.firstS.toFixed(2)} / tasks ${p.spanS.toFixed(2)} / end ${p.tailS.toFixed(2)}, ` +
       `steady ${((TASKS - 1) / Math.max(p.spanS, 1e-9)).toFixed(2)} tasks/s, task med ${p.medianTaskMs.toFixed(0)} ms, cpu ${p.cpuMsPerTask.toFixed(1)} ms/task, ` +
-      `removals done ${p.removedS.toFixed(2)} s after); ` +
-      `+outputs ${o.s.toFixed(2)} s (steady ${((TASKS - 1) / Math.max(o.spanS, 1e-9)).toFixed(2)} tasks/s)`;
+      `removals done ${p.removedS.toFixed(2)} s after, agent/exec ${p.via.agent}/${p.via.exec}); ` +
+      `+outputs ${o.s.toFixed(2)} s (steady ${((TASKS - 1) / Math.max(o.spanS, 1e-9)).toFixed(2)} tasks/s, agent/exec ${o.via.agent}/${o.via.exec})`;
     console.log(row);
     rows.push(row);
   }
@@ -636,6 +655,8 @@ async function main(): Promise<void> {
     "tail s",
     "steady/exec tput",
     "cpu ms/task",
+    "agent/exec",
+    "+out agent/exec",
     ...nodeNames,
   ];
   const rows = rounds.map((p, i) => [
@@ -652,6 +673,8 @@ async function main(): Promise<void> {
     p.p2prc.tailS.toFixed(2),
     steadyRatio(p).toFixed(3),
     p.p2prc.cpuMsPerTask.toFixed(1),
+    `${p.p2prc.via.agent}/${p.p2prc.via.exec}`,
+    `${p.outputs.via.agent}/${p.outputs.via.exec}`,
     ...nodeNames.map((n) => String(p.p2prc.perNode[n] ?? 0)),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
@@ -677,7 +700,8 @@ async function main(): Promise<void> {
       "tail s: 1st done: call → first task done (pool start: its first container made, the others made while " +
       "tasks run); steady: first task done → last; tail: last task done → runBatch returned (pool end: the " +
       "nodes remove it after answering); steady/exec tput: p2prc's tasks per second in the steady state over " +
-      "docker exec's; cpu ms/task: this process (client + 3 nodes) per task",
+      "docker exec's; cpu ms/task: this process (client + 3 nodes) per task; agent/exec: tasks the nodes ran " +
+      "through a task agent (no engine call) / as a plain exec (one engine exec each)",
   );
   for (const [i, p] of rounds.entries()) {
     const o = p.outputs;
@@ -693,7 +717,7 @@ async function main(): Promise<void> {
   );
   const parts: [string, number][] = [
     ...STEPS.map((s): [string, number] => [s, median(steps[s])]),
-    ["  of the task: the engine alone (dockerode exec create/start/inspect)", median(engine)],
+    ["  a plain exec of it, the engine alone (dockerode exec create/start/inspect)", median(engine)],
   ];
   const w = Math.max(...parts.map(([label]) => label.length), "sum of the steps".length);
   for (const [label, ms] of parts) console.log(`  ${label.padEnd(w)}  ${ms.toFixed(1).padStart(7)} ms`);

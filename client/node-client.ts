@@ -212,6 +212,10 @@ export class NodeClient {
   async futureStats() {
     return (await this.api.v1.futures.stats.$get()).json();
   }
+  /** How the node's batch tasks ran: through task agents (no engine call each) or plain execs. */
+  async taskStats() {
+    return (await this.api.v1.tasks.stats.$get()).json();
+  }
   /** Which of `digests` this caller has not uploaded to the node's input cache. */
   async missingInputs(digests: string[]): Promise<string[]> {
     return (await (await this.api.v1.inputs.check.$post({ json: { digests } })).json()).missing;

@@ -4,6 +4,7 @@ import { matchedRoutes } from "hono/route";
 import type { Config } from "../config/index.ts";
 import { type Clock, DEFAULT_PORT, type Logger, systemClock, tryParseAddress } from "../core/index.ts";
 import type { ContainerStore } from "../store/index.ts";
+import type { AgentPool } from "./batch/agent-pool.ts";
 import { InputCache } from "./batch/cache.ts";
 import { TaskService } from "./batch/tasks.ts";
 import type { ContainerService } from "./containers.ts";
@@ -14,7 +15,7 @@ import { type AuthEnv, type AuthOptions, authenticate, signedCaller } from "./ht
 import type { CallerResolver } from "./http/caller.ts";
 import { errorResponse } from "./http/errors.ts";
 import type { ImageService } from "./image-service.ts";
-import { containerRoutes, futureStatsRoutes } from "./routes/containers.ts";
+import { containerRoutes, futureStatsRoutes, taskStatsRoutes } from "./routes/containers.ts";
 import { execOpenRoutes, execSessionRoutes } from "./routes/exec.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { inputRoutes } from "./routes/inputs.ts";
@@ -54,6 +55,8 @@ export interface ServerAppDeps {
   execSessions?: ExecSessions;
   /** The long-lived future runtimes (the node closes them when it stops); default: the app's own. */
   futureRuntimes?: FutureRuntimes;
+  /** The batch tasks' agents (the node closes them when it stops); default: the app's own. */
+  taskAgents?: AgentPool;
   /** Default: the system clock. */
   clock?: Clock;
   /** The batch input cache (default: one in `<dataDir>/inputs` bounded by config `inputCacheMb`). */
@@ -98,7 +101,13 @@ export function createServerApp(deps: ServerAppDeps) {
       limitBytes: deps.config.inputCacheMb * 1024 * 1024,
       logger: deps.logger,
     });
-  const tasks = new TaskService({ containers: deps.containers, engine: deps.engine, cache: inputs });
+  const tasks = new TaskService({
+    containers: deps.containers,
+    engine: deps.engine,
+    cache: inputs,
+    clock: deps.clock ?? systemClock,
+    agents: deps.taskAgents,
+  });
   const runtimes =
     deps.futureRuntimes ??
     new FutureRuntimes({
@@ -128,7 +137,8 @@ export function createServerApp(deps: ServerAppDeps) {
     .route("/containers", execOpenRoutes(exec))
     .route("/exec", execSessionRoutes(exec))
     .route("/inputs", inputRoutes({ cache: inputs, resolveCaller, maxJsonBytes, maxUploadBytes, spoolDir }))
-    .route("/futures", futureStatsRoutes({ runtimes, resolveCaller }));
+    .route("/futures", futureStatsRoutes({ runtimes, resolveCaller }))
+    .route("/tasks", taskStatsRoutes({ tasks, resolveCaller }));
   const app = new Hono<AuthEnv>();
   const onRequest = deps.onRequest;
   if (onRequest) app.use("*", observeRequests(onRequest));

@@ -124,3 +124,19 @@ export async function callApp(
   }
   return { status: res.status, json, text };
 }
+
+/** `engine` with every call counted by method name (`calls`): what a route costs the engine. */
+export function countingEngine<E extends object>(engine: E): { engine: E; calls: Map<string, number> } {
+  const calls = new Map<string, number>();
+  const counted = new Proxy(engine, {
+    get(target, name, receiver) {
+      const v = Reflect.get(target, name, receiver);
+      if (typeof v !== "function") return v;
+      return (...args: unknown[]) => {
+        calls.set(String(name), (calls.get(String(name)) ?? 0) + 1);
+        return v.apply(target, args);
+      };
+    },
+  });
+  return { engine: counted, calls };
+}

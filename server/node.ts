@@ -13,6 +13,7 @@ import {
 } from "../core/index.ts";
 import type { ContainerStore, ImageStore } from "../store/index.ts";
 import { type AnsweredRequest, createServerApp, type ExtraRoutes, type ServerApp } from "./app.ts";
+import { AgentPool } from "./batch/agent-pool.ts";
 import { ContainerService } from "./containers.ts";
 import type { ContainerEngine } from "./engine/index.ts";
 import { ExecSessions } from "./exec-sessions.ts";
@@ -129,6 +130,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
   if (auth) rmSync(auth.spoolDir, { recursive: true, force: true }); // uploads cut off by a crash
   const execSessions = new ExecSessions({ clock: deps.clock });
   const futureRuntimes = new FutureRuntimes({ containers, engine: deps.engine, clock: deps.clock });
+  const taskAgents = new AgentPool({ engine: deps.engine, clock: deps.clock });
   const app = createServerApp({
     ...deps,
     containers,
@@ -137,6 +139,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     maxUploadBytes: MAX_UPLOAD_BYTES,
     execSessions,
     futureRuntimes,
+    taskAgents,
   });
 
   let server: ReturnType<typeof Bun.serve>;
@@ -200,6 +203,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       reconciler.stop();
       execSessions.closeAll(); // an interactive session would hold the stop for its whole grace
       futureRuntimes.closeAll();
+      taskAgents.closeAll(); // idle task agents' connections to the engine
       // stop(false) lets requests in flight finish (streamed answers included), but it also waits on
       // connections with no request in flight that Bun does not count as idle (an open TLS connection
       // with nothing sent yet, a half-sent header), up to their 120 s idle timeout. So: wait only while a

@@ -1,9 +1,12 @@
-// A task's declared outputs, sent back in the task's own reply: each read out of the container as the tar
-// the files route would stream (one engine call each, no round trip of the caller's), up to a cap on the
-// reply's total; an output past the cap is named `tooLarge` and the caller fetches it as before.
+// A task's declared outputs, sent back in the task's own reply: each as the tar the files route would
+// stream, up to a cap on the reply's total; an output past the cap is named `tooLarge` and the caller
+// fetches it as before. Through a task agent a regular file comes in the agent's answer (no engine call)
+// and is wrapped here; otherwise each is read out of the container with one engine call.
 import { createHash } from "node:crypto";
 import { P2prcError } from "../../core/index.ts";
 import type { ContainerEngine } from "../engine/index.ts";
+import { ustarHeader } from "../tar.ts";
+import type { OutputRecord } from "./agent-stream.ts";
 
 /** Most tar bytes of all a task's outputs carried in its reply together. */
 export const MAX_INLINE_OUTPUT_BYTES = 4 * 1024 * 1024;
@@ -64,4 +67,53 @@ export async function collectOutputs(
     out.push({ path, state: "included", sha256, tar: Buffer.from(tar).toString("base64") });
   }
   return out;
+}
+
+/** One regular file as the archive route gives it: a one-entry tar named by the file's base name. */
+export function fileTar(name: string, data: Uint8Array): Uint8Array {
+  const pad = (512 - (data.byteLength % 512)) % 512;
+  const header = ustarHeader({ path: name, mode: 0o644, type: "0", size: data.byteLength });
+  return Buffer.concat([header, data, Buffer.alloc(pad + 1024)]);
+}
+
+/** The last segment of an output's path (the name its tar entry has). */
+export const baseName = (path: string) => path.split("/").filter(Boolean).pop() ?? "";
+
+/**
+ * The outputs of a task that ran through an agent, from its records (in the order asked): a file's bytes
+ * as the archive route's tar (too large when that tar passes what is left of the cap: the agent sends at
+ * most the cap's bytes of a file), missing, or (`D`: a directory, a link, a file the agent could not
+ * read) read through the engine with what the files left of the cap.
+ */
+export async function outputsFromRecords(
+  engine: ContainerEngine,
+  containerId: string,
+  workingDir: string,
+  paths: string[],
+  records: OutputRecord[],
+  cap = MAX_INLINE_OUTPUT_BYTES,
+): Promise<TaskOutput[]> {
+  const out: (TaskOutput | undefined)[] = [];
+  const rest: string[] = [];
+  let left = cap;
+  records.forEach((r, i) => {
+    const path = paths[i] as string;
+    if (r.kind === "M") out.push({ path, state: "missing" });
+    else if (r.kind !== "F") {
+      out.push(undefined);
+      rest.push(path);
+    } else {
+      const tar = fileTar(baseName(path), r.data);
+      if (tar.byteLength > left) {
+        out.push({ path, state: "tooLarge" });
+        return;
+      }
+      left -= tar.byteLength;
+      const sha256 = createHash("sha256").update(tar).digest("hex");
+      out.push({ path, state: "included", sha256, tar: Buffer.from(tar).toString("base64") });
+    }
+  });
+  const read =
+    rest.length > 0 ? await collectOutputs(engine, containerId, workingDir, rest, Math.max(0, left)) : [];
+  return out.map((o) => o ?? (read.shift() as TaskOutput));
 }

@@ -11,7 +11,7 @@ import { generateIdentity, ManualClock, taskReplyText, verifySignature } from ".
 import { openStore } from "../../store/index.ts";
 import { FakeEngine } from "../engine/fake.ts";
 import type { ContainerEngine } from "../engine/index.ts";
-import { callApp, testServerApp } from "../fixtures.ts";
+import { callApp, countingEngine, testServerApp } from "../fixtures.ts";
 import { collectOutputs } from "./outputs.ts";
 
 const root = mkdtempSync(join(tmpdir(), "p2prc-batch-routes-"));
@@ -23,22 +23,12 @@ const sha = (s: string | Uint8Array) => createHash("sha256").update(s).digest("h
 function makeApp(sign?: (text: string) => string) {
   const clock = new ManualClock();
   const fake = new FakeEngine({ clock });
-  const calls = new Map<string, number>();
-  const engine = new Proxy(fake, {
-    get(target, name, receiver) {
-      const v = Reflect.get(target, name, receiver);
-      if (typeof v !== "function") return v;
-      return (...args: unknown[]) => {
-        calls.set(String(name), (calls.get(String(name)) ?? 0) + 1);
-        return v.apply(target, args);
-      };
-    },
-  }) as ContainerEngine;
+  const { engine, calls } = countingEngine<ContainerEngine>(fake);
   const dataDir = join(root, `app-${apps++}`);
   const { app } = testServerApp({ engine, records: openStore(":memory:").containers, clock, dataDir, sign });
   const call = (method: string, path: string, body?: unknown) =>
     callApp(app, method, path, typeof body === "string" ? { raw: body } : { json: body });
-  return { call, calls, dataDir, engine: fake };
+  return { call, calls, dataDir, engine: fake, clock };
 }
 
 describe("the input cache routes", () => {
@@ -92,11 +82,79 @@ describe("a batch task", () => {
     }
     expect(dirs.size).toBe(TASKS);
     for (const dir of dirs) expect(dir).toMatch(/^\/p2prc-task\/[0-9a-f]{8}-\d+$/);
-    // 20 tasks: one exec each, and their directories in three runs (8, 8, then 16): three uploads
-    expect(Object.fromEntries(calls)).toEqual({ exec: TASKS, putArchive: 3 });
+    // 20 tasks: one exec each, and their directories in three runs (8, 8, then 16): three uploads; the
+    // fake runs no shell, so its one task agent ends before the first task (remembered: plain execs after)
+    expect(Object.fromEntries(calls)).toEqual({ exec: TASKS, putArchive: 3, openExec: 1 });
     expect((await call("GET", "/v1/inputs/stats")).json).toMatchObject({
       bytesServed: TASKS * content.length,
     });
+  });
+
+  test("the next run of directories is made before they run out (in the background)", async () => {
+    const { call, calls } = makeApp();
+    const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
+      .id as string;
+    calls.clear();
+    const uploads: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      expect((await call("POST", `/v1/containers/${id}/tasks`, { command: ["true"] })).status).toBe(200);
+      uploads.push(calls.get("putArchive") ?? 0);
+    }
+    // the first run (8) with the first task; the second once 4 are left, before the 9th task needs one
+    expect(uploads).toEqual([1, 1, 1, 2, 2, 2, 2, 2]);
+  });
+
+  test("an engine whose interactive exec fails: plain execs, the agent tried once per container", async () => {
+    const { call, calls, engine, clock } = makeApp();
+    engine.openExec = async () => {
+      throw new Error("interactive exec is not supported here");
+    };
+    const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
+      .id as string;
+    calls.clear();
+    for (let i = 0; i < 3; i++) {
+      const r = await call("POST", `/v1/containers/${id}/tasks`, { command: ["echo", `t${i}`] });
+      expect(r.json).toMatchObject({ exitCode: 0, stdout: `t${i}\n` });
+    }
+    expect(Object.fromEntries(calls)).toEqual({ openExec: 1, exec: 3, putArchive: 1 });
+    expect((await call("GET", "/v1/tasks/stats")).json).toMatchObject({
+      viaAgent: 0,
+      viaExec: 3,
+      noAgent: 1,
+    });
+    // tried again after 10 minutes (the container may have been stopped when its first agent opened)
+    clock.advance(10 * 60_000);
+    await call("POST", `/v1/containers/${id}/tasks`, { command: ["true"] });
+    expect(calls.get("openExec")).toBe(2);
+  });
+
+  test("an agent that never says it is ready is given up after 10 s: nothing is written to it, a plain exec runs", async () => {
+    const { call, calls, engine, clock } = makeApp();
+    const written: string[] = [];
+    let closed = false;
+    engine.openExec = async () => ({
+      output: new ReadableStream<Uint8Array>({ start: () => {} }), // says nothing, never ends
+      write: async (d: Uint8Array) => {
+        written.push(Buffer.from(d).toString());
+      },
+      endInput: () => {},
+      resize: async () => {},
+      exitCode: async () => undefined,
+      close: () => {
+        closed = true;
+      },
+    });
+    const id = (await call("POST", "/v1/containers", { command: ["tail", "-f", "/dev/null"] })).json
+      .id as string;
+    calls.clear();
+    const pending = call("POST", `/v1/containers/${id}/tasks`, { command: ["echo", "plain"] });
+    for (let i = 0; i < 50 && written.length === 0; i++) await Bun.sleep(1);
+    clock.advance(10_000);
+    expect((await pending).json).toMatchObject({ exitCode: 0, stdout: "plain\n" });
+    expect(written).toHaveLength(1); // the prelude alone: no task reached it
+    expect(written[0]).toContain(" ready");
+    expect(closed).toBe(true);
+    expect(Object.fromEntries(calls)).toEqual({ openExec: 1, exec: 1, putArchive: 1 });
   });
 
   test("an input the caller did not upload → 404 field inputs, and nothing runs", async () => {
@@ -159,7 +217,8 @@ describe("a task's outputs in its reply", () => {
     });
     expect(r.status).toBe(200);
     // the exec, and one archive read per output: no other engine call (the directory was made before)
-    expect(Object.fromEntries(calls)).toEqual({ putArchive: 1, exec: 1, getArchive: 3 });
+    // but the task agent the fake cannot run (agent.test.ts: through an agent a file needs no call)
+    expect(Object.fromEntries(calls)).toEqual({ putArchive: 1, exec: 1, getArchive: 3, openExec: 1 });
     const [a, b, never] = r.json.outputs;
     expect(never).toEqual({ path: "never.txt", state: "missing" });
     for (const [o, content] of [

@@ -498,7 +498,11 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     },
 
     exec: (id, command, opts) => onMachine(id, true, (e, c) => e.exec(c, command, opts)),
-    openExec: (id, command, opts) => onMachine(id, true, (e, c) => e.openExec(c, command, opts)),
+    openExec: async (id, command, opts) => {
+      const session = await onMachine(id, true, (e, c) => e.openExec(c, command, opts));
+      // asked of the machine later (a batch task agent's end): a machine gone by then is named as above
+      return { ...session, exitCode: () => onMachine(id, true, () => session.exitCode()) };
+    },
     logs: (id, opts) => onMachine(id, false, (e, c) => e.logs(c, opts)),
     getArchive: (id, path) => onMachine(id, false, (e, c) => e.getArchive(c, path)),
 

@@ -183,3 +183,11 @@ export function futureStatsRoutes(o: { runtimes: FutureRuntimes; resolveCaller: 
     return c.json(o.runtimes.stats());
   });
 }
+
+/** `GET /v1/tasks/stats`: how the node's batch tasks ran (through task agents or plain execs). */
+export function taskStatsRoutes(o: { tasks: TaskService; resolveCaller: CallerResolver }) {
+  return new Hono<AuthEnv>().get("/stats", (c) => {
+    requireCaller(c, o.resolveCaller);
+    return c.json(o.tasks.stats());
+  });
+}
