@@ -312,6 +312,14 @@ const WINDOW_MS = QUICK ? 3000 : 10_000;
 /** Seconds as a row prints them; a step that never completed (NaN) as a dash. */
 const secs = (x: number, digits: number) => (Number.isNaN(x) ? "—" : `${x.toFixed(digits)} s`);
 const DISCOVER_TIMEOUT_MS = 180_000;
+/**
+ * P2PRC_GOSSIP_WAVE=k: after the first node, nodes join k at a time, each wave up and given
+ * P2PRC_GOSSIP_WAVE_PAUSE_MS (default 3000) before the next, as a network grows by joins; default 0: all
+ * at once (every node starting and discovering 99 others at the same moment). Discovery is timed from
+ * the last node up either way.
+ */
+const WAVE = Number(process.env.P2PRC_GOSSIP_WAVE ?? 0);
+const WAVE_PAUSE_MS = Number(process.env.P2PRC_GOSSIP_WAVE_PAUSE_MS ?? 3000);
 const CONVERGE_TIMEOUT_MS = 60_000;
 const work = mkdtempSync(join(tmpdir(), "p2prc-gossip-"));
 
@@ -445,7 +453,7 @@ const stopAll = async () => {
 process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
 
 console.log(
-  `P  real nodes, one process each (${FROM_SOURCE ? "run from source" : "compiled as the Makefile builds p2prc"}; TLS, 1 s rounds). discover: all up → every table full;`,
+  `P  real nodes, one process each (${FROM_SOURCE ? "run from source" : "compiled as the Makefile builds p2prc"}; TLS, 1 s rounds${WAVE > 0 ? `; nodes join ${WAVE} at a time, ${WAVE_PAUSE_MS / 1000} s apart` : "; all nodes start at once"}). discover: all up → every table full;`,
 );
 console.log(
   `   converge: a new version of one record published (all up, tables full) → held by every node; CPU from /proc over ${WINDOW_MS / 1000} s after ≥ ${STEADY_WAIT_MS / 1000} s steady`,
@@ -521,7 +529,14 @@ try {
     const first = spawnNode(dir, 0, ports[0] as number, undefined, n);
     children = [first];
     await first.started;
-    for (let i = 1; i < n; i++) children.push(spawnNode(dir, i, ports[i] as number, seed, n));
+    for (let i = 1; i < n; i++) {
+      children.push(spawnNode(dir, i, ports[i] as number, seed, n));
+      // in waves: this wave up, then a pause for it to be found, before the next joins
+      if (WAVE > 0 && i % WAVE === 0) {
+        await Promise.all(children.slice(-WAVE).map((c) => c.started));
+        await Bun.sleep(WAVE_PAUSE_MS);
+      }
+    }
     const startedAt = await Promise.all(children.map((c) => c.started));
     const allUp = Math.max(...startedAt);
     let complete = 0;
