@@ -191,6 +191,55 @@ describe("no node left", () => {
   });
 });
 
+describe("a container lost under its tasks", () => {
+  test("one task finds its machine lost, another finds the container already removed for it: both run again, the node is kept", async () => {
+    // a swarm-backed node whose machine died: the first task in c0 answers "machine lost" (the client then
+    // removes c0), a second task borrowed into c0 meanwhile gets "no such container" once c0 is removed
+    const node = new FakeNode("lossy");
+    const orig = node.handle.bind(node);
+    let c0: string | undefined;
+    let inC0 = 0;
+    let creates = 0;
+    let removed!: () => void;
+    const c0Removed = new Promise<void>((r) => {
+      removed = r;
+    });
+    let arrived!: () => void;
+    const secondArrived = new Promise<void>((r) => {
+      arrived = r;
+    });
+    const fail = (status: number, error: object) => Response.json({ error }, { status });
+    node.handle = async (req) => {
+      const parts = new URL(req.url).pathname.split("/").filter(Boolean);
+      const create = req.method === "POST" && parts.length === 2;
+      if (create && creates++ === 1) await c0Removed; // the slot's own container comes up late: it borrows c0
+      if (req.method === "DELETE" && parts[2] === c0) removed();
+      if (parts[3] === "tasks" && parts[2] === c0) {
+        const k = ++inC0;
+        if (k === 1) {
+          await secondArrived;
+          return fail(503, {
+            code: "E_ENGINE_UNAVAILABLE",
+            message: "swarm machine m2 does not answer",
+            field: "container",
+          });
+        }
+        if (k === 2) {
+          arrived();
+          await c0Removed;
+          return fail(404, { code: "E_NOT_FOUND", message: `no such container: ${c0}` });
+        }
+      }
+      const res = await orig(req);
+      if (create && c0 === undefined) c0 = ((await res.clone().json()) as { id: string }).id;
+      return res;
+    };
+    const r = await run(job({ tasks: 4, maxPerNode: 2 }), [node]);
+    expect(inC0).toBeGreaterThanOrEqual(2);
+    expect(r.results.map((t) => [t.state, t.node])).toEqual(Array(4).fill(["done", "lossy"]));
+  });
+});
+
 describe("freshContainer", () => {
   test("true: every task gets its own container, removed after it", async () => {
     const node = new FakeNode("a");

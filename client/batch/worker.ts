@@ -27,6 +27,13 @@ export interface InputTraffic {
   perTask: number;
 }
 
+/** The node's "no such container" (of a container, not of an input or a path). */
+function isNotFound(err: unknown): boolean {
+  return (
+    err instanceof P2prcError && err.code === "E_NOT_FOUND" && (err.field === undefined || err.field === "id")
+  );
+}
+
 /** A node's missing input (evicted from its cache since it was uploaded): upload it again. */
 function isMissingInput(err: unknown): boolean {
   return err instanceof P2prcError && err.code === "E_NOT_FOUND" && err.field === "inputs";
@@ -86,6 +93,8 @@ export class NodeWorker {
   private readonly users = new Map<string, number>();
   /** Containers dropped from the pool while other attempts ran in them: removed when the last one ends. */
   private readonly retired = new Set<string>();
+  /** Containers removed because their machine was lost (a task still in one is lost with it). */
+  private readonly discarded = new Set<string>();
   /** False once the node answered that it has no future runtime route (an older p2prc): tasks then. */
   private runtimeRoute = true;
   /** False once the node refused a task's `outputs` (an older p2prc): each output is fetched after the task. */
@@ -255,6 +264,7 @@ export class NodeWorker {
   private async discard(id: string): Promise<void> {
     this.retire(id);
     this.retired.delete(id);
+    this.discarded.add(id);
     await this.remove(id);
   }
 
@@ -355,6 +365,17 @@ export class NodeWorker {
       if (containerId && isLostContainer(error)) {
         await this.discard(containerId);
         containerId = undefined;
+      } else if (containerId && this.discarded.has(containerId) && isNotFound(error)) {
+        // another task found this container's machine lost and removed it while this one ran in it: lost
+        // for this task too (run again in a fresh container), not the node refusing it
+        return {
+          kind: "error",
+          error: new P2prcError("E_ENGINE_UNAVAILABLE", `container ${containerId.slice(0, 12)} was lost`, {
+            field: "container",
+            retryable: true,
+            cause: error,
+          }),
+        };
       }
       return { kind: "error", error };
     } finally {
