@@ -35,6 +35,11 @@ async function readCapped(stream: ReadableStream<Uint8Array>, cap: number): Prom
   return Buffer.concat(chunks, size);
 }
 
+/** Where a declared output is in the container: a relative path is relative to the task's directory. */
+export function outputPath(workingDir: string, path: string): string {
+  return path.startsWith("/") ? path : `${workingDir}/${path}`;
+}
+
 /** The outputs of a task that ran in `workingDir` (a relative path is relative to it), in the order asked. */
 export async function collectOutputs(
   engine: ContainerEngine,
@@ -46,7 +51,7 @@ export async function collectOutputs(
   const out: TaskOutput[] = [];
   let left = cap;
   for (const path of paths) {
-    const full = path.startsWith("/") ? path : `${workingDir}/${path}`;
+    const full = outputPath(workingDir, path);
     let stream: ReadableStream<Uint8Array>;
     try {
       stream = await engine.getArchive(containerId, full);

@@ -19,6 +19,7 @@ import {
   baseName,
   collectOutputs,
   MAX_INLINE_OUTPUT_BYTES,
+  outputPath,
   outputsFromRecords,
   type TaskOutput,
 } from "./outputs.ts";
@@ -140,7 +141,7 @@ export class TaskService {
   ): Promise<Ran> {
     const agent = this.deps.maxAgentsPerContainer === 0 ? undefined : await this.agents.take(id);
     if (agent) {
-      const full = (req.outputs ?? []).map((p) => (p.startsWith("/") ? p : `${workingDir}/${p}`));
+      const full = (req.outputs ?? []).map((p) => outputPath(workingDir, p));
       let outcome: AgentOutcome | undefined;
       try {
         outcome = await agent.run(
