@@ -5,9 +5,11 @@
 //   P. Real nodes, each in its own process (this file with --node, answering the parent on stdin/stdout
 //      in process: no signed polling of its own), on loopback, TLS, gossiping every second, every node
 //      bootstrapped from the first; N = 10, 50, 100 (P2PRC_GOSSIP_SIZES): discovery (all up → every
-//      table full), convergence (all up and full, the first node signs a new version → every node holds
-//      it), then, after the JIT settles, each node's CPU per round (from /proc: all threads and the JS
-//      thread) and each node's RSS (idle, N - 1 peers); also the RSS of one node alone.
+//      table full), convergence (tables full and the network steady, the first node signs a new version
+//      → every node holds it), then each node's CPU per round (from /proc: all threads and the JS
+//      thread) and each node's RSS (idle, N - 1 peers); also the RSS of one node alone. The node binary
+//      is dropped from the page cache before it runs (as bench/startup's goal figure). Knobs:
+//      P2PRC_GOSSIP_WAVE (nodes join k at a time), P2PRC_GOSSIP_FANOUT (the nodes' gossipFanout, 3).
 //   I. The same nodes' gossip in one process (real tables on state.db files, in-memory network, no
 //      TLS): CPU per node per round at N = 10, 50, 100, apart from the machine's load and the transport.
 // Goals: S rounds grow as log N, steady bytes per node flat; P CPU per node per round flat from the
@@ -52,6 +54,7 @@ if (process.argv.includes("--node")) {
       machineName: `n${arg("--index")}`,
       bootstrap: arg("--seed") ? [arg("--seed") as string] : [],
       gossipIntervalMs: 1000,
+      gossipFanout: Number(process.env.P2PRC_GOSSIP_FANOUT ?? 3),
       suspectTimeoutMs: 5000,
       logLevel: "error",
       openNetwork: true,
@@ -321,6 +324,8 @@ const DISCOVER_TIMEOUT_MS = 180_000;
 const WAVE = Number(process.env.P2PRC_GOSSIP_WAVE ?? 0);
 const WAVE_PAUSE_MS = Number(process.env.P2PRC_GOSSIP_WAVE_PAUSE_MS ?? 3000);
 const CONVERGE_TIMEOUT_MS = 60_000;
+/** After the new version converged, before the CPU window: the rounds that spread it are full ones. */
+const PUBLISH_SETTLE_MS = QUICK ? 2000 : 10_000;
 const work = mkdtempSync(join(tmpdir(), "p2prc-gossip-"));
 
 interface Child {
@@ -352,6 +357,9 @@ const nodeCommand = (() => {
       stderr: "pipe",
     });
     if (r.exitCode !== 0) throw new Error(`building the bench's node: ${r.stderr.toString().slice(-2000)}`);
+    // out of the page cache, as bench/startup's goal figure (a binary read from disk, as after a reboot):
+    // a file written just now sits there in large folios, and more of it counts as resident
+    Bun.spawnSync(["dd", `if=${out}`, "iflag=nocache", "count=0", "status=none"]);
     built = [out];
     return built;
   };
@@ -435,8 +443,12 @@ const cpuSeconds = (pid: number, task = "") => {
       ?.split(" ") ?? [];
   return (Number(f[11]) + Number(f[12])) / 100;
 };
-const rssMb = (pid: number) =>
-  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
+const statusMb = (pid: number, field: string) =>
+  Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
+const rssMb = (pid: number) => statusMb(pid, "VmRSS");
+/** A node's private memory (RssAnon) and its executable's resident pages (RssFile), as "a + f". */
+const splitMb = (pids: number[]) =>
+  `${median(pids.map((p) => statusMb(p, "RssAnon"))).toFixed(1)} + ${median(pids.map((p) => statusMb(p, "RssFile"))).toFixed(1)}`;
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] as number;
@@ -456,15 +468,15 @@ console.log(
   `P  real nodes, one process each (${FROM_SOURCE ? "run from source" : "compiled as the Makefile builds p2prc"}; TLS, 1 s rounds${WAVE > 0 ? `; nodes join ${WAVE} at a time, ${WAVE_PAUSE_MS / 1000} s apart` : "; all nodes start at once"}). discover: all up → every table full;`,
 );
 console.log(
-  `   converge: a new version of one record published (all up, tables full) → held by every node; CPU from /proc over ${WINDOW_MS / 1000} s after ≥ ${STEADY_WAIT_MS / 1000} s steady`,
+  `   converge: a new version of one record published (tables full, then ≥ ${STEADY_WAIT_MS / 1000} s steady) → held by every node; CPU from /proc over ${WINDOW_MS / 1000} s, ${PUBLISH_SETTLE_MS / 1000} s after`,
 );
 console.log("   (all threads, and the JS thread alone); load = the machine's 1-min load average at the row");
 console.log(
-  "   N     discover  converge  CPU/node/round  JS thread  CPU/node (% core)  idle RSS (median)  load",
+  "   N     discover  converge  CPU/node/round  JS thread  CPU/node (% core)  idle RSS (median; private + executable)  load",
 );
 const printRow = (r: Row) =>
   console.log(
-    `   ${String(r.n).padEnd(5)} ${secs(r.discoverS, 1).padEnd(9)} ${secs(r.convergeS, 2).padEnd(9)} ${`${r.cpuMsPerRound.toFixed(2)} ms`.padEnd(15)} ${`${r.mainMsPerRound.toFixed(2)} ms`.padEnd(10)} ${`${r.cpuPercent.toFixed(2)}%`.padEnd(18)} ${`${r.rssMb.toFixed(1)} MB`.padEnd(18)} ${r.load.toFixed(1)}`,
+    `   ${String(r.n).padEnd(5)} ${secs(r.discoverS, 1).padEnd(9)} ${secs(r.convergeS, 2).padEnd(9)} ${`${r.cpuMsPerRound.toFixed(2)} ms`.padEnd(15)} ${`${r.mainMsPerRound.toFixed(2)} ms`.padEnd(10)} ${`${r.cpuPercent.toFixed(2)}%`.padEnd(18)} ${`${r.rssMb.toFixed(1)} MB (${r.rssSplit})`.padEnd(40)} ${r.load.toFixed(1)}`,
   );
 
 interface Row {
@@ -475,6 +487,7 @@ interface Row {
   mainMsPerRound: number;
   cpuPercent: number;
   rssMb: number;
+  rssSplit: string;
   load: number;
 }
 const rows: Row[] = [];
@@ -497,8 +510,11 @@ try {
     await c.started;
     await Bun.sleep(3000);
     aloneMb = rssMb(c.proc.pid);
+    const split = splitMb([c.proc.pid]);
     await stopAll();
-    console.log(`   one node alone: idle RSS ${aloneMb.toFixed(1)} MB`);
+    console.log(
+      `   one node alone: idle RSS ${aloneMb.toFixed(1)} MB (private + executable pages: ${split} MB)`,
+    );
   }
   {
     // the floor: N = the smallest size's floor nodes, the same traffic (see --floor), measured the same way
@@ -565,8 +581,9 @@ try {
         `   N=${n}: ${complete} of ${n} tables full ${DISCOVER_TIMEOUT_MS / 1000} s after all were up (median table ${median(stats.map((x) => x.size ?? 0))}; all nodes: ${sum("rounds")} rounds, ${sum("exchanges")} exchanges, ${sum("failures")} failed, ${sum("late")} of them while late)`,
       );
     }
-    // one new version of the first node's record, timed from its signing to the last node holding it
-    await Bun.sleep(2000);
+    // one new version of the first node's record, in the steady network (discovery's last writes and
+    // rounds done), timed from its signing to the last node holding it
+    await Bun.sleep(steadyWaitMs(n));
     const pub = first.next("published");
     first.ask("publish");
     const { at: publishedAt, m } = await pub;
@@ -589,7 +606,7 @@ try {
       console.log(
         `   N=${n}: ${seen + 1} of ${n} nodes hold the new version after ${CONVERGE_TIMEOUT_MS / 1000} s`,
       );
-    await Bun.sleep(steadyWaitMs(n));
+    await Bun.sleep(PUBLISH_SETTLE_MS); // the rounds that spread it, over
     const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
     const main0 = children.map((c) => cpuSeconds(c.proc.pid, "main"));
     const r0 = await roundsOf(children);
@@ -606,6 +623,7 @@ try {
       mainMsPerRound: (main / Math.max(1, rounds)) * 1000,
       cpuPercent: (cpu / n / (WINDOW_MS / 1000)) * 100,
       rssMb: median(children.map((c) => rssMb(c.proc.pid))),
+      rssSplit: splitMb(children.map((c) => c.proc.pid)),
       load: loadavg()[0] as number,
     });
     printRow(rows.at(-1) as Row);

@@ -100,6 +100,43 @@ describe("joining", () => {
     for (const c of exchanges) expect(JSON.parse(c.body ?? "{}").from).toBeUndefined();
   });
 
+  test("a quiet network's round contacts one peer; any difference makes the next rounds full again (issue 12)", async () => {
+    const net = new Net();
+    const nodes = await converged(net, 6);
+    await net.rounds(nodes, 2); // settle latencies and lastSeen (not part of the digest)
+    const n0 = nodes[0] as TestNode;
+    const contacts = async (node: TestNode) => {
+      const before = net.calls.length;
+      await node.gossip.round();
+      return net.calls.slice(before).filter((c) => c.from === node.name && c.url.endsWith("/exchange"))
+        .length;
+    };
+    // every table equal and nothing failed in the last round: one exchange a round, not gossipFanout (3)
+    for (let r = 0; r < 3; r++) expect(await contacts(n0)).toBe(1);
+    // a change on another node: the node that exchanges with n0 next finds the hashes differ, and so n0's
+    // next round is full; once tables are equal again rounds are quiet again
+    setNodeMetadata((nodes[4] as TestNode).store.meta, "changed");
+    await (nodes[4] as TestNode).gossip.round();
+    for (let r = 0; r < 4; r++) await net.rounds(nodes.slice(1));
+    const seen = [];
+    for (let r = 0; r < 3; r++) {
+      seen.push(await contacts(n0));
+      await net.rounds(nodes.slice(1));
+    }
+    expect(seen).toContain(3);
+    expect(seen.at(-1)).toBe(1);
+    // a peer that fails: quiet rounds until one reaches it (one of the 4 least recently contacted, at
+    // random), then full rounds, the suspect besides
+    net.behaviour.set(`127.0.0.1:${(nodes[5] as TestNode).port}`, "down");
+    const whileDown: number[] = [];
+    while (whileDown.length < 60 && !whileDown.some((c) => c > 1)) whileDown.push(await contacts(n0));
+    for (let r = 0; r < 4; r++) whileDown.push(await contacts(n0));
+    const full = whileDown.findIndex((c) => c > 1);
+    expect(full).toBeGreaterThan(0);
+    expect(whileDown.slice(0, full).every((c) => c === 1)).toBe(true);
+    expect(whileDown.slice(full).every((c) => c >= 3)).toBe(true);
+  });
+
   test("a peer that lost its table gets this node's record again at once (no failed exchange)", async () => {
     const net = new Net();
     const nodes = await converged(net);
@@ -212,6 +249,45 @@ describe("changes spread", () => {
     for (const n of nodes) {
       expect(n.table.views().find((v) => v.id === n3.identity.nodeId)?.metadata).toBe("gpu: rtx 4090");
     }
+  });
+
+  test("a new version is spread at once by an early round, at most one between two ticks (issue 12)", async () => {
+    const net = new Net();
+    const nodes = await converged(net, 6);
+    const n0 = nodes[0] as TestNode;
+    const settle = async () => {
+      // early rounds start a microtask after their news and chain: wait until no node is in one
+      for (let i = 0; i < 20; i++) {
+        await Promise.all(nodes.map((n) => n.gossip.idle()));
+        await Bun.sleep(1);
+      }
+    };
+    for (const n of nodes) n.gossip.start(); // each runs its first round now; the ManualClock stays put
+    await settle();
+    const rounds = () => nodes.map((n) => n.gossip.stats.rounds);
+    const before = rounds();
+    const versionAt = (n: TestNode) => n.table.record(n0.identity.nodeId)?.record.version ?? 0;
+    setNodeMetadata(n0.store.meta, "first change");
+    expect(await n0.gossip.refreshSelf()).toBe(true);
+    const v1 = versionAt(n0);
+    await settle();
+    // no tick has come (the clock did not move), yet every node holds it: each spread it once, at once
+    expect(nodes.map(versionAt)).toEqual(nodes.map(() => v1));
+    const after = rounds();
+    for (const [i, r] of after.entries()) expect(r - (before[i] as number)).toBeLessThanOrEqual(1);
+    expect(after.reduce((s, r) => s + r, 0)).toBeGreaterThan(before.reduce((s, r) => s + r, 0));
+    // a second change before the next tick: this interval's early round is spent, nobody else has it yet
+    setNodeMetadata(n0.store.meta, "second change");
+    await n0.gossip.refreshSelf();
+    await settle();
+    expect(nodes.filter((n) => versionAt(n) > v1).length).toBe(1);
+    expect(rounds()).toEqual(after);
+    // the next tick spreads it the usual way
+    net.clock.advance(1000);
+    await settle();
+    expect(nodes.filter((n) => versionAt(n) > v1).length).toBeGreaterThan(1);
+    for (const n of nodes) n.gossip.stop();
+    await settle();
   });
 
   test("setNodeMetadata refuses more than 1024 characters", () => {

@@ -157,6 +157,15 @@ export class GossipService {
   /** Exchanges with each peer that timed out in a row: each doubles that peer's next timeout. */
   private readonly backoff = new Map<string, number>();
   private readonly lateness = new pace.Lateness();
+  /** This interval's early round (see news) is spent: reset by each regular tick. */
+  private earlySpent = false;
+  /** An early round is due as soon as the round running now ends. */
+  private earlyDue = false;
+  /**
+   * Nothing differed since the last round began: every exchange found equal hashes both ways, none
+   * failed, no news, no introduction waited. The next round is then a quiet one (see roundFanout).
+   */
+  private calm = false;
   private readonly lagMs: () => number;
   private readonly log: Logger;
   private readonly fetchFn: typeof fetch;
@@ -195,6 +204,13 @@ export class GossipService {
    * and signs a new version only when something changed (or when `force`, to refute a death notice).
    */
   async refreshSelf(force = false): Promise<boolean> {
+    const signed = await this.sign(force);
+    if (signed) this.news();
+    return signed;
+  }
+
+  /** refreshSelf without the news: what a round calls (the round itself spreads what it signed). */
+  private async sign(force: boolean): Promise<boolean> {
     const { config, identity, meta, peers, clock } = this.deps;
     const content = {
       id: identity.nodeId,
@@ -259,6 +275,7 @@ export class GossipService {
     }
     const result = table.merge(verified);
     if (result === "self-newer") void this.refreshSelf(true);
+    else if (result === "updated") this.news();
     if (direct) table.markContact(id);
     if (result === "added") {
       this.introductions.admitted(id);
@@ -289,6 +306,7 @@ export class GossipService {
         this.log.warn(`a peer declared this node dead; publishing a newer record`);
         void this.refreshSelf(true);
       } else if (result === "applied") {
+        this.calm = false; // spread by the next round, at full fanout
         this.log.info(`peer left: ${notice.id.slice(0, 12)} (reported by ${notice.reporter.slice(0, 12)})`);
       }
     }
@@ -337,6 +355,7 @@ export class GossipService {
       newer: theirs ? (book?.newerThan(theirs) ?? []) : [],
       older: theirs ? (book?.olderThan(theirs) ?? []) : [],
     });
+    if (!response.same) this.calm = false; // the caller's table differs: this one may lack something too
     this.stats.bytesSent += JSON.stringify(response).length;
     return response;
   }
@@ -488,6 +507,7 @@ export class GossipService {
     // A probe only admits the node; tables are reconciled by the rounds' exchanges. (Each of the lanes'
     // probes pulling what the probed node holds had every node fetch and verify the same unknown records
     // several times at once: the discovery bench's 50 nodes in one process saturated it.)
+    if (!res.same) this.calm = false;
     if (!res.same && res.digest && !target.probe)
       await this.reconcile(target.url, res.digest, peerOf, peerId);
     return peerId;
@@ -593,12 +613,12 @@ export class GossipService {
    * Whom to contact this round: suspects, the least recently contacted peers, and unknown seeds. A
    * normal round reads only the suspects and the front of the try order (core.TryOrder), not every row.
    */
-  targets(all = false): core.Target[] {
+  targets(all = false, fanout = this.deps.config.gossipFanout): core.Target[] {
     const { config, peers, table } = this.deps;
     const choice = {
       self: this.nodeId,
       seeds: peers.seeds(),
-      fanout: config.gossipFanout,
+      fanout,
       tls: config.tls,
       random: this.random,
     };
@@ -620,7 +640,7 @@ export class GossipService {
     }
     const dialable = (c: core.Candidate | undefined) =>
       c?.state === "alive" && c.id !== this.nodeId && c.record?.addresses[0] && c.record.reach !== "relay";
-    const pool = this.order.front(Math.max(config.gossipFanout * 2, 4), (id) => {
+    const pool = this.order.front(Math.max(fanout * 2, 4), (id) => {
       const c = this.candidate(id);
       return dialable(c) ? c : undefined;
     });
@@ -644,6 +664,7 @@ export class GossipService {
     const notice: DeathNotice = { ...body, signature: this.deps.identity.signJson(body) };
     this.deps.table.applyDeath(notice);
     this.backoff.delete(id);
+    this.calm = false;
     this.log.info(
       `peer declared dead: ${id.slice(0, 12)} (no answer for ${this.deps.clock.now() - row.lastSeen} ms)`,
     );
@@ -706,8 +727,9 @@ export class GossipService {
     this.deps.clusters?.reload(); // the CLI may have hosted, joined or published a cluster
     // a table over the bound (a lowered maxPeers, a state.db filled before the bound) drains at once
     if (table.size() > config.maxPeers) this.limitTable();
-    await this.refreshSelf();
-    const targets = this.targets(all);
+    await this.sign(false);
+    const targets = this.targets(all, this.roundFanout(all));
+    this.calm = this.introductions.size === 0;
     this.refused = [];
     this.introductions.expire();
     const probes = this.probeIntroduced();
@@ -719,6 +741,7 @@ export class GossipService {
         try {
           await this.exchangeWith(t, timeoutMs);
         } catch (err) {
+          this.calm = false;
           this.stats.failures++;
           if (isP2prcError(err) && err.code === "E_FORBIDDEN")
             this.refused.push({ url: t.url, id: t.id, message: err.message });
@@ -764,6 +787,19 @@ export class GossipService {
     this.stats.rounds++;
   }
 
+  /**
+   * How many peers a round contacts: `gossipFanout`, or one in a quiet network (the last round found
+   * every table equal, nothing failed, nothing new came; suspects are contacted besides, as always).
+   * Nothing is lost by it: a change anywhere is news (an early round at full fanout, see news), and
+   * a differing hash in either direction, a failure or a waiting introduction makes the next round full
+   * again. A quiet network costs ~half the CPU (one exchange out and ~one in a second, not three).
+   */
+  private roundFanout(all: boolean): number {
+    const { gossipFanout } = this.deps.config;
+    const quiet = this.calm && this.suspects.size === 0 && !all;
+    return quiet ? Math.min(1, gossipFanout) : gossipFanout;
+  }
+
   /** Adds config `bootstrap` to the seeds (root nodes); the table is kept. */
   addBootstrapSeeds(): void {
     const { config, peers, clock } = this.deps;
@@ -773,6 +809,44 @@ export class GossipService {
     }
   }
 
+  /**
+   * News (a newer version of a record held here, or this node's own new version signed outside a round)
+   * is spread at once by an early round, at most one between two regular ticks: a change crosses the
+   * network in ~log N exchange round trips instead of ~log N intervals, and a network where nothing
+   * changes costs no more than before (under constant change, at most twice the rounds). What a round
+   * pulls while it runs is spread by the early round after it. A node whose timer runs late (a starved
+   * host: ≥ a quarter interval) adds no rounds; deaths are left to the rounds (a starved network must
+   * not feed its false suspicions and their refutations back into more load).
+   */
+  private news(): void {
+    this.calm = false;
+    if (!this.cancel || this.earlySpent) return;
+    if (this.lagMs() * 4 >= this.deps.config.gossipIntervalMs) return;
+    this.earlySpent = true;
+    if (this.running) {
+      this.earlyDue = true;
+      return;
+    }
+    // a microtask later: the rest of the records taken with this one are news of the same round
+    queueMicrotask(() => {
+      if (!this.cancel) return;
+      if (this.running) this.earlyDue = true;
+      else this.startRound();
+    });
+  }
+
+  private startRound(): void {
+    this.running = this.round()
+      .catch((err) => this.log.warn(`gossip round failed: ${(err as Error).message}`))
+      .finally(() => {
+        this.running = undefined;
+        if (this.earlyDue && this.cancel) {
+          this.earlyDue = false;
+          this.startRound();
+        }
+      });
+  }
+
   /** Starts a round every `gossipIntervalMs` (a round still running is never overlapped). */
   start(): void {
     const { config, clock } = this.deps;
@@ -780,12 +854,9 @@ export class GossipService {
     this.stop();
     const tick = () => {
       this.lateness.tick(performance.now(), config.gossipIntervalMs);
+      this.earlySpent = false;
       if (this.running) return;
-      this.running = this.round()
-        .catch((err) => this.log.warn(`gossip round failed: ${(err as Error).message}`))
-        .finally(() => {
-          this.running = undefined;
-        });
+      this.startRound();
     };
     this.cancel = clock.setInterval(tick, config.gossipIntervalMs);
     tick();
@@ -794,6 +865,7 @@ export class GossipService {
   stop(): void {
     this.cancel?.();
     this.cancel = undefined;
+    this.earlyDue = false;
   }
 
   /** Waits for a round in progress (graceful stop). */
