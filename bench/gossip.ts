@@ -210,7 +210,7 @@ if (PARTS.includes("S")) {
 // Real GossipService, PeerTable and state.db files, the routes in process, an in-memory network (no TLS,
 // no signing) and a ManualClock: what gossip itself costs a node per round, apart from the machine's
 // load and the transport. Nodes seeded from the first; rounds until every table is full, then a window.
-const IN_SIZES = QUICK ? [5, 10] : [10, 50, 100];
+const IN_SIZES = QUICK ? [5, 10] : (process.env.P2PRC_GOSSIP_IN_SIZES ?? "10,50,100").split(",").map(Number);
 /**
  * Rounds per window: whole minutes of the ManualClock (each holds exactly one of each node's write-behind
  * flushes, p2p/table.ts FLUSH_MS), as many as make ~6,000 node-rounds at every N (600 rounds at N = 10,
@@ -258,8 +258,17 @@ if (PARTS.includes("I")) {
         }
         // settle: until every node has contacted every peer once (a peer's first latency is written to
         // SQLite at once, later ones with the minute's flush: a one-time cost per peer, which fell into
-        // the windows at N = 100, where fanout 3 takes ~33 rounds to reach every peer, and not at N = 10)
-        for (let r = 0; r < Math.ceil(x.n / 3) + 3; r++) {
+        // the windows at N = 100, where a quiet round's one contact takes ~100 rounds to reach every
+        // peer, and not at N = 10), and a few rounds more
+        const unmeasured = () =>
+          x.nodes.some((node) =>
+            node.table.live().some((row) => row.id !== node.identity.nodeId && row.latencyMs == null),
+          );
+        for (let r = 0; r < 400 && unmeasured(); r++) {
+          await x.net.rounds(x.nodes);
+          x.net.clock.advance(1000);
+        }
+        for (let r = 0; r < 3; r++) {
           await x.net.rounds(x.nodes);
           x.net.clock.advance(1000);
         }
@@ -309,8 +318,11 @@ if (process.argv.includes("--no-processes") || !PARTS.includes("P")) process.exi
 const SIZES = QUICK ? [5] : (process.env.P2PRC_GOSSIP_SIZES ?? "10,50,100").split(",").map(Number);
 /** After convergence, before the window: the JIT compiles a new node's hot paths for ~20 s (a start-up cost, not a round's). */
 const STEADY_WAIT_MS = QUICK ? 3000 : Number(process.env.P2PRC_GOSSIP_SETTLE_MS ?? 20_000);
-/** At least until every node has contacted every peer once (~N / 3 rounds: a first latency is a write). */
-const steadyWaitMs = (n: number) => Math.max(STEADY_WAIT_MS, (Math.ceil(n / 3) + 5) * 1000);
+/**
+ * At least until every node has contacted every peer once (a first latency is a write): ~N rounds, a
+ * quiet round contacting one peer.
+ */
+const steadyWaitMs = (n: number) => Math.max(STEADY_WAIT_MS, (n + 5) * 1000);
 const WINDOW_MS = QUICK ? 3000 : 10_000;
 /** Seconds as a row prints them; a step that never completed (NaN) as a dash. */
 const secs = (x: number, digits: number) => (Number.isNaN(x) ? "—" : `${x.toFixed(digits)} s`);

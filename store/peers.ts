@@ -107,7 +107,13 @@ export function peerStore(
   db: BetterSqlite3.Database,
   /** How often (ms) a read asks SQLite whether another connection wrote; the clock that measures it. */
   o: { recheckMs?: number; now?: () => number } = {},
-): PeerStore {
+): PeerStore & {
+  /**
+   * SQLite's data_version as last asked (at most every recheckMs, as the table is): another connection
+   * wrote when it changes. The store's other caches (meta) share this one question.
+   */
+  dataVersion(): number;
+} {
   const recheckMs = o.recheckMs ?? 250;
   const clock = o.now ?? (() => performance.now());
   const q = lazyStatements({
@@ -308,6 +314,10 @@ export function peerStore(
     seedLoads: () => seedLoads,
     refresh: () => {
       checkedAt = Number.NEGATIVE_INFINITY;
+    },
+    dataVersion: () => {
+      table();
+      return version;
     },
   };
 }

@@ -130,6 +130,31 @@ describe("meta", () => {
   });
 });
 
+describe("meta, held in memory", () => {
+  test("a value another connection sets is read again after its write (data_version); this connection's at once", () => {
+    const path = join(root, "meta-held.db");
+    const store = openStore(path);
+    const other = openStore(path);
+    try {
+      expect(store.meta.get("node.metadata")).toBeUndefined();
+      other.meta.set("node.metadata", "set by the CLI");
+      store.peers.refresh(); // or 250 ms later: the peer store's data_version question, shared
+      expect(store.meta.get("node.metadata")).toBe("set by the CLI");
+      store.meta.set("node.metadata", "set here");
+      expect(store.meta.get("node.metadata")).toBe("set here");
+      expect(other.meta.get("node.metadata")).toBe("set here");
+      // a key first read after the other's write, beside one held
+      other.meta.set("k", "1");
+      store.peers.refresh();
+      expect(store.meta.get("k")).toBe("1");
+      expect(store.meta.get("node.metadata")).toBe("set here");
+    } finally {
+      other.close();
+      store.close();
+    }
+  });
+});
+
 describe("containers", () => {
   test("insert, get by id and by name, with ports, ssh and gpu round-tripped", () => {
     const store = openStore(join(root, "containers.db"));

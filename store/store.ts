@@ -159,10 +159,27 @@ export function openStore(path: string): Store {
       ),
   });
 
+  // Meta is read every gossip round (the record's metadata, which the CLI may set from another process),
+  // and each SQLite read in WAL mode takes and drops a lock (two fcntl calls): that was a quarter of a
+  // quiet round's CPU. Values read are held until another connection writes (the peer store's
+  // data_version question, asked at most every 250 ms); this connection's writes update them.
+  const metaHeld = new Map<string, string | undefined>();
+  let metaVersion: number | undefined;
   const meta: MetaStore = {
-    get: (key) => q.metaGet.get(key)?.value,
+    get: (key) => {
+      const v = peers.dataVersion();
+      if (v !== metaVersion) {
+        metaHeld.clear();
+        metaVersion = v;
+      }
+      if (metaHeld.has(key)) return metaHeld.get(key);
+      const value = q.metaGet.get(key)?.value;
+      metaHeld.set(key, value);
+      return value;
+    },
     set: (key, value) => {
       q.metaSet.run(key, value);
+      metaHeld.set(key, value);
     },
   };
 
