@@ -170,8 +170,9 @@ if (process.argv.includes("--floor")) {
   // measures rounds, not handshakes)
   for (let j = 0; j < n; j++) if (j !== index) await post(j);
   console.log(JSON.stringify({ warm: true }));
+  const perSecond = Number(arg("--fanout") ?? 3);
   setInterval(() => {
-    for (let k = 0; k < 3; k++) void post((index + 1 + Math.floor(Math.random() * (n - 1))) % n);
+    for (let k = 0; k < perSecond; k++) void post((index + 1 + Math.floor(Math.random() * (n - 1))) % n);
   }, 1000);
   await new Promise(() => {});
 }
@@ -391,8 +392,18 @@ function spawnNode(dir: string, index: number, port: number, seed: string | unde
 }
 
 /** A floor node (see `--floor` above): `ports` are every floor node's, in index order. */
-function spawnFloor(dir: string, index: number, ports: number[]): Child {
-  const args = ["--floor", "--dir", dir, "--index", String(index), "--ports", ports.join(",")];
+function spawnFloor(dir: string, index: number, ports: number[], fanout: number): Child {
+  const args = [
+    "--floor",
+    "--dir",
+    dir,
+    "--index",
+    String(index),
+    "--ports",
+    ports.join(","),
+    "--fanout",
+    String(fanout),
+  ];
   return spawnChild([...args, "--expect", String(ports.length)], false);
 }
 
@@ -512,7 +523,9 @@ const roundsOf = (cs: Child[]) =>
     }),
   );
 let aloneMb = 0;
-let floorRow: { cpuMs: number; mainMs: number } | undefined;
+/** The floor's traffic: a quiet round's (one exchange out, and about one in, a second). */
+const FLOOR_FANOUT = Number(process.env.P2PRC_GOSSIP_FLOOR_FANOUT ?? 1);
+const floors = new Map<number, { cpuMs: number; mainMs: number }>();
 try {
   {
     // one node alone: its idle RSS
@@ -528,11 +541,11 @@ try {
       `   one node alone: idle RSS ${aloneMb.toFixed(1)} MB (private + executable pages: ${split} MB)`,
     );
   }
-  {
-    // the floor: N = the smallest size's floor nodes, the same traffic (see --floor), measured the same way
-    const n = SIZES[0] as number;
+  // the floor at the smallest and the largest N: the same number of processes, with a quiet round's
+  // traffic (see --floor), measured the same way; what the machine itself costs N processes
+  for (const n of new Set([SIZES[0] as number, SIZES.at(-1) as number])) {
     const ports = await freePorts(n, "127.0.0.1");
-    children = ports.map((_, i) => spawnFloor(join(work, "floor"), i, ports));
+    children = ports.map((_, i) => spawnFloor(join(work, `floor${n}`), i, ports, FLOOR_FANOUT));
     await Promise.all(children.map((c) => c.started));
     const warm = Promise.all(children.map((c) => c.next("warm")));
     for (const c of children) c.ask("go");
@@ -544,9 +557,10 @@ try {
     const cpu = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid) - (cpu0[i] as number), 0);
     const main = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid, "main") - (main0[i] as number), 0);
     const seconds = (n * WINDOW_MS) / 1000;
-    floorRow = { cpuMs: (cpu / seconds) * 1000, mainMs: (main / seconds) * 1000 };
+    const f = { cpuMs: (cpu / seconds) * 1000, mainMs: (main / seconds) * 1000 };
+    floors.set(n, f);
     console.log(
-      `   floor, N=${n}: ${floorRow.cpuMs.toFixed(2)} ms CPU per node-second (JS thread ${floorRow.mainMs.toFixed(2)} ms), RSS ${median(children.map((c) => rssMb(c.proc.pid))).toFixed(1)} MB: 3 signed TLS POSTs out a second over pinned keep-alive sessions (open to every peer), ~3 in, verified; nothing else`,
+      `   floor, N=${n}: ${f.cpuMs.toFixed(2)} ms CPU per node-second (JS thread ${f.mainMs.toFixed(2)} ms), RSS ${median(children.map((c) => rssMb(c.proc.pid))).toFixed(1)} MB: ${FLOOR_FANOUT} signed TLS POST${FLOOR_FANOUT === 1 ? "" : "s"} out a second over pinned keep-alive sessions (open to every peer), ~${FLOOR_FANOUT} in, verified; nothing else`,
     );
     await stopAll();
   }
@@ -647,11 +661,24 @@ try {
 }
 
 const small = rows[0] as Row;
-if (floorRow && small)
-  console.log(
-    `   N=${small.n} against the floor: ${(small.cpuMsPerRound / floorRow.cpuMs).toFixed(2)}× its CPU (JS thread ${(small.mainMsPerRound / floorRow.mainMs).toFixed(2)}×)`,
-  );
 const large = rows.at(-1) as Row;
+const overFloor = (r: Row | undefined) => {
+  const f = r && floors.get(r.n);
+  return f && r ? r.cpuMsPerRound / f.cpuMs : undefined;
+};
+for (const r of new Set([small, large])) {
+  const f = r && floors.get(r.n);
+  if (f && r)
+    console.log(
+      `   N=${r.n} against the floor at N=${r.n}: ${(r.cpuMsPerRound / f.cpuMs).toFixed(2)}× its CPU (JS thread ${(r.mainMsPerRound / f.mainMs).toFixed(2)}×)`,
+    );
+}
+const a = overFloor(small);
+const b = overFloor(large);
+if (rows.length > 1 && a && b)
+  console.log(
+    `   p2prc's CPU over the floor, N=${large.n} / N=${small.n}: ${(b / a).toFixed(2)} (the machine's own cost of ${large.n} processes on ${navigator.hardwareConcurrency} cores taken out: floor N=${large.n} / N=${small.n} ${((floors.get(large.n)?.cpuMs ?? 0) / (floors.get(small.n)?.cpuMs ?? 1)).toFixed(2)})`,
+  );
 if (rows.length > 1) {
   const ratio = large.cpuMsPerRound / small.cpuMsPerRound;
   const unsettled = Number.isNaN(large.discoverS)

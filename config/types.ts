@@ -191,7 +191,7 @@ export const CONFIG_FIELDS = {
   gossipFanout: {
     schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(16)),
     allowed: "an integer from 1 to 16",
-    doc: "Peers contacted per gossip round.",
+    doc: "Peers contacted per gossip round while anything changes; a round in a quiet network (every table equal, nothing failed) contacts one.",
   },
   suspectTimeoutMs: {
     schema: (z: Z) => z.int().check(z.minimum(100), z.maximum(3600000)),
