@@ -522,6 +522,32 @@ const roundsOf = (cs: Child[]) =>
       return r.then((v) => Number(v.m.rounds));
     }),
   );
+/**
+ * The floor at N: the same number of processes with a quiet round's traffic (see --floor), measured the
+ * same way, just before that N's row (so both see the same machine): what the machine itself costs N
+ * processes. Run at the smallest and the largest N.
+ */
+async function measureFloor(n: number): Promise<void> {
+  const ports = await freePorts(n, "127.0.0.1");
+  children = ports.map((_, i) => spawnFloor(join(work, `floor${n}`), i, ports, FLOOR_FANOUT));
+  await Promise.all(children.map((c) => c.started));
+  const warm = Promise.all(children.map((c) => c.next("warm")));
+  for (const c of children) c.ask("go");
+  await warm;
+  await Bun.sleep(QUICK ? 2000 : 5000);
+  const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
+  const main0 = children.map((c) => cpuSeconds(c.proc.pid, "main"));
+  await Bun.sleep(WINDOW_MS);
+  const cpu = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid) - (cpu0[i] as number), 0);
+  const main = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid, "main") - (main0[i] as number), 0);
+  const seconds = (n * WINDOW_MS) / 1000;
+  const f = { cpuMs: (cpu / seconds) * 1000, mainMs: (main / seconds) * 1000 };
+  floors.set(n, f);
+  console.log(
+    `   floor, N=${n}: ${f.cpuMs.toFixed(2)} ms CPU per node-second (JS thread ${f.mainMs.toFixed(2)} ms), RSS ${median(children.map((c) => rssMb(c.proc.pid))).toFixed(1)} MB: ${FLOOR_FANOUT} signed TLS POST${FLOOR_FANOUT === 1 ? "" : "s"} out a second over pinned keep-alive sessions (open to every peer), ~${FLOOR_FANOUT} in, verified; nothing else`,
+  );
+  await stopAll();
+}
 let aloneMb = 0;
 /** The floor's traffic: a quiet round's (one exchange out, and about one in, a second). */
 const FLOOR_FANOUT = Number(process.env.P2PRC_GOSSIP_FLOOR_FANOUT ?? 1);
@@ -541,30 +567,8 @@ try {
       `   one node alone: idle RSS ${aloneMb.toFixed(1)} MB (private + executable pages: ${split} MB)`,
     );
   }
-  // the floor at the smallest and the largest N: the same number of processes, with a quiet round's
-  // traffic (see --floor), measured the same way; what the machine itself costs N processes
-  for (const n of new Set([SIZES[0] as number, SIZES.at(-1) as number])) {
-    const ports = await freePorts(n, "127.0.0.1");
-    children = ports.map((_, i) => spawnFloor(join(work, `floor${n}`), i, ports, FLOOR_FANOUT));
-    await Promise.all(children.map((c) => c.started));
-    const warm = Promise.all(children.map((c) => c.next("warm")));
-    for (const c of children) c.ask("go");
-    await warm;
-    await Bun.sleep(QUICK ? 2000 : 5000);
-    const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
-    const main0 = children.map((c) => cpuSeconds(c.proc.pid, "main"));
-    await Bun.sleep(WINDOW_MS);
-    const cpu = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid) - (cpu0[i] as number), 0);
-    const main = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid, "main") - (main0[i] as number), 0);
-    const seconds = (n * WINDOW_MS) / 1000;
-    const f = { cpuMs: (cpu / seconds) * 1000, mainMs: (main / seconds) * 1000 };
-    floors.set(n, f);
-    console.log(
-      `   floor, N=${n}: ${f.cpuMs.toFixed(2)} ms CPU per node-second (JS thread ${f.mainMs.toFixed(2)} ms), RSS ${median(children.map((c) => rssMb(c.proc.pid))).toFixed(1)} MB: ${FLOOR_FANOUT} signed TLS POST${FLOOR_FANOUT === 1 ? "" : "s"} out a second over pinned keep-alive sessions (open to every peer), ~${FLOOR_FANOUT} in, verified; nothing else`,
-    );
-    await stopAll();
-  }
   for (const n of SIZES) {
+    if (n === SIZES[0] || n === SIZES.at(-1)) await measureFloor(n);
     const dir = join(work, `n${n}`);
     const ports = await freePorts(n, "127.0.0.1");
     const seed = `127.0.0.1:${ports[0]}`;
