@@ -16,7 +16,7 @@
 // smallest N to the largest (ratio ≤ 1.2), N = 100 converges within 5 s, idle RSS with 99 peers ≤ 60 MB.
 // Run: [P2PRC_GOSSIP_PARTS=SIP] node_modules/.bin/bun bench/gossip.ts [--quick] [--no-processes] (--quick: the simulation to
 // N = 1,000, I at N = 5 and 10, P at N = 5: a smoke run; --no-processes: S and I only). No container engine is needed (the nodes only warn).
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { start } from "../abstractions/index.ts";
@@ -90,7 +90,10 @@ if (process.argv.includes("--node")) {
     for await (const line of console) {
       const [verb, a, b] = line.trim().split(" ");
       if (verb === "rounds") say({ rounds: node.gossip.stats.rounds });
-      else if (verb === "stats") say({ stats: { ...node.gossip.stats, size: node.table.size() } });
+      else if (verb === "mem") {
+        const m = process.memoryUsage();
+        say({ mem: { heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external } });
+      } else if (verb === "stats") say({ stats: { ...node.gossip.stats, size: node.table.size() } });
       else if (verb === "publish") {
         await node.gossip.refreshSelf(true);
         say({ published: node.table.record(node.nodeId)?.record.version, id: node.nodeId });
@@ -657,6 +660,27 @@ try {
       load: loadavg()[0] as number,
     });
     printRow(rows.at(-1) as Row);
+    // where a node's private memory goes: the JS heap, what it holds outside (external), and its sockets
+    const mems = await Promise.all(
+      children.map((c) => {
+        const r = c.next("mem");
+        c.ask("mem");
+        return r.then((v) => v.m.mem as { heapUsed: number; heapTotal: number; external: number });
+      }),
+    );
+    const sockets = (pid: number) => {
+      try {
+        return readdirSync(`/proc/${pid}/fd`).filter((f) =>
+          readlinkSync(`/proc/${pid}/fd/${f}`).startsWith("socket:"),
+        ).length;
+      } catch {
+        return 0;
+      }
+    };
+    const mb = (xs: number[]) => (median(xs) / 1048576).toFixed(1);
+    console.log(
+      `         N=${n} memory (median): JS heap ${mb(mems.map((m) => m.heapUsed))} MB used of ${mb(mems.map((m) => m.heapTotal))}, external ${mb(mems.map((m) => m.external))} MB; ${median(children.map((c) => sockets(c.proc.pid)))} sockets open`,
+    );
     await stopAll();
   }
 } finally {
