@@ -93,8 +93,21 @@ if (process.argv.includes("--node")) {
       else if (verb === "mem") {
         const m = process.memoryUsage();
         say({ mem: { heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external } });
-      } else if (verb === "stats") say({ stats: { ...node.gossip.stats, size: node.table.size() } });
-      else if (verb === "publish") {
+      } else if (verb === "stats") {
+        // the table behind start()'s narrow type: its live rows (alive and suspect)
+        const table = node.table as unknown as { live(): { id: string; state: string }[] };
+        const live = table.live();
+        const ids = live.filter((r) => r.state === "alive").map((r) => r.id.slice(0, 12));
+        say({
+          stats: {
+            ...node.gossip.stats,
+            size: node.table.size(),
+            live: live.length,
+            self: node.nodeId.slice(0, 12),
+          },
+          ids,
+        });
+      } else if (verb === "publish") {
         await node.gossip.refreshSelf(true);
         say({ published: node.table.record(node.nodeId)?.record.version, id: node.nodeId });
       } else if (verb === "watch") {
@@ -602,16 +615,31 @@ try {
     );
     const discoverS = fullAt ? (Math.max(...fullAt) - allUp) / 1000 : Number.NaN;
     if (!fullAt) {
-      const stats = await Promise.all(
-        children.map((c) => {
-          const r = c.next("stats");
-          c.ask("stats");
-          return r.then((v) => v.m.stats as Record<string, number>);
-        }),
-      );
-      const sum = (k: string) => stats.reduce((s, x) => s + (x[k] ?? 0), 0);
+      type Stats = { s: Record<string, number>; ids: string[] };
+      const ask = () =>
+        Promise.all(
+          children.map((c) => {
+            const r = c.next("stats");
+            c.ask("stats");
+            return r.then(
+              (v): Stats => ({ s: v.m.stats as Record<string, number>, ids: v.m.ids as string[] }),
+            );
+          }),
+        );
+      const stats = await ask();
+      const sum = (xs: Stats[], k: string) => xs.reduce((t, x) => t + (x.s[k] ?? 0), 0);
       console.log(
-        `   N=${n}: ${complete} of ${n} tables full ${DISCOVER_TIMEOUT_MS / 1000} s after all were up (median table ${median(stats.map((x) => x.size ?? 0))}; all nodes: ${sum("rounds")} rounds, ${sum("exchanges")} exchanges, ${sum("failures")} failed, ${sum("late")} of them while late)`,
+        `   N=${n}: ${complete} of ${n} tables full ${DISCOVER_TIMEOUT_MS / 1000} s after all were up (median table ${median(stats.map((x) => x.s.size ?? 0))}; all nodes: ${sum(stats, "rounds")} rounds, ${sum(stats, "exchanges")} exchanges, ${sum(stats, "failures")} failed, ${sum(stats, "late")} of them while late)`,
+      );
+      // who is missing where, and whether the failures go on
+      const held = new Map<string, number>();
+      for (const x of stats) for (const id of x.ids) held.set(id, (held.get(id) ?? 0) + 1);
+      const counts = [...held.values()].sort((a, b) => a - b);
+      await Bun.sleep(20_000);
+      const later = await ask();
+      const sizes = stats.map((x) => x.ids.length);
+      console.log(
+        `   N=${n}: alive rows per table min/median/max ${Math.min(...sizes)}/${median(sizes)}/${Math.max(...sizes)}; ids held alive by the fewest tables: ${counts.slice(0, 8).join(" ")} (of ${held.size} ids); in the next 20 s: ${sum(later, "exchanges") - sum(stats, "exchanges")} exchanges, ${sum(later, "failures") - sum(stats, "failures")} failed, ${later.filter((x) => (x.s.size ?? 0) >= n).length} tables full`,
       );
     }
     // one new version of the first node's record, in the steady network (discovery's last writes and

@@ -211,7 +211,7 @@ describe("what is verified of what a peer pushed", () => {
     expect(rankRecords([newer], () => undefined, k)).toHaveLength(1);
   });
 
-  test("death notices: only about this node or one held, from a reporter held, at most cap", () => {
+  test("death notices: one about this node from any reporter, first; others only about a node held, from a reporter held; at most cap", () => {
     const live = new Set(["a", "b", "r"]);
     const held = (id: string) => live.has(id);
     const deaths = [
@@ -222,8 +222,13 @@ describe("what is verified of what a peer pushed", () => {
       { id: 5, reporter: "r" },
       null,
       { id: "b", reporter: "r" },
+      { id: "me", reporter: "x" }, // about this node, from a reporter not held
     ];
-    expect(deathsToVerify(deaths, "me", held, 100)).toEqual([deaths[0], deaths[1], deaths[6]]);
-    expect(deathsToVerify(deaths, "me", held, 2)).toEqual([deaths[0], deaths[1]]);
+    expect(deathsToVerify(deaths, "me", held, 100)).toEqual([deaths[1], deaths[7], deaths[0], deaths[6]]);
+    expect(deathsToVerify(deaths, "me", held, 3)).toEqual([deaths[1], deaths[7], deaths[0]]);
+    // a node that holds none of its reporters (it declared them all dead) still refutes
+    expect(deathsToVerify([{ id: "me", reporter: "x" }], "me", () => false, 100)).toEqual([
+      { id: "me", reporter: "x" },
+    ]);
   });
 });

@@ -296,6 +296,34 @@ describe("changes spread", () => {
 });
 
 describe("failure detection", () => {
+  test("a node that declared every peer dead while they declared it dead rejoins (a notice about itself from a reporter it does not hold)", async () => {
+    const net = new Net();
+    const nodes = await converged(net, 4);
+    const x = nodes[3] as TestNode;
+    const notice = (reporter: TestNode, about: TestNode) => {
+      const version = reporter.table.get(about.identity.nodeId)?.version ?? 0;
+      const body = {
+        id: about.identity.nodeId,
+        version,
+        reporter: reporter.identity.nodeId,
+        at: net.clock.now(),
+      };
+      return { ...body, signature: reporter.identity.signJson(body) };
+    };
+    // what a node starved at start-up does: every exchange of its timed out, and every peer's with it
+    for (const other of nodes.slice(0, 3)) {
+      expect(x.table.applyDeath(notice(x, other))).toBe("applied");
+      expect(other.table.applyDeath(notice(other, x))).toBe("applied");
+    }
+    expect(liveIds(x)).toEqual([x.identity.nodeId]);
+    for (let r = 0; r < 8; r++) {
+      await net.rounds(nodes);
+      net.clock.advance(1000);
+      if (nodes.every((n) => liveIds(n).length === 4)) break;
+    }
+    for (const n of nodes) expect(liveIds(n)).toEqual(idsOf(...nodes));
+  });
+
   test("a dead node becomes suspect, is declared dead after suspectTimeoutMs, and the notice spreads", async () => {
     const net = new Net();
     const nodes = await converged(net);
