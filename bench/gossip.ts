@@ -42,10 +42,11 @@ const arg = (name: string) => {
 
 if (process.argv.includes("--node")) {
   const n = Number(arg("--expect"));
+  const logger = memoryLogger();
   const node = await start({
     configDir: arg("--dir") as string,
     env: {},
-    logger: memoryLogger(),
+    logger,
     gpus: async () => [],
     reconcileIntervalMs: 600_000,
     overrides: {
@@ -89,8 +90,23 @@ if (process.argv.includes("--node")) {
   void (async () => {
     for await (const line of console) {
       const [verb, a, b] = line.trim().split(" ");
-      if (verb === "rounds") say({ rounds: node.gossip.stats.rounds });
-      else if (verb === "mem") {
+      if (verb === "rounds") {
+        say({ rounds: node.gossip.stats.rounds });
+        logger.lines.length = 0; // what the node logged is read by `why` alone: not kept for ever
+      } else if (verb === "why") {
+        // what went wrong since the last ask, by kind (ids, addresses and numbers left out)
+        const kinds = new Map<string, number>();
+        for (const line of logger.lines) {
+          if (!/fail|unreachable|timed out|refused|dead|left/.test(line)) continue;
+          const kind = line
+            .replace(/[0-9a-f]{12,}/g, "<id>")
+            .replace(/\d+/g, "N")
+            .slice(0, 140);
+          kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+        }
+        logger.lines.length = 0;
+        say({ why: Object.fromEntries(kinds) });
+      } else if (verb === "mem") {
         const m = process.memoryUsage();
         say({ mem: { heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external } });
       } else if (verb === "stats") {
@@ -635,8 +651,22 @@ try {
       const held = new Map<string, number>();
       for (const x of stats) for (const id of x.ids) held.set(id, (held.get(id) ?? 0) + 1);
       const counts = [...held.values()].sort((a, b) => a - b);
+      const whys = () =>
+        Promise.all(
+          children.map((c) => {
+            const r = c.next("why");
+            c.ask("why");
+            return r.then((v) => v.m.why as Record<string, number>);
+          }),
+        );
+      await whys(); // from now on
       await Bun.sleep(20_000);
       const later = await ask();
+      const kinds = new Map<string, number>();
+      for (const w of await whys())
+        for (const [k, v] of Object.entries(w)) kinds.set(k, (kinds.get(k) ?? 0) + v);
+      for (const [k, v] of [...kinds].sort((a, b) => b[1] - a[1]).slice(0, 6))
+        console.log(`      ${v}× ${k}`);
       const sizes = stats.map((x) => x.ids.length);
       console.log(
         `   N=${n}: alive rows per table min/median/max ${Math.min(...sizes)}/${median(sizes)}/${Math.max(...sizes)}; ids held alive by the fewest tables: ${counts.slice(0, 8).join(" ")} (of ${held.size} ids); in the next 20 s: ${sum(later, "exchanges") - sum(stats, "exchanges")} exchanges, ${sum(later, "failures") - sum(stats, "failures")} failed, ${later.filter((x) => (x.s.size ?? 0) >= n).length} tables full`,
