@@ -109,8 +109,9 @@ export function peerStore(
   o: { recheckMs?: number; now?: () => number } = {},
 ): PeerStore & {
   /**
-   * SQLite's data_version as last asked (at most every recheckMs, as the table is): another connection
-   * wrote when it changes. The store's other caches (meta) share this one question.
+   * SQLite's data_version as last asked (at most every recheckMs, as the table is; the rows are not
+   * loaded for it): another connection wrote when it changes. The store's other caches (meta) share
+   * this one question.
    */
   dataVersion(): number;
 } {
@@ -161,12 +162,19 @@ export function peerStore(
   let seedRows: SeedRow[] | undefined;
   let digest: [string, number, boolean][] | undefined;
   let checkedAt = Number.NEGATIVE_INFINITY;
-  const table = (): Map<string, PeerRow> => {
+  /** SQLite's data_version as last asked. */
+  let asked: number | undefined;
+  const dataVersion = (): number => {
     // asking SQLite on every read was a third of a gossip round's CPU: at most every recheckMs
     const t = clock();
-    if (rows && t - checkedAt < recheckMs) return rows;
-    checkedAt = t;
-    const now = q.dataVersion.get()?.data_version ?? 0;
+    if (asked === undefined || t - checkedAt >= recheckMs) {
+      checkedAt = t;
+      asked = q.dataVersion.get()?.data_version ?? 0;
+    }
+    return asked;
+  };
+  const table = (): Map<string, PeerRow> => {
+    const now = dataVersion();
     if (!rows || now !== version) {
       rows = new Map(q.all.all().map((r) => [r.id, toRow(r)]));
       version = now;
@@ -315,9 +323,6 @@ export function peerStore(
     refresh: () => {
       checkedAt = Number.NEGATIVE_INFINITY;
     },
-    dataVersion: () => {
-      table();
-      return version;
-    },
+    dataVersion,
   };
 }
