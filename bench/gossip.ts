@@ -546,14 +546,16 @@ interface Row {
   load: number;
 }
 const rows: Row[] = [];
-const roundsOf = (cs: Child[]) =>
+/** Asks every node `verb` (answered in process, see --node) and gives each answer's message, in order. */
+const askAll = (cs: Child[], verb: string) =>
   Promise.all(
     cs.map((c) => {
-      const r = c.next("rounds");
-      c.ask("rounds");
-      return r.then((v) => Number(v.m.rounds));
+      const r = c.next(verb);
+      c.ask(verb);
+      return r.then((v) => v.m);
     }),
   );
+const roundsOf = async (cs: Child[]) => (await askAll(cs, "rounds")).map((m) => Number(m.rounds));
 /**
  * The floor at N: the same number of processes with a quiet round's traffic (see --floor), measured the
  * same way, just before that N's row (so both see the same machine): what the machine itself costs N
@@ -632,15 +634,9 @@ try {
     const discoverS = fullAt ? (Math.max(...fullAt) - allUp) / 1000 : Number.NaN;
     if (!fullAt) {
       type Stats = { s: Record<string, number>; ids: string[] };
-      const ask = () =>
-        Promise.all(
-          children.map((c) => {
-            const r = c.next("stats");
-            c.ask("stats");
-            return r.then(
-              (v): Stats => ({ s: v.m.stats as Record<string, number>, ids: v.m.ids as string[] }),
-            );
-          }),
+      const ask = async () =>
+        (await askAll(children, "stats")).map(
+          (m): Stats => ({ s: m.stats as Record<string, number>, ids: m.ids as string[] }),
         );
       const stats = await ask();
       const sum = (xs: Stats[], k: string) => xs.reduce((t, x) => t + (x.s[k] ?? 0), 0);
@@ -651,14 +647,7 @@ try {
       const held = new Map<string, number>();
       for (const x of stats) for (const id of x.ids) held.set(id, (held.get(id) ?? 0) + 1);
       const counts = [...held.values()].sort((a, b) => a - b);
-      const whys = () =>
-        Promise.all(
-          children.map((c) => {
-            const r = c.next("why");
-            c.ask("why");
-            return r.then((v) => v.m.why as Record<string, number>);
-          }),
-        );
+      const whys = async () => (await askAll(children, "why")).map((m) => m.why as Record<string, number>);
       await whys(); // from now on
       await Bun.sleep(20_000);
       const later = await ask();
@@ -719,12 +708,8 @@ try {
     });
     printRow(rows.at(-1) as Row);
     // where a node's private memory goes: the JS heap, what it holds outside (external), and its sockets
-    const mems = await Promise.all(
-      children.map((c) => {
-        const r = c.next("mem");
-        c.ask("mem");
-        return r.then((v) => v.m.mem as { heapUsed: number; heapTotal: number; external: number });
-      }),
+    const mems = (await askAll(children, "mem")).map(
+      (m) => m.mem as { heapUsed: number; heapTotal: number; external: number },
     );
     const sockets = (pid: number) => {
       try {
