@@ -83,6 +83,8 @@ if (process.argv.includes("--node")) {
       check = undefined;
     }
   };
+  /** The last lines logged before `why` last cleared them. */
+  let recent: string[] = [];
   const looking = () => {
     check ??= setInterval(look, 50);
   };
@@ -104,8 +106,48 @@ if (process.argv.includes("--node")) {
             .slice(0, 140);
           kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
         }
+        recent = logger.lines.slice(-40); // for `dump`
         logger.lines.length = 0;
         say({ why: Object.fromEntries(kinds) });
+      } else if (verb === "dump") {
+        // one node's side of a table that does not fill: its lateness, its rows by state, how it holds
+        // the node `a` (an id's first 12 characters), and its last failures as logged (ids kept)
+        const g = node.gossip as unknown as {
+          lagMs(): number;
+          suspects: Set<string>;
+          backoff: Map<string, number>;
+          running: Promise<void> | undefined;
+          window: { value: number };
+          deps: { peers: { seeds(): unknown[] } };
+        };
+        const table = node.table as unknown as {
+          live(): { id: string; state: string }[];
+          dead(): { id: string }[];
+        };
+        const rows = [...table.live(), ...table.dead().map((d) => ({ id: d.id, state: "dead" }))];
+        const states: Record<string, number> = {};
+        for (const r of rows) states[r.state] = (states[r.state] ?? 0) + 1;
+        const of = a ? (rows.find((r) => r.id.startsWith(a))?.state ?? "absent") : undefined;
+        const lines = [...recent, ...logger.lines].filter((l) =>
+          /fail|unreachable|timed out|refused|dead|left/.test(l),
+        );
+        say({
+          dump: {
+            self: node.nodeId.slice(0, 12),
+            lagMs: Math.round(g.lagMs()),
+            suspects: g.suspects.size,
+            backoff: [...g.backoff.values()].reduce((t, v) => t + v, 0),
+            states,
+            of,
+            rounds: node.gossip.stats.rounds,
+            running: !!g.running,
+            window: g.window.value,
+            seeds: g.deps.peers.seeds(),
+            lines: [...lines.slice(-25), "-- last lines --", ...[...recent, ...logger.lines].slice(-12)].map(
+              (l) => l.slice(0, 220),
+            ),
+          },
+        });
       } else if (verb === "mem") {
         const m = process.memoryUsage();
         say({ mem: { heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external } });
@@ -369,6 +411,8 @@ const DISCOVER_TIMEOUT_MS = 180_000;
 const WAVE = Number(process.env.P2PRC_GOSSIP_WAVE ?? 0);
 const WAVE_PAUSE_MS = Number(process.env.P2PRC_GOSSIP_WAVE_PAUSE_MS ?? 3000);
 const CONVERGE_TIMEOUT_MS = 60_000;
+const TRACE = !!process.env.P2PRC_GOSSIP_TRACE;
+let TRACE_TIMER: ReturnType<typeof setInterval> | undefined;
 /** After the new version converged, before the CPU window: the rounds that spread it are full ones. */
 const PUBLISH_SETTLE_MS = QUICK ? 2000 : 10_000;
 const work = mkdtempSync(join(tmpdir(), "p2prc-gossip-"));
@@ -550,7 +594,7 @@ const rows: Row[] = [];
 const askAll = (cs: Child[], verb: string) =>
   Promise.all(
     cs.map((c) => {
-      const r = c.next(verb);
+      const r = c.next(verb.split(" ")[0] as string);
       c.ask(verb);
       return r.then((v) => v.m);
     }),
@@ -620,6 +664,23 @@ try {
     const startedAt = await Promise.all(children.map((c) => c.started));
     const allUp = Math.max(...startedAt);
     let complete = 0;
+    // P2PRC_GOSSIP_TRACE=1: every 10 s of discovery, how far it got and what it cost
+    let last = { exchanges: 0, failures: 0, late: 0, t: allUp };
+    if (TRACE)
+      TRACE_TIMER = setInterval(async () => {
+        const st = (await askAll(children, "stats")).map((m) => m.stats as Record<string, number>);
+        const sum = (k: string) => st.reduce((t, x) => t + (x[k] ?? 0), 0);
+        const now = {
+          exchanges: sum("exchanges"),
+          failures: sum("failures"),
+          late: sum("late"),
+          t: performance.now(),
+        };
+        console.log(
+          `      t=${((now.t - allUp) / 1000).toFixed(0)} s: ${complete} full, median live ${median(st.map((x) => x.live ?? 0))}; last ${((now.t - last.t) / 1000).toFixed(0)} s: ${now.exchanges - last.exchanges} exchanges, ${now.failures - last.failures} failed (${now.late - last.late} late); load ${loadavg()[0]?.toFixed(1)}`,
+        );
+        last = now;
+      }, 10_000);
     const fullAt = await within(
       Promise.all(
         children.map((c) =>
@@ -631,6 +692,7 @@ try {
       ),
       DISCOVER_TIMEOUT_MS,
     );
+    if (TRACE) clearInterval(TRACE_TIMER);
     const discoverS = fullAt ? (Math.max(...fullAt) - allUp) / 1000 : Number.NaN;
     if (!fullAt) {
       type Stats = { s: Record<string, number>; ids: string[] };
@@ -656,6 +718,19 @@ try {
         for (const [k, v] of Object.entries(w)) kinds.set(k, (kinds.get(k) ?? 0) + v);
       for (const [k, v] of [...kinds].sort((a, b) => b[1] - a[1]).slice(0, 6))
         console.log(`      ${v}× ${k}`);
+      // the least-held nodes: their own side, and how every other node holds them
+      const fewest = [...held].sort((a, b) => a[1] - b[1]).slice(0, 3);
+      for (const [id] of fewest) {
+        const dumps = (await askAll(children, `dump ${id}`)).map((m) => m.dump as Record<string, unknown>);
+        const own = dumps.find((d) => d.self === id);
+        const views = new Map<string, number>();
+        for (const d of dumps) if (d !== own) views.set(String(d.of), (views.get(String(d.of)) ?? 0) + 1);
+        console.log(
+          `   ${id}: held by the others as ${JSON.stringify(Object.fromEntries(views))}; its own side:`,
+        );
+        console.log(`      ${JSON.stringify({ ...own, lines: undefined })}`);
+        for (const l of (own?.lines as string[] | undefined) ?? []) console.log(`      | ${l}`);
+      }
       const sizes = stats.map((x) => x.ids.length);
       console.log(
         `   N=${n}: alive rows per table min/median/max ${Math.min(...sizes)}/${median(sizes)}/${Math.max(...sizes)}; ids held alive by the fewest tables: ${counts.slice(0, 8).join(" ")} (of ${held.size} ids); in the next 20 s: ${sum(later, "exchanges") - sum(stats, "exchanges")} exchanges, ${sum(later, "failures") - sum(stats, "failures")} failed, ${later.filter((x) => (x.s.size ?? 0) >= n).length} tables full`,

@@ -110,6 +110,9 @@ const TOMBSTONE_MS = 10 * 60_000;
  */
 const HOUSEKEEPING_MS = 5000;
 
+/** The key a seed's timeout backoff is kept under (a seed has no node id until it answered). */
+const seedKey = (seed: { host: string; port: number }) => `seed ${seed.host}:${seed.port}`;
+
 /**
  * Push-pull gossip of signed records, plus failure detection. Each round this node contacts a few
  * peers (fanout; the least recently contacted first, suspects always) and swaps a hash of its digest:
@@ -157,6 +160,10 @@ export class GossipService {
   /** Exchanges with each peer that timed out in a row: each doubles that peer's next timeout. */
   private readonly backoff = new Map<string, number>();
   private readonly lateness = new pace.Lateness();
+  /** How many peers a round may contact while exchanges time out (see pace.Window). */
+  private readonly window: pace.Window;
+  /** Exchanges and probes of the round running now that timed out (counted ones), and that answered. */
+  private roundOutcome = { timeouts: 0, answered: 0 };
   /** This interval's early round (see news) is spent: reset by each regular tick. */
   private earlySpent = false;
   /** An early round is due as soon as the round running now ends. */
@@ -179,6 +186,7 @@ export class GossipService {
     this.random = deps.random ?? Math.random;
     this.lagMs = deps.lateness ?? (() => this.lateness.lagMs);
     this.peerHolds = new core.PeerHolds(deps.config.maxPeers);
+    this.window = new pace.Window(Math.max(1, deps.config.gossipFanout));
     this.introductions = new Introductions({
       clock: deps.clock,
       max: deps.config.maxUnverifiedPeers,
@@ -424,14 +432,14 @@ export class GossipService {
    * The timeout of a request to `peerId`: this node's round trips, twice the peer's own median latency
    * (a slow peer keeps the time it needs), and its backoff; a seed or an introduced node has none of these.
    */
-  timeoutMs(peerId?: string): number {
+  timeoutMs(peerId?: string, seed?: { host: string; port: number }): number {
     const { gossipIntervalMs, suspectTimeoutMs } = this.deps.config;
     const latency = peerId ? this.deps.table.get(peerId)?.latencyMs : undefined;
     return pace.exchangeTimeoutMs({
       intervalMs: gossipIntervalMs,
       suspectTimeoutMs,
       measuredMs: Math.max(this.roundTrips.timeoutMs ?? 0, 2 * (latency ?? 0)),
-      backoff: (peerId && this.backoff.get(peerId)) || 0,
+      backoff: this.backoff.get(peerId ?? (seed ? seedKey(seed) : "")) ?? 0,
     });
   }
 
@@ -632,11 +640,17 @@ export class GossipService {
       },
       this.random,
     );
+    // every suspect, or while exchanges time out (pace.Window) as many as the window, in turns
+    const most = this.window.stretch > 1 ? this.window.value : Number.POSITIVE_INFINITY;
     const suspects: core.Candidate[] = [];
     for (const id of this.suspects) {
       const c = this.candidate(id);
-      if (c?.state === "suspect") suspects.push(c);
-      else this.suspects.delete(id);
+      if (c?.state !== "suspect") this.suspects.delete(id);
+      else if (suspects.length < most) suspects.push(c);
+    }
+    for (const c of suspects) {
+      this.suspects.delete(c.id); // to the back of the turn
+      this.suspects.add(c.id);
     }
     const dialable = (c: core.Candidate | undefined) =>
       c?.state === "alive" && c.id !== this.nodeId && c.record?.addresses[0] && c.record.reach !== "relay";
@@ -679,7 +693,9 @@ export class GossipService {
    * to admit N nodes: 6 s for 50 nodes at a 1 s interval).
    */
   private async probeIntroduced(): Promise<void> {
-    const { probeConcurrency, maxUnverifiedPeers } = this.deps.config;
+    const { probeConcurrency, maxUnverifiedPeers, gossipFanout } = this.deps.config;
+    // fewer lanes while exchanges time out (pace.Window): probes are exchanges too
+    const lanes = Math.max(1, Math.round((probeConcurrency * this.window.value) / Math.max(1, gossipFanout)));
     let left = maxUnverifiedPeers; // at most as many probes per round as records can wait
     const lane = async () => {
       for (;;) {
@@ -690,7 +706,7 @@ export class GossipService {
         if (!(await this.probe(signed.record))) return;
       }
     };
-    await Promise.all(Array.from({ length: probeConcurrency }, lane));
+    await Promise.all(Array.from({ length: lanes }, lane));
   }
 
   /** One probe; whether the node is in the table now (admitted by it, or it reached this node meanwhile). */
@@ -701,14 +717,18 @@ export class GossipService {
       return true;
     }
     const addr = record.addresses[0] as Address;
+    const timeoutMs = this.timeoutMs(record.id);
+    const t0 = performance.now();
     try {
-      await this.exchangeWith({
-        url: nodeUrl(addr, !!record.cert),
-        id: record.id,
-        cert: record.cert,
-        probe: true,
-      });
+      await this.exchangeWith(
+        { url: nodeUrl(addr, !!record.cert), id: record.id, cert: record.cert, probe: true },
+        timeoutMs,
+      );
+      this.roundOutcome.answered++;
     } catch (err) {
+      const timedOut = performance.now() - t0 >= timeoutMs;
+      if (timedOut && pace.failureCounts({ timedOut, lagMs: this.lagMs(), timeoutMs }))
+        this.roundOutcome.timeouts++;
       this.log.debug(`introduced node ${record.id.slice(0, 12)} unreachable: ${(err as Error).message}`);
     }
     // otherwise set aside for a while
@@ -730,43 +750,51 @@ export class GossipService {
     await this.sign(false);
     const targets = this.targets(all, this.roundFanout(all));
     this.calm = this.introductions.size === 0;
+    this.roundOutcome = { timeouts: 0, answered: 0 };
     this.refused = [];
     this.introductions.expire();
     const probes = this.probeIntroduced();
     await Promise.all(
       targets.map(async (t) => {
         if (t.id) table.markTried(t.id);
-        const timeoutMs = this.timeoutMs(t.id);
+        const key = t.id ?? (t.seed && seedKey(t.seed));
+        const timeoutMs = this.timeoutMs(t.id, t.seed);
         const t0 = performance.now();
         try {
           await this.exchangeWith(t, timeoutMs);
+          this.roundOutcome.answered++;
+          if (key) this.backoff.delete(key);
         } catch (err) {
           this.calm = false;
           this.stats.failures++;
           if (isP2prcError(err) && err.code === "E_FORBIDDEN")
             this.refused.push({ url: t.url, id: t.id, message: err.message });
-          if (!t.id) return;
-          // a timeout gives this peer twice the time next (pace.exchangeTimeoutMs); one while this node
-          // itself ran late says nothing of the peer: it is tried again, not suspected
+          // a timeout gives this peer (or seed) twice the time next (pace.exchangeTimeoutMs); one while
+          // this node itself ran late says nothing of the peer: it is tried again, not suspected
           const timedOut = performance.now() - t0 >= timeoutMs;
-          if (timedOut) {
+          if (timedOut && key) {
             // ids that left by another node's notice or the table's bound stay here: cleared at the bound
             if (this.backoff.size >= this.deps.config.maxPeers) this.backoff.clear();
-            this.backoff.set(t.id, (this.backoff.get(t.id) ?? 0) + 1);
+            this.backoff.set(key, (this.backoff.get(key) ?? 0) + 1);
           }
           if (!pace.failureCounts({ timedOut, lagMs: this.lagMs(), timeoutMs })) {
             this.stats.late++;
             this.log.debug(`exchange with ${t.url} timed out while this node ran late: not counted`);
             return;
           }
+          if (timedOut) this.roundOutcome.timeouts++;
+          this.log.debug(`exchange with ${t.seed ? "seed " : ""}${t.url} failed: ${(err as Error).message}`);
+          if (!t.id) return;
           const row = table.markFailure(t.id);
           if (row) this.suspects.add(t.id);
-          this.log.debug(`exchange with ${t.url} failed: ${(err as Error).message}`);
-          if (row && core.deadAfterFailure(row, clock.now(), config.suspectTimeoutMs)) this.declareDead(t.id);
+          // a node whose own exchanges time out waits longer before it declares a peer dead
+          const deadAfterMs = config.suspectTimeoutMs * this.window.stretch;
+          if (row && core.deadAfterFailure(row, clock.now(), deadAfterMs)) this.declareDead(t.id);
         }
       }),
     );
     await probes;
+    if (!all) this.window.round(this.roundOutcome.timeouts, this.roundOutcome.answered);
     // `--us` (one round, then the table): the nodes the peers introduced are probed in this round too,
     // in at most as many batches as it takes to probe maxUnverifiedPeers of them
     const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);
@@ -796,8 +824,9 @@ export class GossipService {
    */
   private roundFanout(all: boolean): number {
     const { gossipFanout } = this.deps.config;
-    const quiet = this.calm && this.suspects.size === 0 && !all;
-    return quiet ? Math.min(1, gossipFanout) : gossipFanout;
+    if (all) return gossipFanout;
+    const quiet = this.calm && this.suspects.size === 0;
+    return quiet ? Math.min(1, gossipFanout) : Math.min(gossipFanout, this.window.value);
   }
 
   /** Adds config `bootstrap` to the seeds (root nodes); the table is kept. */
@@ -822,6 +851,7 @@ export class GossipService {
     this.calm = false;
     if (!this.cancel || this.earlySpent) return;
     if (this.lagMs() * 4 >= this.deps.config.gossipIntervalMs) return;
+    if (this.window.stretch > 1) return; // exchanges time out: no rounds beyond the regular ones
     this.earlySpent = true;
     if (this.running) {
       this.earlyDue = true;

@@ -6,6 +6,7 @@ import {
   Lateness,
   maxTimeoutMs,
   RoundTrips,
+  Window,
 } from "./pace.ts";
 
 describe("exchange timeouts", () => {
@@ -65,5 +66,27 @@ describe("failures while this node runs late", () => {
     l.tick(5800, 1000);
     l.tick(6800, 1000);
     expect(l.lagMs).toBe(50);
+  });
+});
+
+describe("the congestion window (issue 12)", () => {
+  test("a round with a timeout halves it, down to one; an answered round raises it by one, up to the fanout", () => {
+    const w = new Window(3);
+    expect([w.value, w.stretch]).toEqual([3, 1]);
+    w.round(1, 5);
+    expect([w.value, w.stretch]).toEqual([1, 3]);
+    w.round(2, 0);
+    expect(w.value).toBe(1);
+    w.round(0, 0); // nothing answered, nothing timed out (refusals only): unchanged
+    expect(w.value).toBe(1);
+    w.round(0, 1);
+    expect(w.value).toBe(2);
+    expect(w.stretch).toBe(1.5);
+    w.round(0, 2);
+    w.round(0, 2);
+    expect([w.value, w.stretch]).toEqual([3, 1]);
+    const wide = new Window(8);
+    wide.round(1, 0);
+    expect(wide.value).toBe(4);
   });
 });
