@@ -430,7 +430,8 @@ export class GossipService {
 
   /**
    * The timeout of a request to `peerId`: this node's round trips, twice the peer's own median latency
-   * (a slow peer keeps the time it needs), and its backoff; a seed or an introduced node has none of these.
+   * (a slow peer keeps the time it needs), and its backoff; a seed not answered yet has only its backoff
+   * (kept by address), an introduced node neither.
    */
   timeoutMs(peerId?: string, seed?: { host: string; port: number }): number {
     const { gossipIntervalMs, suspectTimeoutMs } = this.deps.config;
@@ -816,8 +817,9 @@ export class GossipService {
   }
 
   /**
-   * How many peers a round contacts: `gossipFanout`, or one in a quiet network (the last round found
-   * every table equal, nothing failed, nothing new came; suspects are contacted besides, as always).
+   * How many peers a round contacts: `gossipFanout` (less while exchanges time out: pace.Window), or
+   * one in a quiet network (the last round found every table equal, nothing failed, nothing new came;
+   * suspects are contacted besides, as always).
    * Nothing is lost by it: a change anywhere is news (an early round at full fanout, see news), and
    * a differing hash in either direction, a failure or a waiting introduction makes the next round full
    * again. A quiet network costs ~half the CPU (one exchange out and ~one in a second, not three).
