@@ -110,9 +110,6 @@ const TOMBSTONE_MS = 10 * 60_000;
  */
 const HOUSEKEEPING_MS = 5000;
 
-/** The key a seed's timeout backoff is kept under (a seed has no node id until it answered). */
-const seedKey = (seed: { host: string; port: number }) => `seed ${seed.host}:${seed.port}`;
-
 /**
  * Push-pull gossip of signed records, plus failure detection. Each round this node contacts a few
  * peers (fanout; the least recently contacted first, suspects always) and swaps a hash of its digest:
@@ -162,7 +159,11 @@ export class GossipService {
   private readonly lateness = new pace.Lateness();
   /** How many peers a round may contact while exchanges time out (see pace.Window). */
   private readonly window: pace.Window;
-  /** Exchanges and probes of the round running now that timed out (counted ones), and that answered. */
+  /**
+   * Exchanges with peers of the table in the round running now that timed out (counted ones) and that
+   * answered: what the window follows. Not seeds (one that never answers is tried every round for good)
+   * nor probes (a peer could introduce made-up addresses that never answer).
+   */
   private roundOutcome = { timeouts: 0, answered: 0 };
   /** This interval's early round (see news) is spent: reset by each regular tick. */
   private earlySpent = false;
@@ -430,17 +431,17 @@ export class GossipService {
 
   /**
    * The timeout of a request to `peerId`: this node's round trips, twice the peer's own median latency
-   * (a slow peer keeps the time it needs), and its backoff; a seed not answered yet has only its backoff
-   * (kept by address), an introduced node neither.
+   * (a slow peer keeps the time it needs), and its backoff; a seed or an introduced node has none of these
+   * (a seed that never answers must not stall every round: it is tried each round, forever).
    */
-  timeoutMs(peerId?: string, seed?: { host: string; port: number }): number {
+  timeoutMs(peerId?: string): number {
     const { gossipIntervalMs, suspectTimeoutMs } = this.deps.config;
     const latency = peerId ? this.deps.table.get(peerId)?.latencyMs : undefined;
     return pace.exchangeTimeoutMs({
       intervalMs: gossipIntervalMs,
       suspectTimeoutMs,
       measuredMs: Math.max(this.roundTrips.timeoutMs ?? 0, 2 * (latency ?? 0)),
-      backoff: this.backoff.get(peerId ?? (seed ? seedKey(seed) : "")) ?? 0,
+      backoff: (peerId && this.backoff.get(peerId)) || 0,
     });
   }
 
@@ -718,18 +719,14 @@ export class GossipService {
       return true;
     }
     const addr = record.addresses[0] as Address;
-    const timeoutMs = this.timeoutMs(record.id);
-    const t0 = performance.now();
     try {
-      await this.exchangeWith(
-        { url: nodeUrl(addr, !!record.cert), id: record.id, cert: record.cert, probe: true },
-        timeoutMs,
-      );
-      this.roundOutcome.answered++;
+      await this.exchangeWith({
+        url: nodeUrl(addr, !!record.cert),
+        id: record.id,
+        cert: record.cert,
+        probe: true,
+      });
     } catch (err) {
-      const timedOut = performance.now() - t0 >= timeoutMs;
-      if (timedOut && pace.failureCounts({ timedOut, lagMs: this.lagMs(), timeoutMs }))
-        this.roundOutcome.timeouts++;
       this.log.debug(`introduced node ${record.id.slice(0, 12)} unreachable: ${(err as Error).message}`);
     }
     // otherwise set aside for a while
@@ -758,32 +755,32 @@ export class GossipService {
     await Promise.all(
       targets.map(async (t) => {
         if (t.id) table.markTried(t.id);
-        const key = t.id ?? (t.seed && seedKey(t.seed));
-        const timeoutMs = this.timeoutMs(t.id, t.seed);
+        const timeoutMs = this.timeoutMs(t.id);
         const t0 = performance.now();
         try {
           await this.exchangeWith(t, timeoutMs);
-          this.roundOutcome.answered++;
-          if (key) this.backoff.delete(key);
+          if (t.id && !t.seed) this.roundOutcome.answered++;
         } catch (err) {
           this.calm = false;
           this.stats.failures++;
           if (isP2prcError(err) && err.code === "E_FORBIDDEN")
             this.refused.push({ url: t.url, id: t.id, message: err.message });
-          // a timeout gives this peer (or seed) twice the time next (pace.exchangeTimeoutMs); one while
-          // this node itself ran late says nothing of the peer: it is tried again, not suspected
+          // a timeout gives this peer twice the time next (pace.exchangeTimeoutMs); one while this node
+          // itself ran late says nothing of the peer: it is tried again, not suspected
           const timedOut = performance.now() - t0 >= timeoutMs;
-          if (timedOut && key) {
+          if (timedOut && t.id) {
             // ids that left by another node's notice or the table's bound stay here: cleared at the bound
             if (this.backoff.size >= this.deps.config.maxPeers) this.backoff.clear();
-            this.backoff.set(key, (this.backoff.get(key) ?? 0) + 1);
+            this.backoff.set(t.id, (this.backoff.get(t.id) ?? 0) + 1);
           }
           if (!pace.failureCounts({ timedOut, lagMs: this.lagMs(), timeoutMs })) {
             this.stats.late++;
             this.log.debug(`exchange with ${t.url} timed out while this node ran late: not counted`);
             return;
           }
-          if (timedOut) this.roundOutcome.timeouts++;
+          // the window follows exchanges with peers of the table: a seed that never answers is tried every
+          // round for good, and must not hold it down
+          if (timedOut && t.id && !t.seed) this.roundOutcome.timeouts++;
           this.log.debug(`exchange with ${t.seed ? "seed " : ""}${t.url} failed: ${(err as Error).message}`);
           if (!t.id) return;
           const row = table.markFailure(t.id);
