@@ -4,6 +4,7 @@ import {
   type Clock,
   DEFAULT_PORT,
   fetchTransport,
+  formatAddress,
   type Identity,
   isP2prcError,
   type Logger,
@@ -160,6 +161,13 @@ export class GossipService {
   /** How many peers a round may contact while exchanges time out (see pace.Window). */
   private readonly window: pace.Window;
   /**
+   * How many introduced nodes a round may probe at once (its own window: a peer could introduce
+   * addresses that never answer, which must not hold the exchanges' window down, only the probes').
+   */
+  private readonly probeWindow: pace.Window;
+  /** Seeds whose exchanges timed out, paused for some rounds (pace.SeedPauses). */
+  private readonly seedPauses: pace.SeedPauses;
+  /**
    * Exchanges with peers of the table in the round running now that timed out (counted ones) and that
    * answered: what the window follows. Not seeds (one that never answers is tried every round for good)
    * nor probes (a peer could introduce made-up addresses that never answer).
@@ -188,6 +196,8 @@ export class GossipService {
     this.lagMs = deps.lateness ?? (() => this.lateness.lagMs);
     this.peerHolds = new core.PeerHolds(deps.config.maxPeers);
     this.window = new pace.Window(Math.max(1, deps.config.gossipFanout));
+    this.probeWindow = new pace.Window(Math.max(1, deps.config.probeConcurrency));
+    this.seedPauses = new pace.SeedPauses(this.random);
     this.introductions = new Introductions({
       clock: deps.clock,
       max: deps.config.maxUnverifiedPeers,
@@ -696,8 +706,10 @@ export class GossipService {
    */
   private async probeIntroduced(): Promise<void> {
     const { probeConcurrency, maxUnverifiedPeers, gossipFanout } = this.deps.config;
-    // fewer lanes while exchanges time out (pace.Window): probes are exchanges too
-    const lanes = Math.max(1, Math.round((probeConcurrency * this.window.value) / Math.max(1, gossipFanout)));
+    // fewer lanes while probes or exchanges time out (pace.Window): probes are exchanges too
+    const scaled = Math.round((probeConcurrency * this.window.value) / Math.max(1, gossipFanout));
+    const lanes = Math.max(1, Math.min(this.probeWindow.value, scaled));
+    const outcome = { timeouts: 0, answered: 0 };
     let left = maxUnverifiedPeers; // at most as many probes per round as records can wait
     const lane = async () => {
       for (;;) {
@@ -705,28 +717,32 @@ export class GossipService {
         const [signed] = this.introductions.take(1);
         if (!signed) return;
         left--;
-        if (!(await this.probe(signed.record))) return;
+        if (!(await this.probe(signed.record, outcome))) return;
       }
     };
     await Promise.all(Array.from({ length: lanes }, lane));
+    if (outcome.timeouts + outcome.answered > 0) this.probeWindow.round(outcome.timeouts, outcome.answered);
   }
 
   /** One probe; whether the node is in the table now (admitted by it, or it reached this node meanwhile). */
-  private async probe(record: NodeRecord): Promise<boolean> {
+  private async probe(record: NodeRecord, outcome: { timeouts: number; answered: number }): Promise<boolean> {
     if (record.reach === "relay") {
       // not dialable: admitted once it contacts this node itself; the lane goes on
       this.introductions.unreachable(record.id);
       return true;
     }
     const addr = record.addresses[0] as Address;
+    const timeoutMs = this.timeoutMs(record.id);
+    const t0 = performance.now();
     try {
-      await this.exchangeWith({
-        url: nodeUrl(addr, !!record.cert),
-        id: record.id,
-        cert: record.cert,
-        probe: true,
-      });
+      await this.exchangeWith(
+        { url: nodeUrl(addr, !!record.cert), id: record.id, cert: record.cert, probe: true },
+        timeoutMs,
+      );
+      outcome.answered++;
     } catch (err) {
+      const timedOut = performance.now() - t0 >= timeoutMs;
+      if (timedOut && pace.failureCounts({ timedOut, lagMs: this.lagMs(), timeoutMs })) outcome.timeouts++;
       this.log.debug(`introduced node ${record.id.slice(0, 12)} unreachable: ${(err as Error).message}`);
     }
     // otherwise set aside for a while
@@ -746,7 +762,10 @@ export class GossipService {
     // a table over the bound (a lowered maxPeers, a state.db filled before the bound) drains at once
     if (table.size() > config.maxPeers) this.limitTable();
     await this.sign(false);
-    const targets = this.targets(all, this.roundFanout(all));
+    const round = this.stats.rounds;
+    const targets = this.targets(all, this.roundFanout(all)).filter(
+      (t) => all || !t.seed || this.seedPauses.due(formatAddress(t.seed), round),
+    );
     this.calm = this.introductions.size === 0;
     this.roundOutcome = { timeouts: 0, answered: 0 };
     this.refused = [];
@@ -760,6 +779,7 @@ export class GossipService {
         try {
           await this.exchangeWith(t, timeoutMs);
           if (t.id && !t.seed) this.roundOutcome.answered++;
+          if (t.seed) this.seedPauses.answered(formatAddress(t.seed));
         } catch (err) {
           this.calm = false;
           this.stats.failures++;
@@ -778,9 +798,10 @@ export class GossipService {
             this.log.debug(`exchange with ${t.url} timed out while this node ran late: not counted`);
             return;
           }
-          // the window follows exchanges with peers of the table: a seed that never answers is tried every
-          // round for good, and must not hold it down
+          // the window follows exchanges with peers of the table: a seed that never answers is tried for
+          // good, and must not hold it down; a seed that timed out is left alone for a few rounds
           if (timedOut && t.id && !t.seed) this.roundOutcome.timeouts++;
+          if (timedOut && t.seed) this.seedPauses.timedOut(formatAddress(t.seed), round);
           this.log.debug(`exchange with ${t.seed ? "seed " : ""}${t.url} failed: ${(err as Error).message}`);
           if (!t.id) return;
           const row = table.markFailure(t.id);

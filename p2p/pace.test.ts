@@ -6,6 +6,7 @@ import {
   Lateness,
   maxTimeoutMs,
   RoundTrips,
+  SeedPauses,
   Window,
 } from "./pace.ts";
 
@@ -88,5 +89,26 @@ describe("the congestion window (issue 12)", () => {
     const wide = new Window(8);
     wide.round(1, 0);
     expect(wide.value).toBe(4);
+  });
+});
+
+describe("seed pauses (issue 12)", () => {
+  test("after k timeouts in a row a seed waits 2^(k−1) … 2^k − 1 rounds, at most 31; an answer ends it", () => {
+    for (const r of [0, 0.999]) {
+      const p = new SeedPauses(() => r);
+      const waits: number[] = [];
+      let round = 0;
+      for (let k = 0; k < 7; k++) {
+        p.timedOut("s", round);
+        let next = round + 1;
+        while (!p.due("s", next)) next++;
+        waits.push(next - round);
+        round = next;
+      }
+      expect(waits).toEqual(r === 0 ? [1, 2, 4, 8, 16, 16, 16] : [1, 3, 7, 15, 31, 31, 31]);
+      p.answered("s");
+      expect(p.due("s", round + 1)).toBe(true);
+      expect(p.due("other", 0)).toBe(true);
+    }
   });
 });

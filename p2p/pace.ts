@@ -129,3 +129,36 @@ export class Window {
     else if (answered > 0) this.size = Math.min(this.max, this.size + 1);
   }
 }
+
+/**
+ * Seeds whose exchanges time out are left alone for a few rounds: after k timeouts in a row, the next
+ * try is a random number of rounds later, from 2^(k−1) to 2^k − 1 (at most 16–31), with the base
+ * timeout. Exponential backoff with jitter, as against any overloaded server: when a network starts
+ * at once, every new node has only its seed to try, and trying it every round, each try a new TLS
+ * connection given up after the base timeout, kept the seed too busy to answer anyone. A seed's
+ * timeout itself does not grow (as a peer's does): one that accepts and never answers is tried for
+ * good, and a round must not wait longer for it each time. Keys are seed addresses.
+ */
+export class SeedPauses {
+  private readonly paused = new Map<string, { strikes: number; until: number }>();
+
+  constructor(private readonly random: () => number) {}
+
+  /** Whether the seed at `key` is tried in round number `round`. */
+  due(key: string, round: number): boolean {
+    const p = this.paused.get(key);
+    return !p || round >= p.until;
+  }
+
+  /** The seed's exchange in round `round` timed out. */
+  timedOut(key: string, round: number): void {
+    const strikes = (this.paused.get(key)?.strikes ?? 0) + 1;
+    const span = 2 ** Math.min(strikes - 1, 4);
+    this.paused.set(key, { strikes, until: round + span + Math.floor(span * this.random()) });
+  }
+
+  /** The seed answered: tried every round again. */
+  answered(key: string): void {
+    this.paused.delete(key);
+  }
+}
