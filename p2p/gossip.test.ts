@@ -608,6 +608,18 @@ describe("bad peers", () => {
     expect(took).toBeLessThan(1000); // bounded by the exchange timeout, not by the tarpit
     expect(a.gossip.stats.rounds).toBe(rounds + 1);
     expect(a.gossip.stats.failures).toBeGreaterThan(failures);
+    // a seed that timed out is left alone for 2^(k−1) … 2^k − 1 rounds after k timeouts (pace.SeedPauses):
+    // in the next 8 rounds it is tried 2 or 3 times, not 8, each within the base timeout
+    const tries = () =>
+      net.calls.filter((c) => c.from === a.name && new URL(c.url).port === String(tarpit.port)).length;
+    const before = tries();
+    for (let r = 0; r < 8; r++) {
+      const t = performance.now();
+      await a.gossip.round();
+      expect(performance.now() - t).toBeLessThan(1000);
+    }
+    expect(tries() - before).toBeGreaterThanOrEqual(2);
+    expect(tries() - before).toBeLessThanOrEqual(3);
     setNodeMetadata(b.store.meta, "still spreading");
     for (let r = 0; r < 4; r++) {
       await net.rounds(nodes);
