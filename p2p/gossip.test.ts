@@ -414,8 +414,10 @@ describe("failure detection", () => {
     const [a, b, slow] = nodes as [TestNode, TestNode, TestNode];
     net.set(slow, "slow", 220);
     const id = slow.identity.nodeId;
-    // 8 s of the ManualClock (4 suspect timeouts), a round each second
-    for (let r = 0; r < 8; r++) {
+    // 12 s of the ManualClock (6 suspect timeouts), a round each second: a quiet round, or one after a
+    // timeout (pace.Window), contacts one of the two peers, so the slow one's latency (the median of
+    // its last 5 round trips) needs more rounds than one contact each to show
+    for (let r = 0; r < 12; r++) {
       net.clock.advance(1000);
       await net.rounds([a, b, slow]);
       for (const n of [a, b]) expect(n.table.get(id)?.state).not.toBe("dead");
