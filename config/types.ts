@@ -191,12 +191,12 @@ export const CONFIG_FIELDS = {
   gossipFanout: {
     schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(16)),
     allowed: "an integer from 1 to 16",
-    doc: "Peers contacted per gossip round while anything changes; a round in a quiet network (every table equal, nothing failed) contacts one.",
+    doc: "Peers contacted per gossip round while anything changes; a round in a quiet network (every table equal, nothing failed) contacts one, and fewer (down to one) are contacted while exchanges time out.",
   },
   suspectTimeoutMs: {
     schema: (z: Z) => z.int().check(z.minimum(100), z.maximum(3600000)),
     allowed: "an integer number of milliseconds from 100 to 3600000",
-    doc: "A peer that stops answering and is not heard from for this long is declared dead.",
+    doc: "A peer that stops answering and is not heard from for this long is declared dead (up to gossipFanout times longer while this node's own exchanges time out).",
   },
   maxPeers: {
     schema: (z: Z) => z.int().check(z.minimum(16), z.maximum(100000)),
@@ -216,7 +216,7 @@ export const CONFIG_FIELDS = {
   probeConcurrency: {
     schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(64)),
     allowed: "an integer from 1 to 64",
-    doc: "Introduced nodes probed at once, each gossip round.",
+    doc: "Introduced nodes probed at once, each gossip round (fewer while probes time out).",
   },
   gossipMaxRecords: {
     schema: (z: Z) => z.int().check(z.minimum(1), z.maximum(5000)),

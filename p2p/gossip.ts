@@ -169,8 +169,8 @@ export class GossipService {
   private readonly seedPauses: pace.SeedPauses;
   /**
    * Exchanges with peers of the table in the round running now that timed out (counted ones) and that
-   * answered: what the window follows. Not seeds (one that never answers is tried every round for good)
-   * nor probes (a peer could introduce made-up addresses that never answer).
+   * answered: what the window follows. Not seeds (one that never answers is tried for good) nor probes
+   * (a peer could introduce made-up addresses that never answer).
    */
   private roundOutcome = { timeouts: 0, answered: 0 };
   /** This interval's early round (see news) is spent: reset by each regular tick. */
@@ -442,7 +442,8 @@ export class GossipService {
   /**
    * The timeout of a request to `peerId`: this node's round trips, twice the peer's own median latency
    * (a slow peer keeps the time it needs), and its backoff; a seed or an introduced node has none of these
-   * (a seed that never answers must not stall every round: it is tried each round, forever).
+   * (a seed that never answers is tried for good: a growing timeout would stall rounds; SeedPauses
+   * spaces its tries out instead).
    */
   timeoutMs(peerId?: string): number {
     const { gossipIntervalMs, suspectTimeoutMs } = this.deps.config;
