@@ -9,7 +9,10 @@
 //      → every node holds it), then each node's CPU per round (from /proc: all threads and the JS
 //      thread) and each node's RSS (idle, N - 1 peers); also the RSS of one node alone. The node binary
 //      is dropped from the page cache before it runs (as bench/startup's goal figure). Knobs:
-//      P2PRC_GOSSIP_WAVE (nodes join k at a time), P2PRC_GOSSIP_FANOUT (the nodes' gossipFanout, 3).
+//      P2PRC_GOSSIP_WAVE (nodes join k at a time), P2PRC_GOSSIP_FANOUT (the nodes' gossipFanout, 3),
+//      P2PRC_GOSSIP_TRACE=1 (a line every 10 s of discovery: tables full, exchanges and failures, load).
+//      When tables do not fill, it prints where they fall short, what failed, and the least-held nodes'
+//      own side (their table, rounds, seeds and last log lines) against how the others hold them.
 //   I. The same nodes' gossip in one process (real tables on state.db files, in-memory network, no
 //      TLS): CPU per node per round at N = 10, 50, 100, apart from the machine's load and the transport.
 // Goals: S rounds grow as log N, steady bytes per node flat; P CPU per node per round flat from the
