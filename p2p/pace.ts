@@ -92,10 +92,11 @@ export class Lateness {
 
 /**
  * How many peers a round may contact while exchanges time out: a congestion window, as TCP's (AIMD). A
- * round in which an exchange timed out (and this node kept time: see failureCounts) halves it, down to
- * one; a round whose exchanges all answered raises it by one, up to the fanout. A refused connection or
- * an error answer says nothing of load and changes nothing, so a dead peer on a healthy network leaves it
- * whole.
+ * round in which at least as many exchanges timed out (on a node that kept time: see failureCounts) as
+ * answered halves it, down to one; a round with more answers raises it by one, up to the fanout. So one
+ * dead peer among live ones (a host gone, its packets dropped: a timeout) leaves it whole, and that
+ * peer is declared dead as fast as before; a refused connection or an error answer says nothing of load
+ * and counts as neither.
  *
  * Why: a timeout is the sign of an overloaded network or host, and more contacts then add load where
  * there is no room for it (the work for an answer that comes too late is wasted on both sides). Without
@@ -125,7 +126,7 @@ export class Window {
 
   /** One round's outcome: exchanges that timed out (counted ones) and exchanges that answered. */
   round(timeouts: number, answered: number): void {
-    if (timeouts > 0) this.size = Math.max(1, Math.floor(this.size / 2));
+    if (timeouts > 0 && timeouts >= answered) this.size = Math.max(1, Math.floor(this.size / 2));
     else if (answered > 0) this.size = Math.min(this.max, this.size + 1);
   }
 }
