@@ -86,6 +86,8 @@ if (process.argv.includes("--node")) {
       check = undefined;
     }
   };
+  /** What `why` and `dump` read as a failure in a logged line. */
+  const failure = /fail|unreachable|timed out|refused|dead|left/;
   /** The last lines logged before `why` last cleared them. */
   let recent: string[] = [];
   const looking = () => {
@@ -102,7 +104,7 @@ if (process.argv.includes("--node")) {
         // what went wrong since the last ask, by kind (ids, addresses and numbers left out)
         const kinds = new Map<string, number>();
         for (const line of logger.lines) {
-          if (!/fail|unreachable|timed out|refused|dead|left/.test(line)) continue;
+          if (!failure.test(line)) continue;
           const kind = line
             .replace(/[0-9a-f]{12,}/g, "<id>")
             .replace(/\d+/g, "N")
@@ -131,9 +133,8 @@ if (process.argv.includes("--node")) {
         const states: Record<string, number> = {};
         for (const r of rows) states[r.state] = (states[r.state] ?? 0) + 1;
         const of = a ? (rows.find((r) => r.id.startsWith(a))?.state ?? "absent") : undefined;
-        const lines = [...recent, ...logger.lines].filter((l) =>
-          /fail|unreachable|timed out|refused|dead|left/.test(l),
-        );
+        const logged = [...recent, ...logger.lines];
+        const lines = logged.filter((l) => failure.test(l));
         say({
           dump: {
             self: node.nodeId.slice(0, 12),
@@ -146,8 +147,8 @@ if (process.argv.includes("--node")) {
             running: !!g.running,
             window: g.window.value,
             seeds: g.deps.peers.seeds(),
-            lines: [...lines.slice(-25), "-- last lines --", ...[...recent, ...logger.lines].slice(-12)].map(
-              (l) => l.slice(0, 220),
+            lines: [...lines.slice(-25), "-- last lines --", ...logged.slice(-12)].map((l) =>
+              l.slice(0, 220),
             ),
           },
         });
@@ -415,7 +416,6 @@ const WAVE = Number(process.env.P2PRC_GOSSIP_WAVE ?? 0);
 const WAVE_PAUSE_MS = Number(process.env.P2PRC_GOSSIP_WAVE_PAUSE_MS ?? 3000);
 const CONVERGE_TIMEOUT_MS = 60_000;
 const TRACE = !!process.env.P2PRC_GOSSIP_TRACE;
-let TRACE_TIMER: ReturnType<typeof setInterval> | undefined;
 /** After the new version converged, before the CPU window: the rounds that spread it are full ones. */
 const PUBLISH_SETTLE_MS = QUICK ? 2000 : 10_000;
 const work = mkdtempSync(join(tmpdir(), "p2prc-gossip-"));
@@ -669,8 +669,9 @@ try {
     let complete = 0;
     // P2PRC_GOSSIP_TRACE=1: every 10 s of discovery, how far it got and what it cost
     let last = { exchanges: 0, failures: 0, late: 0, t: allUp };
-    if (TRACE)
-      TRACE_TIMER = setInterval(async () => {
+    const trace =
+      TRACE &&
+      setInterval(async () => {
         const st = (await askAll(children, "stats")).map((m) => m.stats as Record<string, number>);
         const sum = (k: string) => st.reduce((t, x) => t + (x[k] ?? 0), 0);
         const now = {
@@ -695,7 +696,7 @@ try {
       ),
       DISCOVER_TIMEOUT_MS,
     );
-    if (TRACE) clearInterval(TRACE_TIMER);
+    if (trace) clearInterval(trace);
     const discoverS = fullAt ? (Math.max(...fullAt) - allUp) / 1000 : Number.NaN;
     if (!fullAt) {
       type Stats = { s: Record<string, number>; ids: string[] };

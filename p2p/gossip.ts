@@ -167,12 +167,6 @@ export class GossipService {
   private readonly probeWindow: pace.Window;
   /** Seeds whose exchanges timed out, paused for some rounds (pace.SeedPauses). */
   private readonly seedPauses: pace.SeedPauses;
-  /**
-   * Exchanges with peers of the table in the round running now that timed out (counted ones) and that
-   * answered: what the window follows. Not seeds (one that never answers is tried for good) nor probes
-   * (a peer could introduce made-up addresses that never answer).
-   */
-  private roundOutcome = { timeouts: 0, answered: 0 };
   /** This interval's early round (see news) is spent: reset by each regular tick. */
   private earlySpent = false;
   /** An early round is due as soon as the round running now ends. */
@@ -722,7 +716,7 @@ export class GossipService {
       }
     };
     await Promise.all(Array.from({ length: lanes }, lane));
-    if (outcome.timeouts + outcome.answered > 0) this.probeWindow.round(outcome.timeouts, outcome.answered);
+    this.probeWindow.round(outcome.timeouts, outcome.answered);
   }
 
   /** One probe; whether the node is in the table now (admitted by it, or it reached this node meanwhile). */
@@ -768,19 +762,24 @@ export class GossipService {
       (t) => all || !t.seed || this.seedPauses.due(formatAddress(t.seed), round),
     );
     this.calm = this.introductions.size === 0;
-    this.roundOutcome = { timeouts: 0, answered: 0 };
+    // what the window follows: exchanges with peers of the table that timed out (counted ones) and that
+    // answered; not seeds (one that never answers is tried for good) nor probes (a peer could introduce
+    // made-up addresses that never answer)
+    const outcome = { timeouts: 0, answered: 0 };
     this.refused = [];
     this.introductions.expire();
     const probes = this.probeIntroduced();
     await Promise.all(
       targets.map(async (t) => {
         if (t.id) table.markTried(t.id);
+        const peer = t.id !== undefined && !t.seed;
+        const seed = t.seed && formatAddress(t.seed);
         const timeoutMs = this.timeoutMs(t.id);
         const t0 = performance.now();
         try {
           await this.exchangeWith(t, timeoutMs);
-          if (t.id && !t.seed) this.roundOutcome.answered++;
-          if (t.seed) this.seedPauses.answered(formatAddress(t.seed));
+          if (peer) outcome.answered++;
+          if (seed) this.seedPauses.answered(seed);
         } catch (err) {
           this.calm = false;
           this.stats.failures++;
@@ -799,10 +798,9 @@ export class GossipService {
             this.log.debug(`exchange with ${t.url} timed out while this node ran late: not counted`);
             return;
           }
-          // the window follows exchanges with peers of the table: a seed that never answers is tried for
-          // good, and must not hold it down; a seed that timed out is left alone for a few rounds
-          if (timedOut && t.id && !t.seed) this.roundOutcome.timeouts++;
-          if (timedOut && t.seed) this.seedPauses.timedOut(formatAddress(t.seed), round);
+          // a seed that timed out is left alone for a few rounds
+          if (timedOut && peer) outcome.timeouts++;
+          if (timedOut && seed) this.seedPauses.timedOut(seed, round);
           this.log.debug(`exchange with ${t.seed ? "seed " : ""}${t.url} failed: ${(err as Error).message}`);
           if (!t.id) return;
           const row = table.markFailure(t.id);
@@ -814,7 +812,7 @@ export class GossipService {
       }),
     );
     await probes;
-    if (!all) this.window.round(this.roundOutcome.timeouts, this.roundOutcome.answered);
+    if (!all) this.window.round(outcome.timeouts, outcome.answered);
     // `--us` (one round, then the table): the nodes the peers introduced are probed in this round too,
     // in at most as many batches as it takes to probe maxUnverifiedPeers of them
     const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);
