@@ -648,7 +648,7 @@ export class GossipService {
       this.random,
     );
     // every suspect, or while exchanges time out (pace.Window) as many as the window, in turns
-    const most = this.window.stretch > 1 ? this.window.value : Number.POSITIVE_INFINITY;
+    const most = this.window.reduced ? this.window.value : Number.POSITIVE_INFINITY;
     const suspects: core.Candidate[] = [];
     for (const id of this.suspects) {
       const c = this.candidate(id);
@@ -716,11 +716,11 @@ export class GossipService {
       }
     };
     await Promise.all(Array.from({ length: lanes }, lane));
-    this.probeWindow.round(outcome.timeouts, outcome.answered);
+    this.probeWindow.round(outcome);
   }
 
   /** One probe; whether the node is in the table now (admitted by it, or it reached this node meanwhile). */
-  private async probe(record: NodeRecord, outcome: { timeouts: number; answered: number }): Promise<boolean> {
+  private async probe(record: NodeRecord, outcome: pace.Outcome): Promise<boolean> {
     if (record.reach === "relay") {
       // not dialable: admitted once it contacts this node itself; the lane goes on
       this.introductions.unreachable(record.id);
@@ -764,8 +764,9 @@ export class GossipService {
     this.calm = this.introductions.size === 0;
     // what the window follows: exchanges with peers of the table that timed out (counted ones) and that
     // answered; not seeds (one that never answers is tried for good) nor probes (a peer could introduce
-    // made-up addresses that never answer)
-    const outcome = { timeouts: 0, answered: 0 };
+    // made-up addresses that never answer); its stretch, those with peers that were not suspects
+    const outcome: pace.Outcome = { timeouts: 0, answered: 0 };
+    const alive: pace.Outcome = { timeouts: 0, answered: 0 };
     this.refused = [];
     this.introductions.expire();
     const probes = this.probeIntroduced();
@@ -773,12 +774,14 @@ export class GossipService {
       targets.map(async (t) => {
         if (t.id) table.markTried(t.id);
         const peer = t.id !== undefined && !t.seed;
+        const wasAlive = peer && table.get(t.id as string)?.state === "alive";
         const seed = t.seed && formatAddress(t.seed);
         const timeoutMs = this.timeoutMs(t.id);
         const t0 = performance.now();
         try {
           await this.exchangeWith(t, timeoutMs);
           if (peer) outcome.answered++;
+          if (wasAlive) alive.answered++;
           if (seed) this.seedPauses.answered(seed);
         } catch (err) {
           this.calm = false;
@@ -800,6 +803,7 @@ export class GossipService {
           }
           // a seed that timed out is left alone for a few rounds
           if (timedOut && peer) outcome.timeouts++;
+          if (timedOut && wasAlive) alive.timeouts++;
           if (timedOut && seed) this.seedPauses.timedOut(seed, round);
           this.log.debug(`exchange with ${t.seed ? "seed " : ""}${t.url} failed: ${(err as Error).message}`);
           if (!t.id) return;
@@ -812,7 +816,7 @@ export class GossipService {
       }),
     );
     await probes;
-    if (!all) this.window.round(outcome.timeouts, outcome.answered);
+    if (!all) this.window.round(outcome, alive);
     // `--us` (one round, then the table): the nodes the peers introduced are probed in this round too,
     // in at most as many batches as it takes to probe maxUnverifiedPeers of them
     const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);
@@ -870,7 +874,7 @@ export class GossipService {
     this.calm = false;
     if (!this.cancel || this.earlySpent) return;
     if (this.lagMs() * 4 >= this.deps.config.gossipIntervalMs) return;
-    if (this.window.stretch > 1) return; // exchanges time out: no rounds beyond the regular ones
+    if (this.window.reduced) return; // exchanges time out: no rounds beyond the regular ones
     this.earlySpent = true;
     if (this.running) {
       this.earlyDue = true;

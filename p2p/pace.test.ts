@@ -71,26 +71,44 @@ describe("failures while this node runs late", () => {
 });
 
 describe("the congestion window (issue 12)", () => {
-  test("a round with as many timeouts as answers halves it, down to one; more answers raise it by one, up to the fanout", () => {
+  test("a timeout halves it, down to one; answers with no timeout raise it by one, up to the fanout", () => {
+    const o = (timeouts: number, answered: number) => ({ timeouts, answered });
     const w = new Window(3);
-    expect([w.value, w.stretch]).toEqual([3, 1]);
-    w.round(1, 2); // one dead peer among live ones: no sign of load
-    expect(w.value).toBe(3);
-    w.round(2, 2);
-    expect([w.value, w.stretch]).toEqual([1, 3]);
-    w.round(2, 0);
+    expect([w.value, w.reduced]).toEqual([3, false]);
+    w.round(o(1, 2));
+    expect([w.value, w.reduced]).toEqual([1, true]);
+    w.round(o(0, 0)); // nothing answered, nothing timed out (refusals only): unchanged
     expect(w.value).toBe(1);
-    w.round(0, 0); // nothing answered, nothing timed out (refusals only): unchanged
-    expect(w.value).toBe(1);
-    w.round(0, 1);
+    w.round(o(0, 1));
     expect(w.value).toBe(2);
-    expect(w.stretch).toBe(1.5);
-    w.round(0, 2);
-    w.round(0, 2);
-    expect([w.value, w.stretch]).toEqual([3, 1]);
+    w.round(o(0, 2));
+    w.round(o(0, 2));
+    expect([w.value, w.reduced]).toEqual([3, false]);
     const wide = new Window(8);
-    wide.round(1, 0);
+    wide.round(o(1, 0));
     expect(wide.value).toBe(4);
+  });
+
+  test("the stretch follows exchanges with peers that were alive: up while they time out, down while they answer; suspects' timeouts leave it", () => {
+    const o = (timeouts: number, answered: number) => ({ timeouts, answered });
+    const w = new Window(3);
+    expect(w.stretch).toBe(1);
+    // one dead host among live peers: timed out once while alive (a quiet round, its only contact), then
+    // a suspect that times out every round beside an alive peer that answers
+    w.round(o(1, 0));
+    expect(w.stretch).toBe(2);
+    w.round(o(1, 1), o(0, 1));
+    expect(w.stretch).toBe(1);
+    for (let r = 0; r < 5; r++) w.round(o(1, 1), o(0, 1));
+    expect([w.stretch, w.value]).toEqual([1, 1]); // declared dead after one suspect timeout, as before
+    // peers that were answering stop answering in time (an overloaded host): up to the fanout
+    for (let r = 0; r < 4; r++) w.round(o(2, 1));
+    expect(w.stretch).toBe(3);
+    w.round(o(1, 1)); // as many alive peers timed out as answered: still up
+    expect(w.stretch).toBe(3);
+    w.round(o(0, 2));
+    w.round(o(0, 1));
+    expect(w.stretch).toBe(1);
   });
 });
 

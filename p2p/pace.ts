@@ -92,19 +92,29 @@ export class Lateness {
 
 /**
  * How many peers a round may contact while exchanges time out: a congestion window, as TCP's (AIMD). A
- * round in which at least as many exchanges timed out (on a node that kept time: see failureCounts) as
- * answered halves it, down to one; a round with more answers raises it by one, up to the fanout. So one
- * dead peer among live ones (a host gone, its packets dropped: a timeout) leaves it whole, and that
- * peer is declared dead as fast as before; a refused connection or an error answer says nothing of load
- * and counts as neither.
+ * round in which an exchange with a peer of the table timed out (on a node that kept time: see
+ * failureCounts) halves it, down to one; a round with answers and no timeout raises it by one, up to the
+ * fanout. A refused connection or an error answer says nothing of load and counts as neither.
  *
  * Why: a timeout is the sign of an overloaded network or host, and more contacts then add load where
  * there is no room for it (the work for an answer that comes too late is wasted on both sides). Without
  * it, failures made every round a full one plus every suspect: 100 nodes started at once on a 2-core
- * host stayed at a load of ~100 for minutes, a few nodes cut off for good.
+ * host stayed at a load of ~100 for minutes, a few nodes cut off for good. Halving only when at least as
+ * many exchanges timed out as answered (tried for a session) let that storm last twice as long.
+ *
+ * How long a silent peer must stay silent before this node declares it dead is a second measure,
+ * `stretch` (Lifeguard's "local health", in SWIM terms: a node whose own exchanges time out is the worst
+ * judge of whether its peers are alive), taken from exchanges with peers that were alive (not suspects):
+ * a round in which such an exchange timed out and no more of them answered adds one, a round in which
+ * more of them answered than timed out takes one off, within 1 … fanout. Suspects are left out: one
+ * dead host (its packets dropped) times out every round until it is declared dead, whatever this
+ * node's health. So such a host narrows the window for a few rounds but is declared dead as fast as
+ * before (live peers answer beside it), while a node whose peers stop answering in time (an overloaded
+ * host or network) waits up to `fanout` suspect timeouts.
  */
 export class Window {
   private size: number;
+  private health = 0;
 
   constructor(private readonly max: number) {
     this.size = max;
@@ -115,20 +125,33 @@ export class Window {
     return this.size;
   }
 
-  /**
-   * How much longer than `suspectTimeoutMs` a peer must be silent before this node declares it dead:
-   * `max / value` (1 with a whole window, the fanout at one). A node whose own exchanges time out is the
-   * worst judge of whether its peers are alive (Lifeguard's local health, in SWIM terms).
-   */
-  get stretch(): number {
-    return this.max / this.size;
+  /** Whether exchanges timed out lately (the window is below the fanout). */
+  get reduced(): boolean {
+    return this.size < this.max;
   }
 
-  /** One round's outcome: exchanges that timed out (counted ones) and exchanges that answered. */
-  round(timeouts: number, answered: number): void {
-    if (timeouts > 0 && timeouts >= answered) this.size = Math.max(1, Math.floor(this.size / 2));
-    else if (answered > 0) this.size = Math.min(this.max, this.size + 1);
+  /** How many `suspectTimeoutMs` a peer must be silent before this node declares it dead: 1 … fanout. */
+  get stretch(): number {
+    return 1 + this.health;
   }
+
+  /**
+   * One round's outcome: exchanges with peers of the table that timed out (counted ones) and that
+   * answered; `alive`: those of them with peers that were not suspects (the stretch's measure).
+   */
+  round(all: Outcome, alive: Outcome = all): void {
+    if (all.timeouts > 0) this.size = Math.max(1, Math.floor(this.size / 2));
+    else if (all.answered > 0) this.size = Math.min(this.max, this.size + 1);
+    if (alive.timeouts > 0 && alive.timeouts >= alive.answered)
+      this.health = Math.min(this.max - 1, this.health + 1);
+    else if (alive.answered > alive.timeouts) this.health = Math.max(0, this.health - 1);
+  }
+}
+
+/** Exchanges of one round that timed out and that answered. */
+export interface Outcome {
+  timeouts: number;
+  answered: number;
 }
 
 /**
