@@ -196,6 +196,7 @@ export class TryOrder {
     }
   }
 
+  /** Alive peers in the order (those refused on the way by `front` are out until the next rebuild). */
   get size(): number {
     return this.order.size;
   }

@@ -23,7 +23,7 @@ import { Introductions } from "./introductions.ts";
 import * as pace from "./pace.ts";
 import type { ReachState } from "./reach.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
-import type { PeerExpectation, PeerTransport } from "./transport.ts";
+import { type PeerExpectation, type PeerTransport, SESSION_IDLE_MS } from "./transport.ts";
 import type {
   Address,
   DeathNotice,
@@ -758,7 +758,8 @@ export class GossipService {
     if (table.size() > config.maxPeers) this.limitTable();
     await this.sign(false);
     const round = this.stats.rounds;
-    const targets = this.targets(all, this.roundFanout(all)).filter(
+    const fanout = this.roundFanout(all);
+    const targets = this.targets(all, fanout).filter(
       (t) => all || !t.seed || this.seedPauses.due(formatAddress(t.seed), round),
     );
     this.calm = this.introductions.size === 0;
@@ -817,6 +818,18 @@ export class GossipService {
     );
     await probes;
     if (!all) this.window.round(outcome, alive);
+    // a peer this node will not contact again before its connection's idle timeout: closed now, not
+    // left idle until then (pace.keepSession)
+    const { transport } = this.deps;
+    const keep = (perRound: number) =>
+      pace.keepSession({
+        alive: this.order.size,
+        perRound,
+        intervalMs: config.gossipIntervalMs,
+        idleTimeoutMs: SESSION_IDLE_MS,
+      });
+    if (transport && !all && !keep(fanout))
+      for (const t of targets) if (t.cert && !t.seed) transport.release(t.cert);
     // `--us` (one round, then the table): the nodes the peers introduced are probed in this round too,
     // in at most as many batches as it takes to probe maxUnverifiedPeers of them
     const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);

@@ -3,6 +3,7 @@ import {
   baseTimeoutMs,
   exchangeTimeoutMs,
   failureCounts,
+  keepSession,
   Lateness,
   maxTimeoutMs,
   RoundTrips,
@@ -130,5 +131,18 @@ describe("seed pauses (issue 12)", () => {
       expect(p.due("s", round + 1)).toBe(true);
       expect(p.due("other", 0)).toBe(true);
     }
+  });
+});
+
+describe("keep-alive sessions after an exchange (issue 12)", () => {
+  test("kept when the peer comes round again before the idle timeout, closed when not", () => {
+    const at = (alive: number, perRound: number) =>
+      keepSession({ alive, perRound, intervalMs: 1000, idleTimeoutMs: 60_000 });
+    expect(at(10, 1)).toBe(true); // a quiet network of 10: every ~10 s
+    expect(at(60, 1)).toBe(true);
+    expect(at(99, 1)).toBe(false); // a quiet network of 100: every ~99 s, after the connection closed anyway
+    expect(at(99, 3)).toBe(true); // full rounds (discovery, changes): every ~33 s
+    expect(at(1000, 3)).toBe(false);
+    expect(at(5, 0)).toBe(true);
   });
 });

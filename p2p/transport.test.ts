@@ -158,6 +158,37 @@ describe("a known certificate (expect.cert)", () => {
   });
 });
 
+describe("keep-alive sessions", () => {
+  test("requests to one peer share a connection; release closes it, and the next request opens a new one", async () => {
+    const ports: number[] = [];
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: certA.certPem, key: certA.keyPem },
+      fetch(req, srv) {
+        ports.push(srv.requestIP(req)?.port ?? 0); // the client's port: one per connection
+        return new Response("ok");
+      },
+    });
+    running.push(server);
+    const t = new PeerTransport({ requireTls: true });
+    const get = async () =>
+      (await t.fetchFor({ cert: certA.certPem })(`https://127.0.0.1:${server.port}/x`)).text();
+    await get();
+    await get();
+    expect(t.sessionCount).toBe(1);
+    t.release(certA.certPem);
+    expect(t.sessionCount).toBe(0);
+    await get();
+    expect(ports).toHaveLength(3);
+    expect(ports[1]).toBe(ports[0] as number); // kept
+    expect(ports[2]).not.toBe(ports[0] as number); // a new connection after the release
+    t.release(certB.certPem); // no session for it: nothing happens
+    expect(t.sessionCount).toBe(1);
+    t.close();
+  });
+});
+
 describe("an address with no known certificate", () => {
   test("is probed; the signed identity names the served certificate; nodeAt then knows the node", async () => {
     const s = serve(certA, recordWithCert(node, certA.certPem));

@@ -26,6 +26,9 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal | null | undefined): Pr
 /** Peers with a pinned keep-alive session at once; the least recently used is closed beyond it. */
 const MAX_SESSIONS = 256;
 
+/** How long an idle pinned connection stays open (Bun's socket timer rounds it up, by up to 8 s). */
+export const SESSION_IDLE_MS = 60_000;
+
 /** What is known of a peer before talking to it. */
 export interface PeerExpectation {
   /** The node id the caller means to reach: an address that answers as another node is refused. */
@@ -132,12 +135,29 @@ export class PeerTransport implements NodeTransport {
         first.close();
         this.sessions.delete(oldest);
       }
-      s = new Bun.FetchSession({ tls: pinnedTls(cert), keepAlive: { idleTimeout: 60 } });
+      s = new Bun.FetchSession({ tls: pinnedTls(cert), keepAlive: { idleTimeout: SESSION_IDLE_MS / 1000 } });
     } else {
       this.sessions.delete(cert); // re-inserted below: the map stays in least-recently-used order
     }
     this.sessions.set(cert, s);
     return s;
+  }
+
+  /**
+   * Closes the idle connection pinned to `cert` (a request still in flight finishes): for a peer this
+   * node will not contact again before the connection's idle timeout would close it anyway (see
+   * pace.keepSession); the next request opens a new one.
+   */
+  release(cert: string): void {
+    const s = this.sessions.get(cert);
+    if (!s) return;
+    s.close();
+    this.sessions.delete(cert);
+  }
+
+  /** How many peers have a pinned keep-alive session (for tests). */
+  get sessionCount(): number {
+    return this.sessions.size;
   }
 
   /** Closes the idle pinned connections (a node that stops). */
