@@ -23,6 +23,7 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "no
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { start } from "../abstractions/index.ts";
+import { NODE_ALLOCATOR_ENV } from "../cli/allocator.ts";
 import {
   generateIdentity,
   loadOrCreateTlsCertificate,
@@ -30,8 +31,10 @@ import {
   pinnedTls,
   verifySignature,
 } from "../core/index.ts";
+import type { GossipStats } from "../p2p/gossip.ts";
 import { simulate } from "../p2p/gossip-sim.ts";
 import { liveIds, Net, type TestNode } from "../p2p/test-net.ts";
+import { SESSION_IDLE_MS } from "../p2p/transport.ts";
 import { freePorts } from "../server/index.ts";
 import { openStore } from "../store/index.ts";
 import { buildFlags } from "./lib.ts";
@@ -201,6 +204,7 @@ if (process.argv.includes("--floor")) {
   Bun.serve({
     hostname: "127.0.0.1",
     port: ports[index],
+    idleTimeout: 180, // as a node's server (server/node.ts), and the client's sessions as a node's
     tls: { cert: tls.certPem, key: tls.keyPem },
     async fetch(req) {
       const text = await req.text();
@@ -216,7 +220,10 @@ if (process.argv.includes("--floor")) {
   const session = (i: number) => {
     let s = sessions.get(i);
     if (!s) {
-      s = new Bun.FetchSession({ tls: pinnedTls(certs[i] as string), keepAlive: { idleTimeout: 60 } });
+      s = new Bun.FetchSession({
+        tls: pinnedTls(certs[i] as string),
+        keepAlive: { idleTimeout: SESSION_IDLE_MS / 1000 },
+      });
       sessions.set(i, s);
     }
     return s;
@@ -489,15 +496,18 @@ function spawnFloor(dir: string, index: number, ports: number[], fanout: number)
 function spawnChild(args: string[], profiled: boolean): Child {
   const [exe, ...script] = nodeCommand();
   const profile = process.env.P2PRC_GOSSIP_PROFILE;
-  const env =
-    profile && profiled
-      ? { ...process.env, BUN_OPTIONS: `--cpu-prof-md --cpu-prof-dir=${profile}` }
-      : undefined;
+  // the allocator setting `p2prc --as-server` runs with (cli/allocator.ts; the floor's processes too:
+  // any node could), unless this run's environment names its own (MIMALLOC_PURGE_HOLES=1: the default)
+  const env = {
+    ...NODE_ALLOCATOR_ENV,
+    ...process.env,
+    ...(profile && profiled ? { BUN_OPTIONS: `--cpu-prof-md --cpu-prof-dir=${profile}` } : {}),
+  };
   const proc = Bun.spawn([exe as string, ...script, ...args], {
     stdin: "pipe",
     stdout: "pipe",
     stderr: "inherit",
-    ...(env ? { env } : {}),
+    env,
   });
   const waiting = new Map<string, ((v: { at: number; m: Record<string, unknown> }) => void)[]>();
   const next = (key: string) =>
@@ -544,6 +554,34 @@ const cpuSeconds = (pid: number, task = "") => {
       .split(") ")[1]
       ?.split(" ") ?? [];
   return (Number(f[11]) + Number(f[12])) / 100;
+};
+/** CPU seconds of a process's threads, by thread name (`comm`: "bun", "HTTP Client", "HeapHelper", …). */
+const threadSeconds = (pid: number): Map<string, number> => {
+  const out = new Map<string, number>();
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")).replace(/\d+$/, "");
+      const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+      out.set(comm, (out.get(comm) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+    } catch {
+      // a thread that ended meanwhile
+    }
+  }
+  return out;
+};
+/** Where the CPU went between two `threadSeconds` of each child: ms per `per` (node-rounds), busiest first. */
+const threadsLine = (before: Map<string, number>[], after: Map<string, number>[], per: number) => {
+  const total = new Map<string, number>();
+  after.forEach((a, i) => {
+    for (const [k, v] of a) total.set(k, (total.get(k) ?? 0) + v - (before[i]?.get(k) ?? 0));
+  });
+  return [...total]
+    .filter(([, v]) => v > 0)
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, 6)
+    .map(([k, v]) => `${k} ${((v / Math.max(1, per)) * 1000).toFixed(2)}`)
+    .join(", ");
 };
 const statusMb = (pid: number, field: string) =>
   Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
@@ -603,6 +641,7 @@ const askAll = (cs: Child[], verb: string) =>
     }),
   );
 const roundsOf = async (cs: Child[]) => (await askAll(cs, "rounds")).map((m) => Number(m.rounds));
+const statsOf = async (cs: Child[]) => (await askAll(cs, "stats")).map((m) => m.stats as GossipStats);
 /**
  * The floor at N: the same number of processes with a quiet round's traffic (see --floor), measured the
  * same way, just before that N's row (so both see the same machine): what the machine itself costs N
@@ -618,15 +657,18 @@ async function measureFloor(n: number): Promise<void> {
   await Bun.sleep(QUICK ? 2000 : 5000);
   const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
   const main0 = children.map((c) => cpuSeconds(c.proc.pid, "main"));
+  const t0 = children.map((c) => threadSeconds(c.proc.pid));
   await Bun.sleep(WINDOW_MS);
   const cpu = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid) - (cpu0[i] as number), 0);
   const main = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid, "main") - (main0[i] as number), 0);
+  const t1 = children.map((c) => threadSeconds(c.proc.pid));
   const seconds = (n * WINDOW_MS) / 1000;
   const f = { cpuMs: (cpu / seconds) * 1000, mainMs: (main / seconds) * 1000 };
   floors.set(n, f);
   console.log(
     `   floor, N=${n}: ${f.cpuMs.toFixed(2)} ms CPU per node-second (JS thread ${f.mainMs.toFixed(2)} ms), RSS ${median(children.map((c) => rssMb(c.proc.pid))).toFixed(1)} MB: ${FLOOR_FANOUT} signed TLS POST${FLOOR_FANOUT === 1 ? "" : "s"} out a second over pinned keep-alive sessions (open to every peer), ~${FLOOR_FANOUT} in, verified; nothing else`,
   );
+  console.log(`         floor, N=${n}, ms per node-second by thread: ${threadsLine(t0, t1, seconds)}`);
   await stopAll();
 }
 let aloneMb = 0;
@@ -769,8 +811,12 @@ try {
     const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
     const main0 = children.map((c) => cpuSeconds(c.proc.pid, "main"));
     const r0 = await roundsOf(children);
+    const s0 = await statsOf(children);
+    const t0 = children.map((c) => threadSeconds(c.proc.pid));
     await Bun.sleep(WINDOW_MS);
+    const t1 = children.map((c) => threadSeconds(c.proc.pid));
     const r1 = await roundsOf(children);
+    const s1 = await statsOf(children);
     const cpu = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid) - (cpu0[i] as number), 0);
     const main = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid, "main") - (main0[i] as number), 0);
     const rounds = r1.reduce((s, r, i) => s + r - (r0[i] as number), 0);
@@ -786,6 +832,14 @@ try {
       load: loadavg()[0] as number,
     });
     printRow(rows.at(-1) as Row);
+    // what the window's rounds did, network-wide per node-round: a quiet round is one exchange out and
+    // ~one in, with equal hashes (a few hundred bytes each way)
+    const delta = (k: keyof GossipStats) => s1.reduce((t, x, i) => t + x[k] - (s0[i] as GossipStats)[k], 0);
+    const per = (k: keyof GossipStats) => (delta(k) / Math.max(1, rounds)).toFixed(2);
+    console.log(
+      `         N=${n} window: ${rounds} rounds; per node-round ${per("exchanges")} exchanges out, ${per("failures")} failed, ${per("bytesSent")} B sent, ${per("recordsReceived")} records received`,
+    );
+    console.log(`         N=${n}, ms per node-round by thread: ${threadsLine(t0, t1, rounds)}`);
     // where a node's private memory goes: the JS heap, what it holds outside (external), and its sockets
     const mems = (await askAll(children, "mem")).map(
       (m) => m.mem as { heapUsed: number; heapTotal: number; external: number },

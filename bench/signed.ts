@@ -17,6 +17,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { NODE_ALLOCATOR_ENV } from "../cli/allocator.ts";
 import { defaultConfig } from "../config/index.ts";
 import {
   generateIdentity,
@@ -114,6 +115,8 @@ interface Server {
 
 async function spawnServer(mode: "bare" | "p2prc", member: string): Promise<Server> {
   const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", mode, "--member", member], {
+    // the allocator setting `p2prc --as-server` runs with (cli/allocator.ts), the bare server's too
+    env: { ...NODE_ALLOCATOR_ENV, ...process.env },
     stdout: "pipe",
     stderr: "inherit",
   });

@@ -2,6 +2,8 @@
 // Entry point of the `p2prc` binary. Help and version answer before anything else loads, and every
 // other command loads only what it uses, so the binary starts fast.
 import "./warnings.ts";
+import { execWithNodeAllocator, runsNode } from "./allocator.ts";
+
 const argv = process.argv.slice(2);
 if (
   argv.length === 0 ||
@@ -11,6 +13,8 @@ if (
   process.stdout.write(`${argv[0] === "-v" || argv[0] === "--version" ? VERSION : renderHelp()}\n`);
   process.exit(0);
 }
+// a node runs itself again at once with its allocator setting (see allocator.ts); returns when it did not
+if (runsNode(argv)) await execWithNodeAllocator();
 const controller = new AbortController();
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {

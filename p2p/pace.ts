@@ -191,10 +191,9 @@ export class SeedPauses {
  * Whether a peer's keep-alive connection is worth keeping after an exchange: when this node will
  * likely contact that peer again before the connection's idle timeout closes it anyway. Rounds take
  * peers least recently tried first, `perRound` of them each interval, so a peer comes round again
- * after about `alive / perRound` intervals (a quiet network: one peer a round). At N = 100 and 1 s
- * rounds that is ~100 s, past a 60 s idle timeout: every kept connection (~35 KB each side, TLS
- * buffers and session) sat idle until it closed, and 99 peers held ~130 such sockets per node
- * (+4.5 MB). Closing it at once costs no handshake that would not have come anyway.
+ * after about `alive / perRound` intervals (a quiet network: one peer a round). Beyond the idle
+ * timeout a kept connection only sits idle until it closes (its socket and TLS state on both sides);
+ * closing it at once costs no handshake that would not have come anyway.
  */
 export function keepSession(o: {
   alive: number;

@@ -26,8 +26,13 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal | null | undefined): Pr
 /** Peers with a pinned keep-alive session at once; the least recently used is closed beyond it. */
 const MAX_SESSIONS = 256;
 
-/** How long an idle pinned connection stays open (Bun's socket timer rounds it up, by up to 8 s). */
-export const SESSION_IDLE_MS = 60_000;
+/**
+ * How long an idle pinned connection stays open (Bun's socket timer rounds it up, by up to 8 s): long
+ * enough that a quiet node of ~150 peers comes round to each again before it closes (see
+ * pace.keepSession), shorter than the server's idle timeout (180 s, server/node.ts), so a request is
+ * never sent on a connection the peer is closing.
+ */
+export const SESSION_IDLE_MS = 160_000;
 
 /** What is known of a peer before talking to it. */
 export interface PeerExpectation {

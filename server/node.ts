@@ -147,7 +147,9 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
     server = Bun.serve({
       hostname: deps.config.serverHost,
       port: deps.config.serverPort,
-      idleTimeout: 120,
+      // longer than peers keep an idle connection to it (p2p SESSION_IDLE_MS, 160 s: Bun's timer may add
+      // 8 s), so a peer never sends on a connection this server is closing
+      idleTimeout: 180,
       // The auth middleware bounds every body itself (413 with a JSON error, uploads spooled to disk);
       // Bun's own limit (128 MiB by default) would drop a larger upload with no status at all.
       maxRequestBodySize: Number.MAX_SAFE_INTEGER,
@@ -206,7 +208,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
       taskAgents.closeAll(); // idle task agents' connections to the engine
       // stop(false) lets requests in flight finish (streamed answers included), but it also waits on
       // connections with no request in flight that Bun does not count as idle (an open TLS connection
-      // with nothing sent yet, a half-sent header), up to their 120 s idle timeout. So: wait only while a
+      // with nothing sent yet, a half-sent header), up to their 180 s idle timeout. So: wait only while a
       // request is pending, then close the rest at once; 10 s at most (a followed log never ends).
       const graceful = server.stop(false);
       let waiting = true;

@@ -14,6 +14,7 @@ import {
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { buildFlags } from "../bench/lib.ts";
+import { NODE_ALLOCATOR_ENV } from "../cli/allocator.ts";
 import { freePort, waitFor } from "./support.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -183,6 +184,11 @@ describe("compiled binary", () => {
         15_000,
       );
       expect(health.nodeId).toMatch(/^[0-9a-f]{64}$/);
+      // the node ran itself again with its allocator setting (cli/allocator.ts): the same process
+      if (process.platform === "linux") {
+        const environ = readFileSync(`/proc/${proc.pid}/environ`, "utf8").split("\0");
+        for (const [k, v] of Object.entries(NODE_ALLOCATOR_ENV)) expect(environ).toContain(`${k}=${v}`);
+      }
       expect((statSync(join(home, "identity", "tls.key")).mode & 0o777).toString(8)).toBe("600");
       await expect(fetch(`https://127.0.0.1:${port}/v1/health`)).rejects.toThrow(); // not pinned
       // the dashboard's pages, stylesheet and script are embedded: `p2prc ui`'s link opens them
