@@ -13,6 +13,7 @@
 //      P2PRC_GOSSIP_TRACE=1 (a line every 10 s of discovery: tables full, exchanges and failures, load).
 //      When tables do not fill, it prints where they fall short, what failed, and the least-held nodes'
 //      own side (their table, rounds, seeds and last log lines) against how the others hold them.
+//      Each row also prints its window's exchanges per node-round and the CPU of each thread by name.
 //   I. The same nodes' gossip in one process (real tables on state.db files, in-memory network, no
 //      TLS): CPU per node per round at N = 10, 50, 100, apart from the machine's load and the transport.
 // Goals: S rounds grow as log N, steady bytes per node flat; P CPU per node per round flat from the
@@ -23,7 +24,7 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "no
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { start } from "../abstractions/index.ts";
-import { NODE_ALLOCATOR_ENV } from "../cli/allocator.ts";
+import { execWithNodeAllocator, NODE_ALLOCATOR_ENV } from "../cli/allocator.ts";
 import {
   generateIdentity,
   loadOrCreateTlsCertificate,
@@ -43,6 +44,11 @@ const arg = (name: string) => {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
 };
+
+// the whole bench runs with the allocator setting of `p2prc --as-server` (cli/allocator.ts): I's nodes
+// share this process, and P's children inherit it; a run whose environment names its own keeps it
+// (MIMALLOC_PURGE_HOLES_MIN_INTERVAL=100: mimalloc's default)
+if (!process.argv.includes("--node") && !process.argv.includes("--floor")) await execWithNodeAllocator();
 
 // ---- one node (a child process) -----------------------------------------------------------------
 
