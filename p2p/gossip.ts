@@ -821,15 +821,15 @@ export class GossipService {
     // a peer this node will not contact again before its connection's idle timeout: closed now, not
     // left idle until then (pace.keepSession)
     const { transport } = this.deps;
-    const keep = (perRound: number) =>
+    const keep =
+      all ||
       pace.keepSession({
         alive: this.order.size,
-        perRound,
+        perRound: fanout,
         intervalMs: config.gossipIntervalMs,
         idleTimeoutMs: SESSION_IDLE_MS,
       });
-    if (transport && !all && !keep(fanout))
-      for (const t of targets) if (t.cert && !t.seed) transport.release(t.cert);
+    if (transport && !keep) for (const t of targets) if (t.cert && !t.seed) transport.release(t.cert);
     // `--us` (one round, then the table): the nodes the peers introduced are probed in this round too,
     // in at most as many batches as it takes to probe maxUnverifiedPeers of them
     const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);
