@@ -9,7 +9,7 @@
 //
 // Measured at N = 100 (bench/gossip P, one run each, 2026-11-30; CPU per node-round, every table full
 // after all started at once, private memory):
-//   mimalloc's defaults                        10.9–12.4 ms, 91–155 s (5 runs), 19.2–20.0 MB
+//   mimalloc's defaults                        10.9–12.4 ms, 91–155 s (6 runs), 19.2–20.0 MB
 //   MIMALLOC_PURGE_DELAY=10000                 11.9 ms, 108 s, 19.8 MB (the holes are not on that delay)
 //   MIMALLOC_PURGE_HOLES=0                      9.1 ms,  50 s, 24.0 MB
 //   MIMALLOC_PURGE_DELAY=-1 (never give back)   6.8 ms,  52 s, 24.6 MB
