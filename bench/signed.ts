@@ -17,7 +17,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { NODE_ALLOCATOR_ENV } from "../cli/allocator.ts";
+import { execWithNodeAllocator } from "../cli/allocator.ts";
 import { defaultConfig } from "../config/index.ts";
 import {
   generateIdentity,
@@ -38,6 +38,11 @@ const arg = (name: string) => {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
 };
+
+// the whole bench runs with the allocator setting of `p2prc --as-server` (cli/allocator.ts): the
+// servers (p2prc's and the bare one) inherit it, and the client too; a run whose environment names its
+// own keeps it (MIMALLOC_PURGE_HOLES_MIN_INTERVAL=100: mimalloc's default)
+if (!process.argv.includes("--serve")) await execWithNodeAllocator();
 
 // ---- the server side (a child process) ----------------------------------------------------------
 
@@ -115,8 +120,6 @@ interface Server {
 
 async function spawnServer(mode: "bare" | "p2prc", member: string): Promise<Server> {
   const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", mode, "--member", member], {
-    // the allocator setting `p2prc --as-server` runs with (cli/allocator.ts), the bare server's too
-    env: { ...NODE_ALLOCATOR_ENV, ...process.env },
     stdout: "pipe",
     stderr: "inherit",
   });
