@@ -24,7 +24,7 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "no
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { start } from "../abstractions/index.ts";
-import { execWithNodeAllocator, NODE_ALLOCATOR_ENV } from "../cli/allocator.ts";
+import { execWithNodeAllocator } from "../cli/allocator.ts";
 import {
   generateIdentity,
   loadOrCreateTlsCertificate,
@@ -502,18 +502,17 @@ function spawnFloor(dir: string, index: number, ports: number[], fanout: number)
 function spawnChild(args: string[], profiled: boolean): Child {
   const [exe, ...script] = nodeCommand();
   const profile = process.env.P2PRC_GOSSIP_PROFILE;
-  // the allocator setting `p2prc --as-server` runs with (cli/allocator.ts; the floor's processes too:
-  // any node could), unless this run's environment names its own (MIMALLOC_PURGE_HOLES=1: the default)
-  const env = {
-    ...NODE_ALLOCATOR_ENV,
-    ...process.env,
-    ...(profile && profiled ? { BUN_OPTIONS: `--cpu-prof-md --cpu-prof-dir=${profile}` } : {}),
-  };
+  // the allocator setting comes with the environment (this bench ran itself again with it, see the top;
+  // the floor's processes have it too: any node could)
+  const env =
+    profile && profiled
+      ? { ...process.env, BUN_OPTIONS: `--cpu-prof-md --cpu-prof-dir=${profile}` }
+      : undefined;
   const proc = Bun.spawn([exe as string, ...script, ...args], {
     stdin: "pipe",
     stdout: "pipe",
     stderr: "inherit",
-    env,
+    ...(env ? { env } : {}),
   });
   const waiting = new Map<string, ((v: { at: number; m: Record<string, unknown> }) => void)[]>();
   const next = (key: string) =>
@@ -553,14 +552,14 @@ function spawnChild(args: string[], profiled: boolean): Child {
   return child;
 }
 
-/** CPU seconds of a process (all threads) and of its main thread (the JS thread: not the JIT's, GC's or allocator's). */
-const cpuSeconds = (pid: number, task = "") => {
-  const f =
-    readFileSync(task ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, "utf8")
-      .split(") ")[1]
-      ?.split(" ") ?? [];
+/** The CPU seconds (user + system) in a `/proc/…/stat` line (fields after the name, which may hold ") "). */
+const statSeconds = (stat: string) => {
+  const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
   return (Number(f[11]) + Number(f[12])) / 100;
 };
+/** CPU seconds of a process (all threads) and of its main thread (the JS thread: not the JIT's, GC's or allocator's). */
+const cpuSeconds = (pid: number, task = "") =>
+  statSeconds(readFileSync(task ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, "utf8"));
 /** CPU seconds of a process's threads, by thread name (`comm`: "bun", "HTTP Client", "HeapHelper", …). */
 const threadSeconds = (pid: number): Map<string, number> => {
   const out = new Map<string, number>();
@@ -568,8 +567,7 @@ const threadSeconds = (pid: number): Map<string, number> => {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
       const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")).replace(/\d+$/, "");
-      const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
-      out.set(comm, (out.get(comm) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+      out.set(comm, (out.get(comm) ?? 0) + statSeconds(stat));
     } catch {
       // a thread that ended meanwhile
     }

@@ -40,6 +40,10 @@ describe("the node's allocator setting", () => {
     expect(runsNode(["--as-server"])).toBe(true);
     expect(runsNode(["--config-dir", "/x", "-s"])).toBe(true);
     expect(runsNode(["--Server"])).toBe(true);
+    expect(runsNode(["--asServer"])).toBe(true);
+    expect(runsNode(["--as-server=true"])).toBe(true);
+    expect(runsNode(["--name", "as-server"])).toBe(false);
+    expect(runsNode(["--ni"])).toBe(false);
     expect(runsNode(["--ls"])).toBe(false);
     expect(runsNode([])).toBe(false);
   });

@@ -18,20 +18,28 @@
 // still goes back after a burst. mimalloc reads its options once, from the environment, as the process
 // starts; so `p2prc --as-server` runs itself again at once with the setting, before anything else
 // (execve: the same process id, nothing started twice).
+import { flagSpellings } from "./flags.ts";
 
 /** What a node sets: mimalloc's environment variables. */
 export const NODE_ALLOCATOR_ENV: Readonly<Record<string, string>> = {
   MIMALLOC_PURGE_HOLES_MIN_INTERVAL: "10000",
 };
 
-/** Whether `argv` (the command's arguments) runs a node in the foreground. */
+/**
+ * Whether `argv` (the command's arguments) runs a node in the foreground: the server action under any
+ * spelling the CLI takes (flags.ts: `--as-server`, `--asServer`, `-s`, `--Server`, with or without a value).
+ */
 export function runsNode(argv: readonly string[]): boolean {
-  return argv.some((a) => ["--as-server", "-s", "--Server", "--as-server=true"].includes(a));
+  const spellings = flagSpellings();
+  return argv.some((a) => {
+    const m = /^--?([^-=][^=]*)/.exec(a);
+    return m !== null && spellings.get(m[1] as string) === "as-server";
+  });
 }
 
 /**
- * Replaces this process with itself, the same arguments and the environment plus
- * NODE_ALLOCATOR_ENV (Linux only; not when the variable is set already, so it happens once, and a value the user set
+ * Replaces this process with itself, the same arguments and the environment plus NODE_ALLOCATOR_ENV
+ * (Linux only; not when a variable of it is set already, so it happens once, and a value the user set
  * is kept). Returns only when it did not: another platform, or execve failed (the node then runs with
  * mimalloc's default, as before).
  */
@@ -62,7 +70,9 @@ export async function execWithNodeAllocator(): Promise<void> {
     const argvTable = table(args);
     const envTable = table(env);
     libc.symbols.execve(ptr(path), ptr(argvTable), ptr(envTable));
-    libc.close(); // execve returned: it failed
+    // execve returned: it failed. The buffers are used here, so none was collected before the call read it
+    held.length = 0;
+    libc.close();
   } catch {
     // no libc.so.6 (another C library) or no FFI: run with the default
   }
