@@ -25,6 +25,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { start } from "../abstractions/index.ts";
 import { execWithNodeAllocator } from "../cli/allocator.ts";
+import { keepExecutableTrimmed, TRIM_FIRST_MS } from "../cli/pages.ts";
 import {
   generateIdentity,
   loadOrCreateTlsCertificate,
@@ -75,6 +76,7 @@ if (process.argv.includes("--node")) {
   });
   const say = (o: object) => console.log(JSON.stringify(o));
   say({ started: true });
+  keepExecutableTrimmed(); // as `p2prc --as-server` does (cli/commands/server.ts)
   // What the parent asks, on stdin, answered in process (no signed request: the bench's own polling of
   // /v1/p2p/table, ~140 KB of JSON a node 4 times a second at N = 100, was load of its own while the
   // nodes discovered each other). A check every 50 ms runs only while there is something to notice.
@@ -557,28 +559,41 @@ const statSeconds = (stat: string) => {
   const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
   return (Number(f[11]) + Number(f[12])) / 100;
 };
-/** CPU seconds of a process (all threads) and of its main thread (the JS thread: not the JIT's, GC's or allocator's). */
+/** CPU seconds of one thread, from schedstat (nanoseconds; /proc's stat counts 10 ms ticks). */
+const taskSeconds = (pid: number, tid: number | string) =>
+  Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]) / 1e9;
+/**
+ * CPU seconds of a process (all threads, those that ended included: stat's ticks) and of its main thread
+ * (the JS thread, not the JIT's, GC's or allocator's: schedstat).
+ */
 const cpuSeconds = (pid: number, task = "") =>
-  statSeconds(readFileSync(task ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, "utf8"));
-/** CPU seconds of a process's threads, by thread name (`comm`: "bun", "HTTP Client", "HeapHelper", …). */
-const threadSeconds = (pid: number): Map<string, number> => {
-  const out = new Map<string, number>();
+  task ? taskSeconds(pid, pid) : statSeconds(readFileSync(`/proc/${pid}/stat`, "utf8"));
+/** CPU seconds of each of a process's threads, by thread id, with its name (`comm`: "HTTP Client", …). */
+const threadSeconds = (pid: number): Map<string, { comm: string; s: number }> => {
+  const out = new Map<string, { comm: string; s: number }>();
   for (const t of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
-      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")).replace(/\d+$/, "");
-      out.set(comm, (out.get(comm) ?? 0) + statSeconds(stat));
+      const comm = readFileSync(`/proc/${pid}/task/${t}/comm`, "utf8").trim().replace(/\d+$/, "");
+      out.set(t, { comm, s: taskSeconds(pid, t) });
     } catch {
       // a thread that ended meanwhile
     }
   }
   return out;
 };
-/** Where the CPU went between two `threadSeconds` of each child: ms per `per` (node-rounds), busiest first. */
-const threadsLine = (before: Map<string, number>[], after: Map<string, number>[], per: number) => {
+/**
+ * Where the CPU went between two `threadSeconds` of each child, by thread name: ms per `per` (node-rounds
+ * or node-seconds), busiest first. A thread that ended in between is left out (its time is lost with it).
+ */
+const threadsLine = (
+  before: ReturnType<typeof threadSeconds>[],
+  after: ReturnType<typeof threadSeconds>[],
+  per: number,
+) => {
   const total = new Map<string, number>();
   after.forEach((a, i) => {
-    for (const [k, v] of a) total.set(k, (total.get(k) ?? 0) + v - (before[i]?.get(k) ?? 0));
+    for (const [tid, { comm, s }] of a)
+      total.set(comm, (total.get(comm) ?? 0) + s - (before[i]?.get(tid)?.s ?? 0));
   });
   return [...total]
     .filter(([, v]) => v > 0)
@@ -659,26 +674,78 @@ async function measureFloor(n: number): Promise<void> {
   for (const c of children) c.ask("go");
   await warm;
   await Bun.sleep(QUICK ? 2000 : 5000);
-  const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
-  const main0 = children.map((c) => cpuSeconds(c.proc.pid, "main"));
-  const t0 = children.map((c) => threadSeconds(c.proc.pid));
+  const withKept = n === SIZES.at(-1) && keptFloor.length > 0;
+  const sets = withKept ? [children, keptFloor] : [children];
+  const before = sets.map(floorSnapshot);
   await Bun.sleep(WINDOW_MS);
-  const cpu = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid) - (cpu0[i] as number), 0);
-  const main = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid, "main") - (main0[i] as number), 0);
-  const t1 = children.map((c) => threadSeconds(c.proc.pid));
-  const seconds = (n * WINDOW_MS) / 1000;
-  const f = { cpuMs: (cpu / seconds) * 1000, mainMs: (main / seconds) * 1000 };
-  floors.set(n, f);
-  console.log(
-    `   floor, N=${n}: ${f.cpuMs.toFixed(2)} ms CPU per node-second (JS thread ${f.mainMs.toFixed(2)} ms), RSS ${median(children.map((c) => rssMb(c.proc.pid))).toFixed(1)} MB: ${FLOOR_FANOUT} signed TLS POST${FLOOR_FANOUT === 1 ? "" : "s"} out a second over pinned keep-alive sessions (open to every peer), ~${FLOOR_FANOUT} in, verified; nothing else`,
-  );
-  console.log(`         floor, N=${n}, ms per node-second by thread: ${threadsLine(t0, t1, seconds)}`);
-  await stopAll();
+  const after = sets.map(floorSnapshot);
+  sets.forEach((cs, k) => {
+    const a = before[k] as ReturnType<typeof floorSnapshot>;
+    const b = after[k] as ReturnType<typeof floorSnapshot>;
+    const sum = (key: "cpu" | "main") => b[key].reduce((t, x, i) => t + x - (a[key][i] as number), 0);
+    const seconds = (cs.length * WINDOW_MS) / 1000;
+    const f = { cpuMs: (sum("cpu") / seconds) * 1000, mainMs: (sum("main") / seconds) * 1000 };
+    if (k === 0) {
+      floors.set(n, f);
+      console.log(
+        `   floor, N=${n}: ${f.cpuMs.toFixed(2)} ms CPU per node-second (JS thread ${f.mainMs.toFixed(2)} ms), RSS ${median(cs.map((c) => rssMb(c.proc.pid))).toFixed(1)} MB: ${FLOOR_FANOUT} signed TLS POST${FLOOR_FANOUT === 1 ? "" : "s"} out a second over pinned keep-alive sessions (open to every peer), ~${FLOOR_FANOUT} in, verified; nothing else`,
+      );
+    } else {
+      floorBeside = {
+        small: cs.length,
+        smallMs: f.cpuMs,
+        largeMs: (floors.get(n) as { cpuMs: number }).cpuMs,
+      };
+      console.log(
+        `         floor, N=${cs.length} in this same window, beside N=${n}: ${f.cpuMs.toFixed(2)} ms CPU per node-second (JS thread ${f.mainMs.toFixed(2)} ms)`,
+      );
+    }
+    console.log(
+      `         floor, N=${cs.length}${k === 0 ? "" : ` beside N=${n}`}, ms per node-second by thread: ${threadsLine(a.threads, b.threads, seconds)}`,
+    );
+  });
+  if (n === SIZES[0] && SIZES.length > 1) {
+    keptFloor = children; // measured again beside the largest floor (see `kept`)
+    children = [];
+  } else {
+    await stopAll();
+    for (const c of keptFloor) c.proc.kill("SIGTERM");
+    await Promise.all(keptFloor.map((c) => c.proc.exited));
+    keptFloor = [];
+  }
 }
+const floorSnapshot = (cs: Child[]) => ({
+  cpu: cs.map((c) => cpuSeconds(c.proc.pid)),
+  main: cs.map((c) => cpuSeconds(c.proc.pid, "main")),
+  threads: cs.map((c) => threadSeconds(c.proc.pid)),
+});
+/** The smallest floor, kept running until the largest floor's window; both floors' CPU measured in it. */
+let keptFloor: Child[] = [];
+let floorBeside: { small: number; smallMs: number; largeMs: number } | undefined;
 let aloneMb = 0;
 /** The floor's traffic: a quiet round's (one exchange out, and about one in, a second). */
 const FLOOR_FANOUT = Number(process.env.P2PRC_GOSSIP_FLOOR_FANOUT ?? 1);
 const floors = new Map<number, { cpuMs: number; mainMs: number }>();
+/**
+ * The smallest network, kept running after its row; and both networks' CPU per node-round in the largest
+ * one's window. A row measured alone depends on the machine's state as much as on the nodes: at N = 10 the
+ * two cores idle between wake-ups, and the same floor cost 2.9 ms a node-second in one run and 6.3 ms in
+ * the next (13:07 and 13:10, 30 November). Side by side, both sizes see the same machine.
+ */
+let kept: Child[] = [];
+let sideBySide: { small: number; smallMs: number; smallMainMs: number; largeMs: number } | undefined;
+/** What a window's figures are taken from, for each child: CPU (all threads, main thread), rounds, threads. */
+const snapshot = async (cs: Child[]) => ({
+  cpu: cs.map((c) => cpuSeconds(c.proc.pid)),
+  main: cs.map((c) => cpuSeconds(c.proc.pid, "main")),
+  rounds: await roundsOf(cs),
+  threads: cs.map((c) => threadSeconds(c.proc.pid)),
+});
+type Snapshot = Awaited<ReturnType<typeof snapshot>>;
+const spent = (a: Snapshot, b: Snapshot) => {
+  const sum = (k: "cpu" | "main" | "rounds") => b[k].reduce((t, x, i) => t + x - (a[k][i] as number), 0);
+  return { cpu: sum("cpu"), main: sum("main"), rounds: sum("rounds") };
+};
 try {
   {
     // one node alone: its idle RSS
@@ -687,11 +754,14 @@ try {
     children = [c];
     await c.started;
     await Bun.sleep(3000);
+    const early = `${rssMb(c.proc.pid).toFixed(1)} MB (${splitMb([c.proc.pid])})`;
+    // start-up's code pages are given back TRIM_FIRST_MS after start (cli/pages.ts)
+    await Bun.sleep(TRIM_FIRST_MS + 5000 - 3000);
     aloneMb = rssMb(c.proc.pid);
     const split = splitMb([c.proc.pid]);
     await stopAll();
     console.log(
-      `   one node alone: idle RSS ${aloneMb.toFixed(1)} MB (private + executable pages: ${split} MB)`,
+      `   one node alone: idle RSS ${aloneMb.toFixed(1)} MB after ${(TRIM_FIRST_MS + 5000) / 1000} s (private + executable pages: ${split} MB); ${early} at 3 s`,
     );
   }
   for (const n of SIZES) {
@@ -812,18 +882,29 @@ try {
         `   N=${n}: ${seen + 1} of ${n} nodes hold the new version after ${CONVERGE_TIMEOUT_MS / 1000} s`,
       );
     await Bun.sleep(PUBLISH_SETTLE_MS); // the rounds that spread it, over
-    const cpu0 = children.map((c) => cpuSeconds(c.proc.pid));
-    const main0 = children.map((c) => cpuSeconds(c.proc.pid, "main"));
-    const r0 = await roundsOf(children);
+    // the smallest network, still running (see `kept`), measured in this same window
+    const withKept = n === SIZES.at(-1) && kept.length > 0;
+    const k0 = withKept ? await snapshot(kept) : undefined;
+    const w0 = await snapshot(children);
     const s0 = await statsOf(children);
-    const t0 = children.map((c) => threadSeconds(c.proc.pid));
     await Bun.sleep(WINDOW_MS);
-    const t1 = children.map((c) => threadSeconds(c.proc.pid));
-    const r1 = await roundsOf(children);
+    const w1 = await snapshot(children);
+    const k1 = withKept ? await snapshot(kept) : undefined;
     const s1 = await statsOf(children);
-    const cpu = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid) - (cpu0[i] as number), 0);
-    const main = children.reduce((s, c, i) => s + cpuSeconds(c.proc.pid, "main") - (main0[i] as number), 0);
-    const rounds = r1.reduce((s, r, i) => s + r - (r0[i] as number), 0);
+    const { cpu, main, rounds } = spent(w0, w1);
+    const [t0, t1] = [w0.threads, w1.threads];
+    if (k0 && k1) {
+      const k = spent(k0, k1);
+      sideBySide = {
+        small: kept.length,
+        smallMs: (k.cpu / Math.max(1, k.rounds)) * 1000,
+        smallMainMs: (k.main / Math.max(1, k.rounds)) * 1000,
+        largeMs: (cpu / Math.max(1, rounds)) * 1000,
+      };
+      console.log(
+        `         N=${kept.length} in this same window, beside N=${n}: ${sideBySide.smallMs.toFixed(2)} ms CPU per node-round (JS thread ${sideBySide.smallMainMs.toFixed(2)} ms), ${k.rounds} rounds; by thread: ${threadsLine(k0.threads, k1.threads, k.rounds)}`,
+      );
+    }
     rows.push({
       n,
       discoverS,
@@ -861,10 +942,17 @@ try {
     console.log(
       `         N=${n} memory (median): JS heap ${mb(mems.map((m) => m.heapUsed))} MB used of ${mb(mems.map((m) => m.heapTotal))}, external ${mb(mems.map((m) => m.external))} MB; ${median(children.map((c) => sockets(c.proc.pid)))} sockets open`,
     );
-    await stopAll();
+    if (n === SIZES[0] && SIZES.length > 1) {
+      // kept running beside the larger networks: measured again in the largest's window, on the same
+      // machine at the same moment
+      kept = children;
+      children = [];
+    } else await stopAll();
   }
 } finally {
   await stopAll();
+  for (const c of [...kept, ...keptFloor]) c.proc.kill("SIGTERM");
+  await Promise.all([...kept, ...keptFloor].map((c) => c.proc.exited));
   rmSync(work, { recursive: true, force: true });
 }
 
@@ -893,8 +981,18 @@ if (rows.length > 1) {
     ? ` (N=${large.n} never settled: its tables were still filling)`
     : "";
   console.log(
-    `   CPU per node per round N=${large.n} / N=${small.n}: ${ratio.toFixed(2)}${unsettled} (goal ≤ 1.2: ${ratio <= 1.2 ? "met" : "MISSED"})`,
+    `   CPU per node per round N=${large.n} / N=${small.n}, each row alone: ${ratio.toFixed(2)}${unsettled}${sideBySide ? "" : ` (goal ≤ 1.2: ${ratio <= 1.2 ? "met" : "MISSED"})`}`,
   );
+  if (floorBeside)
+    console.log(
+      `   the floor's CPU per node-second N=${large.n} / N=${floorBeside.small}, side by side in one window: ${floorBeside.largeMs.toFixed(2)} / ${floorBeside.smallMs.toFixed(2)} ms = ${(floorBeside.largeMs / floorBeside.smallMs).toFixed(2)} (what the machine and the transport alone do with 10 times the peers)`,
+    );
+  if (sideBySide) {
+    const r = sideBySide.largeMs / sideBySide.smallMs;
+    console.log(
+      `   CPU per node per round N=${large.n} / N=${sideBySide.small}, side by side in one window: ${sideBySide.largeMs.toFixed(2)} / ${sideBySide.smallMs.toFixed(2)} ms = ${r.toFixed(2)}${unsettled} (goal ≤ 1.2: ${r <= 1.2 ? "met" : "MISSED"})`,
+    );
+  }
   // the largest N whose tables filled, for reference when the largest did not
   const settled = rows.filter((r) => !Number.isNaN(r.discoverS)).at(-1);
   if (unsettled && settled && settled !== small)
