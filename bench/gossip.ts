@@ -987,6 +987,14 @@ if (rows.length > 1) {
     console.log(
       `   the floor's CPU per node-second N=${large.n} / N=${floorBeside.small}, side by side in one window: ${floorBeside.largeMs.toFixed(2)} / ${floorBeside.smallMs.toFixed(2)} ms = ${(floorBeside.largeMs / floorBeside.smallMs).toFixed(2)} (what the machine and the transport alone do with 10 times the peers)`,
     );
+  if (sideBySide && floorBeside) {
+    // what p2prc adds to the bare transport's cost, at each size: both taken side by side
+    const small = sideBySide.smallMs - floorBeside.smallMs;
+    const large = sideBySide.largeMs - floorBeside.largeMs;
+    console.log(
+      `   p2prc's CPU above the floor per node-round (a quiet round is one second), side by side: N=${floorBeside.small} ${small.toFixed(2)} ms, N=${SIZES.at(-1)} ${large.toFixed(2)} ms: ${(large / small).toFixed(2)}`,
+    );
+  }
   if (sideBySide) {
     const r = sideBySide.largeMs / sideBySide.smallMs;
     console.log(

@@ -245,6 +245,76 @@ describe("try order", () => {
   });
 });
 
+describe("try order with a window (more alive peers than a keep-alive pool holds)", () => {
+  const many = Array.from({ length: 100 }, (_, i) =>
+    peer(i, { id: `q${String(i).padStart(3, "0")}`.padEnd(64, "0"), lastTried: 1000 - i }),
+  );
+  const manyById = new Map(many.map((p) => [p.id, p]));
+  /**
+   * `rounds` quiet rounds (a pool of 4 from the front, one of them contacted, as gossip's do); for each
+   * contact, how many other peers were contacted since the last contact of the same peer (its reuse
+   * distance: a keep-alive pool of P connections, closing the longest idle, kept its connection only if
+   * fewer than P).
+   */
+  const run = (order: TryOrder, rounds: number) => {
+    const random = seeded();
+    order.sync(1, () => many, random);
+    const contacts: string[] = [];
+    const distances: number[] = [];
+    const lastAt = new Map<string, number>();
+    const left: { id: string; contactedBefore: boolean }[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const pool = order.front(4, (id) => manyById.get(id));
+      const chosen = pool[Math.floor(random() * pool.length)] as Candidate;
+      const at = lastAt.get(chosen.id);
+      if (at !== undefined) distances.push(new Set(contacts.slice(at + 1)).size);
+      lastAt.set(chosen.id, contacts.length);
+      contacts.push(chosen.id);
+      order.tried([chosen.id]);
+      for (const id of order.left()) left.push({ id, contactedBefore: contacts.includes(id) });
+    }
+    return { contacts, distances, left };
+  };
+
+  test("without a window (every peer in turn) a peer's contacts are ~99 others apart: a pool of 64 keeps none", () => {
+    const { distances } = run(new TryOrder(), 600);
+    const kept = distances.filter((d) => d < 64).length;
+    expect(kept / distances.length).toBeLessThan(0.05);
+  });
+
+  test("with a window of 48 rotated every 4 rounds: 3 contacts in 4 find their connection; every peer comes round", () => {
+    const order = new TryOrder({ limit: 48, rotateEvery: 4 });
+    const rounds = 48 + (100 - 48) * 4 + 50;
+    const { contacts, distances, left } = run(order, rounds);
+    // a peer that comes into the window again was last contacted long ago: one miss a rotation
+    const kept = distances.filter((d) => d < 64).length;
+    expect(kept / distances.length).toBeGreaterThan(0.7);
+    expect(new Set(contacts).size).toBe(100);
+    expect(order.cycle).toBe(48);
+    // one peer leaves the window every 4 rounds
+    expect(left.length).toBe(Math.floor(rounds / 4));
+    // none leaves before it was contacted
+    expect(left.filter((l) => !l.contactedBefore)).toEqual([]);
+  });
+
+  test("no window while the alive peers fit in it: every peer once per pass, as before", () => {
+    const order = new TryOrder({ limit: 48, rotateEvery: 4 });
+    const peersById = new Map(
+      Array.from({ length: 10 }, (_, i) => peer(i, { lastTried: 100 - i })).map((p) => [p.id, p]),
+    );
+    order.sync(1, () => [...peersById.values()], seeded());
+    const seen: string[] = [];
+    for (let r = 0; r < 5; r++) {
+      const front = order.front(2, (id) => peersById.get(id));
+      order.tried(front.map((p) => p.id));
+      seen.push(...front.map((p) => p.id));
+    }
+    expect(new Set(seen).size).toBe(10);
+    expect(order.left()).toEqual([]);
+    expect(order.cycle).toBe(10);
+  });
+});
+
 describe("death detection", () => {
   test("a failed peer is declared dead only after 2 failures and suspectTimeoutMs without contact", () => {
     const clock = new ManualClock();

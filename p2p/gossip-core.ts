@@ -158,11 +158,30 @@ export function chooseTargets(c: TargetChoice): Target[] {
  * over the table (that pass, with a candidate built for every row, grew a node's round with N). The order
  * is rebuilt, sorted by last try (ties at random), only when `version` (the table's digest: ids,
  * versions, deaths) is not the one it was built for.
+ *
+ * With more alive peers than `limit`, a round takes its pool from a **window** of `limit` of them
+ * instead, tried in turn; every `rotateEvery` rounds the peer that has been in the window longest leaves
+ * it (`left` gives it, so its connection can be closed) and the peer that has waited longest outside
+ * comes in, at the front (so it is contacted within the next rounds, and ~`rotateEvery` times before it
+ * leaves). So between two contacts of a peer in the window fewer than `limit` others are
+ * contacted: their connections stay in a bounded keep-alive pool (see p2p/transport.ts POOLED_PEERS),
+ * where trying every peer in turn reconnected on every contact once there were more peers than the pool
+ * holds. Every peer still comes round: within `limit + (peers - limit) × rotateEvery` rounds.
  */
 export class TryOrder {
   /** Ids, front first (a Set keeps insertion order: delete and add moves an id to the back). */
   private order = new Set<string>();
   private builtFor: unknown;
+  /** The window (ids of `order`, front first), while there are more alive peers than `limit`. */
+  private window = new Set<string>();
+  /** The window's ids in the order they came in: the first that was tried since leaves at a rotation. */
+  private admitted: string[] = [];
+  /** Ids in the window not tried since they came in (none leaves before its first contact). */
+  private fresh = new Set<string>();
+  private turns = 0;
+  private leaving: string[] = [];
+
+  constructor(private readonly o: { limit?: number; rotateEvery?: number } = {}) {}
 
   /** Rebuilds from `alive()` when the table changed since the last build. */
   sync(version: unknown, alive: () => Candidate[], random: Random): void {
@@ -171,34 +190,93 @@ export class TryOrder {
     const ranked = alive().map((peer) => ({ id: peer.id, lastTried: peer.lastTried, jitter: random() }));
     ranked.sort((a, b) => a.lastTried - b.lastTried || a.jitter - b.jitter);
     this.order = new Set(ranked.map((r) => r.id));
+    for (const id of this.window) if (!this.order.has(id)) this.window.delete(id);
   }
 
   /**
-   * The first `k` peers `usable` returns a candidate for; ids it refuses on the way (no longer alive,
-   * not dialable) are dropped, until `tried` or the next rebuild brings them back.
+   * The first `k` peers `usable` returns a candidate for, from the window when there is one (one call a
+   * round: it counts the rounds between rotations); ids it refuses on the way (no longer alive, not
+   * dialable) are dropped, until `tried` or the next rebuild brings them back.
    */
   front(k: number, usable: (id: string) => Candidate | undefined): Candidate[] {
-    const out: Candidate[] = [];
+    const limit = this.o.limit ?? Number.POSITIVE_INFINITY;
+    if (this.order.size <= limit) {
+      this.window.clear();
+      this.admitted = [];
+      this.fresh.clear();
+      return this.take(this.order, k, usable);
+    }
+    this.admitted = this.admitted.filter((id) => this.window.has(id));
     for (const id of this.order) {
+      if (this.window.size >= limit) break;
+      if (this.window.has(id)) continue;
+      this.window.add(id);
+      this.admitted.push(id);
+      this.fresh.add(id);
+    }
+    this.turns++;
+    if (this.turns >= (this.o.rotateEvery ?? 4)) {
+      this.turns = 0;
+      const outside = this.outsider();
+      const i = this.admitted.findIndex((id) => !this.fresh.has(id));
+      if (outside !== undefined && i >= 0) {
+        const [oldest] = this.admitted.splice(i, 1) as [string];
+        this.window.delete(oldest);
+        this.leaving.push(oldest);
+        this.window = new Set([outside, ...this.window]);
+        this.admitted.push(outside);
+        this.fresh.add(outside);
+      }
+    }
+    return this.take(this.window, k, usable);
+  }
+
+  /** The peer that has waited longest outside the window. */
+  private outsider(): string | undefined {
+    for (const id of this.order) if (!this.window.has(id)) return id;
+    return undefined;
+  }
+
+  private take(from: Set<string>, k: number, usable: (id: string) => Candidate | undefined): Candidate[] {
+    const out: Candidate[] = [];
+    for (const id of from) {
       if (out.length >= k) break;
       const c = usable(id);
       if (c) out.push(c);
-      else this.order.delete(id);
+      else {
+        this.order.delete(id);
+        this.window.delete(id);
+        this.fresh.delete(id);
+      }
     }
     return out;
   }
 
-  /** `ids` were tried now: to the back. */
+  /** `ids` were tried now: to the back (of the window too). */
   tried(ids: string[]): void {
     for (const id of ids) {
       this.order.delete(id);
       this.order.add(id);
+      if (this.window.delete(id)) this.window.add(id);
+      this.fresh.delete(id);
     }
+  }
+
+  /** The peers that left the window since the last call (their connections may go). */
+  left(): string[] {
+    const out = this.leaving;
+    this.leaving = [];
+    return out;
   }
 
   /** Alive peers in the order (those refused on the way by `front` are out until the next rebuild). */
   get size(): number {
     return this.order.size;
+  }
+
+  /** How many peers are tried in turn: the window's size while there is one, else every alive peer. */
+  get cycle(): number {
+    return Math.min(this.order.size, this.o.limit ?? Number.POSITIVE_INFINITY);
   }
 }
 

@@ -23,7 +23,7 @@ import { Introductions } from "./introductions.ts";
 import * as pace from "./pace.ts";
 import type { ReachState } from "./reach.ts";
 import { digestHash, type PeerTable, verifyDeath, verifyRecord } from "./table.ts";
-import { type PeerExpectation, type PeerTransport, SESSION_IDLE_MS } from "./transport.ts";
+import { type PeerExpectation, type PeerTransport, POOLED_PEERS, SESSION_IDLE_MS } from "./transport.ts";
 import type {
   Address,
   DeathNotice,
@@ -67,6 +67,11 @@ export interface GossipDeps {
   fetch?: typeof fetch;
   /** The random source of target choice and sampling; default `Math.random`. */
   random?: core.Random;
+  /**
+   * With more alive peers than this, rounds contact a window of this many in turn, rotated every 4
+   * rounds (core.TryOrder); default POOLED_PEERS (p2p/transport.ts), what Bun's keep-alive pool holds.
+   */
+  contactWindow?: number;
   /** How late this node's event loop runs (ms); default: measured at the round timer (pace.Lateness). */
   lateness?: () => number;
 }
@@ -145,7 +150,7 @@ export class GossipService {
   private housekeptAt = Number.NEGATIVE_INFINITY;
   private readonly observed = new core.ObservedAddress();
   /** The alive peers in try order (whom a round contacts, without reading every row). */
-  private readonly order = new core.TryOrder();
+  private readonly order: core.TryOrder;
   /** The content (JSON) this node's current record was built from: what the heartbeat compares. */
   private selfContent: string | undefined;
   /** Peers this node found suspect (a failed exchange): contacted every round while they stay so. */
@@ -192,6 +197,7 @@ export class GossipService {
     this.window = new pace.Window(Math.max(1, deps.config.gossipFanout));
     this.probeWindow = new pace.Window(Math.max(1, deps.config.probeConcurrency));
     this.seedPauses = new pace.SeedPauses(this.random);
+    this.order = new core.TryOrder({ limit: deps.contactWindow ?? POOLED_PEERS, rotateEvery: 4 });
     this.introductions = new Introductions({
       clock: deps.clock,
       max: deps.config.maxUnverifiedPeers,
@@ -824,12 +830,18 @@ export class GossipService {
     const keep =
       all ||
       pace.keepSession({
-        alive: this.order.size,
+        alive: this.order.cycle,
         perRound: fanout,
         intervalMs: config.gossipIntervalMs,
         idleTimeoutMs: SESSION_IDLE_MS,
       });
     if (transport && !keep) for (const t of targets) if (t.cert && !t.seed) transport.release(t.cert);
+    // peers that left the try order's window: not contacted again for a while (core.TryOrder), so
+    // their connections make room in the pool for the window's
+    for (const id of this.order.left()) {
+      const cert = this.candidate(id)?.record?.cert;
+      if (transport && cert) transport.release(cert);
+    }
     // `--us` (one round, then the table): the nodes the peers introduced are probed in this round too,
     // in at most as many batches as it takes to probe maxUnverifiedPeers of them
     const batches = Math.ceil(config.maxUnverifiedPeers / config.probeConcurrency);

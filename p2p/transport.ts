@@ -34,6 +34,18 @@ const MAX_SESSIONS = 256;
  */
 export const SESSION_IDLE_MS = 160_000;
 
+/**
+ * How many peers a node contacts in turn (gossip's try order, p2p/gossip-core.ts TryOrder). Bun (1.4.5)
+ * keeps at most 64 idle TLS connections per process, every session's together, and closes the longest-idle
+ * one when one more is released (bun-types FetchSessionInit.keepAlive; oven-sh/bun#42608). A node that
+ * tried all its peers in turn therefore reconnected, with a TLS handshake at both ends, on every exchange
+ * once it had more than 64 peers: measured, 100 TLS servers fetched in turn through 100 pinned sessions
+ * opened 100 new connections every pass, 50 of them opened none after the first; and at N = 100 the
+ * machine opened ~100 connections a second, one per exchange, at N = 50 none. 48 leaves room for seeds,
+ * probes and the CLI's requests.
+ */
+export const POOLED_PEERS = 48;
+
 /** What is known of a peer before talking to it. */
 export interface PeerExpectation {
   /** The node id the caller means to reach: an address that answers as another node is refused. */
