@@ -671,15 +671,34 @@ const statsOf = async (cs: Child[]) => (await askAll(cs, "stats")).map((m) => m.
  * same way, just before that N's row (so both see the same machine): what the machine itself costs N
  * processes. Run at the smallest and the largest N.
  */
-async function measureFloor(n: number): Promise<void> {
+/** A network of `n` nodes beside the measured ones (their own seed), once every table is full. */
+async function spawnNetwork(dir: string, n: number): Promise<Child[]> {
   const ports = await freePorts(n, "127.0.0.1");
-  children = ports.map((_, i) => spawnFloor(join(work, `floor${n}`), i, ports, FLOOR_FANOUT));
-  await Promise.all(children.map((c) => c.started));
-  const warm = Promise.all(children.map((c) => c.next("warm")));
-  for (const c of children) c.ask("go");
+  const first = spawnNode(dir, 0, ports[0] as number, undefined, n);
+  await first.started;
+  const cs = [first, ...ports.slice(1).map((p, i) => spawnNode(dir, i + 1, p, `127.0.0.1:${ports[0]}`, n))];
+  await Promise.all(cs.map((c) => c.full));
+  return cs;
+}
+/** A floor of `n` processes, sending once every one is up and has a session to each of its peers. */
+async function startFloor(n: number, dir: string): Promise<Child[]> {
+  const ports = await freePorts(n, "127.0.0.1");
+  const cs = ports.map((_, i) => spawnFloor(dir, i, ports, FLOOR_FANOUT));
+  await Promise.all(cs.map((c) => c.started));
+  const warm = Promise.all(cs.map((c) => c.next("warm")));
+  for (const c of cs) c.ask("go");
   await warm;
+  return cs;
+}
+async function measureFloor(n: number): Promise<void> {
+  // the largest floor with one of the smallest N started with it, measured in the same window
+  const beside = n === SIZES.at(-1) && SIZES.length > 1;
+  [children, keptFloor] = await Promise.all([
+    startFloor(n, join(work, `floor${n}`)),
+    beside ? startFloor(SIZES[0] as number, join(work, "floor-beside")) : [],
+  ]);
   await Bun.sleep(QUICK ? 2000 : 5000);
-  const withKept = n === SIZES.at(-1) && keptFloor.length > 0;
+  const withKept = keptFloor.length > 0;
   const sets = withKept ? [children, keptFloor] : [children];
   const before = sets.map(floorSnapshot);
   await Bun.sleep(WINDOW_MS);
@@ -709,22 +728,17 @@ async function measureFloor(n: number): Promise<void> {
       `         floor, N=${cs.length}${k === 0 ? "" : ` beside N=${n}`}, ms per node-second by thread: ${threadsLine(a.threads, b.threads, seconds)}`,
     );
   });
-  if (n === SIZES[0] && SIZES.length > 1) {
-    keptFloor = children; // measured again beside the largest floor (see `kept`)
-    children = [];
-  } else {
-    await stopAll();
-    for (const c of keptFloor) c.proc.kill("SIGTERM");
-    await Promise.all(keptFloor.map((c) => c.proc.exited));
-    keptFloor = [];
-  }
+  await stopAll();
+  for (const c of keptFloor) c.proc.kill("SIGTERM");
+  await Promise.all(keptFloor.map((c) => c.proc.exited));
+  keptFloor = [];
 }
 const floorSnapshot = (cs: Child[]) => ({
   cpu: cs.map((c) => cpuSeconds(c.proc.pid)),
   main: cs.map((c) => cpuSeconds(c.proc.pid, "main")),
   threads: cs.map((c) => threadSeconds(c.proc.pid)),
 });
-/** The smallest floor, kept running until the largest floor's window; both floors' CPU measured in it. */
+/** A floor of the smallest N, started with the largest floor; both floors' CPU measured in one window. */
 let keptFloor: Child[] = [];
 let floorBeside: { small: number; smallMs: number; largeMs: number } | undefined;
 let aloneMb = 0;
@@ -732,8 +746,9 @@ let aloneMb = 0;
 const FLOOR_FANOUT = Number(process.env.P2PRC_GOSSIP_FLOOR_FANOUT ?? 1);
 const floors = new Map<number, { cpuMs: number; mainMs: number }>();
 /**
- * The smallest network, kept running after its row; and both networks' CPU per node-round in the largest
- * one's window. A row measured alone depends on the machine's state as much as on the nodes: at N = 10 the
+ * A network of the smallest N, started with the largest (their nodes the same age: the JIT, reluctant by
+ * the shipped policy, compiles a node's hot code over minutes) and measured in the same window; both
+ * networks' CPU per node-round in it. A row measured alone depends on the machine's state as much as on the nodes: at N = 10 the
  * two cores idle between wake-ups, and the same floor cost 2.9 ms a node-second in one run and 6.3 ms in
  * the next (13:07 and 13:10, 30 November). Side by side, both sizes see the same machine.
  */
@@ -785,6 +800,8 @@ try {
         await Bun.sleep(WAVE_PAUSE_MS);
       }
     }
+    if (n === SIZES.at(-1) && SIZES.length > 1)
+      kept = await spawnNetwork(join(work, "beside"), SIZES[0] as number);
     const startedAt = await Promise.all(children.map((c) => c.started));
     const allUp = Math.max(...startedAt);
     let complete = 0;
@@ -887,7 +904,7 @@ try {
         `   N=${n}: ${seen + 1} of ${n} nodes hold the new version after ${CONVERGE_TIMEOUT_MS / 1000} s`,
       );
     await Bun.sleep(PUBLISH_SETTLE_MS); // the rounds that spread it, over
-    // the smallest network, still running (see `kept`), measured in this same window
+    // the smallest network, started with this one (see `kept`), measured in this same window
     const withKept = n === SIZES.at(-1) && kept.length > 0;
     // side by side, a longer window: at N = 10 a 10 s one holds 100 node-rounds, and one thread's
     // burst (the JIT's) moved the figure by 10%
@@ -950,12 +967,10 @@ try {
     console.log(
       `         N=${n} memory (median): JS heap ${mb(mems.map((m) => m.heapUsed))} MB used of ${mb(mems.map((m) => m.heapTotal))}, external ${mb(mems.map((m) => m.external))} MB; ${median(children.map((c) => sockets(c.proc.pid)))} sockets open`,
     );
-    if (n === SIZES[0] && SIZES.length > 1) {
-      // kept running beside the larger networks: measured again in the largest's window, on the same
-      // machine at the same moment
-      kept = children;
-      children = [];
-    } else await stopAll();
+    await stopAll();
+    for (const c of kept) c.proc.kill("SIGTERM");
+    await Promise.all(kept.map((c) => c.proc.exited));
+    kept = [];
   }
 } finally {
   await stopAll();
