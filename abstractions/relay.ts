@@ -59,6 +59,11 @@ export interface AgentDeps {
   meta: MetaStore;
   /** Whether `id` is a member of this node's clusters (mapped ports are for members only). */
   isMember: (id: string) => boolean;
+  /**
+   * Makes the store's next read ask SQLite whether another connection wrote (it asks by itself at most
+   * every 250 ms): a mapping `p2prc --mp` added just now is seen by the first stream asking for it.
+   */
+  refresh?: () => void;
 }
 
 /** `relays` with the preferred one (`--ra`) first, when it is among them. */
@@ -101,7 +106,13 @@ export async function startRelayAgent(
     logger: ctx.logger.withTag("relay"),
     allowPort,
     mapped: (caller, port) => {
-      const m = readMappings(meta).find((x) => x.port === port);
+      const find = () => readMappings(meta).find((x) => x.port === port);
+      let m = find();
+      // not held: perhaps added by the CLI within the store's last look (a member's stream came at once)
+      if (!m && deps.refresh) {
+        deps.refresh();
+        m = find();
+      }
       const allowed = m?.access === "public" || (caller !== undefined && deps.isMember(caller));
       return allowed ? m?.target : undefined;
     },

@@ -149,7 +149,13 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
             (c) =>
               (c.owner === caller || clusters.isAdmin(caller)) && c.ports.some((p) => p.external === port),
           ),
-      { table, reach, meta: store.meta, isMember: (id) => clusters.isMember(id) },
+      {
+        table,
+        reach,
+        meta: store.meta,
+        isMember: (id) => clusters.isMember(id),
+        refresh: () => store.peers.refresh(),
+      },
     );
     let stopped: Promise<void> | undefined;
     const stop = () => {

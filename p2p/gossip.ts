@@ -67,11 +67,6 @@ export interface GossipDeps {
   fetch?: typeof fetch;
   /** The random source of target choice and sampling; default `Math.random`. */
   random?: core.Random;
-  /**
-   * With more alive peers than this, rounds contact a window of this many in turn, rotated every 4
-   * rounds (core.TryOrder); default POOLED_PEERS (p2p/transport.ts), what Bun's keep-alive pool holds.
-   */
-  contactWindow?: number;
   /** How late this node's event loop runs (ms); default: measured at the round timer (pace.Lateness). */
   lateness?: () => number;
 }
@@ -197,7 +192,8 @@ export class GossipService {
     this.window = new pace.Window(Math.max(1, deps.config.gossipFanout));
     this.probeWindow = new pace.Window(Math.max(1, deps.config.probeConcurrency));
     this.seedPauses = new pace.SeedPauses(this.random);
-    this.order = new core.TryOrder({ limit: deps.contactWindow ?? POOLED_PEERS, rotateEvery: 4 });
+    // more alive peers than Bun's keep-alive pool holds: a window of them in turn (core.TryOrder)
+    this.order = new core.TryOrder({ limit: POOLED_PEERS, rotateEvery: 4 });
     this.introductions = new Introductions({
       clock: deps.clock,
       max: deps.config.maxUnverifiedPeers,
