@@ -86,7 +86,7 @@ test("keepExecutableTrimmed: first after firstMs, then twice the last wait up to
   // a timer fires at its time or later, never earlier: waits of 10, 20, 40, 40 ms at least
   const gaps = at.slice(1).map((t, i) => t - (at[i] as number));
   expect(at[0] as number).toBeGreaterThanOrEqual(9);
-  [20, 40, 40].forEach((ms, i) => expect(gaps[i] as number).toBeGreaterThanOrEqual(ms - 1));
+  for (const [i, ms] of [20, 40, 40].entries()) expect(gaps[i] as number).toBeGreaterThanOrEqual(ms - 1);
   await Bun.sleep(120);
   expect(at.length).toBe(calls);
 });
