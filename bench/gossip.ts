@@ -693,10 +693,9 @@ async function startFloor(n: number, dir: string): Promise<Child[]> {
 async function measureFloor(n: number): Promise<void> {
   // the largest floor with one of the smallest N started with it, measured in the same window
   const beside = n === SIZES.at(-1) && SIZES.length > 1;
-  [children, keptFloor] = await Promise.all([
-    startFloor(n, join(work, `floor${n}`)),
-    beside ? startFloor(SIZES[0] as number, join(work, "floor-beside")) : [],
-  ]);
+  // one after the other: ports are free when found, and taken only when a process listens
+  children = await startFloor(n, join(work, `floor${n}`));
+  keptFloor = beside ? await startFloor(SIZES[0] as number, join(work, "floor-beside")) : [];
   await Bun.sleep(QUICK ? 2000 : 5000);
   const withKept = keptFloor.length > 0;
   const sets = withKept ? [children, keptFloor] : [children];
@@ -800,9 +799,10 @@ try {
         await Bun.sleep(WAVE_PAUSE_MS);
       }
     }
+    const startedAt = await Promise.all(children.map((c) => c.started));
+    // the companion's ports are found once these listen (a port found free is taken only then)
     if (n === SIZES.at(-1) && SIZES.length > 1)
       kept = await spawnNetwork(join(work, "beside"), SIZES[0] as number);
-    const startedAt = await Promise.all(children.map((c) => c.started));
     const allUp = Math.max(...startedAt);
     let complete = 0;
     // P2PRC_GOSSIP_TRACE=1: every 10 s of discovery, how far it got and what it cost
