@@ -259,10 +259,10 @@ if (process.argv.includes("--floor")) {
       .then((r) => r.json())
       .catch(() => {});
   };
-  // a session to every peer first (a node's are open once it has contacted each peer: the window
-  // measures rounds, not handshakes)
   // the peers it contacts: all of them, or the POOLED_PEERS after it (as a node's try order keeps a window
-  // of them: Bun's keep-alive pool holds 64 connections, p2p/transport.ts), so no exchange reconnects
+  // of them: Bun's keep-alive pool holds 64 connections, p2p/transport.ts), so no exchange reconnects; a
+  // session to each first (a node's are open once it has contacted each: the window measures rounds, not
+  // handshakes)
   const contacts = Math.min(n - 1, POOLED_PEERS);
   for (let j = 1; j <= contacts; j++) await post((index + j) % n);
   console.log(JSON.stringify({ warm: true }));
@@ -621,10 +621,17 @@ const within = <T>(p: Promise<T>, ms: number) =>
   Promise.race([p, Bun.sleep(ms).then(() => undefined)]) as Promise<T | undefined>;
 
 let children: Child[] = [];
+/** Stops `cs` and waits for them to exit. */
+const stop = async (cs: Child[]) => {
+  for (const c of cs) c.proc.kill("SIGTERM");
+  await Promise.all(cs.map((c) => c.proc.exited));
+};
+/** Stops every child: the measured ones and the companions beside them (see `kept`, `keptFloor`). */
 const stopAll = async () => {
-  for (const c of children) c.proc.kill("SIGTERM");
-  await Promise.all(children.map((c) => c.proc.exited));
+  await stop([...children, ...kept, ...keptFloor]);
   children = [];
+  kept = [];
+  keptFloor = [];
 };
 process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
 
@@ -666,11 +673,6 @@ const askAll = (cs: Child[], verb: string) =>
   );
 const roundsOf = async (cs: Child[]) => (await askAll(cs, "rounds")).map((m) => Number(m.rounds));
 const statsOf = async (cs: Child[]) => (await askAll(cs, "stats")).map((m) => m.stats as GossipStats);
-/**
- * The floor at N: the same number of processes with a quiet round's traffic (see --floor), measured the
- * same way, just before that N's row (so both see the same machine): what the machine itself costs N
- * processes. Run at the smallest and the largest N.
- */
 /** A network of `n` nodes beside the measured ones (their own seed), once every table is full. */
 async function spawnNetwork(dir: string, n: number): Promise<Child[]> {
   const ports = await freePorts(n, "127.0.0.1");
@@ -690,6 +692,11 @@ async function startFloor(n: number, dir: string): Promise<Child[]> {
   await warm;
   return cs;
 }
+/**
+ * The floor at N: the same number of processes with a quiet round's traffic (see --floor), measured the
+ * same way, just before that N's row: what the machine itself costs N processes. Run at the smallest and
+ * the largest N (with a floor of the smallest beside it).
+ */
 async function measureFloor(n: number): Promise<void> {
   // the largest floor with one of the smallest N started with it, measured in the same window
   const beside = n === SIZES.at(-1) && SIZES.length > 1;
@@ -699,15 +706,16 @@ async function measureFloor(n: number): Promise<void> {
   await Bun.sleep(QUICK ? 2000 : 5000);
   const withKept = keptFloor.length > 0;
   const sets = withKept ? [children, keptFloor] : [children];
-  const before = sets.map(floorSnapshot);
+  // a floor counts no rounds: its figures are per node-second
+  const before = await Promise.all(sets.map((cs) => snapshot(cs, false)));
   await Bun.sleep(WINDOW_MS);
-  const after = sets.map(floorSnapshot);
+  const after = await Promise.all(sets.map((cs) => snapshot(cs, false)));
   sets.forEach((cs, k) => {
-    const a = before[k] as ReturnType<typeof floorSnapshot>;
-    const b = after[k] as ReturnType<typeof floorSnapshot>;
-    const sum = (key: "cpu" | "main") => b[key].reduce((t, x, i) => t + x - (a[key][i] as number), 0);
+    const a = before[k] as Snapshot;
+    const b = after[k] as Snapshot;
+    const { cpu, main } = spent(a, b);
     const seconds = (cs.length * WINDOW_MS) / 1000;
-    const f = { cpuMs: (sum("cpu") / seconds) * 1000, mainMs: (sum("main") / seconds) * 1000 };
+    const f = { cpuMs: (cpu / seconds) * 1000, mainMs: (main / seconds) * 1000 };
     if (k === 0) {
       floors.set(n, f);
       console.log(
@@ -728,15 +736,7 @@ async function measureFloor(n: number): Promise<void> {
     );
   });
   await stopAll();
-  for (const c of keptFloor) c.proc.kill("SIGTERM");
-  await Promise.all(keptFloor.map((c) => c.proc.exited));
-  keptFloor = [];
 }
-const floorSnapshot = (cs: Child[]) => ({
-  cpu: cs.map((c) => cpuSeconds(c.proc.pid)),
-  main: cs.map((c) => cpuSeconds(c.proc.pid, "main")),
-  threads: cs.map((c) => threadSeconds(c.proc.pid)),
-});
 /** A floor of the smallest N, started with the largest floor; both floors' CPU measured in one window. */
 let keptFloor: Child[] = [];
 let floorBeside: { small: number; smallMs: number; largeMs: number } | undefined;
@@ -747,17 +747,21 @@ const floors = new Map<number, { cpuMs: number; mainMs: number }>();
 /**
  * A network of the smallest N, started with the largest (their nodes the same age: the JIT, reluctant by
  * the shipped policy, compiles a node's hot code over minutes) and measured in the same window; both
- * networks' CPU per node-round in it. A row measured alone depends on the machine's state as much as on the nodes: at N = 10 the
- * two cores idle between wake-ups, and the same floor cost 2.9 ms a node-second in one run and 6.3 ms in
- * the next (13:07 and 13:10, 30 November). Side by side, both sizes see the same machine.
+ * networks' CPU per node-round in it. A row measured alone depends on the machine's state as much as on
+ * the nodes: at N = 10 the two cores idle between wake-ups, and the same floor cost 2.9 ms a node-second
+ * in one run and 6.3 ms in the next (13:07 and 13:10, 30 November). Side by side, both sizes see the same
+ * machine.
  */
 let kept: Child[] = [];
 let sideBySide: { small: number; smallMs: number; smallMainMs: number; largeMs: number } | undefined;
-/** What a window's figures are taken from, for each child: CPU (all threads, main thread), rounds, threads. */
-const snapshot = async (cs: Child[]) => ({
+/**
+ * What a window's figures are taken from, for each child: CPU (all threads, main thread), rounds (none
+ * for floors, which count none), threads.
+ */
+const snapshot = async (cs: Child[], rounds = true) => ({
   cpu: cs.map((c) => cpuSeconds(c.proc.pid)),
   main: cs.map((c) => cpuSeconds(c.proc.pid, "main")),
-  rounds: await roundsOf(cs),
+  rounds: rounds ? await roundsOf(cs) : [],
   threads: cs.map((c) => threadSeconds(c.proc.pid)),
 });
 type Snapshot = Awaited<ReturnType<typeof snapshot>>;
@@ -968,14 +972,9 @@ try {
       `         N=${n} memory (median): JS heap ${mb(mems.map((m) => m.heapUsed))} MB used of ${mb(mems.map((m) => m.heapTotal))}, external ${mb(mems.map((m) => m.external))} MB; ${median(children.map((c) => sockets(c.proc.pid)))} sockets open`,
     );
     await stopAll();
-    for (const c of kept) c.proc.kill("SIGTERM");
-    await Promise.all(kept.map((c) => c.proc.exited));
-    kept = [];
   }
 } finally {
   await stopAll();
-  for (const c of [...kept, ...keptFloor]) c.proc.kill("SIGTERM");
-  await Promise.all([...kept, ...keptFloor].map((c) => c.proc.exited));
   rmSync(work, { recursive: true, force: true });
 }
 

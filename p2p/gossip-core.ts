@@ -190,7 +190,11 @@ export class TryOrder {
     const ranked = alive().map((peer) => ({ id: peer.id, lastTried: peer.lastTried, jitter: random() }));
     ranked.sort((a, b) => a.lastTried - b.lastTried || a.jitter - b.jitter);
     this.order = new Set(ranked.map((r) => r.id));
-    for (const id of this.window) if (!this.order.has(id)) this.window.delete(id);
+    for (const id of this.window)
+      if (!this.order.has(id)) {
+        this.window.delete(id);
+        this.fresh.delete(id);
+      }
   }
 
   /**
