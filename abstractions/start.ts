@@ -86,7 +86,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       table,
       clock: ctx.clock,
       logger: ctx.logger,
-      vouched: (id) => clusters.vouches(id),
+      vouched: () => clusters.vouchedIds(),
       selfRecord: () => gossip.selfRecord(),
       changed: () => {
         gossip.refreshSelf().catch(() => undefined);

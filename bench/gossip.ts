@@ -14,8 +14,14 @@
 //      When tables do not fill, it prints where they fall short, what failed, and the least-held nodes'
 //      own side (their table, rounds, seeds and last log lines) against how the others hold them.
 //      Each row also prints its window's exchanges per node-round and the CPU of each thread by name.
+//      P2PRC_GOSSIP_JSPROF=dir: JavaScriptCore's sampling profiler on nodes 1–3 of the largest network
+//      and of the one beside it, over the side-by-side window (self and inclusive samples by function,
+//      a file each; its thread's CPU then counts in the figures: for finding, not for measuring).
 //   I. The same nodes' gossip in one process (real tables on state.db files, in-memory network, no
 //      TLS): CPU per node per round at N = 10, 50, 100, apart from the machine's load and the transport.
+//      It runs under the binary's JIT policy (the Makefile's --compile-jit-policy), as P's nodes do:
+//      interpreted, a pass over the table costs what it costs a node. P2PRC_GOSSIP_JIT=k sets another
+//      (and sets it in P's nodes run from source, P2PRC_GOSSIP_SOURCE=1).
 // Goals: S rounds grow as log N, steady bytes per node flat; P CPU per node per round flat from the
 // smallest N to the largest (ratio ≤ 1.2), N = 100 converges within 5 s, idle RSS with 99 peers ≤ 60 MB.
 // Run: [P2PRC_GOSSIP_PARTS=SIP] node_modules/.bin/bun bench/gossip.ts [--quick] [--no-processes] (--quick: the simulation to
@@ -54,6 +60,7 @@ if (!process.argv.includes("--node") && !process.argv.includes("--floor")) await
 // ---- one node (a child process) -----------------------------------------------------------------
 
 if (process.argv.includes("--node")) {
+  if (process.env.P2PRC_GOSSIP_JIT) Bun.unsafe.setJITPolicy(Number(process.env.P2PRC_GOSSIP_JIT));
   const n = Number(arg("--expect"));
   const logger = memoryLogger();
   const node = await start({
@@ -163,6 +170,34 @@ if (process.argv.includes("--node")) {
             ),
           },
         });
+      } else if (verb === "profile") {
+        // P2PRC_GOSSIP_JSPROF: JavaScriptCore's sampling profiler over the next `a` ms of this node's
+        // JS thread (the steady window), its report written to `b`
+        const { profile } = await import("bun:jsc");
+        const p = await profile(() => Bun.sleep(Number(a)), 100);
+        const self = new Map<string, number>();
+        const incl = new Map<string, number>();
+        const st = p.stackTraces as unknown as {
+          traces: { frames: { name: string; sourceURL?: string; line: number }[] }[];
+        };
+        for (const t of st.traces) {
+          const names = t.frames.map(
+            (f) => `${f.name || "(anon)"} ${(f.sourceURL ?? "").split("/").slice(-2).join("/")}`,
+          );
+          if (names[0]) self.set(names[0], (self.get(names[0]) ?? 0) + 1);
+          for (const nm of new Set(names)) incl.set(nm, (incl.get(nm) ?? 0) + 1);
+        }
+        const top = (m: Map<string, number>) =>
+          [...m]
+            .sort((x, y) => y[1] - x[1])
+            .slice(0, 60)
+            .map(([k, v]) => `${String(v).padStart(6)} ${k}`)
+            .join("\n");
+        await Bun.write(
+          b as string,
+          `samples ${st.traces.length}\nSELF\n${top(self)}\nINCLUSIVE\n${top(incl)}\n`,
+        );
+        say({ profiled: b });
       } else if (verb === "mem") {
         const m = process.memoryUsage();
         say({ mem: { heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external } });
@@ -323,8 +358,10 @@ const inRounds = (n: number) => (QUICK ? 3 : 60 * Math.ceil(100 / n));
 const mainThreadCpu = () =>
   Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8").split(" ")[0]) / 1e9;
 if (PARTS.includes("I")) {
+  const shipped = /--compile-jit-policy=(\d+)/.exec(buildFlags(join(import.meta.dir, "..")).join(" "))?.[1];
+  Bun.unsafe.setJITPolicy(Number(process.env.P2PRC_GOSSIP_JIT ?? shipped ?? 1));
   console.log(
-    "I  gossip in one process: real tables on state.db files, in-memory network, ManualClock; CPU per node per round",
+    "I  gossip in one process: real tables on state.db files, in-memory network, ManualClock, the binary's JIT policy; CPU per node per round",
   );
   console.log(
     "   N     rounds to converge  CPU/node/round  (all threads: with the GC's helpers, which mark one heap holding all N nodes)",
@@ -916,6 +953,14 @@ try {
     const k0 = withKept ? await snapshot(kept) : undefined;
     const w0 = await snapshot(children);
     const s0 = await statsOf(children);
+    if (process.env.P2PRC_GOSSIP_JSPROF) {
+      const out = process.env.P2PRC_GOSSIP_JSPROF;
+      for (const i of [1, 2, 3]) {
+        children[i]?.ask(`profile ${windowMs - 500} ${join(out, `n${n}-${i}.txt`)}`);
+        if (withKept)
+          kept[i]?.ask(`profile ${windowMs - 500} ${join(out, `n${n}-beside-${kept.length}-${i}.txt`)}`);
+      }
+    }
     await Bun.sleep(windowMs);
     const w1 = await snapshot(children);
     const k1 = withKept ? await snapshot(kept) : undefined;

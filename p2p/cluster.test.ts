@@ -529,5 +529,7 @@ describe("vouches()", () => {
     for (const id of [hostId, friend, memberId]) expect(open.vouches(id.nodeId)).toBe(true);
     expect(open.isMember(other.nodeId)).toBe(true); // may use the node
     expect(open.vouches(other.nodeId)).toBe(false); // but its record is not taken on a third party's word
+    // vouchedIds: the same ids, this node's own aside (the reachability check asks among them)
+    expect(open.vouchedIds().sort()).toEqual([friend.nodeId, memberId.nodeId].sort());
   });
 });

@@ -128,6 +128,11 @@ export class ClusterBook {
     return id === this.deps.selfId || this.deps.trusted.includes(id) || this.roles.has(id);
   }
 
+  /** The ids `vouches` is true for, this node's own aside: what a reachability check asks among. */
+  vouchedIds(): string[] {
+    return [...new Set([...this.deps.trusted, ...this.roles.keys()])].filter((id) => id !== this.deps.selfId);
+  }
+
   /** This node's own key, a cluster's host, or a member with role admin: manages every container. */
   isAdmin(id: string): boolean {
     return id === this.deps.selfId || this.roles.get(id) === "admin";

@@ -190,11 +190,14 @@ export class TryOrder {
     const ranked = alive().map((peer) => ({ id: peer.id, lastTried: peer.lastTried, jitter: random() }));
     ranked.sort((a, b) => a.lastTried - b.lastTried || a.jitter - b.jitter);
     this.order = new Set(ranked.map((r) => r.id));
+    let pruned = false;
     for (const id of this.window)
       if (!this.order.has(id)) {
         this.window.delete(id);
         this.fresh.delete(id);
+        pruned = true;
       }
+    if (pruned) this.admitted = this.admitted.filter((id) => this.window.has(id));
   }
 
   /**
@@ -210,7 +213,6 @@ export class TryOrder {
       this.fresh.clear();
       return this.take(this.order, k, usable);
     }
-    this.admitted = this.admitted.filter((id) => this.window.has(id));
     for (const id of this.order) {
       if (this.window.size >= limit) break;
       if (this.window.has(id)) continue;
@@ -249,8 +251,9 @@ export class TryOrder {
       if (c) out.push(c);
       else {
         this.order.delete(id);
-        this.window.delete(id);
         this.fresh.delete(id);
+        // rare (a peer no longer dialable): the window's ids and `admitted` stay the same set
+        if (this.window.delete(id)) this.admitted = this.admitted.filter((x) => x !== id);
       }
     }
     return out;

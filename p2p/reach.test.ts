@@ -1,6 +1,6 @@
 // Reachability (p2p/reach.ts): the decision, whom to ask, the asking side and the dial-back side, with
 // a fake network (a fetch that answers by URL) and a manual clock. The real NAT is test/nat.test.ts.
-import { beforeEach, describe, expect, test } from "bun:test";
+import { beforeEach, describe, expect, spyOn, test } from "bun:test";
 import { generateIdentity, type Identity, isP2prcError, ManualClock, memoryLogger } from "../core/index.ts";
 import { openStore } from "../store/index.ts";
 import { signedRecord } from "./fixtures.ts";
@@ -62,11 +62,27 @@ describe("dialbackCandidates", () => {
     const vouched = new Set(
       [slow, fast, unmeasured, relayed, noAddress].map((p) => p.id.nodeId).concat(self.nodeId),
     );
-    const ids = (max: number) =>
-      dialbackCandidates(table, self.nodeId, (id) => vouched.has(id), max).map((s) => s.record.id);
+    const ids = (max: number) => dialbackCandidates(table, self.nodeId, vouched, max).map((s) => s.record.id);
     expect(ids(10)).toEqual([fast.id.nodeId, slow.id.nodeId, unmeasured.id.nodeId]);
     expect(ids(2)).toEqual([fast.id.nodeId, slow.id.nodeId]);
     expect(ids(10)).not.toContain(stranger.id.nodeId);
+  });
+
+  test("reads the vouched ids' rows only, not the table: a node with nobody to ask checks every second", () => {
+    for (let i = 0; i < 50; i++) peer({ addresses: [{ host: `10.0.1.${i}`, port: 8088 }] }, 1);
+    const friend = peer({ addresses: [{ host: "10.0.2.1", port: 8088 }] }, 3);
+    const live = spyOn(table, "live");
+    const get = spyOn(table, "get");
+    try {
+      const ids = dialbackCandidates(table, self.nodeId, [friend.id.nodeId, "not-held"], 2);
+      expect(ids.map((s) => s.record.id)).toEqual([friend.id.nodeId]);
+      expect(dialbackCandidates(table, self.nodeId, [], 2)).toEqual([]);
+      expect(live).not.toHaveBeenCalled();
+      expect(get.mock.calls.map(([id]) => id)).toEqual([friend.id.nodeId, "not-held"]);
+    } finally {
+      live.mockRestore();
+      get.mockRestore();
+    }
   });
 });
 
@@ -88,7 +104,7 @@ function service(
     mode?: NatMode;
     fetch?: typeof fetch;
     selfRecord?: SignedRecord;
-    vouched?: (id: string) => boolean;
+    vouched?: () => Iterable<string>;
   } & Pick<ReachDeps, "retryMs" | "intervalMs" | "maxConcurrent"> = {},
 ) {
   const changes: ReachState[] = [];
@@ -100,7 +116,7 @@ function service(
     table,
     clock,
     logger: memoryLogger(),
-    vouched: vouched ?? (() => true),
+    vouched: vouched ?? (() => table.live().map((row) => row.id)),
     selfRecord: async () => record,
     changed: (s) => changes.push(s),
     ...rest,
@@ -162,7 +178,7 @@ describe("ReachService: asking", () => {
   test("only vouched-for members are asked, and not while the record names no address", async () => {
     peer({ addresses: [{ host: "10.250.0.2", port: 8088 }] }, 1);
     const net = fakeNet({ "http://10.250.0.2:8088/": () => answer({ reachable: false, address: "" }) });
-    const strangers = service({ fetch: net.fetch, vouched: () => false });
+    const strangers = service({ fetch: net.fetch, vouched: () => [] });
     expect(await strangers.reach.check()).toBe("direct");
     const noAddress = service({ fetch: net.fetch, selfRecord: signedRecord(self, { addresses: [] }) });
     expect(await noAddress.reach.check()).toBe("direct");

@@ -12,6 +12,7 @@ import {
   PeerClient,
   pinnedTls,
 } from "../core/index.ts";
+import type { PeerRow } from "../store/index.ts";
 import { type PeerTable, verifyRecord } from "./table.ts";
 import type { SignedRecord } from "./types.ts";
 
@@ -65,17 +66,23 @@ export function decideReach(mode: NatMode, current: Reach, answers: readonly boo
 
 /**
  * Members to ask for a dial-back, best first: live, vouched for (a member or host of one of this node's
- * clusters, or `trusted`), reached directly themselves and with an address; the lowest latency first.
+ * clusters, or `trusted`: `vouched`, their ids), reached directly themselves and with an address; the
+ * lowest latency first. Only the vouched ids' rows are read, not the table: a node with no member to ask
+ * checks again every second or so, and a pass over 100 rows each time was a cost that grew with the
+ * network (bench/gossip).
  */
 export function dialbackCandidates(
   table: PeerTable,
   selfId: string,
-  vouched: (id: string) => boolean,
+  vouched: Iterable<string>,
   max: number,
 ): SignedRecord[] {
-  return table
-    .live()
-    .filter((row) => row.id !== selfId && row.state === "alive" && vouched(row.id))
+  const rows: PeerRow[] = [];
+  for (const id of vouched) {
+    const row = id === selfId ? undefined : table.get(id);
+    if (row?.state === "alive") rows.push(row);
+  }
+  return rows
     .sort(
       (a, b) =>
         (a.latencyMs ?? Number.POSITIVE_INFINITY) - (b.latencyMs ?? Number.POSITIVE_INFINITY) ||
@@ -94,8 +101,8 @@ export interface ReachDeps {
   table: PeerTable;
   clock: Clock;
   logger: Logger;
-  /** Whom this node asks: nodes it vouches for (ClusterBook.vouches). */
-  vouched: (id: string) => boolean;
+  /** Whom this node asks: the ids of the nodes it vouches for (ClusterBook.vouchedIds). */
+  vouched: () => Iterable<string>;
   /** This node's current signed record (its advertised address is what members dial). */
   selfRecord: () => Promise<SignedRecord>;
   /** Called when the state changed: the composition root re-signs the record (gossip.refreshSelf). */
@@ -190,7 +197,7 @@ export class ReachService {
     if (mode !== "auto") return this.reach;
     const self = await this.deps.selfRecord();
     if (self.record.addresses.length === 0) return this.reach; // nothing to dial yet (not learned)
-    const asked = dialbackCandidates(table, identity.nodeId, vouched, 2);
+    const asked = dialbackCandidates(table, identity.nodeId, vouched(), 2);
     const settled = await Promise.all(asked.map((m) => this.ask(m, self).catch((err: Error) => err)));
     const answers = settled.flatMap((a, i) =>
       a instanceof Error ? [] : [{ by: (asked[i] as SignedRecord).record.id, ...a }],
