@@ -52,6 +52,34 @@ const arg = (name: string) => {
   return i >= 0 ? process.argv[i + 1] : undefined;
 };
 
+/**
+ * Runs `fn` under JavaScriptCore's sampling profiler (every 100 µs) and writes to `out` the functions by
+ * samples, self (at the top of the stack) and inclusive (anywhere in it): P2PRC_GOSSIP_JSPROF.
+ */
+async function profiled(fn: () => Promise<unknown>, out: string): Promise<void> {
+  const { profile } = await import("bun:jsc");
+  const p = await profile(fn, 100);
+  const self = new Map<string, number>();
+  const incl = new Map<string, number>();
+  const st = p.stackTraces as unknown as {
+    traces: { frames: { name: string; sourceURL?: string }[] }[];
+  };
+  for (const t of st.traces) {
+    const names = t.frames.map(
+      (f) => `${f.name || "(anon)"} ${(f.sourceURL ?? "").split("/").slice(-2).join("/")}`,
+    );
+    if (names[0]) self.set(names[0], (self.get(names[0]) ?? 0) + 1);
+    for (const name of new Set(names)) incl.set(name, (incl.get(name) ?? 0) + 1);
+  }
+  const top = (m: Map<string, number>) =>
+    [...m]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 60)
+      .map(([k, v]) => `${String(v).padStart(6)} ${k}`)
+      .join("\n");
+  await Bun.write(out, `samples ${st.traces.length}\nSELF\n${top(self)}\nINCLUSIVE\n${top(incl)}\n`);
+}
+
 // the whole bench runs with the allocator setting of `p2prc --as-server` (cli/allocator.ts): I's nodes
 // share this process, and P's children inherit it; a run whose environment names its own keeps it
 // (MIMALLOC_PURGE_HOLES_MIN_INTERVAL=100: mimalloc's default)
@@ -173,30 +201,7 @@ if (process.argv.includes("--node")) {
       } else if (verb === "profile") {
         // P2PRC_GOSSIP_JSPROF: JavaScriptCore's sampling profiler over the next `a` ms of this node's
         // JS thread (the steady window), its report written to `b`
-        const { profile } = await import("bun:jsc");
-        const p = await profile(() => Bun.sleep(Number(a)), 100);
-        const self = new Map<string, number>();
-        const incl = new Map<string, number>();
-        const st = p.stackTraces as unknown as {
-          traces: { frames: { name: string; sourceURL?: string; line: number }[] }[];
-        };
-        for (const t of st.traces) {
-          const names = t.frames.map(
-            (f) => `${f.name || "(anon)"} ${(f.sourceURL ?? "").split("/").slice(-2).join("/")}`,
-          );
-          if (names[0]) self.set(names[0], (self.get(names[0]) ?? 0) + 1);
-          for (const nm of new Set(names)) incl.set(nm, (incl.get(nm) ?? 0) + 1);
-        }
-        const top = (m: Map<string, number>) =>
-          [...m]
-            .sort((x, y) => y[1] - x[1])
-            .slice(0, 60)
-            .map(([k, v]) => `${String(v).padStart(6)} ${k}`)
-            .join("\n");
-        await Bun.write(
-          b as string,
-          `samples ${st.traces.length}\nSELF\n${top(self)}\nINCLUSIVE\n${top(incl)}\n`,
-        );
+        await profiled(() => Bun.sleep(Number(a)), b as string);
         say({ profiled: b });
       } else if (verb === "mem") {
         const m = process.memoryUsage();
@@ -377,7 +382,13 @@ if (PARTS.includes("I")) {
       const nets = [IN_SIZES[0] as number, ...IN_SIZES].map((n, k) => {
         const net = new Net();
         const nodes = Array.from({ length: n }, (_, i) =>
-          net.add(`node-${i}`, { store: openStore(join(dir, `${k}-${n}-${i}.db`)) }),
+          // the store asks SQLite whether another connection wrote at most every 250 ms of the network's
+          // clock, as a real node does on its own: on the wall clock (rounds of ~0.2 ms, every node's in
+          // turn) a node asked about once every ~100 of its rounds at N = 10 and every ~10 at N = 100, a
+          // cost that grew with N here only
+          net.add(`node-${i}`, {
+            store: openStore(join(dir, `${k}-${n}-${i}.db`), { now: () => net.clock.now() }),
+          }),
         );
         const firstNode = nodes[0] as TestNode;
         for (const node of nodes.slice(1))
@@ -411,13 +422,22 @@ if (PARTS.includes("I")) {
         for (const x of nets) {
           const perWindow = inRounds(x.n);
           // the garbage of the window before (another size's) is collected outside this one
+          // the in-memory network's log of every request (for tests) goes first: kept, it grew with the
+          // rounds a size took to settle (~40,000 bodies at N = 100), and each collection marked it
+          x.net.calls.length = 0;
           Bun.gc(true);
           const cpu0 = process.cpuUsage();
           const main0 = mainThreadCpu();
-          for (let r = 0; r < perWindow; r++) {
-            await x.net.rounds(x.nodes);
-            x.net.clock.advance(1000);
-          }
+          const rounds = async () => {
+            for (let r = 0; r < perWindow; r++) {
+              await x.net.rounds(x.nodes);
+              x.net.clock.advance(1000);
+            }
+          };
+          const jsprof = process.env.P2PRC_GOSSIP_JSPROF;
+          // the profile (for finding): the last window of each size
+          if (jsprof && w === WINDOWS - 1 && x.k > 0) await profiled(rounds, join(jsprof, `i-n${x.n}.txt`));
+          else await rounds();
           const used = process.cpuUsage(cpu0);
           x.windows.push({
             all: (used.user + used.system) / 1000 / (x.n * perWindow),

@@ -58,26 +58,54 @@ describe("joining", () => {
     const nodes = await converged(net);
     const node = nodes[1] as (typeof nodes)[number];
     let reads = 0;
-    const live = node.table.live.bind(node.table);
-    node.table.live = () => {
+    const list = node.store.peers.list.bind(node.store.peers);
+    node.store.peers.list = () => {
       reads++;
-      return live();
+      return list();
     };
     for (let i = 0; i < 10; i++) {
       net.clock.advance(1000);
       await node.gossip.round();
     }
-    // 10 rounds of 1 s: the try order built once (the table is unchanged after), and 2 housekeeping
-    // passes (it was one read per round for the targets before: a cost that grew with N)
-    expect(reads).toBe(3);
-    // a new version in the table (a changed digest): the order is built again, once
+    // 10 rounds of 1 s: the try order built once and the rows nobody can contact found once (the table
+    // is unchanged after; it was one read a round for the targets, then one every 5 s for silent
+    // records: costs that grew with N)
+    expect(reads).toBe(2);
+    // a new version in the table (a changed digest): each is made again, once
     await (nodes[2] as (typeof nodes)[number]).gossip.refreshSelf(true);
-    await net.rounds(nodes, 2);
+    for (let i = 0; i < 5; i++) {
+      net.clock.advance(1000);
+      await net.rounds(nodes);
+    }
     const after = reads;
-    net.clock.advance(1000);
-    await node.gossip.round();
-    expect(after - 3).toBeGreaterThanOrEqual(1);
+    expect(after - 2).toBe(2);
+    for (let i = 0; i < 5; i++) {
+      net.clock.advance(1000);
+      await node.gossip.round();
+    }
     expect(reads - after).toBe(0);
+  });
+
+  test("a record nobody can contact (no address: a client-only node) is dropped once silent for 3 suspect timeouts", async () => {
+    const net = new Net();
+    const nodes = await converged(net);
+    const node = nodes[1] as TestNode;
+    const client = generateIdentity();
+    const from = fixtureRecord(client, { name: "laptop", addresses: [] });
+    await node.gossip.handleExchange({ from, hash: "0".repeat(64) }, "127.0.0.1", client.nodeId);
+    expect(node.table.get(client.nodeId)?.state).toBe("alive");
+    expect(node.table.unreachable()).toEqual([client.nodeId]);
+    for (let i = 0; i < 10; i++) {
+      net.clock.advance(1000);
+      await node.gossip.round();
+    }
+    expect(node.table.get(client.nodeId)?.state).toBe("alive"); // 10 s: within 3 × 5 s
+    for (let i = 0; i < 10; i++) {
+      net.clock.advance(1000);
+      await node.gossip.round();
+    }
+    expect(node.table.get(client.nodeId)?.state).toBe("dead");
+    expect(node.table.unreachable()).toEqual([]);
   });
 
   test("at steady state an exchange is one request with equal hashes: no sync, bytes flat", async () => {

@@ -106,8 +106,9 @@ export function setNodeMetadata(meta: MetaStore, text: string): void {
 /** Tombstones are kept this long so stale copies of a dead node's record cannot come back. */
 const TOMBSTONE_MS = 10 * 60_000;
 /**
- * How often a round also looks at every row for silent records and old tombstones (timeouts of 15 s
- * and more): the other rounds read only what they send, so their cost does not grow with the table.
+ * How often a round also looks for silent records and old tombstones (timeouts of 15 s and more). It
+ * reads only the rows concerned (PeerTable.unreachable, tombstones when there are any); the other rounds
+ * read only what they send, so no round's cost grows with the table.
  */
 const HOUSEKEEPING_MS = 5000;
 
@@ -855,14 +856,17 @@ export class GossipService {
     for (let i = 0; all && i < batches && this.introductions.size > 0; i++) await this.probeIntroduced();
     if (clock.now() - this.housekeptAt >= HOUSEKEEPING_MS) {
       this.housekeptAt = clock.now();
-      // a record nobody can contact cannot be probed: dropped after a while (see core.silentWithoutAddress)
-      for (const row of table.live()) {
-        const record = () => table.recordOf(row)?.record;
+      // a record nobody can contact cannot be probed: dropped after a while (see core.silentWithoutAddress);
+      // only such rows are read (PeerTable.unreachable), not the table
+      for (const id of table.unreachable()) {
+        const row = table.get(id);
+        const record = () => (row ? table.recordOf(row)?.record : undefined);
         if (
-          row.id !== this.nodeId &&
+          row &&
+          row.state !== "dead" &&
           core.silentWithoutAddress(row.lastSeen, record, clock.now(), config.suspectTimeoutMs)
         )
-          this.declareDead(row.id);
+          this.declareDead(id);
       }
       table.purge(TOMBSTONE_MS);
     }

@@ -310,9 +310,38 @@ export class PeerTable {
     return victims.map((r) => r.id);
   }
 
-  /** Drops tombstones older than `ageMs`. */
+  /** Drops tombstones older than `ageMs` (none held: nothing read). */
   purge(ageMs: number): number {
+    if (this.kinds().tombstones === 0) return 0;
     return this.peers.purgeDead(this.clock.now() - ageMs);
+  }
+
+  /**
+   * The live rows (this node's aside) whose record names no address or is relayed: nobody can probe
+   * them (see gossip-core silentWithoutAddress). Read from every row only when an id, a version or a
+   * death changed (the digest's identity), so the gossip round's check every few seconds reads these
+   * rows alone, not the table: a pass over it was a cost that grew with N (bench/gossip).
+   */
+  unreachable(): readonly string[] {
+    return this.kinds().unreachable;
+  }
+
+  private kindsFor: { digest: unknown; unreachable: string[]; tombstones: number } | undefined;
+  private kinds(): { unreachable: string[]; tombstones: number } {
+    const digest = this.peers.digest();
+    if (this.kindsFor?.digest !== digest) {
+      const unreachable: string[] = [];
+      let tombstones = 0;
+      for (const row of this.peers.list()) {
+        if (row.state === "dead") tombstones++;
+        else if (row.id !== this.selfId) {
+          const r = this.recordOf(row)?.record;
+          if (r && (r.addresses.length === 0 || r.reach === "relay")) unreachable.push(row.id);
+        }
+      }
+      this.kindsFor = { digest, unreachable, tombstones };
+    }
+    return this.kindsFor;
   }
 
   /** The table as users see it (`--ls`): live nodes, sorted by latency, this node first. */

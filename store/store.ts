@@ -107,8 +107,12 @@ function migrate(db: Db): void {
   }
 }
 
-/** Opens (creating if needed) the state database at `path` (or ":memory:"), WAL mode, migrated. */
-export function openStore(path: string): Store {
+/**
+ * Opens (creating if needed) the state database at `path` (or ":memory:"), WAL mode, migrated. `now`:
+ * the clock (ms) that paces the peer store's question whether another connection wrote (at most every
+ * 250 ms; default performance.now: bench/gossip's one-process part passes its ManualClock's).
+ */
+export function openStore(path: string, o: { now?: () => number } = {}): Store {
   let db: Db | undefined;
   try {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -221,7 +225,7 @@ export function openStore(path: string): Store {
   };
 
   let open = true;
-  const peers = peerStore(db);
+  const peers = peerStore(db, o.now ? { now: o.now } : {});
   return {
     path,
     meta,
