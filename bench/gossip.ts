@@ -18,7 +18,8 @@
 //      and of the one beside it, over the side-by-side window (self and inclusive samples by function,
 //      a file each; its thread's CPU then counts in the figures: for finding, not for measuring).
 //   I. The same nodes' gossip in one process (real tables on state.db files, in-memory network, no
-//      TLS): CPU per node per round at N = 10, 50, 100, apart from the machine's load and the transport.
+//      TLS): CPU per node per round at N = 10, 50, 100, apart from the machine's load and the transport;
+//      every size runs as many nodes in the process (N = 10: ten networks of 10; see inCopies).
 //      It runs under the binary's JIT policy (the Makefile's --compile-jit-policy), as P's nodes do:
 //      interpreted, a pass over the table costs what it costs a node. P2PRC_GOSSIP_JIT=k sets another
 //      (and sets it in P's nodes run from source, P2PRC_GOSSIP_SOURCE=1).
@@ -349,13 +350,23 @@ if (PARTS.includes("S")) {
 // load and the transport. Nodes seeded from the first; rounds until every table is full, then a window.
 const IN_SIZES = QUICK ? [5, 10] : (process.env.P2PRC_GOSSIP_IN_SIZES ?? "10,50,100").split(",").map(Number);
 /**
- * Rounds per window: whole minutes of the ManualClock (each holds exactly one of each node's write-behind
- * flushes, p2p/table.ts FLUSH_MS), as many as make ~6,000 node-rounds at every N (600 rounds at N = 10,
- * 60 at N = 100). Windows of 1,000 node-rounds (100 rounds at N = 10, 10 at N = 100) held one or two
- * flushes at N = 10 and none in four of five windows at N = 100 (every node's flush falls in the same
- * round there), and lasted ~0.2 s at N = 10: a few of /proc's 10 ms ticks.
+ * How many networks of `n` nodes a size runs in the process: as many as make the largest size's node
+ * count (N = 10: ten networks of 10; N = 100: one), so every size's windows run in a process holding as
+ * many nodes, SQLite files and heaps. One network of 10 against one of 100 compared a process of 10
+ * nodes with one of 100 (100 tables of 100 rows: ten times the memory every round walks through the
+ * caches), which no node of a real network pays (P: a process a node). The same code read 1.26 that way
+ * and 1.15, 1.09 this way (N = 10 alone 0.183 ms a node-round, among 100 nodes 0.212–0.224 ms; N = 100
+ * 0.230–0.244 ms either way).
  */
-const inRounds = (n: number) => (QUICK ? 3 : 60 * Math.ceil(100 / n));
+const inCopies = (n: number) => Math.max(1, Math.round(Math.max(...IN_SIZES) / n));
+/**
+ * Rounds per window: whole minutes of the ManualClock (each holds exactly one of each node's write-behind
+ * flushes, p2p/table.ts FLUSH_MS): one minute, ~6,000 node-rounds at every N with the copies above.
+ * Windows of 1,000 node-rounds (100 rounds at N = 10, 10 at N = 100) held one or two flushes at N = 10
+ * and none in four of five windows at N = 100 (every node's flush falls in the same round there), and
+ * lasted ~0.2 s at N = 10: a few of /proc's 10 ms ticks.
+ */
+const inRounds = (n: number) => (QUICK ? 3 : Math.max(60, 60 * Math.ceil(100 / (n * inCopies(n)))));
 /**
  * CPU seconds of this process's main thread (Linux): gossip's own work, not the GC's helper threads;
  * from schedstat (nanoseconds), not stat's 10 ms ticks.
@@ -369,7 +380,7 @@ if (PARTS.includes("I")) {
     "I  gossip in one process: real tables on state.db files, in-memory network, ManualClock, the binary's JIT policy; CPU per node per round",
   );
   console.log(
-    "   N     rounds to converge  CPU/node/round  (all threads: with the GC's helpers, which mark one heap holding all N nodes)",
+    `   N     rounds to converge  CPU/node/round  (all threads: with the GC's helpers); each size ${Math.max(...IN_SIZES)} nodes in all (a smaller N: as many networks of N)`,
   );
   const inRows: { n: number; ms: number }[] = [];
   {
@@ -380,25 +391,35 @@ if (PARTS.includes("I")) {
       // cost), then the windows interleaved (N = 10, 50, 100, 10, 50, …) so that the machine's load
       // falls on every size alike; the median window of each size
       const nets = [IN_SIZES[0] as number, ...IN_SIZES].map((n, k) => {
-        const net = new Net();
-        const nodes = Array.from({ length: n }, (_, i) =>
-          // the store asks SQLite whether another connection wrote at most every 250 ms of the network's
-          // clock, as a real node does on its own: on the wall clock (rounds of ~0.2 ms, every node's in
-          // turn) a node asked about once every ~100 of its rounds at N = 10 and every ~10 at N = 100, a
-          // cost that grew with N here only
-          net.add(`node-${i}`, {
-            store: openStore(join(dir, `${k}-${n}-${i}.db`), { now: () => net.clock.now() }),
-          }),
-        );
-        const firstNode = nodes[0] as TestNode;
-        for (const node of nodes.slice(1))
-          node.store.peers.addSeed("127.0.0.1", firstNode.port, true, net.clock.now());
-        return { k, n, net, nodes, converge: 0, windows: [] as { all: number; main: number }[] };
+        const groups = Array.from({ length: inCopies(n) }, (_, c) => {
+          const net = new Net();
+          const nodes = Array.from({ length: n }, (_, i) =>
+            // the store asks SQLite whether another connection wrote at most every 250 ms of the
+            // network's clock, as a real node does on its own: on the wall clock (rounds of ~0.2 ms, every
+            // node's in turn) a node asked about once every ~100 of its rounds at N = 10 and every ~10 at
+            // N = 100, a cost that grew with N here only
+            net.add(`node-${i}`, {
+              store: openStore(join(dir, `${k}-${n}-${c}-${i}.db`), { now: () => net.clock.now() }),
+            }),
+          );
+          const firstNode = nodes[0] as TestNode;
+          for (const node of nodes.slice(1))
+            node.store.peers.addSeed("127.0.0.1", firstNode.port, true, net.clock.now());
+          return { net, nodes };
+        });
+        return { k, n, groups, converge: 0, windows: [] as { all: number; main: number }[] };
       });
+      /** One round of every node of every network of a size, then a second of each network's clock. */
+      const roundAll = async (x: (typeof nets)[number]) => {
+        for (const g of x.groups) {
+          await g.net.rounds(g.nodes);
+          g.net.clock.advance(1000);
+        }
+      };
       for (const x of nets) {
-        while (x.converge < 60 && !x.nodes.every((node) => liveIds(node).length === x.n)) {
-          await x.net.rounds(x.nodes);
-          x.net.clock.advance(1000);
+        const full = () => x.groups.every((g) => g.nodes.every((node) => liveIds(node).length === x.n));
+        while (x.converge < 60 && !full()) {
+          await roundAll(x);
           x.converge++;
         }
         // settle: until every node has contacted every peer once (a peer's first latency is written to
@@ -406,33 +427,27 @@ if (PARTS.includes("I")) {
         // the windows at N = 100, where a quiet round's one contact takes ~100 rounds to reach every
         // peer, and not at N = 10), and a few rounds more
         const unmeasured = () =>
-          x.nodes.some((node) =>
-            node.table.live().some((row) => row.id !== node.identity.nodeId && row.latencyMs == null),
+          x.groups.some((g) =>
+            g.nodes.some((node) =>
+              node.table.live().some((row) => row.id !== node.identity.nodeId && row.latencyMs == null),
+            ),
           );
-        for (let r = 0; r < 400 && unmeasured(); r++) {
-          await x.net.rounds(x.nodes);
-          x.net.clock.advance(1000);
-        }
-        for (let r = 0; r < 3; r++) {
-          await x.net.rounds(x.nodes);
-          x.net.clock.advance(1000);
-        }
+        for (let r = 0; r < 400 && unmeasured(); r++) await roundAll(x);
+        for (let r = 0; r < 3; r++) await roundAll(x);
       }
       for (let w = 0; w < WINDOWS; w++) {
         for (const x of nets) {
           const perWindow = inRounds(x.n);
+          const nodeRounds = x.n * x.groups.length * perWindow;
+          // the in-memory networks' logs of every request (for tests) go first: kept, they grew with the
+          // rounds a size took to settle (~40,000 bodies at N = 100), and each collection marked them;
           // the garbage of the window before (another size's) is collected outside this one
-          // the in-memory network's log of every request (for tests) goes first: kept, it grew with the
-          // rounds a size took to settle (~40,000 bodies at N = 100), and each collection marked it
-          x.net.calls.length = 0;
+          for (const g of x.groups) g.net.calls.length = 0;
           Bun.gc(true);
           const cpu0 = process.cpuUsage();
           const main0 = mainThreadCpu();
           const rounds = async () => {
-            for (let r = 0; r < perWindow; r++) {
-              await x.net.rounds(x.nodes);
-              x.net.clock.advance(1000);
-            }
+            for (let r = 0; r < perWindow; r++) await roundAll(x);
           };
           const jsprof = process.env.P2PRC_GOSSIP_JSPROF;
           // the profile (for finding): the last window of each size
@@ -440,14 +455,14 @@ if (PARTS.includes("I")) {
           else await rounds();
           const used = process.cpuUsage(cpu0);
           x.windows.push({
-            all: (used.user + used.system) / 1000 / (x.n * perWindow),
-            main: ((mainThreadCpu() - main0) * 1000) / (x.n * perWindow),
+            all: (used.user + used.system) / 1000 / nodeRounds,
+            main: ((mainThreadCpu() - main0) * 1000) / nodeRounds,
           });
         }
       }
       const mid = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
       for (const x of nets) {
-        for (const node of x.nodes) node.store.close();
+        for (const g of x.groups) for (const node of g.nodes) node.store.close();
         if (x.k === 0) continue;
         const ms = mid(x.windows.map((v) => v.main));
         inRows.push({ n: x.n, ms });
