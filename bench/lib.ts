@@ -98,3 +98,32 @@ export function buildFlags(root: string): string[] {
   if (!line) throw new Error("Makefile has no BUILD_FLAGS line");
   return line.split(/\s+/).filter(Boolean);
 }
+
+/**
+ * Runs `fn` under JavaScriptCore's sampling profiler (every 100 µs) and writes to `out` the functions by
+ * samples, self (at the top of the stack) and inclusive (anywhere in it): bench/gossip's
+ * P2PRC_GOSSIP_JSPROF, bench/signed's P2PRC_SIGNED_JSPROF.
+ */
+export async function profiled(fn: () => Promise<unknown>, out: string): Promise<void> {
+  const { profile } = await import("bun:jsc");
+  const p = await profile(fn, 100);
+  const self = new Map<string, number>();
+  const incl = new Map<string, number>();
+  const st = p.stackTraces as unknown as {
+    traces: { frames: { name: string; sourceURL?: string }[] }[];
+  };
+  for (const t of st.traces) {
+    const names = t.frames.map(
+      (f) => `${f.name || "(anon)"} ${(f.sourceURL ?? "").split("/").slice(-2).join("/")}`,
+    );
+    if (names[0]) self.set(names[0], (self.get(names[0]) ?? 0) + 1);
+    for (const name of new Set(names)) incl.set(name, (incl.get(name) ?? 0) + 1);
+  }
+  const top = (m: Map<string, number>) =>
+    [...m]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 60)
+      .map(([k, v]) => `${String(v).padStart(6)} ${k}`)
+      .join("\n");
+  await Bun.write(out, `samples ${st.traces.length}\nSELF\n${top(self)}\nINCLUSIVE\n${top(incl)}\n`);
+}

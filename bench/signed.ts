@@ -13,7 +13,8 @@
 // the member's rate during the flood within 20% of its rate alone. Printed as ratios, each judged.
 // Run: node_modules/.bin/bun bench/signed.ts [--seconds S] [--side-seconds T] [--warm-seconds W] (S: P's
 // duration, default 60; T: each other measure's, default 10; W: P's warm-up, default 20; a smoke run:
-// --seconds 2 --side-seconds 1). No engine needed (the node runs on FakeEngine).
+// --seconds 2 --side-seconds 1). No engine needed (the node runs on FakeEngine). P2PRC_SIGNED_JSPROF=file: a
+// JS profile of the node from 25 s to 40 s (bench/lib.ts profiled; its sampler slows the node: for finding).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,6 +34,7 @@ import {
 import { FakeEngine } from "../server/engine/fake.ts";
 import { startServerNode } from "../server/index.ts";
 import { openStore } from "../store/index.ts";
+import { profiled } from "./lib.ts";
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(name);
@@ -84,6 +86,10 @@ if (process.argv.includes("--serve")) {
       tls: { certPem: tls.certPem, keyPem: tls.keyPem },
     });
     port = node.port;
+    // P2PRC_SIGNED_JSPROF=file (for finding, not measuring): JavaScriptCore's sampler on this node from
+    // 25 s to 40 s after it listens (within P's window after its warm-up)
+    const out = process.env.P2PRC_SIGNED_JSPROF;
+    if (out) setTimeout(() => void profiled(() => Bun.sleep(15_000), out), 25_000);
   }
   process.on("SIGTERM", () => {
     rmSync(dir, { recursive: true, force: true });
