@@ -297,6 +297,17 @@ describe("try order with a window (more alive peers than a keep-alive pool holds
     expect(left.filter((l) => !l.contactedBefore)).toEqual([]);
   });
 
+  test("rotated every 30 rounds (gossip's ROTATE_MS at 1 s rounds): 19 contacts in 20 find their connection; every peer still comes round", () => {
+    const order = new TryOrder({ limit: 48, rotateEvery: 30 });
+    const rounds = 48 + (100 - 48) * 30 + 50;
+    const { contacts, distances, left } = run(order, rounds);
+    const kept = distances.filter((d) => d < 64).length;
+    expect(kept / distances.length).toBeGreaterThan(0.95);
+    expect(new Set(contacts).size).toBe(100);
+    expect(left.length).toBe(Math.floor(rounds / 30));
+    expect(left.filter((l) => !l.contactedBefore)).toEqual([]);
+  });
+
   test("no window while the alive peers fit in it: every peer once per pass, as before", () => {
     const order = new TryOrder({ limit: 48, rotateEvery: 4 });
     const peersById = new Map(
