@@ -847,7 +847,7 @@ export class GossipService {
     // peers that left the try order's window: not contacted again for a while (core.TryOrder), so
     // their connections make room in the pool for the window's
     for (const id of this.order.left()) {
-      const cert = this.candidate(id)?.record?.cert;
+      const cert = table.record(id)?.record.cert;
       if (transport && cert) transport.release(cert);
     }
     // `--us` (one round, then the table): the nodes the peers introduced are probed in this round too,
@@ -860,12 +860,9 @@ export class GossipService {
       // only such rows are read (PeerTable.unreachable), not the table
       for (const id of table.unreachable()) {
         const row = table.get(id);
-        const record = () => (row ? table.recordOf(row)?.record : undefined);
-        if (
-          row &&
-          row.state !== "dead" &&
-          core.silentWithoutAddress(row.lastSeen, record, clock.now(), config.suspectTimeoutMs)
-        )
+        if (!row || row.state === "dead") continue; // declared dead since the list was made
+        const record = () => table.recordOf(row)?.record;
+        if (core.silentWithoutAddress(row.lastSeen, record, clock.now(), config.suspectTimeoutMs))
           this.declareDead(id);
       }
       table.purge(TOMBSTONE_MS);
