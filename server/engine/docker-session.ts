@@ -27,8 +27,15 @@ export function socketSession(
     write: (data) =>
       new Promise<void>((resolve) => {
         if (closed || socket.destroyed || socket.writableEnded) return resolve();
-        if (socket.write(data)) resolve();
-        else socket.once("drain", () => resolve());
+        if (socket.write(data)) return resolve();
+        // a socket closed while it waits (the session closed, or its machine lost) never drains
+        const done = () => {
+          socket.off("drain", done);
+          socket.off("close", done);
+          resolve();
+        };
+        socket.once("drain", done);
+        socket.once("close", done);
       }),
     endInput: () => {
       if (!closed && !socket.writableEnded) socket.end();

@@ -59,6 +59,12 @@ const NO_ROOM_MS = 5000;
 const MAX_EARLY_ARCHIVE = 16 * 1024 * 1024;
 /** Most time a remove waits for the swarm to take the service's containers away. */
 const REMOVE_WAIT_MS = 15_000;
+/**
+ * How often the machine list is read while a call runs on a machine (an exec, a task agent): a machine the
+ * swarm finds not ready ends them at once, as a machine whose connections are cut but never closed (a
+ * power cut, a partition) would otherwise hold them until their own timeout.
+ */
+export const MACHINE_WATCH_MS = 1000;
 
 type Err = { statusCode?: number; json?: { message?: string } | null };
 const status = (err: unknown) => (err as Err).statusCode;
@@ -77,6 +83,23 @@ export function publishMode(
   return ports === undefined || ports === "auto" ? (hasIpvs() ? "mesh" : "host") : ports;
 }
 
+/** Where a running container is: its machine (swarm node id and name), that machine's engine, the task's container. */
+interface Located {
+  engine: ContainerEngine;
+  nodeId: string;
+  name: string;
+  container: string;
+}
+
+/** The error of a call on a machine that is gone: the container is lost, the node and the swarm are not. */
+function lostOn(at: Located, id: string, why: string, cause?: unknown): P2prcError {
+  return new P2prcError("E_ENGINE_UNAVAILABLE", `swarm machine ${at.name} running container ${id} ${why}`, {
+    field: "container",
+    retryable: true,
+    cause,
+  });
+}
+
 export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine {
   const { host } = options;
   const timeoutMs = options.timeoutMs ?? DEFAULT_ENGINE_TIMEOUT_MS;
@@ -87,7 +110,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
   /** Machine engines by address (the manager's own is `manager`). */
   const machines = new Map<string, ContainerEngine>([[host, manager]]);
   /** Where each running container is (its machine's engine and container id), learnt by locate. */
-  const located = new Map<string, { engine: ContainerEngine; name: string; container: string }>();
+  const located = new Map<string, Located>();
   /** Archives put before a container's first start, extracted into it once it runs. */
   const early = new Map<string, { path: string; tar: Uint8Array }[]>();
   let known: { at: number; nodes: SwarmNode[]; self: string } | undefined;
@@ -269,35 +292,91 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     const task = latestTask(tasks);
     if (!task || (running && !isRunning(task)))
       throw new P2prcError("E_CONFLICT", `container ${id} is not running`);
-    const { engine, name } = await machineEngine(task.NodeID as string);
-    const at = { engine, name, container: task.Status.ContainerStatus?.ContainerID as string };
+    const nodeId = task.NodeID as string;
+    const { engine, name } = await machineEngine(nodeId);
+    const at: Located = {
+      engine,
+      nodeId,
+      name,
+      container: task.Status.ContainerStatus?.ContainerID as string,
+    };
     if (isRunning(task)) located.set(id, at);
     return at;
   };
 
   /**
-   * A call on the machine that runs container `id`. A machine that does not answer has lost the container
-   * for this call (E_ENGINE_UNAVAILABLE on field `container`): the swarm itself still answers, so a batch
-   * runs the task again in a fresh container instead of giving the whole node up.
+   * Calls in flight on each machine (by swarm node id), each told once when the swarm finds its machine not
+   * ready. While there are any, the machine list is read every MACHINE_WATCH_MS (one manager call for all).
+   */
+  const watched = new Map<string, Set<() => void>>();
+  let watchTimer: ReturnType<typeof setTimeout> | undefined;
+  const scheduleWatch = () => {
+    if (watchTimer || watched.size === 0) return;
+    watchTimer = setTimeout(async () => {
+      try {
+        const down = await downNodes(true);
+        for (const [nodeId, told] of watched) {
+          if (!down.has(nodeId)) continue;
+          watched.delete(nodeId);
+          for (const tell of told) tell();
+        }
+      } catch {
+        // the manager does not answer: nothing is known of the machines; asked again next time
+      }
+      watchTimer = undefined;
+      scheduleWatch();
+    }, MACHINE_WATCH_MS);
+    watchTimer.unref?.();
+  };
+  /** Tells `lost` once if machine `nodeId` is found not ready before the returned function is called. */
+  const watch = (nodeId: string, lost: () => void): (() => void) => {
+    const told = watched.get(nodeId) ?? new Set<() => void>();
+    watched.set(nodeId, told);
+    let once = false;
+    const tell = () => {
+      if (once) return;
+      once = true;
+      lost();
+    };
+    told.add(tell);
+    scheduleWatch();
+    return () => {
+      once = true;
+      const set = watched.get(nodeId);
+      set?.delete(tell);
+      if (set?.size === 0) watched.delete(nodeId);
+    };
+  };
+
+  /**
+   * A call on the machine that runs container `id`. A machine that does not answer, or that the swarm
+   * finds not ready while the call runs, has lost the container for this call (E_ENGINE_UNAVAILABLE on
+   * field `container`): the swarm itself still answers, so a batch runs the task again in a fresh
+   * container instead of giving the whole node up.
    */
   const onMachine = async <T>(
     id: string,
     running: boolean,
-    fn: (engine: ContainerEngine, container: string) => Promise<T>,
+    fn: (engine: ContainerEngine, container: string, at: Located) => Promise<T>,
   ): Promise<T> => {
     const at = await locate(id, running);
+    let unwatch = () => {};
+    const lost = new Promise<never>((_, reject) => {
+      unwatch = watch(at.nodeId, () =>
+        reject(lostOn(at, id, "is not ready in the swarm (down or disconnected)")),
+      );
+    });
+    const call = fn(at.engine, at.container, at);
+    call.catch(() => undefined); // a call left behind by a lost machine ends (or fails) on its own
     try {
-      return await fn(at.engine, at.container);
+      return await Promise.race([call, lost]);
     } catch (err) {
       located.delete(id);
-      if (err instanceof P2prcError && err.code === "E_ENGINE_UNAVAILABLE") {
-        throw new P2prcError(
-          "E_ENGINE_UNAVAILABLE",
-          `swarm machine ${at.name} running container ${id} does not answer (${err.message})`,
-          { field: "container", retryable: true, cause: err },
-        );
-      }
+      if (err instanceof P2prcError && err.code === "E_ENGINE_UNAVAILABLE" && err.field !== "container")
+        throw lostOn(at, id, `does not answer (${err.message})`, err);
       throw err;
+    } finally {
+      unwatch();
     }
   };
 
@@ -499,9 +578,31 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
 
     exec: (id, command, opts) => onMachine(id, true, (e, c) => e.exec(c, command, opts)),
     openExec: async (id, command, opts) => {
-      const session = await onMachine(id, true, (e, c) => e.openExec(c, command, opts));
-      // asked of the machine later (a batch task agent's end): a machine gone by then is named as above
-      return { ...session, exitCode: () => onMachine(id, true, () => session.exitCode()) };
+      const { session, at } = await onMachine(id, true, async (e, c, at) => ({
+        session: await e.openExec(c, command, opts),
+        at,
+      }));
+      // a session outlives the call that opened it: a machine lost while it is open closes it (its output
+      // ends), and its exit code is then that machine's loss, not a question to an engine that is gone
+      let lost: P2prcError | undefined;
+      const unwatch = watch(at.nodeId, () => {
+        lost = lostOn(at, id, "is not ready in the swarm (down or disconnected)");
+        located.delete(id);
+        session.close();
+      });
+      return {
+        ...session,
+        exitCode: async () => {
+          if (lost) throw lost;
+          const code = await onMachine(id, true, () => session.exitCode());
+          if (code !== undefined) unwatch();
+          return code;
+        },
+        close: () => {
+          unwatch();
+          session.close();
+        },
+      };
     },
     logs: (id, opts) => onMachine(id, false, (e, c) => e.logs(c, opts)),
     getArchive: (id, path) => onMachine(id, false, (e, c) => e.getArchive(c, path)),

@@ -58,6 +58,12 @@ export interface SwarmLab extends AsyncDisposable {
    * as a power cut would. The swarm finds it down after a few heartbeats (1 s each here).
    */
   kill(machine: string): void;
+  /**
+   * The machine stops answering but closes nothing, as a hung kernel or a cut cable: its engine, containerd,
+   * the shims and every container process are stopped (SIGSTOP). Its connections stay open and silent; the
+   * swarm finds it down after a few heartbeats. `kill` ends it (then `restart` brings it back).
+   */
+  freeze(machine: string): void;
   /** A directory of the lab's (removed by close). */
   dir: string;
   close(): Promise<void>;
@@ -90,10 +96,10 @@ function containerPids(dockerHost: string): number[] {
     .filter((p) => p > 0);
 }
 
-function killAll(pids: number[]): void {
+function killAll(pids: number[], signal: NodeJS.Signals = "SIGKILL"): void {
   for (const pid of pids) {
     try {
-      process.kill(pid, "SIGKILL");
+      process.kill(pid, signal);
     } catch {
       // gone meanwhile
     }
@@ -150,8 +156,32 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
       noNewPrivileges ? ["--no-new-privileges"] : [],
     );
   const docker = (m: string, args: string[]) => sh(["docker", "-H", sock(m), ...args]);
-  const close = nat.removedAtExit(() => removeLab(id));
   const nodeIds = new Map<string, string>();
+  /** Machines frozen (`freeze`), with their containers' pids. */
+  const frozen = new Map<string, number[]>();
+  const kill = (m: string) => {
+    // a frozen engine would not answer `docker ps`: its containers' pids were read before it froze
+    const pids = frozen.get(m) ?? containerPids(sock(m));
+    frozen.delete(m);
+    // the engine first, so an exec it serves breaks rather than reporting the container's death
+    const enginePid = Number(sh(["cat", join(dir, m, "pid")], true).trim());
+    if (enginePid > 0) killAll([enginePid]);
+    killAll(pids);
+    const machinePids = sh(["ip", "netns", "pids", ns(m)], true)
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
+    killAll(machinePids);
+    // dead when this returns: a restart at once would find the old engine's pid file and socket held
+    const all = [enginePid, ...pids, ...machinePids].filter((p) => p > 0);
+    const deadline = Date.now() + 10_000;
+    while (all.some(nat.pidAlive) && Date.now() < deadline) Bun.sleepSync(50);
+  };
+  // a frozen machine is killed first: its engine would answer none of the clean-up's calls
+  const close = nat.removedAtExit(() => {
+    for (const m of [...frozen.keys()]) kill(m);
+    removeLab(id);
+  });
   try {
     sh(["ip", "netns", "add", ns("pub")]);
     sh(["ip", "-n", ns("pub"), "link", "add", "br0", "type", "bridge"]);
@@ -220,18 +250,15 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
       await startMachineEngine(m, o.noNewPrivileges ?? true);
     },
     docker,
-    kill(m) {
+    kill,
+    freeze(m) {
       const pids = containerPids(sock(m));
-      // the engine first, so an exec it serves breaks rather than reporting the container's death
-      const enginePid = Number(sh(["cat", join(dir, m, "pid")], true).trim());
-      if (enginePid > 0) killAll([enginePid]);
-      killAll(pids);
-      killAll(
-        sh(["ip", "netns", "pids", ns(m)], true)
-          .split("\n")
-          .filter(Boolean)
-          .map(Number),
-      );
+      frozen.set(m, pids);
+      const machinePids = sh(["ip", "netns", "pids", ns(m)], true)
+        .split("\n")
+        .filter(Boolean)
+        .map(Number);
+      killAll([...machinePids, ...pids], "SIGSTOP");
     },
     close,
     [Symbol.asyncDispose]: close,
