@@ -120,6 +120,7 @@ export async function start(options: StartOptions = {}): Promise<RunningNode> {
       tls,
       selfRecord: () => gossip.selfRecord(),
       sign: (text) => ctx.identity.sign(text),
+      requestKey: (id) => ctx.identity.requestKey(id, "in"),
       membership: { isMember: (id) => clusters.isMember(id), isAdmin: (id) => clusters.isAdmin(id) },
       images: store.images,
       imageSources: images.sources,

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { canonicalJson } from "./canonical-json.ts";
 import { nodeCrypto } from "./crypto.ts";
 import { P2prcError } from "./errors.ts";
+import { RequestKeys, x25519PrivateOfEd25519 } from "./request-mac.ts";
 
 /** SPKI DER prefix of an Ed25519 public key; the raw 32 key bytes follow it. */
 const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
@@ -18,6 +19,11 @@ export interface Identity {
   sign(data: Uint8Array | string): string;
   /** Ed25519 signature (base64) over the canonical JSON of a value. */
   signJson(value: unknown): string;
+  /**
+   * The request MAC key (core/request-mac.ts) of this node's requests to `peerId` ("out") or of peerId's
+   * requests to this node ("in"). Throws E_IDENTITY for an id with no X25519 form.
+   */
+  requestKey(peerId: string, direction: "out" | "in"): Buffer;
 }
 
 function nodeIdOf(publicKey: KeyObject): string {
@@ -33,7 +39,12 @@ function fromPrivateKey(privateKey: KeyObject): Identity {
     nodeCrypto()
       .sign(null, typeof data === "string" ? Buffer.from(data) : data, privateKey)
       .toString("base64");
-  return { nodeId, publicKeyPem, sign, signJson: (value) => sign(canonicalJson(value)) };
+  let keys: RequestKeys | undefined; // made on first use: most commands never need it
+  const requestKey = (peerId: string, direction: "out" | "in") => {
+    keys ??= new RequestKeys(nodeId, x25519PrivateOfEd25519(privateKey));
+    return direction === "out" ? keys.out(peerId) : keys.in(peerId);
+  };
+  return { nodeId, publicKeyPem, sign, signJson: (value) => sign(canonicalJson(value)), requestKey };
 }
 
 /**

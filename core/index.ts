@@ -50,12 +50,15 @@ export type { RequestAuthResult, SignedHeaders } from "./signing.ts";
 export {
   AUTH_HEADERS,
   canonicalRequest,
+  MAC_V1,
+  macRequestHash,
   parseSignedHeaders,
   STREAMED_BODY_SHA256,
   sha256Hex,
   sha256OfFile,
   signRequest,
   signRequestHash,
+  verifyMacHeaders,
   verifyRequest,
   verifySignedHeaders,
 } from "./signing.ts";

@@ -3,7 +3,7 @@ import { ManualClock } from "./clock.ts";
 import { isP2prcError, P2prcError } from "./errors.ts";
 import { generateIdentity } from "./identity.ts";
 import { fetchTransport, type NodeRef, type NodeTransport, nodeOfUrl, PeerClient } from "./peer-client.ts";
-import { AUTH_HEADERS, verifyRequest } from "./signing.ts";
+import { AUTH_HEADERS, MAC_V1, parseSignedHeaders, verifyMacHeaders, verifyRequest } from "./signing.ts";
 
 const alice = generateIdentity();
 const bob = generateIdentity();
@@ -97,6 +97,87 @@ describe("signing", () => {
     const { sent, transport } = recorder();
     await new PeerClient({ clock: new ManualClock(), transport }).request(node, "/v1/health");
     expect((sent[0] as Sent).init.headers).toEqual({});
+  });
+});
+
+describe("request MACs", () => {
+  /**
+   * Bob as a server would check what the client sent (a signature, or a MAC under his key with alice) and
+   * answer: `says` adds `x-p2prc-auth: mac-v1` to a good signed request's answer; `refuseMacs` 401s a MAC.
+   */
+  function bobServer(o: { says: boolean; refuseMacs?: () => boolean }) {
+    const seen: ("signed" | "mac" | "bad")[] = [];
+    const { sent, transport } = recorder();
+    const checking: NodeTransport = {
+      send: async (n, path, init) => {
+        await transport.send(n, path, init);
+        const headers = init.headers as Record<string, string>;
+        const parsed = parseSignedHeaders({ headers: (h) => headers[h], now: 1_000, skewMs: 30_000 });
+        if (!parsed.ok) throw new Error(parsed.reason);
+        const url = `http://10.0.0.7:8088${path}`;
+        if (parsed.value.mac !== undefined) {
+          if (o.refuseMacs?.())
+            return Response.json({ error: { code: "E_UNAUTHORIZED", message: "bad MAC" } }, { status: 401 });
+          const key = bob.requestKey(parsed.value.nodeId, "in");
+          const ok = verifyMacHeaders(parsed.value, {
+            method: init.method ?? "GET",
+            url,
+            key,
+            selfId: bob.nodeId,
+          }).ok;
+          seen.push(ok ? "mac" : "bad");
+          return Response.json({});
+        }
+        const ok = serverCheck({ node: n, path, init }, 1_000, bob.nodeId).ok;
+        seen.push(ok ? "signed" : "bad");
+        return Response.json({}, { headers: o.says && ok ? { [AUTH_HEADERS.accepts]: MAC_V1 } : {} });
+      },
+    };
+    return {
+      seen,
+      sent,
+      client: new PeerClient({ identity: alice, clock: new ManualClock(1_000), transport: checking }),
+    };
+  }
+
+  test("signed until the node says it takes MACs, then MACs it checks under the two nodes' key", async () => {
+    const bob = bobServer({ says: true });
+    for (let i = 0; i < 3; i++) await bob.client.request(node, "/v1/specs");
+    await bob.client.request(node, "/v1/echo", { method: "POST", json: { n: 1 } });
+    expect(bob.seen).toEqual(["signed", "mac", "mac", "mac"]);
+    const last = bob.sent.at(-1)?.init.headers as Record<string, string>;
+    expect(last[AUTH_HEADERS.signature]).toBeUndefined();
+    expect(last[AUTH_HEADERS.to]).toBe(node.id as string);
+  });
+
+  test("a node that never says so, or whose id is unknown, gets signatures only", async () => {
+    const silent = bobServer({ says: false });
+    for (let i = 0; i < 3; i++) await silent.client.request(node, "/v1/specs");
+    expect(silent.seen).toEqual(["signed", "signed", "signed"]);
+    const { sent, transport } = recorder(() =>
+      Response.json({}, { headers: { [AUTH_HEADERS.accepts]: MAC_V1 } }),
+    );
+    const client = new PeerClient({ identity: alice, clock: new ManualClock(1_000), transport });
+    const anonymous: NodeRef = { address: node.address };
+    for (let i = 0; i < 2; i++) await client.request(anonymous, "/v1/specs");
+    expect(sent.map((s) => (s.init.headers as Record<string, string>)[AUTH_HEADERS.mac])).toEqual([
+      undefined,
+      undefined,
+    ]);
+  });
+
+  test("a MAC refused (401) is sent again signed, once, and the node is signed to until it says so again", async () => {
+    let refuse = true;
+    const bob = bobServer({ says: true, refuseMacs: () => refuse });
+    await bob.client.request(node, "/v1/specs"); // signed; told
+    const res = await bob.client.request(node, "/v1/echo", { method: "POST", json: { n: 2 } });
+    expect(res.status).toBe(200);
+    // the refused MAC is not in `seen` (refused before the check): then the same request signed
+    expect(bob.seen).toEqual(["signed", "signed"]);
+    expect(bob.sent.map((s) => s.path)).toEqual(["/v1/specs", "/v1/echo", "/v1/echo"]);
+    refuse = false;
+    await bob.client.request(node, "/v1/specs");
+    expect(bob.seen).toEqual(["signed", "signed", "mac"]);
   });
 });
 

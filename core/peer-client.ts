@@ -2,7 +2,17 @@ import { type Address, formatAddress, nodeUrl, unbracket } from "./address.ts";
 import type { Clock } from "./clock.ts";
 import { type ErrorCode, P2prcError, wrapError } from "./errors.ts";
 import type { Identity } from "./identity.ts";
-import { STREAMED_BODY_SHA256, signRequest, signRequestHash } from "./signing.ts";
+import {
+  AUTH_HEADERS,
+  MAC_V1,
+  macRequestHash,
+  STREAMED_BODY_SHA256,
+  sha256Hex,
+  signRequestHash,
+} from "./signing.ts";
+
+/** Nodes remembered as taking this client's request MACs; emptied at this many (they sign again first). */
+const MAX_MAC_PEERS = 4096;
 
 /**
  * A node to reach: where it listens and what is known of it. Callers pass this, never a URL string:
@@ -124,6 +134,13 @@ export class PeerClient {
     this.timeoutMs = o.timeoutMs ?? 30_000;
   }
 
+  /**
+   * Nodes (by id) that said they take this client's request MACs (`x-p2prc-auth: mac-v1` on an answer to a
+   * signed request): requests to them carry an HMAC under the two nodes' request key instead of a
+   * signature (core/request-mac.ts; the node checks it for ~2 µs instead of ~50 µs).
+   */
+  private readonly macPeers = new Set<string>();
+
   /** A successful answer (2xx/3xx), its body unread; anything else throws a coded P2prcError. */
   async request(node: NodeRef, path: string, r: PeerRequest = {}): Promise<Response> {
     const method = (r.method ?? "GET").toUpperCase();
@@ -134,25 +151,68 @@ export class PeerClient {
       body = JSON.stringify(r.json);
     }
     const streamed = body instanceof ReadableStream;
+    let contentSha256: string | undefined;
     if (this.o.identity) {
-      // only the path and query are signed: the host part is a placeholder
-      const url = `http://node${path}`;
-      const now = this.o.clock.now();
-      let signed: Record<string, string>;
-      if (body instanceof ReadableStream)
-        signed = signRequestHash(this.o.identity, method, url, STREAMED_BODY_SHA256, now, node.id);
+      if (body instanceof ReadableStream) contentSha256 = STREAMED_BODY_SHA256;
       else if (body instanceof Blob) {
         if (!r.bodySha256) throw new P2prcError("E_INTERNAL", "a Blob body needs its bodySha256");
-        signed = signRequestHash(this.o.identity, method, url, r.bodySha256, now, node.id);
-      } else signed = signRequest(this.o.identity, method, url, body ?? "", now, node.id);
-      Object.assign(headers, signed);
+        contentSha256 = r.bodySha256;
+      } else contentSha256 = sha256Hex(body ?? "");
     }
-    const timeout = AbortSignal.timeout(r.timeoutMs ?? this.timeoutMs);
-    const signal = r.signal ? AbortSignal.any([timeout, r.signal]) : timeout;
-    const init: RequestInit = { method, headers, body, signal };
-    // a stream body goes as it is read (fetch's `duplex: "half"`)
-    if (streamed) Object.assign(init, { duplex: "half" });
-    return this.send(node, path, init, r.signal, timeout);
+    const attempt = async (mac: boolean) => {
+      const sent = { ...headers };
+      if (this.o.identity && contentSha256)
+        Object.assign(sent, this.auth(node, method, path, contentSha256, mac));
+      const timeout = AbortSignal.timeout(r.timeoutMs ?? this.timeoutMs);
+      const signal = r.signal ? AbortSignal.any([timeout, r.signal]) : timeout;
+      const init: RequestInit = { method, headers: sent, body, signal };
+      // a stream body goes as it is read (fetch's `duplex: "half"`)
+      if (streamed) Object.assign(init, { duplex: "half" });
+      return this.send(node, path, init, r.signal, timeout);
+    };
+    const id = node.id;
+    /** Signed; the node's answer may say it takes MACs from now on. */
+    const signed = async () => {
+      const res = await attempt(false);
+      if (id !== undefined && this.o.identity && res.headers.get(AUTH_HEADERS.accepts) === MAC_V1) {
+        if (this.macPeers.size >= MAX_MAC_PEERS) this.macPeers.clear();
+        this.macPeers.add(id);
+      }
+      return res;
+    };
+    if (!this.o.identity || id === undefined || !this.macPeers.has(id)) return signed();
+    try {
+      return await attempt(true);
+    } catch (err) {
+      if (!(err instanceof P2prcError && err.code === "E_UNAUTHORIZED")) throw err;
+      // the node no longer takes them (another version behind its address?): signed until it says so
+      // again, and this request once more signed where its body can be sent again (refused before it ran)
+      this.macPeers.delete(id);
+      if (streamed) throw err;
+      return signed();
+    }
+  }
+
+  /** The auth headers of one request: a MAC for a node that takes them, else a signature. */
+  private auth(
+    node: NodeRef,
+    method: string,
+    path: string,
+    contentSha256: string,
+    mac: boolean,
+  ): Record<string, string> {
+    const identity = this.o.identity as Identity;
+    // only the path and query are signed: the host part is a placeholder
+    const url = `http://node${path}`;
+    const now = this.o.clock.now();
+    if (mac && node.id !== undefined) {
+      try {
+        return macRequestHash(identity, method, url, contentSha256, now, node.id);
+      } catch {
+        this.macPeers.delete(node.id); // an id with no X25519 form: signed
+      }
+    }
+    return signRequestHash(identity, method, url, contentSha256, now, node.id);
   }
 
   /**

@@ -2,6 +2,7 @@ import { open } from "node:fs/promises";
 import { nodeCrypto } from "./crypto.ts";
 import type { Identity } from "./identity.ts";
 import { NODE_ID_RE, verifySignature } from "./identity.ts";
+import { macMatches, requestMac } from "./request-mac.ts";
 
 /** Header names of a signed request (Docs/Security.md). */
 export const AUTH_HEADERS = {
@@ -10,6 +11,10 @@ export const AUTH_HEADERS = {
   nonce: "x-p2prc-nonce",
   contentSha256: "x-p2prc-content-sha256",
   signature: "x-p2prc-signature",
+  /** Instead of the signature: the request's HMAC under the two nodes' request key (core/request-mac.ts). */
+  mac: "x-p2prc-mac",
+  /** On a node's answer to a signed request: `mac-v1` when it takes request MACs from the signer. */
+  accepts: "x-p2prc-auth",
   /** The node the request is for (when the caller knows it): another node refuses it. */
   to: "x-p2prc-to",
 } as const;
@@ -32,6 +37,9 @@ export function canonicalRequest(p: {
   if (p.to !== undefined) lines.push(p.to);
   return lines.join("\n");
 }
+
+/** The value of `x-p2prc-auth` from a node that takes request MACs. */
+export const MAC_V1 = "mac-v1";
 
 /**
  * What a request whose body is streamed signs as its body's SHA-256 (an image push): the body is not
@@ -106,6 +114,41 @@ export function signRequestHash(
   };
 }
 
+/**
+ * Headers that authenticate a request to node `to` with the two nodes' request key (an HMAC-SHA256 of the
+ * same canonical text a signature covers) instead of a signature: for a node that said it takes them
+ * (`x-p2prc-auth: mac-v1` on an answer). Throws E_IDENTITY for an id with no X25519 form.
+ */
+export function macRequestHash(
+  identity: Identity,
+  method: string,
+  url: string,
+  contentSha256: string,
+  now: number,
+  to: string,
+): Record<string, string> {
+  const u = new URL(url);
+  const timestamp = String(now);
+  const nonce = nodeCrypto().randomBytes(16).toString("hex");
+  const text = canonicalRequest({
+    method,
+    path: u.pathname,
+    query: u.search,
+    timestamp,
+    nonce,
+    contentSha256,
+    to,
+  });
+  return {
+    [AUTH_HEADERS.node]: identity.nodeId,
+    [AUTH_HEADERS.timestamp]: timestamp,
+    [AUTH_HEADERS.nonce]: nonce,
+    [AUTH_HEADERS.contentSha256]: contentSha256,
+    [AUTH_HEADERS.mac]: requestMac(identity.requestKey(to, "out"), text),
+    [AUTH_HEADERS.to]: to,
+  };
+}
+
 export type RequestAuthResult =
   | { ok: true; nodeId: string; nonce: string; timestamp: number }
   | { ok: false; reason: string };
@@ -116,7 +159,10 @@ export interface SignedHeaders {
   timestamp: string;
   nonce: string;
   contentSha256: string;
-  signature: string;
+  /** The Ed25519 signature, or undefined when the request carries a MAC instead. */
+  signature: string | undefined;
+  /** The request MAC (64 hex; `to` is then present), or undefined when it is signed. */
+  mac: string | undefined;
   to: string | undefined;
 }
 
@@ -135,12 +181,19 @@ export function parseSignedHeaders(p: {
   const nonce = h(AUTH_HEADERS.nonce);
   const contentSha256 = h(AUTH_HEADERS.contentSha256);
   const signature = h(AUTH_HEADERS.signature);
-  if (!nodeId || !timestamp || !nonce || !contentSha256 || !signature)
+  const mac = h(AUTH_HEADERS.mac);
+  if (!nodeId || !timestamp || !nonce || !contentSha256 || (!signature && !mac))
     return { ok: false, reason: "request is not signed" };
+  if (signature && mac)
+    return { ok: false, reason: `send ${AUTH_HEADERS.signature} or ${AUTH_HEADERS.mac}, not both` };
   if (!NODE_ID_RE.test(nodeId)) return { ok: false, reason: `${AUTH_HEADERS.node}: not a node id` };
   const to = h(AUTH_HEADERS.to);
   if (to !== undefined && !NODE_ID_RE.test(to))
     return { ok: false, reason: `${AUTH_HEADERS.to}: not a node id` };
+  if (mac !== undefined && to === undefined)
+    return { ok: false, reason: `a request with ${AUTH_HEADERS.mac} names its node in ${AUTH_HEADERS.to}` };
+  if (mac !== undefined && !/^[0-9a-f]{64}$/.test(mac))
+    return { ok: false, reason: `${AUTH_HEADERS.mac}: expected 64 hex characters` };
   if (!/^\d{1,16}$/.test(timestamp))
     return { ok: false, reason: `${AUTH_HEADERS.timestamp}: not a timestamp` };
   if (!/^[0-9a-f]{32}$/.test(nonce))
@@ -149,7 +202,10 @@ export function parseSignedHeaders(p: {
     return { ok: false, reason: `${AUTH_HEADERS.contentSha256}: expected 64 hex characters` };
   if (Math.abs(p.now - Number(timestamp)) > p.skewMs)
     return { ok: false, reason: `timestamp outside ±${p.skewMs / 1000} s of this node's clock` };
-  return { ok: true, value: { nodeId, timestamp, nonce, contentSha256, signature, to } };
+  return {
+    ok: true,
+    value: { nodeId, timestamp, nonce, contentSha256, signature: signature || undefined, mac, to },
+  };
 }
 
 /**
@@ -163,9 +219,32 @@ export function verifySignedHeaders(
 ): RequestAuthResult {
   if (p.bodySha256 !== undefined && p.bodySha256 !== s.contentSha256)
     return { ok: false, reason: "body does not match its signed hash" };
-  const u = new URL(p.url);
-  const text = canonicalRequest({
-    method: p.method,
+  if (s.signature === undefined) return { ok: false, reason: "request is not signed" };
+  if (!verifySignature(s.nodeId, signedText(s, p.method, p.url), s.signature))
+    return { ok: false, reason: "bad signature" };
+  return addressed(s, p.selfId);
+}
+
+/**
+ * A request's MAC (`x-p2prc-mac`) under `key`, the request key of its claimed sender to this node
+ * (Identity.requestKey(sender, "in")): the MAC holds and `x-p2prc-to` is `selfId`.
+ */
+export function verifyMacHeaders(
+  s: SignedHeaders,
+  p: { method: string; url: string; key: Buffer; selfId: string },
+): RequestAuthResult {
+  if (s.mac === undefined || s.to === undefined) return { ok: false, reason: "request has no MAC" };
+  // addressed first: another node's MAC is under another key, and would read as a bad one
+  if (s.to !== p.selfId) return { ok: false, reason: "request is addressed to another node (forwarded?)" };
+  if (!macMatches(p.key, signedText(s, p.method, p.url), s.mac)) return { ok: false, reason: "bad MAC" };
+  return addressed(s, p.selfId);
+}
+
+/** The canonical text a request's signature or MAC covers. */
+function signedText(s: SignedHeaders, method: string, url: string): string {
+  const u = new URL(url);
+  return canonicalRequest({
+    method,
     path: u.pathname,
     query: u.search,
     timestamp: s.timestamp,
@@ -173,8 +252,10 @@ export function verifySignedHeaders(
     contentSha256: s.contentSha256,
     to: s.to,
   });
-  if (!verifySignature(s.nodeId, text, s.signature)) return { ok: false, reason: "bad signature" };
-  if (s.to !== undefined && p.selfId !== undefined && s.to !== p.selfId)
+}
+
+function addressed(s: SignedHeaders, selfId: string | undefined): RequestAuthResult {
+  if (s.to !== undefined && selfId !== undefined && s.to !== selfId)
     return { ok: false, reason: "request is addressed to another node (forwarded?)" };
   return { ok: true, nodeId: s.nodeId, nonce: s.nonce, timestamp: Number(s.timestamp) };
 }

@@ -54,6 +54,11 @@ export interface ServerNodeDeps {
   selfRecord?: () => Promise<unknown>;
   /** Signs with the node's key (batch task replies; futures check them). */
   sign?: (text: string) => string;
+  /**
+   * The key of another node's requests to this one (Identity.requestKey(id, "in")): with it the node takes
+   * request MACs besides signatures (server/http/auth.ts).
+   */
+  requestKey?: (nodeId: string) => Buffer;
   /** How often store and engine are reconciled and expired leases removed (default 5 s). */
   reconcileIntervalMs?: number;
   /** The pushed-images table: with it the node takes pushes and shares images with members. */
@@ -123,6 +128,7 @@ export async function startServerNode(deps: ServerNodeDeps): Promise<ServerNode>
         startedAt: deps.clock.now(),
         ratePerMinute: deps.config.memberRequestsPerMinute,
         refusalDelayMs: REFUSAL_DELAY_MS,
+        ...(deps.requestKey ? { requestKey: deps.requestKey } : {}),
       };
   if (deps.config.openNetwork) {
     log.warn("openNetwork is on: any node with a signed request may use this node (see Docs/Security.md)");

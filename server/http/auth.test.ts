@@ -5,11 +5,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hono } from "hono";
 import {
+  AUTH_HEADERS,
   generateIdentity,
+  MAC_V1,
   ManualClock,
+  macRequestHash,
   memoryLogger,
   NonceCache,
   STREAMED_BODY_SHA256,
+  sha256Hex,
   signRequest,
   signRequestHash,
 } from "../../core/index.ts";
@@ -37,6 +41,7 @@ function makeApp(over: Partial<AuthOptions> = {}) {
       maxBodyBytes: 1024,
       maxUploadBytes: 4096,
       spoolDir,
+      requestKey: (id) => self.requestKey(id, "in"),
       ...over,
     }),
   );
@@ -329,5 +334,109 @@ describe("upload slots", () => {
       body: "x",
     });
     expect(own.status).toBe(200);
+  });
+});
+
+describe("request MACs", () => {
+  const macHeaders = (from = member, body = json, to = self.nodeId, at = START) =>
+    macRequestHash(from, "POST", URL_, sha256Hex(body), at, to);
+  const post = (t: ReturnType<typeof makeApp>, headers: Record<string, string>, body = json) =>
+    t.app.request(URL_, { method: "POST", headers, body });
+  const reason = async (res: Response) =>
+    ((await res.json()) as { error: { message: string } }).error.message;
+
+  test("a member's signed request addressed to this node is told it may send MACs; one not addressed is not", async () => {
+    using t = makeApp();
+    const addressed = await post(t, signRequest(member, "POST", URL_, json, START, self.nodeId));
+    expect(addressed.status).toBe(200);
+    expect(addressed.headers.get(AUTH_HEADERS.accepts)).toBe(MAC_V1);
+    const unaddressed = await post(t, signRequest(member, "POST", URL_, json, START));
+    expect(unaddressed.status).toBe(200);
+    expect(unaddressed.headers.get(AUTH_HEADERS.accepts)).toBeNull();
+  });
+
+  test("a member's MAC is taken: the caller is set and its nonce kept (the same request again is a replay)", async () => {
+    const nonces = new NonceCache(30_000);
+    using t = makeApp({ nonces });
+    const headers = macHeaders();
+    const res = await post(t, headers);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { caller: { id: string } }).caller.id).toBe(member.nodeId);
+    expect(res.headers.get(AUTH_HEADERS.accepts)).toBeNull(); // told once, on a signed answer
+    expect(nonces.size).toBe(1);
+    const again = await post(t, headers);
+    expect(again.status).toBe(401);
+    expect(await reason(again)).toContain("replay");
+  });
+
+  test("a MAC under another key (a member's id claimed by someone else) is 401 before the body is read; nothing kept", async () => {
+    const nonces = new NonceCache(30_000);
+    using t = makeApp({ nonces });
+    // the outsider's own key with this node, under the member's name
+    const forged = { ...macHeaders(outsider), [AUTH_HEADERS.node]: member.nodeId };
+    const { stream, state } = counted(enc.encode(json));
+    const res = await t.app.request(URL_, { method: "POST", headers: forged, body: stream });
+    expect(res.status).toBe(401);
+    expect(await reason(res)).toContain("bad MAC");
+    expect(state.pulls).toBe(0);
+    expect(nonces.size).toBe(0);
+    // and a MAC over other content: the nonce changed after it was made
+    const changed = { ...macHeaders(), [AUTH_HEADERS.nonce]: "0".repeat(32) };
+    expect((await post(t, changed)).status).toBe(401);
+  });
+
+  test("a non-member's MAC is 403: no key is computed for it", async () => {
+    const asked: string[] = [];
+    using t = makeApp({
+      requestKey: (id) => {
+        asked.push(id);
+        return self.requestKey(id, "in");
+      },
+    });
+    expect((await post(t, macHeaders(outsider))).status).toBe(403);
+    expect(asked).toEqual([]);
+    expect((await post(t, macHeaders())).status).toBe(200);
+    expect(asked).toEqual([member.nodeId]);
+  });
+
+  test("a MAC for another node, without x-p2prc-to, beside a signature, or over another body is 401", async () => {
+    using t = makeApp();
+    const other = generateIdentity();
+    const forOther = await post(t, macHeaders(member, json, other.nodeId));
+    expect(forOther.status).toBe(401);
+    expect(await reason(forOther)).toContain("addressed to another node");
+    const { [AUTH_HEADERS.to]: _to, ...noTo } = macHeaders();
+    const unaddressed = await post(t, noTo);
+    expect(unaddressed.status).toBe(401);
+    expect(await reason(unaddressed)).toContain(AUTH_HEADERS.to);
+    const both = {
+      ...signRequest(member, "POST", URL_, json, START, self.nodeId),
+      [AUTH_HEADERS.mac]: macHeaders()[AUTH_HEADERS.mac] as string,
+    };
+    expect(await reason(await post(t, both))).toContain("not both");
+    const otherBody = await post(t, macHeaders(), JSON.stringify({ hello: "mallory" }));
+    expect(otherBody.status).toBe(401);
+    expect(await reason(otherBody)).toContain("does not match its signed hash");
+    const malformed = await post(t, { ...macHeaders(), [AUTH_HEADERS.mac]: "zz" });
+    expect(await reason(malformed)).toContain("64 hex");
+  });
+
+  test("a node without request keys takes signatures only and says nothing of MACs", async () => {
+    using t = makeApp({ requestKey: undefined });
+    const mac = await post(t, macHeaders());
+    expect(mac.status).toBe(401);
+    expect(await reason(mac)).toContain("signed requests only");
+    const signed = await post(t, signRequest(member, "POST", URL_, json, START, self.nodeId));
+    expect(signed.status).toBe(200);
+    expect(signed.headers.get(AUTH_HEADERS.accepts)).toBeNull();
+  });
+
+  test("a member whose id gives no key (a low-order point, on an open network) is 401, not a 500", async () => {
+    using t = makeApp({ isMember: () => true });
+    const lowOrder = "00".repeat(32);
+    const headers = { ...macHeaders(), [AUTH_HEADERS.node]: lowOrder };
+    const res = await post(t, headers);
+    expect(res.status).toBe(401);
+    expect(await reason(res)).toContain("no request key");
   });
 });

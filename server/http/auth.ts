@@ -1,12 +1,15 @@
 import type { Context, MiddlewareHandler } from "hono";
 import {
+  AUTH_HEADERS,
   type Clock,
   type Logger,
+  MAC_V1,
   NonceCache,
   P2prcError,
   parseSignedHeaders,
   STREAMED_BODY_SHA256,
   sha256Hex,
+  verifyMacHeaders,
   verifySignedHeaders,
 } from "../../core/index.ts";
 import type { Caller } from "../caller.ts";
@@ -52,6 +55,12 @@ export interface AuthOptions {
   refusalDelayMs?: number;
   /** How a refusal waits (tests count the waits). Default: a timer of real time. */
   holdRefusal?: (ms: number) => Promise<void>;
+  /**
+   * The key of a node's requests to this one (Identity.requestKey(id, "in")): with it, this node takes
+   * request MACs (`x-p2prc-mac`, core/request-mac.ts) and says so on its answers to signed requests
+   * (`x-p2prc-auth: mac-v1`); without it, signatures only.
+   */
+  requestKey?: (nodeId: string) => Buffer;
   /**
    * The replay check's memory (default: a NonceCache of `skewMs`, at most 1,000,000 nonces, ~22 MB):
    * a test passes its own to look at it.
@@ -172,7 +181,23 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
         `node ${h.nodeId.slice(0, 12)}… is not a member of this node's cluster`,
       );
     }
-    const r = verifySignedHeaders(h, { method, url: c.req.url, selfId: o.selfId });
+    let r: ReturnType<typeof verifySignedHeaders>;
+    // a signed request from a node that could send MACs is told it may (on the answer, below)
+    let advertise = false;
+    if (h.mac !== undefined) {
+      if (!o.requestKey)
+        throw unauthenticated(`this node takes signed requests only (${AUTH_HEADERS.signature})`);
+      let key: Buffer;
+      try {
+        key = o.requestKey(h.nodeId);
+      } catch {
+        throw unauthenticated("no request key with this node id; sign the request");
+      }
+      r = verifyMacHeaders(h, { method, url: c.req.url, key, selfId: o.selfId });
+    } else {
+      r = verifySignedHeaders(h, { method, url: c.req.url, selfId: o.selfId });
+      advertise = r.ok && o.requestKey !== undefined && h.to !== undefined;
+    }
     if (!r.ok) throw unauthenticated(r.reason);
     // Only now, for a member whose signature holds, is anything kept for the request (its nonce).
     const seen = nonces.check(r.nodeId, r.nonce, now);
@@ -233,6 +258,13 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AuthEnv> {
     c.set("caller", { id: r.nodeId, admin: o.isAdmin(r.nodeId), operator: r.nodeId === o.selfId });
     try {
       await next();
+      if (advertise) {
+        try {
+          c.res.headers.set(AUTH_HEADERS.accepts, MAC_V1);
+        } catch {
+          // an answer with immutable headers (a proxied one): the caller keeps signing, which works
+        }
+      }
     } finally {
       await spooled?.remove();
       release();
