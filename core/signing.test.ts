@@ -4,7 +4,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateIdentity, loadOrCreateIdentity } from "./identity.ts";
 import { NonceCache } from "./nonces.ts";
-import { AUTH_HEADERS, canonicalRequest, sha256Hex, signRequest, verifyRequest } from "./signing.ts";
+import { requestMac } from "./request-mac.ts";
+import {
+  AUTH_HEADERS,
+  canonicalRequest,
+  macRequestHash,
+  parseSignedHeaders,
+  sha256Hex,
+  signRequest,
+  verifyMacHeaders,
+  verifyRequest,
+} from "./signing.ts";
 
 const alice = generateIdentity();
 const url = "http://127.0.0.1:8088/v1/containers?b=2&a=1";
@@ -195,6 +205,69 @@ describe("signing test vector", () => {
         ...headers,
         [AUTH_HEADERS.nonce]: "",
         [AUTH_HEADERS.signature]: "",
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// The request MAC's wire format, pinned: printed in Docs/Security.md ("Request MACs"). The sender is the
+// signing vector's key (seed 00 … 1f), the receiver the key of seed 20 … 3f; the same request, addressed to it.
+describe("request MAC test vector", () => {
+  const V = {
+    sender:
+      "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f\n-----END PRIVATE KEY-----\n",
+    receiver:
+      "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEICAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/\n-----END PRIVATE KEY-----\n",
+    senderId: "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8",
+    receiverId: "29acbae141bccaf0b22e1a94d34d0bc7361e526d0bfe12c89794bc9322966dd7",
+    key: "124a48a394b79eeba3f771cf5f1fde0c634182a47cc3d0e612fa145984a4f5a9",
+    mac: "cd3279702586f44e1513e0f2252cbc0b0133612c8945a1918bdde94cbf3f1310",
+  };
+
+  test("known keys, the key each side computes, and the MAC of the signing vector's request", () => {
+    const dir = mkdtempSync(join(tmpdir(), "p2prc-mac-vector-"));
+    try {
+      writeFileSync(join(dir, "a.key"), V.sender);
+      writeFileSync(join(dir, "b.key"), V.receiver);
+      const a = loadOrCreateIdentity(join(dir, "a.key"), join(dir, "a.pub"));
+      const b = loadOrCreateIdentity(join(dir, "b.key"), join(dir, "b.pub"));
+      expect([a.nodeId, b.nodeId]).toEqual([V.senderId, V.receiverId]);
+      expect(a.requestKey(b.nodeId, "out").toString("hex")).toBe(V.key);
+      expect(b.requestKey(a.nodeId, "in").toString("hex")).toBe(V.key);
+      const body = '{"image":"busybox","command":["echo","hi"]}';
+      const url = "http://127.0.0.1:8088/v1/containers?b=2&a=1";
+      const text = canonicalRequest({
+        method: "POST",
+        path: "/v1/containers",
+        query: "?b=2&a=1",
+        timestamp: "1767225600000",
+        nonce: "000102030405060708090a0b0c0d0e0f",
+        contentSha256: sha256Hex(body),
+        to: V.receiverId,
+      });
+      expect(requestMac(a.requestKey(b.nodeId, "out"), text)).toBe(V.mac);
+      const headers: Record<string, string> = {
+        [AUTH_HEADERS.node]: V.senderId,
+        [AUTH_HEADERS.timestamp]: "1767225600000",
+        [AUTH_HEADERS.nonce]: "000102030405060708090a0b0c0d0e0f",
+        [AUTH_HEADERS.contentSha256]: sha256Hex(body),
+        [AUTH_HEADERS.to]: V.receiverId,
+        [AUTH_HEADERS.mac]: V.mac,
+      };
+      const parsed = parseSignedHeaders({ headers: (n) => headers[n], now: 1767225600000, skewMs: 30_000 });
+      if (!parsed.ok) throw new Error(parsed.reason);
+      const key = b.requestKey(V.senderId, "in");
+      expect(verifyMacHeaders(parsed.value, { method: "POST", url, key, selfId: V.receiverId }).ok).toBe(
+        true,
+      );
+      // what macRequestHash sends differs only in its fresh nonce (and so MAC)
+      const sent = macRequestHash(a, "POST", url, sha256Hex(body), 1767225600000, V.receiverId);
+      expect({ ...sent, [AUTH_HEADERS.nonce]: "", [AUTH_HEADERS.mac]: "" }).toEqual({
+        ...headers,
+        [AUTH_HEADERS.nonce]: "",
+        [AUTH_HEADERS.mac]: "",
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });

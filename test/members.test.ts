@@ -7,7 +7,19 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import type { RunningNode } from "../abstractions/index.ts";
-import { generateIdentity, type Identity, sha256Hex, signRequest } from "../core/index.ts";
+import {
+  AUTH_HEADERS,
+  fetchTransport,
+  generateIdentity,
+  type Identity,
+  MAC_V1,
+  macRequestHash,
+  nodeOfUrl,
+  PeerClient,
+  sha256Hex,
+  signRequest,
+  systemClock,
+} from "../core/index.ts";
 import { createTar } from "../server/index.ts";
 import { nodeIdentity, p2prcCommand, runCommand, signedFetch, startTestNode, waitFor } from "./support.ts";
 
@@ -206,6 +218,55 @@ function endless(): ReadableStream<Uint8Array> {
     },
   });
 }
+
+describe("request MACs on a running node", () => {
+  test("a member's client signs its first request, is told it may send MACs, and its next ones are MACs served as that member", async () => {
+    const sent: Record<string, string>[] = [];
+    const plain = fetchTransport();
+    const peer = new PeerClient({
+      identity: carol,
+      clock: systemClock,
+      transport: {
+        send: (n, path, init) => {
+          sent.push(init.headers as Record<string, string>);
+          return plain.send(n, path, init);
+        },
+      },
+    });
+    const { node: ref } = nodeOfUrl(node.url, { id: self.nodeId });
+    const first = await peer.request(ref, "/v1/containers");
+    expect(first.headers.get(AUTH_HEADERS.accepts)).toBe(MAC_V1);
+    const made = await peer.json<{ id: string }>(ref, "/v1/containers", {
+      method: "POST",
+      json: { image: "p2prc-test/busybox", command: ["sleep", "60"] },
+    });
+    const listed = await peer.json<{ containers: { id: string; owner: string }[] }>(ref, "/v1/containers");
+    expect(listed.containers.find((c) => c.id === made.id)?.owner).toBe(carol.nodeId);
+    expect(
+      sent.map((h) => (h[AUTH_HEADERS.mac] ? "mac" : h[AUTH_HEADERS.signature] ? "signed" : "none")),
+    ).toEqual(["signed", "mac", "mac"]);
+    // bob cannot see it, by MAC as by signature; an outsider's MAC is refused as its signature is
+    const asBob = macRequestHash(
+      bob,
+      "GET",
+      `${node.url}/v1/containers/${made.id}`,
+      sha256Hex(""),
+      Date.now(),
+      self.nodeId,
+    );
+    expect((await fetch(`${node.url}/v1/containers/${made.id}`, { headers: asBob })).status).toBe(404);
+    const asOutsider = macRequestHash(
+      outsider,
+      "GET",
+      `${node.url}/v1/containers`,
+      sha256Hex(""),
+      Date.now(),
+      self.nodeId,
+    );
+    expect((await fetch(`${node.url}/v1/containers`, { headers: asOutsider })).status).toBe(403);
+    expect((await peer.request(ref, `/v1/containers/${made.id}`, { method: "DELETE" })).status).toBe(200);
+  });
+});
 
 describe("bodies are read only after the signer is known", () => {
   test("an unsigned, an outsider's and a forged request are answered without reading the body", async () => {
