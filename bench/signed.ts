@@ -295,7 +295,7 @@ try {
   await load({
     server: node,
     path: "/v1/specs",
-    seconds: Math.min(WARM_S, 5),
+    seconds: WARM_S,
     identity: member,
     mac: true,
     status: 200,

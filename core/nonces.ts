@@ -77,6 +77,14 @@ export class NumberSet {
 export type NonceUse = "fresh" | "replay" | "full";
 
 /**
+ * Nonces held at most by default (~44 MB): above what one node authenticates in a window. Request MACs
+ * cost the node ~40 µs a request on its one serving thread (bench/signed M), ~25,000 a second, 1,500,000
+ * in the 60 s a nonce is kept at the default skew; at 1,000,000 a single member without a rate limit
+ * filled it in under a minute (429s from then on).
+ */
+export const MAX_NONCES = 2_000_000;
+
+/**
  * Remembers nonces for a window so a captured request cannot be replayed. O(1) per request, memory
  * bounded: nonces are kept in time buckets (one NumberSet of keys per bucket of `windowMs / 4`, the
  * signer in the key), looked up in the few buckets that can still hold one, and a bucket that has aged
@@ -95,7 +103,7 @@ export class NonceCache {
 
   constructor(
     private readonly windowMs: number,
-    readonly maxEntries = 1_000_000,
+    readonly maxEntries = MAX_NONCES,
   ) {
     this.width = Math.max(1, Math.ceil(windowMs / 4));
   }

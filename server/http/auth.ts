@@ -62,7 +62,7 @@ export interface AuthOptions {
    */
   requestKey?: (nodeId: string) => Buffer;
   /**
-   * The replay check's memory (default: a NonceCache of `skewMs`, at most 1,000,000 nonces, ~22 MB):
+   * The replay check's memory (default: a NonceCache of `skewMs`, at most MAX_NONCES, 2,000,000, ~44 MB):
    * a test passes its own to look at it.
    */
   nonces?: NonceCache;
