@@ -267,52 +267,46 @@ console.log(`B' bare Bun.serve TLS, unsigned client:      ${fmt(bPlain.rate)} re
 
 // P: p2prc's cached signed route, for DURATION_S
 const node = await spawnServer("p2prc", member.nodeId);
-let p: Awaited<ReturnType<typeof load>>;
+let p: Sustained;
+let m: Sustained;
 let alone: Awaited<ReturnType<typeof load>>;
 let during: Awaited<ReturnType<typeof load>>;
 let flood: Awaited<ReturnType<typeof load>>;
-let m: Awaited<ReturnType<typeof load>>;
-const rss: number[] = [];
-const mRss: number[] = [];
-let cpu = 0;
-let mCpu = 0;
-try {
-  // warm-up (WARM_S): the window measures the steady state, where decay would show
-  await load({ server: node, path: "/v1/specs", seconds: WARM_S, identity: member, status: 200 });
-  rss.push(rssMb(node.pid));
+
+interface Sustained {
+  run: Awaited<ReturnType<typeof load>>;
+  /** The server's RSS (MB) once a second, from the window's start to its end. */
+  rss: number[];
+  /** The server's CPU per request (µs). */
+  cpuUs: number;
+  /** Rates of the first and last WINDOW_S seconds. */
+  first: number;
+  last: number;
+}
+
+/** The cached route for DURATION_S after a warm-up of WARM_S (the JIT's paths, connections): P or M. */
+async function sustained(mac: boolean): Promise<Sustained> {
+  const base = { server: node, path: "/v1/specs", identity: member, mac, status: 200 };
+  await load({ ...base, seconds: WARM_S });
+  const rss = [rssMb(node.pid)];
   const cpu0 = cpuSeconds(node.pid);
-  p = await load({
-    server: node,
-    path: "/v1/specs",
-    seconds: DURATION_S,
-    identity: member,
-    status: 200,
-    sample: () => rss.push(rssMb(node.pid)),
-  });
-  cpu = cpuSeconds(node.pid) - cpu0;
+  const run = await load({ ...base, seconds: DURATION_S, sample: () => rss.push(rssMb(node.pid)) });
+  const cpu = cpuSeconds(node.pid) - cpu0;
   rss.push(rssMb(node.pid));
-  // M: the same route and client, request MACs instead of signatures (its warm-up: the JIT's paths for it)
-  await load({
-    server: node,
-    path: "/v1/specs",
-    seconds: WARM_S,
-    identity: member,
-    mac: true,
-    status: 200,
-  });
-  mRss.push(rssMb(node.pid));
-  const mCpu0 = cpuSeconds(node.pid);
-  m = await load({
-    server: node,
-    path: "/v1/specs",
-    seconds: DURATION_S,
-    identity: member,
-    mac: true,
-    status: 200,
-    sample: () => mRss.push(rssMb(node.pid)),
-  });
-  mCpu = cpuSeconds(node.pid) - mCpu0;
-  mRss.push(rssMb(node.pid));
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / WINDOW_S;
+  return {
+    run,
+    rss,
+    cpuUs: (cpu / Math.max(1, run.total)) * 1e6,
+    first: mean(run.perSecond.slice(0, WINDOW_S)),
+    last: mean(run.perSecond.slice(-WINDOW_S)),
+  };
+}
+
+try {
+  // every request signed, then (M) the same route and client with request MACs instead
+  p = await sustained(false);
+  m = await sustained(true);
   // F: a member's rate alone, then beside a non-member's flood (half the connections each)
   const half = CONCURRENCY / 2;
   const side = { server: node, path: "/v1/specs", seconds: SIDE_S, concurrency: half };
@@ -325,57 +319,45 @@ try {
 } finally {
   node.stop();
 }
-const pCpuUs = (cpu / Math.max(1, p.total)) * 1e6;
-const mCpuUs = (mCpu / Math.max(1, m.total)) * 1e6;
-const mFirst = m.perSecond.slice(0, WINDOW_S).reduce((a, b) => a + b, 0) / WINDOW_S;
-const mLast = m.perSecond.slice(-WINDOW_S).reduce((a, b) => a + b, 0) / WINDOW_S;
 const vUs = 1e6 / vRate;
-const first = p.perSecond.slice(0, WINDOW_S).reduce((a, b) => a + b, 0) / WINDOW_S;
-const last = p.perSecond.slice(-WINDOW_S).reduce((a, b) => a + b, 0) / WINDOW_S;
+const rssEnds = (r: number[]) => (r.at(-1) ?? 0) / (r[0] ?? 1);
+/** A sustained run's lines after its headline: its rate each second, first and last seconds, RSS. */
+function printSustained(x: Sustained): void {
+  console.log(`   per second: ${x.run.perSecond.join(" ")}`);
+  console.log(
+    `   first ${WINDOW_S} s ${fmt(x.first)} req/s, last ${WINDOW_S} s ${fmt(x.last)} req/s; server RSS ${fmt(x.rss[0] ?? 0)} MB at start, ${fmt(Math.max(...x.rss))} MB at most, ${fmt(x.rss.at(-1) ?? 0)} MB at the end`,
+  );
+}
 console.log(
-  `P  p2prc signed GET /v1/specs (cached):     ${fmt(p.rate)} req/s over ${DURATION_S} s (${p.other} not 200); server CPU ${fmt(pCpuUs)} µs per request`,
+  `P  p2prc signed GET /v1/specs (cached):     ${fmt(p.run.rate)} req/s over ${DURATION_S} s (${p.run.other} not 200); server CPU ${fmt(p.cpuUs)} µs per request`,
 );
 console.log(
-  `   per core of server CPU: ${fmt(1e6 / pCpuUs)} req/s (one verification ${fmt(vUs)} µs; TLS and HTTP alone, as B: ${fmt(bCpuUs)} µs)`,
+  `   per core of server CPU: ${fmt(1e6 / p.cpuUs)} req/s (one verification ${fmt(vUs)} µs; TLS and HTTP alone, as B: ${fmt(bCpuUs)} µs)`,
 );
-console.log(`   per second: ${p.perSecond.join(" ")}`);
+printSustained(p);
 console.log(
-  `   first ${WINDOW_S} s ${fmt(first)} req/s, last ${WINDOW_S} s ${fmt(last)} req/s; server RSS ${fmt(rss[0] ?? 0)} MB at start, ${fmt(Math.max(...rss))} MB at most, ${fmt(rss.at(-1) ?? 0)} MB at the end`,
+  `M  p2prc GET /v1/specs with request MACs: ${fmt(m.run.rate)} req/s over ${DURATION_S} s (${m.run.other} not 200); server CPU ${fmt(m.cpuUs)} µs per request`,
 );
-console.log(
-  `M  p2prc GET /v1/specs with request MACs: ${fmt(m.rate)} req/s over ${DURATION_S} s (${m.other} not 200); server CPU ${fmt(mCpuUs)} µs per request`,
-);
-console.log(`   per second: ${m.perSecond.join(" ")}`);
-console.log(
-  `   first ${WINDOW_S} s ${fmt(mFirst)} req/s, last ${WINDOW_S} s ${fmt(mLast)} req/s; server RSS ${fmt(mRss[0] ?? 0)} MB at start, ${fmt(Math.max(...mRss))} MB at most, ${fmt(mRss.at(-1) ?? 0)} MB at the end`,
-);
+printSustained(m);
 console.log(
   `F  a member alone ${fmt(alone.rate)} req/s; beside a non-member's flood (${fmt(flood.rate)} refusals/s) ${fmt(during.rate)} req/s`,
 );
 
 const ratios: [string, number, boolean][] = [
-  ["P / B (same client), goal ≥ 0.25", p.rate / bSigned.rate, p.rate / bSigned.rate >= 0.25],
-  ["P / B' (unsigned client), for reference", p.rate / bPlain.rate, true],
-  ["last / first (no decay), goal within 10%", last / first, Math.abs(last / first - 1) <= 0.1],
-  ["V / P (every request signed), for reference", vRate / p.rate, true],
+  ["P / B (same client), goal ≥ 0.25", p.run.rate / bSigned.rate, p.run.rate / bSigned.rate >= 0.25],
+  ["P / B' (unsigned client), for reference", p.run.rate / bPlain.rate, true],
+  ["last / first (no decay), goal within 10%", p.last / p.first, Math.abs(p.last / p.first - 1) <= 0.1],
+  ["V / P (every request signed), for reference", vRate / p.run.rate, true],
   // the server alone: its CPU per request against one verification (the client shares the 2 cores, and
   // signs each request: it bounds P above as it bounds B)
-  ["V / P per server core (signed), for reference", pCpuUs / vUs, true],
-  ["(P - B) per server core / V, for reference", (pCpuUs - bCpuUs) / vUs, true],
+  ["V / P per server core (signed), for reference", p.cpuUs / vUs, true],
+  ["(P - B) per server core / V, for reference", (p.cpuUs - bCpuUs) / vUs, true],
   // as members' requests arrive once the node said it takes MACs: the goal's figure
-  ["V / M per server core (MACs), goal ≤ 1.5", mCpuUs / vUs, mCpuUs / vUs <= 1.5],
-  ["M / B (B's client signs; M's MACs), for reference", m.rate / bSigned.rate, true],
-  ["M last / first (no decay), goal within 10%", mLast / mFirst, Math.abs(mLast / mFirst - 1) <= 0.1],
-  [
-    "M RSS end / start, goal ≤ 1.2",
-    (mRss.at(-1) ?? 0) / (mRss[0] ?? 1),
-    (mRss.at(-1) ?? 0) / (mRss[0] ?? 1) <= 1.2,
-  ],
-  [
-    "RSS end / start, goal ≤ 1.2",
-    (rss.at(-1) ?? 0) / (rss[0] ?? 1),
-    (rss.at(-1) ?? 0) / (rss[0] ?? 1) <= 1.2,
-  ],
+  ["V / M per server core (MACs), goal ≤ 1.5", m.cpuUs / vUs, m.cpuUs / vUs <= 1.5],
+  ["M / B (B's client signs; M's MACs), for reference", m.run.rate / bSigned.rate, true],
+  ["M last / first (no decay), goal within 10%", m.last / m.first, Math.abs(m.last / m.first - 1) <= 0.1],
+  ["M RSS end / start, goal ≤ 1.2", rssEnds(m.rss), rssEnds(m.rss) <= 1.2],
+  ["RSS end / start, goal ≤ 1.2", rssEnds(p.rss), rssEnds(p.rss) <= 1.2],
   ["member during flood / alone, goal ≥ 0.8", during.rate / alone.rate, during.rate / alone.rate >= 0.8],
 ];
 for (const [what, r, ok] of ratios)
