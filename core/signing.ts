@@ -98,20 +98,9 @@ export function signRequestHash(
   now = Date.now(),
   to?: string,
 ): Record<string, string> {
-  const u = new URL(url);
-  const timestamp = String(now);
-  const nonce = nodeCrypto().randomBytes(16).toString("hex");
-  const signature = identity.sign(
-    canonicalRequest({ method, path: u.pathname, query: u.search, timestamp, nonce, contentSha256, to }),
+  return authHeaders(identity, method, url, contentSha256, now, to, AUTH_HEADERS.signature, (text) =>
+    identity.sign(text),
   );
-  return {
-    [AUTH_HEADERS.node]: identity.nodeId,
-    [AUTH_HEADERS.timestamp]: timestamp,
-    [AUTH_HEADERS.nonce]: nonce,
-    [AUTH_HEADERS.contentSha256]: contentSha256,
-    [AUTH_HEADERS.signature]: signature,
-    ...(to ? { [AUTH_HEADERS.to]: to } : {}),
-  };
 }
 
 /**
@@ -126,6 +115,25 @@ export function macRequestHash(
   contentSha256: string,
   now: number,
   to: string,
+): Record<string, string> {
+  return authHeaders(identity, method, url, contentSha256, now, to, AUTH_HEADERS.mac, (text) =>
+    requestMac(identity.requestKey(to, "out"), text),
+  );
+}
+
+/**
+ * The headers of an authenticated request: a fresh nonce, the canonical text over it, and `proof` of that
+ * text (a signature or a MAC) under the header `proofHeader`; `x-p2prc-to` when the node is named.
+ */
+function authHeaders(
+  identity: Identity,
+  method: string,
+  url: string,
+  contentSha256: string,
+  now: number,
+  to: string | undefined,
+  proofHeader: string,
+  proof: (text: string) => string,
 ): Record<string, string> {
   const u = new URL(url);
   const timestamp = String(now);
@@ -144,8 +152,8 @@ export function macRequestHash(
     [AUTH_HEADERS.timestamp]: timestamp,
     [AUTH_HEADERS.nonce]: nonce,
     [AUTH_HEADERS.contentSha256]: contentSha256,
-    [AUTH_HEADERS.mac]: requestMac(identity.requestKey(to, "out"), text),
-    [AUTH_HEADERS.to]: to,
+    [proofHeader]: proof(text),
+    ...(to ? { [AUTH_HEADERS.to]: to } : {}),
   };
 }
 

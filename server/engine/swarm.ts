@@ -91,6 +91,9 @@ interface Located {
   container: string;
 }
 
+/** Why a call on a machine the swarm finds not ready failed (lostOn's `why`). */
+const NOT_READY = "is not ready in the swarm (down or disconnected)";
+
 /** The error of a call on a machine that is gone: the container is lost, the node and the swarm are not. */
 function lostOn(at: Located, id: string, why: string, cause?: unknown): P2prcError {
   return new P2prcError("E_ENGINE_UNAVAILABLE", `swarm machine ${at.name} running container ${id} ${why}`, {
@@ -362,9 +365,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
     const at = await locate(id, running);
     let unwatch = () => {};
     const lost = new Promise<never>((_, reject) => {
-      unwatch = watch(at.nodeId, () =>
-        reject(lostOn(at, id, "is not ready in the swarm (down or disconnected)")),
-      );
+      unwatch = watch(at.nodeId, () => reject(lostOn(at, id, NOT_READY)));
     });
     const call = fn(at.engine, at.container, at);
     call.catch(() => undefined); // a call left behind by a lost machine ends (or fails) on its own
@@ -586,7 +587,7 @@ export function createSwarmEngine(options: SwarmEngineOptions): ContainerEngine 
       // ends), and its exit code is then that machine's loss, not a question to an engine that is gone
       let lost: P2prcError | undefined;
       const unwatch = watch(at.nodeId, () => {
-        lost = lostOn(at, id, "is not ready in the swarm (down or disconnected)");
+        lost = lostOn(at, id, NOT_READY);
         located.delete(id);
         session.close();
       });
