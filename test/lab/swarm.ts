@@ -157,6 +157,12 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
     );
   const docker = (m: string, args: string[]) => sh(["docker", "-H", sock(m), ...args]);
   const nodeIds = new Map<string, string>();
+  /** Every process in a machine's namespace (its engine, containerd, the shims; not its containers). */
+  const namespacePids = (m: string) =>
+    sh(["ip", "netns", "pids", ns(m)], true)
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
   /** Machines frozen (`freeze`), with their containers' pids. */
   const frozen = new Map<string, number[]>();
   const kill = (m: string) => {
@@ -167,10 +173,7 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
     const enginePid = Number(sh(["cat", join(dir, m, "pid")], true).trim());
     if (enginePid > 0) killAll([enginePid]);
     killAll(pids);
-    const machinePids = sh(["ip", "netns", "pids", ns(m)], true)
-      .split("\n")
-      .filter(Boolean)
-      .map(Number);
+    const machinePids = namespacePids(m);
     killAll(machinePids);
     // dead when this returns: a restart at once would find the old engine's pid file and socket held
     const all = [enginePid, ...pids, ...machinePids].filter((p) => p > 0);
@@ -254,10 +257,7 @@ export async function startSwarmLab(o: { workers?: number; images?: string[] } =
     freeze(m) {
       const pids = containerPids(sock(m));
       frozen.set(m, pids);
-      const machinePids = sh(["ip", "netns", "pids", ns(m)], true)
-        .split("\n")
-        .filter(Boolean)
-        .map(Number);
+      const machinePids = namespacePids(m);
       killAll([...machinePids, ...pids], "SIGSTOP");
     },
     close,
