@@ -16,7 +16,7 @@
 // for reference); RSS flat; the member's rate during the flood within 20% of its rate alone. Printed as
 // ratios, each judged.
 // Run: node_modules/.bin/bun bench/signed.ts [--seconds S] [--side-seconds T] [--warm-seconds W] (S: P's
-// duration, default 60; T: each other measure's, default 10; W: P's warm-up, default 20; a smoke run:
+// duration, default 60; T: each other measure's, default 10; W: P's and M's warm-up, default 60; a smoke run:
 // --seconds 2 --side-seconds 1). No engine needed (the node runs on FakeEngine). P2PRC_SIGNED_JSPROF=file: a
 // JS profile of the node from 25 s to 40 s (bench/lib.ts profiled; its sampler slows the node: for finding).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -114,10 +114,15 @@ const DURATION_S = Number(arg("--seconds") ?? 60);
 const SHORT = DURATION_S < 20;
 const SIDE_S = Number(arg("--side-seconds") ?? (SHORT ? 2 : 10));
 /**
- * P's warm-up before its 60 s window: connections and the JIT's later tiers in both processes. In the last
- * quiet run with a 5 s warm-up the rate stepped up once, 11 s into the window, and held: a start, not decay.
+ * The warm-up before P's and M's windows: connections and the JIT's later tiers in both processes, and as
+ * long as the node keeps a nonce (2 × requestSkewSeconds, 60 s by default), so that a window starts with
+ * the replay memory at its steady state: it holds that long's nonces by design, and filling it is not the
+ * growth "RSS flat" looks for. With 20 s, M's RSS rose 1.10–1.24 in its window as its ~22,000 nonces a
+ * second filled the cache; in one run with a 5 s warm-up the rate stepped up once, 11 s into the window.
  */
-const WARM_S = Number(arg("--warm-seconds") ?? (SHORT ? 1 : 20));
+const WARM_S = Number(
+  arg("--warm-seconds") ?? (SHORT ? 1 : 2 * defaultConfig("signed-bench").requestSkewSeconds),
+);
 const CONCURRENCY = 16;
 const WINDOW_S = Math.min(5, Math.max(1, Math.floor(DURATION_S / 3)));
 
